@@ -1,0 +1,70 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Myelin: a Matrix homeserver. Module map and rules: ../shared/ARCHITECTURE.md.
+// Dependencies point one way: App -> Actors -> Persistence -> Matrix, App -> Transport.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Myelin",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "myelin", targets: ["App"]),
+        .executable(name: "myelin-bench", targets: ["MyelinBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // System libraries (Debian -dev packages; `make deps` installs them).
+        .systemLibrary(name: "CLibUV", path: "Sources/CLibUV", pkgConfig: "libuv",
+                       providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium",
+                       providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CPostgres", path: "Sources/CPostgres", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
+                       providers: [.apt(["libssl-dev"])]),
+        // llhttp compiled from the C sources of Debian's node-llhttp (symlinks, never copies),
+        // plus a small C shim that records a request's spans without a Swift call per callback.
+        .target(name: "CLLHTTP", path: "Sources/CLLHTTP",
+                cSettings: [.unsafeFlags(["-O2"])]),
+
+        .target(name: "Transport",
+                dependencies: ["CLibUV", "CLLHTTP", "COpenSSL",
+                               .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strict),
+        .target(name: "Matrix", dependencies: ["CSodium"], swiftSettings: strict),
+        .target(name: "Persistence",
+                dependencies: ["Matrix", "CSQLite", "CPostgres",
+                               .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strict),
+        .target(name: "Actors",
+                dependencies: ["Matrix", "Persistence",
+                               .product(name: "Logging", package: "swift-log")],
+                swiftSettings: strict),
+        .executableTarget(name: "App",
+                          dependencies: ["Transport", "Matrix", "Persistence", "Actors",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Logging", package: "swift-log"),
+                                         .product(name: "Yams", package: "Yams")],
+                          swiftSettings: strict),
+        .executableTarget(name: "MyelinBench",
+                          dependencies: ["Transport",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          path: "bench/MyelinBench",
+                          swiftSettings: strict),
+
+        .testTarget(name: "TransportTests", dependencies: ["Transport"], swiftSettings: strict),
+        .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),
+        .testTarget(name: "PersistenceTests", dependencies: ["Persistence"], swiftSettings: strict),
+        .testTarget(name: "ActorsTests", dependencies: ["Actors"], swiftSettings: strict),
+        .testTarget(name: "AppTests", dependencies: ["App", "Transport"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,3 @@
+// The Actors module: Registry, RoomActor, SessionActor, NotifierActor.
+import Matrix
+import Persistence

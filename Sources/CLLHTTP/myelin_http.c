@@ -1,0 +1,1 @@
+#include "myelin_http.h"

@@ -1,0 +1,4 @@
+import Testing
+@testable import Actors
+
+@Test func actorsModuleLoads() { #expect(Bool(true)) }

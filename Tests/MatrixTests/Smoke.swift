@@ -1,0 +1,4 @@
+import Testing
+@testable import Matrix
+
+@Test func matrixModuleLoads() { #expect(Bool(true)) }

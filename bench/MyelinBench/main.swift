@@ -1,0 +1,1 @@
+print("myelin-bench")
