@@ -1,0 +1,657 @@
+import CLibUV
+import CLLHTTP
+import Glibc
+
+/// One accepted TCP connection: its parser, the requests parsed from it, and its output.
+///
+/// Threading: owned by its loop's thread. Requests leave it as `HTTPRequest` values with
+/// `(connection id, sequence)`; responses come back through `LoopActor.deliver`, which looks
+/// the connection up again (it may have closed meanwhile).
+final class Connection {
+    enum ParseState { case betweenMessages, head, body }
+
+    /// A request parsed from the wire and not yet answered.
+    struct Pending {
+        var request: HTTPRequest
+        var sequence: UInt64
+        var keepAlive: Bool
+        var isHead: Bool
+        /// For buffered bodies: true once the whole body has arrived.
+        var complete: Bool
+    }
+
+    unowned let loop: EventLoop
+    let id: UInt64
+    let tcp: UnsafeMutablePointer<uv_tcp_t>
+    var stream: UnsafeMutablePointer<uv_stream_t> { UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self) }
+    let parser: UnsafeMutablePointer<myelin_http>
+    var admitted = true
+    var closing = false
+    var reading = false
+    var remoteAddress = ""
+
+    var parseState = ParseState.betweenMessages
+    /// Loop time (ms) at which the current phase times out; 0 when none applies.
+    var deadline: UInt64 = 0
+    var pending: [Pending] = []
+    var inFlight: UInt64? = nil
+    var nextSequence: UInt64 = 0
+    // The message being parsed.
+    var bodyLimit = 0
+    var bodyBytes: [UInt8] = []
+    var bodyCount = 0
+    var bodyStream: RequestBodyStream?
+    var currentIsStreamed = false
+    var rejected = false
+    /// Input kept while the parser is paused (too many pipelined requests).
+    var pausedInput: [UInt8] = []
+    var parserPaused = false
+    var readPausedByBody = false
+
+    // Output.
+    var output: [UInt8] = []
+    var writesInFlight = 0
+    var closeAfterWrite = false
+    var isDirty = false
+    var streamingSequence: UInt64? = nil
+    var streamingChunked = false
+    var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    var backlog: Int { output.count + writeBacklog }
+    var writeBacklog = 0
+
+    init(loop: EventLoop, id: UInt64) {
+        self.loop = loop
+        self.id = id
+        tcp = .allocate(capacity: 1)
+        uv_tcp_init(loop.uv, tcp)
+        parser = .allocate(capacity: 1)
+        myelin_http_init(parser, UInt32(loop.server.configuration.maxHeaderBytes), nil)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        tcp.pointee.data = me
+        parser.pointee.context = me
+    }
+
+    deinit {
+        myelin_http_release(parser)
+        parser.deallocate()
+    }
+
+    var configuration: TransportConfiguration { loop.server.configuration }
+
+    func start() {
+        uv_tcp_nodelay(tcp, 1)
+        remoteAddress = peerAddress()
+        deadline = uv_now(loop.uv) + configuration.headerReadTimeoutMs
+        startReading()
+    }
+
+    private func peerAddress() -> String {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getpeername(tcp, $0, &length) }
+        }
+        guard rc == 0 else { return "" }
+        var buffer = [CChar](repeating: 0, count: 64)
+        if storage.ss_family == sa_family_t(AF_INET) {
+            withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { _ = uv_ip4_name($0, &buffer, 64) }
+            }
+        } else {
+            withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { _ = uv_ip6_name($0, &buffer, 64) }
+            }
+        }
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    // MARK: Reading
+
+    func startReading() {
+        guard !reading, !closing else { return }
+        reading = true
+        uv_read_start(stream, { handle, _, buf in
+            let connection = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            buf!.pointee.base = connection.loop.readBuffer
+            buf!.pointee.len = connection.loop.readBufferSize
+        }, { handle, nread, buf in
+            let connection = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            if nread > 0 {
+                connection.received(UnsafeRawBufferPointer(start: buf!.pointee.base, count: nread))
+            } else if nread < 0 {
+                connection.peerClosed()
+            }
+        })
+    }
+
+    func stopReading() {
+        guard reading else { return }
+        reading = false
+        uv_read_stop(stream)
+    }
+
+    private func received(_ bytes: UnsafeRawBufferPointer) {
+        guard !closing else { return }
+        if parserPaused {
+            pausedInput.append(contentsOf: bytes)
+            stopReading()
+            return
+        }
+        feed(bytes)
+    }
+
+    private func feed(_ bytes: UnsafeRawBufferPointer) {
+        let base = bytes.baseAddress!.assumingMemoryBound(to: CChar.self)
+        let rc = myelin_http_execute(parser, base, bytes.count)
+        if rc == Int32(HPE_OK.rawValue) { return }
+        if rc == Int32(HPE_PAUSED.rawValue) {
+            let position = myelin_http_error_pos(parser)!
+            let consumed = base.distance(to: position)
+            pausedInput = Array(bytes[consumed...])
+            parserPaused = true
+            stopReading()
+            return
+        }
+        parseFailed(rc)
+    }
+
+    private func parseFailed(_ rc: Int32) {
+        stopReading()
+        if rejected { return }  // a head or body callback already queued the answer
+        let error: TransportError
+        if parser.pointee.error == UInt8(MYELIN_HTTP_HEAD_TOO_LARGE.rawValue) ||
+            parser.pointee.error == UInt8(MYELIN_HTTP_TOO_MANY_HEADERS.rawValue) {
+            error = .headersTooLarge
+        } else {
+            let reason = myelin_http_error_reason(parser).map { String(cString: $0) } ?? "malformed request"
+            error = .badRequest(reason)
+        }
+        reject(error)
+    }
+
+    /// Answers `error` after the responses already owed, then closes.
+    func reject(_ error: TransportError) {
+        rejected = true
+        stopReading()
+        deadline = 0
+        bodyStream?.finish(error == .bodyTooLarge ? .tooLarge : .connectionClosed)
+        bodyStream = nil
+        pending.removeAll { !$0.complete }  // a buffered request whose body will never complete
+        let response = loop.server.responder.errorResponse(error)
+        let sequence = nextSequence
+        nextSequence += 1
+        var request = HTTPRequest(head: HTTPRequestHead(method: .get, target: "/"))
+        request.remoteAddress = remoteAddress
+        pending.append(Pending(request: request, sequence: sequence, keepAlive: false, isHead: false, complete: true))
+        rejectedResponses[sequence] = response
+        dispatchNext()
+    }
+
+    /// Error answers waiting their turn behind earlier requests.
+    var rejectedResponses: [UInt64: HTTPResponse] = [:]
+
+    private func peerClosed() {
+        stopReading()
+        if let bodyStream {
+            bodyStream.finish(.connectionClosed)
+            self.bodyStream = nil
+        }
+        // Nothing more will come: answer what was parsed if the peer only half-closed, but a
+        // vanished peer cannot read it, so close now.
+        close()
+    }
+
+    // MARK: Parser callbacks (loop thread, inside myelin_http_execute)
+
+    func messageBegan() {
+        parseState = .head
+        deadline = uv_now(loop.uv) + configuration.headerReadTimeoutMs
+    }
+
+    func headComplete() -> Int32 {
+        let p = parser.pointee
+        let arena = p.arena!
+        func text(_ offset: UInt32, _ length: UInt32) -> String {
+            String(decoding: UnsafeRawBufferPointer(start: arena + Int(offset), count: Int(length)), as: UTF8.self)
+        }
+        var fields: [(name: String, value: String)] = []
+        fields.reserveCapacity(Int(p.header_count))
+        withUnsafeBytes(of: p.headers) { raw in
+            let headers = raw.bindMemory(to: myelin_http_header.self)
+            for i in 0..<Int(p.header_count) {
+                let h = headers[i]
+                fields.append((text(h.name_offset, h.name_length), text(h.value_offset, h.value_length)))
+            }
+        }
+        let methodName = String(cString: llhttp_method_name(llhttp_method_t(UInt32(myelin_http_method(parser)))))
+        let chunked = myelin_http_is_chunked(parser) != 0
+        let declared: Int? = myelin_http_has_content_length(parser) != 0 ? Int(clamping: myelin_http_content_length(parser)) : nil
+        let head = HTTPRequestHead(method: HTTPMethod(methodName), target: text(p.target_offset, p.target_length),
+                                   headers: HTTPHeaders(fields),
+                                   version: (Int(myelin_http_major(parser)), Int(myelin_http_minor(parser))),
+                                   contentLength: declared, isChunked: chunked)
+        let policy = loop.server.responder.bodyPolicy(for: head)
+        let streamed: Bool
+        switch policy {
+        case .buffer(let limit): bodyLimit = limit; streamed = false
+        case .stream(let limit): bodyLimit = limit; streamed = true
+        }
+        if let declared, declared > bodyLimit {
+            reject(.bodyTooLarge)
+            return -1
+        }
+        let hasBody = chunked || (declared ?? 0) > 0
+        if p.expect_continue != 0 && hasBody {
+            queueRaw(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
+        }
+        bodyCount = 0
+        currentIsStreamed = streamed
+        var request = HTTPRequest(head: head, body: .buffered([]), remoteAddress: remoteAddress,
+                                  requestID: loop.server.nextRequestID())
+        if streamed {
+            let loop = self.loop
+            let id = self.id
+            let stream = RequestBodyStream(resumeProducer: {
+                loop.execute { loop.connections[id]?.resumeAfterBody() }
+            })
+            if !hasBody { stream.finish() } else { bodyStream = stream }
+            request.body = .stream(stream)
+            appendPending(request, keepAlive: true, complete: true)
+        } else {
+            bodyBytes = []
+            if let declared, declared > 0 { bodyBytes.reserveCapacity(declared) }
+            appendPending(request, keepAlive: true, complete: false)
+        }
+        if hasBody {
+            parseState = .body
+            deadline = uv_now(loop.uv) + configuration.bodyReadTimeoutMs
+        } else {
+            deadline = 0
+        }
+        return 0
+    }
+
+    private func appendPending(_ request: HTTPRequest, keepAlive: Bool, complete: Bool) {
+        let sequence = nextSequence
+        nextSequence += 1
+        pending.append(Pending(request: request, sequence: sequence, keepAlive: keepAlive,
+                               isHead: request.head.method == .head, complete: complete))
+    }
+
+    func body(_ bytes: UnsafeRawBufferPointer) -> Int32 {
+        bodyCount += bytes.count
+        if bodyCount > bodyLimit {
+            reject(.bodyTooLarge)
+            return -1
+        }
+        deadline = uv_now(loop.uv) + configuration.bodyReadTimeoutMs
+        if currentIsStreamed {
+            if let bodyStream, !bodyStream.push(Array(bytes)) {
+                readPausedByBody = true
+                stopReading()
+            }
+        } else {
+            bodyBytes.append(contentsOf: bytes)
+        }
+        return 0
+    }
+
+    func messageComplete() -> Int32 {
+        parseState = .betweenMessages
+        let keepAlive = myelin_http_keep_alive(parser) != 0
+        if var last = pending.last {
+            last.keepAlive = keepAlive
+            if !currentIsStreamed {
+                last.request.body = .buffered(bodyBytes)
+                bodyBytes = []
+            }
+            last.complete = true
+            pending[pending.count - 1] = last
+        }
+        if let bodyStream {
+            bodyStream.finish()
+            self.bodyStream = nil
+        }
+        deadline = 0
+        dispatchNext()
+        if !keepAlive {
+            // No request may follow this one on the connection.
+            stopReading()
+            return Int32(HPE_PAUSED.rawValue)
+        }
+        return pending.count > configuration.maxPipelined ? Int32(HPE_PAUSED.rawValue) : 0
+    }
+
+    // MARK: Dispatch
+
+    /// Hands the next complete request to the responder when none is in flight.
+    func dispatchNext() {
+        guard inFlight == nil, streamingSequence == nil, let first = pending.first else {
+            updateIdleDeadline()
+            return
+        }
+        guard first.complete else { return }
+        inFlight = first.sequence
+        if let response = rejectedResponses.removeValue(forKey: first.sequence) {
+            deliver(sequence: first.sequence, response: response)
+            return
+        }
+        let responder = loop.server.responder
+        let actor = loop.actor!
+        let request = first.request
+        let id = self.id
+        let sequence = first.sequence
+        Task.detached {
+            let response = await responder.respond(to: request)
+            await actor.deliver(connection: id, sequence: sequence, response: response)
+        }
+    }
+
+    private func updateIdleDeadline() {
+        if inFlight == nil && streamingSequence == nil && pending.isEmpty && parseState == .betweenMessages && !closing {
+            if loop.draining {
+                closeAfterWrite = true
+                markDirty()
+            } else {
+                deadline = uv_now(loop.uv) + configuration.idleTimeoutMs
+            }
+        }
+    }
+
+    /// Writes the response to the request in flight (loop thread).
+    func deliver(sequence: UInt64, response: HTTPResponse) {
+        guard inFlight == sequence, !closing, let index = pending.firstIndex(where: { $0.sequence == sequence }) else { return }
+        let entry = pending.remove(at: index)
+        inFlight = nil
+        let lastOnConnection = !entry.keepAlive || (loop.draining && pending.isEmpty)
+        write(response, for: entry, close: lastOnConnection)
+        if lastOnConnection {
+            closeAfterWrite = true
+            pending.removeAll()
+            markDirty()
+            return
+        }
+        if parserPaused && pending.count <= configuration.maxPipelined / 2 { resumeParser() }
+        dispatchNext()
+    }
+
+    private func resumeParser() {
+        parserPaused = false
+        myelin_http_resume(parser)
+        let input = pausedInput
+        pausedInput = []
+        if !input.isEmpty {
+            input.withUnsafeBytes { feed($0) }
+        }
+        if !parserPaused && !rejected && !closeAfterWrite { startReading() }
+    }
+
+    func resumeAfterBody() {
+        guard readPausedByBody, !closing else { return }
+        readPausedByBody = false
+        startReading()
+    }
+
+    // MARK: Writing
+
+    private func write(_ response: HTTPResponse, for entry: Pending, close: Bool) {
+        var head: [UInt8] = []
+        head.reserveCapacity(256)
+        head.append(contentsOf: "HTTP/1.1 ".utf8)
+        head.append(contentsOf: String(response.status).utf8)
+        head.append(0x20)
+        head.append(contentsOf: reasonPhrase(response.status).utf8)
+        head.append(contentsOf: "\r\n".utf8)
+        head.append(contentsOf: loop.dateHeader)
+        for field in response.headers.fields {
+            head.append(contentsOf: field.name.utf8)
+            head.append(contentsOf: ": ".utf8)
+            head.append(contentsOf: field.value.utf8)
+            head.append(contentsOf: "\r\n".utf8)
+        }
+        if close { head.append(contentsOf: "Connection: close\r\n".utf8) }
+        let noBody = entry.isHead || response.status == 204 || response.status == 304
+        switch response.body {
+        case .empty:
+            if response.status != 204 && response.status != 304 { head.append(contentsOf: "Content-Length: 0\r\n".utf8) }
+            head.append(contentsOf: "\r\n".utf8)
+            queueRaw(head)
+        case .bytes(let bytes):
+            head.append(contentsOf: "Content-Length: ".utf8)
+            head.append(contentsOf: String(bytes.count).utf8)
+            head.append(contentsOf: "\r\n\r\n".utf8)
+            if noBody {
+                queueRaw(head)
+            } else if output.isEmpty && bytes.count <= 64 * 1024 {
+                output = head
+                output.append(contentsOf: bytes)
+                markDirty()
+            } else {
+                queueRaw(head)
+                queueRaw(bytes)
+            }
+        case .file(let path, let offset, let length):
+            head.append(contentsOf: "Content-Length: ".utf8)
+            head.append(contentsOf: String(length).utf8)
+            head.append(contentsOf: "\r\n\r\n".utf8)
+            queueRaw(head)
+            if !noBody && length > 0 {
+                streamingSequence = entry.sequence
+                FileSender.start(connection: self, path: path, offset: offset, length: length, sequence: entry.sequence)
+            }
+        case .stream(let length, let chunks):
+            if let length {
+                head.append(contentsOf: "Content-Length: ".utf8)
+                head.append(contentsOf: String(length).utf8)
+                head.append(contentsOf: "\r\n".utf8)
+                streamingChunked = false
+            } else {
+                head.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
+                streamingChunked = true
+            }
+            head.append(contentsOf: "\r\n".utf8)
+            queueRaw(head)
+            if !noBody {
+                streamingSequence = entry.sequence
+                let actor = loop.actor!
+                let id = self.id
+                let sequence = entry.sequence
+                Task.detached {
+                    var failed = false
+                    do {
+                        for try await chunk in chunks where !chunk.isEmpty {
+                            if await !actor.writeChunk(connection: id, sequence: sequence, chunk: chunk) { return }
+                        }
+                    } catch {
+                        failed = true
+                    }
+                    await actor.finishStream(connection: id, sequence: sequence, failed: failed)
+                }
+            }
+        }
+    }
+
+    func writeStreamChunk(_ chunk: [UInt8]) {
+        if streamingChunked {
+            queueRaw(Array(String(chunk.count, radix: 16).utf8) + [0x0D, 0x0A])
+            queueRaw(chunk)
+            queueRaw([0x0D, 0x0A])
+        } else {
+            queueRaw(chunk)
+        }
+    }
+
+    /// Ends a streamed or file response; a failed stream closes the connection, since the
+    /// peer cannot otherwise tell a truncated body.
+    func finishStream(failed: Bool) {
+        if streamingChunked && !failed { queueRaw(Array("0\r\n\r\n".utf8)) }
+        streamingSequence = nil
+        streamingChunked = false
+        if failed {
+            closeAfterWrite = true
+            markDirty()
+            return
+        }
+        if closeAfterWrite { markDirty(); return }
+        if parserPaused && pending.count <= configuration.maxPipelined / 2 { resumeParser() }
+        dispatchNext()
+    }
+
+    func queueRaw(_ bytes: [UInt8]) {
+        if output.isEmpty { output = bytes } else { output.append(contentsOf: bytes) }
+        markDirty()
+    }
+
+    private func markDirty() {
+        guard !isDirty else { return }
+        isDirty = true
+        loop.dirty.append(self)
+    }
+
+    /// Writes queued output: `uv_try_write` first, `uv_write` for what the socket did not take.
+    func flush() {
+        isDirty = false
+        guard !closing else { return }
+        if !output.isEmpty && writesInFlight == 0 {
+            let written: Int = output.withUnsafeMutableBytes { raw in
+                var buf = uv_buf_init(raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(raw.count))
+                return Int(uv_try_write(stream, &buf, 1))
+            }
+            if written == output.count {
+                output.removeAll(keepingCapacity: output.capacity <= 64 * 1024)
+            } else if written < 0 && written != Int(UV_EAGAIN.rawValue) {
+                close()
+                return
+            } else {
+                let rest = written > 0 ? Array(output[written...]) : output
+                output = []
+                startWrite(rest)
+            }
+        }
+        if output.isEmpty && writesInFlight == 0 {
+            resumeDrainWaiters()
+            if closeAfterWrite { close() } else { fileSender?.writeDrained() }
+        }
+    }
+
+    private func startWrite(_ bytes: [UInt8]) {
+        let request = WriteRequest(bytes: bytes, connection: self)
+        writesInFlight += 1
+        writeBacklog += bytes.count
+        let rc = request.submit(stream)
+        if rc != 0 {
+            writesInFlight -= 1
+            writeBacklog -= bytes.count
+            close()
+        }
+    }
+
+    func writeFinished(_ request: WriteRequest, status: Int32) {
+        writesInFlight -= 1
+        writeBacklog -= request.count
+        if status < 0 { close(); return }
+        if writesInFlight == 0 {
+            if !output.isEmpty { markDirty() } else {
+                resumeDrainWaiters()
+                if closeAfterWrite { close() }
+                else if let sender = fileSender { sender.writeDrained() }
+            }
+        }
+    }
+
+    var fileSender: FileSender?
+
+    private func resumeDrainWaiters() {
+        guard !drainWaiters.isEmpty else { return }
+        let waiters = drainWaiters
+        drainWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Timeouts, shutdown and closing
+
+    func timedOut() {
+        deadline = 0
+        switch parseState {
+        case .betweenMessages:
+            close()  // idle keep-alive connection, or a connection that never sent a byte
+        case .head, .body:
+            reject(.timeout)
+        }
+    }
+
+    func drainForShutdown() {
+        if inFlight == nil && streamingSequence == nil && pending.isEmpty && parseState == .betweenMessages {
+            close()
+        } else {
+            stopReading()
+        }
+    }
+
+    func close() {
+        guard !closing else { return }
+        closing = true
+        reading = false
+        deadline = 0
+        bodyStream?.finish(.connectionClosed)
+        bodyStream = nil
+        resumeDrainWaiters()
+        fileSender?.cancel()
+        uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { handle in
+            let connection = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            connection.closed()
+        }
+    }
+
+    private func closed() {
+        tcp.deallocate()
+        if admitted { loop.server.releaseConnection() }
+        loop.connections.removeValue(forKey: id)
+        loop.closeIfDrained()
+    }
+}
+
+/// One `uv_write` and the bytes it must keep alive until its callback.
+final class WriteRequest {
+    let request: UnsafeMutablePointer<uv_write_t>
+    let storage: UnsafeMutableRawBufferPointer
+    let connection: Connection
+    var count: Int { storage.count }
+
+    init(bytes: [UInt8], connection: Connection) {
+        storage = .allocate(byteCount: bytes.count, alignment: 1)
+        storage.copyBytes(from: bytes)
+        self.connection = connection
+        request = .allocate(capacity: 1)
+    }
+
+    deinit {
+        request.deallocate()
+        storage.deallocate()
+    }
+
+    func submit(_ stream: UnsafeMutablePointer<uv_stream_t>) -> Int32 {
+        request.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        var buf = uv_buf_init(storage.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(storage.count))
+        let rc = uv_write(request, stream, &buf, 1) { req, status in
+            let me = Unmanaged<WriteRequest>.fromOpaque(req!.pointee.data).takeRetainedValue()
+            me.connection.writeFinished(me, status: status)
+        }
+        if rc != 0 { Unmanaged<WriteRequest>.fromOpaque(request.pointee.data).release() }
+        return rc
+    }
+}
+
+// C callbacks of the parser shim: context is the connection, unretained.
+@inline(__always)
+private func connection(of parser: UnsafeMutablePointer<myelin_http>?) -> Connection {
+    Unmanaged<Connection>.fromOpaque(parser!.pointee.context).takeUnretainedValue()
+}
+
+let installParserCallbacks: Void = {
+    myelin_http_set_callbacks(
+        { parser in connection(of: parser).messageBegan() },
+        { parser in connection(of: parser).headComplete() },
+        { parser, at, length in connection(of: parser).body(UnsafeRawBufferPointer(start: at, count: length)) },
+        { parser in connection(of: parser).messageComplete() })
+}()

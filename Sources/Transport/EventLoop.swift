@@ -1,0 +1,336 @@
+import CLibUV
+import CLLHTTP
+import Glibc
+import Synchronization
+
+/// One libuv loop on its own thread, and the `SerialExecutor` that runs Swift jobs on it.
+///
+/// Threading: everything but `enqueue`/`execute` is touched only by the loop's own thread
+/// (libuv handles are not thread-safe). Other threads hand work over through `enqueue`,
+/// which appends under a lock and wakes the loop once through an eventfd polled by
+/// `uv_poll` (libuv 1.44's `uv_async_send` spins under contention); the loop drains every
+/// queued job in one batch, then flushes every connection that has output.
+final class EventLoop: SerialExecutor, @unchecked Sendable {
+    enum Job {
+        case task(UnownedJob)
+        case closure(@Sendable () -> Void)
+    }
+
+    struct Queue {
+        var jobs: [Job] = []
+        var signaled = false
+    }
+
+    let index: Int
+    unowned let server: HTTPServer
+    let uv: UnsafeMutablePointer<uv_loop_t>
+    let wakeFD: Int32
+    let wakePoll: UnsafeMutablePointer<uv_poll_t>
+    let sweepTimer: UnsafeMutablePointer<uv_timer_t>
+    let graceTimer: UnsafeMutablePointer<uv_timer_t>
+    /// Flushes output queued by any callback of this loop iteration (reads, files, jobs).
+    let flushCheck: UnsafeMutablePointer<uv_check_t>
+    var listener: UnsafeMutablePointer<uv_tcp_t>?
+    var listenFD: Int32 = -1
+    var signals: [UnsafeMutablePointer<uv_signal_t>] = []
+    private let queue = Mutex(Queue())
+    private(set) var thread: pthread_t = pthread_t()
+    private let started = Atomic<Bool>(false)
+
+    // Loop-thread state.
+    var connections: [UInt64: Connection] = [:]
+    var dirty: [Connection] = []
+    var nextConnectionID: UInt64 = 0
+    var draining = false
+    var closed = false
+    /// A 64 KiB read buffer shared by every connection of this loop: a read is parsed
+    /// completely before the next one starts, and the parser copies what it keeps.
+    let readBuffer: UnsafeMutablePointer<CChar>
+    let readBufferSize = 64 * 1024
+    var dateHeader: [UInt8] = []
+    var dateSecond: Int = -1
+    /// Set at the end of `init` and never changed.
+    private(set) var actor: LoopActor!
+
+    init(index: Int, server: HTTPServer) throws {
+        self.index = index
+        self.server = server
+        uv = .allocate(capacity: 1)
+        guard uv_loop_init(uv) == 0 else { uv.deallocate(); throw HTTPServerError.loopInit }
+        wakeFD = myelin_eventfd()
+        wakePoll = .allocate(capacity: 1)
+        sweepTimer = .allocate(capacity: 1)
+        graceTimer = .allocate(capacity: 1)
+        flushCheck = .allocate(capacity: 1)
+        readBuffer = .allocate(capacity: readBufferSize)
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        uv_poll_init(uv, wakePoll, wakeFD)
+        wakePoll.pointee.data = me
+        uv_timer_init(uv, sweepTimer)
+        sweepTimer.pointee.data = me
+        uv_timer_init(uv, graceTimer)
+        graceTimer.pointee.data = me
+        uv_check_init(uv, flushCheck)
+        flushCheck.pointee.data = me
+        uv.pointee.data = me
+        actor = LoopActor(loop: self)
+    }
+
+    deinit {
+        readBuffer.deallocate()
+        close(wakeFD)
+    }
+
+    // MARK: Executor
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        push(.task(UnownedJob(job)))
+    }
+
+    /// Runs `body` on the loop thread.
+    func execute(_ body: @escaping @Sendable () -> Void) {
+        push(.closure(body))
+    }
+
+    private func push(_ job: Job) {
+        let wake = queue.withLock { q -> Bool in
+            q.jobs.append(job)
+            if q.signaled { return false }
+            q.signaled = true
+            return true
+        }
+        if wake {
+            var one: UInt64 = 1
+            _ = Glibc.write(wakeFD, &one, 8)
+        }
+    }
+
+    func checkIsolated() {
+        precondition(isOnLoopThread, "not on the event loop's thread")
+    }
+
+    var isOnLoopThread: Bool {
+        started.load(ordering: .acquiring) && pthread_equal(pthread_self(), thread) != 0
+    }
+
+    func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
+
+    /// Drains the queue in batches, then flushes dirty connections once.
+    func drain() {
+        var counter: UInt64 = 0
+        _ = Glibc.read(wakeFD, &counter, 8)
+        let executor = asUnownedSerialExecutor()
+        for _ in 0..<4 {
+            let jobs = queue.withLock { q -> [Job] in
+                q.signaled = false
+                let jobs = q.jobs
+                q.jobs.removeAll(keepingCapacity: true)
+                return jobs
+            }
+            if jobs.isEmpty { break }
+            for job in jobs {
+                switch job {
+                case .task(let task): task.runSynchronously(on: executor)
+                case .closure(let body): body()
+                }
+            }
+        }
+        flushDirty()
+    }
+
+    func flushDirty() {
+        while !dirty.isEmpty {
+            let list = dirty
+            dirty.removeAll(keepingCapacity: true)
+            for connection in list { connection.flush() }
+        }
+    }
+
+    // MARK: Thread
+
+    func start(listenFD: Int32) throws {
+        self.listenFD = listenFD
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, &attributes, { raw in
+            let loop = Unmanaged<EventLoop>.fromOpaque(raw!).takeRetainedValue()
+            loop.run()
+            return nil
+        }, box)
+        guard rc == 0 else {
+            Unmanaged<EventLoop>.fromOpaque(box).release()
+            throw HTTPServerError.thread(rc)
+        }
+        thread = tid
+    }
+
+    private func run() {
+        thread = pthread_self()
+        started.store(true, ordering: .releasing)
+        setThreadName("myelin-loop-\(index)")
+        uv_poll_start(wakePoll, Int32(UV_READABLE.rawValue)) { handle, _, _ in
+            Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue().drain()
+        }
+        uv_timer_start(sweepTimer, { timer in
+            Unmanaged<EventLoop>.fromOpaque(timer!.pointee.data).takeUnretainedValue().sweep()
+        }, 250, 250)
+        uv_check_start(flushCheck) { check in
+            Unmanaged<EventLoop>.fromOpaque(check!.pointee.data).takeUnretainedValue().flushDirty()
+        }
+        updateDate()
+        do {
+            try listen()
+        } catch {
+            server.log("loop \(index): cannot listen: \(error)")
+        }
+        if index == 0 && server.handlesSignals { installSignals() }
+        server.loopStarted()
+        uv_run(uv, UV_RUN_DEFAULT)
+        // Every handle is closed: run the close callbacks, then release the loop.
+        uv_run(uv, UV_RUN_DEFAULT)
+        uv_loop_close(uv)
+        server.loopStopped()
+    }
+
+    private func setThreadName(_ name: String) {
+        name.withCString { myelin_set_thread_name($0) }
+    }
+
+    // MARK: Listening and accepting
+
+    private func listen() throws {
+        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
+        uv_tcp_init(uv, tcp)
+        tcp.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        var rc = uv_tcp_open(tcp, uv_os_sock_t(listenFD))
+        guard rc == 0 else { throw HTTPServerError.listen(String(cString: uv_strerror(rc))) }
+        rc = uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), server.configuration.backlog) { stream, status in
+            guard let stream, status == 0 else { return }
+            Unmanaged<EventLoop>.fromOpaque(stream.pointee.data).takeUnretainedValue().accept(from: stream)
+        }
+        guard rc == 0 else { throw HTTPServerError.listen(String(cString: uv_strerror(rc))) }
+        listener = tcp
+    }
+
+    private func accept(from stream: UnsafeMutablePointer<uv_stream_t>) {
+        let connection = Connection(loop: self, id: nextConnectionID)
+        nextConnectionID &+= 1
+        guard uv_accept(stream, connection.stream) == 0 else {
+            connection.close()
+            return
+        }
+        guard !draining, server.admitConnection() else {
+            connection.admitted = false
+            connection.close()
+            return
+        }
+        connections[connection.id] = connection
+        connection.start()
+    }
+
+    // MARK: Timeouts and the Date header
+
+    private func sweep() {
+        updateDate()
+        let now = uv_now(uv)
+        for connection in connections.values where connection.deadline != 0 && connection.deadline <= now {
+            connection.timedOut()
+        }
+    }
+
+    private func updateDate() {
+        var t = time(nil)
+        let second = Int(t)
+        guard second != dateSecond else { return }
+        dateSecond = second
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = strftime(&buffer, 64, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &parts)
+        dateHeader = buffer[0..<n].map { UInt8(bitPattern: $0) }
+    }
+
+    // MARK: Shutdown
+
+    /// Stops accepting, closes idle connections, lets in-flight requests finish, and stops
+    /// the loop once no connection remains or the grace period ends.
+    func beginShutdown(graceMs: UInt64) {
+        guard !draining else { return }
+        draining = true
+        if let listener {
+            uv_close(UnsafeMutableRawPointer(listener).assumingMemoryBound(to: uv_handle_t.self)) { handle in
+                handle?.deallocate()
+            }
+            self.listener = nil
+        }
+        for signal in signals {
+            uv_close(UnsafeMutableRawPointer(signal).assumingMemoryBound(to: uv_handle_t.self)) { handle in
+                handle?.deallocate()
+            }
+        }
+        signals = []
+        for connection in Array(connections.values) { connection.drainForShutdown() }
+        uv_timer_start(graceTimer, { timer in
+            let loop = Unmanaged<EventLoop>.fromOpaque(timer!.pointee.data).takeUnretainedValue()
+            for connection in Array(loop.connections.values) { connection.close() }
+            loop.closeIfDrained()
+        }, graceMs, 0)
+        closeIfDrained()
+    }
+
+    /// Called whenever a connection goes away.
+    func closeIfDrained() {
+        guard draining, !closed, connections.isEmpty else { return }
+        closed = true
+        flushDirty()
+        for handle in [UnsafeMutableRawPointer(wakePoll), UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(graceTimer),
+                       UnsafeMutableRawPointer(flushCheck)] {
+            uv_close(handle.assumingMemoryBound(to: uv_handle_t.self), nil)
+        }
+    }
+
+    private func installSignals() {
+        for number in [SIGTERM, SIGINT] {
+            let handle = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
+            uv_signal_init(uv, handle)
+            handle.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+            uv_signal_start(handle, { handle, signum in
+                let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+                loop.server.log("signal \(signum): shutting down")
+                loop.server.shutdown()
+            }, number)
+            signals.append(handle)
+        }
+    }
+}
+
+/// The actor whose executor is an event loop: response delivery hops onto it, so the
+/// compiler checks that connection state is touched only on its loop.
+actor LoopActor {
+    nonisolated let loop: EventLoop
+    init(loop: EventLoop) { self.loop = loop }
+
+    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+    func deliver(connection id: UInt64, sequence: UInt64, response: HTTPResponse) {
+        loop.connections[id]?.deliver(sequence: sequence, response: response)
+    }
+
+    /// Queues one chunk of a streamed response; suspends while the connection's backlog is high.
+    func writeChunk(connection id: UInt64, sequence: UInt64, chunk: [UInt8]) async -> Bool {
+        guard let connection = loop.connections[id], connection.streamingSequence == sequence else { return false }
+        connection.writeStreamChunk(chunk)
+        if connection.backlog > 1 << 20 {
+            await withCheckedContinuation { continuation in connection.drainWaiters.append(continuation) }
+        }
+        return loop.connections[id] != nil
+    }
+
+    func finishStream(connection id: UInt64, sequence: UInt64, failed: Bool) {
+        guard let connection = loop.connections[id], connection.streamingSequence == sequence else { return }
+        connection.finishStream(failed: failed)
+    }
+}

@@ -1,0 +1,196 @@
+import CLibUV
+import Glibc
+import Logging
+import Synchronization
+
+/// Errors starting the server.
+public enum HTTPServerError: Error, CustomStringConvertible {
+    case loopInit
+    case thread(Int32)
+    case bind(String)
+    case listen(String)
+
+    public var description: String {
+        switch self {
+        case .loopInit: return "cannot initialise an event loop"
+        case .thread(let rc): return "cannot start a loop thread (\(rc))"
+        case .bind(let why): return "cannot bind: \(why)"
+        case .listen(let why): return "cannot listen: \(why)"
+        }
+    }
+}
+
+/// The HTTP/1.1 server: `configuration.loops` libuv loops on their own threads, each with
+/// its own SO_REUSEPORT listening socket, handing requests to one `HTTPResponder`.
+///
+/// Owned by the App; `start()` binds and starts the loops, `shutdown()` (or SIGTERM/SIGINT
+/// with `handlesSignals`) drains them, `waitUntilStopped()` returns when every loop has exited.
+public final class HTTPServer: Sendable {
+    public let configuration: TransportConfiguration
+    public let responder: any HTTPResponder
+    let logger: Logger
+    let handlesSignals: Bool
+
+    struct State {
+        var loops: [EventLoop] = []
+        var running = 0
+        var stopped = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var startWaiter: CheckedContinuation<Void, Never>?
+        var started = 0
+        var boundPort = 0
+    }
+
+    private let state = Mutex(State())
+    private let connectionCount = Atomic<Int>(0)
+    private let requestCounter = Atomic<UInt64>(0)
+
+    public init(configuration: TransportConfiguration, responder: any HTTPResponder,
+                logger: Logger = Logger(label: "myelin.transport"), handlesSignals: Bool = false) {
+        self.configuration = configuration
+        self.responder = responder
+        self.logger = logger
+        self.handlesSignals = handlesSignals
+        _ = installParserCallbacks
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// The port bound (useful with port 0).
+    public var port: Int { state.withLock { $0.boundPort } }
+
+    /// Open connections across every loop.
+    public var openConnections: Int { connectionCount.load(ordering: .relaxed) }
+
+    /// Binds every loop's socket and starts the loops. Returns once they all listen.
+    @discardableResult
+    public func start() async throws -> Int {
+        let count = max(1, configuration.loops)
+        var fds: [Int32] = []
+        var port = configuration.port
+        do {
+            for _ in 0..<count {
+                let fd = try Self.bindSocket(host: configuration.host, port: port)
+                fds.append(fd)
+                if port == 0 { port = Self.localPort(fd) }
+            }
+        } catch {
+            for fd in fds { Glibc.close(fd) }
+            throw error
+        }
+        var loops: [EventLoop] = []
+        for i in 0..<count { loops.append(try EventLoop(index: i, server: self)) }
+        state.withLock {
+            $0.loops = loops
+            $0.running = count
+            $0.boundPort = port
+        }
+        await withCheckedContinuation { continuation in
+            state.withLock { $0.startWaiter = continuation }
+            for (loop, fd) in zip(loops, fds) {
+                do { try loop.start(listenFD: fd) } catch { logger.error("\(error)") }
+            }
+        }
+        logger.info("listening on \(configuration.host):\(port) with \(count) loop(s)")
+        return port
+    }
+
+    func loopStarted() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { s in
+            s.started += 1
+            if s.started == s.loops.count, let w = s.startWaiter { s.startWaiter = nil; return w }
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    func loopStopped() {
+        let waiters: [CheckedContinuation<Void, Never>] = state.withLock { s in
+            s.running -= 1
+            guard s.running == 0 else { return [] }
+            s.stopped = true
+            let w = s.waiters
+            s.waiters = []
+            return w
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Stops accepting, lets in-flight requests finish within `configuration.shutdownGraceMs`,
+    /// then closes everything. Returns at once; `waitUntilStopped()` waits for the end.
+    public func shutdown() {
+        let loops = state.withLock { $0.loops }
+        let grace = configuration.shutdownGraceMs
+        for loop in loops {
+            loop.execute { loop.beginShutdown(graceMs: grace) }
+        }
+    }
+
+    /// Returns when every loop has stopped.
+    public func waitUntilStopped() async {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { s -> Bool in
+                if s.stopped || s.loops.isEmpty { return true }
+                s.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+
+    func admitConnection() -> Bool {
+        let now = connectionCount.wrappingAdd(1, ordering: .relaxed).newValue
+        if now > configuration.maxConnections {
+            connectionCount.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func releaseConnection() { connectionCount.wrappingSubtract(1, ordering: .relaxed) }
+
+    func nextRequestID() -> UInt64 { requestCounter.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    func log(_ message: String) { logger.info("\(message)") }
+
+    // MARK: Sockets
+
+    static func bindSocket(host: String, port: Int) throws -> Int32 {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV
+        var result: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &result)
+        guard rc == 0, let info = result else {
+            throw HTTPServerError.bind("\(host): \(String(cString: gai_strerror(rc)))")
+        }
+        defer { freeaddrinfo(result) }
+        let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HTTPServerError.bind(String(cString: strerror(errno))) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+            let why = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw HTTPServerError.bind("\(host):\(port): \(why)")
+        }
+        return fd
+    }
+
+    static func localPort(_ fd: Int32) -> Int {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        if storage.ss_family == sa_family_t(AF_INET6) {
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
+            }
+        }
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+        }
+    }
+}

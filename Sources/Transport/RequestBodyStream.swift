@@ -1,0 +1,110 @@
+import Synchronization
+
+/// The body of a streamed request: chunks pushed by the connection's loop thread, consumed
+/// by the handler as an `AsyncSequence`. When more than `highWater` bytes wait unread the
+/// connection stops reading from its socket; it resumes once the consumer drains below half.
+public final class RequestBodyStream: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    public typealias Failure = any Error
+
+    public enum StreamError: Error, Sendable { case connectionClosed, tooLarge }
+
+    struct State {
+        var chunks: [[UInt8]] = []
+        var head = 0
+        var buffered = 0
+        var finished = false
+        var failure: StreamError?
+        var waiter: CheckedContinuation<[UInt8]?, any Error>?
+        var pausedProducer = false
+    }
+
+    let state = Mutex(State())
+    let highWater: Int
+    /// Called (from the consumer's thread) when a paused producer may read again.
+    let resumeProducer: @Sendable () -> Void
+
+    init(highWater: Int = 256 * 1024, resumeProducer: @escaping @Sendable () -> Void) {
+        self.highWater = highWater
+        self.resumeProducer = resumeProducer
+    }
+
+    /// Producer side (loop thread). Returns false when the producer should stop reading.
+    func push(_ chunk: [UInt8]) -> Bool {
+        let (waiter, keepReading): (CheckedContinuation<[UInt8]?, any Error>?, Bool) = state.withLock { s in
+            if let w = s.waiter {
+                s.waiter = nil
+                return (w, true)
+            }
+            s.chunks.append(chunk)
+            s.buffered += chunk.count
+            if s.buffered > highWater {
+                s.pausedProducer = true
+                return (nil, false)
+            }
+            return (nil, true)
+        }
+        waiter?.resume(returning: chunk)
+        return keepReading
+    }
+
+    func finish(_ failure: StreamError? = nil) {
+        let waiter: CheckedContinuation<[UInt8]?, any Error>? = state.withLock { s in
+            guard !s.finished else { return nil }
+            s.finished = true
+            s.failure = failure
+            let w = s.waiter
+            s.waiter = nil
+            return w
+        }
+        if let waiter {
+            if let failure { waiter.resume(throwing: failure) } else { waiter.resume(returning: nil) }
+        }
+    }
+
+    func next() async throws -> [UInt8]? {
+        enum Step { case chunk([UInt8], resume: Bool), end, fail(StreamError), wait }
+        let step: Step = state.withLock { s in
+            if s.head < s.chunks.count {
+                let c = s.chunks[s.head]
+                s.head += 1
+                if s.head == s.chunks.count { s.chunks.removeAll(keepingCapacity: true); s.head = 0 }
+                s.buffered -= c.count
+                var resume = false
+                if s.pausedProducer && s.buffered <= highWater / 2 { s.pausedProducer = false; resume = true }
+                return .chunk(c, resume: resume)
+            }
+            if s.finished { return s.failure.map { .fail($0) } ?? .end }
+            return .wait
+        }
+        switch step {
+        case .chunk(let c, let resume):
+            if resume { resumeProducer() }
+            return c
+        case .end: return nil
+        case .fail(let e): throw e
+        case .wait:
+            return try await withCheckedThrowingContinuation { continuation in
+                let immediate: Result<[UInt8]?, any Error>? = state.withLock { s in
+                    if s.head < s.chunks.count {
+                        let c = s.chunks[s.head]
+                        s.head += 1
+                        s.buffered -= c.count
+                        return .success(c)
+                    }
+                    if s.finished { return s.failure.map { .failure($0) } ?? .success(nil) }
+                    s.waiter = continuation
+                    return nil
+                }
+                if let immediate { continuation.resume(with: immediate) }
+            }
+        }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let stream: RequestBodyStream
+        public mutating func next() async throws -> [UInt8]? { try await stream.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: self) }
+}

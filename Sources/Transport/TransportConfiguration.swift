@@ -1,0 +1,58 @@
+/// Limits and threads of the HTTP transport (the `transport:` section of the configuration).
+public struct TransportConfiguration: Sendable, Equatable {
+    /// Event loops, each on its own thread with its own SO_REUSEPORT listening socket.
+    public var loops: Int
+    public var host: String
+    public var port: Int
+    public var backlog: Int32
+    /// Bytes of request line + headers; past it the request gets 431.
+    public var maxHeaderBytes: Int
+    /// Bytes of a buffered (JSON) body; past it the request gets 413.
+    public var maxJSONBodyBytes: Int
+    /// Bytes of a streamed (media) body.
+    public var maxMediaBodyBytes: Int
+    public var maxConnections: Int
+    /// Time from a request's first byte until its head is complete.
+    public var headerReadTimeoutMs: UInt64
+    /// Longest pause between two reads of a body.
+    public var bodyReadTimeoutMs: UInt64
+    /// How long a keep-alive connection may sit idle between requests.
+    public var idleTimeoutMs: UInt64
+    /// How long shutdown waits for in-flight requests before closing their connections.
+    public var shutdownGraceMs: UInt64
+    /// Parsed requests queued behind the one in flight before the connection stops reading.
+    public var maxPipelined: Int
+
+    public init(loops: Int = TransportConfiguration.defaultLoopCount, host: String = "127.0.0.1", port: Int = 8008,
+                backlog: Int32 = 1024, maxHeaderBytes: Int = 16 * 1024, maxJSONBodyBytes: Int = 8 << 20,
+                maxMediaBodyBytes: Int = 50 << 20, maxConnections: Int = 20_000,
+                headerReadTimeoutMs: UInt64 = 10_000, bodyReadTimeoutMs: UInt64 = 30_000,
+                idleTimeoutMs: UInt64 = 75_000, shutdownGraceMs: UInt64 = 10_000, maxPipelined: Int = 16) {
+        self.loops = loops
+        self.host = host
+        self.port = port
+        self.backlog = backlog
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxJSONBodyBytes = maxJSONBodyBytes
+        self.maxMediaBodyBytes = maxMediaBodyBytes
+        self.maxConnections = maxConnections
+        self.headerReadTimeoutMs = headerReadTimeoutMs
+        self.bodyReadTimeoutMs = bodyReadTimeoutMs
+        self.idleTimeoutMs = idleTimeoutMs
+        self.shutdownGraceMs = shutdownGraceMs
+        self.maxPipelined = maxPipelined
+    }
+
+    /// One loop per core.
+    public static var defaultLoopCount: Int {
+        #if canImport(Glibc)
+        return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        #else
+        return 1
+        #endif
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
