@@ -257,6 +257,7 @@ final class Connection {
             if !hasBody { stream.finish() } else { bodyStream = stream }
             request.body = .stream(stream)
             appendPending(request, keepAlive: true, complete: true)
+            dispatchNext()
         } else {
             bodyBytes = []
             if let declared, declared > 0 { bodyBytes.reserveCapacity(declared) }
@@ -288,6 +289,7 @@ final class Connection {
         if currentIsStreamed {
             if let bodyStream, !bodyStream.push(Array(bytes)) {
                 readPausedByBody = true
+                deadline = 0  // the consumer is slow, not the peer
                 stopReading()
             }
         } else {
@@ -389,6 +391,7 @@ final class Connection {
     func resumeAfterBody() {
         guard readPausedByBody, !closing else { return }
         readPausedByBody = false
+        if parseState == .body { deadline = uv_now(loop.uv) + configuration.bodyReadTimeoutMs }
         startReading()
     }
 
@@ -597,8 +600,11 @@ final class Connection {
         bodyStream = nil
         resumeDrainWaiters()
         fileSender?.cancel()
+        // The handle keeps the connection alive until libuv is done with it (a refused
+        // connection is in no table).
+        tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
         uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { handle in
-            let connection = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            let connection = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeRetainedValue()
             connection.closed()
         }
     }

@@ -1,0 +1,157 @@
+import Glibc
+
+/// A blocking TCP client for tests: writes raw bytes and reads raw responses, with a receive
+/// timeout so that a broken server fails the test instead of hanging it.
+final class RawClient: @unchecked Sendable {  // used by one thread at a time
+    let fd: Int32
+
+    init(port: Int, timeoutSeconds: Int = 10) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if rc != 0 { Glibc.close(fd); throw ClientError.connect(errno) }
+    }
+
+    deinit { Glibc.close(fd) }
+
+    enum ClientError: Error { case connect(Int32), closed, timeout, malformed(String) }
+
+    func send(_ text: String) { send(Array(text.utf8)) }
+
+    func send(_ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    var buffer: [UInt8] = []
+
+    /// Reads more bytes; false on EOF or timeout.
+    func fill() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { return false }
+        buffer.append(contentsOf: chunk[0..<n])
+        return true
+    }
+
+    struct Response {
+        var status: Int
+        var headers: [(String, String)]
+        var body: [UInt8]
+        var text: String { String(decoding: body, as: UTF8.self) }
+        func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+    }
+
+    /// Reads one response (Content-Length or chunked body; none for HEAD).
+    func readResponse(head: Bool = false) throws -> Response {
+        while true {
+            if let end = find([13, 10, 13, 10]) {
+                let headText = String(decoding: buffer[0..<end], as: UTF8.self)
+                var lines = headText.split(separator: "\r\n", omittingEmptySubsequences: false).map(String.init)
+                let statusLine = lines.removeFirst().split(separator: " ")
+                guard statusLine.count >= 2, let status = Int(statusLine[1]) else { throw ClientError.malformed(headText) }
+                let headers = lines.compactMap { line -> (String, String)? in
+                    guard let colon = line.firstIndex(of: ":") else { return nil }
+                    return (String(line[..<colon]), String(line[line.index(after: colon)...]).trimmingCharacters(in: " "))
+                }
+                var response = Response(status: status, headers: headers, body: [])
+                buffer.removeFirst(end + 4)
+                if status == 100 { continue }
+                if head || status == 204 || status == 304 { return response }
+                if let length = response.header("Content-Length").flatMap(Int.init) {
+                    while buffer.count < length { guard fill() else { throw ClientError.closed } }
+                    response.body = Array(buffer[0..<length])
+                    buffer.removeFirst(length)
+                } else if response.header("Transfer-Encoding") == "chunked" {
+                    while true {
+                        var lineEnd = find([13, 10])
+                        while lineEnd == nil { guard fill() else { throw ClientError.closed }; lineEnd = find([13, 10]) }
+                        let size = Int(String(decoding: buffer[0..<lineEnd!], as: UTF8.self), radix: 16) ?? 0
+                        buffer.removeFirst(lineEnd! + 2)
+                        while buffer.count < size + 2 { guard fill() else { throw ClientError.closed } }
+                        response.body.append(contentsOf: buffer[0..<size])
+                        buffer.removeFirst(size + 2)
+                        if size == 0 { break }
+                    }
+                }
+                return response
+            }
+            guard fill() else { throw ClientError.closed }
+        }
+    }
+
+    func read(head: Bool = false) async throws -> Response { try await blocking { try self.readResponse(head: head) } }
+    func closed() async -> Bool { (try? await blocking { self.waitForClose() }) ?? false }
+    func fillAsync() async -> Bool { (try? await blocking { self.fill() }) ?? false }
+    func sendAsync(_ bytes: [UInt8]) async { _ = try? await blocking { self.send(bytes) } }
+
+    /// True when the server closed the connection (EOF) within the timeout.
+    func waitForClose() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+        }
+    }
+
+    private func find(_ pattern: [UInt8]) -> Int? {
+        guard buffer.count >= pattern.count else { return nil }
+        outer: for i in 0...(buffer.count - pattern.count) {
+            for j in 0..<pattern.count where buffer[i + j] != pattern[j] { continue outer }
+            return i
+        }
+        return nil
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = Substring(self)
+        while s.first == set { s.removeFirst() }
+        while s.last == set { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// Runs blocking socket code on a thread of its own, never on the cooperative pool (whose
+/// few threads the server's handlers need).
+/// Carries a body to a new thread and its result back.
+final class ThreadBox<T: Sendable>: @unchecked Sendable {  // written by one thread, then read after resume
+    let body: @Sendable () throws -> T
+    var continuation: CheckedContinuation<Result<T, any Error>, Never>?
+    init(_ body: @escaping @Sendable () throws -> T) { self.body = body }
+    func run() { continuation!.resume(returning: Result { try body() }) }
+}
+
+func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let box = ThreadBox(body)
+    let result = await withCheckedContinuation { continuation in
+        box.continuation = continuation
+        let runner: () -> Void = { box.run() }
+        let raw = Unmanaged.passRetained(RunnerBox(runner)).toOpaque()
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { raw in
+            Unmanaged<RunnerBox>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, raw)
+        pthread_detach(thread)
+    }
+    return try result.get()
+}
+
+final class RunnerBox {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}

@@ -1,0 +1,81 @@
+import Transport
+
+/// A responder for transport tests: echoes, sleeps, streams and serves files by path.
+struct TestResponder: HTTPResponder {
+    func bodyPolicy(for head: HTTPRequestHead) -> BodyPolicy {
+        head.path.hasPrefix("/upload") ? .stream(limit: 50 << 20) : .buffer(limit: 8 << 20)
+    }
+
+    func respond(to request: HTTPRequest) async -> HTTPResponse {
+        let path = String(request.head.path)
+        switch path {
+        case "/hello":
+            return HTTPResponse(contentType: "text/plain", bytes: Array("hello".utf8))
+        case "/echo":
+            let body = (try? await request.body.collect()) ?? []
+            return HTTPResponse(contentType: "application/octet-stream", bytes: body)
+        case "/upload":
+            var total = 0
+            var sum: UInt64 = 0
+            guard case .stream(let body) = request.body else {
+                return HTTPResponse(status: 500, contentType: "text/plain", bytes: Array("not streamed".utf8))
+            }
+            do {
+                for try await chunk in body {
+                    total += chunk.count
+                    for b in chunk { sum = sum &+ UInt64(b) }
+                }
+            } catch {
+                return HTTPResponse(status: 400, contentType: "text/plain", bytes: Array("stream failed".utf8))
+            }
+            return HTTPResponse(contentType: "text/plain", bytes: Array("\(total) \(sum)".utf8))
+        case "/slow":
+            try? await Task.sleep(for: .milliseconds(Int(request.head.query.flatMap { Int($0) } ?? 300)))
+            return HTTPResponse(contentType: "text/plain", bytes: Array("slow done".utf8))
+        case "/stream":
+            let (stream, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+            Task {
+                for i in 0..<5 {
+                    continuation.yield(Array("chunk\(i);".utf8))
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                continuation.finish()
+            }
+            return HTTPResponse(status: 200, headers: ["Content-Type": "text/plain"], body: .stream(length: nil, chunks: stream))
+        case "/file":
+            let file = String(request.head.query ?? "")
+            return HTTPResponse(status: 200, headers: ["Content-Type": "application/octet-stream"],
+                                body: .file(path: file, offset: 0, length: Int64(fileSize(file))))
+        case "/headers":
+            let text = request.headers.map { "\($0.name)=\($0.value)" }.joined(separator: "\n")
+            return HTTPResponse(contentType: "text/plain", bytes: Array(text.utf8))
+        default:
+            return HTTPResponse(status: 404, contentType: "text/plain", bytes: Array("not found".utf8))
+        }
+    }
+}
+
+import Glibc
+
+func fileSize(_ path: String) -> Int {
+    var st = stat()
+    return stat(path, &st) == 0 ? Int(st.st_size) : 0
+}
+
+/// Starts a server on an ephemeral port with `configure` applied, runs `body`, shuts down.
+func withServer(_ configure: (inout TransportConfiguration) -> Void = { _ in },
+                _ body: (HTTPServer, Int) async throws -> Void) async throws {
+    var configuration = TransportConfiguration(loops: 2, host: "127.0.0.1", port: 0)
+    configure(&configuration)
+    let server = HTTPServer(configuration: configuration, responder: TestResponder())
+    let port = try await server.start()
+    do {
+        try await body(server, port)
+    } catch {
+        server.shutdown()
+        await server.waitUntilStopped()
+        throw error
+    }
+    server.shutdown()
+    await server.waitUntilStopped()
+}
