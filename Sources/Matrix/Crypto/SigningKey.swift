@@ -117,13 +117,13 @@ public struct SigningKey: Sendable {
     /// Signs a JSON object as the appendix "Signing JSON" describes: the canonical JSON of the
     /// object without `signatures` and `unsigned` is signed, and the signature is added under
     /// `signatures.<entity>.<keyID>`, keeping any signatures already there.
-    public func sign(json: JSON, entity: String) throws(MatrixError) -> JSON {
+    public func sign(json: JSON, entity: String, strict: Bool = true) throws(MatrixError) -> JSON {
         guard case .object(var object) = json else {
             throw MatrixError(.badJSON, "Only JSON objects can be signed")
         }
         let signatures = object.removeValue(forKey: "signatures")
         let unsigned = object.removeValue(forKey: "unsigned")
-        let message = try JSON.object(object).canonicalEncoded()
+        let message = try JSON.object(object).canonicalEncoded(strict: strict)
         let sig = Base64.encode(signature(for: message))
         var all = signatures?.objectValue ?? [:]
         var mine = all[entity]?.objectValue ?? [:]
