@@ -1,0 +1,141 @@
+/// The key of a state entry: event type and state key.
+public struct StateKey: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var type: String
+    public var stateKey: String
+    public init(_ type: String, _ stateKey: String) {
+        self.type = type
+        self.stateKey = stateKey
+    }
+    public var description: String { "(\(type), \(stateKey))" }
+    public static func < (a: StateKey, b: StateKey) -> Bool {
+        a.type != b.type ? JSONWriter.keyPrecedes(a.type, b.type) : JSONWriter.keyPrecedes(a.stateKey, b.stateKey)
+    }
+
+    public static let create = StateKey("m.room.create", "")
+    public static let powerLevels = StateKey("m.room.power_levels", "")
+    public static let joinRules = StateKey("m.room.join_rules", "")
+    public static func member(_ user: String) -> StateKey { StateKey("m.room.member", user) }
+}
+
+/// A persistent data unit: one room event with the fields the protocol core needs read out,
+/// plus the full JSON it came from. Built by the RoomActor for local events and by federation
+/// for received ones; read by auth rules, state resolution and sync.
+///
+/// `bytes`, when present, are the serialized event as received or as first encoded; later code
+/// serves them without re-encoding.
+public struct PDU: Sendable, Hashable {
+    public let eventID: EventID
+    public let roomVersion: RoomVersion
+    /// The complete event object (`event_id` included only if it was in the input).
+    public let json: [String: JSON]
+    public let type: String
+    public let stateKey: String?
+    public let sender: UserID
+    /// nil only for a version 12 `m.room.create` event, whose room ID is derived from it.
+    public let roomID: RoomID?
+    public let content: [String: JSON]
+    public let prevEvents: [EventID]
+    public let authEvents: [EventID]
+    public let depth: Int64
+    public let originServerTS: Int64
+    /// The serialized event, if the caller kept it.
+    public var bytes: [UInt8]?
+
+    public var isState: Bool { stateKey != nil }
+    public var stateEntry: StateKey? { stateKey.map { StateKey(type, $0) } }
+    /// `content.membership` for member events.
+    public var membership: String? { content["membership"]?.stringValue }
+
+    /// The event being redacted: `content.redacts` from version 11, the top-level key before.
+    public var redacts: EventID? {
+        let raw = roomVersion.redactsInContent ? content["redacts"]?.stringValue : json["redacts"]?.stringValue
+        return raw.flatMap { try? EventID(parsing: $0) }
+    }
+
+    /// Builds a PDU from event JSON. The event ID is computed from the reference hash for room
+    /// versions 3+, read from `event_id` for versions 1–2; `eventID` overrides both (for events
+    /// loaded from storage whose ID is known). Wrong shapes throw `M_BAD_JSON`.
+    public init(json value: JSON, roomVersion: RoomVersion, eventID: EventID? = nil, bytes: [UInt8]? = nil) throws(MatrixError) {
+        guard case .object(let json) = value else { throw MatrixError(.badJSON, "An event must be a JSON object") }
+        func bad(_ m: String) -> MatrixError { MatrixError(.badJSON, "Invalid event: \(m)") }
+        guard let type = json["type"]?.stringValue else { throw bad("missing type") }
+        guard let senderText = json["sender"]?.stringValue else { throw bad("missing sender") }
+        let sender = try UserID(parsing: senderText)
+        var roomID: RoomID? = nil
+        if let r = json["room_id"] {
+            guard let s = r.stringValue else { throw bad("room_id is not a string") }
+            roomID = try RoomID(parsing: s)
+        } else if !(roomVersion.hashBasedRoomIDs && type == "m.room.create") {
+            throw bad("missing room_id")
+        }
+        guard case .object(let content)? = json["content"] else { throw bad("content is not an object") }
+        var stateKey: String? = nil
+        if let sk = json["state_key"] {
+            guard let s = sk.stringValue else { throw bad("state_key is not a string") }
+            stateKey = s
+        }
+        let prev = try PDU.references(json["prev_events"], roomVersion, "prev_events")
+        let auth = try PDU.references(json["auth_events"], roomVersion, "auth_events")
+        let depth = json["depth"]?.intValue ?? 0
+        let ts = json["origin_server_ts"]?.intValue ?? 0
+
+        let id: EventID
+        if let eventID {
+            id = eventID
+        } else if roomVersion.eventIDFormat == .opaqueWithDomain {
+            guard let s = json["event_id"]?.stringValue else { throw bad("missing event_id") }
+            id = try EventID(parsing: s)
+        } else {
+            id = try EventHashing.eventID(of: value, roomVersion: roomVersion)
+        }
+        self.eventID = id
+        self.roomVersion = roomVersion
+        self.json = json
+        self.type = type
+        self.stateKey = stateKey
+        self.sender = sender
+        self.roomID = roomID
+        self.content = content
+        self.prevEvents = prev
+        self.authEvents = auth
+        self.depth = depth
+        self.originServerTS = ts
+        self.bytes = bytes
+    }
+
+    /// Parses event bytes and keeps them.
+    public init(bytes: [UInt8], roomVersion: RoomVersion, eventID: EventID? = nil) throws(MatrixError) {
+        try self.init(json: try JSON.parse(bytes), roomVersion: roomVersion, eventID: eventID, bytes: bytes)
+    }
+
+    /// The room this event belongs to; for a version 12 create event, the one derived from its ID.
+    public var effectiveRoomID: RoomID { roomID ?? RoomID(createEventID: eventID) }
+
+    /// `prev_events` / `auth_events`: strings from version 3, `[event_id, {hashes}]` pairs before.
+    static func references(_ value: JSON?, _ version: RoomVersion, _ name: String) throws(MatrixError) -> [EventID] {
+        guard let value else { return [] }
+        guard case .array(let items) = value else { throw MatrixError(.badJSON, "Invalid event: \(name) is not an array") }
+        var ids: [EventID] = []
+        ids.reserveCapacity(items.count)
+        for item in items {
+            if let s = item.stringValue {
+                ids.append(try EventID(parsing: s))
+            } else if version.eventIDFormat == .opaqueWithDomain, let s = item[0]?.stringValue {
+                ids.append(try EventID(parsing: s))
+            } else {
+                throw MatrixError(.badJSON, "Invalid event: bad entry in \(name)")
+            }
+        }
+        return ids
+    }
+
+    /// The full event as JSON, with `event_id` added for clients (versions 3+ omit it on the wire).
+    public var clientJSON: JSON {
+        var o = json
+        o["event_id"] = .string(eventID.rawValue)
+        return .object(o)
+    }
+
+    public static func == (a: PDU, b: PDU) -> Bool { a.eventID == b.eventID }
+    public func hash(into h: inout Hasher) { h.combine(eventID) }
+}

@@ -1,0 +1,69 @@
+/// The redaction algorithm of every room version (room version specs, "Redactions"). Used for
+/// reference hashes, event signatures, and to serve redacted events.
+public enum Redaction {
+    static let topLevelV1: Set<String> = [
+        "event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures", "depth",
+        "prev_events", "prev_state", "auth_events", "origin", "origin_server_ts", "membership",
+    ]
+    // v11 (MSC2176) stops protecting origin, membership and prev_state.
+    static let topLevelV11: Set<String> = [
+        "event_id", "type", "room_id", "sender", "state_key", "content", "hashes", "signatures", "depth",
+        "prev_events", "auth_events", "origin_server_ts",
+    ]
+
+    /// Returns the redacted form of an event object.
+    public static func redact(_ event: [String: JSON], roomVersion: RoomVersion) -> [String: JSON] {
+        let rules = roomVersion.redaction
+        let keep = rules == .v11 ? topLevelV11 : topLevelV1
+        var out: [String: JSON] = [:]
+        out.reserveCapacity(keep.count)
+        for (k, v) in event where keep.contains(k) { out[k] = v }
+        let type = event["type"]?.stringValue ?? ""
+        let content = event["content"]?.objectValue ?? [:]
+        out["content"] = .object(redactContent(content, type: type, rules: rules))
+        return out
+    }
+
+    public static func redact(_ event: JSON, roomVersion: RoomVersion) -> JSON {
+        .object(redact(event.objectValue ?? [:], roomVersion: roomVersion))
+    }
+
+    static func redactContent(_ content: [String: JSON], type: String, rules: RoomVersion.RedactionRules) -> [String: JSON] {
+        var keys: [String]
+        switch type {
+        case "m.room.member":
+            keys = ["membership"]
+            if rules == .v9 || rules == .v11 { keys.append("join_authorised_via_users_server") }
+            var out = pick(content, keys)
+            // v11 keeps third_party_invite.signed (MSC3821).
+            if rules == .v11, let signed = content["third_party_invite"]?["signed"] {
+                out["third_party_invite"] = ["signed": signed]
+            }
+            return out
+        case "m.room.create":
+            if rules == .v11 { return content } // MSC2176: the whole content
+            keys = ["creator"]
+        case "m.room.join_rules":
+            keys = ["join_rule"]
+            if rules == .v8 || rules == .v9 || rules == .v11 { keys.append("allow") }
+        case "m.room.power_levels":
+            keys = ["ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"]
+            if rules == .v11 { keys.append("invite") }
+        case "m.room.aliases":
+            keys = rules == .v1 ? ["aliases"] : []
+        case "m.room.history_visibility":
+            keys = ["history_visibility"]
+        case "m.room.redaction":
+            keys = rules == .v11 ? ["redacts"] : []
+        default:
+            keys = []
+        }
+        return pick(content, keys)
+    }
+
+    static func pick(_ content: [String: JSON], _ keys: [String]) -> [String: JSON] {
+        var out: [String: JSON] = [:]
+        for k in keys { if let v = content[k] { out[k] = v } }
+        return out
+    }
+}

@@ -1,4 +1,0 @@
-import Testing
-@testable import Matrix
-
-@Test func matrixModuleLoads() { #expect(Bool(true)) }
