@@ -1,0 +1,105 @@
+import Transport
+
+/// The daemon's configuration: one YAML file, every key with a default, so that `myelin`
+/// runs with no file at all (SQLite under `./data`, 127.0.0.1:8008, server name `localhost`).
+/// `ConfigurationLoader` reads it strictly; `ConfigurationTemplate` prints the commented file.
+struct Configuration: Sendable, Equatable {
+    struct Listener: Sendable, Equatable {
+        var host = "127.0.0.1"
+        var port = 8008
+    }
+
+    enum DatabaseBackend: String, Sendable, Equatable { case sqlite, postgres }
+
+    struct Database: Sendable, Equatable {
+        var backend = DatabaseBackend.sqlite
+        /// Empty means `<data_dir>/myelin.db`.
+        var sqlitePath = ""
+        var sqliteReaders = 4
+        var postgresConninfo = "host=127.0.0.1 port=5432 dbname=myelin user=myelin"
+        var postgresPoolSize = 8
+    }
+
+    struct ActorPool: Sendable, Equatable {
+        var maxResident: Int
+        var idleTimeoutSeconds: Int
+    }
+
+    struct Actors: Sendable, Equatable {
+        var rooms = ActorPool(maxResident: 10_000, idleTimeoutSeconds: 600)
+        var sessions = ActorPool(maxResident: 50_000, idleTimeoutSeconds: 900)
+        var notifiers = ActorPool(maxResident: 50_000, idleTimeoutSeconds: 300)
+        var federationDestinations = ActorPool(maxResident: 1_000, idleTimeoutSeconds: 600)
+        var mediaUploads = ActorPool(maxResident: 256, idleTimeoutSeconds: 60)
+        /// Events each room actor keeps in memory (with their bytes) for caught-up syncs.
+        var roomRecentEvents = 128
+    }
+
+    struct Registration: Sendable, Equatable {
+        var enabled = false
+        var requireToken = false
+        var allowGuests = false
+        var sharedSecret: String? = nil
+    }
+
+    struct RateLimit: Sendable, Equatable {
+        var perSecond: Double
+        var burst: Int
+    }
+
+    struct RateLimits: Sendable, Equatable {
+        var enabled = true
+        var messages = RateLimit(perSecond: 0.2, burst: 10)
+        var login = RateLimit(perSecond: 0.17, burst: 3)
+        var registration = RateLimit(perSecond: 0.17, burst: 3)
+    }
+
+    struct Media: Sendable, Equatable {
+        /// Empty means `<data_dir>/media`.
+        var storePath = ""
+        var maxUploadBytes = 50 << 20
+        var thumbnails = true
+    }
+
+    struct Federation: Sendable, Equatable {
+        var enabled = true
+        var trustedKeyServers: [String] = ["matrix.org"]
+    }
+
+    struct WellKnown: Sendable, Equatable {
+        /// `m.homeserver.base_url` served at `/.well-known/matrix/client`; empty → not served.
+        var clientBaseURL = ""
+        /// `m.server` served at `/.well-known/matrix/server`; empty → not served.
+        var server = ""
+    }
+
+    struct Logging: Sendable, Equatable {
+        var level = "info"
+        var accessLog = true
+    }
+
+    struct Metrics: Sendable, Equatable {
+        var enabled = false
+        var path = "/_myelin/metrics"
+    }
+
+    var serverName = "localhost"
+    var dataDirectory = "./data"
+    /// Empty means `<data_dir>/signing.key`.
+    var signingKeyPath = ""
+    var listeners = [Listener()]
+    var database = Database()
+    var transport = TransportConfiguration()
+    var actors = Actors()
+    var registration = Registration()
+    var rateLimits = RateLimits()
+    var media = Media()
+    var federation = Federation()
+    var wellKnown = WellKnown()
+    var logging = Logging()
+    var metrics = Metrics()
+
+    var resolvedSQLitePath: String { database.sqlitePath.isEmpty ? dataDirectory + "/myelin.db" : database.sqlitePath }
+    var resolvedSigningKeyPath: String { signingKeyPath.isEmpty ? dataDirectory + "/signing.key" : signingKeyPath }
+    var resolvedMediaPath: String { media.storePath.isEmpty ? dataDirectory + "/media" : media.storePath }
+}

@@ -1,0 +1,251 @@
+import Transport
+import Yams
+
+/// A configuration error, with the key path it concerns (`transport.loops`).
+struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    var path: String
+    var message: String
+    var description: String { path.isEmpty ? message : "\(path): \(message)" }
+}
+
+/// Reads the YAML configuration strictly: an unknown key or a value of the wrong kind is an
+/// error naming its key path, so that a typo never silently falls back to a default.
+enum ConfigurationLoader {
+    static func load(yaml text: String) throws -> Configuration {
+        var configuration = Configuration()
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigurationError(path: "", message: "not valid YAML: \(error)")
+        }
+        guard let root else { return configuration }  // an empty file: all defaults
+        let top = try Section(root, path: "")
+        try top.string("server_name") { configuration.serverName = try ServerNameCheck.validate($0, path: "server_name") }
+        try top.string("data_dir") { configuration.dataDirectory = $0 }
+        try top.string("signing_key_path") { configuration.signingKeyPath = $0 }
+        try top.sequence("listeners") { items in
+            configuration.listeners = try items.map { item in
+                var listener = Configuration.Listener()
+                let section = try item.mapping()
+                try section.string("host") { listener.host = $0 }
+                try section.int("port", range: 0...65535) { listener.port = $0 }
+                try section.finish()
+                return listener
+            }
+            if configuration.listeners.isEmpty { throw ConfigurationError(path: "listeners", message: "at least one listener is needed") }
+        }
+        try top.section("database") { db in
+            try db.string("backend") {
+                guard let backend = Configuration.DatabaseBackend(rawValue: $0) else {
+                    throw ConfigurationError(path: "database.backend", message: "must be sqlite or postgres, not '\($0)'")
+                }
+                configuration.database.backend = backend
+            }
+            try db.section("sqlite") { s in
+                try s.string("path") { configuration.database.sqlitePath = $0 }
+                try s.int("readers", range: 1...64) { configuration.database.sqliteReaders = $0 }
+            }
+            try db.section("postgres") { p in
+                try p.string("conninfo") { configuration.database.postgresConninfo = $0 }
+                try p.int("pool_size", range: 1...1000) { configuration.database.postgresPoolSize = $0 }
+            }
+        }
+        try top.section("transport") { t in
+            try t.int("loops", range: 0...256) { configuration.transport.loops = $0 == 0 ? TransportConfiguration.defaultLoopCount : $0 }
+            try t.int("backlog", range: 1...65535) { configuration.transport.backlog = Int32($0) }
+            try t.int("max_header_bytes", range: 1024...(1 << 20)) { configuration.transport.maxHeaderBytes = $0 }
+            try t.int("max_json_body_bytes", range: 1024...(1 << 30)) { configuration.transport.maxJSONBodyBytes = $0 }
+            try t.int("max_media_body_bytes", range: 1024...(1 << 40)) { configuration.transport.maxMediaBodyBytes = $0 }
+            try t.int("max_connections", range: 1...10_000_000) { configuration.transport.maxConnections = $0 }
+            try t.int("header_read_timeout_ms", range: 100...3_600_000) { configuration.transport.headerReadTimeoutMs = UInt64($0) }
+            try t.int("body_read_timeout_ms", range: 100...3_600_000) { configuration.transport.bodyReadTimeoutMs = UInt64($0) }
+            try t.int("idle_timeout_ms", range: 100...3_600_000) { configuration.transport.idleTimeoutMs = UInt64($0) }
+            try t.int("shutdown_grace_ms", range: 0...3_600_000) { configuration.transport.shutdownGraceMs = UInt64($0) }
+            try t.int("max_pipelined", range: 1...1024) { configuration.transport.maxPipelined = $0 }
+        }
+        try top.section("actors") { a in
+            func pool(_ key: String, _ target: WritableKeyPath<Configuration.Actors, Configuration.ActorPool>) throws {
+                try a.section(key) { p in
+                    try p.int("max_resident", range: 1...100_000_000) { configuration.actors[keyPath: target].maxResident = $0 }
+                    try p.int("idle_timeout_s", range: 1...86_400 * 7) { configuration.actors[keyPath: target].idleTimeoutSeconds = $0 }
+                }
+            }
+            try pool("rooms", \.rooms)
+            try pool("sessions", \.sessions)
+            try pool("notifiers", \.notifiers)
+            try pool("federation_destinations", \.federationDestinations)
+            try pool("media_uploads", \.mediaUploads)
+            try a.int("room_recent_events", range: 0...100_000) { configuration.actors.roomRecentEvents = $0 }
+        }
+        try top.section("registration") { r in
+            try r.bool("enabled") { configuration.registration.enabled = $0 }
+            try r.bool("require_token") { configuration.registration.requireToken = $0 }
+            try r.bool("allow_guests") { configuration.registration.allowGuests = $0 }
+            try r.optionalString("shared_secret") { configuration.registration.sharedSecret = $0 }
+        }
+        try top.section("rate_limits") { r in
+            try r.bool("enabled") { configuration.rateLimits.enabled = $0 }
+            func limit(_ key: String, _ target: WritableKeyPath<Configuration.RateLimits, Configuration.RateLimit>) throws {
+                try r.section(key) { l in
+                    try l.double("per_second", range: 0.0001...1_000_000) { configuration.rateLimits[keyPath: target].perSecond = $0 }
+                    try l.int("burst", range: 1...1_000_000) { configuration.rateLimits[keyPath: target].burst = $0 }
+                }
+            }
+            try limit("messages", \.messages)
+            try limit("login", \.login)
+            try limit("registration", \.registration)
+        }
+        try top.section("media") { m in
+            try m.string("store_path") { configuration.media.storePath = $0 }
+            try m.int("max_upload_bytes", range: 1...(1 << 40)) { configuration.media.maxUploadBytes = $0 }
+            try m.bool("thumbnails") { configuration.media.thumbnails = $0 }
+        }
+        try top.section("federation") { f in
+            try f.bool("enabled") { configuration.federation.enabled = $0 }
+            try f.sequence("trusted_key_servers") { items in
+                configuration.federation.trustedKeyServers = try items.map { try $0.scalarString() }
+            }
+        }
+        try top.section("well_known") { w in
+            try w.string("client_base_url") { configuration.wellKnown.clientBaseURL = $0 }
+            try w.string("server") { configuration.wellKnown.server = $0 }
+        }
+        try top.section("logging") { l in
+            try l.string("level") {
+                let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+                guard levels.contains($0) else {
+                    throw ConfigurationError(path: "logging.level", message: "must be one of \(levels.joined(separator: ", "))")
+                }
+                configuration.logging.level = $0
+            }
+            try l.bool("access_log") { configuration.logging.accessLog = $0 }
+        }
+        try top.section("metrics") { m in
+            try m.bool("enabled") { configuration.metrics.enabled = $0 }
+            try m.string("path") { configuration.metrics.path = $0 }
+        }
+        try top.finish()
+        return configuration
+    }
+}
+
+/// Server names in configuration: a host name or IP literal, with an optional port.
+enum ServerNameCheck {
+    static func validate(_ name: String, path: String) throws -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:[]")
+        guard !name.isEmpty, name.count <= 255, name.allSatisfy({ allowed.contains($0) }) else {
+            throw ConfigurationError(path: path, message: "'\(name)' is not a valid server name")
+        }
+        return name
+    }
+}
+
+/// One YAML mapping being read: tracks which keys were used so that `finish()` can refuse
+/// the rest with their full key paths.
+final class Section {
+    let path: String
+    var entries: [(key: String, value: Node)] = []
+    var used: Set<String> = []
+
+    init(_ node: Node, path: String) throws {
+        self.path = path
+        guard let mapping = node.mapping else {
+            throw ConfigurationError(path: path, message: "expected a mapping of keys to values")
+        }
+        for (key, value) in mapping {
+            guard let name = key.string else { throw ConfigurationError(path: path, message: "keys must be strings") }
+            entries.append((name, value))
+        }
+    }
+
+    func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    private func value(_ key: String) -> Node? {
+        guard let entry = entries.first(where: { $0.key == key }) else { return nil }
+        used.insert(key)
+        if case .scalar(let scalar) = entry.value, scalar.string == "~" || scalar.string == "null" || scalar.string.isEmpty,
+           scalar.style == .plain {
+            return nil
+        }
+        return entry.value
+    }
+
+    private func scalar(_ key: String) throws -> String? {
+        guard let node = value(key) else { return nil }
+        guard case .scalar(let s) = node else { throw ConfigurationError(path: keyPath(key), message: "expected a single value") }
+        return s.string
+    }
+
+    func string(_ key: String, _ apply: (String) throws -> Void) throws {
+        if let s = try scalar(key) { try apply(s) }
+    }
+
+    func optionalString(_ key: String, _ apply: (String?) throws -> Void) throws {
+        guard entries.contains(where: { $0.key == key }) else { return }
+        try apply(try scalar(key))
+    }
+
+    func int(_ key: String, range: ClosedRange<Int>, _ apply: (Int) throws -> Void) throws {
+        guard let s = try scalar(key) else { return }
+        guard let n = Int(s.replacingUnderscores()) else {
+            throw ConfigurationError(path: keyPath(key), message: "expected an integer, not '\(s)'")
+        }
+        guard range.contains(n) else {
+            throw ConfigurationError(path: keyPath(key), message: "\(n) is out of range \(range.lowerBound)...\(range.upperBound)")
+        }
+        try apply(n)
+    }
+
+    func double(_ key: String, range: ClosedRange<Double>, _ apply: (Double) throws -> Void) throws {
+        guard let s = try scalar(key) else { return }
+        guard let n = Double(s) else { throw ConfigurationError(path: keyPath(key), message: "expected a number, not '\(s)'") }
+        guard range.contains(n) else { throw ConfigurationError(path: keyPath(key), message: "\(n) is out of range") }
+        try apply(n)
+    }
+
+    func bool(_ key: String, _ apply: (Bool) throws -> Void) throws {
+        guard let s = try scalar(key) else { return }
+        switch s.lowercased() {
+        case "true", "yes", "on": try apply(true)
+        case "false", "no", "off": try apply(false)
+        default: throw ConfigurationError(path: keyPath(key), message: "expected true or false, not '\(s)'")
+        }
+    }
+
+    func section(_ key: String, _ read: (Section) throws -> Void) throws {
+        guard let node = value(key) else { return }
+        let inner = try Section(node, path: keyPath(key))
+        try read(inner)
+        try inner.finish()
+    }
+
+    func sequence(_ key: String, _ read: ([Item]) throws -> Void) throws {
+        guard let node = value(key) else { return }
+        guard let items = node.sequence else { throw ConfigurationError(path: keyPath(key), message: "expected a list") }
+        try read(items.enumerated().map { Item(node: $0.element, path: "\(keyPath(key))[\($0.offset)]") })
+    }
+
+    func finish() throws {
+        for entry in entries where !used.contains(entry.key) {
+            throw ConfigurationError(path: keyPath(entry.key), message: "unknown key")
+        }
+    }
+
+    /// An element of a YAML list.
+    struct Item {
+        let node: Node
+        let path: String
+
+        func scalarString() throws -> String {
+            guard case .scalar(let s) = node else { throw ConfigurationError(path: path, message: "expected a single value") }
+            return s.string
+        }
+
+        func mapping() throws -> Section { try Section(node, path: path) }
+    }
+}
+
+extension String {
+    func replacingUnderscores() -> String { String(filter { $0 != "_" }) }
+}

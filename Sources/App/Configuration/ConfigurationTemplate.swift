@@ -1,0 +1,125 @@
+/// The commented configuration file that `myelin generate-config` prints: every key with
+/// its default, so the file documents itself and loads back to the defaults.
+enum ConfigurationTemplate {
+    static func render(serverName: String) -> String {
+        let d = Configuration()
+        let t = d.transport
+        let a = d.actors
+        func pool(_ name: String, _ p: Configuration.ActorPool, _ what: String) -> String {
+            """
+              # \(what)
+              \(name):
+                max_resident: \(p.maxResident)
+                idle_timeout_s: \(p.idleTimeoutSeconds)
+            """
+        }
+        return """
+        # Myelin configuration. Every key is optional; the values shown are the defaults.
+        # Unknown keys and bad values stop the server with the key path named.
+
+        # The server name: the part after ':' in user IDs (@alice:\(serverName)). It cannot change later.
+        server_name: \(serverName)
+
+        # Where the database, signing key and media live (relative to the working directory).
+        data_dir: \(d.dataDirectory)
+
+        # The ed25519 signing key; empty means <data_dir>/signing.key (created on first start).
+        signing_key_path: ""
+
+        # Where clients and other servers connect (plain HTTP; put a TLS proxy in front).
+        listeners:
+          - host: \(d.listeners[0].host)
+            port: \(d.listeners[0].port)
+
+        database:
+          # sqlite (embedded, no server needed) or postgres
+          backend: \(d.database.backend.rawValue)
+          sqlite:
+            # empty means <data_dir>/myelin.db
+            path: ""
+            # reader connections (one writer connection besides)
+            readers: \(d.database.sqliteReaders)
+          postgres:
+            # a libpq connection string
+            conninfo: "\(d.database.postgresConninfo)"
+            pool_size: \(d.database.postgresPoolSize)
+
+        transport:
+          # event loops (threads); 0 means one per core
+          loops: 0
+          backlog: \(t.backlog)
+          # request line + headers, past it 431
+          max_header_bytes: \(t.maxHeaderBytes)
+          # a JSON request body, past it 413 M_TOO_LARGE
+          max_json_body_bytes: \(t.maxJSONBodyBytes)
+          # a media upload
+          max_media_body_bytes: \(t.maxMediaBodyBytes)
+          max_connections: \(t.maxConnections)
+          header_read_timeout_ms: \(t.headerReadTimeoutMs)
+          # longest pause between two reads of a request body
+          body_read_timeout_ms: \(t.bodyReadTimeoutMs)
+          # idle keep-alive connections are closed after this
+          idle_timeout_ms: \(t.idleTimeoutMs)
+          # how long shutdown waits for requests in flight
+          shutdown_grace_ms: \(t.shutdownGraceMs)
+          # requests read ahead on one connection while one is answered
+          max_pipelined: \(t.maxPipelined)
+
+        # Actor pools: how many of each kind stay resident, and how long an idle one lives.
+        actors:
+        \(pool("rooms", a.rooms, "one per room: its current state, extremities and recent events"))
+        \(pool("sessions", a.sessions, "one per logged-in device"))
+        \(pool("notifiers", a.notifiers, "one per user with long-polling /sync requests"))
+        \(pool("federation_destinations", a.federationDestinations, "one per remote server we send to"))
+        \(pool("media_uploads", a.mediaUploads, "one per upload in progress"))
+          # recent events each room actor keeps in memory for caught-up syncs
+          room_recent_events: \(a.roomRecentEvents)
+
+        registration:
+          enabled: \(d.registration.enabled)
+          # require an m.login.registration_token stage
+          require_token: \(d.registration.requireToken)
+          allow_guests: \(d.registration.allowGuests)
+          # enables the Synapse admin shared-secret registration API when set
+          shared_secret: ~
+
+        rate_limits:
+          enabled: \(d.rateLimits.enabled)
+          messages:
+            per_second: \(d.rateLimits.messages.perSecond)
+            burst: \(d.rateLimits.messages.burst)
+          login:
+            per_second: \(d.rateLimits.login.perSecond)
+            burst: \(d.rateLimits.login.burst)
+          registration:
+            per_second: \(d.rateLimits.registration.perSecond)
+            burst: \(d.rateLimits.registration.burst)
+
+        media:
+          # empty means <data_dir>/media
+          store_path: ""
+          max_upload_bytes: \(d.media.maxUploadBytes)
+          thumbnails: \(d.media.thumbnails)
+
+        federation:
+          enabled: \(d.federation.enabled)
+          trusted_key_servers:
+        \(d.federation.trustedKeyServers.map { "    - \($0)" }.joined(separator: "\n"))
+
+        # Served at /.well-known/matrix/client and /server; empty means not served (404).
+        well_known:
+          client_base_url: ""
+          server: ""
+
+        logging:
+          # trace, debug, info, notice, warning, error, critical
+          level: \(d.logging.level)
+          access_log: \(d.logging.accessLog)
+
+        metrics:
+          enabled: \(d.metrics.enabled)
+          path: \(d.metrics.path)
+
+        """
+    }
+}

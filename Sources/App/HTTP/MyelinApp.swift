@@ -1,0 +1,130 @@
+import Logging
+import Matrix
+import Transport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The application as the transport sees it: routes each request to its handler, renders
+/// Matrix errors, adds CORS headers, answers preflights, and writes the access log.
+/// Owned by `MyelinServer`; called on the concurrency pool for every request.
+final class MyelinApp: HTTPResponder {
+    let configuration: Configuration
+    let signingKey: SigningKey
+    let logger: Logger
+    let accessLogger: Logger?
+    let startedAt: Int64
+    let router: Router
+
+    init(configuration: Configuration, signingKey: SigningKey, logger: Logger) {
+        self.configuration = configuration
+        self.signingKey = signingKey
+        self.logger = logger
+        var access = Logger(label: "myelin.access")
+        access.logLevel = logger.logLevel
+        accessLogger = configuration.logging.accessLog ? access : nil
+        startedAt = Clock.nowMilliseconds()
+        router = Router { routes in
+            Endpoints.register(&routes)
+        }
+    }
+
+    // MARK: HTTPResponder
+
+    func bodyPolicy(for head: HTTPRequestHead) -> BodyPolicy {
+        let path = head.path
+        if head.method == .post || head.method == .put, path.hasPrefix("/_matrix/media/"), path.contains("/upload") {
+            return .stream(limit: min(configuration.transport.maxMediaBodyBytes, configuration.media.maxUploadBytes))
+        }
+        return .buffer(limit: configuration.transport.maxJSONBodyBytes)
+    }
+
+    func respond(to request: HTTPRequest) async -> HTTPResponse {
+        let start = Clock.monotonicNanoseconds()
+        var response: HTTPResponse
+        if request.method == .options {
+            // CORS preflight, answered for every path as Synapse does.
+            response = .json(.object([:]))
+        } else {
+            switch router.match(method: request.method, path: request.head.path) {
+            case .found(let handler, let parameters):
+                do {
+                    response = try await handler(RequestContext(request: request, parameters: parameters, app: self))
+                } catch let error as MatrixError {
+                    response = .matrixError(error)
+                } catch {
+                    logger.error("request \(request.requestID) \(request.method) \(request.head.path) failed: \(error)")
+                    response = .matrixError(MatrixError(.unknown, "Internal server error"))
+                }
+            case .wrongMethod:
+                response = .matrixError(MatrixError(.unrecognized, "Method \(request.method) not allowed for this endpoint", status: 405))
+            case .notFound:
+                response = .matrixError(MatrixError(.unrecognized, "Unrecognized request"))
+            }
+        }
+        Self.addCORS(&response.headers)
+        if let accessLogger {
+            let micros = (Clock.monotonicNanoseconds() - start) / 1000
+            accessLogger.info("\(request.remoteAddress) #\(request.requestID) \(request.method) \(Self.redacted(request.head.target)) \(response.status) \(micros)µs")
+        }
+        return response
+    }
+
+    func errorResponse(_ error: TransportError) -> HTTPResponse {
+        var response: HTTPResponse
+        switch error {
+        case .badRequest(let why): response = .matrixError(MatrixError(.unknown, "Bad request: \(why)", status: 400))
+        case .headersTooLarge: response = .matrixError(MatrixError(.unknown, "Request headers too large", status: 431))
+        case .bodyTooLarge: response = .matrixError(MatrixError(.tooLarge, "Request body too large", status: 413))
+        case .timeout: response = .matrixError(MatrixError(.unknown, "Request timed out", status: 408))
+        }
+        Self.addCORS(&response.headers)
+        return response
+    }
+
+    /// CORS as the client-server API requires, on every response.
+    static func addCORS(_ headers: inout HTTPHeaders) {
+        headers.add("Access-Control-Allow-Origin", "*")
+        headers.add("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
+        headers.add("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date")
+    }
+
+    /// Access tokens never reach the log.
+    static func redacted(_ target: String) -> String {
+        guard let range = target.range(of: "access_token=") else { return target }
+        let tail = target[range.upperBound...]
+        let end = tail.firstIndex(of: "&") ?? target.endIndex
+        return String(target[..<range.upperBound]) + "<redacted>" + String(target[end...])
+    }
+}
+
+extension HTTPResponse {
+    /// A JSON response.
+    static func json(_ value: JSON, status: Int = 200) -> HTTPResponse {
+        HTTPResponse(status: status, contentType: "application/json", bytes: value.encoded())
+    }
+
+    static func matrixError(_ error: MatrixError) -> HTTPResponse {
+        var response = HTTPResponse.json(error.body, status: error.status)
+        if error.code == .limitExceeded, let retry = error.extra["retry_after_ms"]?.intValue {
+            response.headers.add("Retry-After", String((retry + 999) / 1000))
+        }
+        return response
+    }
+}
+
+/// Wall-clock and monotonic time without Foundation.
+enum Clock {
+    static func nowMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    static func monotonicNanoseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}

@@ -1,0 +1,169 @@
+import Matrix
+import Transport
+
+/// What a handler gets: the request, its path parameters (percent-decoded) and query.
+struct RequestContext: Sendable {
+    let request: HTTPRequest
+    let parameters: [String: String]
+    let app: MyelinApp
+
+    /// A path parameter by name; routing guarantees it exists.
+    func parameter(_ name: String) -> String { parameters[name] ?? "" }
+
+    /// The query parameters, percent-decoded; a repeated key keeps its last value.
+    var query: [String: String] {
+        guard let q = request.head.query else { return [:] }
+        var result: [String: String] = [:]
+        for pair in q.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let key = PercentDecoding.decode(parts[0], plusAsSpace: true) ?? String(parts[0])
+            let value = parts.count > 1 ? (PercentDecoding.decode(parts[1], plusAsSpace: true) ?? String(parts[1])) : ""
+            result[key] = value
+        }
+        return result
+    }
+
+    /// The body as a JSON object: `M_NOT_JSON` when it does not parse, `M_BAD_JSON` when it
+    /// is not an object.
+    func jsonObject() async throws -> [String: JSON] {
+        let bytes = try await request.body.collect()
+        guard !bytes.isEmpty else { throw MatrixError(.notJSON, "Request body is empty; expected a JSON object") }
+        let value = try JSON.parse(bytes)
+        guard case .object(let object) = value else { throw MatrixError(.badJSON, "Request body must be a JSON object") }
+        return object
+    }
+}
+
+typealias Handler = @Sendable (RequestContext) async throws -> HTTPResponse
+
+/// Routes requests by method and path through a trie of path segments. Segments in braces
+/// (`{roomId}`) capture one percent-decoded segment; a trailing `{*path}` captures the rest.
+/// A path that matches with another method answers 405; no match answers 404 `M_UNRECOGNIZED`.
+final class Router: Sendable {
+    final class Node: @unchecked Sendable {  // built before serving, then only read
+        var literal: [String: Node] = [:]
+        var parameter: (name: String, node: Node)?
+        var rest: String?
+        var restHandlers: [HTTPMethod: Handler] = [:]
+        var handlers: [HTTPMethod: Handler] = [:]
+    }
+
+    enum Match {
+        case found(Handler, [String: String])
+        case wrongMethod(allowed: [HTTPMethod])
+        case notFound
+    }
+
+    let root: Node
+
+    init(_ build: (inout RouteBuilder) -> Void) {
+        var builder = RouteBuilder()
+        build(&builder)
+        root = builder.root
+    }
+
+    func match(method: HTTPMethod, path: Substring) -> Match {
+        var node = root
+        var parameters: [String: String] = [:]
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        var index = segments.startIndex
+        while index < segments.endIndex {
+            let segment = segments[index]
+            if let next = node.literal[String(segment)] {
+                node = next
+            } else if let (name, next) = node.parameter, !segment.isEmpty {
+                guard let decoded = PercentDecoding.decode(segment) else { return .notFound }
+                parameters[name] = decoded
+                node = next
+            } else if let rest = node.rest {
+                let remainder = segments[index...].joined(separator: "/")
+                parameters[rest] = PercentDecoding.decode(Substring(remainder)) ?? remainder
+                return select(node.restHandlers, method: method, parameters: parameters)
+            } else {
+                return .notFound
+            }
+            index += 1
+        }
+        return select(node.handlers, method: method, parameters: parameters)
+    }
+
+    private func select(_ handlers: [HTTPMethod: Handler], method: HTTPMethod, parameters: [String: String]) -> Match {
+        if handlers.isEmpty { return .notFound }
+        if let handler = handlers[method] { return .found(handler, parameters) }
+        if method == .head, let handler = handlers[.get] { return .found(handler, parameters) }
+        return .wrongMethod(allowed: Array(handlers.keys))
+    }
+}
+
+/// Registers routes; `client("/rooms/{roomId}/join")` registers every client-server version
+/// prefix (`r0`, `v3`) of a path at once so they reach one handler.
+struct RouteBuilder {
+    let root = Router.Node()
+
+    mutating func add(_ method: HTTPMethod, _ pattern: String, _ handler: @escaping Handler) {
+        var node = root
+        for segment in pattern.split(separator: "/") {
+            if segment.hasPrefix("{*") && segment.hasSuffix("}") {
+                node.rest = String(segment.dropFirst(2).dropLast())
+                node.restHandlers[method] = handler
+                return
+            } else if segment.hasPrefix("{") && segment.hasSuffix("}") {
+                let name = String(segment.dropFirst().dropLast())
+                if node.parameter == nil { node.parameter = (name, Router.Node()) }
+                precondition(node.parameter!.name == name, "conflicting parameter names at \(pattern)")
+                node = node.parameter!.node
+            } else {
+                let key = String(segment)
+                if node.literal[key] == nil { node.literal[key] = Router.Node() }
+                node = node.literal[key]!
+            }
+        }
+        precondition(node.handlers[method] == nil, "route registered twice: \(method) \(pattern)")
+        node.handlers[method] = handler
+    }
+
+    mutating func get(_ pattern: String, _ handler: @escaping Handler) { add(.get, pattern, handler) }
+    mutating func post(_ pattern: String, _ handler: @escaping Handler) { add(.post, pattern, handler) }
+    mutating func put(_ pattern: String, _ handler: @escaping Handler) { add(.put, pattern, handler) }
+    mutating func delete(_ pattern: String, _ handler: @escaping Handler) { add(.delete, pattern, handler) }
+
+    /// A client-server endpoint under `/_matrix/client/{r0,v3}`.
+    mutating func client(_ method: HTTPMethod, _ path: String, versions: [String] = ["r0", "v3"], _ handler: @escaping Handler) {
+        for version in versions { add(method, "/_matrix/client/\(version)\(path)", handler) }
+    }
+}
+
+/// Percent-decoding of path segments and query components; invalid escapes or UTF-8 → nil.
+enum PercentDecoding {
+    static func decode(_ text: Substring, plusAsSpace: Bool = false) -> String? {
+        let utf8 = text.utf8
+        if !utf8.contains(UInt8(ascii: "%")) && !(plusAsSpace && utf8.contains(UInt8(ascii: "+"))) { return String(text) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(utf8.count)
+        var i = utf8.startIndex
+        while i < utf8.endIndex {
+            let b = utf8[i]
+            if b == UInt8(ascii: "%") {
+                let h = utf8.index(after: i)
+                guard h < utf8.endIndex else { return nil }
+                let l = utf8.index(after: h)
+                guard l < utf8.endIndex, let hi = hex(utf8[h]), let lo = hex(utf8[l]) else { return nil }
+                bytes.append(hi << 4 | lo)
+                i = utf8.index(after: l)
+            } else {
+                bytes.append(plusAsSpace && b == UInt8(ascii: "+") ? 0x20 : b)
+                i = utf8.index(after: i)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x41...0x46: return c - 0x41 + 10
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+}

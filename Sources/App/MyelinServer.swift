@@ -1,0 +1,62 @@
+import Logging
+import Matrix
+import Transport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts everything a configuration describes (data directory, signing key, store, HTTP
+/// listeners) and runs until SIGTERM/SIGINT or `stop()`.
+final class MyelinServer: Sendable {
+    let configuration: Configuration
+    let app: MyelinApp
+    let servers: [HTTPServer]
+    let logger: Logger
+
+    init(configuration: Configuration, logger: Logger, handlesSignals: Bool = true) throws {
+        self.configuration = configuration
+        self.logger = logger
+        try Self.makeDirectory(configuration.dataDirectory)
+        let key = try SigningKey.loadOrGenerate(path: configuration.resolvedSigningKeyPath)
+        let app = MyelinApp(configuration: configuration, signingKey: key, logger: logger)
+        self.app = app
+        servers = configuration.listeners.enumerated().map { index, listener in
+            var transport = configuration.transport
+            transport.host = listener.host
+            transport.port = listener.port
+            return HTTPServer(configuration: transport, responder: app, logger: logger, handlesSignals: handlesSignals && index == 0)
+        }
+    }
+
+    /// Binds every listener; returns the ports bound (useful with port 0).
+    @discardableResult
+    func start() async throws -> [Int] {
+        var ports: [Int] = []
+        for server in servers { ports.append(try await server.start()) }
+        logger.info("Myelin \(MyelinVersion.string) serving \(configuration.serverName) on \(zip(configuration.listeners, ports).map { "\($0.host):\($1)" }.joined(separator: ", "))")
+        return ports
+    }
+
+    /// Waits until the first listener stops (signal or `stop()`), then stops the others.
+    func waitUntilStopped() async {
+        await servers[0].waitUntilStopped()
+        for server in servers.dropFirst() { server.shutdown() }
+        for server in servers.dropFirst() { await server.waitUntilStopped() }
+        logger.info("stopped")
+    }
+
+    func stop() {
+        for server in servers { server.shutdown() }
+    }
+
+    static func makeDirectory(_ path: String) throws {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/") {
+            prefix += part + "/"
+            if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
+                throw ConfigurationError(path: "data_dir", message: "cannot create \(prefix): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+}
