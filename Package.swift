@@ -61,10 +61,11 @@ let package = Package(
                           path: "bench/MyelinBench",
                           swiftSettings: strict),
 
-        .testTarget(name: "TransportTests", dependencies: ["Transport"], swiftSettings: strict),
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"], swiftSettings: strict),
         .testTarget(name: "ActorsTests", dependencies: ["Actors"], swiftSettings: strict),
-        .testTarget(name: "AppTests", dependencies: ["App", "Transport"], swiftSettings: strict),
+        .testTarget(name: "AppTests", dependencies: ["App", "Transport", "Matrix", "TestSupport"], swiftSettings: strict),
     ]
 )

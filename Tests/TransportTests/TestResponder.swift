@@ -1,3 +1,4 @@
+import TestSupport
 import Transport
 
 /// A responder for transport tests: echoes, sleeps, streams and serves files by path.

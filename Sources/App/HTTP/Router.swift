@@ -65,13 +65,14 @@ final class Router: Sendable {
     func match(method: HTTPMethod, path: Substring) -> Match {
         var node = root
         var parameters: [String: String] = [:]
-        let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        var segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        if segments.count == 1 && segments.first!.isEmpty { segments = [] }  // "/" is the root
         var index = segments.startIndex
         while index < segments.endIndex {
             let segment = segments[index]
             if let next = node.literal[String(segment)] {
                 node = next
-            } else if let (name, next) = node.parameter, !segment.isEmpty {
+            } else if let (name, next) = node.parameter {
                 guard let decoded = PercentDecoding.decode(segment) else { return .notFound }
                 parameters[name] = decoded
                 node = next

@@ -2,10 +2,10 @@ import Glibc
 
 /// A blocking TCP client for tests: writes raw bytes and reads raw responses, with a receive
 /// timeout so that a broken server fails the test instead of hanging it.
-final class RawClient: @unchecked Sendable {  // used by one thread at a time
-    let fd: Int32
+public final class RawClient: @unchecked Sendable {  // used by one thread at a time
+    public let fd: Int32
 
-    init(port: Int, timeoutSeconds: Int = 10) throws {
+    public init(port: Int, timeoutSeconds: Int = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -21,11 +21,11 @@ final class RawClient: @unchecked Sendable {  // used by one thread at a time
 
     deinit { Glibc.close(fd) }
 
-    enum ClientError: Error { case connect(Int32), closed, timeout, malformed(String) }
+    public enum ClientError: Error { case connect(Int32), closed, timeout, malformed(String) }
 
-    func send(_ text: String) { send(Array(text.utf8)) }
+    public func send(_ text: String) { send(Array(text.utf8)) }
 
-    func send(_ bytes: [UInt8]) {
+    public func send(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -34,10 +34,10 @@ final class RawClient: @unchecked Sendable {  // used by one thread at a time
         }
     }
 
-    var buffer: [UInt8] = []
+    public var buffer: [UInt8] = []
 
     /// Reads more bytes; false on EOF or timeout.
-    func fill() -> Bool {
+    public func fill() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if n <= 0 { return false }
@@ -45,16 +45,16 @@ final class RawClient: @unchecked Sendable {  // used by one thread at a time
         return true
     }
 
-    struct Response {
-        var status: Int
-        var headers: [(String, String)]
-        var body: [UInt8]
-        var text: String { String(decoding: body, as: UTF8.self) }
-        func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+    public struct Response: Sendable {
+        public var status: Int
+        public var headers: [(String, String)]
+        public var body: [UInt8]
+        public var text: String { String(decoding: body, as: UTF8.self) }
+        public func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
     }
 
     /// Reads one response (Content-Length or chunked body; none for HEAD).
-    func readResponse(head: Bool = false) throws -> Response {
+    public func readResponse(head: Bool = false) throws -> Response {
         while true {
             if let end = find([13, 10, 13, 10]) {
                 let headText = String(decoding: buffer[0..<end], as: UTF8.self)
@@ -91,13 +91,13 @@ final class RawClient: @unchecked Sendable {  // used by one thread at a time
         }
     }
 
-    func read(head: Bool = false) async throws -> Response { try await blocking { try self.readResponse(head: head) } }
-    func closed() async -> Bool { (try? await blocking { self.waitForClose() }) ?? false }
-    func fillAsync() async -> Bool { (try? await blocking { self.fill() }) ?? false }
-    func sendAsync(_ bytes: [UInt8]) async { _ = try? await blocking { self.send(bytes) } }
+    public func read(head: Bool = false) async throws -> Response { try await blocking { try self.readResponse(head: head) } }
+    public func closed() async -> Bool { (try? await blocking { self.waitForClose() }) ?? false }
+    public func fillAsync() async -> Bool { (try? await blocking { self.fill() }) ?? false }
+    public func sendAsync(_ bytes: [UInt8]) async { _ = try? await blocking { self.send(bytes) } }
 
     /// True when the server closed the connection (EOF) within the timeout.
-    func waitForClose() -> Bool {
+    public func waitForClose() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -117,7 +117,7 @@ final class RawClient: @unchecked Sendable {  // used by one thread at a time
 }
 
 extension String {
-    func trimmingCharacters(in set: Character) -> String {
+    public func trimmingCharacters(in set: Character) -> String {
         var s = Substring(self)
         while s.first == set { s.removeFirst() }
         while s.last == set { s.removeLast() }
@@ -128,14 +128,14 @@ extension String {
 /// Runs blocking socket code on a thread of its own, never on the cooperative pool (whose
 /// few threads the server's handlers need).
 /// Carries a body to a new thread and its result back.
-final class ThreadBox<T: Sendable>: @unchecked Sendable {  // written by one thread, then read after resume
+public final class ThreadBox<T: Sendable>: @unchecked Sendable {  // written by one thread, then read after resume
     let body: @Sendable () throws -> T
     var continuation: CheckedContinuation<Result<T, any Error>, Never>?
     init(_ body: @escaping @Sendable () throws -> T) { self.body = body }
     func run() { continuation!.resume(returning: Result { try body() }) }
 }
 
-func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     let box = ThreadBox(body)
     let result = await withCheckedContinuation { continuation in
         box.continuation = continuation
@@ -154,4 +154,16 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
 final class RunnerBox {
     let run: () -> Void
     init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+extension RawClient {
+    /// Sends one request and reads its response.
+    public func request(_ method: String, _ target: String, body: String? = nil,
+                        headers: [String: String] = [:]) async throws -> Response {
+        var text = "\(method) \(target) HTTP/1.1\r\nHost: localhost\r\n"
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        if let body { text += "Content-Length: \(body.utf8.count)\r\n\r\n\(body)" } else { text += "\r\n" }
+        send(text)
+        return try await read(head: method == "HEAD")
+    }
 }
