@@ -25,7 +25,8 @@ final class MyelinServer: Sendable {
             var transport = configuration.transport
             transport.host = listener.host
             transport.port = listener.port
-            return HTTPServer(configuration: transport, responder: app, logger: logger, handlesSignals: handlesSignals && index == 0)
+            return HTTPServer(configuration: transport, responder: app, logger: logger,
+                              handlesSignals: handlesSignals && index == 0, commonHeaders: MyelinApp.corsHeaders)
         }
     }
 

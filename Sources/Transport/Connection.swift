@@ -20,7 +20,8 @@ final class Connection {
         var complete: Bool
     }
 
-    unowned let loop: EventLoop
+    /// The loop outlives its connections (it closes them all before it stops).
+    unowned(unsafe) let loop: EventLoop
     let id: UInt64
     let tcp: UnsafeMutablePointer<uv_tcp_t>
     var stream: UnsafeMutablePointer<uv_stream_t> { UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self) }
@@ -223,10 +224,13 @@ final class Connection {
                 fields.append((text(h.name_offset, h.name_length), text(h.value_offset, h.value_length)))
             }
         }
-        let methodName = String(cString: llhttp_method_name(llhttp_method_t(UInt32(myelin_http_method(parser)))))
+        let methodNumber = myelin_http_method(parser)
+        let method = HTTPMethod(llhttp: methodNumber) {
+            String(cString: llhttp_method_name(llhttp_method_t(UInt32(methodNumber))))
+        }
         let chunked = myelin_http_is_chunked(parser) != 0
         let declared: Int? = myelin_http_has_content_length(parser) != 0 ? Int(clamping: myelin_http_content_length(parser)) : nil
-        let head = HTTPRequestHead(method: HTTPMethod(methodName), target: text(p.target_offset, p.target_length),
+        let head = HTTPRequestHead(method: method, target: text(p.target_offset, p.target_length),
                                    headers: HTTPHeaders(fields),
                                    version: (Int(myelin_http_major(parser)), Int(myelin_http_minor(parser))),
                                    contentLength: declared, isChunked: chunked)
@@ -339,13 +343,15 @@ final class Connection {
             return
         }
         let responder = loop.server.responder
-        let actor = loop.actor!
+        let loop = self.loop
         let request = first.request
         let id = self.id
         let sequence = first.sequence
-        Task.detached {
+        Task(executorPreference: loop.server.workers) {
             let response = await responder.respond(to: request)
-            await actor.deliver(connection: id, sequence: sequence, response: response)
+            // Queued on the loop's executor without awaiting it: the task ends here, on the
+            // pool thread, instead of hopping to the loop and back for its epilogue.
+            loop.execute { loop.connections[id]?.deliver(sequence: sequence, response: response) }
         }
     }
 
@@ -398,14 +404,12 @@ final class Connection {
     // MARK: Writing
 
     private func write(_ response: HTTPResponse, for entry: Pending, close: Bool) {
-        var head: [UInt8] = []
-        head.reserveCapacity(256)
-        head.append(contentsOf: "HTTP/1.1 ".utf8)
-        head.append(contentsOf: String(response.status).utf8)
-        head.append(0x20)
-        head.append(contentsOf: reasonPhrase(response.status).utf8)
-        head.append(contentsOf: "\r\n".utf8)
+        var head = output
+        output = []
+        if head.capacity < 512 { head.reserveCapacity(512) }
+        StatusLine.append(response.status, to: &head)
         head.append(contentsOf: loop.dateHeader)
+        head.append(contentsOf: loop.server.commonHeaderBytes)
         for field in response.headers.fields {
             head.append(contentsOf: field.name.utf8)
             head.append(contentsOf: ": ".utf8)
@@ -421,18 +425,10 @@ final class Connection {
             queueRaw(head)
         case .bytes(let bytes):
             head.append(contentsOf: "Content-Length: ".utf8)
-            head.append(contentsOf: String(bytes.count).utf8)
+            StatusLine.appendDecimal(bytes.count, to: &head)
             head.append(contentsOf: "\r\n\r\n".utf8)
-            if noBody {
-                queueRaw(head)
-            } else if output.isEmpty && bytes.count <= 64 * 1024 {
-                output = head
-                output.append(contentsOf: bytes)
-                markDirty()
-            } else {
-                queueRaw(head)
-                queueRaw(bytes)
-            }
+            if !noBody { head.append(contentsOf: bytes) }
+            queueRaw(head)
         case .file(let path, let offset, let length):
             head.append(contentsOf: "Content-Length: ".utf8)
             head.append(contentsOf: String(length).utf8)
@@ -501,7 +497,7 @@ final class Connection {
     }
 
     func queueRaw(_ bytes: [UInt8]) {
-        if output.isEmpty { output = bytes } else { output.append(contentsOf: bytes) }
+        if output.isEmpty && output.capacity < bytes.count { output = bytes } else { output.append(contentsOf: bytes) }
         markDirty()
     }
 
@@ -661,3 +657,41 @@ let installParserCallbacks: Void = {
         { parser, at, length in connection(of: parser).body(UnsafeRawBufferPointer(start: at, count: length)) },
         { parser in connection(of: parser).messageComplete() })
 }()
+
+/// Status lines and decimal numbers written straight into the output buffer.
+enum StatusLine {
+    static let common: [Int: [UInt8]] = {
+        var table: [Int: [UInt8]] = [:]
+        for status in [200, 201, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409, 413, 429, 431, 500, 502, 503] {
+            table[status] = Array("HTTP/1.1 \(status) \(reasonPhrase(status))\r\n".utf8)
+        }
+        return table
+    }()
+
+    static func append(_ status: Int, to out: inout [UInt8]) {
+        if status == 200 {
+            out.append(contentsOf: "HTTP/1.1 200 OK\r\n".utf8)
+        } else if let line = common[status] {
+            out.append(contentsOf: line)
+        } else {
+            out.append(contentsOf: "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n".utf8)
+        }
+    }
+
+    static func appendDecimal(_ value: Int, to out: inout [UInt8]) {
+        if value < 10 { out.append(UInt8(48 + value)); return }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var n = value
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { raw in
+            while n > 0 && count < 20 {
+                raw[19 - count] = UInt8(48 + n % 10)
+                n /= 10
+                count += 1
+            }
+            out.append(contentsOf: raw[(20 - count)...])
+        }
+    }
+}

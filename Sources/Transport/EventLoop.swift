@@ -22,7 +22,8 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     }
 
     let index: Int
-    unowned let server: HTTPServer
+    /// The server outlives its loops (it waits for them to stop).
+    unowned(unsafe) let server: HTTPServer
     let uv: UnsafeMutablePointer<uv_loop_t>
     let wakeFD: Int32
     let wakePoll: UnsafeMutablePointer<uv_poll_t>
@@ -314,10 +315,6 @@ actor LoopActor {
     init(loop: EventLoop) { self.loop = loop }
 
     nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
-
-    func deliver(connection id: UInt64, sequence: UInt64, response: HTTPResponse) {
-        loop.connections[id]?.deliver(sequence: sequence, response: response)
-    }
 
     /// Queues one chunk of a streamed response; suspends while the connection's backlog is high.
     func writeChunk(connection id: UInt64, sequence: UInt64, chunk: [UInt8]) async -> Bool {

@@ -30,6 +30,10 @@ public final class HTTPServer: Sendable {
     public let responder: any HTTPResponder
     let logger: Logger
     let handlesSignals: Bool
+    /// Where handler tasks run.
+    let workers: WorkerPool
+    /// Header lines added to every response, rendered once.
+    let commonHeaderBytes: [UInt8]
 
     struct State {
         var loops: [EventLoop] = []
@@ -46,7 +50,12 @@ public final class HTTPServer: Sendable {
     private let requestCounter = Atomic<UInt64>(0)
 
     public init(configuration: TransportConfiguration, responder: any HTTPResponder,
-                logger: Logger = Logger(label: "myelin.transport"), handlesSignals: Bool = false) {
+                logger: Logger = Logger(label: "myelin.transport"), handlesSignals: Bool = false,
+                commonHeaders: HTTPHeaders = HTTPHeaders(), workers: WorkerPool? = nil) {
+        self.workers = workers ?? WorkerPool(threads: configuration.loops)
+        commonHeaderBytes = commonHeaders.reduce(into: []) { out, field in
+            out.append(contentsOf: "\(field.name): \(field.value)\r\n".utf8)
+        }
         self.configuration = configuration
         self.responder = responder
         self.logger = logger

@@ -16,6 +16,20 @@ public enum HTTPMethod: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// From llhttp's method number (`llhttp_method_t`).
+    init(llhttp number: UInt8, name: () -> String) {
+        switch number {
+        case 0: self = .delete
+        case 1: self = .get
+        case 2: self = .head
+        case 3: self = .post
+        case 4: self = .put
+        case 6: self = .options
+        case 28: self = .patch
+        default: self = .other(name())
+        }
+    }
+
     public var description: String {
         switch self {
         case .get: return "GET"
@@ -96,10 +110,14 @@ public struct HTTPRequestHead: Sendable {
     public var contentLength: Int?
     public var isChunked: Bool
 
+    /// Where the query starts in `target` (its `?`), found once by a byte scan.
+    let queryStart: String.Index?
+
     public init(method: HTTPMethod, target: String, headers: HTTPHeaders = HTTPHeaders(),
                 version: (major: Int, minor: Int) = (1, 1), contentLength: Int? = nil, isChunked: Bool = false) {
         self.method = method
         self.target = target
+        self.queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?"))
         self.headers = headers
         self.version = version
         self.contentLength = contentLength
@@ -108,14 +126,14 @@ public struct HTTPRequestHead: Sendable {
 
     /// The path part of the target, still percent-encoded.
     public var path: Substring {
-        if let q = target.firstIndex(of: "?") { return target[..<q] }
+        if let q = queryStart { return target[..<q] }
         return target[...]
     }
 
     /// The query part of the target (after `?`), still percent-encoded.
     public var query: Substring? {
-        guard let q = target.firstIndex(of: "?") else { return nil }
-        return target[target.index(after: q)...]
+        guard let q = queryStart else { return nil }
+        return target[target.utf8.index(after: q)...]
     }
 }
 

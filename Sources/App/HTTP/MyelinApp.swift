@@ -33,15 +33,17 @@ final class MyelinApp: HTTPResponder {
     // MARK: HTTPResponder
 
     func bodyPolicy(for head: HTTPRequestHead) -> BodyPolicy {
-        let path = head.path
-        if head.method == .post || head.method == .put, path.hasPrefix("/_matrix/media/"), path.contains("/upload") {
-            return .stream(limit: min(configuration.transport.maxMediaBodyBytes, configuration.media.maxUploadBytes))
+        if head.method == .post || head.method == .put {
+            let path = head.path.utf8
+            if path.starts(with: "/_matrix/media/".utf8) && path.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("upload".utf8) }) {
+                return .stream(limit: min(configuration.transport.maxMediaBodyBytes, configuration.media.maxUploadBytes))
+            }
         }
         return .buffer(limit: configuration.transport.maxJSONBodyBytes)
     }
 
     func respond(to request: HTTPRequest) async -> HTTPResponse {
-        let start = Clock.monotonicNanoseconds()
+        let start = accessLogger == nil ? 0 : Clock.monotonicNanoseconds()
         var response: HTTPResponse
         if request.method == .options {
             // CORS preflight, answered for every path as Synapse does.
@@ -63,7 +65,6 @@ final class MyelinApp: HTTPResponder {
                 response = .matrixError(MatrixError(.unrecognized, "Unrecognized request"))
             }
         }
-        Self.addCORS(&response.headers)
         if let accessLogger {
             let micros = (Clock.monotonicNanoseconds() - start) / 1000
             accessLogger.info("\(request.remoteAddress) #\(request.requestID) \(request.method) \(Self.redacted(request.head.target)) \(response.status) \(micros)µs")
@@ -79,16 +80,16 @@ final class MyelinApp: HTTPResponder {
         case .bodyTooLarge: response = .matrixError(MatrixError(.tooLarge, "Request body too large", status: 413))
         case .timeout: response = .matrixError(MatrixError(.unknown, "Request timed out", status: 408))
         }
-        Self.addCORS(&response.headers)
         return response
     }
 
-    /// CORS as the client-server API requires, on every response.
-    static func addCORS(_ headers: inout HTTPHeaders) {
-        headers.add("Access-Control-Allow-Origin", "*")
-        headers.add("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
-        headers.add("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date")
-    }
+    /// CORS as the client-server API requires, on every response (the transport adds them,
+    /// rendered once).
+    static let corsHeaders: HTTPHeaders = [
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+        "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
+    ]
 
     /// Access tokens never reach the log.
     static func redacted(_ target: String) -> String {

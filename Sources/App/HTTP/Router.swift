@@ -65,11 +65,15 @@ final class Router: Sendable {
     func match(method: HTTPMethod, path: Substring) -> Match {
         var node = root
         var parameters: [String: String] = [:]
-        var segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        if segments.count == 1 && segments.first!.isEmpty { segments = [] }  // "/" is the root
-        var index = segments.startIndex
-        while index < segments.endIndex {
-            let segment = segments[index]
+        let utf8 = path.utf8
+        let slash = UInt8(ascii: "/")
+        // Segments are found by a byte scan: `path` is ASCII up to percent-escapes.
+        var start = utf8.startIndex
+        if start < utf8.endIndex && utf8[start] == slash { start = utf8.index(after: start) }
+        var atEnd = start == utf8.endIndex  // "/" alone is the root
+        while !atEnd {
+            let end = utf8[start...].firstIndex(of: slash) ?? utf8.endIndex
+            let segment = path[start..<end]
             if let next = node.literal[String(segment)] {
                 node = next
             } else if let (name, next) = node.parameter {
@@ -77,13 +81,13 @@ final class Router: Sendable {
                 parameters[name] = decoded
                 node = next
             } else if let rest = node.rest {
-                let remainder = segments[index...].joined(separator: "/")
-                parameters[rest] = PercentDecoding.decode(Substring(remainder)) ?? remainder
+                let remainder = path[start...]
+                parameters[rest] = PercentDecoding.decode(remainder) ?? String(remainder)
                 return select(node.restHandlers, method: method, parameters: parameters)
             } else {
                 return .notFound
             }
-            index += 1
+            if end == utf8.endIndex { atEnd = true } else { start = utf8.index(after: end) }
         }
         return select(node.handlers, method: method, parameters: parameters)
     }

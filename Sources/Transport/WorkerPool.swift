@@ -1,0 +1,77 @@
+import CLLHTTP
+import Glibc
+
+/// The threads request handlers run on: a `TaskExecutor` with a fixed number of workers
+/// (`transport.workers`, one per core by default) and one queue. Handler tasks prefer it, so
+/// a request costs one queue push from its loop; a push wakes a sleeping worker only when no
+/// worker is awake, and an awake worker takes every queued job in one batch. Jobs never block
+/// (nothing blocking runs on Swift's concurrency threads).
+public final class WorkerPool: TaskExecutor, @unchecked Sendable {
+    // `mutex` guards `jobs`, `sleeping` and `awake`; the threads are owned by the pool.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var jobs: [UnownedJob] = []
+    private var sleeping = 0
+    private var awake = 0
+    public let threadCount: Int
+
+    public init(threads: Int) {
+        threadCount = max(1, threads)
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+        for index in 0..<threadCount {
+            let box = Unmanaged.passRetained(WorkerStart(pool: self, index: index)).toOpaque()
+            var thread = pthread_t()
+            pthread_create(&thread, nil, { raw in
+                let start = Unmanaged<WorkerStart>.fromOpaque(raw!).takeRetainedValue()
+                "myelin-worker-\(start.index)".withCString { myelin_set_thread_name($0) }
+                start.pool.work()
+                return nil
+            }, box)
+            pthread_detach(thread)
+        }
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        pthread_mutex_lock(mutex)
+        jobs.append(unowned)
+        let wake = awake == 0 && sleeping > 0
+        pthread_mutex_unlock(mutex)
+        if wake { pthread_cond_signal(condition) }
+    }
+
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
+
+    private func work() {
+        let executor = asUnownedTaskExecutor()
+        var batch: [UnownedJob] = []
+        pthread_mutex_lock(mutex)
+        awake += 1
+        while true {
+            while jobs.isEmpty {
+                awake -= 1
+                sleeping += 1
+                pthread_cond_wait(condition, mutex)
+                sleeping -= 1
+                awake += 1
+            }
+            swap(&jobs, &batch)
+            // More work than this thread takes: make sure another worker is up.
+            if batch.count > 1 && awake < threadCount && sleeping > 0 { pthread_cond_signal(condition) }
+            pthread_mutex_unlock(mutex)
+            for job in batch { job.runSynchronously(on: executor) }
+            batch.removeAll(keepingCapacity: true)
+            pthread_mutex_lock(mutex)
+        }
+    }
+}
+
+private final class WorkerStart {
+    let pool: WorkerPool
+    let index: Int
+    init(pool: WorkerPool, index: Int) {
+        self.pool = pool
+        self.index = index
+    }
+}

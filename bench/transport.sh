@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Transport benchmark: wrk against GET /_matrix/client/versions on Myelin and on the C libuv
+# hello world (bench/reference/hello.c), in the same run. Headline: server CPU time per request
+# (utime+stime of every thread, from /proc), which stays stable on a noisy shared machine.
+# Usage: bench/transport.sh [duration-seconds] [connections...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+shift || true
+CONNECTIONS=("${@:-64 256}")
+[ ${#CONNECTIONS[@]} -eq 1 ] && read -r -a CONNECTIONS <<< "${CONNECTIONS[0]}"
+command -v wrk >/dev/null || scripts/install-deps.sh wrk
+WORK=$(mktemp -d /tmp/myelin-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+swift build -c release --product myelin >/dev/null
+MYELIN=$(swift build -c release --show-bin-path)/myelin
+cc -O2 -o "$WORK/hello" bench/reference/hello.c /usr/share/llhttp/llhttp.c /usr/share/llhttp/api.c \
+   /usr/share/llhttp/http.c -I/usr/share/include/llhttp -luv
+cat > "$WORK/myelin.yaml" <<YAML
+logging:
+  access_log: false
+transport:
+  loops: ${MYELIN_LOOPS:-2}
+YAML
+
+TICKS=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run() {  # name pid port connections
+  local name=$1 pid=$2 port=$3 c=$4
+  wrk -t2 -c"$c" -d2s "http://127.0.0.1:$port/_matrix/client/versions" >/dev/null 2>&1  # warm-up
+  local before after out requests errors rps
+  before=$(cpu_ticks "$pid")
+  out=$(wrk -t2 -c"$c" -d"${DURATION}s" "http://127.0.0.1:$port/_matrix/client/versions")
+  after=$(cpu_ticks "$pid")
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  errors=$(echo "$out" | awk '/Socket errors|Non-2xx/ {print}' | tr '\n' ' ')
+  local cpu_us
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+  local rss
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  printf "%-10s c=%-4s requests=%-9s req/s=%-10s cpu_us/req=%-7s peak_rss_kib=%-7s errors=%s\n" \
+    "$name" "$c" "$requests" "$rps" "$cpu_us" "$rss" "${errors:-none}"
+  echo "$name $c $cpu_us" >> "$WORK/results"
+}
+
+"$WORK/hello" 18090 & HELLO=$!
+${MYELIN_PRELOAD:+env LD_PRELOAD=$MYELIN_PRELOAD} "$MYELIN" serve --config "$WORK/myelin.yaml" --listen 127.0.0.1:18091 --data-dir "$WORK/data" 2>"$WORK/myelin.log" & MYELIN_PID=$!
+for _ in $(seq 50); do curl -sf http://127.0.0.1:18091/health >/dev/null && break; sleep 0.1; done
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, wrk -t2 -d${DURATION}s, GET /_matrix/client/versions"
+for c in "${CONNECTIONS[@]}"; do
+  run "c-libuv" "$HELLO" 18090 "$c"
+  run "myelin" "$MYELIN_PID" 18091 "$c"
+done
+awk '{cpu[$1" "$2]=$3} END { for (k in cpu) { split(k, p, " "); if (p[1]=="myelin") printf "ratio myelin/c-libuv at c=%s: %.2fx CPU per request\n", p[2], cpu[k] / cpu["c-libuv " p[2]] } }' "$WORK/results" | sort
+kill -TERM "$MYELIN_PID"; wait "$MYELIN_PID" 2>/dev/null || true
