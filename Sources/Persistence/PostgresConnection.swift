@@ -267,6 +267,12 @@ final class PostgresConnection: SQLTransaction {
         }
     }
 
+    func abortedTransactionError() -> DatabaseError? {
+        guard let handle, PQtransactionStatus(handle) == PQTRANS_INERROR else { return nil }
+        return DatabaseError(.statement, "the transaction was aborted by an earlier failed statement; rolled back",
+                             backend: .postgres)
+    }
+
     /// Whether the connection is inside a transaction block (idle, active or failed).
     var inTransaction: Bool {
         guard let handle else { return false }
