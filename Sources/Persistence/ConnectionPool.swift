@@ -34,7 +34,6 @@ final class ConnectionPool<Connection>: Sendable {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             for index in 0..<count {
                 threads.append(ConnectionThread(
-                    name: "\(name)-\(index)",
                     connect: { try connect(index) },
                     close: close,
                     ready: { result in
@@ -90,7 +89,9 @@ final class ConnectionPool<Connection>: Sendable {
                 case .run(let id):
                     dispatch(waiter, on: id)
                 case .wait:
-                    break
+                    // The task may have been cancelled before it was queued, when the
+                    // cancellation handler found nothing to remove: withdraw it now.
+                    if Task.isCancelled { withdraw(request) }
                 case .reject(let kind):
                     waiter.fail(DatabaseError(kind, kind == .closed
                         ? "the database is closed"
@@ -98,12 +99,17 @@ final class ConnectionPool<Connection>: Sendable {
                 }
             }
         } onCancel: {
-            let waiter: Waiter? = state.withLock { state in
-                guard state.machine.cancel(request) else { return nil }
-                return state.waiters.removeValue(forKey: request)
-            }
-            waiter?.fail(CancellationError())
+            withdraw(request)
         }
+    }
+
+    /// Fails a request with `CancellationError` if it is still waiting for a connection.
+    private func withdraw(_ request: PoolStateMachine.RequestID) {
+        let waiter: Waiter? = state.withLock { state in
+            guard state.machine.cancel(request) else { return nil }
+            return state.waiters.removeValue(forKey: request)
+        }
+        waiter?.fail(CancellationError())
     }
 
     private func dispatch(_ waiter: Waiter, on id: PoolStateMachine.ConnectionID) {

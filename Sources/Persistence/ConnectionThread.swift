@@ -26,8 +26,7 @@ final class ConnectionThread<Connection>: @unchecked Sendable {
 
     /// Starts the thread. `connect` runs on the new thread; its result or error is handed to
     /// `ready` (also on the new thread). On failure the thread exits.
-    init(name: String,
-         connect: @escaping @Sendable () throws -> Connection,
+    init(connect: @escaping @Sendable () throws -> Connection,
          close: @escaping @Sendable (Connection) -> Void,
          ready: @escaping @Sendable (Result<Void, any Error>) -> Void) {
         mutex = .allocate(capacity: 1)

@@ -1,3 +1,5 @@
+import Logging
+
 /// The store: the one entry point through which the server reads and writes SQL, on SQLite
 /// or PostgreSQL behind the same API. Opened once at start-up by the App (which passes it
 /// to the actors and stores); `open` applies pending migrations before returning.
@@ -41,7 +43,27 @@ public final class Database: Sendable {
     /// `Schema`; tests pass their own list, and an empty list skips migrating), and returns
     /// the ready store. Throws `DatabaseError` (`.connection`, `.migration`...).
     public static func open(_ configuration: DatabaseConfiguration,
-                            migrations: [Migration] = Schema.migrations) async throws -> Database {
+                            migrations: [Migration] = Schema.migrations,
+                            logger: Logger = Logger(label: "myelin.persistence")) async throws -> Database {
+        let database = try await connect(configuration, migrations: migrations, logger: logger)
+        switch configuration {
+        case .sqlite(let path, let readerCount):
+            logger.info("database open", metadata: ["backend": "sqlite", "path": "\(path)", "readers": "\(readerCount)"])
+        case .postgres(_, let poolSize):
+            logger.info("database open", metadata: ["backend": "postgres", "pool_size": "\(poolSize)"])
+        }
+        return database
+    }
+
+    private static func log(_ applied: [Migration], _ dialect: SQLDialect, _ logger: Logger) {
+        for migration in applied {
+            logger.info("applied schema migration", metadata: [
+                "backend": "\(dialect)", "version": "\(migration.version)", "name": "\(migration.name)"])
+        }
+    }
+
+    private static func connect(_ configuration: DatabaseConfiguration, migrations: [Migration],
+                                logger: Logger) async throws -> Database {
         switch configuration {
         case .sqlite(let path, let readerCount):
             let writer = try await ConnectionPool<SQLiteConnection>.open(
@@ -49,9 +71,9 @@ public final class Database: Sendable {
                 connect: { _ in try SQLiteConnection(path: path, readOnly: false) },
                 close: { $0.close() })
             do {
-                try await writer.withConnection { connection in
+                log(try await writer.withConnection { connection in
                     try Migrator.apply(migrations, on: connection, begin: "BEGIN IMMEDIATE")
-                }
+                }, .sqlite, logger)
             } catch {
                 await writer.close()
                 throw error
@@ -80,9 +102,9 @@ public final class Database: Sendable {
                 connect: { _ in try PostgresConnection(conninfo: conninfo) },
                 close: { $0.close() })
             do {
-                try await pool.withConnection { connection in
+                log(try await pool.withConnection { connection in
                     try Migrator.apply(migrations, on: connection, begin: "BEGIN")
-                }
+                }, .postgres, logger)
             } catch {
                 await pool.close()
                 throw error

@@ -39,9 +39,12 @@ public func currentTimeMillis() -> Int64 {
 
 /// Applies migrations on one connection that is outside any transaction.
 enum Migrator {
+    /// Returns the migrations this call applied (none when another process or an earlier
+    /// start-up already did).
+    @discardableResult
     static func apply(_ migrations: [Migration], on connection: any SQLTransaction,
-                      begin: String) throws {
-        guard !migrations.isEmpty else { return }
+                      begin: String) throws -> [Migration] {
+        guard !migrations.isEmpty else { return [] }
         let sorted = migrations.sorted { $0.version < $1.version }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.version == b.version {
             throw DatabaseError(.migration, "two migrations have version \(a.version)")
@@ -71,20 +74,22 @@ enum Migrator {
                                 "the database schema is at version \(newest), newer than this build knows (\(known))",
                                 backend: dialect)
         }
+        var applied: [Migration] = []
         for migration in sorted {
             try connection.executeScript(begin)
             do {
                 // Checked inside the transaction: on SQLite `BEGIN IMMEDIATE` holds the write
                 // lock, so a second process racing us sees our row or waits.
-                let applied = try connection.queryFirst(
+                let done = try connection.queryFirst(
                     "SELECT 1 FROM schema_migrations WHERE version = ?", .int(Int64(migration.version))) != nil
-                if !applied {
+                if !done {
                     try connection.executeScript(migration.sql(for: dialect))
                     try connection.execute(
                         "INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?, ?, ?)",
                         .int(Int64(migration.version)), .text(migration.name), .int(currentTimeMillis()))
                 }
                 try connection.executeScript("COMMIT")
+                if !done { applied.append(migration) }
             } catch {
                 _ = try? connection.executeScript("ROLLBACK")
                 if var error = error as? DatabaseError {
@@ -95,5 +100,6 @@ enum Migrator {
                 throw error
             }
         }
+        return applied
     }
 }

@@ -201,6 +201,44 @@ struct StorageTests {
         }
     }
 
+    @Test(arguments: Backend.enabled)
+    func readsProceedWhileAWriteIsInProgress(_ backend: Backend) async throws {
+        try await withDatabase(backend, connections: 2) { (database) async throws in
+            try await database.write { db in
+                try createScratchTable(db)
+                try db.execute("INSERT INTO scratch (id, t) VALUES (1, 'committed')")
+            }
+            let release = Shared(false)
+            let started = Shared(false)
+            let writer = Task {
+                try await database.write { db in
+                    try db.execute("UPDATE scratch SET t = 'uncommitted' WHERE id = 1")
+                    started.withLock { $0 = true }
+                    while !release.value { sched_yield() }
+                }
+            }
+            while !started.value { await Task.yield() }
+            // Served by another connection while the write transaction is open, and sees
+            // only committed data.
+            let seen = try await database.read { try $0.queryFirst("SELECT t FROM scratch WHERE id = 1")!.text(0) }
+            #expect(seen == "committed")
+            release.withLock { $0 = true }
+            try await writer.value
+            #expect(try await database.read { try $0.queryFirst("SELECT t FROM scratch WHERE id = 1")!.text(0) }
+                    == "uncommitted")
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func anUnreachableDatabaseIsAnError(_ backend: Backend) async throws {
+        let configuration: DatabaseConfiguration = switch backend {
+        case .sqlite: .sqlite(path: "/nonexistent-myelin-dir/sub/myelin.db", readerCount: 2)
+        case .postgres: .postgres(conninfo: "host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=5", poolSize: 2)
+        }
+        let error = await #expect(throws: DatabaseError.self) { try await Database.open(configuration) }
+        #expect(error?.kind == .connection)
+    }
+
     @Test func placeholdersBecomeNumberedOutsideLiterals() {
         #expect(PostgresConnection.translatePlaceholders("SELECT ?, ? FROM t WHERE a = ?")
                 == "SELECT $1, $2 FROM t WHERE a = $3")
