@@ -18,7 +18,9 @@ if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
   exit 1
 fi
 
-dir=$(mktemp -d "${TMPDIR:-/tmp}/myelin-pg.XXXXXX")
+# Under /tmp rather than $TMPDIR: when we run as root the postgres user must be able to
+# reach the directory, and /tmp is world-traversable on every Debian machine.
+dir=$(mktemp -d /tmp/myelin-pg.XXXXXX)
 # initdb and postgres refuse to run as root: run them as the postgres system user then.
 as_pg=()
 if [ "$(id -u)" -eq 0 ]; then
