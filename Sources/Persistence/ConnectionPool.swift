@@ -63,6 +63,11 @@ final class ConnectionPool<Connection>: Sendable {
         self.state = Mutex(State(machine: PoolStateMachine(connectionCount: threads.count, maxWaiters: maxWaiters)))
     }
 
+    deinit {
+        // Not closed by its owner: still let the threads finish their queues and exit.
+        for thread in threads { thread.stop {} }
+    }
+
     /// Runs `body` with a connection, on that connection's thread; suspends (off the
     /// cooperative pool's threads) until a connection is free and the body has run.
     /// Cancelling the task while it waits for a connection removes it from the queue.

@@ -122,8 +122,8 @@ public final class Database: Sendable {
         switch backend {
         case .sqlite(let writer, let readers):
             return try await (readers ?? writer).withConnection { connection in
-                try connection.executeScript("BEGIN")
-                defer { if connection.inTransaction { _ = try? connection.executeScript("ROLLBACK") } }
+                try connection.execute("BEGIN", [])
+                defer { if connection.inTransaction { _ = try? connection.execute("ROLLBACK", []) } }
                 return try body(connection)
             }
         case .postgres(let pool):
@@ -158,14 +158,15 @@ public final class Database: Sendable {
     private static func transaction<C: TransactionalConnection, T>(
         _ connection: C, begin: String, _ body: (any SQLTransaction) throws -> T
     ) throws -> T {
-        try connection.executeScript(begin)
+        // `execute`, not `executeScript`: SQLite reuses the prepared statements.
+        try connection.execute(begin, [])
         let result: T
         do {
             result = try body(connection)
             if let failure = connection.abortedTransactionError() { throw failure }
-            try connection.executeScript("COMMIT")
+            try connection.execute("COMMIT", [])
         } catch {
-            if connection.inTransaction { _ = try? connection.executeScript("ROLLBACK") }
+            if connection.inTransaction { _ = try? connection.execute("ROLLBACK", []) }
             throw error
         }
         return result

@@ -251,6 +251,7 @@ final class PostgresConnection: SQLTransaction {
         return output
     }
 
+    @discardableResult
     func execute(_ sql: String, _ bindings: [SQLValue]) throws -> Int {
         let result = try run(sql, bindings)
         defer { PQclear(result) }

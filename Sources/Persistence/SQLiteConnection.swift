@@ -164,6 +164,7 @@ final class SQLiteConnection: SQLTransaction {
         try run(sql, bindings, collect: true)
     }
 
+    @discardableResult
     func execute(_ sql: String, _ bindings: [SQLValue]) throws -> Int {
         _ = try run(sql, bindings, collect: false)
         return Int(sqlite3_changes64(handle))

@@ -73,7 +73,9 @@ public final class StreamTracker: Sendable {
     private func finish(_ allocation: Allocation) {
         state.withLock { state in
             guard let index = Self.search(state.inFlight, allocation.position) else {
-                preconditionFailure("stream \(name): position \(allocation.position) finished twice or never allocated")
+                // A caller bug; ignoring it keeps the stream correct (the position is done).
+                assertionFailure("stream \(name): position \(allocation.position) finished twice")
+                return
             }
             state.inFlight.remove(at: index)
             let visible = state.inFlight.first.map { $0 - 1 } ?? state.lastAllocated
