@@ -29,6 +29,7 @@ final class ConnectionPool<Connection>: Sendable {
     static func open(name: String, count: Int, maxWaiters: Int,
                      connect: @escaping @Sendable (Int) throws -> Connection,
                      close: @escaping @Sendable (Connection) -> Void) async throws -> ConnectionPool {
+        precondition(count > 0, "a pool needs at least one connection")
         let results = Mutex<[Result<Void, any Error>]>([])
         var threads: [ConnectionThread<Connection>] = []
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
