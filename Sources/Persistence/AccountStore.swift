@@ -1,0 +1,173 @@
+/// Typed access to `users`, `devices` and `access_tokens`. Obtained from
+/// `Database.accounts`; called by the registration, login, device and admin handlers and by
+/// token authentication. Each method is one read or one write transaction.
+public struct AccountStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    // MARK: users
+
+    /// Inserts the user. Returns false, changing nothing, when the id is taken.
+    @discardableResult
+    public func createUser(_ user: UserRecord) async throws -> Bool {
+        try await database.write { db in
+            try db.execute("""
+                INSERT INTO users (user_id, password_hash, created_ts, is_guest, is_admin, deactivated,
+                                   displayname, avatar_url)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (user_id) DO NOTHING
+                """,
+                .text(user.userID), .text(user.passwordHash), .int(user.createdTs), .bool(user.isGuest),
+                .bool(user.isAdmin), .bool(user.deactivated), .text(user.displayname), .text(user.avatarURL)) == 1
+        }
+    }
+
+    public func user(id userID: String) async throws -> UserRecord? {
+        try await database.read { db in
+            try db.queryFirst("""
+                SELECT user_id, password_hash, created_ts, is_guest, is_admin, deactivated, displayname, avatar_url
+                FROM users WHERE user_id = ?
+                """, .text(userID)).map(Self.user)
+        }
+    }
+
+    /// Replaces every column of an existing user. Returns false when there is no such user.
+    @discardableResult
+    public func updateUser(_ user: UserRecord) async throws -> Bool {
+        try await database.write { db in
+            try db.execute("""
+                UPDATE users SET password_hash = ?, is_guest = ?, is_admin = ?, deactivated = ?,
+                                 displayname = ?, avatar_url = ?
+                WHERE user_id = ?
+                """,
+                .text(user.passwordHash), .bool(user.isGuest), .bool(user.isAdmin), .bool(user.deactivated),
+                .text(user.displayname), .text(user.avatarURL), .text(user.userID)) == 1
+        }
+    }
+
+    private static func user(_ row: SQLRow) throws -> UserRecord {
+        UserRecord(userID: try row.text(0), passwordHash: try row.optionalText(1), createdTs: try row.int(2),
+                   isGuest: try row.bool(3), isAdmin: try row.bool(4), deactivated: try row.bool(5),
+                   displayname: try row.optionalText(6), avatarURL: try row.optionalText(7))
+    }
+
+    // MARK: devices
+
+    /// Inserts the device, or updates an existing one: a nil display name or last-seen field
+    /// keeps the stored value, and `createdTs` of an existing device never changes.
+    public func upsertDevice(_ device: DeviceRecord) async throws {
+        try await database.write { db in
+            try db.execute("""
+                INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip,
+                                     last_seen_user_agent, created_ts)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (user_id, device_id) DO UPDATE SET
+                    display_name = COALESCE(excluded.display_name, devices.display_name),
+                    last_seen_ts = COALESCE(excluded.last_seen_ts, devices.last_seen_ts),
+                    last_seen_ip = COALESCE(excluded.last_seen_ip, devices.last_seen_ip),
+                    last_seen_user_agent = COALESCE(excluded.last_seen_user_agent, devices.last_seen_user_agent)
+                """,
+                .text(device.userID), .text(device.deviceID), .text(device.displayName), .int(device.lastSeenTs),
+                .text(device.lastSeenIP), .text(device.lastSeenUserAgent), .int(device.createdTs))
+        }
+    }
+
+    public func device(userID: String, deviceID: String) async throws -> DeviceRecord? {
+        try await database.read { db in
+            try db.queryFirst("""
+                SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent, created_ts
+                FROM devices WHERE user_id = ? AND device_id = ?
+                """, .text(userID), .text(deviceID)).map(Self.device)
+        }
+    }
+
+    /// The user's devices, ordered by device id.
+    public func devices(of userID: String) async throws -> [DeviceRecord] {
+        try await database.read { db in
+            try db.query("""
+                SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent, created_ts
+                FROM devices WHERE user_id = ? ORDER BY device_id
+                """, .text(userID)).map(Self.device)
+        }
+    }
+
+    /// Deletes the device and, in the same transaction, every access token of it.
+    /// Returns false when there was no such device (its tokens are deleted anyway).
+    @discardableResult
+    public func deleteDevice(userID: String, deviceID: String) async throws -> Bool {
+        try await database.write { db in
+            try db.execute("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?",
+                           .text(userID), .text(deviceID))
+            return try db.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
+                                  .text(userID), .text(deviceID)) == 1
+        }
+    }
+
+    private static func device(_ row: SQLRow) throws -> DeviceRecord {
+        DeviceRecord(userID: try row.text(0), deviceID: try row.text(1), displayName: try row.optionalText(2),
+                     lastSeenTs: try row.optionalInt(3), lastSeenIP: try row.optionalText(4),
+                     lastSeenUserAgent: try row.optionalText(5), createdTs: try row.int(6))
+    }
+
+    // MARK: access tokens
+
+    /// Inserts the token. Throws `DatabaseError.Kind.uniqueViolation` if its hash (or its
+    /// refresh token's hash) is already stored.
+    public func insertAccessToken(_ token: AccessTokenRecord) async throws {
+        try await database.write { db in
+            try db.execute("""
+                INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts,
+                                           refresh_token_hash, refresh_expires_ts)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+                .text(token.tokenHash), .text(token.userID), .text(token.deviceID), .int(token.createdTs),
+                .int(token.expiresTs), .text(token.refreshTokenHash), .int(token.refreshExpiresTs))
+        }
+    }
+
+    public func accessToken(hash: String) async throws -> AccessTokenRecord? {
+        try await database.read { db in
+            try db.queryFirst("""
+                SELECT token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_hash, refresh_expires_ts
+                FROM access_tokens WHERE token_hash = ?
+                """, .text(hash)).map(Self.accessToken)
+        }
+    }
+
+    public func accessToken(refreshHash: String) async throws -> AccessTokenRecord? {
+        try await database.read { db in
+            try db.queryFirst("""
+                SELECT token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_hash, refresh_expires_ts
+                FROM access_tokens WHERE refresh_token_hash = ?
+                """, .text(refreshHash)).map(Self.accessToken)
+        }
+    }
+
+    /// Deletes one token (logout). Returns false when it was not stored.
+    @discardableResult
+    public func deleteAccessToken(hash: String) async throws -> Bool {
+        try await database.write { db in
+            try db.execute("DELETE FROM access_tokens WHERE token_hash = ?", .text(hash)) == 1
+        }
+    }
+
+    /// Deletes the tokens of one device, or with `deviceID` nil every token of the user
+    /// (logout/all, deactivation). Returns how many were deleted.
+    @discardableResult
+    public func deleteAccessTokens(userID: String, deviceID: String?) async throws -> Int {
+        try await database.write { db in
+            if let deviceID {
+                return try db.execute("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?",
+                                      .text(userID), .text(deviceID))
+            }
+            return try db.execute("DELETE FROM access_tokens WHERE user_id = ?", .text(userID))
+        }
+    }
+
+    private static func accessToken(_ row: SQLRow) throws -> AccessTokenRecord {
+        AccessTokenRecord(tokenHash: try row.text(0), userID: try row.text(1), deviceID: try row.optionalText(2),
+                          createdTs: try row.int(3), expiresTs: try row.optionalInt(4),
+                          refreshTokenHash: try row.optionalText(5), refreshExpiresTs: try row.optionalInt(6))
+    }
+}

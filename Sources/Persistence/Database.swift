@@ -1,0 +1,204 @@
+import Logging
+
+/// The store: the one entry point through which the server reads and writes SQL, on SQLite
+/// or PostgreSQL behind the same API. Opened once at start-up by the App (which passes it
+/// to the actors and stores); `open` applies pending migrations before returning.
+///
+/// It owns connections, each on a dedicated thread with a job queue: every blocking C call
+/// (`sqlite3_step`, `PQexecParams`) runs there, never on Swift's cooperative pool. Callers
+/// suspend on a continuation until their body has run.
+///
+/// - SQLite: WAL mode, one writer connection (writes are serialised, each in a
+///   `BEGIN IMMEDIATE` transaction) and `readerCount` reader connections (each read in its
+///   own snapshot, concurrent with the writer).
+/// - PostgreSQL: a pool of `poolSize` connections, each on its own thread, driven by
+///   libpq's blocking API. Why threads rather than libpq's non-blocking API on a libuv loop:
+///   a statement holds its connection for its whole duration either way, so the pool size
+///   bounds concurrency in both designs and a parked thread costs only its stack; the
+///   blocking API keeps each statement one straight call (no hand-written state machine for
+///   `PQsendQueryParams`/`PQconsumeInput`/`PQflush`, connection and reset polling), it is
+///   the same shell as SQLite's (one pool, one state machine, one set of tests), and the
+///   bodies of `read`/`write` stay synchronous code that can issue several statements in a
+///   transaction without a hop per statement. The cost is a context switch per job; at the
+///   pool sizes we run (tens) that is noise next to a network round trip to the server.
+///   The pool's decisions live in `PoolStateMachine`, so moving to the non-blocking API
+///   later replaces only the thread shell.
+public final class Database: Sendable {
+    private enum Backend: Sendable {
+        case sqlite(writer: ConnectionPool<SQLiteConnection>, readers: ConnectionPool<SQLiteConnection>?)
+        case postgres(ConnectionPool<PostgresConnection>)
+    }
+
+    public let dialect: SQLDialect
+    public let configuration: DatabaseConfiguration
+    private let backend: Backend
+
+    private init(configuration: DatabaseConfiguration, backend: Backend) {
+        self.configuration = configuration
+        self.dialect = configuration.dialect
+        self.backend = backend
+    }
+
+    /// Opens the connections, applies the migrations not yet applied (by default the whole
+    /// `Schema`; tests pass their own list, and an empty list skips migrating), and returns
+    /// the ready store. Throws `DatabaseError` (`.connection`, `.migration`...).
+    public static func open(_ configuration: DatabaseConfiguration,
+                            migrations: [Migration] = Schema.migrations,
+                            logger: Logger = Logger(label: "myelin.persistence")) async throws -> Database {
+        let database = try await connect(configuration, migrations: migrations, logger: logger)
+        switch configuration {
+        case .sqlite(let path, let readerCount):
+            logger.info("database open", metadata: ["backend": "sqlite", "path": "\(path)", "readers": "\(readerCount)"])
+        case .postgres(_, let poolSize):
+            logger.info("database open", metadata: ["backend": "postgres", "pool_size": "\(poolSize)"])
+        }
+        return database
+    }
+
+    private static func log(_ applied: [Migration], _ dialect: SQLDialect, _ logger: Logger) {
+        for migration in applied {
+            logger.info("applied schema migration", metadata: [
+                "backend": "\(dialect)", "version": "\(migration.version)", "name": "\(migration.name)"])
+        }
+    }
+
+    private static func connect(_ configuration: DatabaseConfiguration, migrations: [Migration],
+                                logger: Logger) async throws -> Database {
+        switch configuration {
+        case .sqlite(let path, let readerCount):
+            let writer = try await ConnectionPool<SQLiteConnection>.open(
+                name: "sqlite-writer", count: 1, maxWaiters: DatabaseConfiguration.maxWaiters,
+                connect: { _ in try SQLiteConnection(path: path, readOnly: false) },
+                close: { $0.close() })
+            do {
+                log(try await writer.withConnection { connection in
+                    try Migrator.apply(migrations, on: connection, begin: "BEGIN IMMEDIATE")
+                }, .sqlite, logger)
+            } catch {
+                await writer.close()
+                throw error
+            }
+            // Readers open after the writer created the file and switched it to WAL.
+            var readers: ConnectionPool<SQLiteConnection>? = nil
+            if readerCount > 0 {
+                do {
+                    readers = try await ConnectionPool<SQLiteConnection>.open(
+                        name: "sqlite-reader", count: readerCount, maxWaiters: DatabaseConfiguration.maxWaiters,
+                        connect: { _ in try SQLiteConnection(path: path, readOnly: true) },
+                        close: { $0.close() })
+                } catch {
+                    await writer.close()
+                    throw error
+                }
+            }
+            return Database(configuration: configuration, backend: .sqlite(writer: writer, readers: readers))
+
+        case .postgres(let conninfo, let poolSize):
+            guard poolSize > 0 else {
+                throw DatabaseError(.connection, "the PostgreSQL pool needs at least one connection", backend: .postgres)
+            }
+            let pool = try await ConnectionPool<PostgresConnection>.open(
+                name: "postgres", count: poolSize, maxWaiters: DatabaseConfiguration.maxWaiters,
+                connect: { _ in try PostgresConnection(conninfo: conninfo) },
+                close: { $0.close() })
+            do {
+                log(try await pool.withConnection { connection in
+                    try Migrator.apply(migrations, on: connection, begin: "BEGIN")
+                }, .postgres, logger)
+            } catch {
+                await pool.close()
+                throw error
+            }
+            return Database(configuration: configuration, backend: .postgres(pool))
+        }
+    }
+
+    /// Runs `body` on a reader connection and returns its result. On SQLite the body sees
+    /// one consistent snapshot (a deferred read transaction); on PostgreSQL each statement
+    /// runs in autocommit (no extra round trips), so a body needing a snapshot across
+    /// statements should use `write`. Do not write in a read body.
+    @discardableResult
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
+        switch backend {
+        case .sqlite(let writer, let readers):
+            return try await (readers ?? writer).withConnection { connection in
+                try connection.execute("BEGIN", [])
+                defer { if connection.inTransaction { _ = try? connection.execute("ROLLBACK", []) } }
+                return try body(connection)
+            }
+        case .postgres(let pool):
+            return try await pool.withConnection { connection in
+                try connection.ensureConnected()
+                defer { if connection.inTransaction { _ = try? connection.executeScript("ROLLBACK") } }
+                return try body(connection)
+            }
+        }
+    }
+
+    /// Runs `body` in one transaction on a writer connection: committed when the body
+    /// returns, rolled back when it throws (the error is rethrown). On SQLite writes are
+    /// serialised on the single writer; on PostgreSQL up to `poolSize` run concurrently
+    /// (READ COMMITTED). A PostgreSQL statement error aborts the whole transaction even if
+    /// the body catches it: the commit then fails with that error.
+    @discardableResult
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLTransaction) throws -> T) async throws -> T {
+        switch backend {
+        case .sqlite(let writer, _):
+            return try await writer.withConnection { connection in
+                try Self.transaction(connection, begin: "BEGIN IMMEDIATE", body)
+            }
+        case .postgres(let pool):
+            return try await pool.withConnection { connection in
+                try connection.ensureConnected()
+                return try Self.transaction(connection, begin: "BEGIN", body)
+            }
+        }
+    }
+
+    private static func transaction<C: TransactionalConnection, T>(
+        _ connection: C, begin: String, _ body: (any SQLTransaction) throws -> T
+    ) throws -> T {
+        // `execute`, not `executeScript`: SQLite reuses the prepared statements.
+        try connection.execute(begin, [])
+        let result: T
+        do {
+            result = try body(connection)
+            if let failure = connection.abortedTransactionError() { throw failure }
+            try connection.execute("COMMIT", [])
+        } catch {
+            if connection.inTransaction { _ = try? connection.execute("ROLLBACK", []) }
+            throw error
+        }
+        return result
+    }
+
+    /// Stops accepting work, fails queued callers with `DatabaseError.Kind.closed`, lets
+    /// running bodies finish, then closes every connection and stops its thread.
+    /// Idempotent. Call before the process exits (SQLite checkpoints its WAL on close).
+    public func close() async {
+        switch backend {
+        case .sqlite(let writer, let readers):
+            await readers?.close()
+            await writer.close()
+        case .postgres(let pool):
+            await pool.close()
+        }
+    }
+
+    /// Users, devices and access tokens.
+    public var accounts: AccountStore { AccountStore(database: self) }
+}
+
+/// What `Database.transaction` needs beyond `SQLTransaction`.
+protocol TransactionalConnection: SQLTransaction {
+    var inTransaction: Bool { get }
+    /// On PostgreSQL, the error to raise when an earlier statement aborted the transaction
+    /// (`COMMIT` would silently roll back); `nil` elsewhere.
+    func abortedTransactionError() -> DatabaseError?
+}
+
+extension SQLiteConnection: TransactionalConnection {
+    func abortedTransactionError() -> DatabaseError? { nil }
+}
+
+extension PostgresConnection: TransactionalConnection {}

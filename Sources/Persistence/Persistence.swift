@@ -1,2 +1,0 @@
-// The Persistence module: SQL storage on SQLite and PostgreSQL. See ARCHITECTURE.md.
-import Matrix

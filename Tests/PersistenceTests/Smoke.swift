@@ -1,4 +1,0 @@
-import Testing
-@testable import Persistence
-
-@Test func persistenceModuleLoads() { #expect(Bool(true)) }
