@@ -66,6 +66,6 @@ let package = Package(
         .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"], swiftSettings: strict),
         .testTarget(name: "ActorsTests", dependencies: ["Actors"], swiftSettings: strict),
-        .testTarget(name: "AppTests", dependencies: ["App", "Transport", "Matrix", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "AppTests", dependencies: ["App", "Transport", "Matrix", "Persistence", "TestSupport"], swiftSettings: strict),
     ]
 )

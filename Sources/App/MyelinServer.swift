@@ -1,5 +1,6 @@
 import Logging
 import Matrix
+import Persistence
 import Transport
 
 #if canImport(Glibc)
@@ -12,21 +13,27 @@ final class MyelinServer: Sendable {
     let configuration: Configuration
     let app: MyelinApp
     let servers: [HTTPServer]
+    let database: Database
     let logger: Logger
 
-    init(configuration: Configuration, logger: Logger, handlesSignals: Bool = true) throws {
+    /// Prepares the data directory and signing key, opens the store (applying migrations)
+    /// and builds the listeners; nothing listens until `start()`.
+    init(configuration: Configuration, logger: Logger, handlesSignals: Bool = true) async throws {
         self.configuration = configuration
         self.logger = logger
         try Self.makeDirectory(configuration.dataDirectory)
         let key = try SigningKey.loadOrGenerate(path: configuration.resolvedSigningKeyPath)
-        let app = MyelinApp(configuration: configuration, signingKey: key, logger: logger)
+        database = try await Database.open(configuration.databaseConfiguration, logger: logger)
+        let app = MyelinApp(configuration: configuration, signingKey: key, database: database, logger: logger)
         self.app = app
+        let workers = WorkerPool(threads: configuration.transport.workers)
         servers = configuration.listeners.enumerated().map { index, listener in
             var transport = configuration.transport
             transport.host = listener.host
             transport.port = listener.port
             return HTTPServer(configuration: transport, responder: app, logger: logger,
-                              handlesSignals: handlesSignals && index == 0, commonHeaders: MyelinApp.corsHeaders)
+                              handlesSignals: handlesSignals && index == 0, commonHeaders: MyelinApp.corsHeaders,
+                              workers: workers)
         }
     }
 
@@ -44,6 +51,7 @@ final class MyelinServer: Sendable {
         await servers[0].waitUntilStopped()
         for server in servers.dropFirst() { server.shutdown() }
         for server in servers.dropFirst() { await server.waitUntilStopped() }
+        await database.close()
         logger.info("stopped")
     }
 

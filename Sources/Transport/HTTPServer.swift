@@ -52,7 +52,7 @@ public final class HTTPServer: Sendable {
     public init(configuration: TransportConfiguration, responder: any HTTPResponder,
                 logger: Logger = Logger(label: "myelin.transport"), handlesSignals: Bool = false,
                 commonHeaders: HTTPHeaders = HTTPHeaders(), workers: WorkerPool? = nil) {
-        self.workers = workers ?? WorkerPool(threads: configuration.loops)
+        self.workers = workers ?? WorkerPool(threads: configuration.workers)
         commonHeaderBytes = commonHeaders.reduce(into: []) { out, field in
             out.append(contentsOf: "\(field.name): \(field.value)\r\n".utf8)
         }

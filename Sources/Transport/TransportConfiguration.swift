@@ -2,6 +2,8 @@
 public struct TransportConfiguration: Sendable, Equatable {
     /// Event loops, each on its own thread with its own SO_REUSEPORT listening socket.
     public var loops: Int
+    /// Threads that run request handlers (the `WorkerPool`).
+    public var workers: Int
     public var host: String
     public var port: Int
     public var backlog: Int32
@@ -23,12 +25,13 @@ public struct TransportConfiguration: Sendable, Equatable {
     /// Parsed requests queued behind the one in flight before the connection stops reading.
     public var maxPipelined: Int
 
-    public init(loops: Int = TransportConfiguration.defaultLoopCount, host: String = "127.0.0.1", port: Int = 8008,
+    public init(loops: Int = TransportConfiguration.defaultLoopCount, workers: Int = TransportConfiguration.defaultLoopCount, host: String = "127.0.0.1", port: Int = 8008,
                 backlog: Int32 = 1024, maxHeaderBytes: Int = 16 * 1024, maxJSONBodyBytes: Int = 8 << 20,
                 maxMediaBodyBytes: Int = 50 << 20, maxConnections: Int = 20_000,
                 headerReadTimeoutMs: UInt64 = 10_000, bodyReadTimeoutMs: UInt64 = 30_000,
                 idleTimeoutMs: UInt64 = 75_000, shutdownGraceMs: UInt64 = 10_000, maxPipelined: Int = 16) {
         self.loops = loops
+        self.workers = workers
         self.host = host
         self.port = port
         self.backlog = backlog

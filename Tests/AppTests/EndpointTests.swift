@@ -1,4 +1,6 @@
+import Glibc
 import Matrix
+import Persistence
 import TestSupport
 import Testing
 @testable import App
@@ -142,5 +144,49 @@ struct EndpointTests {
                 #expect((json["valid_until_ts"]?.intValue ?? 0) > Clock.nowMilliseconds())
             }
         }
+    }
+}
+
+@Suite("Start-up")
+struct StartupTests {
+    @Test func startsOnSQLiteWithMigrationsApplied() async throws {
+        let directory = makeTemporaryDirectory()
+        try await withMyelin({ $0.dataDirectory = directory }) { port, configuration in
+            let client = try RawClient(port: port)
+            #expect(try await client.request("GET", "/health").status == 200)
+        }
+        let database = try await Database.open(.sqlite(path: directory + "/myelin.db", readerCount: 1))
+        let versions = try await database.read { try $0.query("SELECT version FROM schema_migrations", []).count }
+        #expect(versions == Schema.migrations.count)
+        await database.close()
+    }
+
+    @Test(.enabled(if: Environment.postgres != nil))
+    func startsOnPostgreSQL() async throws {
+        try await withMyelin({
+            $0.database.backend = .postgres
+            $0.database.postgresConninfo = Environment.postgres!
+            $0.database.postgresPoolSize = 2
+        }) { port, _ in
+            let client = try RawClient(port: port)
+            #expect(try await client.request("GET", "/_matrix/client/versions").status == 200)
+        }
+    }
+
+    @Test func unreachableDatabaseFailsStartUp() async throws {
+        var configuration = Configuration()
+        configuration.dataDirectory = makeTemporaryDirectory()
+        configuration.database.backend = .postgres
+        configuration.database.postgresConninfo = "host=127.0.0.1 port=1 dbname=none connect_timeout=2"
+        await #expect(throws: (any Error).self) {
+            _ = try await MyelinServer(configuration: configuration, logger: .init(label: "t"), handlesSignals: false)
+        }
+    }
+}
+
+enum Environment {
+    static var postgres: String? {
+        guard let value = getenv("MYELIN_TEST_POSTGRES") else { return nil }
+        return String(cString: value)
     }
 }

@@ -10,11 +10,12 @@ func withMyelin(_ configure: (inout Configuration) -> Void = { _ in },
     configuration.listeners = [.init(host: "127.0.0.1", port: 0)]
     configuration.dataDirectory = makeTemporaryDirectory()
     configuration.transport.loops = 2
+    configuration.transport.workers = 2
     configuration.logging.accessLog = false
     configure(&configuration)
     var logger = Logger(label: "test")
     logger.logLevel = .warning
-    let server = try MyelinServer(configuration: configuration, logger: logger, handlesSignals: false)
+    let server = try await MyelinServer(configuration: configuration, logger: logger, handlesSignals: false)
     let port = try await server.start()[0]
     do {
         try await body(port, configuration)

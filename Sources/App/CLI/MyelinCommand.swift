@@ -41,7 +41,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Self.bootstrapLogging(level: configuration.logging.level)
         let server: MyelinServer
         do {
-            server = try MyelinServer(configuration: configuration, logger: logger)
+            server = try await MyelinServer(configuration: configuration, logger: logger)
             try await server.start()
         } catch {
             FileError.print("myelin: cannot start: \(error)")

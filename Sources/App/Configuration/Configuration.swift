@@ -1,3 +1,4 @@
+import Persistence
 import Transport
 
 /// The daemon's configuration: one YAML file, every key with a default, so that `myelin`
@@ -101,5 +102,11 @@ struct Configuration: Sendable, Equatable {
 
     var resolvedSQLitePath: String { database.sqlitePath.isEmpty ? dataDirectory + "/myelin.db" : database.sqlitePath }
     var resolvedSigningKeyPath: String { signingKeyPath.isEmpty ? dataDirectory + "/signing.key" : signingKeyPath }
+    var databaseConfiguration: DatabaseConfiguration {
+        switch database.backend {
+        case .sqlite: return .sqlite(path: resolvedSQLitePath, readerCount: database.sqliteReaders)
+        case .postgres: return .postgres(conninfo: database.postgresConninfo, poolSize: database.postgresPoolSize)
+        }
+    }
     var resolvedMediaPath: String { media.storePath.isEmpty ? dataDirectory + "/media" : media.storePath }
 }

@@ -53,6 +53,7 @@ enum ConfigurationLoader {
         }
         try top.section("transport") { t in
             try t.int("loops", range: 0...256) { configuration.transport.loops = $0 == 0 ? TransportConfiguration.defaultLoopCount : $0 }
+            try t.int("workers", range: 0...256) { configuration.transport.workers = $0 == 0 ? TransportConfiguration.defaultLoopCount : $0 }
             try t.int("backlog", range: 1...65535) { configuration.transport.backlog = Int32($0) }
             try t.int("max_header_bytes", range: 1024...(1 << 20)) { configuration.transport.maxHeaderBytes = $0 }
             try t.int("max_json_body_bytes", range: 1024...(1 << 30)) { configuration.transport.maxJSONBodyBytes = $0 }

@@ -47,6 +47,8 @@ enum ConfigurationTemplate {
         transport:
           # event loops (threads); 0 means one per core
           loops: 0
+          # threads that run request handlers; 0 means one per core
+          workers: 0
           backlog: \(t.backlog)
           # request line + headers, past it 431
           max_header_bytes: \(t.maxHeaderBytes)

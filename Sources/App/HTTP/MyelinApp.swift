@@ -1,5 +1,6 @@
 import Logging
 import Matrix
+import Persistence
 import Transport
 
 #if canImport(Glibc)
@@ -12,14 +13,16 @@ import Glibc
 final class MyelinApp: HTTPResponder {
     let configuration: Configuration
     let signingKey: SigningKey
+    let database: Database
     let logger: Logger
     let accessLogger: Logger?
     let startedAt: Int64
     let router: Router
 
-    init(configuration: Configuration, signingKey: SigningKey, logger: Logger) {
+    init(configuration: Configuration, signingKey: SigningKey, database: Database, logger: Logger) {
         self.configuration = configuration
         self.signingKey = signingKey
+        self.database = database
         self.logger = logger
         var access = Logger(label: "myelin.access")
         access.logLevel = logger.logLevel
