@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
-# The whole suite: builds, then runs every test with a throwaway PostgreSQL cluster so that
-# the storage tests run on SQLite and on PostgreSQL; the cluster is stopped even on failure.
+# The whole suite: builds; runs the interop tests (the real binary against independent
+# implementations: Python clients, pyca/cryptography); then every Swift test beside a throwaway
+# PostgreSQL cluster so that the storage tests run on SQLite and on PostgreSQL (the cluster is
+# stopped even on failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 swift build --build-tests
+
+VENV=.build/interop-venv
+if [ ! -x "$VENV/bin/pytest" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q -r tests/interop/requirements.txt
+fi
+MYELIN_BIN="$(swift build --show-bin-path)/myelin" "$VENV/bin/pytest" -q -p no:cacheprovider tests/interop
+
 scripts/with-postgres.sh swift test --skip-build "$@"

@@ -1,0 +1,49 @@
+"""Starts the real `myelin` binary on a free 127.0.0.1 port for the interop tests."""
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def _binary():
+    path = os.environ.get("MYELIN_BIN")
+    if path:
+        return path
+    bin_dir = subprocess.check_output(["swift", "build", "--show-bin-path"], cwd=ROOT, text=True).strip()
+    return os.path.join(bin_dir, "myelin")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server():
+    port = _free_port()
+    data = tempfile.mkdtemp(prefix="myelin-interop-")
+    config = os.path.join(data, "myelin.yaml")
+    with open(config, "w") as f:
+        f.write("server_name: interop.test\nlogging:\n  access_log: false\n")
+    proc = subprocess.Popen([_binary(), "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
+                             "--data-dir", os.path.join(data, "data")])
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("myelin did not start")
+    yield base
+    proc.terminate()
+    assert proc.wait(timeout=15) == 0, "myelin did not exit cleanly on SIGTERM"
