@@ -61,6 +61,8 @@ let package = Package(
                           path: "bench/MyelinBench",
                           swiftSettings: strict),
 
+        .executableTarget(name: "myelin-micro", dependencies: ["Matrix"], path: "bench/Micro", swiftSettings: strict),
+
         .testTarget(name: "TransportTests", dependencies: ["Transport"], swiftSettings: strict),
         .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"], swiftSettings: strict),
