@@ -249,3 +249,58 @@ func check(_ events: [FakeEvent], _ edges: [[String]], expect expected: [String]
     #expect(resolved[.member(BOB)] == imb.eventID)
     #expect(StateResolutionV1.hex(SHA1.hash(Array("abc".utf8))) == "a9993e364706816aba3e25717850c26c9cd0d89d")
 }
+
+/// Real version 12 events: hash event IDs, room ID from the create event, no create in auth_events.
+struct V12Room {
+    var events: [EventID: PDU] = [:]
+    var ts: Int64 = 0
+    let create: PDU
+
+    init() throws {
+        create = try PDU(json: ["type": "m.room.create", "state_key": "", "sender": .string(ALICE), "origin_server_ts": 0,
+                                "content": ["room_version": "12"], "prev_events": [], "auth_events": [], "depth": 1],
+                         roomVersion: .v12)
+        events[create.eventID] = create
+    }
+
+    /// Builds an event whose auth events are selected from `state`, authorizes it and applies it.
+    mutating func send(_ state: inout StateMap, _ type: String, _ sender: String, _ stateKey: String?,
+                       _ content: [String: JSON]) throws -> PDU {
+        ts += 1
+        let auth = AuthEventsSelection.stateKeys(type: type, sender: sender, stateKey: stateKey, content: content,
+                                                 roomVersion: .v12).compactMap { state[$0] }
+        var json: [String: JSON] = ["type": .string(type), "sender": .string(sender), "room_id": .string(create.effectiveRoomID.rawValue),
+                                    "content": .object(content), "origin_server_ts": .int(ts), "depth": .int(ts + 1),
+                                    "prev_events": [.string(create.eventID.rawValue)], "auth_events": .array(auth.map { .string($0.rawValue) })]
+        if let stateKey { json["state_key"] = .string(stateKey) }
+        let e = try PDU(json: .object(json), roomVersion: .v12)
+        var authState: AuthState = [:]
+        for (k, id) in state { authState[k] = events[id] }
+        try EventAuth.authorize(e, state: authState)
+        events[e.eventID] = e
+        if let key = e.stateEntry { state[key] = e.eventID }
+        return e
+    }
+}
+
+@Test func version12ForkBanBeatsConcurrentKickAndTopic() throws {
+    var room = try V12Room()
+    var s: StateMap = [.create: room.create.eventID]
+    _ = try room.send(&s, "m.room.member", ALICE, ALICE, ["membership": "join"])
+    _ = try room.send(&s, "m.room.power_levels", ALICE, "", ["users": [BOB: 50]])
+    _ = try room.send(&s, "m.room.join_rules", ALICE, "", ["join_rule": "public"])
+    _ = try room.send(&s, "m.room.member", BOB, BOB, ["membership": "join"])
+    _ = try room.send(&s, "m.room.member", CHARLIE, CHARLIE, ["membership": "join"])
+    var forkA = s, forkB = s
+    let ban = try room.send(&forkA, "m.room.member", ALICE, BOB, ["membership": "ban"])
+    _ = try room.send(&forkB, "m.room.topic", BOB, "", ["topic": "bob was here"])
+    _ = try room.send(&forkB, "m.room.member", BOB, CHARLIE, ["membership": "leave"])
+    let events = room.events
+    let resolved = try StateResolution.resolve([forkA, forkB], roomVersion: .v12) { events[$0] }
+    #expect(resolved[.member(BOB)] == ban.eventID)
+    #expect(resolved[.member(CHARLIE)] == s[.member(CHARLIE)]) // Bob's kick fails: he is banned first
+    #expect(resolved[StateKey("m.room.topic", "")] == nil)      // and so does his topic
+    #expect(resolved[.create] == room.create.eventID)
+    // Order of the state sets does not matter.
+    #expect(try StateResolution.resolve([forkB, forkA], roomVersion: .v12) { events[$0] } == resolved)
+}
