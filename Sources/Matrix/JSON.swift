@@ -19,6 +19,7 @@ public enum JSON: Sendable, Equatable, Hashable {
 
 extension JSON {
     /// The member `key` of an object, or nil if this is not an object or has no such member.
+    /// Setting works on objects only (nil removes the member); on other values it does nothing.
     public subscript(key: String) -> JSON? {
         get {
             if case .object(let o) = self { return o[key] }

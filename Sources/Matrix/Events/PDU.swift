@@ -1,4 +1,5 @@
-/// The key of a state entry: event type and state key.
+/// The key of a room state entry, (event type, state key). Keys the state maps of the auth rules,
+/// state resolution and the RoomActor's current state. Ordered by code point.
 public struct StateKey: Sendable, Hashable, Comparable, CustomStringConvertible {
     public var type: String
     public var stateKey: String
