@@ -33,13 +33,17 @@ public enum StateResolution {
         guard let first = stateSets.first else { return ([:], [:]) }
         var keys = Set(first.keys)
         for s in stateSets.dropFirst() { keys.formUnion(s.keys) }
+        unconflicted.reserveCapacity(keys.count)
         for key in keys {
-            var ids: Set<EventID> = []
-            var missing = false
+            // Most keys agree everywhere: check that without building a set.
+            var first: EventID? = nil
+            var agree = true
             for s in stateSets {
-                if let id = s[key] { ids.insert(id) } else { missing = true }
+                guard let id = s[key] else { agree = false; break }
+                if let f = first { if f != id { agree = false; break } } else { first = id }
             }
-            if ids.count == 1 && !missing { unconflicted[key] = ids.first! } else { conflicted[key] = ids }
+            if agree, let first { unconflicted[key] = first; continue }
+            conflicted[key] = Set(stateSets.compactMap { $0[key] })
         }
         return (unconflicted, conflicted)
     }
