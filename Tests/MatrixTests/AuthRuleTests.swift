@@ -389,3 +389,31 @@ let latest = RoomVersion.v12
     #expect(pl.stateDefault == 0 && pl.ban == 50 && pl.invite == 0)
     #expect(pl.requiredLevel(eventType: "m.room.name", isState: true) == 0)
 }
+
+@Test func knockJoinRuleLetsInvitedUsersJoinFromVersion7() throws {
+    var room = try TestRoom.standard(.v7, joinRule: "knock")
+    try room.send("m.room.member", sender: "@alice:a", stateKey: "@bob:b", content: ["membership": "invite"])
+    #expect(room.rejection("m.room.member", sender: "@bob:b", stateKey: "@bob:b", content: ["membership": "join"]) == nil)
+    #expect(room.rejection("m.room.member", sender: "@carol:c", stateKey: "@carol:c", content: ["membership": "join"]) == "5.3.4")
+}
+
+@Test func powerLevelChecksForHandlers() throws {
+    let room = try TestRoom.standard(.v11, users: ["@mod:a": 50, "@peer:a": 50])
+    let pl = PowerLevels(content: room.state[.powerLevels]!.content, roomVersion: .v11, create: room.create)
+    #expect(pl.canSend("@alice:a", eventType: "m.room.power_levels", isState: true))
+    #expect(!pl.canSend("@mod:a", eventType: "m.room.power_levels", isState: true))
+    #expect(pl.canSend("@mod:a", eventType: "m.room.topic", isState: true))
+    #expect(!pl.canSend("@x:a", eventType: "m.room.topic", isState: true))
+    #expect(pl.canSend("@x:a", eventType: "m.room.message", isState: false))
+    #expect(pl.canKick("@mod:a", "@x:a") && !pl.canKick("@mod:a", "@peer:a") && !pl.canKick("@x:a", "@y:a"))
+    #expect(pl.canBan("@alice:a", "@mod:a") && !pl.canBan("@mod:a", "@alice:a"))
+    #expect(pl.canUnban("@mod:a", "@x:a"))
+    #expect(pl.canRedact("@x:a", eventSender: "@x:a") && !pl.canRedact("@x:a", eventSender: "@y:a") && pl.canRedact("@mod:a", eventSender: "@y:a"))
+    #expect(pl.canNotifyRoom("@mod:a") && !pl.canNotifyRoom("@x:a"))
+    #expect(pl.canInvite("@x:a"))
+    // v12: creators outrank everyone, including for checks.
+    let v12 = try TestRoom.standard(.v12, users: ["@mod:a": 100])
+    let p12 = PowerLevels(content: v12.state[.powerLevels]!.content, roomVersion: .v12, create: v12.create)
+    #expect(p12.level(of: "@alice:a") == PowerLevels.infinite)
+    #expect(p12.canBan("@alice:a", "@mod:a") && !p12.canBan("@mod:a", "@alice:a"))
+}

@@ -123,3 +123,39 @@ public struct PowerLevels: Sendable, Equatable {
         ]
     }
 }
+
+// Checks for handlers (client-server API): the same comparisons the auth rules make, so that a
+// request is refused with a clear error before an event is built.
+extension PowerLevels {
+    /// May `user` send an event of `eventType` (auth rule 8)?
+    public func canSend(_ user: String, eventType: String, isState: Bool) -> Bool {
+        level(of: user) >= requiredLevel(eventType: eventType, isState: isState)
+    }
+
+    /// May `user` invite (rule 5.4.4)?
+    public func canInvite(_ user: String) -> Bool { level(of: user) >= invite }
+
+    /// May `actor` kick `target` (rule 5.5.4)?
+    public func canKick(_ actor: String, _ target: String) -> Bool {
+        level(of: actor) >= kick && level(of: target) < level(of: actor)
+    }
+
+    /// May `actor` ban `target` (rule 5.6.2)?
+    public func canBan(_ actor: String, _ target: String) -> Bool {
+        level(of: actor) >= ban && level(of: target) < level(of: actor)
+    }
+
+    /// May `actor` unban `target` (rules 5.5.3 and 5.5.4: both the ban and the kick level)?
+    public func canUnban(_ actor: String, _ target: String) -> Bool {
+        level(of: actor) >= ban && canKick(actor, target)
+    }
+
+    /// May `actor` redact an event sent by `sender` ("Handling redactions": own events always,
+    /// others' with the redact level)?
+    public func canRedact(_ actor: String, eventSender: String) -> Bool {
+        actor == eventSender || level(of: actor) >= redact
+    }
+
+    /// May `user` notify the whole room with `@room`?
+    public func canNotifyRoom(_ user: String) -> Bool { level(of: user) >= notificationLevel("room") }
+}
