@@ -304,3 +304,37 @@ struct V12Room {
     // Order of the state sets does not matter.
     #expect(try StateResolution.resolve([forkB, forkA], roomVersion: .v12) { events[$0] } == resolved)
 }
+
+@Test func forgedAuthCyclesDoNotHang() throws {
+    // Version 2 IDs are chosen by the sender, so a malicious server can forge auth cycles:
+    // here two power levels events cite each other, and other events cite both.
+    func ev(_ id: String, _ type: String, _ sk: String, _ content: [String: JSON], auth: [String], ts: Int64) throws -> PDU {
+        try PDU(json: ["type": .string(type), "state_key": .string(sk), "sender": .string(ALICE), "room_id": "!test:example.com",
+                       "content": .object(content), "event_id": .string("$\(id):example.com"),
+                       "origin_server_ts": .int(ts), "auth_events": .array(auth.map { .string("$\($0):example.com") })],
+                roomVersion: .v2)
+    }
+    let c = try ev("C", "m.room.create", "", ["creator": .string(ALICE)], auth: [], ts: 0)
+    let m = try ev("M", "m.room.member", ALICE, ["membership": "join"], auth: ["C"], ts: 1)
+    let a = try ev("A", "m.room.power_levels", "", ["users": [ALICE: 100]], auth: ["C", "M", "B"], ts: 2)
+    let b = try ev("B", "m.room.power_levels", "", ["users": [ALICE: 100]], auth: ["C", "M", "A"], ts: 3)
+    // Q and R: a power levels cycle below both forks (in both auth chains), so the mainline walks it.
+    let q = try ev("Q", "m.room.power_levels", "", ["users": [ALICE: 100]], auth: ["C", "M", "R"], ts: 4)
+    let r = try ev("R", "m.room.power_levels", "", ["users": [ALICE: 100]], auth: ["C", "M", "Q"], ts: 5)
+    let p1 = try ev("P1", "m.room.power_levels", "", ["users": [ALICE: 100]], auth: ["C", "M", "Q"], ts: 6)
+    let p2 = try ev("P2", "m.room.power_levels", "", ["users": [ALICE: 100]], auth: ["C", "M", "Q"], ts: 7)
+    let x = try ev("X", "m.room.member", BOB, ["membership": "join"], auth: ["C", "Y", "A"], ts: 8)
+    let y = try ev("Y", "m.room.member", BOB, ["membership": "join"], auth: ["C", "X", "B"], ts: 9)
+    let t1 = try ev("T1", "m.room.topic", "", [:], auth: ["C", "M", "P1"], ts: 10)
+    let t2 = try ev("T2", "m.room.topic", "", [:], auth: ["C", "M", "P2"], ts: 11)
+    let map = Dictionary(uniqueKeysWithValues: [c, m, a, b, q, r, p1, p2, x, y, t1, t2].map { ($0.eventID, $0) })
+    let topic = StateKey("m.room.topic", "")
+    let s1: StateMap = [.create: c.eventID, .member(ALICE): m.eventID, .powerLevels: p1.eventID, topic: t1.eventID,
+                        .member(BOB): x.eventID, StateKey("m.x", ""): a.eventID]
+    let s2: StateMap = [.create: c.eventID, .member(ALICE): m.eventID, .powerLevels: p2.eventID, topic: t2.eventID,
+                        .member(BOB): y.eventID, StateKey("m.x", ""): b.eventID]
+    for version in [RoomVersion.v2, v2WithV21] {
+        let resolved = try StateResolution.resolve([s1, s2], roomVersion: version) { map[$0] }
+        #expect(resolved[.create] == c.eventID && resolved[.powerLevels] != nil)
+    }
+}

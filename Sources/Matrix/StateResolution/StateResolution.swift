@@ -152,17 +152,19 @@ struct StateResolutionV2 {
         var reaches: [EventID: Bool] = [:]
         for c in conflicted { reaches[c] = true }
         // Iterative DFS computing "reaches a conflicted event" for each reachable event.
+        // `entered` guards against cycles, which only forged version 1–2 events can form.
+        var entered: Set<EventID> = []
         for root in reachable where reaches[root] == nil {
             var stack: [(EventID, Bool)] = [(root, false)]
             while let (id, expanded) = stack.popLast() {
-                if reaches[id] != nil && !expanded { continue }
                 guard let e = try? event(id) else { reaches[id] = false; continue }
                 let parents = authEvents(of: e)
                 if expanded {
                     if reaches[id] == nil { reaches[id] = parents.contains { reaches[$0] == true } }
                 } else {
+                    if reaches[id] != nil || !entered.insert(id).inserted { continue }
                     stack.append((id, true))
-                    for p in parents where reaches[p] == nil { stack.append((p, false)) }
+                    for p in parents where reaches[p] == nil && !entered.contains(p) { stack.append((p, false)) }
                 }
             }
         }
@@ -287,8 +289,9 @@ struct StateResolutionV2 {
     mutating func mainlineSort(_ ids: [EventID], powerLevels: EventID?) throws(MatrixError) -> [EventID] {
         if ids.isEmpty { return [] }
         var mainline: [EventID] = []
+        var onMainline: Set<EventID> = []
         var current = powerLevels
-        while let p = current {
+        while let p = current, onMainline.insert(p).inserted {
             mainline.append(p)
             current = try powerLevelsParent(of: try event(p))
         }
@@ -299,7 +302,8 @@ struct StateResolutionV2 {
         for id in ids {
             var depth = 0
             var cursor: PDU? = try event(id)
-            while let c = cursor {
+            var visited: Set<EventID> = []
+            while let c = cursor, visited.insert(c.eventID).inserted {
                 if let d = position[c.eventID] { depth = d; break }
                 cursor = try powerLevelsParent(of: c).map { (p) throws(MatrixError) -> PDU in try event(p) }
             }
