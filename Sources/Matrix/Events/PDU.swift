@@ -158,3 +158,26 @@ public struct PDU: Sendable, Hashable {
     public static func == (a: PDU, b: PDU) -> Bool { a.eventID == b.eventID }
     public func hash(into h: inout Hasher) { h.combine(eventID) }
 }
+
+extension PDU {
+    /// The largest PDU, in canonical JSON bytes with signatures (client-server API "Size limits").
+    public static let maxSize = 65_536
+
+    /// Checks the specification's size limits: the whole event at most 65,536 bytes of canonical
+    /// JSON, and `sender`, `room_id`, `state_key`, `type` and `event_id` at most 255 bytes each.
+    /// Throws `M_TOO_LARGE`. Run on receipt and before sending.
+    public func checkSizeLimits() throws(MatrixError) {
+        func field(_ name: String, _ value: String?) throws(MatrixError) {
+            if let value, value.utf8.count > 255 { throw MatrixError(.tooLarge, "Event \(name) is longer than 255 bytes") }
+        }
+        try field("sender", sender.rawValue)
+        try field("room_id", roomID?.rawValue)
+        try field("state_key", stateKey)
+        try field("type", type)
+        try field("event_id", eventID.rawValue)
+        var full = json
+        full.removeValue(forKey: "unsigned")
+        let size = try JSON.object(full).canonicalEncoded(strict: roomVersion.strictCanonicalJSON).count
+        if size > PDU.maxSize { throw MatrixError(.tooLarge, "Event is \(size) bytes, more than \(PDU.maxSize)") }
+    }
+}
