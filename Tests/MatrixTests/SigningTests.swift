@@ -59,7 +59,8 @@ let testKey = try! SigningKey(seed: testSeed, version: "1")
 }
 
 @Test func loadOrGenerateCreatesThenReloadsTheSameKey() throws {
-    let path = "/tmp/myelin-signing-key-test-\(Base64.encodeURLSafe(Sodium.randomBytes(6))).key"
+    let dir = "/tmp/myelin-key-test-\(Base64.encodeURLSafe(Sodium.randomBytes(6)))"
+    let path = dir + "/data/signing.key" // parent directories are created
     let first = try SigningKey.loadOrGenerate(path: path)
     let second = try SigningKey.loadOrGenerate(path: path)
     #expect(first.seed == second.seed)
@@ -67,6 +68,8 @@ let testKey = try! SigningKey(seed: testSeed, version: "1")
     #expect(first.version.hasPrefix("a_"))
     #expect(SigningKey.readFile(path) == first.fileContents)
     _ = unlink(path)
+    _ = rmdir(dir + "/data")
+    _ = rmdir(dir)
 }
 
 @Test func serverKeysResponseVerifiesOverCanonicalJSON() throws {

@@ -78,9 +78,13 @@ public struct SigningKey: Sendable {
             return try SigningKey(fileContents: text)
         }
         let key = generate()
+        createParentDirectories(of: path)
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else {
-            throw MatrixError(.unknown, "Cannot create signing key file \(path) (errno \(errno))")
+            let code = errno
+            // Another process created it between our read and our create: use theirs.
+            if code == EEXIST, let text = readFile(path) { return try SigningKey(fileContents: text) }
+            throw MatrixError(.unknown, "Cannot create signing key file \(path) (errno \(code))")
         }
         defer { close(fd) }
         let bytes = Array(key.fileContents.utf8)
@@ -89,6 +93,16 @@ public struct SigningKey: Sendable {
             throw MatrixError(.unknown, "Cannot write signing key file \(path)")
         }
         return key
+    }
+
+    /// `mkdir -p` of the directory holding `path` (mode 0700: it holds the private key).
+    static func createParentDirectories(of path: String) {
+        var prefix = ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+        for (i, part) in parts.enumerated() {
+            prefix += (i == 0 ? "" : "/") + part
+            if !prefix.isEmpty { _ = mkdir(prefix, 0o700) }
+        }
     }
 
     static func readFile(_ path: String) -> String? {
