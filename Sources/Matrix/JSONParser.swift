@@ -26,6 +26,15 @@ extension JSON {
         return try result.get()
     }
 
+    /// Parses JSON bytes (the common case; a concrete overload so callers in other modules do not
+    /// go through unspecialized generic code).
+    public static func parse(_ bytes: [UInt8], options: JSONParseOptions = JSONParseOptions()) throws(MatrixError) -> JSON {
+        let result = bytes.withUnsafeBufferPointer { buf in
+            Result { () throws(MatrixError) -> JSON in try parse(buffer: buf, options: options) }
+        }
+        return try result.get()
+    }
+
     /// Parses JSON text from a String.
     public static func parse(_ text: String, options: JSONParseOptions = JSONParseOptions()) throws(MatrixError) -> JSON {
         var text = text
