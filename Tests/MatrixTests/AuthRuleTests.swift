@@ -7,7 +7,7 @@ let latest = RoomVersion.v12
 
 @Test func rule1CreateEvent() throws {
     let room = try TestRoom(latest)
-    try EventAuth.authorize(room.create, state: [:])
+    try EventAuth.authorize(room.create, against: [:])
     func create(_ v: RoomVersion, _ json: [String: JSON]) throws -> PDU {
         var j: [String: JSON] = ["type": "m.room.create", "state_key": "", "sender": "@alice:a", "content": [:],
                                  "prev_events": [], "auth_events": [], "depth": 1]
@@ -15,7 +15,7 @@ let latest = RoomVersion.v12
         return try PDU(json: .object(j), roomVersion: v, eventID: EventID(parsing: "$c:a"))
     }
     func rule(_ e: PDU) -> String? {
-        do { try EventAuth.authorize(e, state: [:]) } catch { return error.rule }
+        do { try EventAuth.authorize(e, against: [:]) } catch { return error.rule }
         return nil
     }
     #expect(rule(try create(latest, ["prev_events": ["$x:a"]])) == "1.1")
@@ -133,8 +133,8 @@ let latest = RoomVersion.v12
     #expect(room.rejection("m.room.member", sender: "@bob:b", stateKey: "@bob:b", content: join("@mod:a")) == nil)
     // Rule 5.2: the authorising server's signature, via the hook.
     let e = room.make("m.room.member", sender: "@bob:b", stateKey: "@bob:b", content: join("@mod:a"))
-    #expect(throws: AuthError.self) { try EventAuth.authorize(e, state: room.state, signatureCheck: { _, _ in false }) }
-    try EventAuth.authorize(e, state: room.state, signatureCheck: { _, server in server.rawValue == "a" })
+    #expect(throws: AuthError.self) { try EventAuth.authorize(e, against: room.state, signatureCheck: { _, _ in false }) }
+    try EventAuth.authorize(e, against: room.state, signatureCheck: { _, server in server.rawValue == "a" })
     // restricted is unknown before v8, knock_restricted before v10.
     var v7 = try TestRoom.standard(.v7, joinRule: "restricted")
     #expect(v7.rejection("m.room.member", sender: "@bob:b", stateKey: "@bob:b", content: join("@alice:a")) == "5.3.7")

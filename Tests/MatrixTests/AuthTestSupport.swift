@@ -51,7 +51,7 @@ struct TestRoom {
     mutating func send(_ type: String, sender: String, stateKey: String? = nil, content: [String: JSON] = [:],
                        prev: [EventID]? = nil, extra: [String: JSON] = [:]) throws(AuthError) -> PDU {
         let e = make(type, sender: sender, stateKey: stateKey, content: content, prev: prev, extra: extra)
-        try EventAuth.authorize(e, state: state)
+        try EventAuth.authorize(e, against: state)
         if let key = e.stateEntry { state[key] = e }
         last = e.eventID
         return e
@@ -61,7 +61,7 @@ struct TestRoom {
     mutating func rejection(_ type: String, sender: String, stateKey: String? = nil, content: [String: JSON] = [:],
                             prev: [EventID]? = nil, extra: [String: JSON] = [:], id: String? = nil) -> String? {
         let e = make(type, sender: sender, stateKey: stateKey, content: content, prev: prev, extra: extra, id: id)
-        do { try EventAuth.authorize(e, state: state) } catch { return error.rule }
+        do { try EventAuth.authorize(e, against: state) } catch { return error.rule }
         return nil
     }
 

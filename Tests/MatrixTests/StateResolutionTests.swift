@@ -276,7 +276,7 @@ struct V12Room {
         let e = try PDU(json: .object(json), roomVersion: .v12)
         var authState: AuthState = [:]
         for (k, id) in state { authState[k] = events[id] }
-        try EventAuth.authorize(e, state: authState)
+        try EventAuth.authorize(e, against: authState)
         events[e.eventID] = e
         if let key = e.stateEntry { state[key] = e.eventID }
         return e

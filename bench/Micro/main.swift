@@ -120,11 +120,11 @@ for i in 0..<1000 {
 }
 let message = pdu("$msg", "m.room.message", "@user500:example.org", nil, ["msgtype": "m.text", "body": "hi"])
 _ = measure("authorize m.room.message, 1,000-member room state", samples: 101, batch: 200, warmup: 1000) {
-    try! EventAuth.authorize(message, state: authState)
+    try! EventAuth.authorize(message, against: authState)
 }
 let join = pdu("$join", "m.room.member", "@new:example.org", "@new:example.org", ["membership": "join"])
 _ = measure("authorize m.room.member join, 1,000-member room state", samples: 101, batch: 200, warmup: 1000) {
-    try! EventAuth.authorize(join, state: authState)
+    try! EventAuth.authorize(join, against: authState)
 }
 print()
 

@@ -85,7 +85,7 @@ public enum EventAuth {
     }
 
     /// Authorizes `event` against `state` (rules 1, 2 and 4–11). Throws the first rule that fails.
-    public static func authorize(_ event: PDU, state: AuthState, signatureCheck: SignatureCheck? = nil) throws(AuthError) {
+    public static func authorize(_ event: PDU, against state: AuthState, signatureCheck: SignatureCheck? = nil) throws(AuthError) {
         let version = event.roomVersion
         if event.type == "m.room.create" {
             try checkCreate(event)

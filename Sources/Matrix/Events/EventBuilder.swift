@@ -68,7 +68,7 @@ public struct EventBuilder: Sendable {
         let bytes = signed.encoded()
         let pdu = try PDU(json: signed, roomVersion: roomVersion, eventID: eventID, bytes: bytes)
         do {
-            try EventAuth.authorize(pdu, state: state)
+            try EventAuth.authorize(pdu, against: state)
         } catch {
             throw error.matrixError
         }

@@ -276,7 +276,7 @@ struct StateResolutionV2 {
             }
             if rejected.contains(id) { continue }
             do {
-                try EventAuth.authorize(e, state: auth)
+                try EventAuth.authorize(e, against: auth)
                 if let key = e.stateEntry { state[key] = id }
             } catch {
                 // Not allowed: the event is left out of the resolved state.

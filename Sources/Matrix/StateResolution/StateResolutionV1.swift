@@ -58,7 +58,7 @@ enum StateResolutionV1 {
         var prev = reverse[0]
         for e in reverse.dropFirst() {
             if let k = prev.stateEntry { auth[k] = prev }
-            do { try EventAuth.authorize(e, state: auth) } catch { return prev }
+            do { try EventAuth.authorize(e, against: auth) } catch { return prev }
             prev = e
         }
         return prev
@@ -67,7 +67,7 @@ enum StateResolutionV1 {
     static func resolveNormalEvents(_ events: [PDU], _ authEvents: AuthState) -> PDU {
         let sorted = ordered(events)
         for e in sorted {
-            if (try? EventAuth.authorize(e, state: authEvents)) != nil { return e }
+            if (try? EventAuth.authorize(e, against: authEvents)) != nil { return e }
         }
         return sorted.last!
     }
