@@ -85,3 +85,44 @@ func mutate(_ input: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
         do { _ = try JSON.parse(bytes) } catch { #expect(error.code == .notJSON) }
     }
 }
+
+/// Identifier parsers and the event path (PDU, redaction, hashes, auth, state resolution) on
+/// mutated input: errors are thrown, nothing traps.
+@Test func identifiersAndEventsNeverTrap() throws {
+    var rng = SplitMix64(state: 7)
+    let seeds = ["@alice:example.org", "!room:example.org:8448", "$ev:[::1]:80", "#a:b", "mxc://s/m", "1.2.3.4:5",
+                 "!" + String(repeating: "A", count: 43)]
+    for i in 0..<20_000 {
+        let s = String(decoding: mutate(Array(seeds[i % seeds.count].utf8), &rng), as: UTF8.self)
+        _ = try? ServerName(parsing: s); _ = try? UserID(parsing: s); _ = try? RoomID(parsing: s)
+        _ = try? EventID(parsing: s); _ = try? RoomAlias(parsing: s); _ = try? MXCURI(parsing: s)
+        _ = try? DeviceID(parsing: s); _ = try? UserID.validateLocalpart(s)
+    }
+    var room = try TestRoom.standard(.v12, users: ["@mod:a": 50])
+    try room.join("@mod:a")
+    let template = room.make("m.room.member", sender: "@mod:a", stateKey: "@x:a",
+                             content: ["membership": "ban", "reason": "spam", "third_party_invite": ["signed": ["mxid": "@x:a", "token": "t"]]])
+    let bytes = JSON.object(template.json).encoded()
+    var events = 0
+    for _ in 0..<5_000 {
+        guard let json = try? JSON.parse(mutate(bytes, &rng)) else { continue }
+        for version in [RoomVersion.v1, .v6, .v10, .v12] {
+            _ = Redaction.redact(json, roomVersion: version)
+            _ = try? EventHashing.referenceHash(of: json, roomVersion: version)
+            _ = try? EventHashing.contentHash(of: json, roomVersion: version)
+            guard let pdu = try? PDU(json: json, roomVersion: version, eventID: EventID(parsing: "$fuzz:a")) else { continue }
+            events += 1
+            _ = try? EventAuth.authorize(pdu, against: room.state)
+            _ = try? EventAuth.checkAuthEvents(pdu, authEvents: Array(room.state.values))
+            _ = try? pdu.checkSizeLimits()
+            var state: StateMap = [:]
+            for (k, v) in room.state { state[k] = v.eventID }
+            var other = state
+            if let key = pdu.stateEntry { other[key] = pdu.eventID }
+            var known = Dictionary(uniqueKeysWithValues: room.state.values.map { ($0.eventID, $0) })
+            known[pdu.eventID] = pdu
+            _ = try? StateResolution.resolve([state, other], roomVersion: version) { known[$0] }
+        }
+    }
+    #expect(events > 100) // mutated events that still made valid PDUs went through every stage
+}
