@@ -61,6 +61,8 @@ let package = Package(
                           path: "bench/MyelinBench",
                           swiftSettings: strict),
 
+        .executableTarget(name: "myelin-micro", dependencies: ["Matrix"], path: "bench/Micro", swiftSettings: strict),
+
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),

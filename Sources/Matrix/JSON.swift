@@ -19,6 +19,7 @@ public enum JSON: Sendable, Equatable, Hashable {
 
 extension JSON {
     /// The member `key` of an object, or nil if this is not an object or has no such member.
+    /// Setting works on objects only (nil removes the member); on other values it does nothing.
     public subscript(key: String) -> JSON? {
         get {
             if case .object(let o) = self { return o[key] }
@@ -286,22 +287,18 @@ enum JSONWriter {
         out.append(contentsOf: d.description.utf8)
     }
 
-    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    /// Needs-escape table: 0 = copy, 1 = escape.
-    static let escapeTable: [Bool] = (0..<256).map { b in b < 0x20 || b == 0x22 || b == 0x5C }
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in
-            escapeTable.withUnsafeBufferPointer { table in
+            do {
                 var runStart = 0
                 var i = 0
                 let n = bytes.count
                 while i < n {
                     let b = bytes[i]
-                    if table[Int(b)] {
+                    if b < 0x20 || b == 0x22 || b == 0x5C {
                         if runStart < i {
                             out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i]))
                         }
@@ -319,6 +316,9 @@ enum JSONWriter {
     }
 
     @inline(__always)
+    static func hex(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x61 + nibble - 10 }
+
+    @inline(__always)
     static func appendEscape(_ b: UInt8, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\\"))
         switch b {
@@ -331,7 +331,7 @@ enum JSONWriter {
         case 0x0C: out.append(UInt8(ascii: "f"))
         default:
             out.append(UInt8(ascii: "u")); out.append(0x30); out.append(0x30)
-            out.append(hexDigits[Int(b >> 4)]); out.append(hexDigits[Int(b & 0xF)])
+            out.append(hex(b >> 4)); out.append(hex(b & 0xF))
         }
     }
 }

@@ -26,6 +26,15 @@ extension JSON {
         return try result.get()
     }
 
+    /// Parses JSON bytes (the common case; a concrete overload so callers in other modules do not
+    /// go through unspecialized generic code).
+    public static func parse(_ bytes: [UInt8], options: JSONParseOptions = JSONParseOptions()) throws(MatrixError) -> JSON {
+        let result = bytes.withUnsafeBufferPointer { buf in
+            Result { () throws(MatrixError) -> JSON in try parse(buffer: buf, options: options) }
+        }
+        return try result.get()
+    }
+
     /// Parses JSON text from a String.
     public static func parse(_ text: String, options: JSONParseOptions = JSONParseOptions()) throws(MatrixError) -> JSON {
         var text = text
@@ -98,34 +107,44 @@ struct JSONParser {
         pos += n
     }
 
+    /// Members of the objects being parsed, innermost last: an object's members are collected here
+    /// and moved into a dictionary of the right capacity once, instead of growing it key by key.
+    var members: [(String, JSON)] = []
+
     mutating func parseObject(depth: Int) throws(Failure) -> JSON {
         if depth > maxDepth { throw fail("Nesting too deep") }
+        let objectStart = pos
         pos += 1 // {
-        var object: [String: JSON] = [:]
         skipWhitespace()
-        if pos < end && byte(pos) == UInt8(ascii: "}") { pos += 1; return .object(object) }
+        if pos < end && byte(pos) == UInt8(ascii: "}") { pos += 1; return .object([:]) }
+        let base = members.count
         while true {
             skipWhitespace()
             guard pos < end, byte(pos) == UInt8(ascii: "\"") else { throw fail("Expected a string key") }
-            let keyOffset = pos
             let key = try parseString()
             skipWhitespace()
             guard pos < end, byte(pos) == UInt8(ascii: ":") else { throw fail("Expected ':'") }
             pos += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            if object.updateValue(value, forKey: key) != nil {
-                throw Failure(message: "Duplicate key", offset: keyOffset)
-            }
+            members.append((key, value))
             skipWhitespace()
             guard pos < end else { throw fail("Unexpected end of input") }
             let b = byte(pos)
             pos += 1
             if b == UInt8(ascii: ",") { continue }
-            if b == UInt8(ascii: "}") { return .object(object) }
+            if b == UInt8(ascii: "}") { break }
             pos -= 1
             throw fail("Expected ',' or '}'")
         }
+        var object = [String: JSON](minimumCapacity: members.count - base)
+        for i in base..<members.count {
+            if object.updateValue(members[i].1, forKey: members[i].0) != nil {
+                throw Failure(message: "Duplicate key", offset: objectStart)
+            }
+        }
+        members.removeSubrange(base...)
+        return .object(object)
     }
 
     mutating func parseArray(depth: Int) throws(Failure) -> JSON {

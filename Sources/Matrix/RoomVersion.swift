@@ -84,7 +84,7 @@ public struct RoomVersion: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The default for new rooms when configuration says nothing: what the current specification
-    /// recommends (v1.16 recommends room version 12... servers SHOULD use the recommended one).
+    /// recommends ("Servers SHOULD use room version 12 as the default", Room Versions).
     public static let recommendedDefault: RoomVersion = RoomVersion(id: "12")!
 
     public static let v1 = RoomVersion(id: "1")!

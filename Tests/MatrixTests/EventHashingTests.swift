@@ -99,3 +99,18 @@ func sampleEvent(_ version: RoomVersion) throws -> JSON {
     #expect(errorCode { _ = try PDU(json: ["type": "x", "sender": "@u:d", "room_id": "!r:d", "content": []], roomVersion: .v4) } == .badJSON)
     #expect(errorCode { _ = try PDU(json: ["type": "x", "sender": "nope", "room_id": "!r:d", "content": [:]], roomVersion: .v4) } == .invalidParam)
 }
+
+@Test func sizeLimits() throws {
+    func event(_ body: Int, type: String = "m.room.message", stateKey: String? = nil) throws -> PDU {
+        var j: [String: JSON] = ["type": .string(type), "sender": "@u:d", "room_id": "!r:d", "origin_server_ts": 1,
+                                 "content": ["body": .string(String(repeating: "x", count: body))], "prev_events": [], "auth_events": [],
+                                 "depth": 1, "unsigned": ["big": .string(String(repeating: "y", count: 70_000))]]
+        if let stateKey { j["state_key"] = .string(stateKey) }
+        return try PDU(json: .object(j), roomVersion: .v11)
+    }
+    try event(60_000).checkSizeLimits() // unsigned does not count
+    #expect(errorCode { try event(66_000).checkSizeLimits() } == .tooLarge)
+    #expect(errorCode { try event(1, type: String(repeating: "t", count: 256)).checkSizeLimits() } == .tooLarge)
+    #expect(errorCode { try event(1, stateKey: String(repeating: "s", count: 256)).checkSizeLimits() } == .tooLarge)
+    try event(1, stateKey: String(repeating: "s", count: 255)).checkSizeLimits()
+}

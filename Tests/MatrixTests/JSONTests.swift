@@ -118,3 +118,31 @@ func errorCode(_ body: () throws -> Void) -> MatrixError.Code? {
     do { try body() } catch let e as MatrixError { return e.code } catch { return nil }
     return nil
 }
+
+@Test func unicodeEdgeCases() throws {
+    // Highest scalar, surrogate pair boundaries, NUL and DEL in keys; all survive canonical encoding.
+    let text = #"{"\u0000k":"\udbff\udfff","\u007f":"\ud800\udc00","é":"\uffff"}"#
+    let v = try JSON.parse(text)
+    #expect(v["\u{0}k"]?.stringValue == "\u{10FFFF}")
+    #expect(v["\u{7f}"]?.stringValue == "\u{10000}")
+    #expect(v["é"]?.stringValue == "\u{FFFF}")
+    let canonical = String(decoding: try v.canonicalEncoded(), as: UTF8.self)
+    #expect(canonical == "{\"\\u0000k\":\"\u{10FFFF}\",\"\u{7f}\":\"\u{10000}\",\"é\":\"\u{FFFF}\"}")
+    #expect(try JSON.parse(canonical) == v)
+    // Raw (unescaped) 4-byte UTF-8 and overlong / out-of-range encodings.
+    #expect(try JSON.parse([0x22, 0xF0, 0x9F, 0x98, 0x80, 0x22] as [UInt8]) == .string("😀"))
+    #expect(errorCode { _ = try JSON.parse([0x22, 0xF4, 0x90, 0x80, 0x80, 0x22] as [UInt8]) } == .notJSON)
+    #expect(errorCode { _ = try JSON.parse([0x22, 0xC0, 0xAF, 0x22] as [UInt8]) } == .notJSON)
+    // Escapes mixed with raw UTF-8 in one string.
+    #expect(try JSON.parse(#""日\n本\u8a9e""#) == .string("日\n本語"))
+}
+
+@Test func parsesFromSlicesAndLongDocuments() throws {
+    let bytes = Array("xx[1,2,3]yy".utf8)
+    #expect(try JSON.parse(bytes[2..<9]) == [1, 2, 3])
+    var big: [JSON] = []
+    for i in 0..<10_000 { big.append(["i": .int(Int64(i)), "s": .string(String(repeating: "a", count: i % 50))]) }
+    let doc = JSON.array(big)
+    #expect(try JSON.parse(doc.encoded()) == doc)
+    #expect(try JSON.parse(try doc.canonicalEncoded()) == doc)
+}

@@ -43,3 +43,18 @@ func content(_ type: String, _ body: String, _ v: RoomVersion) throws -> String 
     #expect(try content("m.room.redaction", #"{"redacts":"$x","reason":"r"}"#, .v11) == #"{"redacts":"$x"}"#)
     #expect(try content("m.room.topic", #"{"topic":"t"}"#, .v12) == "{}")
 }
+
+@Test func handlingRedactionsFromVersion3() throws {
+    var room = try TestRoom.standard(.v11, users: ["@mod:b": 50])
+    try room.join("@bob:b"); try room.join("@carol:c"); try room.join("@mod:b")
+    let msg = try room.send("m.room.message", sender: "@carol:c", content: ["body": "x"])
+    let power = PowerLevels(content: room.state[.powerLevels]!.content, roomVersion: .v11, create: room.create)
+    let own = try room.send("m.room.redaction", sender: "@carol:c", content: ["redacts": .string(msg.eventID.rawValue)])
+    let byOther = try room.send("m.room.redaction", sender: "@bob:b", content: ["redacts": .string(msg.eventID.rawValue)])
+    let byMod = try room.send("m.room.redaction", sender: "@mod:b", content: ["redacts": .string(msg.eventID.rawValue)])
+    #expect(Redaction.mayApply(own, to: msg, power: power))       // same server as the sender
+    #expect(!Redaction.mayApply(byOther, to: msg, power: power))  // accepted by auth, but not applied
+    #expect(Redaction.mayApply(byMod, to: msg, power: power))     // redact level
+    let other = try room.send("m.room.message", sender: "@bob:b")
+    #expect(!Redaction.mayApply(byMod, to: other, power: power))  // redacts a different event
+}

@@ -59,7 +59,8 @@ let testKey = try! SigningKey(seed: testSeed, version: "1")
 }
 
 @Test func loadOrGenerateCreatesThenReloadsTheSameKey() throws {
-    let path = "/tmp/myelin-signing-key-test-\(Base64.encodeURLSafe(Sodium.randomBytes(6))).key"
+    let dir = "/tmp/myelin-key-test-\(Base64.encodeURLSafe(Sodium.randomBytes(6)))"
+    let path = dir + "/data/signing.key" // parent directories are created
     let first = try SigningKey.loadOrGenerate(path: path)
     let second = try SigningKey.loadOrGenerate(path: path)
     #expect(first.seed == second.seed)
@@ -67,6 +68,8 @@ let testKey = try! SigningKey(seed: testSeed, version: "1")
     #expect(first.version.hasPrefix("a_"))
     #expect(SigningKey.readFile(path) == first.fileContents)
     _ = unlink(path)
+    _ = rmdir(dir + "/data")
+    _ = rmdir(dir)
 }
 
 @Test func serverKeysResponseVerifiesOverCanonicalJSON() throws {
@@ -80,4 +83,21 @@ let testKey = try! SigningKey(seed: testSeed, version: "1")
     #expect(response["old_verify_keys"]?["ed25519:old"]?["expired_ts"]?.intValue == 1_600_000_000_000)
     // Verify exactly as a remote server would: key from the body, canonical JSON minus signatures.
     try JSONSignatures.verify(response, entity: "example.org", keyID: "ed25519:1", key: try VerifyKey(base64: keyB64))
+}
+
+@Test func serverKeysParseAndCheckTheSelfSignature() throws {
+    let response = testKey.serverKeysResponse(serverName: "example.org", validUntilTS: 42,
+                                              oldVerifyKeys: ["ed25519:old": (SigningKey.generate().verifyKey, 7)])
+    let keys = try ServerKeys(response: response, expectedServerName: "example.org")
+    #expect(keys.verifyKeys["ed25519:1"] == testKey.verifyKey)
+    #expect(keys.validUntilTS == 42 && keys.oldVerifyKeys["ed25519:old"]?.expiredTS == 7)
+    #expect(errorCode { _ = try ServerKeys(response: response, expectedServerName: "other.org") } == .badJSON)
+    var tampered = response
+    tampered["valid_until_ts"] = 43
+    #expect(errorCode { _ = try ServerKeys(response: tampered, expectedServerName: "example.org") } == .unauthorized)
+    // A response claiming a key it was not signed with is refused.
+    var extraKey = response
+    extraKey["verify_keys"] = ["ed25519:1": ["key": .string(testKey.verifyKey.base64)],
+                               "ed25519:2": ["key": .string(SigningKey.generate().verifyKey.base64)]]
+    #expect(errorCode { _ = try ServerKeys(response: extraKey, expectedServerName: "example.org") } == .unauthorized)
 }

@@ -78,9 +78,13 @@ public struct SigningKey: Sendable {
             return try SigningKey(fileContents: text)
         }
         let key = generate()
+        createParentDirectories(of: path)
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else {
-            throw MatrixError(.unknown, "Cannot create signing key file \(path) (errno \(errno))")
+            let code = errno
+            // Another process created it between our read and our create: use theirs.
+            if code == EEXIST, let text = readFile(path) { return try SigningKey(fileContents: text) }
+            throw MatrixError(.unknown, "Cannot create signing key file \(path) (errno \(code))")
         }
         defer { close(fd) }
         let bytes = Array(key.fileContents.utf8)
@@ -89,6 +93,16 @@ public struct SigningKey: Sendable {
             throw MatrixError(.unknown, "Cannot write signing key file \(path)")
         }
         return key
+    }
+
+    /// `mkdir -p` of the directory holding `path` (mode 0700: it holds the private key).
+    static func createParentDirectories(of path: String) {
+        var prefix = ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropLast()
+        for (i, part) in parts.enumerated() {
+            prefix += (i == 0 ? "" : "/") + part
+            if !prefix.isEmpty { _ = mkdir(prefix, 0o700) }
+        }
     }
 
     static func readFile(_ path: String) -> String? {
@@ -184,5 +198,43 @@ extension SigningKey {
         ]
         // Strings and in-range integers only: canonical encoding cannot fail.
         return try! sign(json: body, entity: serverName)
+    }
+}
+
+/// A remote server's keys as published at `/_matrix/key/v2/server` (server-server API
+/// "Retrieving server keys"). Federation fetches the response, builds this, and caches the keys.
+public struct ServerKeys: Sendable {
+    public let serverName: String
+    public let verifyKeys: [String: VerifyKey]
+    public let oldVerifyKeys: [String: (key: VerifyKey, expiredTS: Int64)]
+    public let validUntilTS: Int64
+
+    /// Parses a key response and checks that it is signed by every key in `verify_keys` (the
+    /// specification requires the response to be self-signed). Throws `M_UNAUTHORIZED` if a
+    /// signature is missing or wrong, `M_BAD_JSON` on a wrong shape or server name.
+    public init(response: JSON, expectedServerName: String) throws(MatrixError) {
+        guard let name = response["server_name"]?.stringValue, name == expectedServerName else {
+            throw MatrixError(.badJSON, "Key response is not for \(expectedServerName)")
+        }
+        guard let vk = response["verify_keys"]?.objectValue, !vk.isEmpty else {
+            throw MatrixError(.badJSON, "Key response has no verify_keys")
+        }
+        var keys: [String: VerifyKey] = [:]
+        for (id, entry) in vk where id.hasPrefix("ed25519:") {
+            guard let b64 = entry["key"]?.stringValue else { throw MatrixError(.badJSON, "verify_keys.\(id) has no key") }
+            keys[id] = try VerifyKey(base64: b64)
+        }
+        for (id, key) in keys {
+            try JSONSignatures.verify(response, entity: name, keyID: id, key: key)
+        }
+        var old: [String: (key: VerifyKey, expiredTS: Int64)] = [:]
+        for (id, entry) in response["old_verify_keys"]?.objectValue ?? [:] where id.hasPrefix("ed25519:") {
+            guard let b64 = entry["key"]?.stringValue, let ts = entry["expired_ts"]?.intValue else { continue }
+            old[id] = (try VerifyKey(base64: b64), ts)
+        }
+        self.serverName = name
+        self.verifyKeys = keys
+        self.oldVerifyKeys = old
+        self.validUntilTS = response["valid_until_ts"]?.intValue ?? 0
     }
 }

@@ -1,4 +1,5 @@
-/// The key of a state entry: event type and state key.
+/// The key of a room state entry, (event type, state key). Keys the state maps of the auth rules,
+/// state resolution and the RoomActor's current state. Ordered by code point.
 public struct StateKey: Sendable, Hashable, Comparable, CustomStringConvertible {
     public var type: String
     public var stateKey: String
@@ -24,22 +25,50 @@ public struct StateKey: Sendable, Hashable, Comparable, CustomStringConvertible 
 /// `bytes`, when present, are the serialized event as received or as first encoded; later code
 /// serves them without re-encoding.
 public struct PDU: Sendable, Hashable {
-    public let eventID: EventID
-    public let roomVersion: RoomVersion
+    /// Immutable storage shared by copies, so that passing a PDU around (state maps of thousands
+    /// of events) costs one reference count, not one per field.
+    final class Storage: Sendable {
+        let eventID: EventID
+        let roomVersion: RoomVersion
+        let json: [String: JSON]
+        let type: String
+        let stateKey: String?
+        let sender: UserID
+        let roomID: RoomID?
+        let content: [String: JSON]
+        let prevEvents: [EventID]
+        let authEvents: [EventID]
+        let depth: Int64
+        let originServerTS: Int64
+        let bytes: [UInt8]?
+
+        init(eventID: EventID, roomVersion: RoomVersion, json: [String: JSON], type: String, stateKey: String?,
+             sender: UserID, roomID: RoomID?, content: [String: JSON], prevEvents: [EventID], authEvents: [EventID],
+             depth: Int64, originServerTS: Int64, bytes: [UInt8]?) {
+            self.eventID = eventID; self.roomVersion = roomVersion; self.json = json; self.type = type
+            self.stateKey = stateKey; self.sender = sender; self.roomID = roomID; self.content = content
+            self.prevEvents = prevEvents; self.authEvents = authEvents; self.depth = depth
+            self.originServerTS = originServerTS; self.bytes = bytes
+        }
+    }
+    let storage: Storage
+
+    public var eventID: EventID { storage.eventID }
+    public var roomVersion: RoomVersion { storage.roomVersion }
     /// The complete event object (`event_id` included only if it was in the input).
-    public let json: [String: JSON]
-    public let type: String
-    public let stateKey: String?
-    public let sender: UserID
+    public var json: [String: JSON] { storage.json }
+    public var type: String { storage.type }
+    public var stateKey: String? { storage.stateKey }
+    public var sender: UserID { storage.sender }
     /// nil only for a version 12 `m.room.create` event, whose room ID is derived from it.
-    public let roomID: RoomID?
-    public let content: [String: JSON]
-    public let prevEvents: [EventID]
-    public let authEvents: [EventID]
-    public let depth: Int64
-    public let originServerTS: Int64
+    public var roomID: RoomID? { storage.roomID }
+    public var content: [String: JSON] { storage.content }
+    public var prevEvents: [EventID] { storage.prevEvents }
+    public var authEvents: [EventID] { storage.authEvents }
+    public var depth: Int64 { storage.depth }
+    public var originServerTS: Int64 { storage.originServerTS }
     /// The serialized event, if the caller kept it.
-    public var bytes: [UInt8]?
+    public var bytes: [UInt8]? { storage.bytes }
 
     public var isState: Bool { stateKey != nil }
     public var stateEntry: StateKey? { stateKey.map { StateKey(type, $0) } }
@@ -88,19 +117,9 @@ public struct PDU: Sendable, Hashable {
         } else {
             id = try EventHashing.eventID(of: value, roomVersion: roomVersion)
         }
-        self.eventID = id
-        self.roomVersion = roomVersion
-        self.json = json
-        self.type = type
-        self.stateKey = stateKey
-        self.sender = sender
-        self.roomID = roomID
-        self.content = content
-        self.prevEvents = prev
-        self.authEvents = auth
-        self.depth = depth
-        self.originServerTS = ts
-        self.bytes = bytes
+        self.storage = Storage(eventID: id, roomVersion: roomVersion, json: json, type: type, stateKey: stateKey,
+                               sender: sender, roomID: roomID, content: content, prevEvents: prev, authEvents: auth,
+                               depth: depth, originServerTS: ts, bytes: bytes)
     }
 
     /// Parses event bytes and keeps them.
@@ -138,4 +157,27 @@ public struct PDU: Sendable, Hashable {
 
     public static func == (a: PDU, b: PDU) -> Bool { a.eventID == b.eventID }
     public func hash(into h: inout Hasher) { h.combine(eventID) }
+}
+
+extension PDU {
+    /// The largest PDU, in canonical JSON bytes with signatures (client-server API "Size limits").
+    public static let maxSize = 65_536
+
+    /// Checks the specification's size limits: the whole event at most 65,536 bytes of canonical
+    /// JSON, and `sender`, `room_id`, `state_key`, `type` and `event_id` at most 255 bytes each.
+    /// Throws `M_TOO_LARGE`. Run on receipt and before sending.
+    public func checkSizeLimits() throws(MatrixError) {
+        func field(_ name: String, _ value: String?) throws(MatrixError) {
+            if let value, value.utf8.count > 255 { throw MatrixError(.tooLarge, "Event \(name) is longer than 255 bytes") }
+        }
+        try field("sender", sender.rawValue)
+        try field("room_id", roomID?.rawValue)
+        try field("state_key", stateKey)
+        try field("type", type)
+        try field("event_id", eventID.rawValue)
+        var full = json
+        full.removeValue(forKey: "unsigned")
+        let size = try JSON.object(full).canonicalEncoded(strict: roomVersion.strictCanonicalJSON).count
+        if size > PDU.maxSize { throw MatrixError(.tooLarge, "Event is \(size) bytes, more than \(PDU.maxSize)") }
+    }
 }

@@ -67,3 +67,16 @@ public enum Redaction {
         return out
     }
 }
+
+extension Redaction {
+    /// Whether a received redaction may be applied to `target` (room version 3+ "Handling
+    /// redactions"): the redacter has the redact level, or is on the same server as the original
+    /// sender. In versions 1–2 the auth rules already decided, so any authorised redaction applies.
+    /// `power` is the room's power levels at the redaction.
+    public static func mayApply(_ redaction: PDU, to target: PDU, power: PowerLevels) -> Bool {
+        guard redaction.type == "m.room.redaction", redaction.redacts == target.eventID else { return false }
+        if redaction.roomVersion.redactionAuthRule { return true }
+        if power.level(of: redaction.sender.rawValue) >= power.redact { return true }
+        return redaction.sender.serverName == target.sender.serverName
+    }
+}

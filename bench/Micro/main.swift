@@ -1,0 +1,177 @@
+// myelin-micro: micro-benchmarks of the Matrix protocol core (issue 4).
+// Run: swift build -c release --product myelin-micro && .build/release/myelin-micro
+// Each benchmark: warm-up, then N timed iterations; reports median and minimum ns per op.
+// Time is the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), not wall time: on the shared
+// 2-core machine neighbours inflate wall time several-fold, CPU time per op stays stable.
+// Foundation is used only for the JSONSerialization comparison.
+import Foundation
+import Matrix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@inline(never) func blackHole<T>(_ x: T) { withExtendedLifetime(x) {} }
+
+func now() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+struct Result { var name: String; var median: Double; var min: Double; var iterations: Int }
+
+/// Times `body` in batches of `batch` calls, `samples` times, after `warmup` calls.
+func measure(_ name: String, samples: Int, batch: Int, warmup: Int, _ body: () -> Void) -> Result {
+    for _ in 0..<warmup { body() }
+    var perOp: [Double] = []
+    perOp.reserveCapacity(samples)
+    for _ in 0..<samples {
+        let t0 = now()
+        for _ in 0..<batch { body() }
+        perOp.append(Double(now() - t0) / Double(batch))
+    }
+    perOp.sort()
+    let r = Result(name: name, median: perOp[perOp.count / 2], min: perOp[0], iterations: samples * batch)
+    let pad = name.padding(toLength: 58, withPad: " ", startingAt: 0)
+    print("\(pad) median \(format(r.median))  min \(format(r.min))  (\(r.iterations) ops)")
+    return r
+}
+
+func format(_ ns: Double) -> String {
+    let s: String
+    if ns >= 1_000_000 { s = String(format: "%.2f ms", ns / 1_000_000) }
+    else if ns >= 1_000 { s = String(format: "%.2f µs", ns / 1_000) }
+    else { s = String(format: "%.0f ns", ns) }
+    return s.padding(toLength: 10, withPad: " ", startingAt: 0)
+}
+
+// MARK: - A typical ~1 KiB event (a federation PDU: m.room.message with formatted body)
+
+let typicalEvent = #"""
+{"auth_events":["$7zd0DZlvm4yVhgKfWaJeoRmSSsSuoZJM8jt6nHQETsA","$Ouz2vaRHmKuRZFHZRDZRXhNtXPeFHq-QDDqXySySI1E","$wvsW8JQXQtHEHAr3H8F4dZ9Qk4-M8yVTbGr5nxqRVjw"],"content":{"body":"Has anyone tried the new release? The changelog says state resolution got a lot faster, and I would like to know whether the upgrade went smoothly for larger rooms before I do it on our server tonight.","format":"org.matrix.custom.html","formatted_body":"Has anyone tried the <b>new release</b>? The changelog says state resolution got a lot faster, and I would like to know whether the upgrade went smoothly for larger rooms before I do it on <i>our</i> server tonight.","m.mentions":{},"msgtype":"m.text"},"depth":48211,"hashes":{"sha256":"Ab2x6qJbZTBv0n4k8Gm1wI0yUqkS9hFqKx9k3yJ0Z7M"},"origin_server_ts":1732368000000,"prev_events":["$Jj0n7CqKk9m3v9TgZ3oXh4x3u7y7pU5d6mY6cP3y2mQ"],"room_id":"!OGEhHVWSdvArJzumhm:matrix.org","sender":"@alice:example.org","signatures":{"example.org":{"ed25519:a_Zfgh":"O8s0lsQQm4tRQGEYs8AJx0XTqnqIMq6aK0zvV8CfrhZ1dOV3GqGJ4C2X4n3xk6ZKg3FG0nQHq2VwUuKQ0yLwDw"}},"type":"m.room.message","unsigned":{"age_ts":1732368000000}}
+"""#
+let eventBytes = Array(typicalEvent.utf8)
+
+print("myelin-micro — Matrix core micro-benchmarks (release build, thread CPU time per op)")
+print("event size: \(eventBytes.count) bytes\n")
+
+// 1. Parse + canonical encode vs Foundation JSONSerialization round trip.
+let ours = measure("JSON.parse + canonicalEncoded (1 KiB event)", samples: 101, batch: 200, warmup: 2000) {
+    let v = try! JSON.parse(eventBytes)
+    blackHole(try! v.canonicalEncoded())
+}
+let parseOnly = measure("JSON.parse only", samples: 101, batch: 200, warmup: 2000) {
+    blackHole(try! JSON.parse(eventBytes))
+}
+let parsed = try! JSON.parse(eventBytes)
+let encodeOnly = measure("canonicalEncoded only", samples: 101, batch: 200, warmup: 2000) {
+    blackHole(try! parsed.canonicalEncoded())
+}
+let data = Data(eventBytes)
+let foundation = measure("Foundation JSONSerialization parse + .sortedKeys write", samples: 101, batch: 100, warmup: 500) {
+    let o = try! JSONSerialization.jsonObject(with: data)
+    blackHole(try! JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]))
+}
+print(String(format: "  => ratio Foundation / Myelin (median): %.1fx\n", foundation.median / ours.median))
+blackHole((parseOnly, encodeOnly))
+
+// 2. Sign and verify an event.
+let key = SigningKey.generate(version: "bench")
+let v11 = RoomVersion(id: "11")!
+var unsignedEvent = parsed
+unsignedEvent["signatures"] = nil
+unsignedEvent["hashes"] = nil
+unsignedEvent["unsigned"] = nil
+_ = measure("sign event (content hash + redact + ed25519)", samples: 51, batch: 100, warmup: 200) {
+    blackHole(try! key.sign(event: unsignedEvent, roomVersion: v11, serverName: "example.org"))
+}
+let signedEvent = try! key.sign(event: unsignedEvent, roomVersion: v11, serverName: "example.org")
+_ = measure("verify event signature (redact + canonical + ed25519)", samples: 51, batch: 100, warmup: 200) {
+    try! EventHashing.verifySignature(of: signedEvent, roomVersion: v11, entity: "example.org",
+                                      keyID: key.keyID, key: key.verifyKey)
+}
+_ = measure("event ID (reference hash, v11)", samples: 51, batch: 200, warmup: 500) {
+    blackHole(try! EventHashing.eventID(of: signedEvent, roomVersion: v11))
+}
+print()
+
+// 3. Authorize a message against the state of a 1,000-member room.
+func pdu(_ id: String, _ type: String, _ sender: String, _ stateKey: String?, _ content: JSON, auth: [String] = [], prev: [String] = [], ts: Int64 = 0) -> PDU {
+    var json: [String: JSON] = ["type": .string(type), "sender": .string(sender), "room_id": "!bench:example.org",
+                                "content": content, "origin_server_ts": .int(ts), "depth": 1,
+                                "auth_events": .array(auth.map { .string($0) }), "prev_events": .array(prev.map { .string($0) })]
+    if let stateKey { json["state_key"] = .string(stateKey) }
+    return try! PDU(json: .object(json), roomVersion: v11, eventID: EventID(parsing: id))
+}
+
+var authState: AuthState = [:]
+let create = pdu("$create", "m.room.create", "@admin:example.org", "", ["room_version": "11"])
+let pl = pdu("$pl", "m.room.power_levels", "@admin:example.org", "", ["users": ["@admin:example.org": 100, "@mod:example.org": 50],
+                                                                       "events": ["m.room.power_levels": 100, "m.room.name": 50]],
+             auth: ["$create"])
+let jr = pdu("$jr", "m.room.join_rules", "@admin:example.org", "", ["join_rule": "public"], auth: ["$create", "$pl"])
+authState[.create] = create
+authState[.powerLevels] = pl
+authState[.joinRules] = jr
+for i in 0..<1000 {
+    let u = "@user\(i):example.org"
+    authState[.member(u)] = pdu("$m\(i)", "m.room.member", u, u, ["membership": "join"], auth: ["$create", "$pl", "$jr"])
+}
+let message = pdu("$msg", "m.room.message", "@user500:example.org", nil, ["msgtype": "m.text", "body": "hi"])
+_ = measure("authorize m.room.message, 1,000-member room state", samples: 101, batch: 200, warmup: 1000) {
+    try! EventAuth.authorize(message, against: authState)
+}
+let join = pdu("$join", "m.room.member", "@new:example.org", "@new:example.org", ["membership": "join"])
+_ = measure("authorize m.room.member join, 1,000-member room state", samples: 101, batch: 200, warmup: 1000) {
+    try! EventAuth.authorize(join, against: authState)
+}
+print()
+
+// 4. Resolve two forks of a room with 10,000 state events.
+var events: [EventID: PDU] = [:]
+@MainActor func add(_ e: PDU) { events[e.eventID] = e }
+var base: StateMap = [:]
+let admin = "@admin:example.org"
+add(create); add(pl); add(jr)
+let ima = pdu("$ima", "m.room.member", admin, admin, ["membership": "join"], auth: ["$create"])
+add(ima)
+base[.create] = create.eventID; base[.powerLevels] = pl.eventID; base[.joinRules] = jr.eventID; base[.member(admin)] = ima.eventID
+var ts: Int64 = 10
+for i in 0..<9_996 {
+    let u = "@user\(i):example.org"
+    let e = pdu("$m\(i)", "m.room.member", u, u, ["membership": "join"], auth: ["$create", "$pl", "$jr"], ts: ts)
+    ts += 1
+    add(e)
+    base[.member(u)] = e.eventID
+}
+// Fork A: the admin raises a moderator, changes the topic and bans 20 users.
+var forkA = base, forkB = base
+let plA = pdu("$plA", "m.room.power_levels", admin, "", ["users": ["@admin:example.org": 100, "@user1:example.org": 50],
+                                                          "events": ["m.room.power_levels": 100, "m.room.name": 50]],
+              auth: ["$create", "$pl", "$ima"], ts: ts); ts += 1
+add(plA); forkA[.powerLevels] = plA.eventID
+let topicA = pdu("$topicA", "m.room.topic", admin, "", ["topic": "A"], auth: ["$create", "$plA", "$ima"], ts: ts); ts += 1
+add(topicA); forkA[StateKey("m.room.topic", "")] = topicA.eventID
+for i in 0..<20 {
+    let u = "@user\(100 + i):example.org"
+    let e = pdu("$banA\(i)", "m.room.member", admin, u, ["membership": "ban"], auth: ["$create", "$plA", "$ima", "$m\(100 + i)"], ts: ts)
+    ts += 1
+    add(e); forkA[.member(u)] = e.eventID
+}
+// Fork B: users leave, one changes the topic, a new user joins.
+for i in 0..<20 {
+    let u = "@user\(200 + i):example.org"
+    let e = pdu("$leaveB\(i)", "m.room.member", u, u, ["membership": "leave"], auth: ["$create", "$pl", "$m\(200 + i)"], ts: ts)
+    ts += 1
+    add(e); forkB[.member(u)] = e.eventID
+}
+let topicB = pdu("$topicB", "m.room.topic", admin, "", ["topic": "B"], auth: ["$create", "$pl", "$ima"], ts: ts); ts += 1
+add(topicB); forkB[StateKey("m.room.topic", "")] = topicB.eventID
+let eventMap = events
+print("state sets: \(forkA.count) and \(forkB.count) entries, \(eventMap.count) events")
+_ = measure("state resolution v2, two forks of 10,000 state events", samples: 11, batch: 1, warmup: 2) {
+    blackHole(try! StateResolution.resolve([forkA, forkB], roomVersion: v11) { eventMap[$0] })
+}
+let resolved = try! StateResolution.resolve([forkA, forkB], roomVersion: v11) { eventMap[$0] }
+print("resolved state: \(resolved.count) entries, topic \(resolved[StateKey("m.room.topic", "")]?.rawValue ?? "none")")
