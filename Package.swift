@@ -7,6 +7,9 @@ let strict: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
 ]
+// The hot path (transport and request handling) skips dynamic exclusivity checks in release
+// builds; debug builds and the tests keep them.
+let hot: [SwiftSetting] = strict + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let package = Package(
     name: "Myelin",
@@ -39,7 +42,7 @@ let package = Package(
         .target(name: "Transport",
                 dependencies: ["CLibUV", "CLLHTTP", "COpenSSL",
                                .product(name: "Logging", package: "swift-log")],
-                swiftSettings: strict),
+                swiftSettings: hot),
         .target(name: "Matrix", dependencies: ["CSodium"], swiftSettings: strict),
         .target(name: "Persistence",
                 dependencies: ["Matrix", "CSQLite", "CPostgres",

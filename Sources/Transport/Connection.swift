@@ -66,7 +66,7 @@ final class Connection {
         tcp = .allocate(capacity: 1)
         uv_tcp_init(loop.uv, tcp)
         parser = .allocate(capacity: 1)
-        myelin_http_init(parser, UInt32(loop.server.configuration.maxHeaderBytes), nil)
+        myelin_http_init(parser, UInt32(loop.limits.maxHeaderBytes), nil)
         let me = Unmanaged.passUnretained(self).toOpaque()
         tcp.pointee.data = me
         parser.pointee.context = me
@@ -77,12 +77,13 @@ final class Connection {
         parser.deallocate()
     }
 
-    var configuration: TransportConfiguration { loop.server.configuration }
+    /// The limits, cached by the loop (a copy of the configuration would cost reference counting).
+    var limits: EventLoop.Limits { loop.limits }
 
     func start() {
         uv_tcp_nodelay(tcp, 1)
         remoteAddress = peerAddress()
-        deadline = uv_now(loop.uv) + configuration.headerReadTimeoutMs
+        deadline = uv_now(loop.uv) + limits.headerReadTimeoutMs
         startReading()
     }
 
@@ -206,7 +207,7 @@ final class Connection {
 
     func messageBegan() {
         parseState = .head
-        deadline = uv_now(loop.uv) + configuration.headerReadTimeoutMs
+        deadline = uv_now(loop.uv) + limits.headerReadTimeoutMs
     }
 
     func headComplete() -> Int32 {
@@ -269,7 +270,7 @@ final class Connection {
         }
         if hasBody {
             parseState = .body
-            deadline = uv_now(loop.uv) + configuration.bodyReadTimeoutMs
+            deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs
         } else {
             deadline = 0
         }
@@ -289,7 +290,7 @@ final class Connection {
             reject(.bodyTooLarge)
             return -1
         }
-        deadline = uv_now(loop.uv) + configuration.bodyReadTimeoutMs
+        deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs
         if currentIsStreamed {
             if let bodyStream, !bodyStream.push(Array(bytes)) {
                 readPausedByBody = true
@@ -325,7 +326,7 @@ final class Connection {
             stopReading()
             return Int32(HPE_PAUSED.rawValue)
         }
-        return pending.count > configuration.maxPipelined ? Int32(HPE_PAUSED.rawValue) : 0
+        return pending.count > limits.maxPipelined ? Int32(HPE_PAUSED.rawValue) : 0
     }
 
     // MARK: Dispatch
@@ -361,7 +362,7 @@ final class Connection {
                 closeAfterWrite = true
                 markDirty()
             } else {
-                deadline = uv_now(loop.uv) + configuration.idleTimeoutMs
+                deadline = uv_now(loop.uv) + limits.idleTimeoutMs
             }
         }
     }
@@ -379,7 +380,7 @@ final class Connection {
             markDirty()
             return
         }
-        if parserPaused && pending.count <= configuration.maxPipelined / 2 { resumeParser() }
+        if parserPaused && pending.count <= limits.maxPipelined / 2 { resumeParser() }
         dispatchNext()
     }
 
@@ -397,7 +398,7 @@ final class Connection {
     func resumeAfterBody() {
         guard readPausedByBody, !closing else { return }
         readPausedByBody = false
-        if parseState == .body { deadline = uv_now(loop.uv) + configuration.bodyReadTimeoutMs }
+        if parseState == .body { deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs }
         startReading()
     }
 
@@ -492,7 +493,7 @@ final class Connection {
             return
         }
         if closeAfterWrite { markDirty(); return }
-        if parserPaused && pending.count <= configuration.maxPipelined / 2 { resumeParser() }
+        if parserPaused && pending.count <= limits.maxPipelined / 2 { resumeParser() }
         dispatchNext()
     }
 

@@ -31,12 +31,24 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     let graceTimer: UnsafeMutablePointer<uv_timer_t>
     /// Flushes output queued by any callback of this loop iteration (reads, files, jobs).
     let flushCheck: UnsafeMutablePointer<uv_check_t>
+    /// Hands queued worker jobs over before the loop blocks (covers timer and close callbacks).
+    let flushPrepare: UnsafeMutablePointer<uv_prepare_t>
     var listener: UnsafeMutablePointer<uv_tcp_t>?
     var listenFD: Int32 = -1
     var signals: [UnsafeMutablePointer<uv_signal_t>] = []
     private let queue = Mutex(Queue())
     private(set) var thread: pthread_t = pthread_t()
     private let started = Atomic<Bool>(false)
+
+    /// The transport limits as plain numbers, read on every request.
+    struct Limits {
+        var headerReadTimeoutMs: UInt64
+        var bodyReadTimeoutMs: UInt64
+        var idleTimeoutMs: UInt64
+        var maxPipelined: Int
+        var maxHeaderBytes: Int
+    }
+    let limits: Limits
 
     // Loop-thread state.
     var connections: [UInt64: Connection] = [:]
@@ -56,6 +68,9 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     init(index: Int, server: HTTPServer) throws {
         self.index = index
         self.server = server
+        let c = server.configuration
+        limits = Limits(headerReadTimeoutMs: c.headerReadTimeoutMs, bodyReadTimeoutMs: c.bodyReadTimeoutMs,
+                        idleTimeoutMs: c.idleTimeoutMs, maxPipelined: c.maxPipelined, maxHeaderBytes: c.maxHeaderBytes)
         uv = .allocate(capacity: 1)
         guard uv_loop_init(uv) == 0 else { uv.deallocate(); throw HTTPServerError.loopInit }
         wakeFD = myelin_eventfd()
@@ -63,6 +78,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         sweepTimer = .allocate(capacity: 1)
         graceTimer = .allocate(capacity: 1)
         flushCheck = .allocate(capacity: 1)
+        flushPrepare = .allocate(capacity: 1)
         readBuffer = .allocate(capacity: readBufferSize)
         let me = Unmanaged.passUnretained(self).toOpaque()
         uv_poll_init(uv, wakePoll, wakeFD)
@@ -73,6 +89,8 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         graceTimer.pointee.data = me
         uv_check_init(uv, flushCheck)
         flushCheck.pointee.data = me
+        uv_prepare_init(uv, flushPrepare)
+        flushPrepare.pointee.data = me
         uv.pointee.data = me
         actor = LoopActor(loop: self)
     }
@@ -94,8 +112,18 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     }
 
     private func push(_ job: Job) {
+        // On a worker thread, jobs for this loop wait in the worker's outbox and arrive in one
+        // batch when the worker finishes its own batch: one lock and one wake-up for many.
+        if let outbox = WorkerPool.currentOutbox {
+            outbox.add(job, for: self)
+            return
+        }
+        push(contentsOf: CollectionOfOne(job))
+    }
+
+    func push(contentsOf jobs: some Collection<Job>) {
         let wake = queue.withLock { q -> Bool in
-            q.jobs.append(job)
+            q.jobs.append(contentsOf: jobs)
             if q.signaled { return false }
             q.signaled = true
             return true
@@ -104,6 +132,16 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             var one: UInt64 = 1
             _ = Glibc.write(wakeFD, &one, 8)
         }
+    }
+
+    /// Jobs this loop's thread queued for the worker pool during this iteration, handed over
+    /// in one batch before the loop next sleeps.
+    var workerJobs: [UnownedJob] = []
+
+    func flushWorkerJobs() {
+        guard !workerJobs.isEmpty else { return }
+        server.workers.enqueue(batch: workerJobs)
+        workerJobs.removeAll(keepingCapacity: true)
     }
 
     func checkIsolated() {
@@ -137,6 +175,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             }
         }
         flushDirty()
+        flushWorkerJobs()
     }
 
     func flushDirty() {
@@ -179,8 +218,16 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             Unmanaged<EventLoop>.fromOpaque(timer!.pointee.data).takeUnretainedValue().sweep()
         }, 250, 250)
         uv_check_start(flushCheck) { check in
-            Unmanaged<EventLoop>.fromOpaque(check!.pointee.data).takeUnretainedValue().flushDirty()
+            let loop = Unmanaged<EventLoop>.fromOpaque(check!.pointee.data).takeUnretainedValue()
+            loop.flushDirty()
+            loop.flushWorkerJobs()
         }
+        uv_prepare_start(flushPrepare) { prepare in
+            let loop = Unmanaged<EventLoop>.fromOpaque(prepare!.pointee.data).takeUnretainedValue()
+            loop.flushDirty()
+            loop.flushWorkerJobs()
+        }
+        WorkerPool.setCurrentLoop(self)
         updateDate()
         do {
             try listen()
@@ -287,8 +334,9 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         guard draining, !closed, connections.isEmpty else { return }
         closed = true
         flushDirty()
+        flushWorkerJobs()
         for handle in [UnsafeMutableRawPointer(wakePoll), UnsafeMutableRawPointer(sweepTimer), UnsafeMutableRawPointer(graceTimer),
-                       UnsafeMutableRawPointer(flushCheck)] {
+                       UnsafeMutableRawPointer(flushCheck), UnsafeMutableRawPointer(flushPrepare)] {
             uv_close(handle.assumingMemoryBound(to: uv_handle_t.self), nil)
         }
     }

@@ -34,11 +34,70 @@ public final class WorkerPool: TaskExecutor, @unchecked Sendable {
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
+        // From a loop thread (a new request's task), jobs are handed over once per loop
+        // iteration instead of one lock round trip each.
+        if let loop = WorkerPool.currentLoop, loop.server.workers === self {
+            loop.workerJobs.append(unowned)
+            return
+        }
+        enqueue(batch: CollectionOfOne(unowned))
+    }
+
+    func enqueue(batch: some Collection<UnownedJob>) {
         pthread_mutex_lock(mutex)
-        jobs.append(unowned)
+        jobs.append(contentsOf: batch)
         let wake = awake == 0 && sleeping > 0
         pthread_mutex_unlock(mutex)
         if wake { pthread_cond_signal(condition) }
+    }
+
+    // MARK: Thread-local roles
+
+    private static let loopKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    private static let outboxKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// The event loop whose thread this is, if any.
+    static var currentLoop: EventLoop? {
+        guard let raw = pthread_getspecific(loopKey) else { return nil }
+        return Unmanaged<EventLoop>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    static func setCurrentLoop(_ loop: EventLoop) {
+        pthread_setspecific(loopKey, Unmanaged.passUnretained(loop).toOpaque())
+    }
+
+    /// The outbox of the worker whose thread this is, if any.
+    static var currentOutbox: Outbox? {
+        guard let raw = pthread_getspecific(outboxKey) else { return nil }
+        return Unmanaged<Outbox>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    /// Jobs a worker queued for event loops while running its batch, delivered after it.
+    final class Outbox {
+        var entries: [(loop: EventLoop, jobs: [EventLoop.Job])] = []
+
+        func add(_ job: EventLoop.Job, for loop: EventLoop) {
+            for i in entries.indices where entries[i].loop === loop {
+                entries[i].jobs.append(job)
+                return
+            }
+            entries.append((loop, [job]))
+        }
+
+        func deliver() {
+            guard !entries.isEmpty else { return }
+            for entry in entries { entry.loop.push(contentsOf: entry.jobs) }
+            entries.removeAll(keepingCapacity: true)
+        }
     }
 
     public func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
@@ -46,6 +105,8 @@ public final class WorkerPool: TaskExecutor, @unchecked Sendable {
     private func work() {
         let executor = asUnownedTaskExecutor()
         var batch: [UnownedJob] = []
+        let outbox = Outbox()
+        pthread_setspecific(WorkerPool.outboxKey, Unmanaged.passRetained(outbox).toOpaque())
         pthread_mutex_lock(mutex)
         awake += 1
         while true {
@@ -62,6 +123,7 @@ public final class WorkerPool: TaskExecutor, @unchecked Sendable {
             pthread_mutex_unlock(mutex)
             for job in batch { job.runSynchronously(on: executor) }
             batch.removeAll(keepingCapacity: true)
+            outbox.deliver()
             pthread_mutex_lock(mutex)
         }
     }
