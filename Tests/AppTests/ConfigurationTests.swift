@@ -1,3 +1,4 @@
+import Matrix
 import Testing
 @testable import App
 
@@ -130,5 +131,27 @@ struct RouterTests {
             Issue.record("rest parameter"); return
         }
         #expect(rest["rest"] == "a/b c")
+    }
+}
+
+@Suite("Request bodies")
+struct RequestBodyTests {
+    @Test(arguments: [("", "M_NOT_JSON"), ("{not json", "M_NOT_JSON"), ("[1,2]", "M_BAD_JSON"),
+                      ("\"text\"", "M_BAD_JSON"), ("{\"a\":1,\"a\":2}", "M_NOT_JSON")])
+    func badBodiesAreMatrixErrors(_ body: String, _ code: String) {
+        do {
+            _ = try RequestContext.jsonObject(from: Array(body.utf8))
+            Issue.record("accepted \(body)")
+        } catch let error as MatrixError {
+            #expect(error.code.rawValue == code)
+            #expect(error.status == 400)
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func objectBodyParses() throws {
+        let object = try RequestContext.jsonObject(from: Array("{\"type\":\"m.login.password\"}".utf8))
+        #expect(object["type"] == "m.login.password")
     }
 }

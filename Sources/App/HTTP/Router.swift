@@ -26,7 +26,10 @@ struct RequestContext: Sendable {
     /// The body as a JSON object: `M_NOT_JSON` when it does not parse, `M_BAD_JSON` when it
     /// is not an object.
     func jsonObject() async throws -> [String: JSON] {
-        let bytes = try await request.body.collect()
+        try Self.jsonObject(from: try await request.body.collect())
+    }
+
+    static func jsonObject(from bytes: [UInt8]) throws -> [String: JSON] {
         guard !bytes.isEmpty else { throw MatrixError(.notJSON, "Request body is empty; expected a JSON object") }
         let value = try JSON.parse(bytes)
         guard case .object(let object) = value else { throw MatrixError(.badJSON, "Request body must be a JSON object") }
