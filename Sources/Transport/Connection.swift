@@ -146,6 +146,12 @@ final class Connection {
         let base = bytes.baseAddress!.assumingMemoryBound(to: CChar.self)
         let rc = myelin_http_execute(parser, base, bytes.count)
         if rc == Int32(HPE_OK.rawValue) { return }
+        if rc == Int32(HPE_PAUSED_UPGRADE.rawValue) {
+            // No protocol upgrade is served: answer the request and close.
+            stopReading()
+            if let last = pending.indices.last { pending[last].keepAlive = false }
+            return
+        }
         if rc == Int32(HPE_PAUSED.rawValue) {
             let position = myelin_http_error_pos(parser)!
             let consumed = base.distance(to: position)

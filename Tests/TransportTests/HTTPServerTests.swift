@@ -164,6 +164,48 @@ struct HTTPServerTests {
         }
     }
 
+    @Test func mutatedRequestsNeverBreakTheServer() async throws {
+        // Deterministic mutations of valid requests (bytes flipped, cut, duplicated): every one
+        // gets an answer or a close, and a well-formed request is still served afterwards.
+        var generator = SplitMix64(seed: 0x4d79656c696e)
+        let seeds = [
+            "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ].map { Array($0.utf8) }
+        try await withServer({ $0.headerReadTimeoutMs = 300; $0.bodyReadTimeoutMs = 300 }) { _, port in
+            for round in 0..<150 {
+                var bytes = seeds[round % seeds.count]
+                for _ in 0..<(1 + Int(generator.next() % 4)) {
+                    let i = Int(generator.next() % UInt64(bytes.count))
+                    switch generator.next() % 4 {
+                    case 0: bytes[i] = UInt8(truncatingIfNeeded: generator.next())
+                    case 1: bytes.removeSubrange(i...)
+                    case 2: bytes.insert(contentsOf: bytes[i...].prefix(8), at: i)
+                    default: bytes.remove(at: i)
+                    }
+                    if bytes.isEmpty { bytes = [0] }
+                }
+                let client = try RawClient(port: port, timeoutSeconds: 5)
+                client.send(bytes)
+                _ = try? await client.read()
+            }
+            let good = try RawClient(port: port)
+            good.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await good.read().text == "hello")
+        }
+    }
+
+    @Test func upgradeRequestIsAnsweredThenClosed() async throws {
+        try await withServer { _, port in
+            let client = try RawClient(port: port)
+            client.send("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            let response = try await client.read()
+            #expect(response.status == 200)
+            #expect(await client.closed())
+        }
+    }
+
     @Test func connectionCloseIsHonoured() async throws {
         try await withServer { _, port in
             let client = try RawClient(port: port)
@@ -253,5 +295,18 @@ struct HTTPServerTests {
         #expect(await client.closed())
         await server.waitUntilStopped()
         #expect(throws: RawClient.ClientError.self) { _ = try RawClient(port: port) }
+    }
+}
+
+/// A small deterministic generator for reproducible mutations.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
