@@ -10,14 +10,23 @@ import Glibc
 final class Connection {
     enum ParseState { case betweenMessages, head, body }
 
-    /// A request parsed from the wire and not yet answered.
-    struct Pending {
+    /// A request parsed from the wire and not yet answered (a class: it is updated in place
+    /// as its body arrives, without copying the request).
+    final class Pending {
         var request: HTTPRequest
-        var sequence: UInt64
+        let sequence: UInt64
         var keepAlive: Bool
-        var isHead: Bool
+        let isHead: Bool
         /// For buffered bodies: true once the whole body has arrived.
         var complete: Bool
+
+        init(request: HTTPRequest, sequence: UInt64, keepAlive: Bool, isHead: Bool, complete: Bool) {
+            self.request = request
+            self.sequence = sequence
+            self.keepAlive = keepAlive
+            self.isHead = isHead
+            self.complete = complete
+        }
     }
 
     /// The loop outlives its connections (it closes them all before it stops).
@@ -149,7 +158,7 @@ final class Connection {
         if rc == Int32(HPE_PAUSED_UPGRADE.rawValue) {
             // No protocol upgrade is served: answer the request and close.
             stopReading()
-            if let last = pending.indices.last { pending[last].keepAlive = false }
+            pending.last?.keepAlive = false
             return
         }
         if rc == Int32(HPE_PAUSED.rawValue) {
@@ -312,14 +321,13 @@ final class Connection {
     func messageComplete() -> Int32 {
         parseState = .betweenMessages
         let keepAlive = myelin_http_keep_alive(parser) != 0
-        if var last = pending.last {
+        if let last = pending.last {
             last.keepAlive = keepAlive
             if !currentIsStreamed {
                 last.request.body = .buffered(bodyBytes)
                 bodyBytes = []
             }
             last.complete = true
-            pending[pending.count - 1] = last
         }
         if let bodyStream {
             bodyStream.finish()
@@ -417,6 +425,11 @@ final class Connection {
         StatusLine.append(response.status, to: &head)
         head.append(contentsOf: loop.dateHeader)
         head.append(contentsOf: loop.server.commonHeaderBytes)
+        if let contentType = response.contentType {
+            head.append(contentsOf: "Content-Type: ".utf8)
+            head.append(contentsOf: contentType.utf8)
+            head.append(contentsOf: "\r\n".utf8)
+        }
         for field in response.headers.fields {
             head.append(contentsOf: field.name.utf8)
             head.append(contentsOf: ": ".utf8)

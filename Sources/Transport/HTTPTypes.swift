@@ -186,6 +186,8 @@ public enum BodyPolicy: Sendable {
 /// A response: status, headers, and a body from bytes, a file, or an async sequence.
 public struct HTTPResponse: Sendable {
     public var status: Int
+    /// Written as `Content-Type` (kept apart from `headers`: nearly every response has one).
+    public var contentType: String?
     public var headers: HTTPHeaders
     public var body: ResponseBody
 
@@ -197,8 +199,8 @@ public struct HTTPResponse: Sendable {
 
     public init(status: Int = 200, contentType: String, bytes: [UInt8], headers: HTTPHeaders = HTTPHeaders()) {
         self.status = status
+        self.contentType = contentType
         self.headers = headers
-        self.headers.add("Content-Type", contentType)
         self.body = .bytes(bytes)
     }
 }
