@@ -1,3 +1,2 @@
 // The Actors module: Registry, RoomActor, SessionActor, NotifierActor.
-import Matrix
-import Persistence
+// Ownership and concurrency live here; protocol rules live in Matrix, SQL in Persistence.

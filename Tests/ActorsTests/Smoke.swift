@@ -1,4 +1,0 @@
-import Testing
-@testable import Actors
-
-@Test func actorsModuleLoads() { #expect(Bool(true)) }
