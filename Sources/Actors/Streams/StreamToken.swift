@@ -1,0 +1,105 @@
+import Matrix
+
+/// The streams a client syncs, each with its own monotonically increasing position
+/// (ARCHITECTURE.md, "Streams and sync tokens"). The raw value is the field's index in a
+/// serialized `StreamToken`: append new streams at the end, never reorder.
+public enum SyncStream: Int, Sendable, CaseIterable, CustomStringConvertible {
+    /// The global ordering of room events (`stream_ordering`).
+    case roomEvents = 0
+    case accountData = 1
+    case receipts = 2
+    /// In memory only; restarts from zero with the process.
+    case typing = 3
+    case presence = 4
+    /// Per device; the token carries the position of the syncing device's inbox.
+    case toDevice = 5
+    case deviceLists = 6
+
+    public var description: String {
+        switch self {
+        case .roomEvents: "room_events"
+        case .accountData: "account_data"
+        case .receipts: "receipts"
+        case .typing: "typing"
+        case .presence: "presence"
+        case .toDevice: "to_device"
+        case .deviceLists: "device_lists"
+        }
+    }
+}
+
+/// A sync token (`next_batch`, `since`): one position per `SyncStream`. Opaque to clients;
+/// serialized like Synapse's as `s` followed by the positions joined by `_`
+/// (`s12_4_0_0_3_0_1`). Parsing accepts a token with fewer fields than there are streams
+/// (missing ones are 0), so tokens issued before a stream was added stay valid; anything
+/// else malformed is `M_INVALID_PARAM`. Built by sync from the streams' visible positions,
+/// compared by the notifier.
+public struct StreamToken: Sendable, Hashable, CustomStringConvertible {
+    private var positions: [Int64]
+
+    /// Every stream at position 0 (an initial sync).
+    public static let zero = StreamToken()
+
+    public init() {
+        positions = Array(repeating: 0, count: SyncStream.allCases.count)
+    }
+
+    public init(_ positions: [SyncStream: Int64]) {
+        self.init()
+        for (stream, position) in positions { self[stream] = position }
+    }
+
+    public subscript(stream: SyncStream) -> Int64 {
+        get { positions[stream.rawValue] }
+        set {
+            precondition(newValue >= 0, "stream positions are non-negative")
+            positions[stream.rawValue] = newValue
+        }
+    }
+
+    /// The token with `stream` advanced to `position` if that is ahead (never moves back).
+    public func advanced(_ stream: SyncStream, to position: Int64) -> StreamToken {
+        var copy = self
+        if position > copy[stream] { copy[stream] = position }
+        return copy
+    }
+
+    /// Each stream at the higher of the two positions.
+    public func union(_ other: StreamToken) -> StreamToken {
+        var copy = self
+        for index in copy.positions.indices { copy.positions[index] = max(copy.positions[index], other.positions[index]) }
+        return copy
+    }
+
+    /// True if any stream of `self` is ahead of the same stream in `other`.
+    public func isAhead(of other: StreamToken) -> Bool {
+        zip(positions, other.positions).contains { $0 > $1 }
+    }
+
+    /// The serialized, opaque form.
+    public var serialized: String {
+        "s" + positions.map(String.init).joined(separator: "_")
+    }
+
+    public var description: String { serialized }
+
+    /// Longest accepted token; a field is at most 19 digits (Int64).
+    private static let maxLength = 1 + SyncStream.allCases.count * 20
+
+    /// Parses a token from a client; malformed input is `M_INVALID_PARAM`.
+    public init(parsing text: some StringProtocol) throws {
+        let utf8 = text.utf8
+        guard utf8.count <= Self.maxLength, utf8.first == UInt8(ascii: "s") else { throw Self.invalid }
+        let fields = utf8.dropFirst().split(separator: UInt8(ascii: "_"), omittingEmptySubsequences: false)
+        guard !fields.isEmpty, fields.count <= SyncStream.allCases.count else { throw Self.invalid }
+        self.init()
+        for (index, field) in fields.enumerated() {
+            guard !field.isEmpty, field.count <= 19,
+                  field.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+                  let value = Int64(String(decoding: field, as: UTF8.self)) else { throw Self.invalid }
+            positions[index] = value
+        }
+    }
+
+    private static var invalid: MatrixError { MatrixError(.invalidParam, "Invalid stream token") }
+}
