@@ -1,0 +1,102 @@
+import Matrix
+import Synchronization
+
+/// The directory of `NotifierActor`s, one per user, and the fan-out of stream advances to
+/// them. Lookups take a lock, not an actor hop, and each user's wake runs as its own task,
+/// so waking thousands of users does not serialize on one actor. Only users with a waiter
+/// are woken (a user without one has nothing to wake; its next sync reads positions).
+///
+/// Which users an advance concerns (members of a room, the devices' owner, users sharing a
+/// room for device lists) is decided by the caller: the room actor, the account-data and
+/// to-device writers. Owned by the App, shared by sync and every stream writer.
+public final class NotifierFanout: Sendable {
+    private let notifiers = Mutex<[UserID: NotifierActor]>([:])
+    private let clock: any RegistryClock
+    public let limits: RegistryLimits
+
+    public init(limits: RegistryLimits, clock: any RegistryClock = MonotonicRegistryClock()) {
+        self.limits = limits
+        self.clock = clock
+    }
+
+    /// Long-polls for `user`: returns when a stream is ahead of `since`, or nil after
+    /// `timeout` (or on cancellation). The waiter is registered before `current` reads the
+    /// positions, so no advance is lost in between.
+    ///
+    /// - Parameter current: reads the streams' visible positions synchronously (e.g.
+    ///   `StreamTracker.visiblePosition` of each stream).
+    /// - Returns: a token ahead of `since` in at least one stream (the union of `since`,
+    ///   what `current` read and what was notified). Sync reads what lies between `since`
+    ///   and the result; if nothing concerns the user it may wait again with the result
+    ///   as `since`.
+    public func wait(_ user: UserID, since: StreamToken, timeout: Duration,
+                     current: @Sendable () -> StreamToken) async -> StreamToken? {
+        let now = clock.now()
+        let notifier = notifiers.withLock { notifiers in
+            let notifier: NotifierActor
+            if let existing = notifiers[user] {
+                notifier = existing
+            } else {
+                notifier = NotifierActor(user: user, now: now)
+                notifiers[user] = notifier
+            }
+            // Reserved under the lock: `sweep` never drops a notifier a waiter is headed to.
+            notifier.waiting.add(1, ordering: .sequentiallyConsistent)
+            return notifier
+        }
+        notifier.lastActivity.store(now.components.seconds, ordering: .relaxed)
+        return await notifier.wait(since: since, timeout: timeout, current: current)
+    }
+
+    /// The resident notifier of `user`, if any (tests and diagnostics).
+    public func resident(_ user: UserID) -> NotifierActor? {
+        notifiers.withLock { $0[user] }
+    }
+
+    /// Wakes the waiters of `users` behind `change`. Returns at once; the wakes run
+    /// concurrently. Call after the change's position became visible.
+    public func notify(_ users: some Sequence<UserID>, of change: StreamChange) {
+        let targets: [NotifierActor] = notifiers.withLock { notifiers in
+            users.compactMap { user in
+                guard let notifier = notifiers[user],
+                      notifier.waiting.load(ordering: .sequentiallyConsistent) > 0 else { return nil }
+                return notifier
+            }
+        }
+        for notifier in targets {
+            Task.detached { await notifier.notify(change) }
+        }
+    }
+
+    /// Removes notifiers without waiters idle for `limits.idleTimeout`, then, above
+    /// `limits.maxResident`, the longest idle ones without waiters. The App calls it
+    /// periodically. Returns how many were removed.
+    @discardableResult
+    public func sweep() -> Int {
+        let now = clock.now().components.seconds
+        let timeout = limits.idleTimeout.components.seconds
+        return notifiers.withLock { notifiers in
+            let idle = notifiers.filter { _, notifier in
+                notifier.waiting.load(ordering: .sequentiallyConsistent) == 0
+            }
+            var removed = 0
+            for (user, notifier) in idle where now - notifier.lastActivity.load(ordering: .relaxed) >= timeout {
+                notifiers[user] = nil
+                removed += 1
+            }
+            if notifiers.count > limits.maxResident {
+                let candidates = notifiers
+                    .filter { $0.value.waiting.load(ordering: .sequentiallyConsistent) == 0 }
+                    .sorted { $0.value.lastActivity.load(ordering: .relaxed) < $1.value.lastActivity.load(ordering: .relaxed) }
+                for (user, _) in candidates.prefix(notifiers.count - limits.maxResident) {
+                    notifiers[user] = nil
+                    removed += 1
+                }
+            }
+            return removed
+        }
+    }
+
+    /// Notifiers resident now.
+    public var residentCount: Int { notifiers.withLock { $0.count } }
+}
