@@ -1,0 +1,317 @@
+import Matrix
+import Persistence
+
+/// The single writer of one room (key: room id). Every new event of the room goes through
+/// its pipeline: `prev_events` from the forward extremities, `auth_events`, `depth`,
+/// authorization against the current state, hash, signature, event id (all by
+/// `EventBuilder`); then event + state group + extremities + stream position in one
+/// transaction; only then the acknowledgement and the publication.
+///
+/// Sends queue in FIFO order and are group-committed: while one transaction is in flight
+/// the next sends gather, and are built one on top of the other and written in the next
+/// transaction. The in-memory state is replaced only after a commit, so a failed write
+/// leaves it as the store has it. Acknowledgement order is the room's event order.
+///
+/// Holds the current state, the forward extremities, the room version and a ring of
+/// recent events with their bytes. Activated by `Rooms` through a `Registry`; on
+/// re-activation everything is rebuilt from the store.
+public actor RoomActor: RegistryMember {
+    public nonisolated let roomID: RoomID
+    private let context: RoomContext
+
+    /// The room as the store has it; nil while the room does not exist yet.
+    private var room: RoomState?
+    private var queue: [Pending] = []
+    private var draining = false
+    private var closed = false
+    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+
+    /// Deltas stacked on a full snapshot before the next full snapshot: reading any state
+    /// costs at most one snapshot plus this many deltas.
+    static let maxStateDeltaDepth = 32
+
+    struct RoomState: Sendable {
+        var version: RoomVersion
+        var state: AuthState
+        var stateGroup: Int64
+        var stateDeltaDepth: Int
+        var extremities: [EventID]
+        var maxDepth: Int64
+        var lastStreamOrdering: Int64
+        var recent: [PersistedEvent]
+        /// The newest position of this room not in `recent` (0: the ring holds the room's
+        /// whole history): the ring is complete after it.
+        var recentFloor: Int64
+    }
+
+    private struct Pending {
+        var draft: EventDraft
+        var continuation: CheckedContinuation<PersistedEvent, any Error>
+    }
+
+    init(roomID: RoomID, context: RoomContext, room: RoomState?) {
+        self.roomID = roomID
+        self.context = context
+        self.room = room
+    }
+
+    /// Rebuilds a room actor from the store (a room not yet created yields an empty actor).
+    public static func activate(_ roomID: RoomID, context: RoomContext) async throws -> RoomActor {
+        let limit = context.recentEventsLimit
+        let key = roomID.rawValue
+        let loaded = try await context.database.read { db -> (String, [String], [RoomEventStore.EventRow], [RoomEventStore.StateEntry], [RoomEventStore.EventRow], Int)? in
+            guard let version = try RoomEventStore.roomVersion(db, roomID: key) else { return nil }
+            let extremities = try RoomEventStore.extremities(db, roomID: key)
+            // One more than the ring holds, to know where the ring starts.
+            let latest = try RoomEventStore.latestEvents(db, roomID: key, limit: limit + 1)
+            guard let last = latest.last else { return nil }
+            let entries = try RoomEventStore.state(db, group: last.stateGroup)
+            let stateEvents = try RoomEventStore.events(db, ids: entries.map(\.eventID) + extremities)
+            let deltaDepth = try RoomEventStore.deltaDepth(db, group: last.stateGroup) ?? 0
+            return (version, extremities, latest, entries, stateEvents, deltaDepth)
+        }
+        guard let (versionID, extremityIDs, latest, entries, rows, deltaDepth) = loaded, let last = latest.last else {
+            return RoomActor(roomID: roomID, context: context, room: nil)
+        }
+        let version = try RoomVersion.named(versionID)
+        var byID: [String: RoomEventStore.EventRow] = [:]
+        for row in rows { byID[row.eventID] = row }
+        var state: AuthState = [:]
+        for entry in entries {
+            guard let row = byID[entry.eventID] else { throw MatrixError(.unknown, "state event \(entry.eventID) missing") }
+            state[StateKey(entry.type, entry.stateKey)] = try PDU(bytes: row.json, roomVersion: version,
+                                                                   eventID: try EventID(parsing: row.eventID))
+        }
+        let extremities = try extremityIDs.map { try EventID(parsing: $0) }
+        let maxDepth = extremityIDs.compactMap { byID[$0]?.depth }.max() ?? last.depth
+        let floor = latest.count > limit ? latest[latest.count - limit - 1].streamOrdering : 0
+        let recent = try latest.suffix(limit).map { row in
+            PersistedEvent(eventID: try EventID(parsing: row.eventID), streamOrdering: row.streamOrdering, depth: row.depth,
+                           type: row.type, stateKey: row.stateKey, bytes: row.json)
+        }
+        return RoomActor(roomID: roomID, context: context, room: RoomState(
+            version: version, state: state, stateGroup: last.stateGroup, stateDeltaDepth: deltaDepth,
+            extremities: extremities, maxDepth: maxDepth, lastStreamOrdering: last.streamOrdering, recent: recent,
+            recentFloor: floor))
+    }
+
+    // MARK: Reads
+
+    /// The current state, extremities and next depth; nil if the room does not exist.
+    public var snapshot: RoomSnapshot? {
+        guard let room else { return nil }
+        return RoomSnapshot(roomVersion: room.version.id, state: room.state.mapValues(\.eventID),
+                            extremities: room.extremities, nextDepth: room.maxDepth + 1,
+                            lastStreamOrdering: room.lastStreamOrdering)
+    }
+
+    /// The current state event of `key`.
+    public func stateEvent(_ key: StateKey) -> PDU? { room?.state[key] }
+
+    /// Events of the ring after `streamOrdering`, oldest first; nil if the ring does not
+    /// reach back that far (the caller reads the store instead).
+    public func recentEvents(after streamOrdering: Int64) -> [PersistedEvent]? {
+        guard let room else { return [] }
+        guard streamOrdering >= room.recentFloor else { return nil }
+        return room.recent.filter { $0.streamOrdering > streamOrdering }
+    }
+
+    // MARK: Writes
+
+    /// Creates the room with `create` (already built and signed; for room version 12 it
+    /// determines this room's id) followed by `initial` events, in one transaction.
+    func create(version: RoomVersion, create: PDU, initial: [EventDraft]) async throws -> [PersistedEvent] {
+        guard room == nil, !closed, !draining else { throw MatrixError(.roomInUse, "Room already exists") }
+        guard create.effectiveRoomID == roomID else { throw MatrixError(.invalidParam, "create event of another room") }
+        draining = true
+        defer { finishDrain() }
+        var working = RoomState(version: version, state: [:], stateGroup: 0, stateDeltaDepth: 0, extremities: [],
+                                maxDepth: 0, lastStreamOrdering: 0, recent: [], recentFloor: 0)
+        var built = [create]
+        let builder = EventBuilder(roomVersion: version, signingKey: context.signingKey, serverName: context.serverName)
+        let now = currentTimeMillis()
+        var allocations: [StreamTracker.Allocation] = []
+        var writes: [Write] = []
+        var first = true
+        // Apply the create event, then build each initial event on the state so far.
+        for index in 0...initial.count {
+            let pdu: PDU
+            if index == 0 {
+                pdu = create
+            } else {
+                let draft = initial[index - 1]
+                pdu = try builder.build(type: draft.type, sender: draft.sender, stateKey: draft.stateKey,
+                                        content: draft.content, roomID: roomID,
+                                        prevEvents: working.extremities, depth: working.maxDepth + 1,
+                                        originServerTS: now, state: working.state, redacts: draft.redacts)
+                built.append(pdu)
+            }
+            let allocation = context.events.allocate()
+            allocations.append(allocation)
+            writes.append(apply(pdu, at: allocation.position, to: &working, fullSnapshot: first))
+            first = false
+        }
+        let events = try await persist(writes, allocations: allocations, createdTS: now, version: version)
+        room = working
+        publish(events, working)
+        return events
+    }
+
+    /// Builds, authorizes, signs and persists one event; returns once it is committed.
+    /// Throws `M_FORBIDDEN` if the auth rules reject it, `M_NOT_FOUND` if the room does
+    /// not exist, `RoomActorUnavailable` if this actor was deactivated meanwhile.
+    public func send(_ draft: EventDraft) async throws -> PersistedEvent {
+        guard !closed else { throw RoomActorUnavailable() }
+        guard room != nil else { throw MatrixError(.notFound, "Unknown room") }
+        return try await withCheckedThrowingContinuation { continuation in
+            queue.append(Pending(draft: draft, continuation: continuation))
+            if !draining {
+                draining = true
+                Task { await self.drain() }
+            }
+        }
+    }
+
+    /// Stops accepting sends, lets the queued ones finish, then returns. Nothing is lost:
+    /// whatever was acknowledged is committed.
+    public func deactivate() async {
+        closed = true
+        while draining {
+            await withCheckedContinuation { drainWaiters.append($0) }
+        }
+    }
+
+    private func finishDrain() {
+        draining = false
+        let waiters = drainWaiters
+        drainWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func drain() async {
+        while !queue.isEmpty, var working = room {
+            let batch = queue
+            queue = []
+            let builder = EventBuilder(roomVersion: working.version, signingKey: context.signingKey,
+                                       serverName: context.serverName)
+            let now = currentTimeMillis()
+            var accepted: [Pending] = []
+            var allocations: [StreamTracker.Allocation] = []
+            var writes: [Write] = []
+            for pending in batch {
+                let draft = pending.draft
+                do {
+                    let pdu = try builder.build(type: draft.type, sender: draft.sender, stateKey: draft.stateKey,
+                                                content: draft.content, roomID: roomID, prevEvents: working.extremities,
+                                                depth: working.maxDepth + 1, originServerTS: now,
+                                                state: working.state, redacts: draft.redacts)
+                    let allocation = context.events.allocate()
+                    allocations.append(allocation)
+                    writes.append(apply(pdu, at: allocation.position, to: &working, fullSnapshot: false))
+                    accepted.append(pending)
+                } catch {
+                    pending.continuation.resume(throwing: error)
+                }
+            }
+            if accepted.isEmpty { continue }
+            do {
+                let events = try await persist(writes, allocations: allocations, createdTS: nil, version: working.version)
+                room = working
+                for (pending, event) in zip(accepted, events) { pending.continuation.resume(returning: event) }
+                publish(events, working)
+            } catch {
+                // The store is the truth and the memory was not touched: the batch failed as
+                // a whole; later sends retry on the unchanged state.
+                for pending in accepted { pending.continuation.resume(throwing: error) }
+            }
+        }
+        // Sends that raced a close are refused, never dropped silently.
+        if room == nil || closed {
+            for pending in queue { pending.continuation.resume(throwing: RoomActorUnavailable()) }
+            queue = []
+        }
+        finishDrain()
+    }
+
+    /// One event's rows.
+    private struct Write: Sendable {
+        var event: RoomEventStore.EventRow
+        var group: RoomEventStore.StateGroup?
+        var extremities: [String]
+        var persisted: PersistedEvent
+    }
+
+    /// Applies `pdu` to the working copy of the room and returns the rows to write.
+    private func apply(_ pdu: PDU, at position: Int64, to working: inout RoomState, fullSnapshot: Bool) -> Write {
+        let key = roomID.rawValue
+        var group: RoomEventStore.StateGroup?
+        if let entry = pdu.stateEntry {
+            working.state[entry] = pdu
+            if fullSnapshot || working.stateDeltaDepth >= Self.maxStateDeltaDepth {
+                group = RoomEventStore.StateGroup(
+                    id: position, roomID: key, prevGroup: nil, deltaDepth: 0,
+                    entries: working.state.map { RoomEventStore.StateEntry(type: $0.key.type, stateKey: $0.key.stateKey,
+                                                                           eventID: $0.value.eventID.rawValue) })
+                working.stateDeltaDepth = 0
+            } else {
+                group = RoomEventStore.StateGroup(
+                    id: position, roomID: key, prevGroup: working.stateGroup, deltaDepth: working.stateDeltaDepth + 1,
+                    entries: [RoomEventStore.StateEntry(type: entry.type, stateKey: entry.stateKey, eventID: pdu.eventID.rawValue)])
+                working.stateDeltaDepth += 1
+            }
+            working.stateGroup = position
+        }
+        working.extremities = [pdu.eventID]
+        working.maxDepth = pdu.depth
+        working.lastStreamOrdering = position
+        let bytes = pdu.bytes ?? JSON.object(pdu.json).encoded()
+        let persisted = PersistedEvent(eventID: pdu.eventID, streamOrdering: position, depth: pdu.depth,
+                                       type: pdu.type, stateKey: pdu.stateKey, bytes: bytes)
+        working.recent.append(persisted)
+        if working.recent.count > context.recentEventsLimit {
+            let excess = working.recent.count - context.recentEventsLimit
+            working.recentFloor = working.recent[excess - 1].streamOrdering
+            working.recent.removeFirst(excess)
+        }
+        let row = RoomEventStore.EventRow(streamOrdering: position, eventID: pdu.eventID.rawValue, roomID: key,
+                                          type: pdu.type, stateKey: pdu.stateKey, sender: pdu.sender.rawValue,
+                                          depth: pdu.depth, stateGroup: working.stateGroup, json: bytes)
+        return Write(event: row, group: group, extremities: [pdu.eventID.rawValue], persisted: persisted)
+    }
+
+    /// Writes the batch in one transaction, then marks its positions committed (or aborted).
+    private func persist(_ writes: [Write], allocations: [StreamTracker.Allocation], createdTS: Int64?,
+                         version: RoomVersion) async throws -> [PersistedEvent] {
+        let key = roomID.rawValue
+        do {
+            try await context.database.write { db in
+                if let createdTS { try RoomEventStore.insertRoom(db, roomID: key, roomVersion: version.id, createdTS: createdTS) }
+                for write in writes {
+                    if let group = write.group { try RoomEventStore.insertStateGroup(db, group) }
+                    try RoomEventStore.insertEvent(db, write.event)
+                }
+                if let last = writes.last { try RoomEventStore.setExtremities(db, roomID: key, last.extremities) }
+            }
+        } catch {
+            for allocation in allocations { context.events.abort(allocation) }
+            throw error
+        }
+        for allocation in allocations { context.events.commit(allocation) }
+        return writes.map(\.persisted)
+    }
+
+    private func publish(_ events: [PersistedEvent], _ room: RoomState) {
+        var users = Set<UserID>()
+        for (key, pdu) in room.state where key.type == "m.room.member" {
+            if let membership = pdu.membership, membership == "join" || membership == "invite",
+               let user = try? UserID(parsing: key.stateKey) {
+                users.insert(user)
+            }
+        }
+        for event in events where event.type == "m.room.member" {
+            if let key = event.stateKey, let user = try? UserID(parsing: key) { users.insert(user) }
+        }
+        context.publish(PublishedEvents(roomID: roomID, events: events, interestedUsers: users,
+                                        visiblePosition: context.events.visiblePosition))
+    }
+}

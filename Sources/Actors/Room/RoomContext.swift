@@ -1,0 +1,85 @@
+import Matrix
+import Persistence
+
+/// What every room actor shares: the store, the room-events stream, the server's name and
+/// signing key, the recent-events ring size, and where persisted events are published.
+/// Built once by the App (`Rooms`) and handed to each activation.
+public struct RoomContext: Sendable {
+    public var database: Database
+    /// The global ordering of room events (`events.stream_ordering`).
+    public var events: StreamTracker
+    public var serverName: ServerName
+    public var signingKey: SigningKey
+    /// Events each room keeps in memory with their bytes (`actors.room_recent_events`).
+    public var recentEventsLimit: Int
+    /// Called after a batch of events committed and their positions became visible,
+    /// synchronously on the room actor: it must only hand off (e.g. `NotifierFanout.notify`).
+    public var publish: @Sendable (PublishedEvents) -> Void
+
+    public init(database: Database, events: StreamTracker, serverName: ServerName, signingKey: SigningKey,
+                recentEventsLimit: Int, publish: @escaping @Sendable (PublishedEvents) -> Void = { _ in }) {
+        self.database = database
+        self.events = events
+        self.serverName = serverName
+        self.signingKey = signingKey
+        self.recentEventsLimit = recentEventsLimit
+        self.publish = publish
+    }
+
+    /// Seeds the room-events stream from the store.
+    public static func loadEventStream(_ database: Database) async throws -> StreamTracker {
+        try await StreamTracker.load(name: "events", from: database, maxPositionSQL: RoomEventStore.maxStreamOrderingSQL)
+    }
+}
+
+/// Events a room persisted, as published to the notifier: positions and who is concerned.
+public struct PublishedEvents: Sendable {
+    public var roomID: RoomID
+    public var events: [PersistedEvent]
+    /// Members joined or invited after the batch, plus users whose membership it changed.
+    public var interestedUsers: Set<UserID>
+    /// The room-events stream's visible position after the batch.
+    public var visiblePosition: Int64
+}
+
+/// An event as acknowledged to its sender: committed, with its position and bytes.
+public struct PersistedEvent: Sendable, Equatable {
+    public var eventID: EventID
+    public var streamOrdering: Int64
+    public var depth: Int64
+    public var type: String
+    public var stateKey: String?
+    /// The event's serialized JSON as stored (federation form).
+    public var bytes: [UInt8]
+}
+
+/// A room's current shape, for comparisons and diagnostics: the state's event ids by key,
+/// the forward extremities, and the depth the next event will have.
+public struct RoomSnapshot: Sendable, Equatable {
+    public var roomVersion: String
+    public var state: [StateKey: EventID]
+    public var extremities: [EventID]
+    public var nextDepth: Int64
+    public var lastStreamOrdering: Int64
+}
+
+/// The content of one event to send, before the room fills in the protocol fields.
+public struct EventDraft: Sendable {
+    public var type: String
+    public var sender: UserID
+    public var stateKey: String?
+    public var content: [String: JSON]
+    public var redacts: EventID?
+
+    public init(type: String, sender: UserID, stateKey: String? = nil, content: [String: JSON], redacts: EventID? = nil) {
+        self.type = type
+        self.sender = sender
+        self.stateKey = stateKey
+        self.content = content
+        self.redacts = redacts
+    }
+}
+
+/// A room actor stopped (deactivated or failed) before handling the request; the caller
+/// asks the registry again. `Rooms.send` does so.
+public struct RoomActorUnavailable: Error, Sendable {}

@@ -1,0 +1,82 @@
+import Matrix
+import Persistence
+
+/// The rooms of this server: a `Registry` of `RoomActor`s plus room creation. The App
+/// creates one at start-up and its handlers call `createRoom`, `send` and `room`.
+public final class Rooms: Sendable {
+    public let context: RoomContext
+    public let registry: Registry<RoomID, RoomActor>
+
+    public init(context: RoomContext, limits: RegistryLimits, clock: any RegistryClock = MonotonicRegistryClock()) {
+        self.context = context
+        self.registry = Registry(limits: limits, clock: clock) { roomID in
+            try await RoomActor.activate(roomID, context: context)
+        }
+    }
+
+    /// The actor of `roomID` (activated from the store if needed).
+    public func room(_ roomID: RoomID) async throws -> RoomActor {
+        try await registry.get(roomID)
+    }
+
+    /// Sends one event into `roomID`; returns once it is committed. Retries once on an
+    /// actor that was deactivated under the call; an actor whose write failed unexpectedly
+    /// is dropped so the next call rebuilds it from the store.
+    public func send(_ draft: EventDraft, in roomID: RoomID) async throws -> PersistedEvent {
+        var attempts = 0
+        while true {
+            let actor = try await registry.get(roomID)
+            do {
+                return try await actor.send(draft)
+            } catch is RoomActorUnavailable where attempts < 3 {
+                attempts += 1
+            } catch let error as MatrixError {
+                throw error
+            } catch {
+                await registry.reportFailure(roomID, member: actor)
+                throw error
+            }
+        }
+    }
+
+    /// Creates a room: `m.room.create`, the creator's join, power levels, join rules and
+    /// history visibility (the spec's `private_chat` preset shape, as Synapse writes them),
+    /// all in one transaction. Room version 12 derives the room id from the create event;
+    /// older versions get a random `!opaque:server` id.
+    public func createRoom(creator: UserID, version: RoomVersion = .recommendedDefault,
+                           createContent: [String: JSON] = [:], joinRule: String = "invite",
+                           extra: [EventDraft] = []) async throws -> (RoomID, [PersistedEvent]) {
+        let builder = EventBuilder(roomVersion: version, signingKey: context.signingKey, serverName: context.serverName)
+        let now = currentTimeMillis()
+        let requestedID: RoomID? = version.hashBasedRoomIDs ? nil : try RoomID(parsing: "!\(Self.opaqueID()):\(context.serverName)")
+        let create = try builder.createEvent(creator: creator, content: createContent, roomID: requestedID, originServerTS: now)
+        let roomID = create.effectiveRoomID
+        var power: [String: JSON] = [
+            "users_default": 0, "events_default": 0, "state_default": 50, "ban": 50, "kick": 50,
+            "redact": 50, "invite": 50,
+        ]
+        // v12: creators have infinite power and must not be listed (MSC4289).
+        power["users"] = version.privilegedCreators ? .object([:]) : .object([creator.rawValue: 100])
+        let initial = [
+            EventDraft(type: "m.room.member", sender: creator, stateKey: creator.rawValue, content: ["membership": "join"]),
+            EventDraft(type: "m.room.power_levels", sender: creator, stateKey: "", content: power),
+            EventDraft(type: "m.room.join_rules", sender: creator, stateKey: "", content: ["join_rule": .string(joinRule)]),
+            EventDraft(type: "m.room.history_visibility", sender: creator, stateKey: "", content: ["history_visibility": "shared"]),
+        ] + extra
+        let actor = try await registry.get(roomID)
+        do {
+            return (roomID, try await actor.create(version: version, create: create, initial: initial))
+        } catch let error as MatrixError {
+            throw error
+        } catch {
+            await registry.reportFailure(roomID, member: actor)
+            throw error
+        }
+    }
+
+    private static func opaqueID() -> String {
+        let letters = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<18).map { _ in letters[Int(generator.next() % UInt64(letters.count))] })
+    }
+}

@@ -1,0 +1,156 @@
+/// The SQL of rooms, events, forward extremities and state groups (schema: `Schema.rooms`).
+/// Plain rows in, plain rows out; the rules (what the state is, which group to write) are
+/// the room actor's. Writes take the caller's transaction so that an event, its state group,
+/// the extremities and its stream position commit together.
+public enum RoomEventStore {
+    /// One event row. `json` is the event's serialized bytes, stored once and served as is.
+    public struct EventRow: Sendable, Equatable {
+        public var streamOrdering: Int64
+        public var eventID: String
+        public var roomID: String
+        public var type: String
+        public var stateKey: String?
+        public var sender: String
+        public var depth: Int64
+        /// The state group of the state after this event.
+        public var stateGroup: Int64
+        public var json: [UInt8]
+
+        public init(streamOrdering: Int64, eventID: String, roomID: String, type: String, stateKey: String?,
+                    sender: String, depth: Int64, stateGroup: Int64, json: [UInt8]) {
+            self.streamOrdering = streamOrdering; self.eventID = eventID; self.roomID = roomID
+            self.type = type; self.stateKey = stateKey; self.sender = sender; self.depth = depth
+            self.stateGroup = stateGroup; self.json = json
+        }
+    }
+
+    /// One entry of a state map: (type, state_key) → event id.
+    public struct StateEntry: Sendable, Hashable {
+        public var type: String
+        public var stateKey: String
+        public var eventID: String
+        public init(type: String, stateKey: String, eventID: String) {
+            self.type = type; self.stateKey = stateKey; self.eventID = eventID
+        }
+    }
+
+    /// A state group: the full state when `prevGroup` is nil, else the entries that differ.
+    public struct StateGroup: Sendable {
+        public var id: Int64
+        public var roomID: String
+        public var prevGroup: Int64?
+        public var deltaDepth: Int
+        public var entries: [StateEntry]
+        public init(id: Int64, roomID: String, prevGroup: Int64?, deltaDepth: Int, entries: [StateEntry]) {
+            self.id = id; self.roomID = roomID; self.prevGroup = prevGroup; self.deltaDepth = deltaDepth
+            self.entries = entries
+        }
+    }
+
+    public static func insertRoom(_ db: any SQLTransaction, roomID: String, roomVersion: String, createdTS: Int64) throws {
+        try db.execute("INSERT INTO rooms (room_id, room_version, created_ts) VALUES (?, ?, ?)",
+                       .text(roomID), .text(roomVersion), .int(createdTS))
+    }
+
+    public static func roomVersion(_ db: any SQLConnection, roomID: String) throws -> String? {
+        try db.queryFirst("SELECT room_version FROM rooms WHERE room_id = ?", .text(roomID))?.text(0)
+    }
+
+    public static func insertEvent(_ db: any SQLTransaction, _ row: EventRow) throws {
+        try db.execute("""
+            INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, .int(row.streamOrdering), .text(row.eventID), .text(row.roomID), .text(row.type),
+            .text(row.stateKey), .text(row.sender), .int(row.depth), .int(row.stateGroup), .blob(row.json))
+    }
+
+    public static func insertStateGroup(_ db: any SQLTransaction, _ group: StateGroup) throws {
+        try db.execute("INSERT INTO state_groups (id, room_id, prev_group, delta_depth) VALUES (?, ?, ?, ?)",
+                       .int(group.id), .text(group.roomID), .int(group.prevGroup), .int(Int64(group.deltaDepth)))
+        for entry in group.entries {
+            try db.execute("INSERT INTO state_group_entries (state_group, type, state_key, event_id) VALUES (?, ?, ?, ?)",
+                           .int(group.id), .text(entry.type), .text(entry.stateKey), .text(entry.eventID))
+        }
+    }
+
+    /// Replaces the room's forward extremities.
+    public static func setExtremities(_ db: any SQLTransaction, roomID: String, _ eventIDs: [String]) throws {
+        try db.execute("DELETE FROM room_forward_extremities WHERE room_id = ?", .text(roomID))
+        for id in eventIDs {
+            try db.execute("INSERT INTO room_forward_extremities (room_id, event_id) VALUES (?, ?)", .text(roomID), .text(id))
+        }
+    }
+
+    public static func extremities(_ db: any SQLConnection, roomID: String) throws -> [String] {
+        try db.query("SELECT event_id FROM room_forward_extremities WHERE room_id = ? ORDER BY event_id", .text(roomID))
+            .map { try $0.text(0) }
+    }
+
+    /// The room's newest events, oldest first.
+    public static func latestEvents(_ db: any SQLConnection, roomID: String, limit: Int) throws -> [EventRow] {
+        try db.query("""
+            SELECT stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json
+            FROM events WHERE room_id = ? ORDER BY stream_ordering DESC LIMIT ?
+            """, .text(roomID), .int(Int64(limit))).map(eventRow).reversed()
+    }
+
+    /// The room's events after `streamOrdering`, oldest first.
+    public static func events(_ db: any SQLConnection, roomID: String, after streamOrdering: Int64, limit: Int) throws -> [EventRow] {
+        try db.query("""
+            SELECT stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json
+            FROM events WHERE room_id = ? AND stream_ordering > ? ORDER BY stream_ordering LIMIT ?
+            """, .text(roomID), .int(streamOrdering), .int(Int64(limit))).map(eventRow)
+    }
+
+    /// Events by id (any order; missing ids are absent).
+    public static func events(_ db: any SQLConnection, ids: [String]) throws -> [EventRow] {
+        var rows: [EventRow] = []
+        var start = 0
+        while start < ids.count {
+            let chunk = Array(ids[start..<min(start + 500, ids.count)])
+            start += chunk.count
+            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+            rows += try db.query("""
+                SELECT stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json
+                FROM events WHERE event_id IN (\(placeholders))
+                """, chunk.map { SQLValue.text($0) }).map(eventRow)
+        }
+        return rows
+    }
+
+    /// The state map of a group: its snapshot plus deltas, nearest delta winning. One
+    /// query; its cost is bounded by the writer's cap on `delta_depth`.
+    public static func state(_ db: any SQLConnection, group: Int64) throws -> [StateEntry] {
+        let rows = try db.query("""
+            WITH RECURSIVE chain(id, prev, n) AS (
+                SELECT id, prev_group, 0 FROM state_groups WHERE id = ?
+                UNION ALL
+                SELECT g.id, g.prev_group, c.n + 1 FROM state_groups g JOIN chain c ON g.id = c.prev
+            )
+            SELECT c.n, e.type, e.state_key, e.event_id
+            FROM chain c JOIN state_group_entries e ON e.state_group = c.id
+            """, [.int(group)])
+        var best: [String: (n: Int64, entry: StateEntry)] = [:]
+        for row in rows {
+            let n = try row.int(0)
+            let entry = StateEntry(type: try row.text(1), stateKey: try row.text(2), eventID: try row.text(3))
+            let key = entry.type + "\u{0}" + entry.stateKey
+            if let existing = best[key], existing.n <= n { continue }
+            best[key] = (n, entry)
+        }
+        return best.values.map(\.entry)
+    }
+
+    public static func deltaDepth(_ db: any SQLConnection, group: Int64) throws -> Int? {
+        try db.queryFirst("SELECT delta_depth FROM state_groups WHERE id = ?", .int(group)).map { Int(try $0.int(0)) }
+    }
+
+    /// The highest stream ordering stored (0 if none): seeds the room-events stream.
+    public static let maxStreamOrderingSQL = "SELECT MAX(stream_ordering) FROM events"
+
+    private static func eventRow(_ row: SQLRow) throws -> EventRow {
+        EventRow(streamOrdering: try row.int(0), eventID: try row.text(1), roomID: try row.text(2), type: try row.text(3),
+                 stateKey: try row.optionalText(4), sender: try row.text(5), depth: try row.int(6),
+                 stateGroup: try row.int(7), json: try row.blob(8))
+    }
+}
