@@ -71,6 +71,9 @@ let package = Package(
         .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence"], swiftSettings: strict),
         .testTarget(name: "ActorsTests", dependencies: ["Actors"], swiftSettings: strict),
+        // The child process of the SIGKILL crash-safety test in ActorsTests.
+        .executableTarget(name: "myelin-crash-driver", dependencies: ["Actors"], path: "Tests/CrashDriver",
+                          swiftSettings: strict),
         .testTarget(name: "AppTests", dependencies: ["App", "Transport", "Matrix", "Persistence", "TestSupport"], swiftSettings: strict),
     ]
 )
