@@ -31,6 +31,28 @@ struct RoomActorTests {
         }
     }
 
+    /// Version 12 room ids are create-event hashes: rooms created at once by one user must
+    /// still differ. Their members' clients are woken through the notifier fan-out.
+    @Test func roomsCreatedTogetherGetDistinctIDsAndWakeMembers() async throws {
+        try await withStore(.sqlite) { database in
+            let fanout = NotifierFanout(limits: RegistryLimits(maxResident: 100, idleTimeout: .seconds(60)))
+            let rooms = try await makeRooms(database, publish: fanout.publish)
+            let alice = testUser("alice")
+            let waiter = Task { await fanout.wait(alice, since: .zero, timeout: .seconds(600)) { .zero } }
+            while await fanout.resident(alice)?.waiterCount != 1 { await Task.yield() }
+            let ids = try await withThrowingTaskGroup(of: RoomID.self) { group in
+                for _ in 0..<50 { group.addTask { try await rooms.createRoom(creator: alice).0 } }
+                var ids = Set<RoomID>()
+                for try await id in group { ids.insert(id) }
+                return ids
+            }
+            #expect(ids.count == 50)
+            let woken = await waiter.value
+            #expect((woken?[.roomEvents] ?? 0) > 0)
+            await rooms.registry.deactivateAll()
+        }
+    }
+
     @Test(arguments: Backend.enabled)
     func rejectsWhatTheAuthRulesForbid(_ backend: Backend) async throws {
         try await withStore(backend) { database in

@@ -100,3 +100,11 @@ public final class NotifierFanout: Sendable {
     /// Notifiers resident now.
     public var residentCount: Int { notifiers.withLock { $0.count } }
 }
+
+extension NotifierFanout {
+    /// Wakes the users a room's new events concern: pass as `RoomContext.publish`
+    /// (`publish: fanout.publish`).
+    public func publish(_ events: PublishedEvents) {
+        notify(events.interestedUsers, of: StreamChange(.roomEvents, events.visiblePosition))
+    }
+}

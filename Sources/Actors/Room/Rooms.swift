@@ -1,11 +1,16 @@
 import Matrix
 import Persistence
+import Synchronization
 
 /// The rooms of this server: a `Registry` of `RoomActor`s plus room creation. The App
 /// creates one at start-up and its handlers call `createRoom`, `send` and `room`.
 public final class Rooms: Sendable {
     public let context: RoomContext
     public let registry: Registry<RoomID, RoomActor>
+    /// The last `origin_server_ts` given to a create event. From room version 12 the room
+    /// id is the create event's hash, so two rooms created by one user in the same
+    /// millisecond would collide; create events get strictly increasing timestamps.
+    private let lastCreateTS = Mutex<Int64>(0)
 
     public init(context: RoomContext, limits: RegistryLimits, clock: any RegistryClock = MonotonicRegistryClock()) {
         self.context = context
@@ -47,7 +52,11 @@ public final class Rooms: Sendable {
                            createContent: [String: JSON] = [:], joinRule: String = "invite",
                            extra: [EventDraft] = []) async throws -> (RoomID, [PersistedEvent]) {
         let builder = EventBuilder(roomVersion: version, signingKey: context.signingKey, serverName: context.serverName)
-        let now = currentTimeMillis()
+        let wallClock = currentTimeMillis()
+        let now = lastCreateTS.withLock { last in
+            last = max(wallClock, last + 1)
+            return last
+        }
         let requestedID: RoomID? = version.hashBasedRoomIDs ? nil : try RoomID(parsing: "!\(Self.opaqueID()):\(context.serverName)")
         let create = try builder.createEvent(creator: creator, content: createContent, roomID: requestedID, originServerTS: now)
         let roomID = create.effectiveRoomID
