@@ -10,6 +10,11 @@
 //
 //     myelin-crash-driver sqlite <path> <rooms>
 //     myelin-crash-driver postgres <conninfo> <rooms>
+//
+// It also hosts the events-persisted-per-second micro-benchmark (bench/ACTORS.md), which
+// needs the same store and room wiring:
+//
+//     myelin-crash-driver bench sqlite|postgres <path|conninfo>
 import Actors
 import Foundation
 import Matrix
@@ -30,6 +35,10 @@ func emit(_ line: String) {
 }
 
 let arguments = CommandLine.arguments
+if arguments.count == 4, arguments[1] == "bench" {
+    try await runBenchmark(backend: arguments[2], target: arguments[3])
+    exit(0)
+}
 guard arguments.count == 4, let roomCount = Int(arguments[3]) else {
     FileHandle.standardError.write(Data("usage: myelin-crash-driver sqlite|postgres <path|conninfo> <rooms>\n".utf8))
     exit(2)
