@@ -190,6 +190,43 @@ struct RegistryTests {
         #expect(await registry.counters.activations == 2)
     }
 
+    /// An actor whose `deactivate` waits on a gate.
+    actor SlowProbe: RegistryMember {
+        let gate: Gate
+        private(set) var finished = false
+        init(gate: Gate) { self.gate = gate }
+        func deactivate() async {
+            await gate.wait()
+            finished = true
+        }
+    }
+
+    /// A key is never active twice: re-activation waits for the previous actor's
+    /// `deactivate` to finish (a room's old writer must be done before the new one reads).
+    @Test func reactivationWaitsForTheOldDeactivation() async throws {
+        let clock = ManualClock()
+        let gate = Gate()
+        let previous = Mutex<SlowProbe?>(nil)
+        let overlaps = Atomic<Int>(0)
+        let registry = Registry<Int, SlowProbe>(limits: RegistryLimits(maxResident: 10, idleTimeout: .seconds(1)),
+                                               clock: clock) { _ in
+            if let old = previous.withLock({ $0 }), await !old.finished { overlaps.add(1, ordering: .relaxed) }
+            let probe = SlowProbe(gate: gate)
+            previous.withLock { $0 = probe }
+            return probe
+        }
+        let first = try await registry.get(1)
+        clock.advance(by: .seconds(1))
+        await registry.sweepIdle()
+        let second = Task { try await registry.get(1) }
+        for _ in 0..<100 { await Task.yield() }
+        gate.open()
+        let reactivated = try await second.value
+        #expect(reactivated !== first)
+        #expect(await first.finished)
+        #expect(overlaps.load(ordering: .relaxed) == 0)
+    }
+
     struct Boom: Error {}
 
     @Test func failureDropsAndReactivates() async throws {
