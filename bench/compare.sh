@@ -74,7 +74,7 @@ run_scenario() {
     echo "== $label: $SCENARIO $*"
     local tmp="$BENCH_DIR/$label.jsonl"
     : >"$tmp"
-    "$BENCH" "$SCENARIO" --url "$url" "${pidargs[@]}" --json "$tmp" "${ARGS[@]}" 2>&1 | sed "s/^/[$label] /"
+    "$BENCH" "$SCENARIO" --url "$url" "${pidargs[@]}" --json "$tmp" "${ARGS[@]}" 2>&1 | sed -u "s/^/[$label] /"
     local rc=${PIPESTATUS[0]}
     if [ "$rc" -ne 0 ] || [ ! -s "$tmp" ]; then
         STATUS[$label]="failed (exit $rc; see the [$label] lines above for the endpoint)"

@@ -169,8 +169,8 @@ struct SenderPool {
         }
         let free = Locked<[ClientConnection]>((0..<8).map { _ in api.http.makeConnection() })
         let interval = 1.0 / rate
-        // Spread senders' first ticks over one interval so they do not all fire together.
-        var next = monotonicNanos() + UInt64(interval * 1e9 * Double(k % 97) / 97)
+        // Spread senders' first ticks evenly over one interval so they do not fire together.
+        var next = monotonicNanos() + UInt64(interval * 1e9 * Double(k) / Double(max(1, count)))
         await withTaskGroup(of: Void.self) { group in
             while next < end {
                 let now = monotonicNanos()

@@ -72,7 +72,7 @@ struct Mixed: AsyncParsableCommand {
                     var rng = SystemRandomNumberGenerator()
                     var seq: Int64 = 0
                     let roomPath = "\(MatrixAPI.v3)/rooms/\(percentEncode(room.roomID))"
-                    var next = monotonicNanos() + UInt64(1e9 / rate * Double(k % 97) / 97)
+                    var next = monotonicNanos() + UInt64(1e9 / rate * Double(k) / Double(actives))
                     while next < end {
                         let now = monotonicNanos()
                         if next > now { try? await Task.sleep(for: .nanoseconds(Int64(next - now))) }

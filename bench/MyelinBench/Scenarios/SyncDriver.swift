@@ -72,7 +72,7 @@ final class SyncDriver: Sendable {
                 }
                 syncLatency.record(nanos: now &- t0)
                 responses.add(1, ordering: .relaxed)
-                guard let next = scanNextBatch(response.body) else {
+                guard let next = scanNextBatch(response.body) ?? parseNextBatch(response.body) else {
                     tally.add("sync malformed-body")
                     try? await Task.sleep(for: .seconds(1))
                     continue
@@ -126,6 +126,11 @@ func scanNextBatch(_ body: [UInt8]) -> String? {
     }
     guard i < body.count else { return nil }
     return String(decoding: body[start..<i], as: UTF8.self)
+}
+
+/// The slow path for a `next_batch` the byte scan could not read (escapes, odd spacing).
+func parseNextBatch(_ body: [UInt8]) -> String? {
+    ((try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any])?["next_batch"] as? String
 }
 
 func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool { find(haystack, needle) != nil }
