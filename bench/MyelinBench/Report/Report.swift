@@ -54,6 +54,8 @@ struct Report {
     var rows: [(String, String)] = []
     var json: [String: Any] = [:]
     var verdict: [String] = []  // reasons the run was overloaded or client-bound
+    /// Senders ran closed-loop (`--rate 0`): the achieved rate is a capacity, not a load test.
+    var closedLoop = false
 
     init(scenario: String) {
         self.scenario = scenario
@@ -125,10 +127,12 @@ struct Report {
         for (label, value) in rows {
             printOut(label.padding(toLength: width, withPad: " ", startingAt: 0) + value)
         }
-        let v = verdict.isEmpty ? "OK: not saturated" : "OVERLOADED: " + verdict.joined(separator: "; ")
+        let v = !verdict.isEmpty ? "OVERLOADED: " + verdict.joined(separator: "; ")
+            : closedLoop ? "CAPACITY: closed loop (one request in flight per sender), the achieved rate is what the server sustains"
+            : "OK: not saturated"
         printOut("verdict".padding(toLength: width, withPad: " ", startingAt: 0) + v)
         var j = json
-        j["verdict"] = verdict.isEmpty ? "ok" : "overloaded"
+        j["verdict"] = !verdict.isEmpty ? "overloaded" : closedLoop ? "capacity" : "ok"
         j["verdict_reasons"] = verdict
         if let jsonPath,
            let data = try? JSONSerialization.data(withJSONObject: j, options: [.sortedKeys]) {

@@ -52,6 +52,7 @@ struct Fanout: AsyncParsableCommand {
         report.json["rate_per_sender"] = common.rate
         report.row("shape", "\(users.count) users, \(rooms.count) rooms × \(rooms.first?.members.count ?? 0) members, \(common.senders) senders at \(common.rate == 0 ? "max (closed loop)" : fmt(common.rate, 2) + "/s each"), \(fmt(common.duration, 0)) s + \(fmt(common.grace, 0)) s grace")
         result.fill(&report, duration: common.duration, rate: common.rate, senders: common.senders)
+        report.closedLoop = common.rate == 0
         report.addErrors(tally)
         report.addResources(servers: result.servers, harnessCPU: result.harnessCPU, seconds: result.seconds,
                             perSend: result.counters.acked, perDelivery: result.counters.deliveries)

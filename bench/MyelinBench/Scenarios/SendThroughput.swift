@@ -56,6 +56,7 @@ struct SendThroughput: AsyncParsableCommand {
         if let offered, achieved < 0.9 * offered {
             report.verdict.append("achieved \(fmt(achieved, 1)) sends/s of \(fmt(offered, 1)) offered")
         }
+        report.closedLoop = common.rate == 0
         report.addErrors(tally)
         report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, perSend: c.acked)
         report.print(jsonPath: common.json)
