@@ -75,9 +75,6 @@ final class ServerSampler: Sendable {
         return out
     }
 
-    /// RSS now, before the measured phase (e.g. before the idle connections open).
-    func baseline() -> [UInt64] { pids.map { Self.sample($0).rssBytes } }
-
     func start() {
         guard !pids.isEmpty else { return }
         let first = pids.map { Self.sample($0) }

@@ -53,9 +53,6 @@ final class DeliveryLedger: Sendable {
         }
     }
 
-    /// The send failed: its deliveries are not expected (a late one still counts as seen).
-    func failed(_ id: Int64) {}
-
     func delivered(_ id: Int64, sentAt t0: UInt64, now: UInt64) {
         deliveryLatency.record(nanos: now &- t0)
         state.withLock { s in
