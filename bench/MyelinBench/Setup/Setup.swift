@@ -27,6 +27,7 @@ struct Setup {
         let progress = Progress(label, total: count)
         let nextIndex = Locked(0)
         let fatal = Locked<CallFailure?>(nil)
+        let lastFailure = Locked<CallFailure?>(nil)
         let workers = min(concurrency ?? self.concurrency, count)
         let http = api.http
         let tally = self.tally
@@ -60,6 +61,7 @@ struct Setup {
                                     continue
                                 }
                                 progress.step(ok: false)
+                                lastFailure.withLock { $0 = f }
                                 if progress.failed.load(ordering: .relaxed) > max(10, count / 20) {
                                     fatal.withLock { if $0 == nil { $0 = f } }
                                 }
@@ -75,7 +77,8 @@ struct Setup {
             throw BenchError("set-up step \"\(label)\" failed: \(f)")
         }
         if progress.failed.load(ordering: .relaxed) > 0 {
-            throw BenchError("set-up step \"\(label)\": \(progress.failed.load(ordering: .relaxed)) of \(count) failed (see errors)")
+            let last = lastFailure.withLock { $0 }.map { "; last: \($0)" } ?? ""
+            throw BenchError("set-up step \"\(label)\": \(progress.failed.load(ordering: .relaxed)) of \(count) failed\(last)")
         }
     }
 
