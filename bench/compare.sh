@@ -103,8 +103,12 @@ if [ "$ONLY" != synapse ]; then
         sleep 0.5
     done
     if [ -z "$up" ]; then
-        wait "$MPID" 2>/dev/null; rc=$?
-        echo "Myelin did not listen on 127.0.0.1:$MYELIN_PORT (process exited with $rc, or 5 minutes passed)."
+        if kill -0 "$MPID" 2>/dev/null; then
+            why="still running but not answering HTTP after 5 minutes"
+        else
+            wait "$MPID" 2>/dev/null; why="the process exited with status $?"
+        fi
+        echo "Myelin did not listen on 127.0.0.1:$MYELIN_PORT: $why."
         echo "Its last output ($BENCH_DIR/myelin.log):"; tail -5 "$BENCH_DIR/myelin.log" | sed 's/^/    /'
         STATUS[myelin]="not listening: \`myelin serve --listen\` did not start a listener"
     else
