@@ -212,6 +212,7 @@ final class ClientConnection: @unchecked Sendable {
         pending = nil
         deadline = 0
         loop.markInFlight(self, false)
+        completedRequests.add(1, ordering: .relaxed)
         command.continuation.resume(returning: result)
     }
 

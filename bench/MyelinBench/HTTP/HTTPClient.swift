@@ -3,6 +3,9 @@ import Glibc
 #endif
 import Synchronization
 
+/// Requests the harness completed (a response or a failure), for its cost per request.
+let completedRequests = Atomic<Int>(0)
+
 /// The harness's HTTP client: a few epoll `ClientLoop`s on their own threads, and the
 /// keep-alive connections spread over them round-robin. Created once per run.
 final class HTTPClient: Sendable {

@@ -68,7 +68,7 @@ struct Report {
     /// Server and harness figures common to every scenario, and the verdict.
     mutating func addResources(servers: [ServerFigures], harnessCPU: Double, seconds: Double,
                                perSend: Int? = nil, perDelivery: Int? = nil, perUser: Int? = nil,
-                               judgeServerCPU: Bool = true) {
+                               judgeServerCPU: Bool = true, requests: Int = 0) {
         var serverJSON: [[String: Any]] = []
         for s in servers {
             var j: [String: Any] = ["pid": s.pid, "cpu_s": round3(s.cpuSeconds),
@@ -102,8 +102,10 @@ struct Report {
         }
         json["server"] = serverJSON
         let pct = 100 * harnessCPU / max(seconds, 0.001)
-        row("harness CPU", "\(fmt(harnessCPU, 1)) s (\(fmt(pct, 0))% of a core), max RSS \(fmt(Double(HarnessCPU.maxRSSBytes()) / 1_048_576, 0)) MiB")
-        json["harness"] = ["cpu_s": round3(harnessCPU), "cpu_pct_of_core": round3(pct),
+        let perRequest = requests > 0 ? 1e6 * harnessCPU / Double(requests) : 0
+        row("harness CPU", "\(fmt(harnessCPU, 1)) s (\(fmt(pct, 0))% of a core), \(requests) requests (\(fmt(perRequest, 0)) µs CPU each), max RSS \(fmt(Double(HarnessCPU.maxRSSBytes()) / 1_048_576, 0)) MiB")
+        json["harness"] = ["cpu_s": round3(harnessCPU), "cpu_pct_of_core": round3(pct), "requests": requests,
+                           "cpu_us_per_request": round3(perRequest),
                            "max_rss_mib": round3(Double(HarnessCPU.maxRSSBytes()) / 1_048_576)]
         if pct >= 80 {
             verdict.append("CLIENT-BOUND: the harness itself used \(fmt(pct, 0))% of a core")

@@ -55,7 +55,8 @@ struct Fanout: AsyncParsableCommand {
         report.closedLoop = common.rate == 0
         report.addErrors(tally)
         report.addResources(servers: result.servers, harnessCPU: result.harnessCPU, seconds: result.seconds,
-                            perSend: result.counters.acked, perDelivery: result.counters.deliveries)
+                            perSend: result.counters.acked, perDelivery: result.counters.deliveries,
+                            requests: result.requests)
         report.print(jsonPath: common.json)
     }
 
@@ -64,6 +65,7 @@ struct Fanout: AsyncParsableCommand {
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
+        let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
         let table = RunningTable(ledger: ledger, sync: sync, tally: tally, sampler: sampler, interval: common.interval)
         let tableTask = Task { await table.run() }
@@ -84,7 +86,8 @@ struct Fanout: AsyncParsableCommand {
         let seconds = Double(monotonicNanos() - t0) / 1e9
         return DeliveryResult(counters: ledger.total, deliveriesInSendPhase: deliveriesAtEnd, sendPhase: sendPhase,
                               seconds: seconds, delivery: ledger.deliveryLatency.total, send: ledger.sendLatency.total,
-                              servers: sampler.stop(), harnessCPU: HarnessCPU.seconds() - cpu0)
+                              servers: sampler.stop(), harnessCPU: HarnessCPU.seconds() - cpu0,
+                              requests: completedRequests.load(ordering: .relaxed) - req0)
     }
 }
 
@@ -98,6 +101,7 @@ struct DeliveryResult {
     var send: Histogram<UInt64>
     var servers: [ServerFigures]
     var harnessCPU: Double
+    var requests: Int
 
     func fill(_ report: inout Report, duration: Double, rate: Double, senders: Int) {
         let c = counters

@@ -29,6 +29,7 @@ struct Idle: AsyncParsableCommand {
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
+        let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
         let sync = SyncDriver(api: api, tally: tally, ledger: nil, prefix: prefix, filter: filter, timeout: common.syncTimeout)
         let table = RunningTable(ledger: nil, sync: sync, tally: tally, sampler: sampler, interval: common.interval)
@@ -49,6 +50,7 @@ struct Idle: AsyncParsableCommand {
             }
         }
         let harnessCPU = HarnessCPU.seconds() - cpu0
+        let requests = completedRequests.load(ordering: .relaxed) - req0
         let seconds = Double(monotonicNanos() - t0) / 1e9
         let servers = sampler.stop()
         table.stop()
@@ -73,7 +75,8 @@ struct Idle: AsyncParsableCommand {
             report.verdict.append("only \(maxHeld) of \(users.count) long-polls held at once")
         }
         report.addErrors(tally)
-        report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, perUser: users.count)
+        report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, perUser: users.count,
+                            requests: requests)
         report.print(jsonPath: common.json)
     }
 }

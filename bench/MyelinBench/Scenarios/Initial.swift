@@ -38,6 +38,7 @@ struct Initial: AsyncParsableCommand {
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
+        let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
         let latency = LatencyRecorder()
         var bytes = 0
@@ -59,6 +60,7 @@ struct Initial: AsyncParsableCommand {
         }
         let seconds = Double(monotonicNanos() - t0) / 1e9
         let harnessCPU = HarnessCPU.seconds() - cpu0
+        let requests = completedRequests.load(ordering: .relaxed) - req0
         let servers = sampler.stop()
         var report = Report(scenario: "initial")
         common.describe(into: &report, prefix: prefix)
@@ -74,7 +76,8 @@ struct Initial: AsyncParsableCommand {
         if roomsSeen != rooms.count { report.verdict.append("initial sync returned \(roomsSeen) of \(rooms.count) rooms") }
         report.addErrors(tally)
         // One request at a time: the server is busy while it answers, which is not overload.
-        report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, judgeServerCPU: false)
+        report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, judgeServerCPU: false,
+                            requests: requests)
         report.print(jsonPath: common.json)
     }
 }

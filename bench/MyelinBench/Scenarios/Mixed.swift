@@ -55,6 +55,7 @@ struct Mixed: AsyncParsableCommand {
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
+        let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
         let end = t0 + UInt64(common.duration * 1e9)
         let table = RunningTable(ledger: ledger, sync: sync, tally: tally, sampler: sampler, interval: common.interval)
@@ -130,6 +131,7 @@ struct Mixed: AsyncParsableCommand {
         }
         let seconds = Double(monotonicNanos() - t0) / 1e9
         let harnessCPU = HarnessCPU.seconds() - cpu0
+        let requests = completedRequests.load(ordering: .relaxed) - req0
         let servers = sampler.stop()
         table.stop()
         sync.stop()
@@ -158,11 +160,11 @@ struct Mixed: AsyncParsableCommand {
         }
         let result = DeliveryResult(counters: ledger.total, deliveriesInSendPhase: deliveriesAtEnd, sendPhase: sendPhase,
                                     seconds: seconds, delivery: ledger.deliveryLatency.total, send: ledger.sendLatency.total,
-                                    servers: servers, harnessCPU: harnessCPU)
+                                    servers: servers, harnessCPU: harnessCPU, requests: requests)
         result.fill(&report, duration: common.duration, rate: 0, senders: actives)
         report.addErrors(tally)
         report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds,
-                            perSend: ledger.total.acked, perDelivery: ledger.total.deliveries)
+                            perSend: ledger.total.acked, perDelivery: ledger.total.deliveries, requests: requests)
         report.print(jsonPath: common.json)
     }
 }

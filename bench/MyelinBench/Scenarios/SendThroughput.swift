@@ -27,6 +27,7 @@ struct SendThroughput: AsyncParsableCommand {
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
+        let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
         let table = RunningTable(ledger: ledger, sync: nil, tally: tally, sampler: sampler, interval: common.interval)
         let tableTask = Task { await table.run() }
@@ -35,6 +36,7 @@ struct SendThroughput: AsyncParsableCommand {
         await pool.run(until: t0 + UInt64(common.duration * 1e9))
         let seconds = Double(monotonicNanos() - t0) / 1e9
         let harnessCPU = HarnessCPU.seconds() - cpu0
+        let requests = completedRequests.load(ordering: .relaxed) - req0
         table.stop()
         tableTask.cancel()
         let servers = sampler.stop()
@@ -58,7 +60,8 @@ struct SendThroughput: AsyncParsableCommand {
         }
         report.closedLoop = common.rate == 0
         report.addErrors(tally)
-        report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, perSend: c.acked)
+        report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, perSend: c.acked,
+                            requests: requests)
         report.print(jsonPath: common.json)
     }
 }
