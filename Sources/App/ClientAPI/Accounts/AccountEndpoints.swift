@@ -1,0 +1,8 @@
+/// The accounts issue's endpoints: registration, login and sessions, the account itself,
+/// devices, profiles, account data, presence, filters, capabilities and the user directory.
+enum AccountEndpoints {
+    static func register(_ routes: inout RouteBuilder) {
+        Registration.register(&routes)
+        Login.register(&routes)
+    }
+}
