@@ -35,7 +35,8 @@ final class LastSeenRecorder: Sendable {
     func record(userID: String, deviceID: String, ts: Int64, ip: String, userAgent: String?) {
         let startFlusher = pending.withLock { pending in
             let wasEmpty = pending.isEmpty
-            pending[Key(userID: userID, deviceID: deviceID)] = Seen(ts: ts, ip: ip, userAgent: userAgent)
+            let key = Key(userID: userID, deviceID: deviceID)
+            pending[key] = Seen(ts: ts, ip: ip, userAgent: userAgent ?? pending[key]?.userAgent)
             return wasEmpty
         }
         if startFlusher { scheduleFlush() }

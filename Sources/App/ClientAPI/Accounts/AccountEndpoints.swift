@@ -4,5 +4,8 @@ enum AccountEndpoints {
     static func register(_ routes: inout RouteBuilder) {
         Registration.register(&routes)
         Login.register(&routes)
+        Devices.register(&routes)
+        Profiles.register(&routes)
+        AccountData.register(&routes)
     }
 }
