@@ -219,18 +219,20 @@ extension AccountStore {
         }
     }
 
-    /// Local, active, non-guest users whose id or display name contains `term`
-    /// (case-insensitive), at most `limit`, for the user directory.
-    public func searchUsers(term: String, limit: Int) async throws -> [UserRecord] {
+    /// Local, active, non-guest users whose localpart or display name contains `term`
+    /// (case-insensitive), at most `limit`, for the user directory. `serverName` is the
+    /// local server's (cut off so that it never matches).
+    public func searchUsers(term: String, serverName: String, limit: Int) async throws -> [UserRecord] {
+        let suffix = Int64(serverName.utf8.count + 2)  // the sigil and the colon
         let pattern = "%" + term.lowercased().replacing("\\", with: "\\\\").replacing("%", with: "\\%")
             .replacing("_", with: "\\_") + "%"
         return try await database.read { db in
             try db.query("""
                 SELECT user_id, password_hash, created_ts, is_guest, is_admin, deactivated, displayname, avatar_url
                 FROM users WHERE deactivated = ? AND is_guest = ?
-                  AND (LOWER(user_id) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(displayname, '')) LIKE ? ESCAPE '\\')
+                  AND (LOWER(SUBSTR(user_id, 2, CAST(LENGTH(user_id) - ? AS INTEGER))) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(displayname, '')) LIKE ? ESCAPE '\\')
                 ORDER BY user_id LIMIT ?
-                """, .bool(false), .bool(false), .text(pattern), .text(pattern), .int(Int64(limit)))
+                """, .bool(false), .bool(false), .int(suffix), .text(pattern), .text(pattern), .int(Int64(limit)))
                 .map { row in
                     UserRecord(userID: try row.text(0), passwordHash: nil, createdTs: try row.int(2),
                                isGuest: try row.bool(3), isAdmin: try row.bool(4), deactivated: try row.bool(5),

@@ -56,6 +56,12 @@ struct Configuration: Sendable, Equatable {
         var enabled = true
     }
 
+    struct UserDirectory: Sendable, Equatable {
+        /// false (Synapse's default): only users who share a room with the searcher or are in
+        /// a public room; true: every local user.
+        var searchAllUsers = false
+    }
+
     struct RateLimit: Sendable, Equatable {
         var perSecond: Double
         var burst: Int
@@ -108,6 +114,7 @@ struct Configuration: Sendable, Equatable {
     var registration = Registration()
     var rateLimits = RateLimits()
     var presence = Presence()
+    var userDirectory = UserDirectory()
     var media = Media()
     var federation = Federation()
     var wellKnown = WellKnown()

@@ -97,6 +97,9 @@ enum ConfigurationLoader {
         try top.section("presence") { p in
             try p.bool("enabled") { configuration.presence.enabled = $0 }
         }
+        try top.section("user_directory") { u in
+            try u.bool("search_all_users") { configuration.userDirectory.searchAllUsers = $0 }
+        }
         try top.section("rate_limits") { r in
             try r.bool("enabled") { configuration.rateLimits.enabled = $0 }
             func limit(_ key: String, _ target: WritableKeyPath<Configuration.RateLimits, Configuration.RateLimit>) throws {

@@ -95,6 +95,10 @@ enum ConfigurationTemplate {
           # false: presence is neither stored nor served (PUT is accepted and ignored)
           enabled: \(d.presence.enabled)
 
+        user_directory:
+          # false: search finds users sharing a room with the searcher or in public rooms
+          search_all_users: \(d.userDirectory.searchAllUsers)
+
         rate_limits:
           enabled: \(d.rateLimits.enabled)
           messages:

@@ -7,5 +7,10 @@ enum AccountEndpoints {
         Devices.register(&routes)
         Profiles.register(&routes)
         AccountData.register(&routes)
+        AccountManagement.register(&routes)
+        Capabilities.register(&routes)
+        Presence.register(&routes)
+        Filters.register(&routes)
+        UserDirectory.register(&routes)
     }
 }
