@@ -44,6 +44,7 @@ struct AccountManagementTests {
             #expect(try await alice.call("GET", "/account/whoami").errcode == "M_UNKNOWN_TOKEN")
             let login = try await alice.call("POST", "/login", ["type": "m.login.password", "user": "alice", "password": "old password"])
             #expect(login.status == 403)
+            #expect(login.errcode == "M_USER_DEACTIVATED")
             #expect(try await alice.call("GET", "/profile/@alice:localhost").status == 404)
             // The name stays taken.
             let again = try await alice.call("POST", "/register", ["username": "alice", "password": "x",
@@ -157,6 +158,53 @@ struct AccountManagementTests {
             #expect(limited.json["results"]?.arrayValue?.count == 1)
             #expect(limited.json["limited"] == true)
             #expect(try await alice.call("POST", "/user_directory/search", ["search_term": "%"]).json["results"] == [])
+        }
+    }
+}
+
+@Suite("Synapse shared-secret registration")
+struct SharedSecretRegistrationTests {
+    @Test func hmacSHA1MatchesRFC2202() {
+        // RFC 2202 test cases 1 and 2.
+        #expect(HMACSHA1.hex(key: [UInt8](repeating: 0x0b, count: 20), message: Array("Hi There".utf8))
+                == "b617318655057264e28bc0b6fb378c8ef146be00")
+        #expect(HMACSHA1.hex(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))
+                == "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79")
+        // Keys longer than a block are hashed first (RFC 2202 case 6).
+        #expect(HMACSHA1.hex(key: [UInt8](repeating: 0xaa, count: 80),
+                             message: Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8))
+                == "aa4ae5e15272d00e95705637ce8a3b55ed402112")
+    }
+
+    @Test func registersWithTheSecretEvenWhenRegistrationIsOff() async throws {
+        try await withMyelin({ $0.registration.enabled = false; $0.registration.sharedSecret = "s3cret" }) { port, _ in
+            let client = try MatrixTestClient(port: port)
+            func mac(_ nonce: String, _ user: String, _ password: String, admin: Bool, secret: String = "s3cret") -> String {
+                HMACSHA1.hex(key: Array(secret.utf8), message: Array("\(nonce)\0\(user)\0\(password)\0\(admin ? "admin" : "notadmin")".utf8))
+            }
+            let nonce = try #require(try await client.call("GET", "/_synapse/admin/v1/register").json["nonce"]?.stringValue)
+            let wrong = try await client.call("POST", "/_synapse/admin/v1/register", [
+                "nonce": .string(nonce), "username": "root", "password": "pw", "admin": true,
+                "mac": .string(mac(nonce, "root", "pw", admin: true, secret: "guess"))])
+            #expect(wrong.status == 403)
+            // The nonce was used up by the failed attempt.
+            let reused = try await client.call("POST", "/_synapse/admin/v1/register", [
+                "nonce": .string(nonce), "username": "root", "password": "pw", "admin": true,
+                "mac": .string(mac(nonce, "root", "pw", admin: true))])
+            #expect(reused.status == 400)
+
+            let fresh = try #require(try await client.call("GET", "/_synapse/admin/v1/register").json["nonce"]?.stringValue)
+            let created = try await client.call("POST", "/_synapse/admin/v1/register", [
+                "nonce": .string(fresh), "username": "root", "password": "pw", "admin": true,
+                "mac": .string(mac(fresh, "root", "pw", admin: true))])
+            #expect(created.status == 200)
+            #expect(created.json["user_id"] == "@root:localhost")
+            let token = try #require(created.json["access_token"]?.stringValue)
+            #expect(try await client.call("GET", "/account/whoami", token: token).json["user_id"] == "@root:localhost")
+        }
+        try await withMyelin { port, _ in
+            let client = try MatrixTestClient(port: port)
+            #expect(try await client.call("GET", "/_synapse/admin/v1/register").status == 400)
         }
     }
 }

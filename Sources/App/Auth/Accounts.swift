@@ -166,9 +166,12 @@ final class Accounts: Sendable {
 
     /// Checks a user's password; the user must exist, be active and have a password.
     func checkPassword(userID: UserID, password: String) async throws -> UserRecord {
-        guard let user = try await database.accounts.user(id: userID.rawValue), let hash = user.passwordHash else {
-            // Verify against a dummy anyway? Argon2 time would reveal existence either way
-            // through other endpoints (`/register/available`), as in Synapse.
+        guard let user = try await database.accounts.user(id: userID.rawValue) else {
+            throw MatrixError(.forbidden, "Invalid username or password")
+        }
+        guard let hash = user.passwordHash else {
+            // Deactivation removes the password; Synapse then answers M_USER_DEACTIVATED.
+            if user.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }
             throw MatrixError(.forbidden, "Invalid username or password")
         }
         guard await passwords.verify(password, hash: hash) else {

@@ -12,5 +12,6 @@ enum AccountEndpoints {
         Presence.register(&routes)
         Filters.register(&routes)
         UserDirectory.register(&routes)
+        SharedSecretRegistration.register(&routes)
     }
 }
