@@ -24,7 +24,9 @@ final class MyelinServer: Sendable {
         try Self.makeDirectory(configuration.dataDirectory)
         let key = try SigningKey.loadOrGenerate(path: configuration.resolvedSigningKeyPath)
         database = try await Database.open(configuration.databaseConfiguration, logger: logger)
-        let app = MyelinApp(configuration: configuration, signingKey: key, database: database, logger: logger)
+        let accounts = try await Accounts(configuration: configuration, database: database, logger: logger)
+        let app = MyelinApp(configuration: configuration, signingKey: key, database: database, accounts: accounts,
+                            logger: logger)
         self.app = app
         let workers = WorkerPool(threads: configuration.transport.workers)
         servers = configuration.listeners.enumerated().map { index, listener in
@@ -54,6 +56,7 @@ final class MyelinServer: Sendable {
         await servers[0].waitUntilStopped()
         for server in servers.dropFirst() { server.shutdown() }
         for server in servers.dropFirst() { await server.waitUntilStopped() }
+        await app.accounts.lastSeen.flush()
         await database.close()
         logger.info("stopped")
     }

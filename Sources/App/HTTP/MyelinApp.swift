@@ -15,6 +15,7 @@ final class MyelinApp: HTTPResponder {
     let configuration: Configuration
     let signingKey: SigningKey
     let database: Database
+    let accounts: Accounts
     let logger: Logger
     let accessLogger: Logger?
     let startedAt: Int64
@@ -23,10 +24,11 @@ final class MyelinApp: HTTPResponder {
     let openConnections = Mutex<[@Sendable () -> Int]>([])
     let router: Router
 
-    init(configuration: Configuration, signingKey: SigningKey, database: Database, logger: Logger) {
+    init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts, logger: Logger) {
         self.configuration = configuration
         self.signingKey = signingKey
         self.database = database
+        self.accounts = accounts
         self.logger = logger
         var access = Logger(label: "myelin.access")
         access.logLevel = logger.logLevel
