@@ -24,7 +24,9 @@ final class MyelinServer: Sendable {
         try Self.makeDirectory(configuration.dataDirectory)
         let key = try SigningKey.loadOrGenerate(path: configuration.resolvedSigningKeyPath)
         database = try await Database.open(configuration.databaseConfiguration, logger: logger)
-        let app = MyelinApp(configuration: configuration, signingKey: key, database: database, logger: logger)
+        let accounts = try await Accounts(configuration: configuration, database: database, logger: logger)
+        let app = MyelinApp(configuration: configuration, signingKey: key, database: database, accounts: accounts,
+                            logger: logger)
         self.app = app
         let workers = WorkerPool(threads: configuration.transport.workers)
         servers = configuration.listeners.enumerated().map { index, listener in
@@ -40,6 +42,9 @@ final class MyelinServer: Sendable {
     /// Binds every listener; returns the ports bound (useful with port 0).
     @discardableResult
     func start() async throws -> [Int] {
+        app.openConnections.withLock { counters in
+            counters = servers.map { server in { server.openConnections } }
+        }
         var ports: [Int] = []
         for server in servers { ports.append(try await server.start()) }
         logger.info("Myelin \(MyelinVersion.string) serving \(configuration.serverName) on \(zip(configuration.listeners, ports).map { "\($0.host):\($1)" }.joined(separator: ", "))")
@@ -51,6 +56,7 @@ final class MyelinServer: Sendable {
         await servers[0].waitUntilStopped()
         for server in servers.dropFirst() { server.shutdown() }
         for server in servers.dropFirst() { await server.waitUntilStopped() }
+        await app.accounts.lastSeen.flush()
         await database.close()
         logger.info("stopped")
     }

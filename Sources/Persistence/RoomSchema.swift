@@ -9,7 +9,7 @@ extension Schema {
     /// snapshot plus that many deltas (one recursive query). Every event records the group of
     /// the state after it.
     static let rooms = Migration(
-        version: 20, name: "rooms",
+        version: 60, name: "rooms",
         sqlite: """
             CREATE TABLE rooms (
                 room_id TEXT PRIMARY KEY NOT NULL,

@@ -72,11 +72,16 @@ final class SQLiteConnection: SQLTransaction {
         guard let handle else { throw DatabaseError(.closed, "connection closed", backend: .sqlite, sql: sql) }
         if let cached = statements[sql] { return cached }
         var statement: OpaquePointer?
-        var tail: UnsafePointer<CChar>?
-        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, &tail)
+        // The tail points into the C string, so it is read while that string is alive (a
+        // String passed directly would be a temporary freed when the call returns).
+        let (rc, hasMore): (Int32, Bool) = sql.withCString { text in
+            var tail: UnsafePointer<CChar>?
+            let rc = sqlite3_prepare_v3(handle, text, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, &tail)
+            let hasMore = tail.map { String(cString: $0).contains(where: { !$0.isWhitespace && $0 != ";" }) } ?? false
+            return (rc, hasMore)
+        }
         guard rc == SQLITE_OK, let statement else { throw error(rc, sql) }
-        if let tail, tail.pointee != 0,
-           String(cString: tail).contains(where: { !$0.isWhitespace && $0 != ";" }) {
+        if hasMore {
             sqlite3_finalize(statement)
             throw DatabaseError(.statement, "more than one statement; use executeScript",
                                 backend: .sqlite, sql: sql)

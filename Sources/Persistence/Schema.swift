@@ -6,7 +6,7 @@
 /// PostgreSQL, INTEGER on SQLite); flags are BOOLEAN on PostgreSQL and 0/1 INTEGER on SQLite
 /// (both bound as `SQLValue.bool`); secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, rooms]
+    public static let migrations: [Migration] = [accounts, clientData, rooms]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -74,5 +74,73 @@ public enum Schema {
                 refresh_expires_ts BIGINT
             );
             CREATE INDEX access_tokens_by_device ON access_tokens (user_id, device_id);
+            """)
+}
+
+extension Schema {
+    /// Account data (global and per room; tags are the room's `m.tag`), presence, filters
+    /// and OpenID tokens (the accounts issue). `stream_id` columns are positions of the
+    /// account-data and presence streams; OpenID tokens are stored hashed.
+    static let clientData = Migration(
+        version: 50, name: "client_data",
+        sqlite: """
+            CREATE TABLE account_data (
+                user_id TEXT NOT NULL,
+                room_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                content TEXT NOT NULL,
+                stream_id INTEGER NOT NULL,
+                PRIMARY KEY (user_id, room_id, type)
+            );
+            CREATE INDEX account_data_by_stream ON account_data (user_id, stream_id);
+            CREATE TABLE presence (
+                user_id TEXT PRIMARY KEY NOT NULL,
+                state TEXT NOT NULL,
+                status_msg TEXT,
+                last_active_ts INTEGER NOT NULL,
+                stream_id INTEGER NOT NULL
+            );
+            CREATE INDEX presence_by_stream ON presence (stream_id);
+            CREATE TABLE user_filters (
+                user_id TEXT NOT NULL,
+                filter_id INTEGER NOT NULL,
+                filter_json TEXT NOT NULL,
+                PRIMARY KEY (user_id, filter_id)
+            );
+            CREATE TABLE openid_tokens (
+                token_hash TEXT PRIMARY KEY NOT NULL,
+                user_id TEXT NOT NULL,
+                expires_ts INTEGER NOT NULL
+            );
+            """,
+        postgres: """
+            CREATE TABLE account_data (
+                user_id TEXT NOT NULL,
+                room_id TEXT NOT NULL,
+                type TEXT NOT NULL,
+                content TEXT NOT NULL,
+                stream_id BIGINT NOT NULL,
+                PRIMARY KEY (user_id, room_id, type)
+            );
+            CREATE INDEX account_data_by_stream ON account_data (user_id, stream_id);
+            CREATE TABLE presence (
+                user_id TEXT PRIMARY KEY NOT NULL,
+                state TEXT NOT NULL,
+                status_msg TEXT,
+                last_active_ts BIGINT NOT NULL,
+                stream_id BIGINT NOT NULL
+            );
+            CREATE INDEX presence_by_stream ON presence (stream_id);
+            CREATE TABLE user_filters (
+                user_id TEXT NOT NULL,
+                filter_id BIGINT NOT NULL,
+                filter_json TEXT NOT NULL,
+                PRIMARY KEY (user_id, filter_id)
+            );
+            CREATE TABLE openid_tokens (
+                token_hash TEXT PRIMARY KEY NOT NULL,
+                user_id TEXT NOT NULL,
+                expires_ts BIGINT NOT NULL
+            );
             """)
 }

@@ -17,6 +17,7 @@ struct ConfigurationTests {
         let text = ConfigurationTemplate.render(serverName: "example.org")
         var expected = Configuration()
         expected.serverName = "example.org"
+        expected.registration.enabled = false  // generate-config writes registration off
         #expect(try ConfigurationLoader.load(yaml: text) == expected)
         // Every section of the architecture is documented.
         for section in ["server_name", "listeners", "database", "transport", "actors", "registration",
@@ -57,6 +58,24 @@ struct ConfigurationTests {
         #expect(configuration.actors.rooms == .init(maxResident: 500, idleTimeoutSeconds: 30))
         #expect(configuration.registration.enabled)
         #expect(configuration.registration.sharedSecret == "s3cret")
+    }
+
+    @Test func registrationKeysAreRead() throws {
+        #expect(Configuration().registration.enabled)  // no file: open registration on localhost
+        let configuration = try ConfigurationLoader.load(yaml: """
+            registration:
+              enabled: false
+              registration_token: abc
+            rate_limits:
+              enabled: false
+            presence:
+              enabled: false
+            """)
+        #expect(!configuration.registration.enabled)
+        #expect(configuration.registration.registrationToken == "abc")
+        #expect(!configuration.rateLimits.enabled)
+        #expect(!configuration.presence.enabled)
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: "registration:\n  require_token: true") }
     }
 
     @Test(arguments: [

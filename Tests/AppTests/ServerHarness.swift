@@ -12,6 +12,7 @@ func withMyelin(_ configure: (inout Configuration) -> Void = { _ in },
     configuration.transport.loops = 2
     configuration.transport.workers = 2
     configuration.logging.accessLog = false
+    configuration.rateLimits.enabled = false  // tests of the limits turn them back on
     configure(&configuration)
     var logger = Logger(label: "test")
     logger.logLevel = .warning

@@ -7,6 +7,7 @@ enum Endpoints {
         Discovery.register(&routes)
         KeyServer.register(&routes)
         SynapseAdmin.register(&routes)
+        AccountEndpoints.register(&routes)
     }
 }
 

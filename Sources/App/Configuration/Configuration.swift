@@ -37,10 +37,29 @@ struct Configuration: Sendable, Equatable {
     }
 
     struct Registration: Sendable, Equatable {
-        var enabled = false
-        var requireToken = false
-        var allowGuests = false
+        /// True by default so that `myelin` with no file (loopback, `localhost`) can be tried at
+        /// once; `generate-config` writes false.
+        var enabled = true
+        /// When set, registration is token-only: the `m.login.registration_token` stage with
+        /// this token.
+        var registrationToken: String? = nil
         var sharedSecret: String? = nil
+        var allowGuests = false
+        /// Lifetime of access tokens issued with a refresh token (the client asked for
+        /// `refresh_token`); tokens without one never expire, as in Synapse.
+        var refreshableAccessTokenLifetimeMs = 300_000
+        /// Lifetime of a refresh token; 0 means it never expires.
+        var refreshTokenLifetimeMs = 0
+    }
+
+    struct Presence: Sendable, Equatable {
+        var enabled = true
+    }
+
+    struct UserDirectory: Sendable, Equatable {
+        /// false (Synapse's default): only users who share a room with the searcher or are in
+        /// a public room; true: every local user.
+        var searchAllUsers = false
     }
 
     struct RateLimit: Sendable, Equatable {
@@ -94,6 +113,8 @@ struct Configuration: Sendable, Equatable {
     var actors = Actors()
     var registration = Registration()
     var rateLimits = RateLimits()
+    var presence = Presence()
+    var userDirectory = UserDirectory()
     var media = Media()
     var federation = Federation()
     var wellKnown = WellKnown()

@@ -81,9 +81,24 @@ enum ConfigurationLoader {
         }
         try top.section("registration") { r in
             try r.bool("enabled") { configuration.registration.enabled = $0 }
-            try r.bool("require_token") { configuration.registration.requireToken = $0 }
-            try r.bool("allow_guests") { configuration.registration.allowGuests = $0 }
+            try r.optionalString("registration_token") {
+                if let token = $0, token.isEmpty || token.utf8.count > 64 {
+                    throw ConfigurationError(path: "registration.registration_token", message: "must be 1 to 64 characters")
+                }
+                configuration.registration.registrationToken = $0
+            }
             try r.optionalString("shared_secret") { configuration.registration.sharedSecret = $0 }
+            try r.bool("allow_guests") { configuration.registration.allowGuests = $0 }
+            try r.int("refreshable_access_token_lifetime_ms", range: 1000...(1 << 40)) {
+                configuration.registration.refreshableAccessTokenLifetimeMs = $0
+            }
+            try r.int("refresh_token_lifetime_ms", range: 0...(1 << 40)) { configuration.registration.refreshTokenLifetimeMs = $0 }
+        }
+        try top.section("presence") { p in
+            try p.bool("enabled") { configuration.presence.enabled = $0 }
+        }
+        try top.section("user_directory") { u in
+            try u.bool("search_all_users") { configuration.userDirectory.searchAllUsers = $0 }
         }
         try top.section("rate_limits") { r in
             try r.bool("enabled") { configuration.rateLimits.enabled = $0 }

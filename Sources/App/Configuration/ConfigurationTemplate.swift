@@ -78,12 +78,26 @@ enum ConfigurationTemplate {
           room_recent_events: \(a.roomRecentEvents)
 
         registration:
-          enabled: \(d.registration.enabled)
-          # require an m.login.registration_token stage
-          require_token: \(d.registration.requireToken)
-          allow_guests: \(d.registration.allowGuests)
+          # open registration (POST /register); false here, true when myelin runs with no file
+          enabled: false
+          # when set, registration is token-only (the m.login.registration_token stage)
+          registration_token: ~
           # enables the Synapse admin shared-secret registration API when set
           shared_secret: ~
+          # guest accounts (kind=guest)
+          allow_guests: \(d.registration.allowGuests)
+          # lifetime of access tokens issued with a refresh token (clients that ask for one)
+          refreshable_access_token_lifetime_ms: \(d.registration.refreshableAccessTokenLifetimeMs)
+          # lifetime of refresh tokens; 0 means they never expire
+          refresh_token_lifetime_ms: \(d.registration.refreshTokenLifetimeMs)
+
+        presence:
+          # false: presence is neither stored nor served (PUT is accepted and ignored)
+          enabled: \(d.presence.enabled)
+
+        user_directory:
+          # false: search finds users sharing a room with the searcher or in public rooms
+          search_all_users: \(d.userDirectory.searchAllUsers)
 
         rate_limits:
           enabled: \(d.rateLimits.enabled)

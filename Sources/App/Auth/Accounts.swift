@@ -1,0 +1,237 @@
+import Logging
+import Matrix
+import Persistence
+import Synchronization
+import Transport
+
+/// Who made an authenticated request.
+struct Requester: Sendable {
+    let userID: UserID
+    let deviceID: String?
+    let isGuest: Bool
+    /// The stored hash of the access token used (logout deletes it).
+    let tokenHash: String
+}
+
+/// The state of the accounts API shared by its handlers: token authentication (with a small
+/// cache in front of the store), password hashing, last-seen batching, rate limits and the
+/// account-data and presence stream trackers. Built by `MyelinServer` after the store opens;
+/// owned by `MyelinApp`.
+final class Accounts: Sendable {
+    let configuration: Configuration
+    let database: Database
+    let passwords = PasswordHasher()
+    let tokens = AccessTokenCache()
+    let lastSeen: LastSeenRecorder
+    let rateLimiter: RateLimiter
+    let accountDataStream: StreamTracker
+    let presenceStream: StreamTracker
+
+    init(configuration: Configuration, database: Database, logger: Logger) async throws {
+        self.configuration = configuration
+        self.database = database
+        lastSeen = LastSeenRecorder(store: database.accounts, logger: logger)
+        rateLimiter = RateLimiter(enabled: configuration.rateLimits.enabled)
+        accountDataStream = try await StreamTracker.load(name: "account_data", from: database,
+                                                        maxPositionSQL: ClientDataStore.maxAccountDataPositionSQL)
+        presenceStream = try await StreamTracker.load(name: "presence", from: database,
+                                                     maxPositionSQL: ClientDataStore.maxPresencePositionSQL)
+    }
+
+    var serverName: String { configuration.serverName }
+
+    // MARK: authentication
+
+    /// The access token of a request: `Authorization: Bearer` first, then the `access_token`
+    /// query parameter (both are in the specification).
+    static func accessToken(of context: RequestContext) -> String? {
+        if let header = context.request.headers["Authorization"] {
+            let parts = header.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" {
+                return String(parts[1].drop { $0 == " " })
+            }
+        }
+        if let token = context.query["access_token"], !token.isEmpty { return token }
+        return nil
+    }
+
+    /// Authenticates the request or throws 401 `M_MISSING_TOKEN` / `M_UNKNOWN_TOKEN` (with
+    /// `soft_logout` when expired) or 403 `M_USER_DEACTIVATED`. Records last-seen.
+    func authenticate(_ context: RequestContext, allowGuests: Bool = true) async throws -> Requester {
+        guard let token = Self.accessToken(of: context) else {
+            throw MatrixError(.missingToken, "Missing access token")
+        }
+        let hash = Secrets.hash(token)
+        let now = Clock.nowMilliseconds()
+        let session: AccessTokenCache.Session
+        if let cached = tokens.lookup(hash) {
+            session = cached
+        } else {
+            guard let record = try await database.accounts.accessToken(hash: hash),
+                  let user = try await database.accounts.user(id: record.userID),
+                  let userID = try? UserID(parsing: record.userID) else {
+                throw MatrixError(.unknownToken, "Unrecognised access token")
+            }
+            session = .init(userID: userID, deviceID: record.deviceID, isGuest: user.isGuest,
+                            expiresTs: record.expiresTs, deactivated: user.deactivated)
+            tokens.insert(hash, session)
+        }
+        if let expires = session.expiresTs, expires <= now {
+            throw MatrixError(.unknownToken, "Access token has expired", extra: ["soft_logout": true])
+        }
+        if session.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }
+        if session.isGuest && !allowGuests {
+            throw MatrixError(.guestAccessForbidden, "Guest access not allowed")
+        }
+        if let device = session.deviceID {
+            lastSeen.record(userID: session.userID.rawValue, deviceID: device, ts: now,
+                            ip: context.request.remoteAddress, userAgent: context.request.headers["User-Agent"])
+        }
+        return Requester(userID: session.userID, deviceID: session.deviceID, isGuest: session.isGuest, tokenHash: hash)
+    }
+
+    // MARK: sessions
+
+    struct IssuedSession: Sendable {
+        var accessToken: String
+        var refreshToken: String?
+        var expiresInMs: Int64?
+        var deviceID: String
+    }
+
+    /// Creates (or reuses) the device and issues its tokens. A refreshable session's access
+    /// token expires after the configured lifetime.
+    func issueSession(userID: UserID, deviceID requested: String?, displayName: String?, refreshable: Bool,
+                      ip: String) async throws -> IssuedSession {
+        let deviceID: String
+        if let requested {
+            deviceID = try DeviceID(parsing: requested).rawValue
+        } else {
+            deviceID = DeviceID.generate().rawValue
+        }
+        let now = Clock.nowMilliseconds()
+        // Reusing a device id logs its previous sessions out (Synapse does the same).
+        if requested != nil {
+            try await database.accounts.deleteAccessTokens(userID: userID.rawValue, deviceID: deviceID)
+            tokens.removeAll(userID: userID.rawValue, deviceID: deviceID)
+        }
+        try await database.accounts.upsertDevice(DeviceRecord(userID: userID.rawValue, deviceID: deviceID,
+                                                              displayName: displayName, lastSeenTs: now, lastSeenIP: ip,
+                                                              createdTs: now))
+        let session = newTokens(userID: userID, deviceID: deviceID, refreshable: refreshable, now: now)
+        try await database.accounts.insertAccessToken(session.record)
+        return session.issued
+    }
+
+    /// Fresh tokens for a device, and the row that stores their hashes.
+    func newTokens(userID: UserID, deviceID: String, refreshable: Bool, now: Int64)
+        -> (issued: IssuedSession, record: AccessTokenRecord) {
+        let access = Secrets.token(prefix: "myl")
+        let refresh = refreshable ? Secrets.token(prefix: "mylr") : nil
+        let lifetime = Int64(configuration.registration.refreshableAccessTokenLifetimeMs)
+        let refreshLifetime = Int64(configuration.registration.refreshTokenLifetimeMs)
+        let record = AccessTokenRecord(tokenHash: Secrets.hash(access), userID: userID.rawValue, deviceID: deviceID,
+                                       createdTs: now, expiresTs: refreshable ? now + lifetime : nil,
+                                       refreshTokenHash: refresh.map(Secrets.hash),
+                                       refreshExpiresTs: refreshable && refreshLifetime > 0 ? now + refreshLifetime : nil)
+        return (IssuedSession(accessToken: access, refreshToken: refresh, expiresInMs: refreshable ? lifetime : nil,
+                              deviceID: deviceID), record)
+    }
+
+    /// The login/registration response body of a session.
+    func sessionBody(userID: UserID, _ session: IssuedSession) -> [String: JSON] {
+        var body: [String: JSON] = [
+            "user_id": .string(userID.rawValue),
+            "access_token": .string(session.accessToken),
+            "device_id": .string(session.deviceID),
+            "home_server": .string(serverName),
+        ]
+        if let refresh = session.refreshToken { body["refresh_token"] = .string(refresh) }
+        if let expires = session.expiresInMs { body["expires_in_ms"] = .int(expires) }
+        return body
+    }
+
+    /// A user id of this server from a `user` field: a localpart or a full id (lower-cased
+    /// as Synapse does at login).
+    func localUserID(from text: String) throws -> UserID {
+        if text.hasPrefix("@") {
+            let parsed = try UserID(parsing: text)
+            guard parsed.serverName.rawValue == serverName else {
+                throw MatrixError(.forbidden, "Invalid username or password")
+            }
+            return try UserID(parsing: "@\(parsed.localpart.lowercased()):\(serverName)")
+        }
+        return try UserID(parsing: "@\(text.lowercased()):\(serverName)")
+    }
+
+    /// Checks a user's password; the user must exist, be active and have a password.
+    func checkPassword(userID: UserID, password: String) async throws -> UserRecord {
+        guard let user = try await database.accounts.user(id: userID.rawValue) else {
+            throw MatrixError(.forbidden, "Invalid username or password")
+        }
+        guard let hash = user.passwordHash else {
+            // Deactivation removes the password; Synapse then answers M_USER_DEACTIVATED.
+            if user.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }
+            throw MatrixError(.forbidden, "Invalid username or password")
+        }
+        guard await passwords.verify(password, hash: hash) else {
+            throw MatrixError(.forbidden, "Invalid username or password")
+        }
+        if user.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }
+        return user
+    }
+}
+
+/// Recently used access tokens (by hash), so that an authenticated request usually costs no
+/// database read. Bounded; entries are dropped on logout, device deletion, password change
+/// and deactivation by this process. Another process sharing PostgreSQL would see a revoked
+/// token for at most `ttlMs`.
+final class AccessTokenCache: Sendable {
+    struct Session: Sendable {
+        let userID: UserID
+        let deviceID: String?
+        let isGuest: Bool
+        let expiresTs: Int64?
+        let deactivated: Bool
+    }
+
+    private struct Entry {
+        let session: Session
+        let cachedAt: Int64
+    }
+
+    static let capacity = 50_000
+    static let ttlMs: Int64 = 60_000
+    private let entries = Mutex<[String: Entry]>([:])
+
+    func lookup(_ hash: String) -> Session? {
+        let now = Clock.nowMilliseconds()
+        return entries.withLock { entries in
+            guard let entry = entries[hash] else { return nil }
+            if now - entry.cachedAt > Self.ttlMs {
+                entries[hash] = nil
+                return nil
+            }
+            return entry.session
+        }
+    }
+
+    func insert(_ hash: String, _ session: Session) {
+        let now = Clock.nowMilliseconds()
+        entries.withLock { entries in
+            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            entries[hash] = Entry(session: session, cachedAt: now)
+        }
+    }
+
+    func remove(_ hash: String) { entries.withLock { _ = $0.removeValue(forKey: hash) } }
+
+    /// Drops every cached token of the user, or of one of its devices.
+    func removeAll(userID: String, deviceID: String? = nil) {
+        entries.withLock { entries in
+            entries = entries.filter { _, entry in
+                !(entry.session.userID.rawValue == userID && (deviceID == nil || entry.session.deviceID == deviceID))
+            }
+        }
+    }
+}

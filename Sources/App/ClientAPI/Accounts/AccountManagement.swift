@@ -1,0 +1,97 @@
+import Matrix
+import Persistence
+import Transport
+
+/// `POST /account/password`, `POST /account/deactivate`, `GET /account/3pid` and
+/// `POST /user/{userId}/openid/request_token` (spec: client-server API, "Account
+/// management", "OpenID"), plus the federation `openid/userinfo` that checks those tokens.
+enum AccountManagement {
+    static let openIDLifetimeSeconds: Int64 = 3600
+
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.post, "/account/password") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context, allowGuests: false)
+            let body = try await context.jsonObject()
+            guard let password = body["new_password"]?.stringValue else {
+                throw MatrixError(.missingParam, "Missing new_password")
+            }
+            guard password.utf8.count <= Registration.maxPasswordLength else {
+                throw MatrixError(.invalidParam, "Password too long")
+            }
+            try await UserInteractiveAuth(flows: [[.password]], passwordUser: requester.userID).check(body, accounts: accounts)
+            let logout = body["logout_devices"]?.boolValue ?? true
+            let hash = try await accounts.passwords.hash(password)
+            let user = requester.userID.rawValue
+            try await accounts.database.accounts.setPassword(userID: user, hash: hash,
+                                                             logoutExcept: logout ? .some(requester.deviceID) : nil)
+            if logout {
+                // Other devices' cached tokens go; the requester's session stays.
+                let keep = requester.tokenHash
+                let session = accounts.tokens.lookup(keep)
+                accounts.tokens.removeAll(userID: user)
+                if let session { accounts.tokens.insert(keep, session) }
+            }
+            return .json([:])
+        }
+        routes.client(.post, "/account/deactivate") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            let body = try await context.jsonObject()
+            try await Devices.authorizeDeletion(requester: requester, body: body, accounts: accounts)
+            let user = requester.userID.rawValue
+            // Leaving every room comes with the rooms issue (the RoomActor writes the leaves).
+            try await accounts.database.accounts.deactivate(userID: user, erase: body["erase"]?.boolValue ?? false)
+            accounts.tokens.removeAll(userID: user)
+            accounts.lastSeen.forget(userID: user)
+            context.app.logger.info("deactivated \(user)")
+            return .json(["id_server_unbind_result": "no-support"])
+        }
+        routes.client(.get, "/account/3pid") { context in
+            _ = try await context.app.accounts.authenticate(context)
+            return .json(["threepids": .array([])])
+        }
+        routes.client(.post, "/user/{userId}/openid/request_token") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
+                throw MatrixError(.forbidden, "Cannot request tokens for other users.")
+            }
+            let token = Secrets.token(prefix: "myo")
+            let expires = Clock.nowMilliseconds() + openIDLifetimeSeconds * 1000
+            try await accounts.database.clientData.addOpenIDToken(hash: Secrets.hash(token), userID: requester.userID.rawValue,
+                                                                  expiresTs: expires)
+            return .json(["access_token": .string(token), "token_type": "Bearer",
+                          "matrix_server_name": .string(accounts.serverName), "expires_in": .int(openIDLifetimeSeconds)])
+        }
+        routes.get("/_matrix/federation/v1/openid/userinfo") { context in
+            guard let token = context.query["access_token"],
+                  let user = try await context.app.database.clientData.openIDUser(hash: Secrets.hash(token),
+                                                                                  now: Clock.nowMilliseconds()) else {
+                throw MatrixError(.unknownToken, "Access Token unknown or expired")
+            }
+            return .json(["sub": .string(user)])
+        }
+    }
+}
+
+/// `GET /capabilities` (spec: client-server API, "Capabilities negotiation").
+enum Capabilities {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.get, "/capabilities") { context in
+            _ = try await context.app.accounts.authenticate(context)
+            var available: [String: JSON] = [:]
+            for version in RoomVersion.all {
+                available[version.id] = .string(version.stability == .stable ? "stable" : "unstable")
+            }
+            return .json(["capabilities": [
+                "m.change_password": ["enabled": true],
+                "m.room_versions": ["default": .string(RoomVersion.recommendedDefault.id), "available": .object(available)],
+                "m.set_displayname": ["enabled": true],
+                "m.set_avatar_url": ["enabled": true],
+                "m.3pid_changes": ["enabled": false],
+                "m.get_login_token": ["enabled": false],
+            ]])
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import Matrix
+import Persistence
+import Transport
+
+/// `GET /devices`, `GET/PUT/DELETE /devices/{deviceId}` and `POST /delete_devices`
+/// (spec: client-server API, "Device management"). Deleting a device revokes its tokens;
+/// deletion needs user-interactive authentication with the account's password.
+enum Devices {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.get, "/devices") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            let devices = try await accounts.database.accounts.devices(of: requester.userID.rawValue)
+            return .json(["devices": .array(devices.map { json($0, accounts: accounts) })])
+        }
+        routes.client(.get, "/devices/{deviceId}") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            guard let device = try await accounts.database.accounts.device(userID: requester.userID.rawValue,
+                                                                           deviceID: context.parameter("deviceId")) else {
+                throw MatrixError(.notFound, "Device not found")
+            }
+            return .json(json(device, accounts: accounts))
+        }
+        routes.client(.put, "/devices/{deviceId}") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            let body = try await context.jsonObject()
+            let user = requester.userID.rawValue
+            let deviceID = context.parameter("deviceId")
+            guard var device = try await accounts.database.accounts.device(userID: user, deviceID: deviceID) else {
+                throw MatrixError(.notFound, "Device not found")
+            }
+            if let name = body["display_name"] {
+                guard let text = name.stringValue else { throw MatrixError(.badJSON, "display_name must be a string") }
+                guard text.utf8.count <= 100 else {
+                    throw MatrixError(.invalidParam, "Device display name is too long (max 100)")
+                }
+                device.displayName = text
+                try await accounts.database.accounts.upsertDevice(device)
+            }
+            return .json([:])
+        }
+        routes.client(.delete, "/devices/{deviceId}") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            let body = try await optionalBody(context)
+            try await authorizeDeletion(requester: requester, body: body, accounts: accounts)
+            try await delete([context.parameter("deviceId")], of: requester, accounts: accounts)
+            return .json([:])
+        }
+        routes.client(.post, "/delete_devices") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            let body = try await context.jsonObject()
+            guard let list = body["devices"]?.arrayValue else { throw MatrixError(.badJSON, "Missing devices") }
+            let ids = try list.map { item -> String in
+                guard let id = item.stringValue else { throw MatrixError(.badJSON, "devices must be strings") }
+                return id
+            }
+            try await authorizeDeletion(requester: requester, body: body, accounts: accounts)
+            try await delete(ids, of: requester, accounts: accounts)
+            return .json([:])
+        }
+    }
+
+    /// A device as Synapse serves it: every key present, null when unknown (clients such as
+    /// matrix-nio index them). Last-seen values not yet flushed are overlaid.
+    static func json(_ device: DeviceRecord, accounts: Accounts) -> JSON {
+        var ts = device.lastSeenTs
+        var ip = device.lastSeenIP
+        if let pending = accounts.lastSeen.pendingSeen(userID: device.userID, deviceID: device.deviceID) {
+            ts = pending.ts
+            ip = pending.ip
+        }
+        return .object([
+            "user_id": .string(device.userID),
+            "device_id": .string(device.deviceID),
+            "display_name": device.displayName.map { .string($0) } ?? .null,
+            "last_seen_ts": ts.map { .int($0) } ?? .null,
+            "last_seen_ip": ip.map { .string($0) } ?? .null,
+        ])
+    }
+
+    /// DELETE may come without a body (the first, unauthenticated UIA round).
+    static func optionalBody(_ context: RequestContext) async throws -> [String: JSON] {
+        let bytes = try await context.request.body.collect()
+        return bytes.isEmpty ? [:] : try RequestContext.jsonObject(from: bytes)
+    }
+
+    static func authorizeDeletion(requester: Requester, body: [String: JSON], accounts: Accounts) async throws {
+        // A guest or password-less account has no password stage to offer.
+        let user = try await accounts.database.accounts.user(id: requester.userID.rawValue)
+        let uia = user?.passwordHash == nil
+            ? UserInteractiveAuth(flows: [[.dummy]])
+            : UserInteractiveAuth(flows: [[.password]], passwordUser: requester.userID)
+        try await uia.check(body, accounts: accounts)
+    }
+
+    static func delete(_ ids: [String], of requester: Requester, accounts: Accounts) async throws {
+        let user = requester.userID.rawValue
+        try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: ids)
+        for id in ids {
+            accounts.tokens.removeAll(userID: user, deviceID: id)
+            accounts.lastSeen.forget(userID: user, deviceID: id)
+        }
+    }
+}

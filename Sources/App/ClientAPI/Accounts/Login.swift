@@ -1,0 +1,107 @@
+import Matrix
+import Persistence
+import Transport
+
+/// `GET/POST /login`, `/logout`, `/logout/all`, `/refresh` and `/account/whoami`
+/// (spec: client-server API, "Login", "Refreshing access tokens", "Current account information").
+enum Login {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.get, "/login") { _ in
+            .json(["flows": [["type": "m.login.password"]]])
+        }
+        routes.client(.post, "/login", login)
+        routes.client(.post, "/logout") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            // Logging out deletes the device too, as in Synapse.
+            if let device = requester.deviceID {
+                try await accounts.database.accounts.deleteDevice(userID: requester.userID.rawValue, deviceID: device)
+                accounts.tokens.removeAll(userID: requester.userID.rawValue, deviceID: device)
+                accounts.lastSeen.forget(userID: requester.userID.rawValue, deviceID: device)
+            } else {
+                try await accounts.database.accounts.deleteAccessToken(hash: requester.tokenHash)
+            }
+            accounts.tokens.remove(requester.tokenHash)
+            return .json([:])
+        }
+        routes.client(.post, "/logout/all") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            let user = requester.userID.rawValue
+            let devices = try await accounts.database.accounts.devices(of: user).map(\.deviceID)
+            try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: devices)
+            try await accounts.database.accounts.deleteAccessTokens(userID: user, deviceID: nil)
+            accounts.tokens.removeAll(userID: user)
+            accounts.lastSeen.forget(userID: user)
+            return .json([:])
+        }
+        routes.client(.get, "/account/whoami") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            var body: [String: JSON] = ["user_id": .string(requester.userID.rawValue), "is_guest": .bool(requester.isGuest)]
+            if let device = requester.deviceID { body["device_id"] = .string(device) }
+            return .json(.object(body))
+        }
+        routes.client(.post, "/refresh", versions: ["v1", "v3"], refresh)
+    }
+
+    static func login(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let ip = context.request.remoteAddress
+        let body = try await context.jsonObject()
+        try accounts.rateLimiter.check("login:" + ip, accounts.configuration.rateLimits.login)
+        guard let type = body["type"]?.stringValue else { throw MatrixError(.badJSON, "Missing type") }
+        guard type == "m.login.password" else {
+            throw MatrixError(.unknown, "Unknown login type \(type)", status: 400)
+        }
+        let userText: String
+        if let identifier = body["identifier"] {
+            guard let object = identifier.objectValue else { throw MatrixError(.badJSON, "Invalid identifier") }
+            guard object["type"]?.stringValue == "m.id.user" else {
+                throw MatrixError(.unknown, "Unknown login identifier type", status: 400)
+            }
+            guard let user = object["user"]?.stringValue else { throw MatrixError(.badJSON, "Missing identifier.user") }
+            userText = user
+        } else if let user = body["user"]?.stringValue {
+            userText = user
+        } else {
+            throw MatrixError(.badJSON, "Missing identifier")
+        }
+        guard let password = body["password"]?.stringValue else { throw MatrixError(.badJSON, "Missing password") }
+        if let value = body["device_id"], value.stringValue == nil { throw MatrixError(.badJSON, "Invalid device_id") }
+
+        let userID = try accounts.localUserID(from: userText)
+        // Per account: slows password guessing against one user from many addresses.
+        try accounts.rateLimiter.check("login-account:" + userID.rawValue, accounts.configuration.rateLimits.login)
+        _ = try await accounts.checkPassword(userID: userID, password: password)
+        let session = try await accounts.issueSession(
+            userID: userID, deviceID: body["device_id"]?.stringValue,
+            displayName: body["initial_device_display_name"]?.stringValue,
+            refreshable: body["refresh_token"]?.boolValue ?? false, ip: ip)
+        return .json(.object(accounts.sessionBody(userID: userID, session)))
+    }
+
+    static func refresh(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let body = try await context.jsonObject()
+        guard let token = body["refresh_token"]?.stringValue else { throw MatrixError(.missingParam, "Missing refresh_token") }
+        let oldHash = Secrets.hash(token)
+        guard let old = try await accounts.database.accounts.accessToken(refreshHash: oldHash),
+              let deviceID = old.deviceID, let userID = try? UserID(parsing: old.userID) else {
+            throw MatrixError(.unknownToken, "Unknown refresh token", extra: ["soft_logout": false])
+        }
+        let now = Clock.nowMilliseconds()
+        if let expires = old.refreshExpiresTs, expires <= now {
+            throw MatrixError(.unknownToken, "Refresh token has expired", extra: ["soft_logout": false])
+        }
+        let fresh = accounts.newTokens(userID: userID, deviceID: deviceID, refreshable: true, now: now)
+        // A refresh token is used once: a second use (a replay) finds nothing.
+        guard try await accounts.database.accounts.rotateRefreshToken(oldRefreshHash: oldHash, new: fresh.record) else {
+            throw MatrixError(.unknownToken, "Unknown refresh token", extra: ["soft_logout": false])
+        }
+        accounts.tokens.remove(old.tokenHash)
+        var response: [String: JSON] = ["access_token": .string(fresh.issued.accessToken)]
+        if let refresh = fresh.issued.refreshToken { response["refresh_token"] = .string(refresh) }
+        if let expires = fresh.issued.expiresInMs { response["expires_in_ms"] = .int(expires) }
+        return .json(.object(response))
+    }
+}

@@ -1,0 +1,56 @@
+import Matrix
+import Persistence
+import Transport
+
+/// `GET/PUT /presence/{userId}/status` (spec: client-server API, "Presence"). Each change
+/// takes a position on the presence stream, which sync reads. With `presence.enabled: false`
+/// nothing is stored: PUT is accepted and ignored and GET answers `offline`, as Synapse does.
+enum Presence {
+    static let states: Set<String> = ["online", "offline", "unavailable"]
+    /// A user active within this long is `currently_active` (Synapse: 60 s of busy-ness).
+    static let currentlyActiveMs: Int64 = 60_000
+
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.put, "/presence/{userId}/status") { context in
+            let accounts = context.app.accounts
+            let requester = try await accounts.authenticate(context)
+            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
+                throw MatrixError(.forbidden, "Can only set your own presence state")
+            }
+            let body = try await context.jsonObject()
+            guard let state = body["presence"]?.stringValue else { throw MatrixError(.missingParam, "Missing presence") }
+            guard states.contains(state) else { throw MatrixError(.invalidParam, "Invalid presence state \(state)") }
+            if let message = body["status_msg"], !message.isNull, message.stringValue == nil {
+                throw MatrixError(.badJSON, "status_msg must be a string")
+            }
+            guard accounts.configuration.presence.enabled else { return .json([:]) }
+            let presence = ClientDataStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
+                                                    lastActiveTs: Clock.nowMilliseconds())
+            try await accounts.presenceStream.withNextPosition { position in
+                try await accounts.database.clientData.setPresence(userID: requester.userID.rawValue, presence,
+                                                                   position: position)
+            }
+            return .json([:])
+        }
+        routes.client(.get, "/presence/{userId}/status") { context in
+            let accounts = context.app.accounts
+            _ = try await accounts.authenticate(context)
+            let target = try UserID(parsing: context.parameter("userId"))
+            guard accounts.configuration.presence.enabled else { return .json(["presence": "offline"]) }
+            guard try await accounts.database.accounts.user(id: target.rawValue) != nil else {
+                throw MatrixError(.notFound, "Unknown user")
+            }
+            guard let stored = try await accounts.database.clientData.presence(userID: target.rawValue) else {
+                return .json(["presence": "offline"])
+            }
+            let ago = max(0, Clock.nowMilliseconds() - stored.lastActiveTs)
+            var body: [String: JSON] = [
+                "presence": .string(stored.state),
+                "last_active_ago": .int(ago),
+                "currently_active": .bool(stored.state == "online" && ago < currentlyActiveMs),
+            ]
+            if let message = stored.statusMessage { body["status_msg"] = .string(message) }
+            return .json(.object(body))
+        }
+    }
+}

@@ -1,0 +1,151 @@
+import Matrix
+import Persistence
+import Transport
+
+/// `POST /register`, `GET /register/available` and the registration-token validity check
+/// (spec: client-server API, "Account registration").
+enum Registration {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.post, "/register", register)
+        routes.client(.get, "/register/available") { context in
+            let accounts = context.app.accounts
+            try accounts.rateLimiter.check("register:" + context.request.remoteAddress,
+                                           accounts.configuration.rateLimits.registration)
+            guard let username = context.query["username"] else {
+                throw MatrixError(.missingParam, "Missing username")
+            }
+            let userID = try validatedNewUserID(username, serverName: accounts.serverName)
+            if try await accounts.database.accounts.user(id: userID.rawValue) != nil {
+                throw MatrixError(.userInUse, "User ID already taken.")
+            }
+            return .json(["available": true])
+        }
+        routes.client(.get, "/register/m.login.registration_token/validity", versions: ["v1"]) { context in
+            let accounts = context.app.accounts
+            try accounts.rateLimiter.check("register:" + context.request.remoteAddress,
+                                           accounts.configuration.rateLimits.registration)
+            guard let token = context.query["token"] else { throw MatrixError(.missingParam, "Missing token") }
+            guard accounts.configuration.registration.enabled else {
+                throw MatrixError(.forbidden, "Registration has been disabled")
+            }
+            let valid = accounts.configuration.registration.registrationToken.map { $0 == token } ?? false
+            return .json(["valid": .bool(valid)])
+        }
+    }
+
+    /// The specification's rules for a new localpart (historical grammar excluded) plus
+    /// Synapse's reservations: a leading `_` (bridges' namespaces) and all-digit names
+    /// (guests). Throws `M_INVALID_USERNAME`.
+    static func validatedNewUserID(_ localpart: String, serverName: String) throws -> UserID {
+        guard !localpart.isEmpty else { throw MatrixError(.invalidUsername, "User ID cannot be empty") }
+        if localpart.lowercased() != localpart {
+            throw MatrixError(.invalidUsername, "User ID may not contain upper-case letters")
+        }
+        guard localpart.utf8.allSatisfy(UserID.isStrictLocalpartByteValue) else {
+            throw MatrixError(.invalidUsername, "User ID can only contain characters a-z, 0-9, or '=_-./+'")
+        }
+        if localpart.hasPrefix("_") { throw MatrixError(.invalidUsername, "User ID may not begin with _") }
+        if localpart.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
+            throw MatrixError(.invalidUsername, "Numeric user IDs are reserved for guest users.")
+        }
+        guard ("@" + localpart + ":" + serverName).utf8.count <= 255 else {
+            throw MatrixError(.invalidUsername, "User ID may not be longer than 255 characters")
+        }
+        do {
+            return try UserID(parsing: "@\(localpart):\(serverName)")
+        } catch {
+            throw MatrixError(.invalidUsername, "Invalid user ID")
+        }
+    }
+
+    static let maxPasswordLength = 512
+
+    static func register(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let settings = accounts.configuration.registration
+        let ip = context.request.remoteAddress
+        let kind = context.query["kind"] ?? "user"
+        guard kind == "user" || kind == "guest" else {
+            throw MatrixError(.invalidParam, "Invalid kind \(kind)")
+        }
+        let body = try await context.jsonObject()
+        try accounts.rateLimiter.check("register:" + ip, accounts.configuration.rateLimits.registration)
+
+        if kind == "guest" {
+            guard settings.allowGuests else { throw MatrixError(.forbidden, "Guest access is disabled") }
+            var localpart = ""
+            for b in Secrets.token(prefix: "g").utf8.dropFirst(2) where localpart.count < 12 {
+                localpart.append(String(b % 10))
+            }
+            let userID = try UserID(parsing: "@\(localpart):\(accounts.serverName)")
+            guard try await accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, isGuest: true)) else {
+                throw MatrixError(.userInUse, "User ID already taken.")
+            }
+            let session = try await accounts.issueSession(
+                userID: userID, deviceID: body["device_id"]?.stringValue,
+                displayName: body["initial_device_display_name"]?.stringValue,
+                refreshable: body["refresh_token"]?.boolValue ?? false, ip: ip)
+            return .json(.object(accounts.sessionBody(userID: userID, session)))
+        }
+
+        guard settings.enabled else { throw MatrixError(.forbidden, "Registration has been disabled") }
+        if let value = body["username"], value.stringValue == nil {
+            throw MatrixError(.invalidParam, "Invalid username")
+        }
+        if let value = body["password"], value.stringValue == nil {
+            throw MatrixError(.invalidParam, "Invalid password")
+        }
+        let password = body["password"]?.stringValue
+        if let password, password.utf8.count > maxPasswordLength {
+            throw MatrixError(.invalidParam, "Password too long")
+        }
+        // The username is checked before authentication, as Synapse does, so that a client
+        // learns of a bad or taken name before the user completes any stage.
+        var requested: UserID?
+        if let username = body["username"]?.stringValue {
+            let userID = try validatedNewUserID(username, serverName: accounts.serverName)
+            if try await accounts.database.accounts.user(id: userID.rawValue) != nil {
+                throw MatrixError(.userInUse, "User ID already taken.")
+            }
+            requested = userID
+        }
+        let uia = settings.registrationToken != nil
+            ? UserInteractiveAuth(flows: [[.registrationToken]], registrationToken: settings.registrationToken)
+            : UserInteractiveAuth(flows: [[.dummy]])
+        try await uia.check(body, accounts: accounts)
+        guard let password else { throw MatrixError(.missingParam, "Missing password") }
+
+        let hash = try await accounts.passwords.hash(password)
+        var userID: UserID
+        if let requested {
+            userID = requested
+            guard try await accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, passwordHash: hash)) else {
+                throw MatrixError(.userInUse, "User ID already taken.")
+            }
+        } else {
+            repeat {
+                let random = Secrets.token(prefix: "u").utf8.dropFirst(2).prefix(10)
+                    .map { Character(Unicode.Scalar(UInt8(ascii: "a") + $0 % 26)) }
+                userID = try UserID(parsing: "@\(String(random)):\(accounts.serverName)")
+            } while try await !accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, passwordHash: hash))
+        }
+        context.app.logger.info("registered \(userID)")
+
+        if body["inhibit_login"]?.boolValue == true {
+            return .json(["user_id": .string(userID.rawValue), "home_server": .string(accounts.serverName)])
+        }
+        let session = try await accounts.issueSession(
+            userID: userID, deviceID: body["device_id"]?.stringValue,
+            displayName: body["initial_device_display_name"]?.stringValue,
+            refreshable: body["refresh_token"]?.boolValue ?? false, ip: ip)
+        return .json(.object(accounts.sessionBody(userID: userID, session)))
+    }
+}
+
+extension UserID {
+    /// The strict localpart grammar, byte by byte (`a-z 0-9 . _ = - / +`).
+    static func isStrictLocalpartByteValue(_ b: UInt8) -> Bool {
+        (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == UInt8(ascii: "-") || b == UInt8(ascii: ".")
+            || b == UInt8(ascii: "=") || b == UInt8(ascii: "_") || b == UInt8(ascii: "/") || b == UInt8(ascii: "+")
+    }
+}

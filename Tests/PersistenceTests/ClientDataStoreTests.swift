@@ -1,0 +1,98 @@
+import Testing
+@testable import Persistence
+
+@Suite("Client data store (account data, presence, filters, OpenID) and account-store additions")
+struct ClientDataStoreTests {
+    @Test(arguments: Backend.enabled)
+    func accountDataPresenceFiltersOpenID(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let store = database.clientData
+            try await store.putAccountData(userID: "@a:t", roomID: nil, type: "x", content: #"{"v":1}"#, position: 1)
+            try await store.putAccountData(userID: "@a:t", roomID: "!r:t", type: "x", content: #"{"v":2}"#, position: 2)
+            try await store.putAccountData(userID: "@a:t", roomID: nil, type: "x", content: #"{"v":3}"#, position: 3)
+            #expect(try await store.accountData(userID: "@a:t", roomID: nil, type: "x") == #"{"v":3}"#)
+            #expect(try await store.accountData(userID: "@a:t", roomID: "!r:t", type: "x") == #"{"v":2}"#)
+            #expect(try await store.accountData(userID: "@b:t", roomID: nil, type: "x") == nil)
+            try await store.updateAccountData(userID: "@a:t", roomID: "!r:t", type: "m.tag", position: 4) { current in
+                #expect(current == nil)
+                return #"{"tags":{}}"#
+            }
+            let changes = try await store.accountDataChanges(userID: "@a:t", since: 1)
+            #expect(changes.map(\.type) == ["x", "x", "m.tag"])
+            #expect(changes.map(\.roomID) == ["!r:t", nil, "!r:t"])
+            let tracker = try await StreamTracker.load(name: "account_data", from: database,
+                                                       maxPositionSQL: ClientDataStore.maxAccountDataPositionSQL)
+            #expect(tracker.visiblePosition == 4)
+
+            #expect(try await store.presence(userID: "@a:t") == nil)
+            let online = ClientDataStore.Presence(state: "online", statusMessage: "hi", lastActiveTs: 10)
+            try await store.setPresence(userID: "@a:t", online, position: 1)
+            try await store.setPresence(userID: "@a:t", .init(state: "offline", statusMessage: nil, lastActiveTs: 20), position: 2)
+            #expect(try await store.presence(userID: "@a:t") == .init(state: "offline", statusMessage: nil, lastActiveTs: 20))
+
+            #expect(try await store.addFilter(userID: "@a:t", json: "{}") == 0)
+            #expect(try await store.addFilter(userID: "@a:t", json: #"{"x":1}"#) == 1)
+            #expect(try await store.addFilter(userID: "@b:t", json: "{}") == 0)
+            #expect(try await store.filter(userID: "@a:t", filterID: 1) == #"{"x":1}"#)
+            #expect(try await store.filter(userID: "@a:t", filterID: 2) == nil)
+
+            try await store.addOpenIDToken(hash: "h", userID: "@a:t", expiresTs: 1_000)
+            #expect(try await store.openIDUser(hash: "h", now: 999) == "@a:t")
+            #expect(try await store.openIDUser(hash: "h", now: 1_001) == nil)
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func accountStoreAdditions(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let store = database.accounts
+            #expect(try await store.createUser(UserRecord(userID: "@alice:t", passwordHash: "old", displayname: "Alice")))
+            #expect(try await store.createUser(UserRecord(userID: "@albert:t", displayname: "50% off_")))
+            #expect(try await store.createUser(UserRecord(userID: "@zed:t", isGuest: true)))
+            for device in ["A", "B", "C"] {
+                try await store.upsertDevice(DeviceRecord(userID: "@alice:t", deviceID: device))
+                try await store.insertAccessToken(AccessTokenRecord(tokenHash: "tok" + device, userID: "@alice:t", deviceID: device,
+                                                                    refreshTokenHash: "ref" + device))
+            }
+            try await store.recordLastSeen([("@alice:t", "A", 77, "10.0.0.1", "ua"), ("@alice:t", "GONE", 1, "x", nil)])
+            #expect(try await store.device(userID: "@alice:t", deviceID: "A")?.lastSeenTs == 77)
+            #expect(try await store.device(userID: "@alice:t", deviceID: "GONE") == nil)
+
+            try await store.deleteDevices(userID: "@alice:t", deviceIDs: ["C"])
+            #expect(try await store.accessToken(hash: "tokC") == nil)
+            #expect(try await store.rotateRefreshToken(oldRefreshHash: "refB",
+                                                       new: AccessTokenRecord(tokenHash: "tokB2", userID: "@alice:t", deviceID: "B",
+                                                                              refreshTokenHash: "refB2")))
+            #expect(try await store.rotateRefreshToken(oldRefreshHash: "refB",
+                                                       new: AccessTokenRecord(tokenHash: "tokB3", userID: "@alice:t", deviceID: "B")) == false)
+            #expect(try await store.accessToken(hash: "tokB") == nil)
+            #expect(try await store.accessToken(hash: "tokB2") != nil)
+
+            try await store.setPassword(userID: "@alice:t", hash: "new", logoutExcept: .some("A"))
+            #expect(try await store.user(id: "@alice:t")?.passwordHash == "new")
+            #expect(try await store.devices(of: "@alice:t").map(\.deviceID) == ["A"])
+            #expect(try await store.accessToken(hash: "tokA") != nil)
+            #expect(try await store.accessToken(hash: "tokB2") == nil)
+
+            #expect(try await store.setProfileField(userID: "@alice:t", field: .avatarURL, value: "mxc://t/a"))
+            #expect(try await store.setProfileField(userID: "@nobody:t", field: .displayname, value: "x") == false)
+
+            // Localparts and display names match; the server name, guests and LIKE wildcards do not.
+            #expect(try await store.searchUsers(term: "AL", serverName: "t", limit: 10).map(\.userID) == ["@albert:t", "@alice:t"])
+            #expect(try await store.searchUsers(term: "t", serverName: "t", limit: 10).map(\.userID) == ["@albert:t"])
+            #expect(try await store.searchUsers(term: "%", serverName: "t", limit: 10).map(\.userID) == ["@albert:t"])
+            #expect(try await store.searchUsers(term: "f_", serverName: "t", limit: 10).map(\.userID) == ["@albert:t"])
+            #expect(try await store.searchUsers(term: "e_", serverName: "t", limit: 10).isEmpty)
+            #expect(try await store.searchUsers(term: "zed", serverName: "t", limit: 10).isEmpty)
+
+            try await store.deactivate(userID: "@alice:t", erase: true)
+            let alice = try await store.user(id: "@alice:t")
+            #expect(alice?.deactivated == true)
+            #expect(alice?.passwordHash == nil)
+            #expect(alice?.displayname == nil)
+            #expect(try await store.devices(of: "@alice:t").isEmpty)
+            #expect(try await store.accessToken(hash: "tokA") == nil)
+            #expect(try await store.searchUsers(term: "alice", serverName: "t", limit: 10).isEmpty)
+        }
+    }
+}
