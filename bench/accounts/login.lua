@@ -1,0 +1,3 @@
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"bench"},"password":"bench-password"}'
