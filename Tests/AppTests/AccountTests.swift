@@ -138,6 +138,10 @@ struct AccountTests {
             #expect(inhibited.json["user_id"] == "@erin:localhost")
             #expect(inhibited.json["access_token"] == nil)
 
+            let noTokens = try await client.call("GET", "/_matrix/client/v1/register/m.login.registration_token/validity?token=x")
+            #expect(noTokens.status == 403)
+            #expect(noTokens.errcode == "M_FORBIDDEN")
+
             let guest = try await client.call("POST", "/register?kind=guest", .object([:]))
             #expect(guest.status == 403)
             #expect(guest.errcode == "M_FORBIDDEN")
@@ -188,6 +192,10 @@ struct AccountTests {
     @Test func guestsWhenAllowed() async throws {
         try await withMyelin({ $0.registration.allowGuests = true }) { port, _ in
             var client = try MatrixTestClient(port: port)
+            let noTokens = try await client.call("GET", "/_matrix/client/v1/register/m.login.registration_token/validity?token=x")
+            #expect(noTokens.status == 403)
+            #expect(noTokens.errcode == "M_FORBIDDEN")
+
             let guest = try await client.call("POST", "/register?kind=guest", .object([:]))
             #expect(guest.status == 200)
             client.token = guest.json["access_token"]?.stringValue
@@ -232,6 +240,21 @@ struct AccountTests {
             #expect(statuses.last == 429)
             #expect(last?.errcode == "M_LIMIT_EXCEEDED")
             #expect((last?.json["retry_after_ms"]?.intValue ?? 0) > 0)
+        }
+        try await withMyelin({ $0.rateLimits.enabled = true }) { port, _ in
+            let client = try MatrixTestClient(port: port)
+            // UIA challenges do not count; the fourth account creation in a burst does.
+            for name in ["u1", "u2", "u3"] {
+                #expect(try await client.call("POST", "/register", ["username": .string(name), "password": "pw"]).status == 401)
+                let done = try await client.call("POST", "/register", ["username": .string(name), "password": "pw",
+                                                                       "auth": ["type": "m.login.dummy"]])
+                #expect(done.status == 200)
+            }
+            let limited = try await client.call("POST", "/register", ["username": "u4", "password": "pw",
+                                                                      "auth": ["type": "m.login.dummy"]])
+            #expect(limited.status == 429)
+            #expect(limited.errcode == "M_LIMIT_EXCEEDED")
+            #expect((limited.json["retry_after_ms"]?.intValue ?? 0) > 0)
         }
         // rate_limits.enabled: false turns every limit off.
         try await withMyelin { port, _ in
