@@ -204,11 +204,12 @@ struct AccountTests {
     }
 
     @Test func refreshTokensRotateAndAccessTokensExpire() async throws {
-        try await withMyelin({ $0.registration.refreshableAccessTokenLifetimeMs = 1000 }) { port, _ in
+        try await withMyelin({ $0.registration.refreshableAccessTokenLifetimeMs = 5000 }) { port, _ in
             let (alice, reply) = try await MatrixTestClient.registered(port: port, "alice", extra: ["refresh_token": true])
             let refresh = try #require(reply.json["refresh_token"]?.stringValue)
             #expect(try await alice.call("GET", "/account/whoami").status == 200)
-            try await Task.sleep(for: .milliseconds(1200))
+            // The token is issued after hashing, so the lifetime runs from just before the reply.
+            try await Task.sleep(for: .milliseconds(5200))
             let expired = try await alice.call("GET", "/account/whoami")
             #expect(expired.status == 401)
             #expect(expired.errcode == "M_UNKNOWN_TOKEN")
