@@ -227,8 +227,16 @@ struct AccountTests {
         }
     }
 
+    /// Limits on, refilled so slowly that a loaded machine cannot refill a token mid-test.
+    static func slowRefill(_ configuration: inout Configuration) {
+        configuration.rateLimits.enabled = true
+        configuration.rateLimits.login = .init(perSecond: 0.001, burst: 3)
+        configuration.rateLimits.registration = .init(perSecond: 0.001, burst: 3)
+    }
+
     @Test func loginAndRegistrationAreRateLimited() async throws {
-        try await withMyelin({ $0.rateLimits.enabled = true }) { port, _ in
+        let slowRefill = Self.slowRefill
+        try await withMyelin(slowRefill) { port, _ in
             let client = try MatrixTestClient(port: port)
             var statuses: [Int] = []
             var last: MatrixTestClient.Reply?
@@ -242,7 +250,7 @@ struct AccountTests {
             #expect(last?.errcode == "M_LIMIT_EXCEEDED")
             #expect((last?.json["retry_after_ms"]?.intValue ?? 0) > 0)
         }
-        try await withMyelin({ $0.rateLimits.enabled = true }) { port, _ in
+        try await withMyelin(slowRefill) { port, _ in
             let client = try MatrixTestClient(port: port)
             // UIA challenges do not count; the fourth account creation in a burst does.
             for name in ["u1", "u2", "u3"] {
@@ -296,5 +304,31 @@ struct AccessLogRedactionTests {
         #expect(MyelinApp.redacted("/x?a=1&access_token=s1&b=2&access_token=s2")
                 == "/x?a=1&access_token=<redacted>&b=2&access_token=<redacted>")
         #expect(MyelinApp.redacted("/x?a=1") == "/x?a=1")
+    }
+}
+
+@Suite("Rate limiter token buckets")
+struct RateLimiterTests {
+    @Test func burstThenRefill() throws {
+        let limiter = RateLimiter(enabled: true)
+        let limit = Configuration.RateLimit(perSecond: 0.5, burst: 2)
+        try limiter.check("k", limit, now: 0)
+        try limiter.check("k", limit, now: 0)
+        let error = #expect(throws: MatrixError.self) { try limiter.check("k", limit, now: 0) }
+        #expect(error?.code == .limitExceeded)
+        #expect(error?.status == 429)
+        #expect(error?.extra["retry_after_ms"] == 2000)
+        // Other keys have their own bucket.
+        try limiter.check("other", limit, now: 0)
+        // One token back after 2 s at 0.5/s, not two.
+        try limiter.check("k", limit, now: 2000)
+        #expect(throws: MatrixError.self) { try limiter.check("k", limit, now: 2000) }
+        #expect(throws: MatrixError.self) { try limiter.check("k", limit, now: 2999) }
+        try limiter.check("k", limit, now: 4000)
+    }
+
+    @Test func disabledNeverRefuses() throws {
+        let limiter = RateLimiter(enabled: false)
+        for _ in 0..<100 { try limiter.check("k", .init(perSecond: 0.001, burst: 1), now: 0) }
     }
 }
