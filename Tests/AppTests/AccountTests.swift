@@ -130,6 +130,15 @@ struct AccountTests {
             #expect(try await client.call("GET", "/register/available?username=carol").errcode == "M_USER_IN_USE")
             #expect(try await client.call("GET", "/register/available?username=Dave").errcode == "M_INVALID_USERNAME")
 
+            // No username: the server picks one.
+            let picked = try await client.call("POST", "/register", ["password": "pw", "auth": ["type": "m.login.dummy"]])
+            #expect(picked.status == 200)
+            let pickedID = try UserID(parsing: picked.json["user_id"]?.stringValue ?? "")
+            #expect(pickedID.isStrictlyValid)
+            #expect(pickedID.serverName.rawValue == "localhost")
+            #expect(try await client.call("POST", "/register", ["username": "nopw", "auth": ["type": "m.login.dummy"]])
+                        .errcode == "M_MISSING_PARAM")
+
             // inhibit_login: an account, no session.
             let inhibited = try await client.call("POST", "/register", ["username": "erin", "password": "pw",
                                                                         "inhibit_login": true,
