@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // System libraries (Debian -dev packages; `make deps` installs them).
@@ -59,8 +60,9 @@ let package = Package(
                                          .product(name: "Yams", package: "Yams")],
                           swiftSettings: strict),
         .executableTarget(name: "MyelinBench",
-                          dependencies: ["Transport",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["Transport", "CLibUV",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                         .product(name: "Histogram", package: "hdrhistogram-swift")],
                           path: "bench/MyelinBench",
                           swiftSettings: strict),
 

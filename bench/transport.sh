@@ -2,7 +2,10 @@
 # Transport benchmark: wrk against GET /_matrix/client/versions on Myelin and on the C libuv
 # hello world (bench/reference/hello.c), in the same run. Headline: server CPU time per request
 # (utime+stime of every thread, from /proc), which stays stable on a noisy shared machine.
-# Usage: bench/transport.sh [duration-seconds] [connections...]
+# Usage: [ROUNDS=3] [SYNAPSE=1] bench/transport.sh [duration-seconds] [connections...]
+# With SYNAPSE=1, Synapse (bench/synapse.sh, SQLite) is measured on the same endpoint too.
+# Each round measures the C server then Myelin at each connection count; the summary gives
+# the median of the rounds, since this machine is shared and single runs swing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
@@ -47,13 +50,32 @@ run() {  # name pid port connections
 }
 
 "$WORK/hello" 18090 & HELLO=$!
+SYNAPSE_PID=""
+if [ "${SYNAPSE:-0}" = 1 ]; then
+  bench/synapse.sh install
+  SYNAPSE_PID=$(bench/synapse.sh start sqlite "$WORK/synapse" 18092 | sed -n 's/.*SYNAPSE_PID=\([0-9]*\).*/\1/p')
+  trap 'bench/synapse.sh stop "$WORK/synapse" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+fi
 ${MYELIN_PRELOAD:+env LD_PRELOAD=$MYELIN_PRELOAD} "$MYELIN" serve --config "$WORK/myelin.yaml" --listen 127.0.0.1:18091 --data-dir "$WORK/data" 2>"$WORK/myelin.log" & MYELIN_PID=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:18091/health >/dev/null && break; sleep 0.1; done
 
-echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, wrk -t2 -d${DURATION}s, GET /_matrix/client/versions"
-for c in "${CONNECTIONS[@]}"; do
-  run "c-libuv" "$HELLO" 18090 "$c"
-  run "myelin" "$MYELIN_PID" 18091 "$c"
+ROUNDS=${ROUNDS:-3}
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), wrk -t2 -d${DURATION}s, $ROUNDS rounds, GET /_matrix/client/versions"
+for round in $(seq "$ROUNDS"); do
+  for c in "${CONNECTIONS[@]}"; do
+    run "c-libuv" "$HELLO" 18090 "$c"
+    run "myelin" "$MYELIN_PID" 18091 "$c"
+    [ -n "$SYNAPSE_PID" ] && run "synapse" "$SYNAPSE_PID" 18092 "$c"
+  done
 done
-awk '{cpu[$1" "$2]=$3} END { for (k in cpu) { split(k, p, " "); if (p[1]=="myelin") printf "ratio myelin/c-libuv at c=%s: %.2fx CPU per request\n", p[2], cpu[k] / cpu["c-libuv " p[2]] } }' "$WORK/results" | sort
+# Median CPU per request of each server at each connection count, and the ratio of medians.
+sort -k1,1 -k2,2n -k3,3g "$WORK/results" | awk '
+  { key = $1 " " $2; v[key, ++n[key]] = $3 }
+  END {
+    for (key in n) { m = n[key]; med[key] = (m % 2) ? v[key, (m + 1) / 2] : (v[key, m / 2] + v[key, m / 2 + 1]) / 2 }
+    for (key in med) { split(key, p, " "); if (p[1] == "myelin") {
+      printf "c=%s: median cpu_us/req myelin %.2f, c-libuv %.2f, ratio %.2fx", p[2], med[key], med["c-libuv " p[2]], med[key] / med["c-libuv " p[2]]
+      s = "synapse " p[2]; if (s in med) printf "; synapse %.1f (synapse/myelin %.1fx)", med[s], med[s] / med[key]
+      printf "\n" } }
+  }' | sort -t= -k2n
 kill -TERM "$MYELIN_PID"; wait "$MYELIN_PID" 2>/dev/null || true

@@ -17,4 +17,7 @@ if [ ! -x "$VENV/bin/pytest" ] || ! cmp -s tests/interop/requirements.txt "$VENV
 fi
 MYELIN_BIN="$(swift build --show-bin-path)/myelin" "$VENV/bin/pytest" -q -p no:cacheprovider tests/interop
 
+# The load harness checks its own HTTP parsing against crafted bytes.
+"$(swift build --show-bin-path)/myelin-bench" selftest
+
 scripts/with-postgres.sh swift test --skip-build "$@"

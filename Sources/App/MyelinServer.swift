@@ -42,6 +42,9 @@ final class MyelinServer: Sendable {
     /// Binds every listener; returns the ports bound (useful with port 0).
     @discardableResult
     func start() async throws -> [Int] {
+        app.openConnections.withLock { counters in
+            counters = servers.map { server in { server.openConnections } }
+        }
         var ports: [Int] = []
         for server in servers { ports.append(try await server.start()) }
         logger.info("Myelin \(MyelinVersion.string) serving \(configuration.serverName) on \(zip(configuration.listeners, ports).map { "\($0.host):\($1)" }.joined(separator: ", "))")

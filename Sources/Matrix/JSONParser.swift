@@ -8,7 +8,13 @@
 /// - whitespace around the value is allowed, anything after it is not.
 public struct JSONParseOptions: Sendable {
     public var maxDepth: Int
-    public init(maxDepth: Int = 256) { self.maxDepth = maxDepth }
+    /// Accept duplicate keys, keeping the last value, as Python's `json` (and so Synapse) does.
+    /// Off by default; an escape hatch for interoperability, not for signed data.
+    public var duplicateKeysLastWins: Bool
+    public init(maxDepth: Int = 256, duplicateKeysLastWins: Bool = false) {
+        self.maxDepth = maxDepth
+        self.duplicateKeysLastWins = duplicateKeysLastWins
+    }
 }
 
 extension JSON {
@@ -45,7 +51,7 @@ extension JSON {
     }
 
     static func parse(buffer: UnsafeBufferPointer<UInt8>, options: JSONParseOptions) throws(MatrixError) -> JSON {
-        var parser = JSONParser(buffer, maxDepth: options.maxDepth)
+        var parser = JSONParser(buffer, maxDepth: options.maxDepth, lastWins: options.duplicateKeysLastWins)
         do throws(JSONParser.Failure) {
             parser.skipWhitespace()
             let value = try parser.parseValue(depth: 0)
@@ -66,11 +72,13 @@ struct JSONParser {
     let end: Int
     var pos: Int = 0
     let maxDepth: Int
+    let lastWins: Bool
 
-    init(_ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    init(_ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int, lastWins: Bool = false) {
         self.base = buffer.baseAddress
         self.end = buffer.count
         self.maxDepth = maxDepth
+        self.lastWins = lastWins
     }
 
     @inline(__always) func byte(_ i: Int) -> UInt8 { base.unsafelyUnwrapped[i] }
@@ -139,7 +147,7 @@ struct JSONParser {
         }
         var object = [String: JSON](minimumCapacity: members.count - base)
         for i in base..<members.count {
-            if object.updateValue(members[i].1, forKey: members[i].0) != nil {
+            if object.updateValue(members[i].1, forKey: members[i].0) != nil && !lastWins {
                 throw Failure(message: "Duplicate key", offset: objectStart)
             }
         }

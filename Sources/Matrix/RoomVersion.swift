@@ -2,9 +2,13 @@
 /// 1–12. Everything that differs between versions — event ID format, redaction, auth rule
 /// variants, state resolution — is read from here, never from `id` comparisons elsewhere.
 public struct RoomVersion: Sendable, Hashable, CustomStringConvertible {
+    /// How event IDs are formed: `$opaque:domain` (v1–2), base64 reference hash (v3), URL-safe (v4+).
     public enum EventIDFormat: Sendable { case opaqueWithDomain, referenceHashBase64, referenceHashURLSafe }
+    /// State resolution algorithm: v1, v2 (versions 2–11), v2.1 (version 12, MSC4297).
     public enum StateResolution: Sendable { case v1, v2, v2_1 }
+    /// Which redaction rules apply, named after the version that introduced them.
     public enum RedactionRules: Sendable { case v1, v6, v8, v9, v11 }
+    /// Advertised in the `m.room_versions` capability.
     public enum Stability: Sendable { case stable, unstable }
 
     /// The identifier clients and servers use, e.g. "11".

@@ -10,14 +10,27 @@ import Glibc
 final class Connection {
     enum ParseState { case betweenMessages, head, body }
 
-    /// A request parsed from the wire and not yet answered.
-    struct Pending {
-        var request: HTTPRequest
-        var sequence: UInt64
+    /// A request parsed from the wire and not yet answered (a class: it is updated in place
+    /// as its body arrives).
+    final class Pending {
+        let head: HTTPRequestHead
+        var body: RequestBody
+        let requestID: UInt64
+        let sequence: UInt64
         var keepAlive: Bool
-        var isHead: Bool
+        let isHead: Bool
         /// For buffered bodies: true once the whole body has arrived.
         var complete: Bool
+
+        init(head: HTTPRequestHead, body: RequestBody, requestID: UInt64, sequence: UInt64, keepAlive: Bool, complete: Bool) {
+            self.head = head
+            self.body = body
+            self.requestID = requestID
+            self.sequence = sequence
+            self.keepAlive = keepAlive
+            self.isHead = head.method == .head
+            self.complete = complete
+        }
     }
 
     /// The loop outlives its connections (it closes them all before it stops).
@@ -149,7 +162,7 @@ final class Connection {
         if rc == Int32(HPE_PAUSED_UPGRADE.rawValue) {
             // No protocol upgrade is served: answer the request and close.
             stopReading()
-            if let last = pending.indices.last { pending[last].keepAlive = false }
+            pending.last?.keepAlive = false
             return
         }
         if rc == Int32(HPE_PAUSED.rawValue) {
@@ -188,9 +201,8 @@ final class Connection {
         let response = loop.server.responder.errorResponse(error)
         let sequence = nextSequence
         nextSequence += 1
-        var request = HTTPRequest(head: HTTPRequestHead(method: .get, target: "/"))
-        request.remoteAddress = remoteAddress
-        pending.append(Pending(request: request, sequence: sequence, keepAlive: false, isHead: false, complete: true))
+        pending.append(Pending(head: HTTPRequestHead(method: .get, target: "/"), body: .buffered([]), requestID: 0,
+                               sequence: sequence, keepAlive: false, complete: true))
         rejectedResponses[sequence] = response
         dispatchNext()
     }
@@ -257,8 +269,7 @@ final class Connection {
         }
         bodyCount = 0
         currentIsStreamed = streamed
-        var request = HTTPRequest(head: head, body: .buffered([]), remoteAddress: remoteAddress,
-                                  requestID: loop.server.nextRequestID())
+        let requestID = loop.server.nextRequestID()
         if streamed {
             let loop = self.loop
             let id = self.id
@@ -266,13 +277,12 @@ final class Connection {
                 loop.execute { loop.connections[id]?.resumeAfterBody() }
             })
             if !hasBody { stream.finish() } else { bodyStream = stream }
-            request.body = .stream(stream)
-            appendPending(request, keepAlive: true, complete: true)
+            appendPending(head, body: .stream(stream), requestID: requestID, complete: true)
             dispatchNext()
         } else {
             bodyBytes = []
             if let declared, declared > 0 { bodyBytes.reserveCapacity(declared) }
-            appendPending(request, keepAlive: true, complete: false)
+            appendPending(head, body: .buffered([]), requestID: requestID, complete: false)
         }
         if hasBody {
             parseState = .body
@@ -283,11 +293,11 @@ final class Connection {
         return 0
     }
 
-    private func appendPending(_ request: HTTPRequest, keepAlive: Bool, complete: Bool) {
+    private func appendPending(_ head: HTTPRequestHead, body: RequestBody, requestID: UInt64, complete: Bool) {
         let sequence = nextSequence
         nextSequence += 1
-        pending.append(Pending(request: request, sequence: sequence, keepAlive: keepAlive,
-                               isHead: request.head.method == .head, complete: complete))
+        pending.append(Pending(head: head, body: body, requestID: requestID, sequence: sequence,
+                               keepAlive: true, complete: complete))
     }
 
     func body(_ bytes: UnsafeRawBufferPointer) -> Int32 {
@@ -312,14 +322,13 @@ final class Connection {
     func messageComplete() -> Int32 {
         parseState = .betweenMessages
         let keepAlive = myelin_http_keep_alive(parser) != 0
-        if var last = pending.last {
+        if let last = pending.last {
             last.keepAlive = keepAlive
             if !currentIsStreamed {
-                last.request.body = .buffered(bodyBytes)
+                last.body = .buffered(bodyBytes)
                 bodyBytes = []
             }
             last.complete = true
-            pending[pending.count - 1] = last
         }
         if let bodyStream {
             bodyStream.finish()
@@ -351,7 +360,7 @@ final class Connection {
         }
         let responder = loop.server.responder
         let loop = self.loop
-        let request = first.request
+        let request = HTTPRequest(head: first.head, body: first.body, remoteAddress: remoteAddress, requestID: first.requestID)
         let id = self.id
         let sequence = first.sequence
         Task(executorPreference: loop.server.workers) {
@@ -417,6 +426,11 @@ final class Connection {
         StatusLine.append(response.status, to: &head)
         head.append(contentsOf: loop.dateHeader)
         head.append(contentsOf: loop.server.commonHeaderBytes)
+        if let contentType = response.contentType {
+            head.append(contentsOf: "Content-Type: ".utf8)
+            head.append(contentsOf: contentType.utf8)
+            head.append(contentsOf: "\r\n".utf8)
+        }
         for field in response.headers.fields {
             head.append(contentsOf: field.name.utf8)
             head.append(contentsOf: ": ".utf8)

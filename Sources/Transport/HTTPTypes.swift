@@ -138,14 +138,15 @@ public struct HTTPRequestHead: Sendable {
 }
 
 /// A request handed to a responder. Its body is either buffered whole (JSON endpoints)
-/// or a stream of chunks consumed with backpressure (media uploads).
-public struct HTTPRequest: Sendable {
-    public var head: HTTPRequestHead
-    public var body: RequestBody
+/// or a stream of chunks consumed with backpressure (media uploads). A class: it crosses
+/// several layers, and passing it costs one reference count instead of a copy of every field.
+public final class HTTPRequest: Sendable {
+    public let head: HTTPRequestHead
+    public let body: RequestBody
     /// Peer address as text (`127.0.0.1`), for access logs and `last_seen_ip`.
-    public var remoteAddress: String
+    public let remoteAddress: String
     /// A short id carried into logs.
-    public var requestID: UInt64
+    public let requestID: UInt64
 
     public init(head: HTTPRequestHead, body: RequestBody = .buffered([]), remoteAddress: String = "", requestID: UInt64 = 0) {
         self.head = head
@@ -186,6 +187,8 @@ public enum BodyPolicy: Sendable {
 /// A response: status, headers, and a body from bytes, a file, or an async sequence.
 public struct HTTPResponse: Sendable {
     public var status: Int
+    /// Written as `Content-Type` (kept apart from `headers`: nearly every response has one).
+    public var contentType: String?
     public var headers: HTTPHeaders
     public var body: ResponseBody
 
@@ -197,8 +200,8 @@ public struct HTTPResponse: Sendable {
 
     public init(status: Int = 200, contentType: String, bytes: [UInt8], headers: HTTPHeaders = HTTPHeaders()) {
         self.status = status
+        self.contentType = contentType
         self.headers = headers
-        self.headers.add("Content-Type", contentType)
         self.body = .bytes(bytes)
     }
 }

@@ -62,22 +62,26 @@ public final class RequestBodyStream: AsyncSequence, Sendable {
         }
     }
 
-    func next() async throws -> [UInt8]? {
-        enum Step { case chunk([UInt8], resume: Bool), end, fail(StreamError), wait }
-        let step: Step = state.withLock { s in
-            if s.head < s.chunks.count {
-                let c = s.chunks[s.head]
-                s.head += 1
-                if s.head == s.chunks.count { s.chunks.removeAll(keepingCapacity: true); s.head = 0 }
-                s.buffered -= c.count
-                var resume = false
-                if s.pausedProducer && s.buffered <= highWater / 2 { s.pausedProducer = false; resume = true }
-                return .chunk(c, resume: resume)
-            }
-            if s.finished { return s.failure.map { .fail($0) } ?? .end }
-            return .wait
+    private enum Step { case chunk([UInt8], resume: Bool), end, fail(StreamError), wait }
+
+    /// Takes the next chunk if one is buffered (under the lock), noting whether the paused
+    /// producer may read again.
+    private func take(_ s: inout State) -> Step {
+        if s.head < s.chunks.count {
+            let c = s.chunks[s.head]
+            s.head += 1
+            if s.head == s.chunks.count { s.chunks.removeAll(keepingCapacity: true); s.head = 0 }
+            s.buffered -= c.count
+            var resume = false
+            if s.pausedProducer && s.buffered <= highWater / 2 { s.pausedProducer = false; resume = true }
+            return .chunk(c, resume: resume)
         }
-        switch step {
+        if s.finished { return s.failure.map { .fail($0) } ?? .end }
+        return .wait
+    }
+
+    func next() async throws -> [UInt8]? {
+        switch state.withLock({ take(&$0) }) {
         case .chunk(let c, let resume):
             if resume { resumeProducer() }
             return c
@@ -85,18 +89,20 @@ public final class RequestBodyStream: AsyncSequence, Sendable {
         case .fail(let e): throw e
         case .wait:
             return try await withCheckedThrowingContinuation { continuation in
-                let immediate: Result<[UInt8]?, any Error>? = state.withLock { s in
-                    if s.head < s.chunks.count {
-                        let c = s.chunks[s.head]
-                        s.head += 1
-                        s.buffered -= c.count
-                        return .success(c)
-                    }
-                    if s.finished { return s.failure.map { .failure($0) } ?? .success(nil) }
-                    s.waiter = continuation
-                    return nil
+                // Checked again under the lock: a chunk may have arrived meanwhile.
+                let step: Step = state.withLock { s in
+                    let step = take(&s)
+                    if case .wait = step { s.waiter = continuation }
+                    return step
                 }
-                if let immediate { continuation.resume(with: immediate) }
+                switch step {
+                case .chunk(let c, let resume):
+                    if resume { resumeProducer() }
+                    continuation.resume(returning: c)
+                case .end: continuation.resume(returning: nil)
+                case .fail(let e): continuation.resume(throwing: e)
+                case .wait: break
+                }
             }
         }
     }

@@ -106,6 +106,22 @@ struct EndpointTests {
         }
     }
 
+    @Test func metricsWhenEnabled() async throws {
+        try await withMyelin({ $0.metrics.enabled = true }) { port, _ in
+            let client = try RawClient(port: port)
+            _ = try await client.request("GET", "/_matrix/client/versions")
+            _ = try await client.request("GET", "/nope")
+            let page = try await client.request("GET", "/_myelin/metrics").text
+            #expect(page.contains("myelin_http_responses_total{class=\"2xx\"} 1"))
+            #expect(page.contains("myelin_http_responses_total{class=\"4xx\"} 1"))
+            #expect(page.contains("myelin_http_open_connections 1"))
+        }
+        try await withMyelin { port, _ in
+            let client = try RawClient(port: port)
+            #expect(try await client.request("GET", "/_myelin/metrics").status == 404)
+        }
+    }
+
     @Test func wellKnownNotConfiguredIs404() async throws {
         try await withMyelin { port, _ in
             let client = try RawClient(port: port)

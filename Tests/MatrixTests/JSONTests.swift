@@ -146,3 +146,9 @@ func errorCode(_ body: () throws -> Void) -> MatrixError.Code? {
     #expect(try JSON.parse(doc.encoded()) == doc)
     #expect(try JSON.parse(try doc.canonicalEncoded()) == doc)
 }
+
+@Test func duplicateKeysRejectedUnlessAskedForLastWins() throws {
+    #expect(errorCode { _ = try JSON.parse(#"{"a":1,"a":2}"#) } == .notJSON)
+    #expect(try JSON.parse(#"{"a":1,"b":{"a":3},"a":2}"#, options: JSONParseOptions(duplicateKeysLastWins: true))
+            == ["a": 2, "b": ["a": 3]])
+}

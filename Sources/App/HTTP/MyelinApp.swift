@@ -1,6 +1,7 @@
 import Logging
 import Matrix
 import Persistence
+import Synchronization
 import Transport
 
 #if canImport(Glibc)
@@ -18,6 +19,9 @@ final class MyelinApp: HTTPResponder {
     let logger: Logger
     let accessLogger: Logger?
     let startedAt: Int64
+    let metrics = Metrics()
+    /// Open connections across the listeners, for the metrics page (set once they exist).
+    let openConnections = Mutex<[@Sendable () -> Int]>([])
     let router: Router
 
     init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts, logger: Logger) {
@@ -30,8 +34,17 @@ final class MyelinApp: HTTPResponder {
         access.logLevel = logger.logLevel
         accessLogger = configuration.logging.accessLog ? access : nil
         startedAt = Clock.nowMilliseconds()
+        let metricsPath = configuration.metrics.enabled ? configuration.metrics.path : nil
         router = Router { routes in
             Endpoints.register(&routes)
+            if let metricsPath {
+                routes.get(metricsPath) { context in
+                    let app = context.app
+                    let open = app.openConnections.withLock { $0.reduce(0) { $0 + $1() } }
+                    return HTTPResponse(contentType: "text/plain; version=0.0.4",
+                                        bytes: Array(app.metrics.render(openConnections: open).utf8))
+                }
+            }
         }
     }
 
@@ -48,7 +61,9 @@ final class MyelinApp: HTTPResponder {
     }
 
     func respond(to request: HTTPRequest) async -> HTTPResponse {
-        let start = accessLogger == nil ? 0 : Clock.monotonicNanoseconds()
+        let measure = accessLogger != nil || configuration.metrics.enabled
+        let start = measure ? Clock.monotonicNanoseconds() : 0
+        if configuration.metrics.enabled { metrics.begin() }
         var response: HTTPResponse
         if request.method == .options {
             // CORS preflight, answered for every path as Synapse does.
@@ -70,8 +85,9 @@ final class MyelinApp: HTTPResponder {
                 response = .matrixError(MatrixError(.unrecognized, "Unrecognized request"))
             }
         }
+        let micros = measure ? (Clock.monotonicNanoseconds() - start) / 1000 : 0
+        if configuration.metrics.enabled { metrics.end(status: response.status, micros: Int(micros)) }
         if let accessLogger {
-            let micros = (Clock.monotonicNanoseconds() - start) / 1000
             accessLogger.info("\(request.remoteAddress) #\(request.requestID) \(request.method) \(Self.redacted(request.head.target)) \(response.status) \(micros)µs")
         }
         return response

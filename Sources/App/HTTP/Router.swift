@@ -44,7 +44,24 @@ typealias Handler = @Sendable (RequestContext) async throws -> HTTPResponse
 /// A path that matches with another method answers 405; no match answers 404 `M_UNRECOGNIZED`.
 final class Router: Sendable {
     final class Node: @unchecked Sendable {  // built before serving, then only read
-        var literal: [String: Node] = [:]
+        /// Literal children, compared byte by byte: nodes have few children, and a scan
+        /// beats hashing each segment.
+        var literals: [(key: [UInt8], node: Node)] = []
+
+        func literal(_ segment: Substring) -> Node? {
+            let bytes = segment.utf8
+            for entry in literals where entry.key.count == bytes.count && entry.key.elementsEqual(bytes) {
+                return entry.node
+            }
+            return nil
+        }
+
+        func literalOrInsert(_ key: String) -> Node {
+            if let existing = literal(Substring(key)) { return existing }
+            let node = Node()
+            literals.append((Array(key.utf8), node))
+            return node
+        }
         var parameter: (name: String, node: Node)?
         var rest: String?
         var restHandlers: [HTTPMethod: Handler] = [:]
@@ -77,7 +94,7 @@ final class Router: Sendable {
         while !atEnd {
             let end = utf8[start...].firstIndex(of: slash) ?? utf8.endIndex
             let segment = path[start..<end]
-            if let next = node.literal[String(segment)] {
+            if let next = node.literal(segment) {
                 node = next
             } else if let (name, next) = node.parameter {
                 guard let decoded = PercentDecoding.decode(segment) else { return .notFound }
@@ -121,9 +138,7 @@ struct RouteBuilder {
                 precondition(node.parameter!.name == name, "conflicting parameter names at \(pattern)")
                 node = node.parameter!.node
             } else {
-                let key = String(segment)
-                if node.literal[key] == nil { node.literal[key] = Router.Node() }
-                node = node.literal[key]!
+                node = node.literalOrInsert(String(segment))
             }
         }
         precondition(node.handlers[method] == nil, "route registered twice: \(method) \(pattern)")

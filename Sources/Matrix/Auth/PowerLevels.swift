@@ -106,20 +106,22 @@ public struct PowerLevels: Sendable, Equatable {
         return out
     }
 
-    /// The content a new room gets (Synapse's defaults for a private chat's creator).
+    /// The content a new room gets, as Synapse writes it (`handlers/room.py`): the creator at 100
+    /// (not listed from version 12, where creators are infinite), invite 50, tombstone 100 (150 in
+    /// version 12, so that only creators can upgrade by default).
     public static func defaultContent(creator: String, roomVersion: RoomVersion) -> JSON {
         var users: [String: JSON] = [:]
         if !roomVersion.privilegedCreators { users[creator] = 100 }
         return [
-            "ban": 50, "kick": 50, "redact": 50, "invite": 0,
-            "events_default": 0, "state_default": 50, "users_default": 0,
-            "users": .object(users),
+            "users": .object(users), "users_default": 0,
             "events": [
                 "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+                "m.room.canonical_alias": 50, "m.room.avatar": 50,
+                "m.room.tombstone": .int(roomVersion.privilegedCreators ? 150 : 100),
                 "m.room.server_acl": 100, "m.room.encryption": 100,
             ],
-            "notifications": ["room": 50],
+            "events_default": 0, "state_default": 50,
+            "ban": 50, "kick": 50, "redact": 50, "invite": 50, "historical": 100,
         ]
     }
 }

@@ -10,6 +10,7 @@ public typealias StateMap = [StateKey: EventID]
 /// chains (the caller loads them from the store first). `rejected` lists events rejected on their
 /// auth chain; they are ignored as auth events, as the specification requires.
 public enum StateResolution {
+    /// Looks up an event by ID (from the caller's cache or store); nil if unknown.
     public typealias Fetch = (EventID) -> PDU?
 
     /// Resolves `stateSets` with the algorithm of `roomVersion` (v2, or v2.1 for room version 12;
