@@ -117,6 +117,38 @@ public struct ClientDataStore: Sendable {
         }
     }
 
+    // MARK: custom profile fields
+
+    /// Every custom field of the user, as (key, JSON text), ordered by key.
+    public func profileFields(userID: String) async throws -> [(key: String, value: String)] {
+        let rows = try await database.read { db in
+            try db.query("SELECT field, value FROM profile_fields WHERE user_id = ? ORDER BY field", .text(userID))
+        }
+        return try rows.map { (try $0.text(0), try $0.text(1)) }
+    }
+
+    /// Sets (or with `value` nil deletes) one field. When setting would make the user's
+    /// fields exceed `maxTotalBytes` (keys plus values), nothing changes and false is returned.
+    public func setProfileField(userID: String, key: String, value: String?, maxTotalBytes: Int) async throws -> Bool {
+        try await database.write { db in
+            guard let value else {
+                try db.execute("DELETE FROM profile_fields WHERE user_id = ? AND field = ?", .text(userID), .text(key))
+                return true
+            }
+            let others = try db.query("SELECT field, value FROM profile_fields WHERE user_id = ? AND field <> ?",
+                                      .text(userID), .text(key))
+            let total = try others.reduce(key.utf8.count + value.utf8.count) {
+                $0 + (try $1.text(0)).utf8.count + (try $1.text(1)).utf8.count
+            }
+            guard total <= maxTotalBytes else { return false }
+            try db.execute("""
+                INSERT INTO profile_fields (user_id, field, value) VALUES (?, ?, ?)
+                ON CONFLICT (user_id, field) DO UPDATE SET value = excluded.value
+                """, .text(userID), .text(key), .text(value))
+            return true
+        }
+    }
+
     // MARK: OpenID tokens
 
     public func addOpenIDToken(hash: String, userID: String, expiresTs: Int64) async throws {
@@ -166,6 +198,7 @@ extension AccountStore {
             try db.execute("UPDATE users SET deactivated = ?, password_hash = NULL WHERE user_id = ?", .bool(true), .text(userID))
             if erase {
                 try db.execute("UPDATE users SET displayname = NULL, avatar_url = NULL WHERE user_id = ?", .text(userID))
+                try db.execute("DELETE FROM profile_fields WHERE user_id = ?", .text(userID))
             }
             try db.execute("DELETE FROM access_tokens WHERE user_id = ?", .text(userID))
             try db.execute("DELETE FROM devices WHERE user_id = ?", .text(userID))

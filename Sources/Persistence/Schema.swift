@@ -6,7 +6,7 @@
 /// PostgreSQL, INTEGER on SQLite); flags are BOOLEAN on PostgreSQL and 0/1 INTEGER on SQLite
 /// (both bound as `SQLValue.bool`); secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, rooms]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -141,6 +141,29 @@ extension Schema {
                 token_hash TEXT PRIMARY KEY NOT NULL,
                 user_id TEXT NOT NULL,
                 expires_ts BIGINT NOT NULL
+            );
+            """)
+}
+
+extension Schema {
+    /// Custom profile fields (spec v1.16, MSC4133): one row per user and key, the value as
+    /// JSON text. `displayname` and `avatar_url` stay in `users`.
+    static let profileFields = Migration(
+        version: 51, name: "profile_fields",
+        sqlite: """
+            CREATE TABLE profile_fields (
+                user_id TEXT NOT NULL,
+                field TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (user_id, field)
+            );
+            """,
+        postgres: """
+            CREATE TABLE profile_fields (
+                user_id TEXT NOT NULL,
+                field TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (user_id, field)
             );
             """)
 }

@@ -130,6 +130,15 @@ struct AccountTests {
             #expect(try await client.call("GET", "/register/available?username=carol").errcode == "M_USER_IN_USE")
             #expect(try await client.call("GET", "/register/available?username=Dave").errcode == "M_INVALID_USERNAME")
 
+            // No username: the server picks one.
+            let picked = try await client.call("POST", "/register", ["password": "pw", "auth": ["type": "m.login.dummy"]])
+            #expect(picked.status == 200)
+            let pickedID = try UserID(parsing: picked.json["user_id"]?.stringValue ?? "")
+            #expect(pickedID.isStrictlyValid)
+            #expect(pickedID.serverName.rawValue == "localhost")
+            #expect(try await client.call("POST", "/register", ["username": "nopw", "auth": ["type": "m.login.dummy"]])
+                        .errcode == "M_MISSING_PARAM")
+
             // inhibit_login: an account, no session.
             let inhibited = try await client.call("POST", "/register", ["username": "erin", "password": "pw",
                                                                         "inhibit_login": true,
@@ -137,6 +146,10 @@ struct AccountTests {
             #expect(inhibited.status == 200)
             #expect(inhibited.json["user_id"] == "@erin:localhost")
             #expect(inhibited.json["access_token"] == nil)
+
+            let noTokens = try await client.call("GET", "/_matrix/client/v1/register/m.login.registration_token/validity?token=x")
+            #expect(noTokens.status == 403)
+            #expect(noTokens.errcode == "M_FORBIDDEN")
 
             let guest = try await client.call("POST", "/register?kind=guest", .object([:]))
             #expect(guest.status == 403)
@@ -188,6 +201,10 @@ struct AccountTests {
     @Test func guestsWhenAllowed() async throws {
         try await withMyelin({ $0.registration.allowGuests = true }) { port, _ in
             var client = try MatrixTestClient(port: port)
+            let noTokens = try await client.call("GET", "/_matrix/client/v1/register/m.login.registration_token/validity?token=x")
+            #expect(noTokens.status == 403)
+            #expect(noTokens.errcode == "M_FORBIDDEN")
+
             let guest = try await client.call("POST", "/register?kind=guest", .object([:]))
             #expect(guest.status == 200)
             client.token = guest.json["access_token"]?.stringValue
@@ -196,11 +213,12 @@ struct AccountTests {
     }
 
     @Test func refreshTokensRotateAndAccessTokensExpire() async throws {
-        try await withMyelin({ $0.registration.refreshableAccessTokenLifetimeMs = 1000 }) { port, _ in
+        try await withMyelin({ $0.registration.refreshableAccessTokenLifetimeMs = 5000 }) { port, _ in
             let (alice, reply) = try await MatrixTestClient.registered(port: port, "alice", extra: ["refresh_token": true])
             let refresh = try #require(reply.json["refresh_token"]?.stringValue)
             #expect(try await alice.call("GET", "/account/whoami").status == 200)
-            try await Task.sleep(for: .milliseconds(1200))
+            // The token is issued after hashing, so the lifetime runs from just before the reply.
+            try await Task.sleep(for: .milliseconds(5200))
             let expired = try await alice.call("GET", "/account/whoami")
             #expect(expired.status == 401)
             #expect(expired.errcode == "M_UNKNOWN_TOKEN")
@@ -218,8 +236,16 @@ struct AccountTests {
         }
     }
 
+    /// Limits on, refilled so slowly that a loaded machine cannot refill a token mid-test.
+    static func slowRefill(_ configuration: inout Configuration) {
+        configuration.rateLimits.enabled = true
+        configuration.rateLimits.login = .init(perSecond: 0.001, burst: 3)
+        configuration.rateLimits.registration = .init(perSecond: 0.001, burst: 3)
+    }
+
     @Test func loginAndRegistrationAreRateLimited() async throws {
-        try await withMyelin({ $0.rateLimits.enabled = true }) { port, _ in
+        let slowRefill = Self.slowRefill
+        try await withMyelin(slowRefill) { port, _ in
             let client = try MatrixTestClient(port: port)
             var statuses: [Int] = []
             var last: MatrixTestClient.Reply?
@@ -232,6 +258,21 @@ struct AccountTests {
             #expect(statuses.last == 429)
             #expect(last?.errcode == "M_LIMIT_EXCEEDED")
             #expect((last?.json["retry_after_ms"]?.intValue ?? 0) > 0)
+        }
+        try await withMyelin(slowRefill) { port, _ in
+            let client = try MatrixTestClient(port: port)
+            // UIA challenges do not count; the fourth account creation in a burst does.
+            for name in ["u1", "u2", "u3"] {
+                #expect(try await client.call("POST", "/register", ["username": .string(name), "password": "pw"]).status == 401)
+                let done = try await client.call("POST", "/register", ["username": .string(name), "password": "pw",
+                                                                       "auth": ["type": "m.login.dummy"]])
+                #expect(done.status == 200)
+            }
+            let limited = try await client.call("POST", "/register", ["username": "u4", "password": "pw",
+                                                                      "auth": ["type": "m.login.dummy"]])
+            #expect(limited.status == 429)
+            #expect(limited.errcode == "M_LIMIT_EXCEEDED")
+            #expect((limited.json["retry_after_ms"]?.intValue ?? 0) > 0)
         }
         // rate_limits.enabled: false turns every limit off.
         try await withMyelin { port, _ in
@@ -261,5 +302,42 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
     guard !needle.isEmpty, haystack.count >= needle.count else { return false }
     return haystack.withUnsafeBufferPointer { h in
         (0...(h.count - needle.count)).contains { i in needle.indices.allSatisfy { h[i + $0] == needle[$0] } }
+    }
+}
+
+@Suite("Access log")
+struct AccessLogRedactionTests {
+    @Test func accessTokensAreRedacted() {
+        #expect(MyelinApp.redacted("/_matrix/client/v3/account/whoami?access_token=secret")
+                == "/_matrix/client/v3/account/whoami?access_token=<redacted>")
+        #expect(MyelinApp.redacted("/x?a=1&access_token=s1&b=2&access_token=s2")
+                == "/x?a=1&access_token=<redacted>&b=2&access_token=<redacted>")
+        #expect(MyelinApp.redacted("/x?a=1") == "/x?a=1")
+    }
+}
+
+@Suite("Rate limiter token buckets")
+struct RateLimiterTests {
+    @Test func burstThenRefill() throws {
+        let limiter = RateLimiter(enabled: true)
+        let limit = Configuration.RateLimit(perSecond: 0.5, burst: 2)
+        try limiter.check("k", limit, now: 0)
+        try limiter.check("k", limit, now: 0)
+        let error = #expect(throws: MatrixError.self) { try limiter.check("k", limit, now: 0) }
+        #expect(error?.code == .limitExceeded)
+        #expect(error?.status == 429)
+        #expect(error?.extra["retry_after_ms"] == 2000)
+        // Other keys have their own bucket.
+        try limiter.check("other", limit, now: 0)
+        // One token back after 2 s at 0.5/s, not two.
+        try limiter.check("k", limit, now: 2000)
+        #expect(throws: MatrixError.self) { try limiter.check("k", limit, now: 2000) }
+        #expect(throws: MatrixError.self) { try limiter.check("k", limit, now: 2999) }
+        try limiter.check("k", limit, now: 4000)
+    }
+
+    @Test func disabledNeverRefuses() throws {
+        let limiter = RateLimiter(enabled: false)
+        for _ in 0..<100 { try limiter.check("k", .init(perSecond: 0.001, burst: 1), now: 0) }
     }
 }

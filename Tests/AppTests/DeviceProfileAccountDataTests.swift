@@ -109,6 +109,31 @@ struct DeviceProfileAccountDataTests {
         }
     }
 
+    @Test func customProfileFields() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let base = "/profile/@alice:localhost"
+            #expect(try await alice.call("GET", base + "/m.tz").errcode == "M_NOT_FOUND")
+            #expect(try await alice.call("PUT", base + "/m.tz", ["m.tz": "Europe/Paris"]).status == 200)
+            #expect(try await alice.call("PUT", base + "/org.example.pets", ["org.example.pets": ["cat", 2]]).status == 200)
+            #expect(try await alice.call("PUT", base + "/displayname", ["displayname": "Alice"]).status == 200)
+            #expect(try await bob.call("GET", base + "/m.tz").json == ["m.tz": "Europe/Paris"])
+            #expect(try await bob.call("GET", base).json
+                    == ["displayname": "Alice", "m.tz": "Europe/Paris", "org.example.pets": ["cat", 2]])
+            #expect(try await bob.call("PUT", base + "/m.tz", ["m.tz": "UTC"]).errcode == "M_FORBIDDEN")
+            #expect(try await alice.call("PUT", base + "/m.tz", ["other": "UTC"]).errcode == "M_BAD_JSON")
+            let longKey = String(repeating: "k", count: 300)
+            #expect(try await alice.call("PUT", base + "/" + longKey, .object([longKey: 1])).errcode == "M_KEY_TOO_LARGE")
+            let big = JSON.string(String(repeating: "x", count: 70_000))
+            #expect(try await alice.call("PUT", base + "/org.example.big", ["org.example.big": big]).errcode == "M_PROFILE_TOO_LARGE")
+            #expect(try await alice.call("DELETE", base + "/m.tz").status == 200)
+            #expect(try await alice.call("GET", base + "/m.tz").status == 404)
+            let caps = try await alice.call("GET", "/capabilities")
+            #expect(caps.json["capabilities"]?["m.profile_fields"]?["enabled"] == true)
+        }
+    }
+
     @Test func accountDataAndTags() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

@@ -36,6 +36,13 @@ struct ClientDataStoreTests {
             #expect(try await store.filter(userID: "@a:t", filterID: 1) == #"{"x":1}"#)
             #expect(try await store.filter(userID: "@a:t", filterID: 2) == nil)
 
+            #expect(try await store.setProfileField(userID: "@a:t", key: "m.tz", value: #""UTC""#, maxTotalBytes: 20))
+            #expect(try await store.setProfileField(userID: "@a:t", key: "m.tz", value: #""Europe/Paris""#, maxTotalBytes: 20))
+            #expect(try await store.setProfileField(userID: "@a:t", key: "x", value: "[1,2,3,4,5,6]", maxTotalBytes: 20) == false)
+            #expect(try await store.profileFields(userID: "@a:t").map(\.value) == [#""Europe/Paris""#])
+            #expect(try await store.setProfileField(userID: "@a:t", key: "m.tz", value: nil, maxTotalBytes: 20))
+            #expect(try await store.profileFields(userID: "@a:t").isEmpty)
+
             try await store.addOpenIDToken(hash: "h", userID: "@a:t", expiresTs: 1_000)
             #expect(try await store.openIDUser(hash: "h", now: 999) == "@a:t")
             #expect(try await store.openIDUser(hash: "h", now: 1_001) == nil)

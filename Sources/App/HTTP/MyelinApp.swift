@@ -114,10 +114,15 @@ final class MyelinApp: HTTPResponder {
 
     /// Access tokens never reach the log.
     static func redacted(_ target: String) -> String {
-        guard let range = target.range(of: "access_token=") else { return target }
-        let tail = target[range.upperBound...]
-        let end = tail.firstIndex(of: "&") ?? target.endIndex
-        return String(target[..<range.upperBound]) + "<redacted>" + String(target[end...])
+        // Every occurrence: a repeated parameter must not leak its second value.
+        var rest = Substring(target)
+        var out = ""
+        while let range = rest.range(of: "access_token=") {
+            out += rest[..<range.upperBound] + "<redacted>"
+            let tail = rest[range.upperBound...]
+            rest = tail[(tail.firstIndex(of: "&") ?? tail.endIndex)...]
+        }
+        return out + rest
     }
 }
 

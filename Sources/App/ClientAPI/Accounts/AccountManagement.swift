@@ -91,6 +91,7 @@ enum Capabilities {
                 "m.set_avatar_url": ["enabled": true],
                 "m.3pid_changes": ["enabled": false],
                 "m.get_login_token": ["enabled": false],
+                "m.profile_fields": ["enabled": true],
             ]])
         }
     }

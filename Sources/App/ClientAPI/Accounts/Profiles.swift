@@ -14,10 +14,14 @@ enum Profiles {
         routes.client(.get, "/profile/{userId}") { context in
             let user = try await profileOwner(context)
             var body: [String: JSON] = [:]
+            for (key, value) in try await context.app.database.clientData.profileFields(userID: user.userID) {
+                body[key] = try JSON.parse(Array(value.utf8))
+            }
             if let name = user.displayname { body["displayname"] = .string(name) }
             if let avatar = user.avatarURL { body["avatar_url"] = .string(avatar) }
             return .json(.object(body))
         }
+        registerCustomFields(&routes)
         for field in [AccountStore.ProfileField.displayname, .avatarURL] {
             routes.client(.get, "/profile/{userId}/\(field.rawValue)") { context in
                 let user = try await profileOwner(context)
@@ -51,6 +55,53 @@ enum Profiles {
                 return .json([:])
             }
         }
+    }
+
+    // MARK: custom fields (spec v1.16, MSC4133)
+
+    static let maxProfileBytes = 65_536
+    static let maxKeyBytes = 255
+
+    /// `GET/PUT/DELETE /profile/{userId}/{keyName}` for keys other than `displayname` and
+    /// `avatar_url` (their literal routes take precedence in the router).
+    static func registerCustomFields(_ routes: inout RouteBuilder) {
+        routes.client(.get, "/profile/{userId}/{keyName}") { context in
+            let user = try await profileOwner(context)
+            let key = context.parameter("keyName")
+            let fields = try await context.app.database.clientData.profileFields(userID: user.userID)
+            guard let stored = fields.first(where: { $0.key == key }) else {
+                throw MatrixError(.notFound, "Profile field not found")
+            }
+            return .json([key: try JSON.parse(Array(stored.value.utf8))])
+        }
+        routes.client(.put, "/profile/{userId}/{keyName}") { context in
+            let (target, key) = try await customFieldOwner(context)
+            let body = try await context.jsonObject()
+            guard body.count == 1, let value = body[key] else {
+                throw MatrixError(.badJSON, "The body must hold exactly the key \(key)")
+            }
+            let stored = try await context.app.database.clientData.setProfileField(
+                userID: target.rawValue, key: key, value: value.encodedString, maxTotalBytes: maxProfileBytes)
+            guard stored else { throw MatrixError("M_PROFILE_TOO_LARGE", "The profile would exceed 64 KiB", status: 400) }
+            return .json([:])
+        }
+        routes.client(.delete, "/profile/{userId}/{keyName}") { context in
+            let (target, key) = try await customFieldOwner(context)
+            _ = try await context.app.database.clientData.setProfileField(userID: target.rawValue, key: key, value: nil,
+                                                                          maxTotalBytes: maxProfileBytes)
+            return .json([:])
+        }
+    }
+
+    static func customFieldOwner(_ context: RequestContext) async throws -> (UserID, String) {
+        let requester = try await context.app.accounts.authenticate(context)
+        let target = try UserID(parsing: context.parameter("userId"))
+        guard target == requester.userID else { throw MatrixError(.forbidden, "Cannot change another user's profile") }
+        let key = context.parameter("keyName")
+        guard !key.isEmpty, key.utf8.count <= maxKeyBytes else {
+            throw MatrixError("M_KEY_TOO_LARGE", "Profile keys are at most 255 bytes", status: 400)
+        }
+        return (target, key)
     }
 
     /// The local, active user of the path, or 404.

@@ -9,7 +9,7 @@ enum Registration {
         routes.client(.post, "/register", register)
         routes.client(.get, "/register/available") { context in
             let accounts = context.app.accounts
-            try accounts.rateLimiter.check("register:" + context.request.remoteAddress,
+            try accounts.rateLimiter.check("available:" + context.request.remoteAddress,
                                            accounts.configuration.rateLimits.registration)
             guard let username = context.query["username"] else {
                 throw MatrixError(.missingParam, "Missing username")
@@ -22,14 +22,14 @@ enum Registration {
         }
         routes.client(.get, "/register/m.login.registration_token/validity", versions: ["v1"]) { context in
             let accounts = context.app.accounts
-            try accounts.rateLimiter.check("register:" + context.request.remoteAddress,
+            try accounts.rateLimiter.check("token-validity:" + context.request.remoteAddress,
                                            accounts.configuration.rateLimits.registration)
             guard let token = context.query["token"] else { throw MatrixError(.missingParam, "Missing token") }
-            guard accounts.configuration.registration.enabled else {
-                throw MatrixError(.forbidden, "Registration has been disabled")
+            guard accounts.configuration.registration.enabled,
+                  let expected = accounts.configuration.registration.registrationToken else {
+                throw MatrixError(.forbidden, "Registration tokens are not enabled")
             }
-            let valid = accounts.configuration.registration.registrationToken.map { $0 == token } ?? false
-            return .json(["valid": .bool(valid)])
+            return .json(["valid": .bool(token == expected)])
         }
     }
 
@@ -69,9 +69,9 @@ enum Registration {
             throw MatrixError(.invalidParam, "Invalid kind \(kind)")
         }
         let body = try await context.jsonObject()
-        try accounts.rateLimiter.check("register:" + ip, accounts.configuration.rateLimits.registration)
 
         if kind == "guest" {
+            try accounts.rateLimiter.check("register:" + ip, accounts.configuration.rateLimits.registration)
             guard settings.allowGuests else { throw MatrixError(.forbidden, "Guest access is disabled") }
             var localpart = ""
             for b in Secrets.token(prefix: "g").utf8.dropFirst(2) where localpart.count < 12 {
@@ -114,6 +114,8 @@ enum Registration {
             : UserInteractiveAuth(flows: [[.dummy]])
         try await uia.check(body, accounts: accounts)
         guard let password else { throw MatrixError(.missingParam, "Missing password") }
+        // Only account creations count (as in Synapse): the UIA round trips before do not.
+        try accounts.rateLimiter.check("register:" + ip, accounts.configuration.rateLimits.registration)
 
         let hash = try await accounts.passwords.hash(password)
         var userID: UserID
