@@ -1,49 +1,17 @@
 import Foundation
+@_exported import StorageTestSupport
 import Matrix
 import Persistence
 import Testing
 @testable import Actors
 
-/// The storage backends a test runs on: SQLite always, PostgreSQL when
-/// `MYELIN_TEST_POSTGRES` holds a conninfo (`scripts/with-postgres.sh` sets it).
-enum Backend: String, Sendable, CustomTestStringConvertible {
-    case sqlite
-    case postgres
-
-    static var postgresConninfo: String? {
-        guard let value = ProcessInfo.processInfo.environment["MYELIN_TEST_POSTGRES"], !value.isEmpty else { return nil }
-        return value
-    }
-
-    static var enabled: [Backend] { postgresConninfo == nil ? [.sqlite] : [.sqlite, .postgres] }
-
-    var testDescription: String { rawValue }
+extension Backend: CustomTestStringConvertible {
+    public var testDescription: String { rawValue }
 }
 
-/// A migrated scratch database (temporary SQLite file or fresh PostgreSQL schema); `body`
-/// may open it several times (re-activation, restart) through `configuration`.
+/// A migrated scratch database; `body` may open it several times through `configuration`.
 func withScratchDatabase<T>(_ backend: Backend, _ body: (DatabaseConfiguration) async throws -> T) async throws -> T {
-    switch backend {
-    case .sqlite:
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("myelin-actors-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        return try await body(.sqlite(path: directory.appendingPathComponent("myelin.db").path, readerCount: 4))
-    case .postgres:
-        let base = try #require(Backend.postgresConninfo)
-        let schema = "myelin_actors_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
-        let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
-        try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
-        let result: Result<T, any Error>
-        do {
-            result = .success(try await body(.postgres(conninfo: "\(base) options='-csearch_path=\(schema)'", poolSize: 4)))
-        } catch {
-            result = .failure(error)
-        }
-        try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
-        await admin.close()
-        return try result.get()
-    }
+    try await withScratch(backend, body)
 }
 
 /// A `Rooms` over an open database, as the App would build it.
