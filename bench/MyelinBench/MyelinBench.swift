@@ -92,6 +92,22 @@ struct CommonOptions: ParsableArguments {
         return (http, MatrixAPI(http: http))
     }
 
+    /// What every scenario starts with: the run prefix, the client, a tally, the set-up helper,
+    /// and a probe that the server answers `/versions`. The caller stops `http` when done.
+    func startRun() async throws -> (prefix: String, http: HTTPClient, api: MatrixAPI, tally: Tally, setup: Setup) {
+        let prefix = runPrefix
+        let (http, api) = try makeClient()
+        let tally = Tally()
+        let setup = Setup(api: api, prefix: prefix, concurrency: concurrency, tally: tally)
+        do {
+            try await setup.probeVersions()
+        } catch {
+            http.stop()
+            throw error
+        }
+        return (prefix, http, api, tally, setup)
+    }
+
     /// The common header of every report.
     func describe(into report: inout Report, prefix: String) {
         report.row("server", url)

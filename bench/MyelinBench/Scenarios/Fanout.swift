@@ -16,12 +16,8 @@ struct Fanout: AsyncParsableCommand {
     var ramp: Double = 500
 
     func run() async throws {
-        let prefix = common.runPrefix
-        let (http, api) = try common.makeClient()
+        let (prefix, http, api, tally, setup) = try await common.startRun()
         defer { http.stop() }
-        let tally = Tally()
-        let setup = Setup(api: api, prefix: prefix, concurrency: common.concurrency, tally: tally)
-        try await setup.probeVersions()
         var users = try await setup.registerUsers(count: common.users, sharedSecret: common.sharedSecret)
         let rooms = try await setup.createRooms(max(1, common.rooms), members: common.members, users: users)
         let filter = Setup.syncFilter(timelineLimit: common.timelineLimit, ephemeral: false)

@@ -14,12 +14,8 @@ struct Idle: AsyncParsableCommand {
     var ramp: Double = 500
 
     func run() async throws {
-        let prefix = common.runPrefix
-        let (http, api) = try common.makeClient()
+        let (prefix, http, api, tally, setup) = try await common.startRun()
         defer { http.stop() }
-        let tally = Tally()
-        let setup = Setup(api: api, prefix: prefix, concurrency: common.concurrency, tally: tally)
-        try await setup.probeVersions()
         var users = try await setup.registerUsers(count: common.users, sharedSecret: common.sharedSecret)
         let filter = Setup.syncFilter(timelineLimit: common.timelineLimit, ephemeral: false)
         users = try await setup.initialSyncs(users, filter: filter)

@@ -16,12 +16,8 @@ struct Initial: AsyncParsableCommand {
     var `repeat`: Int = 5
 
     func run() async throws {
-        let prefix = common.runPrefix
-        let (http, api) = try common.makeClient()
+        let (prefix, http, api, tally, setup) = try await common.startRun()
         defer { http.stop() }
-        let tally = Tally()
-        let setup = Setup(api: api, prefix: prefix, concurrency: common.concurrency, tally: tally)
-        try await setup.probeVersions()
         let users = try await setup.registerUsers(count: 1, sharedSecret: common.sharedSecret)
         let rooms = try await setup.createRooms(max(1, common.rooms), members: 1, users: users)
         let user = users[0]

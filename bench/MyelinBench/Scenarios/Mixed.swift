@@ -35,12 +35,8 @@ struct Mixed: AsyncParsableCommand {
     func run() async throws {
         let weights = try parseWeights()
         let total = weights.map(\.1).reduce(0, +)
-        let prefix = common.runPrefix
-        let (http, api) = try common.makeClient()
+        let (prefix, http, api, tally, setup) = try await common.startRun()
         defer { http.stop() }
-        let tally = Tally()
-        let setup = Setup(api: api, prefix: prefix, concurrency: common.concurrency, tally: tally)
-        try await setup.probeVersions()
         let registered = try await setup.registerUsers(count: common.users, sharedSecret: common.sharedSecret)
         let rooms = try await setup.createRooms(max(1, common.rooms), members: common.members, users: registered)
         let filter = Setup.syncFilter(timelineLimit: common.timelineLimit, ephemeral: true)

@@ -11,12 +11,8 @@ struct SendThroughput: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let prefix = common.runPrefix
-        let (http, api) = try common.makeClient()
+        let (prefix, http, api, tally, setup) = try await common.startRun()
         defer { http.stop() }
-        let tally = Tally()
-        let setup = Setup(api: api, prefix: prefix, concurrency: common.concurrency, tally: tally)
-        try await setup.probeVersions()
         let senders = max(1, common.senders)
         let users = try await setup.registerUsers(count: senders, sharedSecret: common.sharedSecret)
         let roomCount = max(1, min(common.rooms, senders))
