@@ -15,6 +15,8 @@ final class MyelinServer: Sendable {
     let servers: [HTTPServer]
     let database: Database
     let logger: Logger
+    /// Idle sweeps of room actors and notifiers, typing expiry.
+    let maintenance: Task<Void, Never>
 
     /// Prepares the data directory and signing key, opens the store (applying migrations)
     /// and builds the listeners; nothing listens until `start()`.
@@ -25,9 +27,11 @@ final class MyelinServer: Sendable {
         let key = try SigningKey.loadOrGenerate(path: configuration.resolvedSigningKeyPath)
         database = try await Database.open(configuration.databaseConfiguration, logger: logger)
         let accounts = try await Accounts(configuration: configuration, database: database, logger: logger)
+        let roomService = try await RoomService(configuration: configuration, database: database, signingKey: key)
         let app = MyelinApp(configuration: configuration, signingKey: key, database: database, accounts: accounts,
-                            logger: logger)
+                            roomService: roomService, logger: logger)
         self.app = app
+        maintenance = Task.detached { await roomService.runMaintenance() }
         let workers = WorkerPool(threads: configuration.transport.workers)
         servers = configuration.listeners.enumerated().map { index, listener in
             var transport = configuration.transport
@@ -56,6 +60,8 @@ final class MyelinServer: Sendable {
         await servers[0].waitUntilStopped()
         for server in servers.dropFirst() { server.shutdown() }
         for server in servers.dropFirst() { await server.waitUntilStopped() }
+        maintenance.cancel()
+        await app.roomService.rooms.registry.deactivateAll()
         await app.accounts.lastSeen.flush()
         await database.close()
         logger.info("stopped")

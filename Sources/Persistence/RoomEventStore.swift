@@ -15,12 +15,15 @@ public enum RoomEventStore {
         /// The state group of the state after this event.
         public var stateGroup: Int64
         public var json: [UInt8]
+        /// The client form (`event_id`, `room_id`, `unsigned` with `prev_content`), served as
+        /// is; rewritten once if the event is redacted. Empty for rows written before it existed.
+        public var clientJSON: [UInt8]
 
         public init(streamOrdering: Int64, eventID: String, roomID: String, type: String, stateKey: String?,
-                    sender: String, depth: Int64, stateGroup: Int64, json: [UInt8]) {
+                    sender: String, depth: Int64, stateGroup: Int64, json: [UInt8], clientJSON: [UInt8] = []) {
             self.streamOrdering = streamOrdering; self.eventID = eventID; self.roomID = roomID
             self.type = type; self.stateKey = stateKey; self.sender = sender; self.depth = depth
-            self.stateGroup = stateGroup; self.json = json
+            self.stateGroup = stateGroup; self.json = json; self.clientJSON = clientJSON
         }
     }
 
@@ -58,10 +61,11 @@ public enum RoomEventStore {
 
     public static func insertEvent(_ db: any SQLTransaction, _ row: EventRow) throws {
         try db.execute("""
-            INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json, client_json)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, .int(row.streamOrdering), .text(row.eventID), .text(row.roomID), .text(row.type),
-            .text(row.stateKey), .text(row.sender), .int(row.depth), .int(row.stateGroup), .blob(row.json))
+            .text(row.stateKey), .text(row.sender), .int(row.depth), .int(row.stateGroup), .blob(row.json),
+            .blob(row.clientJSON))
     }
 
     public static func insertStateGroup(_ db: any SQLTransaction, _ group: StateGroup) throws {
@@ -89,7 +93,7 @@ public enum RoomEventStore {
     /// The room's newest events, oldest first.
     public static func latestEvents(_ db: any SQLConnection, roomID: String, limit: Int) throws -> [EventRow] {
         try db.query("""
-            SELECT stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json
+            SELECT \(columns)
             FROM events WHERE room_id = ? ORDER BY stream_ordering DESC LIMIT ?
             """, .text(roomID), .int(Int64(limit))).map(eventRow).reversed()
     }
@@ -97,7 +101,7 @@ public enum RoomEventStore {
     /// The room's events after `streamOrdering`, oldest first.
     public static func events(_ db: any SQLConnection, roomID: String, after streamOrdering: Int64, limit: Int) throws -> [EventRow] {
         try db.query("""
-            SELECT stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json
+            SELECT \(columns)
             FROM events WHERE room_id = ? AND stream_ordering > ? ORDER BY stream_ordering LIMIT ?
             """, .text(roomID), .int(streamOrdering), .int(Int64(limit))).map(eventRow)
     }
@@ -111,7 +115,7 @@ public enum RoomEventStore {
             start += chunk.count
             let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
             rows += try db.query("""
-                SELECT stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json
+                SELECT \(columns)
                 FROM events WHERE event_id IN (\(placeholders))
                 """, chunk.map { SQLValue.text($0) }).map(eventRow)
         }
@@ -148,9 +152,12 @@ public enum RoomEventStore {
     /// The highest stream ordering stored (0 if none): seeds the room-events stream.
     public static let maxStreamOrderingSQL = "SELECT MAX(stream_ordering) FROM events"
 
-    private static func eventRow(_ row: SQLRow) throws -> EventRow {
+    /// The columns `eventRow` reads, in order.
+    static let columns = "stream_ordering, event_id, room_id, type, state_key, sender, depth, state_group, json, client_json"
+
+    static func eventRow(_ row: SQLRow) throws -> EventRow {
         EventRow(streamOrdering: try row.int(0), eventID: try row.text(1), roomID: try row.text(2), type: try row.text(3),
                  stateKey: try row.optionalText(4), sender: try row.text(5), depth: try row.int(6),
-                 stateGroup: try row.int(7), json: try row.blob(8))
+                 stateGroup: try row.int(7), json: try row.blob(8), clientJSON: try row.optionalBlob(9) ?? [])
     }
 }

@@ -59,7 +59,7 @@ public actor RoomActor: RegistryMember {
     public static func activate(_ roomID: RoomID, context: RoomContext) async throws -> RoomActor {
         let limit = context.recentEventsLimit
         let key = roomID.rawValue
-        let loaded = try await context.database.read { db -> (String, [String], [RoomEventStore.EventRow], [RoomEventStore.StateEntry], [RoomEventStore.EventRow], Int)? in
+        let loaded = try await context.database.read { db -> (String, [String], [RoomEventStore.EventRow], [RoomEventStore.StateEntry], [RoomEventStore.EventRow], Int, [String: (deviceID: String, txnID: String)])? in
             guard let version = try RoomEventStore.roomVersion(db, roomID: key) else { return nil }
             let extremities = try RoomEventStore.extremities(db, roomID: key)
             // One more than the ring holds, to know where the ring starts.
@@ -68,9 +68,10 @@ public actor RoomActor: RegistryMember {
             let entries = try RoomEventStore.state(db, group: last.stateGroup)
             let stateEvents = try RoomEventStore.events(db, ids: entries.map(\.eventID) + extremities)
             let deltaDepth = try RoomEventStore.deltaDepth(db, group: last.stateGroup) ?? 0
-            return (version, extremities, latest, entries, stateEvents, deltaDepth)
+            let txns = try RoomClientStore.txns(db, eventIDs: latest.map(\.eventID))
+            return (version, extremities, latest, entries, stateEvents, deltaDepth, txns)
         }
-        guard let (versionID, extremityIDs, latest, entries, rows, deltaDepth) = loaded, let last = latest.last else {
+        guard let (versionID, extremityIDs, latest, entries, rows, deltaDepth, txns) = loaded, let last = latest.last else {
             return RoomActor(roomID: roomID, context: context, room: nil)
         }
         let version = try RoomVersion.named(versionID)
@@ -87,7 +88,9 @@ public actor RoomActor: RegistryMember {
         let floor = latest.count > limit ? latest[latest.count - limit - 1].streamOrdering : 0
         let recent = try latest.suffix(limit).map { row in
             PersistedEvent(eventID: try EventID(parsing: row.eventID), streamOrdering: row.streamOrdering, depth: row.depth,
-                           type: row.type, stateKey: row.stateKey, bytes: row.json)
+                           type: row.type, stateKey: row.stateKey, bytes: row.json, sender: row.sender,
+                           clientBytes: row.clientJSON,
+                           txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID, txnID: $0.txnID) })
         }
         return RoomActor(roomID: roomID, context: context, room: RoomState(
             version: version, state: state, stateGroup: last.stateGroup, stateDeltaDepth: deltaDepth,
@@ -108,12 +111,39 @@ public actor RoomActor: RegistryMember {
     /// The current state event of `key`.
     public func stateEvent(_ key: StateKey) -> PDU? { room?.state[key] }
 
+    /// The whole current state; nil if the room does not exist.
+    public var currentState: AuthState? { room?.state }
+
+    /// The room version; nil if the room does not exist.
+    public var version: RoomVersion? { room?.version }
+
+    /// The stream position of the room's newest event (0 if it does not exist).
+    public var lastStreamOrdering: Int64 { room?.lastStreamOrdering ?? 0 }
+
     /// Events of the ring after `streamOrdering`, oldest first; nil if the ring does not
     /// reach back that far (the caller reads the store instead).
     public func recentEvents(after streamOrdering: Int64) -> [PersistedEvent]? {
         guard let room else { return [] }
         guard streamOrdering >= room.recentFloor else { return nil }
         return room.recent.filter { $0.streamOrdering > streamOrdering }
+    }
+
+    /// The newest events with positions in `(after, upTo]` that pass `include`, oldest
+    /// first: at most `limit`, and whether older matching ones exist in that range. Nil when
+    /// the ring cannot tell (it does not reach back to `after` and holds fewer than `limit`
+    /// matches): the caller reads the store.
+    public func timeline(after: Int64, upTo: Int64, limit: Int,
+                         include: (PersistedEvent) -> Bool = { _ in true }) -> (events: [PersistedEvent], limited: Bool)? {
+        guard let room else { return ([], false) }
+        var picked: [PersistedEvent] = []
+        for event in room.recent.reversed() where event.streamOrdering <= upTo {
+            if event.streamOrdering <= after { break }
+            guard include(event) else { continue }
+            if picked.count == limit { return (picked.reversed(), true) }
+            picked.append(event)
+        }
+        if after >= room.recentFloor { return (picked.reversed(), false) }
+        return nil
     }
 
     // MARK: Writes
@@ -151,7 +181,7 @@ public actor RoomActor: RegistryMember {
             writes.append(apply(pdu, at: allocation.position, to: &working, fullSnapshot: first))
             first = false
         }
-        let events = try await persist(writes, allocations: allocations, createdTS: now, version: version)
+        let (events, _) = try await persist(writes, allocations: allocations, createdTS: now, version: version)
         room = working
         publish(events, working)
         return events
@@ -198,8 +228,21 @@ public actor RoomActor: RegistryMember {
             var accepted: [Pending] = []
             var allocations: [StreamTracker.Allocation] = []
             var writes: [Write] = []
+            // A transaction id seen before (committed, or earlier in this batch) yields that event.
+            var duplicates: [(Pending, Int)] = []
+            var batchTxns: [TransactionRef: Int] = [:]
             for pending in batch {
                 let draft = pending.draft
+                if let txn = draft.txn {
+                    if let event = committedTxns[txn] {
+                        pending.continuation.resume(returning: event)
+                        continue
+                    }
+                    if let index = batchTxns[txn] {
+                        duplicates.append((pending, index))
+                        continue
+                    }
+                }
                 do {
                     let pdu = try builder.build(type: draft.type, sender: draft.sender, stateKey: draft.stateKey,
                                                 content: draft.content, roomID: roomID, prevEvents: working.extremities,
@@ -207,7 +250,8 @@ public actor RoomActor: RegistryMember {
                                                 state: working.state, redacts: draft.redacts)
                     let allocation = context.events.allocate()
                     allocations.append(allocation)
-                    writes.append(apply(pdu, at: allocation.position, to: &working, fullSnapshot: false))
+                    writes.append(apply(pdu, at: allocation.position, to: &working, fullSnapshot: false, txn: draft.txn))
+                    if let txn = draft.txn { batchTxns[txn] = accepted.count }
                     accepted.append(pending)
                 } catch {
                     pending.continuation.resume(throwing: error)
@@ -215,14 +259,22 @@ public actor RoomActor: RegistryMember {
             }
             if accepted.isEmpty { continue }
             do {
-                let events = try await persist(writes, allocations: allocations, createdTS: nil, version: working.version)
+                let (events, redacted) = try await persist(writes, allocations: allocations, createdTS: nil, version: working.version)
+                for index in working.recent.indices {
+                    if let bytes = redacted[working.recent[index].eventID.rawValue] { working.recent[index].clientBytes = bytes }
+                }
                 room = working
-                for (pending, event) in zip(accepted, events) { pending.continuation.resume(returning: event) }
+                for (pending, event) in zip(accepted, events) {
+                    if let txn = event.txn { remember(txn, event) }
+                    pending.continuation.resume(returning: event)
+                }
+                for (pending, index) in duplicates { pending.continuation.resume(returning: events[index]) }
                 publish(events, working)
             } catch {
                 // The store is the truth and the memory was not touched: the batch failed as
                 // a whole; later sends retry on the unchanged state.
                 for pending in accepted { pending.continuation.resume(throwing: error) }
+                for (pending, _) in duplicates { pending.continuation.resume(throwing: error) }
             }
         }
         // Sends that raced a close are refused, never dropped silently.
@@ -233,18 +285,55 @@ public actor RoomActor: RegistryMember {
         finishDrain()
     }
 
+    /// Transactions committed lately, for duplicates that arrive while the first is in memory
+    /// (older ones are found in `event_txns` by the caller before sending).
+    private var committedTxns: [TransactionRef: PersistedEvent] = [:]
+    private var committedTxnOrder: [TransactionRef] = []
+
+    private func remember(_ txn: TransactionRef, _ event: PersistedEvent) {
+        committedTxns[txn] = event
+        committedTxnOrder.append(txn)
+        if committedTxnOrder.count > 1024 {
+            for old in committedTxnOrder.prefix(512) { committedTxns[old] = nil }
+            committedTxnOrder.removeFirst(512)
+        }
+    }
+
     /// One event's rows.
     private struct Write: Sendable {
         var event: RoomEventStore.EventRow
         var group: RoomEventStore.StateGroup?
         var extremities: [String]
         var persisted: PersistedEvent
+        var membership: RoomClientStore.Membership?
+        /// A redaction's target and whether the sender may redact others' events.
+        var redacts: (target: String, sender: String, anySender: Bool)?
+        var redactionClientJSON: JSON?
     }
 
     /// Applies `pdu` to the working copy of the room and returns the rows to write.
-    private func apply(_ pdu: PDU, at position: Int64, to working: inout RoomState, fullSnapshot: Bool) -> Write {
+    private func apply(_ pdu: PDU, at position: Int64, to working: inout RoomState, fullSnapshot: Bool,
+                       txn: TransactionRef? = nil) -> Write {
         let key = roomID.rawValue
         var group: RoomEventStore.StateGroup?
+        var unsigned: [String: JSON] = [:]
+        if let entry = pdu.stateEntry, let previous = working.state[entry] {
+            unsigned["replaces_state"] = .string(previous.eventID.rawValue)
+            unsigned["prev_content"] = .object(previous.content)
+            unsigned["prev_sender"] = .string(previous.sender.rawValue)
+        }
+        let client = ClientEventForm.json(of: pdu.json, eventID: pdu.eventID, roomID: roomID, unsigned: unsigned)
+        var redacts: (String, String, Bool)?
+        if let target = pdu.redacts {
+            let power = PowerLevels(content: working.state[.powerLevels]?.content, roomVersion: working.version,
+                                    create: working.state[.create])
+            redacts = (target.rawValue, pdu.sender.rawValue, power.level(of: pdu.sender.rawValue) >= power.redact)
+        }
+        var membership: RoomClientStore.Membership?
+        if pdu.type == "m.room.member", let stateKey = pdu.stateKey, let value = pdu.membership {
+            membership = RoomClientStore.Membership(roomID: key, userID: stateKey, membership: value,
+                                                    eventID: pdu.eventID.rawValue, streamOrdering: position)
+        }
         if let entry = pdu.stateEntry {
             working.state[entry] = pdu
             if fullSnapshot || working.stateDeltaDepth >= Self.maxStateDeltaDepth {
@@ -265,8 +354,10 @@ public actor RoomActor: RegistryMember {
         working.maxDepth = pdu.depth
         working.lastStreamOrdering = position
         let bytes = pdu.bytes ?? JSON.object(pdu.json).encoded()
+        let clientBytes = client.encoded()
         let persisted = PersistedEvent(eventID: pdu.eventID, streamOrdering: position, depth: pdu.depth,
-                                       type: pdu.type, stateKey: pdu.stateKey, bytes: bytes)
+                                       type: pdu.type, stateKey: pdu.stateKey, bytes: bytes, sender: pdu.sender.rawValue,
+                                       clientBytes: clientBytes, txn: txn)
         working.recent.append(persisted)
         if working.recent.count > context.recentEventsLimit {
             let excess = working.recent.count - context.recentEventsLimit
@@ -275,29 +366,55 @@ public actor RoomActor: RegistryMember {
         }
         let row = RoomEventStore.EventRow(streamOrdering: position, eventID: pdu.eventID.rawValue, roomID: key,
                                           type: pdu.type, stateKey: pdu.stateKey, sender: pdu.sender.rawValue,
-                                          depth: pdu.depth, stateGroup: working.stateGroup, json: bytes)
-        return Write(event: row, group: group, extremities: [pdu.eventID.rawValue], persisted: persisted)
+                                          depth: pdu.depth, stateGroup: working.stateGroup, json: bytes,
+                                          clientJSON: clientBytes)
+        return Write(event: row, group: group, extremities: [pdu.eventID.rawValue], persisted: persisted,
+                     membership: membership, redacts: redacts, redactionClientJSON: redacts == nil ? nil : client)
     }
 
     /// Writes the batch in one transaction, then marks its positions committed (or aborted).
+    /// Redactions rewrite their target's client form in the same transaction; the new forms
+    /// are returned by event id so the ring can follow.
     private func persist(_ writes: [Write], allocations: [StreamTracker.Allocation], createdTS: Int64?,
-                         version: RoomVersion) async throws -> [PersistedEvent] {
+                         version: RoomVersion) async throws -> ([PersistedEvent], [String: [UInt8]]) {
         let key = roomID.rawValue
+        let room = roomID
+        let redacted: [String: [UInt8]]
         do {
-            try await context.database.write { db in
+            redacted = try await context.database.write { db in
                 if let createdTS { try RoomEventStore.insertRoom(db, roomID: key, roomVersion: version.id, createdTS: createdTS) }
+                var redacted: [String: [UInt8]] = [:]
                 for write in writes {
                     if let group = write.group { try RoomEventStore.insertStateGroup(db, group) }
                     try RoomEventStore.insertEvent(db, write.event)
+                    if let membership = write.membership { try RoomClientStore.setMembership(db, membership) }
+                    if let txn = write.persisted.txn {
+                        try RoomClientStore.insertTxn(db, userID: txn.userID, deviceID: txn.deviceID, txnID: txn.txnID,
+                                                      roomID: key, eventID: write.event.eventID)
+                    }
+                    if let (target, sender, anySender) = write.redacts, let because = write.redactionClientJSON,
+                       let row = try RoomClientStore.event(db, eventID: target), row.roomID == key,
+                       anySender || row.sender == sender,
+                       let original = try? JSON.parse(row.json).objectValue, let id = try? EventID(parsing: row.eventID) {
+                        var unsigned: [String: JSON] = ["redacted_because": because]
+                        if let old = try? JSON.parse(row.clientJSON)["unsigned"]?.objectValue {
+                            for name in ["replaces_state", "prev_sender"] { if let v = old[name] { unsigned[name] = v } }
+                        }
+                        let form = ClientEventForm.json(of: Redaction.redact(original, roomVersion: version), eventID: id,
+                                                        roomID: room, unsigned: unsigned).encoded()
+                        try RoomClientStore.setRedacted(db, eventID: target, clientJSON: form)
+                        redacted[target] = form
+                    }
                 }
                 if let last = writes.last { try RoomEventStore.setExtremities(db, roomID: key, last.extremities) }
+                return redacted
             }
         } catch {
             for allocation in allocations { context.events.abort(allocation) }
             throw error
         }
         for allocation in allocations { context.events.commit(allocation) }
-        return writes.map(\.persisted)
+        return (writes.map(\.persisted), redacted)
     }
 
     private func publish(_ events: [PersistedEvent], _ room: RoomState) {

@@ -51,6 +51,21 @@ public struct PersistedEvent: Sendable, Equatable {
     public var stateKey: String?
     /// The event's serialized JSON as stored (federation form).
     public var bytes: [UInt8]
+    public var sender: String = ""
+    /// The client form served by sync and `/messages` (redacted form once redacted).
+    public var clientBytes: [UInt8] = []
+    /// The sending device's transaction, for `unsigned.transaction_id`.
+    public var txn: TransactionRef? = nil
+}
+
+/// A client's transaction id for a send (`PUT .../send/{type}/{txnId}`), scoped to the device.
+public struct TransactionRef: Sendable, Hashable {
+    public var userID: String
+    public var deviceID: String
+    public var txnID: String
+    public init(userID: String, deviceID: String, txnID: String) {
+        self.userID = userID; self.deviceID = deviceID; self.txnID = txnID
+    }
 }
 
 /// A room's current shape, for comparisons and diagnostics: the state's event ids by key,
@@ -70,13 +85,18 @@ public struct EventDraft: Sendable {
     public var stateKey: String?
     public var content: [String: JSON]
     public var redacts: EventID?
+    /// Makes the send idempotent: a second draft with the same transaction yields the
+    /// first one's event (also across restarts, through `event_txns`).
+    public var txn: TransactionRef?
 
-    public init(type: String, sender: UserID, stateKey: String? = nil, content: [String: JSON], redacts: EventID? = nil) {
+    public init(type: String, sender: UserID, stateKey: String? = nil, content: [String: JSON], redacts: EventID? = nil,
+                txn: TransactionRef? = nil) {
         self.type = type
         self.sender = sender
         self.stateKey = stateKey
         self.content = content
         self.redacts = redacts
+        self.txn = txn
     }
 }
 

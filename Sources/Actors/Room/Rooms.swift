@@ -72,6 +72,28 @@ public final class Rooms: Sendable {
             EventDraft(type: "m.room.join_rules", sender: creator, stateKey: "", content: ["join_rule": .string(joinRule)]),
             EventDraft(type: "m.room.history_visibility", sender: creator, stateKey: "", content: ["history_visibility": "shared"]),
         ] + extra
+        return try await createActor(roomID: roomID, version: version, create: create, initial: initial)
+    }
+
+    /// Creates a room from a full initial sequence: `m.room.create` (its content completed
+    /// with the version and creator), then `initial(roomID)` — the caller's events, built
+    /// once the room id is known — all in one transaction.
+    public func createRoom(creator: UserID, version: RoomVersion, createContent: [String: JSON],
+                           initial: @Sendable (RoomID) throws -> [EventDraft]) async throws -> (RoomID, [PersistedEvent]) {
+        let builder = EventBuilder(roomVersion: version, signingKey: context.signingKey, serverName: context.serverName)
+        let wallClock = currentTimeMillis()
+        let now = lastCreateTS.withLock { last in
+            last = max(wallClock, last + 1)
+            return last
+        }
+        let requestedID: RoomID? = version.hashBasedRoomIDs ? nil : try RoomID(parsing: "!\(Self.opaqueID()):\(context.serverName)")
+        let create = try builder.createEvent(creator: creator, content: createContent, roomID: requestedID, originServerTS: now)
+        let roomID = create.effectiveRoomID
+        return try await createActor(roomID: roomID, version: version, create: create, initial: try initial(roomID))
+    }
+
+    private func createActor(roomID: RoomID, version: RoomVersion, create: PDU,
+                        initial: [EventDraft]) async throws -> (RoomID, [PersistedEvent]) {
         let actor = try await registry.get(roomID)
         do {
             return (roomID, try await actor.create(version: version, create: create, initial: initial))

@@ -8,6 +8,7 @@ enum Endpoints {
         KeyServer.register(&routes)
         SynapseAdmin.register(&routes)
         AccountEndpoints.register(&routes)
+        RoomEndpoints.register(&routes)
     }
 }
 

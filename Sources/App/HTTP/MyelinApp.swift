@@ -16,19 +16,24 @@ final class MyelinApp: HTTPResponder {
     let signingKey: SigningKey
     let database: Database
     let accounts: Accounts
+    let roomService: RoomService
     let logger: Logger
     let accessLogger: Logger?
     let startedAt: Int64
     let metrics = Metrics()
+    let syncCache = SyncResponseCache()
+    let unreadCounts = UnreadCounts()
     /// Open connections across the listeners, for the metrics page (set once they exist).
     let openConnections = Mutex<[@Sendable () -> Int]>([])
     let router: Router
 
-    init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts, logger: Logger) {
+    init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts,
+         roomService: RoomService, logger: Logger) {
         self.configuration = configuration
         self.signingKey = signingKey
         self.database = database
         self.accounts = accounts
+        self.roomService = roomService
         self.logger = logger
         var access = Logger(label: "myelin.access")
         access.logLevel = logger.logLevel

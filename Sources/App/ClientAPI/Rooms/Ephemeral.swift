@@ -1,0 +1,106 @@
+import Transport
+import Actors
+import Matrix
+import Persistence
+
+/// Typing notices, read receipts and read markers (spec: "Typing Notifications",
+/// "Receipts", "Fully read markers"). Typing lives in memory with server-side expiry;
+/// receipts are stored with a position on the receipts stream; `m.fully_read` is room
+/// account data. Each change wakes the room's members' long-polls.
+enum Ephemeral {
+    static let maxTypingTimeout: Int64 = 120_000
+
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.put, "/rooms/{roomId}/typing/{userId}") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
+                throw MatrixError(.forbidden, "Cannot set another user's typing state")
+            }
+            let body = try await context.jsonObject()
+            guard let typing = body["typing"]?.boolValue else { throw MatrixError(.badJSON, "Missing typing") }
+            let service = context.app.roomService
+            try await service.requireJoined(requester.userID, roomID)
+            var until: Int64?
+            if typing {
+                let timeout = min(body["timeout"]?.intValue ?? 30_000, maxTypingTimeout)
+                until = Clock.nowMilliseconds() + max(timeout, 0)
+            }
+            if let position = service.typing.set(requester.userID, in: roomID, until: until) {
+                await service.notifyMembers(of: roomID, StreamChange(.typing, position))
+            }
+            return .json([:])
+        }
+        routes.client(.post, "/rooms/{roomId}/receipt/{receiptType}/{eventId}") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let type = context.parameter("receiptType")
+            let eventID = context.parameter("eventId")
+            let body = try await Membership.optionalBody(context)
+            let thread = body["thread_id"]?.stringValue ?? ""
+            if body["thread_id"] != nil && body["thread_id"]?.stringValue == nil {
+                throw MatrixError(.invalidParam, "thread_id must be a string")
+            }
+            switch type {
+            case "m.read", "m.read.private":
+                try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: eventID, thread: thread)
+            case "m.fully_read":
+                try await setFullyRead(context.app, requester.userID, roomID, eventID)
+            default:
+                throw MatrixError(.invalidParam, "Receipt type must be m.read, m.read.private or m.fully_read")
+            }
+            return .json([:])
+        }
+        routes.client(.post, "/rooms/{roomId}/read_markers") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let body = try await context.jsonObject()
+            if let fully = body["m.fully_read"]?.stringValue {
+                try await setFullyRead(context.app, requester.userID, roomID, fully)
+            }
+            for type in ["m.read", "m.read.private"] {
+                if let event = body[type]?.stringValue {
+                    try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: event, thread: "")
+                }
+            }
+            return .json([:])
+        }
+    }
+
+    static func putReceipt(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID, type: String, eventID: String,
+                           thread: String) async throws {
+        let service = app.roomService
+        try await service.requireJoined(user, roomID)
+        _ = try await RoomEvents.visibleEvent(app, user, roomID, eventID)
+        let stream = service.receiptStream
+        let receipt = RoomClientStore.Receipt(roomID: roomID.rawValue, type: type, userID: user.rawValue,
+                                              threadID: thread == "main" ? "main" : thread, eventID: eventID,
+                                              ts: Clock.nowMilliseconds(), streamID: 0)
+        let position = try await stream.withNextPosition { position in
+            var receipt = receipt
+            receipt.streamID = position
+            let stored = receipt
+            try await app.database.write { db in try RoomClientStore.putReceipt(db, stored) }
+            return position
+        }
+        if type == "m.read.private" {
+            service.fanout.notify([user], of: StreamChange(.receipts, position))
+        } else {
+            await service.notifyMembers(of: roomID, StreamChange(.receipts, position))
+        }
+    }
+
+    static func setFullyRead(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID, _ eventID: String) async throws {
+        try await app.roomService.requireJoined(user, roomID)
+        _ = try await RoomEvents.visibleEvent(app, user, roomID, eventID)
+        let accounts = app.accounts
+        let content = JSON.object(["event_id": .string(eventID)]).encodedString
+        let userID = user.rawValue, room = roomID.rawValue
+        let position = try await accounts.accountDataStream.withNextPosition { position in
+            try await accounts.database.clientData.updateAccountData(userID: userID, roomID: room, type: "m.fully_read",
+                                                                     position: position) { _ in content }
+            return position
+        }
+        app.roomService.fanout.notify([user], of: StreamChange(.accountData, position))
+    }
+}

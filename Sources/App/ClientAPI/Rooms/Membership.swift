@@ -1,0 +1,193 @@
+import Transport
+import Actors
+import Matrix
+import Persistence
+
+/// Room membership (spec: client-server API, "Room membership"): join by id or alias,
+/// invite, leave, forget, kick, ban, unban, knock, and the member lists. Every change is an
+/// `m.room.member` event built and authorised by the room's actor: the auth rules of the room
+/// version decide (join rules, bans, power levels), and refusals are 403 `M_FORBIDDEN`.
+enum Membership {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.post, "/rooms/{roomId}/join") { context in
+            try await join(context, try RoomID(parsing: context.parameter("roomId")))
+        }
+        routes.client(.post, "/join/{roomIdOrAlias}") { context in
+            try await join(context, try await context.app.roomService.resolve(context.parameter("roomIdOrAlias")))
+        }
+        routes.client(.post, "/knock/{roomIdOrAlias}") { context in
+            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+            let service = context.app.roomService
+            let roomID = try await service.resolve(context.parameter("roomIdOrAlias"))
+            let body = try await optionalBody(context)
+            var extra: [String: JSON] = [:]
+            if let reason = body["reason"]?.stringValue { extra["reason"] = .string(reason) }
+            let content = try await service.memberContent(requester.userID, membership: "knock", extra: extra)
+            _ = try await service.send(EventDraft(type: "m.room.member", sender: requester.userID,
+                                                  stateKey: requester.userID.rawValue, content: content), in: roomID)
+            return .json(["room_id": .string(roomID.rawValue)])
+        }
+        routes.client(.post, "/rooms/{roomId}/invite") { context in
+            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+            let body = try await context.jsonObject()
+            guard let target = body["user_id"]?.stringValue else {
+                throw MatrixError(.badJSON, "Missing user_id (third-party invites are not supported)")
+            }
+            let invitee = try UserID(parsing: target)
+            let service = context.app.roomService
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            var extra: [String: JSON] = [:]
+            if let reason = body["reason"]?.stringValue { extra["reason"] = .string(reason) }
+            let current = try await service.membership(invitee, in: roomID)?.membership
+            if current == "join" { throw MatrixError(.forbidden, "\(invitee) is already in the room.") }
+            if current == "ban" { throw MatrixError(.forbidden, "\(invitee) is banned from the room") }
+            let content = try await service.memberContent(invitee, membership: "invite", extra: extra)
+            _ = try await service.send(EventDraft(type: "m.room.member", sender: requester.userID,
+                                                  stateKey: invitee.rawValue, content: content), in: roomID)
+            return .json([:])
+        }
+        routes.client(.post, "/rooms/{roomId}/leave") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let service = context.app.roomService
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let body = try await optionalBody(context)
+            guard let current = try await service.membership(requester.userID, in: roomID)?.membership,
+                  current != "leave" else {
+                throw MatrixError(.notFound, "You are not in room \(roomID)", status: 404)
+            }
+            if current == "ban" { return .json([:]) }
+            var content: [String: JSON] = ["membership": "leave"]
+            if let reason = body["reason"]?.stringValue { content["reason"] = .string(reason) }
+            _ = try await service.send(EventDraft(type: "m.room.member", sender: requester.userID,
+                                                  stateKey: requester.userID.rawValue, content: content), in: roomID)
+            return .json([:])
+        }
+        routes.client(.post, "/rooms/{roomId}/forget") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let membership = try await context.app.roomService.membership(requester.userID, in: roomID)?.membership
+            if membership == "join" || membership == "invite" || membership == "knock" {
+                throw MatrixError(.unknown, "User \(requester.userID) is in room \(roomID)", status: 400)
+            }
+            let room = roomID.rawValue, user = requester.userID.rawValue
+            try await context.app.database.write { db in try RoomClientStore.forget(db, roomID: room, userID: user) }
+            return .json([:])
+        }
+        for action in ["kick", "ban", "unban"] {
+            routes.client(.post, "/rooms/{roomId}/\(action)") { context in
+                let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+                let body = try await context.jsonObject()
+                guard let target = body["user_id"]?.stringValue else { throw MatrixError(.badJSON, "Missing user_id") }
+                let user = try UserID(parsing: target)
+                let service = context.app.roomService
+                let roomID = try RoomID(parsing: context.parameter("roomId"))
+                let current = try await service.membership(user, in: roomID)?.membership
+                if action == "unban" && current != "ban" {
+                    throw MatrixError(.forbidden, "\(user) is not banned")
+                }
+                if action == "kick" && (current == nil || current == "leave" || current == "ban") {
+                    throw MatrixError(.forbidden, "The target user is not in the room")
+                }
+                var content: [String: JSON] = ["membership": action == "ban" ? "ban" : "leave"]
+                if let reason = body["reason"]?.stringValue { content["reason"] = .string(reason) }
+                _ = try await service.send(EventDraft(type: "m.room.member", sender: requester.userID,
+                                                      stateKey: user.rawValue, content: content), in: roomID)
+                return .json([:])
+            }
+        }
+        routes.client(.get, "/joined_rooms") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let user = requester.userID.rawValue
+            let rooms = try await context.app.database.read { db in
+                try RoomClientStore.memberships(db, userID: user, membership: "join")
+            }
+            return .json(["joined_rooms": .array(rooms.map(\.roomID).sorted().map { JSON.string($0) })])
+        }
+        // The seed's form: another user's joined rooms (Synapse's admin API shape), own only here.
+        routes.client(.get, "/user/{userId}/rooms") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let target = try UserID(parsing: context.parameter("userId"))
+            guard target == requester.userID else { throw MatrixError(.forbidden, "You may only list your own rooms") }
+            let user = target.rawValue
+            let rooms = try await context.app.database.read { db in
+                try RoomClientStore.memberships(db, userID: user, membership: "join")
+            }
+            return .json(["joined_rooms": .array(rooms.map { .string($0.roomID) })])
+        }
+        routes.client(.get, "/rooms/{roomId}/joined_members") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let (actor, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
+            guard membership?.membership == "join" else {
+                throw MatrixError(.forbidden, "User \(requester.userID) not in room \(roomID)")
+            }
+            var joined: [String: JSON] = [:]
+            for (key, pdu) in await actor.currentState ?? [:] where key.type == "m.room.member" && pdu.membership == "join" {
+                var entry: [String: JSON] = ["display_name": pdu.content["displayname"] ?? .null,
+                                             "avatar_url": pdu.content["avatar_url"] ?? .null]
+                if entry["display_name"] == .null { entry["display_name"] = nil }
+                if entry["avatar_url"] == .null { entry["avatar_url"] = nil }
+                joined[key.stateKey] = .object(entry)
+            }
+            return .json(["joined": .object(joined)])
+        }
+        routes.client(.get, "/rooms/{roomId}/members") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let service = context.app.roomService
+            let (actor, membership) = try await service.readableState(requester.userID, roomID)
+            let query = context.query
+            let wanted = query["membership"]
+            let excluded = query["not_membership"]
+            var ids: [String]
+            if membership?.membership == "join" || membership == nil, query["at"] == nil {
+                ids = (await actor.currentState ?? [:]).filter { $0.key.type == "m.room.member" }.map(\.value.eventID.rawValue)
+            } else {
+                // At a token, or at the user's leave: the state of that point.
+                let room = roomID.rawValue
+                var position = membership?.streamOrdering ?? Int64.max
+                if let at = query["at"] { position = min(position, try Messages.position(of: at)) }
+                let bound = position
+                ids = try await context.app.database.read { db in
+                    guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: bound) else { return [] }
+                    return try RoomEventStore.state(db, group: group).filter { $0.type == "m.room.member" }.map(\.eventID)
+                }
+            }
+            var chunk: [[UInt8]] = []
+            for bytes in try await service.clientEvents(ids.sorted()) {
+                if wanted != nil || excluded != nil {
+                    let value = try JSON.parse(bytes)["content"]?["membership"]?.stringValue
+                    if let wanted, value != wanted { continue }
+                    if let excluded, value == excluded { continue }
+                }
+                chunk.append(bytes)
+            }
+            var out = RawJSONObject()
+            out.raw("chunk", RawJSONObject.array(chunk))
+            return .rawJSON(out.finish())
+        }
+    }
+
+    static func join(_ context: RequestContext, _ roomID: RoomID) async throws -> HTTPResponse {
+        let requester = try await context.app.accounts.authenticate(context)
+        let service = context.app.roomService
+        let body = try await optionalBody(context)
+        var extra: [String: JSON] = [:]
+        if let reason = body["reason"]?.stringValue { extra["reason"] = .string(reason) }
+        let content = try await service.memberContent(requester.userID, membership: "join", extra: extra)
+        do {
+            _ = try await service.send(EventDraft(type: "m.room.member", sender: requester.userID,
+                                                  stateKey: requester.userID.rawValue, content: content), in: roomID)
+        } catch let error as MatrixError where error.code == .notFound {
+            throw MatrixError(.notFound, "No known servers", status: 404)
+        }
+        return .json(["room_id": .string(roomID.rawValue)])
+    }
+
+    /// The body as an object; an empty body is an empty object (`leave`, `join` may omit it).
+    static func optionalBody(_ context: RequestContext) async throws -> [String: JSON] {
+        let bytes = try await context.request.body.collect()
+        if bytes.isEmpty { return [:] }
+        return try RequestContext.jsonObject(from: bytes)
+    }
+}

@@ -1,0 +1,158 @@
+import Transport
+import Actors
+import Matrix
+import Persistence
+
+/// History: `GET /rooms/{roomId}/messages`, `/context/{eventId}` and
+/// `/v1/rooms/{roomId}/timestamp_to_event` (spec: "Getting events for a room"). Events are
+/// ordered by their stream position, the one order sync uses too, so `/sync`'s `prev_batch`
+/// and these tokens interoperate: a token names the gap after position N (`tN`, or a sync
+/// token whose room-events position is N). Pages are concatenated stored client bytes.
+enum Messages {
+    static let maxLimit = 1000
+
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.get, "/rooms/{roomId}/messages", versions: ["r0", "v3"]) { context in
+            try await messages(context)
+        }
+        routes.client(.get, "/rooms/{roomId}/context/{eventId}") { context in
+            try await contextOf(context)
+        }
+        routes.client(.get, "/rooms/{roomId}/timestamp_to_event", versions: ["v1"]) { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let query = context.query
+            guard let ts = query["ts"].flatMap({ Int64($0) }) else { throw MatrixError(.invalidParam, "ts must be an integer") }
+            let forwards = query["dir"] == "f"
+            guard query["dir"] == "f" || query["dir"] == "b" else { throw MatrixError(.invalidParam, "dir must be f or b") }
+            _ = try await context.app.roomService.readableState(requester.userID, roomID)
+            let room = roomID.rawValue
+            guard let row = try await context.app.database.read({ db in
+                try RoomClientStore.eventNear(db, roomID: room, ts: ts, forwards: forwards)
+            }) else { throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(forwards ? "f" : "b")") }
+            let eventTS = (try? JSON.parse(row.json)["origin_server_ts"]?.intValue) ?? nil
+            return .json(["event_id": .string(row.eventID), "origin_server_ts": .int(eventTS ?? 0)])
+        }
+    }
+
+    /// The room-events position a pagination token names.
+    static func position(of token: String) throws -> Int64 {
+        if token.hasPrefix("t"), let value = Int64(token.dropFirst()), value >= 0 { return value }
+        if token.hasPrefix("s") { return try StreamToken(parsing: token)[.roomEvents] }
+        throw MatrixError(.invalidParam, "Invalid pagination token")
+    }
+
+    static func messages(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let query = context.query
+        let backwards: Bool
+        switch query["dir"] {
+        case "b"?: backwards = true
+        case "f"?: backwards = false
+        default: throw MatrixError(.invalidParam, "dir must be f or b")
+        }
+        var filter = EventFilter.all
+        if let text = query["filter"] {
+            guard let value = try? JSON.parse(Array(text.utf8)), value.objectValue != nil else {
+                throw MatrixError(.badJSON, "filter is not a JSON object")
+            }
+            try Filters.roomEventFilter(value, "filter")
+            filter = EventFilter(value)
+        }
+        var limit = 10
+        if let text = query["limit"] {
+            guard let value = Int(text), value >= 0 else { throw MatrixError(.invalidParam, "limit must be a non-negative integer") }
+            limit = min(value, maxLimit)
+        }
+        let (actor, membership) = try await app.roomService.readableState(requester.userID, roomID)
+        let head = await actor.lastStreamOrdering
+        // A user who left sees history up to their leave.
+        var ceiling = head
+        if let membership, membership.membership == "leave" || membership.membership == "ban" {
+            ceiling = membership.streamOrdering
+        }
+        let from = try query["from"].map(position(of:)) ?? (backwards ? ceiling : 0)
+        let to = try query["to"].map(position(of:))
+        let joinedNow = membership?.membership == "join"
+        let room = roomID.rawValue, user = requester.userID.rawValue
+        let pageFilter = filter, pageLimit = limit, pageCeiling = ceiling
+        let page = try await app.database.read { db -> (events: [RoomEventStore.EventRow], end: Int64?, members: [String]) in
+            var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
+            var out: [RoomEventStore.EventRow] = []
+            var cursor = backwards ? min(from, pageCeiling) : from
+            let stop = to ?? (backwards ? 0 : pageCeiling)
+            var exhausted = false
+            // Pages of the store filtered by visibility and the pageFilter until `pageLimit` pass.
+            while out.count < pageLimit && !exhausted {
+                let batch = backwards
+                    ? try RoomClientStore.events(db, roomID: room, after: max(stop, 0), upTo: cursor, backwards: true, limit: max(pageLimit, 50))
+                    : try RoomClientStore.events(db, roomID: room, after: cursor, upTo: min(stop, pageCeiling), backwards: false, limit: max(pageLimit, 50))
+                if batch.count < max(pageLimit, 50) { exhausted = true }
+                for row in batch {
+                    cursor = backwards ? row.streamOrdering - 1 : row.streamOrdering
+                    guard pageFilter.passesAll || pageFilter.allows(type: row.type, sender: row.sender, clientBytes: row.clientJSON) else { continue }
+                    guard try visibility.visible(row, db) else { continue }
+                    out.append(row)
+                    if out.count == pageLimit { break }
+                }
+                if batch.isEmpty { exhausted = true }
+            }
+            let end: Int64? = out.isEmpty && exhausted ? nil : cursor
+            var members: [String] = []
+            if pageFilter.lazyLoadMembers, !out.isEmpty {
+                // The senders' member events as of the page (the state at its newest event).
+                let newest = out.map(\.streamOrdering).max()!
+                if let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: newest) {
+                    let senders = Set(out.map(\.sender))
+                    members = try RoomEventStore.state(db, group: group)
+                        .filter { $0.type == "m.room.member" && senders.contains($0.stateKey) }.map(\.eventID)
+                }
+            }
+            return (out, exhausted && out.count < pageLimit ? nil : end, members)
+        }
+        var body = RawJSONObject(capacity: page.events.reduce(64) { $0 + $1.clientJSON.count + 1 })
+        body.raw("chunk", RawJSONObject.array(page.events.map(\.clientJSON)))
+        body.value("start", .string("t\(from)"))
+        if let end = page.end { body.value("end", .string("t\(end)")) }
+        if !page.members.isEmpty {
+            body.raw("state", RawJSONObject.array(try await app.roomService.clientEvents(page.members)))
+        }
+        return .rawJSON(body.finish())
+    }
+
+    static func contextOf(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let target = try await RoomEvents.visibleEvent(app, requester.userID, roomID, context.parameter("eventId"))
+        var limit = 10
+        if let text = context.query["limit"] {
+            guard let value = Int(text), value >= 0 else { throw MatrixError(.invalidParam, "limit must be a non-negative integer") }
+            limit = min(value, 100)
+        }
+        let before = limit / 2, after = limit - before
+        let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == "join"
+        let room = roomID.rawValue, user = requester.userID.rawValue
+        let result = try await app.database.read { db in
+            var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
+            let earlier = try RoomClientStore.events(db, roomID: room, after: 0, upTo: target.streamOrdering - 1,
+                                                     backwards: true, limit: before).filter { try visibility.visible($0, db) }
+            let later = try RoomClientStore.events(db, roomID: room, after: target.streamOrdering, upTo: .max,
+                                                   backwards: false, limit: after).filter { try visibility.visible($0, db) }
+            let lastPosition = later.last?.streamOrdering ?? target.streamOrdering
+            let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: lastPosition)
+            let state = try group.map { try RoomEventStore.state(db, group: $0) } ?? []
+            return (earlier, later, state.map(\.eventID))
+        }
+        var body = RawJSONObject()
+        body.raw("event", target.clientJSON)
+        body.raw("events_before", RawJSONObject.array(result.0.map(\.clientJSON)))
+        body.raw("events_after", RawJSONObject.array(result.1.map(\.clientJSON)))
+        body.value("start", .string("t\((result.0.last?.streamOrdering ?? target.streamOrdering) - 1)"))
+        body.value("end", .string("t\(result.1.last?.streamOrdering ?? target.streamOrdering)"))
+        body.raw("state", RawJSONObject.array(try await app.roomService.clientEvents(result.2)))
+        return .rawJSON(body.finish())
+    }
+}

@@ -1,0 +1,129 @@
+import Transport
+import Actors
+import Matrix
+import Persistence
+
+/// `POST /createRoom` (spec: client-server API, "Creation"), producing the event sequence
+/// Synapse produces: create, the creator's join, power levels (with the preset's and the
+/// request's overrides), canonical alias, join rules, history visibility, guest access,
+/// `initial_state`, name, topic — in one transaction — then the invites.
+enum RoomCreation {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.post, "/createRoom") { context in
+            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+            let body = try await context.jsonObject()
+            return .json(.object(["room_id": .string(try await create(context.app, requester.userID, body).rawValue)]))
+        }
+    }
+
+    static func create(_ app: MyelinApp, _ creator: UserID, _ body: [String: JSON]) async throws -> RoomID {
+        let service = app.roomService
+        let versionID = body["room_version"]?.stringValue ?? RoomVersion.recommendedDefault.id
+        guard body["room_version"] == nil || body["room_version"]?.stringValue != nil,
+              let version = try? RoomVersion.named(versionID) else {
+            throw MatrixError(.unsupportedRoomVersion, "Your homeserver does not support the features required to interact with this room",
+                              status: 400)
+        }
+        let visibility = body["visibility"]?.stringValue ?? "private"
+        guard visibility == "public" || visibility == "private" else { throw MatrixError(.invalidParam, "Invalid visibility") }
+        let preset = body["preset"]?.stringValue ?? (visibility == "public" ? "public_chat" : "private_chat")
+        guard ["public_chat", "private_chat", "trusted_private_chat"].contains(preset) else {
+            throw MatrixError(.invalidParam, "Invalid preset \(preset)")
+        }
+        let isDirect = body["is_direct"]?.boolValue ?? false
+        var invitees: [UserID] = []
+        for value in body["invite"]?.arrayValue ?? [] {
+            guard let text = value.stringValue else { throw MatrixError(.badJSON, "invite must be a list of user ids") }
+            invitees.append(try UserID(parsing: text))
+        }
+        var alias: RoomAlias?
+        if let name = body["room_alias_name"]?.stringValue {
+            guard !name.contains(":"), !name.contains("#"), !name.isEmpty else {
+                throw MatrixError(.invalidParam, "Invalid characters in room alias")
+            }
+            alias = try RoomAlias(parsing: "#\(name):\(service.serverName)")
+            let key = alias!.rawValue
+            if try await app.database.read({ db in try RoomClientStore.alias(db, key) }) != nil {
+                throw MatrixError(.roomInUse, "Room alias already taken", status: 400)
+            }
+        }
+        var createContent = body["creation_content"]?.objectValue ?? [:]
+        createContent["room_version"] = nil
+        if version.privilegedCreators && preset == "trusted_private_chat" && !invitees.isEmpty {
+            // Room version 12: trusted invitees become creators (MSC4289) rather than 100s.
+            createContent["additional_creators"] = .array(invitees.map { .string($0.rawValue) })
+        }
+        var power: [String: JSON] = [
+            "users_default": 0, "events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50,
+            "invite": 50, "historical": 100, "notifications": ["room": 50],
+            "events": [
+                "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
+                "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+                "m.room.server_acl": 100, "m.room.encryption": 100,
+            ],
+        ]
+        var users: [String: JSON] = version.privilegedCreators ? [:] : [creator.rawValue: 100]
+        if preset == "trusted_private_chat" && !version.privilegedCreators {
+            for invitee in invitees { users[invitee.rawValue] = 100 }
+        }
+        power["users"] = .object(users)
+        if case .object(let override)? = body["power_level_content_override"] {
+            for (key, value) in override { power[key] = value }
+        } else if body["power_level_content_override"] != nil, body["power_level_content_override"]?.isNull == false {
+            throw MatrixError(.badJSON, "power_level_content_override must be an object")
+        }
+        var initialState: [EventDraft] = []
+        for item in body["initial_state"]?.arrayValue ?? [] {
+            guard let type = item["type"]?.stringValue, let content = item["content"]?.objectValue else {
+                throw MatrixError(.badJSON, "initial_state entries need type and content")
+            }
+            initialState.append(EventDraft(type: type, sender: creator, stateKey: item["state_key"]?.stringValue ?? "",
+                                           content: content))
+        }
+        let creatorContent = try await service.memberContent(creator, membership: "join")
+        let name = body["name"]?.stringValue
+        let topic = body["topic"]?.stringValue
+        if body["name"] != nil && name == nil { throw MatrixError(.badJSON, "name must be a string") }
+        if body["topic"] != nil && topic == nil { throw MatrixError(.badJSON, "topic must be a string") }
+        let powerContent = power, canonicalAlias = alias, givenState = initialState
+        let (roomID, _) = try await service.rooms.createRoom(creator: creator, version: version,
+                                                             createContent: createContent) { _ in
+            func state(_ type: String, _ content: [String: JSON]) -> EventDraft {
+                EventDraft(type: type, sender: creator, stateKey: "", content: content)
+            }
+            var events = [EventDraft(type: "m.room.member", sender: creator, stateKey: creator.rawValue, content: creatorContent)]
+            events.append(state("m.room.power_levels", powerContent))
+            if let canonicalAlias { events.append(state("m.room.canonical_alias", ["alias": .string(canonicalAlias.rawValue)])) }
+            let explicit = Set(givenState.map { StateKey($0.type, $0.stateKey ?? "") })
+            func unlessGiven(_ type: String, _ content: [String: JSON]) {
+                if !explicit.contains(StateKey(type, "")) { events.append(state(type, content)) }
+            }
+            unlessGiven("m.room.join_rules", ["join_rule": preset == "public_chat" ? "public" : "invite"])
+            unlessGiven("m.room.history_visibility", ["history_visibility": "shared"])
+            if preset != "public_chat" { unlessGiven("m.room.guest_access", ["guest_access": "can_join"]) }
+            events += givenState
+            if let name { events.append(state("m.room.name", ["name": .string(name)])) }
+            if let topic {
+                events.append(state("m.room.topic", ["topic": .string(topic),
+                                                      "m.topic": ["m.text": [["body": .string(topic)]]]]))
+            }
+            return events
+        }
+        if let alias {
+            let key = alias.rawValue, room = roomID.rawValue, owner = creator.rawValue
+            _ = try await app.database.write { db in try RoomClientStore.createAlias(db, alias: key, roomID: room, creator: owner) }
+        }
+        if visibility == "public" {
+            let room = roomID.rawValue
+            try await app.database.write { db in try RoomClientStore.setVisibility(db, roomID: room, visibility: "public") }
+        }
+        for invitee in invitees {
+            var extra: [String: JSON] = [:]
+            if isDirect { extra["is_direct"] = true }
+            let content = try await service.memberContent(invitee, membership: "invite", extra: extra)
+            _ = try await service.send(EventDraft(type: "m.room.member", sender: creator, stateKey: invitee.rawValue,
+                                                  content: content), in: roomID)
+        }
+        return roomID
+    }
+}

@@ -1,0 +1,183 @@
+import Transport
+import Actors
+import Matrix
+import Persistence
+
+/// Sending and reading events (spec: client-server API, "Sending events to a room",
+/// "Getting events for a room", "Redactions"): send with transaction ids, state, single
+/// events, redaction. Sends go through the room's actor; reads check history visibility.
+enum RoomEvents {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.put, "/rooms/{roomId}/send/{eventType}/{txnId}") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let content = try await context.jsonObject()
+            let type = context.parameter("eventType")
+            let txn = context.parameter("txnId")
+            return try await sendIdempotent(context.app, requester, roomID, txn: txn) {
+                EventDraft(type: type, sender: requester.userID, content: content, txn: $0)
+            }
+        }
+        routes.client(.put, "/rooms/{roomId}/state/{eventType}/{stateKey}") { context in
+            try await putState(context, stateKey: context.parameter("stateKey"))
+        }
+        routes.client(.put, "/rooms/{roomId}/state/{eventType}") { context in
+            try await putState(context, stateKey: "")
+        }
+        routes.client(.get, "/rooms/{roomId}/state/{eventType}/{stateKey}") { context in
+            try await getState(context, stateKey: context.parameter("stateKey"))
+        }
+        routes.client(.get, "/rooms/{roomId}/state/{eventType}") { context in
+            try await getState(context, stateKey: "")
+        }
+        routes.client(.get, "/rooms/{roomId}/state") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let ids = try await stateIDs(context.app, requester.userID, roomID)
+            return .rawJSON(RawJSONObject.array(try await context.app.roomService.clientEvents(ids.map(\.value))))
+        }
+        routes.client(.get, "/rooms/{roomId}/event/{eventId}") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let eventID = context.parameter("eventId")
+            let row = try await visibleEvent(context.app, requester.userID, roomID, eventID)
+            return .rawJSON(row.clientJSON)
+        }
+        routes.client(.put, "/rooms/{roomId}/redact/{eventId}/{txnId}") { context in
+            try await redact(context, txn: context.parameter("txnId"))
+        }
+        // The seed's form without a transaction id.
+        routes.client(.post, "/rooms/{roomId}/redact/{eventId}") { context in
+            try await redact(context, txn: nil)
+        }
+    }
+
+    /// Sends once per (user, device, transaction id): a repeated transaction returns the
+    /// first event's id, also after a restart (`event_txns`).
+    static func sendIdempotent(_ app: MyelinApp, _ requester: Requester, _ roomID: RoomID, txn: String?,
+                               draft: (TransactionRef?) -> EventDraft) async throws -> HTTPResponse {
+        var ref: TransactionRef?
+        if let txn {
+            let found = TransactionRef(userID: requester.userID.rawValue, deviceID: requester.deviceID ?? "", txnID: txn)
+            if let existing = try await app.database.read({ db in
+                try RoomClientStore.txnEvent(db, userID: found.userID, deviceID: found.deviceID, txnID: found.txnID)
+            }) {
+                return .json(["event_id": .string(existing.eventID)])
+            }
+            ref = found
+        }
+        let event = try await app.roomService.send(draft(ref), in: roomID)
+        return .json(["event_id": .string(event.eventID.rawValue)])
+    }
+
+    static func putState(_ context: RequestContext, stateKey: String) async throws -> HTTPResponse {
+        let requester = try await context.app.accounts.authenticate(context)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let type = context.parameter("eventType")
+        let content = try await context.jsonObject()
+        if type == "m.room.member" {
+            throw MatrixError(.forbidden, "Use the membership endpoints (join, invite, leave, kick, ban) to change memberships")
+        }
+        if type == "m.room.canonical_alias" {
+            try await checkCanonicalAlias(context.app, roomID, content)
+        }
+        let service = context.app.roomService
+        // Synapse returns the current event when the state would not change.
+        if let actor = try? await service.existingRoom(roomID),
+           let current = await actor.stateEvent(StateKey(type, stateKey)),
+           current.sender == requester.userID, JSON.object(current.content) == JSON.object(content) {
+            return .json(["event_id": .string(current.eventID.rawValue)])
+        }
+        let event = try await service.send(EventDraft(type: type, sender: requester.userID, stateKey: stateKey,
+                                                      content: content), in: roomID)
+        return .json(["event_id": .string(event.eventID.rawValue)])
+    }
+
+    /// `m.room.canonical_alias`: every alias must point at this room (spec, "Room aliases").
+    static func checkCanonicalAlias(_ app: MyelinApp, _ roomID: RoomID, _ content: [String: JSON]) async throws {
+        var aliases: [String] = []
+        if let alias = content["alias"] {
+            guard let text = alias.stringValue else { throw MatrixError(.invalidParam, "alias must be a string") }
+            aliases.append(text)
+        }
+        for value in content["alt_aliases"]?.arrayValue ?? [] {
+            guard let text = value.stringValue else { throw MatrixError(.invalidParam, "alt_aliases must be strings") }
+            aliases.append(text)
+        }
+        for alias in aliases {
+            let parsed = try RoomAlias(parsing: alias)
+            let key = parsed.rawValue
+            let found = try await app.database.read { db in try RoomClientStore.alias(db, key) }
+            guard found?.roomID == roomID.rawValue else {
+                throw MatrixError("M_BAD_ALIAS", "Room alias \(alias) does not point to the room", status: 400)
+            }
+        }
+    }
+
+    static func getState(_ context: RequestContext, stateKey: String) async throws -> HTTPResponse {
+        let requester = try await context.app.accounts.authenticate(context)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let type = context.parameter("eventType")
+        let ids = try await stateIDs(context.app, requester.userID, roomID)
+        guard let id = ids[StateKey(type, stateKey)],
+              let bytes = try await context.app.roomService.clientEvents([id]).first else {
+            throw MatrixError(.notFound, "Event not found.")
+        }
+        if context.query["format"] == "event" { return .rawJSON(bytes) }
+        let content = try JSON.parse(bytes)["content"] ?? .object([:])
+        return .json(content)
+    }
+
+    /// The state a user may read: current when joined (or world readable), else at their leave.
+    static func stateIDs(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> [StateKey: String] {
+        let (actor, membership) = try await app.roomService.readableState(user, roomID)
+        if let membership, membership.membership == "leave" || membership.membership == "ban" {
+            let room = roomID.rawValue, position = membership.streamOrdering
+            let entries = try await app.database.read { db in
+                guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: position) else {
+                    return [RoomEventStore.StateEntry]()
+                }
+                return try RoomEventStore.state(db, group: group)
+            }
+            var out: [StateKey: String] = [:]
+            for entry in entries { out[StateKey(entry.type, entry.stateKey)] = entry.eventID }
+            return out
+        }
+        return (await actor.currentState ?? [:]).mapValues(\.eventID.rawValue)
+    }
+
+    /// One event of the room if the user may see it, else 404 (Synapse does not reveal it).
+    static func visibleEvent(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID, _ eventID: String) async throws -> RoomEventStore.EventRow {
+        let joinedNow = try await app.roomService.membership(user, in: roomID)?.membership == "join"
+        let room = roomID.rawValue, userID = user.rawValue
+        let found = try await app.database.read { db -> RoomEventStore.EventRow? in
+            guard let row = try RoomClientStore.event(db, eventID: eventID), row.roomID == room else { return nil }
+            var visibility = RoomService.Visibility(user: userID, joinedNow: joinedNow)
+            return try visibility.visible(row, db) ? row : nil
+        }
+        guard let found else { throw MatrixError(.notFound, "Event not found.") }
+        return found
+    }
+
+    static func redact(_ context: RequestContext, txn: String?) async throws -> HTTPResponse {
+        let requester = try await context.app.accounts.authenticate(context)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let target = try EventID(parsing: context.parameter("eventId"))
+        let body = try await Membership.optionalBody(context)
+        let app = context.app
+        let row = try await visibleEvent(app, requester.userID, roomID, target.rawValue)
+        let actor = try await app.roomService.existingRoom(roomID)
+        if row.sender != requester.userID.rawValue, let version = await actor.version {
+            let power = PowerLevels(content: await actor.stateEvent(.powerLevels)?.content, roomVersion: version,
+                                    create: await actor.stateEvent(.create))
+            guard power.canRedact(requester.userID.rawValue, eventSender: row.sender) else {
+                throw MatrixError(.forbidden, "You don't have permission to redact events")
+            }
+        }
+        var content: [String: JSON] = [:]
+        if let reason = body["reason"]?.stringValue { content["reason"] = .string(reason) }
+        return try await sendIdempotent(app, requester, roomID, txn: txn) {
+            EventDraft(type: "m.room.redaction", sender: requester.userID, content: content, redacts: target, txn: $0)
+        }
+    }
+}

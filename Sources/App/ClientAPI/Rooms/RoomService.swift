@@ -1,0 +1,303 @@
+import Transport
+import Actors
+import Logging
+import Matrix
+import Persistence
+import Synchronization
+
+/// What the room handlers share: the room actors (`Rooms`), the notifier fan-out that wakes
+/// long-polling syncs, the receipts stream and the typing tracker, plus the lookups every
+/// room handler needs (membership, alias resolution, visibility of history). Built by
+/// `MyelinServer`; owned by `MyelinApp`.
+final class RoomService: Sendable {
+    let rooms: Rooms
+    let fanout: NotifierFanout
+    let database: Database
+    let serverName: String
+    let receiptStream: StreamTracker
+    let typing: TypingTracker
+    /// Memberships per user and newest positions per room, in memory, so a caught-up sync
+    /// finds what changed without reading the store.
+    let index: RoomIndex
+
+    init(configuration: Configuration, database: Database, signingKey: SigningKey) async throws {
+        self.database = database
+        serverName = configuration.serverName
+        let actors = configuration.actors
+        let fanout = NotifierFanout(limits: RegistryLimits(maxResident: actors.notifiers.maxResident,
+                                                           idleTimeoutSeconds: actors.notifiers.idleTimeoutSeconds))
+        self.fanout = fanout
+        let index = RoomIndex()
+        self.index = index
+        let events = try await RoomContext.loadEventStream(database)
+        let context = RoomContext(database: database, events: events, serverName: try ServerName(parsing: configuration.serverName),
+                                  signingKey: signingKey, recentEventsLimit: actors.roomRecentEvents,
+                                  publish: { published in
+                                      index.apply(published)
+                                      fanout.publish(published)
+                                  })
+        rooms = Rooms(context: context, limits: RegistryLimits(maxResident: actors.rooms.maxResident,
+                                                              idleTimeoutSeconds: actors.rooms.idleTimeoutSeconds))
+        receiptStream = try await StreamTracker.load(name: "receipts", from: database,
+                                                     maxPositionSQL: RoomClientStore.maxReceiptPositionSQL)
+        typing = TypingTracker()
+    }
+
+    var eventStream: StreamTracker { rooms.context.events }
+
+    /// Periodic upkeep: idle room actors and notifiers, expired typing notices.
+    func runMaintenance() async {
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(5)) } catch { return }
+            await rooms.registry.sweepIdle()
+            fanout.sweep()
+            for (room, position) in typing.expire(now: Clock.nowMilliseconds()) {
+                await notifyMembers(of: room, StreamChange(.typing, position))
+            }
+        }
+    }
+
+    // MARK: lookups
+
+    /// The actor of an existing room, or 404 `M_NOT_FOUND`.
+    func existingRoom(_ roomID: RoomID) async throws -> RoomActor {
+        let actor = try await rooms.room(roomID)
+        guard await actor.version != nil else { throw MatrixError(.notFound, "Unknown room \(roomID)") }
+        return actor
+    }
+
+    /// The user's memberships by room (cached; loaded from the store on first use).
+    func memberships(of user: UserID) async throws -> [String: RoomClientStore.Membership] {
+        if let cached = index.memberships(of: user) { return cached }
+        let userID = user.rawValue
+        let rows = try await database.read { db in try RoomClientStore.memberships(db, userID: userID) }
+        return index.load(user, rows)
+    }
+
+    func membership(_ user: UserID, in roomID: RoomID) async throws -> RoomClientStore.Membership? {
+        let room = roomID.rawValue, userID = user.rawValue
+        return try await database.read { db in try RoomClientStore.membership(db, roomID: room, userID: userID) }
+    }
+
+    /// 403 unless the user is joined to the room.
+    func requireJoined(_ user: UserID, _ roomID: RoomID) async throws {
+        guard try await membership(user, in: roomID)?.membership == "join" else {
+            throw MatrixError(.forbidden, "You are not joined to room \(roomID)")
+        }
+    }
+
+    /// A room id, or an alias resolved to one (404 when unknown).
+    func resolve(_ idOrAlias: String) async throws -> RoomID {
+        if idOrAlias.hasPrefix("#") {
+            let alias = try RoomAlias(parsing: idOrAlias)
+            let key = alias.rawValue
+            guard let found = try await database.read({ db in try RoomClientStore.alias(db, key) }) else {
+                throw MatrixError(.notFound, "Room alias \(idOrAlias) not found")
+            }
+            return try RoomID(parsing: found.roomID)
+        }
+        return try RoomID(parsing: idOrAlias)
+    }
+
+    /// Sends one event; auth failures are 403 `M_FORBIDDEN` from the auth rules.
+    func send(_ draft: EventDraft, in roomID: RoomID) async throws -> PersistedEvent {
+        _ = try await existingRoom(roomID)
+        return try await rooms.send(draft, in: roomID)
+    }
+
+    /// `m.room.member` content for `user` with their profile (displayname, avatar), as
+    /// Synapse fills it for joins and invites.
+    func memberContent(_ user: UserID, membership: String, extra: [String: JSON] = [:]) async throws -> [String: JSON] {
+        var content: [String: JSON] = ["membership": .string(membership)]
+        if user.serverName.rawValue == serverName, let record = try await database.accounts.user(id: user.rawValue) {
+            if let name = record.displayname { content["displayname"] = .string(name) }
+            if let avatar = record.avatarURL { content["avatar_url"] = .string(avatar) }
+        }
+        for (key, value) in extra { content[key] = value }
+        return content
+    }
+
+    /// Wakes the long-polls of the room's joined and invited members.
+    func notifyMembers(of roomID: RoomID, _ change: StreamChange) async {
+        let room = roomID.rawValue
+        guard let members = try? await database.read({ db in try RoomClientStore.members(db, roomID: room) }) else { return }
+        fanout.notify(members.filter { $0.membership == "join" }.compactMap { try? UserID(parsing: $0.userID) }, of: change)
+    }
+
+    // MARK: history visibility
+
+    /// Decides which events of one room a user may see (spec "History visibility", Synapse's
+    /// `filter_events_for_client`): an event is visible if it is `world_readable`, or the user
+    /// was joined at it, or it is `invited` and the user was invited at it, or it is `shared`
+    /// and the user is joined now. State at an event is read per state group, two keys only.
+    struct Visibility {
+        let user: String
+        let joinedNow: Bool
+        var cache: [Int64: Bool] = [:]
+
+        mutating func visible(_ row: RoomEventStore.EventRow, _ db: any SQLConnection) throws -> Bool {
+            // The user's own membership events are always visible to them.
+            if row.type == "m.room.member" && row.stateKey == user { return true }
+            // State before the event: the group of the previous event; for a state event its
+            // own group differs only by itself, which only matters for the two keys below.
+            if let known = cache[row.stateGroup] { return known }
+            let entries = try RoomService.stateEntries(db, group: row.stateGroup,
+                                                       keys: [StateKey("m.room.history_visibility", ""), .member(user)])
+            var visibility = "shared"
+            var membership = "leave"
+            var ids: [String] = []
+            for entry in entries { ids.append(entry.eventID) }
+            for event in try RoomEventStore.events(db, ids: ids) {
+                let content = try JSON.parse(event.json)["content"]
+                if event.type == "m.room.history_visibility" {
+                    visibility = content?["history_visibility"]?.stringValue ?? "shared"
+                } else {
+                    membership = content?["membership"]?.stringValue ?? "leave"
+                }
+            }
+            let result: Bool
+            switch visibility {
+            case "world_readable": result = true
+            case "joined": result = membership == "join"
+            case "invited": result = membership == "join" || membership == "invite"
+            default: result = membership == "join" || joinedNow
+            }
+            cache[row.stateGroup] = result
+            return result
+        }
+    }
+
+    /// Selected entries of a state group (its snapshot plus deltas, nearest delta winning).
+    static func stateEntries(_ db: any SQLConnection, group: Int64, keys: [StateKey]) throws -> [RoomEventStore.StateEntry] {
+        let all = try RoomEventStore.state(db, group: group)
+        let wanted = Set(keys)
+        return all.filter { wanted.contains(StateKey($0.type, $0.stateKey)) }
+    }
+
+    /// May `user` read the room's history at all (current state / members): joined now, or
+    /// the room is world readable. Returns the membership row for callers that serve the
+    /// state at a user's leave.
+    func readableState(_ user: UserID, _ roomID: RoomID) async throws -> (actor: RoomActor, membership: RoomClientStore.Membership?) {
+        let actor = try await existingRoom(roomID)
+        let membership = try await self.membership(user, in: roomID)
+        if membership?.membership == "join" { return (actor, membership) }
+        let visibility = await actor.stateEvent(StateKey("m.room.history_visibility", ""))?.content["history_visibility"]?.stringValue
+        if visibility == "world_readable" { return (actor, membership) }
+        if let membership, membership.membership == "leave" || membership.membership == "ban" { return (actor, membership) }
+        throw MatrixError(.forbidden, "User \(user) not in room \(roomID), and room previews are disabled")
+    }
+
+    /// Client forms of events by id, in the order given (missing ones skipped).
+    func clientEvents(_ ids: [String]) async throws -> [[UInt8]] {
+        let rows = try await database.read { db in try RoomEventStore.events(db, ids: ids) }
+        var byID: [String: [UInt8]] = [:]
+        for row in rows { byID[row.eventID] = row.clientJSON }
+        return ids.compactMap { byID[$0] }
+    }
+}
+
+/// Typing notices (in memory; the `typing` stream restarts with the process as Synapse's
+/// does). Each change takes a position; sync sends a room's current typers when the room's
+/// position is ahead of the token.
+final class TypingTracker: Sendable {
+    private struct State {
+        var position: Int64 = 0
+        var rooms: [RoomID: (position: Int64, users: [UserID: Int64])] = [:]
+    }
+    private let state = Mutex(State())
+
+    var position: Int64 { state.withLock { $0.position } }
+
+    /// Sets or clears `user` typing in `room` until `until` (ms); returns the new position,
+    /// or nil when nothing changed.
+    func set(_ user: UserID, in room: RoomID, until: Int64?) -> Int64? {
+        state.withLock { state in
+            var entry = state.rooms[room] ?? (0, [:])
+            let was = entry.users[user] != nil
+            if let until { entry.users[user] = until } else { entry.users[user] = nil }
+            if !was && until == nil { return nil }
+            state.position += 1
+            entry.position = state.position
+            state.rooms[room] = entry
+            return state.position
+        }
+    }
+
+    /// Typers of `room` if its typing changed after `since`.
+    func typers(in room: RoomID, since: Int64) -> [UserID]? {
+        state.withLock { state in
+            guard let entry = state.rooms[room], entry.position > since else { return nil }
+            return entry.users.keys.sorted { $0.rawValue < $1.rawValue }
+        }
+    }
+
+    /// Drops expired notices; returns the rooms that changed with their new positions.
+    func expire(now: Int64) -> [(RoomID, Int64)] {
+        state.withLock { state in
+            var changed: [(RoomID, Int64)] = []
+            for (room, var entry) in state.rooms {
+                let before = entry.users.count
+                entry.users = entry.users.filter { $0.value > now }
+                if entry.users.count != before {
+                    state.position += 1
+                    entry.position = state.position
+                    changed.append((room, state.position))
+                }
+                state.rooms[room] = entry.users.isEmpty && entry.users.count == before ? nil : entry
+            }
+            return changed
+        }
+    }
+}
+
+/// In-memory indexes fed by the rooms' publications: each cached user's memberships (loaded
+/// from the store on first use, then kept current by the member events published) and each
+/// room's newest published position. Sync reads both without touching the store.
+final class RoomIndex: Sendable {
+    private struct State {
+        var memberships: [UserID: [String: RoomClientStore.Membership]] = [:]
+        var lastPosition: [String: Int64] = [:]
+    }
+    private let state = Mutex(State())
+
+    func memberships(of user: UserID) -> [String: RoomClientStore.Membership]? {
+        state.withLock { $0.memberships[user] }
+    }
+
+    /// Caches rows read from the store; a publication that raced the read wins.
+    func load(_ user: UserID, _ rows: [RoomClientStore.Membership]) -> [String: RoomClientStore.Membership] {
+        state.withLock { state in
+            var loaded: [String: RoomClientStore.Membership] = [:]
+            for row in rows { loaded[row.roomID] = row }
+            if let existing = state.memberships[user] {
+                for (room, row) in existing where (loaded[room]?.streamOrdering ?? -1) < row.streamOrdering { loaded[room] = row }
+            }
+            state.memberships[user] = loaded
+            return loaded
+        }
+    }
+
+    func forget(_ user: UserID) { state.withLock { _ = $0.memberships.removeValue(forKey: user) } }
+
+    /// The newest position published in `room` (nil if nothing was published since start).
+    func lastPosition(of room: String) -> Int64? { state.withLock { $0.lastPosition[room] } }
+
+    func apply(_ published: PublishedEvents) {
+        let room = published.roomID.rawValue
+        var changes: [(UserID, RoomClientStore.Membership)] = []
+        for event in published.events where event.type == "m.room.member" {
+            guard let key = event.stateKey, let user = try? UserID(parsing: key),
+                  let membership = (try? JSON.parse(event.clientBytes))?["content"]?["membership"]?.stringValue else { continue }
+            changes.append((user, RoomClientStore.Membership(roomID: room, userID: key, membership: membership,
+                                                              eventID: event.eventID.rawValue,
+                                                              streamOrdering: event.streamOrdering)))
+        }
+        let last = published.events.last?.streamOrdering ?? 0
+        state.withLock { state in
+            state.lastPosition[room] = max(state.lastPosition[room] ?? 0, last)
+            for (user, membership) in changes where state.memberships[user] != nil {
+                state.memberships[user]![room] = membership
+            }
+        }
+    }
+}

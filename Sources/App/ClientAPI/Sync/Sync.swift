@@ -1,0 +1,166 @@
+import Transport
+import Actors
+import Matrix
+import Persistence
+import Synchronization
+
+/// `GET /sync` (spec: client-server API, "Syncing"): initial, incremental and long-poll.
+///
+/// A caught-up client's long-poll registers with the user's notifier (`NotifierFanout`)
+/// before reading positions, wakes with a token when a stream concerning the user
+/// advances, and builds the response from memory: memberships from the `RoomIndex`, new
+/// events from each room actor's ring of recent events (stored client bytes, concatenated),
+/// typing from the tracker, unread counts from `UnreadCounts`. The store is read only for
+/// what memory does not hold (initial syncs, gaps larger than the ring, receipts and
+/// account data when their streams moved). Identical concurrent requests share one
+/// computation (`SyncResponseCache`), as Synapse's response cache does.
+enum Sync {
+    static let defaultTimelineLimit = 10
+    static let maxTimeout: Int64 = 300_000
+
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.get, "/sync") { context in
+            try await sync(context)
+        }
+    }
+
+    struct Request: Sendable, Hashable {
+        var user: UserID
+        var device: String
+        var since: StreamToken?
+        var timeoutMs: Int64
+        var filterKey: String
+        var fullState: Bool
+    }
+
+    static func sync(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let query = context.query
+        let since = try query["since"].map { try StreamToken(parsing: $0) }
+        var timeout: Int64 = 0
+        if let text = query["timeout"] {
+            guard let value = Int64(text), value >= 0 else { throw MatrixError(.invalidParam, "timeout must be a non-negative integer") }
+            timeout = min(value, maxTimeout)
+        }
+        let fullState: Bool
+        switch query["full_state"] {
+        case nil, "false"?: fullState = false
+        case "true"?: fullState = true
+        default: throw MatrixError(.invalidParam, "full_state must be true or false")
+        }
+        let filterText = query["filter"] ?? ""
+        let request = Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
+                              timeoutMs: timeout, filterKey: filterText, fullState: fullState)
+        let bytes = try await app.syncCache.run(request) {
+            let filter = try await loadFilter(app, requester.userID, filterText)
+            return try await respond(app, request, filter)
+        }
+        return .rawJSON(bytes)
+    }
+
+    static func loadFilter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {
+        if text.isEmpty { return SyncFilter(nil) }
+        let json: JSON
+        if text.hasPrefix("{") {
+            guard let value = try? JSON.parse(Array(text.utf8)), let object = value.objectValue else {
+                throw MatrixError(.badJSON, "filter is not a JSON object")
+            }
+            try Filters.validate(filter: object)
+            json = value
+        } else {
+            guard let id = Int64(text), id >= 0,
+                  let stored = try await app.database.clientData.filter(userID: user.rawValue, filterID: id) else {
+                throw MatrixError(.invalidParam, "No such filter \(text)")
+            }
+            json = try JSON.parse(Array(stored.utf8))
+        }
+        return SyncFilter(json)
+    }
+
+    /// The streams' visible positions now.
+    static func currentToken(_ app: MyelinApp) -> StreamToken {
+        let service = app.roomService
+        var token = StreamToken.zero
+        token[.roomEvents] = service.eventStream.visiblePosition
+        token[.accountData] = app.accounts.accountDataStream.visiblePosition
+        token[.receipts] = service.receiptStream.visiblePosition
+        token[.typing] = service.typing.position
+        return token
+    }
+
+    static func respond(_ app: MyelinApp, _ request: Request, _ filter: SyncFilter) async throws -> [UInt8] {
+        let deadline = ContinuousClock.now + .milliseconds(request.timeoutMs)
+        var waitFrom = request.since ?? .zero
+        while true {
+            let now = currentToken(app)
+            if request.since == nil || request.fullState || now.isAhead(of: waitFrom) {
+                let builder = SyncBuilder(app: app, request: request, filter: filter, upTo: now)
+                if let response = try await builder.build(allowEmpty: request.since == nil || request.fullState
+                                                          || ContinuousClock.now >= deadline) {
+                    return response
+                }
+                waitFrom = now
+            }
+            let remaining = deadline - ContinuousClock.now
+            if remaining <= .zero {
+                return try await SyncBuilder(app: app, request: request, filter: filter, upTo: currentToken(app))
+                    .build(allowEmpty: true)!
+            }
+            // Registered before `currentToken` reads the positions (two-phase wait).
+            let woke = await app.roomService.fanout.wait(request.user, since: waitFrom, timeout: remaining) {
+                currentToken(app)
+            }
+            if woke == nil {
+                return try await SyncBuilder(app: app, request: request, filter: filter, upTo: currentToken(app))
+                    .build(allowEmpty: true)!
+            }
+        }
+    }
+}
+
+/// The parts of a sync filter the builder applies.
+struct SyncFilter: Sendable {
+    var timeline: EventFilter
+    var state: EventFilter
+    var ephemeral: EventFilter
+    var roomAccountData: EventFilter
+    var accountData: EventFilter
+    var presence: EventFilter
+    var rooms: EventFilter
+    var includeLeave: Bool
+
+    init(_ json: JSON?) {
+        let room = json?["room"]
+        timeline = EventFilter(room?["timeline"])
+        state = EventFilter(room?["state"])
+        ephemeral = EventFilter(room?["ephemeral"])
+        roomAccountData = EventFilter(room?["account_data"])
+        accountData = EventFilter(json?["account_data"])
+        presence = EventFilter(json?["presence"])
+        rooms = EventFilter(room)
+        includeLeave = room?["include_leave"]?.boolValue ?? false
+    }
+
+    var lazyLoadMembers: Bool { state.lazyLoadMembers || timeline.lazyLoadMembers }
+}
+
+/// Identical concurrent sync requests (a client retrying after its HTTP timeout) share one
+/// computation.
+final class SyncResponseCache: Sendable {
+    private let inFlight = Mutex<[Sync.Request: Task<[UInt8], any Error>]>([:])
+
+    func run(_ request: Sync.Request, _ compute: @escaping @Sendable () async throws -> [UInt8]) async throws -> [UInt8] {
+        let (task, owner) = inFlight.withLock { map -> (Task<[UInt8], any Error>, Bool) in
+            if let existing = map[request] { return (existing, false) }
+            let task = Task { try await compute() }
+            map[request] = task
+            return (task, true)
+        }
+        if owner {
+            defer { _ = inFlight.withLock { $0.removeValue(forKey: request) } }
+            return try await task.value
+        }
+        return try await task.value
+    }
+}

@@ -1,0 +1,398 @@
+import Transport
+import Actors
+import Matrix
+import Persistence
+
+/// Builds one sync response between `request.since` and `upTo` (see `Sync`). Rooms are
+/// planned first (timeline from the room's ring or the store, which state to send), then
+/// the client bytes of every state event needed are read in one query, then the response
+/// is concatenated.
+struct SyncBuilder {
+    let app: MyelinApp
+    let request: Sync.Request
+    let filter: SyncFilter
+    let upTo: StreamToken
+
+    /// One room's part of the response before its state bytes are known.
+    struct RoomPlan {
+        var roomID: String
+        var section: Section
+        var timeline: [TimelineEvent] = []
+        var limited = false
+        var prevBatch: Int64 = 0
+        var stateIDs: [String] = []
+        var strippedState: [JSON] = []
+        var ephemeral: [[UInt8]] = []
+        var accountData: [[UInt8]] = []
+        var summary: JSON?
+        var unread: (notify: Int, highlight: Int)?
+    }
+
+    enum Section { case join, invite, leave, knock }
+
+    struct TimelineEvent {
+        var position: Int64
+        var type: String
+        var stateKey: String?
+        var sender: String
+        var bytes: [UInt8]
+        var txn: TransactionRef?
+    }
+
+    var service: RoomService { app.roomService }
+
+    /// The response, or nil when it would be empty and `allowEmpty` is false (the caller
+    /// waits for more).
+    func build(allowEmpty: Bool) async throws -> [UInt8]? {
+        let since = request.since
+        let full = since == nil || request.fullState
+        let sinceEvents = since?[.roomEvents] ?? 0
+        let user = request.user
+        let memberships = try await service.memberships(of: user)
+
+        // Account data (global and per room) when the stream moved.
+        var globalAccountData: [[UInt8]] = []
+        var roomAccountData: [String: [[UInt8]]] = [:]
+        if full || upTo[.accountData] > since![.accountData] {
+            let changes = try await app.database.clientData.accountDataChanges(userID: user.rawValue,
+                                                                              since: full ? 0 : since![.accountData])
+            for change in changes {
+                var event = RawJSONObject()
+                event.value("type", .string(change.type))
+                event.raw("content", Array(change.content.utf8))
+                if let room = change.roomID, !room.isEmpty {
+                    guard filter.roomAccountData.allows(type: change.type, sender: "") else { continue }
+                    roomAccountData[room, default: []].append(event.finish())
+                } else {
+                    guard filter.accountData.allows(type: change.type, sender: "") else { continue }
+                    globalAccountData.append(event.finish())
+                }
+            }
+        }
+
+        // Receipts of joined rooms when the stream moved.
+        var receipts: [String: [RoomClientStore.Receipt]] = [:]
+        let joinedRooms = memberships.values.filter { $0.membership == "join" }.map(\.roomID)
+        if full || upTo[.receipts] > since![.receipts] {
+            let after = full ? 0 : since![.receipts]
+            let bound = upTo[.receipts]
+            let rows = try await app.database.read { db in
+                try RoomClientStore.receipts(db, rooms: joinedRooms, after: after, upTo: bound)
+            }
+            for row in rows where row.type != "m.read.private" || row.userID == user.rawValue {
+                receipts[row.roomID, default: []].append(row)
+            }
+        }
+
+        var plans: [RoomPlan] = []
+        for membership in memberships.values.sorted(by: { $0.roomID < $1.roomID }) {
+            guard filter.rooms.allowsRoom(membership.roomID), membership.streamOrdering <= upTo[.roomEvents] else { continue }
+            let changed = membership.streamOrdering > sinceEvents
+            switch membership.membership {
+            case "join":
+                let newlyJoined = since != nil && changed
+                if let plan = try await joinedRoom(membership.roomID, full: full || newlyJoined, after: newlyJoined ? 0 : sinceEvents,
+                                                   upper: upTo[.roomEvents], receipts: receipts[membership.roomID],
+                                                   accountData: roomAccountData[membership.roomID]) {
+                    plans.append(plan)
+                }
+            case "invite", "knock":
+                guard since == nil || changed else { continue }
+                plans.append(try await strippedRoom(membership, section: membership.membership == "invite" ? .invite : .knock))
+            case "leave", "ban":
+                guard (since != nil && changed) || (filter.includeLeave && (since == nil || changed)) else { continue }
+                // A leave that follows an invite we never joined: only the leave event.
+                if var plan = try await joinedRoom(membership.roomID, full: true, after: sinceEvents,
+                                                   upper: membership.streamOrdering, receipts: nil, accountData: nil) {
+                    plan.section = .leave
+                    plan.ephemeral = []
+                    plan.unread = nil
+                    plan.summary = nil
+                    plans.append(plan)
+                }
+            default:
+                continue
+            }
+        }
+
+        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty { return nil }
+
+        // One read for every state event's client bytes.
+        let stateIDs = plans.flatMap(\.stateIDs)
+        var stateBytes: [String: [UInt8]] = [:]
+        if !stateIDs.isEmpty {
+            let rows = try await app.database.read { db in try RoomEventStore.events(db, ids: stateIDs) }
+            for row in rows { stateBytes[row.eventID] = row.clientJSON }
+        }
+        return assemble(plans, stateBytes: stateBytes, accountData: globalAccountData)
+    }
+
+    // MARK: joined (and left) rooms
+
+    func joinedRoom(_ room: String, full: Bool, after: Int64, upper: Int64, receipts: [RoomClientStore.Receipt]?,
+                    accountData: [[UInt8]]?) async throws -> RoomPlan? {
+        let roomID = try RoomID(parsing: room)
+        let since = request.since
+        var typers: [UserID]?
+        if let since, !full {
+            typers = service.typing.typers(in: roomID, since: since[.typing] > upTo[.typing] ? 0 : since[.typing])
+        } else {
+            typers = service.typing.typers(in: roomID, since: 0)
+        }
+        if !full {
+            // Nothing new here: skip without waking the room's actor.
+            let last = service.index.lastPosition(of: room)
+            if let last, last <= after, typers == nil, receipts == nil, accountData == nil { return nil }
+        }
+        let actor = try await service.rooms.room(roomID)
+        let limit = filter.timeline.limit ?? Sync.defaultTimelineLimit
+        let timelineFilter = filter.timeline
+        var events: [TimelineEvent]
+        var limited: Bool
+        if let fromRing = await actor.timeline(after: after, upTo: upper, limit: limit, include: { event in
+            timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
+        }) {
+            events = fromRing.events.map { TimelineEvent(position: $0.streamOrdering, type: $0.type, stateKey: $0.stateKey,
+                                                          sender: $0.sender, bytes: $0.clientBytes, txn: $0.txn) }
+            limited = fromRing.limited
+        } else {
+            (events, limited) = try await storedTimeline(room, after: after, upper: upper, limit: limit)
+        }
+        // Rooms whose history is only visible to members since they joined or were invited.
+        let historyVisibility = await actor.stateEvent(StateKey("m.room.history_visibility", ""))?
+            .content["history_visibility"]?.stringValue ?? "shared"
+        if historyVisibility == "joined" || historyVisibility == "invited", !events.isEmpty {
+            events = try await visibleOnly(room, events)
+        }
+        if !full && events.isEmpty && typers == nil && receipts == nil && accountData == nil { return nil }
+
+        var plan = RoomPlan(roomID: room, section: .join)
+        plan.timeline = events
+        plan.limited = limited
+        plan.prevBatch = (events.first?.position ?? (upper + 1)) - 1
+        plan.accountData = accountData ?? []
+
+        // State: everything at the timeline's start (initial, full state, newly joined), the
+        // difference since the last sync after a gap, nothing otherwise.
+        if full || limited {
+            let start = try await stateAtTimelineStart(actor, room, events: events, upper: upper)
+            var chosen: [StateKey: String] = start
+            if !full, let since {
+                let sinceState = try await storedState(room, atOrBefore: since[.roomEvents])
+                chosen = start.filter { sinceState[$0.key] != $0.value }
+            }
+            let timelineStateIDs = Set(events.compactMap { $0.stateKey == nil ? nil : $0.position })
+            _ = timelineStateIDs
+            let senders = Set(events.map(\.sender))
+            let lazy = filter.lazyLoadMembers
+            plan.stateIDs = chosen.filter { key, _ in
+                if key.type == "m.room.member" && lazy && !(senders.contains(key.stateKey) || key.stateKey == request.user.rawValue) {
+                    return false
+                }
+                return filter.state.allows(type: key.type, sender: "")
+            }.sorted { $0.key < $1.key }.map(\.value)
+        }
+
+        // Ephemeral events.
+        if let typers, filter.ephemeral.allows(type: "m.typing", sender: "") {
+            var typing = RawJSONObject()
+            typing.value("type", "m.typing")
+            typing.value("content", ["user_ids": .array(typers.map { .string($0.rawValue) })])
+            plan.ephemeral.append(typing.finish())
+        }
+        if let receipts, !receipts.isEmpty, filter.ephemeral.allows(type: "m.receipt", sender: "") {
+            var content: [String: JSON] = [:]
+            for receipt in receipts {
+                var entry: [String: JSON] = ["ts": .int(receipt.ts)]
+                if !receipt.threadID.isEmpty { entry["thread_id"] = .string(receipt.threadID) }
+                var byEvent = content[receipt.eventID]?.objectValue ?? [:]
+                var byType = byEvent[receipt.type]?.objectValue ?? [:]
+                byType[receipt.userID] = .object(entry)
+                byEvent[receipt.type] = .object(byType)
+                content[receipt.eventID] = .object(byEvent)
+            }
+            var event = RawJSONObject()
+            event.value("type", "m.receipt")
+            event.value("content", .object(content))
+            plan.ephemeral.append(event.finish())
+        }
+
+        // Summary when members may have changed.
+        if full || events.contains(where: { $0.type == "m.room.member" }) {
+            plan.summary = await summary(actor)
+        }
+        plan.unread = try await app.unreadCounts.counts(app, user: request.user, roomID: roomID, actor: actor,
+                                                       timeline: events, limited: limited, upper: upper)
+        return plan
+    }
+
+    func storedTimeline(_ room: String, after: Int64, upper: Int64, limit: Int) async throws -> ([TimelineEvent], Bool) {
+        let timelineFilter = filter.timeline
+        return try await app.database.read { db in
+            var out: [RoomEventStore.EventRow] = []
+            var cursor = upper
+            var limited = false
+            while true {
+                let batch = try RoomClientStore.events(db, roomID: room, after: after, upTo: cursor, backwards: true,
+                                                       limit: max(limit + 1, 50))
+                for row in batch {
+                    cursor = row.streamOrdering - 1
+                    guard timelineFilter.passesAll || timelineFilter.allows(type: row.type, sender: row.sender,
+                                                                            clientBytes: row.clientJSON) else { continue }
+                    if out.count == limit { limited = true; break }
+                    out.append(row)
+                }
+                if limited || batch.count < max(limit + 1, 50) { break }
+            }
+            let txns = try RoomClientStore.txns(db, eventIDs: out.map(\.eventID))
+            return (out.reversed().map { row in
+                TimelineEvent(position: row.streamOrdering, type: row.type, stateKey: row.stateKey, sender: row.sender,
+                              bytes: row.clientJSON,
+                              txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID, txnID: $0.txnID) })
+            }, limited)
+        }
+    }
+
+    func visibleOnly(_ room: String, _ events: [TimelineEvent]) async throws -> [TimelineEvent] {
+        let user = request.user.rawValue
+        let ids = events.map { $0.position }
+        let visible = try await app.database.read { db -> Set<Int64> in
+            var visibility = RoomService.Visibility(user: user, joinedNow: true)
+            var out = Set<Int64>()
+            let lower = (ids.min() ?? 1) - 1, upper = ids.max() ?? 0
+            for row in try RoomClientStore.events(db, roomID: room, after: lower, upTo: upper, backwards: false, limit: ids.count + 1)
+            where try visibility.visible(row, db) {
+                out.insert(row.streamOrdering)
+            }
+            return out
+        }
+        return events.filter { visible.contains($0.position) }
+    }
+
+    /// The state at the start of the timeline as (type, state_key) → event id.
+    func stateAtTimelineStart(_ actor: RoomActor, _ room: String, events: [TimelineEvent],
+                              upper: Int64) async throws -> [StateKey: String] {
+        let last = await actor.lastStreamOrdering
+        if events.allSatisfy({ $0.stateKey == nil }), (events.last?.position ?? upper) >= last, upper >= last {
+            return (await actor.currentState ?? [:]).mapValues(\.eventID.rawValue)
+        }
+        let boundary = events.first.map { $0.position - 1 } ?? upper
+        return try await storedState(room, atOrBefore: boundary)
+    }
+
+    func storedState(_ room: String, atOrBefore position: Int64) async throws -> [StateKey: String] {
+        try await app.database.read { db in
+            guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: position) else { return [:] }
+            var out: [StateKey: String] = [:]
+            for entry in try RoomEventStore.state(db, group: group) { out[StateKey(entry.type, entry.stateKey)] = entry.eventID }
+            return out
+        }
+    }
+
+    /// `m.heroes` and member counts (spec: "Room summary").
+    func summary(_ actor: RoomActor) async -> JSON {
+        let state = await actor.currentState ?? [:]
+        var joined = 0, invited = 0
+        var heroes: [String] = []
+        for (key, pdu) in state where key.type == "m.room.member" {
+            switch pdu.membership {
+            case "join"?: joined += 1
+            case "invite"?: invited += 1
+            default: continue
+            }
+            if key.stateKey != request.user.rawValue { heroes.append(key.stateKey) }
+        }
+        var out: [String: JSON] = ["m.joined_member_count": .int(Int64(joined)), "m.invited_member_count": .int(Int64(invited))]
+        if state[StateKey("m.room.name", "")] == nil && state[StateKey("m.room.canonical_alias", "")] == nil {
+            out["m.heroes"] = .array(heroes.sorted().prefix(5).map { .string($0) })
+        }
+        return .object(out)
+    }
+
+    // MARK: invites and knocks
+
+    func strippedRoom(_ membership: RoomClientStore.Membership, section: Section) async throws -> RoomPlan {
+        let roomID = try RoomID(parsing: membership.roomID)
+        let actor = try await service.rooms.room(roomID)
+        let state = await actor.currentState ?? [:]
+        var stripped: [JSON] = []
+        let keys = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias",
+                    "m.room.encryption", "m.room.topic"].map { StateKey($0, "") } + [.member(request.user.rawValue)]
+        for key in keys {
+            guard let pdu = state[key] else { continue }
+            stripped.append(["type": .string(pdu.type), "state_key": .string(pdu.stateKey ?? ""),
+                             "content": .object(pdu.content), "sender": .string(pdu.sender.rawValue)])
+        }
+        var plan = RoomPlan(roomID: membership.roomID, section: section)
+        plan.strippedState = stripped
+        return plan
+    }
+
+    // MARK: assembly
+
+    func assemble(_ plans: [RoomPlan], stateBytes: [String: [UInt8]], accountData: [[UInt8]]) -> [UInt8] {
+        var join = RawJSONObject(), invite = RawJSONObject(), leave = RawJSONObject(), knock = RawJSONObject()
+        for plan in plans {
+            var room = RawJSONObject(capacity: plan.timeline.reduce(256) { $0 + $1.bytes.count + 1 })
+            switch plan.section {
+            case .invite, .knock:
+                var inner = RawJSONObject()
+                inner.value("events", .array(plan.strippedState))
+                room.object(plan.section == .invite ? "invite_state" : "knock_state", inner)
+                if plan.section == .invite { invite.object(plan.roomID, room) } else { knock.object(plan.roomID, room) }
+                continue
+            case .join, .leave:
+                break
+            }
+            var timeline = RawJSONObject()
+            timeline.raw("events", RawJSONObject.array(plan.timeline.map(clientBytes)))
+            timeline.value("limited", .bool(plan.limited))
+            timeline.value("prev_batch", .string("t\(plan.prevBatch)"))
+            room.object("timeline", timeline)
+            var state = RawJSONObject()
+            state.raw("events", RawJSONObject.array(plan.stateIDs.compactMap { stateBytes[$0] }))
+            room.object("state", state)
+            var accountData = RawJSONObject()
+            accountData.raw("events", RawJSONObject.array(plan.accountData))
+            room.object("account_data", accountData)
+            if plan.section == .join {
+                var ephemeral = RawJSONObject()
+                ephemeral.raw("events", RawJSONObject.array(plan.ephemeral))
+                room.object("ephemeral", ephemeral)
+                if let summary = plan.summary { room.value("summary", summary) }
+                if let unread = plan.unread {
+                    room.value("unread_notifications", ["notification_count": .int(Int64(unread.notify)),
+                                                        "highlight_count": .int(Int64(unread.highlight))])
+                }
+                join.object(plan.roomID, room)
+            } else {
+                leave.object(plan.roomID, room)
+            }
+        }
+        var body = RawJSONObject(capacity: 1024)
+        body.value("next_batch", .string(upTo.serialized))
+        var rooms = RawJSONObject()
+        if !join.isEmpty { rooms.object("join", join) }
+        if !invite.isEmpty { rooms.object("invite", invite) }
+        if !leave.isEmpty { rooms.object("leave", leave) }
+        if !knock.isEmpty { rooms.object("knock", knock) }
+        if !rooms.isEmpty { body.object("rooms", rooms) }
+        if !accountData.isEmpty {
+            var section = RawJSONObject()
+            section.raw("events", RawJSONObject.array(accountData))
+            body.object("account_data", section)
+        }
+        body.value("device_one_time_keys_count", .object([:]))
+        return body.finish()
+    }
+
+    /// The stored client bytes, with `unsigned.transaction_id` for the device that sent it.
+    func clientBytes(_ event: TimelineEvent) -> [UInt8] {
+        guard let txn = event.txn, txn.userID == request.user.rawValue, txn.deviceID == request.device,
+              var object = (try? JSON.parse(event.bytes))?.objectValue else { return event.bytes }
+        var unsigned = object["unsigned"]?.objectValue ?? [:]
+        unsigned["transaction_id"] = .string(txn.txnID)
+        object["unsigned"] = .object(unsigned)
+        return JSON.object(object).encoded()
+    }
+}

@@ -1,0 +1,61 @@
+import Matrix
+import Transport
+
+/// Writes a JSON object whose members may be already-encoded bytes (stored events), so
+/// sync and `/messages` assemble responses by concatenation instead of decoding and
+/// re-encoding every event (ARCHITECTURE.md, "Events are federation-ready").
+struct RawJSONObject {
+    private(set) var bytes: [UInt8] = [UInt8(ascii: "{")]
+    private var empty = true
+
+    init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
+
+    var isEmpty: Bool { empty }
+
+    private mutating func key(_ name: String) {
+        if !empty { bytes.append(UInt8(ascii: ",")) }
+        empty = false
+        JSON.string(name).encode(into: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    /// A member whose value is encoded JSON bytes.
+    mutating func raw(_ name: String, _ value: [UInt8]) {
+        key(name)
+        bytes += value
+    }
+
+    mutating func value(_ name: String, _ value: JSON) {
+        key(name)
+        value.encode(into: &bytes)
+    }
+
+    mutating func object(_ name: String, _ object: RawJSONObject) {
+        raw(name, object.finish())
+    }
+
+    func finish() -> [UInt8] {
+        var out = bytes
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// A JSON array of encoded elements.
+    static func array(_ elements: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        out.reserveCapacity(elements.reduce(2) { $0 + $1.count + 1 })
+        for (index, element) in elements.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out += element
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
+}
+
+extension HTTPResponse {
+    /// A JSON response from encoded bytes.
+    static func rawJSON(_ bytes: [UInt8], status: Int = 200) -> HTTPResponse {
+        HTTPResponse(status: status, contentType: "application/json", bytes: bytes)
+    }
+}

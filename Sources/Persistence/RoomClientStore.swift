@@ -1,0 +1,253 @@
+/// The SQL behind the client-server room API (schema: `Schema.roomsClient`): memberships,
+/// transaction ids, history pages, aliases, directory visibility, receipts and reports.
+/// Membership and transaction rows are written by the room actor inside the event's
+/// transaction (the `db` forms); the rest are single statements.
+public enum RoomClientStore {
+    /// A user's current membership in one room, with the event and position that set it.
+    public struct Membership: Sendable, Equatable {
+        public var roomID: String
+        public var userID: String
+        public var membership: String
+        public var eventID: String
+        public var streamOrdering: Int64
+        public init(roomID: String, userID: String, membership: String, eventID: String, streamOrdering: Int64) {
+            self.roomID = roomID; self.userID = userID; self.membership = membership
+            self.eventID = eventID; self.streamOrdering = streamOrdering
+        }
+    }
+
+    // MARK: memberships
+
+    public static func setMembership(_ db: any SQLTransaction, _ m: Membership) throws {
+        try db.execute("""
+            INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                event_id = excluded.event_id, stream_ordering = excluded.stream_ordering
+            """, .text(m.roomID), .text(m.userID), .text(m.membership), .text(m.eventID), .int(m.streamOrdering))
+    }
+
+    /// Every room the user has a membership row in (any membership), or only `membership`.
+    public static func memberships(_ db: any SQLConnection, userID: String, membership: String? = nil) throws -> [Membership] {
+        let rows: [SQLRow]
+        if let membership {
+            rows = try db.query("""
+                SELECT room_id, user_id, membership, event_id, stream_ordering FROM room_memberships
+                WHERE user_id = ? AND membership = ?
+                """, .text(userID), .text(membership))
+        } else {
+            rows = try db.query("""
+                SELECT room_id, user_id, membership, event_id, stream_ordering FROM room_memberships WHERE user_id = ?
+                """, .text(userID))
+        }
+        return try rows.map(membershipRow)
+    }
+
+    public static func membership(_ db: any SQLConnection, roomID: String, userID: String) throws -> Membership? {
+        try db.queryFirst("""
+            SELECT room_id, user_id, membership, event_id, stream_ordering FROM room_memberships
+            WHERE room_id = ? AND user_id = ?
+            """, .text(roomID), .text(userID)).map(membershipRow)
+    }
+
+    /// Every member row of a room (any membership).
+    public static func members(_ db: any SQLConnection, roomID: String) throws -> [Membership] {
+        try db.query("""
+            SELECT room_id, user_id, membership, event_id, stream_ordering FROM room_memberships WHERE room_id = ?
+            """, .text(roomID)).map(membershipRow)
+    }
+
+    /// Removes the user's row of a room they left (`/forget`): the room no longer appears
+    /// in their leave section.
+    public static func forget(_ db: any SQLTransaction, roomID: String, userID: String) throws {
+        try db.execute("DELETE FROM room_memberships WHERE room_id = ? AND user_id = ? AND membership IN ('leave', 'ban')",
+                       .text(roomID), .text(userID))
+    }
+
+    private static func membershipRow(_ row: SQLRow) throws -> Membership {
+        Membership(roomID: try row.text(0), userID: try row.text(1), membership: try row.text(2),
+                   eventID: try row.text(3), streamOrdering: try row.int(4))
+    }
+
+    // MARK: transaction ids
+
+    public static func insertTxn(_ db: any SQLTransaction, userID: String, deviceID: String, txnID: String,
+                                 roomID: String, eventID: String) throws {
+        try db.execute("""
+            INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (user_id, device_id, txn_id) DO NOTHING
+            """, .text(userID), .text(deviceID), .text(txnID), .text(roomID), .text(eventID))
+    }
+
+    /// The event a transaction id already produced, if any.
+    public static func txnEvent(_ db: any SQLConnection, userID: String, deviceID: String, txnID: String) throws -> (roomID: String, eventID: String)? {
+        try db.queryFirst("SELECT room_id, event_id FROM event_txns WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+                          .text(userID), .text(deviceID), .text(txnID)).map { (try $0.text(0), try $0.text(1)) }
+    }
+
+    /// The (device, transaction id) of events, for `unsigned.transaction_id`.
+    public static func txns(_ db: any SQLConnection, eventIDs: [String]) throws -> [String: (deviceID: String, txnID: String)] {
+        guard !eventIDs.isEmpty else { return [:] }
+        var result: [String: (String, String)] = [:]
+        for start in stride(from: 0, to: eventIDs.count, by: 500) {
+            let chunk = eventIDs[start..<min(start + 500, eventIDs.count)]
+            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+            for row in try db.query("SELECT event_id, device_id, txn_id FROM event_txns WHERE event_id IN (\(placeholders))",
+                                    chunk.map { SQLValue.text($0) }) {
+                result[try row.text(0)] = (try row.text(1), try row.text(2))
+            }
+        }
+        return result
+    }
+
+    // MARK: history
+
+    /// Events of a room with `lower < stream_ordering <= upper`, newest first when
+    /// `backwards`, else oldest first; at most `limit`.
+    public static func events(_ db: any SQLConnection, roomID: String, after lower: Int64, upTo upper: Int64,
+                              backwards: Bool, limit: Int) throws -> [RoomEventStore.EventRow] {
+        try db.query("""
+            SELECT \(RoomEventStore.columns) FROM events
+            WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ?
+            ORDER BY stream_ordering \(backwards ? "DESC" : "ASC") LIMIT ?
+            """, .text(roomID), .int(lower), .int(upper), .int(Int64(limit))).map(RoomEventStore.eventRow)
+    }
+
+    public static func event(_ db: any SQLConnection, eventID: String) throws -> RoomEventStore.EventRow? {
+        try db.queryFirst("SELECT \(RoomEventStore.columns) FROM events WHERE event_id = ?", .text(eventID))
+            .map(RoomEventStore.eventRow)
+    }
+
+    /// The state group of the state just before position `streamOrdering` in the room (the
+    /// group of the newest earlier event); nil before the room's first event.
+    public static func stateGroup(_ db: any SQLConnection, roomID: String, before streamOrdering: Int64) throws -> Int64? {
+        try db.queryFirst("""
+            SELECT state_group FROM events WHERE room_id = ? AND stream_ordering < ?
+            ORDER BY stream_ordering DESC LIMIT 1
+            """, .text(roomID), .int(streamOrdering)).map { try $0.int(0) }
+    }
+
+    /// The state group after position `streamOrdering` (the group of the newest event at or
+    /// before it).
+    public static func stateGroup(_ db: any SQLConnection, roomID: String, atOrBefore streamOrdering: Int64) throws -> Int64? {
+        try stateGroup(db, roomID: roomID, before: streamOrdering + 1)
+    }
+
+    /// Replaces an event's client form (redaction).
+    public static func setRedacted(_ db: any SQLTransaction, eventID: String, clientJSON: [UInt8]) throws {
+        try db.execute("UPDATE events SET client_json = ?, redacted = 1 WHERE event_id = ?", .blob(clientJSON), .text(eventID))
+    }
+
+    /// The newest event of the room at or before `ts` (dir b) or the oldest at or after (dir f).
+    public static func eventNear(_ db: any SQLConnection, roomID: String, ts: Int64, forwards: Bool) throws -> RoomEventStore.EventRow? {
+        // origin_server_ts lives in the JSON; scan the room in order (rooms are small enough
+        // here; an index comes with a column when it matters).
+        let rows = try db.query("SELECT \(RoomEventStore.columns) FROM events WHERE room_id = ? ORDER BY stream_ordering \(forwards ? "ASC" : "DESC")",
+                                .text(roomID)).map(RoomEventStore.eventRow)
+        return rows.first { row in
+            guard let eventTS = originServerTS(row.json) else { return false }
+            return forwards ? eventTS >= ts : eventTS <= ts
+        }
+    }
+
+    static func originServerTS(_ json: [UInt8]) -> Int64? {
+        let key = Array("\"origin_server_ts\":".utf8)
+        guard let start = json.firstRange(of: key)?.upperBound else { return nil }
+        var value: Int64 = 0
+        var index = start
+        while index < json.count, json[index] >= 0x30, json[index] <= 0x39 {
+            value = value * 10 + Int64(json[index] - 0x30)
+            index += 1
+        }
+        return index > start ? value : nil
+    }
+
+    // MARK: aliases and directory
+
+    public static func createAlias(_ db: any SQLTransaction, alias: String, roomID: String, creator: String) throws -> Bool {
+        try db.execute("INSERT INTO room_aliases (alias, room_id, creator) VALUES (?, ?, ?) ON CONFLICT (alias) DO NOTHING",
+                       .text(alias), .text(roomID), .text(creator)) == 1
+    }
+
+    public static func alias(_ db: any SQLConnection, _ alias: String) throws -> (roomID: String, creator: String)? {
+        try db.queryFirst("SELECT room_id, creator FROM room_aliases WHERE alias = ?", .text(alias))
+            .map { (try $0.text(0), try $0.text(1)) }
+    }
+
+    public static func deleteAlias(_ db: any SQLTransaction, _ alias: String) throws -> Bool {
+        try db.execute("DELETE FROM room_aliases WHERE alias = ?", .text(alias)) == 1
+    }
+
+    public static func aliases(_ db: any SQLConnection, roomID: String) throws -> [String] {
+        try db.query("SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY alias", .text(roomID)).map { try $0.text(0) }
+    }
+
+    public static func setVisibility(_ db: any SQLTransaction, roomID: String, visibility: String) throws {
+        try db.execute("""
+            INSERT INTO room_directory (room_id, visibility) VALUES (?, ?)
+            ON CONFLICT (room_id) DO UPDATE SET visibility = excluded.visibility
+            """, .text(roomID), .text(visibility))
+    }
+
+    public static func visibility(_ db: any SQLConnection, roomID: String) throws -> String {
+        try db.queryFirst("SELECT visibility FROM room_directory WHERE room_id = ?", .text(roomID))?.text(0) ?? "private"
+    }
+
+    public static func publicRooms(_ db: any SQLConnection) throws -> [String] {
+        try db.query("SELECT room_id FROM room_directory WHERE visibility = 'public' ORDER BY room_id").map { try $0.text(0) }
+    }
+
+    // MARK: receipts
+
+    public struct Receipt: Sendable, Equatable {
+        public var roomID: String
+        public var type: String
+        public var userID: String
+        public var threadID: String
+        public var eventID: String
+        public var ts: Int64
+        public var streamID: Int64
+        public init(roomID: String, type: String, userID: String, threadID: String, eventID: String, ts: Int64, streamID: Int64) {
+            self.roomID = roomID; self.type = type; self.userID = userID; self.threadID = threadID
+            self.eventID = eventID; self.ts = ts; self.streamID = streamID
+        }
+    }
+
+    public static func putReceipt(_ db: any SQLTransaction, _ r: Receipt) throws {
+        try db.execute("""
+            INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id,
+                ts = excluded.ts, stream_id = excluded.stream_id
+            """, .text(r.roomID), .text(r.type), .text(r.userID), .text(r.threadID), .text(r.eventID), .int(r.ts),
+            .int(r.streamID))
+    }
+
+    /// Receipts of `rooms` with `after < stream_id <= upTo` (all of them when `after` is 0).
+    public static func receipts(_ db: any SQLConnection, rooms: [String], after: Int64, upTo: Int64) throws -> [Receipt] {
+        guard !rooms.isEmpty else { return [] }
+        var result: [Receipt] = []
+        for start in stride(from: 0, to: rooms.count, by: 500) {
+            let chunk = rooms[start..<min(start + 500, rooms.count)]
+            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+            result += try db.query("""
+                SELECT room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id FROM receipts
+                WHERE room_id IN (\(placeholders)) AND stream_id > ? AND stream_id <= ?
+                """, chunk.map { SQLValue.text($0) } + [.int(after), .int(upTo)]).map { row in
+                Receipt(roomID: try row.text(0), type: try row.text(1), userID: try row.text(2), threadID: try row.text(3),
+                        eventID: try row.text(4), ts: try row.int(5), streamID: try row.int(6))
+            }
+        }
+        return result
+    }
+
+    public static let maxReceiptPositionSQL = "SELECT MAX(stream_id) FROM receipts"
+
+    // MARK: reports
+
+    public static func report(_ db: any SQLTransaction, roomID: String, eventID: String?, targetUser: String?,
+                              userID: String, reason: String?, score: Int64?, ts: Int64) throws {
+        try db.execute("""
+            INSERT INTO event_reports (room_id, event_id, target_user_id, user_id, reason, score, received_ts)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, .text(roomID), .text(eventID), .text(targetUser), .text(userID), .text(reason), .int(score), .int(ts))
+    }
+}
