@@ -90,8 +90,18 @@ if [ "$ONLY" != synapse ]; then
     LABELS+=(myelin)
     MDIR="$BENCH_DIR/myelin-data"
     rm -rf "$MDIR"; mkdir -p "$MDIR"
-    echo "== starting Myelin: swift run -c release myelin serve --listen 127.0.0.1:$MYELIN_PORT --data-dir $MDIR"
-    swift run -c release myelin serve --listen "127.0.0.1:$MYELIN_PORT" --data-dir "$MDIR" \
+    echo "== starting Myelin: swift run -c release myelin serve --config $BENCH_DIR/myelin.yaml --listen 127.0.0.1:$MYELIN_PORT --data-dir $MDIR"
+    # Equivalent to the Synapse configuration: open registration, rate limits off.
+    cat >"$BENCH_DIR/myelin.yaml" <<YAML
+server_name: localhost
+registration:
+  enabled: true
+rate_limits:
+  enabled: false
+logging:
+  access_log: false
+YAML
+    swift run -c release myelin serve --config "$BENCH_DIR/myelin.yaml" --listen "127.0.0.1:$MYELIN_PORT" --data-dir "$MDIR" \
         >"$BENCH_DIR/myelin.log" 2>&1 &
     MPID=$!   # `swift run` execs the server, so this is the server's pid once it runs
     PIDS_TO_STOP+=("$MPID")

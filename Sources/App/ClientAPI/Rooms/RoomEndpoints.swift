@@ -9,5 +9,6 @@ enum RoomEndpoints {
         Messages.register(&routes)
         Ephemeral.register(&routes)
         Sync.register(&routes)
+        SendToDevice.register(&routes)
     }
 }

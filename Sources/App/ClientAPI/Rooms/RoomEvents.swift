@@ -56,6 +56,8 @@ enum RoomEvents {
     /// first event's id, also after a restart (`event_txns`).
     static func sendIdempotent(_ app: MyelinApp, _ requester: Requester, _ roomID: RoomID, txn: String?,
                                draft: (TransactionRef?) -> EventDraft) async throws -> HTTPResponse {
+        // Synapse's rc_message: per sender, counted before the transaction check as Synapse does.
+        try app.accounts.rateLimiter.check("message:" + requester.userID.rawValue, app.configuration.rateLimits.messages)
         var ref: TransactionRef?
         if let txn {
             let found = TransactionRef(userID: requester.userID.rawValue, deviceID: requester.deviceID ?? "", txnID: txn)

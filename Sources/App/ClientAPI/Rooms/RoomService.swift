@@ -15,6 +15,11 @@ final class RoomService: Sendable {
     let database: Database
     let serverName: String
     let receiptStream: StreamTracker
+    /// Send-to-device messages (one position per send, shared by its recipients).
+    let toDeviceStream: StreamTracker
+    /// Per device (`user|device`), the to-device position its syncs acknowledged last, so a
+    /// sync with nothing new skips the store.
+    let toDeviceAcknowledged = Mutex<[String: Int64]>([:])
     let typing: TypingTracker
     /// Memberships per user and newest positions per room, in memory, so a caught-up sync
     /// finds what changed without reading the store.
@@ -41,6 +46,7 @@ final class RoomService: Sendable {
         receiptStream = try await StreamTracker.load(name: "receipts", from: database,
                                                      maxPositionSQL: RoomClientStore.maxReceiptPositionSQL)
         typing = TypingTracker()
+        toDeviceStream = try await StreamTracker.load(name: "to_device", from: database, maxPositionSQL: ToDeviceStore.maxPositionSQL)
     }
 
     var eventStream: StreamTracker { rooms.context.events }

@@ -86,6 +86,7 @@ enum Sync {
         token[.accountData] = app.accounts.accountDataStream.visiblePosition
         token[.receipts] = service.receiptStream.visiblePosition
         token[.typing] = service.typing.position
+        token[.toDevice] = service.toDeviceStream.visiblePosition
         return token
     }
 

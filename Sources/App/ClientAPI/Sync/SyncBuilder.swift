@@ -115,7 +115,28 @@ struct SyncBuilder {
             }
         }
 
-        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty { return nil }
+        // To-device: acknowledge what `since` covers, then deliver the rest (at least once).
+        var toDevice: [[UInt8]] = []
+        var toDeviceNext = upTo[.toDevice]
+        let deviceKey = user.rawValue + "|" + request.device
+        let acknowledged = since?[.toDevice] ?? 0
+        let lastAcknowledged = service.toDeviceAcknowledged.withLock { $0[deviceKey] }
+        if !request.device.isEmpty,
+           full || upTo[.toDevice] > acknowledged || lastAcknowledged == nil || acknowledged > lastAcknowledged! {
+            let userID = user.rawValue, device = request.device
+            let bound = upTo[.toDevice]
+            let rows = try await app.database.write { db in
+                if acknowledged > 0 { try ToDeviceStore.acknowledge(db, userID: userID, deviceID: device, upTo: acknowledged) }
+                return try ToDeviceStore.messages(db, userID: userID, deviceID: device, upTo: bound,
+                                                  limit: SendToDevice.maxMessagesPerSync)
+            }
+            toDevice = rows.map(\.1)
+            service.toDeviceAcknowledged.withLock { $0[deviceKey] = acknowledged }
+            // A full batch: the token stops at its last message so the rest follows.
+            if rows.count == SendToDevice.maxMessagesPerSync, let last = rows.last { toDeviceNext = last.0 }
+        }
+
+        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty && toDevice.isEmpty { return nil }
 
         // One read for every state event's client bytes.
         let stateIDs = plans.flatMap(\.stateIDs)
@@ -124,7 +145,9 @@ struct SyncBuilder {
             let rows = try await app.database.read { db in try RoomEventStore.events(db, ids: stateIDs) }
             for row in rows { stateBytes[row.eventID] = row.clientJSON }
         }
-        return assemble(plans, stateBytes: stateBytes, accountData: globalAccountData)
+        var token = upTo
+        token[.toDevice] = toDeviceNext
+        return assemble(plans, stateBytes: stateBytes, accountData: globalAccountData, toDevice: toDevice, token: token)
     }
 
     // MARK: joined (and left) rooms
@@ -330,7 +353,8 @@ struct SyncBuilder {
 
     // MARK: assembly
 
-    func assemble(_ plans: [RoomPlan], stateBytes: [String: [UInt8]], accountData: [[UInt8]]) -> [UInt8] {
+    func assemble(_ plans: [RoomPlan], stateBytes: [String: [UInt8]], accountData: [[UInt8]], toDevice: [[UInt8]],
+                  token: StreamToken) -> [UInt8] {
         var join = RawJSONObject(), invite = RawJSONObject(), leave = RawJSONObject(), knock = RawJSONObject()
         for plan in plans {
             var room = RawJSONObject(capacity: plan.timeline.reduce(256) { $0 + $1.bytes.count + 1 })
@@ -370,7 +394,7 @@ struct SyncBuilder {
             }
         }
         var body = RawJSONObject(capacity: 1024)
-        body.value("next_batch", .string(upTo.serialized))
+        body.value("next_batch", .string(token.serialized))
         var rooms = RawJSONObject()
         if !join.isEmpty { rooms.object("join", join) }
         if !invite.isEmpty { rooms.object("invite", invite) }
@@ -381,6 +405,11 @@ struct SyncBuilder {
             var section = RawJSONObject()
             section.raw("events", RawJSONObject.array(accountData))
             body.object("account_data", section)
+        }
+        if !toDevice.isEmpty {
+            var section = RawJSONObject()
+            section.raw("events", RawJSONObject.array(toDevice))
+            body.object("to_device", section)
         }
         body.value("device_one_time_keys_count", .object([:]))
         return body.finish()

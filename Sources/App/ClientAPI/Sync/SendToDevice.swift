@@ -1,0 +1,52 @@
+import Actors
+import Matrix
+import Persistence
+import Transport
+
+/// `PUT /sendToDevice/{eventType}/{txnId}` (spec: "Send-to-Device messaging"). Each
+/// recipient device gets a row on the to-device stream; `*` addresses every device of the
+/// user. Sync delivers a device's messages until a later sync's `since` acknowledges them,
+/// so a lost response loses nothing. Retried transactions are accepted and not resent.
+enum SendToDevice {
+    static let maxMessagesPerSync = 100
+
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.put, "/sendToDevice/{eventType}/{txnId}") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let type = context.parameter("eventType")
+            let body = try await context.jsonObject()
+            guard let messages = body["messages"]?.objectValue else { throw MatrixError(.badJSON, "Missing messages") }
+            let app = context.app
+            var rows: [(user: String, device: String, bytes: [UInt8])] = []
+            for (target, byDevice) in messages {
+                let user = try UserID(parsing: target)
+                guard let byDevice = byDevice.objectValue else { throw MatrixError(.badJSON, "messages.\(target) must be an object") }
+                guard user.serverName.rawValue == app.configuration.serverName else { continue }  // federation later
+                for (device, content) in byDevice {
+                    guard content.objectValue != nil else { throw MatrixError(.badJSON, "message content must be an object") }
+                    let event: JSON = ["type": .string(type), "sender": .string(requester.userID.rawValue), "content": content]
+                    let targets = device == "*" ? try await app.database.accounts.devices(of: user.rawValue).map(\.deviceID) : [device]
+                    for target in targets { rows.append((user.rawValue, target, event.encoded())) }
+                }
+            }
+            let sender = requester.userID.rawValue, senderDevice = requester.deviceID ?? ""
+            let txn = context.parameter("txnId")
+            let stream = app.roomService.toDeviceStream
+            let frozen = rows
+            let position = try await stream.withNextPosition { position -> Int64? in
+                try await app.database.write { db -> Int64? in
+                    guard try ToDeviceStore.claimTxn(db, userID: sender, deviceID: senderDevice, txnID: txn) else { return nil }
+                    for row in frozen {
+                        try ToDeviceStore.insert(db, position: position, userID: row.user, deviceID: row.device, message: row.bytes)
+                    }
+                    return position
+                }
+            }
+            if let position {
+                let users = Set(rows.map(\.user)).compactMap { try? UserID(parsing: $0) }
+                app.roomService.fanout.notify(users, of: StreamChange(.toDevice, position))
+            }
+            return .json([:])
+        }
+    }
+}
