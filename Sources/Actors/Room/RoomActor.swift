@@ -111,6 +111,12 @@ public actor RoomActor: RegistryMember {
     /// The current state event of `key`.
     public func stateEvent(_ key: StateKey) -> PDU? { room?.state[key] }
 
+    /// What the default push rules need for one user, in one hop: their member event, the
+    /// room version, power levels and create event.
+    public func unreadContext(_ user: String) -> (member: PDU?, version: RoomVersion?, powerLevels: PDU?, create: PDU?) {
+        (room?.state[.member(user)], room?.version, room?.state[.powerLevels], room?.state[.create])
+    }
+
     /// The whole current state; nil if the room does not exist.
     public var currentState: AuthState? { room?.state }
 
@@ -413,8 +419,10 @@ public actor RoomActor: RegistryMember {
             for allocation in allocations { context.events.abort(allocation) }
             throw error
         }
+        let persisted = writes.map(\.persisted)
+        context.durable(roomID, persisted, redacted)
         for allocation in allocations { context.events.commit(allocation) }
-        return (writes.map(\.persisted), redacted)
+        return (persisted, redacted)
     }
 
     private func publish(_ events: [PersistedEvent], _ room: RoomState) {

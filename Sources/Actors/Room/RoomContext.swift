@@ -15,15 +15,21 @@ public struct RoomContext: Sendable {
     /// Called after a batch of events committed and their positions became visible,
     /// synchronously on the room actor: it must only hand off (e.g. `NotifierFanout.notify`).
     public var publish: @Sendable (PublishedEvents) -> Void
+    /// Called once a batch is durable and *before* its positions become visible, with the
+    /// events and the new client forms of events they redacted: in-memory indexes updated
+    /// here are never behind what a reader of the visible position expects.
+    public var durable: @Sendable (RoomID, [PersistedEvent], [String: [UInt8]]) -> Void
 
     public init(database: Database, events: StreamTracker, serverName: ServerName, signingKey: SigningKey,
-                recentEventsLimit: Int, publish: @escaping @Sendable (PublishedEvents) -> Void = { _ in }) {
+                recentEventsLimit: Int, publish: @escaping @Sendable (PublishedEvents) -> Void = { _ in },
+                durable: @escaping @Sendable (RoomID, [PersistedEvent], [String: [UInt8]]) -> Void = { _, _, _ in }) {
         self.database = database
         self.events = events
         self.serverName = serverName
         self.signingKey = signingKey
         self.recentEventsLimit = recentEventsLimit
         self.publish = publish
+        self.durable = durable
     }
 
     /// Seeds the room-events stream from the store.

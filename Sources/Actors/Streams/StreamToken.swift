@@ -87,16 +87,31 @@ public struct StreamToken: Sendable, Hashable, CustomStringConvertible {
     private static let maxLength = 1 + SyncStream.allCases.count * 20
 
     /// Parses a token from a client; malformed input is `M_INVALID_PARAM`.
-    public init(parsing text: some StringProtocol) throws {
-        let utf8 = text.utf8
-        guard utf8.count <= Self.maxLength, utf8.first == UInt8(ascii: "s") else { throw Self.invalid }
-        let fields = utf8.dropFirst().split(separator: UInt8(ascii: "_"), omittingEmptySubsequences: false)
-        guard !fields.isEmpty, fields.count <= SyncStream.allCases.count else { throw Self.invalid }
+    public init(parsing text: String) throws {
         self.init()
-        for (index, field) in fields.enumerated() {
-            guard !field.isEmpty, field.count <= 19,
-                  field.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-                  let value = Int64(String(decoding: field, as: UTF8.self)) else { throw Self.invalid }
+        var utf8 = text
+        try utf8.withUTF8 { bytes in
+            guard bytes.count <= Self.maxLength, bytes.count >= 2, bytes[0] == UInt8(ascii: "s") else { throw Self.invalid }
+            var index = 0
+            var value: Int64 = 0
+            var digits = 0
+            for byte in bytes[1...] {
+                if byte == UInt8(ascii: "_") {
+                    guard digits > 0, index < positions.count - 1 else { throw Self.invalid }
+                    positions[index] = value
+                    index += 1
+                    value = 0
+                    digits = 0
+                    continue
+                }
+                guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"), digits < 19 else { throw Self.invalid }
+                let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, overflow2) = times10.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
+                guard !overflow1 && !overflow2 else { throw Self.invalid }
+                value = sum
+                digits += 1
+            }
+            guard digits > 0 else { throw Self.invalid }
             positions[index] = value
         }
     }

@@ -10,15 +10,29 @@ struct RequestContext: Sendable {
     /// A path parameter by name; routing guarantees it exists.
     func parameter(_ name: String) -> String { parameters[name] ?? "" }
 
-    /// The query parameters, percent-decoded; a repeated key keeps its last value.
+    /// The query parameters, percent-decoded; a repeated key keeps its last value. Parsed
+    /// by a byte scan (sync's inline filters make long queries).
     var query: [String: String] {
         guard let q = request.head.query else { return [:] }
         var result: [String: String] = [:]
-        for pair in q.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let key = PercentDecoding.decode(parts[0], plusAsSpace: true) ?? String(parts[0])
-            let value = parts.count > 1 ? (PercentDecoding.decode(parts[1], plusAsSpace: true) ?? String(parts[1])) : ""
-            result[key] = value
+        let utf8 = q.utf8
+        var start = utf8.startIndex
+        while start < utf8.endIndex {
+            let end = utf8[start...].firstIndex(of: UInt8(ascii: "&")) ?? utf8.endIndex
+            if start < end {
+                let pair = q[start..<end]
+                let pairUTF8 = pair.utf8
+                if let equals = pairUTF8.firstIndex(of: UInt8(ascii: "=")) {
+                    let rawKey = pair[pair.startIndex..<equals]
+                    let rawValue = pair[pairUTF8.index(after: equals)...]
+                    let key = PercentDecoding.decode(rawKey, plusAsSpace: true) ?? String(rawKey)
+                    result[key] = PercentDecoding.decode(rawValue, plusAsSpace: true) ?? String(rawValue)
+                } else {
+                    result[PercentDecoding.decode(pair, plusAsSpace: true) ?? String(pair)] = ""
+                }
+            }
+            if end == utf8.endIndex { break }
+            start = utf8.index(after: end)
         }
         return result
     }

@@ -32,15 +32,13 @@ final class RoomService: Sendable {
         let fanout = NotifierFanout(limits: RegistryLimits(maxResident: actors.notifiers.maxResident,
                                                            idleTimeoutSeconds: actors.notifiers.idleTimeoutSeconds))
         self.fanout = fanout
-        let index = RoomIndex()
+        let index = RoomIndex(ringSize: actors.roomRecentEvents)
         self.index = index
         let events = try await RoomContext.loadEventStream(database)
         let context = RoomContext(database: database, events: events, serverName: try ServerName(parsing: configuration.serverName),
                                   signingKey: signingKey, recentEventsLimit: actors.roomRecentEvents,
-                                  publish: { published in
-                                      index.apply(published)
-                                      fanout.publish(published)
-                                  })
+                                  publish: { fanout.publish($0) },
+                                  durable: { room, events, redacted in index.apply(room, events, redacted) })
         rooms = Rooms(context: context, limits: RegistryLimits(maxResident: actors.rooms.maxResident,
                                                               idleTimeoutSeconds: actors.rooms.idleTimeoutSeconds))
         receiptStream = try await StreamTracker.load(name: "receipts", from: database,
@@ -256,21 +254,33 @@ final class TypingTracker: Sendable {
     }
 }
 
-/// In-memory indexes fed by the rooms' publications: each cached user's memberships (loaded
-/// from the store on first use, then kept current by the member events published) and each
-/// room's newest published position. Sync reads both without touching the store.
+/// In-memory indexes fed by the rooms' durable batches (before their positions become
+/// visible): each cached user's memberships (loaded from the store on first use, then kept
+/// current by the member events), and per room the newest position, the history
+/// visibility and a ring of recent events. A caught-up sync reads all of it under one lock,
+/// without a hop to the room's actor or the registry.
 final class RoomIndex: Sendable {
+    struct Room {
+        var lastPosition: Int64 = 0
+        var historyVisibility: String?
+        var recent: [PersistedEvent] = []
+        /// The ring holds every event of the room after this position.
+        var floor: Int64 = 0
+    }
     private struct State {
         var memberships: [UserID: [String: RoomClientStore.Membership]] = [:]
-        var lastPosition: [String: Int64] = [:]
+        var rooms: [String: Room] = [:]
     }
     private let state = Mutex(State())
+    let ringSize: Int
+
+    init(ringSize: Int) { self.ringSize = ringSize }
 
     func memberships(of user: UserID) -> [String: RoomClientStore.Membership]? {
         state.withLock { $0.memberships[user] }
     }
 
-    /// Caches rows read from the store; a publication that raced the read wins.
+    /// Caches rows read from the store; a change that raced the read wins.
     func load(_ user: UserID, _ rows: [RoomClientStore.Membership]) -> [String: RoomClientStore.Membership] {
         state.withLock { state in
             var loaded: [String: RoomClientStore.Membership] = [:]
@@ -285,22 +295,68 @@ final class RoomIndex: Sendable {
 
     func forget(_ user: UserID) { state.withLock { _ = $0.memberships.removeValue(forKey: user) } }
 
-    /// The newest position published in `room` (nil if nothing was published since start).
-    func lastPosition(of room: String) -> Int64? { state.withLock { $0.lastPosition[room] } }
+    /// The newest position written in `room` since start (nil if none).
+    func lastPosition(of room: String) -> Int64? { state.withLock { $0.rooms[room]?.lastPosition } }
 
-    func apply(_ published: PublishedEvents) {
-        let room = published.roomID.rawValue
-        var changes: [(UserID, RoomClientStore.Membership)] = []
-        for event in published.events where event.type == "m.room.member" {
-            guard let key = event.stateKey, let user = try? UserID(parsing: key),
-                  let membership = (try? JSON.parse(event.clientBytes))?["content"]?["membership"]?.stringValue else { continue }
-            changes.append((user, RoomClientStore.Membership(roomID: room, userID: key, membership: membership,
-                                                              eventID: event.eventID.rawValue,
-                                                              streamOrdering: event.streamOrdering)))
-        }
-        let last = published.events.last?.streamOrdering ?? 0
+    func historyVisibility(of room: String) -> String? { state.withLock { $0.rooms[room]?.historyVisibility } }
+
+    func setHistoryVisibility(_ value: String, of room: String) {
         state.withLock { state in
-            state.lastPosition[room] = max(state.lastPosition[room] ?? 0, last)
+            if state.rooms[room] == nil { return }
+            if state.rooms[room]!.historyVisibility == nil { state.rooms[room]!.historyVisibility = value }
+        }
+    }
+
+    /// As `RoomActor.timeline`, from the ring kept here; nil when it cannot tell.
+    func timeline(_ room: String, after: Int64, upTo: Int64, limit: Int,
+                  include: (PersistedEvent) -> Bool) -> (events: [PersistedEvent], limited: Bool)? {
+        state.withLock { state in
+            guard let entry = state.rooms[room] else { return nil }
+            var picked: [PersistedEvent] = []
+            for event in entry.recent.reversed() where event.streamOrdering <= upTo {
+                if event.streamOrdering <= after { break }
+                guard include(event) else { continue }
+                if picked.count == limit { return (picked.reversed(), true) }
+                picked.append(event)
+            }
+            if after >= entry.floor { return (picked.reversed(), false) }
+            return nil
+        }
+    }
+
+    func apply(_ roomID: RoomID, _ events: [PersistedEvent], _ redacted: [String: [UInt8]]) {
+        let room = roomID.rawValue
+        var changes: [(UserID, RoomClientStore.Membership)] = []
+        var visibility: String?
+        for event in events where event.stateKey != nil {
+            if event.type == "m.room.member" {
+                guard let key = event.stateKey, let user = try? UserID(parsing: key),
+                      let membership = (try? JSON.parse(event.clientBytes))?["content"]?["membership"]?.stringValue else { continue }
+                changes.append((user, RoomClientStore.Membership(roomID: room, userID: key, membership: membership,
+                                                                  eventID: event.eventID.rawValue,
+                                                                  streamOrdering: event.streamOrdering)))
+            } else if event.type == "m.room.history_visibility", event.stateKey == "" {
+                visibility = (try? JSON.parse(event.clientBytes))?["content"]?["history_visibility"]?.stringValue ?? "shared"
+            }
+        }
+        guard let first = events.first, let last = events.last else { return }
+        let ringSize = self.ringSize
+        state.withLock { state in
+            var entry = state.rooms[room] ?? Room(floor: first.streamOrdering - 1)
+            entry.lastPosition = max(entry.lastPosition, last.streamOrdering)
+            if let visibility { entry.historyVisibility = visibility }
+            if !redacted.isEmpty {
+                for index in entry.recent.indices {
+                    if let bytes = redacted[entry.recent[index].eventID.rawValue] { entry.recent[index].clientBytes = bytes }
+                }
+            }
+            entry.recent += events
+            if entry.recent.count > ringSize {
+                let excess = entry.recent.count - ringSize
+                entry.floor = entry.recent[excess - 1].streamOrdering
+                entry.recent.removeFirst(excess)
+            }
+            state.rooms[room] = entry
             for (user, membership) in changes where state.memberships[user] != nil {
                 state.memberships[user]![room] = membership
             }

@@ -61,6 +61,18 @@ enum Sync {
 
     static func loadFilter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {
         if text.isEmpty { return SyncFilter(nil) }
+        // Clients send the same filter on every sync: parse and validate it once.
+        let key = text.hasPrefix("{") ? text : user.rawValue + "\u{0}" + text
+        if let cached = app.syncFilters.withLock({ $0[key] }) { return cached }
+        let filter = try await parseFilter(app, user, text)
+        app.syncFilters.withLock { cache in
+            if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
+            cache[key] = filter
+        }
+        return filter
+    }
+
+    static func parseFilter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {
         let json: JSON
         if text.hasPrefix("{") {
             guard let value = try? JSON.parse(Array(text.utf8)), let object = value.objectValue else {
@@ -147,21 +159,34 @@ struct SyncFilter: Sendable {
 }
 
 /// Identical concurrent sync requests (a client retrying after its HTTP timeout) share one
-/// computation.
+/// computation: the first computes on its own task, the others wait for its result.
 final class SyncResponseCache: Sendable {
-    private let inFlight = Mutex<[Sync.Request: Task<[UInt8], any Error>]>([:])
+    private typealias Waiter = CheckedContinuation<Result<[UInt8], any Error>?, Never>
+    private let inFlight = Mutex<[Sync.Request: [Waiter]]>([:])
 
-    func run(_ request: Sync.Request, _ compute: @escaping @Sendable () async throws -> [UInt8]) async throws -> [UInt8] {
-        let (task, owner) = inFlight.withLock { map -> (Task<[UInt8], any Error>, Bool) in
-            if let existing = map[request] { return (existing, false) }
-            let task = Task { try await compute() }
-            map[request] = task
-            return (task, true)
+    func run(_ request: Sync.Request, _ compute: () async throws -> [UInt8]) async throws -> [UInt8] {
+        while true {
+            let owner = inFlight.withLock { map -> Bool in
+                if map[request] != nil { return false }
+                map[request] = []
+                return true
+            }
+            if owner { break }
+            let shared: Result<[UInt8], any Error>? = await withCheckedContinuation { (waiter: Waiter) in
+                let joined = inFlight.withLock { map -> Bool in
+                    guard map[request] != nil else { return false }
+                    map[request]!.append(waiter)
+                    return true
+                }
+                // The computation finished in between: try again.
+                if !joined { waiter.resume(returning: nil) }
+            }
+            if let shared { return try shared.get() }
         }
-        if owner {
-            defer { _ = inFlight.withLock { $0.removeValue(forKey: request) } }
-            return try await task.value
-        }
-        return try await task.value
+        let result: Result<[UInt8], any Error>
+        do { result = .success(try await compute()) } catch { result = .failure(error) }
+        let waiters = inFlight.withLock { $0.removeValue(forKey: request) ?? [] }
+        for waiter in waiters { waiter.resume(returning: result) }
+        return try result.get()
     }
 }

@@ -167,14 +167,25 @@ struct SyncBuilder {
             let last = service.index.lastPosition(of: room)
             if let last, last <= after, typers == nil, receipts == nil, accountData == nil { return nil }
         }
-        let actor = try await service.rooms.room(roomID)
+        // The room's actor only when memory here cannot answer (a hop to the registry and to
+        // the room, which every member's sync would otherwise queue on).
+        var resolvedActor: RoomActor?
+        func actor() async throws -> RoomActor {
+            if let resolvedActor { return resolvedActor }
+            let found = try await service.rooms.room(roomID)
+            resolvedActor = found
+            return found
+        }
         let limit = filter.timeline.limit ?? Sync.defaultTimelineLimit
         let timelineFilter = filter.timeline
+        let include: (PersistedEvent) -> Bool = { event in
+            timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
+        }
         var events: [TimelineEvent]
         var limited: Bool
-        if let fromRing = await actor.timeline(after: after, upTo: upper, limit: limit, include: { event in
-            timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
-        }) {
+        var ring = service.index.timeline(room, after: after, upTo: upper, limit: limit, include: include)
+        if ring == nil { ring = try await actor().timeline(after: after, upTo: upper, limit: limit, include: include) }
+        if let fromRing = ring {
             events = fromRing.events.map { TimelineEvent(position: $0.streamOrdering, type: $0.type, stateKey: $0.stateKey,
                                                           sender: $0.sender, bytes: $0.clientBytes, txn: $0.txn) }
             limited = fromRing.limited
@@ -182,8 +193,13 @@ struct SyncBuilder {
             (events, limited) = try await storedTimeline(room, after: after, upper: upper, limit: limit)
         }
         // Rooms whose history is only visible to members since they joined or were invited.
-        let historyVisibility = await actor.stateEvent(StateKey("m.room.history_visibility", ""))?
-            .content["history_visibility"]?.stringValue ?? "shared"
+        var historyVisibility = service.index.historyVisibility(of: room)
+        if historyVisibility == nil, !events.isEmpty {
+            let value = try await actor().stateEvent(StateKey("m.room.history_visibility", ""))?
+                .content["history_visibility"]?.stringValue ?? "shared"
+            service.index.setHistoryVisibility(value, of: room)
+            historyVisibility = value
+        }
         if historyVisibility == "joined" || historyVisibility == "invited", !events.isEmpty {
             events = try await visibleOnly(room, events)
         }
@@ -198,14 +214,12 @@ struct SyncBuilder {
         // State: everything at the timeline's start (initial, full state, newly joined), the
         // difference since the last sync after a gap, nothing otherwise.
         if full || limited {
-            let start = try await stateAtTimelineStart(actor, room, events: events, upper: upper)
+            let start = try await stateAtTimelineStart(try await actor(), room, events: events, upper: upper)
             var chosen: [StateKey: String] = start
             if !full, let since {
                 let sinceState = try await storedState(room, atOrBefore: since[.roomEvents])
                 chosen = start.filter { sinceState[$0.key] != $0.value }
             }
-            let timelineStateIDs = Set(events.compactMap { $0.stateKey == nil ? nil : $0.position })
-            _ = timelineStateIDs
             let senders = Set(events.map(\.sender))
             let lazy = filter.lazyLoadMembers
             plan.stateIDs = chosen.filter { key, _ in
@@ -242,7 +256,7 @@ struct SyncBuilder {
 
         // Summary when members may have changed.
         if full || events.contains(where: { $0.type == "m.room.member" }) {
-            plan.summary = await summary(actor)
+            plan.summary = await summary(try await actor())
         }
         plan.unread = try await app.unreadCounts.counts(app, user: request.user, roomID: roomID, actor: actor,
                                                        timeline: events, limited: limited, upper: upper)

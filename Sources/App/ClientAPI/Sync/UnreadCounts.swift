@@ -16,6 +16,8 @@ final class UnreadCounts: Sendable {
         var countedUpTo: Int64
         var notify: Int
         var highlight: Int
+        /// The user's display name in the room, lowercased, as last read from its state.
+        var displayname: String?
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -29,82 +31,139 @@ final class UnreadCounts: Sendable {
         _ = entries.withLock { $0.removeValue(forKey: Self.key(user, room)) }
     }
 
-    func counts(_ app: MyelinApp, user: UserID, roomID: RoomID, actor: RoomActor, timeline: [SyncBuilder.TimelineEvent],
-                limited: Bool, upper: Int64) async throws -> (notify: Int, highlight: Int) {
+    func counts(_ app: MyelinApp, user: UserID, roomID: RoomID, actor: () async throws -> RoomActor,
+                timeline: [SyncBuilder.TimelineEvent], limited: Bool, upper: Int64) async throws -> (notify: Int, highlight: Int) {
         let key = Self.key(user, roomID)
         let cached = entries.withLock { $0[key] }
-        let matcher = await Matcher(user: user, actor: actor)
-        if var entry = cached {
-            if entry.countedUpTo >= upper { return (entry.notify, entry.highlight) }
-            let first = timeline.first?.position ?? (upper + 1)
-            if !limited || first - 1 <= entry.countedUpTo {
-                for event in timeline where event.position > entry.countedUpTo {
-                    let (n, h) = matcher.evaluate(type: event.type, sender: event.sender, bytes: event.bytes)
-                    if n { entry.notify += 1 }
-                    if h { entry.highlight += 1 }
-                }
-                entry.countedUpTo = upper
-                let stored = entry
-                entries.withLock { $0[key] = stored }
-                return (entry.notify, entry.highlight)
+        if let entry = cached, entry.countedUpTo >= upper { return (entry.notify, entry.highlight) }
+        let userID = user.rawValue
+        // The display name is kept with the counts until the user's member event changes.
+        let ownMemberChanged = timeline.contains { $0.type == "m.room.member" && $0.stateKey == userID }
+        var displayname = cached?.displayname
+        if cached == nil || ownMemberChanged {
+            displayname = try await actor().stateEvent(.member(userID))?.content["displayname"]?.stringValue?.lowercased()
+        }
+        let matcher = Matcher(user: user, displayname: displayname, shared: self)
+        var entry: Entry
+        let first = timeline.first?.position ?? (upper + 1)
+        if let cachedEntry = cached, !limited || first - 1 <= cachedEntry.countedUpTo {
+            // Advance with the timeline sync already holds.
+            entry = cachedEntry
+            entry.displayname = displayname
+            for event in timeline where event.position > entry.countedUpTo {
+                try await count(event.type, event.sender, event.bytes, event.position, matcher, &entry, actor)
+            }
+        } else {
+            // From the store: events after the newest read receipt (oldest first).
+            let room = roomID.rawValue
+            let rows = try await app.database.read { db -> [RoomEventStore.EventRow] in
+                let receipts = try db.query("""
+                    SELECT e.stream_ordering FROM receipts r JOIN events e ON e.event_id = r.event_id
+                    WHERE r.room_id = ? AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private')
+                    """, .text(room), .text(userID))
+                let readUpTo = try receipts.map { try $0.int(0) }.max() ?? 0
+                return try RoomClientStore.events(db, roomID: room, after: readUpTo, upTo: upper, backwards: true,
+                                                  limit: Self.maxScan).reversed()
+            }
+            entry = Entry(countedUpTo: 0, notify: 0, highlight: 0, displayname: displayname)
+            for row in rows {
+                try await count(row.type, row.sender, row.clientJSON, row.streamOrdering, matcher, &entry, actor)
             }
         }
-        // From the store: events after the newest read receipt.
-        let room = roomID.rawValue, userID = user.rawValue
-        let rows = try await app.database.read { db -> [RoomEventStore.EventRow] in
-            let receipts = try db.query("""
-                SELECT e.stream_ordering FROM receipts r JOIN events e ON e.event_id = r.event_id
-                WHERE r.room_id = ? AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private')
-                """, .text(room), .text(userID))
-            let readUpTo = try receipts.map { try $0.int(0) }.max() ?? 0
-            return try RoomClientStore.events(db, roomID: room, after: readUpTo, upTo: upper, backwards: true, limit: Self.maxScan)
-        }
-        var entry = Entry(countedUpTo: upper, notify: 0, highlight: 0)
-        for row in rows {
-            // Counting stops at the user's own message (it implies they read the room).
-            if row.sender == userID && (row.type == "m.room.message" || row.type == "m.room.encrypted") { break }
-            let (n, h) = matcher.evaluate(type: row.type, sender: row.sender, bytes: row.clientJSON)
-            if n { entry.notify += 1 }
-            if h { entry.highlight += 1 }
-        }
+        entry.countedUpTo = upper
         let stored = entry
         entries.withLock { $0[key] = stored }
         return (entry.notify, entry.highlight)
     }
 
-    /// The default rules for one user in one room.
+    private func count(_ type: String, _ sender: String, _ bytes: [UInt8], _ position: Int64, _ matcher: Matcher,
+                       _ entry: inout Entry, _ actor: () async throws -> RoomActor) async throws {
+        // The user's own message means they read the room (clients send a receipt with it).
+        if sender == matcher.user && (type == "m.room.message" || type == "m.room.encrypted") {
+            entry.notify = 0
+            entry.highlight = 0
+            return
+        }
+        switch matcher.evaluate(type: type, sender: sender, bytes: bytes, eventPosition: position) {
+        case .none: break
+        case .notify: entry.notify += 1
+        case .highlight:
+            entry.notify += 1
+            entry.highlight += 1
+        case .roomMention:
+            entry.notify += 1
+            let room = try await actor()
+            if let version = await room.version {
+                let power = PowerLevels(content: await room.stateEvent(.powerLevels)?.content, roomVersion: version,
+                                        create: await room.stateEvent(.create))
+                if power.canNotifyRoom(sender) { entry.highlight += 1 }
+            }
+        }
+    }
+
+    /// What the rules look at in one message, parsed once per event for all its recipients.
+    struct Features: Sendable {
+        var notice: Bool
+        var mentions: (users: Set<String>, room: Bool)?
+        var body: String
+    }
+
+    /// Features by event position (bounded; cleared when full).
+    let features = Mutex<[Int64: Features]>([:])
+
+    enum Outcome { case none, notify, highlight, roomMention }
+
+    /// The default rules for one user in one room. `@room` needs the sender's power, which
+    /// the caller reads from the room only then (rare), so evaluating needs no hop otherwise.
     struct Matcher {
         let user: String
         let localpart: String
         let displayname: String?
-        let power: PowerLevels?
+        let shared: UnreadCounts?
 
-        init(user: UserID, actor: RoomActor) async {
+        init(user: UserID, displayname: String?, shared: UnreadCounts?) {
             self.user = user.rawValue
-            localpart = String(user.localpart)
-            displayname = await actor.stateEvent(.member(user.rawValue))?.content["displayname"]?.stringValue
-            if let version = await actor.version {
-                power = PowerLevels(content: await actor.stateEvent(.powerLevels)?.content, roomVersion: version,
-                                    create: await actor.stateEvent(.create))
-            } else {
-                power = nil
-            }
+            localpart = String(user.localpart).lowercased()
+            self.displayname = displayname
+            self.shared = shared
         }
 
-        func evaluate(type: String, sender: String, bytes: [UInt8]) -> (notify: Bool, highlight: Bool) {
-            guard sender != user, type == "m.room.message" || type == "m.room.encrypted" else { return (false, false) }
-            guard type == "m.room.message", let content = (try? JSON.parse(bytes))?["content"] else { return (true, false) }
-            if content["msgtype"]?.stringValue == "m.notice" { return (false, false) }
-            if let mentions = content["m.mentions"]?.objectValue {
-                let mentioned = mentions["user_ids"]?.arrayValue?.contains(.string(user)) ?? false
-                let room = mentions["room"]?.boolValue == true && (power?.canNotifyRoom(sender) ?? false)
-                return (true, mentioned || room)
+        func features(of bytes: [UInt8]) -> Features? {
+            guard let content = (try? JSON.parse(bytes))?["content"] else { return nil }
+            var mentions: (Set<String>, Bool)?
+            if let object = content["m.mentions"]?.objectValue {
+                mentions = (Set(object["user_ids"]?.arrayValue?.compactMap(\.stringValue) ?? []), object["room"]?.boolValue == true)
             }
-            let body = (content["body"]?.stringValue ?? "").lowercased()
-            if Self.containsWord(body, localpart.lowercased()) { return (true, true) }
-            if let displayname, !displayname.isEmpty, Self.containsWord(body, displayname.lowercased()) { return (true, true) }
-            if body.contains("@room"), power?.canNotifyRoom(sender) ?? false { return (true, true) }
-            return (true, false)
+            return Features(notice: content["msgtype"]?.stringValue == "m.notice", mentions: mentions,
+                            body: (content["body"]?.stringValue ?? "").lowercased())
+        }
+
+        func evaluate(type: String, sender: String, bytes: [UInt8], eventPosition: Int64) -> Outcome {
+            guard sender != user, type == "m.room.message" || type == "m.room.encrypted" else { return .none }
+            guard type == "m.room.message" else { return .notify }
+            let found: Features?
+            if let shared, let cached = shared.features.withLock({ $0[eventPosition] }) {
+                found = cached
+            } else {
+                found = features(of: bytes)
+                if let shared, let found {
+                    shared.features.withLock { cache in
+                        if cache.count >= 8192 { cache.removeAll(keepingCapacity: true) }
+                        cache[eventPosition] = found
+                    }
+                }
+            }
+            guard let features = found else { return .notify }
+            if features.notice { return .none }
+            if let mentions = features.mentions {
+                if mentions.users.contains(user) { return .highlight }
+                return mentions.room ? .roomMention : .notify
+            }
+            let body = features.body
+            if Self.containsWord(body, localpart) { return .highlight }
+            if let displayname, !displayname.isEmpty, Self.containsWord(body, displayname) { return .highlight }
+            if body.contains("@room") { return .roomMention }
+            return .notify
         }
 
         /// Word-boundary match as the push rule glob `contains_display_name` does.
