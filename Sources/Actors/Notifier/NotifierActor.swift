@@ -14,7 +14,6 @@ public actor NotifierActor {
     private struct Waiter {
         let since: StreamToken
         let continuation: CheckedContinuation<StreamToken?, Never>
-        var timeout: Task<Void, Never>?
     }
 
     private var waiters: [UInt64: Waiter] = [:]
@@ -33,8 +32,8 @@ public actor NotifierActor {
 
     /// Waits until a stream is ahead of `since`, for at most `timeout`. The caller
     /// (`NotifierFanout.wait`) has already added one to `waiting`; it is removed on resume.
-    func wait(since: StreamToken, timeout: Duration,
-                     current: @Sendable () -> StreamToken) async -> StreamToken? {
+    func wait(since: StreamToken, timeout: Duration, current: @Sendable () -> StreamToken,
+              schedule: @Sendable (NotifierActor, UInt64) -> Void) async -> StreamToken? {
         let id = nextWaiter
         nextWaiter += 1
         return await withTaskCancellationHandler {
@@ -57,10 +56,8 @@ public actor NotifierActor {
                     resume(id, with: nil)
                     return
                 }
-                waiters[id]?.timeout = Task { [weak self] in
-                    do { try await Task.sleep(for: timeout) } catch { return }
-                    await self?.resume(id, with: nil)
-                }
+                // Timeouts are kept by the fan-out's deadline queue, not a task per waiter.
+                schedule(self, id)
             }
         } onCancel: {
             Task { await self.resume(id, with: nil) }
@@ -78,10 +75,12 @@ public actor NotifierActor {
     /// Waiters currently registered (tests and metrics).
     public var waiterCount: Int { waiters.count }
 
+    /// The waiter's timeout passed (no-op if it was woken already).
+    func expire(_ id: UInt64) { resume(id, with: nil) }
+
     private func resume(_ id: UInt64, with token: StreamToken?) {
         guard let waiter = waiters.removeValue(forKey: id) else { return }
         waiting.subtract(1, ordering: .sequentiallyConsistent)
-        waiter.timeout?.cancel()
         waiter.continuation.resume(returning: token)
     }
 }

@@ -13,10 +13,58 @@ public final class NotifierFanout: Sendable {
     private let notifiers = Mutex<[UserID: NotifierActor]>([:])
     private let clock: any RegistryClock
     public let limits: RegistryLimits
+    /// Long-poll deadlines by 100 ms tick; one sweeper task expires them, so a wait costs an
+    /// append here instead of a sleeping task of its own.
+    private let deadlines = Mutex<(buckets: [Int64: [(NotifierActor, UInt64)]], sweeper: Bool)>(([:], false))
+    static let tick: Int64 = 100
 
     public init(limits: RegistryLimits, clock: any RegistryClock = MonotonicRegistryClock()) {
         self.limits = limits
         self.clock = clock
+    }
+
+    /// Deadlines run on real time (the injected clock drives idle sweeps only).
+    private let started = ContinuousClock.now
+
+    private func nowTick() -> Int64 {
+        let now = ContinuousClock.now - started
+        return (now.components.seconds * 1000 + now.components.attoseconds / 1_000_000_000_000_000) / Self.tick
+    }
+
+    private func schedule(_ notifier: NotifierActor, _ id: UInt64, after timeout: Duration) {
+        let ms = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
+        let due = nowTick() + (ms + Self.tick - 1) / Self.tick
+        let startSweeper = deadlines.withLock { state -> Bool in
+            state.buckets[due, default: []].append((notifier, id))
+            if state.sweeper { return false }
+            state.sweeper = true
+            return true
+        }
+        if startSweeper {
+            Task.detached { [weak self] in await self?.sweepDeadlines() }
+        }
+    }
+
+    /// Expires due waiters every tick while any deadline is pending, then stops.
+    private func sweepDeadlines() async {
+        while true {
+            try? await Task.sleep(for: .milliseconds(Self.tick))
+            let now = nowTick()
+            let (due, more) = deadlines.withLock { state -> ([(NotifierActor, UInt64)], Bool) in
+                var due: [(NotifierActor, UInt64)] = []
+                for tick in state.buckets.keys where tick <= now {
+                    due += state.buckets.removeValue(forKey: tick) ?? []
+                }
+                if state.buckets.isEmpty { state.sweeper = false }
+                return (due, !state.buckets.isEmpty)
+            }
+            var byNotifier: [ObjectIdentifier: (NotifierActor, [UInt64])] = [:]
+            for (notifier, id) in due { byNotifier[ObjectIdentifier(notifier), default: (notifier, [])].1.append(id) }
+            for (notifier, ids) in byNotifier.values {
+                Task.detached { for id in ids { await notifier.expire(id) } }
+            }
+            if !more { return }
+        }
     }
 
     /// Long-polls for `user`: returns when a stream is ahead of `since`, or nil after
@@ -45,7 +93,9 @@ public final class NotifierFanout: Sendable {
             return notifier
         }
         notifier.lastActivity.store(now.components.seconds, ordering: .relaxed)
-        return await notifier.wait(since: since, timeout: timeout, current: current)
+        return await notifier.wait(since: since, timeout: timeout, current: current) { [self] notifier, id in
+            schedule(notifier, id, after: timeout)
+        }
     }
 
     /// The resident notifier of `user`, if any (tests and diagnostics).

@@ -59,3 +59,65 @@ extension HTTPResponse {
         HTTPResponse(status: status, contentType: "application/json", bytes: bytes)
     }
 }
+
+/// Writes nested JSON into one buffer, members in the order given, with encoded bytes
+/// spliced in as values: the sync response is assembled in a single allocation.
+struct JSONStreamWriter {
+    private(set) var bytes: [UInt8] = []
+    /// Per open container: whether it has a member yet.
+    private var nonEmpty: [Bool] = []
+
+    init(capacity: Int) { bytes.reserveCapacity(capacity) }
+
+    private mutating func separator() {
+        if nonEmpty.last == true { bytes.append(UInt8(ascii: ",")) }
+        if !nonEmpty.isEmpty { nonEmpty[nonEmpty.count - 1] = true }
+    }
+
+    private mutating func key(_ name: String) {
+        separator()
+        JSON.string(name).encode(into: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    mutating func beginObject(_ name: String? = nil) {
+        if let name { key(name) } else { separator() }
+        bytes.append(UInt8(ascii: "{"))
+        nonEmpty.append(false)
+    }
+
+    mutating func endObject() {
+        bytes.append(UInt8(ascii: "}"))
+        nonEmpty.removeLast()
+    }
+
+    mutating func raw(_ name: String, _ value: [UInt8]) {
+        key(name)
+        bytes += value
+    }
+
+    mutating func value(_ name: String, _ value: JSON) {
+        key(name)
+        value.encode(into: &bytes)
+    }
+
+    /// `"name":[e1,e2,…]` from encoded elements.
+    mutating func rawArray(_ name: String, _ elements: some Sequence<[UInt8]>) {
+        key(name)
+        bytes.append(UInt8(ascii: "["))
+        var first = true
+        for element in elements {
+            if !first { bytes.append(UInt8(ascii: ",")) }
+            first = false
+            bytes += element
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
+    /// `"name":{"events":[…]}`, the shape of most sync sections.
+    mutating func events(_ name: String, _ elements: some Sequence<[UInt8]>) {
+        beginObject(name)
+        rawArray("events", elements)
+        endObject()
+    }
+}

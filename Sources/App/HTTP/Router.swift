@@ -37,6 +37,25 @@ struct RequestContext: Sendable {
         return result
     }
 
+    /// One query parameter as sent (still percent-encoded), without decoding the others:
+    /// sync keys its filter cache on it.
+    func rawQueryValue(_ name: String) -> Substring? {
+        guard let q = request.head.query else { return nil }
+        let utf8 = q.utf8
+        let wanted = name.utf8
+        var start = utf8.startIndex
+        while start < utf8.endIndex {
+            let end = utf8[start...].firstIndex(of: UInt8(ascii: "&")) ?? utf8.endIndex
+            let pair = q[start..<end]
+            if let equals = pair.utf8.firstIndex(of: UInt8(ascii: "=")), pair.utf8[pair.startIndex..<equals].elementsEqual(wanted) {
+                return pair[pair.utf8.index(after: equals)...]
+            }
+            if end == utf8.endIndex { break }
+            start = utf8.index(after: end)
+        }
+        return nil
+    }
+
     /// The body as a JSON object: `M_NOT_JSON` when it does not parse, `M_BAD_JSON` when it
     /// is not an object.
     func jsonObject() async throws -> [String: JSON] {

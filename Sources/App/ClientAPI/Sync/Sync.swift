@@ -36,20 +36,24 @@ enum Sync {
     static func sync(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
         let requester = try await app.accounts.authenticate(context)
-        let query = context.query
-        let since = try query["since"].map { try StreamToken(parsing: $0) }
+        var since: StreamToken?
         var timeout: Int64 = 0
-        if let text = query["timeout"] {
+        var fullState = false
+        // Only the short parameters are decoded; the filter (often long inline JSON) is kept
+        // encoded as the cache key and decoded on a miss.
+        if let text = context.rawQueryValue("since") {
+            since = try StreamToken(parsing: PercentDecoding.decode(text) ?? String(text))
+        }
+        if let text = context.rawQueryValue("timeout") {
             guard let value = Int64(text), value >= 0 else { throw MatrixError(.invalidParam, "timeout must be a non-negative integer") }
             timeout = min(value, maxTimeout)
         }
-        let fullState: Bool
-        switch query["full_state"] {
+        switch context.rawQueryValue("full_state") {
         case nil, "false"?: fullState = false
         case "true"?: fullState = true
         default: throw MatrixError(.invalidParam, "full_state must be true or false")
         }
-        let filterText = query["filter"] ?? ""
+        let filterText = context.rawQueryValue("filter").map(String.init) ?? ""
         let request = Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
                               timeoutMs: timeout, filterKey: filterText, fullState: fullState)
         let bytes = try await app.syncCache.run(request) {
@@ -61,10 +65,15 @@ enum Sync {
 
     static func loadFilter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {
         if text.isEmpty { return SyncFilter(nil) }
-        // Clients send the same filter on every sync: parse and validate it once.
-        let key = text.hasPrefix("{") ? text : user.rawValue + "\u{0}" + text
+        // Clients send the same filter on every sync: parse and validate it once. `text` is
+        // still percent-encoded; an inline filter starts with `{` (or its escape `%7B`).
+        let inline = text.hasPrefix("{") || text.hasPrefix("%7B") || text.hasPrefix("%7b")
+        let key = inline ? text : user.rawValue + "\u{0}" + text
         if let cached = app.syncFilters.withLock({ $0[key] }) { return cached }
-        let filter = try await parseFilter(app, user, text)
+        guard let decoded = PercentDecoding.decode(Substring(text), plusAsSpace: true) else {
+            throw MatrixError(.invalidParam, "filter is not valid percent-encoded UTF-8")
+        }
+        let filter = try await parseFilter(app, user, decoded)
         app.syncFilters.withLock { cache in
             if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
             cache[key] = filter

@@ -369,64 +369,62 @@ struct SyncBuilder {
 
     func assemble(_ plans: [RoomPlan], stateBytes: [String: [UInt8]], accountData: [[UInt8]], toDevice: [[UInt8]],
                   token: StreamToken) -> [UInt8] {
-        var join = RawJSONObject(), invite = RawJSONObject(), leave = RawJSONObject(), knock = RawJSONObject()
+        var capacity = 512
         for plan in plans {
-            var room = RawJSONObject(capacity: plan.timeline.reduce(256) { $0 + $1.bytes.count + 1 })
-            switch plan.section {
-            case .invite, .knock:
-                var inner = RawJSONObject()
-                inner.value("events", .array(plan.strippedState))
-                room.object(plan.section == .invite ? "invite_state" : "knock_state", inner)
-                if plan.section == .invite { invite.object(plan.roomID, room) } else { knock.object(plan.roomID, room) }
-                continue
-            case .join, .leave:
-                break
-            }
-            var timeline = RawJSONObject()
-            timeline.raw("events", RawJSONObject.array(plan.timeline.map(clientBytes)))
-            timeline.value("limited", .bool(plan.limited))
-            timeline.value("prev_batch", .string("t\(plan.prevBatch)"))
-            room.object("timeline", timeline)
-            var state = RawJSONObject()
-            state.raw("events", RawJSONObject.array(plan.stateIDs.compactMap { stateBytes[$0] }))
-            room.object("state", state)
-            var accountData = RawJSONObject()
-            accountData.raw("events", RawJSONObject.array(plan.accountData))
-            room.object("account_data", accountData)
-            if plan.section == .join {
-                var ephemeral = RawJSONObject()
-                ephemeral.raw("events", RawJSONObject.array(plan.ephemeral))
-                room.object("ephemeral", ephemeral)
-                if let summary = plan.summary { room.value("summary", summary) }
-                if let unread = plan.unread {
-                    room.value("unread_notifications", ["notification_count": .int(Int64(unread.notify)),
-                                                        "highlight_count": .int(Int64(unread.highlight))])
+            capacity += 400 + plan.timeline.reduce(0) { $0 + $1.bytes.count + 1 }
+            capacity += plan.stateIDs.reduce(0) { $0 + (stateBytes[$1]?.count ?? 0) + 1 }
+        }
+        var out = JSONStreamWriter(capacity: capacity)
+        out.beginObject()
+        out.value("next_batch", .string(token.serialized))
+        if !plans.isEmpty {
+            out.beginObject("rooms")
+            for section in [Section.join, .invite, .leave, .knock] {
+                let members = plans.filter { $0.section == section }
+                if members.isEmpty { continue }
+                switch section {
+                case .join: out.beginObject("join")
+                case .invite: out.beginObject("invite")
+                case .leave: out.beginObject("leave")
+                case .knock: out.beginObject("knock")
                 }
-                join.object(plan.roomID, room)
-            } else {
-                leave.object(plan.roomID, room)
+                for plan in members {
+                    out.beginObject(plan.roomID)
+                    switch section {
+                    case .invite, .knock:
+                        out.beginObject(section == .invite ? "invite_state" : "knock_state")
+                        out.value("events", .array(plan.strippedState))
+                        out.endObject()
+                    case .join, .leave:
+                        out.beginObject("timeline")
+                        out.rawArray("events", plan.timeline.lazy.map(clientBytes))
+                        out.value("limited", .bool(plan.limited))
+                        out.value("prev_batch", .string("t\(plan.prevBatch)"))
+                        out.endObject()
+                        out.events("state", plan.stateIDs.lazy.compactMap { stateBytes[$0] })
+                        out.events("account_data", plan.accountData)
+                        if section == .join {
+                            out.events("ephemeral", plan.ephemeral)
+                            if let summary = plan.summary { out.value("summary", summary) }
+                            if let unread = plan.unread {
+                                out.beginObject("unread_notifications")
+                                out.value("notification_count", .int(Int64(unread.notify)))
+                                out.value("highlight_count", .int(Int64(unread.highlight)))
+                                out.endObject()
+                            }
+                        }
+                    }
+                    out.endObject()
+                }
+                out.endObject()
             }
+            out.endObject()
         }
-        var body = RawJSONObject(capacity: 1024)
-        body.value("next_batch", .string(token.serialized))
-        var rooms = RawJSONObject()
-        if !join.isEmpty { rooms.object("join", join) }
-        if !invite.isEmpty { rooms.object("invite", invite) }
-        if !leave.isEmpty { rooms.object("leave", leave) }
-        if !knock.isEmpty { rooms.object("knock", knock) }
-        if !rooms.isEmpty { body.object("rooms", rooms) }
-        if !accountData.isEmpty {
-            var section = RawJSONObject()
-            section.raw("events", RawJSONObject.array(accountData))
-            body.object("account_data", section)
-        }
-        if !toDevice.isEmpty {
-            var section = RawJSONObject()
-            section.raw("events", RawJSONObject.array(toDevice))
-            body.object("to_device", section)
-        }
-        body.value("device_one_time_keys_count", .object([:]))
-        return body.finish()
+        if !accountData.isEmpty { out.events("account_data", accountData) }
+        if !toDevice.isEmpty { out.events("to_device", toDevice) }
+        out.value("device_one_time_keys_count", .object([:]))
+        out.endObject()
+        return out.bytes
     }
 
     /// The stored client bytes, with `unsigned.transaction_id` for the device that sent it.

@@ -166,16 +166,25 @@ final class UnreadCounts: Sendable {
             return .notify
         }
 
-        /// Word-boundary match as the push rule glob `contains_display_name` does.
+        /// Word-boundary match as the push rule glob `contains_display_name` does (bytes:
+        /// both sides are lowercased already).
         static func containsWord(_ text: String, _ word: String) -> Bool {
             guard !word.isEmpty else { return false }
-            var rest = Substring(text)
-            while let range = rest.range(of: word) {
-                let before = range.lowerBound == rest.startIndex ? nil : rest[rest.index(before: range.lowerBound)]
-                let after = range.upperBound == rest.endIndex ? nil : rest[range.upperBound]
-                let boundary: (Character?) -> Bool = { c in c.map { !($0.isLetter || $0.isNumber) } ?? true }
-                if boundary(before) && boundary(after) { return true }
-                rest = rest[range.upperBound...]
+            let haystack = Array(text.utf8), needle = Array(word.utf8)
+            guard needle.count <= haystack.count else { return false }
+            func isWordByte(_ byte: UInt8) -> Bool {
+                byte >= 0x80 || (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A)
+                    || byte == UInt8(ascii: "_")
+            }
+            var start = 0
+            while start + needle.count <= haystack.count {
+                if haystack[start] == needle[0] && haystack[start..<start + needle.count].elementsEqual(needle) {
+                    let before = start == 0 || !isWordByte(haystack[start - 1])
+                    let end = start + needle.count
+                    let after = end == haystack.count || !isWordByte(haystack[end])
+                    if before && after { return true }
+                }
+                start += 1
             }
             return false
         }
