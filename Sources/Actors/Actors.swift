@@ -1,2 +1,2 @@
-// The Actors module: Registry, RoomActor, SessionActor, NotifierActor.
+// The Actors module: Registry, RoomActor, SessionActor, Notifier (long-poll waiters).
 // Ownership and concurrency live here; protocol rules live in Matrix, SQL in Persistence.

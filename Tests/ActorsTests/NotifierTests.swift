@@ -14,7 +14,7 @@ struct NotifierTests {
     /// Waits until `user` has `count` waiters registered.
     static func waitForWaiters(_ fanout: NotifierFanout, _ user: UserID, _ count: Int) async {
         while true {
-            if let notifier = fanout.resident(user), await notifier.waiterCount >= count { return }
+            if let notifier = fanout.resident(user), notifier.waiterCount >= count { return }
             await Task.yield()
         }
     }
@@ -37,7 +37,7 @@ struct NotifierTests {
             StreamToken([.roomEvents: 4, .receipts: 1])
         }
         #expect(token == StreamToken([.roomEvents: 4, .receipts: 1]))
-        #expect(await fanout.resident(Self.user(1))?.waiterCount == 0)
+        #expect(fanout.resident(Self.user(1))?.waiterCount == 0)
     }
 
     @Test func timesOutWithNothing() async {

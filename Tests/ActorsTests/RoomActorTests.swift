@@ -39,7 +39,7 @@ struct RoomActorTests {
             let rooms = try await makeRooms(database, publish: fanout.publish)
             let alice = testUser("alice")
             let waiter = Task { await fanout.wait(alice, since: .zero, timeout: .seconds(600)) { .zero } }
-            while await fanout.resident(alice)?.waiterCount != 1 { await Task.yield() }
+            while fanout.resident(alice)?.waiterCount != 1 { await Task.yield() }
             let ids = try await withThrowingTaskGroup(of: RoomID.self) { group in
                 for _ in 0..<50 { group.addTask { try await rooms.createRoom(creator: alice).0 } }
                 var ids = Set<RoomID>()

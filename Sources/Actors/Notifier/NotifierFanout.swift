@@ -1,21 +1,21 @@
 import Matrix
 import Synchronization
 
-/// The directory of `NotifierActor`s, one per user, and the fan-out of stream advances to
-/// them. Lookups take a lock, not an actor hop, and each user's wake runs as its own task,
-/// so waking thousands of users does not serialize on one actor. Only users with a waiter
+/// The directory of `Notifier`s, one per user, and the fan-out of stream advances to
+/// them. Lookups take a lock, not an actor hop, and a wake is a lock and a continuation
+/// resume per user, so waking thousands of users costs no task or hop each. Only users with a waiter
 /// are woken (a user without one has nothing to wake; its next sync reads positions).
 ///
 /// Which users an advance concerns (members of a room, the devices' owner, users sharing a
 /// room for device lists) is decided by the caller: the room actor, the account-data and
 /// to-device writers. Owned by the App, shared by sync and every stream writer.
 public final class NotifierFanout: Sendable {
-    private let notifiers = Mutex<[UserID: NotifierActor]>([:])
+    private let notifiers = Mutex<[UserID: Notifier]>([:])
     private let clock: any RegistryClock
     public let limits: RegistryLimits
     /// Long-poll deadlines by 100 ms tick; one sweeper task expires them, so a wait costs an
     /// append here instead of a sleeping task of its own.
-    private let deadlines = Mutex<(buckets: [Int64: [(NotifierActor, UInt64)]], sweeper: Bool)>(([:], false))
+    private let deadlines = Mutex<(buckets: [Int64: [(Notifier, UInt64)]], sweeper: Bool)>(([:], false))
     static let tick: Int64 = 100
 
     public init(limits: RegistryLimits, clock: any RegistryClock = MonotonicRegistryClock()) {
@@ -31,7 +31,7 @@ public final class NotifierFanout: Sendable {
         return (now.components.seconds * 1000 + now.components.attoseconds / 1_000_000_000_000_000) / Self.tick
     }
 
-    private func schedule(_ notifier: NotifierActor, _ id: UInt64, after timeout: Duration) {
+    private func schedule(_ notifier: Notifier, _ id: UInt64, after timeout: Duration) {
         let ms = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
         let due = nowTick() + (ms + Self.tick - 1) / Self.tick
         let startSweeper = deadlines.withLock { state -> Bool in
@@ -50,18 +50,18 @@ public final class NotifierFanout: Sendable {
         while true {
             try? await Task.sleep(for: .milliseconds(Self.tick))
             let now = nowTick()
-            let (due, more) = deadlines.withLock { state -> ([(NotifierActor, UInt64)], Bool) in
-                var due: [(NotifierActor, UInt64)] = []
+            let (due, more) = deadlines.withLock { state -> ([(Notifier, UInt64)], Bool) in
+                var due: [(Notifier, UInt64)] = []
                 for tick in state.buckets.keys where tick <= now {
                     due += state.buckets.removeValue(forKey: tick) ?? []
                 }
                 if state.buckets.isEmpty { state.sweeper = false }
                 return (due, !state.buckets.isEmpty)
             }
-            var byNotifier: [ObjectIdentifier: (NotifierActor, [UInt64])] = [:]
+            var byNotifier: [ObjectIdentifier: (Notifier, [UInt64])] = [:]
             for (notifier, id) in due { byNotifier[ObjectIdentifier(notifier), default: (notifier, [])].1.append(id) }
             for (notifier, ids) in byNotifier.values {
-                Task.detached { for id in ids { await notifier.expire(id) } }
+                for id in ids { notifier.expire(id) }
             }
             if !more { return }
         }
@@ -81,11 +81,11 @@ public final class NotifierFanout: Sendable {
                      current: @Sendable () -> StreamToken) async -> StreamToken? {
         let now = clock.now()
         let notifier = notifiers.withLock { notifiers in
-            let notifier: NotifierActor
+            let notifier: Notifier
             if let existing = notifiers[user] {
                 notifier = existing
             } else {
-                notifier = NotifierActor(user: user, now: now)
+                notifier = Notifier(user: user, now: now)
                 notifiers[user] = notifier
             }
             // Reserved under the lock: `sweep` never drops a notifier a waiter is headed to.
@@ -99,23 +99,23 @@ public final class NotifierFanout: Sendable {
     }
 
     /// The resident notifier of `user`, if any (tests and diagnostics).
-    public func resident(_ user: UserID) -> NotifierActor? {
+    public func resident(_ user: UserID) -> Notifier? {
         notifiers.withLock { $0[user] }
     }
 
-    /// Wakes the waiters of `users` behind `change`. Returns at once; the wakes run
-    /// concurrently. Call after the change's position became visible.
+    /// Wakes the waiters of `users` behind `change`. Returns once every waiter is resumed
+    /// (their tasks continue on their own executors). Call after the change's position
+    /// became visible.
     public func notify(_ users: some Sequence<UserID>, of change: StreamChange) {
-        let targets: [NotifierActor] = notifiers.withLock { notifiers in
+        let targets: [Notifier] = notifiers.withLock { notifiers in
             users.compactMap { user in
                 guard let notifier = notifiers[user],
                       notifier.waiting.load(ordering: .sequentiallyConsistent) > 0 else { return nil }
                 return notifier
             }
         }
-        for notifier in targets {
-            Task.detached { await notifier.notify(change) }
-        }
+        // Resumed here: each wake is a lock and a continuation resume, no task.
+        for notifier in targets { notifier.notify(change) }
     }
 
     /// Removes notifiers without waiters idle for `limits.idleTimeout`, then, above

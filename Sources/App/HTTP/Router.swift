@@ -37,23 +37,32 @@ struct RequestContext: Sendable {
         return result
     }
 
-    /// One query parameter as sent (still percent-encoded), without decoding the others:
-    /// sync keys its filter cache on it.
-    func rawQueryValue(_ name: String) -> Substring? {
-        guard let q = request.head.query else { return nil }
-        let utf8 = q.utf8
-        let wanted = name.utf8
-        var start = utf8.startIndex
-        while start < utf8.endIndex {
-            let end = utf8[start...].firstIndex(of: UInt8(ascii: "&")) ?? utf8.endIndex
-            let pair = q[start..<end]
-            if let equals = pair.utf8.firstIndex(of: UInt8(ascii: "=")), pair.utf8[pair.startIndex..<equals].elementsEqual(wanted) {
-                return pair[pair.utf8.index(after: equals)...]
+    /// Query parameters as sent (still percent-encoded), by one scan over contiguous bytes;
+    /// names not present are nil. Sync keys its filter cache on the raw filter text.
+    func rawQueryValues(_ names: [StaticString]) -> [String?] {
+        guard let q = request.head.query else { return Array(repeating: nil, count: names.count) }
+        var text = String(q)
+        return text.withUTF8 { bytes -> [String?] in
+            var out = [String?](repeating: nil, count: names.count)
+            var start = 0
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != UInt8(ascii: "&") { end += 1 }
+                var equals = start
+                while equals < end && bytes[equals] != UInt8(ascii: "=") { equals += 1 }
+                if equals < end {
+                    let key = UnsafeBufferPointer(rebasing: bytes[start..<equals])
+                    for (index, name) in names.enumerated() {
+                        let wanted = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+                        if key.elementsEqual(wanted) {
+                            out[index] = String(decoding: UnsafeBufferPointer(rebasing: bytes[(equals + 1)..<end]), as: UTF8.self)
+                        }
+                    }
+                }
+                start = end + 1
             }
-            if end == utf8.endIndex { break }
-            start = utf8.index(after: end)
+            return out
         }
-        return nil
     }
 
     /// The body as a JSON object: `M_NOT_JSON` when it does not parse, `M_BAD_JSON` when it

@@ -41,19 +41,20 @@ enum Sync {
         var fullState = false
         // Only the short parameters are decoded; the filter (often long inline JSON) is kept
         // encoded as the cache key and decoded on a miss.
-        if let text = context.rawQueryValue("since") {
-            since = try StreamToken(parsing: PercentDecoding.decode(text) ?? String(text))
+        let raw = context.rawQueryValues(["since", "timeout", "full_state", "filter"])
+        if let text = raw[0] {
+            since = try StreamToken(parsing: PercentDecoding.decode(Substring(text)) ?? text)
         }
-        if let text = context.rawQueryValue("timeout") {
+        if let text = raw[1] {
             guard let value = Int64(text), value >= 0 else { throw MatrixError(.invalidParam, "timeout must be a non-negative integer") }
             timeout = min(value, maxTimeout)
         }
-        switch context.rawQueryValue("full_state") {
+        switch raw[2] {
         case nil, "false"?: fullState = false
         case "true"?: fullState = true
         default: throw MatrixError(.invalidParam, "full_state must be true or false")
         }
-        let filterText = context.rawQueryValue("filter").map(String.init) ?? ""
+        let filterText = raw[3] ?? ""
         let request = Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
                               timeoutMs: timeout, filterKey: filterText, fullState: fullState)
         let bytes = try await app.syncCache.run(request) {
