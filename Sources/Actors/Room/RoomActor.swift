@@ -87,10 +87,16 @@ public actor RoomActor: RegistryMember {
         let maxDepth = extremityIDs.compactMap { byID[$0]?.depth }.max() ?? last.depth
         let floor = latest.count > limit ? latest[latest.count - limit - 1].streamOrdering : 0
         let recent = try latest.suffix(limit).map { row in
-            PersistedEvent(eventID: try EventID(parsing: row.eventID), streamOrdering: row.streamOrdering, depth: row.depth,
-                           type: row.type, stateKey: row.stateKey, bytes: row.json, sender: row.sender,
-                           clientBytes: row.clientJSON,
-                           txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID, txnID: $0.txnID) })
+            var event = PersistedEvent(eventID: try EventID(parsing: row.eventID), streamOrdering: row.streamOrdering,
+                                       depth: row.depth, type: row.type, stateKey: row.stateKey, bytes: row.json,
+                                       sender: row.sender, clientBytes: row.clientJSON,
+                                       txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID,
+                                                                                   txnID: $0.txnID) })
+            if let txn = event.txn { event.clientBytesForSender = PersistedEvent.withTransactionID(row.clientJSON, txn.txnID) }
+            if row.stateKey != nil {
+                event.replacesState = (try? JSON.parse(row.clientJSON))?["unsigned"]?["replaces_state"]?.stringValue
+            }
+            return event
         }
         return RoomActor(roomID: roomID, context: context, room: RoomState(
             version: version, state: state, stateGroup: last.stateGroup, stateDeltaDepth: deltaDepth,
@@ -115,6 +121,11 @@ public actor RoomActor: RegistryMember {
     /// room version, power levels and create event.
     public func unreadContext(_ user: String) -> (member: PDU?, version: RoomVersion?, powerLevels: PDU?, create: PDU?) {
         (room?.state[.member(user)], room?.version, room?.state[.powerLevels], room?.state[.create])
+    }
+
+    /// The current state with the position it is the state after, in one hop (sync).
+    public var stateWithPosition: (position: Int64, state: AuthState)? {
+        room.map { ($0.lastStreamOrdering, $0.state) }
     }
 
     /// The whole current state; nil if the room does not exist.
@@ -267,7 +278,10 @@ public actor RoomActor: RegistryMember {
             do {
                 let (events, redacted) = try await persist(writes, allocations: allocations, createdTS: nil, version: working.version)
                 for index in working.recent.indices {
-                    if let bytes = redacted[working.recent[index].eventID.rawValue] { working.recent[index].clientBytes = bytes }
+                    if let bytes = redacted[working.recent[index].eventID.rawValue] {
+                        working.recent[index].clientBytes = bytes
+                        working.recent[index].clientBytesForSender = nil
+                    }
                 }
                 room = working
                 for (pending, event) in zip(accepted, events) {
@@ -361,9 +375,17 @@ public actor RoomActor: RegistryMember {
         working.lastStreamOrdering = position
         let bytes = pdu.bytes ?? JSON.object(pdu.json).encoded()
         let clientBytes = client.encoded()
-        let persisted = PersistedEvent(eventID: pdu.eventID, streamOrdering: position, depth: pdu.depth,
+        var persisted = PersistedEvent(eventID: pdu.eventID, streamOrdering: position, depth: pdu.depth,
                                        type: pdu.type, stateKey: pdu.stateKey, bytes: bytes, sender: pdu.sender.rawValue,
                                        clientBytes: clientBytes, txn: txn)
+        persisted.replacesState = unsigned["replaces_state"]?.stringValue
+        if let txn {
+            var withTxn = client
+            var u = unsigned
+            u["transaction_id"] = .string(txn.txnID)
+            withTxn["unsigned"] = .object(u)
+            persisted.clientBytesForSender = withTxn.encoded()
+        }
         working.recent.append(persisted)
         if working.recent.count > context.recentEventsLimit {
             let excess = working.recent.count - context.recentEventsLimit

@@ -62,6 +62,20 @@ public struct PersistedEvent: Sendable, Equatable {
     public var clientBytes: [UInt8] = []
     /// The sending device's transaction, for `unsigned.transaction_id`.
     public var txn: TransactionRef? = nil
+    /// The client form with `unsigned.transaction_id`, served to the sending device only
+    /// (computed once with the event; nil once redacted).
+    public var clientBytesForSender: [UInt8]? = nil
+    /// For a state event, the event it replaced (`unsigned.replaces_state`).
+    public var replacesState: String? = nil
+
+    /// `clientBytes` with `unsigned.transaction_id` added.
+    public static func withTransactionID(_ clientBytes: [UInt8], _ txnID: String) -> [UInt8]? {
+        guard var object = (try? JSON.parse(clientBytes))?.objectValue else { return nil }
+        var unsigned = object["unsigned"]?.objectValue ?? [:]
+        unsigned["transaction_id"] = .string(txnID)
+        object["unsigned"] = .object(unsigned)
+        return JSON.object(object).encoded()
+    }
 }
 
 /// A client's transaction id for a send (`PUT .../send/{type}/{txnId}`), scoped to the device.

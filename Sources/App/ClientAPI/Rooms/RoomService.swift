@@ -347,7 +347,10 @@ final class RoomIndex: Sendable {
             if let visibility { entry.historyVisibility = visibility }
             if !redacted.isEmpty {
                 for index in entry.recent.indices {
-                    if let bytes = redacted[entry.recent[index].eventID.rawValue] { entry.recent[index].clientBytes = bytes }
+                    if let bytes = redacted[entry.recent[index].eventID.rawValue] {
+                        entry.recent[index].clientBytes = bytes
+                        entry.recent[index].clientBytesForSender = nil
+                    }
                 }
             }
             entry.recent += events

@@ -32,11 +32,14 @@ struct SyncBuilder {
 
     struct TimelineEvent {
         var position: Int64
+        var eventID: String
         var type: String
         var stateKey: String?
         var sender: String
         var bytes: [UInt8]
         var txn: TransactionRef?
+        var bytesForSender: [UInt8]?
+        var replacesState: String?
     }
 
     var service: RoomService { app.roomService }
@@ -186,8 +189,10 @@ struct SyncBuilder {
         var ring = service.index.timeline(room, after: after, upTo: upper, limit: limit, include: include)
         if ring == nil { ring = try await actor().timeline(after: after, upTo: upper, limit: limit, include: include) }
         if let fromRing = ring {
-            events = fromRing.events.map { TimelineEvent(position: $0.streamOrdering, type: $0.type, stateKey: $0.stateKey,
-                                                          sender: $0.sender, bytes: $0.clientBytes, txn: $0.txn) }
+            events = fromRing.events.map { TimelineEvent(position: $0.streamOrdering, eventID: $0.eventID.rawValue, type: $0.type,
+                                                          stateKey: $0.stateKey, sender: $0.sender, bytes: $0.clientBytes,
+                                                          txn: $0.txn, bytesForSender: $0.clientBytesForSender,
+                                                          replacesState: $0.replacesState) }
             limited = fromRing.limited
         } else {
             (events, limited) = try await storedTimeline(room, after: after, upper: upper, limit: limit)
@@ -200,8 +205,11 @@ struct SyncBuilder {
             service.index.setHistoryVisibility(value, of: room)
             historyVisibility = value
         }
+        var contiguous = timelineFilter.passesAll
         if historyVisibility == "joined" || historyVisibility == "invited", !events.isEmpty {
-            events = try await visibleOnly(room, events)
+            let visible = try await visibleOnly(room, events)
+            if visible.count != events.count { contiguous = false }
+            events = visible
         }
         if !full && events.isEmpty && typers == nil && receipts == nil && accountData == nil { return nil }
 
@@ -213,8 +221,12 @@ struct SyncBuilder {
 
         // State: everything at the timeline's start (initial, full state, newly joined), the
         // difference since the last sync after a gap, nothing otherwise.
+        var currentState: AuthState?
         if full || limited {
-            let start = try await stateAtTimelineStart(try await actor(), room, events: events, upper: upper)
+            let current = try await actor().stateWithPosition
+            currentState = current?.state
+            let start = try await stateAtTimelineStart(current, room, events: events, upper: upper,
+                                                       contiguous: contiguous)
             var chosen: [StateKey: String] = start
             if !full, let since {
                 let sinceState = try await storedState(room, atOrBefore: since[.roomEvents])
@@ -227,7 +239,7 @@ struct SyncBuilder {
                     return false
                 }
                 return filter.state.allows(type: key.type, sender: "")
-            }.sorted { $0.key < $1.key }.map(\.value)
+            }.map(\.value)
         }
 
         // Ephemeral events.
@@ -256,7 +268,9 @@ struct SyncBuilder {
 
         // Summary when members may have changed.
         if full || events.contains(where: { $0.type == "m.room.member" }) {
-            plan.summary = await summary(try await actor())
+            let state: AuthState
+            if let currentState { state = currentState } else { state = try await actor().currentState ?? [:] }
+            plan.summary = summary(state)
         }
         plan.unread = try await app.unreadCounts.counts(app, user: request.user, roomID: roomID, actor: actor,
                                                        timeline: events, limited: limited, upper: upper)
@@ -283,9 +297,12 @@ struct SyncBuilder {
             }
             let txns = try RoomClientStore.txns(db, eventIDs: out.map(\.eventID))
             return (out.reversed().map { row in
-                TimelineEvent(position: row.streamOrdering, type: row.type, stateKey: row.stateKey, sender: row.sender,
+                TimelineEvent(position: row.streamOrdering, eventID: row.eventID, type: row.type, stateKey: row.stateKey,
+                              sender: row.sender,
                               bytes: row.clientJSON,
-                              txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID, txnID: $0.txnID) })
+                              txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID, txnID: $0.txnID) },
+                              replacesState: row.stateKey == nil ? nil
+                                  : (try? JSON.parse(row.clientJSON))?["unsigned"]?["replaces_state"]?.stringValue)
             }, limited)
         }
     }
@@ -307,14 +324,26 @@ struct SyncBuilder {
     }
 
     /// The state at the start of the timeline as (type, state_key) → event id.
-    func stateAtTimelineStart(_ actor: RoomActor, _ room: String, events: [TimelineEvent],
-                              upper: Int64) async throws -> [StateKey: String] {
-        let last = await actor.lastStreamOrdering
-        if events.allSatisfy({ $0.stateKey == nil }), (events.last?.position ?? upper) >= last, upper >= last {
-            return (await actor.currentState ?? [:]).mapValues(\.eventID.rawValue)
+    /// The state at the start of the timeline as (type, state_key) → event id: the room's
+    /// current state with the timeline's state events rolled back through their
+    /// `replaces_state` (no store read), or the stored state group when the room has moved
+    /// past `upper` since.
+    func stateAtTimelineStart(_ current: (position: Int64, state: AuthState)?, _ room: String, events: [TimelineEvent],
+                              upper: Int64, contiguous: Bool) async throws -> [StateKey: String] {
+        // Only when the timeline holds every event from its start to the room's newest.
+        guard let current, contiguous, current.position <= upper,
+              events.last.map({ $0.position == current.position }) ?? true else {
+            let boundary = events.first.map { $0.position - 1 } ?? upper
+            return try await storedState(room, atOrBefore: boundary)
         }
-        let boundary = events.first.map { $0.position - 1 } ?? upper
-        return try await storedState(room, atOrBefore: boundary)
+        var state = current.state.mapValues(\.eventID.rawValue)
+        for event in events.reversed() {
+            guard let stateKey = event.stateKey else { continue }
+            let key = StateKey(event.type, stateKey)
+            guard state[key] == event.eventID else { continue }
+            state[key] = event.replacesState
+        }
+        return state
     }
 
     func storedState(_ room: String, atOrBefore position: Int64) async throws -> [StateKey: String] {
@@ -327,8 +356,7 @@ struct SyncBuilder {
     }
 
     /// `m.heroes` and member counts (spec: "Room summary").
-    func summary(_ actor: RoomActor) async -> JSON {
-        let state = await actor.currentState ?? [:]
+    func summary(_ state: AuthState) -> JSON {
         var joined = 0, invited = 0
         var heroes: [String] = []
         for (key, pdu) in state where key.type == "m.room.member" {
@@ -429,11 +457,7 @@ struct SyncBuilder {
 
     /// The stored client bytes, with `unsigned.transaction_id` for the device that sent it.
     func clientBytes(_ event: TimelineEvent) -> [UInt8] {
-        guard let txn = event.txn, txn.userID == request.user.rawValue, txn.deviceID == request.device,
-              var object = (try? JSON.parse(event.bytes))?.objectValue else { return event.bytes }
-        var unsigned = object["unsigned"]?.objectValue ?? [:]
-        unsigned["transaction_id"] = .string(txn.txnID)
-        object["unsigned"] = .object(unsigned)
-        return JSON.object(object).encoded()
+        guard let txn = event.txn, txn.userID == request.user.rawValue, txn.deviceID == request.device else { return event.bytes }
+        return event.bytesForSender ?? PersistedEvent.withTransactionID(event.bytes, txn.txnID) ?? event.bytes
     }
 }
