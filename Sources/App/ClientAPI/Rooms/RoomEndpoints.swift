@@ -10,5 +10,6 @@ enum RoomEndpoints {
         Ephemeral.register(&routes)
         Sync.register(&routes)
         SendToDevice.register(&routes)
+        LegacySync.register(&routes)
     }
 }
