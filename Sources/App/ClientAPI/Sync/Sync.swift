@@ -152,6 +152,8 @@ struct SyncFilter: Sendable {
     var presence: EventFilter
     var rooms: EventFilter
     var includeLeave: Bool
+    /// `event_fields`: each a path of keys (dots separate, `\.` is a literal dot).
+    var eventFields: [[String]]?
 
     init(_ json: JSON?) {
         let room = json?["room"]
@@ -163,9 +165,50 @@ struct SyncFilter: Sendable {
         presence = EventFilter(json?["presence"])
         rooms = EventFilter(room)
         includeLeave = room?["include_leave"]?.boolValue ?? false
+        eventFields = json?["event_fields"]?.arrayValue?.compactMap(\.stringValue).map(SyncFilter.fieldPath)
     }
 
     var lazyLoadMembers: Bool { state.lazyLoadMembers || timeline.lazyLoadMembers }
+
+    static func fieldPath(_ text: String) -> [String] {
+        var parts: [String] = []
+        var current = ""
+        var escaped = false
+        for character in text {
+            if escaped { current.append(character); escaped = false; continue }
+            if character == "\\" { escaped = true; continue }
+            if character == "." { parts.append(current); current = ""; continue }
+            current.append(character)
+        }
+        parts.append(current)
+        return parts
+    }
+
+    /// Keeps only the `event_fields` of an encoded event (spec: "Filtering", event_fields).
+    func applyingEventFields(_ bytes: [UInt8]) -> [UInt8] {
+        guard let eventFields, let event = try? JSON.parse(bytes) else { return bytes }
+        var out = JSON.object([:])
+        for path in eventFields {
+            var value: JSON? = event
+            for key in path { value = value?[key] }
+            guard let value else { continue }
+            SyncFilter.set(&out, path[...], value)
+        }
+        return out.encoded()
+    }
+
+    private static func set(_ target: inout JSON, _ path: ArraySlice<String>, _ value: JSON) {
+        guard let key = path.first, case .object(var object) = target else { return }
+        if path.count == 1 {
+            object[key] = value
+        } else {
+            var child = object[key] ?? .object([:])
+            if case .object = child {} else { child = .object([:]) }
+            set(&child, path.dropFirst(), value)
+            object[key] = child
+        }
+        target = .object(object)
+    }
 }
 
 /// Identical concurrent sync requests (a client retrying after its HTTP timeout) share one

@@ -425,11 +425,16 @@ struct SyncBuilder {
                         out.endObject()
                     case .join, .leave:
                         out.beginObject("timeline")
-                        out.rawArray("events", plan.timeline.lazy.map(clientBytes))
+                        if filter.eventFields != nil {
+                            out.rawArray("events", plan.timeline.map { filter.applyingEventFields(clientBytes($0)) })
+                        } else {
+                            out.rawArray("events", plan.timeline.lazy.map(clientBytes))
+                        }
                         out.value("limited", .bool(plan.limited))
                         out.value("prev_batch", .string("t\(plan.prevBatch)"))
                         out.endObject()
-                        out.events("state", plan.stateIDs.lazy.compactMap { stateBytes[$0] })
+                        out.events("state", plan.stateIDs.lazy.compactMap { stateBytes[$0] }
+                            .map { filter.eventFields == nil ? $0 : filter.applyingEventFields($0) })
                         out.events("account_data", plan.accountData)
                         if section == .join {
                             out.events("ephemeral", plan.ephemeral)
