@@ -265,6 +265,8 @@ public actor RoomActor: RegistryMember {
                                                 content: draft.content, roomID: roomID, prevEvents: working.extremities,
                                                 depth: working.maxDepth + 1, originServerTS: now,
                                                 state: working.state, redacts: draft.redacts)
+                    // Client-server API "Size limits": the whole event at most 64 KiB.
+                    if (pdu.bytes?.count ?? 0) > PDU.maxSize - 1024 { try pdu.checkSizeLimits() }
                     let allocation = context.events.allocate()
                     allocations.append(allocation)
                     writes.append(apply(pdu, at: allocation.position, to: &working, fullSnapshot: false, txn: draft.txn))

@@ -1,3 +1,4 @@
+import Actors
 import Matrix
 import Persistence
 import Transport
@@ -69,9 +70,14 @@ enum AccountData {
         }
         let content = try await context.jsonObject()
         let text = JSON.object(content).encodedString
-        try await accounts.accountDataStream.withNextPosition { position in
+        let position = try await accounts.accountDataStream.withNextPosition { position in
             try await accounts.database.clientData.putAccountData(userID: user, roomID: roomID, type: type,
                                                                   content: text, position: position)
+            return position
+        }
+        // Wakes the user's long-polls (sync delivers account data).
+        if let userID = try? UserID(parsing: user) {
+            context.app.roomService.fanout.notify([userID], of: StreamChange(.accountData, position))
         }
         return .json([:])
     }

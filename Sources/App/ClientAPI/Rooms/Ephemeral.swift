@@ -83,6 +83,8 @@ enum Ephemeral {
             try await app.database.write { db in try RoomClientStore.putReceipt(db, stored) }
             return position
         }
+        // The user read the room: their counts start again from this receipt.
+        app.unreadCounts.invalidate(user, roomID)
         if type == "m.read.private" {
             service.fanout.notify([user], of: StreamChange(.receipts, position))
         } else {

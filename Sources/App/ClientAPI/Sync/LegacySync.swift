@@ -17,7 +17,7 @@ enum LegacySync {
             let timeout = min(Int64(query["timeout"] ?? "") ?? 30_000, Sync.maxTimeout)
             let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: since ?? Sync.currentToken(context.app),
                                        timeoutMs: max(timeout, 0), filterKey: "", fullState: false)
-            let bytes = try await Sync.respond(context.app, request, SyncFilter(nil))
+            let bytes = try await Sync.respond(context.app, request, SyncFilter.none)
             let response = try JSON.parse(bytes)
             var chunk: [JSON] = []
             for (roomID, room) in response["rooms"]?["join"]?.objectValue ?? [:] {

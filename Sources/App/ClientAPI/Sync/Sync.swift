@@ -65,7 +65,7 @@ enum Sync {
     }
 
     static func loadFilter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {
-        if text.isEmpty { return SyncFilter(nil) }
+        if text.isEmpty { return SyncFilter.none }
         // Clients send the same filter on every sync: parse and validate it once. `text` is
         // still percent-encoded; an inline filter starts with `{` (or its escape `%7B`).
         let inline = text.hasPrefix("{") || text.hasPrefix("%7B") || text.hasPrefix("%7b")
@@ -143,17 +143,21 @@ enum Sync {
 }
 
 /// The parts of a sync filter the builder applies.
-struct SyncFilter: Sendable {
-    var timeline: EventFilter
-    var state: EventFilter
-    var ephemeral: EventFilter
-    var roomAccountData: EventFilter
-    var accountData: EventFilter
-    var presence: EventFilter
-    var rooms: EventFilter
-    var includeLeave: Bool
+/// Immutable and shared: one instance per distinct filter (cached), referenced by every
+/// waiting sync that uses it.
+final class SyncFilter: Sendable {
+    let timeline: EventFilter
+    let state: EventFilter
+    let ephemeral: EventFilter
+    let roomAccountData: EventFilter
+    let accountData: EventFilter
+    let presence: EventFilter
+    let rooms: EventFilter
+    let includeLeave: Bool
     /// `event_fields`: each a path of keys (dots separate, `\.` is a literal dot).
-    var eventFields: [[String]]?
+    let eventFields: [[String]]?
+
+    static let none = SyncFilter(nil)
 
     init(_ json: JSON?) {
         let room = json?["room"]

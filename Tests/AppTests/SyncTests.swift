@@ -1,0 +1,217 @@
+import Matrix
+import TestSupport
+import Testing
+@testable import App
+
+/// `/sync` over real sockets: initial and incremental syncs, long-poll wake-ups, invites,
+/// leaves, gaps, lazy loading, filters, ephemeral events, unread counts and to-device.
+@Suite("Sync over real sockets")
+struct SyncTests {
+    static func path(_ room: String) -> String { room.addingPercentEncodingForPath }
+
+    func send(_ client: MatrixTestClient, _ room: String, _ body: String, txn: String) async throws -> String {
+        let reply = try await client.call("PUT", "/rooms/\(Self.path(room))/send/m.room.message/\(txn)", ["msgtype": "m.text", "body": .string(body)])
+        #expect(reply.status == 200)
+        return reply.json["event_id"]?.stringValue ?? ""
+    }
+
+    @Test func initialIncrementalInviteAndLeave() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["name": "Chat"]).json["room_id"]?.stringValue)
+            let initial = try await bob.call("GET", "/sync")
+            #expect(initial.status == 200)
+            let since = try #require(initial.json["next_batch"]?.stringValue)
+            #expect(initial.json["rooms"]?["join"]?[room] == nil)
+
+            // The invite shows under rooms.invite with stripped state.
+            #expect(try await alice.call("POST", "/rooms/\(Self.path(room))/invite", ["user_id": "@bob:localhost"]).status == 200)
+            let invited = try await bob.call("GET", "/sync?since=\(since)")
+            let inviteState = invited.json["rooms"]?["invite"]?[room]?["invite_state"]?["events"]?.arrayValue ?? []
+            #expect(inviteState.contains { $0["type"] == "m.room.name" && $0["content"]?["name"] == "Chat" })
+            #expect(inviteState.contains { $0["type"] == "m.room.member" && $0["state_key"] == "@bob:localhost" })
+
+            // Joined: the timeline and the room's state arrive.
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            _ = try await send(alice, room, "hello bob", txn: "1")
+            let after = try #require(invited.json["next_batch"]?.stringValue)
+            let joined = try await bob.call("GET", "/sync?since=\(after)")
+            let section = joined.json["rooms"]?["join"]?[room]
+            let timeline = section?["timeline"]?["events"]?.arrayValue ?? []
+            let state = section?["state"]?["events"]?.arrayValue ?? []
+            #expect(timeline.contains { $0["content"]?["body"] == "hello bob" })
+            #expect((state + timeline).contains { $0["type"] == "m.room.create" })
+            #expect(section?["summary"]?["m.joined_member_count"] == 2)
+
+            // Kicked: the room moves to rooms.leave with the kick in its timeline.
+            let beforeKick = try #require(joined.json["next_batch"]?.stringValue)
+            #expect(try await alice.call("POST", "/rooms/\(Self.path(room))/kick", ["user_id": "@bob:localhost"]).status == 200)
+            let left = try await bob.call("GET", "/sync?since=\(beforeKick)")
+            let leave = left.json["rooms"]?["leave"]?[room]?["timeline"]?["events"]?.arrayValue ?? []
+            #expect(leave.contains { $0["type"] == "m.room.member" && $0["content"]?["membership"] == "leave" && $0["sender"] == "@alice:localhost" })
+            #expect(left.json["rooms"]?["join"]?[room] == nil)
+
+            // A malformed since is a 400.
+            let bad = try await bob.call("GET", "/sync?since=banana")
+            #expect(bad.status == 400)
+            #expect(bad.errcode == "M_INVALID_PARAM")
+        }
+    }
+
+    @Test func longPollWakesOnAMessageFromAnotherUser() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            let since = try #require(try await bob.call("GET", "/sync").json["next_batch"]?.stringValue)
+            let poll = Task { try await bob.call("GET", "/sync?since=\(since)&timeout=30000") }
+            // The long-poll is registered before the send (it would still see the event if not).
+            try await Task.sleep(for: .milliseconds(200))
+            let eventID = try await send(alice, room, "wake up", txn: "w")
+            let woken = try await poll.value
+            let timeline = woken.json["rooms"]?["join"]?[room]?["timeline"]?["events"]?.arrayValue ?? []
+            #expect(timeline.map { $0["event_id"]?.stringValue } == [eventID])
+            #expect(woken.json["rooms"]?["join"]?[room]?["timeline"]?["limited"] == false)
+            // Nothing new: a short long-poll returns empty with the same position.
+            let next = try #require(woken.json["next_batch"]?.stringValue)
+            let empty = try await bob.call("GET", "/sync?since=\(next)&timeout=100")
+            #expect(empty.json["rooms"] == nil)
+        }
+    }
+
+    @Test func gapGivesLimitedTimelineStateDeltaAndPrevBatch() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            let p = Self.path(room)
+            #expect(try await bob.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
+            let since = try #require(try await bob.call("GET", "/sync").json["next_batch"]?.stringValue)
+            for i in 0..<200 {
+                if i == 50 { #expect(try await alice.call("PUT", "/rooms/\(p)/state/m.room.topic", ["topic": "changed in the gap"]).status == 200) }
+                _ = try await send(alice, room, "g\(i)", txn: "g\(i)")
+            }
+            let filter = "%7B%22room%22:%7B%22timeline%22:%7B%22limit%22:5%7D%7D%7D"
+            let reply = try await bob.call("GET", "/sync?since=\(since)&filter=\(filter)")
+            let section = try #require(reply.json["rooms"]?["join"]?[room])
+            let timeline = section["timeline"]?["events"]?.arrayValue ?? []
+            #expect(section["timeline"]?["limited"] == true)
+            #expect(timeline.compactMap { $0["content"]?["body"]?.stringValue } == (195..<200).map { "g\($0)" })
+            // The topic changed inside the gap: it is in the state delta; unchanged state is not.
+            let state = section["state"]?["events"]?.arrayValue ?? []
+            #expect(state.contains { $0["type"] == "m.room.topic" && $0["content"]?["topic"] == "changed in the gap" })
+            #expect(!state.contains { $0["type"] == "m.room.create" })
+            // /messages from prev_batch continues exactly before the timeline.
+            let prevBatch = try #require(section["timeline"]?["prev_batch"]?.stringValue)
+            let page = try await bob.call("GET", "/rooms/\(p)/messages?dir=b&limit=3&from=\(prevBatch)")
+            #expect(page.json["chunk"]?.arrayValue?.compactMap { $0["content"]?["body"]?.stringValue } == ["g194", "g193", "g192"])
+        }
+    }
+
+    @Test func lazyLoadingFiltersAndFullState() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            var clients: [MatrixTestClient] = []
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            for name in ["u1", "u2", "u3"] {
+                let (client, _) = try await MatrixTestClient.registered(port: port, name)
+                #expect(try await client.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+                clients.append(client)
+            }
+            for i in 0..<12 { _ = try await send(alice, room, "x\(i)", txn: "x\(i)") }
+            _ = try await send(clients[0], room, "from u1", txn: "u1")
+            // Timeline of 2 events: senders alice and u1; lazy loading keeps their members and ours.
+            let lazy = "%7B%22room%22:%7B%22timeline%22:%7B%22limit%22:2%7D,%22state%22:%7B%22lazy_load_members%22:true%7D%7D%7D"
+            let reply = try await clients[2].call("GET", "/sync?filter=\(lazy)")
+            let state = reply.json["rooms"]?["join"]?[room]?["state"]?["events"]?.arrayValue ?? []
+            let members = Set(state.filter { $0["type"] == "m.room.member" }.compactMap { $0["state_key"]?.stringValue })
+            #expect(members == ["@alice:localhost", "@u1:localhost", "@u3:localhost"])
+            #expect(state.contains { $0["type"] == "m.room.create" })
+
+            // A stored filter by id: only m.room.message in the timeline, not_rooms drops the room.
+            let stored = try await clients[2].call("POST", "/user/@u3:localhost/filter",
+                                                   ["room": ["timeline": ["types": ["m.room.message"], "limit": 3]]])
+            let filterID = try #require(stored.json["filter_id"]?.stringValue)
+            let typed = try await clients[2].call("GET", "/sync?filter=\(filterID)")
+            let types = typed.json["rooms"]?["join"]?[room]?["timeline"]?["events"]?.arrayValue?.compactMap { $0["type"]?.stringValue }
+            #expect(types == ["m.room.message", "m.room.message", "m.room.message"])
+            let notRooms = "%7B%22room%22:%7B%22not_rooms%22:%5B%22\(room.addingPercentEncodingForPath)%22%5D%7D%7D"
+            #expect(try await clients[2].call("GET", "/sync?filter=\(notRooms)").json["rooms"]?["join"]?[room] == nil)
+
+            // full_state: the whole state again on an incremental sync.
+            let since = try #require(reply.json["next_batch"]?.stringValue)
+            let full = try await clients[2].call("GET", "/sync?since=\(since)&full_state=true")
+            let fullState = full.json["rooms"]?["join"]?[room]?["state"]?["events"]?.arrayValue ?? []
+            #expect(fullState.contains { $0["type"] == "m.room.power_levels" })
+        }
+    }
+
+    @Test func typingReceiptsUnreadCountsAndTransactionIDs() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            let p = Self.path(room)
+            #expect(try await bob.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
+            let since = try #require(try await bob.call("GET", "/sync").json["next_batch"]?.stringValue)
+            _ = try await send(alice, room, "plain", txn: "a")
+            let mention = try await send(alice, room, "hey bob, look", txn: "b")
+            #expect(try await alice.call("PUT", "/rooms/\(p)/typing/@alice:localhost", ["typing": true, "timeout": 10000]).status == 200)
+            #expect(try await bob.call("PUT", "/rooms/\(p)/typing/@alice:localhost", ["typing": true]).status == 403)
+            let reply = try await bob.call("GET", "/sync?since=\(since)")
+            let section = reply.json["rooms"]?["join"]?[room]
+            let ephemeral = section?["ephemeral"]?["events"]?.arrayValue ?? []
+            #expect(ephemeral.contains { $0["type"] == "m.typing" && $0["content"]?["user_ids"] == ["@alice:localhost"] })
+            #expect(section?["unread_notifications"]?["notification_count"] == 2)
+            #expect(section?["unread_notifications"]?["highlight_count"] == 1)
+
+            // Bob's read receipt: alice sees it in ephemeral; bob's counts reset.
+            let next = try #require(reply.json["next_batch"]?.stringValue)
+            let aliceSince = try #require(try await alice.call("GET", "/sync").json["next_batch"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(p)/receipt/m.read/\(mention.addingPercentEncodingForPath)", .object([:])).status == 200)
+            let aliceSync = try await alice.call("GET", "/sync?since=\(aliceSince)")
+            let receipts = aliceSync.json["rooms"]?["join"]?[room]?["ephemeral"]?["events"]?.arrayValue ?? []
+            #expect(receipts.contains { $0["type"] == "m.receipt" && $0["content"]?[mention]?["m.read"]?["@bob:localhost"] != nil })
+            let cleared = try await bob.call("GET", "/sync?since=\(next)")
+            #expect(cleared.json["rooms"]?["join"]?[room]?["unread_notifications"]?["notification_count"] == 0)
+
+            // transaction_id only for the sending device.
+            let mine = try await alice.call("GET", "/sync?since=\(aliceSince)&filter=%7B%22room%22:%7B%22timeline%22:%7B%22limit%22:50%7D%7D%7D")
+            _ = mine
+            let aliceFull = try await alice.call("GET", "/sync")
+            let ownEvents = aliceFull.json["rooms"]?["join"]?[room]?["timeline"]?["events"]?.arrayValue ?? []
+            #expect(ownEvents.first { $0["event_id"]?.stringValue == mention }?["unsigned"]?["transaction_id"] == "b")
+            let bobView = try await bob.call("GET", "/sync")
+            let bobEvents = bobView.json["rooms"]?["join"]?[room]?["timeline"]?["events"]?.arrayValue ?? []
+            #expect(bobEvents.first { $0["event_id"]?.stringValue == mention }?["unsigned"]?["transaction_id"] == nil)
+        }
+    }
+
+    @Test func toDeviceIsDeliveredUntilAcknowledged() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, reply) = try await MatrixTestClient.registered(port: port, "bob")
+            let device = try #require(reply.json["device_id"]?.stringValue)
+            let since = try #require(try await bob.call("GET", "/sync").json["next_batch"]?.stringValue)
+            let body: JSON = .object(["messages": .object(["@bob:localhost": .object([device: ["hello": "device"]])])])
+            let sent = try await alice.call("PUT", "/sendToDevice/m.test/t1", body)
+            #expect(sent.status == 200)
+            // A retried transaction is not delivered twice.
+            _ = try await alice.call("PUT", "/sendToDevice/m.test/t1", body)
+            let first = try await bob.call("GET", "/sync?since=\(since)")
+            let events = first.json["to_device"]?["events"]?.arrayValue ?? []
+            #expect(events.count == 1)
+            #expect(events.first?["sender"] == "@alice:localhost")
+            #expect(events.first?["content"]?["hello"] == "device")
+            // Not acknowledged (the same since again): delivered again.
+            let retry = try await bob.call("GET", "/sync?since=\(since)")
+            #expect(retry.json["to_device"]?["events"]?.arrayValue?.count == 1)
+            // Acknowledged by the next since: gone.
+            let next = try #require(first.json["next_batch"]?.stringValue)
+            let acknowledged = try await bob.call("GET", "/sync?since=\(next)")
+            #expect(acknowledged.json["to_device"] == nil)
+        }
+    }
+}
