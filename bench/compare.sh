@@ -101,8 +101,15 @@ rate_limits:
 logging:
   access_log: false
 YAML
-    swift run -c release myelin serve --config "$BENCH_DIR/myelin.yaml" --listen "127.0.0.1:$MYELIN_PORT" --data-dir "$MDIR" \
-        >"$BENCH_DIR/myelin.log" 2>&1 &
+    # MYELIN_BIN runs a given binary (e.g. a copy, so that editing sources meanwhile does
+    # not trigger a rebuild under the benchmark).
+    if [ -n "${MYELIN_BIN:-}" ]; then
+        "$MYELIN_BIN" serve --config "$BENCH_DIR/myelin.yaml" --listen "127.0.0.1:$MYELIN_PORT" --data-dir "$MDIR" \
+            >"$BENCH_DIR/myelin.log" 2>&1 &
+    else
+        swift run -c release myelin serve --config "$BENCH_DIR/myelin.yaml" --listen "127.0.0.1:$MYELIN_PORT" --data-dir "$MDIR" \
+            >"$BENCH_DIR/myelin.log" 2>&1 &
+    fi
     MPID=$!   # `swift run` execs the server, so this is the server's pid once it runs
     PIDS_TO_STOP+=("$MPID")
     up=""

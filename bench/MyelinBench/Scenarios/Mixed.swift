@@ -14,6 +14,9 @@ struct Mixed: AsyncParsableCommand {
     @Option(help: "Operation weights, e.g. send=4,receipt=3,typing=2,messages=1.")
     var weights: String = "send=4,receipt=3,typing=2,messages=1"
 
+    @Option(help: "Events per /messages page (dir=b from the room's end).")
+    var messagesLimit: Int = 20
+
     @Option(help: "Users started per second when the long-polls open (0 = all at once).")
     var ramp: Double = 500
 
@@ -108,7 +111,7 @@ struct Mixed: AsyncParsableCommand {
                             r = await api.call(conn, "PUT", "\(roomPath)/typing/\(percentEncode(user.userID))", token: user.token,
                                                body: ["typing": true, "timeout": 5000], label: "typing")
                         case .messages:
-                            r = await api.call(conn, "GET", "\(roomPath)/messages", query: "dir=b&limit=20",
+                            r = await api.call(conn, "GET", "\(roomPath)/messages", query: "dir=b&limit=\(messagesLimit)",
                                                token: user.token, label: "messages")
                         }
                         switch r {
