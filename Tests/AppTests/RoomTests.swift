@@ -265,6 +265,63 @@ struct RoomTests {
         }
     }
 
+    @Test func aliasesDirectoryPublicRoomsAndReports() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", [
+                "preset": "public_chat", "visibility": "public", "name": "Lobby", "topic": "Say hello",
+            ]).json["room_id"]?.stringValue)
+            let p = Self.path(room)
+            #expect(try await alice.call("PUT", "/directory/room/%23lobby:localhost", ["room_id": .string(room)]).status == 200)
+            let taken = try await bob.call("PUT", "/directory/room/%23lobby:localhost", ["room_id": .string(room)])
+            #expect(taken.status == 409)
+            let resolved = try await bob.call("GET", "/directory/room/%23lobby:localhost")
+            #expect(resolved.json["room_id"]?.stringValue == room)
+            #expect(try await alice.call("GET", "/rooms/\(p)/aliases").json["aliases"] == ["#lobby:localhost"])
+            // Only the creator or a room admin deletes an alias.
+            #expect(try await bob.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
+            #expect(try await bob.call("DELETE", "/directory/room/%23lobby:localhost").status == 403)
+            // A canonical alias must point at the room.
+            let bad = try await alice.call("PUT", "/rooms/\(p)/state/m.room.canonical_alias", ["alias": "#nope:localhost"])
+            #expect(bad.errcode == "M_BAD_ALIAS")
+            #expect(try await alice.call("PUT", "/rooms/\(p)/state/m.room.canonical_alias", ["alias": "#lobby:localhost"]).status == 200)
+
+            // The directory: readable without a token, searchable, paginated.
+            let other = try #require(try await bob.call("POST", "/createRoom", ["preset": "public_chat", "name": "Quiet"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("GET", "/directory/list/room/\(Self.path(other))").json["visibility"] == "private")
+            #expect(try await alice.call("PUT", "/directory/list/room/\(Self.path(other))", ["visibility": "public"]).status == 403)
+            #expect(try await bob.call("PUT", "/directory/list/room/\(Self.path(other))", ["visibility": "public"]).status == 200)
+            let anonymous = try MatrixTestClient(port: port)
+            let listing = try await anonymous.call("GET", "/publicRooms")
+            #expect(listing.status == 200)
+            let chunk = listing.json["chunk"]?.arrayValue ?? []
+            #expect(chunk.count == 2)
+            #expect(chunk.first?["room_id"]?.stringValue == room)  // two members: first
+            #expect(chunk.first?["name"] == "Lobby")
+            #expect(chunk.first?["canonical_alias"] == "#lobby:localhost")
+            #expect(chunk.first?["num_joined_members"] == 2)
+            let page = try await anonymous.call("GET", "/publicRooms?limit=1")
+            #expect(page.json["chunk"]?.arrayValue?.count == 1)
+            let next = try #require(page.json["next_batch"]?.stringValue)
+            let second = try await anonymous.call("GET", "/publicRooms?limit=1&since=\(next)")
+            #expect(second.json["chunk"]?[0]?["room_id"]?.stringValue == other)
+            let search = try await alice.call("POST", "/publicRooms", ["filter": ["generic_search_term": "hello"]])
+            #expect(search.json["chunk"]?.arrayValue?.compactMap { $0["room_id"]?.stringValue } == [room])
+
+            // Reports: a visible event, the room, a user; an unknown event is 404.
+            let sent = try await alice.call("PUT", "/rooms/\(p)/send/m.room.message/r1", ["msgtype": "m.text", "body": "spam"])
+            let eventID = try #require(sent.json["event_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(p)/report/\(eventID.addingPercentEncodingForPath)", ["reason": "spam", "score": -100]).status == 200)
+            #expect(try await bob.call("POST", "/rooms/\(p)/report/%24missing", ["reason": "x"]).status == 404)
+            #expect(try await bob.call("POST", "/rooms/\(p)/report", ["reason": "bad room"]).status == 200)
+            #expect(try await bob.call("POST", "/users/@alice:localhost/report", ["reason": "rude"]).status == 200)
+            #expect(try await bob.call("POST", "/users/@ghost:localhost/report", ["reason": "?"]).status == 404)
+            #expect(try await alice.call("DELETE", "/directory/room/%23lobby:localhost").status == 200)
+            #expect(try await bob.call("GET", "/directory/room/%23lobby:localhost").status == 404)
+        }
+    }
+
     @Test func oversizedEventsAreRefused() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

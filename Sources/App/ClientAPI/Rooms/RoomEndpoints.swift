@@ -11,5 +11,6 @@ enum RoomEndpoints {
         Sync.register(&routes)
         SendToDevice.register(&routes)
         LegacySync.register(&routes)
+        Directory.register(&routes)
     }
 }

@@ -1,0 +1,201 @@
+import Actors
+import Matrix
+import Persistence
+import Transport
+
+/// Room aliases, the room directory and reports (spec: client-server API, "Room aliases",
+/// "Listing rooms", "Reporting content"). Aliases live in `room_aliases`; directory
+/// visibility in `room_directory`; `publicRooms` reads each published room's current state
+/// from its actor. Deleting an alias is allowed to its creator and to room admins (the power
+/// to send `m.room.canonical_alias`), publishing to room admins, as Synapse does by default.
+enum Directory {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.put, "/directory/room/{roomAlias}") { context in
+            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+            let alias = try RoomAlias(parsing: context.parameter("roomAlias"))
+            guard alias.serverName.rawValue == context.app.configuration.serverName else {
+                throw MatrixError(.invalidParam, "Room alias must be local")
+            }
+            let body = try await context.jsonObject()
+            guard let text = body["room_id"]?.stringValue else { throw MatrixError(.badJSON, "Missing room_id") }
+            let roomID = try RoomID(parsing: text)
+            _ = try await context.app.roomService.existingRoom(roomID)
+            let key = alias.rawValue, room = roomID.rawValue, creator = requester.userID.rawValue
+            let created = try await context.app.database.write { db in
+                try RoomClientStore.createAlias(db, alias: key, roomID: room, creator: creator)
+            }
+            guard created else { throw MatrixError(.unknown, "Room alias \(key) already exists", status: 409) }
+            return .json([:])
+        }
+        routes.client(.get, "/directory/room/{roomAlias}") { context in
+            let alias = try RoomAlias(parsing: context.parameter("roomAlias"))
+            let key = alias.rawValue
+            guard let found = try await context.app.database.read({ db in try RoomClientStore.alias(db, key) }) else {
+                throw MatrixError(.notFound, "Room alias \(key) not found")
+            }
+            return .json(["room_id": .string(found.roomID), "servers": [.string(context.app.configuration.serverName)]])
+        }
+        routes.client(.delete, "/directory/room/{roomAlias}") { context in
+            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+            let alias = try RoomAlias(parsing: context.parameter("roomAlias"))
+            let key = alias.rawValue
+            guard let found = try await context.app.database.read({ db in try RoomClientStore.alias(db, key) }) else {
+                throw MatrixError(.notFound, "Room alias \(key) not found")
+            }
+            if found.creator != requester.userID.rawValue {
+                guard try await isRoomAdmin(context.app, requester.userID, try RoomID(parsing: found.roomID)) else {
+                    throw MatrixError(.forbidden, "You don't have permission to delete the alias.")
+                }
+            }
+            _ = try await context.app.database.write { db in try RoomClientStore.deleteAlias(db, key) }
+            return .json([:])
+        }
+        routes.client(.get, "/rooms/{roomId}/aliases") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            _ = try await context.app.roomService.readableState(requester.userID, roomID)
+            let room = roomID.rawValue
+            let aliases = try await context.app.database.read { db in try RoomClientStore.aliases(db, roomID: room) }
+            return .json(["aliases": .array(aliases.map { .string($0) })])
+        }
+        routes.client(.get, "/directory/list/room/{roomId}") { context in
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            _ = try await context.app.roomService.existingRoom(roomID)
+            let room = roomID.rawValue
+            let visibility = try await context.app.database.read { db in try RoomClientStore.visibility(db, roomID: room) }
+            return .json(["visibility": .string(visibility)])
+        }
+        routes.client(.put, "/directory/list/room/{roomId}") { context in
+            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let body = try await context.jsonObject()
+            let visibility = body["visibility"]?.stringValue ?? "public"
+            guard visibility == "public" || visibility == "private" else {
+                throw MatrixError(.invalidParam, "visibility must be public or private")
+            }
+            _ = try await context.app.roomService.existingRoom(roomID)
+            guard try await isRoomAdmin(context.app, requester.userID, roomID) else {
+                throw MatrixError(.forbidden, "You don't have permission to publish this room")
+            }
+            let room = roomID.rawValue
+            try await context.app.database.write { db in try RoomClientStore.setVisibility(db, roomID: room, visibility: visibility) }
+            return .json([:])
+        }
+        routes.client(.get, "/publicRooms") { context in
+            let query = context.query
+            let limit = Int(query["limit"] ?? "")
+            return try await publicRooms(context.app, limit: limit, since: query["since"], term: nil)
+        }
+        routes.client(.post, "/publicRooms") { context in
+            _ = try await context.app.accounts.authenticate(context)
+            let body = try await Membership.optionalBody(context)
+            let limit = body["limit"]?.intValue.map { Int($0) }
+            let term = body["filter"]?["generic_search_term"]?.stringValue
+            return try await publicRooms(context.app, limit: limit, since: body["since"]?.stringValue, term: term)
+        }
+        routes.client(.post, "/rooms/{roomId}/report/{eventId}") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let eventID = context.parameter("eventId")
+            let body = try await Membership.optionalBody(context)
+            // Reporting an event the reporter cannot see is a 404, as for reading it.
+            _ = try await RoomEvents.visibleEvent(context.app, requester.userID, roomID, eventID)
+            try await report(context.app, room: roomID.rawValue, event: eventID, user: nil, requester: requester,
+                             reason: body["reason"]?.stringValue, score: body["score"]?.intValue)
+            return .json([:])
+        }
+        routes.client(.post, "/rooms/{roomId}/report") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            _ = try await context.app.roomService.existingRoom(roomID)
+            let body = try await Membership.optionalBody(context)
+            try await report(context.app, room: roomID.rawValue, event: nil, user: nil, requester: requester,
+                             reason: body["reason"]?.stringValue, score: nil)
+            return .json([:])
+        }
+        routes.client(.post, "/users/{userId}/report") { context in
+            let requester = try await context.app.accounts.authenticate(context)
+            let target = try UserID(parsing: context.parameter("userId"))
+            if target.serverName.rawValue == context.app.configuration.serverName {
+                guard try await context.app.database.accounts.user(id: target.rawValue) != nil else {
+                    throw MatrixError(.notFound, "User not found")
+                }
+            }
+            let body = try await Membership.optionalBody(context)
+            try await report(context.app, room: "", event: nil, user: target.rawValue, requester: requester,
+                             reason: body["reason"]?.stringValue, score: nil)
+            return .json([:])
+        }
+    }
+
+    static func report(_ app: MyelinApp, room: String, event: String?, user: String?, requester: Requester,
+                       reason: String?, score: Int64?) async throws {
+        if let reason, reason.utf8.count > 1000 { throw MatrixError(.invalidParam, "reason is too long") }
+        let reporter = requester.userID.rawValue
+        let now = Clock.nowMilliseconds()
+        try await app.database.write { db in
+            try RoomClientStore.report(db, roomID: room, eventID: event, targetUser: user, userID: reporter,
+                                       reason: reason, score: score, ts: now)
+        }
+    }
+
+    /// Room admins: those who may send `m.room.canonical_alias` (Synapse's check for alias
+    /// deletion and publication).
+    static func isRoomAdmin(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> Bool {
+        let actor = try await app.roomService.existingRoom(roomID)
+        guard let version = await actor.version else { return false }
+        let power = PowerLevels(content: await actor.stateEvent(.powerLevels)?.content, roomVersion: version,
+                                create: await actor.stateEvent(.create))
+        return power.canSend(user.rawValue, eventType: "m.room.canonical_alias", isState: true)
+    }
+
+    /// One directory entry from a room's current state, as Synapse shapes it.
+    static func entry(_ app: MyelinApp, _ roomID: RoomID) async throws -> [String: JSON]? {
+        guard let actor = try? await app.roomService.existingRoom(roomID), let state = await actor.currentState else { return nil }
+        func content(_ type: String) -> [String: JSON]? { state[StateKey(type, "")]?.content }
+        var entry: [String: JSON] = ["room_id": .string(roomID.rawValue)]
+        entry["num_joined_members"] = .int(Int64(state.filter { $0.key.type == "m.room.member" && $0.value.membership == "join" }.count))
+        if let name = content("m.room.name")?["name"]?.stringValue { entry["name"] = .string(name) }
+        if let topic = content("m.room.topic")?["topic"]?.stringValue { entry["topic"] = .string(topic) }
+        if let alias = content("m.room.canonical_alias")?["alias"]?.stringValue { entry["canonical_alias"] = .string(alias) }
+        if let avatar = content("m.room.avatar")?["url"]?.stringValue { entry["avatar_url"] = .string(avatar) }
+        entry["world_readable"] = .bool(content("m.room.history_visibility")?["history_visibility"]?.stringValue == "world_readable")
+        entry["guest_can_join"] = .bool(content("m.room.guest_access")?["guest_access"]?.stringValue == "can_join")
+        entry["join_rule"] = .string(content("m.room.join_rules")?["join_rule"]?.stringValue ?? "invite")
+        if let type = content("m.room.create")?["type"]?.stringValue { entry["room_type"] = .string(type) }
+        return entry
+    }
+
+    static func publicRooms(_ app: MyelinApp, limit: Int?, since: String?, term: String?) async throws -> HTTPResponse {
+        let ids = try await app.database.read { db in try RoomClientStore.publicRooms(db) }
+        var entries: [[String: JSON]] = []
+        for id in ids {
+            guard let roomID = try? RoomID(parsing: id), let entry = try await entry(app, roomID) else { continue }
+            if let term, !term.isEmpty {
+                let needle = term.lowercased()
+                let haystack = ["name", "topic", "canonical_alias"].compactMap { entry[$0]?.stringValue?.lowercased() }
+                guard haystack.contains(where: { $0.contains(needle) }) else { continue }
+            }
+            entries.append(entry)
+        }
+        // Largest rooms first, then by id, as Synapse orders them.
+        entries.sort {
+            let a = $0["num_joined_members"]?.intValue ?? 0, b = $1["num_joined_members"]?.intValue ?? 0
+            return a != b ? a > b : ($0["room_id"]?.stringValue ?? "") < ($1["room_id"]?.stringValue ?? "")
+        }
+        var offset = 0
+        if let since {
+            guard since.hasPrefix("o"), let value = Int(since.dropFirst()), value >= 0 else {
+                throw MatrixError(.invalidParam, "Invalid since token")
+            }
+            offset = value
+        }
+        let pageSize = max(0, limit ?? entries.count)
+        let page = entries.dropFirst(offset).prefix(pageSize)
+        var body: [String: JSON] = ["chunk": .array(page.map { .object($0) }),
+                                    "total_room_count_estimate": .int(Int64(entries.count))]
+        if offset + page.count < entries.count { body["next_batch"] = .string("o\(offset + page.count)") }
+        if offset > 0 { body["prev_batch"] = .string("o\(max(0, offset - pageSize))") }
+        return .json(.object(body))
+    }
+}
