@@ -100,6 +100,7 @@ rate_limits:
   enabled: false
 logging:
   access_log: false
+${MYELIN_CONFIG_EXTRA:-}
 YAML
     # MYELIN_BIN runs a given binary (e.g. a copy, so that editing sources meanwhile does
     # not trigger a rebuild under the benchmark).
