@@ -322,6 +322,48 @@ struct RoomTests {
         }
     }
 
+    @Test func upgradeSummaryAndProfilePropagation() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", [
+                "preset": "public_chat", "visibility": "public", "name": "Old", "room_alias_name": "hall", "room_version": "10",
+            ]).json["room_id"]?.stringValue)
+            let p = Self.path(room)
+            #expect(try await bob.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
+
+            // The summary: public room, readable without a token.
+            let summary = try await MatrixTestClient(port: port).call("GET", "/_matrix/client/v1/room_summary/%23hall:localhost")
+            #expect(summary.status == 200)
+            #expect(summary.json["room_id"]?.stringValue == room)
+            #expect(summary.json["name"] == "Old")
+            #expect(summary.json["room_version"] == "10")
+            #expect(summary.json["num_joined_members"] == 2)
+
+            // A display name change reaches the member event of every joined room.
+            #expect(try await bob.call("PUT", "/profile/@bob:localhost/displayname", ["displayname": "Robert"]).status == 200)
+            let member = try await alice.call("GET", "/rooms/\(p)/state/m.room.member/@bob:localhost")
+            #expect(member.json["displayname"] == "Robert")
+            #expect(member.json["membership"] == "join")
+
+            // Upgrade: bob lacks the power; alice upgrades to version 12.
+            #expect(try await bob.call("POST", "/rooms/\(p)/upgrade", ["new_version": "12"]).status == 403)
+            #expect(try await alice.call("POST", "/rooms/\(p)/upgrade", ["new_version": "99"]).errcode == "M_UNSUPPORTED_ROOM_VERSION")
+            let upgraded = try await alice.call("POST", "/rooms/\(p)/upgrade", ["new_version": "12"])
+            #expect(upgraded.status == 200)
+            let newRoom = try #require(upgraded.json["replacement_room"]?.stringValue)
+            let tombstone = try await alice.call("GET", "/rooms/\(p)/state/m.room.tombstone")
+            #expect(tombstone.json["replacement_room"]?.stringValue == newRoom)
+            let create = try await alice.call("GET", "/rooms/\(Self.path(newRoom))/state/m.room.create")
+            #expect(create.json["predecessor"]?["room_id"]?.stringValue == room)
+            #expect(try await alice.call("GET", "/rooms/\(Self.path(newRoom))/state/m.room.name").json["name"] == "Old")
+            #expect(try await bob.call("GET", "/directory/room/%23hall:localhost").json["room_id"]?.stringValue == newRoom)
+            // The old room is closed to ordinary members; bob can follow into the new one.
+            #expect(try await bob.call("PUT", "/rooms/\(p)/send/m.room.message/late", ["msgtype": "m.text", "body": "hi"]).status == 403)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(newRoom))/join", .object([:])).status == 200)
+        }
+    }
+
     @Test func oversizedEventsAreRefused() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

@@ -1,3 +1,4 @@
+import Actors
 import Matrix
 import Persistence
 import Transport
@@ -52,7 +53,32 @@ enum Profiles {
                     if field == .avatarURL { _ = try MXCURI(parsing: value) }
                 }
                 try await accounts.database.accounts.setProfileField(userID: target.rawValue, field: field, value: value)
+                try await propagate(context.app, target, field: field, value: value)
                 return .json([:])
+            }
+        }
+    }
+
+    /// A new display name or avatar goes into the member event of every room the user is
+    /// joined to, as Synapse does (the rest of the member event's content is kept).
+    static func propagate(_ app: MyelinApp, _ user: UserID, field: AccountStore.ProfileField, value: String?) async throws {
+        let userID = user.rawValue
+        let rooms = try await app.database.read { db in
+            try RoomClientStore.memberships(db, userID: userID, membership: "join")
+        }
+        for membership in rooms {
+            guard let roomID = try? RoomID(parsing: membership.roomID) else { continue }
+            let actor = try await app.roomService.rooms.room(roomID)
+            var content = await actor.stateEvent(.member(userID))?.content ?? ["membership": "join"]
+            guard content["membership"]?.stringValue == "join" else { continue }
+            content[field.rawValue] = value.map { .string($0) }
+            content["reason"] = nil
+            do {
+                _ = try await app.roomService.send(EventDraft(type: "m.room.member", sender: user, stateKey: userID,
+                                                              content: content), in: roomID)
+            } catch let error as MatrixError {
+                // A room whose rules refuse the change (e.g. a ban raced it) keeps the old profile.
+                app.logger.warning("profile change of \(userID) not applied in \(roomID): \(error)")
             }
         }
     }

@@ -93,6 +93,28 @@ enum Directory {
             let term = body["filter"]?["generic_search_term"]?.stringValue
             return try await publicRooms(context.app, limit: limit, since: body["since"]?.stringValue, term: term)
         }
+        routes.client(.get, "/room_summary/{roomIdOrAlias}", versions: ["v1"]) { context in
+            // Authentication is optional (spec v1.15 "Room summary").
+            let requester = Accounts.accessToken(of: context) == nil ? nil : try await context.app.accounts.authenticate(context)
+            let roomID = try await context.app.roomService.resolve(context.parameter("roomIdOrAlias"))
+            guard var entry = try await entry(context.app, roomID),
+                  let actor = try? await context.app.roomService.existingRoom(roomID) else {
+                throw MatrixError(.notFound, "Room not found")
+            }
+            var membership: String?
+            if let requester { membership = try await context.app.roomService.membership(requester.userID, in: roomID)?.membership }
+            let joinRule = entry["join_rule"]?.stringValue ?? "invite"
+            let peekable = entry["world_readable"] == true || ["public", "knock", "knock_restricted"].contains(joinRule)
+            guard peekable || membership == "join" || membership == "invite" || membership == "knock" else {
+                throw MatrixError(.notFound, "Room not found")
+            }
+            entry["room_version"] = .string(await actor.version?.id ?? "")
+            if let membership { entry["membership"] = .string(membership) }
+            if let algorithm = await actor.stateEvent(StateKey("m.room.encryption", ""))?.content["algorithm"] {
+                entry["encryption"] = algorithm
+            }
+            return .json(.object(entry))
+        }
         routes.client(.post, "/rooms/{roomId}/report/{eventId}") { context in
             let requester = try await context.app.accounts.authenticate(context)
             let roomID = try RoomID(parsing: context.parameter("roomId"))

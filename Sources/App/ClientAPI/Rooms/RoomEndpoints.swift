@@ -12,5 +12,6 @@ enum RoomEndpoints {
         SendToDevice.register(&routes)
         LegacySync.register(&routes)
         Directory.register(&routes)
+        RoomUpgrade.register(&routes)
     }
 }

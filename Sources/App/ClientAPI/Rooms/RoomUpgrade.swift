@@ -1,0 +1,90 @@
+import Actors
+import Matrix
+import Persistence
+import Transport
+
+/// `POST /rooms/{roomId}/upgrade` (spec: "Room Upgrades"), as Synapse performs it: a new room
+/// of the requested version whose create event names its predecessor, the old room's
+/// important state copied, the tombstone in the old room, the old room's power levels
+/// restricted so ordinary members can no longer talk there, and local aliases and the
+/// directory listing moved to the new room.
+enum RoomUpgrade {
+    /// State carried into the replacement room (Synapse's list).
+    static let copiedTypes = ["m.room.join_rules", "m.room.history_visibility", "m.room.guest_access", "m.room.name",
+                              "m.room.topic", "m.room.avatar", "m.room.encryption", "m.room.server_acl"]
+
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.post, "/rooms/{roomId}/upgrade") { context in
+            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+            let roomID = try RoomID(parsing: context.parameter("roomId"))
+            let body = try await context.jsonObject()
+            guard let versionID = body["new_version"]?.stringValue, let version = try? RoomVersion.named(versionID) else {
+                throw MatrixError(.unsupportedRoomVersion, "Your homeserver does not support this room version", status: 400)
+            }
+            let replacement = try await upgrade(context.app, requester.userID, roomID, to: version)
+            return .json(["replacement_room": .string(replacement.rawValue)])
+        }
+    }
+
+    static func upgrade(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID, to version: RoomVersion) async throws -> RoomID {
+        let service = app.roomService
+        let actor = try await service.existingRoom(roomID)
+        guard let state = await actor.currentState, let oldVersion = await actor.version else {
+            throw MatrixError(.notFound, "Unknown room")
+        }
+        let power = PowerLevels(content: state[.powerLevels]?.content, roomVersion: oldVersion, create: state[.create])
+        guard power.canSend(user.rawValue, eventType: "m.room.tombstone", isState: true) else {
+            throw MatrixError(.forbidden, "You don't have permission to upgrade the room")
+        }
+        // The new room's power levels: the old ones, with the upgrader at the top (before
+        // version 12; from 12 the creator's power is implicit and must not be listed).
+        var levels = state[.powerLevels]?.content ?? (PowerLevels.defaultContent(creator: user.rawValue, roomVersion: version).objectValue ?? [:])
+        var users = levels["users"]?.objectValue ?? [:]
+        if version.privilegedCreators {
+            users[user.rawValue] = nil
+        } else {
+            let top = users.values.compactMap(\.intValue).max() ?? 100
+            users[user.rawValue] = .int(max(top, 100))
+        }
+        levels["users"] = .object(users)
+        let copied = copiedTypes.compactMap { type in state[StateKey(type, "")].map { (type, $0.content) } }
+        let memberContent = try await service.memberContent(user, membership: "join")
+        var createContent: [String: JSON] = ["predecessor": ["room_id": .string(roomID.rawValue)]]
+        if let type = state[.create]?.content["type"] { createContent["type"] = type }
+        let frozenLevels = levels
+        let (newRoom, _) = try await service.rooms.createRoom(creator: user, version: version, createContent: createContent) { _ in
+            var events = [EventDraft(type: "m.room.member", sender: user, stateKey: user.rawValue, content: memberContent),
+                          EventDraft(type: "m.room.power_levels", sender: user, stateKey: "", content: frozenLevels)]
+            for (type, content) in copied { events.append(EventDraft(type: type, sender: user, stateKey: "", content: content)) }
+            return events
+        }
+        // The tombstone, then the old room restricted (Synapse: events and invites need
+        // max(50, users_default + 1)).
+        _ = try await service.send(EventDraft(type: "m.room.tombstone", sender: user, stateKey: "",
+                                              content: ["body": "This room has been replaced",
+                                                        "replacement_room": .string(newRoom.rawValue)]), in: roomID)
+        if var restricted = state[.powerLevels]?.content {
+            let needed = Int64(max(50, Int(power.usersDefault) + 1))
+            restricted["events_default"] = .int(max(restricted["events_default"]?.intValue ?? 0, needed))
+            restricted["invite"] = .int(max(restricted["invite"]?.intValue ?? 0, needed))
+            _ = try? await service.send(EventDraft(type: "m.room.power_levels", sender: user, stateKey: "", content: restricted),
+                                        in: roomID)
+        }
+        // Local aliases and the canonical alias follow; so does the directory listing.
+        let old = roomID.rawValue, new = newRoom.rawValue
+        try await app.database.write { db in
+            try db.execute("UPDATE room_aliases SET room_id = ? WHERE room_id = ?", .text(new), .text(old))
+            let visibility = try RoomClientStore.visibility(db, roomID: old)
+            if visibility == "public" {
+                try RoomClientStore.setVisibility(db, roomID: old, visibility: "private")
+                try RoomClientStore.setVisibility(db, roomID: new, visibility: "public")
+            }
+        }
+        if let canonical = state[StateKey("m.room.canonical_alias", "")]?.content, !canonical.isEmpty {
+            _ = try? await service.send(EventDraft(type: "m.room.canonical_alias", sender: user, stateKey: "", content: [:]), in: roomID)
+            _ = try? await service.send(EventDraft(type: "m.room.canonical_alias", sender: user, stateKey: "", content: canonical),
+                                        in: newRoom)
+        }
+        return newRoom
+    }
+}
