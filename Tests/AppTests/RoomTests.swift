@@ -364,6 +364,49 @@ struct RoomTests {
         }
     }
 
+    @Test func relationsAndThreads() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            let p = Self.path(room)
+            #expect(try await bob.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
+            let root = try #require(try await alice.call("PUT", "/rooms/\(p)/send/m.room.message/root",
+                                                         ["msgtype": "m.text", "body": "root"]).json["event_id"]?.stringValue)
+            let other = try #require(try await alice.call("PUT", "/rooms/\(p)/send/m.room.message/other",
+                                                          ["msgtype": "m.text", "body": "other"]).json["event_id"]?.stringValue)
+            for i in 0..<3 {
+                let reply: JSON = ["msgtype": "m.text", "body": .string("reply \(i)"),
+                                   "m.relates_to": ["rel_type": "m.thread", "event_id": .string(root)]]
+                #expect(try await bob.call("PUT", "/rooms/\(p)/send/m.room.message/r\(i)", reply).status == 200)
+            }
+            let reaction: JSON = ["m.relates_to": ["rel_type": "m.annotation", "event_id": .string(root), "key": "👍"]]
+            #expect(try await alice.call("PUT", "/rooms/\(p)/send/m.reaction/x", reaction).status == 200)
+            let encodedRoot = root.addingPercentEncodingForPath
+            let all = try await alice.call("GET", "/_matrix/client/v1/rooms/\(p)/relations/\(encodedRoot)")
+            #expect(all.json["chunk"]?.arrayValue?.count == 4)
+            let thread = try await alice.call("GET", "/_matrix/client/v1/rooms/\(p)/relations/\(encodedRoot)/m.thread?limit=2")
+            let bodies = thread.json["chunk"]?.arrayValue?.compactMap { $0["content"]?["body"]?.stringValue }
+            #expect(bodies == ["reply 2", "reply 1"])
+            let next = try #require(thread.json["next_batch"]?.stringValue)
+            let rest = try await alice.call("GET", "/_matrix/client/v1/rooms/\(p)/relations/\(encodedRoot)/m.thread?limit=2&from=\(next)")
+            #expect(rest.json["chunk"]?.arrayValue?.compactMap { $0["content"]?["body"]?.stringValue } == ["reply 0"])
+            let reactions = try await alice.call("GET", "/_matrix/client/v1/rooms/\(p)/relations/\(encodedRoot)/m.annotation/m.reaction")
+            #expect(reactions.json["chunk"]?.arrayValue?.count == 1)
+            #expect(try await alice.call("GET", "/_matrix/client/v1/rooms/\(p)/relations/\(other.addingPercentEncodingForPath)").json["chunk"] == .array([]))
+
+            let threads = try await alice.call("GET", "/_matrix/client/v1/rooms/\(p)/threads")
+            let roots = threads.json["chunk"]?.arrayValue ?? []
+            #expect(roots.count == 1)
+            #expect(roots.first?["event_id"]?.stringValue == root)
+            #expect(roots.first?["unsigned"]?["m.relations"]?["m.thread"]?["count"] == 3)
+            #expect(roots.first?["unsigned"]?["m.relations"]?["m.thread"]?["latest_event"]?["content"]?["body"] == "reply 2")
+            let (carol, _) = try await MatrixTestClient.registered(port: port, "carol")
+            #expect(try await carol.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
+            #expect(try await carol.call("GET", "/_matrix/client/v1/rooms/\(p)/threads?include=participated").json["chunk"] == .array([]))
+        }
+    }
+
     @Test func oversizedEventsAreRefused() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

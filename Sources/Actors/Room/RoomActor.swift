@@ -331,6 +331,7 @@ public actor RoomActor: RegistryMember {
         /// A redaction's target and whether the sender may redact others' events.
         var redacts: (target: String, sender: String, anySender: Bool)?
         var redactionClientJSON: JSON?
+        var relation: RelationStore.Relation?
     }
 
     /// Applies `pdu` to the working copy of the room and returns the rows to write.
@@ -398,8 +399,15 @@ public actor RoomActor: RegistryMember {
                                           type: pdu.type, stateKey: pdu.stateKey, sender: pdu.sender.rawValue,
                                           depth: pdu.depth, stateGroup: working.stateGroup, json: bytes,
                                           clientJSON: clientBytes)
+        var relation: RelationStore.Relation?
+        if let relatesTo = pdu.content["m.relates_to"]?.objectValue, let target = relatesTo["event_id"]?.stringValue,
+           let relType = relatesTo["rel_type"]?.stringValue {
+            relation = RelationStore.Relation(eventID: pdu.eventID.rawValue, relatesTo: target, relType: relType, roomID: key,
+                                              type: pdu.type, sender: pdu.sender.rawValue, streamOrdering: position)
+        }
         return Write(event: row, group: group, extremities: [pdu.eventID.rawValue], persisted: persisted,
-                     membership: membership, redacts: redacts, redactionClientJSON: redacts == nil ? nil : client)
+                     membership: membership, redacts: redacts, redactionClientJSON: redacts == nil ? nil : client,
+                     relation: relation)
     }
 
     /// Writes the batch in one transaction, then marks its positions committed (or aborted).
@@ -418,6 +426,7 @@ public actor RoomActor: RegistryMember {
                     if let group = write.group { try RoomEventStore.insertStateGroup(db, group) }
                     try RoomEventStore.insertEvent(db, write.event)
                     if let membership = write.membership { try RoomClientStore.setMembership(db, membership) }
+                    if let relation = write.relation { try RelationStore.insert(db, relation) }
                     if let txn = write.persisted.txn {
                         try RoomClientStore.insertTxn(db, userID: txn.userID, deviceID: txn.deviceID, txnID: txn.txnID,
                                                       roomID: key, eventID: write.event.eventID)

@@ -13,5 +13,6 @@ enum RoomEndpoints {
         LegacySync.register(&routes)
         Directory.register(&routes)
         RoomUpgrade.register(&routes)
+        Relations.register(&routes)
     }
 }

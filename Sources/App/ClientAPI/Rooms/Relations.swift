@@ -1,0 +1,105 @@
+import Actors
+import Matrix
+import Persistence
+import Transport
+
+/// `GET /v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]` and
+/// `GET /v1/rooms/{roomId}/threads` (spec: "Relationships", "Threading"). Children come
+/// from `event_relations`, written with each event; every event served passes the history
+/// visibility check, and the parent must be visible to the requester.
+enum Relations {
+    static func register(_ routes: inout RouteBuilder) {
+        for suffix in ["", "/{relType}", "/{relType}/{eventType}"] {
+            routes.client(.get, "/rooms/{roomId}/relations/{eventId}\(suffix)", versions: ["v1"]) { context in
+                try await relations(context)
+            }
+        }
+        routes.client(.get, "/rooms/{roomId}/threads", versions: ["v1"]) { context in
+            try await threads(context)
+        }
+    }
+
+    static func limit(_ context: RequestContext) throws -> Int {
+        guard let text = context.query["limit"] else { return 50 }
+        guard let value = Int(text), value >= 0 else { throw MatrixError(.invalidParam, "limit must be a non-negative integer") }
+        return min(value, 100)
+    }
+
+    static func relations(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let parent = try await RoomEvents.visibleEvent(app, requester.userID, roomID, context.parameter("eventId"))
+        let relType = context.parameters["relType"], eventType = context.parameters["eventType"]
+        let query = context.query
+        let backwards = query["dir"] != "f"
+        let count = try limit(context)
+        let from = try query["from"].map(Messages.position(of:))
+        let to = try query["to"].map(Messages.position(of:))
+        let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == "join"
+        let user = requester.userID.rawValue, parentID = parent.eventID
+        let rows = try await app.database.read { db -> [RoomEventStore.EventRow] in
+            var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
+            let after = backwards ? (to ?? 0) : (from ?? 0)
+            let upTo = backwards ? (from ?? .max) : (to ?? .max)
+            return try RelationStore.children(db, parent: parentID, relType: relType, eventType: eventType, after: after,
+                                              upTo: upTo, backwards: backwards, limit: count + 1)
+                .filter { try visibility.visible($0, db) }
+        }
+        let page = Array(rows.prefix(count))
+        var body = RawJSONObject()
+        body.raw("chunk", RawJSONObject.array(page.map(\.clientJSON)))
+        if rows.count > count, let last = page.last {
+            body.value("next_batch", .string("t\(backwards ? last.streamOrdering - 1 : last.streamOrdering)"))
+        }
+        if let from { body.value("prev_batch", .string("t\(from)")) }
+        return .rawJSON(body.finish())
+    }
+
+    static func threads(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        _ = try await app.roomService.readableState(requester.userID, roomID)
+        let participatedOnly: Bool
+        switch context.query["include"] {
+        case nil, "all"?: participatedOnly = false
+        case "participated"?: participatedOnly = true
+        default: throw MatrixError(.invalidParam, "include must be all or participated")
+        }
+        let count = try limit(context)
+        let before = try context.query["from"].map(Messages.position(of:)) ?? .max
+        let room = roomID.rawValue, user = requester.userID.rawValue
+        let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == "join"
+        let (entries, more) = try await app.database.read { db -> ([(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)], Int64?) in
+            var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
+            var out: [(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)] = []
+            let threads = try RelationStore.threads(db, roomID: room, user: user, before: before, limit: count + 1)
+            for thread in threads.prefix(count) {
+                guard let root = try RoomClientStore.event(db, eventID: thread.root), root.roomID == room,
+                      try visibility.visible(root, db) else { continue }
+                let participated = thread.participated || root.sender == user
+                if participatedOnly && !participated { continue }
+                guard let latest = try RelationStore.children(db, parent: thread.root, relType: "m.thread", eventType: nil,
+                                                              after: 0, upTo: .max, backwards: true, limit: 1).first else { continue }
+                out.append((root, latest, thread.count, participated))
+            }
+            return (out, threads.count > count ? threads[count - 1].latest - 1 : nil)
+        }
+        var chunk: [[UInt8]] = []
+        for (root, latest, replies, participated) in entries {
+            guard var object = try JSON.parse(root.clientJSON).objectValue else { continue }
+            var unsigned = object["unsigned"]?.objectValue ?? [:]
+            var relations = unsigned["m.relations"]?.objectValue ?? [:]
+            relations["m.thread"] = ["latest_event": try JSON.parse(latest.clientJSON), "count": .int(replies),
+                                     "current_user_participated": .bool(participated)]
+            unsigned["m.relations"] = .object(relations)
+            object["unsigned"] = .object(unsigned)
+            chunk.append(JSON.object(object).encoded())
+        }
+        var body = RawJSONObject()
+        body.raw("chunk", RawJSONObject.array(chunk))
+        if let more { body.value("next_batch", .string("t\(more)")) }
+        return .rawJSON(body.finish())
+    }
+}
