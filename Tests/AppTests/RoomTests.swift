@@ -407,6 +407,41 @@ struct RoomTests {
         }
     }
 
+    @Test func searchFindsVisibleMessagesWithContext() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            let secret = try #require(try await alice.call("POST", "/createRoom", .object([:])).json["room_id"]?.stringValue)
+            let p = Self.path(room)
+            #expect(try await bob.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
+            for (i, text) in ["deploy the rocket", "coffee first", "the rocket is ready", "lunch"].enumerated() {
+                _ = try await alice.call("PUT", "/rooms/\(p)/send/m.room.message/s\(i)", ["msgtype": "m.text", "body": .string(text)])
+            }
+            _ = try await alice.call("PUT", "/rooms/\(Self.path(secret))/send/m.room.message/x", ["msgtype": "m.text", "body": "rocket codes"])
+            let query: JSON = ["search_categories": ["room_events": [
+                "search_term": "rocket", "order_by": "recent",
+                "event_context": ["before_limit": 1, "after_limit": 1, "include_profile": true]]]]
+            let found = try await bob.call("POST", "/search", query)
+            #expect(found.status == 200)
+            let events = found.json["search_categories"]?["room_events"]
+            #expect(events?["count"] == 2)  // not the room bob is not in
+            let results = events?["results"]?.arrayValue ?? []
+            #expect(results.compactMap { $0["result"]?["content"]?["body"]?.stringValue } == ["the rocket is ready", "deploy the rocket"])
+            #expect(results.first?["context"]?["events_before"]?[0]?["content"]?["body"] == "coffee first")
+            #expect(results.first?["context"]?["events_after"]?[0]?["content"]?["body"] == "lunch")
+            #expect(results.first?["context"]?["profile_info"]?["@alice:localhost"] != nil)
+            // Pagination and rank order.
+            let paged = try await bob.call("POST", "/search", ["search_categories": ["room_events": [
+                "search_term": "rocket", "filter": ["limit": 1]]]])
+            let next = try #require(paged.json["search_categories"]?["room_events"]?["next_batch"]?.stringValue)
+            let second = try await bob.call("POST", "/search?next_batch=\(next)", ["search_categories": ["room_events": [
+                "search_term": "rocket", "filter": ["limit": 1]]]])
+            #expect(second.json["search_categories"]?["room_events"]?["results"]?.arrayValue?.count == 1)
+            #expect(second.json["search_categories"]?["room_events"]?["next_batch"] == nil)
+        }
+    }
+
     @Test func oversizedEventsAreRefused() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

@@ -332,6 +332,7 @@ public actor RoomActor: RegistryMember {
         var redacts: (target: String, sender: String, anySender: Bool)?
         var redactionClientJSON: JSON?
         var relation: RelationStore.Relation?
+        var searchable: (key: String, text: String)?
     }
 
     /// Applies `pdu` to the working copy of the room and returns the rows to write.
@@ -405,9 +406,11 @@ public actor RoomActor: RegistryMember {
             relation = RelationStore.Relation(eventID: pdu.eventID.rawValue, relatesTo: target, relType: relType, roomID: key,
                                               type: pdu.type, sender: pdu.sender.rawValue, streamOrdering: position)
         }
+        var texts: [String: String] = [:]
+        for field in ["body", "name", "topic"] { if let text = pdu.content[field]?.stringValue { texts[field] = text } }
         return Write(event: row, group: group, extremities: [pdu.eventID.rawValue], persisted: persisted,
                      membership: membership, redacts: redacts, redactionClientJSON: redacts == nil ? nil : client,
-                     relation: relation)
+                     relation: relation, searchable: SearchStore.searchable(type: pdu.type, content: texts))
     }
 
     /// Writes the batch in one transaction, then marks its positions committed (or aborted).
@@ -427,6 +430,10 @@ public actor RoomActor: RegistryMember {
                     try RoomEventStore.insertEvent(db, write.event)
                     if let membership = write.membership { try RoomClientStore.setMembership(db, membership) }
                     if let relation = write.relation { try RelationStore.insert(db, relation) }
+                    if let (searchKey, text) = write.searchable {
+                        try SearchStore.insert(db, eventID: write.event.eventID, roomID: key, streamOrdering: write.event.streamOrdering,
+                                               key: searchKey, text: text)
+                    }
                     if let txn = write.persisted.txn {
                         try RoomClientStore.insertTxn(db, userID: txn.userID, deviceID: txn.deviceID, txnID: txn.txnID,
                                                       roomID: key, eventID: write.event.eventID)
@@ -442,6 +449,7 @@ public actor RoomActor: RegistryMember {
                         let form = ClientEventForm.json(of: Redaction.redact(original, roomVersion: version), eventID: id,
                                                         roomID: room, unsigned: unsigned).encoded()
                         try RoomClientStore.setRedacted(db, eventID: target, clientJSON: form)
+                        try SearchStore.delete(db, eventID: target)
                         redacted[target] = form
                     }
                 }

@@ -14,5 +14,6 @@ enum RoomEndpoints {
         Directory.register(&routes)
         RoomUpgrade.register(&routes)
         Relations.register(&routes)
+        Search.register(&routes)
     }
 }

@@ -1,0 +1,81 @@
+import Testing
+@testable import Persistence
+
+/// The room client-API tables on both backends: memberships, transaction ids, relations,
+/// full-text search, to-device inboxes, receipts, aliases and the directory.
+@Suite("Room client stores on SQLite and PostgreSQL")
+struct RoomClientStoreTests {
+    @Test(arguments: Backend.enabled)
+    func membershipsTransactionsAliasesReceipts(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            try await database.write { db throws in
+                try RoomClientStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "invite", eventID: "$1", streamOrdering: 1))
+                try RoomClientStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "join", eventID: "$2", streamOrdering: 2))
+                try RoomClientStore.setMembership(db, .init(roomID: "!s:t", userID: "@a:t", membership: "leave", eventID: "$3", streamOrdering: 3))
+                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", txnID: "t1", roomID: "!r:t", eventID: "$2")
+                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", txnID: "t1", roomID: "!r:t", eventID: "$other")
+                #expect(try RoomClientStore.createAlias(db, alias: "#a:t", roomID: "!r:t", creator: "@a:t"))
+                #expect(try !RoomClientStore.createAlias(db, alias: "#a:t", roomID: "!s:t", creator: "@b:t"))
+                try RoomClientStore.setVisibility(db, roomID: "!r:t", visibility: "public")
+                try RoomClientStore.putReceipt(db, .init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$1", ts: 5, streamID: 1))
+                try RoomClientStore.putReceipt(db, .init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$2", ts: 6, streamID: 2))
+            }
+            try await database.read { db throws in
+                #expect(try RoomClientStore.memberships(db, userID: "@a:t", membership: "join").map(\.roomID) == ["!r:t"])
+                #expect(try RoomClientStore.memberships(db, userID: "@a:t").count == 2)
+                #expect(try RoomClientStore.txnEvent(db, userID: "@a:t", deviceID: "D", txnID: "t1")?.eventID == "$2")
+                #expect(try RoomClientStore.alias(db, "#a:t")?.roomID == "!r:t")
+                #expect(try RoomClientStore.publicRooms(db) == ["!r:t"])
+                let receipts = try RoomClientStore.receipts(db, rooms: ["!r:t"], after: 0, upTo: 10)
+                #expect(receipts.map(\.eventID) == ["$2"])
+                #expect(try RoomClientStore.receipts(db, rooms: ["!r:t"], after: 2, upTo: 10).isEmpty)
+            }
+            try await database.write { db throws in try RoomClientStore.forget(db, roomID: "!s:t", userID: "@a:t") }
+            try await database.read { db throws in #expect(try RoomClientStore.memberships(db, userID: "@a:t").count == 1) }
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func fullTextSearchAndToDevice(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            try await database.write { db throws in
+                try SearchStore.insert(db, eventID: "$1", roomID: "!r:t", streamOrdering: 1, key: "content.body", text: "the quick brown fox")
+                try SearchStore.insert(db, eventID: "$2", roomID: "!r:t", streamOrdering: 2, key: "content.body", text: "a lazy dog sleeps")
+                try SearchStore.insert(db, eventID: "$3", roomID: "!s:t", streamOrdering: 3, key: "content.body", text: "fox in another room")
+                try SearchStore.insert(db, eventID: "$4", roomID: "!r:t", streamOrdering: 4, key: "content.name", text: "Fox den")
+            }
+            try await database.read { db throws in
+                let body = try SearchStore.search(db, term: "fox", rooms: ["!r:t"], keys: ["content.body"], byRank: true, limit: 10, offset: 0)
+                #expect(body.hits.map(\.eventID) == ["$1"])
+                #expect(body.count == 1)
+                let any = try SearchStore.search(db, term: "Fox", rooms: ["!r:t", "!s:t"], keys: ["content.body", "content.name"],
+                                                 byRank: false, limit: 2, offset: 0)
+                #expect(any.count == 3)
+                #expect(any.hits.map(\.eventID) == ["$4", "$3"])
+                // Stray query syntax is no error (FTS5 gets words only; websearch_to_tsquery is lenient).
+                let stray = try SearchStore.search(db, term: "\"fox (OR", rooms: ["!r:t"], keys: ["content.body"], byRank: true,
+                                                   limit: 10, offset: 0)
+                #expect(stray.hits.allSatisfy { $0.eventID == "$1" })
+            }
+            try await database.write { db throws in try SearchStore.delete(db, eventID: "$1") }
+            try await database.read { db throws in
+                #expect(try SearchStore.search(db, term: "fox", rooms: ["!r:t"], keys: ["content.body"], byRank: true, limit: 10,
+                                               offset: 0).count == 0)
+            }
+
+            try await database.write { db throws in
+                #expect(try ToDeviceStore.claimTxn(db, userID: "@a:t", deviceID: "D", txnID: "x"))
+                #expect(try !ToDeviceStore.claimTxn(db, userID: "@a:t", deviceID: "D", txnID: "x"))
+                try ToDeviceStore.insert(db, position: 1, userID: "@b:t", deviceID: "E", message: Array("m1".utf8))
+                try ToDeviceStore.insert(db, position: 2, userID: "@b:t", deviceID: "E", message: Array("m2".utf8))
+            }
+            try await database.read { db throws in
+                #expect(try ToDeviceStore.messages(db, userID: "@b:t", deviceID: "E", upTo: 2, limit: 10).map(\.0) == [1, 2])
+            }
+            try await database.write { db throws in try ToDeviceStore.acknowledge(db, userID: "@b:t", deviceID: "E", upTo: 1) }
+            try await database.read { db throws in
+                #expect(try ToDeviceStore.messages(db, userID: "@b:t", deviceID: "E", upTo: 2, limit: 10).map(\.0) == [2])
+            }
+        }
+    }
+}
