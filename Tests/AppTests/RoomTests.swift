@@ -442,6 +442,48 @@ struct RoomTests {
         }
     }
 
+    @Test func spacesHierarchyAndRestrictedJoins() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let (carol, _) = try await MatrixTestClient.registered(port: port, "carol")
+            let space = try #require(try await alice.call("POST", "/createRoom", [
+                "preset": "public_chat", "name": "Space", "creation_content": ["type": "m.space"]]).json["room_id"]?.stringValue)
+            let open = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat", "name": "Open"]).json["room_id"]?.stringValue)
+            let restricted = try #require(try await alice.call("POST", "/createRoom", [
+                "name": "Members only",
+                "initial_state": [["type": "m.room.join_rules", "content": [
+                    "join_rule": "restricted", "allow": [["type": "m.room_membership", "room_id": .string(space)]]]]],
+            ]).json["room_id"]?.stringValue)
+            let hidden = try #require(try await alice.call("POST", "/createRoom", ["name": "Hidden"]).json["room_id"]?.stringValue)
+            for (child, suggested) in [(open, true), (restricted, false), (hidden, false)] {
+                #expect(try await alice.call("PUT", "/rooms/\(Self.path(space))/state/m.space.child/\(Self.path(child))",
+                                             ["via": ["localhost"], "suggested": .bool(suggested)]).status == 200)
+            }
+            // Bob (not a member of anything) sees the public space, its public child; not the
+            // restricted or invite-only ones.
+            let hierarchy = try await bob.call("GET", "/_matrix/client/v1/rooms/\(Self.path(space))/hierarchy")
+            #expect(hierarchy.status == 200)
+            let rooms = hierarchy.json["rooms"]?.arrayValue ?? []
+            #expect(rooms.compactMap { $0["room_id"]?.stringValue } == [space, open])
+            #expect(rooms.first?["room_type"] == "m.space")
+            #expect(rooms.first?["children_state"]?.arrayValue?.count == 3)
+            let suggested = try await bob.call("GET", "/_matrix/client/v1/rooms/\(Self.path(space))/hierarchy?suggested_only=true")
+            #expect(suggested.json["rooms"]?[0]?["children_state"]?.arrayValue?.count == 1)
+            let paged = try await bob.call("GET", "/_matrix/client/v1/rooms/\(Self.path(space))/hierarchy?limit=1")
+            #expect(paged.json["rooms"]?.arrayValue?.count == 1)
+            #expect(paged.json["next_batch"] != nil)
+
+            // Restricted: carol cannot join until she is in the space; then she can, without an invite.
+            #expect(try await carol.call("POST", "/rooms/\(Self.path(restricted))/join", .object([:])).status == 403)
+            #expect(try await carol.call("POST", "/rooms/\(Self.path(space))/join", .object([:])).status == 200)
+            #expect(try await carol.call("POST", "/rooms/\(Self.path(restricted))/join", .object([:])).status == 200)
+            let member = try await alice.call("GET", "/rooms/\(Self.path(restricted))/state/m.room.member/@carol:localhost")
+            #expect(member.json["join_authorised_via_users_server"] == "@alice:localhost")
+            _ = hidden
+        }
+    }
+
     @Test func oversizedEventsAreRefused() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

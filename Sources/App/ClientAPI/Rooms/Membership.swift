@@ -175,7 +175,10 @@ enum Membership {
         let body = try await optionalBody(context)
         var extra: [String: JSON] = [:]
         if let reason = body["reason"]?.stringValue { extra["reason"] = .string(reason) }
-        let content = try await service.memberContent(requester.userID, membership: "join", extra: extra)
+        var content = try await service.memberContent(requester.userID, membership: "join", extra: extra)
+        if let via = try await restrictedJoinAuthoriser(context.app, requester.userID, roomID) {
+            content["join_authorised_via_users_server"] = .string(via)
+        }
         do {
             _ = try await service.send(EventDraft(type: "m.room.member", sender: requester.userID,
                                                   stateKey: requester.userID.rawValue, content: content), in: roomID)
@@ -183,6 +186,30 @@ enum Membership {
             throw MatrixError(.notFound, "No known servers", status: 404)
         }
         return .json(["room_id": .string(roomID.rawValue)])
+    }
+
+    /// For a `restricted` / `knock_restricted` room the user is not invited to: a local
+    /// member able to invite, if the user is joined to one of the rooms the join rule allows
+    /// (spec: "Restricted rooms"); the auth rules check it.
+    static func restrictedJoinAuthoriser(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> String? {
+        guard let actor = try? await app.roomService.existingRoom(roomID), let state = await actor.currentState,
+              let version = await actor.version,
+              let rule = state[.joinRules]?.content, let joinRule = rule["join_rule"]?.stringValue,
+              joinRule == "restricted" || joinRule == "knock_restricted" else { return nil }
+        let current = state[.member(user.rawValue)]?.membership
+        if current == "join" || current == "invite" { return nil }
+        let memberships = try await app.roomService.memberships(of: user)
+        let allowed = (rule["allow"]?.arrayValue ?? []).contains { entry in
+            entry["type"]?.stringValue == "m.room_membership"
+                && entry["room_id"]?.stringValue.map { memberships[$0]?.membership == "join" } == true
+        }
+        guard allowed else { return nil }
+        let power = PowerLevels(content: state[.powerLevels]?.content, roomVersion: version, create: state[.create])
+        let candidates = state.filter { key, pdu in
+            key.type == "m.room.member" && pdu.membership == "join" && key.stateKey.hasSuffix(":" + app.configuration.serverName)
+                && power.canInvite(key.stateKey)
+        }.map(\.key.stateKey).sorted { power.level(of: $0) > power.level(of: $1) }
+        return candidates.first
     }
 
     /// The body as an object; an empty body is an empty object (`leave`, `join` may omit it).

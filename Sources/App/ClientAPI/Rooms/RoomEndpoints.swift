@@ -15,5 +15,6 @@ enum RoomEndpoints {
         RoomUpgrade.register(&routes)
         Relations.register(&routes)
         Search.register(&routes)
+        SpaceHierarchy.register(&routes)
     }
 }
