@@ -20,6 +20,9 @@ final class RoomService: Sendable {
     /// Per device (`user|device`), the to-device position its syncs acknowledged last, so a
     /// sync with nothing new skips the store.
     let toDeviceAcknowledged = Mutex<[String: Int64]>([:])
+    /// Rooms and users unused this long leave the in-memory index (the room actors' idle
+    /// timeout).
+    let indexIdleSeconds: Int64
     let typing: TypingTracker
     /// Memberships per user and newest positions per room, in memory, so a caught-up sync
     /// finds what changed without reading the store.
@@ -44,6 +47,7 @@ final class RoomService: Sendable {
         receiptStream = try await StreamTracker.load(name: "receipts", from: database,
                                                      maxPositionSQL: RoomClientStore.maxReceiptPositionSQL)
         typing = TypingTracker()
+        indexIdleSeconds = Int64(max(actors.rooms.idleTimeoutSeconds, 60))
         toDeviceStream = try await StreamTracker.load(name: "to_device", from: database, maxPositionSQL: ToDeviceStore.maxPositionSQL)
     }
 
@@ -55,6 +59,8 @@ final class RoomService: Sendable {
             do { try await Task.sleep(for: .seconds(5)) } catch { return }
             await rooms.registry.sweepIdle()
             fanout.sweep()
+            _ = index.evictIdle(idleSeconds: indexIdleSeconds)
+            toDeviceAcknowledged.withLock { if $0.count > 100_000 { $0.removeAll() } }
             for (room, position) in typing.expire(now: Clock.nowMilliseconds()) {
                 await notifyMembers(of: room, StreamChange(.typing, position))
             }
@@ -261,6 +267,8 @@ final class TypingTracker: Sendable {
 /// without a hop to the room's actor or the registry.
 final class RoomIndex: Sendable {
     struct Room {
+        /// Monotonic seconds of the last write or read (for `evictIdle`).
+        var lastUsed: Int64 = 0
         var lastPosition: Int64 = 0
         var historyVisibility: String?
         var recent: [PersistedEvent] = []
@@ -269,6 +277,10 @@ final class RoomIndex: Sendable {
     }
     private struct State {
         var memberships: [UserID: [String: RoomClientStore.Membership]] = [:]
+        var membershipsUsed: [UserID: Int64] = [:]
+        /// Changes for users not cached when they were applied, kept until the next load
+        /// merges them (a load reading the store just before such a commit would miss it).
+        var uncachedChanges: [UserID: [String: RoomClientStore.Membership]] = [:]
         var rooms: [String: Room] = [:]
     }
     private let state = Mutex(State())
@@ -277,7 +289,30 @@ final class RoomIndex: Sendable {
     init(ringSize: Int) { self.ringSize = ringSize }
 
     func memberships(of user: UserID) -> [String: RoomClientStore.Membership]? {
-        state.withLock { $0.memberships[user] }
+        let now = Self.seconds()
+        return state.withLock { state in
+            guard let found = state.memberships[user] else { return nil }
+            if state.membershipsUsed[user] != now { state.membershipsUsed[user] = now }
+            return found
+        }
+    }
+
+    static func seconds() -> Int64 { Clock.monotonicNanoseconds() / 1_000_000_000 }
+
+    /// Drops rooms and users not used for `idleSeconds`: what they held is in the store and
+    /// in the room actors, and is read back on the next use. Called by the maintenance loop.
+    func evictIdle(idleSeconds: Int64) -> (rooms: Int, users: Int) {
+        let cutoff = Self.seconds() - idleSeconds
+        return state.withLock { state in
+            let rooms = state.rooms.filter { $0.value.lastUsed < cutoff }.map(\.key)
+            for room in rooms { state.rooms[room] = nil }
+            let users = state.membershipsUsed.filter { $0.value < cutoff }.map(\.key)
+            for user in users {
+                state.memberships[user] = nil
+                state.membershipsUsed[user] = nil
+            }
+            return (rooms.count, users.count)
+        }
     }
 
     /// Caches rows read from the store; a change that raced the read wins.
@@ -285,15 +320,24 @@ final class RoomIndex: Sendable {
         state.withLock { state in
             var loaded: [String: RoomClientStore.Membership] = [:]
             for row in rows { loaded[row.roomID] = row }
-            if let existing = state.memberships[user] {
-                for (room, row) in existing where (loaded[room]?.streamOrdering ?? -1) < row.streamOrdering { loaded[room] = row }
+            var newer = state.memberships[user] ?? [:]
+            for (room, row) in state.uncachedChanges.removeValue(forKey: user) ?? [:]
+            where (newer[room]?.streamOrdering ?? -1) < row.streamOrdering {
+                newer[room] = row
             }
+            for (room, row) in newer where (loaded[room]?.streamOrdering ?? -1) < row.streamOrdering { loaded[room] = row }
             state.memberships[user] = loaded
+            state.membershipsUsed[user] = Self.seconds()
             return loaded
         }
     }
 
-    func forget(_ user: UserID) { state.withLock { _ = $0.memberships.removeValue(forKey: user) } }
+    func forget(_ user: UserID) {
+        state.withLock { state in
+            state.memberships[user] = nil
+            state.membershipsUsed[user] = nil
+        }
+    }
 
     /// The newest position written in `room` since start (nil if none).
     func lastPosition(of room: String) -> Int64? { state.withLock { $0.rooms[room]?.lastPosition } }
@@ -310,8 +354,10 @@ final class RoomIndex: Sendable {
     /// As `RoomActor.timeline`, from the ring kept here; nil when it cannot tell.
     func timeline(_ room: String, after: Int64, upTo: Int64, limit: Int,
                   include: (PersistedEvent) -> Bool) -> (events: [PersistedEvent], limited: Bool)? {
-        state.withLock { state in
+        let now = Self.seconds()
+        return state.withLock { state in
             guard let entry = state.rooms[room] else { return nil }
+            if entry.lastUsed != now { state.rooms[room]!.lastUsed = now }
             var picked: [PersistedEvent] = []
             for event in entry.recent.reversed() where event.streamOrdering <= upTo {
                 if event.streamOrdering <= after { break }
@@ -341,8 +387,10 @@ final class RoomIndex: Sendable {
         }
         guard let first = events.first, let last = events.last else { return }
         let ringSize = self.ringSize
+        let now = Self.seconds()
         state.withLock { state in
             var entry = state.rooms[room] ?? Room(floor: first.streamOrdering - 1)
+            entry.lastUsed = now
             entry.lastPosition = max(entry.lastPosition, last.streamOrdering)
             if let visibility { entry.historyVisibility = visibility }
             if !redacted.isEmpty {
@@ -360,8 +408,13 @@ final class RoomIndex: Sendable {
                 entry.recent.removeFirst(excess)
             }
             state.rooms[room] = entry
-            for (user, membership) in changes where state.memberships[user] != nil {
-                state.memberships[user]![room] = membership
+            for (user, membership) in changes {
+                if state.memberships[user] != nil {
+                    state.memberships[user]![room] = membership
+                } else {
+                    if state.uncachedChanges.count > 50_000 { state.uncachedChanges.removeAll() }
+                    state.uncachedChanges[user, default: [:]][room] = membership
+                }
             }
         }
     }

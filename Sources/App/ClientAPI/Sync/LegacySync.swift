@@ -16,7 +16,7 @@ enum LegacySync {
             let since = try query["from"].map { try StreamToken(parsing: $0) }
             let timeout = min(Int64(query["timeout"] ?? "") ?? 30_000, Sync.maxTimeout)
             let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: since ?? Sync.currentToken(context.app),
-                                       timeoutMs: max(timeout, 0), filterKey: "", fullState: false)
+                                       timeoutMs: max(timeout, 0), filter: nil, fullState: false)
             let bytes = try await Sync.respond(context.app, request, SyncFilter.none)
             let response = try JSON.parse(bytes)
             var chunk: [JSON] = []
@@ -35,7 +35,7 @@ enum LegacySync {
             let limit = Int(context.query["limit"] ?? "") ?? 10
             let filter = SyncFilter(["room": ["timeline": ["limit": .int(Int64(max(0, limit)))], "include_leave": false]])
             let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: nil, timeoutMs: 0,
-                                       filterKey: "initialSync:\(limit)", fullState: false)
+                                       filter: ObjectIdentifier(filter), fullState: false)
             let response = try JSON.parse(try await Sync.respond(context.app, request, filter))
             var rooms: [JSON] = []
             for (membership, section) in [("join", "join"), ("invite", "invite")] {

@@ -29,7 +29,9 @@ enum Sync {
         var device: String
         var since: StreamToken?
         var timeoutMs: Int64
-        var filterKey: String
+        /// The filter's identity: parsed filters are cached and shared, so equal filters of
+        /// one user are one object (hashing an identity, not the filter's text).
+        var filter: ObjectIdentifier?
         var fullState: Bool
     }
 
@@ -54,12 +56,11 @@ enum Sync {
         case "true"?: fullState = true
         default: throw MatrixError(.invalidParam, "full_state must be true or false")
         }
-        let filterText = raw[3] ?? ""
+        let filter = try await loadFilter(app, requester.userID, raw[3] ?? "")
         let request = Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
-                              timeoutMs: timeout, filterKey: filterText, fullState: fullState)
+                              timeoutMs: timeout, filter: ObjectIdentifier(filter), fullState: fullState)
         let bytes = try await app.syncCache.run(request) {
-            let filter = try await loadFilter(app, requester.userID, filterText)
-            return try await respond(app, request, filter)
+            try await respond(app, request, filter)
         }
         return .rawJSON(bytes)
     }

@@ -72,9 +72,15 @@ final class UnreadCounts: Sendable {
         }
         entry.countedUpTo = upper
         let stored = entry
-        entries.withLock { $0[key] = stored }
+        entries.withLock { entries in
+            // Bounded: past the cap every count is recomputed from the store once.
+            if entries.count >= Self.maxEntries { entries.removeAll(keepingCapacity: true) }
+            entries[key] = stored
+        }
         return (entry.notify, entry.highlight)
     }
+
+    static let maxEntries = 200_000
 
     private func count(_ type: String, _ sender: String, _ bytes: [UInt8], _ position: Int64, _ matcher: Matcher,
                        _ entry: inout Entry, _ actor: () async throws -> RoomActor) async throws {
