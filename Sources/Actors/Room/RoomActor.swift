@@ -42,6 +42,9 @@ public actor RoomActor: RegistryMember {
         /// The newest position of this room not in `recent` (0: the ring holds the room's
         /// whole history): the ring is complete after it.
         var recentFloor: Int64
+        /// Joined and invited users, the audience of a publication; nil after a member event
+        /// until the next publication recomputes it (so a message costs no scan of the state).
+        var audience: Set<UserID>? = nil
     }
 
     private struct Pending {
@@ -359,6 +362,7 @@ public actor RoomActor: RegistryMember {
                                                     eventID: pdu.eventID.rawValue, streamOrdering: position)
         }
         if let entry = pdu.stateEntry {
+            if entry.type == "m.room.member" { working.audience = nil }
             working.state[entry] = pdu
             if fullSnapshot || working.stateDeltaDepth >= Self.maxStateDeltaDepth {
                 group = RoomEventStore.StateGroup(
@@ -467,12 +471,18 @@ public actor RoomActor: RegistryMember {
     }
 
     private func publish(_ events: [PersistedEvent], _ room: RoomState) {
-        var users = Set<UserID>()
-        for (key, pdu) in room.state where key.type == "m.room.member" {
-            if let membership = pdu.membership, membership == "join" || membership == "invite",
-               let user = try? UserID(parsing: key.stateKey) {
-                users.insert(user)
+        var users: Set<UserID>
+        if let audience = room.audience {
+            users = audience
+        } else {
+            users = []
+            for (key, pdu) in room.state where key.type == "m.room.member" {
+                if let membership = pdu.membership, membership == "join" || membership == "invite",
+                   let user = try? UserID(parsing: key.stateKey) {
+                    users.insert(user)
+                }
             }
+            self.room?.audience = users
         }
         for event in events where event.type == "m.room.member" {
             if let key = event.stateKey, let user = try? UserID(parsing: key) { users.insert(user) }

@@ -46,9 +46,12 @@ final class Accounts: Sendable {
     /// query parameter (both are in the specification).
     static func accessToken(of context: RequestContext) -> String? {
         if let header = context.request.headers["Authorization"] {
-            let parts = header.split(separator: " ", maxSplits: 1)
-            if parts.count == 2, parts[0].lowercased() == "bearer" {
-                return String(parts[1].drop { $0 == " " })
+            // The scheme is case-insensitive; compared as bytes (this runs on every request).
+            let utf8 = header.utf8
+            if utf8.count > 7, utf8.prefix(6).elementsEqual("bearer".utf8, by: { $0 | 0x20 == $1 }),
+               utf8[utf8.index(utf8.startIndex, offsetBy: 6)] == UInt8(ascii: " ") {
+                let token = header.utf8.dropFirst(7).drop { $0 == UInt8(ascii: " ") }
+                return String(Substring(token))
             }
         }
         if let token = context.query["access_token"], !token.isEmpty { return token }
