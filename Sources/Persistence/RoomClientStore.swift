@@ -251,3 +251,28 @@ public enum RoomClientStore {
             """, .text(roomID), .text(eventID), .text(targetUser), .text(userID), .text(reason), .int(score), .int(ts))
     }
 }
+
+extension RoomClientStore {
+    /// Users sharing a joined room with `userID` (the user included).
+    public static func roomPeers(_ db: any SQLConnection, userID: String) throws -> [String] {
+        try db.query("""
+            SELECT DISTINCT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
+            WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'
+            """, .text(userID)).map { try $0.text(0) }
+    }
+
+    /// Presence of the user and of those sharing a joined room with them, changed in
+    /// `(after, upTo]`: (user, state, status message, last active ts).
+    public static func presenceChanges(_ db: any SQLConnection, userID: String, after: Int64,
+                                       upTo: Int64) throws -> [(String, String, String?, Int64)] {
+        try db.query("""
+            SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
+            WHERE p.stream_id > ? AND p.stream_id <= ? AND (p.user_id = ? OR p.user_id IN (
+                SELECT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
+                WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'))
+            ORDER BY p.stream_id
+            """, .int(after), .int(upTo), .text(userID), .text(userID)).map {
+            (try $0.text(0), try $0.text(1), try $0.optionalText(2), try $0.int(3))
+        }
+    }
+}

@@ -189,6 +189,44 @@ struct SyncTests {
         }
     }
 
+    @Test func presenceOfRoomPeersAndKnocks() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let (carol, _) = try await MatrixTestClient.registered(port: port, "carol")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            let since = try #require(try await bob.call("GET", "/sync").json["next_batch"]?.stringValue)
+            let poll = Task { try await bob.call("GET", "/sync?since=\(since)&timeout=30000") }
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await alice.call("PUT", "/presence/@alice:localhost/status", ["presence": "online", "status_msg": "here"]).status == 200)
+            #expect(try await carol.call("PUT", "/presence/@carol:localhost/status", ["presence": "online"]).status == 200)
+            let woken = try await poll.value
+            var events = woken.json["presence"]?["events"]?.arrayValue ?? []
+            if events.isEmpty {
+                // The wake may have come between the two writes: the next sync has the rest.
+                let next = try #require(woken.json["next_batch"]?.stringValue)
+                events = try await bob.call("GET", "/sync?since=\(next)&timeout=1000").json["presence"]?["events"]?.arrayValue ?? []
+            }
+            let alicePresence = events.first { $0["sender"] == "@alice:localhost" }
+            #expect(alicePresence?["content"]?["presence"] == "online")
+            #expect(alicePresence?["content"]?["status_msg"] == "here")
+            // Carol shares no room with bob: her presence is not his business.
+            #expect(!events.contains { $0["sender"] == "@carol:localhost" })
+
+            // Knocking: a knock room, carol knocks, the room shows under rooms.knock, alice lets her in.
+            let knockRoom = try #require(try await alice.call("POST", "/createRoom", [
+                "initial_state": [["type": "m.room.join_rules", "content": ["join_rule": "knock"]]]]).json["room_id"]?.stringValue)
+            let carolSince = try #require(try await carol.call("GET", "/sync").json["next_batch"]?.stringValue)
+            #expect(try await carol.call("POST", "/rooms/\(Self.path(knockRoom))/join", .object([:])).status == 403)
+            #expect(try await carol.call("POST", "/knock/\(Self.path(knockRoom))", ["reason": "let me in"]).status == 200)
+            let knocked = try await carol.call("GET", "/sync?since=\(carolSince)")
+            #expect(knocked.json["rooms"]?["knock"]?[knockRoom] != nil)
+            #expect(try await alice.call("POST", "/rooms/\(Self.path(knockRoom))/invite", ["user_id": "@carol:localhost"]).status == 200)
+            #expect(try await carol.call("POST", "/rooms/\(Self.path(knockRoom))/join", .object([:])).status == 200)
+        }
+    }
+
     @Test func toDeviceIsDeliveredUntilAcknowledged() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

@@ -1,3 +1,4 @@
+import Actors
 import Matrix
 import Persistence
 import Transport
@@ -26,10 +27,16 @@ enum Presence {
             guard accounts.configuration.presence.enabled else { return .json([:]) }
             let presence = ClientDataStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
                                                     lastActiveTs: Clock.nowMilliseconds())
-            try await accounts.presenceStream.withNextPosition { position in
+            let position = try await accounts.presenceStream.withNextPosition { position in
                 try await accounts.database.clientData.setPresence(userID: requester.userID.rawValue, presence,
                                                                    position: position)
+                return position
             }
+            // Wakes the long-polls of everyone who shares a room with the user (sync delivers it).
+            let user = requester.userID.rawValue
+            let peers = try await accounts.database.read { db in try RoomClientStore.roomPeers(db, userID: user) }
+            context.app.roomService.fanout.notify(([user] + peers).compactMap { try? UserID(parsing: $0) },
+                                                  of: StreamChange(.presence, position))
             return .json([:])
         }
         routes.client(.get, "/presence/{userId}/status") { context in

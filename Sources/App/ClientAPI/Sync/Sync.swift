@@ -110,6 +110,7 @@ enum Sync {
         token[.receipts] = service.receiptStream.visiblePosition
         token[.typing] = service.typing.position
         token[.toDevice] = service.toDeviceStream.visiblePosition
+        token[.presence] = app.accounts.presenceStream.visiblePosition
         return token
     }
 

@@ -139,7 +139,24 @@ struct SyncBuilder {
             if rows.count == SendToDevice.maxMessagesPerSync, let last = rows.last { toDeviceNext = last.0 }
         }
 
-        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty && toDevice.isEmpty { return nil }
+        // Presence of the user and their room peers, when the stream moved.
+        var presence: [[UInt8]] = []
+        if app.configuration.presence.enabled, full || upTo[.presence] > since![.presence] {
+            let userID = user.rawValue, after = full ? 0 : since![.presence], bound = upTo[.presence]
+            let rows = try await app.database.read { db in
+                try RoomClientStore.presenceChanges(db, userID: userID, after: after, upTo: bound)
+            }
+            let now = Clock.nowMilliseconds()
+            for (peer, state, message, lastActive) in rows where filter.presence.allows(type: "m.presence", sender: peer) {
+                let ago = max(0, now - lastActive)
+                var content: [String: JSON] = ["presence": .string(state), "last_active_ago": .int(ago),
+                                               "currently_active": .bool(state == "online" && ago < Presence.currentlyActiveMs)]
+                if let message { content["status_msg"] = .string(message) }
+                presence.append(JSON.object(["type": "m.presence", "sender": .string(peer), "content": .object(content)]).encoded())
+            }
+        }
+
+        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty && toDevice.isEmpty && presence.isEmpty { return nil }
 
         // One read for every state event's client bytes.
         let stateIDs = plans.flatMap(\.stateIDs)
@@ -150,7 +167,8 @@ struct SyncBuilder {
         }
         var token = upTo
         token[.toDevice] = toDeviceNext
-        return assemble(plans, stateBytes: stateBytes, accountData: globalAccountData, toDevice: toDevice, token: token)
+        return assemble(plans, stateBytes: stateBytes, accountData: globalAccountData, toDevice: toDevice,
+                        presence: presence, token: token)
     }
 
     // MARK: joined (and left) rooms
@@ -396,7 +414,7 @@ struct SyncBuilder {
     // MARK: assembly
 
     func assemble(_ plans: [RoomPlan], stateBytes: [String: [UInt8]], accountData: [[UInt8]], toDevice: [[UInt8]],
-                  token: StreamToken) -> [UInt8] {
+                  presence: [[UInt8]], token: StreamToken) -> [UInt8] {
         var capacity = 512
         for plan in plans {
             capacity += 400 + plan.timeline.reduce(0) { $0 + $1.bytes.count + 1 }
@@ -453,6 +471,7 @@ struct SyncBuilder {
             }
             out.endObject()
         }
+        if !presence.isEmpty { out.events("presence", presence) }
         if !accountData.isEmpty { out.events("account_data", accountData) }
         if !toDevice.isEmpty { out.events("to_device", toDevice) }
         out.value("device_one_time_keys_count", .object([:]))
