@@ -317,8 +317,19 @@ struct RoomTests {
             #expect(try await bob.call("POST", "/rooms/\(p)/report", ["reason": "bad room"]).status == 200)
             #expect(try await bob.call("POST", "/users/@alice:localhost/report", ["reason": "rude"]).status == 200)
             #expect(try await bob.call("POST", "/users/@ghost:localhost/report", ["reason": "?"]).status == 404)
+            // The seed's forms: by room id, by /alias/, the user's rooms by membership.
+            #expect(try await anonymous.call("GET", "/_matrix/client/r0/directory/room/\(p)").json["room_id"]?.stringValue == room)
+            #expect(try await anonymous.call("GET", "/_matrix/client/r0/directory/room/alias/%23lobby:localhost").json["room_id"]?.stringValue == room)
+            let mine = try await bob.call("GET", "/user/@bob:localhost/rooms")
+            #expect(mine.json["joined"]?.arrayValue?.count == 2)
+            #expect(mine.json["left"] == .array([]))
+            #expect(try await bob.call("GET", "/user/@alice:localhost/rooms").status == 403)
             #expect(try await alice.call("DELETE", "/directory/room/%23lobby:localhost").status == 200)
             #expect(try await bob.call("GET", "/directory/room/%23lobby:localhost").status == 404)
+            // Removing a room from the directory by id: admins only.
+            #expect(try await bob.call("DELETE", "/directory/room/\(p)").status == 403)
+            #expect(try await alice.call("DELETE", "/directory/room/\(p)").status == 200)
+            #expect(try await alice.call("GET", "/directory/list/room/\(p)").json["visibility"] == "private")
         }
     }
 

@@ -27,28 +27,37 @@ enum Directory {
             guard created else { throw MatrixError(.unknown, "Room alias \(key) already exists", status: 409) }
             return .json([:])
         }
+        routes.client(.get, "/directory/room/alias/{roomAlias}") { context in
+            try await resolveAlias(context, context.parameter("roomAlias"))
+        }
         routes.client(.get, "/directory/room/{roomAlias}") { context in
-            let alias = try RoomAlias(parsing: context.parameter("roomAlias"))
-            let key = alias.rawValue
-            guard let found = try await context.app.database.read({ db in try RoomClientStore.alias(db, key) }) else {
-                throw MatrixError(.notFound, "Room alias \(key) not found")
+            let parameter = context.parameter("roomAlias")
+            // The seed's form with a room id: the room and the servers to join it through.
+            if parameter.hasPrefix("!") {
+                let roomID = try RoomID(parsing: parameter)
+                _ = try await context.app.roomService.existingRoom(roomID)
+                return .json(["room_id": .string(roomID.rawValue), "servers": [.string(context.app.configuration.serverName)]])
             }
-            return .json(["room_id": .string(found.roomID), "servers": [.string(context.app.configuration.serverName)]])
+            return try await resolveAlias(context, parameter)
         }
         routes.client(.delete, "/directory/room/{roomAlias}") { context in
             let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
-            let alias = try RoomAlias(parsing: context.parameter("roomAlias"))
-            let key = alias.rawValue
-            guard let found = try await context.app.database.read({ db in try RoomClientStore.alias(db, key) }) else {
-                throw MatrixError(.notFound, "Room alias \(key) not found")
-            }
-            if found.creator != requester.userID.rawValue {
-                guard try await isRoomAdmin(context.app, requester.userID, try RoomID(parsing: found.roomID)) else {
-                    throw MatrixError(.forbidden, "You don't have permission to delete the alias.")
+            let parameter = context.parameter("roomAlias")
+            if parameter.hasPrefix("!") {
+                // The seed's "delete room" form: a room admin takes the room out of the directory
+                // and removes its local aliases (the room and its history stay).
+                let roomID = try RoomID(parsing: parameter)
+                guard try await isRoomAdmin(context.app, requester.userID, roomID) else {
+                    throw MatrixError(.forbidden, "You don't have permission to remove this room from the directory")
                 }
+                let room = roomID.rawValue
+                try await context.app.database.write { db in
+                    try RoomClientStore.setVisibility(db, roomID: room, visibility: "private")
+                    _ = try db.execute("DELETE FROM room_aliases WHERE room_id = ?", .text(room))
+                }
+                return .json([:])
             }
-            _ = try await context.app.database.write { db in try RoomClientStore.deleteAlias(db, key) }
-            return .json([:])
+            return try await deleteAlias(context, requester, parameter)
         }
         routes.client(.get, "/rooms/{roomId}/aliases") { context in
             let requester = try await context.app.accounts.authenticate(context)
@@ -148,6 +157,29 @@ enum Directory {
                              reason: body["reason"]?.stringValue, score: nil)
             return .json([:])
         }
+    }
+
+    static func resolveAlias(_ context: RequestContext, _ text: String) async throws -> HTTPResponse {
+        let key = try RoomAlias(parsing: text).rawValue
+        guard let found = try await context.app.database.read({ db in try RoomClientStore.alias(db, key) }) else {
+            throw MatrixError(.notFound, "Room alias \(key) not found")
+        }
+        return .json(["room_id": .string(found.roomID), "servers": [.string(context.app.configuration.serverName)]])
+    }
+
+    /// Allowed to the alias's creator and to room admins.
+    static func deleteAlias(_ context: RequestContext, _ requester: Requester, _ text: String) async throws -> HTTPResponse {
+        let key = try RoomAlias(parsing: text).rawValue
+        guard let found = try await context.app.database.read({ db in try RoomClientStore.alias(db, key) }) else {
+            throw MatrixError(.notFound, "Room alias \(key) not found")
+        }
+        if found.creator != requester.userID.rawValue {
+            guard try await isRoomAdmin(context.app, requester.userID, try RoomID(parsing: found.roomID)) else {
+                throw MatrixError(.forbidden, "You don't have permission to delete the alias.")
+            }
+        }
+        _ = try await context.app.database.write { db in try RoomClientStore.deleteAlias(db, key) }
+        return .json([:])
     }
 
     static func report(_ app: MyelinApp, room: String, event: String?, user: String?, requester: Requester,

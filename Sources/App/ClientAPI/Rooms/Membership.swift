@@ -104,16 +104,17 @@ enum Membership {
             }
             return .json(["joined_rooms": .array(rooms.map(\.roomID).sorted().map { JSON.string($0) })])
         }
-        // The seed's form: another user's joined rooms (Synapse's admin API shape), own only here.
+        // The seed's form: the user's rooms by membership (own only).
         routes.client(.get, "/user/{userId}/rooms") { context in
             let requester = try await context.app.accounts.authenticate(context)
             let target = try UserID(parsing: context.parameter("userId"))
             guard target == requester.userID else { throw MatrixError(.forbidden, "You may only list your own rooms") }
             let user = target.rawValue
-            let rooms = try await context.app.database.read { db in
-                try RoomClientStore.memberships(db, userID: user, membership: "join")
+            let rooms = try await context.app.database.read { db in try RoomClientStore.memberships(db, userID: user) }
+            func list(_ states: Set<String>) -> JSON {
+                .array(rooms.filter { states.contains($0.membership) }.map(\.roomID).sorted().map { .string($0) })
             }
-            return .json(["joined_rooms": .array(rooms.map { .string($0.roomID) })])
+            return .json(["joined": list(["join"]), "invited": list(["invite"]), "left": list(["leave", "ban"])])
         }
         routes.client(.get, "/rooms/{roomId}/joined_members") { context in
             let requester = try await context.app.accounts.authenticate(context)
