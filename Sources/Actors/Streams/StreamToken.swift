@@ -35,13 +35,48 @@ public enum SyncStream: Int, Sendable, CaseIterable, CustomStringConvertible {
 /// else malformed is `M_INVALID_PARAM`. Built by sync from the streams' visible positions,
 /// compared by the notifier.
 public struct StreamToken: Sendable, Hashable, CustomStringConvertible {
-    private var positions: [Int64]
+    /// One position per stream, inline (no heap array: sync copies tokens on every request
+    /// and every waiting long-poll holds several).
+    private var positions: Positions
+
+    /// Seven inline positions indexed like an array (`SyncStream.rawValue`).
+    struct Positions: Hashable, Sendable {
+        var p0: Int64 = 0, p1: Int64 = 0, p2: Int64 = 0, p3: Int64 = 0, p4: Int64 = 0, p5: Int64 = 0, p6: Int64 = 0
+        static let count = 7
+        var indices: Range<Int> { 0..<Self.count }
+
+        subscript(index: Int) -> Int64 {
+            get {
+                switch index {
+                case 0: p0
+                case 1: p1
+                case 2: p2
+                case 3: p3
+                case 4: p4
+                case 5: p5
+                default: p6
+                }
+            }
+            set {
+                switch index {
+                case 0: p0 = newValue
+                case 1: p1 = newValue
+                case 2: p2 = newValue
+                case 3: p3 = newValue
+                case 4: p4 = newValue
+                case 5: p5 = newValue
+                default: p6 = newValue
+                }
+            }
+        }
+    }
 
     /// Every stream at position 0 (an initial sync).
     public static let zero = StreamToken()
 
     public init() {
-        positions = Array(repeating: 0, count: SyncStream.allCases.count)
+        positions = Positions()
+        assert(SyncStream.allCases.count == Positions.count, "StreamToken.Positions must hold every stream")
     }
 
     public init(_ positions: [SyncStream: Int64]) {
@@ -73,12 +108,12 @@ public struct StreamToken: Sendable, Hashable, CustomStringConvertible {
 
     /// True if any stream of `self` is ahead of the same stream in `other`.
     public func isAhead(of other: StreamToken) -> Bool {
-        zip(positions, other.positions).contains { $0 > $1 }
+        positions.indices.contains { positions[$0] > other.positions[$0] }
     }
 
     /// The serialized, opaque form.
     public var serialized: String {
-        "s" + positions.map(String.init).joined(separator: "_")
+        "s" + positions.indices.map { String(positions[$0]) }.joined(separator: "_")
     }
 
     public var description: String { serialized }
@@ -97,7 +132,7 @@ public struct StreamToken: Sendable, Hashable, CustomStringConvertible {
             var digits = 0
             for byte in bytes[1...] {
                 if byte == UInt8(ascii: "_") {
-                    guard digits > 0, index < positions.count - 1 else { throw Self.invalid }
+                    guard digits > 0, index < Positions.count - 1 else { throw Self.invalid }
                     positions[index] = value
                     index += 1
                     value = 0
