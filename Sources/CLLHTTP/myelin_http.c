@@ -52,6 +52,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t length) {
     myelin_http *h = (myelin_http *)p;
     if (h->in_value || h->header_count == 0) {
         if (h->header_count == MYELIN_HTTP_MAX_HEADERS) { h->error = MYELIN_HTTP_TOO_MANY_HEADERS; return HPE_USER; }
+        if (h->header_count == h->header_capacity) {
+            /* Grown on demand: a connection holds room for the headers it has seen, not the
+               maximum (memory per idle long-poll). */
+            uint32_t capacity = h->header_capacity ? h->header_capacity * 2 : 16;
+            if (capacity > MYELIN_HTTP_MAX_HEADERS) capacity = MYELIN_HTTP_MAX_HEADERS;
+            myelin_http_header *grown = realloc(h->headers, capacity * sizeof(myelin_http_header));
+            if (!grown) { h->error = MYELIN_HTTP_TOO_MANY_HEADERS; return HPE_USER; }
+            h->headers = grown;
+            h->header_capacity = capacity;
+        }
         myelin_http_header *e = &h->headers[h->header_count++];
         e->name_offset = h->arena_length;
         e->name_length = 0;
@@ -128,6 +138,9 @@ void myelin_http_release(myelin_http *h) {
     free(h->arena);
     h->arena = NULL;
     h->arena_capacity = 0;
+    free(h->headers);
+    h->headers = NULL;
+    h->header_capacity = 0;
 }
 
 int myelin_http_execute(myelin_http *h, const char *data, size_t length) {

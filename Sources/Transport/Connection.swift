@@ -236,8 +236,7 @@ final class Connection {
         }
         var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(Int(p.header_count))
-        withUnsafeBytes(of: p.headers) { raw in
-            let headers = raw.bindMemory(to: myelin_http_header.self)
+        if let headers = p.headers {
             for i in 0..<Int(p.header_count) {
                 let h = headers[i]
                 fields.append((text(h.name_offset, h.name_length), text(h.value_offset, h.value_length)))

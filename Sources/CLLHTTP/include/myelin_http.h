@@ -38,7 +38,8 @@ struct myelin_http {
     char *arena;                   // target and header bytes of the current head
     uint32_t arena_length, arena_capacity, head_limit;
     uint32_t target_offset, target_length;
-    myelin_http_header headers[MYELIN_HTTP_MAX_HEADERS];
+    myelin_http_header *headers;   // grown on demand up to MYELIN_HTTP_MAX_HEADERS
+    uint32_t header_capacity;
     uint32_t header_count;
     uint8_t in_value;              // the last span was a header value
     uint8_t error;                 // enum myelin_http_error
