@@ -25,13 +25,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server():
+def _start(config_text):
+    """Starts myelin with `config_text` on a free port; yields its base URL; stops it."""
     port = _free_port()
     data = tempfile.mkdtemp(prefix="myelin-interop-")
     config = os.path.join(data, "myelin.yaml")
     with open(config, "w") as f:
-        f.write("server_name: interop.test\nlogging:\n  access_log: false\n")
+        f.write(config_text)
     proc = subprocess.Popen([_binary(), "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
                              "--data-dir", os.path.join(data, "data")])
     base = f"http://127.0.0.1:{port}"
@@ -47,29 +47,15 @@ def server():
     yield base
     proc.terminate()
     assert proc.wait(timeout=15) == 0, "myelin did not exit cleanly on SIGTERM"
+
+
+@pytest.fixture(scope="session")
+def server():
+    yield from _start("server_name: interop.test\nlogging:\n  access_log: false\n")
 
 
 @pytest.fixture(scope="module")
 def open_server():
     """A server with rate limits off, for tests that register several users and send a lot."""
-    port = _free_port()
-    data = tempfile.mkdtemp(prefix="myelin-interop-")
-    config = os.path.join(data, "myelin.yaml")
-    with open(config, "w") as f:
-        f.write("server_name: interop.test\nregistration:\n  enabled: true\nrate_limits:\n  enabled: false\n"
-                "logging:\n  access_log: false\n")
-    proc = subprocess.Popen([_binary(), "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
-                             "--data-dir", os.path.join(data, "data")])
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("myelin did not start")
-    yield base
-    proc.terminate()
-    assert proc.wait(timeout=15) == 0, "myelin did not exit cleanly on SIGTERM"
+    yield from _start("server_name: interop.test\nregistration:\n  enabled: true\nrate_limits:\n  enabled: false\n"
+                      "logging:\n  access_log: false\n")

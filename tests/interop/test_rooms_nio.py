@@ -7,16 +7,7 @@ import uuid
 
 import nio
 
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def user(server, name):
-    client = nio.AsyncClient(server, name)
-    reply = await client.register(name, "pass-" + name)
-    assert isinstance(reply, nio.RegisterResponse), reply
-    return client
+from nio_users import run, user
 
 
 def test_rooms_with_nio(open_server):
