@@ -155,15 +155,8 @@ public actor RoomActor: RegistryMember {
     public func timeline(after: Int64, upTo: Int64, limit: Int,
                          include: (PersistedEvent) -> Bool = { _ in true }) -> (events: [PersistedEvent], limited: Bool)? {
         guard let room else { return ([], false) }
-        var picked: [PersistedEvent] = []
-        for event in room.recent.reversed() where event.streamOrdering <= upTo {
-            if event.streamOrdering <= after { break }
-            guard include(event) else { continue }
-            if picked.count == limit { return (picked.reversed(), true) }
-            picked.append(event)
-        }
-        if after >= room.recentFloor { return (picked.reversed(), false) }
-        return nil
+        return PersistedEvent.newest(in: room.recent, floor: room.recentFloor, after: after, upTo: upTo, limit: limit,
+                                     include: include)
     }
 
     // MARK: Writes

@@ -123,3 +123,22 @@ public struct EventDraft: Sendable {
 /// A room actor stopped (deactivated or failed) before handling the request; the caller
 /// asks the registry again. `Rooms.send` does so.
 public struct RoomActorUnavailable: Error, Sendable {}
+
+extension PersistedEvent {
+    /// The newest events of `ring` (oldest first, every event after `floor`) with positions
+    /// in `(after, upTo]` that pass `include`: at most `limit`, and whether older matching
+    /// ones exist in that range; nil when the ring cannot tell (it starts after `after` and
+    /// holds fewer than `limit` matches). Shared by the room actor's ring and the App's index.
+    public static func newest(in ring: [PersistedEvent], floor: Int64, after: Int64, upTo: Int64, limit: Int,
+                              include: (PersistedEvent) -> Bool) -> (events: [PersistedEvent], limited: Bool)? {
+        var picked: [PersistedEvent] = []
+        for event in ring.reversed() where event.streamOrdering <= upTo {
+            if event.streamOrdering <= after { break }
+            guard include(event) else { continue }
+            if picked.count == limit { return (picked.reversed(), true) }
+            picked.append(event)
+        }
+        if after >= floor { return (picked.reversed(), false) }
+        return nil
+    }
+}

@@ -51,15 +51,6 @@ public final class Rooms: Sendable {
     public func createRoom(creator: UserID, version: RoomVersion = .recommendedDefault,
                            createContent: [String: JSON] = [:], joinRule: String = "invite",
                            extra: [EventDraft] = []) async throws -> (RoomID, [PersistedEvent]) {
-        let builder = EventBuilder(roomVersion: version, signingKey: context.signingKey, serverName: context.serverName)
-        let wallClock = currentTimeMillis()
-        let now = lastCreateTS.withLock { last in
-            last = max(wallClock, last + 1)
-            return last
-        }
-        let requestedID: RoomID? = version.hashBasedRoomIDs ? nil : try RoomID(parsing: "!\(Self.opaqueID()):\(context.serverName)")
-        let create = try builder.createEvent(creator: creator, content: createContent, roomID: requestedID, originServerTS: now)
-        let roomID = create.effectiveRoomID
         var power: [String: JSON] = [
             "users_default": 0, "events_default": 0, "state_default": 50, "ban": 50, "kick": 50,
             "redact": 50, "invite": 50,
@@ -72,7 +63,7 @@ public final class Rooms: Sendable {
             EventDraft(type: "m.room.join_rules", sender: creator, stateKey: "", content: ["join_rule": .string(joinRule)]),
             EventDraft(type: "m.room.history_visibility", sender: creator, stateKey: "", content: ["history_visibility": "shared"]),
         ] + extra
-        return try await createActor(roomID: roomID, version: version, create: create, initial: initial)
+        return try await createRoom(creator: creator, version: version, createContent: createContent) { _ in initial }
     }
 
     /// Creates a room from a full initial sequence: `m.room.create` (its content completed
@@ -93,7 +84,7 @@ public final class Rooms: Sendable {
     }
 
     private func createActor(roomID: RoomID, version: RoomVersion, create: PDU,
-                        initial: [EventDraft]) async throws -> (RoomID, [PersistedEvent]) {
+                             initial: [EventDraft]) async throws -> (RoomID, [PersistedEvent]) {
         let actor = try await registry.get(roomID)
         do {
             return (roomID, try await actor.create(version: version, create: create, initial: initial))

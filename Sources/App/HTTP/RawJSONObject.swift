@@ -5,29 +5,25 @@ import Transport
 /// sync and `/messages` assemble responses by concatenation instead of decoding and
 /// re-encoding every event (ARCHITECTURE.md, "Events are federation-ready").
 struct RawJSONObject {
-    private(set) var bytes: [UInt8] = [UInt8(ascii: "{")]
-    private var empty = true
+    private var writer: JSONStreamWriter
+    private var members = 0
 
-    init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
-
-    var isEmpty: Bool { empty }
-
-    private mutating func key(_ name: String) {
-        if !empty { bytes.append(UInt8(ascii: ",")) }
-        empty = false
-        JSON.string(name).encode(into: &bytes)
-        bytes.append(UInt8(ascii: ":"))
+    init(capacity: Int = 256) {
+        writer = JSONStreamWriter(capacity: capacity)
+        writer.beginObject()
     }
+
+    var isEmpty: Bool { members == 0 }
 
     /// A member whose value is encoded JSON bytes.
     mutating func raw(_ name: String, _ value: [UInt8]) {
-        key(name)
-        bytes += value
+        members += 1
+        writer.raw(name, value)
     }
 
     mutating func value(_ name: String, _ value: JSON) {
-        key(name)
-        value.encode(into: &bytes)
+        members += 1
+        writer.value(name, value)
     }
 
     mutating func object(_ name: String, _ object: RawJSONObject) {
@@ -35,9 +31,9 @@ struct RawJSONObject {
     }
 
     func finish() -> [UInt8] {
-        var out = bytes
-        out.append(UInt8(ascii: "}"))
-        return out
+        var done = writer
+        done.endObject()
+        return done.bytes
     }
 
     /// A JSON array of encoded elements.

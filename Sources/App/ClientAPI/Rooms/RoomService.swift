@@ -358,15 +358,8 @@ final class RoomIndex: Sendable {
         return state.withLock { state in
             guard let entry = state.rooms[room] else { return nil }
             if entry.lastUsed != now { state.rooms[room]!.lastUsed = now }
-            var picked: [PersistedEvent] = []
-            for event in entry.recent.reversed() where event.streamOrdering <= upTo {
-                if event.streamOrdering <= after { break }
-                guard include(event) else { continue }
-                if picked.count == limit { return (picked.reversed(), true) }
-                picked.append(event)
-            }
-            if after >= entry.floor { return (picked.reversed(), false) }
-            return nil
+            return PersistedEvent.newest(in: entry.recent, floor: entry.floor, after: after, upTo: upTo, limit: limit,
+                                         include: include)
         }
     }
 
