@@ -466,6 +466,7 @@ struct RoomTests {
                 "initial_state": [["type": "m.room.join_rules", "content": [
                     "join_rule": "restricted", "allow": [["type": "m.room_membership", "room_id": .string(space)]]]]],
             ]).json["room_id"]?.stringValue)
+            // An invite-only child: listed in the space's children_state, not in the walk for bob.
             let hidden = try #require(try await alice.call("POST", "/createRoom", ["name": "Hidden"]).json["room_id"]?.stringValue)
             for (child, suggested) in [(open, true), (restricted, false), (hidden, false)] {
                 #expect(try await alice.call("PUT", "/rooms/\(Self.path(space))/state/m.space.child/\(Self.path(child))",
@@ -491,7 +492,7 @@ struct RoomTests {
             #expect(try await carol.call("POST", "/rooms/\(Self.path(restricted))/join", .object([:])).status == 200)
             let member = try await alice.call("GET", "/rooms/\(Self.path(restricted))/state/m.room.member/@carol:localhost")
             #expect(member.json["join_authorised_via_users_server"] == "@alice:localhost")
-            _ = hidden
+            #expect(!rooms.contains { $0["room_id"]?.stringValue == hidden })
         }
     }
 
