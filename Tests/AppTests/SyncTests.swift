@@ -52,6 +52,17 @@ struct SyncTests {
             #expect(leave.contains { $0["type"] == "m.room.member" && $0["content"]?["membership"] == "leave" && $0["sender"] == "@alice:localhost" })
             #expect(left.json["rooms"]?["join"]?[room] == nil)
 
+            // A rejected invite shows the leave alone: nothing of a room the user never joined.
+            let secret = try #require(try await alice.call("POST", "/createRoom", ["name": "Secret"]).json["room_id"]?.stringValue)
+            _ = try await send(alice, secret, "private words", txn: "secret")
+            #expect(try await alice.call("POST", "/rooms/\(Self.path(secret))/invite", ["user_id": "@bob:localhost"]).status == 200)
+            let beforeReject = try #require(left.json["next_batch"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(secret))/leave", .object([:])).status == 200)
+            let rejected = try await bob.call("GET", "/sync?since=\(beforeReject)")
+            let rejectedRoom = rejected.json["rooms"]?["leave"]?[secret]
+            #expect(rejectedRoom?["timeline"]?["events"]?.arrayValue?.map { $0["type"] } == ["m.room.member"])
+            #expect(rejectedRoom?["state"]?["events"]?.arrayValue?.isEmpty ?? true)
+
             // A malformed since is a 400.
             let bad = try await bob.call("GET", "/sync?since=banana")
             #expect(bad.status == 400)

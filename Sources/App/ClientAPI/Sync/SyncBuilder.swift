@@ -104,7 +104,19 @@ struct SyncBuilder {
                 plans.append(try await strippedRoom(membership, section: membership.membership == "invite" ? .invite : .knock))
             case "leave", "ban":
                 guard (since != nil && changed) || (filter.includeLeave && (since == nil || changed)) else { continue }
-                // A leave that follows an invite we never joined: only the leave event.
+                // A leave that ends an invite or a knock (never joined): the leave event alone,
+                // no room state or history the user never had access to.
+                let eventID = membership.eventID
+                let leaveRow = try await app.database.read { db in try RoomClientStore.event(db, eventID: eventID) }
+                if let leaveRow,
+                   (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != "join" {
+                    var plan = RoomPlan(roomID: membership.roomID, section: .leave)
+                    plan.timeline = [TimelineEvent(position: leaveRow.streamOrdering, eventID: leaveRow.eventID, type: leaveRow.type,
+                                                   stateKey: leaveRow.stateKey, sender: leaveRow.sender, bytes: leaveRow.clientJSON)]
+                    plan.prevBatch = leaveRow.streamOrdering - 1
+                    plans.append(plan)
+                    continue
+                }
                 if var plan = try await joinedRoom(membership.roomID, full: true, after: sinceEvents,
                                                    upper: membership.streamOrdering, receipts: nil, accountData: nil) {
                     plan.section = .leave
