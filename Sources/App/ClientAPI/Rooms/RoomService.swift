@@ -282,6 +282,9 @@ final class RoomIndex: Sendable {
         /// merges them (a load reading the store just before such a commit would miss it).
         var uncachedChanges: [UserID: [String: RoomClientStore.Membership]] = [:]
         var rooms: [String: Room] = [:]
+        /// Newest known position per room, kept when the room's entry is evicted (a few
+        /// bytes a room), so a sync can still tell that an idle room has nothing new.
+        var positions: [String: Int64] = [:]
     }
     private let state = Mutex(State())
     let ringSize: Int
@@ -340,7 +343,15 @@ final class RoomIndex: Sendable {
     }
 
     /// The newest position written in `room` since start (nil if none).
-    func lastPosition(of room: String) -> Int64? { state.withLock { $0.rooms[room]?.lastPosition } }
+    func lastPosition(of room: String) -> Int64? { state.withLock { $0.positions[room] } }
+
+    /// Records a room's newest position learned from its actor (after a restart or an
+    /// eviction), unless a write already recorded a newer one.
+    func notePosition(_ position: Int64, of room: String) {
+        state.withLock { state in
+            if (state.positions[room] ?? -1) < position { state.positions[room] = position }
+        }
+    }
 
     func historyVisibility(of room: String) -> String? { state.withLock { $0.rooms[room]?.historyVisibility } }
 
@@ -385,6 +396,7 @@ final class RoomIndex: Sendable {
             var entry = state.rooms[room] ?? Room(floor: first.streamOrdering - 1)
             entry.lastUsed = now
             entry.lastPosition = max(entry.lastPosition, last.streamOrdering)
+            state.positions[room] = max(state.positions[room] ?? 0, last.streamOrdering)
             if let visibility { entry.historyVisibility = visibility }
             if !redacted.isEmpty {
                 for index in entry.recent.indices {

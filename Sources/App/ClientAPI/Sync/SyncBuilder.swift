@@ -207,6 +207,8 @@ struct SyncBuilder {
             if let resolvedActor { return resolvedActor }
             let found = try await service.rooms.room(roomID)
             resolvedActor = found
+            // Known from now on, so later syncs skip this room while it stays idle.
+            service.index.notePosition(await found.lastStreamOrdering, of: room)
             return found
         }
         let limit = filter.timeline.limit ?? Sync.defaultTimelineLimit
