@@ -68,12 +68,13 @@ let package = Package(
 
         .executableTarget(name: "myelin-micro", dependencies: ["Matrix"], path: "bench/Micro", swiftSettings: strict),
 
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "CTestSupport", path: "Tests/CTestSupport"),
+        .target(name: "TestSupport", dependencies: ["CTestSupport"], path: "Tests/TestSupport", swiftSettings: strict),
         .target(name: "StorageTestSupport", dependencies: ["Persistence"], path: "Tests/StorageTestSupport", swiftSettings: strict),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),
         .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "StorageTestSupport"], swiftSettings: strict),
-        .testTarget(name: "ActorsTests", dependencies: ["Actors", "StorageTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ActorsTests", dependencies: ["Actors", "StorageTestSupport", "TestSupport"], swiftSettings: strict),
         // The child process of the SIGKILL crash-safety test in ActorsTests.
         .executableTarget(name: "myelin-crash-driver", dependencies: ["Actors"], path: "Tests/CrashDriver",
                           swiftSettings: strict),

@@ -15,9 +15,24 @@ if [ ! -x "$VENV/bin/pytest" ] || ! cmp -s tests/interop/requirements.txt "$VENV
   "$VENV/bin/pip" install -q -r tests/interop/requirements.txt
   cp tests/interop/requirements.txt "$VENV/requirements.installed"
 fi
-MYELIN_BIN="$(swift build --show-bin-path)/myelin" "$VENV/bin/pytest" -q -p no:cacheprovider tests/interop
+# Every stage runs under a watchdog, far above its usual time (the whole suite takes a few
+# minutes), so that a hang fails CI with a message instead of eating its time budget. The
+# Swift tests get SIGQUIT first: the Swift runtime then prints every thread's backtrace.
+# Output is line-buffered so that the log shows the last test that ran.
+export SWIFT_BACKTRACE="${SWIFT_BACKTRACE:-enable=yes,threads=all,interactive=no}"
+watchdog() {
+  local seconds=$1; shift
+  local status=0
+  timeout -s QUIT -k 60 "$seconds" stdbuf -oL -eL "$@" || status=$?
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "test.sh: '$*' did not finish within $seconds s (watchdog)" >&2
+  fi
+  return "$status"
+}
+
+MYELIN_BIN="$(swift build --show-bin-path)/myelin" watchdog 900 "$VENV/bin/pytest" -q -p no:cacheprovider tests/interop
 
 # The load harness checks its own HTTP parsing against crafted bytes.
-"$(swift build --show-bin-path)/myelin-bench" selftest
+watchdog 120 "$(swift build --show-bin-path)/myelin-bench" selftest
 
-scripts/with-postgres.sh swift test --skip-build "$@"
+watchdog 1200 scripts/with-postgres.sh swift test --skip-build "$@"

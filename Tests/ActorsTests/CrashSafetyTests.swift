@@ -2,6 +2,7 @@ import Foundation
 import Matrix
 import Persistence
 import Synchronization
+import TestSupport
 import Testing
 @testable import Actors
 
@@ -31,28 +32,23 @@ struct CrashSafetyTests {
     /// Starts the driver, waits for `acks` acknowledgements, SIGKILLs it, and returns every
     /// complete acknowledgement line it printed.
     static func runAndKill(_ arguments: [String], acks wanted: Int) async throws -> [Ack] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: driverPath)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.standardError
-        let (lines, continuation) = AsyncStream<[UInt8]>.makeStream()
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                continuation.finish()
-            } else {
-                continuation.yield(Array(data))
-            }
-        }
-        try process.run()
+        let child = try ChildProcess(path: driverPath, arguments: arguments)
         var buffer: [UInt8] = []
         var acks: [Ack] = []
         var killed = false
-        for await chunk in lines {
-            buffer += chunk
+        // A driver that stops acknowledging for a minute is stuck: kill it and fail, rather
+        // than wait for ever.
+        readLoop: while true {
+            switch try await blocking({ child.read(timeoutMs: 60_000) }) {
+            case .endOfFile: break readLoop
+            case .timedOut:
+                Issue.record("the driver printed nothing for 60 s (\(acks.count) acknowledgements so far)")
+                child.signal(SIGKILL)
+                killed = true
+                break readLoop
+            case .bytes(let chunk):
+                buffer += chunk
+            }
             while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = String(decoding: buffer[..<newline], as: UTF8.self)
                 buffer.removeSubrange(...newline)
@@ -63,13 +59,13 @@ struct CrashSafetyTests {
                 }
             }
             if !killed, acks.count >= wanted {
-                kill(process.processIdentifier, SIGKILL)
+                child.signal(SIGKILL)
                 killed = true
             }
         }
-        if !killed { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal, "the driver must die by SIGKILL, not exit")
+        if !killed { child.signal(SIGKILL) }
+        let termination = try await blocking { child.wait() }
+        #expect(termination == .signalled(SIGKILL), "the driver must die by SIGKILL, not exit")
         return acks
     }
 
