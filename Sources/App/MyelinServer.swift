@@ -28,8 +28,9 @@ final class MyelinServer: Sendable {
         database = try await Database.open(configuration.databaseConfiguration, logger: logger)
         let accounts = try await Accounts(configuration: configuration, database: database, logger: logger)
         let roomService = try await RoomService(configuration: configuration, database: database, signingKey: key)
+        let keys = try await KeyService(database: database, fanout: roomService.fanout)
         let app = MyelinApp(configuration: configuration, signingKey: key, database: database, accounts: accounts,
-                            roomService: roomService, logger: logger)
+                            roomService: roomService, keys: keys, logger: logger)
         self.app = app
         maintenance = Task.detached { await roomService.runMaintenance() }
         let workers = WorkerPool(threads: configuration.transport.workers)

@@ -9,6 +9,7 @@ enum Endpoints {
         SynapseAdmin.register(&routes)
         AccountEndpoints.register(&routes)
         RoomEndpoints.register(&routes)
+        Keys.register(&routes)
     }
 }
 

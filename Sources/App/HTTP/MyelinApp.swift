@@ -17,6 +17,7 @@ final class MyelinApp: HTTPResponder {
     let database: Database
     let accounts: Accounts
     let roomService: RoomService
+    let keys: KeyService
     let logger: Logger
     let accessLogger: Logger?
     let startedAt: Int64
@@ -30,12 +31,13 @@ final class MyelinApp: HTTPResponder {
     let router: Router
 
     init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts,
-         roomService: RoomService, logger: Logger) {
+         roomService: RoomService, keys: KeyService, logger: Logger) {
         self.configuration = configuration
         self.signingKey = signingKey
         self.database = database
         self.accounts = accounts
         self.roomService = roomService
+        self.keys = keys
         self.logger = logger
         var access = Logger(label: "myelin.access")
         access.logLevel = logger.logLevel

@@ -38,6 +38,8 @@ enum Devices {
                 }
                 device.displayName = text
                 try await accounts.database.accounts.upsertDevice(device)
+                // Other users show device names from /keys/query: tell them to fetch again.
+                try await context.app.keys.deviceListChanged(requester.userID)
             }
             return .json([:])
         }
@@ -46,7 +48,7 @@ enum Devices {
             let requester = try await accounts.authenticate(context)
             let body = try await optionalBody(context)
             try await authorizeDeletion(requester: requester, body: body, accounts: accounts)
-            try await delete([context.parameter("deviceId")], of: requester, accounts: accounts)
+            try await delete([context.parameter("deviceId")], of: requester, app: context.app)
             return .json([:])
         }
         routes.client(.post, "/delete_devices") { context in
@@ -59,7 +61,7 @@ enum Devices {
                 return id
             }
             try await authorizeDeletion(requester: requester, body: body, accounts: accounts)
-            try await delete(ids, of: requester, accounts: accounts)
+            try await delete(ids, of: requester, app: context.app)
             return .json([:])
         }
     }
@@ -97,12 +99,16 @@ enum Devices {
         try await uia.check(body, accounts: accounts)
     }
 
-    static func delete(_ ids: [String], of requester: Requester, accounts: Accounts) async throws {
+    /// Deletes devices with their tokens and keys; the user's room peers learn it from the
+    /// device-list stream.
+    static func delete(_ ids: [String], of requester: Requester, app: MyelinApp) async throws {
+        let accounts = app.accounts
         let user = requester.userID.rawValue
         try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: ids)
         for id in ids {
             accounts.tokens.removeAll(userID: user, deviceID: id)
             accounts.lastSeen.forget(userID: user, deviceID: id)
         }
+        try await app.keys.deviceListChanged(requester.userID, removedDevices: ids)
     }
 }

@@ -18,6 +18,7 @@ enum Login {
                 try await accounts.database.accounts.deleteDevice(userID: requester.userID.rawValue, deviceID: device)
                 accounts.tokens.removeAll(userID: requester.userID.rawValue, deviceID: device)
                 accounts.lastSeen.forget(userID: requester.userID.rawValue, deviceID: device)
+                try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
             } else {
                 try await accounts.database.accounts.deleteAccessToken(hash: requester.tokenHash)
             }
@@ -33,6 +34,7 @@ enum Login {
             try await accounts.database.accounts.deleteAccessTokens(userID: user, deviceID: nil)
             accounts.tokens.removeAll(userID: user)
             accounts.lastSeen.forget(userID: user)
+            try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
             return .json([:])
         }
         routes.client(.get, "/account/whoami") { context in

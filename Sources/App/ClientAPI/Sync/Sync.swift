@@ -111,6 +111,7 @@ enum Sync {
         token[.typing] = service.typing.position
         token[.toDevice] = service.toDeviceStream.visiblePosition
         token[.presence] = app.accounts.presenceStream.visiblePosition
+        token[.deviceLists] = app.keys.deviceListStream.visiblePosition
         return token
     }
 

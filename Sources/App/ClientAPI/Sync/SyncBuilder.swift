@@ -168,7 +168,22 @@ struct SyncBuilder {
             }
         }
 
-        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty && toDevice.isEmpty && presence.isEmpty { return nil }
+        // Device lists: whose keys to re-fetch or stop tracking (incremental syncs only). The
+        // membership part runs only when a room's membership may have moved.
+        var deviceLists: (changed: [String], left: [String]) = ([], [])
+        if let since {
+            let membershipsMoved = plans.contains { plan in
+                plan.section == .leave || plan.limited || !plan.stateIDs.isEmpty
+                    || plan.timeline.contains { $0.type == "m.room.member" }
+            }
+            deviceLists = try await app.keys.changes(for: user, since: since, upTo: upTo, membershipsMoved: membershipsMoved)
+        }
+
+        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty && toDevice.isEmpty && presence.isEmpty
+            && deviceLists.changed.isEmpty && deviceLists.left.isEmpty { return nil }
+
+        var keyCounts: KeyService.DeviceKeyCounts?
+        if !request.device.isEmpty { keyCounts = try await app.keys.counts(of: user, device: request.device) }
 
         // One read for every state event's client bytes.
         let stateIDs = plans.flatMap(\.stateIDs)
@@ -180,7 +195,7 @@ struct SyncBuilder {
         var token = upTo
         token[.toDevice] = toDeviceNext
         return assemble(plans, stateBytes: stateBytes, accountData: globalAccountData, toDevice: toDevice,
-                        presence: presence, token: token)
+                        presence: presence, deviceLists: deviceLists, keyCounts: keyCounts, token: token)
     }
 
     // MARK: joined (and left) rooms
@@ -428,7 +443,8 @@ struct SyncBuilder {
     // MARK: assembly
 
     func assemble(_ plans: [RoomPlan], stateBytes: [String: [UInt8]], accountData: [[UInt8]], toDevice: [[UInt8]],
-                  presence: [[UInt8]], token: StreamToken) -> [UInt8] {
+                  presence: [[UInt8]], deviceLists: (changed: [String], left: [String]) = ([], []),
+                  keyCounts: KeyService.DeviceKeyCounts? = nil, token: StreamToken) -> [UInt8] {
         var capacity = 512
         for plan in plans {
             capacity += 400 + plan.timeline.reduce(0) { $0 + $1.bytes.count + 1 }
@@ -488,7 +504,18 @@ struct SyncBuilder {
         if !presence.isEmpty { out.events("presence", presence) }
         if !accountData.isEmpty { out.events("account_data", accountData) }
         if !toDevice.isEmpty { out.events("to_device", toDevice) }
-        out.value("device_one_time_keys_count", .object([:]))
+        if !deviceLists.changed.isEmpty || !deviceLists.left.isEmpty {
+            out.beginObject("device_lists")
+            if !deviceLists.changed.isEmpty { out.value("changed", .array(deviceLists.changed.map { .string($0) })) }
+            if !deviceLists.left.isEmpty { out.value("left", .array(deviceLists.left.map { .string($0) })) }
+            out.endObject()
+        }
+        // Always present, as in Synapse (clients decide from it whether to upload more keys).
+        let counts = keyCounts?.oneTimeKeys ?? ["signed_curve25519": 0]
+        out.value("device_one_time_keys_count", .object(counts.mapValues { .int(Int64($0)) }))
+        let fallback = JSON.array((keyCounts?.unusedFallbackTypes ?? []).map { .string($0) })
+        out.value("device_unused_fallback_key_types", fallback)
+        out.value("org.matrix.msc2732.device_unused_fallback_key_types", fallback)
         out.endObject()
         return out.bytes
     }

@@ -1,0 +1,302 @@
+import Actors
+import Matrix
+import Persistence
+import Transport
+
+/// The key-management API of end-to-end encryption (spec: client-server API, "End-to-End
+/// Encryption", "Key management API" and "Cross-signing"): `POST /keys/upload`, `/keys/query`,
+/// `/keys/claim`, `GET /keys/changes`, `POST /keys/device_signing/upload` and
+/// `/keys/signatures/upload`. Local users only (federation comes later: remote users are
+/// reported under `failures`). Keys are stored as uploaded; signatures made with
+/// cross-signing keys are stored apart and merged in when keys are served.
+enum Keys {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.post, "/keys/upload", upload)
+        routes.client(.post, "/keys/query", query)
+        routes.client(.post, "/keys/claim", claim)
+        routes.client(.get, "/keys/changes", changes)
+        routes.client(.post, "/keys/device_signing/upload", versions: ["v3", "unstable"], uploadCrossSigning)
+        routes.client(.post, "/keys/signatures/upload", versions: ["v3", "unstable"], uploadSignatures)
+    }
+
+    // MARK: upload
+
+    static func upload(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        guard let device = requester.deviceID else { throw MatrixError(.unknown, "This access token has no device", status: 400) }
+        let body = try await context.jsonObject()
+        let userID = requester.userID.rawValue
+
+        var deviceKeys: [UInt8]?
+        if let value = body["device_keys"], value != .null {
+            guard let object = value.objectValue else { throw MatrixError(.badJSON, "device_keys must be an object") }
+            guard object["user_id"]?.stringValue == userID, object["device_id"]?.stringValue == device else {
+                throw MatrixError(.invalidParam, "device_keys.user_id and device_id must be those of the access token's device")
+            }
+            guard object["algorithms"]?.arrayValue != nil, object["keys"]?.objectValue != nil else {
+                throw MatrixError(.badJSON, "device_keys needs algorithms and keys")
+            }
+            deviceKeys = value.encoded()
+        }
+        let newDeviceKeys = deviceKeys
+        let oneTimeKeys = try keyList(body["one_time_keys"], field: "one_time_keys")
+        let fallbackKeys = try keyList(body["fallback_keys"] ?? body["org.matrix.msc2732.fallback_keys"], field: "fallback_keys")
+
+        let keys = app.keys
+        do {
+            try await keys.changingKeys(of: requester.userID) { db in
+                var changed = false
+                if let newDeviceKeys {
+                    changed = try KeyStore.setDeviceKeys(db, userID: userID, deviceID: device, json: newDeviceKeys)
+                }
+                if let conflict = try KeyStore.addOneTimeKeys(db, userID: userID, deviceID: device, keys: oneTimeKeys) {
+                    throw ConflictingKey(key: conflict)
+                }
+                for key in fallbackKeys { try KeyStore.setFallbackKey(db, userID: userID, deviceID: device, key: key) }
+                return ((), changed)
+            }
+        } catch let conflict as ConflictingKey {
+            // As Synapse: a key id is never reused with other key material.
+            throw MatrixError(.unknown, "One time key \(conflict.key.algorithm):\(conflict.key.keyID) already exists", status: 400)
+        }
+        keys.invalidateCounts(requester.userID, device)
+        let counts = try await keys.counts(of: requester.userID, device: device)
+        return .json(["one_time_key_counts": .object(counts.oneTimeKeys.mapValues { .int(Int64($0)) })])
+    }
+
+    struct ConflictingKey: Error { var key: KeyStore.UploadedKey }
+
+    /// `{"algorithm:key_id": key}` as stored keys; a key is an object (signed) or, for old
+    /// unsigned curve25519 keys, a string.
+    static func keyList(_ value: JSON?, field: String) throws -> [KeyStore.UploadedKey] {
+        guard let value, value != .null else { return [] }
+        guard let object = value.objectValue else { throw MatrixError(.badJSON, "\(field) must be an object") }
+        return try object.keys.sorted().map { name in
+            guard let colon = name.firstIndex(of: ":"), colon != name.startIndex, name.index(after: colon) != name.endIndex else {
+                throw MatrixError(.badJSON, "\(field): key name '\(name)' must be algorithm:key_id")
+            }
+            let key = object[name]!
+            guard key.objectValue != nil || key.stringValue != nil else {
+                throw MatrixError(.badJSON, "\(field).\(name) must be an object or a string")
+            }
+            return KeyStore.UploadedKey(algorithm: String(name[..<colon]), keyID: String(name[name.index(after: colon)...]),
+                                        json: key.encoded())
+        }
+    }
+
+    // MARK: query
+
+    static func query(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let body = try await context.jsonObject()
+        guard let requested = body["device_keys"]?.objectValue else { throw MatrixError(.badJSON, "Missing device_keys") }
+        var wanted: [String: Set<String>?] = [:]
+        var failures: [String: JSON] = [:]
+        for (user, devices) in requested {
+            guard let id = try? UserID(parsing: user) else { throw MatrixError(.invalidParam, "Invalid user id \(user)") }
+            guard id.serverName.rawValue == app.configuration.serverName else {
+                failures[id.serverName.rawValue] = ["status": 503, "message": "Federation is not available"]
+                continue
+            }
+            guard let list = devices.arrayValue else { throw MatrixError(.badJSON, "device_keys.\(user) must be a list") }
+            let ids = list.compactMap(\.stringValue)
+            wanted[user] = ids.isEmpty ? .some(nil) : Set(ids)
+        }
+        let users = Array(wanted.keys)
+        let me = requester.userID.rawValue
+        let (deviceRows, crossRows, signatures) = try await app.database.read { db in
+            (try KeyStore.deviceKeys(db, users: users), try KeyStore.crossSigningKeys(db, users: users),
+             try KeyStore.signatures(db, targets: users))
+        }
+        var devices: [DeviceRecord] = []
+        for user in Set(deviceRows.map(\.0)) { devices += try await app.database.accounts.devices(of: user) }
+        // Signatures visible to the requester: a user's own, and the requester's.
+        var extraSignatures: [String: [String: [(String, String, String)]]] = [:]  // user -> key -> (signer, key id, sig)
+        for s in signatures where s.signerUserID == s.targetUserID || s.signerUserID == me {
+            extraSignatures[s.targetUserID, default: [:]][s.targetKey, default: []].append((s.signerUserID, s.signerKeyID, s.signature))
+        }
+        var names: [String: String] = [:]
+        for device in devices { names[device.userID + "|" + device.deviceID] = device.displayName }
+
+        var deviceKeys: [String: JSON] = [:]
+        for user in users { deviceKeys[user] = .object([:]) }
+        for (user, device, bytes) in deviceRows {
+            if let filter = wanted[user], let filter, !filter.contains(device) { continue }
+            guard var key = try? JSON.parse(bytes), case .object = key else { continue }
+            key = merging(extraSignatures[user]?[device], into: key)
+            var unsigned = key["unsigned"]?.objectValue ?? [:]
+            if let name = names[user + "|" + device] { unsigned["device_display_name"] = .string(name) }
+            key = set(key, "unsigned", .object(unsigned))
+            deviceKeys[user] = set(deviceKeys[user]!, device, key)
+        }
+        var master: [String: JSON] = [:], selfSigning: [String: JSON] = [:], userSigning: [String: JSON] = [:]
+        for (user, type, bytes) in crossRows {
+            guard var key = try? JSON.parse(bytes) else { continue }
+            if let publicKey = publicKey(of: key) { key = merging(extraSignatures[user]?[publicKey], into: key) }
+            switch type {
+            case "master": master[user] = key
+            case "self_signing": selfSigning[user] = key
+            case "user_signing" where user == me: userSigning[user] = key
+            default: break
+            }
+        }
+        var response: [String: JSON] = ["device_keys": .object(deviceKeys), "failures": .object(failures)]
+        response["master_keys"] = .object(master)
+        response["self_signing_keys"] = .object(selfSigning)
+        response["user_signing_keys"] = .object(userSigning)
+        return .json(.object(response))
+    }
+
+    /// The public key of a cross-signing key (the value of its only `keys` entry).
+    static func publicKey(of key: JSON) -> String? {
+        key["keys"]?.objectValue?.values.first?.stringValue
+    }
+
+    static func set(_ object: JSON, _ name: String, _ value: JSON) -> JSON {
+        guard var fields = object.objectValue else { return object }
+        fields[name] = value
+        return .object(fields)
+    }
+
+    static func merging(_ extra: [(String, String, String)]?, into key: JSON) -> JSON {
+        guard let extra, !extra.isEmpty else { return key }
+        var signatures = key["signatures"]?.objectValue ?? [:]
+        for (signer, keyID, signature) in extra {
+            var bySigner = signatures[signer]?.objectValue ?? [:]
+            bySigner[keyID] = .string(signature)
+            signatures[signer] = .object(bySigner)
+        }
+        return set(key, "signatures", .object(signatures))
+    }
+
+    // MARK: claim
+
+    static func claim(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        _ = try await app.accounts.authenticate(context)
+        let body = try await context.jsonObject()
+        guard let requested = body["one_time_keys"]?.objectValue else { throw MatrixError(.badJSON, "Missing one_time_keys") }
+        var wanted: [(user: UserID, device: String, algorithm: String)] = []
+        var failures: [String: JSON] = [:]
+        for (user, devices) in requested {
+            guard let id = try? UserID(parsing: user) else { throw MatrixError(.invalidParam, "Invalid user id \(user)") }
+            guard id.serverName.rawValue == app.configuration.serverName else {
+                failures[id.serverName.rawValue] = ["status": 503, "message": "Federation is not available"]
+                continue
+            }
+            guard let devices = devices.objectValue else { throw MatrixError(.badJSON, "one_time_keys.\(user) must be an object") }
+            for (device, algorithm) in devices {
+                guard let algorithm = algorithm.stringValue else { throw MatrixError(.badJSON, "algorithms must be strings") }
+                wanted.append((id, device, algorithm))
+            }
+        }
+        let frozen = wanted
+        let claimed = try await app.database.write { db in
+            try frozen.map { want in
+                (want, try KeyStore.claim(db, userID: want.user.rawValue, deviceID: want.device, algorithm: want.algorithm))
+            }
+        }
+        var keys: [String: JSON] = [:]
+        for (want, key) in claimed {
+            app.keys.invalidateCounts(want.user, want.device)
+            guard let (keyID, bytes) = key, let value = try? JSON.parse(bytes) else { continue }
+            let user = want.user.rawValue
+            var byDevice = keys[user]?.objectValue ?? [:]
+            byDevice[want.device] = .object([want.algorithm + ":" + keyID: value])
+            keys[user] = .object(byDevice)
+        }
+        return .json(["one_time_keys": .object(keys), "failures": .object(failures)])
+    }
+
+    // MARK: changes
+
+    static func changes(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let raw = context.rawQueryValues(["from", "to"])
+        guard let fromText = raw[0], let toText = raw[1] else { throw MatrixError(.missingParam, "from and to are required") }
+        let from = try StreamToken(parsing: PercentDecoding.decode(Substring(fromText)) ?? fromText)
+        let to = try StreamToken(parsing: PercentDecoding.decode(Substring(toText)) ?? toText)
+        let result = try await app.keys.changes(for: requester.userID, since: from, upTo: to, membershipsMoved: true)
+        return .json(["changed": .array(result.changed.map { .string($0) }), "left": .array(result.left.map { .string($0) })])
+    }
+
+    // MARK: cross-signing
+
+    static func uploadCrossSigning(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let body = try await context.jsonObject()
+        let userID = requester.userID.rawValue
+        var uploads: [(type: String, json: [UInt8])] = []
+        for (field, type) in [("master_key", "master"), ("self_signing_key", "self_signing"), ("user_signing_key", "user_signing")] {
+            guard let key = body[field], key != .null else { continue }
+            guard key.objectValue != nil, key["user_id"]?.stringValue == userID else {
+                throw MatrixError(.invalidParam, "\(field).user_id must be the requester's")
+            }
+            guard key["usage"]?.arrayValue?.contains(.string(type)) == true else {
+                throw MatrixError(.invalidParam, "\(field).usage must contain '\(type)'")
+            }
+            guard let keys = key["keys"]?.objectValue, keys.count == 1, keys.values.first?.stringValue != nil else {
+                throw MatrixError(.invalidParam, "\(field).keys must hold exactly one key")
+            }
+            uploads.append((type, key.encoded()))
+        }
+        // Replacing an existing master key needs the account's password (or the dummy stage
+        // for a password-less account); the first upload does not.
+        let existing = try await app.database.read { db in try KeyStore.crossSigningKeys(db, users: [userID]) }
+        let storedMaster = existing.first { $0.1 == "master" }?.2
+        if let storedMaster, let newMaster = uploads.first(where: { $0.type == "master" })?.json, newMaster != storedMaster {
+            try await Devices.authorizeDeletion(requester: requester, body: body, accounts: app.accounts)
+        } else if storedMaster == nil, !uploads.contains(where: { $0.type == "master" }), !uploads.isEmpty {
+            throw MatrixError(.invalidParam, "Upload a master key first")
+        }
+        let frozen = uploads
+        try await app.keys.changingKeys(of: requester.userID) { db in
+            var changed = false
+            for upload in frozen where try KeyStore.setCrossSigningKey(db, userID: userID, type: upload.type, json: upload.json) {
+                changed = true
+            }
+            return ((), changed)
+        }
+        return .json([:])
+    }
+
+    static func uploadSignatures(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let body = try await context.jsonObject()
+        let me = requester.userID.rawValue
+        var signatures: [KeyStore.Signature] = []
+        var targets = Set<String>()
+        var failures: [String: JSON] = [:]
+        for (user, keys) in body {
+            guard let keys = keys.objectValue else { throw MatrixError(.badJSON, "\(user) must be an object") }
+            for (keyID, signed) in keys {
+                guard let mine = signed["signatures"]?[me]?.objectValue, !mine.isEmpty else {
+                    var userFailures = failures[user]?.objectValue ?? [:]
+                    userFailures[keyID] = ["errcode": "M_INVALID_SIGNATURE", "error": .string("No signature by \(me)")]
+                    failures[user] = .object(userFailures)
+                    continue
+                }
+                for (signerKeyID, value) in mine {
+                    guard let signature = value.stringValue else { continue }
+                    signatures.append(KeyStore.Signature(signerUserID: me, signerKeyID: signerKeyID, targetUserID: user,
+                                                         targetKey: keyID, signature: signature))
+                }
+                targets.insert(user)
+            }
+        }
+        let frozen = signatures
+        try await app.keys.changingKeys(of: requester.userID) { db in
+            for signature in frozen { try KeyStore.addSignature(db, signature) }
+            return ((), !frozen.isEmpty)
+        }
+        for target in targets where target != me {
+            if let id = try? UserID(parsing: target) { try await app.keys.changingKeys(of: id) { _ in ((), true) } }
+        }
+        return .json(["failures": .object(failures)])
+    }
+}

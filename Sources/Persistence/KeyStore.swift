@@ -1,0 +1,355 @@
+extension Schema {
+    /// End-to-end encryption keys (spec: "End-to-End Encryption", key management API):
+    /// device identity keys, one-time and fallback keys, cross-signing keys and the
+    /// signatures made with them, and the device-list stream that tells a user's room peers
+    /// to re-query their keys.
+    static let e2eKeys = Migration(
+        version: 66, name: "e2e_keys",
+        sqlite: """
+            CREATE TABLE e2e_device_keys (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                key_json BLOB NOT NULL,
+                PRIMARY KEY (user_id, device_id)
+            );
+            CREATE TABLE e2e_one_time_keys (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                algorithm TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                key_json BLOB NOT NULL,
+                PRIMARY KEY (user_id, device_id, algorithm, key_id)
+            );
+            CREATE TABLE e2e_fallback_keys (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                algorithm TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                key_json BLOB NOT NULL,
+                used INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (user_id, device_id, algorithm)
+            );
+            CREATE TABLE e2e_cross_signing_keys (
+                user_id TEXT NOT NULL,
+                key_type TEXT NOT NULL,
+                key_json BLOB NOT NULL,
+                PRIMARY KEY (user_id, key_type)
+            );
+            CREATE TABLE e2e_signatures (
+                signer_user_id TEXT NOT NULL,
+                signer_key_id TEXT NOT NULL,
+                target_user_id TEXT NOT NULL,
+                target_key TEXT NOT NULL,
+                signature TEXT NOT NULL,
+                PRIMARY KEY (target_user_id, target_key, signer_user_id, signer_key_id)
+            );
+            CREATE TABLE device_lists_stream (
+                stream_id INTEGER NOT NULL,
+                user_id TEXT NOT NULL
+            );
+            CREATE INDEX device_lists_stream_by_position ON device_lists_stream (stream_id);
+            """,
+        postgres: """
+            CREATE TABLE e2e_device_keys (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                key_json BYTEA NOT NULL,
+                PRIMARY KEY (user_id, device_id)
+            );
+            CREATE TABLE e2e_one_time_keys (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                algorithm TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                key_json BYTEA NOT NULL,
+                PRIMARY KEY (user_id, device_id, algorithm, key_id)
+            );
+            CREATE TABLE e2e_fallback_keys (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                algorithm TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                key_json BYTEA NOT NULL,
+                used INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (user_id, device_id, algorithm)
+            );
+            CREATE TABLE e2e_cross_signing_keys (
+                user_id TEXT NOT NULL,
+                key_type TEXT NOT NULL,
+                key_json BYTEA NOT NULL,
+                PRIMARY KEY (user_id, key_type)
+            );
+            CREATE TABLE e2e_signatures (
+                signer_user_id TEXT NOT NULL,
+                signer_key_id TEXT NOT NULL,
+                target_user_id TEXT NOT NULL,
+                target_key TEXT NOT NULL,
+                signature TEXT NOT NULL,
+                PRIMARY KEY (target_user_id, target_key, signer_user_id, signer_key_id)
+            );
+            CREATE TABLE device_lists_stream (
+                stream_id BIGINT NOT NULL,
+                user_id TEXT NOT NULL
+            );
+            CREATE INDEX device_lists_stream_by_position ON device_lists_stream (stream_id);
+            """)
+}
+
+/// The SQL of end-to-end encryption keys (schema: `Schema.e2eKeys`). Keys are stored as the
+/// client uploaded them (canonical JSON bytes); the App adds signatures and unsigned fields
+/// when it serves them.
+public enum KeyStore {
+    public static let maxDeviceListPositionSQL = "SELECT MAX(stream_id) FROM device_lists_stream"
+
+    // MARK: Device keys
+
+    /// Stores a device's identity keys; true when they differ from what was stored.
+    public static func setDeviceKeys(_ db: any SQLTransaction, userID: String, deviceID: String, json: [UInt8]) throws -> Bool {
+        if let existing = try db.queryFirst("SELECT key_json FROM e2e_device_keys WHERE user_id = ? AND device_id = ?",
+                                            .text(userID), .text(deviceID)),
+           try existing.blob(0) == json {
+            return false
+        }
+        try db.execute("""
+            INSERT INTO e2e_device_keys (user_id, device_id, key_json) VALUES (?, ?, ?)
+            ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json
+            """, .text(userID), .text(deviceID), .blob(json))
+        return true
+    }
+
+    /// The device keys of `users`: (user, device, json).
+    public static func deviceKeys(_ db: any SQLConnection, users: [String]) throws -> [(String, String, [UInt8])] {
+        var result: [(String, String, [UInt8])] = []
+        for chunk in chunks(users) {
+            result += try db.query("SELECT user_id, device_id, key_json FROM e2e_device_keys WHERE user_id IN (\(placeholders(chunk.count)))",
+                                   chunk.map { .text($0) }).map { (try $0.text(0), try $0.text(1), try $0.blob(2)) }
+        }
+        return result
+    }
+
+    /// Removes every key of a deleted device.
+    public static func deleteDevice(_ db: any SQLTransaction, userID: String, deviceID: String) throws {
+        for table in ["e2e_device_keys", "e2e_one_time_keys", "e2e_fallback_keys"] {
+            try db.execute("DELETE FROM \(table) WHERE user_id = ? AND device_id = ?", .text(userID), .text(deviceID))
+        }
+        try db.execute("DELETE FROM e2e_signatures WHERE target_user_id = ? AND target_key = ?", .text(userID), .text(deviceID))
+    }
+
+    // MARK: One-time and fallback keys
+
+    public struct UploadedKey: Sendable {
+        public var algorithm: String
+        public var keyID: String
+        public var json: [UInt8]
+        public init(algorithm: String, keyID: String, json: [UInt8]) {
+            self.algorithm = algorithm
+            self.keyID = keyID
+            self.json = json
+        }
+    }
+
+    /// Adds one-time keys. A key id already present with the same bytes is accepted (a
+    /// retried upload); with other bytes it is a conflict, returned without storing anything.
+    public static func addOneTimeKeys(_ db: any SQLTransaction, userID: String, deviceID: String,
+                                      keys: [UploadedKey]) throws -> UploadedKey? {
+        for key in keys {
+            if let existing = try db.queryFirst("""
+                SELECT key_json FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? AND algorithm = ? AND key_id = ?
+                """, .text(userID), .text(deviceID), .text(key.algorithm), .text(key.keyID)) {
+                if try existing.blob(0) != key.json { return key }
+                continue
+            }
+            try db.execute("""
+                INSERT INTO e2e_one_time_keys (user_id, device_id, algorithm, key_id, key_json) VALUES (?, ?, ?, ?, ?)
+                """, .text(userID), .text(deviceID), .text(key.algorithm), .text(key.keyID), .blob(key.json))
+        }
+        return nil
+    }
+
+    /// Unclaimed one-time keys per algorithm.
+    public static func oneTimeKeyCounts(_ db: any SQLConnection, userID: String, deviceID: String) throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for row in try db.query("""
+            SELECT algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? GROUP BY algorithm
+            """, .text(userID), .text(deviceID)) {
+            counts[try row.text(0)] = Int(try row.int(1))
+        }
+        return counts
+    }
+
+    /// Takes one one-time key of `algorithm` (deleted as it is handed out), or the device's
+    /// fallback key for it (marked used, kept) when none is left: (key id, json).
+    public static func claim(_ db: any SQLTransaction, userID: String, deviceID: String,
+                             algorithm: String) throws -> (String, [UInt8])? {
+        while let row = try db.queryFirst("""
+            SELECT key_id, key_json FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? AND algorithm = ?
+            ORDER BY key_id LIMIT 1
+            """, .text(userID), .text(deviceID), .text(algorithm)) {
+            let keyID = try row.text(0)
+            // Another transaction may have taken it first (PostgreSQL): take the next one.
+            if try db.execute("""
+                DELETE FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ? AND algorithm = ? AND key_id = ?
+                """, .text(userID), .text(deviceID), .text(algorithm), .text(keyID)) == 1 {
+                return (keyID, try row.blob(1))
+            }
+        }
+        guard let fallback = try db.queryFirst("""
+            SELECT key_id, key_json FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND algorithm = ?
+            """, .text(userID), .text(deviceID), .text(algorithm)) else { return nil }
+        try db.execute("UPDATE e2e_fallback_keys SET used = 1 WHERE user_id = ? AND device_id = ? AND algorithm = ?",
+                       .text(userID), .text(deviceID), .text(algorithm))
+        return (try fallback.text(0), try fallback.blob(1))
+    }
+
+    /// Sets the fallback key of an algorithm. Re-uploading the stored key keeps its used
+    /// flag; a new key starts unused.
+    public static func setFallbackKey(_ db: any SQLTransaction, userID: String, deviceID: String, key: UploadedKey) throws {
+        if let existing = try db.queryFirst("""
+            SELECT key_id, key_json FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND algorithm = ?
+            """, .text(userID), .text(deviceID), .text(key.algorithm)),
+           try existing.text(0) == key.keyID, try existing.blob(1) == key.json {
+            return
+        }
+        try db.execute("""
+            INSERT INTO e2e_fallback_keys (user_id, device_id, algorithm, key_id, key_json, used) VALUES (?, ?, ?, ?, ?, 0)
+            ON CONFLICT (user_id, device_id, algorithm) DO UPDATE SET key_id = excluded.key_id,
+                key_json = excluded.key_json, used = 0
+            """, .text(userID), .text(deviceID), .text(key.algorithm), .text(key.keyID), .blob(key.json))
+    }
+
+    /// The algorithms whose fallback key has not been handed out.
+    public static func unusedFallbackKeyTypes(_ db: any SQLConnection, userID: String, deviceID: String) throws -> [String] {
+        try db.query("""
+            SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND used = 0 ORDER BY algorithm
+            """, .text(userID), .text(deviceID)).map { try $0.text(0) }
+    }
+
+    // MARK: Cross-signing keys and signatures
+
+    /// Stores a cross-signing key (`master`, `self_signing`, `user_signing`); true if it changed.
+    public static func setCrossSigningKey(_ db: any SQLTransaction, userID: String, type: String, json: [UInt8]) throws -> Bool {
+        if let existing = try db.queryFirst("SELECT key_json FROM e2e_cross_signing_keys WHERE user_id = ? AND key_type = ?",
+                                            .text(userID), .text(type)),
+           try existing.blob(0) == json {
+            return false
+        }
+        try db.execute("""
+            INSERT INTO e2e_cross_signing_keys (user_id, key_type, key_json) VALUES (?, ?, ?)
+            ON CONFLICT (user_id, key_type) DO UPDATE SET key_json = excluded.key_json
+            """, .text(userID), .text(type), .blob(json))
+        return true
+    }
+
+    /// The cross-signing keys of `users`: (user, type, json).
+    public static func crossSigningKeys(_ db: any SQLConnection, users: [String]) throws -> [(String, String, [UInt8])] {
+        var result: [(String, String, [UInt8])] = []
+        for chunk in chunks(users) {
+            result += try db.query("""
+                SELECT user_id, key_type, key_json FROM e2e_cross_signing_keys WHERE user_id IN (\(placeholders(chunk.count)))
+                """, chunk.map { .text($0) }).map { (try $0.text(0), try $0.text(1), try $0.blob(2)) }
+        }
+        return result
+    }
+
+    public struct Signature: Sendable {
+        public var signerUserID: String
+        public var signerKeyID: String
+        public var targetUserID: String
+        /// A device id, or the public key of a cross-signing key.
+        public var targetKey: String
+        public var signature: String
+        public init(signerUserID: String, signerKeyID: String, targetUserID: String, targetKey: String, signature: String) {
+            self.signerUserID = signerUserID
+            self.signerKeyID = signerKeyID
+            self.targetUserID = targetUserID
+            self.targetKey = targetKey
+            self.signature = signature
+        }
+    }
+
+    public static func addSignature(_ db: any SQLTransaction, _ s: Signature) throws {
+        try db.execute("""
+            INSERT INTO e2e_signatures (signer_user_id, signer_key_id, target_user_id, target_key, signature)
+            VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (target_user_id, target_key, signer_user_id, signer_key_id) DO UPDATE SET signature = excluded.signature
+            """, .text(s.signerUserID), .text(s.signerKeyID), .text(s.targetUserID), .text(s.targetKey), .text(s.signature))
+    }
+
+    /// Signatures on the keys of `users`.
+    public static func signatures(_ db: any SQLConnection, targets users: [String]) throws -> [Signature] {
+        var result: [Signature] = []
+        for chunk in chunks(users) {
+            result += try db.query("""
+                SELECT signer_user_id, signer_key_id, target_user_id, target_key, signature FROM e2e_signatures
+                WHERE target_user_id IN (\(placeholders(chunk.count)))
+                """, chunk.map { .text($0) }).map {
+                Signature(signerUserID: try $0.text(0), signerKeyID: try $0.text(1), targetUserID: try $0.text(2),
+                          targetKey: try $0.text(3), signature: try $0.text(4))
+            }
+        }
+        return result
+    }
+
+    // MARK: Device-list stream
+
+    public static func noteDeviceListChange(_ db: any SQLTransaction, position: Int64, userID: String) throws {
+        try db.execute("INSERT INTO device_lists_stream (stream_id, user_id) VALUES (?, ?)", .int(position), .text(userID))
+    }
+
+    /// Users whose devices or keys changed in `(after, upTo]` and who are `userID` or share a
+    /// joined room with them.
+    public static func deviceListChanges(_ db: any SQLConnection, userID: String, after: Int64, upTo: Int64) throws -> [String] {
+        try db.query("""
+            SELECT DISTINCT d.user_id FROM device_lists_stream d
+            WHERE d.stream_id > ? AND d.stream_id <= ? AND (d.user_id = ? OR d.user_id IN (
+                SELECT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
+                WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'))
+            """, .int(after), .int(upTo), .text(userID), .text(userID)).map { try $0.text(0) }
+    }
+
+    /// Membership changes in `(after, upTo]` of the rooms `userID` is or was in:
+    /// (room, user, membership). Includes the user's own changes.
+    public static func membershipChanges(_ db: any SQLConnection, userID: String, after: Int64,
+                                         upTo: Int64) throws -> [(String, String, String)] {
+        try db.query("""
+            SELECT m2.room_id, m2.user_id, m2.membership FROM room_memberships m1
+            JOIN room_memberships m2 ON m2.room_id = m1.room_id
+            WHERE m1.user_id = ? AND (m1.membership = 'join' OR (m1.stream_ordering > ? AND m1.stream_ordering <= ?))
+              AND m2.stream_ordering > ? AND m2.stream_ordering <= ?
+            """, .text(userID), .int(after), .int(upTo), .int(after), .int(upTo)).map {
+            (try $0.text(0), try $0.text(1), try $0.text(2))
+        }
+    }
+
+    /// The joined members of `rooms`.
+    public static func joinedMembers(_ db: any SQLConnection, rooms: [String]) throws -> [String] {
+        var result: [String] = []
+        for chunk in chunks(rooms) {
+            result += try db.query("""
+                SELECT DISTINCT user_id FROM room_memberships WHERE membership = 'join' AND room_id IN (\(placeholders(chunk.count)))
+                """, chunk.map { .text($0) }).map { try $0.text(0) }
+        }
+        return result
+    }
+
+    /// Which of `users` share a joined room with `userID`.
+    public static func sharingARoom(_ db: any SQLConnection, with userID: String, among users: [String]) throws -> Set<String> {
+        var result = Set<String>()
+        for chunk in chunks(users) {
+            for row in try db.query("""
+                SELECT DISTINCT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
+                WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'
+                  AND m2.user_id IN (\(placeholders(chunk.count)))
+                """, [.text(userID)] + chunk.map { .text($0) }) {
+                result.insert(try row.text(0))
+            }
+        }
+        return result
+    }
+
+    static func chunks(_ values: [String]) -> [ArraySlice<String>] {
+        stride(from: 0, to: values.count, by: 500).map { values[$0..<min($0 + 500, values.count)] }
+    }
+
+    static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
+}
