@@ -17,6 +17,8 @@ final class MyelinServer: Sendable {
     let logger: Logger
     /// Idle sweeps of room actors and notifiers, typing expiry.
     let maintenance: Task<Void, Never>
+    /// Sets offline the users who stopped syncing.
+    let presenceSweep: Task<Void, Never>
 
     /// Prepares the data directory and signing key, opens the store (applying migrations)
     /// and builds the listeners; nothing listens until `start()`.
@@ -33,6 +35,10 @@ final class MyelinServer: Sendable {
                             roomService: roomService, keys: keys, logger: logger)
         self.app = app
         maintenance = Task.detached { await roomService.runMaintenance() }
+        presenceSweep = Task.detached { [configuration] in
+            guard configuration.presence.enabled else { return }
+            await app.syncPresence.run(app)
+        }
         let workers = WorkerPool(threads: configuration.transport.workers)
         servers = configuration.listeners.enumerated().map { index, listener in
             var transport = configuration.transport
@@ -62,6 +68,7 @@ final class MyelinServer: Sendable {
         for server in servers.dropFirst() { server.shutdown() }
         for server in servers.dropFirst() { await server.waitUntilStopped() }
         maintenance.cancel()
+        presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()
         await app.accounts.lastSeen.flush()
         await database.close()

@@ -6,6 +6,12 @@ import TestSupport
 /// Starts a real Myelin server on an ephemeral 127.0.0.1 port over a fresh data directory.
 func withMyelin(_ configure: (inout Configuration) -> Void = { _ in },
                 _ body: (Int, Configuration) async throws -> Void) async throws {
+    try await withMyelinServer(configure) { server, port in try await body(port, server.configuration) }
+}
+
+/// `withMyelin` for tests that also reach into the running server (`@testable`).
+func withMyelinServer(_ configure: (inout Configuration) -> Void = { _ in },
+                      _ body: (MyelinServer, Int) async throws -> Void) async throws {
     var configuration = Configuration()
     configuration.listeners = [.init(host: "127.0.0.1", port: 0)]
     configuration.dataDirectory = makeTemporaryDirectory()
@@ -19,7 +25,7 @@ func withMyelin(_ configure: (inout Configuration) -> Void = { _ in },
     let server = try await MyelinServer(configuration: configuration, logger: logger, handlesSignals: false)
     let port = try await server.start()[0]
     do {
-        try await body(port, configuration)
+        try await body(server, port)
     } catch {
         server.stop()
         await server.waitUntilStopped()

@@ -236,6 +236,36 @@ struct SyncTests {
         }
     }
 
+    @Test func syncingSetsPresenceAndStoppingSetsOffline() async throws {
+        try await withMyelinServer { server, port in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            func state(_ user: String) async throws -> String? {
+                try await alice.call("GET", "/presence/\(user)/status").json["presence"]?.stringValue
+            }
+            // Syncing without set_presence brings bob online; his peers see it in their sync.
+            let since = try #require(try await alice.call("GET", "/sync?set_presence=offline").json["next_batch"]?.stringValue)
+            #expect(try await state("@alice:localhost") == "offline")
+            _ = try await bob.call("GET", "/sync")
+            #expect(try await state("@bob:localhost") == "online")
+            let seen = try await alice.call("GET", "/sync?since=\(since)&set_presence=offline")
+            let bobPresence = seen.json["presence"]?["events"]?.arrayValue?.first { $0["sender"] == "@bob:localhost" }
+            #expect(bobPresence?["content"]?["presence"] == "online")
+
+            // set_presence=unavailable steps him down; a bad value is refused.
+            _ = try await bob.call("GET", "/sync?set_presence=unavailable")
+            #expect(try await state("@bob:localhost") == "unavailable")
+            #expect(try await bob.call("GET", "/sync?set_presence=busy").status == 400)
+
+            // No sync of his for longer than the timeout: offline.
+            let app = server.app
+            await app.syncPresence.sweep(app, now: Clock.nowMilliseconds() + SyncPresence.offlineAfterMs + 1000)
+            #expect(try await state("@bob:localhost") == "offline")
+        }
+    }
+
     @Test func toDeviceIsDeliveredUntilAcknowledged() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

@@ -24,6 +24,7 @@ final class MyelinApp: HTTPResponder {
     let metrics = Metrics()
     let syncCache = SyncResponseCache()
     let unreadCounts = UnreadCounts()
+    let syncPresence = SyncPresence()
     /// Parsed sync filters by inline text or `user\0id` (bounded; see `Sync.loadFilter`).
     let syncFilters = Mutex<[String: SyncFilter]>([:])
     /// Open connections across the listeners, for the metrics page (set once they exist).

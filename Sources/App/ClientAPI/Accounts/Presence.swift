@@ -27,16 +27,7 @@ enum Presence {
             guard accounts.configuration.presence.enabled else { return .json([:]) }
             let presence = ClientDataStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
                                                     lastActiveTs: Clock.nowMilliseconds())
-            let position = try await accounts.presenceStream.withNextPosition { position in
-                try await accounts.database.clientData.setPresence(userID: requester.userID.rawValue, presence,
-                                                                   position: position)
-                return position
-            }
-            // Wakes the long-polls of everyone who shares a room with the user (sync delivers it).
-            let user = requester.userID.rawValue
-            let peers = try await accounts.database.read { db in try RoomClientStore.roomPeers(db, userID: user) }
-            context.app.roomService.fanout.notify(([user] + peers).compactMap { try? UserID(parsing: $0) },
-                                                  of: StreamChange(.presence, position))
+            try await store(context.app, requester.userID, presence)
             return .json([:])
         }
         routes.client(.get, "/presence/{userId}/status") { context in
@@ -59,5 +50,20 @@ enum Presence {
             if let message = stored.statusMessage { body["status_msg"] = .string(message) }
             return .json(.object(body))
         }
+    }
+
+    /// Stores a state on the presence stream and wakes the long-polls of the user and of
+    /// everyone sharing a room with them (sync delivers it).
+    static func store(_ app: MyelinApp, _ user: UserID, _ presence: ClientDataStore.Presence) async throws {
+        let accounts = app.accounts
+        let userID = user.rawValue
+        let position = try await accounts.presenceStream.withNextPosition { position in
+            try await accounts.database.clientData.setPresence(userID: userID, presence, position: position)
+            return position
+        }
+        app.syncPresence.noteStored(user, state: presence.state)
+        let peers = try await accounts.database.read { db in try RoomClientStore.roomPeers(db, userID: userID) }
+        app.roomService.fanout.notify(([userID] + peers).compactMap { try? UserID(parsing: $0) },
+                                      of: StreamChange(.presence, position))
     }
 }

@@ -43,7 +43,7 @@ enum Sync {
         var fullState = false
         // Only the short parameters are decoded; the filter (often long inline JSON) is kept
         // encoded as the cache key and decoded on a miss.
-        let raw = context.rawQueryValues(["since", "timeout", "full_state", "filter"])
+        let raw = context.rawQueryValues(["since", "timeout", "full_state", "filter", "set_presence"])
         if let text = raw[0] {
             since = try StreamToken(parsing: PercentDecoding.decode(Substring(text)) ?? text)
         }
@@ -56,7 +56,16 @@ enum Sync {
         case "true"?: fullState = true
         default: throw MatrixError(.invalidParam, "full_state must be true or false")
         }
+        let setPresence = raw[4] ?? "online"
+        guard SyncPresence.settable.contains(setPresence) else {
+            throw MatrixError(.invalidParam, "set_presence must be online, offline or unavailable")
+        }
         let filter = try await loadFilter(app, requester.userID, raw[3] ?? "")
+        // A syncing client keeps its user online (unless it asks otherwise).
+        let tracksPresence = app.configuration.presence.enabled && setPresence != "offline" && !requester.isGuest
+        defer { if tracksPresence { app.syncPresence.syncEnded(requester.userID) } }
+        // A failure to record presence does not fail the sync.
+        if tracksPresence { try? await app.syncPresence.syncStarted(app, requester.userID, wanted: setPresence) }
         let request = Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
                               timeoutMs: timeout, filter: ObjectIdentifier(filter), fullState: fullState)
         let bytes = try await app.syncCache.run(request) {
