@@ -266,6 +266,40 @@ struct SyncTests {
         }
     }
 
+    @Test func unreadThreadNotificationsAndThreadedReceipts() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            let root = try await send(alice, room, "a root", txn: "root")
+            let reply = try #require(try await alice.call("PUT", "/rooms/\(Self.path(room))/send/m.room.message/reply", [
+                "msgtype": "m.text", "body": "in the thread",
+                "m.relates_to": ["rel_type": "m.thread", "event_id": .string(root)]]).json["event_id"]?.stringValue)
+            let threaded = "filter=%7B%22room%22:%7B%22timeline%22:%7B%22unread_thread_notifications%22:true%7D%7D%7D"
+            func counts(_ query: String) async throws -> JSON? {
+                try await bob.call("GET", "/sync?\(query)").json["rooms"]?["join"]?[room]
+            }
+            // Without the filter flag, one figure; with it, the thread apart.
+            #expect(try await counts("")?["unread_notifications"]?["notification_count"] == 2)
+            var section = try await counts(threaded)
+            #expect(section?["unread_notifications"]?["notification_count"] == 1)
+            #expect(section?["unread_thread_notifications"]?[root]?["notification_count"] == 1)
+
+            // A receipt in the thread reads the thread only; one on `main` reads the rest.
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/receipt/m.read/\(Self.path(reply))",
+                                       ["thread_id": .string(root)]).status == 200)
+            section = try await counts(threaded)
+            #expect(section?["unread_notifications"]?["notification_count"] == 1)
+            #expect(section?["unread_thread_notifications"]?[root] == nil)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/receipt/m.read/\(Self.path(root))",
+                                       ["thread_id": "main"]).status == 200)
+            section = try await counts(threaded)
+            #expect(section?["unread_notifications"]?["notification_count"] == 0)
+            #expect(try await counts("")?["unread_notifications"]?["notification_count"] == 0)
+        }
+    }
+
     @Test func toDeviceIsDeliveredUntilAcknowledged() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

@@ -25,7 +25,7 @@ struct SyncBuilder {
         var ephemeral: [[UInt8]] = []
         var accountData: [[UInt8]] = []
         var summary: JSON?
-        var unread: (notify: Int, highlight: Int)?
+        var unread: UnreadCounts.RoomCounts?
     }
 
     enum Section { case join, invite, leave, knock }
@@ -488,10 +488,25 @@ struct SyncBuilder {
                             out.events("ephemeral", plan.ephemeral)
                             if let summary = plan.summary { out.value("summary", summary) }
                             if let unread = plan.unread {
+                                // Threads apart only for clients that ask (the timeline filter's
+                                // `unread_thread_notifications`); otherwise one figure.
+                                let threaded = filter.timeline.unreadThreadNotifications
+                                let main = threaded ? unread.main : unread.total
                                 out.beginObject("unread_notifications")
-                                out.value("notification_count", .int(Int64(unread.notify)))
-                                out.value("highlight_count", .int(Int64(unread.highlight)))
+                                out.value("notification_count", .int(Int64(main.notify)))
+                                out.value("highlight_count", .int(Int64(main.highlight)))
                                 out.endObject()
+                                let threads = unread.threads.filter { $0.value.notify > 0 || $0.value.highlight > 0 }
+                                if threaded && !threads.isEmpty {
+                                    out.beginObject("unread_thread_notifications")
+                                    for (root, counts) in threads.sorted(by: { $0.key < $1.key }) {
+                                        out.beginObject(root)
+                                        out.value("notification_count", .int(Int64(counts.notify)))
+                                        out.value("highlight_count", .int(Int64(counts.highlight)))
+                                        out.endObject()
+                                    }
+                                    out.endObject()
+                                }
                             }
                         }
                     }

@@ -14,10 +14,30 @@ import Synchronization
 final class UnreadCounts: Sendable {
     struct Entry {
         var countedUpTo: Int64
+        /// Counts of the main timeline (events in no thread).
         var notify: Int
         var highlight: Int
+        /// Counts per thread root, for clients that ask for them apart
+        /// (`unread_thread_notifications`); otherwise added to the main counts.
+        var threads: [String: Counts] = [:]
         /// The user's display name in the room, lowercased, as last read from its state.
         var displayname: String?
+    }
+
+    struct Counts: Equatable, Sendable {
+        var notify = 0
+        var highlight = 0
+    }
+
+    /// What sync reports for one room.
+    struct RoomCounts: Sendable {
+        var main: Counts
+        var threads: [String: Counts]
+
+        /// Everything in one figure, for clients that do not split threads.
+        var total: Counts {
+            threads.values.reduce(main) { Counts(notify: $0.notify + $1.notify, highlight: $0.highlight + $1.highlight) }
+        }
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -32,10 +52,10 @@ final class UnreadCounts: Sendable {
     }
 
     func counts(_ app: MyelinApp, user: UserID, roomID: RoomID, actor: () async throws -> RoomActor,
-                timeline: [SyncBuilder.TimelineEvent], limited: Bool, upper: Int64) async throws -> (notify: Int, highlight: Int) {
+                timeline: [SyncBuilder.TimelineEvent], limited: Bool, upper: Int64) async throws -> RoomCounts {
         let key = Self.key(user, roomID)
         let cached = entries.withLock { $0[key] }
-        if let entry = cached, entry.countedUpTo >= upper { return (entry.notify, entry.highlight) }
+        if let entry = cached, entry.countedUpTo >= upper { return entry.roomCounts }
         let userID = user.rawValue
         // The display name is kept with the counts until the user's member event changes.
         let ownMemberChanged = timeline.contains { $0.type == "m.room.member" && $0.stateKey == userID }
@@ -54,19 +74,28 @@ final class UnreadCounts: Sendable {
                 try await count(event.type, event.sender, event.bytes, event.position, matcher, &entry, actor)
             }
         } else {
-            // From the store: events after the newest read receipt (oldest first).
+            // From the store: events after the read receipts (oldest first). An unthreaded
+            // receipt reads everything up to it; a threaded one its thread (`main`: the
+            // events in no thread).
             let room = roomID.rawValue
-            let rows = try await app.database.read { db -> [RoomEventStore.EventRow] in
+            let (rows, reads) = try await app.database.read { db -> ([RoomEventStore.EventRow], [String: Int64]) in
                 let receipts = try db.query("""
-                    SELECT e.stream_ordering FROM receipts r JOIN events e ON e.event_id = r.event_id
+                    SELECT r.thread_id, e.stream_ordering FROM receipts r JOIN events e ON e.event_id = r.event_id
                     WHERE r.room_id = ? AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private')
                     """, .text(room), .text(userID))
-                let readUpTo = try receipts.map { try $0.int(0) }.max() ?? 0
-                return try RoomClientStore.events(db, roomID: room, after: readUpTo, upTo: upper, backwards: true,
-                                                  limit: Self.maxScan).reversed()
+                var reads: [String: Int64] = [:]
+                for row in receipts {
+                    let thread = try row.text(0), position = try row.int(1)
+                    reads[thread] = max(reads[thread] ?? 0, position)
+                }
+                let readUpTo = reads[""] ?? 0
+                return (try RoomClientStore.events(db, roomID: room, after: readUpTo, upTo: upper, backwards: true,
+                                                   limit: Self.maxScan).reversed(), reads)
             }
             entry = Entry(countedUpTo: 0, notify: 0, highlight: 0, displayname: displayname)
             for row in rows {
+                let thread = matcher.threadRoot(of: row.clientJSON, position: row.streamOrdering) ?? "main"
+                if let read = reads[thread], row.streamOrdering <= read { continue }
                 try await count(row.type, row.sender, row.clientJSON, row.streamOrdering, matcher, &entry, actor)
             }
         }
@@ -77,38 +106,53 @@ final class UnreadCounts: Sendable {
             if entries.count >= Self.maxEntries { entries.removeAll(keepingCapacity: true) }
             entries[key] = stored
         }
-        return (entry.notify, entry.highlight)
+        return entry.roomCounts
     }
 
     static let maxEntries = 200_000
 
     private func count(_ type: String, _ sender: String, _ bytes: [UInt8], _ position: Int64, _ matcher: Matcher,
                        _ entry: inout Entry, _ actor: () async throws -> RoomActor) async throws {
-        // The user's own message means they read the room (clients send a receipt with it).
+        let thread = type == "m.room.message" || type == "m.room.encrypted" ? matcher.threadRoot(of: bytes, position: position) : nil
+        // The user's own message means they read the room, or the thread it is in (clients
+        // send a receipt with it).
         if sender == matcher.user && (type == "m.room.message" || type == "m.room.encrypted") {
-            entry.notify = 0
-            entry.highlight = 0
+            if let thread {
+                entry.threads[thread] = nil
+            } else {
+                entry.notify = 0
+                entry.highlight = 0
+                entry.threads = [:]
+            }
             return
         }
+        var counts = Counts()
         switch matcher.evaluate(type: type, sender: sender, bytes: bytes, eventPosition: position) {
-        case .none: break
-        case .notify: entry.notify += 1
-        case .highlight:
-            entry.notify += 1
-            entry.highlight += 1
+        case .none: return
+        case .notify: counts.notify = 1
+        case .highlight: counts = Counts(notify: 1, highlight: 1)
         case .roomMention:
-            entry.notify += 1
+            counts.notify = 1
             let room = try await actor()
             if let version = await room.version {
                 let power = PowerLevels(content: await room.stateEvent(.powerLevels)?.content, roomVersion: version,
                                         create: await room.stateEvent(.create))
-                if power.canNotifyRoom(sender) { entry.highlight += 1 }
+                if power.canNotifyRoom(sender) { counts.highlight = 1 }
             }
+        }
+        if let thread {
+            entry.threads[thread, default: Counts()].notify += counts.notify
+            entry.threads[thread, default: Counts()].highlight += counts.highlight
+        } else {
+            entry.notify += counts.notify
+            entry.highlight += counts.highlight
         }
     }
 
     /// What the rules look at in one message, parsed once per event for all its recipients.
     struct Features: Sendable {
+        /// The thread root, for an event in a thread (`m.relates_to` of type `m.thread`).
+        var threadRoot: String?
         var notice: Bool
         var mentions: (users: Set<String>, room: Bool)?
         var body: String
@@ -136,30 +180,37 @@ final class UnreadCounts: Sendable {
 
         func features(of bytes: [UInt8]) -> Features? {
             guard let content = (try? JSON.parse(bytes))?["content"] else { return nil }
+            let relation = content["m.relates_to"]
+            let threadRoot = relation?["rel_type"]?.stringValue == "m.thread" ? relation?["event_id"]?.stringValue : nil
             var mentions: (Set<String>, Bool)?
             if let object = content["m.mentions"]?.objectValue {
                 mentions = (Set(object["user_ids"]?.arrayValue?.compactMap(\.stringValue) ?? []), object["room"]?.boolValue == true)
             }
-            return Features(notice: content["msgtype"]?.stringValue == "m.notice", mentions: mentions,
+            return Features(threadRoot: threadRoot, notice: content["msgtype"]?.stringValue == "m.notice", mentions: mentions,
                             body: (content["body"]?.stringValue ?? "").lowercased())
+        }
+
+        /// The features of one event, parsed once for all its recipients.
+        func cachedFeatures(of bytes: [UInt8], position: Int64) -> Features? {
+            if let shared, let cached = shared.features.withLock({ $0[position] }) { return cached }
+            let found = features(of: bytes)
+            if let shared, let found {
+                shared.features.withLock { cache in
+                    if cache.count >= 8192 { cache.removeAll(keepingCapacity: true) }
+                    cache[position] = found
+                }
+            }
+            return found
+        }
+
+        func threadRoot(of bytes: [UInt8], position: Int64) -> String? {
+            cachedFeatures(of: bytes, position: position)?.threadRoot
         }
 
         func evaluate(type: String, sender: String, bytes: [UInt8], eventPosition: Int64) -> Outcome {
             guard sender != user, type == "m.room.message" || type == "m.room.encrypted" else { return .none }
             guard type == "m.room.message" else { return .notify }
-            let found: Features?
-            if let shared, let cached = shared.features.withLock({ $0[eventPosition] }) {
-                found = cached
-            } else {
-                found = features(of: bytes)
-                if let shared, let found {
-                    shared.features.withLock { cache in
-                        if cache.count >= 8192 { cache.removeAll(keepingCapacity: true) }
-                        cache[eventPosition] = found
-                    }
-                }
-            }
-            guard let features = found else { return .notify }
+            guard let features = cachedFeatures(of: bytes, position: eventPosition) else { return .notify }
             if features.notice { return .none }
             if let mentions = features.mentions {
                 if mentions.users.contains(user) { return .highlight }
@@ -194,5 +245,11 @@ final class UnreadCounts: Sendable {
             }
             return false
         }
+    }
+}
+
+extension UnreadCounts.Entry {
+    var roomCounts: UnreadCounts.RoomCounts {
+        UnreadCounts.RoomCounts(main: UnreadCounts.Counts(notify: notify, highlight: highlight), threads: threads)
     }
 }
