@@ -90,6 +90,37 @@ public struct ClientDataStore: Sendable {
         }
     }
 
+    /// Stores several users' presence at one position, in one transaction.
+    public func setPresences(_ entries: [(userID: String, presence: Presence)], position: Int64) async throws {
+        try await database.write { db in
+            for (userID, presence) in entries {
+                try db.execute("""
+                    INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_id) VALUES (?, ?, ?, ?, ?)
+                    ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg,
+                        last_active_ts = excluded.last_active_ts, stream_id = excluded.stream_id
+                    """, .text(userID), .text(presence.state), .text(presence.statusMessage),
+                    .int(presence.lastActiveTs), .int(position))
+            }
+        }
+    }
+
+    /// The stored presence of each of `userIDs` that has one.
+    public func presences(userIDs: [String]) async throws -> [String: Presence] {
+        try await database.read { db in
+            var result: [String: Presence] = [:]
+            for start in stride(from: 0, to: userIDs.count, by: 500) {
+                let chunk = userIDs[start..<min(start + 500, userIDs.count)]
+                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+                for row in try db.query("SELECT user_id, state, status_msg, last_active_ts FROM presence WHERE user_id IN (\(marks))",
+                                        chunk.map { .text($0) }) {
+                    result[try row.text(0)] = Presence(state: try row.text(1), statusMessage: try row.optionalText(2),
+                                                       lastActiveTs: try row.int(3))
+                }
+            }
+            return result
+        }
+    }
+
     public func presence(userID: String) async throws -> Presence? {
         try await database.read { db in
             try db.queryFirst("SELECT state, status_msg, last_active_ts FROM presence WHERE user_id = ?", .text(userID))

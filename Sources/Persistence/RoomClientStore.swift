@@ -261,6 +261,22 @@ extension RoomClientStore {
             """, .text(userID)).map { try $0.text(0) }
     }
 
+    /// Everyone sharing a joined room with any of `userIDs`.
+    public static func roomPeers(_ db: any SQLConnection, userIDs: [String]) throws -> Set<String> {
+        var result = Set<String>()
+        for start in stride(from: 0, to: userIDs.count, by: 500) {
+            let chunk = userIDs[start..<min(start + 500, userIDs.count)]
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+            for row in try db.query("""
+                SELECT DISTINCT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
+                WHERE m1.user_id IN (\(marks)) AND m1.membership = 'join' AND m2.membership = 'join'
+                """, chunk.map { .text($0) }) {
+                result.insert(try row.text(0))
+            }
+        }
+        return result
+    }
+
     /// Presence of the user and of those sharing a joined room with them, changed in
     /// `(after, upTo]`: (user, state, status message, last active ts).
     public static func presenceChanges(_ db: any SQLConnection, userID: String, after: Int64,

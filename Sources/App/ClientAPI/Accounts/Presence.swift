@@ -55,15 +55,24 @@ enum Presence {
     /// Stores a state on the presence stream and wakes the long-polls of the user and of
     /// everyone sharing a room with them (sync delivers it).
     static func store(_ app: MyelinApp, _ user: UserID, _ presence: ClientDataStore.Presence) async throws {
+        try await store(app, [(user.rawValue, presence)])
+    }
+
+    /// Stores several users' states at one position and wakes them and their room peers once.
+    static func store(_ app: MyelinApp, _ changes: [(userID: String, presence: ClientDataStore.Presence)]) async throws {
         let accounts = app.accounts
-        let userID = user.rawValue
         let position = try await accounts.presenceStream.withNextPosition { position in
-            try await accounts.database.clientData.setPresence(userID: userID, presence, position: position)
+            try await accounts.database.clientData.setPresences(changes, position: position)
             return position
         }
-        app.syncPresence.noteStored(user, state: presence.state)
-        let peers = try await accounts.database.read { db in try RoomClientStore.roomPeers(db, userID: userID) }
-        app.roomService.fanout.notify(([userID] + peers).compactMap { try? UserID(parsing: $0) },
+        var users = Set<String>()
+        for change in changes {
+            users.insert(change.userID)
+            if let id = try? UserID(parsing: change.userID) { app.syncPresence.noteStored(id, state: change.presence.state) }
+        }
+        let changed = Array(users)
+        let peers = try await accounts.database.read { db in try RoomClientStore.roomPeers(db, userIDs: changed) }
+        app.roomService.fanout.notify(users.union(peers).compactMap { try? UserID(parsing: $0) },
                                       of: StreamChange(.presence, position))
     }
 }

@@ -64,8 +64,7 @@ enum Sync {
         // A syncing client keeps its user online (unless it asks otherwise).
         let tracksPresence = app.configuration.presence.enabled && setPresence != "offline" && !requester.isGuest
         defer { if tracksPresence { app.syncPresence.syncEnded(requester.userID) } }
-        // A failure to record presence does not fail the sync.
-        if tracksPresence { try? await app.syncPresence.syncStarted(app, requester.userID, wanted: setPresence) }
+        if tracksPresence { await app.syncPresence.syncStarted(app, requester.userID, wanted: setPresence) }
         let request = Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
                               timeoutMs: timeout, filter: ObjectIdentifier(filter), fullState: fullState)
         let bytes = try await app.syncCache.run(request) {

@@ -6,11 +6,16 @@ import Synchronization
 /// Presence driven by syncing (`/sync?set_presence=`), as Synapse does it: a client that
 /// syncs brings its offline user `online` (or `unavailable` when it asks so, which also
 /// steps an online user down); once none of the user's syncs has run for `offlineAfterMs`
-/// the user goes `offline`. A state is written (a presence-stream position that wakes the
-/// user's room peers) only when it changes, so a user syncing all day costs one lookup in
-/// memory per sync.
+/// the user goes `offline`.
+///
+/// A user syncing all day costs one lookup in memory per sync. Changes are written in
+/// batches (`batchDelayMs` apart): one presence-stream position, one transaction and one
+/// wake-up of the union of the changed users' room peers per batch, so that a room of
+/// thousands whose members come online together costs a few batches, not one write and one
+/// wake-up of every member per member.
 final class SyncPresence: Sendable {
     static let offlineAfterMs: Int64 = 30_000
+    static let batchDelayMs = 50
     static let settable: Set<String> = ["online", "offline", "unavailable"]
 
     struct Entry {
@@ -20,53 +25,57 @@ final class SyncPresence: Sendable {
         var lastSync: Int64 = 0
     }
 
-    private let entries = Mutex<[String: Entry]>([:])
+    struct State {
+        var entries: [String: Entry] = [:]
+        /// Users whose state may change, with the state their sync asks for (`offline` from
+        /// the sweep).
+        var pending: [String: String] = [:]
+        var flushScheduled = false
+        /// Syncs waiting for the batch that holds their change.
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
 
-    /// A sync of `user` begins, asking for `wanted` (`online` or `unavailable`).
-    func syncStarted(_ app: MyelinApp, _ user: UserID, wanted: String) async throws {
+    private let state = Mutex(State())
+
+    /// A sync of `user` begins, asking for `wanted` (`online` or `unavailable`). When that
+    /// may change the user's state, returns once the batch holding the change is stored, so
+    /// that the sync's token covers it (the user's next long-poll is not woken by its own
+    /// presence).
+    func syncStarted(_ app: MyelinApp, _ user: UserID, wanted: String) async {
         let key = user.rawValue
         let now = Clock.nowMilliseconds()
-        let known: String?? = entries.withLock { entries in
-            entries[key, default: Entry()].syncing += 1
-            entries[key]!.lastSync = now
-            return entries[key]!.state
+        let changing = state.withLock { s -> Bool in
+            s.entries[key, default: Entry()].syncing += 1
+            s.entries[key]!.lastSync = now
+            if let known = s.entries[key]!.state, Self.transition(from: known, wanted: wanted) == nil { return false }
+            return true
         }
-        var current: String
-        var message: String?
-        switch known {
-        case .some(.some(let state)):
-            current = state
-            // Only a change needs the stored message: read it below if there is one.
-            guard Self.transition(from: current, wanted: wanted) != nil else { return }
-            message = try await app.database.clientData.presence(userID: key)?.statusMessage
-        default:
-            let stored = try await app.database.clientData.presence(userID: key)
-            current = stored?.state ?? "offline"
-            message = stored?.statusMessage
+        guard changing else { return }
+        await withCheckedContinuation { continuation in
+            let schedule = state.withLock { s -> Bool in
+                s.pending[key] = wanted
+                s.waiters.append(continuation)
+                return Self.claimFlush(&s)
+            }
+            if schedule { scheduleFlush(app) }
         }
-        guard let target = Self.transition(from: current, wanted: wanted) else {
-            entries.withLock { $0[key]?.state = current }
-            return
-        }
-        try await Presence.store(app, user, ClientDataStore.Presence(state: target, statusMessage: message, lastActiveTs: now))
-        entries.withLock { $0[key]?.state = target }
     }
 
     /// A sync of `user` ended.
     func syncEnded(_ user: UserID) {
         let now = Clock.nowMilliseconds()
-        entries.withLock { entries in
-            guard var entry = entries[user.rawValue] else { return }
+        state.withLock { s in
+            guard var entry = s.entries[user.rawValue] else { return }
             entry.syncing = max(0, entry.syncing - 1)
             entry.lastSync = now
-            entries[user.rawValue] = entry
+            s.entries[user.rawValue] = entry
         }
     }
 
     /// A state set through `PUT /presence` (or by this tracker).
-    func noteStored(_ user: UserID, state: String) {
-        entries.withLock { entries in
-            if entries[user.rawValue] != nil { entries[user.rawValue]!.state = state }
+    func noteStored(_ user: UserID, state stored: String) {
+        state.withLock { s in
+            if s.entries[user.rawValue] != nil { s.entries[user.rawValue]!.state = stored }
         }
     }
 
@@ -74,27 +83,65 @@ final class SyncPresence: Sendable {
     /// unavailable); `unavailable` also steps an online user down.
     static func transition(from current: String, wanted: String) -> String? {
         if current == wanted { return nil }
-        if current == "offline" { return wanted }
+        if current == "offline" || wanted == "offline" { return wanted }
         if wanted == "unavailable" && current == "online" { return "unavailable" }
         return nil
     }
 
+    private static func claimFlush(_ s: inout State) -> Bool {
+        if s.flushScheduled { return false }
+        s.flushScheduled = true
+        return true
+    }
+
+    private func scheduleFlush(_ app: MyelinApp) {
+        Task.detached { [self] in
+            try? await Task.sleep(for: .milliseconds(Self.batchDelayMs))
+            await flush(app)
+        }
+    }
+
+    /// Writes the pending changes: reads the stored states of users not known yet, keeps
+    /// the real transitions, stores them at one position and wakes the users and their peers.
+    func flush(_ app: MyelinApp) async {
+        let (pending, waiters) = state.withLock { s -> ([String: String], [CheckedContinuation<Void, Never>]) in
+            let taken = (s.pending, s.waiters)
+            s.pending = [:]
+            s.waiters = []
+            s.flushScheduled = false
+            return taken
+        }
+        defer { for waiter in waiters { waiter.resume() } }
+        guard !pending.isEmpty else { return }
+        do {
+            let stored = try await app.database.clientData.presences(userIDs: Array(pending.keys))
+            let now = Clock.nowMilliseconds()
+            var changes: [(userID: String, presence: ClientDataStore.Presence)] = []
+            for (user, wanted) in pending {
+                let current = stored[user]?.state ?? "offline"
+                guard let target = Self.transition(from: current, wanted: wanted) else {
+                    state.withLock { $0.entries[user]?.state = current }
+                    continue
+                }
+                changes.append((user, ClientDataStore.Presence(state: target, statusMessage: stored[user]?.statusMessage,
+                                                               lastActiveTs: now)))
+            }
+            guard !changes.isEmpty else { return }
+            try await Presence.store(app, changes)
+        } catch {
+            app.logger.warning("presence: \(error)")
+        }
+    }
+
     /// Sets offline every user none of whose syncs ran for `offlineAfterMs`.
     func sweep(_ app: MyelinApp, now: Int64 = Clock.nowMilliseconds()) async {
-        let idle: [String] = entries.withLock { entries in
-            var idle: [String] = []
-            for (user, entry) in entries where entry.syncing == 0 && now - entry.lastSync >= Self.offlineAfterMs {
-                if let state = entry.state, state != "offline" { idle.append(user) }
-                entries.removeValue(forKey: user)
+        state.withLock { s in
+            for (user, entry) in s.entries where entry.syncing == 0 && now - entry.lastSync >= Self.offlineAfterMs {
+                if let known = entry.state, known != "offline" { s.pending[user] = "offline" }
+                s.entries.removeValue(forKey: user)
             }
-            return idle
         }
-        for user in idle {
-            guard let id = try? UserID(parsing: user) else { continue }
-            let message = try? await app.database.clientData.presence(userID: user)?.statusMessage
-            try? await Presence.store(app, id, ClientDataStore.Presence(state: "offline", statusMessage: message ?? nil,
-                                                                        lastActiveTs: now))
-        }
+        await flush(app)
     }
 
     func run(_ app: MyelinApp) async {
