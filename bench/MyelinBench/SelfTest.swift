@@ -63,6 +63,21 @@ struct SelfTest: ParsableCommand {
 
         check("next_batch", scanNextBatch(Array(#"{"rooms":{},"next_batch" : "s72_1"}"#.utf8)) == "s72_1")
         check("next_batch missing", scanNextBatch(Array(#"{"rooms":{}}"#.utf8)) == nil)
+        // The delivery scanner: nested values skipped, escapes, spacing, key order, limited.
+        let sync = #"""
+            {"next_batch":"s1","presence":{"events":[{"a":[1,{"b":"}"}]}]},"rooms":{"invite":{"!x":{"timeline":{"events":[{"sender":"@no","content":{"bench_run":"r","bench_id":9,"bench_t0":1}}]}}},
+             "join": {"!a:b": {"state":{"events":[]}, "timeline": {"events": [
+               {"content": {"body": "say \"hi\" \\ {[", "bench_run": "r", "bench_id": 7, "bench_t0": 123456789012}, "sender": "@al\u0069ce:x", "unsigned": {"age": 1.5e3}},
+               {"sender": "@bob:x", "type": "m.room.member", "content": {"membership": "join"}}
+             ], "limited": true, "prev_batch": "t1"}},
+             "!c:d": {"timeline": {"limited": false, "events": [{"sender":"@c:x","content":{"bench_t0":5,"bench_id":-2,"bench_run":"q"}}]}}}}}
+            """#
+        let scanned = DeliveryScanner.scan(Array(sync.utf8))
+        check("delivery scan", scanned == DeliveryScanner.Result(deliveries: [
+            .init(sender: "@alice:x", run: "r", id: 7, t0: 123_456_789_012), .init(sender: "@c:x", run: "q", id: -2, t0: 5),
+        ], limitedTimelines: 1))
+        check("delivery scan malformed", DeliveryScanner.scan(Array(#"{"rooms":{"join":{"!a":{"timeline":{"events":[{"sender":"#.utf8)) == nil)
+        check("delivery scan fraction falls back", DeliveryScanner.scan(Array(#"{"rooms":{"join":{"!a":{"timeline":{"events":[{"content":{"bench_id":1.5}}]}}}}}"#.utf8)) == nil)
         check("percent-encode", percentEncode("!a:b c/é") == "%21a%3Ab%20c%2F%C3%A9")
         check("url", (try? parseServerURL("http://127.0.0.1:8008"))?.port == 8008)
         check("hmac-sha1", hmacSHA1(key: Array("key".utf8), message: Array("The quick brown fox jumps over the lazy dog".utf8))
