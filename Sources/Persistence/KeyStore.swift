@@ -105,26 +105,12 @@ public enum KeyStore {
 
     /// Stores a device's identity keys; true when they differ from what was stored.
     public static func setDeviceKeys(_ db: any SQLTransaction, userID: String, deviceID: String, json: [UInt8]) throws -> Bool {
-        if let existing = try db.queryFirst("SELECT key_json FROM e2e_device_keys WHERE user_id = ? AND device_id = ?",
-                                            .text(userID), .text(deviceID)),
-           try existing.blob(0) == json {
-            return false
-        }
-        try db.execute("""
-            INSERT INTO e2e_device_keys (user_id, device_id, key_json) VALUES (?, ?, ?)
-            ON CONFLICT (user_id, device_id) DO UPDATE SET key_json = excluded.key_json
-            """, .text(userID), .text(deviceID), .blob(json))
-        return true
+        try replaceIfChanged(db, table: "e2e_device_keys", keyColumn: "device_id", userID: userID, key: deviceID, json: json)
     }
 
     /// The device keys of `users`: (user, device, json).
     public static func deviceKeys(_ db: any SQLConnection, users: [String]) throws -> [(String, String, [UInt8])] {
-        var result: [(String, String, [UInt8])] = []
-        for chunk in chunks(users) {
-            result += try db.query("SELECT user_id, device_id, key_json FROM e2e_device_keys WHERE user_id IN (\(placeholders(chunk.count)))",
-                                   chunk.map { .text($0) }).map { (try $0.text(0), try $0.text(1), try $0.blob(2)) }
-        }
-        return result
+        try keyRows(db, table: "e2e_device_keys", keyColumn: "device_id", users: users)
     }
 
     /// Removes every key of a deleted device.
@@ -228,25 +214,37 @@ public enum KeyStore {
 
     /// Stores a cross-signing key (`master`, `self_signing`, `user_signing`); true if it changed.
     public static func setCrossSigningKey(_ db: any SQLTransaction, userID: String, type: String, json: [UInt8]) throws -> Bool {
-        if let existing = try db.queryFirst("SELECT key_json FROM e2e_cross_signing_keys WHERE user_id = ? AND key_type = ?",
-                                            .text(userID), .text(type)),
-           try existing.blob(0) == json {
-            return false
-        }
-        try db.execute("""
-            INSERT INTO e2e_cross_signing_keys (user_id, key_type, key_json) VALUES (?, ?, ?)
-            ON CONFLICT (user_id, key_type) DO UPDATE SET key_json = excluded.key_json
-            """, .text(userID), .text(type), .blob(json))
-        return true
+        try replaceIfChanged(db, table: "e2e_cross_signing_keys", keyColumn: "key_type", userID: userID, key: type, json: json)
     }
 
     /// The cross-signing keys of `users`: (user, type, json).
     public static func crossSigningKeys(_ db: any SQLConnection, users: [String]) throws -> [(String, String, [UInt8])] {
+        try keyRows(db, table: "e2e_cross_signing_keys", keyColumn: "key_type", users: users)
+    }
+
+    /// Upserts one key of a table keyed by (user_id, `keyColumn`); false when the stored bytes
+    /// are the same (nothing written).
+    private static func replaceIfChanged(_ db: any SQLTransaction, table: String, keyColumn: String, userID: String,
+                                         key: String, json: [UInt8]) throws -> Bool {
+        if let existing = try db.queryFirst("SELECT key_json FROM \(table) WHERE user_id = ? AND \(keyColumn) = ?",
+                                            .text(userID), .text(key)),
+           try existing.blob(0) == json {
+            return false
+        }
+        try db.execute("""
+            INSERT INTO \(table) (user_id, \(keyColumn), key_json) VALUES (?, ?, ?)
+            ON CONFLICT (user_id, \(keyColumn)) DO UPDATE SET key_json = excluded.key_json
+            """, .text(userID), .text(key), .blob(json))
+        return true
+    }
+
+    /// (user, `keyColumn`, json) of every row of `users` in a key table.
+    private static func keyRows(_ db: any SQLConnection, table: String, keyColumn: String,
+                                users: [String]) throws -> [(String, String, [UInt8])] {
         var result: [(String, String, [UInt8])] = []
         for chunk in chunks(users) {
-            result += try db.query("""
-                SELECT user_id, key_type, key_json FROM e2e_cross_signing_keys WHERE user_id IN (\(placeholders(chunk.count)))
-                """, chunk.map { .text($0) }).map { (try $0.text(0), try $0.text(1), try $0.blob(2)) }
+            result += try db.query("SELECT user_id, \(keyColumn), key_json FROM \(table) WHERE user_id IN (\(placeholders(chunk.count)))",
+                                   chunk.map { .text($0) }).map { (try $0.text(0), try $0.text(1), try $0.blob(2)) }
         }
         return result
     }

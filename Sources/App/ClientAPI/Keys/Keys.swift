@@ -95,11 +95,7 @@ enum Keys {
         var wanted: [String: Set<String>?] = [:]
         var failures: [String: JSON] = [:]
         for (user, devices) in requested {
-            guard let id = try? UserID(parsing: user) else { throw MatrixError(.invalidParam, "Invalid user id \(user)") }
-            guard id.serverName.rawValue == app.configuration.serverName else {
-                failures[id.serverName.rawValue] = ["status": 503, "message": "Federation is not available"]
-                continue
-            }
+            guard try localUser(user, app: app, failures: &failures) != nil else { continue }
             guard let list = devices.arrayValue else { throw MatrixError(.badJSON, "device_keys.\(user) must be a list") }
             let ids = list.compactMap(\.stringValue)
             wanted[user] = ids.isEmpty ? .some(nil) : Set(ids)
@@ -149,6 +145,17 @@ enum Keys {
         return .json(.object(response))
     }
 
+    /// A requested user id: nil (with the server noted under `failures`) for a remote user,
+    /// whose keys need federation.
+    static func localUser(_ text: String, app: MyelinApp, failures: inout [String: JSON]) throws -> UserID? {
+        guard let id = try? UserID(parsing: text) else { throw MatrixError(.invalidParam, "Invalid user id \(text)") }
+        guard id.serverName.rawValue == app.configuration.serverName else {
+            failures[id.serverName.rawValue] = ["status": 503, "message": "Federation is not available"]
+            return nil
+        }
+        return id
+    }
+
     /// The public key of a cross-signing key (the value of its only `keys` entry).
     static func publicKey(of key: JSON) -> String? {
         key["keys"]?.objectValue?.values.first?.stringValue
@@ -181,11 +188,7 @@ enum Keys {
         var wanted: [(user: UserID, device: String, algorithm: String)] = []
         var failures: [String: JSON] = [:]
         for (user, devices) in requested {
-            guard let id = try? UserID(parsing: user) else { throw MatrixError(.invalidParam, "Invalid user id \(user)") }
-            guard id.serverName.rawValue == app.configuration.serverName else {
-                failures[id.serverName.rawValue] = ["status": 503, "message": "Federation is not available"]
-                continue
-            }
+            guard let id = try localUser(user, app: app, failures: &failures) else { continue }
             guard let devices = devices.objectValue else { throw MatrixError(.badJSON, "one_time_keys.\(user) must be an object") }
             for (device, algorithm) in devices {
                 guard let algorithm = algorithm.stringValue else { throw MatrixError(.badJSON, "algorithms must be strings") }
