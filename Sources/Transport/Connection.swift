@@ -146,6 +146,7 @@ final class Connection {
     }
 
     private func received(_ bytes: UnsafeRawBufferPointer) {
+        loop.leftPoll()
         guard !closing else { return }
         if parserPaused {
             pausedInput.append(contentsOf: bytes)

@@ -18,7 +18,12 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
 
     struct Queue {
         var jobs: [Job] = []
+        /// The eventfd holds a wake-up the loop has not read yet.
         var signaled = false
+        /// The loop has drained the queue and is about to block in (or is blocked in) its
+        /// poll: only then does a push need to write the eventfd. A push at any other time
+        /// is picked up by the drain that runs before every poll.
+        var polling = false
     }
 
     let index: Int
@@ -124,14 +129,47 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     func push(contentsOf jobs: some Collection<Job>) {
         let wake = queue.withLock { q -> Bool in
             q.jobs.append(contentsOf: jobs)
-            if q.signaled { return false }
+            guard q.polling, !q.signaled else { return false }
             q.signaled = true
             return true
         }
-        if wake {
-            var one: UInt64 = 1
-            _ = Glibc.write(wakeFD, &one, 8)
+        if wake { signalWake() }
+    }
+
+    private func signalWake() {
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeFD, &one, 8)
+    }
+
+    /// Loop thread: true while `Queue.polling` may be set (saves a lock per callback).
+    private var pollingPublished = false
+
+    /// Loop thread, from any callback that runs after the poll returned: pushes need no
+    /// wake-up until the next `beforePoll`.
+    @inline(__always)
+    func leftPoll() {
+        guard pollingPublished else { return }
+        pollingPublished = false
+        queue.withLock { $0.polling = false }
+    }
+
+    /// Loop thread, last thing before libuv polls: runs what other threads queued, writes
+    /// what is owed, hands requests to the workers, then publishes that the loop may sleep
+    /// (or wakes itself if jobs arrived meanwhile).
+    func beforePoll() {
+        runQueuedJobs()
+        flushDirty()
+        flushWorkerJobs()
+        let wakeSelf = queue.withLock { q -> Bool in
+            if q.jobs.isEmpty {
+                q.polling = true
+                return false
+            }
+            guard !q.signaled else { return false }
+            q.signaled = true
+            return true
         }
+        if wakeSelf { signalWake() } else { pollingPublished = true }
     }
 
     /// Jobs this loop's thread queued for the worker pool during this iteration, handed over
@@ -154,14 +192,26 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
 
     func asUnownedSerialExecutor() -> UnownedSerialExecutor { UnownedSerialExecutor(ordinary: self) }
 
-    /// Drains the queue in batches, then flushes dirty connections once.
+    /// The eventfd fired: drains the queue in batches, then flushes dirty connections once.
     func drain() {
         var counter: UInt64 = 0
         _ = Glibc.read(wakeFD, &counter, 8)
+        pollingPublished = false
+        queue.withLock { q in
+            q.signaled = false
+            q.polling = false
+        }
+        runQueuedJobs()
+        flushDirty()
+        flushWorkerJobs()
+    }
+
+    /// Runs queued jobs, in up to four batches (jobs may queue more).
+    private func runQueuedJobs() {
         let executor = asUnownedSerialExecutor()
         for _ in 0..<4 {
             let jobs = queue.withLock { q -> [Job] in
-                q.signaled = false
+                guard !q.jobs.isEmpty else { return [] }
                 let jobs = q.jobs
                 q.jobs.removeAll(keepingCapacity: true)
                 return jobs
@@ -174,8 +224,6 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
                 }
             }
         }
-        flushDirty()
-        flushWorkerJobs()
     }
 
     func flushDirty() {
@@ -219,13 +267,12 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         }, 250, 250)
         uv_check_start(flushCheck) { check in
             let loop = Unmanaged<EventLoop>.fromOpaque(check!.pointee.data).takeUnretainedValue()
+            loop.leftPoll()
             loop.flushDirty()
             loop.flushWorkerJobs()
         }
         uv_prepare_start(flushPrepare) { prepare in
-            let loop = Unmanaged<EventLoop>.fromOpaque(prepare!.pointee.data).takeUnretainedValue()
-            loop.flushDirty()
-            loop.flushWorkerJobs()
+            Unmanaged<EventLoop>.fromOpaque(prepare!.pointee.data).takeUnretainedValue().beforePoll()
         }
         WorkerPool.setCurrentLoop(self)
         updateDate()
