@@ -422,7 +422,12 @@ final class Connection {
     private func write(_ response: HTTPResponse, for entry: Pending, close: Bool) {
         var head = output
         output = []
-        if head.capacity < 512 { head.reserveCapacity(512) }
+        // Room for the whole answer at once: growing past a guess costs a reallocation and,
+        // from 1 KiB, a consolidation of malloc's free lists.
+        var needed = head.count + 160 + loop.dateHeader.count + loop.server.commonHeaderBytes.count
+        if case .bytes(let bytes) = response.body { needed += bytes.count }
+        for field in response.headers.fields { needed += field.name.utf8.count + field.value.utf8.count + 4 }
+        if head.capacity < needed { head.reserveCapacity(needed) }
         StatusLine.append(response.status, to: &head)
         head.append(contentsOf: loop.dateHeader)
         head.append(contentsOf: loop.server.commonHeaderBytes)

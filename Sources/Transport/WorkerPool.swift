@@ -14,6 +14,8 @@ public final class WorkerPool: TaskExecutor, @unchecked Sendable {
     private var sleeping = 0
     private var awake = 0
     public let threadCount: Int
+    /// Queue length from which a worker leaves half the queue to another worker.
+    static let shareThreshold = 8
 
     public init(threads: Int) {
         threadCount = max(1, threads)
@@ -117,10 +119,20 @@ public final class WorkerPool: TaskExecutor, @unchecked Sendable {
                 sleeping -= 1
                 awake += 1
             }
-            swap(&jobs, &batch)
-            // More work than this thread takes: make sure another worker is up.
-            if batch.count > 1 && awake < threadCount && sleeping > 0 { pthread_cond_signal(condition) }
+            // A long queue is shared: this worker takes the older half and wakes a sleeping
+            // worker for the rest. A short one is taken whole, since waking a thread costs
+            // more than running a few short jobs.
+            var wakeAnother = false
+            if jobs.count >= WorkerPool.shareThreshold && sleeping > 0 {
+                let half = jobs.count / 2
+                batch.append(contentsOf: jobs[..<half])
+                jobs.removeFirst(half)
+                wakeAnother = true
+            } else {
+                swap(&jobs, &batch)
+            }
             pthread_mutex_unlock(mutex)
+            if wakeAnother { pthread_cond_signal(condition) }
             for job in batch { job.runSynchronously(on: executor) }
             batch.removeAll(keepingCapacity: true)
             outbox.deliver()
