@@ -358,16 +358,55 @@ final class Connection {
             deliver(sequence: first.sequence, response: response)
             return
         }
+        let request = HTTPRequest(head: first.head, body: first.body, remoteAddress: remoteAddress, requestID: first.requestID)
+        let next = Dispatched(request: request, sequence: first.sequence)
+        if let runner = idleRunner {
+            idleRunner = nil
+            runner.resume(returning: next)
+        } else {
+            startRunner(with: next)
+        }
+    }
+
+    /// A request handed to the connection's runner, with its place on the connection.
+    struct Dispatched: Sendable {
+        let request: HTTPRequest
+        let sequence: UInt64
+    }
+
+    /// The connection's runner while it waits for the next request. One task runs every
+    /// request of a connection in turn (a connection has at most one request in flight), so
+    /// a request costs the resumption of a waiting task instead of the creation of a new one.
+    var idleRunner: UnsafeContinuation<Dispatched?, Never>?
+
+    private func startRunner(with first: Dispatched) {
         let responder = loop.server.responder
         let loop = self.loop
-        let request = HTTPRequest(head: first.head, body: first.body, remoteAddress: remoteAddress, requestID: first.requestID)
         let id = self.id
-        let sequence = first.sequence
         Task(executorPreference: loop.server.workers) {
-            let response = await responder.respond(to: request)
-            // Queued on the loop's executor without awaiting it: the task ends here, on the
-            // pool thread, instead of hopping to the loop and back for its epilogue.
-            loop.execute { loop.connections[id]?.deliver(sequence: sequence, response: response) }
+            var next: Dispatched? = first
+            while let sequence = next?.sequence {
+                let response: HTTPResponse
+                do {
+                    // The request (and its body) is not kept while the runner waits.
+                    let request = next!.request
+                    next = nil
+                    response = await responder.respond(to: request)
+                }
+                // The answer is queued on the loop's executor, not awaited there: the runner
+                // stays on the pool thread and waits for the connection's next request.
+                next = await withUnsafeContinuation { runner in
+                    loop.execute {
+                        guard let connection = loop.connections[id], !connection.closing else {
+                            runner.resume(returning: nil)
+                            return
+                        }
+                        // Set before delivering: delivery may dispatch a pipelined request.
+                        connection.idleRunner = runner
+                        connection.deliver(sequence: sequence, response: response)
+                    }
+                }
+            }
         }
     }
 
@@ -616,6 +655,10 @@ final class Connection {
     func close() {
         guard !closing else { return }
         closing = true
+        if let runner = idleRunner {
+            idleRunner = nil
+            runner.resume(returning: nil)
+        }
         reading = false
         deadline = 0
         bodyStream?.finish(.connectionClosed)
