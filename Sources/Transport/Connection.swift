@@ -379,6 +379,15 @@ final class Connection {
     /// a request costs the resumption of a waiting task instead of the creation of a new one.
     var idleRunner: UnsafeContinuation<Dispatched?, Never>?
 
+    /// Requests that take longer than this end their runner (see `startRunner`).
+    static let runnerKeepNanoseconds: UInt64 = 2_000_000
+
+    static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
     private func startRunner(with first: Dispatched) {
         let responder = loop.server.responder
         let loop = self.loop
@@ -387,11 +396,19 @@ final class Connection {
             var next: Dispatched? = first
             while let sequence = next?.sequence {
                 let response: HTTPResponse
+                let started = Connection.monotonicNanoseconds()
                 do {
                     // The request (and its body) is not kept while the runner waits.
                     let request = next!.request
                     next = nil
                     response = await responder.respond(to: request)
+                }
+                if Connection.monotonicNanoseconds() - started > Connection.runnerKeepNanoseconds {
+                    // A long request (a long-poll, a large sync) leaves this task's stack grown:
+                    // end the runner rather than hold that memory while the connection waits.
+                    // The next request starts a new one.
+                    loop.execute { loop.connections[id]?.deliver(sequence: sequence, response: response) }
+                    return
                 }
                 // The answer is queued on the loop's executor, not awaited there: the runner
                 // stays on the pool thread and waits for the connection's next request.

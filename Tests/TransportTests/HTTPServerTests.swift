@@ -28,6 +28,38 @@ struct HTTPServerTests {
         }
     }
 
+    /// One runner task serves a connection's requests in turn; a slow request ends it and the
+    /// next request starts another, and a peer that leaves mid-request ends it too.
+    @Test func keepAliveRequestsAlternatingQuickAndSlowHandlers() async throws {
+        try await withServer { server, port in
+            let client = try RawClient(port: port)
+            for i in 0..<30 {
+                switch i % 3 {
+                case 0:
+                    client.send("GET /slow?5 HTTP/1.1\r\nHost: x\r\n\r\n")
+                    #expect(try await client.read().text == "slow done")
+                case 1:
+                    client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                    #expect(try await client.read().text == "hello")
+                default:
+                    client.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: \(String(i).count)\r\n\r\n\(i)")
+                    #expect(try await client.read().text == String(i))
+                }
+            }
+            // Peers that leave while their request runs, or while their runner waits.
+            for i in 0..<20 {
+                let leaving = try RawClient(port: port)
+                leaving.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await leaving.read().text == "hello")
+                if i % 2 == 0 { leaving.send("GET /slow?20 HTTP/1.1\r\nHost: x\r\n\r\n") }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await client.read().text == "hello")
+            #expect(server.openConnections == 1)
+        }
+    }
+
     @Test func manyPipelinedRequestsPauseAndResume() async throws {
         try await withServer { _, port in
             let client = try RawClient(port: port)
