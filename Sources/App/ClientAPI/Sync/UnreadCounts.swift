@@ -40,11 +40,16 @@ final class UnreadCounts: Sendable {
         }
     }
 
-    private let entries = Mutex<[String: Entry]>([:])
+    private let entries = Mutex<[Key: Entry]>([:])
     /// Events scanned at most when counting from the store.
     static let maxScan = 1000
 
-    private static func key(_ user: UserID, _ room: RoomID) -> String { user.rawValue + "|" + room.rawValue }
+    private struct Key: Hashable {
+        let user: UserID
+        let room: RoomID
+    }
+
+    private static func key(_ user: UserID, _ room: RoomID) -> Key { Key(user: user, room: room) }
 
     /// The user read the room: counts restart from the store at the next sync.
     func invalidate(_ user: UserID, _ room: RoomID) {
@@ -155,7 +160,10 @@ final class UnreadCounts: Sendable {
         var threadRoot: String?
         var notice: Bool
         var mentions: (users: Set<String>, room: Bool)?
-        var body: String
+        /// The body, lowercased, as bytes (word matches run on bytes).
+        var body: [UInt8]
+        /// The body contains `@room`.
+        var mentionsRoomInBody: Bool
     }
 
     /// Features by event position (bounded; cleared when full).
@@ -167,14 +175,14 @@ final class UnreadCounts: Sendable {
     /// the caller reads from the room only then (rare), so evaluating needs no hop otherwise.
     struct Matcher {
         let user: String
-        let localpart: String
-        let displayname: String?
+        let localpart: [UInt8]
+        let displayname: [UInt8]?
         let shared: UnreadCounts?
 
         init(user: UserID, displayname: String?, shared: UnreadCounts?) {
             self.user = user.rawValue
-            localpart = String(user.localpart).lowercased()
-            self.displayname = displayname
+            localpart = Array(String(user.localpart).lowercased().utf8)
+            self.displayname = displayname.map { Array($0.utf8) }
             self.shared = shared
         }
 
@@ -186,8 +194,9 @@ final class UnreadCounts: Sendable {
             if let object = content["m.mentions"]?.objectValue {
                 mentions = (Set(object["user_ids"]?.arrayValue?.compactMap(\.stringValue) ?? []), object["room"]?.boolValue == true)
             }
+            let body = Array((content["body"]?.stringValue ?? "").lowercased().utf8)
             return Features(threadRoot: threadRoot, notice: content["msgtype"]?.stringValue == "m.notice", mentions: mentions,
-                            body: (content["body"]?.stringValue ?? "").lowercased())
+                            body: body, mentionsRoomInBody: Self.contains(body, Array("@room".utf8)))
         }
 
         /// The features of one event, parsed once for all its recipients.
@@ -218,17 +227,24 @@ final class UnreadCounts: Sendable {
             }
             let body = features.body
             if Self.containsWord(body, localpart) { return .highlight }
-            if let displayname, !displayname.isEmpty, Self.containsWord(body, displayname) { return .highlight }
-            if body.contains("@room") { return .roomMention }
+            if let displayname, Self.containsWord(body, displayname) { return .highlight }
+            if features.mentionsRoomInBody { return .roomMention }
             return .notify
         }
 
-        /// Word-boundary match as the push rule glob `contains_display_name` does (bytes:
-        /// both sides are lowercased already).
-        static func containsWord(_ text: String, _ word: String) -> Bool {
-            guard !word.isEmpty else { return false }
-            let haystack = Array(text.utf8), needle = Array(word.utf8)
-            guard needle.count <= haystack.count else { return false }
+        static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+            guard !needle.isEmpty, needle.count <= haystack.count else { return needle.isEmpty }
+            for start in 0...(haystack.count - needle.count)
+            where haystack[start] == needle[0] && haystack[start..<start + needle.count].elementsEqual(needle) {
+                return true
+            }
+            return false
+        }
+
+        /// Word-boundary match as the push rule glob `contains_display_name` does (both sides
+        /// are lowercased already).
+        static func containsWord(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+            guard !needle.isEmpty, needle.count <= haystack.count else { return false }
             func isWordByte(_ byte: UInt8) -> Bool {
                 byte >= 0x80 || (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A)
                     || byte == UInt8(ascii: "_")
