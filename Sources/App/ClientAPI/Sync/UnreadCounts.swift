@@ -232,10 +232,11 @@ final class UnreadCounts: Sendable {
             return .notify
         }
 
-        static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-            guard !needle.isEmpty, needle.count <= haystack.count else { return needle.isEmpty }
+        /// Whether `needle` occurs in `haystack` at a start that `accept` takes.
+        static func contains(_ haystack: [UInt8], _ needle: [UInt8], where accept: (Int) -> Bool = { _ in true }) -> Bool {
+            guard !needle.isEmpty, needle.count <= haystack.count else { return false }
             for start in 0...(haystack.count - needle.count)
-            where haystack[start] == needle[0] && haystack[start..<start + needle.count].elementsEqual(needle) {
+            where haystack[start] == needle[0] && haystack[start..<start + needle.count].elementsEqual(needle) && accept(start) {
                 return true
             }
             return false
@@ -244,22 +245,14 @@ final class UnreadCounts: Sendable {
         /// Word-boundary match as the push rule glob `contains_display_name` does (both sides
         /// are lowercased already).
         static func containsWord(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-            guard !needle.isEmpty, needle.count <= haystack.count else { return false }
             func isWordByte(_ byte: UInt8) -> Bool {
                 byte >= 0x80 || (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A)
                     || byte == UInt8(ascii: "_")
             }
-            var start = 0
-            while start + needle.count <= haystack.count {
-                if haystack[start] == needle[0] && haystack[start..<start + needle.count].elementsEqual(needle) {
-                    let before = start == 0 || !isWordByte(haystack[start - 1])
-                    let end = start + needle.count
-                    let after = end == haystack.count || !isWordByte(haystack[end])
-                    if before && after { return true }
-                }
-                start += 1
+            return contains(haystack, needle) { start in
+                let end = start + needle.count
+                return (start == 0 || !isWordByte(haystack[start - 1])) && (end == haystack.count || !isWordByte(haystack[end]))
             }
-            return false
         }
     }
 }
