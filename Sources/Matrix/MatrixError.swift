@@ -34,6 +34,10 @@ public struct MatrixError: Error, Sendable, Equatable, CustomStringConvertible {
     public var status: Int
     /// Extra top-level fields of the error body (e.g. `retry_after_ms`, `soft_logout`).
     public var extra: [String: JSON]
+    /// The body is `extra` alone, without `errcode` and `error`: the first challenge of
+    /// user-interactive authentication is such a 401 (spec: an `errcode` appears only after
+    /// a stage failed, and clients such as mautrix read one as a hard error).
+    public var bodyIsExtraOnly = false
 
     public init(_ code: Code, _ message: String, status: Int? = nil, extra: [String: JSON] = [:]) {
         self.code = code
@@ -46,6 +50,7 @@ public struct MatrixError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// The error body, `{"errcode": ..., "error": ..., ...extra}`.
     public var body: JSON {
+        if bodyIsExtraOnly { return .object(extra) }
         var object = extra
         object["errcode"] = .string(code.rawValue)
         object["error"] = .string(message)

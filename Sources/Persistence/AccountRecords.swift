@@ -60,9 +60,15 @@ public struct AccessTokenRecord: Sendable, Hashable {
     public var expiresTs: Int64?
     public var refreshTokenHash: String?
     public var refreshExpiresTs: Int64?
+    /// Set on a token issued by `/refresh` until it is first used: the hash of the token it
+    /// replaces, which stays valid meanwhile (spec: the old refresh token is revoked when
+    /// the new access or refresh token is used, so a lost response does not log out).
+    public var replacesTokenHash: String?
 
     public init(tokenHash: String, userID: String, deviceID: String?, createdTs: Int64 = currentTimeMillis(),
-                expiresTs: Int64? = nil, refreshTokenHash: String? = nil, refreshExpiresTs: Int64? = nil) {
+                expiresTs: Int64? = nil, refreshTokenHash: String? = nil, refreshExpiresTs: Int64? = nil,
+                replacesTokenHash: String? = nil) {
+        self.replacesTokenHash = replacesTokenHash
         self.tokenHash = tokenHash
         self.userID = userID
         self.deviceID = deviceID

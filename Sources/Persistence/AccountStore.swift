@@ -129,7 +129,8 @@ public struct AccountStore: Sendable {
     public func accessToken(hash: String) async throws -> AccessTokenRecord? {
         try await database.read { db in
             try db.queryFirst("""
-                SELECT token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_hash, refresh_expires_ts
+                SELECT token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_hash, refresh_expires_ts,
+                       replaces_token_hash
                 FROM access_tokens WHERE token_hash = ?
                 """, .text(hash)).map(Self.accessToken)
         }
@@ -138,9 +139,18 @@ public struct AccountStore: Sendable {
     public func accessToken(refreshHash: String) async throws -> AccessTokenRecord? {
         try await database.read { db in
             try db.queryFirst("""
-                SELECT token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_hash, refresh_expires_ts
+                SELECT token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_hash, refresh_expires_ts,
+                       replaces_token_hash
                 FROM access_tokens WHERE refresh_token_hash = ?
                 """, .text(refreshHash)).map(Self.accessToken)
+        }
+    }
+
+    /// The first use of a token issued by `/refresh`: the token it replaced is revoked.
+    public func completeRotation(tokenHash: String, replaced: String) async throws {
+        try await database.write { db in
+            try db.execute("DELETE FROM access_tokens WHERE token_hash = ?", .text(replaced))
+            try db.execute("UPDATE access_tokens SET replaces_token_hash = NULL WHERE token_hash = ?", .text(tokenHash))
         }
     }
 
@@ -168,6 +178,7 @@ public struct AccountStore: Sendable {
     private static func accessToken(_ row: SQLRow) throws -> AccessTokenRecord {
         AccessTokenRecord(tokenHash: try row.text(0), userID: try row.text(1), deviceID: try row.optionalText(2),
                           createdTs: try row.int(3), expiresTs: try row.optionalInt(4),
-                          refreshTokenHash: try row.optionalText(5), refreshExpiresTs: try row.optionalInt(6))
+                          refreshTokenHash: try row.optionalText(5), refreshExpiresTs: try row.optionalInt(6),
+                          replacesTokenHash: try row.optionalText(7))
     }
 }

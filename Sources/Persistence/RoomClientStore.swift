@@ -70,30 +70,34 @@ public enum RoomClientStore {
 
     // MARK: transaction ids
 
-    public static func insertTxn(_ db: any SQLTransaction, userID: String, deviceID: String, txnID: String,
+    /// Records the event a transaction produced; `scope` is the request path without the
+    /// transaction id (spec: transaction ids are scoped to the endpoint and the device).
+    public static func insertTxn(_ db: any SQLTransaction, userID: String, deviceID: String, scope: String, txnID: String,
                                  roomID: String, eventID: String) throws {
         try db.execute("""
-            INSERT INTO event_txns (user_id, device_id, txn_id, room_id, event_id) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (user_id, device_id, txn_id) DO NOTHING
-            """, .text(userID), .text(deviceID), .text(txnID), .text(roomID), .text(eventID))
+            INSERT INTO event_txns (user_id, device_id, scope, txn_id, room_id, event_id) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (user_id, device_id, scope, txn_id) DO NOTHING
+            """, .text(userID), .text(deviceID), .text(scope), .text(txnID), .text(roomID), .text(eventID))
     }
 
-    /// The event a transaction id already produced, if any.
-    public static func txnEvent(_ db: any SQLConnection, userID: String, deviceID: String, txnID: String) throws -> (roomID: String, eventID: String)? {
-        try db.queryFirst("SELECT room_id, event_id FROM event_txns WHERE user_id = ? AND device_id = ? AND txn_id = ?",
-                          .text(userID), .text(deviceID), .text(txnID)).map { (try $0.text(0), try $0.text(1)) }
+    /// The event a transaction id already produced in `scope`, if any.
+    public static func txnEvent(_ db: any SQLConnection, userID: String, deviceID: String, scope: String,
+                                txnID: String) throws -> (roomID: String, eventID: String)? {
+        try db.queryFirst("""
+            SELECT room_id, event_id FROM event_txns WHERE user_id = ? AND device_id = ? AND scope = ? AND txn_id = ?
+            """, .text(userID), .text(deviceID), .text(scope), .text(txnID)).map { (try $0.text(0), try $0.text(1)) }
     }
 
-    /// The (device, transaction id) of events, for `unsigned.transaction_id`.
-    public static func txns(_ db: any SQLConnection, eventIDs: [String]) throws -> [String: (deviceID: String, txnID: String)] {
+    /// The (device, scope, transaction id) of events, for `unsigned.transaction_id`.
+    public static func txns(_ db: any SQLConnection, eventIDs: [String]) throws -> [String: (deviceID: String, scope: String, txnID: String)] {
         guard !eventIDs.isEmpty else { return [:] }
-        var result: [String: (String, String)] = [:]
+        var result: [String: (String, String, String)] = [:]
         for start in stride(from: 0, to: eventIDs.count, by: 500) {
             let chunk = eventIDs[start..<min(start + 500, eventIDs.count)]
             let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
-            for row in try db.query("SELECT event_id, device_id, txn_id FROM event_txns WHERE event_id IN (\(placeholders))",
+            for row in try db.query("SELECT event_id, device_id, scope, txn_id FROM event_txns WHERE event_id IN (\(placeholders))",
                                     chunk.map { SQLValue.text($0) }) {
-                result[try row.text(0)] = (try row.text(1), try row.text(2))
+                result[try row.text(0)] = (try row.text(1), try row.text(2), try row.text(3))
             }
         }
         return result
@@ -129,7 +133,8 @@ public enum RoomClientStore {
     /// The state group after position `streamOrdering` (the group of the newest event at or
     /// before it).
     public static func stateGroup(_ db: any SQLConnection, roomID: String, atOrBefore streamOrdering: Int64) throws -> Int64? {
-        try stateGroup(db, roomID: roomID, before: streamOrdering + 1)
+        // Saturating: `Int64.max` means "the current state" and must not trap.
+        try stateGroup(db, roomID: roomID, before: streamOrdering == .max ? .max : streamOrdering + 1)
     }
 
     /// Replaces an event's client form (redaction).
@@ -138,15 +143,39 @@ public enum RoomClientStore {
     }
 
     /// The newest event of the room at or before `ts` (dir b) or the oldest at or after (dir f).
-    public static func eventNear(_ db: any SQLConnection, roomID: String, ts: Int64, forwards: Bool) throws -> RoomEventStore.EventRow? {
-        // origin_server_ts lives in the JSON; scan the room in order (rooms are small enough
-        // here; an index comes with a column when it matters).
-        let rows = try db.query("SELECT \(RoomEventStore.columns) FROM events WHERE room_id = ? ORDER BY stream_ordering \(forwards ? "ASC" : "DESC")",
-                                .text(roomID)).map(RoomEventStore.eventRow)
-        return rows.first { row in
-            guard let eventTS = originServerTS(row.json) else { return false }
-            return forwards ? eventTS >= ts : eventTS <= ts
+    public static func eventNear(_ db: any SQLConnection, roomID: String, ts: Int64, forwards: Bool,
+                                 ceiling: Int64 = .max) throws -> RoomEventStore.EventRow? {
+        // origin_server_ts lives in the JSON, and grows with the stream order (events are
+        // created in order): a binary search over positions reads ~log2(positions) rows,
+        // never the whole room. Finds the smallest position p whose first event at or after
+        // it has a timestamp >= ts (forwards) or > ts (backwards).
+        guard let bounds = try db.queryFirst("""
+            SELECT MIN(stream_ordering), MAX(stream_ordering) FROM events WHERE room_id = ? AND stream_ordering <= ?
+            """, .text(roomID), .int(ceiling)), let low = try bounds.optionalInt(0), let high = try bounds.optionalInt(1) else {
+            return nil
         }
+        func firstAtOrAfter(_ position: Int64) throws -> RoomEventStore.EventRow? {
+            try db.queryFirst("""
+                SELECT \(RoomEventStore.columns) FROM events WHERE room_id = ? AND stream_ordering >= ? AND stream_ordering <= ?
+                ORDER BY stream_ordering ASC LIMIT 1
+                """, .text(roomID), .int(position), .int(high)).map(RoomEventStore.eventRow)
+        }
+        func past(_ row: RoomEventStore.EventRow) -> Bool {
+            let eventTS = originServerTS(row.json) ?? 0
+            return forwards ? eventTS >= ts : eventTS > ts
+        }
+        var a = low, b = high + 1
+        while a < b {
+            let mid = a + (b - a) / 2
+            if let row = try firstAtOrAfter(mid), past(row) { b = mid } else { a = mid + 1 }
+        }
+        if forwards { return a <= high ? try firstAtOrAfter(a) : nil }
+        let row = try db.queryFirst("""
+            SELECT \(RoomEventStore.columns) FROM events WHERE room_id = ? AND stream_ordering < ? AND stream_ordering <= ?
+            ORDER BY stream_ordering DESC LIMIT 1
+            """, .text(roomID), .int(a), .int(high)).map(RoomEventStore.eventRow)
+        guard let row, (originServerTS(row.json) ?? .max) <= ts else { return nil }
+        return row
     }
 
     static func originServerTS(_ json: [UInt8]) -> Int64? {
@@ -154,7 +183,9 @@ public enum RoomClientStore {
         guard let start = json.firstRange(of: key)?.upperBound else { return nil }
         var value: Int64 = 0
         var index = start
-        while index < json.count, json[index] >= 0x30, json[index] <= 0x39 {
+        // At most 18 digits: an event's JSON is ours, but a timestamp that overflows must
+        // not trap.
+        while index < json.count, index - start < 18, json[index] >= 0x30, json[index] <= 0x39 {
             value = value * 10 + Int64(json[index] - 0x30)
             index += 1
         }

@@ -6,7 +6,7 @@
 /// PostgreSQL, INTEGER on SQLite); flags are BOOLEAN on PostgreSQL and 0/1 INTEGER on SQLite
 /// (both bound as `SQLValue.bool`); secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(

@@ -88,8 +88,16 @@ struct AccountManagementTests {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
             let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let (carol, _) = try await MatrixTestClient.registered(port: port, "carol")
             let path = "/presence/@alice:localhost/status"
+            // Presence is for people who share a room.
+            #expect(try await bob.call("GET", path).errcode == "M_FORBIDDEN")
+            let room = try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]!.stringValue!
+            #expect(try await bob.call("POST", "/join/\(room)").status == 200)
             #expect(try await bob.call("GET", path).json == ["presence": "offline"])
+            #expect(try await carol.call("GET", path).errcode == "M_FORBIDDEN")
+            #expect(try await alice.call("PUT", path, ["presence": "online",
+                                                       "status_msg": .string(String(repeating: "x", count: 1025))]).errcode == "M_INVALID_PARAM")
             #expect(try await alice.call("PUT", path, ["presence": "online", "status_msg": "here"]).status == 200)
             let seen = try await bob.call("GET", path)
             #expect(seen.json["presence"] == "online")
@@ -143,6 +151,26 @@ struct AccountManagementTests {
             let none = try await alice.call("POST", "/user_directory/search", ["search_term": "al"])
             #expect(none.json == ["results": [], "limited": false])
             #expect(try await alice.call("POST", "/user_directory/search", .object([:])).errcode == "M_MISSING_PARAM")
+        }
+        // A user who shares a private room with the searcher is found at once, by localpart
+        // and by display name; users in a published room are found too; others are not.
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (albert, _) = try await MatrixTestClient.registered(port: port, "albert")
+            let (zoe, _) = try await MatrixTestClient.registered(port: port, "zoe")
+            let (pub, _) = try await MatrixTestClient.registered(port: port, "publius")
+            #expect(try await albert.call("PUT", "/profile/@albert:localhost/displayname", ["displayname": "Bert"]).status == 200)
+            let room = try await alice.call("POST", "/createRoom", ["preset": "private_chat", "invite": ["@albert:localhost"]])
+                .json["room_id"]!.stringValue!
+            #expect(try await albert.call("POST", "/join/\(room)").status == 200)
+            let ids = { (reply: MatrixTestClient.Reply) in reply.json["results"]?.arrayValue?.compactMap { $0["user_id"]?.stringValue } }
+            #expect(ids(try await alice.call("POST", "/user_directory/search", ["search_term": "albert"])) == ["@albert:localhost"])
+            #expect(ids(try await alice.call("POST", "/user_directory/search", ["search_term": "bert"])) == ["@albert:localhost"])
+            #expect(ids(try await zoe.call("POST", "/user_directory/search", ["search_term": "albert"])) == [])
+            #expect(ids(try await alice.call("POST", "/user_directory/search", ["search_term": "publius"])) == [])
+            let open = try await pub.call("POST", "/createRoom", ["preset": "public_chat", "visibility": "public"]).json["room_id"]!.stringValue!
+            #expect(!open.isEmpty)
+            #expect(ids(try await zoe.call("POST", "/user_directory/search", ["search_term": "publius"])) == ["@publius:localhost"])
         }
         try await withMyelin({ $0.userDirectory.searchAllUsers = true }) { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

@@ -274,6 +274,9 @@ struct RoomTests {
             ]).json["room_id"]?.stringValue)
             let p = Self.path(room)
             #expect(try await alice.call("PUT", "/directory/room/%23lobby:localhost", ["room_id": .string(room)]).status == 200)
+            // Only members name a room; a taken alias is 409.
+            #expect(try await bob.call("PUT", "/directory/room/%23other:localhost", ["room_id": .string(room)]).status == 403)
+            #expect(try await bob.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
             let taken = try await bob.call("PUT", "/directory/room/%23lobby:localhost", ["room_id": .string(room)])
             #expect(taken.status == 409)
             let resolved = try await bob.call("GET", "/directory/room/%23lobby:localhost")

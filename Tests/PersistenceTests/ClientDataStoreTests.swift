@@ -67,19 +67,30 @@ struct ClientDataStoreTests {
 
             try await store.deleteDevices(userID: "@alice:t", deviceIDs: ["C"])
             #expect(try await store.accessToken(hash: "tokC") == nil)
-            #expect(try await store.rotateRefreshToken(oldRefreshHash: "refB",
+            let oldB = try #require(try await store.accessToken(refreshHash: "refB"))
+            #expect(try await store.rotateRefreshToken(old: oldB,
                                                        new: AccessTokenRecord(tokenHash: "tokB2", userID: "@alice:t", deviceID: "B",
                                                                               refreshTokenHash: "refB2")))
-            #expect(try await store.rotateRefreshToken(oldRefreshHash: "refB",
-                                                       new: AccessTokenRecord(tokenHash: "tokB3", userID: "@alice:t", deviceID: "B")) == false)
+            // Until the new tokens are used, the old ones stay (a lost response can be retried)
+            // and a repeated refresh replaces the unused successor.
+            #expect(try await store.accessToken(hash: "tokB") != nil)
+            #expect(try await store.rotateRefreshToken(old: oldB,
+                                                       new: AccessTokenRecord(tokenHash: "tokB3", userID: "@alice:t", deviceID: "B",
+                                                                              refreshTokenHash: "refB3")))
+            #expect(try await store.accessToken(hash: "tokB2") == nil)
+            #expect(try await store.accessToken(hash: "tokB3")?.replacesTokenHash == "tokB")
+            try await store.completeRotation(tokenHash: "tokB3", replaced: "tokB")
             #expect(try await store.accessToken(hash: "tokB") == nil)
-            #expect(try await store.accessToken(hash: "tokB2") != nil)
+            #expect(try await store.accessToken(hash: "tokB3")?.replacesTokenHash == nil)
+            #expect(try await store.rotateRefreshToken(old: oldB,
+                                                       new: AccessTokenRecord(tokenHash: "tokB4", userID: "@alice:t", deviceID: "B")) == false)
+            #expect(try await store.accessToken(hash: "tokB3") != nil)
 
             try await store.setPassword(userID: "@alice:t", hash: "new", logoutExcept: .some("A"))
             #expect(try await store.user(id: "@alice:t")?.passwordHash == "new")
             #expect(try await store.devices(of: "@alice:t").map(\.deviceID) == ["A"])
             #expect(try await store.accessToken(hash: "tokA") != nil)
-            #expect(try await store.accessToken(hash: "tokB2") == nil)
+            #expect(try await store.accessToken(hash: "tokB3") == nil)
 
             #expect(try await store.setProfileField(userID: "@alice:t", field: .avatarURL, value: "mxc://t/a"))
             #expect(try await store.setProfileField(userID: "@nobody:t", field: .displayname, value: "x") == false)

@@ -12,8 +12,10 @@ struct RoomClientStoreTests {
                 try RoomClientStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "invite", eventID: "$1", streamOrdering: 1))
                 try RoomClientStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "join", eventID: "$2", streamOrdering: 2))
                 try RoomClientStore.setMembership(db, .init(roomID: "!s:t", userID: "@a:t", membership: "leave", eventID: "$3", streamOrdering: 3))
-                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", txnID: "t1", roomID: "!r:t", eventID: "$2")
-                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", txnID: "t1", roomID: "!r:t", eventID: "$other")
+                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1", roomID: "!r:t", eventID: "$2")
+                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1", roomID: "!r:t", eventID: "$other")
+                // The same id on another path is another transaction.
+                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!s:t/m", txnID: "t1", roomID: "!s:t", eventID: "$3")
                 #expect(try RoomClientStore.createAlias(db, alias: "#a:t", roomID: "!r:t", creator: "@a:t"))
                 #expect(try !RoomClientStore.createAlias(db, alias: "#a:t", roomID: "!s:t", creator: "@b:t"))
                 try RoomClientStore.setVisibility(db, roomID: "!r:t", visibility: "public")
@@ -23,7 +25,8 @@ struct RoomClientStoreTests {
             try await database.read { db throws in
                 #expect(try RoomClientStore.memberships(db, userID: "@a:t", membership: "join").map(\.roomID) == ["!r:t"])
                 #expect(try RoomClientStore.memberships(db, userID: "@a:t").count == 2)
-                #expect(try RoomClientStore.txnEvent(db, userID: "@a:t", deviceID: "D", txnID: "t1")?.eventID == "$2")
+                #expect(try RoomClientStore.txnEvent(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1")?.eventID == "$2")
+                #expect(try RoomClientStore.txnEvent(db, userID: "@a:t", deviceID: "D", scope: "send/!s:t/m", txnID: "t1")?.eventID == "$3")
                 #expect(try RoomClientStore.alias(db, "#a:t")?.roomID == "!r:t")
                 #expect(try RoomClientStore.publicRooms(db) == ["!r:t"])
                 let receipts = try RoomClientStore.receipts(db, rooms: ["!r:t"], after: 0, upTo: 10)
@@ -64,8 +67,8 @@ struct RoomClientStoreTests {
             }
 
             try await database.write { db throws in
-                #expect(try ToDeviceStore.claimTxn(db, userID: "@a:t", deviceID: "D", txnID: "x"))
-                #expect(try !ToDeviceStore.claimTxn(db, userID: "@a:t", deviceID: "D", txnID: "x"))
+                #expect(try ToDeviceStore.claimTxn(db, userID: "@a:t", deviceID: "D", txnID: "x", position: 2))
+                #expect(try !ToDeviceStore.claimTxn(db, userID: "@a:t", deviceID: "D", txnID: "x", position: 3))
                 try ToDeviceStore.insert(db, position: 1, userID: "@b:t", deviceID: "E", message: Array("m1".utf8))
                 try ToDeviceStore.insert(db, position: 2, userID: "@b:t", deviceID: "E", message: Array("m2".utf8))
             }
@@ -75,6 +78,12 @@ struct RoomClientStoreTests {
             try await database.write { db throws in try ToDeviceStore.acknowledge(db, userID: "@b:t", deviceID: "E", upTo: 1) }
             try await database.read { db throws in
                 #expect(try ToDeviceStore.messages(db, userID: "@b:t", deviceID: "E", upTo: 2, limit: 10).map(\.0) == [2])
+            }
+            // Every message acknowledged: the stream's position survives in the sender's
+            // transaction row (a restart must not hand out position 2 again).
+            try await database.write { db throws in try ToDeviceStore.acknowledge(db, userID: "@b:t", deviceID: "E", upTo: 2) }
+            try await database.read { db throws in
+                #expect(try db.queryFirst(ToDeviceStore.maxPositionSQL, [])?.optionalInt(0) == 2)
             }
         }
     }

@@ -62,7 +62,7 @@ public actor RoomActor: RegistryMember {
     public static func activate(_ roomID: RoomID, context: RoomContext) async throws -> RoomActor {
         let limit = context.recentEventsLimit
         let key = roomID.rawValue
-        let loaded = try await context.database.read { db -> (String, [String], [RoomEventStore.EventRow], [RoomEventStore.StateEntry], [RoomEventStore.EventRow], Int, [String: (deviceID: String, txnID: String)])? in
+        let loaded = try await context.database.read { db -> (String, [String], [RoomEventStore.EventRow], [RoomEventStore.StateEntry], [RoomEventStore.EventRow], Int, [String: (deviceID: String, scope: String, txnID: String)])? in
             guard let version = try RoomEventStore.roomVersion(db, roomID: key) else { return nil }
             let extremities = try RoomEventStore.extremities(db, roomID: key)
             // One more than the ring holds, to know where the ring starts.
@@ -94,7 +94,7 @@ public actor RoomActor: RegistryMember {
                                        depth: row.depth, type: row.type, stateKey: row.stateKey, bytes: row.json,
                                        sender: row.sender, clientBytes: row.clientJSON,
                                        txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID,
-                                                                                   txnID: $0.txnID) })
+                                                                                   scope: $0.scope, txnID: $0.txnID) })
             if let txn = event.txn { event.clientBytesForSender = PersistedEvent.withTransactionID(row.clientJSON, txn.txnID) }
             if row.stateKey != nil {
                 event.replacesState = (try? JSON.parse(row.clientJSON))?["unsigned"]?["replaces_state"]?.stringValue
@@ -432,7 +432,7 @@ public actor RoomActor: RegistryMember {
                                                key: searchKey, text: text)
                     }
                     if let txn = write.persisted.txn {
-                        try RoomClientStore.insertTxn(db, userID: txn.userID, deviceID: txn.deviceID, txnID: txn.txnID,
+                        try RoomClientStore.insertTxn(db, userID: txn.userID, deviceID: txn.deviceID, scope: txn.scope, txnID: txn.txnID,
                                                       roomID: key, eventID: write.event.eventID)
                     }
                     if let (target, sender, anySender) = write.redacts, let because = write.redactionClientJSON,

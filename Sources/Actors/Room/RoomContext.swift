@@ -82,9 +82,12 @@ public struct PersistedEvent: Sendable, Equatable {
 public struct TransactionRef: Sendable, Hashable {
     public var userID: String
     public var deviceID: String
+    /// The request path without the transaction id (`send/{roomId}/{type}`,
+    /// `redact/{roomId}/{eventId}`): the same id on another path is another transaction.
+    public var scope: String
     public var txnID: String
-    public init(userID: String, deviceID: String, txnID: String) {
-        self.userID = userID; self.deviceID = deviceID; self.txnID = txnID
+    public init(userID: String, deviceID: String, scope: String, txnID: String) {
+        self.userID = userID; self.deviceID = deviceID; self.scope = scope; self.txnID = txnID
     }
 }
 

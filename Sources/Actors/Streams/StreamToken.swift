@@ -118,6 +118,10 @@ public struct StreamToken: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { serialized }
 
+    /// The highest position a parsed token may carry: 2^53, far above any position a
+    /// stream reaches, so that arithmetic on positions from clients cannot overflow.
+    public static let maxPosition: Int64 = 1 << 53
+
     /// Longest accepted token; a field is at most 19 digits (Int64).
     private static let maxLength = 1 + SyncStream.allCases.count * 20
 
@@ -149,6 +153,7 @@ public struct StreamToken: Sendable, Hashable, CustomStringConvertible {
             guard digits > 0 else { throw Self.invalid }
             positions[index] = value
         }
+        guard positions.indices.allSatisfy({ positions[$0] <= Self.maxPosition }) else { throw Self.invalid }
     }
 
     private static var invalid: MatrixError { MatrixError(.invalidParam, "Invalid stream token") }

@@ -77,6 +77,11 @@ final class Accounts: Sendable {
             }
             session = .init(userID: userID, deviceID: record.deviceID, isGuest: user.isGuest,
                             expiresTs: record.expiresTs, deactivated: user.deactivated)
+            // The first use of tokens from `/refresh` revokes the tokens they replaced.
+            if let replaced = record.replacesTokenHash {
+                try await database.accounts.completeRotation(tokenHash: hash, replaced: replaced)
+                tokens.remove(replaced)
+            }
             tokens.insert(hash, session)
         }
         if let expires = session.expiresTs, expires <= now {
@@ -88,7 +93,7 @@ final class Accounts: Sendable {
         }
         if let device = session.deviceID {
             lastSeen.record(userID: session.userID.rawValue, deviceID: device, ts: now,
-                            ip: context.request.remoteAddress, userAgent: context.request.headers["User-Agent"])
+                            ip: context.clientAddress, userAgent: context.request.headers["User-Agent"])
         }
         return Requester(userID: session.userID, deviceID: session.deviceID, isGuest: session.isGuest, tokenHash: hash)
     }
@@ -177,7 +182,7 @@ final class Accounts: Sendable {
             if user.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }
             throw MatrixError(.forbidden, "Invalid username or password")
         }
-        guard await passwords.verify(password, hash: hash) else {
+        guard try await passwords.verify(password, hash: hash) else {
             throw MatrixError(.forbidden, "Invalid username or password")
         }
         if user.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }

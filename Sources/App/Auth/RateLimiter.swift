@@ -5,26 +5,42 @@ import Synchronization
 /// to `burst` tokens, refilled at `perSecond`; an action with no token left is refused with
 /// 429 `M_LIMIT_EXCEEDED` and `retry_after_ms`. With `rate_limits.enabled: false` nothing
 /// is ever refused. In memory per process (as in Synapse). Owned by `Accounts`.
+///
+/// The table is bounded: past `maxKeys` buckets, the ones that have refilled (which hold no
+/// information: a full bucket is an absent one) are dropped, then if still too many the
+/// least recently used — never all at once, so a flood of new keys cannot reset the buckets
+/// of the clients being limited.
 final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
         var updatedMs: Int64
+        var perSecond: Double
+        var burst: Double
+
+        func refilled(at now: Int64) -> Double {
+            min(burst, tokens + Double(max(0, now - updatedMs)) / 1000 * perSecond)
+        }
     }
 
     let enabled: Bool
     private let buckets = Mutex<[String: Bucket]>([:])
-    static let maxKeys = 100_000
+    let maxKeys: Int
 
-    init(enabled: Bool) { self.enabled = enabled }
+    init(enabled: Bool, maxKeys: Int = 100_000) {
+        self.enabled = enabled
+        self.maxKeys = maxKeys
+    }
+
+    var count: Int { buckets.withLock { $0.count } }
 
     /// Takes one token from the bucket `key` or throws `M_LIMIT_EXCEEDED`.
     func check(_ key: String, _ limit: Configuration.RateLimit, now: Int64 = Clock.nowMilliseconds()) throws(MatrixError) {
         guard enabled else { return }
         let wait: Int64? = buckets.withLock { buckets in
-            if buckets.count >= Self.maxKeys { buckets.removeAll(keepingCapacity: true) }
-            var bucket = buckets[key] ?? Bucket(tokens: Double(limit.burst), updatedMs: now)
-            let elapsed = Double(max(0, now - bucket.updatedMs)) / 1000
-            bucket.tokens = min(Double(limit.burst), bucket.tokens + elapsed * limit.perSecond)
+            if buckets[key] == nil && buckets.count >= maxKeys { Self.evict(&buckets, now: now, keep: maxKeys * 3 / 4) }
+            var bucket = buckets[key] ?? Bucket(tokens: Double(limit.burst), updatedMs: now, perSecond: limit.perSecond,
+                                                burst: Double(limit.burst))
+            bucket.tokens = bucket.refilled(at: now)
             bucket.updatedMs = now
             defer { buckets[key] = bucket }
             if bucket.tokens >= 1 {
@@ -36,5 +52,13 @@ final class RateLimiter: Sendable {
         if let wait {
             throw MatrixError(.limitExceeded, "Too many requests", extra: ["retry_after_ms": .int(wait)])
         }
+    }
+
+    /// Drops full buckets, then the least recently used, until at most `keep` remain.
+    private static func evict(_ buckets: inout [String: Bucket], now: Int64, keep: Int) {
+        buckets = buckets.filter { $0.value.refilled(at: now) < $0.value.burst }
+        guard buckets.count > keep else { return }
+        let cutoff = buckets.values.map(\.updatedMs).sorted()[buckets.count - keep]
+        buckets = buckets.filter { $0.value.updatedMs >= cutoff }
     }
 }

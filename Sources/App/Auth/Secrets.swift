@@ -17,6 +17,15 @@ enum Secrets {
         return prefix + "_" + Base64.encodeURLSafe(bytes)
     }
 
+    /// Compares secrets in time that depends only on their lengths (libsodium's
+    /// `sodium_memcmp` over equal-length digests), so a guess learns nothing from timing.
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let da = sha256(Array(a.utf8)), db = sha256(Array(b.utf8))
+        return da.count == db.count && da.withUnsafeBytes { pa in
+            db.withUnsafeBytes { pb in sodium_memcmp(pa.baseAddress!, pb.baseAddress!, da.count) == 0 }
+        }
+    }
+
     /// What the database stores for a token.
     static func hash(_ token: String) -> String {
         let digest = sha256(Array(token.utf8))
@@ -43,13 +52,29 @@ final class PasswordHasher: Sendable {
 
     private let queues: [DispatchQueue]
     private let next = Counter()
+    /// Hashes queued or running. Bounded: past `maxQueued` the answer is 429 at once, so a
+    /// flood of password attempts cannot put seconds of Argon2 work ahead of every login.
+    private let queued = Atomic<Int>(0)
+    let maxQueued: Int
 
-    init(threads: Int = 2) {
+    init(threads: Int = 2, maxQueued: Int = 16) {
         queues = (0..<max(1, threads)).map { DispatchQueue(label: "myelin.argon2id.\($0)") }
+        self.maxQueued = max(1, maxQueued)
+    }
+
+    /// Reserves a place in the queue or throws `M_LIMIT_EXCEEDED`.
+    private func admit() throws(MatrixError) {
+        if queued.add(1, ordering: .relaxed).newValue > maxQueued {
+            queued.subtract(1, ordering: .relaxed)
+            throw MatrixError(.limitExceeded, "Too many password checks in progress; try again shortly",
+                              extra: ["retry_after_ms": .int(1000)])
+        }
     }
 
     /// The encoded Argon2id hash of `password` (`$argon2id$v=19$m=65536,t=2,p=1$...`).
     func hash(_ password: String) async throws -> String {
+        try admit()
+        defer { queued.subtract(1, ordering: .relaxed) }
         let queue = queues[next.increment() % queues.count]
         return try await withCheckedThrowingContinuation { continuation in
             queue.async {
@@ -70,7 +95,9 @@ final class PasswordHasher: Sendable {
     }
 
     /// True when `password` matches the stored hash.
-    func verify(_ password: String, hash: String) async -> Bool {
+    func verify(_ password: String, hash: String) async throws -> Bool {
+        try admit()
+        defer { queued.subtract(1, ordering: .relaxed) }
         let queue = queues[next.increment() % queues.count]
         return await withCheckedContinuation { continuation in
             queue.async {

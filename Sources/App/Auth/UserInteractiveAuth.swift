@@ -22,17 +22,19 @@ struct UserInteractiveAuth {
 
     /// The 401 body asking for authentication (`error` set when a stage failed).
     func challenge(session: String?, failure: MatrixError? = nil) -> MatrixError {
-        var extra: [String: JSON] = [
+        let extra: [String: JSON] = [
             "flows": .array(flows.map { .object(["stages": .array($0.map { .string($0.rawValue) })]) }),
             "params": .object([:]),
             "session": .string(session ?? Secrets.token(prefix: "uia")),
-            "completed": .array([]),
         ]
-        if failure == nil {
-            return MatrixError("M_UNAUTHORIZED", "User-interactive authentication required", status: 401, extra: extra)
+        guard let failure else {
+            // The first challenge: flows, params and session only (spec: "User-interactive
+            // authentication API"); no errcode, no `completed` (no stage was completed).
+            var challenge = MatrixError("M_UNAUTHORIZED", "User-interactive authentication required", status: 401, extra: extra)
+            challenge.bodyIsExtraOnly = true
+            return challenge
         }
-        extra["errcode"] = nil
-        return MatrixError(failure!.code, failure!.message, status: 401, extra: extra)
+        return MatrixError(failure.code, failure.message, status: 401, extra: extra.merging(["completed": .array([])]) { a, _ in a })
     }
 
     /// Returns when `auth` completes a flow; otherwise throws the 401 challenge.
@@ -48,7 +50,8 @@ struct UserInteractiveAuth {
         case .dummy:
             return
         case .registrationToken:
-            guard let token = auth["token"]?.stringValue, token == registrationToken else {
+            guard let token = auth["token"]?.stringValue, let expected = registrationToken,
+                  Secrets.constantTimeEqual(token, expected) else {
                 throw challenge(session: session, failure: MatrixError(.unauthorized, "Invalid registration token"))
             }
         case .password:
@@ -61,9 +64,12 @@ struct UserInteractiveAuth {
             guard claimed == expected else {
                 throw challenge(session: session, failure: MatrixError(.forbidden, "Requester does not match the authenticated user"))
             }
+            // Each guess costs an Argon2 verification: limited per account like login
+            // (Synapse's failed-UIA limiter), and the 429 is not a challenge.
+            try accounts.rateLimiter.check("login-account:" + expected.rawValue, accounts.configuration.rateLimits.login)
             do {
                 _ = try await accounts.checkPassword(userID: expected, password: password)
-            } catch let error as MatrixError {
+            } catch let error as MatrixError where error.code != .limitExceeded {
                 throw challenge(session: session, failure: error)
             }
         }

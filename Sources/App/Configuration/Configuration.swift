@@ -67,11 +67,30 @@ struct Configuration: Sendable, Equatable {
         var burst: Int
     }
 
+    /// Every limit is per user for authenticated actions and per client address otherwise
+    /// (docs/security.md lists which action draws on which bucket).
     struct RateLimits: Sendable, Equatable {
         var enabled = true
+        /// Room events of every kind: messages, state, redactions, room creation (Synapse's
+        /// rc_message).
         var messages = RateLimit(perSecond: 0.2, burst: 10)
+        /// Password checks: login, and every user-interactive password stage; per address
+        /// and per account (Synapse's rc_login).
         var login = RateLimit(perSecond: 0.17, burst: 3)
         var registration = RateLimit(perSecond: 0.17, burst: 3)
+        /// Typing notifications, receipts and read markers.
+        var ephemeral = RateLimit(perSecond: 5, burst: 30)
+        /// `PUT /presence` (Synapse's rc_presence is 0.1/s with a burst of 1).
+        var presence = RateLimit(perSecond: 0.5, burst: 5)
+        /// Send-to-device requests (Synapse's rc_key_requests).
+        var toDevice = RateLimit(perSecond: 20, burst: 100)
+        /// Display name and avatar changes: each is a member event in every joined room.
+        var profile = RateLimit(perSecond: 0.1, burst: 5)
+        /// Cross-signing and signature uploads.
+        var keyUploads = RateLimit(perSecond: 2, burst: 50)
+        /// Addresses of reverse proxies whose `X-Forwarded-For` names the real client; from
+        /// any other peer the header is ignored (a client could name anyone).
+        var trustedProxies: [String] = []
     }
 
     struct Media: Sendable, Equatable {

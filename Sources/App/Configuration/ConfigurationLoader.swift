@@ -111,6 +111,14 @@ enum ConfigurationLoader {
             try limit("messages", \.messages)
             try limit("login", \.login)
             try limit("registration", \.registration)
+            try limit("ephemeral", \.ephemeral)
+            try limit("presence", \.presence)
+            try limit("to_device", \.toDevice)
+            try limit("profile", \.profile)
+            try limit("key_uploads", \.keyUploads)
+            try r.sequence("trusted_proxies") { items in
+                configuration.rateLimits.trustedProxies = try items.map { try $0.scalarString() }
+            }
         }
         try top.section("media") { m in
             try m.string("store_path") { configuration.media.storePath = $0 }

@@ -110,6 +110,29 @@ enum ConfigurationTemplate {
           registration:
             per_second: \(d.rateLimits.registration.perSecond)
             burst: \(d.rateLimits.registration.burst)
+          # typing notifications, receipts and read markers, per user
+          ephemeral:
+            per_second: \(d.rateLimits.ephemeral.perSecond)
+            burst: \(d.rateLimits.ephemeral.burst)
+          # PUT /presence, per user
+          presence:
+            per_second: \(d.rateLimits.presence.perSecond)
+            burst: \(d.rateLimits.presence.burst)
+          # send-to-device requests, per user
+          to_device:
+            per_second: \(d.rateLimits.toDevice.perSecond)
+            burst: \(d.rateLimits.toDevice.burst)
+          # display name and avatar changes (each a member event in every joined room)
+          profile:
+            per_second: \(d.rateLimits.profile.perSecond)
+            burst: \(d.rateLimits.profile.burst)
+          # cross-signing key and signature uploads, per user
+          key_uploads:
+            per_second: \(d.rateLimits.keyUploads.perSecond)
+            burst: \(d.rateLimits.keyUploads.burst)
+          # reverse proxies whose X-Forwarded-For header names the client (e.g. - 127.0.0.1);
+          # limits per address then apply to the client, not to the proxy
+          trusted_proxies: []
 
         media:
           # empty means <data_dir>/media

@@ -74,8 +74,34 @@ struct RequestContext: Sendable {
     static func jsonObject(from bytes: [UInt8]) throws -> [String: JSON] {
         guard !bytes.isEmpty else { throw MatrixError(.notJSON, "Request body is empty; expected a JSON object") }
         let value = try JSON.parse(bytes)
+        // U+0000 is valid JSON but no text column of PostgreSQL can hold it, and a statement
+        // that fails inside a group commit fails its neighbours' writes too: refused here,
+        // once for every endpoint (no Matrix client sends it).
+        if containsEscapedNUL(bytes) { throw MatrixError(.badJSON, "Strings must not contain U+0000") }
         guard case .object(let object) = value else { throw MatrixError(.badJSON, "Request body must be a JSON object") }
         return object
+    }
+}
+
+extension RequestContext {
+    /// True when a JSON text contains the escape `\u0000` (a raw NUL byte is not valid JSON
+    /// at all). A backslash preceded by an odd number of backslashes is itself escaped.
+    static func containsEscapedNUL(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBufferPointer { b in
+            var i = 0
+            let n = b.count
+            while i + 5 < n {
+                if b[i] == UInt8(ascii: "\\") {
+                    if b[i + 1] == UInt8(ascii: "u") && b[i + 2] == 0x30 && b[i + 3] == 0x30 && b[i + 4] == 0x30 && b[i + 5] == 0x30 {
+                        return true
+                    }
+                    i += 2  // skip the escaped character (an escaped backslash included)
+                } else {
+                    i += 1
+                }
+            }
+            return false
+        }
     }
 }
 
@@ -198,7 +224,8 @@ struct RouteBuilder {
     }
 }
 
-/// Percent-decoding of path segments and query components; invalid escapes or UTF-8 → nil.
+/// Percent-decoding of path segments and query components; invalid escapes or UTF-8, or
+/// `%00`, → nil.
 enum PercentDecoding {
     static func decode(_ text: Substring, plusAsSpace: Bool = false) -> String? {
         let utf8 = text.utf8
@@ -213,6 +240,9 @@ enum PercentDecoding {
                 guard h < utf8.endIndex else { return nil }
                 let l = utf8.index(after: h)
                 guard l < utf8.endIndex, let hi = hex(utf8[h]), let lo = hex(utf8[l]) else { return nil }
+                // NUL is refused like an invalid escape: no identifier or key may hold it, and
+                // PostgreSQL's text columns cannot.
+                guard hi | lo != 0 else { return nil }
                 bytes.append(hi << 4 | lo)
                 i = utf8.index(after: l)
             } else {

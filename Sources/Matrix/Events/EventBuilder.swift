@@ -34,7 +34,11 @@ public struct EventBuilder: Sendable {
     public func build(type: String, sender: UserID, stateKey: String? = nil, content: [String: JSON],
                       roomID: RoomID?, prevEvents: [EventID], depth: Int64, originServerTS: Int64,
                       state: AuthState, redacts: EventID? = nil, unsigned: [String: JSON]? = nil) throws(MatrixError) -> PDU {
-        var c = content
+        // The stored bytes are the bytes other servers hash: no number may be written one way
+        // and hashed another. v6+ refuse floats as Synapse does; older versions keep
+        // fractional floats (written the same way in both forms) and store integral ones as
+        // integers (`1.0` would be stored as `1.0` but hashed as `1`).
+        var c = try Self.normalizedNumbers(content, strict: roomVersion.strictCanonicalJSON)
         var json: [String: JSON] = [
             "type": .string(type), "sender": .string(sender.rawValue),
             "depth": .int(min(depth, JSON.canonicalIntegerLimit)), "origin_server_ts": .int(originServerTS),
@@ -73,5 +77,39 @@ public struct EventBuilder: Sendable {
             throw error.matrixError
         }
         return pdu
+    }
+
+    static func normalizedNumbers(_ object: [String: JSON], strict: Bool) throws(MatrixError) -> [String: JSON] {
+        var out = object
+        for (key, value) in object {
+            if let changed = try normalized(value, strict: strict) { out[key] = changed }
+        }
+        return out
+    }
+
+    /// Nil when `value` needs no change.
+    private static func normalized(_ value: JSON, strict: Bool) throws(MatrixError) -> JSON? {
+        switch value {
+        case .double(let d):
+            if strict { throw MatrixError(.badJSON, "Bad JSON value: float") }
+            if d.isFinite, d.rounded(.towardZero) == d, abs(d) <= Double(JSON.canonicalIntegerLimit) { return .int(Int64(d)) }
+            return nil
+        case .array(let items):
+            var copy = items
+            var changed = false
+            for (index, item) in items.enumerated() {
+                if let new = try normalized(item, strict: strict) { copy[index] = new; changed = true }
+            }
+            return changed ? .array(copy) : nil
+        case .object(let fields):
+            var copy = fields
+            var changed = false
+            for (key, item) in fields {
+                if let new = try normalized(item, strict: strict) { copy[key] = new; changed = true }
+            }
+            return changed ? .object(copy) : nil
+        default:
+            return nil
+        }
     }
 }

@@ -48,7 +48,7 @@ enum Login {
 
     static func login(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
-        let ip = context.request.remoteAddress
+        let ip = context.clientAddress
         let body = try await context.jsonObject()
         try accounts.rateLimiter.check("login:" + ip, accounts.configuration.rateLimits.login)
         guard let type = body["type"]?.stringValue else { throw MatrixError(.badJSON, "Missing type") }
@@ -97,10 +97,12 @@ enum Login {
         }
         let fresh = accounts.newTokens(userID: userID, deviceID: deviceID, refreshable: true, now: now)
         // A refresh token is used once: a second use (a replay) finds nothing.
-        guard try await accounts.database.accounts.rotateRefreshToken(oldRefreshHash: oldHash, new: fresh.record) else {
+        // The old tokens stay valid until the new ones are used (a lost response must not log
+        // the device out); a replay after that finds nothing.
+        guard try await accounts.database.accounts.rotateRefreshToken(old: old, new: fresh.record) else {
             throw MatrixError(.unknownToken, "Unknown refresh token", extra: ["soft_logout": false])
         }
-        accounts.tokens.remove(old.tokenHash)
+        if let predecessor = old.replacesTokenHash { accounts.tokens.remove(predecessor) }
         var response: [String: JSON] = ["access_token": .string(fresh.issued.accessToken)]
         if let refresh = fresh.issued.refreshToken { response["refresh_token"] = .string(refresh) }
         if let expires = fresh.issued.expiresInMs { response["expires_in_ms"] = .int(expires) }

@@ -18,11 +18,14 @@ enum Presence {
             guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
                 throw MatrixError(.forbidden, "Can only set your own presence state")
             }
+            try context.rateLimit("presence", accounts.configuration.rateLimits.presence, user: requester.userID)
             let body = try await context.jsonObject()
             guard let state = body["presence"]?.stringValue else { throw MatrixError(.missingParam, "Missing presence") }
             guard states.contains(state) else { throw MatrixError(.invalidParam, "Invalid presence state \(state)") }
-            if let message = body["status_msg"], !message.isNull, message.stringValue == nil {
-                throw MatrixError(.badJSON, "status_msg must be a string")
+            if let message = body["status_msg"], !message.isNull {
+                guard let text = message.stringValue else { throw MatrixError(.badJSON, "status_msg must be a string") }
+                // Every peer's sync carries it: one status line, not a document.
+                try RequestBounds.text(text, "status_msg", maxBytes: RequestBounds.maxStatusMessageBytes)
             }
             guard accounts.configuration.presence.enabled else { return .json([:]) }
             let presence = ClientDataStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
@@ -32,11 +35,19 @@ enum Presence {
         }
         routes.client(.get, "/presence/{userId}/status") { context in
             let accounts = context.app.accounts
-            _ = try await accounts.authenticate(context)
+            let requester = try await accounts.authenticate(context)
             let target = try UserID(parsing: context.parameter("userId"))
             guard accounts.configuration.presence.enabled else { return .json(["presence": "offline"]) }
             guard try await accounts.database.accounts.user(id: target.rawValue) != nil else {
                 throw MatrixError(.notFound, "Unknown user")
+            }
+            // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).
+            if target != requester.userID {
+                let me = requester.userID.rawValue, them = target.rawValue
+                let shares = try await accounts.database.read { db in
+                    try RoomClientStore.roomPeers(db, userIDs: [me]).contains(them)
+                }
+                guard shares else { throw MatrixError(.forbidden, "You are not allowed to see their presence") }
             }
             guard let stored = try await accounts.database.clientData.presence(userID: target.rawValue) else {
                 return .json(["presence": "offline"])

@@ -36,6 +36,8 @@ enum Profiles {
                 guard target == requester.userID else {
                     throw MatrixError(.forbidden, "Cannot set another user's \(field.rawValue)")
                 }
+                // Each change is a member event in every joined room.
+                try context.rateLimit("profile", accounts.configuration.rateLimits.profile, user: requester.userID)
                 let body = try await context.jsonObject()
                 let value: String?
                 switch body[field.rawValue] {

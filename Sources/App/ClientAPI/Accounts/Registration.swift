@@ -9,7 +9,7 @@ enum Registration {
         routes.client(.post, "/register", register)
         routes.client(.get, "/register/available") { context in
             let accounts = context.app.accounts
-            try accounts.rateLimiter.check("available:" + context.request.remoteAddress,
+            try accounts.rateLimiter.check("available:" + context.clientAddress,
                                            accounts.configuration.rateLimits.registration)
             guard let username = context.query["username"] else {
                 throw MatrixError(.missingParam, "Missing username")
@@ -22,14 +22,14 @@ enum Registration {
         }
         routes.client(.get, "/register/m.login.registration_token/validity", versions: ["v1"]) { context in
             let accounts = context.app.accounts
-            try accounts.rateLimiter.check("token-validity:" + context.request.remoteAddress,
+            try accounts.rateLimiter.check("token-validity:" + context.clientAddress,
                                            accounts.configuration.rateLimits.registration)
             guard let token = context.query["token"] else { throw MatrixError(.missingParam, "Missing token") }
             guard accounts.configuration.registration.enabled,
                   let expected = accounts.configuration.registration.registrationToken else {
                 throw MatrixError(.forbidden, "Registration tokens are not enabled")
             }
-            return .json(["valid": .bool(token == expected)])
+            return .json(["valid": .bool(Secrets.constantTimeEqual(token, expected))])
         }
     }
 
@@ -63,7 +63,7 @@ enum Registration {
     static func register(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let settings = accounts.configuration.registration
-        let ip = context.request.remoteAddress
+        let ip = context.clientAddress
         let kind = context.query["kind"] ?? "user"
         guard kind == "user" || kind == "guest" else {
             throw MatrixError(.invalidParam, "Invalid kind \(kind)")

@@ -231,6 +231,7 @@ enum Keys {
     static func uploadCrossSigning(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
         let requester = try await app.accounts.authenticate(context)
+        try context.rateLimit("key-uploads", app.configuration.rateLimits.keyUploads, user: requester.userID)
         let body = try await context.jsonObject()
         let userID = requester.userID.rawValue
         var uploads: [(type: String, json: [UInt8])] = []
@@ -247,11 +248,14 @@ enum Keys {
             }
             uploads.append((type, key.encoded()))
         }
-        // Replacing an existing master key needs the account's password (or the dummy stage
-        // for a password-less account); the first upload does not.
+        // Once cross-signing is set up (a master key is stored), any key that differs from the
+        // stored one of its type — master, self-signing or user-signing — needs the
+        // account's password (or the dummy stage for a password-less account); the first
+        // setup does not, and re-uploading identical keys does not (MSC3967, as Synapse).
         let existing = try await app.database.read { db in try KeyStore.crossSigningKeys(db, users: [userID]) }
         let storedMaster = existing.first { $0.1 == "master" }?.2
-        if let storedMaster, let newMaster = uploads.first(where: { $0.type == "master" })?.json, newMaster != storedMaster {
+        let replaces = uploads.contains { upload in existing.first { $0.1 == upload.type }?.2 != upload.json }
+        if storedMaster != nil, replaces {
             try await Devices.authorizeDeletion(requester: requester, body: body, accounts: app.accounts)
         } else if storedMaster == nil, !uploads.contains(where: { $0.type == "master" }), !uploads.isEmpty {
             throw MatrixError(.invalidParam, "Upload a master key first")
@@ -270,6 +274,7 @@ enum Keys {
     static func uploadSignatures(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
         let requester = try await app.accounts.authenticate(context)
+        try context.rateLimit("key-uploads", app.configuration.rateLimits.keyUploads, user: requester.userID)
         let body = try await context.jsonObject()
         let me = requester.userID.rawValue
         var signatures: [KeyStore.Signature] = []

@@ -20,6 +20,11 @@ enum Directory {
             guard let text = body["room_id"]?.stringValue else { throw MatrixError(.badJSON, "Missing room_id") }
             let roomID = try RoomID(parsing: text)
             _ = try await context.app.roomService.existingRoom(roomID)
+            // Only members may name a room (Synapse checks the same): otherwise anyone could
+            // squat aliases pointing at rooms they have never seen.
+            guard try await context.app.roomService.membership(requester.userID, in: roomID)?.membership == "join" else {
+                throw MatrixError(.forbidden, "You must be joined to the room to create an alias for it")
+            }
             let key = alias.rawValue, room = roomID.rawValue, creator = requester.userID.rawValue
             let created = try await context.app.database.write { db in
                 try RoomClientStore.createAlias(db, alias: key, roomID: room, creator: creator)
@@ -195,8 +200,11 @@ enum Directory {
 
     /// Room admins: those who may send `m.room.canonical_alias` (Synapse's check for alias
     /// deletion and publication).
+    /// A joined member with the power to set the canonical alias (a moderator who left keeps
+    /// the power level but not the powers).
     static func isRoomAdmin(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> Bool {
         let actor = try await app.roomService.existingRoom(roomID)
+        guard await actor.stateEvent(.member(user.rawValue))?.membership == "join" else { return false }
         guard let version = await actor.version else { return false }
         let power = PowerLevels(content: await actor.stateEvent(.powerLevels)?.content, roomVersion: version,
                                 create: await actor.stateEvent(.create))
@@ -239,7 +247,7 @@ enum Directory {
         }
         var offset = 0
         if let since {
-            guard since.hasPrefix("o"), let value = Int(since.dropFirst()), value >= 0 else {
+            guard since.hasPrefix("o"), let value = Int(since.dropFirst()), value >= 0, value <= RequestBounds.maxOffset else {
                 throw MatrixError(.invalidParam, "Invalid since token")
             }
             offset = value

@@ -17,6 +17,7 @@ enum Ephemeral {
             guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
                 throw MatrixError(.forbidden, "Cannot set another user's typing state")
             }
+            try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
             let body = try await context.jsonObject()
             guard let typing = body["typing"]?.boolValue else { throw MatrixError(.badJSON, "Missing typing") }
             let service = context.app.roomService
@@ -36,11 +37,9 @@ enum Ephemeral {
             let roomID = try RoomID(parsing: context.parameter("roomId"))
             let type = context.parameter("receiptType")
             let eventID = context.parameter("eventId")
+            try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
             let body = try await Membership.optionalBody(context)
-            let thread = body["thread_id"]?.stringValue ?? ""
-            if body["thread_id"] != nil && body["thread_id"]?.stringValue == nil {
-                throw MatrixError(.invalidParam, "thread_id must be a string")
-            }
+            let thread = try threadID(body["thread_id"])
             switch type {
             case "m.read", "m.read.private":
                 try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: eventID, thread: thread)
@@ -54,6 +53,7 @@ enum Ephemeral {
         routes.client(.post, "/rooms/{roomId}/read_markers") { context in
             let requester = try await context.app.accounts.authenticate(context)
             let roomID = try RoomID(parsing: context.parameter("roomId"))
+            try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
             let body = try await context.jsonObject()
             if let fully = body["m.fully_read"]?.stringValue {
                 try await setFullyRead(context.app, requester.userID, roomID, fully)
@@ -67,11 +67,31 @@ enum Ephemeral {
         }
     }
 
+    /// A receipt's `thread_id`: absent (unthreaded), `main`, or the event id of a thread
+    /// root (spec: "Threaded read receipts"); each distinct value is a row every member's
+    /// sync loads, so anything else is refused as Synapse does.
+    static func threadID(_ value: JSON?) throws -> String {
+        guard let value, !value.isNull else { return "" }
+        guard let text = value.stringValue else { throw MatrixError(.invalidParam, "thread_id must be a string") }
+        if text == "main" { return text }
+        guard text.utf8.count <= RequestBounds.maxIdentifierBytes, (try? EventID(parsing: text)) != nil else {
+            throw MatrixError(.invalidParam, "thread_id must be main or the event id of a thread root")
+        }
+        return text
+    }
+
     static func putReceipt(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID, type: String, eventID: String,
                            thread: String) async throws {
         let service = app.roomService
         try await service.requireJoined(user, roomID)
         _ = try await RoomEvents.visibleEvent(app, user, roomID, eventID)
+        // A thread is named by its root, an event of this room the user may see: so the
+        // distinct thread ids (a row each) are bounded by the room's events.
+        if !thread.isEmpty && thread != "main" {
+            do { _ = try await RoomEvents.visibleEvent(app, user, roomID, thread) } catch {
+                throw MatrixError(.invalidParam, "thread_id is not a thread root of this room")
+            }
+        }
         let stream = service.receiptStream
         let receipt = RoomClientStore.Receipt(roomID: roomID.rawValue, type: type, userID: user.rawValue,
                                               threadID: thread == "main" ? "main" : thread, eventID: eventID,

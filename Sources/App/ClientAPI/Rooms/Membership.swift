@@ -148,7 +148,7 @@ enum Membership {
                 // At a token, or at the user's leave: the state of that point.
                 let room = roomID.rawValue
                 var position = membership?.streamOrdering ?? Int64.max
-                if let at = query["at"] { position = min(position, try Messages.position(of: at)) }
+                if let at = try context.position("at") { position = min(position, at) }
                 let bound = position
                 ids = try await context.app.database.read { db in
                     guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: bound) else { return [] }
@@ -173,6 +173,14 @@ enum Membership {
     static func join(_ context: RequestContext, _ roomID: RoomID) async throws -> HTTPResponse {
         let requester = try await context.app.accounts.authenticate(context)
         let service = context.app.roomService
+        // Guests join only rooms that allow them (spec: "Guest access", m.room.guest_access).
+        if requester.isGuest {
+            let access = try? await service.existingRoom(roomID).stateEvent(StateKey("m.room.guest_access", ""))?
+                .content["guest_access"]?.stringValue
+            guard access == "can_join" else {
+                throw MatrixError(.forbidden, "Guest access is not allowed in this room")
+            }
+        }
         let body = try await optionalBody(context)
         var extra: [String: JSON] = [:]
         if let reason = body["reason"]?.stringValue { extra["reason"] = .string(reason) }

@@ -10,6 +10,8 @@ import Persistence
 /// token whose room-events position is N). Pages are concatenated stored client bytes.
 enum Messages {
     static let maxLimit = 1000
+    /// Rows one `/messages` request reads at most, whatever its filter lets through.
+    static let maxScanned = 5000
 
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.get, "/rooms/{roomId}/messages", versions: ["r0", "v3"]) { context in
@@ -25,21 +27,16 @@ enum Messages {
             guard let ts = query["ts"].flatMap({ Int64($0) }) else { throw MatrixError(.invalidParam, "ts must be an integer") }
             let forwards = query["dir"] == "f"
             guard query["dir"] == "f" || query["dir"] == "b" else { throw MatrixError(.invalidParam, "dir must be f or b") }
-            _ = try await context.app.roomService.readableState(requester.userID, roomID)
+            let (_, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
+            // A user who left finds nothing sent after they left.
+            let ceiling = membership.map { $0.membership == "leave" || $0.membership == "ban" ? $0.streamOrdering : .max } ?? .max
             let room = roomID.rawValue
             guard let row = try await context.app.database.read({ db in
-                try RoomClientStore.eventNear(db, roomID: room, ts: ts, forwards: forwards)
+                try RoomClientStore.eventNear(db, roomID: room, ts: ts, forwards: forwards, ceiling: ceiling)
             }) else { throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(forwards ? "f" : "b")") }
             let eventTS = (try? JSON.parse(row.json)["origin_server_ts"]?.intValue) ?? nil
             return .json(["event_id": .string(row.eventID), "origin_server_ts": .int(eventTS ?? 0)])
         }
-    }
-
-    /// The room-events position a pagination token names.
-    static func position(of token: String) throws -> Int64 {
-        if token.hasPrefix("t"), let value = Int64(token.dropFirst()), value >= 0 { return value }
-        if token.hasPrefix("s") { return try StreamToken(parsing: token)[.roomEvents] }
-        throw MatrixError(.invalidParam, "Invalid pagination token")
     }
 
     static func messages(_ context: RequestContext) async throws -> HTTPResponse {
@@ -61,11 +58,7 @@ enum Messages {
             try Filters.roomEventFilter(value, "filter")
             filter = EventFilter(value)
         }
-        var limit = 10
-        if let text = query["limit"] {
-            guard let value = Int(text), value >= 0 else { throw MatrixError(.invalidParam, "limit must be a non-negative integer") }
-            limit = min(value, maxLimit)
-        }
+        let limit = try context.limit(default: 10, max: maxLimit)
         let (actor, membership) = try await app.roomService.readableState(requester.userID, roomID)
         let head = await actor.lastStreamOrdering
         // A user who left sees history up to their leave.
@@ -73,8 +66,8 @@ enum Messages {
         if let membership, membership.membership == "leave" || membership.membership == "ban" {
             ceiling = membership.streamOrdering
         }
-        let from = try query["from"].map(position(of:)) ?? (backwards ? ceiling : 0)
-        let to = try query["to"].map(position(of:))
+        let from = try context.position("from") ?? (backwards ? ceiling : 0)
+        let to = try context.position("to")
         let joinedNow = membership?.membership == "join"
         let room = roomID.rawValue, user = requester.userID.rawValue
         let pageFilter = filter, pageLimit = limit, pageCeiling = ceiling
@@ -84,12 +77,16 @@ enum Messages {
             var cursor = backwards ? min(from, pageCeiling) : from
             let stop = to ?? (backwards ? 0 : pageCeiling)
             var exhausted = false
-            // Pages of the store filtered by visibility and the pageFilter until `pageLimit` pass.
-            while out.count < pageLimit && !exhausted {
+            // Pages of the store filtered by visibility and the pageFilter until `pageLimit` pass,
+            // reading at most `maxScanned` rows: a filter that matches nothing must not read
+            // the whole room in one transaction; the client continues from `end`.
+            var scanned = 0
+            while out.count < pageLimit && !exhausted && scanned < maxScanned {
                 let batch = backwards
                     ? try RoomClientStore.events(db, roomID: room, after: max(stop, 0), upTo: cursor, backwards: true, limit: max(pageLimit, 50))
                     : try RoomClientStore.events(db, roomID: room, after: cursor, upTo: min(stop, pageCeiling), backwards: false, limit: max(pageLimit, 50))
                 if batch.count < max(pageLimit, 50) { exhausted = true }
+                scanned += batch.count
                 for row in batch {
                     cursor = backwards ? row.streamOrdering - 1 : row.streamOrdering
                     guard pageFilter.passesAll || pageFilter.allows(type: row.type, sender: row.sender, clientBytes: row.clientJSON) else { continue }
@@ -127,11 +124,7 @@ enum Messages {
         let requester = try await app.accounts.authenticate(context)
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let target = try await RoomEvents.visibleEvent(app, requester.userID, roomID, context.parameter("eventId"))
-        var limit = 10
-        if let text = context.query["limit"] {
-            guard let value = Int(text), value >= 0 else { throw MatrixError(.invalidParam, "limit must be a non-negative integer") }
-            limit = min(value, 100)
-        }
+        let limit = try context.limit(default: 10, max: 100)
         let before = limit / 2, after = limit - before
         let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == "join"
         let room = roomID.rawValue, user = requester.userID.rawValue

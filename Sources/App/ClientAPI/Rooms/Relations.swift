@@ -19,12 +19,6 @@ enum Relations {
         }
     }
 
-    static func limit(_ context: RequestContext) throws -> Int {
-        guard let text = context.query["limit"] else { return 50 }
-        guard let value = Int(text), value >= 0 else { throw MatrixError(.invalidParam, "limit must be a non-negative integer") }
-        return min(value, 100)
-    }
-
     static func relations(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
         let requester = try await app.accounts.authenticate(context)
@@ -33,9 +27,9 @@ enum Relations {
         let relType = context.parameters["relType"], eventType = context.parameters["eventType"]
         let query = context.query
         let backwards = query["dir"] != "f"
-        let count = try limit(context)
-        let from = try query["from"].map(Messages.position(of:))
-        let to = try query["to"].map(Messages.position(of:))
+        let count = try context.limit(default: 50, max: 100, min: 1)
+        let from = try context.position("from")
+        let to = try context.position("to")
         let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == "join"
         let user = requester.userID.rawValue, parentID = parent.eventID
         let rows = try await app.database.read { db -> [RoomEventStore.EventRow] in
@@ -67,24 +61,32 @@ enum Relations {
         case "participated"?: participatedOnly = true
         default: throw MatrixError(.invalidParam, "include must be all or participated")
         }
-        let count = try limit(context)
-        let before = try context.query["from"].map(Messages.position(of:)) ?? .max
+        // At least one thread per page: a page of none could never advance.
+        let count = try context.limit(default: 50, max: 100, min: 1)
+        let before = try context.position("from") ?? .max
         let room = roomID.rawValue, user = requester.userID.rawValue
-        let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == "join"
+        let membership = try await app.roomService.membership(requester.userID, in: roomID)
+        let joinedNow = membership?.membership == "join"
+        // A user who left sees the threads as they were when they left.
+        let ceiling: Int64 = membership.map { $0.membership == "leave" || $0.membership == "ban" ? $0.streamOrdering : .max } ?? .max
         let (entries, more) = try await app.database.read { db -> ([(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)], Int64?) in
             var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
             var out: [(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)] = []
             let threads = try RelationStore.threads(db, roomID: room, user: user, before: before, limit: count + 1)
-            for thread in threads.prefix(count) {
+            let page = threads.prefix(count)
+            for thread in page {
                 guard let root = try RoomClientStore.event(db, eventID: thread.root), root.roomID == room,
                       try visibility.visible(root, db) else { continue }
                 let participated = thread.participated || root.sender == user
                 if participatedOnly && !participated { continue }
-                guard let latest = try RelationStore.children(db, parent: thread.root, relType: "m.thread", eventType: nil,
-                                                              after: 0, upTo: .max, backwards: true, limit: 1).first else { continue }
+                // The newest reply this user may see (history visibility, and nothing after
+                // their leave).
+                let replies = try RelationStore.children(db, parent: thread.root, relType: "m.thread", eventType: nil,
+                                                         after: 0, upTo: ceiling, backwards: true, limit: 20)
+                guard let latest = try replies.first(where: { try visibility.visible($0, db) }) else { continue }
                 out.append((root, latest, thread.count, participated))
             }
-            return (out, threads.count > count ? threads[count - 1].latest - 1 : nil)
+            return (out, threads.count > count ? page.last.map { $0.latest - 1 } : nil)
         }
         var chunk: [[UInt8]] = []
         for (root, latest, replies, participated) in entries {

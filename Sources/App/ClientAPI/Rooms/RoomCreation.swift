@@ -11,6 +11,8 @@ enum RoomCreation {
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.post, "/createRoom") { context in
             let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
+            // A room costs its events: creation draws on the sender's event budget.
+            try context.rateLimit("message", context.app.configuration.rateLimits.messages, user: requester.userID)
             let body = try await context.jsonObject()
             return .json(.object(["room_id": .string(try await create(context.app, requester.userID, body).rawValue)]))
         }
@@ -32,7 +34,11 @@ enum RoomCreation {
         }
         let isDirect = body["is_direct"]?.boolValue ?? false
         var invitees: [UserID] = []
-        for value in body["invite"]?.arrayValue ?? [] {
+        let inviteList = body["invite"]?.arrayValue ?? []
+        guard inviteList.count <= RequestBounds.maxInvites else {
+            throw MatrixError(.invalidParam, "At most \(RequestBounds.maxInvites) invitees per createRoom")
+        }
+        for value in inviteList {
             guard let text = value.stringValue else { throw MatrixError(.badJSON, "invite must be a list of user ids") }
             invitees.append(try UserID(parsing: text))
         }
@@ -73,11 +79,21 @@ enum RoomCreation {
             throw MatrixError(.badJSON, "power_level_content_override must be an object")
         }
         var initialState: [EventDraft] = []
-        for item in body["initial_state"]?.arrayValue ?? [] {
+        // Each entry is a state event written with the room: bounded, so one request cannot
+        // hold the writer for minutes (Synapse has no count limit, only the body size).
+        let givenEntries = body["initial_state"]?.arrayValue ?? []
+        guard givenEntries.count <= RequestBounds.maxInitialState else {
+            throw MatrixError(.invalidParam, "At most \(RequestBounds.maxInitialState) initial_state entries")
+        }
+        for item in givenEntries {
             guard let type = item["type"]?.stringValue, let content = item["content"]?.objectValue else {
                 throw MatrixError(.badJSON, "initial_state entries need type and content")
             }
-            initialState.append(EventDraft(type: type, sender: creator, stateKey: item["state_key"]?.stringValue ?? "",
+            if let key = item["state_key"], !key.isNull, key.stringValue == nil {
+                throw MatrixError(.badJSON, "initial_state state_key must be a string")
+            }
+            initialState.append(EventDraft(type: try RoomEvents.eventType(type), sender: creator,
+                                           stateKey: try RoomEvents.stateKey(item["state_key"]?.stringValue ?? ""),
                                            content: content))
         }
         let creatorContent = try await service.memberContent(creator, membership: "join")

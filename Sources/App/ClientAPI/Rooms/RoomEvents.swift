@@ -12,14 +12,14 @@ enum RoomEvents {
             let requester = try await context.app.accounts.authenticate(context)
             let roomID = try RoomID(parsing: context.parameter("roomId"))
             let content = try await context.jsonObject()
-            let type = context.parameter("eventType")
-            let txn = context.parameter("txnId")
-            return try await sendIdempotent(context.app, requester, roomID, txn: txn) {
+            let type = try RoomEvents.eventType(context.parameter("eventType"))
+            let txn = try RoomEvents.transactionID(context.parameter("txnId"))
+            return try await sendIdempotent(context.app, requester, roomID, scope: "send/\(roomID.rawValue)/\(type)", txn: txn) {
                 EventDraft(type: type, sender: requester.userID, content: content, txn: $0)
             }
         }
         routes.client(.put, "/rooms/{roomId}/state/{eventType}/{stateKey}") { context in
-            try await putState(context, stateKey: context.parameter("stateKey"))
+            try await putState(context, stateKey: try RoomEvents.stateKey(context.parameter("stateKey")))
         }
         routes.client(.put, "/rooms/{roomId}/state/{eventType}") { context in
             try await putState(context, stateKey: "")
@@ -44,7 +44,7 @@ enum RoomEvents {
             return .rawJSON(row.clientJSON)
         }
         routes.client(.put, "/rooms/{roomId}/redact/{eventId}/{txnId}") { context in
-            try await redact(context, txn: context.parameter("txnId"))
+            try await redact(context, txn: try RoomEvents.transactionID(context.parameter("txnId")))
         }
         // The seed's form without a transaction id.
         routes.client(.post, "/rooms/{roomId}/redact/{eventId}") { context in
@@ -52,17 +52,34 @@ enum RoomEvents {
         }
     }
 
-    /// Sends once per (user, device, transaction id): a repeated transaction returns the
-    /// first event's id, also after a restart (`event_txns`).
-    static func sendIdempotent(_ app: MyelinApp, _ requester: Requester, _ roomID: RoomID, txn: String?,
+    /// An event type from a path: at most 255 bytes (Synapse's limit; the event-size check
+    /// alone would let 60 KiB through).
+    static func eventType(_ text: String) throws -> String {
+        guard !text.isEmpty else { throw MatrixError(.invalidParam, "Event type must not be empty") }
+        return try RequestBounds.text(text, "Event type", maxBytes: RequestBounds.maxEventTypeBytes)
+    }
+
+    static func stateKey(_ text: String) throws -> String {
+        try RequestBounds.text(text, "State key", maxBytes: RequestBounds.maxStateKeyBytes)
+    }
+
+    static func transactionID(_ text: String) throws -> String {
+        try RequestBounds.text(text, "Transaction id", maxBytes: RequestBounds.maxTransactionIDBytes)
+    }
+
+    /// Sends once per (user, device, request path, transaction id): a repeated transaction
+    /// returns the first event's id, also after a restart (`event_txns`). `scope` is the
+    /// path without the transaction id (spec: "Transaction identifiers" are scoped to the
+    /// endpoint; Synapse keys them on the request path).
+    static func sendIdempotent(_ app: MyelinApp, _ requester: Requester, _ roomID: RoomID, scope: String, txn: String?,
                                draft: (TransactionRef?) -> EventDraft) async throws -> HTTPResponse {
         // Synapse's rc_message: per sender, counted before the transaction check as Synapse does.
         try app.accounts.rateLimiter.check("message:" + requester.userID.rawValue, app.configuration.rateLimits.messages)
         var ref: TransactionRef?
         if let txn {
-            let found = TransactionRef(userID: requester.userID.rawValue, deviceID: requester.deviceID ?? "", txnID: txn)
+            let found = TransactionRef(userID: requester.userID.rawValue, deviceID: requester.deviceID ?? "", scope: scope, txnID: txn)
             if let existing = try await app.database.read({ db in
-                try RoomClientStore.txnEvent(db, userID: found.userID, deviceID: found.deviceID, txnID: found.txnID)
+                try RoomClientStore.txnEvent(db, userID: found.userID, deviceID: found.deviceID, scope: found.scope, txnID: found.txnID)
             }) {
                 return .json(["event_id": .string(existing.eventID)])
             }
@@ -74,8 +91,10 @@ enum RoomEvents {
 
     static func putState(_ context: RequestContext, stateKey: String) async throws -> HTTPResponse {
         let requester = try await context.app.accounts.authenticate(context)
+        // State events are events: the sender's event budget (Synapse's rc_message).
+        try context.rateLimit("message", context.app.configuration.rateLimits.messages, user: requester.userID)
         let roomID = try RoomID(parsing: context.parameter("roomId"))
-        let type = context.parameter("eventType")
+        let type = try eventType(context.parameter("eventType"))
         let content = try await context.jsonObject()
         if type == "m.room.member" {
             throw MatrixError(.forbidden, "Use the membership endpoints (join, invite, leave, kick, ban) to change memberships")
@@ -178,7 +197,7 @@ enum RoomEvents {
         }
         var content: [String: JSON] = [:]
         if let reason = body["reason"]?.stringValue { content["reason"] = .string(reason) }
-        return try await sendIdempotent(app, requester, roomID, txn: txn) {
+        return try await sendIdempotent(app, requester, roomID, scope: "redact/\(roomID.rawValue)/\(target.rawValue)", txn: txn) {
             EventDraft(type: "m.room.redaction", sender: requester.userID, content: content, redacts: target, txn: $0)
         }
     }

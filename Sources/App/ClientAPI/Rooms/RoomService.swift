@@ -71,6 +71,15 @@ final class RoomService: Sendable {
 
     /// The actor of an existing room, or 404 `M_NOT_FOUND`.
     func existingRoom(_ roomID: RoomID) async throws -> RoomActor {
+        // A room id from a request may name nothing: ask the store before activating an actor,
+        // so made-up ids (space children, joins, peeks) cannot fill the registry and evict
+        // the rooms in use.
+        if index.lastPosition(of: roomID.rawValue) == nil {
+            let room = roomID.rawValue
+            guard try await database.read({ db in try RoomEventStore.roomVersion(db, roomID: room) }) != nil else {
+                throw MatrixError(.notFound, "Unknown room \(roomID)")
+            }
+        }
         let actor = try await rooms.room(roomID)
         guard await actor.version != nil else { throw MatrixError(.notFound, "Unknown room \(roomID)") }
         return actor

@@ -64,7 +64,8 @@ enum RoomUpgrade {
                                               content: ["body": "This room has been replaced",
                                                         "replacement_room": .string(newRoom.rawValue)]), in: roomID)
         if var restricted = state[.powerLevels]?.content {
-            let needed = Int64(max(50, Int(power.usersDefault) + 1))
+            // Saturating: room versions before 6 allow any 64-bit power level.
+            let needed = max(50, power.usersDefault.addingReportingOverflow(1).overflow ? .max : power.usersDefault + 1)
             restricted["events_default"] = .int(max(restricted["events_default"]?.intValue ?? 0, needed))
             restricted["invite"] = .int(max(restricted["invite"]?.intValue ?? 0, needed))
             _ = try? await service.send(EventDraft(type: "m.room.power_levels", sender: user, stateKey: "", content: restricted),

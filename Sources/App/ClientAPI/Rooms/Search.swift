@@ -30,10 +30,10 @@ enum Search {
         default: throw MatrixError(.invalidParam, "order_by must be rank or recent")
         }
         let filter = EventFilter(criteria["filter"])
-        let limit = min(filter.limit ?? 10, 100)
+        let limit = max(1, min(filter.limit ?? 10, RequestBounds.maxSearchLimit))
         var offset = 0
         if let batch = context.query["next_batch"] {
-            guard batch.hasPrefix("o"), let value = Int(batch.dropFirst()), value >= 0 else {
+            guard batch.hasPrefix("o"), let value = Int(batch.dropFirst()), value >= 0, value <= RequestBounds.maxOffset else {
                 throw MatrixError(.invalidParam, "Invalid next_batch")
             }
             offset = value
@@ -43,7 +43,10 @@ enum Search {
         let memberships = try await app.roomService.memberships(of: requester.userID)
         let rooms = memberships.values.filter { $0.membership == "join" && filter.allowsRoom($0.roomID) }.map(\.roomID).sorted()
         let contextSpec = criteria["event_context"]?.objectValue
-        let before = Int(contextSpec?["before_limit"]?.intValue ?? 5), after = Int(contextSpec?["after_limit"]?.intValue ?? 5)
+        let before = try RequestBounds.count(contextSpec?["before_limit"], "event_context.before_limit", default: 5,
+                                             max: RequestBounds.maxSearchContext)
+        let after = try RequestBounds.count(contextSpec?["after_limit"], "event_context.after_limit", default: 5,
+                                            max: RequestBounds.maxSearchContext)
         let result = try await app.database.read { db -> ([(Double, RoomEventStore.EventRow, [RoomEventStore.EventRow], [RoomEventStore.EventRow])], Int) in
             let (hits, count) = try SearchStore.search(db, term: term, rooms: rooms, keys: keys, byRank: byRank,
                                                        limit: limit, offset: skip)
@@ -92,7 +95,9 @@ enum Search {
             "count": .int(Int64(result.1)), "results": .array(results),
             "highlights": .array(term.split(whereSeparator: { !($0.isLetter || $0.isNumber) }).map { .string(String($0)) }),
         ]
-        if offset + limit < result.1 { roomEvents["next_batch"] = .string("o\(offset + limit)") }
+        if offset + limit < result.1 && offset + limit <= RequestBounds.maxOffset {
+            roomEvents["next_batch"] = .string("o\(offset + limit)")
+        }
         return .json(["search_categories": ["room_events": .object(roomEvents)]])
     }
 }

@@ -9,6 +9,7 @@ import Transport
 /// directory entry and its own `children_state`. Local rooms only (federation comes later).
 enum SpaceHierarchy {
     static let maxRooms = 1000
+    static let maxVisits = 2000
 
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.get, "/rooms/{roomId}/hierarchy", versions: ["v1"]) { context in
@@ -17,17 +18,11 @@ enum SpaceHierarchy {
             let root = try RoomID(parsing: context.parameter("roomId"))
             let query = context.query
             let suggestedOnly = query["suggested_only"] == "true"
-            let maxDepth = try query["max_depth"].map { text -> Int in
-                guard let value = Int(text), value >= 0 else { throw MatrixError(.invalidParam, "max_depth must be a non-negative integer") }
-                return value
-            } ?? 100
-            let limit = try query["limit"].map { text -> Int in
-                guard let value = Int(text), value > 0 else { throw MatrixError(.invalidParam, "limit must be a positive integer") }
-                return min(value, 100)
-            } ?? 50
+            let maxDepth = try context.limit("max_depth", default: 100, max: 100)
+            let limit = try context.limit(default: 50, max: 100, min: 1)
             var offset = 0
             if let from = query["from"] {
-                guard from.hasPrefix("o"), let value = Int(from.dropFirst()), value >= 0 else {
+                guard from.hasPrefix("o"), let value = Int(from.dropFirst()), value >= 0, value <= maxRooms else {
                     throw MatrixError(.invalidParam, "Invalid from token")
                 }
                 offset = value
@@ -39,7 +34,11 @@ enum SpaceHierarchy {
             var rooms: [JSON] = []
             var seen: Set<RoomID> = [root]
             var queue: [(RoomID, Int)] = [(root, 0)]
-            while !queue.isEmpty && rooms.count < maxRooms {
+            // Bounded by rooms visited, not only rooms found: a space may name thousands of
+            // children that do not exist or cannot be seen.
+            var visits = 0
+            while !queue.isEmpty && rooms.count < maxRooms && visits < maxVisits {
+                visits += 1
                 let (roomID, depth) = queue.removeFirst()
                 guard let actor = try? await app.roomService.existingRoom(roomID), let state = await actor.currentState,
                       var entry = try await Directory.entry(app, roomID) else { continue }

@@ -22,7 +22,8 @@ struct EventFilter: Sendable {
 
     init(_ value: JSON?) {
         guard let object = value?.objectValue else { return }
-        limit = object["limit"]?.intValue.map { Int(max(0, $0)) }
+        // Clamped: a timeline of 2^63 events is a request for a crash or the whole room.
+        limit = object["limit"]?.intValue.map { Int(max(0, min($0, Int64(RequestBounds.maxTimelineLimit)))) }
         types = object["types"]?.arrayValue?.compactMap(\.stringValue)
         notTypes = object["not_types"]?.arrayValue?.compactMap(\.stringValue) ?? []
         senders = object["senders"]?.arrayValue.map { Set($0.compactMap(\.stringValue)) }

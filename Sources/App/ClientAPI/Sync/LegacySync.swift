@@ -14,7 +14,7 @@ enum LegacySync {
             let requester = try await context.app.accounts.authenticate(context)
             let query = context.query
             let since = try query["from"].map { try StreamToken(parsing: $0) }
-            let timeout = min(Int64(query["timeout"] ?? "") ?? 30_000, Sync.maxTimeout)
+            let timeout = try context.integer("timeout", in: 0...Int64.max).map { min($0, Sync.maxTimeout) } ?? 30_000
             let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: since ?? Sync.currentToken(context.app),
                                        timeoutMs: max(timeout, 0), filter: nil, fullState: false)
             let bytes = try await Sync.respond(context.app, request, SyncFilter.none)
@@ -32,8 +32,8 @@ enum LegacySync {
         }
         routes.client(.get, "/initialSync", versions: ["r0", "v3"]) { context in
             let requester = try await context.app.accounts.authenticate(context)
-            let limit = Int(context.query["limit"] ?? "") ?? 10
-            let filter = SyncFilter(["room": ["timeline": ["limit": .int(Int64(max(0, limit)))], "include_leave": false]])
+            let limit = try context.limit(default: 10, max: RequestBounds.maxTimelineLimit)
+            let filter = SyncFilter(["room": ["timeline": ["limit": .int(Int64(limit))], "include_leave": false]])
             let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: nil, timeoutMs: 0,
                                        filter: ObjectIdentifier(filter), fullState: false)
             let response = try JSON.parse(try await Sync.respond(context.app, request, filter))

@@ -13,7 +13,8 @@ enum SendToDevice {
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.put, "/sendToDevice/{eventType}/{txnId}") { context in
             let requester = try await context.app.accounts.authenticate(context)
-            let type = context.parameter("eventType")
+            try context.rateLimit("to-device", context.app.configuration.rateLimits.toDevice, user: requester.userID)
+            let type = try RoomEvents.eventType(context.parameter("eventType"))
             let body = try await context.jsonObject()
             guard let messages = body["messages"]?.objectValue else { throw MatrixError(.badJSON, "Missing messages") }
             let app = context.app
@@ -30,12 +31,14 @@ enum SendToDevice {
                 }
             }
             let sender = requester.userID.rawValue, senderDevice = requester.deviceID ?? ""
-            let txn = context.parameter("txnId")
+            // Scoped to the path's event type (the same id for another type is another send).
+            let txn = type + "/" + (try RoomEvents.transactionID(context.parameter("txnId")))
             let stream = app.roomService.toDeviceStream
             let frozen = rows
             let position = try await stream.withNextPosition { position -> Int64? in
                 try await app.database.write { db -> Int64? in
-                    guard try ToDeviceStore.claimTxn(db, userID: sender, deviceID: senderDevice, txnID: txn) else { return nil }
+                    guard try ToDeviceStore.claimTxn(db, userID: sender, deviceID: senderDevice, txnID: txn,
+                                                     position: position) else { return nil }
                     for row in frozen {
                         try ToDeviceStore.insert(db, position: position, userID: row.user, deviceID: row.device, message: row.bytes)
                     }

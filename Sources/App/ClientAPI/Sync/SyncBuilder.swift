@@ -95,7 +95,8 @@ struct SyncBuilder {
             case "join":
                 let newlyJoined = since != nil && changed
                 if let plan = try await joinedRoom(membership.roomID, full: full || newlyJoined, after: newlyJoined ? 0 : sinceEvents,
-                                                   upper: upTo[.roomEvents], receipts: receipts[membership.roomID],
+                                                   upper: upTo[.roomEvents], membershipAt: membership.streamOrdering,
+                                                   receipts: receipts[membership.roomID],
                                                    accountData: roomAccountData[membership.roomID]) {
                     plans.append(plan)
                 }
@@ -118,7 +119,8 @@ struct SyncBuilder {
                     continue
                 }
                 if var plan = try await joinedRoom(membership.roomID, full: true, after: sinceEvents,
-                                                   upper: membership.streamOrdering, receipts: nil, accountData: nil) {
+                                                   upper: membership.streamOrdering, membershipAt: membership.streamOrdering,
+                                                   receipts: nil, accountData: nil) {
                     plan.section = .leave
                     plan.ephemeral = []
                     plan.unread = nil
@@ -141,7 +143,11 @@ struct SyncBuilder {
             let userID = user.rawValue, device = request.device
             let bound = upTo[.toDevice]
             let rows = try await app.database.write { db in
-                if acknowledged > 0 { try ToDeviceStore.acknowledge(db, userID: userID, deviceID: device, upTo: acknowledged) }
+                // Never past what this server has handed out: a token from the future (or
+                // from before a restart that reused positions) must not delete unsent messages.
+                if acknowledged > 0 {
+                    try ToDeviceStore.acknowledge(db, userID: userID, deviceID: device, upTo: min(acknowledged, bound))
+                }
                 return try ToDeviceStore.messages(db, userID: userID, deviceID: device, upTo: bound,
                                                   limit: SendToDevice.maxMessagesPerSync)
             }
@@ -200,8 +206,10 @@ struct SyncBuilder {
 
     // MARK: joined (and left) rooms
 
-    func joinedRoom(_ room: String, full: Bool, after: Int64, upper: Int64, receipts: [RoomClientStore.Receipt]?,
-                    accountData: [[UInt8]]?) async throws -> RoomPlan? {
+    /// `membershipAt` is the position of the user's current membership event: events before
+    /// it may be hidden from them by a history visibility of the time.
+    func joinedRoom(_ room: String, full: Bool, after: Int64, upper: Int64, membershipAt: Int64,
+                    receipts: [RoomClientStore.Receipt]?, accountData: [[UInt8]]?) async throws -> RoomPlan? {
         let roomID = try RoomID(parsing: room)
         let since = request.since
         var typers: [UserID]?
@@ -253,7 +261,12 @@ struct SyncBuilder {
             historyVisibility = value
         }
         var contiguous = timelineFilter.passesAll
-        if historyVisibility == "joined" || historyVisibility == "invited", !events.isEmpty {
+        // Checked per event when the room's setting is restrictive now, or when the timeline
+        // reaches back before the user's membership (a setting of that time may hide those
+        // events even if the room is `shared` now — as `/messages` would hide them). A
+        // caught-up sync only carries events after the membership and skips this.
+        if historyVisibility == "joined" || historyVisibility == "invited" || (events.first.map { $0.position < membershipAt } ?? false),
+           !events.isEmpty {
             let visible = try await visibleOnly(room, events)
             if visible.count != events.count { contiguous = false }
             events = visible
@@ -347,7 +360,7 @@ struct SyncBuilder {
                 TimelineEvent(position: row.streamOrdering, eventID: row.eventID, type: row.type, stateKey: row.stateKey,
                               sender: row.sender,
                               bytes: row.clientJSON,
-                              txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID, txnID: $0.txnID) },
+                              txn: txns[row.eventID].map { TransactionRef(userID: row.sender, deviceID: $0.deviceID, scope: $0.scope, txnID: $0.txnID) },
                               replacesState: row.stateKey == nil ? nil
                                   : (try? JSON.parse(row.clientJSON))?["unsigned"]?["replaces_state"]?.stringValue)
             }, limited)
