@@ -3,7 +3,7 @@ SHELL := /bin/bash
 APT_PACKAGES := libuv1-dev libsodium-dev libpq-dev libssl-dev libsqlite3-dev node-llhttp postgresql pkg-config
 SWIFT ?= swift
 
-.PHONY: deps build release run test test-swift clean
+.PHONY: deps build release run test test-swift fuzz clean
 
 deps:
 	@scripts/install-deps.sh $(APT_PACKAGES)
@@ -19,6 +19,17 @@ run: release
 
 test: deps
 	scripts/test.sh
+
+# The spec-driven fuzzer's long pass (docs/fuzzing.md): schemathesis over every client-server
+# OpenAPI file of the Matrix spec, 50 examples per operation, against the debug binary.
+FUZZ_VENV := .build/fuzz-venv
+FUZZ_EXAMPLES ?= 50
+
+fuzz: deps
+	$(SWIFT) build --product myelin
+	tests/fuzz/venv.sh $(FUZZ_VENV)
+	MYELIN_BIN="$$($(SWIFT) build --show-bin-path)/myelin" FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	  $(FUZZ_VENV)/bin/python tests/fuzz/run_schemathesis.py
 
 clean:
 	rm -rf .build

@@ -32,6 +32,15 @@ watchdog() {
 
 MYELIN_BIN="$(swift build --show-bin-path)/myelin" watchdog 900 "$VENV/bin/pytest" -q -p no:cacheprovider tests/interop
 
+# The spec-driven fuzzer's short pass (docs/fuzzing.md): schemathesis over every client-server
+# OpenAPI file with a few examples per operation (about a minute). FUZZ_SHORT=0 skips it;
+# FUZZ_SHORT_EXAMPLES sets the examples per operation (`make fuzz` is the long pass).
+if [ "${FUZZ_SHORT:-1}" != 0 ]; then
+  tests/fuzz/venv.sh .build/fuzz-venv
+  MYELIN_BIN="$(swift build --show-bin-path)/myelin" FUZZ_EXAMPLES="${FUZZ_SHORT_EXAMPLES:-5}" \
+    watchdog 600 .build/fuzz-venv/bin/python tests/fuzz/run_schemathesis.py
+fi
+
 # The load harness checks its own HTTP parsing against crafted bytes.
 watchdog 120 "$(swift build --show-bin-path)/myelin-bench" selftest
 
