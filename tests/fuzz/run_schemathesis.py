@@ -465,11 +465,11 @@ def main():
     SERVER = Server(binary, workdir)
     SERVER.start()
     FIXTURES = Fixtures(SERVER)
-    FIXTURES.make()
 
     failures, errors, per_file = [], [], []
     started = time.monotonic()
     try:
+        FIXTURES.make()
         for spec_file in files:
             name = os.path.basename(spec_file)
             t0, r0 = time.monotonic(), STATS["requests"]
