@@ -1,3 +1,5 @@
+import Matrix
+import Synchronization
 import Logging
 
 /// The store: the one entry point through which the server reads and writes SQL, on SQLite
@@ -32,6 +34,11 @@ public final class Database: Sendable {
     public let dialect: SQLDialect
     public let configuration: DatabaseConfiguration
     private let backend: Backend
+    /// Write transactions queued or running. Bounded: past `maxPendingWrites` a write fails
+    /// at once with 429 (the caller's request is refused, nothing half-done), so an overload
+    /// answers instead of growing a queue that delays every writer.
+    private let pendingWrites = Atomic<Int>(0)
+    public static let maxPendingWrites = 4096
 
     private init(configuration: DatabaseConfiguration, backend: Backend) {
         self.configuration = configuration
@@ -142,6 +149,11 @@ public final class Database: Sendable {
     /// the body catches it: the commit then fails with that error.
     @discardableResult
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLTransaction) throws -> T) async throws -> T {
+        if pendingWrites.add(1, ordering: .relaxed).newValue > Self.maxPendingWrites {
+            pendingWrites.subtract(1, ordering: .relaxed)
+            throw MatrixError(.limitExceeded, "The server is busy; try again shortly", extra: ["retry_after_ms": .int(1000)])
+        }
+        defer { pendingWrites.subtract(1, ordering: .relaxed) }
         switch backend {
         case .sqlite(let writer, _):
             return try await writer.withConnection { connection in

@@ -22,13 +22,22 @@ public actor RoomActor: RegistryMember {
     /// The room as the store has it; nil while the room does not exist yet.
     private var room: RoomState?
     private var queue: [Pending] = []
+    /// Sends waiting for the room's writer, at most.
+    static let maxQueuedSends = 1024
     private var draining = false
     private var closed = false
     private var drainWaiters: [CheckedContinuation<Void, Never>] = []
 
-    /// Deltas stacked on a full snapshot before the next full snapshot: reading any state
-    /// costs at most one snapshot plus this many deltas.
+    /// Deltas stacked on a full snapshot before the next full snapshot: at least 32, and a
+    /// quarter of the state's size beyond that. Reading any state then costs at most 1.25
+    /// snapshots, and each state event writes a constant number of rows on average (a fixed
+    /// interval made N state events cost ~N²/32 rows: a room of 10,000 members rewrote its
+    /// whole state every 32 joins).
     static let maxStateDeltaDepth = 32
+
+    static func snapshotDue(deltaDepth: Int, stateCount: Int) -> Bool {
+        deltaDepth >= max(maxStateDeltaDepth, stateCount / 4)
+    }
 
     struct RoomState: Sendable {
         var version: RoomVersion
@@ -206,6 +215,12 @@ public actor RoomActor: RegistryMember {
     public func send(_ draft: EventDraft) async throws -> PersistedEvent {
         guard !closed else { throw RoomActorUnavailable() }
         guard room != nil else { throw MatrixError(.notFound, "Unknown room") }
+        // A bounded mailbox: past it the sender is told to come back (a room cannot take
+        // more than its writer commits; an ever-growing queue only adds latency for all).
+        guard queue.count < Self.maxQueuedSends else {
+            throw MatrixError(.limitExceeded, "Too many events are waiting in this room; try again shortly",
+                              extra: ["retry_after_ms": .int(1000)])
+        }
         return try await withCheckedThrowingContinuation { continuation in
             queue.append(Pending(draft: draft, continuation: continuation))
             if !draining {
@@ -357,7 +372,7 @@ public actor RoomActor: RegistryMember {
         if let entry = pdu.stateEntry {
             if entry.type == "m.room.member" { working.audience = nil }
             working.state[entry] = pdu
-            if fullSnapshot || working.stateDeltaDepth >= Self.maxStateDeltaDepth {
+            if fullSnapshot || Self.snapshotDue(deltaDepth: working.stateDeltaDepth, stateCount: working.state.count) {
                 group = RoomEventStore.StateGroup(
                     id: position, roomID: key, prevGroup: nil, deltaDepth: 0,
                     entries: working.state.map { RoomEventStore.StateEntry(type: $0.key.type, stateKey: $0.key.stateKey,

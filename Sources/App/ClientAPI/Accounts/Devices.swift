@@ -75,13 +75,13 @@ enum Devices {
             ts = pending.ts
             ip = pending.ip
         }
-        return .object([
-            "user_id": .string(device.userID),
-            "device_id": .string(device.deviceID),
-            "display_name": device.displayName.map { .string($0) } ?? .null,
-            "last_seen_ts": ts.map { .int($0) } ?? .null,
-            "last_seen_ip": ip.map { .string($0) } ?? .null,
-        ])
+        // Absent, not null, when unknown: the specification types these as strings and
+        // integers (schemathesis found the nulls).
+        var object: [String: JSON] = ["user_id": .string(device.userID), "device_id": .string(device.deviceID)]
+        if let name = device.displayName { object["display_name"] = .string(name) }
+        if let ts { object["last_seen_ts"] = .int(ts) }
+        if let ip { object["last_seen_ip"] = .string(ip) }
+        return .object(object)
     }
 
     /// DELETE may come without a body (the first, unauthenticated UIA round).
