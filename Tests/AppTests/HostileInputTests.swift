@@ -280,7 +280,7 @@ struct HostileInputTests {
     // Item 14: timestamp_to_event stops at a leave; /hierarchy with made-up children;
     // /messages with a filter matching nothing.
     @Test func timestampLookupHierarchyAndEmptyFilters() async throws {
-        try await withMyelin { port, _ in
+        try await withMyelinServer { server, port in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
             let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
             let room = try await Self.createRoom(alice, ["preset": "public_chat"])
@@ -306,15 +306,43 @@ struct HostileInputTests {
                 _ = try await alice.call("PUT", "/rooms/\(Self.path(space))/state/m.space.child/\(Self.path("!fake\(index):localhost"))",
                                          ["via": ["localhost"]])
             }
+            let activationsBefore = await server.app.roomService.rooms.registry.counters.activations
             let hierarchy = try await alice.call("GET", "/_matrix/client/v1/rooms/\(Self.path(space))/hierarchy?limit=0&max_depth=99999999999999999999")
             #expect(hierarchy.status == 200)
             #expect(hierarchy.json["rooms"]?.arrayValue?.count == 1)
+            // No actor was activated for the made-up children.
+            #expect(await server.app.roomService.rooms.registry.counters.activations == activationsBefore)
+            #expect(try await alice.call("POST", "/join/\(Self.path("!nothing:localhost"))").status == 404)
+            #expect(await server.app.roomService.rooms.registry.counters.activations == activationsBefore)
 
             let nothing = #"{"types":["no.such.type"]}"#
             let page = try await alice.call("GET", "/rooms/\(Self.path(room))/messages?dir=b&filter=" + Self.query(nothing))
             #expect(page.status == 200)
             #expect(page.json["chunk"] == [])
             try await Self.stillServing(alice)
+        }
+    }
+
+    // Item 15: sync hides what a history visibility of the time hid, whatever it is now.
+    @Test func syncAppliesPastHistoryVisibility() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try await Self.createRoom(alice, ["preset": "public_chat", "initial_state": [
+                ["type": "m.room.history_visibility", "state_key": "", "content": ["history_visibility": "joined"]]]])
+            try await Self.send(alice, room, ["msgtype": "m.text", "body": "members only"], txn: "secret")
+            #expect(try await alice.call("PUT", "/rooms/\(Self.path(room))/state/m.room.history_visibility",
+                                         ["history_visibility": "shared"]).status == 200)
+            try await Self.send(alice, room, ["msgtype": "m.text", "body": "for everyone"], txn: "open")
+            #expect(try await bob.call("POST", "/join/\(Self.path(room))").status == 200)
+            let sync = try await bob.call("GET", "/sync")
+            let bodies = (sync.json["rooms"]?["join"]?[room]?["timeline"]?["events"]?.arrayValue ?? [])
+                .compactMap { $0["content"]?["body"]?.stringValue }
+            #expect(bodies.contains("for everyone"), "\(bodies)")
+            #expect(!bodies.contains("members only"), "\(bodies)")
+            let messages = try await bob.call("GET", "/rooms/\(Self.path(room))/messages?dir=b&limit=50")
+            let paged = (messages.json["chunk"]?.arrayValue ?? []).compactMap { $0["content"]?["body"]?.stringValue }
+            #expect(paged.contains("for everyone") && !paged.contains("members only"), "\(paged)")
         }
     }
 
