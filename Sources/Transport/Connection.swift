@@ -40,6 +40,9 @@ final class Connection {
     var stream: UnsafeMutablePointer<uv_stream_t> { UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self) }
     let parser: UnsafeMutablePointer<myelin_http>
     var admitted = true
+    /// Counted in the server's per-peer table under `peer`.
+    var countedForPeer = false
+    var peer = PeerConnectionTable.Key(high: 0, low: 0)
     var closing = false
     var reading = false
     var remoteAddress = ""
@@ -95,18 +98,24 @@ final class Connection {
 
     func start() {
         uv_tcp_nodelay(tcp, 1)
-        remoteAddress = peerAddress()
         deadline = uv_now(loop.uv) + limits.headerReadTimeoutMs
         startReading()
     }
 
-    private func peerAddress() -> String {
+    /// Reads the peer's address: `remoteAddress` for handlers, `peer` for the per-peer limit.
+    func identifyPeer() {
         var storage = sockaddr_storage()
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getpeername(tcp, $0, &length) }
         }
-        guard rc == 0 else { return "" }
+        guard rc == 0 else { return }
+        peer = PeerConnectionTable.key(storage)
+        remoteAddress = Connection.text(of: storage)
+    }
+
+    private static func text(of storage: sockaddr_storage) -> String {
+        var storage = storage
         var buffer = [CChar](repeating: 0, count: 64)
         if storage.ss_family == sa_family_t(AF_INET) {
             withUnsafePointer(to: &storage) {
@@ -694,6 +703,7 @@ final class Connection {
     private func closed() {
         tcp.deallocate()
         if admitted { loop.server.releaseConnection() }
+        if countedForPeer { loop.server.releasePeer(peer) }
         loop.connections.removeValue(forKey: id)
         loop.closeIfDrained()
     }

@@ -322,6 +322,14 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             connection.close()
             return
         }
+        connection.identifyPeer()
+        guard server.admitPeer(connection.peer) else {
+            server.releaseConnection()
+            connection.admitted = false
+            connection.close()
+            return
+        }
+        connection.countedForPeer = server.limitsPeers
         connections[connection.id] = connection
         connection.start()
     }

@@ -47,6 +47,8 @@ public final class HTTPServer: Sendable {
 
     private let state = Mutex(State())
     private let connectionCount = Atomic<Int>(0)
+    /// Open connections per peer address (`configuration.maxConnectionsPerIP`).
+    let peers: PeerConnectionTable
     private let requestCounter = Atomic<UInt64>(0)
 
     public init(configuration: TransportConfiguration, responder: any HTTPResponder,
@@ -57,6 +59,7 @@ public final class HTTPServer: Sendable {
             out.append(contentsOf: "\(field.name): \(field.value)\r\n".utf8)
         }
         self.configuration = configuration
+        peers = PeerConnectionTable(limit: configuration.maxConnectionsPerIP)
         self.responder = responder
         self.logger = logger
         self.handlesSignals = handlesSignals
@@ -156,6 +159,13 @@ public final class HTTPServer: Sendable {
     }
 
     func releaseConnection() { connectionCount.wrappingSubtract(1, ordering: .relaxed) }
+
+    /// Whether connections are counted per peer at all.
+    var limitsPeers: Bool { peers.limit > 0 }
+
+    func admitPeer(_ key: PeerConnectionTable.Key) -> Bool { peers.admit(key) }
+
+    func releasePeer(_ key: PeerConnectionTable.Key) { peers.release(key) }
 
     func nextRequestID() -> UInt64 { requestCounter.wrappingAdd(1, ordering: .relaxed).newValue }
 

@@ -14,6 +14,10 @@ public struct TransportConfiguration: Sendable, Equatable {
     /// Bytes of a streamed (media) body.
     public var maxMediaBodyBytes: Int
     public var maxConnections: Int
+    /// Open connections from one peer address (IPv4 address, or IPv6 /64 prefix) across every
+    /// loop; past it a new connection is closed at accept. 0 means no limit. Behind a reverse
+    /// proxy every connection comes from the proxy: raise it or set 0 there.
+    public var maxConnectionsPerIP: Int
     /// Time from a request's first byte until its head is complete.
     public var headerReadTimeoutMs: UInt64
     /// Longest pause between two reads of a body.
@@ -29,7 +33,8 @@ public struct TransportConfiguration: Sendable, Equatable {
                 backlog: Int32 = 1024, maxHeaderBytes: Int = 16 * 1024, maxJSONBodyBytes: Int = 8 << 20,
                 maxMediaBodyBytes: Int = 50 << 20, maxConnections: Int = 20_000,
                 headerReadTimeoutMs: UInt64 = 10_000, bodyReadTimeoutMs: UInt64 = 30_000,
-                idleTimeoutMs: UInt64 = 75_000, shutdownGraceMs: UInt64 = 10_000, maxPipelined: Int = 16) {
+                idleTimeoutMs: UInt64 = 75_000, shutdownGraceMs: UInt64 = 10_000, maxPipelined: Int = 16,
+                maxConnectionsPerIP: Int = 256) {
         self.loops = loops
         self.workers = workers
         self.host = host
@@ -44,6 +49,7 @@ public struct TransportConfiguration: Sendable, Equatable {
         self.idleTimeoutMs = idleTimeoutMs
         self.shutdownGraceMs = shutdownGraceMs
         self.maxPipelined = maxPipelined
+        self.maxConnectionsPerIP = maxConnectionsPerIP
     }
 
     /// One loop per core.
