@@ -45,11 +45,22 @@ final class Connection {
     var peer = PeerConnectionTable.Key(high: 0, low: 0)
     var closing = false
     var reading = false
+    /// Nothing more is read (an upgrade request was answered instead).
+    var inputEnded = false
     var remoteAddress = ""
 
     var parseState = ParseState.betweenMessages
-    /// Loop time (ms) at which the current phase times out; 0 when none applies.
+    /// Loop time (ms) at which the current phase times out; 0 when none applies. A body's
+    /// deadline is absolute from the end of its head (see `body(_:)` for what extends it).
     var deadline: UInt64 = 0
+    /// Loop time at which the server stopped reading for reasons of its own (a slow consumer
+    /// of a streamed body); 0 while it is not. The deadline does not run
+    /// meanwhile, and moves by the time paused when reading resumes: the peer is charged for
+    /// the time the server waits for its bytes, never for the server's own slowness.
+    var serverPausedAt: UInt64 = 0
+    /// The request whose streamed body is being read was already answered: the rest of its
+    /// body is read and dropped, and a timeout closes without a 408.
+    var bodyAnswered = false
     var pending: [Pending] = []
     var inFlight: UInt64? = nil
     var nextSequence: UInt64 = 0
@@ -154,6 +165,30 @@ final class Connection {
         uv_read_stop(stream)
     }
 
+    /// Reads again unless something still holds reading stopped.
+    private func resumeReadingIfAllowed() {
+        guard !parserPaused, !readPausedByBody, !rejected, !closeAfterWrite, !inputEnded else { return }
+        startReading()
+    }
+
+    /// The server stops reading for a reason of its own (`readPausedByBody`, set by the
+    /// caller): the peer's deadline stops running.
+    private func pauseInputForServer() {
+        stopReading()
+        if serverPausedAt == 0 { serverPausedAt = max(1, uv_now(loop.uv)) }
+    }
+
+    /// A reason to stop reading was cleared: once none remains, the deadline moves by the time
+    /// paused and reading resumes.
+    private func resumeInputForServer() {
+        guard !readPausedByBody else { return }
+        if serverPausedAt != 0 {
+            if deadline != 0 && parseState != .betweenMessages { deadline += uv_now(loop.uv) &- serverPausedAt }
+            serverPausedAt = 0
+        }
+        resumeReadingIfAllowed()
+    }
+
     private func received(_ bytes: UnsafeRawBufferPointer) {
         loop.leftPoll()
         guard !closing else { return }
@@ -171,6 +206,7 @@ final class Connection {
         if rc == Int32(HPE_OK.rawValue) { return }
         if rc == Int32(HPE_PAUSED_UPGRADE.rawValue) {
             // No protocol upgrade is served: answer the request and close.
+            inputEnded = true
             stopReading()
             pending.last?.keepAlive = false
             return
@@ -295,6 +331,8 @@ final class Connection {
         }
         if hasBody {
             parseState = .body
+            bodyAnswered = false
+            // Absolute: the whole body must arrive by then (plus what it earns, see `body`).
             deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs
         } else {
             deadline = 0
@@ -315,12 +353,16 @@ final class Connection {
             reject(.bodyTooLarge)
             return -1
         }
-        deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs
+        // The body deadline is not reset by a read: each byte only earns 1/min-rate seconds
+        // (rounded down per read, so a peer trickling a few bytes at a time earns nothing).
+        let rate = limits.minBodyBytesPerSecond
+        if rate != 0 && deadline != 0 { deadline &+= UInt64(bytes.count) &* 1000 / rate }
         if currentIsStreamed {
+            // No stream once the request was answered: the rest of the body is dropped.
             if let bodyStream, !bodyStream.push(Array(bytes)) {
+                // The consumer is slow, not the peer: its deadline stops until it drains.
                 readPausedByBody = true
-                deadline = 0  // the consumer is slow, not the peer
-                stopReading()
+                pauseInputForServer()
             }
         } else {
             bodyBytes.append(contentsOf: bytes)
@@ -452,6 +494,7 @@ final class Connection {
         guard inFlight == sequence, !closing, let index = pending.firstIndex(where: { $0.sequence == sequence }) else { return }
         let entry = pending.remove(at: index)
         inFlight = nil
+        if readPausedByBody || bodyStream != nil { bodyOwnerAnswered(entry) }
         let lastOnConnection = !entry.keepAlive || (loop.draining && pending.isEmpty)
         write(response, for: entry, close: lastOnConnection)
         if lastOnConnection {
@@ -464,6 +507,26 @@ final class Connection {
         dispatchNext()
     }
 
+    /// `entry`, answered, may be the request whose streamed body is still arriving or whose
+    /// consumer holds reading stopped: its handler will read no more of it.
+    private func bodyOwnerAnswered(_ entry: Pending) {
+        guard case .stream = entry.body else { return }
+        if parseState == .body && currentIsStreamed && entry.sequence == nextSequence &- 1 {
+            // Answered before its body arrived (e.g. refused unread): the rest is read and
+            // dropped, within the same deadline. Closing instead could reset the connection
+            // before the peer reads the answer.
+            bodyAnswered = true
+            bodyStream?.finish(.connectionClosed)
+            bodyStream = nil
+        }
+        if readPausedByBody {
+            // Its consumer is gone and will never drain what it left unread. (If the pause was
+            // a later request's, its next push pauses again.)
+            readPausedByBody = false
+            resumeInputForServer()
+        }
+    }
+
     private func resumeParser() {
         parserPaused = false
         myelin_http_resume(parser)
@@ -472,14 +535,13 @@ final class Connection {
         if !input.isEmpty {
             input.withUnsafeBytes { feed($0) }
         }
-        if !parserPaused && !rejected && !closeAfterWrite { startReading() }
+        resumeReadingIfAllowed()
     }
 
     func resumeAfterBody() {
         guard readPausedByBody, !closing else { return }
         readPausedByBody = false
-        if parseState == .body { deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs }
-        startReading()
+        resumeInputForServer()
     }
 
     // MARK: Writing
@@ -660,11 +722,13 @@ final class Connection {
 
     // MARK: Timeouts, shutdown and closing
 
-    func timedOut() {
+    func timedOut(now: UInt64) {
         deadline = 0
         switch parseState {
         case .betweenMessages:
             close()  // idle keep-alive connection, or a connection that never sent a byte
+        case .body where bodyAnswered:
+            close()  // its request was answered: there is nothing left to answer with 408
         case .head, .body:
             reject(.timeout)
         }

@@ -52,6 +52,8 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         var idleTimeoutMs: UInt64
         var maxPipelined: Int
         var maxHeaderBytes: Int
+        /// 0: no credit for body bytes (see `TransportConfiguration.minBodyBytesPerSecond`).
+        var minBodyBytesPerSecond: UInt64
     }
     let limits: Limits
 
@@ -75,7 +77,8 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         self.server = server
         let c = server.configuration
         limits = Limits(headerReadTimeoutMs: c.headerReadTimeoutMs, bodyReadTimeoutMs: c.bodyReadTimeoutMs,
-                        idleTimeoutMs: c.idleTimeoutMs, maxPipelined: c.maxPipelined, maxHeaderBytes: c.maxHeaderBytes)
+                        idleTimeoutMs: c.idleTimeoutMs, maxPipelined: c.maxPipelined, maxHeaderBytes: c.maxHeaderBytes,
+                        minBodyBytesPerSecond: UInt64(max(0, c.minBodyBytesPerSecond)))
         uv = .allocate(capacity: 1)
         guard uv_loop_init(uv) == 0 else { uv.deallocate(); throw HTTPServerError.loopInit }
         wakeFD = myelin_eventfd()
@@ -339,8 +342,11 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     private func sweep() {
         updateDate()
         let now = uv_now(uv)
-        for connection in connections.values where connection.deadline != 0 && connection.deadline <= now {
-            connection.timedOut()
+        for connection in connections.values where !connection.closing {
+            // No input deadline runs while the server itself keeps the connection from reading.
+            if connection.deadline != 0 && connection.deadline <= now && connection.serverPausedAt == 0 {
+                connection.timedOut(now: now)
+            }
         }
     }
 

@@ -20,8 +20,15 @@ public struct TransportConfiguration: Sendable, Equatable {
     public var maxConnectionsPerIP: Int
     /// Time from a request's first byte until its head is complete.
     public var headerReadTimeoutMs: UInt64
-    /// Longest pause between two reads of a body.
+    /// Time from the end of a request's head until its whole body has arrived (absolute, not
+    /// reset by each read), extended by what the body earns at `minBodyBytesPerSecond`. Time
+    /// the server itself stops reading (a slow consumer of a streamed body) is not charged to
+    /// the peer.
     public var bodyReadTimeoutMs: UInt64
+    /// Each body byte received extends the body deadline by 1/this seconds, so that a large
+    /// upload arriving at least this fast is not cut off at `bodyReadTimeoutMs` while a peer
+    /// that stops sending is. 0: the body deadline is `bodyReadTimeoutMs` whatever the size.
+    public var minBodyBytesPerSecond: Int
     /// How long a keep-alive connection may sit idle between requests.
     public var idleTimeoutMs: UInt64
     /// How long shutdown waits for in-flight requests before closing their connections.
@@ -34,7 +41,7 @@ public struct TransportConfiguration: Sendable, Equatable {
                 maxMediaBodyBytes: Int = 50 << 20, maxConnections: Int = 20_000,
                 headerReadTimeoutMs: UInt64 = 10_000, bodyReadTimeoutMs: UInt64 = 30_000,
                 idleTimeoutMs: UInt64 = 75_000, shutdownGraceMs: UInt64 = 10_000, maxPipelined: Int = 16,
-                maxConnectionsPerIP: Int = 256) {
+                maxConnectionsPerIP: Int = 256, minBodyBytesPerSecond: Int = 8 * 1024) {
         self.loops = loops
         self.workers = workers
         self.host = host
@@ -50,6 +57,7 @@ public struct TransportConfiguration: Sendable, Equatable {
         self.shutdownGraceMs = shutdownGraceMs
         self.maxPipelined = maxPipelined
         self.maxConnectionsPerIP = maxConnectionsPerIP
+        self.minBodyBytesPerSecond = minBodyBytesPerSecond
     }
 
     /// One loop per core.

@@ -3,9 +3,98 @@ import TestSupport
 import Testing
 @testable import Transport
 
-/// The limits that keep hostile peers from pinning connections or memory.
+/// The limits that keep hostile peers from pinning connections or memory: the absolute body
+/// deadline, output backpressure with its write-stall timeout, and the per-peer connection limit.
 @Suite("Transport limits over real sockets", .serialized)
 struct TransportLimitsTests {
+    // MARK: Body deadline
+
+    @Test func bodyDeadlineIsNotResetByEachRead() async throws {
+        // Default minimum rate: a byte at a time earns nothing (credit is rounded down per read).
+        try await withServer({ $0.bodyReadTimeoutMs = 500 }) { _, port in
+            let client = try RawClient(port: port)
+            client.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            // A byte every 100 ms: each read used to restart a 500 ms timer, so this went on
+            // for the whole 10 s.
+            let sent = await trickle(client, pieces: Array(repeating: [0x61], count: 100), intervalMs: 100)
+            #expect(sent < 40)
+            #expect(try await client.read().status == 408)
+            #expect(await client.closed())
+        }
+    }
+
+    @Test func uploadAnsweredUnreadAndAbandonedIsClosedAtTheDeadline() async throws {
+        try await withServer({ $0.bodyReadTimeoutMs = 500; $0.minBodyBytesPerSecond = 0 }) { server, port in
+            // An unauthenticated upload declares 50 MiB, sends 300 KiB and goes silent. Its
+            // handler refuses it without reading: the unread body used to stop the connection
+            // reading with no deadline, for ever.
+            let refused = try RawClient(port: port)
+            refused.send("POST /upload-refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n\r\n")
+            await refused.sendAsync([UInt8](repeating: 0x62, count: 300 * 1024))
+            #expect(try await refused.read().status == 401)
+            #expect(await refused.closed())
+            // The same upload to a handler that reads it: the body never completes either.
+            let silent = try RawClient(port: port)
+            silent.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n\r\n")
+            await silent.sendAsync([UInt8](repeating: 0x62, count: 300 * 1024))
+            #expect(await silent.closed())
+            #expect(await waitFor { server.openConnections == 0 })
+        }
+    }
+
+    @Test func uploadAnsweredEarlyKeepsTheConnectionOnceItsBodyArrives() async throws {
+        try await withServer({ $0.bodyReadTimeoutMs = 2000 }) { _, port in
+            let client = try RawClient(port: port)
+            client.send("POST /upload-refuse HTTP/1.1\r\nHost: x\r\nContent-Length: \(600 * 1024)\r\n\r\n")
+            await client.sendAsync([UInt8](repeating: 0x62, count: 600 * 1024))
+            #expect(try await client.read().status == 401)
+            // The rest was read and dropped: the next request on the connection is served.
+            client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await client.read().text == "hello")
+        }
+    }
+
+    @Test func slowConsumerOfAStreamedBodyIsNotChargedToThePeer() async throws {
+        // No credit for bytes: only the pauses of the server are forgiven. The handler waits
+        // 0.8 s before reading and then needs over a second more; the deadline is half a second.
+        try await withServer({ $0.bodyReadTimeoutMs = 500; $0.minBodyBytesPerSecond = 0 }) { _, port in
+            let client = try RawClient(port: port, timeoutSeconds: 30)
+            let size = 4 << 20
+            client.send("POST /upload-slow HTTP/1.1\r\nHost: x\r\nContent-Length: \(size)\r\n\r\n")
+            await client.sendAsync([UInt8](repeating: 1, count: size))
+            let response = try await client.read()
+            #expect(response.status == 200)
+            #expect(response.text == "\(size)")
+        }
+    }
+
+    @Test func timeTheServerStoppedReadingIsGivenBackToThePeer() async throws {
+        try await withServer({ $0.bodyReadTimeoutMs = 1000; $0.minBodyBytesPerSecond = 0 }) { _, port in
+            let client = try RawClient(port: port)
+            client.send("POST /upload-slow HTTP/1.1\r\nHost: x\r\nContent-Length: \(400 * 1024)\r\n\r\n")
+            // 300 KiB stop the server reading until its handler starts, 0.8 s later. The rest
+            // comes 1.3 s after the head: past 1 s, but within 1 s of time spent reading.
+            let pieces = [[UInt8](repeating: 1, count: 300 * 1024), [UInt8](repeating: 1, count: 100 * 1024)]
+            let sent = await trickle(client, pieces: pieces, intervalMs: 1300)
+            #expect(sent == 2)
+            #expect(try await client.read().text == "\(400 * 1024)")
+        }
+    }
+
+    @Test func bodyArrivingFasterThanTheMinimumRateOutlivesTheBaseDeadline() async throws {
+        try await withServer({ $0.bodyReadTimeoutMs = 400; $0.minBodyBytesPerSecond = 64 * 1024 }) { _, port in
+            let client = try RawClient(port: port)
+            // 16 KiB every 100 ms (160 KiB/s, each piece earning 250 ms), 1.2 s in all.
+            let pieces = (0..<12).map { i in [UInt8](repeating: UInt8(i), count: 16 * 1024) }
+            let size = pieces.reduce(0) { $0 + $1.count }
+            let sum = pieces.reduce(UInt64(0)) { $0 + UInt64($1[0]) * UInt64($1.count) }
+            client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(size)\r\n\r\n")
+            let sent = await trickle(client, pieces: pieces, intervalMs: 100)
+            #expect(sent == pieces.count)
+            #expect(try await client.read().text == "\(size) \(sum)")
+        }
+    }
+
     // MARK: Connections per peer
 
     @Test func connectionsPastThePerIPLimitAreRefused() async throws {
@@ -71,6 +160,24 @@ func waitFor(_ condition: () async -> Bool) async -> Bool {
         try? await Task.sleep(for: .milliseconds(50))
     }
     return await condition()
+}
+
+/// Sends `pieces` `intervalMs` apart until the server answers or closes; returns how many
+/// were sent.
+func trickle(_ client: RawClient, pieces: [[UInt8]], intervalMs: Int) async -> Int {
+    let fd = client.fd
+    return (try? await blocking { () -> Int in
+        var sent = 0
+        for piece in pieces {
+            var probe: UInt8 = 0
+            if recv(fd, &probe, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) >= 0 { break }  // an answer, or the end
+            let n = piece.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n != piece.count { break }
+            sent += 1
+            usleep(UInt32(intervalMs * 1000))
+        }
+        return sent
+    }) ?? -1
 }
 
 /// The status of `GET /hello` sent from the local address `source`; nil if none came.
