@@ -54,7 +54,7 @@ final class Connection {
     /// deadline is absolute from the end of its head (see `body(_:)` for what extends it).
     var deadline: UInt64 = 0
     /// Loop time at which the server stopped reading for reasons of its own (a slow consumer
-    /// of a streamed body); 0 while it is not. The deadline does not run
+    /// of a streamed body, unsent output); 0 while it is not. The deadline does not run
     /// meanwhile, and moves by the time paused when reading resumes: the peer is charged for
     /// the time the server waits for its bytes, never for the server's own slowness.
     var serverPausedAt: UInt64 = 0
@@ -84,8 +84,17 @@ final class Connection {
     var streamingSequence: UInt64? = nil
     var streamingChunked = false
     var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Output not yet taken by the socket: queued here, or handed to `uv_write`.
     var backlog: Int { output.count + writeBacklog }
+    /// Bytes handed to `uv_write` whose write has not completed.
     var writeBacklog = 0
+    /// Reading and dispatching stopped: `backlog` passed `maxUnsentOutputBytes` (it resumes
+    /// below half).
+    var outputPaused = false
+    /// Write-stall detection: loop time of the last sign that the peer reads (a write completed
+    /// or libuv's write queue shrank), and the queue size seen then.
+    var writeProgressAt: UInt64 = 0
+    var lastWriteQueueSize = 0
 
     init(loop: EventLoop, id: UInt64) {
         self.loop = loop
@@ -167,12 +176,12 @@ final class Connection {
 
     /// Reads again unless something still holds reading stopped.
     private func resumeReadingIfAllowed() {
-        guard !parserPaused, !readPausedByBody, !rejected, !closeAfterWrite, !inputEnded else { return }
+        guard !parserPaused, !readPausedByBody, !outputPaused, !rejected, !closeAfterWrite, !inputEnded else { return }
         startReading()
     }
 
-    /// The server stops reading for a reason of its own (`readPausedByBody`, set by the
-    /// caller): the peer's deadline stops running.
+    /// The server stops reading for a reason of its own (`readPausedByBody`, `outputPaused`,
+    /// set by the caller): the peer's deadline stops running.
     private func pauseInputForServer() {
         stopReading()
         if serverPausedAt == 0 { serverPausedAt = max(1, uv_now(loop.uv)) }
@@ -181,7 +190,7 @@ final class Connection {
     /// A reason to stop reading was cleared: once none remains, the deadline moves by the time
     /// paused and reading resumes.
     private func resumeInputForServer() {
-        guard !readPausedByBody else { return }
+        guard !readPausedByBody, !outputPaused else { return }
         if serverPausedAt != 0 {
             if deadline != 0 && parseState != .betweenMessages { deadline += uv_now(loop.uv) &- serverPausedAt }
             serverPausedAt = 0
@@ -399,7 +408,7 @@ final class Connection {
 
     /// Hands the next complete request to the responder when none is in flight.
     func dispatchNext() {
-        guard inFlight == nil, streamingSequence == nil, let first = pending.first else {
+        guard inFlight == nil, streamingSequence == nil, !outputPaused, let first = pending.first else {
             updateIdleDeadline()
             return
         }
@@ -497,6 +506,7 @@ final class Connection {
         if readPausedByBody || bodyStream != nil { bodyOwnerAnswered(entry) }
         let lastOnConnection = !entry.keepAlive || (loop.draining && pending.isEmpty)
         write(response, for: entry, close: lastOnConnection)
+        if backlog > limits.maxUnsentOutputBytes && !outputPaused { pauseForOutput() }
         if lastOnConnection {
             closeAfterWrite = true
             pending.removeAll()
@@ -524,6 +534,27 @@ final class Connection {
             // a later request's, its next push pauses again.)
             readPausedByBody = false
             resumeInputForServer()
+        }
+    }
+
+    // MARK: Output backpressure
+
+    private func pauseForOutput() {
+        outputPaused = true
+        loop.outputPauses &+= 1
+        pauseInputForServer()
+    }
+
+    /// After output left for the socket: stops or resumes reading and dispatching.
+    @inline(__always)
+    private func checkOutputPressure() {
+        if outputPaused {
+            guard backlog <= limits.maxUnsentOutputBytes / 2 else { return }
+            outputPaused = false
+            resumeInputForServer()
+            dispatchNext()
+        } else if backlog > limits.maxUnsentOutputBytes {
+            pauseForOutput()
         }
     }
 
@@ -684,10 +715,15 @@ final class Connection {
             resumeDrainWaiters()
             if closeAfterWrite { close() } else { fileSender?.writeDrained() }
         }
+        if !closing { checkOutputPressure() }
     }
 
     private func startWrite(_ bytes: [UInt8]) {
         let request = WriteRequest(bytes: bytes, connection: self)
+        if writesInFlight == 0 {
+            writeProgressAt = uv_now(loop.uv)
+            lastWriteQueueSize = 0
+        }
         writesInFlight += 1
         writeBacklog += bytes.count
         let rc = request.submit(stream)
@@ -702,6 +738,9 @@ final class Connection {
         writesInFlight -= 1
         writeBacklog -= request.count
         if status < 0 { close(); return }
+        writeProgressAt = uv_now(loop.uv)
+        checkOutputPressure()
+        if closing { return }
         if writesInFlight == 0 {
             if !output.isEmpty { markDirty() } else {
                 resumeDrainWaiters()
@@ -726,12 +765,28 @@ final class Connection {
         deadline = 0
         switch parseState {
         case .betweenMessages:
+            if writesInFlight > 0 || !output.isEmpty {
+                // Not idle while answers are still going out: the write-stall check judges
+                // the peer meanwhile, and idleness counts again once they are out.
+                deadline = now + limits.idleTimeoutMs
+                return
+            }
             close()  // idle keep-alive connection, or a connection that never sent a byte
         case .body where bodyAnswered:
             close()  // its request was answered: there is nothing left to answer with 408
         case .head, .body:
             reject(.timeout)
         }
+    }
+
+    /// Sweep, while writes are in flight: a peer that reads nothing of its answers for the idle
+    /// timeout is dropped, so that connections that never read cannot hold their output (and
+    /// themselves) for ever. libuv's write queue shrinks as the socket takes any part of it.
+    func checkWriteProgress(now: UInt64) {
+        let queued = uv_stream_get_write_queue_size(stream)
+        if queued < lastWriteQueueSize { writeProgressAt = now }
+        lastWriteQueueSize = queued
+        if now &- writeProgressAt >= limits.idleTimeoutMs { close() }
     }
 
     func drainForShutdown() {

@@ -22,15 +22,20 @@ public struct TransportConfiguration: Sendable, Equatable {
     public var headerReadTimeoutMs: UInt64
     /// Time from the end of a request's head until its whole body has arrived (absolute, not
     /// reset by each read), extended by what the body earns at `minBodyBytesPerSecond`. Time
-    /// the server itself stops reading (a slow consumer of a streamed body) is not charged to
-    /// the peer.
+    /// the server itself stops reading (a slow consumer of a streamed body, unsent output) is
+    /// not charged to the peer.
     public var bodyReadTimeoutMs: UInt64
     /// Each body byte received extends the body deadline by 1/this seconds, so that a large
     /// upload arriving at least this fast is not cut off at `bodyReadTimeoutMs` while a peer
     /// that stops sending is. 0: the body deadline is `bodyReadTimeoutMs` whatever the size.
     public var minBodyBytesPerSecond: Int
-    /// How long a keep-alive connection may sit idle between requests.
+    /// How long a keep-alive connection may sit idle between requests; also how long a
+    /// connection with unsent output may go without the peer reading any of it (write stall).
     public var idleTimeoutMs: UInt64
+    /// Output queued on one connection and not yet taken by the socket; past it the connection
+    /// stops reading and answering requests until it drains below half (a peer that pipelines
+    /// requests without reading the answers cannot make the server buffer without bound).
+    public var maxUnsentOutputBytes: Int
     /// How long shutdown waits for in-flight requests before closing their connections.
     public var shutdownGraceMs: UInt64
     /// Parsed requests queued behind the one in flight before the connection stops reading.
@@ -41,7 +46,8 @@ public struct TransportConfiguration: Sendable, Equatable {
                 maxMediaBodyBytes: Int = 50 << 20, maxConnections: Int = 20_000,
                 headerReadTimeoutMs: UInt64 = 10_000, bodyReadTimeoutMs: UInt64 = 30_000,
                 idleTimeoutMs: UInt64 = 75_000, shutdownGraceMs: UInt64 = 10_000, maxPipelined: Int = 16,
-                maxConnectionsPerIP: Int = 256, minBodyBytesPerSecond: Int = 8 * 1024) {
+                maxConnectionsPerIP: Int = 256, minBodyBytesPerSecond: Int = 8 * 1024,
+                maxUnsentOutputBytes: Int = 1 << 20) {
         self.loops = loops
         self.workers = workers
         self.host = host
@@ -58,6 +64,7 @@ public struct TransportConfiguration: Sendable, Equatable {
         self.maxPipelined = maxPipelined
         self.maxConnectionsPerIP = maxConnectionsPerIP
         self.minBodyBytesPerSecond = minBodyBytesPerSecond
+        self.maxUnsentOutputBytes = maxUnsentOutputBytes
     }
 
     /// One loop per core.

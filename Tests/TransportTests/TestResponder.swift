@@ -50,6 +50,9 @@ struct TestResponder: HTTPResponder {
                 return HTTPResponse(status: 400, contentType: "text/plain", bytes: Array("stream failed".utf8))
             }
             return HTTPResponse(contentType: "text/plain", bytes: Array("\(total)".utf8))
+        case "/big":
+            let size = request.head.query.flatMap { Int($0) } ?? 65536
+            return HTTPResponse(contentType: "application/octet-stream", bytes: [UInt8](repeating: 0x61, count: size))
         case "/slow":
             try? await Task.sleep(for: .milliseconds(Int(request.head.query.flatMap { Int($0) } ?? 300)))
             return HTTPResponse(contentType: "text/plain", bytes: Array("slow done".utf8))

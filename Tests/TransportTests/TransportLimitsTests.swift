@@ -95,6 +95,55 @@ struct TransportLimitsTests {
         }
     }
 
+    // MARK: Output backpressure
+
+    @Test func pipelinerThatDoesNotReadStopsBeingRead() async throws {
+        let bound = 512 * 1024
+        let answer = 256 * 1024
+        let count = 200  // 50 MiB owed, far more than the kernel's socket buffers take
+        try await withServer({ $0.maxUnsentOutputBytes = bound }) { server, port in
+            let greedy = try RawClient(port: port, timeoutSeconds: 30)
+            greedy.send(String(repeating: "GET /big?\(answer) HTTP/1.1\r\nHost: x\r\n\r\n", count: count))
+            // Wait until what the server holds stops changing.
+            var stats = await server.stats()
+            var unchanged = 0
+            for _ in 0..<100 where unchanged < 5 {
+                try await Task.sleep(for: .milliseconds(100))
+                let now = await server.stats()
+                unchanged = now == stats && now.connectionsPausedForOutput == 1 ? unchanged + 1 : 0
+                stats = now
+            }
+            #expect(stats.connectionsPausedForOutput == 1)
+            #expect(stats.outputPauses >= 1)
+            // At most the bound plus the one answer that crossed it.
+            #expect(stats.unsentOutputBytes > 0)
+            #expect(stats.unsentOutputBytes <= bound + answer + 4096)
+            // Another client is served meanwhile.
+            let other = try RawClient(port: port)
+            other.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await other.read().text == "hello")
+            // Reading at last, the pipeliner gets every answer, in full.
+            var complete = 0
+            for _ in 0..<count where try await greedy.read().body.count == answer { complete += 1 }
+            #expect(complete == count)
+            #expect(await server.stats().connectionsPausedForOutput == 0)
+        }
+    }
+
+    @Test func peerThatNeverReadsIsClosedAfterTheWriteStall() async throws {
+        try await withServer({ $0.maxUnsentOutputBytes = 256 * 1024; $0.idleTimeoutMs = 500 }) { server, port in
+            let greedy = try RawClient(port: port)
+            greedy.send(String(repeating: "GET /big?262144 HTTP/1.1\r\nHost: x\r\n\r\n", count: 200))
+            // Held by backpressure with requests still unanswered, it is not idle: only the
+            // write-stall timeout ends it.
+            #expect(await waitFor { await server.stats().outputPauses >= 1 })
+            #expect(await waitFor { server.openConnections == 0 })
+            let other = try RawClient(port: port)
+            other.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await other.read().text == "hello")
+        }
+    }
+
     // MARK: Connections per peer
 
     @Test func connectionsPastThePerIPLimitAreRefused() async throws {
