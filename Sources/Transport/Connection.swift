@@ -40,13 +40,27 @@ final class Connection {
     var stream: UnsafeMutablePointer<uv_stream_t> { UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self) }
     let parser: UnsafeMutablePointer<myelin_http>
     var admitted = true
+    /// Counted in the server's per-peer table under `peer`.
+    var countedForPeer = false
+    var peer = PeerConnectionTable.Key(high: 0, low: 0)
     var closing = false
     var reading = false
+    /// Nothing more is read (an upgrade request was answered instead).
+    var inputEnded = false
     var remoteAddress = ""
 
     var parseState = ParseState.betweenMessages
-    /// Loop time (ms) at which the current phase times out; 0 when none applies.
+    /// Loop time (ms) at which the current phase times out; 0 when none applies. A body's
+    /// deadline is absolute from the end of its head (see `body(_:)` for what extends it).
     var deadline: UInt64 = 0
+    /// Loop time at which the server stopped reading for reasons of its own (a slow consumer
+    /// of a streamed body, unsent output); 0 while it is not. The deadline does not run
+    /// meanwhile, and moves by the time paused when reading resumes: the peer is charged for
+    /// the time the server waits for its bytes, never for the server's own slowness.
+    var serverPausedAt: UInt64 = 0
+    /// The request whose streamed body is being read was already answered: the rest of its
+    /// body is read and dropped, and a timeout closes without a 408.
+    var bodyAnswered = false
     var pending: [Pending] = []
     var inFlight: UInt64? = nil
     var nextSequence: UInt64 = 0
@@ -70,8 +84,17 @@ final class Connection {
     var streamingSequence: UInt64? = nil
     var streamingChunked = false
     var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Output not yet taken by the socket: queued here, or handed to `uv_write`.
     var backlog: Int { output.count + writeBacklog }
+    /// Bytes handed to `uv_write` whose write has not completed.
     var writeBacklog = 0
+    /// Reading and dispatching stopped: `backlog` passed `maxUnsentOutputBytes` (it resumes
+    /// below half).
+    var outputPaused = false
+    /// Write-stall detection: loop time of the last sign that the peer reads (a write completed
+    /// or libuv's write queue shrank), and the queue size seen then.
+    var writeProgressAt: UInt64 = 0
+    var lastWriteQueueSize = 0
 
     init(loop: EventLoop, id: UInt64) {
         self.loop = loop
@@ -95,18 +118,24 @@ final class Connection {
 
     func start() {
         uv_tcp_nodelay(tcp, 1)
-        remoteAddress = peerAddress()
         deadline = uv_now(loop.uv) + limits.headerReadTimeoutMs
         startReading()
     }
 
-    private func peerAddress() -> String {
+    /// Reads the peer's address: `remoteAddress` for handlers, `peer` for the per-peer limit.
+    func identifyPeer() {
         var storage = sockaddr_storage()
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getpeername(tcp, $0, &length) }
         }
-        guard rc == 0 else { return "" }
+        guard rc == 0 else { return }
+        peer = PeerConnectionTable.key(storage)
+        remoteAddress = Connection.text(of: storage)
+    }
+
+    private static func text(of storage: sockaddr_storage) -> String {
+        var storage = storage
         var buffer = [CChar](repeating: 0, count: 64)
         if storage.ss_family == sa_family_t(AF_INET) {
             withUnsafePointer(to: &storage) {
@@ -145,6 +174,30 @@ final class Connection {
         uv_read_stop(stream)
     }
 
+    /// Reads again unless something still holds reading stopped.
+    private func resumeReadingIfAllowed() {
+        guard !parserPaused, !readPausedByBody, !outputPaused, !rejected, !closeAfterWrite, !inputEnded else { return }
+        startReading()
+    }
+
+    /// The server stops reading for a reason of its own (`readPausedByBody`, `outputPaused`,
+    /// set by the caller): the peer's deadline stops running.
+    private func pauseInputForServer() {
+        stopReading()
+        if serverPausedAt == 0 { serverPausedAt = max(1, uv_now(loop.uv)) }
+    }
+
+    /// A reason to stop reading was cleared: once none remains, the deadline moves by the time
+    /// paused and reading resumes.
+    private func resumeInputForServer() {
+        guard !readPausedByBody, !outputPaused else { return }
+        if serverPausedAt != 0 {
+            if deadline != 0 && parseState != .betweenMessages { deadline += uv_now(loop.uv) &- serverPausedAt }
+            serverPausedAt = 0
+        }
+        resumeReadingIfAllowed()
+    }
+
     private func received(_ bytes: UnsafeRawBufferPointer) {
         loop.leftPoll()
         guard !closing else { return }
@@ -162,6 +215,7 @@ final class Connection {
         if rc == Int32(HPE_OK.rawValue) { return }
         if rc == Int32(HPE_PAUSED_UPGRADE.rawValue) {
             // No protocol upgrade is served: answer the request and close.
+            inputEnded = true
             stopReading()
             pending.last?.keepAlive = false
             return
@@ -286,6 +340,8 @@ final class Connection {
         }
         if hasBody {
             parseState = .body
+            bodyAnswered = false
+            // Absolute: the whole body must arrive by then (plus what it earns, see `body`).
             deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs
         } else {
             deadline = 0
@@ -306,12 +362,16 @@ final class Connection {
             reject(.bodyTooLarge)
             return -1
         }
-        deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs
+        // The body deadline is not reset by a read: each byte only earns 1/min-rate seconds
+        // (rounded down per read, so a peer trickling a few bytes at a time earns nothing).
+        let rate = limits.minBodyBytesPerSecond
+        if rate != 0 && deadline != 0 { deadline &+= UInt64(bytes.count) &* 1000 / rate }
         if currentIsStreamed {
+            // No stream once the request was answered: the rest of the body is dropped.
             if let bodyStream, !bodyStream.push(Array(bytes)) {
+                // The consumer is slow, not the peer: its deadline stops until it drains.
                 readPausedByBody = true
-                deadline = 0  // the consumer is slow, not the peer
-                stopReading()
+                pauseInputForServer()
             }
         } else {
             bodyBytes.append(contentsOf: bytes)
@@ -348,7 +408,7 @@ final class Connection {
 
     /// Hands the next complete request to the responder when none is in flight.
     func dispatchNext() {
-        guard inFlight == nil, streamingSequence == nil, let first = pending.first else {
+        guard inFlight == nil, streamingSequence == nil, !outputPaused, let first = pending.first else {
             updateIdleDeadline()
             return
         }
@@ -443,8 +503,10 @@ final class Connection {
         guard inFlight == sequence, !closing, let index = pending.firstIndex(where: { $0.sequence == sequence }) else { return }
         let entry = pending.remove(at: index)
         inFlight = nil
+        if readPausedByBody || bodyStream != nil { bodyOwnerAnswered(entry) }
         let lastOnConnection = !entry.keepAlive || (loop.draining && pending.isEmpty)
         write(response, for: entry, close: lastOnConnection)
+        if backlog > limits.maxUnsentOutputBytes && !outputPaused { pauseForOutput() }
         if lastOnConnection {
             closeAfterWrite = true
             pending.removeAll()
@@ -455,6 +517,47 @@ final class Connection {
         dispatchNext()
     }
 
+    /// `entry`, answered, may be the request whose streamed body is still arriving or whose
+    /// consumer holds reading stopped: its handler will read no more of it.
+    private func bodyOwnerAnswered(_ entry: Pending) {
+        guard case .stream = entry.body else { return }
+        if parseState == .body && currentIsStreamed && entry.sequence == nextSequence &- 1 {
+            // Answered before its body arrived (e.g. refused unread): the rest is read and
+            // dropped, within the same deadline. Closing instead could reset the connection
+            // before the peer reads the answer.
+            bodyAnswered = true
+            bodyStream?.finish(.connectionClosed)
+            bodyStream = nil
+        }
+        if readPausedByBody {
+            // Its consumer is gone and will never drain what it left unread. (If the pause was
+            // a later request's, its next push pauses again.)
+            readPausedByBody = false
+            resumeInputForServer()
+        }
+    }
+
+    // MARK: Output backpressure
+
+    private func pauseForOutput() {
+        outputPaused = true
+        loop.outputPauses &+= 1
+        pauseInputForServer()
+    }
+
+    /// After output left for the socket: stops or resumes reading and dispatching.
+    @inline(__always)
+    private func checkOutputPressure() {
+        if outputPaused {
+            guard backlog <= limits.maxUnsentOutputBytes / 2 else { return }
+            outputPaused = false
+            resumeInputForServer()
+            dispatchNext()
+        } else if backlog > limits.maxUnsentOutputBytes {
+            pauseForOutput()
+        }
+    }
+
     private func resumeParser() {
         parserPaused = false
         myelin_http_resume(parser)
@@ -463,14 +566,13 @@ final class Connection {
         if !input.isEmpty {
             input.withUnsafeBytes { feed($0) }
         }
-        if !parserPaused && !rejected && !closeAfterWrite { startReading() }
+        resumeReadingIfAllowed()
     }
 
     func resumeAfterBody() {
         guard readPausedByBody, !closing else { return }
         readPausedByBody = false
-        if parseState == .body { deadline = uv_now(loop.uv) + limits.bodyReadTimeoutMs }
-        startReading()
+        resumeInputForServer()
     }
 
     // MARK: Writing
@@ -613,10 +715,15 @@ final class Connection {
             resumeDrainWaiters()
             if closeAfterWrite { close() } else { fileSender?.writeDrained() }
         }
+        if !closing { checkOutputPressure() }
     }
 
     private func startWrite(_ bytes: [UInt8]) {
         let request = WriteRequest(bytes: bytes, connection: self)
+        if writesInFlight == 0 {
+            writeProgressAt = uv_now(loop.uv)
+            lastWriteQueueSize = 0
+        }
         writesInFlight += 1
         writeBacklog += bytes.count
         let rc = request.submit(stream)
@@ -631,6 +738,9 @@ final class Connection {
         writesInFlight -= 1
         writeBacklog -= request.count
         if status < 0 { close(); return }
+        writeProgressAt = uv_now(loop.uv)
+        checkOutputPressure()
+        if closing { return }
         if writesInFlight == 0 {
             if !output.isEmpty { markDirty() } else {
                 resumeDrainWaiters()
@@ -651,14 +761,32 @@ final class Connection {
 
     // MARK: Timeouts, shutdown and closing
 
-    func timedOut() {
+    func timedOut(now: UInt64) {
         deadline = 0
         switch parseState {
         case .betweenMessages:
+            if writesInFlight > 0 || !output.isEmpty {
+                // Not idle while answers are still going out: the write-stall check judges
+                // the peer meanwhile, and idleness counts again once they are out.
+                deadline = now + limits.idleTimeoutMs
+                return
+            }
             close()  // idle keep-alive connection, or a connection that never sent a byte
+        case .body where bodyAnswered:
+            close()  // its request was answered: there is nothing left to answer with 408
         case .head, .body:
             reject(.timeout)
         }
+    }
+
+    /// Sweep, while writes are in flight: a peer that reads nothing of its answers for the idle
+    /// timeout is dropped, so that connections that never read cannot hold their output (and
+    /// themselves) for ever. libuv's write queue shrinks as the socket takes any part of it.
+    func checkWriteProgress(now: UInt64) {
+        let queued = uv_stream_get_write_queue_size(stream)
+        if queued < lastWriteQueueSize { writeProgressAt = now }
+        lastWriteQueueSize = queued
+        if now &- writeProgressAt >= limits.idleTimeoutMs { close() }
     }
 
     func drainForShutdown() {
@@ -694,6 +822,7 @@ final class Connection {
     private func closed() {
         tcp.deallocate()
         if admitted { loop.server.releaseConnection() }
+        if countedForPeer { loop.server.releasePeer(peer) }
         loop.connections.removeValue(forKey: id)
         loop.closeIfDrained()
     }

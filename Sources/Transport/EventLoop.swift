@@ -52,6 +52,9 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         var idleTimeoutMs: UInt64
         var maxPipelined: Int
         var maxHeaderBytes: Int
+        /// 0: no credit for body bytes (see `TransportConfiguration.minBodyBytesPerSecond`).
+        var minBodyBytesPerSecond: UInt64
+        var maxUnsentOutputBytes: Int
     }
     let limits: Limits
 
@@ -61,6 +64,8 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     var nextConnectionID: UInt64 = 0
     var draining = false
     var closed = false
+    /// Times a connection of this loop stopped reading because of its unsent output.
+    var outputPauses = 0
     /// A 64 KiB read buffer shared by every connection of this loop: a read is parsed
     /// completely before the next one starts, and the parser copies what it keeps.
     let readBuffer: UnsafeMutablePointer<CChar>
@@ -75,7 +80,9 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         self.server = server
         let c = server.configuration
         limits = Limits(headerReadTimeoutMs: c.headerReadTimeoutMs, bodyReadTimeoutMs: c.bodyReadTimeoutMs,
-                        idleTimeoutMs: c.idleTimeoutMs, maxPipelined: c.maxPipelined, maxHeaderBytes: c.maxHeaderBytes)
+                        idleTimeoutMs: c.idleTimeoutMs, maxPipelined: c.maxPipelined, maxHeaderBytes: c.maxHeaderBytes,
+                        minBodyBytesPerSecond: UInt64(max(0, c.minBodyBytesPerSecond)),
+                        maxUnsentOutputBytes: max(1, c.maxUnsentOutputBytes))
         uv = .allocate(capacity: 1)
         guard uv_loop_init(uv) == 0 else { uv.deallocate(); throw HTTPServerError.loopInit }
         wakeFD = myelin_eventfd()
@@ -322,6 +329,14 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             connection.close()
             return
         }
+        connection.identifyPeer()
+        guard server.admitPeer(connection.peer) else {
+            server.releaseConnection()
+            connection.admitted = false
+            connection.close()
+            return
+        }
+        connection.countedForPeer = server.limitsPeers
         connections[connection.id] = connection
         connection.start()
     }
@@ -331,9 +346,25 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     private func sweep() {
         updateDate()
         let now = uv_now(uv)
-        for connection in connections.values where connection.deadline != 0 && connection.deadline <= now {
-            connection.timedOut()
+        for connection in connections.values where !connection.closing {
+            // No input deadline runs while the server itself keeps the connection from reading.
+            if connection.deadline != 0 && connection.deadline <= now && connection.serverPausedAt == 0 {
+                connection.timedOut(now: now)
+            }
+            if connection.writesInFlight > 0 && !connection.closing { connection.checkWriteProgress(now: now) }
         }
+    }
+
+    /// This loop's share of `HTTPServer.stats()` (loop thread).
+    func stats() -> TransportStats {
+        var stats = TransportStats()
+        stats.outputPauses = outputPauses
+        for connection in connections.values where !connection.closing {
+            stats.connections += 1
+            stats.unsentOutputBytes += connection.backlog
+            if connection.outputPaused { stats.connectionsPausedForOutput += 1 }
+        }
+        return stats
     }
 
     private func updateDate() {
@@ -415,7 +446,7 @@ actor LoopActor {
     func writeChunk(connection id: UInt64, sequence: UInt64, chunk: [UInt8]) async -> Bool {
         guard let connection = loop.connections[id], connection.streamingSequence == sequence else { return false }
         connection.writeStreamChunk(chunk)
-        if connection.backlog > 1 << 20 {
+        if connection.backlog > loop.limits.maxUnsentOutputBytes {
             await withCheckedContinuation { continuation in connection.drainWaiters.append(continuation) }
         }
         return loop.connections[id] != nil

@@ -20,6 +20,21 @@ public enum HTTPServerError: Error, CustomStringConvertible {
     }
 }
 
+/// What the transport holds at one moment (`HTTPServer.stats()`), for metrics and tests.
+public struct TransportStats: Sendable, Equatable {
+    /// Open connections.
+    public var connections = 0
+    /// Response bytes queued on connections and not yet taken by their sockets (bytes handed
+    /// to `uv_write` whose write has not completed, and bytes waiting for the next write).
+    public var unsentOutputBytes = 0
+    /// Connections that stopped reading because their unsent output passed the bound.
+    public var connectionsPausedForOutput = 0
+    /// Times, since start, that a connection stopped reading for its unsent output.
+    public var outputPauses = 0
+
+    public init() {}
+}
+
 /// The HTTP/1.1 server: `configuration.loops` libuv loops on their own threads, each with
 /// its own SO_REUSEPORT listening socket, handing requests to one `HTTPResponder`.
 ///
@@ -47,6 +62,8 @@ public final class HTTPServer: Sendable {
 
     private let state = Mutex(State())
     private let connectionCount = Atomic<Int>(0)
+    /// Open connections per peer address (`configuration.maxConnectionsPerIP`).
+    let peers: PeerConnectionTable
     private let requestCounter = Atomic<UInt64>(0)
 
     public init(configuration: TransportConfiguration, responder: any HTTPResponder,
@@ -57,6 +74,7 @@ public final class HTTPServer: Sendable {
             out.append(contentsOf: "\(field.name): \(field.value)\r\n".utf8)
         }
         self.configuration = configuration
+        peers = PeerConnectionTable(limit: configuration.maxConnectionsPerIP)
         self.responder = responder
         self.logger = logger
         self.handlesSignals = handlesSignals
@@ -156,6 +174,30 @@ public final class HTTPServer: Sendable {
     }
 
     func releaseConnection() { connectionCount.wrappingSubtract(1, ordering: .relaxed) }
+
+    /// Whether connections are counted per peer at all.
+    var limitsPeers: Bool { peers.limit > 0 }
+
+    func admitPeer(_ key: PeerConnectionTable.Key) -> Bool { peers.admit(key) }
+
+    func releasePeer(_ key: PeerConnectionTable.Key) { peers.release(key) }
+
+    /// A snapshot of every loop's connections, taken on each loop's own thread. Call it only
+    /// while the server runs (a stopped loop runs no more jobs).
+    public func stats() async -> TransportStats {
+        let loops = state.withLock { $0.loops }
+        var total = TransportStats()
+        for loop in loops {
+            let part = await withCheckedContinuation { (continuation: CheckedContinuation<TransportStats, Never>) in
+                loop.execute { continuation.resume(returning: loop.stats()) }
+            }
+            total.connections += part.connections
+            total.unsentOutputBytes += part.unsentOutputBytes
+            total.connectionsPausedForOutput += part.connectionsPausedForOutput
+            total.outputPauses += part.outputPauses
+        }
+        return total
+    }
 
     func nextRequestID() -> UInt64 { requestCounter.wrappingAdd(1, ordering: .relaxed).newValue }
 

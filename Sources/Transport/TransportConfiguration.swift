@@ -14,12 +14,28 @@ public struct TransportConfiguration: Sendable, Equatable {
     /// Bytes of a streamed (media) body.
     public var maxMediaBodyBytes: Int
     public var maxConnections: Int
+    /// Open connections from one peer address (IPv4 address, or IPv6 /64 prefix) across every
+    /// loop; past it a new connection is closed at accept. 0 means no limit. Behind a reverse
+    /// proxy every connection comes from the proxy: raise it or set 0 there.
+    public var maxConnectionsPerIP: Int
     /// Time from a request's first byte until its head is complete.
     public var headerReadTimeoutMs: UInt64
-    /// Longest pause between two reads of a body.
+    /// Time from the end of a request's head until its whole body has arrived (absolute, not
+    /// reset by each read), extended by what the body earns at `minBodyBytesPerSecond`. Time
+    /// the server itself stops reading (a slow consumer of a streamed body, unsent output) is
+    /// not charged to the peer.
     public var bodyReadTimeoutMs: UInt64
-    /// How long a keep-alive connection may sit idle between requests.
+    /// Each body byte received extends the body deadline by 1/this seconds, so that a large
+    /// upload arriving at least this fast is not cut off at `bodyReadTimeoutMs` while a peer
+    /// that stops sending is. 0: the body deadline is `bodyReadTimeoutMs` whatever the size.
+    public var minBodyBytesPerSecond: Int
+    /// How long a keep-alive connection may sit idle between requests; also how long a
+    /// connection with unsent output may go without the peer reading any of it (write stall).
     public var idleTimeoutMs: UInt64
+    /// Output queued on one connection and not yet taken by the socket; past it the connection
+    /// stops reading and answering requests until it drains below half (a peer that pipelines
+    /// requests without reading the answers cannot make the server buffer without bound).
+    public var maxUnsentOutputBytes: Int
     /// How long shutdown waits for in-flight requests before closing their connections.
     public var shutdownGraceMs: UInt64
     /// Parsed requests queued behind the one in flight before the connection stops reading.
@@ -29,7 +45,9 @@ public struct TransportConfiguration: Sendable, Equatable {
                 backlog: Int32 = 1024, maxHeaderBytes: Int = 16 * 1024, maxJSONBodyBytes: Int = 8 << 20,
                 maxMediaBodyBytes: Int = 50 << 20, maxConnections: Int = 20_000,
                 headerReadTimeoutMs: UInt64 = 10_000, bodyReadTimeoutMs: UInt64 = 30_000,
-                idleTimeoutMs: UInt64 = 75_000, shutdownGraceMs: UInt64 = 10_000, maxPipelined: Int = 16) {
+                idleTimeoutMs: UInt64 = 75_000, shutdownGraceMs: UInt64 = 10_000, maxPipelined: Int = 16,
+                maxConnectionsPerIP: Int = 256, minBodyBytesPerSecond: Int = 8 * 1024,
+                maxUnsentOutputBytes: Int = 1 << 20) {
         self.loops = loops
         self.workers = workers
         self.host = host
@@ -44,6 +62,9 @@ public struct TransportConfiguration: Sendable, Equatable {
         self.idleTimeoutMs = idleTimeoutMs
         self.shutdownGraceMs = shutdownGraceMs
         self.maxPipelined = maxPipelined
+        self.maxConnectionsPerIP = maxConnectionsPerIP
+        self.minBodyBytesPerSecond = minBodyBytesPerSecond
+        self.maxUnsentOutputBytes = maxUnsentOutputBytes
     }
 
     /// One loop per core.

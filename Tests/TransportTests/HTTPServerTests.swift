@@ -293,7 +293,7 @@ struct HTTPServerTests {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         if limit.rlim_cur < 4096 { limit.rlim_cur = min(limit.rlim_max, 4096); setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }
-        try await withServer { server, port in
+        try await withServer({ $0.maxConnectionsPerIP = 0 }) { server, port in
             var clients: [RawClient] = []
             for _ in 0..<1000 { clients.append(try RawClient(port: port)) }
             for client in clients { client.send("GET /slow?50 HTTP/1.1\r\nHost: x\r\n\r\n") }

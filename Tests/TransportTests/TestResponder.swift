@@ -30,6 +30,29 @@ struct TestResponder: HTTPResponder {
                 return HTTPResponse(status: 400, contentType: "text/plain", bytes: Array("stream failed".utf8))
             }
             return HTTPResponse(contentType: "text/plain", bytes: Array("\(total) \(sum)".utf8))
+        case "/upload-refuse":
+            // Answers without reading a byte of the body (as an unauthenticated upload is).
+            return HTTPResponse(status: 401, contentType: "text/plain", bytes: Array("refused".utf8))
+        case "/upload-slow":
+            // A consumer slower than the peer (a disk): the server, not the peer, is slow.
+            guard case .stream(let body) = request.body else {
+                return HTTPResponse(status: 500, contentType: "text/plain", bytes: Array("not streamed".utf8))
+            }
+            var total = 0
+            // First a long wait (say, for a busy actor), then slow reads.
+            try? await Task.sleep(for: .milliseconds(800))
+            do {
+                for try await chunk in body {
+                    total += chunk.count
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+            } catch {
+                return HTTPResponse(status: 400, contentType: "text/plain", bytes: Array("stream failed".utf8))
+            }
+            return HTTPResponse(contentType: "text/plain", bytes: Array("\(total)".utf8))
+        case "/big":
+            let size = request.head.query.flatMap { Int($0) } ?? 65536
+            return HTTPResponse(contentType: "application/octet-stream", bytes: [UInt8](repeating: 0x61, count: size))
         case "/slow":
             try? await Task.sleep(for: .milliseconds(Int(request.head.query.flatMap { Int($0) } ?? 300)))
             return HTTPResponse(contentType: "text/plain", bytes: Array("slow done".utf8))

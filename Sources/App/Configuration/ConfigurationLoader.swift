@@ -59,11 +59,14 @@ enum ConfigurationLoader {
             try t.int("max_json_body_bytes", range: 1024...(1 << 30)) { configuration.transport.maxJSONBodyBytes = $0 }
             try t.int("max_media_body_bytes", range: 1024...(1 << 40)) { configuration.transport.maxMediaBodyBytes = $0 }
             try t.int("max_connections", range: 1...10_000_000) { configuration.transport.maxConnections = $0 }
+            try t.int("max_connections_per_ip", range: 0...10_000_000) { configuration.transport.maxConnectionsPerIP = $0 }
             try t.int("header_read_timeout_ms", range: 100...3_600_000) { configuration.transport.headerReadTimeoutMs = UInt64($0) }
             try t.int("body_read_timeout_ms", range: 100...3_600_000) { configuration.transport.bodyReadTimeoutMs = UInt64($0) }
+            try t.int("min_body_bytes_per_second", range: 0...(1 << 30)) { configuration.transport.minBodyBytesPerSecond = $0 }
             try t.int("idle_timeout_ms", range: 100...3_600_000) { configuration.transport.idleTimeoutMs = UInt64($0) }
             try t.int("shutdown_grace_ms", range: 0...3_600_000) { configuration.transport.shutdownGraceMs = UInt64($0) }
             try t.int("max_pipelined", range: 1...1024) { configuration.transport.maxPipelined = $0 }
+            try t.int("max_unsent_output_bytes", range: 16_384...(1 << 30)) { configuration.transport.maxUnsentOutputBytes = $0 }
         }
         try top.section("actors") { a in
             func pool(_ key: String, _ target: WritableKeyPath<Configuration.Actors, Configuration.ActorPool>) throws {

@@ -57,15 +57,27 @@ enum ConfigurationTemplate {
           # a media upload
           max_media_body_bytes: \(t.maxMediaBodyBytes)
           max_connections: \(t.maxConnections)
+          # open connections from one IPv4 address or IPv6 /64; past it new ones are closed
+          # at accept (0: no limit). Behind a reverse proxy every connection comes from the
+          # proxy: raise it, or set 0 and limit at the proxy.
+          max_connections_per_ip: \(t.maxConnectionsPerIP)
           header_read_timeout_ms: \(t.headerReadTimeoutMs)
-          # longest pause between two reads of a request body
+          # time from the end of a request's head until its whole body has arrived (not reset
+          # by each read; time the server itself is too slow to read is not counted)
           body_read_timeout_ms: \(t.bodyReadTimeoutMs)
-          # idle keep-alive connections are closed after this
+          # each body byte received adds 1/this second to that time, so a large upload
+          # arriving at least this fast is not cut off (0: no extension)
+          min_body_bytes_per_second: \(t.minBodyBytesPerSecond)
+          # idle keep-alive connections are closed after this, and so are connections whose
+          # peer reads none of the answers owed to it for this long
           idle_timeout_ms: \(t.idleTimeoutMs)
           # how long shutdown waits for requests in flight
           shutdown_grace_ms: \(t.shutdownGraceMs)
           # requests read ahead on one connection while one is answered
           max_pipelined: \(t.maxPipelined)
+          # answers queued on one connection and not yet taken by its socket; past it the
+          # connection reads no further requests until they drain below half
+          max_unsent_output_bytes: \(t.maxUnsentOutputBytes)
 
         # Actor pools: how many of each kind stay resident, and how long an idle one lives.
         actors:
