@@ -44,6 +44,10 @@ final class MyelinServer: Sendable {
             var transport = configuration.transport
             transport.host = listener.host
             transport.port = listener.port
+            // The per-address connection limit never applies to a reverse proxy: loopback
+            // (a proxy on this host, and the load harness) and the trusted proxies.
+            transport.connectionLimitExemptsLoopback = true
+            transport.connectionLimitExemptPeers = configuration.rateLimits.trustedProxies
             return HTTPServer(configuration: transport, responder: app, logger: logger,
                               handlesSignals: handlesSignals && index == 0, commonHeaders: MyelinApp.corsHeaders,
                               workers: workers)

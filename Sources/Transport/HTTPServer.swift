@@ -74,7 +74,9 @@ public final class HTTPServer: Sendable {
             out.append(contentsOf: "\(field.name): \(field.value)\r\n".utf8)
         }
         self.configuration = configuration
-        peers = PeerConnectionTable(limit: configuration.maxConnectionsPerIP)
+        peers = PeerConnectionTable(limit: configuration.maxConnectionsPerIP,
+                                    exemptsLoopback: configuration.connectionLimitExemptsLoopback,
+                                    exemptPeers: configuration.connectionLimitExemptPeers)
         self.responder = responder
         self.logger = logger
         self.handlesSignals = handlesSignals

@@ -23,12 +23,26 @@ final class PeerConnectionTable: Sendable {
     /// 0: no limit, and no table.
     let limit: Int
     private let counts = Mutex<[Key: Int]>([:])
+    private let exemptsLoopback: Bool
+    private let exempt: Set<Key>
 
-    init(limit: Int) { self.limit = max(0, limit) }
+    init(limit: Int, exemptsLoopback: Bool = false, exemptPeers: [String] = []) {
+        self.limit = max(0, limit)
+        self.exemptsLoopback = exemptsLoopback
+        self.exempt = Set(exemptPeers.compactMap(Self.key(parsing:)))
+    }
+
+    func isExempt(_ key: Key) -> Bool {
+        if exemptsLoopback && key.high == 0 {
+            // ::1 (whose /64 is all zeros) or 127.0.0.0/8.
+            if key.low == 0 || (key.low >> 32 == 0xFFFF && (key.low >> 24) & 0xFF == 127) { return true }
+        }
+        return exempt.contains(key)
+    }
 
     /// Counts one more connection from `key`; false (and nothing counted) past the limit.
     func admit(_ key: Key) -> Bool {
-        guard limit > 0 else { return true }
+        guard limit > 0, !isExempt(key) else { return true }
         return counts.withLock { table in
             let open = table[key, default: 0]
             guard open < limit else { return false }
@@ -39,7 +53,7 @@ final class PeerConnectionTable: Sendable {
 
     /// A connection counted by `admit` closed.
     func release(_ key: Key) {
-        guard limit > 0 else { return }
+        guard limit > 0, !isExempt(key) else { return }
         counts.withLock { table in
             guard let open = table[key] else { return }
             if open <= 1 { table.removeValue(forKey: key) } else { table[key] = open - 1 }
@@ -48,6 +62,25 @@ final class PeerConnectionTable: Sendable {
 
     /// Connections counted for `key` (tests).
     func count(_ key: Key) -> Int { counts.withLock { $0[key, default: 0] } }
+
+    /// The peer of an address in text (`203.0.113.9`, `2001:db8::1`); nil if unparseable.
+    static func key(parsing text: String) -> Key? {
+        var v4 = sockaddr_in()
+        if inet_pton(AF_INET, text, &v4.sin_addr) == 1 {
+            v4.sin_family = sa_family_t(AF_INET)
+            var storage = sockaddr_storage()
+            withUnsafeMutableBytes(of: &storage) { out in withUnsafeBytes(of: &v4) { out.copyMemory(from: $0) } }
+            return key(storage)
+        }
+        var v6 = sockaddr_in6()
+        if inet_pton(AF_INET6, text, &v6.sin6_addr) == 1 {
+            v6.sin6_family = sa_family_t(AF_INET6)
+            var storage = sockaddr_storage()
+            withUnsafeMutableBytes(of: &storage) { out in withUnsafeBytes(of: &v6) { out.copyMemory(from: $0) } }
+            return key(storage)
+        }
+        return nil
+    }
 
     /// The peer of a socket address.
     static func key(_ storage: sockaddr_storage) -> Key {

@@ -16,8 +16,12 @@ public struct TransportConfiguration: Sendable, Equatable {
     public var maxConnections: Int
     /// Open connections from one peer address (IPv4 address, or IPv6 /64 prefix) across every
     /// loop; past it a new connection is closed at accept. 0 means no limit. Behind a reverse
-    /// proxy every connection comes from the proxy: raise it or set 0 there.
+    /// proxy every connection comes from the proxy: exempt it (below).
     public var maxConnectionsPerIP: Int
+    /// Peers the per-address limit does not apply to: loopback (when set) and the listed
+    /// addresses — a reverse proxy carries every client on its own address.
+    public var connectionLimitExemptsLoopback = false
+    public var connectionLimitExemptPeers: [String] = []
     /// Time from a request's first byte until its head is complete.
     public var headerReadTimeoutMs: UInt64
     /// Time from the end of a request's head until its whole body has arrived (absolute, not

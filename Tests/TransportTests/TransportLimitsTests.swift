@@ -262,3 +262,23 @@ func status(from source: String, port: Int) async -> Int? {
         return parts.count > 1 ? Int(parts[1]) : nil
     }) ?? nil
 }
+
+@Suite("Per-address connection limit exemptions")
+struct PeerExemptionTests {
+    @Test func loopbackAndListedPeersAreExempt() {
+        let table = PeerConnectionTable(limit: 1, exemptsLoopback: true, exemptPeers: ["203.0.113.9", "2001:db8::1"])
+        let loopback = PeerConnectionTable.key(parsing: "127.0.0.1")!
+        #expect(table.admit(loopback) && table.admit(loopback))
+        let proxy = PeerConnectionTable.key(parsing: "203.0.113.9")!
+        #expect(table.admit(proxy) && table.admit(proxy))
+        let proxy6 = PeerConnectionTable.key(parsing: "2001:db8::77")!  // same /64
+        #expect(table.admit(proxy6) && table.admit(proxy6))
+        let other = PeerConnectionTable.key(parsing: "198.51.100.1")!
+        #expect(table.admit(other))
+        #expect(!table.admit(other))
+        #expect(PeerConnectionTable.key(parsing: "not an address") == nil)
+        let strict = PeerConnectionTable(limit: 1)
+        #expect(strict.admit(loopback))
+        #expect(!strict.admit(loopback))
+    }
+}

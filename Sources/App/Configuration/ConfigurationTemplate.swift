@@ -58,8 +58,8 @@ enum ConfigurationTemplate {
           max_media_body_bytes: \(t.maxMediaBodyBytes)
           max_connections: \(t.maxConnections)
           # open connections from one IPv4 address or IPv6 /64; past it new ones are closed
-          # at accept (0: no limit). Behind a reverse proxy every connection comes from the
-          # proxy: raise it, or set 0 and limit at the proxy.
+          # at accept (0: no limit). Loopback and rate_limits.trusted_proxies are exempt: a
+          # reverse proxy carries every client on its own address.
           max_connections_per_ip: \(t.maxConnectionsPerIP)
           header_read_timeout_ms: \(t.headerReadTimeoutMs)
           # time from the end of a request's head until its whole body has arrived (not reset
