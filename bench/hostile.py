@@ -191,8 +191,11 @@ def load(args):
             try:
                 s.sendall(head)
                 s.sendall(chunk)
-                s.settimeout(max(0.1, stop - time.monotonic()))
-                s.recv(1)  # returns when the server answers or closes
+                # Then silence: whatever the server answers, wait until it closes.
+                while time.monotonic() < stop:
+                    s.settimeout(max(0.1, stop - time.monotonic()))
+                    if not s.recv(65536):
+                        break
             except OSError:
                 pass
             finally:
