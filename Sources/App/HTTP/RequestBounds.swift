@@ -77,8 +77,9 @@ extension RequestBounds {
     }
 
     /// A count in a JSON body (`limit` of a filter, `before_limit`...): absent or null gives
-    /// `defaultValue`; a non-integer or negative value is `M_BAD_JSON`... unless `lenient`,
-    /// then it is raised to 0; above `max` it is clamped.
+    /// `defaultValue`; above `max` it is clamped. A non-integer or negative value is
+    /// `M_BAD_JSON`, or with `lenient` (endpoints that always accepted such values) a
+    /// negative becomes 0 and an integral float its integer.
     static func count(_ value: JSON?, _ name: String, default defaultValue: Int, max: Int, lenient: Bool = false) throws -> Int {
         guard let value, !value.isNull else { return defaultValue }
         guard case .int(let number) = value else {
