@@ -53,6 +53,13 @@ public final class RequestBodyStream: AsyncSequence, Sendable {
             guard !s.finished else { return nil }
             s.finished = true
             s.failure = failure
+            if failure != nil {
+                // Nobody will read what is buffered (the request was answered or its peer
+                // left): release it now rather than when the last reference goes.
+                s.chunks = []
+                s.head = 0
+                s.buffered = 0
+            }
             let w = s.waiter
             s.waiter = nil
             return w
