@@ -346,6 +346,41 @@ struct HostileInputTests {
         }
     }
 
+    // Item 9: room creation and state events are bounded and limited.
+    @Test func stateAmplificationIsBounded() async throws {
+        try await withMyelin({ configuration in
+            configuration.rateLimits.enabled = true
+            configuration.rateLimits.messages = .init(perSecond: 0.001, burst: 6)
+        }) { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let many: [JSON] = (0..<101).map { .object(["type": "m.custom", "state_key": .string("k\($0)"), "content": ["n": .int(Int64($0))]]) }
+            #expect(try await alice.call("POST", "/createRoom", ["initial_state": .array(many)]).errcode == "M_INVALID_PARAM")
+            let invitees: [JSON] = (0..<101).map { .string("@u\($0):localhost") }
+            #expect(try await alice.call("POST", "/createRoom", ["invite": .array(invitees)]).errcode == "M_INVALID_PARAM")
+            let room = try await Self.createRoom(alice, ["initial_state": .array(Array(many.prefix(100)))])
+            var statuses: [Int] = []
+            for index in 0..<5 {
+                statuses.append(try await alice.call("PUT", "/rooms/\(Self.path(room))/state/m.custom/s\(index)", ["n": 1]).status)
+            }
+            // The three room creations (two refused) took three tokens of the burst of 6.
+            #expect(statuses == [200, 200, 200, 429, 429], "\(statuses)")
+        }
+    }
+
+    @Test func argon2QueueIsBounded() async throws {
+        let hasher = PasswordHasher(threads: 1, maxQueued: 2)
+        let hash = try await hasher.hash("pw")
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<8 {
+                group.addTask { (try? await hasher.verify("wrong", hash: hash)) != nil }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        // At most 2 were admitted at a time; the rest were refused at once, not queued.
+        #expect(outcomes.contains(false))
+        #expect(outcomes.contains(true))
+    }
+
     // Item 16: a transaction id is scoped to its path.
     @Test func transactionIDsAreScopedToTheirPath() async throws {
         try await withMyelin { port, _ in
