@@ -417,3 +417,26 @@ let latest = RoomVersion.v12
     #expect(p12.level(of: "@alice:a") == PowerLevels.infinite)
     #expect(p12.canBan("@alice:a", "@mod:a") && !p12.canBan("@mod:a", "@alice:a"))
 }
+
+/// Found while writing the libFuzzer targets (bench/MICRO.md): Swift's String equality is
+/// canonical equivalence, so byte-distinct user IDs and state keys were one key.
+@Suite("Identifiers and state keys compare by bytes")
+struct ExactIdentifierTests {
+    @Test func canonicallyEquivalentIDsAreDistinct() throws {
+        let nfc = "@\u{e9}:a", nfd = "@e\u{301}:a"
+        #expect(nfc == nfd)  // Swift's view
+        #expect(try UserID(parsing: nfc) != UserID(parsing: nfd))
+        #expect(Set([try UserID(parsing: nfc), try UserID(parsing: nfd)]).count == 2)
+        #expect(StateKey.member(nfc) != StateKey.member(nfd))
+        var state: [StateKey: Int] = [.member(nfc): 1]
+        #expect(state[.member(nfd)] == nil)
+        state[.member(nfd)] = 2
+        #expect(state.count == 2)
+        let power = PowerLevels(content: ["users": .object([nfc: 100]), "events": .object(["m.t\u{e9}": 90])],
+                                roomVersion: .v10, create: nil)
+        #expect(power.level(of: nfc) == 100)
+        #expect(power.level(of: nfd) == 0)
+        #expect(power.requiredLevel(eventType: "m.t\u{e9}", isState: false) == 90)
+        #expect(power.requiredLevel(eventType: "m.te\u{301}", isState: false) == 0)
+    }
+}

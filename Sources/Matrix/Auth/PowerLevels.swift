@@ -63,14 +63,23 @@ public struct PowerLevels: Sendable, Equatable {
     }
 
     /// A user's level: infinite for v12 creators, else `users[user]` or `users_default`.
+    ///
+    /// Keys match byte for byte: Swift's `String` equality (and so `Dictionary` and `Set`
+    /// lookups) is Unicode canonical equivalence, under which `@\u{e9}:a` and `@e\u{301}:a`,
+    /// two different user IDs, would share one level.
     public func level(of user: String) -> Int64 {
-        if creators.contains(user) { return PowerLevels.infinite }
-        return users[user] ?? usersDefault
+        if let index = creators.firstIndex(of: user), creators[index].utf8.elementsEqual(user.utf8) { return PowerLevels.infinite }
+        if let index = users.index(forKey: user), users[index].key.utf8.elementsEqual(user.utf8) { return users[index].value }
+        return usersDefault
     }
 
-    /// The level needed to send an event of `type` (auth rules "required power level").
+    /// The level needed to send an event of `type` (auth rules "required power level"),
+    /// matched byte for byte as `level(of:)`.
     public func requiredLevel(eventType: String, isState: Bool) -> Int64 {
-        events[eventType] ?? (isState ? stateDefault : eventsDefault)
+        if let index = events.index(forKey: eventType), events[index].key.utf8.elementsEqual(eventType.utf8) {
+            return events[index].value
+        }
+        return isState ? stateDefault : eventsDefault
     }
 
     /// The level needed for a notification key such as `room` (@room mentions).

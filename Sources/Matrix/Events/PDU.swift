@@ -8,6 +8,19 @@ public struct StateKey: Sendable, Hashable, Comparable, CustomStringConvertible 
         self.stateKey = stateKey
     }
     public var description: String { "(\(type), \(stateKey))" }
+
+    // Byte-wise equality and hashing: Swift's `String` equality is Unicode canonical
+    // equivalence, which would make two byte-distinct state keys (an NFC and an NFD user ID)
+    // one entry of a room's state — and the store, which compares bytes, would disagree.
+    public static func == (a: StateKey, b: StateKey) -> Bool {
+        a.type.utf8.elementsEqual(b.type.utf8) && a.stateKey.utf8.elementsEqual(b.stateKey.utf8)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        ExactText.hash(type, into: &hasher)
+        hasher.combine(0xFF as UInt8)  // never a byte of UTF-8: separates the two parts
+        ExactText.hash(stateKey, into: &hasher)
+    }
     public static func < (a: StateKey, b: StateKey) -> Bool {
         a.type != b.type ? JSONWriter.keyPrecedes(a.type, b.type) : JSONWriter.keyPrecedes(a.stateKey, b.stateKey)
     }
@@ -179,5 +192,13 @@ extension PDU {
         full.removeValue(forKey: "unsigned")
         let size = try JSON.object(full).canonicalEncoded(strict: roomVersion.strictCanonicalJSON).count
         if size > PDU.maxSize { throw MatrixError(.tooLarge, "Event is \(size) bytes, more than \(PDU.maxSize)") }
+    }
+}
+
+/// Hashing of text by its UTF-8 bytes, for keys whose equality is byte-wise.
+enum ExactText {
+    static func hash(_ text: String, into hasher: inout Hasher) {
+        var contiguous = text  // `withUTF8` copies only a non-contiguous (bridged) string
+        contiguous.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }

@@ -28,6 +28,12 @@ public struct UserID: Sendable, Hashable, Comparable, CustomStringConvertible {
     public var description: String { rawValue }
     public static func < (a: UserID, b: UserID) -> Bool { a.rawValue < b.rawValue }
 
+    /// Byte-wise: historical localparts may hold any non-surrogate code point, and two IDs
+    /// that are canonically equivalent but byte-distinct are two users (Swift's `String`
+    /// equality would make them one).
+    public static func == (a: UserID, b: UserID) -> Bool { a.rawValue.utf8.elementsEqual(b.rawValue.utf8) }
+    public func hash(into hasher: inout Hasher) { ExactText.hash(rawValue, into: &hasher) }
+
     /// The localpart grammar for new users: `a-z 0-9 . _ = - / +`, not empty; the whole ID at most
     /// 255 bytes is checked on construction. Throws `M_INVALID_USERNAME`.
     public static func validateLocalpart(_ localpart: String) throws(MatrixError) {
