@@ -17,7 +17,7 @@ seed chunked '\004\001\140PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5
 seed pipe    '\020\000GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\nConnection: close\r\n\r\nGET /4 HTTP/1.1\r\n\r\n'
 seed upgrade '\000\000GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nxyz'
 ll=Sources/CLLHTTP
-clang -O1 -g -fsanitize=fuzzer,address -I "$ll/include" \
+clang -O1 -g -fsanitize=fuzzer,address -fuse-ld=lld -I "$ll/include" \
   "$ll/myelin_http.c" "$ll/llhttp.c" "$ll/api.c" "$ll/http.c" bench/Fuzz/FuzzHTTP.c \
   -o "$out/fuzz-http"
 exec "$out/fuzz-http" -max_len=4096 -timeout=5 -dict=bench/Fuzz/http.dict \
