@@ -2,8 +2,11 @@
 // Swift String equality (and so Dictionary/Set lookups, StateKey, PowerLevels.users, JSON ==) is
 // Unicode canonical equivalence, so two byte-distinct user IDs, NFC "@\u{e9}:a" and NFD
 // "@e\u{301}:a", are one key for the auth rules; UserID(parsing:) accepts both.
-// Build: swiftc -module-name Matrix -I Sources/CSodium -lsodium $(find Sources/Matrix -name "*.swift") \
-//          bench/Fuzz/findings/NormalizationConflation.swift -o /tmp/nfc && /tmp/nfc
+// Before c9ca54b the NFD user, never joined, was authorized to send m.room.topic with the NFC
+// user's membership and level 100; since then it is refused by rule 6.
+// Build (top-level code, so as main.swift):
+//   cp bench/Fuzz/findings/NormalizationConflation.swift /tmp/main.swift
+//   swiftc -module-name Matrix -I Sources/CSodium -lsodium $(find Sources/Matrix -name "*.swift") /tmp/main.swift -o /tmp/nfc && /tmp/nfc
 let nfc = "@\u{e9}:a", nfd = "@e\u{301}:a"
 print("UserID accepts NFC:", (try? UserID(parsing: nfc)) != nil, "NFD:", (try? UserID(parsing: nfd)) != nil, "distinct bytes:", Array(nfc.utf8) != Array(nfd.utf8))
 let v = RoomVersion.v10
