@@ -167,3 +167,41 @@ extension Schema {
             );
             """)
 }
+
+extension Schema {
+    /// Transaction ids scoped to their request path (spec: "Transaction identifiers": the
+    /// same id on another endpoint or in another room is another transaction), and the
+    /// to-device stream's high-water mark kept with each sender's transaction: acknowledged
+    /// inbox rows are deleted, so the inbox alone cannot tell the stream's position after a
+    /// restart, and a position handed out twice lets an old `since` delete new messages.
+    /// Also: tokens issued by `/refresh` name the token they replace until first used.
+    static let scopedTransactions = Migration(
+        version: 67, name: "scoped_transactions",
+        sqlite: """
+            CREATE TABLE event_txns_scoped (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                txn_id TEXT NOT NULL,
+                room_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                PRIMARY KEY (user_id, device_id, scope, txn_id)
+            );
+            INSERT INTO event_txns_scoped (user_id, device_id, scope, txn_id, room_id, event_id)
+                SELECT user_id, device_id, '', txn_id, room_id, event_id FROM event_txns;
+            DROP TABLE event_txns;
+            ALTER TABLE event_txns_scoped RENAME TO event_txns;
+            CREATE INDEX event_txns_by_event ON event_txns (event_id);
+            ALTER TABLE to_device_txns ADD COLUMN stream_id INTEGER NOT NULL DEFAULT 0;
+            ALTER TABLE access_tokens ADD COLUMN replaces_token_hash TEXT;
+            CREATE INDEX access_tokens_by_replaced ON access_tokens (replaces_token_hash);
+            """,
+        postgres: """
+            ALTER TABLE event_txns ADD COLUMN scope TEXT NOT NULL DEFAULT '';
+            ALTER TABLE event_txns DROP CONSTRAINT event_txns_pkey;
+            ALTER TABLE event_txns ADD PRIMARY KEY (user_id, device_id, scope, txn_id);
+            ALTER TABLE to_device_txns ADD COLUMN stream_id BIGINT NOT NULL DEFAULT 0;
+            ALTER TABLE access_tokens ADD COLUMN replaces_token_hash TEXT;
+            CREATE INDEX access_tokens_by_replaced ON access_tokens (replaces_token_hash);
+            """)
+}

@@ -68,18 +68,21 @@ final class PeerConnectionTable: Sendable {
         var v4 = sockaddr_in()
         if inet_pton(AF_INET, text, &v4.sin_addr) == 1 {
             v4.sin_family = sa_family_t(AF_INET)
-            var storage = sockaddr_storage()
-            withUnsafeMutableBytes(of: &storage) { out in withUnsafeBytes(of: &v4) { out.copyMemory(from: $0) } }
-            return key(storage)
+            return key(storing: v4)
         }
         var v6 = sockaddr_in6()
         if inet_pton(AF_INET6, text, &v6.sin6_addr) == 1 {
             v6.sin6_family = sa_family_t(AF_INET6)
-            var storage = sockaddr_storage()
-            withUnsafeMutableBytes(of: &storage) { out in withUnsafeBytes(of: &v6) { out.copyMemory(from: $0) } }
-            return key(storage)
+            return key(storing: v6)
         }
         return nil
+    }
+
+    private static func key<Address>(storing address: Address) -> Key {
+        var address = address
+        var storage = sockaddr_storage()
+        withUnsafeMutableBytes(of: &storage) { out in withUnsafeBytes(of: &address) { out.copyMemory(from: $0) } }
+        return key(storage)
     }
 
     /// The peer of a socket address.

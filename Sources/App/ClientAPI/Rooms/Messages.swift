@@ -29,7 +29,7 @@ enum Messages {
             guard query["dir"] == "f" || query["dir"] == "b" else { throw MatrixError(.invalidParam, "dir must be f or b") }
             let (_, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
             // A user who left finds nothing sent after they left.
-            let ceiling = membership.map { $0.membership == "leave" || $0.membership == "ban" ? $0.streamOrdering : .max } ?? .max
+            let ceiling = RoomService.readCeiling(membership)
             let room = roomID.rawValue
             guard let row = try await context.app.database.read({ db in
                 try RoomClientStore.eventNear(db, roomID: room, ts: ts, forwards: forwards, ceiling: ceiling)
@@ -62,10 +62,7 @@ enum Messages {
         let (actor, membership) = try await app.roomService.readableState(requester.userID, roomID)
         let head = await actor.lastStreamOrdering
         // A user who left sees history up to their leave.
-        var ceiling = head
-        if let membership, membership.membership == "leave" || membership.membership == "ban" {
-            ceiling = membership.streamOrdering
-        }
+        let ceiling = RoomService.readCeiling(membership, head: head)
         let from = try context.position("from") ?? (backwards ? ceiling : 0)
         let to = try context.position("to")
         let joinedNow = membership?.membership == "join"

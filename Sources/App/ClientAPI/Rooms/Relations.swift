@@ -68,7 +68,7 @@ enum Relations {
         let membership = try await app.roomService.membership(requester.userID, in: roomID)
         let joinedNow = membership?.membership == "join"
         // A user who left sees the threads as they were when they left.
-        let ceiling: Int64 = membership.map { $0.membership == "leave" || $0.membership == "ban" ? $0.streamOrdering : .max } ?? .max
+        let ceiling = RoomService.readCeiling(membership)
         let (entries, more) = try await app.database.read { db -> ([(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)], Int64?) in
             var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
             var out: [(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)] = []

@@ -193,6 +193,13 @@ final class RoomService: Sendable {
         return all.filter { wanted.contains(StateKey($0.type, $0.stateKey)) }
     }
 
+    /// The last position a user with `membership` may read: their leave (or ban) if they left,
+    /// otherwise `head` — history, threads and timestamps stop where the user left.
+    static func readCeiling(_ membership: RoomClientStore.Membership?, head: Int64 = .max) -> Int64 {
+        guard let membership, membership.membership == "leave" || membership.membership == "ban" else { return head }
+        return membership.streamOrdering
+    }
+
     /// May `user` read the room's history at all (current state / members): joined now, or
     /// the room is world readable. Returns the membership row for callers that serve the
     /// state at a user's leave.
