@@ -17,12 +17,14 @@ WORK=$(mktemp -d /tmp/myelin-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 swift build -c release --product myelin >/dev/null
-MYELIN=$(swift build -c release --show-bin-path)/myelin
+# MYELIN_BIN runs a given binary (e.g. an earlier build); MYELIN_ACCESS_LOG=true measures with
+# the access log on (the default configuration's setting; its lines go to a file on disk).
+MYELIN=${MYELIN_BIN:-$(swift build -c release --show-bin-path)/myelin}
 cc -O2 -o "$WORK/hello" bench/reference/hello.c /usr/share/llhttp/llhttp.c /usr/share/llhttp/api.c \
    /usr/share/llhttp/http.c -I/usr/share/include/llhttp -luv
 cat > "$WORK/myelin.yaml" <<YAML
 logging:
-  access_log: false
+  access_log: ${MYELIN_ACCESS_LOG:-false}
 transport:
   loops: ${MYELIN_LOOPS:-2}
 YAML

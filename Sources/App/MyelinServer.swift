@@ -75,6 +75,7 @@ final class MyelinServer: Sendable {
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()
         await app.accounts.lastSeen.flush()
+        app.accessLog?.flush()
         await database.close()
         logger.info("stopped")
     }

@@ -19,7 +19,8 @@ final class MyelinApp: HTTPResponder {
     let roomService: RoomService
     let keys: KeyService
     let logger: Logger
-    let accessLogger: Logger?
+    /// One line per request when `logging.access_log` is on and the level shows `info`.
+    let accessLog: AccessLog?
     let startedAt: Int64
     let metrics = Metrics()
     let syncCache = SyncResponseCache()
@@ -40,9 +41,7 @@ final class MyelinApp: HTTPResponder {
         self.roomService = roomService
         self.keys = keys
         self.logger = logger
-        var access = Logger(label: "myelin.access")
-        access.logLevel = logger.logLevel
-        accessLogger = configuration.logging.accessLog ? access : nil
+        accessLog = configuration.logging.accessLog && logger.logLevel <= .info ? AccessLog() : nil
         startedAt = Clock.nowMilliseconds()
         let metricsPath = configuration.metrics.enabled ? configuration.metrics.path : nil
         router = Router { routes in
@@ -71,7 +70,7 @@ final class MyelinApp: HTTPResponder {
     }
 
     func respond(to request: HTTPRequest) async -> HTTPResponse {
-        let measure = accessLogger != nil || configuration.metrics.enabled
+        let measure = accessLog != nil || configuration.metrics.enabled
         let start = measure ? Clock.monotonicNanoseconds() : 0
         if configuration.metrics.enabled { metrics.begin() }
         var response: HTTPResponse
@@ -97,9 +96,8 @@ final class MyelinApp: HTTPResponder {
         }
         let micros = measure ? (Clock.monotonicNanoseconds() - start) / 1000 : 0
         if configuration.metrics.enabled { metrics.end(status: response.status, micros: Int(micros)) }
-        if let accessLogger {
-            accessLogger.info("\(request.remoteAddress) #\(request.requestID) \(request.method) \(Self.redacted(request.head.target)) \(response.status) \(micros)µs")
-        }
+        accessLog?.record(address: request.remoteAddress, requestID: request.requestID, method: request.method,
+                          target: request.head.target, status: response.status, micros: micros)
         return response
     }
 
@@ -121,6 +119,20 @@ final class MyelinApp: HTTPResponder {
         "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
         "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
     ]
+
+    /// `target` with its access tokens redacted, appended as bytes (the access log's path: a
+    /// target without a token is copied as it is).
+    static func appendRedacted(_ target: String, to out: inout [UInt8]) {
+        let marker = Array("access_token=".utf8)
+        let bytes = target.utf8
+        var found = false
+        var matched = 0
+        for byte in bytes {
+            matched = byte == marker[matched] ? matched + 1 : (byte == marker[0] ? 1 : 0)
+            if matched == marker.count { found = true; break }
+        }
+        if found { out.append(contentsOf: redacted(target).utf8) } else { out.append(contentsOf: bytes) }
+    }
 
     /// Access tokens never reach the log.
     static func redacted(_ target: String) -> String {
