@@ -53,6 +53,25 @@ struct AccountManagementTests {
         }
     }
 
+    @Test func deactivationLeavesEveryRoom() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob", password: "old password")
+            let joined = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/join/\(joined.addingPercentEncodingForPath)").status == 200)
+            let invited = try #require(try await alice.call("POST", "/createRoom", ["invite": ["@bob:localhost"]]).json["room_id"]?.stringValue)
+            let done = try await bob.call("POST", "/account/deactivate", ["auth": [
+                "type": "m.login.password", "identifier": ["type": "m.id.user", "user": "bob"], "password": "old password"]])
+            #expect(done.status == 200)
+            for room in [joined, invited] {
+                let member = try await alice.call("GET", "/rooms/\(room.addingPercentEncodingForPath)/state/m.room.member/@bob:localhost")
+                #expect(member.json["membership"] == "leave", "\(room): \(member.json)")
+            }
+            let members = try await alice.call("GET", "/rooms/\(joined.addingPercentEncodingForPath)/joined_members")
+            #expect(members.json["joined"]?["@bob:localhost"] == nil)
+        }
+    }
+
     @Test func threepidsOpenIDAndCapabilities() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")

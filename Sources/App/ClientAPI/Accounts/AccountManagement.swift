@@ -1,3 +1,4 @@
+import Actors
 import Matrix
 import Persistence
 import Transport
@@ -7,6 +8,23 @@ import Transport
 /// management", "OpenID"), plus the federation `openid/userinfo` that checks those tokens.
 enum AccountManagement {
     static let openIDLifetimeSeconds: Int64 = 3600
+
+    /// Leaves every room `user` is joined to, invited to or knocking on. A room that refuses
+    /// (it should not: anyone may leave) is logged and the others are still left.
+    static func leaveEveryRoom(_ app: MyelinApp, _ user: UserID) async throws {
+        let service = app.roomService
+        let memberships = try await service.memberships(of: user)
+        for (room, membership) in memberships.sorted(by: { $0.key < $1.key })
+        where ["join", "invite", "knock"].contains(membership.membership) {
+            guard let roomID = try? RoomID(parsing: room) else { continue }
+            do {
+                _ = try await service.send(EventDraft(type: "m.room.member", sender: user, stateKey: user.rawValue,
+                                                      content: ["membership": "leave"]), in: roomID)
+            } catch {
+                app.logger.warning("deactivating \(user): leaving \(room) failed: \(error)")
+            }
+        }
+    }
 
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.post, "/account/password") { context in
@@ -40,7 +58,9 @@ enum AccountManagement {
             let body = try await context.jsonObject()
             try await Devices.authorizeDeletion(requester: requester, body: body, accounts: accounts)
             let user = requester.userID.rawValue
-            // Leaving every room comes with the rooms issue (the RoomActor writes the leaves).
+            // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
+            // account can still send, each leave through its room's actor.
+            try await leaveEveryRoom(context.app, requester.userID)
             try await accounts.database.accounts.deactivate(userID: user, erase: body["erase"]?.boolValue ?? false)
             accounts.tokens.removeAll(userID: user)
             accounts.lastSeen.forget(userID: user)
