@@ -54,7 +54,7 @@ let package = Package(
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strict),
         .executableTarget(name: "App",
-                          dependencies: ["Transport", "Matrix", "Persistence", "Actors",
+                          dependencies: ["Transport", "Matrix", "Persistence", "Actors", "COpenSSL",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                          .product(name: "Logging", package: "swift-log"),
                                          .product(name: "Yams", package: "Yams")],

@@ -1,3 +1,4 @@
+import COpenSSL
 import Matrix
 import Persistence
 import Synchronization
@@ -46,7 +47,7 @@ enum SharedSecretRegistration {
                 + Array((admin ? "admin" : "notadmin").utf8)
             if let userType = body["user_type"]?.stringValue { message += [0] + Array(userType.utf8) }
             let expected = HMACSHA1.hex(key: Array(secret.utf8), message: message)
-            guard let mac = body["mac"]?.stringValue, constantTimeEqual(Array(mac.lowercased().utf8), Array(expected.utf8)) else {
+            guard let mac = body["mac"]?.stringValue, Secrets.constantTimeEqual(mac.lowercased(), expected) else {
                 throw MatrixError(.forbidden, "HMAC incorrect")
             }
             let userID = try Registration.validatedNewUserID(username.lowercased(), serverName: accounts.serverName)
@@ -58,21 +59,14 @@ enum SharedSecretRegistration {
             }
             context.app.logger.info("registered \(userID) by shared secret\(admin ? " (admin)" : "")")
             let session = try await accounts.issueSession(userID: userID, deviceID: nil, displayName: nil, refreshable: false,
-                                                          ip: context.request.remoteAddress)
+                                                          ip: context.clientAddress)
             return .json(.object(accounts.sessionBody(userID: userID, session)))
         }
     }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in a.indices { difference |= a[i] ^ b[i] }
-        return difference == 0
-    }
 }
 
-/// HMAC-SHA1 (RFC 2104 over FIPS 180-4 SHA-1), only for the Synapse-compatible MAC above:
-/// libsodium has no SHA-1, and the wire format is fixed by Synapse's tools.
+/// HMAC-SHA1, only for the Synapse-compatible MAC above (libsodium has no SHA-1, and the wire
+/// format is fixed by Synapse's tools): OpenSSL's, which the transport links anyway.
 enum HMACSHA1 {
     static func hex(key: [UInt8], message: [UInt8]) -> String {
         let digest = mac(key: key, message: message)
@@ -81,44 +75,15 @@ enum HMACSHA1 {
     }
 
     static func mac(key: [UInt8], message: [UInt8]) -> [UInt8] {
-        var k = key.count > 64 ? sha1(key) : key
-        k += [UInt8](repeating: 0, count: 64 - k.count)
-        let inner = sha1(k.map { $0 ^ 0x36 } + message)
-        return sha1(k.map { $0 ^ 0x5c } + inner)
-    }
-
-    static func sha1(_ input: [UInt8]) -> [UInt8] {
-        var h: [UInt32] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
-        var message = input
-        let bitLength = UInt64(input.count) * 8
-        message.append(0x80)
-        while message.count % 64 != 56 { message.append(0) }
-        for shift in stride(from: 56, through: 0, by: -8) { message.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
-        var w = [UInt32](repeating: 0, count: 80)
-        for chunk in stride(from: 0, to: message.count, by: 64) {
-            for i in 0..<16 {
-                let j = chunk + i * 4
-                w[i] = UInt32(message[j]) << 24 | UInt32(message[j + 1]) << 16 | UInt32(message[j + 2]) << 8 | UInt32(message[j + 3])
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let result = key.withUnsafeBytes { k in
+            message.withUnsafeBytes { m in
+                HMAC(EVP_sha1(), k.baseAddress, Int32(k.count), m.baseAddress?.assumingMemoryBound(to: UInt8.self), m.count,
+                     &out, &length)
             }
-            for i in 16..<80 { w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotatedLeft(1) }
-            var (a, b, c, d, e) = (h[0], h[1], h[2], h[3], h[4])
-            for i in 0..<80 {
-                let (f, k): (UInt32, UInt32)
-                switch i {
-                case 0..<20: (f, k) = ((b & c) | (~b & d), 0x5A827999)
-                case 20..<40: (f, k) = (b ^ c ^ d, 0x6ED9EBA1)
-                case 40..<60: (f, k) = ((b & c) | (b & d) | (c & d), 0x8F1BBCDC)
-                default: (f, k) = (b ^ c ^ d, 0xCA62C1D6)
-                }
-                let t = a.rotatedLeft(5) &+ f &+ e &+ k &+ w[i]
-                (e, d, c, b, a) = (d, c, b.rotatedLeft(30), a, t)
-            }
-            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e
         }
-        return h.flatMap { v in [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)] }
+        precondition(result != nil, "OpenSSL HMAC-SHA1 failed")
+        return Array(out.prefix(Int(length)))
     }
-}
-
-extension UInt32 {
-    func rotatedLeft(_ n: UInt32) -> UInt32 { (self << n) | (self >> (32 - n)) }
 }
