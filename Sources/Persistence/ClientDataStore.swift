@@ -1,4 +1,4 @@
-/// Typed access to the per-user client data of the accounts issue: `account_data` (global
+/// Typed access to per-user client data: `account_data` (global
 /// rows have `room_id` ''; tags live in the room's `m.tag`), `presence`, `user_filters` and
 /// `openid_tokens`. Obtained from `Database.clientData`; called by the account-data, presence,
 /// filter and OpenID handlers and later by sync. Stream positions are allocated by the caller

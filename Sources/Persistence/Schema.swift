@@ -79,7 +79,7 @@ public enum Schema {
 
 extension Schema {
     /// Account data (global and per room; tags are the room's `m.tag`), presence, filters
-    /// and OpenID tokens (the accounts issue). `stream_id` columns are positions of the
+    /// and OpenID tokens. `stream_id` columns are positions of the
     /// account-data and presence streams; OpenID tokens are stored hashed.
     static let clientData = Migration(
         version: 50, name: "client_data",

@@ -129,12 +129,6 @@ public actor RoomActor: RegistryMember {
     /// The current state event of `key`.
     public func stateEvent(_ key: StateKey) -> PDU? { room?.state[key] }
 
-    /// What the default push rules need for one user, in one hop: their member event, the
-    /// room version, power levels and create event.
-    public func unreadContext(_ user: String) -> (member: PDU?, version: RoomVersion?, powerLevels: PDU?, create: PDU?) {
-        (room?.state[.member(user)], room?.version, room?.state[.powerLevels], room?.state[.create])
-    }
-
     /// The current state with the position it is the state after, in one hop (sync).
     public var stateWithPosition: (position: Int64, state: AuthState)? {
         room.map { ($0.lastStreamOrdering, $0.state) }

@@ -1,4 +1,4 @@
-/// The accounts issue's endpoints: registration, login and sessions, the account itself,
+/// Account endpoints: registration, login and sessions, the account itself,
 /// devices, profiles, account data, presence, filters, capabilities and the user directory.
 enum AccountEndpoints {
     static func register(_ routes: inout RouteBuilder) {

@@ -17,6 +17,7 @@ final class RoomService: Sendable {
     let receiptStream: StreamTracker
     /// Send-to-device messages (one position per send, shared by its recipients).
     let toDeviceStream: StreamTracker
+    private let logger = Logger(label: "myelin.rooms")
     /// Per device (`user|device`), the to-device position its syncs acknowledged last, so a
     /// sync with nothing new skips the store.
     let toDeviceAcknowledged = Mutex<[String: Int64]>([:])
@@ -139,7 +140,14 @@ final class RoomService: Sendable {
     /// Wakes the long-polls of the room's joined and invited members.
     func notifyMembers(of roomID: RoomID, _ change: StreamChange) async {
         let room = roomID.rawValue
-        guard let members = try? await database.read({ db in try RoomClientStore.members(db, roomID: room) }) else { return }
+        let members: [RoomClientStore.Membership]
+        do {
+            members = try await database.read { db in try RoomClientStore.members(db, roomID: room) }
+        } catch {
+            // The change is stored; only the wake-up is lost (members see it on their next sync).
+            logger.warning("waking the members of \(room) failed: \(error)")
+            return
+        }
         fanout.notify(members.filter { $0.membership == "join" }.compactMap { try? UserID(parsing: $0.userID) }, of: change)
     }
 

@@ -68,8 +68,13 @@ enum RoomUpgrade {
             let needed = max(50, power.usersDefault.addingReportingOverflow(1).overflow ? .max : power.usersDefault + 1)
             restricted["events_default"] = .int(max(restricted["events_default"]?.intValue ?? 0, needed))
             restricted["invite"] = .int(max(restricted["invite"]?.intValue ?? 0, needed))
-            _ = try? await service.send(EventDraft(type: "m.room.power_levels", sender: user, stateKey: "", content: restricted),
-                                        in: roomID)
+            do {
+                _ = try await service.send(EventDraft(type: "m.room.power_levels", sender: user, stateKey: "", content: restricted),
+                                           in: roomID)
+            } catch {
+                // The upgrade stands (the tombstone is sent); the old room stays unrestricted.
+                app.logger.warning("upgrade of \(roomID): restricting the old room failed: \(error)")
+            }
         }
         // Local aliases and the canonical alias follow; so does the directory listing.
         let old = roomID.rawValue, new = newRoom.rawValue
@@ -82,9 +87,14 @@ enum RoomUpgrade {
             }
         }
         if let canonical = state[StateKey("m.room.canonical_alias", "")]?.content, !canonical.isEmpty {
-            _ = try? await service.send(EventDraft(type: "m.room.canonical_alias", sender: user, stateKey: "", content: [:]), in: roomID)
-            _ = try? await service.send(EventDraft(type: "m.room.canonical_alias", sender: user, stateKey: "", content: canonical),
-                                        in: newRoom)
+            for (room, content) in [(roomID, [String: JSON]()), (newRoom, canonical)] {
+                do {
+                    _ = try await service.send(EventDraft(type: "m.room.canonical_alias", sender: user, stateKey: "", content: content),
+                                               in: room)
+                } catch {
+                    app.logger.warning("upgrade of \(roomID): setting the canonical alias of \(room) failed: \(error)")
+                }
+            }
         }
         return newRoom
     }
