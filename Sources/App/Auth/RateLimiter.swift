@@ -33,6 +33,11 @@ final class RateLimiter: Sendable {
 
     var count: Int { buckets.withLock { $0.count } }
 
+    /// Takes one token from the bucket of `action` for `client` (a user id or an address).
+    func check(_ action: String, client: String, _ limit: Configuration.RateLimit) throws(MatrixError) {
+        try check(action + ":" + client, limit)
+    }
+
     /// Takes one token from the bucket `key` or throws `M_LIMIT_EXCEEDED`.
     func check(_ key: String, _ limit: Configuration.RateLimit, now: Int64 = Clock.nowMilliseconds()) throws(MatrixError) {
         guard enabled else { return }

@@ -66,7 +66,7 @@ struct UserInteractiveAuth {
             }
             // Each guess costs an Argon2 verification: limited per account like login
             // (Synapse's failed-UIA limiter), and the 429 is not a challenge.
-            try accounts.rateLimiter.check("login-account:" + expected.rawValue, accounts.configuration.rateLimits.login)
+            try accounts.rateLimiter.check("login-account", client: expected.rawValue, accounts.configuration.rateLimits.login)
             do {
                 _ = try await accounts.checkPassword(userID: expected, password: password)
             } catch let error as MatrixError where error.code != .limitExceeded {

@@ -120,7 +120,7 @@ extension RequestContext {
 
     /// Takes a token from the bucket of `action` for `user` (or the client's address).
     func rateLimit(_ action: String, _ limit: Configuration.RateLimit, user: UserID? = nil) throws {
-        try app.accounts.rateLimiter.check(action + ":" + (user?.rawValue ?? clientAddress), limit)
+        try app.accounts.rateLimiter.check(action, client: user?.rawValue ?? clientAddress, limit)
     }
 }
 

@@ -50,7 +50,7 @@ enum Login {
         let accounts = context.app.accounts
         let ip = context.clientAddress
         let body = try await context.jsonObject()
-        try accounts.rateLimiter.check("login:" + ip, accounts.configuration.rateLimits.login)
+        try context.rateLimit("login", accounts.configuration.rateLimits.login)
         guard let type = body["type"]?.stringValue else { throw MatrixError(.badJSON, "Missing type") }
         guard type == "m.login.password" else {
             throw MatrixError(.unknown, "Unknown login type \(type)", status: 400)
@@ -73,7 +73,7 @@ enum Login {
 
         let userID = try accounts.localUserID(from: userText)
         // Per account: slows password guessing against one user from many addresses.
-        try accounts.rateLimiter.check("login-account:" + userID.rawValue, accounts.configuration.rateLimits.login)
+        try context.rateLimit("login-account", accounts.configuration.rateLimits.login, user: userID)
         _ = try await accounts.checkPassword(userID: userID, password: password)
         let session = try await accounts.issueSession(
             userID: userID, deviceID: body["device_id"]?.stringValue,

@@ -9,8 +9,7 @@ enum Registration {
         routes.client(.post, "/register", register)
         routes.client(.get, "/register/available") { context in
             let accounts = context.app.accounts
-            try accounts.rateLimiter.check("available:" + context.clientAddress,
-                                           accounts.configuration.rateLimits.registration)
+            try context.rateLimit("available", accounts.configuration.rateLimits.registration)
             guard let username = context.query["username"] else {
                 throw MatrixError(.missingParam, "Missing username")
             }
@@ -22,8 +21,7 @@ enum Registration {
         }
         routes.client(.get, "/register/m.login.registration_token/validity", versions: ["v1"]) { context in
             let accounts = context.app.accounts
-            try accounts.rateLimiter.check("token-validity:" + context.clientAddress,
-                                           accounts.configuration.rateLimits.registration)
+            try context.rateLimit("token-validity", accounts.configuration.rateLimits.registration)
             guard let token = context.query["token"] else { throw MatrixError(.missingParam, "Missing token") }
             guard accounts.configuration.registration.enabled,
                   let expected = accounts.configuration.registration.registrationToken else {
@@ -71,7 +69,7 @@ enum Registration {
         let body = try await context.jsonObject()
 
         if kind == "guest" {
-            try accounts.rateLimiter.check("register:" + ip, accounts.configuration.rateLimits.registration)
+            try context.rateLimit("register", accounts.configuration.rateLimits.registration)
             guard settings.allowGuests else { throw MatrixError(.forbidden, "Guest access is disabled") }
             var localpart = ""
             for b in Secrets.token(prefix: "g").utf8.dropFirst(2) where localpart.count < 12 {
@@ -115,7 +113,7 @@ enum Registration {
         try await uia.check(body, accounts: accounts)
         guard let password else { throw MatrixError(.missingParam, "Missing password") }
         // Only account creations count (as in Synapse): the UIA round trips before do not.
-        try accounts.rateLimiter.check("register:" + ip, accounts.configuration.rateLimits.registration)
+        try context.rateLimit("register", accounts.configuration.rateLimits.registration)
 
         let hash = try await accounts.passwords.hash(password)
         var userID: UserID

@@ -74,7 +74,7 @@ enum RoomEvents {
     static func sendIdempotent(_ app: MyelinApp, _ requester: Requester, _ roomID: RoomID, scope: String, txn: String?,
                                draft: (TransactionRef?) -> EventDraft) async throws -> HTTPResponse {
         // Synapse's rc_message: per sender, counted before the transaction check as Synapse does.
-        try app.accounts.rateLimiter.check("message:" + requester.userID.rawValue, app.configuration.rateLimits.messages)
+        try app.accounts.rateLimiter.check("message", client: requester.userID.rawValue, app.configuration.rateLimits.messages)
         var ref: TransactionRef?
         if let txn {
             let found = TransactionRef(userID: requester.userID.rawValue, deviceID: requester.deviceID ?? "", scope: scope, txnID: txn)
