@@ -91,8 +91,6 @@ extension Connection {
         }
     }
 
-    /// Ends a streamed or file response; a failed stream closes the connection, since the
-
     // MARK: Writing
 
     /// Queues plaintext for the socket. (A TLS layer would encrypt it on its way in `flush`.)

@@ -293,12 +293,13 @@ struct ConnectionStateMachine {
         return true
     }
 
-    /// A request ended; `pending` counts the requests queued on the connection.
+    /// A request ended (its body, if any, arrived whole); `afterMessage` follows once it is queued.
     mutating func messageComplete() {
         input = .betweenMessages
         deadline = 0
     }
 
+    /// What the parser does after a request; `pending` counts the requests queued on the connection.
     mutating func afterMessage(keepAlive: Bool, pending: Int) -> ParserAction {
         // No request may follow one without keep-alive on the connection.
         if !keepAlive { return .pauseAndStop(stopReading()) }
