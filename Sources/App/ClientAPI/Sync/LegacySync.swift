@@ -38,10 +38,10 @@ enum LegacySync {
                                        filter: ObjectIdentifier(filter), fullState: false)
             let response = try JSON.parse(try await Sync.respond(context.app, request, filter))
             var rooms: [JSON] = []
-            for (membership, section) in [("join", "join"), ("invite", "invite")] {
+            for (membership, section) in [(MembershipState.join.rawValue, "join"), (MembershipState.invite.rawValue, "invite")] {
                 for (roomID, room) in response["rooms"]?[section]?.objectValue ?? [:] {
                     var entry: [String: JSON] = ["room_id": .string(roomID), "membership": .string(membership)]
-                    if membership == "join" {
+                    if membership == MembershipState.join {
                         let timeline = room["timeline"]
                         entry["messages"] = ["chunk": timeline?["events"] ?? .array([]),
                                              "start": timeline?["prev_batch"] ?? .null, "end": response["next_batch"] ?? .null]

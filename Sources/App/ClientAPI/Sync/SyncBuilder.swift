@@ -75,14 +75,14 @@ struct SyncBuilder {
 
         // Receipts of joined rooms when the stream moved.
         var receipts: [String: [RoomClientStore.Receipt]] = [:]
-        let joinedRooms = memberships.values.filter { $0.membership == "join" }.map(\.roomID)
+        let joinedRooms = memberships.values.filter { $0.membership == MembershipState.join }.map(\.roomID)
         if full || upTo[.receipts] > since![.receipts] {
             let after = full ? 0 : since![.receipts]
             let bound = upTo[.receipts]
             let rows = try await app.database.read { db in
                 try RoomClientStore.receipts(db, rooms: joinedRooms, after: after, upTo: bound)
             }
-            for row in rows where row.type != "m.read.private" || row.userID == user.rawValue {
+            for row in rows where row.type != ReceiptType.readPrivate || row.userID == user.rawValue {
                 receipts[row.roomID, default: []].append(row)
             }
         }
@@ -92,7 +92,7 @@ struct SyncBuilder {
             guard filter.rooms.allowsRoom(membership.roomID), membership.streamOrdering <= upTo[.roomEvents] else { continue }
             let changed = membership.streamOrdering > sinceEvents
             switch membership.membership {
-            case "join":
+            case MembershipState.join.rawValue:
                 let newlyJoined = since != nil && changed
                 if let plan = try await joinedRoom(membership.roomID, full: full || newlyJoined, after: newlyJoined ? 0 : sinceEvents,
                                                    upper: upTo[.roomEvents], membershipAt: membership.streamOrdering,
@@ -100,17 +100,17 @@ struct SyncBuilder {
                                                    accountData: roomAccountData[membership.roomID]) {
                     plans.append(plan)
                 }
-            case "invite", "knock":
+            case MembershipState.invite.rawValue, MembershipState.knock.rawValue:
                 guard since == nil || changed else { continue }
-                plans.append(try await strippedRoom(membership, section: membership.membership == "invite" ? .invite : .knock))
-            case "leave", "ban":
+                plans.append(try await strippedRoom(membership, section: membership.membership == MembershipState.invite ? .invite : .knock))
+            case MembershipState.leave.rawValue, MembershipState.ban.rawValue:
                 guard (since != nil && changed) || (filter.includeLeave && (since == nil || changed)) else { continue }
                 // A leave that ends an invite or a knock (never joined): the leave event alone,
                 // no room state or history the user never had access to.
                 let eventID = membership.eventID
                 let leaveRow = try await app.database.read { db in try RoomClientStore.event(db, eventID: eventID) }
                 if let leaveRow,
-                   (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != "join" {
+                   (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != MembershipState.join {
                     var plan = RoomPlan(roomID: membership.roomID, section: .leave)
                     plan.timeline = [TimelineEvent(position: leaveRow.streamOrdering, eventID: leaveRow.eventID, type: leaveRow.type,
                                                    stateKey: leaveRow.stateKey, sender: leaveRow.sender, bytes: leaveRow.clientJSON)]
@@ -165,12 +165,12 @@ struct SyncBuilder {
                 try RoomClientStore.presenceChanges(db, userID: userID, after: after, upTo: bound)
             }
             let now = Clock.nowMilliseconds()
-            for (peer, state, message, lastActive) in rows where filter.presence.allows(type: "m.presence", sender: peer) {
+            for (peer, state, message, lastActive) in rows where filter.presence.allows(type: EventType.presence, sender: peer) {
                 let ago = max(0, now - lastActive)
                 var content: [String: JSON] = ["presence": .string(state), "last_active_ago": .int(ago),
                                                "currently_active": .bool(state == "online" && ago < Presence.currentlyActiveMs)]
                 if let message { content["status_msg"] = .string(message) }
-                presence.append(JSON.object(["type": "m.presence", "sender": .string(peer), "content": .object(content)]).encoded())
+                presence.append(JSON.object(["type": .string(EventType.presence), "sender": .string(peer), "content": .object(content)]).encoded())
             }
         }
 
@@ -180,7 +180,7 @@ struct SyncBuilder {
         if let since {
             let membershipsMoved = plans.contains { plan in
                 plan.section == .leave || plan.limited || !plan.stateIDs.isEmpty
-                    || plan.timeline.contains { $0.type == "m.room.member" }
+                    || plan.timeline.contains { $0.type == EventType.roomMember }
             }
             deviceLists = try await app.keys.changes(for: user, since: since, upTo: upTo, membershipsMoved: membershipsMoved)
         }
@@ -255,8 +255,8 @@ struct SyncBuilder {
         // Rooms whose history is only visible to members since they joined or were invited.
         var historyVisibility = service.index.historyVisibility(of: room)
         if historyVisibility == nil, !events.isEmpty {
-            let value = try await actor().stateEvent(StateKey("m.room.history_visibility", ""))?
-                .content["history_visibility"]?.stringValue ?? "shared"
+            let value = try await actor().stateEvent(StateKey(EventType.roomHistoryVisibility, ""))?
+                .content["history_visibility"]?.stringValue ?? HistoryVisibility.shared.rawValue
             service.index.setHistoryVisibility(value, of: room)
             historyVisibility = value
         }
@@ -265,7 +265,7 @@ struct SyncBuilder {
         // reaches back before the user's membership (a setting of that time may hide those
         // events even if the room is `shared` now — as `/messages` would hide them). A
         // caught-up sync only carries events after the membership and skips this.
-        if historyVisibility == "joined" || historyVisibility == "invited" || (events.first.map { $0.position < membershipAt } ?? false),
+        if HistoryVisibility(content: historyVisibility).hidesHistoryBeforeMembership || (events.first.map { $0.position < membershipAt } ?? false),
            !events.isEmpty {
             let visible = try await visibleOnly(room, events)
             if visible.count != events.count { contiguous = false }
@@ -295,7 +295,7 @@ struct SyncBuilder {
             let senders = Set(events.map(\.sender))
             let lazy = filter.lazyLoadMembers
             plan.stateIDs = chosen.filter { key, _ in
-                if key.type == "m.room.member" && lazy && !(senders.contains(key.stateKey) || key.stateKey == request.user.rawValue) {
+                if key.type == EventType.roomMember && lazy && !(senders.contains(key.stateKey) || key.stateKey == request.user.rawValue) {
                     return false
                 }
                 return filter.state.allows(type: key.type, sender: "")
@@ -303,13 +303,13 @@ struct SyncBuilder {
         }
 
         // Ephemeral events.
-        if let typers, filter.ephemeral.allows(type: "m.typing", sender: "") {
+        if let typers, filter.ephemeral.allows(type: EventType.typing, sender: "") {
             var typing = RawJSONObject()
-            typing.value("type", "m.typing")
+            typing.value("type", .string(EventType.typing))
             typing.value("content", ["user_ids": .array(typers.map { .string($0.rawValue) })])
             plan.ephemeral.append(typing.finish())
         }
-        if let receipts, !receipts.isEmpty, filter.ephemeral.allows(type: "m.receipt", sender: "") {
+        if let receipts, !receipts.isEmpty, filter.ephemeral.allows(type: EventType.receipt, sender: "") {
             var content: [String: JSON] = [:]
             for receipt in receipts {
                 var entry: [String: JSON] = ["ts": .int(receipt.ts)]
@@ -321,13 +321,13 @@ struct SyncBuilder {
                 content[receipt.eventID] = .object(byEvent)
             }
             var event = RawJSONObject()
-            event.value("type", "m.receipt")
+            event.value("type", .string(EventType.receipt))
             event.value("content", .object(content))
             plan.ephemeral.append(event.finish())
         }
 
         // Summary when members may have changed.
-        if full || events.contains(where: { $0.type == "m.room.member" }) {
+        if full || events.contains(where: { $0.type == EventType.roomMember }) {
             let state: AuthState
             if let currentState { state = currentState } else { state = try await actor().currentState ?? [:] }
             plan.summary = summary(state)
@@ -419,16 +419,16 @@ struct SyncBuilder {
     func summary(_ state: AuthState) -> JSON {
         var joined = 0, invited = 0
         var heroes: [String] = []
-        for (key, pdu) in state where key.type == "m.room.member" {
+        for (key, pdu) in state where key.type == EventType.roomMember {
             switch pdu.membership {
-            case "join"?: joined += 1
-            case "invite"?: invited += 1
+            case MembershipState.join.rawValue: joined += 1
+            case MembershipState.invite.rawValue: invited += 1
             default: continue
             }
             if key.stateKey != request.user.rawValue { heroes.append(key.stateKey) }
         }
         var out: [String: JSON] = ["m.joined_member_count": .int(Int64(joined)), "m.invited_member_count": .int(Int64(invited))]
-        if state[StateKey("m.room.name", "")] == nil && state[StateKey("m.room.canonical_alias", "")] == nil {
+        if state[StateKey(EventType.roomName, "")] == nil && state[StateKey(EventType.roomCanonicalAlias, "")] == nil {
             out["m.heroes"] = .array(heroes.sorted().prefix(5).map { .string($0) })
         }
         return .object(out)
@@ -441,8 +441,8 @@ struct SyncBuilder {
         let actor = try await service.rooms.room(roomID)
         let state = await actor.currentState ?? [:]
         var stripped: [JSON] = []
-        let keys = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias",
-                    "m.room.encryption", "m.room.topic"].map { StateKey($0, "") } + [.member(request.user.rawValue)]
+        let keys = [EventType.roomCreate, EventType.roomJoinRules, EventType.roomName, EventType.roomAvatar, EventType.roomCanonicalAlias,
+                    EventType.roomEncryption, EventType.roomTopic].map { StateKey($0, "") } + [.member(request.user.rawValue)]
         for key in keys {
             guard let pdu = state[key] else { continue }
             stripped.append(["type": .string(pdu.type), "state_key": .string(pdu.stateKey ?? ""),

@@ -63,7 +63,7 @@ final class UnreadCounts: Sendable {
         if let entry = cached, entry.countedUpTo >= upper { return entry.roomCounts }
         let userID = user.rawValue
         // The display name is kept with the counts until the user's member event changes.
-        let ownMemberChanged = timeline.contains { $0.type == "m.room.member" && $0.stateKey == userID }
+        let ownMemberChanged = timeline.contains { $0.type == EventType.roomMember && $0.stateKey == userID }
         var displayname = cached?.displayname
         if cached == nil || ownMemberChanged {
             displayname = try await actor().stateEvent(.member(userID))?.content["displayname"]?.stringValue?.lowercased()
@@ -118,10 +118,10 @@ final class UnreadCounts: Sendable {
 
     private func count(_ type: String, _ sender: String, _ bytes: [UInt8], _ position: Int64, _ matcher: Matcher,
                        _ entry: inout Entry, _ actor: () async throws -> RoomActor) async throws {
-        let thread = type == "m.room.message" || type == "m.room.encrypted" ? matcher.threadRoot(of: bytes, position: position) : nil
+        let thread = type == EventType.roomMessage || type == EventType.roomEncrypted ? matcher.threadRoot(of: bytes, position: position) : nil
         // The user's own message means they read the room, or the thread it is in (clients
         // send a receipt with it).
-        if sender == matcher.user && (type == "m.room.message" || type == "m.room.encrypted") {
+        if sender == matcher.user && (type == EventType.roomMessage || type == EventType.roomEncrypted) {
             if let thread {
                 entry.threads[thread] = nil
             } else {
@@ -217,8 +217,8 @@ final class UnreadCounts: Sendable {
         }
 
         func evaluate(type: String, sender: String, bytes: [UInt8], eventPosition: Int64) -> Outcome {
-            guard sender != user, type == "m.room.message" || type == "m.room.encrypted" else { return .none }
-            guard type == "m.room.message" else { return .notify }
+            guard sender != user, type == EventType.roomMessage || type == EventType.roomEncrypted else { return .none }
+            guard type == EventType.roomMessage else { return .notify }
             guard let features = cachedFeatures(of: bytes, position: eventPosition) else { return .notify }
             if features.notice { return .none }
             if let mentions = features.mentions {
