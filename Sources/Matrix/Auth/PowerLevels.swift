@@ -169,4 +169,8 @@ extension PowerLevels {
 
     /// May `user` notify the whole room with `@room`?
     public func canNotifyRoom(_ user: String) -> Bool { level(of: user) >= notificationLevel("room") }
+
+    /// May `user` send notifications of the kind `key` (`notifications.<key>`; push rules'
+    /// `sender_notification_permission`)?
+    public func canNotify(_ user: String, key: String) -> Bool { level(of: user) >= notificationLevel(key) }
 }
