@@ -18,9 +18,6 @@ final class RoomService: Sendable {
     /// Send-to-device messages (one position per send, shared by its recipients).
     let toDeviceStream: StreamTracker
     private let logger = Logger(label: "myelin.rooms")
-    /// Per device (`user|device`), the to-device position its syncs acknowledged last, so a
-    /// sync with nothing new skips the store.
-    let toDeviceAcknowledged = Mutex<[String: Int64]>([:])
     /// Rooms and users unused this long leave the in-memory index (the room actors' idle
     /// timeout).
     let indexIdleSeconds: Int64
@@ -61,7 +58,6 @@ final class RoomService: Sendable {
             await rooms.registry.sweepIdle()
             fanout.sweep()
             _ = index.evictIdle(idleSeconds: indexIdleSeconds)
-            toDeviceAcknowledged.withLock { if $0.count > 100_000 { $0.removeAll() } }
             for (room, position) in typing.expire(now: Clock.nowMilliseconds()) {
                 await notifyMembers(of: room, StreamChange(.typing, position))
             }

@@ -135,9 +135,13 @@ struct SyncBuilder {
         // To-device: acknowledge what `since` covers, then deliver the rest (at least once).
         var toDevice: [[UInt8]] = []
         var toDeviceNext = upTo[.toDevice]
-        let deviceKey = user.rawValue + "|" + request.device
+        // The device's session remembers what its last sync acknowledged, so a sync with
+        // nothing new skips the store.
+        let session = (try? DeviceID(parsing: request.device)).flatMap {
+            app.accounts.sessions.resident(SessionKey(user: user, device: $0))
+        }
         let acknowledged = since?[.toDevice] ?? 0
-        let lastAcknowledged = service.toDeviceAcknowledged.withLock { $0[deviceKey] }
+        let lastAcknowledged = session?.toDeviceAcknowledged
         if !request.device.isEmpty,
            full || upTo[.toDevice] > acknowledged || lastAcknowledged == nil || acknowledged > lastAcknowledged! {
             let userID = user.rawValue, device = request.device
@@ -152,7 +156,7 @@ struct SyncBuilder {
                                                   limit: SendToDevice.maxMessagesPerSync)
             }
             toDevice = rows.map(\.1)
-            service.toDeviceAcknowledged.withLock { $0[deviceKey] = acknowledged }
+            session?.recordToDeviceAcknowledged(acknowledged)
             // A full batch: the token stops at its last message so the rest follows.
             if rows.count == SendToDevice.maxMessagesPerSync, let last = rows.last { toDeviceNext = last.0 }
         }
