@@ -25,7 +25,8 @@ public final class LastSeenBatcher: Sendable {
 
     private let store: AccountStore
     private let logger: Logger
-    private let pending = Mutex<[SessionKey: Sighting]>([:])
+    /// Keyed by the raw ids (see `RawDeviceKey`): this runs on every request.
+    private let pending = Mutex<[RawDeviceKey: Sighting]>([:])
     private let flushed = Atomic<Int>(0)
     /// Signalled when a sighting arrives with nothing pending: the flush loop then waits
     /// one interval and writes, so a sighting is written at most one interval later.
@@ -41,29 +42,34 @@ public final class LastSeenBatcher: Sendable {
     /// Records a sighting; only the newest per device is kept until the next flush. A
     /// request without a user agent keeps the one seen before (the store does the same).
     public func record(_ key: SessionKey, _ sighting: Sighting) {
+        let key = RawDeviceKey(key)
         let first = pending.withLock { pending in
             let first = pending.isEmpty
-            var sighting = sighting
-            if let existing = pending[key] {
-                if existing.timestamp > sighting.timestamp { return false }
-                if sighting.userAgent == nil { sighting.userAgent = existing.userAgent }
-            }
-            pending[key] = sighting
+            Self.merge(sighting, into: &pending[key])  // one hash lookup
             return first
         }
         if first { arrival.yield() }
     }
 
+    private static func merge(_ sighting: Sighting, into entry: inout Sighting?) {
+        guard let existing = entry else {
+            entry = sighting
+            return
+        }
+        if existing.timestamp > sighting.timestamp { return }
+        entry = Sighting(timestamp: sighting.timestamp, ip: sighting.ip, userAgent: sighting.userAgent ?? existing.userAgent)
+    }
+
     /// The sighting of a device not yet written, if any.
     public func pending(_ key: SessionKey) -> Sighting? {
-        pending.withLock { $0[key] }
+        pending.withLock { $0[RawDeviceKey(key)] }
     }
 
     /// Forgets the pending sightings of a deleted device, or with `device` nil of every
     /// device of the user.
     public func forget(_ user: UserID, device: DeviceID? = nil) {
         pending.withLock { pending in
-            pending = pending.filter { key, _ in !(key.user == user && (device == nil || key.device == device)) }
+            pending = pending.filter { key, _ in !(key.user == user.rawValue && (device == nil || key.device == device?.rawValue)) }
         }
     }
 
@@ -83,11 +89,13 @@ public final class LastSeenBatcher: Sendable {
         guard !batch.isEmpty else { return }
         do {
             try await store.recordLastSeen(batch.map { key, sighting in
-                (key.user.rawValue, key.device.rawValue, sighting.timestamp, sighting.ip, sighting.userAgent)
+                (key.user, key.device, sighting.timestamp, sighting.ip, sighting.userAgent)
             })
             flushed.add(batch.count, ordering: .relaxed)
         } catch {
-            for (key, sighting) in batch { record(key, sighting) }
+            pending.withLock { pending in
+                for (key, sighting) in batch { Self.merge(sighting, into: &pending[key]) }
+            }
             throw error
         }
     }

@@ -121,3 +121,18 @@ public struct SessionKey: Sendable, Hashable, CustomStringConvertible {
     }
     public var description: String { "\(user)/\(device.rawValue)" }
 }
+
+/// A device as two raw strings, for dictionaries on the request path: `String` equality has
+/// a fast path (same storage) that the typed ids' byte-wise comparison lacks.
+struct RawDeviceKey: Hashable, Sendable {
+    let user: String
+    let device: String
+    init(_ key: SessionKey) {
+        user = key.user.rawValue
+        device = key.device.rawValue
+    }
+    init(user: String, device: String) {
+        self.user = user
+        self.device = device
+    }
+}

@@ -49,7 +49,7 @@ public final class Sessions: Sendable {
 
     private struct Index {
         var tokens: [String: TokenEntry] = [:]
-        var residents: [SessionKey: Resident] = [:]
+        var residents: [RawDeviceKey: Resident] = [:]
         /// Counts revocations, so that an authentication which read the store before one
         /// does not index what it read.
         var epoch: UInt64 = 0
@@ -120,7 +120,7 @@ public final class Sessions: Sendable {
         }
         index.withLock { index in
             guard index.epoch == epoch, !session.isDeactivated else { return }
-            let key = session.key
+            let key = RawDeviceKey(session.key)
             if let previous = index.residents[key], previous.session !== session {
                 // Defensive: a session of this device other than the registry's: its tokens go.
                 for hash in previous.tokens { index.tokens[hash] = nil }
@@ -144,9 +144,17 @@ public final class Sessions: Sendable {
         MatrixError(.unknownToken, "Access token has expired", extra: ["soft_logout": true])
     }
 
-    /// The resident session of a device, if any (sync reads its to-device acknowledgement).
+    /// The resident session of a device, if any.
     public func resident(_ key: SessionKey) -> SessionActor? {
-        index.withLock { $0.residents[key]?.session }
+        let key = RawDeviceKey(key)
+        return index.withLock { $0.residents[key]?.session }
+    }
+
+    /// The resident session of `user`'s device of raw id `deviceID`, if any (every sync
+    /// reads its to-device acknowledgement: no parsing of the id).
+    public func resident(_ user: UserID, deviceID: String) -> SessionActor? {
+        let key = RawDeviceKey(user: user.rawValue, device: deviceID)
+        return index.withLock { $0.residents[key]?.session }
     }
 
     /// Whether the token of `tokenHash` is indexed (authenticates with no store read).
@@ -164,7 +172,7 @@ public final class Sessions: Sendable {
         index.withLock { index in
             index.epoch += 1
             if let entry = index.tokens.removeValue(forKey: tokenHash) {
-                index.residents[entry.session.key]?.tokens.remove(tokenHash)
+                index.residents[RawDeviceKey(entry.session.key)]?.tokens.remove(tokenHash)
             }
             return index.epoch
         }
@@ -194,12 +202,12 @@ public final class Sessions: Sendable {
     private func revoke(where matches: (SessionKey) -> Bool) async {
         let keys = index.withLock { index in
             index.epoch += 1
-            let keys = index.residents.keys.filter(matches)
-            for key in keys {
-                guard let resident = index.residents.removeValue(forKey: key) else { continue }
+            let revoked = index.residents.filter { matches($0.value.session.key) }
+            for (key, resident) in revoked {
+                index.residents[key] = nil
                 for hash in resident.tokens { index.tokens[hash] = nil }
             }
-            return keys
+            return revoked.values.map(\.session.key)
         }
         for key in keys { await registry.remove(key) }
     }
@@ -208,8 +216,9 @@ public final class Sessions: Sendable {
     /// leave the index, unless a successor already took its place.
     private func deactivated(_ session: SessionActor) {
         index.withLock { index in
-            guard let resident = index.residents[session.key], resident.session === session else { return }
-            index.residents[session.key] = nil
+            let key = RawDeviceKey(session.key)
+            guard let resident = index.residents[key], resident.session === session else { return }
+            index.residents[key] = nil
             for hash in resident.tokens where index.tokens[hash]?.session === session { index.tokens[hash] = nil }
         }
     }

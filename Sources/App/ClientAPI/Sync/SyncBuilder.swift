@@ -137,9 +137,7 @@ struct SyncBuilder {
         var toDeviceNext = upTo[.toDevice]
         // The device's session remembers what its last sync acknowledged, so a sync with
         // nothing new skips the store.
-        let session = (try? DeviceID(parsing: request.device)).flatMap {
-            app.accounts.sessions.resident(SessionKey(user: user, device: $0))
-        }
+        let session = app.accounts.sessions.resident(user, deviceID: request.device)
         let acknowledged = since?[.toDevice] ?? 0
         let lastAcknowledged = session?.toDeviceAcknowledged
         if !request.device.isEmpty,
