@@ -43,7 +43,7 @@ final class MyelinServer: Sendable {
         }
         presenceSweep = Task.detached { [configuration] in
             guard configuration.presence.enabled else { return }
-            await app.syncPresence.run(app)
+            await app.sync.presence.run(app)
         }
         let workers = WorkerPool(threads: configuration.transport.workers)
         servers = configuration.listeners.enumerated().map { index, listener in

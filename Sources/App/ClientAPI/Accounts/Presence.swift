@@ -79,7 +79,7 @@ enum Presence {
         var users = Set<String>()
         for change in changes {
             users.insert(change.userID)
-            if let id = try? UserID(parsing: change.userID) { app.syncPresence.noteStored(id, state: change.presence.state) }
+            if let id = try? UserID(parsing: change.userID) { app.sync.presence.noteStored(id, state: change.presence.state) }
         }
         let changed = Array(users)
         let peers = try await accounts.database.read { db in try RoomClientStore.roomPeers(db, userIDs: changed) }

@@ -71,7 +71,7 @@ enum Membership {
             }
             let room = roomID.rawValue, user = requester.userID.rawValue
             try await context.app.database.write { db in try RoomClientStore.forget(db, roomID: room, userID: user) }
-            context.app.roomService.index.forget(requester.userID)
+            context.app.roomService.membershipService.forget(requester.userID)
             return .json([:])
         }
         for action in ["kick", "ban", "unban"] {
