@@ -67,6 +67,8 @@ let package = Package(
                           swiftSettings: strict),
 
         .executableTarget(name: "myelin-micro", dependencies: ["Matrix"], path: "bench/Micro", swiftSettings: strict),
+        .executableTarget(name: "myelin-session-bench", dependencies: ["Actors", "Persistence", "Matrix"], path: "bench/SessionAuth",
+                          swiftSettings: strict),
 
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
         .target(name: "TestSupport", dependencies: ["CTestSupport"], path: "Tests/TestSupport", swiftSettings: strict),

@@ -19,6 +19,8 @@ final class MyelinServer: Sendable {
     let maintenance: Task<Void, Never>
     /// Sets offline the users who stopped syncing.
     let presenceSweep: Task<Void, Never>
+    /// Last-seen flushes and idle sweeps of the session actors.
+    let sessionUpkeep: Task<Void, Never>
 
     /// Prepares the data directory and signing key, opens the store (applying migrations)
     /// and builds the listeners; nothing listens until `start()`.
@@ -35,6 +37,10 @@ final class MyelinServer: Sendable {
                             roomService: roomService, keys: keys, logger: logger)
         self.app = app
         maintenance = Task.detached { await roomService.runMaintenance() }
+        sessionUpkeep = Task.detached {
+            await accounts.sessions.runUpkeep(flushEvery: Accounts.lastSeenFlushInterval,
+                                              sweepEvery: Accounts.lastSeenFlushInterval)
+        }
         presenceSweep = Task.detached { [configuration] in
             guard configuration.presence.enabled else { return }
             await app.sync.presence.run(app)
@@ -74,7 +80,9 @@ final class MyelinServer: Sendable {
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()
-        await app.accounts.lastSeen.flush()
+        sessionUpkeep.cancel()
+        await sessionUpkeep.value
+        await app.accounts.sessions.shutdown()
         app.accessLog?.flush()
         await database.close()
         logger.info("stopped")

@@ -24,13 +24,13 @@ public struct AccountStore: Sendable {
     }
 
     public func user(id userID: String) async throws -> UserRecord? {
-        try await database.read { db in
-            try db.queryFirst("""
-                SELECT user_id, password_hash, created_ts, is_guest, is_admin, deactivated, displayname, avatar_url
-                FROM users WHERE user_id = ?
-                """, .text(userID)).map(Self.user)
-        }
+        try await database.read { db in try db.queryFirst(Self.userSQL, .text(userID)).map(Self.user) }
     }
+
+    private static let userSQL = """
+        SELECT user_id, password_hash, created_ts, is_guest, is_admin, deactivated, displayname, avatar_url
+        FROM users WHERE user_id = ?
+        """
 
     /// Replaces every column of an existing user. Returns false when there is no such user.
     @discardableResult
@@ -127,14 +127,24 @@ public struct AccountStore: Sendable {
     }
 
     public func accessToken(hash: String) async throws -> AccessTokenRecord? {
+        try await database.read { db in try db.queryFirst(Self.accessTokenSQL, .text(hash)).map(Self.accessToken) }
+    }
+
+    /// The token of `hash` and its user, in one read: what a session that is not resident
+    /// needs to authenticate (`Sessions`). Nil when either is unknown.
+    public func accessTokenWithUser(hash: String) async throws -> (token: AccessTokenRecord, user: UserRecord)? {
         try await database.read { db in
-            try db.queryFirst("""
-                SELECT token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_hash, refresh_expires_ts,
-                       replaces_token_hash
-                FROM access_tokens WHERE token_hash = ?
-                """, .text(hash)).map(Self.accessToken)
+            guard let token = try db.queryFirst(Self.accessTokenSQL, .text(hash)).map(Self.accessToken),
+                  let user = try db.queryFirst(Self.userSQL, .text(token.userID)).map(Self.user) else { return nil }
+            return (token, user)
         }
     }
+
+    private static let accessTokenSQL = """
+        SELECT token_hash, user_id, device_id, created_ts, expires_ts, refresh_token_hash, refresh_expires_ts,
+               replaces_token_hash
+        FROM access_tokens WHERE token_hash = ?
+        """
 
     public func accessToken(refreshHash: String) async throws -> AccessTokenRecord? {
         try await database.read { db in

@@ -278,7 +278,7 @@ extension AccountStore {
         }
     }
 
-    /// Writes a batch of last-seen updates (the App's `LastSeenRecorder` flushes them every
+    /// Writes a batch of last-seen updates (the `LastSeenBatcher` of the session actors flushes them every
     /// few seconds rather than writing per request). Devices deleted meanwhile are skipped.
     public func recordLastSeen(_ updates: [(userID: String, deviceID: String, ts: Int64, ip: String, userAgent: String?)]) async throws {
         let batch = updates.map { [SQLValue.int($0.ts), .text($0.ip), .text($0.userAgent), .text($0.userID), .text($0.deviceID)] }

@@ -39,6 +39,10 @@ public final class Database: Sendable {
     /// answers instead of growing a queue that delays every writer.
     private let pendingWrites = Atomic<Int>(0)
     public static let maxPendingWrites = 4096
+    private let readsStarted = Atomic<Int>(0)
+    /// `read` calls since the store opened (a relaxed counter): tests use it to show that a
+    /// path answers from memory.
+    public var readCount: Int { readsStarted.load(ordering: .relaxed) }
 
     private init(configuration: DatabaseConfiguration, backend: Backend) {
         self.configuration = configuration
@@ -126,6 +130,7 @@ public final class Database: Sendable {
     /// statements should use `write`. Do not write in a read body.
     @discardableResult
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
+        readsStarted.add(1, ordering: .relaxed)
         switch backend {
         case .sqlite(let writer, let readers):
             return try await (readers ?? writer).withConnection { connection in

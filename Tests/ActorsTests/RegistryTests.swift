@@ -172,6 +172,38 @@ struct RegistryTests {
         #expect(counters.deactivations == 4)
     }
 
+    /// `touch` (a use that bypassed `get`) counts for LRU and idle time; `remove` drops a
+    /// resident at once; `get(_:activatingWith:)` builds with the caller's closure.
+    @Test func touchRemoveAndCallerBuiltActivation() async throws {
+        let clock = ManualClock()
+        let registry = Registry<Int, Probe>(limits: RegistryLimits(maxResident: 2, idleTimeout: .seconds(60)),
+                                           clock: clock) { Probe(key: $0) }
+        let built = Probe(key: 1)
+        #expect(try await registry.get(1, activatingWith: { _ in built }) === built)
+        // Resident: the caller's closure is not used again.
+        #expect(try await registry.get(1, activatingWith: { _ in Probe(key: 99) }) === built)
+        _ = try await registry.get(2)
+        await registry.touch(1)  // 2 is now the least recently used
+        _ = try await registry.get(3)
+        #expect(await registry.resident(2) == nil)
+        #expect(await registry.resident(1) === built)
+        clock.advance(by: .seconds(50))
+        await registry.touch(1)
+        clock.advance(by: .seconds(20))
+        await registry.sweepIdle()  // 3 idle for 70 s, 1 for 20 s
+        #expect(await registry.resident(3) == nil)
+        #expect(await registry.resident(1) === built)
+        await registry.remove(1)
+        await registry.touch(1)  // not resident: nothing happens
+        #expect(await registry.resident(1) == nil)
+        await registry.deactivateAll()
+        #expect(await built.deactivated == 1)
+        let counters = await registry.counters
+        #expect(counters.resident == 0)
+        #expect(counters.evictions == 1)
+        #expect(counters.idleDeactivations == 1)
+    }
+
     @Test func idleActorsAreDeactivatedAndComeBackFresh() async throws {
         let clock = ManualClock()
         let registry = Registry<Int, Probe>(limits: RegistryLimits(maxResident: 10, idleTimeout: .seconds(60)),

@@ -69,7 +69,7 @@ struct DeviceProfileAccountDataTests {
             let stored = try await database.accounts.device(userID: "@alice:localhost", deviceID: device)
             // Not written per request...
             #expect(stored?.lastSeenTs ?? 0 < shown)
-            try await Task.sleep(for: .seconds(LastSeenRecorder.intervalSeconds + 1))
+            try await Task.sleep(for: Accounts.lastSeenFlushInterval + .seconds(1))
             // ...but within the flush interval.
             let flushed = try await database.accounts.device(userID: "@alice:localhost", deviceID: device)
             #expect(flushed?.lastSeenTs ?? 0 >= shown)

@@ -4,6 +4,14 @@
 /// acknowledged.
 public protocol RegistryMember: Actor {
     func deactivate() async
+    /// Called synchronously by the registry the moment it drops this actor, before
+    /// `deactivate` is scheduled: by the time the `get` that caused an eviction returns,
+    /// the evicted actor has heard it (an index in front of the registry stays exact).
+    nonisolated func willDeactivate()
+}
+
+extension RegistryMember {
+    public nonisolated func willDeactivate() {}
 }
 
 /// The supervisor of one actor kind (rooms, sessions, notifiers...): get-or-activate by key
@@ -46,6 +54,14 @@ public actor Registry<Key: Hashable & Sendable, Member: RegistryMember> {
 
     /// The actor of `key`, activated if needed. Concurrent callers share one activation.
     public func get(_ key: Key) async throws -> Member {
+        try await get(key, activatingWith: activate)
+    }
+
+    /// `get`, but if this call starts the activation it builds the actor with `build`
+    /// instead of the registry's own closure (the caller already read what the actor needs,
+    /// as a session authenticating a token has read its user). Callers that join an
+    /// activation in flight get the actor built by whoever started it.
+    public func get(_ key: Key, activatingWith build: @escaping Activate) async throws -> Member {
         switch machine.get(key, now: clock.now()) {
         case .resident:
             guard let member = residents[key] else { preconditionFailure("registry: resident without actor") }
@@ -55,7 +71,7 @@ public actor Registry<Key: Hashable & Sendable, Member: RegistryMember> {
             return try await activation.task.value
         case let .activate(generation):
             let previous = deactivations[key]?.task
-            let activate = self.activate
+            let activate = build
             // Unstructured, so that a cancelled first caller does not cancel the others.
             let task = Task<Member, any Error> {
                 await previous?.value
@@ -82,6 +98,18 @@ public actor Registry<Key: Hashable & Sendable, Member: RegistryMember> {
               let generation = machine.residentGeneration(key) else { return }
         machine.failed(key, generation: generation)
         deactivate([key])
+    }
+
+    /// Marks the resident actor of `key` as just used (LRU order and idle time) for callers
+    /// that reach it without `get`. Does nothing if it is not resident.
+    public func touch(_ key: Key) {
+        machine.touch(key, now: clock.now())
+    }
+
+    /// Deactivates the resident actor of `key` now (what it caches was revoked); the next
+    /// `get` activates a fresh one. Does nothing if it is not resident.
+    public func remove(_ key: Key) {
+        if machine.remove(key) { deactivate([key]) }
     }
 
     /// Deactivates the actors idle for at least `idleTimeout`. The App calls it
@@ -112,6 +140,7 @@ public actor Registry<Key: Hashable & Sendable, Member: RegistryMember> {
         if activations[key]?.generation == generation { activations[key] = nil }
         guard let evicted = machine.activated(key, generation: generation, now: clock.now()) else {
             // Superseded (shutdown during activation): never hand this actor out.
+            member.willDeactivate()
             await member.deactivate()
             throw CancellationError()
         }
@@ -129,6 +158,7 @@ public actor Registry<Key: Hashable & Sendable, Member: RegistryMember> {
     private func deactivate(_ keys: [Key]) {
         for key in keys {
             guard let member = residents.removeValue(forKey: key) else { continue }
+            member.willDeactivate()
             let previous = deactivations[key]?.task
             nextDeactivationID += 1
             let id = nextDeactivationID

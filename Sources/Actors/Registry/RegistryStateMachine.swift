@@ -96,6 +96,30 @@ public struct RegistryStateMachine<Key: Hashable & Sendable>: Sendable {
         return true
     }
 
+    /// The resident actor of `key` was used without going through `get` (a caller that keeps
+    /// its own reference, such as the session cache in front of the registry): it becomes
+    /// the most recently used and its idle time restarts. Returns false if `key` is not
+    /// resident (nothing changes).
+    @discardableResult
+    public mutating func touch(_ key: Key, now: Duration) -> Bool {
+        guard case let .resident(generation, _, _) = entries[key] else { return false }
+        tick += 1
+        entries[key] = .resident(generation: generation, lastUse: tick, lastUseTime: now)
+        return true
+    }
+
+    /// The resident actor of `key` must go now (what it caches was revoked): it is removed
+    /// and must be deactivated. Returns false if `key` is not resident; an activation in
+    /// flight is left alone.
+    @discardableResult
+    public mutating func remove(_ key: Key) -> Bool {
+        guard case .resident = entries[key] else { return false }
+        entries[key] = nil
+        counters.resident -= 1
+        counters.deactivations += 1
+        return true
+    }
+
     /// Residents unused for at least `idleTimeout` at `now`: they are removed and must be
     /// deactivated.
     public mutating func sweepIdle(now: Duration) -> [Key] {

@@ -1,44 +1,75 @@
+import Logging
 import Matrix
 import Persistence
 import Synchronization
 
 /// Collects the last-seen time, IP and user agent of devices from every `SessionActor` and
-/// writes them in one transaction per flush, so that a busy server writes each active
-/// device at most once per interval instead of once per request. Owned by the App (one per
-/// process), which runs `runFlushes(every:)`; losing an unflushed entry in a crash only
-/// makes a "last seen" a little older.
+/// writes them in one transaction per flush (`AccountStore.recordLastSeen`), so that a busy
+/// server writes each active device at most once per interval instead of once per request.
+/// Owned by `Sessions` (one per process), whose upkeep runs `runFlushes(every:)` and flushes
+/// once more at shutdown; the devices API overlays `pending(_:_:)`, so clients see a
+/// sighting at once. Losing an unflushed entry in a crash only makes a "last seen" a little
+/// older.
 public final class LastSeenBatcher: Sendable {
     /// One device's newest sighting.
     public struct Sighting: Sendable, Equatable {
         public var timestamp: Int64
-        public var ip: String?
+        public var ip: String
         public var userAgent: String?
-        public init(timestamp: Int64, ip: String?, userAgent: String?) {
+        public init(timestamp: Int64, ip: String, userAgent: String?) {
             self.timestamp = timestamp
             self.ip = ip
             self.userAgent = userAgent
         }
     }
 
-    struct DeviceKey: Hashable, Sendable {
-        var user: UserID
-        var device: DeviceID
-    }
-
-    private let database: Database
-    private let pending = Mutex<[DeviceKey: Sighting]>([:])
+    private let store: AccountStore
+    private let logger: Logger
+    /// Keyed by the raw ids (see `RawDeviceKey`): this runs on every request.
+    private let pending = Mutex<[RawDeviceKey: Sighting]>([:])
     private let flushed = Atomic<Int>(0)
+    /// Signalled when a sighting arrives with nothing pending: the flush loop then waits
+    /// one interval and writes, so a sighting is written at most one interval later.
+    private let arrivals: AsyncStream<Void>
+    private let arrival: AsyncStream<Void>.Continuation
 
-    public init(database: Database) {
-        self.database = database
+    public init(store: AccountStore, logger: Logger = Logger(label: "myelin.sessions")) {
+        self.store = store
+        self.logger = logger
+        (arrivals, arrival) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
     }
 
-    /// Records a sighting; only the newest per device is kept until the next flush.
-    public func record(_ user: UserID, _ device: DeviceID, _ sighting: Sighting) {
+    /// Records a sighting; only the newest per device is kept until the next flush. A
+    /// request without a user agent keeps the one seen before (the store does the same).
+    public func record(_ key: SessionKey, _ sighting: Sighting) {
+        let key = RawDeviceKey(key)
+        let first = pending.withLock { pending in
+            let first = pending.isEmpty
+            Self.merge(sighting, into: &pending[key])  // one hash lookup
+            return first
+        }
+        if first { arrival.yield() }
+    }
+
+    private static func merge(_ sighting: Sighting, into entry: inout Sighting?) {
+        guard let existing = entry else {
+            entry = sighting
+            return
+        }
+        if existing.timestamp > sighting.timestamp { return }
+        entry = Sighting(timestamp: sighting.timestamp, ip: sighting.ip, userAgent: sighting.userAgent ?? existing.userAgent)
+    }
+
+    /// The sighting of a device not yet written, if any.
+    public func pending(_ key: SessionKey) -> Sighting? {
+        pending.withLock { $0[RawDeviceKey(key)] }
+    }
+
+    /// Forgets the pending sightings of a deleted device, or with `device` nil of every
+    /// device of the user.
+    public func forget(_ user: UserID, device: DeviceID? = nil) {
         pending.withLock { pending in
-            let key = DeviceKey(user: user, device: device)
-            if let existing = pending[key], existing.timestamp > sighting.timestamp { return }
-            pending[key] = sighting
+            pending = pending.filter { key, _ in !(key.user == user.rawValue && (device == nil || key.device == device?.rawValue)) }
         }
     }
 
@@ -56,30 +87,38 @@ public final class LastSeenBatcher: Sendable {
             return pending
         }
         guard !batch.isEmpty else { return }
-        let rows = batch.map { ($0.key.user.rawValue, $0.key.device.rawValue, $0.value) }
         do {
-            try await database.write { db in
-                for (user, device, sighting) in rows {
-                    try db.execute("""
-                        UPDATE devices SET last_seen_ts = ?, last_seen_ip = ?, last_seen_user_agent = ?
-                        WHERE user_id = ? AND device_id = ? AND (last_seen_ts IS NULL OR last_seen_ts <= ?)
-                        """, .int(sighting.timestamp), .text(sighting.ip), .text(sighting.userAgent),
-                        .text(user), .text(device), .int(sighting.timestamp))
-                }
-            }
-            flushed.add(rows.count, ordering: .relaxed)
+            try await store.recordLastSeen(batch.map { key, sighting in
+                (key.user, key.device, sighting.timestamp, sighting.ip, sighting.userAgent)
+            })
+            flushed.add(batch.count, ordering: .relaxed)
         } catch {
-            for (key, sighting) in batch { record(key.user, key.device, sighting) }
+            pending.withLock { pending in
+                for (key, sighting) in batch { Self.merge(sighting, into: &pending[key]) }
+            }
             throw error
         }
     }
 
-    /// Flushes every `interval` until the calling task is cancelled, then once more.
+    /// Until the calling task is cancelled (then flushes once more): whenever sightings
+    /// are pending, waits `interval` and flushes, so that each is written at most one
+    /// interval after it was recorded and an idle server writes nothing. A failed flush is
+    /// logged; its sightings wait for the next one.
     public func runFlushes(every interval: Duration) async {
-        while !Task.isCancelled {
+        for await _ in arrivals {
             do { try await Task.sleep(for: interval) } catch { break }
-            try? await flush()
+            await flushLogged()
+            if pendingCount > 0 { arrival.yield() }  // a failed flush, or sightings since
         }
-        try? await flush()
+        await flushLogged()
+    }
+
+    /// `flush`, logging a failure instead of throwing it (the sightings stay pending).
+    public func flushLogged() async {
+        do {
+            try await flush()
+        } catch {
+            logger.warning("last-seen flush of \(pendingCount) devices failed: \(error)")
+        }
     }
 }

@@ -1,3 +1,4 @@
+import Actors
 import Logging
 import Matrix
 import Persistence
@@ -11,18 +12,20 @@ struct Requester: Sendable {
     let isGuest: Bool
     /// The stored hash of the access token used (logout deletes it).
     let tokenHash: String
+    /// The device's resident session (nil for a token stored without a device).
+    let session: SessionActor?
 }
 
-/// The state of the accounts API shared by its handlers: token authentication (with a small
-/// cache in front of the store), password hashing, last-seen batching, rate limits and the
-/// account-data and presence stream trackers. Built by `MyelinServer` after the store opens;
+/// The state of the accounts API shared by its handlers: token authentication (through the
+/// resident `SessionActor`s of `sessions`, which also batch last-seen), password hashing,
+/// rate limits and the account-data and presence stream trackers. Built by `MyelinServer` after the store opens;
 /// owned by `MyelinApp`.
 final class Accounts: Sendable {
     let configuration: Configuration
     let database: Database
     let passwords = PasswordHasher()
-    let tokens = AccessTokenCache()
-    let lastSeen: LastSeenRecorder
+    /// The resident sessions (one actor per device) and their token index.
+    let sessions: Sessions
     let rateLimiter: RateLimiter
     let accountDataStream: StreamTracker
     let presenceStream: StreamTracker
@@ -30,7 +33,10 @@ final class Accounts: Sendable {
     init(configuration: Configuration, database: Database, logger: Logger) async throws {
         self.configuration = configuration
         self.database = database
-        lastSeen = LastSeenRecorder(store: database.accounts, logger: logger)
+        let pool = configuration.actors.sessions
+        sessions = Sessions(store: database.accounts,
+                            limits: RegistryLimits(maxResident: pool.maxResident, idleTimeoutSeconds: pool.idleTimeoutSeconds),
+                            lastSeen: LastSeenBatcher(store: database.accounts, logger: logger))
         rateLimiter = RateLimiter(enabled: configuration.rateLimits.enabled)
         accountDataStream = try await StreamTracker.load(name: "account_data", from: database,
                                                         maxPositionSQL: ClientDataStore.maxAccountDataPositionSQL)
@@ -65,37 +71,23 @@ final class Accounts: Sendable {
             throw MatrixError(.missingToken, "Missing access token")
         }
         let hash = Secrets.hash(token)
-        let now = Clock.nowMilliseconds()
-        let session: AccessTokenCache.Session
-        if let cached = tokens.lookup(hash) {
-            session = cached
-        } else {
-            guard let record = try await database.accounts.accessToken(hash: hash),
-                  let user = try await database.accounts.user(id: record.userID),
-                  let userID = try? UserID(parsing: record.userID) else {
-                throw MatrixError(.unknownToken, "Unrecognised access token")
-            }
-            session = .init(userID: userID, deviceID: record.deviceID, isGuest: user.isGuest,
-                            expiresTs: record.expiresTs, deactivated: user.deactivated)
-            // The first use of tokens from `/refresh` revokes the tokens they replaced.
-            if let replaced = record.replacesTokenHash {
-                try await database.accounts.completeRotation(tokenHash: hash, replaced: replaced)
-                tokens.remove(replaced)
-            }
-            tokens.insert(hash, session)
-        }
-        if let expires = session.expiresTs, expires <= now {
-            throw MatrixError(.unknownToken, "Access token has expired", extra: ["soft_logout": true])
-        }
-        if session.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }
+        let session = try await sessions.authenticate(tokenHash: hash, now: Clock.nowMilliseconds(), ip: context.clientAddress,
+                                                      userAgent: context.request.headers["User-Agent"])
         if session.isGuest && !allowGuests {
             throw MatrixError(.guestAccessForbidden, "Guest access not allowed")
         }
-        if let device = session.deviceID {
-            lastSeen.record(userID: session.userID.rawValue, deviceID: device, ts: now,
-                            ip: context.clientAddress, userAgent: context.request.headers["User-Agent"])
-        }
-        return Requester(userID: session.userID, deviceID: session.deviceID, isGuest: session.isGuest, tokenHash: hash)
+        return Requester(userID: session.user, deviceID: session.deviceID, isGuest: session.isGuest, tokenHash: hash,
+                         session: session.session)
+    }
+
+    /// How often pending last-seen values are written (and idle sessions swept).
+    static let lastSeenFlushInterval = Duration.seconds(5)
+
+    /// The device's tokens were deleted (logout, device deletion, a reused device id): its
+    /// session goes at once.
+    func revokeSession(_ user: UserID, device: String) async {
+        guard let device = try? DeviceID(parsing: device) else { return }
+        await sessions.revoke(user, device: device)
     }
 
     // MARK: sessions
@@ -121,7 +113,7 @@ final class Accounts: Sendable {
         // Reusing a device id logs its previous sessions out (Synapse does the same).
         if requested != nil {
             try await database.accounts.deleteAccessTokens(userID: userID.rawValue, deviceID: deviceID)
-            tokens.removeAll(userID: userID.rawValue, deviceID: deviceID)
+            await revokeSession(userID, device: deviceID)
         }
         try await database.accounts.upsertDevice(DeviceRecord(userID: userID.rawValue, deviceID: deviceID,
                                                               displayName: displayName, lastSeenTs: now, lastSeenIP: ip,
@@ -187,59 +179,5 @@ final class Accounts: Sendable {
         }
         if user.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }
         return user
-    }
-}
-
-/// Recently used access tokens (by hash), so that an authenticated request usually costs no
-/// database read. Bounded; entries are dropped on logout, device deletion, password change
-/// and deactivation by this process. Another process sharing PostgreSQL would see a revoked
-/// token for at most `ttlMs`.
-final class AccessTokenCache: Sendable {
-    struct Session: Sendable {
-        let userID: UserID
-        let deviceID: String?
-        let isGuest: Bool
-        let expiresTs: Int64?
-        let deactivated: Bool
-    }
-
-    private struct Entry {
-        let session: Session
-        let cachedAt: Int64
-    }
-
-    static let capacity = 50_000
-    static let ttlMs: Int64 = 60_000
-    private let entries = Mutex<[String: Entry]>([:])
-
-    func lookup(_ hash: String) -> Session? {
-        let now = Clock.nowMilliseconds()
-        return entries.withLock { entries in
-            guard let entry = entries[hash] else { return nil }
-            if now - entry.cachedAt > Self.ttlMs {
-                entries[hash] = nil
-                return nil
-            }
-            return entry.session
-        }
-    }
-
-    func insert(_ hash: String, _ session: Session) {
-        let now = Clock.nowMilliseconds()
-        entries.withLock { entries in
-            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
-            entries[hash] = Entry(session: session, cachedAt: now)
-        }
-    }
-
-    func remove(_ hash: String) { entries.withLock { _ = $0.removeValue(forKey: hash) } }
-
-    /// Drops every cached token of the user, or of one of its devices.
-    func removeAll(userID: String, deviceID: String? = nil) {
-        entries.withLock { entries in
-            entries = entries.filter { _, entry in
-                !(entry.session.userID.rawValue == userID && (deviceID == nil || entry.session.deviceID == deviceID))
-            }
-        }
     }
 }

@@ -44,11 +44,8 @@ enum AccountManagement {
             try await accounts.database.accounts.setPassword(userID: user, hash: hash,
                                                              logoutExcept: logout ? .some(requester.deviceID) : nil)
             if logout {
-                // Other devices' cached tokens go; the requester's session stays.
-                let keep = requester.tokenHash
-                let session = accounts.tokens.lookup(keep)
-                accounts.tokens.removeAll(userID: user)
-                if let session { accounts.tokens.insert(keep, session) }
+                // Other devices' sessions go; the requester's stays.
+                await accounts.sessions.revoke(requester.userID, keeping: requester.session?.identity.device)
             }
             return .json([:])
         }
@@ -62,8 +59,7 @@ enum AccountManagement {
             // account can still send, each leave through its room's actor.
             try await leaveEveryRoom(context.app, requester.userID)
             try await accounts.database.accounts.deactivate(userID: user, erase: body["erase"]?.boolValue ?? false)
-            accounts.tokens.removeAll(userID: user)
-            accounts.lastSeen.forget(userID: user)
+            await accounts.sessions.revoke(requester.userID)
             context.app.logger.info("deactivated \(user)")
             return .json(["id_server_unbind_result": "no-support"])
         }

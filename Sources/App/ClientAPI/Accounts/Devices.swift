@@ -1,3 +1,4 @@
+import Actors
 import Matrix
 import Persistence
 import Transport
@@ -71,8 +72,9 @@ enum Devices {
     static func json(_ device: DeviceRecord, accounts: Accounts) -> JSON {
         var ts = device.lastSeenTs
         var ip = device.lastSeenIP
-        if let pending = accounts.lastSeen.pendingSeen(userID: device.userID, deviceID: device.deviceID) {
-            ts = pending.ts
+        if let user = try? UserID(parsing: device.userID), let id = try? DeviceID(parsing: device.deviceID),
+           let pending = accounts.sessions.lastSeen.pending(SessionKey(user: user, device: id)) {
+            ts = pending.timestamp
             ip = pending.ip
         }
         // Absent, not null, when unknown: the specification types these as strings and
@@ -105,10 +107,7 @@ enum Devices {
         let accounts = app.accounts
         let user = requester.userID.rawValue
         try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: ids)
-        for id in ids {
-            accounts.tokens.removeAll(userID: user, deviceID: id)
-            accounts.lastSeen.forget(userID: user, deviceID: id)
-        }
+        for id in ids { await accounts.revokeSession(requester.userID, device: id) }
         try await app.keys.deviceListChanged(requester.userID, removedDevices: ids)
     }
 }

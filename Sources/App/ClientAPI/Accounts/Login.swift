@@ -16,13 +16,12 @@ enum Login {
             // Logging out deletes the device too, as in Synapse.
             if let device = requester.deviceID {
                 try await accounts.database.accounts.deleteDevice(userID: requester.userID.rawValue, deviceID: device)
-                accounts.tokens.removeAll(userID: requester.userID.rawValue, deviceID: device)
-                accounts.lastSeen.forget(userID: requester.userID.rawValue, deviceID: device)
+                await accounts.revokeSession(requester.userID, device: device)
                 try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
             } else {
                 try await accounts.database.accounts.deleteAccessToken(hash: requester.tokenHash)
             }
-            accounts.tokens.remove(requester.tokenHash)
+            accounts.sessions.revoke(tokenHash: requester.tokenHash)
             return .json([:])
         }
         routes.client(.post, "/logout/all") { context in
@@ -32,8 +31,7 @@ enum Login {
             let devices = try await accounts.database.accounts.devices(of: user).map(\.deviceID)
             try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: devices)
             try await accounts.database.accounts.deleteAccessTokens(userID: user, deviceID: nil)
-            accounts.tokens.removeAll(userID: user)
-            accounts.lastSeen.forget(userID: user)
+            await accounts.sessions.revoke(requester.userID)
             try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
             return .json([:])
         }
@@ -102,7 +100,7 @@ enum Login {
         guard try await accounts.database.accounts.rotateRefreshToken(old: old, new: fresh.record) else {
             throw MatrixError(.unknownToken, "Unknown refresh token", extra: ["soft_logout": false])
         }
-        if let predecessor = old.replacesTokenHash { accounts.tokens.remove(predecessor) }
+        if let predecessor = old.replacesTokenHash { accounts.sessions.revoke(tokenHash: predecessor) }
         var response: [String: JSON] = ["access_token": .string(fresh.issued.accessToken)]
         if let refresh = fresh.issued.refreshToken { response["refresh_token"] = .string(refresh) }
         if let expires = fresh.issued.expiresInMs { response["expires_in_ms"] = .int(expires) }

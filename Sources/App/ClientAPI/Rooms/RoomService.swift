@@ -3,7 +3,6 @@ import Actors
 import Logging
 import Matrix
 import Persistence
-import Synchronization
 
 /// What the room handlers share: the room actors (`Rooms`) and the services in Actors that
 /// answer without them — timelines (each room actor's published ring and newest position),
@@ -22,9 +21,6 @@ final class RoomService: Sendable {
     let receipts: ReceiptService
     let toDevice: ToDeviceService
     private let logger = Logger(label: "myelin.rooms")
-    /// Per device (`user|device`), the to-device position its syncs acknowledged last, so a
-    /// sync with nothing new skips the store.
-    let toDeviceAcknowledged = Mutex<[String: Int64]>([:])
     /// Users unused this long leave the in-memory membership cache (the room actors' idle
     /// timeout).
     let membershipIdleSeconds: Int64
@@ -59,7 +55,6 @@ final class RoomService: Sendable {
             await rooms.registry.sweepIdle()
             fanout.sweep()
             membershipService.evictIdle(idleSeconds: membershipIdleSeconds)
-            toDeviceAcknowledged.withLock { if $0.count > 100_000 { $0.removeAll() } }
             for (room, position) in typing.expire(now: Clock.nowMilliseconds()) {
                 await notifyMembers(of: room, StreamChange(.typing, position))
             }

@@ -167,9 +167,11 @@ struct SyncBuilder {
         let user = request.user
         var toDevice: [[UInt8]] = []
         var toDeviceNext = upTo[.toDevice]
-        let deviceKey = user.rawValue + "|" + request.device
+        // The device's session remembers what its last sync acknowledged, so a sync with
+        // nothing new skips the store.
+        let session = app.accounts.sessions.resident(user, deviceID: request.device)
         let acknowledged = since?[.toDevice] ?? 0
-        let lastAcknowledged = service.toDeviceAcknowledged.withLock { $0[deviceKey] }
+        let lastAcknowledged = session?.toDeviceAcknowledged
         if !request.device.isEmpty,
            full || upTo[.toDevice] > acknowledged || lastAcknowledged == nil || acknowledged > lastAcknowledged! {
             let userID = user.rawValue, device = request.device
@@ -184,7 +186,7 @@ struct SyncBuilder {
                                                   limit: SendToDevice.maxMessagesPerSync)
             }
             toDevice = rows.map(\.1)
-            service.toDeviceAcknowledged.withLock { $0[deviceKey] = acknowledged }
+            session?.recordToDeviceAcknowledged(acknowledged)
             // A full batch: the token stops at its last message so the rest follows.
             if rows.count == SendToDevice.maxMessagesPerSync, let last = rows.last { toDeviceNext = last.0 }
         }
