@@ -5,11 +5,11 @@ extension Schema {
     /// to re-query their keys.
     static let e2eKeys = Migration(
         version: 66, name: "e2e_keys",
-        sqlite: """
+        """
             CREATE TABLE e2e_device_keys (
                 user_id TEXT NOT NULL,
                 device_id TEXT NOT NULL,
-                key_json BLOB NOT NULL,
+                key_json \(.bytes) NOT NULL,
                 PRIMARY KEY (user_id, device_id)
             );
             CREATE TABLE e2e_one_time_keys (
@@ -17,7 +17,7 @@ extension Schema {
                 device_id TEXT NOT NULL,
                 algorithm TEXT NOT NULL,
                 key_id TEXT NOT NULL,
-                key_json BLOB NOT NULL,
+                key_json \(.bytes) NOT NULL,
                 PRIMARY KEY (user_id, device_id, algorithm, key_id)
             );
             CREATE TABLE e2e_fallback_keys (
@@ -25,14 +25,14 @@ extension Schema {
                 device_id TEXT NOT NULL,
                 algorithm TEXT NOT NULL,
                 key_id TEXT NOT NULL,
-                key_json BLOB NOT NULL,
+                key_json \(.bytes) NOT NULL,
                 used INTEGER NOT NULL DEFAULT 0,
                 PRIMARY KEY (user_id, device_id, algorithm)
             );
             CREATE TABLE e2e_cross_signing_keys (
                 user_id TEXT NOT NULL,
                 key_type TEXT NOT NULL,
-                key_json BLOB NOT NULL,
+                key_json \(.bytes) NOT NULL,
                 PRIMARY KEY (user_id, key_type)
             );
             CREATE TABLE e2e_signatures (
@@ -44,51 +44,7 @@ extension Schema {
                 PRIMARY KEY (target_user_id, target_key, signer_user_id, signer_key_id)
             );
             CREATE TABLE device_lists_stream (
-                stream_id INTEGER NOT NULL,
-                user_id TEXT NOT NULL
-            );
-            CREATE INDEX device_lists_stream_by_position ON device_lists_stream (stream_id);
-            """,
-        postgres: """
-            CREATE TABLE e2e_device_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                key_json BYTEA NOT NULL,
-                PRIMARY KEY (user_id, device_id)
-            );
-            CREATE TABLE e2e_one_time_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                algorithm TEXT NOT NULL,
-                key_id TEXT NOT NULL,
-                key_json BYTEA NOT NULL,
-                PRIMARY KEY (user_id, device_id, algorithm, key_id)
-            );
-            CREATE TABLE e2e_fallback_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                algorithm TEXT NOT NULL,
-                key_id TEXT NOT NULL,
-                key_json BYTEA NOT NULL,
-                used INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (user_id, device_id, algorithm)
-            );
-            CREATE TABLE e2e_cross_signing_keys (
-                user_id TEXT NOT NULL,
-                key_type TEXT NOT NULL,
-                key_json BYTEA NOT NULL,
-                PRIMARY KEY (user_id, key_type)
-            );
-            CREATE TABLE e2e_signatures (
-                signer_user_id TEXT NOT NULL,
-                signer_key_id TEXT NOT NULL,
-                target_user_id TEXT NOT NULL,
-                target_key TEXT NOT NULL,
-                signature TEXT NOT NULL,
-                PRIMARY KEY (target_user_id, target_key, signer_user_id, signer_key_id)
-            );
-            CREATE TABLE device_lists_stream (
-                stream_id BIGINT NOT NULL,
+                stream_id \(.bigint) NOT NULL,
                 user_id TEXT NOT NULL
             );
             CREATE INDEX device_lists_stream_by_position ON device_lists_stream (stream_id);

@@ -10,22 +10,22 @@ extension Schema {
     /// the state after it.
     static let rooms = Migration(
         version: 60, name: "rooms",
-        sqlite: """
+        """
             CREATE TABLE rooms (
                 room_id TEXT PRIMARY KEY NOT NULL,
                 room_version TEXT NOT NULL,
-                created_ts INTEGER NOT NULL
+                created_ts \(.bigint) NOT NULL
             );
             CREATE TABLE events (
-                stream_ordering INTEGER PRIMARY KEY NOT NULL,
+                stream_ordering \(.bigint) PRIMARY KEY NOT NULL,
                 event_id TEXT NOT NULL UNIQUE,
                 room_id TEXT NOT NULL,
                 type TEXT NOT NULL,
                 state_key TEXT,
                 sender TEXT NOT NULL,
-                depth INTEGER NOT NULL,
-                state_group INTEGER NOT NULL,
-                json BLOB NOT NULL
+                depth \(.bigint) NOT NULL,
+                state_group \(.bigint) NOT NULL,
+                json \(.bytes) NOT NULL
             );
             CREATE INDEX events_by_room ON events (room_id, stream_ordering);
             CREATE TABLE room_forward_extremities (
@@ -34,50 +34,13 @@ extension Schema {
                 PRIMARY KEY (room_id, event_id)
             );
             CREATE TABLE state_groups (
-                id INTEGER PRIMARY KEY NOT NULL,
+                id \(.bigint) PRIMARY KEY NOT NULL,
                 room_id TEXT NOT NULL,
-                prev_group INTEGER,
+                prev_group \(.bigint),
                 delta_depth INTEGER NOT NULL
             );
             CREATE TABLE state_group_entries (
-                state_group INTEGER NOT NULL,
-                type TEXT NOT NULL,
-                state_key TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                PRIMARY KEY (state_group, type, state_key)
-            );
-            """,
-        postgres: """
-            CREATE TABLE rooms (
-                room_id TEXT PRIMARY KEY NOT NULL,
-                room_version TEXT NOT NULL,
-                created_ts BIGINT NOT NULL
-            );
-            CREATE TABLE events (
-                stream_ordering BIGINT PRIMARY KEY NOT NULL,
-                event_id TEXT NOT NULL UNIQUE,
-                room_id TEXT NOT NULL,
-                type TEXT NOT NULL,
-                state_key TEXT,
-                sender TEXT NOT NULL,
-                depth BIGINT NOT NULL,
-                state_group BIGINT NOT NULL,
-                json BYTEA NOT NULL
-            );
-            CREATE INDEX events_by_room ON events (room_id, stream_ordering);
-            CREATE TABLE room_forward_extremities (
-                room_id TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                PRIMARY KEY (room_id, event_id)
-            );
-            CREATE TABLE state_groups (
-                id BIGINT PRIMARY KEY NOT NULL,
-                room_id TEXT NOT NULL,
-                prev_group BIGINT,
-                delta_depth INTEGER NOT NULL
-            );
-            CREATE TABLE state_group_entries (
-                state_group BIGINT NOT NULL,
+                state_group \(.bigint) NOT NULL,
                 type TEXT NOT NULL,
                 state_key TEXT NOT NULL,
                 event_id TEXT NOT NULL,

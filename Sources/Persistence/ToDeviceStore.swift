@@ -3,27 +3,12 @@ extension Schema {
     /// them) and the senders' transaction ids.
     static let toDevice = Migration(
         version: 63, name: "to_device",
-        sqlite: """
+        """
             CREATE TABLE device_inbox (
-                stream_id INTEGER NOT NULL,
+                stream_id \(.bigint) NOT NULL,
                 user_id TEXT NOT NULL,
                 device_id TEXT NOT NULL,
-                message_json BLOB NOT NULL
-            );
-            CREATE INDEX device_inbox_by_device ON device_inbox (user_id, device_id, stream_id);
-            CREATE TABLE to_device_txns (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                txn_id TEXT NOT NULL,
-                PRIMARY KEY (user_id, device_id, txn_id)
-            );
-            """,
-        postgres: """
-            CREATE TABLE device_inbox (
-                stream_id BIGINT NOT NULL,
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                message_json BYTEA NOT NULL
+                message_json \(.bytes) NOT NULL
             );
             CREATE INDEX device_inbox_by_device ON device_inbox (user_id, device_id, stream_id);
             CREATE TABLE to_device_txns (
