@@ -1,3 +1,4 @@
+import Matrix
 import Testing
 @testable import Persistence
 
@@ -16,25 +17,86 @@ struct RoomClientStoreTests {
                 try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1", roomID: "!r:t", eventID: "$other")
                 // The same id on another path is another transaction.
                 try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!s:t/m", txnID: "t1", roomID: "!s:t", eventID: "$3")
-                #expect(try RoomClientStore.createAlias(db, alias: "#a:t", roomID: "!r:t", creator: "@a:t"))
-                #expect(try !RoomClientStore.createAlias(db, alias: "#a:t", roomID: "!s:t", creator: "@b:t"))
-                try RoomClientStore.setVisibility(db, roomID: "!r:t", visibility: "public")
-                try RoomClientStore.putReceipt(db, .init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$1", ts: 5, streamID: 1))
-                try RoomClientStore.putReceipt(db, .init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$2", ts: 6, streamID: 2))
             }
+            let (a, r, s, alias) = (try UserID(parsing: "@a:t"), try RoomID(parsing: "!r:t"), try RoomID(parsing: "!s:t"),
+                                    try RoomAlias(parsing: "#a:t"))
+            #expect(try await database.directory.createAlias(alias, room: r, creator: a))
+            #expect(try await !database.directory.createAlias(alias, room: s, creator: try UserID(parsing: "@b:t")))
+            try await database.directory.setVisibility("public", of: r)
+            try await database.receipts.put(.init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$1", ts: 5, streamID: 1))
+            try await database.receipts.put(.init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$2", ts: 6, streamID: 2))
             try await database.read { db throws in
                 #expect(try RoomClientStore.memberships(db, userID: "@a:t", membership: "join").map(\.roomID) == ["!r:t"])
                 #expect(try RoomClientStore.memberships(db, userID: "@a:t").count == 2)
                 #expect(try RoomClientStore.txnEvent(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1")?.eventID == "$2")
                 #expect(try RoomClientStore.txnEvent(db, userID: "@a:t", deviceID: "D", scope: "send/!s:t/m", txnID: "t1")?.eventID == "$3")
-                #expect(try RoomClientStore.alias(db, "#a:t")?.roomID == "!r:t")
-                #expect(try RoomClientStore.publicRooms(db) == ["!r:t"])
-                let receipts = try RoomClientStore.receipts(db, rooms: ["!r:t"], after: 0, upTo: 10)
-                #expect(receipts.map(\.eventID) == ["$2"])
-                #expect(try RoomClientStore.receipts(db, rooms: ["!r:t"], after: 2, upTo: 10).isEmpty)
             }
+            #expect(try await database.directory.alias(alias)?.roomID == r)
+            #expect(try await database.directory.alias(alias)?.creator == a)
+            #expect(try await database.directory.publicRooms() == [r])
+            let receipts = try await database.receipts.receipts(rooms: ["!r:t"], after: 0, upTo: 10)
+            #expect(receipts.map(\.eventID) == ["$2"])
+            #expect(try await database.receipts.receipts(rooms: ["!r:t"], after: 2, upTo: 10).isEmpty)
             try await database.write { db throws in try RoomClientStore.forget(db, roomID: "!s:t", userID: "@a:t") }
             try await database.read { db throws in #expect(try RoomClientStore.memberships(db, userID: "@a:t").count == 1) }
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func directoryMovesAndRemovesRooms(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let (a, old, new) = (try UserID(parsing: "@a:t"), try RoomID(parsing: "!old:t"), try RoomID(parsing: "!new:t"))
+            let (one, two) = (try RoomAlias(parsing: "#one:t"), try RoomAlias(parsing: "#two:t"))
+            #expect(try await database.directory.createAlias(one, room: old, creator: a))
+            #expect(try await database.directory.createAlias(two, room: old, creator: a))
+            try await database.directory.setVisibility("public", of: old)
+            #expect(try await database.directory.visibility(of: new) == "private")
+
+            try await database.directory.moveRoom(from: old, to: new)
+            #expect(try await database.directory.aliases(of: old).isEmpty)
+            #expect(try await database.directory.aliases(of: new) == ["#one:t", "#two:t"])
+            #expect(try await database.directory.visibility(of: old) == "private")
+            #expect(try await database.directory.publicRooms() == [new])
+            // An unlisted room's upgrade lists nothing.
+            let newer = try RoomID(parsing: "!newer:t")
+            try await database.directory.setVisibility("private", of: new)
+            try await database.directory.moveRoom(from: new, to: newer)
+            #expect(try await database.directory.publicRooms().isEmpty)
+            #expect(try await database.directory.aliases(of: newer).count == 2)
+
+            try await database.directory.setVisibility("public", of: newer)
+            try await database.directory.removeRoom(newer)
+            #expect(try await database.directory.aliases(of: newer).isEmpty)
+            #expect(try await database.directory.publicRooms().isEmpty)
+            #expect(try await database.directory.alias(one) == nil)
+            #expect(try await !database.directory.deleteAlias(one))
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func unreadEventsFollowReadReceipts(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let (a, r) = (try UserID(parsing: "@a:t"), try RoomID(parsing: "!r:t"))
+            try await database.write { db throws in
+                try RoomEventStore.insertRoom(db, roomID: "!r:t", roomVersion: "10", createdTS: 1)
+                for position in Int64(1)...5 {
+                    try RoomEventStore.insertEvent(db, .init(streamOrdering: position, eventID: "$\(position)", roomID: "!r:t",
+                                                             type: "m.room.message", stateKey: nil, sender: "@b:t", depth: position,
+                                                             stateGroup: 1, json: [], clientJSON: []))
+                }
+            }
+            var unread = try await database.receipts.unread(by: a, in: r, upTo: 5, limit: 10)
+            #expect(unread.events.map(\.streamOrdering) == [1, 2, 3, 4, 5])
+            #expect(unread.readUpTo.isEmpty)
+            try await database.receipts.put(.init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$2", ts: 1, streamID: 1))
+            try await database.receipts.put(.init(roomID: "!r:t", type: "m.read.private", userID: "@a:t", threadID: "$1", eventID: "$4", ts: 1, streamID: 2))
+            try await database.receipts.put(.init(roomID: "!r:t", type: "m.read", userID: "@b:t", threadID: "", eventID: "$5", ts: 1, streamID: 3))
+            unread = try await database.receipts.unread(by: a, in: r, upTo: 4, limit: 10)
+            #expect(unread.events.map(\.streamOrdering) == [3, 4])
+            #expect(unread.readUpTo == ["": 2, "$1": 4])
+            // The newest `limit`, oldest first.
+            unread = try await database.receipts.unread(by: a, in: r, upTo: 5, limit: 2)
+            #expect(unread.events.map(\.streamOrdering) == [4, 5])
         }
     }
 

@@ -93,14 +93,14 @@ enum Ephemeral {
             }
         }
         let stream = service.receiptStream
-        let receipt = RoomClientStore.Receipt(roomID: roomID.rawValue, type: type, userID: user.rawValue,
-                                              threadID: thread == "main" ? "main" : thread, eventID: eventID,
-                                              ts: Clock.nowMilliseconds(), streamID: 0)
+        let receipt = ReceiptStore.Receipt(roomID: roomID.rawValue, type: type, userID: user.rawValue,
+                                           threadID: thread == "main" ? "main" : thread, eventID: eventID,
+                                           ts: Clock.nowMilliseconds(), streamID: 0)
         let position = try await stream.withNextPosition { position in
             var receipt = receipt
             receipt.streamID = position
             let stored = receipt
-            try await app.database.write { db in try RoomClientStore.putReceipt(db, stored) }
+            try await app.database.receipts.put(stored)
             return position
         }
         // The user read the room: their counts start again from this receipt.

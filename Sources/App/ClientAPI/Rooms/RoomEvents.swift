@@ -127,9 +127,8 @@ enum RoomEvents {
         }
         for alias in aliases {
             let parsed = try RoomAlias(parsing: alias)
-            let key = parsed.rawValue
-            let found = try await app.database.read { db in try RoomClientStore.alias(db, key) }
-            guard found?.roomID == roomID.rawValue else {
+            let found = try await app.database.directory.alias(parsed)
+            guard found?.roomID == roomID else {
                 throw MatrixError("M_BAD_ALIAS", "Room alias \(alias) does not point to the room", status: 400)
             }
         }

@@ -46,7 +46,7 @@ final class RoomService: Sendable {
         rooms = Rooms(context: context, limits: RegistryLimits(maxResident: actors.rooms.maxResident,
                                                               idleTimeoutSeconds: actors.rooms.idleTimeoutSeconds))
         receiptStream = try await StreamTracker.load(name: "receipts", from: database,
-                                                     maxPositionSQL: RoomClientStore.maxReceiptPositionSQL)
+                                                     maxPositionSQL: ReceiptStore.maxPositionSQL)
         typing = TypingTracker()
         indexIdleSeconds = Int64(max(actors.rooms.idleTimeoutSeconds, 60))
         toDeviceStream = try await StreamTracker.load(name: "to_device", from: database, maxPositionSQL: ToDeviceStore.maxPositionSQL)
@@ -110,11 +110,10 @@ final class RoomService: Sendable {
     func resolve(_ idOrAlias: String) async throws -> RoomID {
         if idOrAlias.hasPrefix("#") {
             let alias = try RoomAlias(parsing: idOrAlias)
-            let key = alias.rawValue
-            guard let found = try await database.read({ db in try RoomClientStore.alias(db, key) }) else {
+            guard let found = try await database.directory.alias(alias) else {
                 throw MatrixError(.notFound, "Room alias \(idOrAlias) not found")
             }
-            return try RoomID(parsing: found.roomID)
+            return found.roomID
         }
         return try RoomID(parsing: idOrAlias)
     }

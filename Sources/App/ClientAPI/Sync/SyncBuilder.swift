@@ -74,14 +74,12 @@ struct SyncBuilder {
         }
 
         // Receipts of joined rooms when the stream moved.
-        var receipts: [String: [RoomClientStore.Receipt]] = [:]
+        var receipts: [String: [ReceiptStore.Receipt]] = [:]
         let joinedRooms = memberships.values.filter { $0.membership == "join" }.map(\.roomID)
         if full || upTo[.receipts] > since![.receipts] {
             let after = full ? 0 : since![.receipts]
             let bound = upTo[.receipts]
-            let rows = try await app.database.read { db in
-                try RoomClientStore.receipts(db, rooms: joinedRooms, after: after, upTo: bound)
-            }
+            let rows = try await app.database.receipts.receipts(rooms: joinedRooms, after: after, upTo: bound)
             for row in rows where row.type != "m.read.private" || row.userID == user.rawValue {
                 receipts[row.roomID, default: []].append(row)
             }
@@ -209,7 +207,7 @@ struct SyncBuilder {
     /// `membershipAt` is the position of the user's current membership event: events before
     /// it may be hidden from them by a history visibility of the time.
     func joinedRoom(_ room: String, full: Bool, after: Int64, upper: Int64, membershipAt: Int64,
-                    receipts: [RoomClientStore.Receipt]?, accountData: [[UInt8]]?) async throws -> RoomPlan? {
+                    receipts: [ReceiptStore.Receipt]?, accountData: [[UInt8]]?) async throws -> RoomPlan? {
         let roomID = try RoomID(parsing: room)
         let since = request.since
         var typers: [UserID]?
