@@ -55,8 +55,6 @@ extension Schema {
 /// client uploaded them (canonical JSON bytes); the App adds signatures and unsigned fields
 /// when it serves them.
 public enum KeyStore {
-    public static let maxDeviceListPositionSQL = "SELECT MAX(stream_id) FROM device_lists_stream"
-
     // MARK: Device keys
 
     /// Stores a device's identity keys; true when they differ from what was stored.
@@ -198,8 +196,8 @@ public enum KeyStore {
     private static func keyRows(_ db: any SQLConnection, table: String, keyColumn: String,
                                 users: [String]) throws -> [(String, String, [UInt8])] {
         var result: [(String, String, [UInt8])] = []
-        for chunk in chunks(users) {
-            result += try db.query("SELECT user_id, \(keyColumn), key_json FROM \(table) WHERE user_id IN (\(placeholders(chunk.count)))",
+        for chunk in sqlChunks(users) {
+            result += try db.query("SELECT user_id, \(keyColumn), key_json FROM \(table) WHERE user_id IN (\(sqlPlaceholders(chunk.count)))",
                                    chunk.map { .text($0) }).map { (try $0.text(0), try $0.text(1), try $0.blob(2)) }
         }
         return result
@@ -232,10 +230,10 @@ public enum KeyStore {
     /// Signatures on the keys of `users`.
     public static func signatures(_ db: any SQLConnection, targets users: [String]) throws -> [Signature] {
         var result: [Signature] = []
-        for chunk in chunks(users) {
+        for chunk in sqlChunks(users) {
             result += try db.query("""
                 SELECT signer_user_id, signer_key_id, target_user_id, target_key, signature FROM e2e_signatures
-                WHERE target_user_id IN (\(placeholders(chunk.count)))
+                WHERE target_user_id IN (\(sqlPlaceholders(chunk.count)))
                 """, chunk.map { .text($0) }).map {
                 Signature(signerUserID: try $0.text(0), signerKeyID: try $0.text(1), targetUserID: try $0.text(2),
                           targetKey: try $0.text(3), signature: try $0.text(4))
@@ -243,67 +241,4 @@ public enum KeyStore {
         }
         return result
     }
-
-    // MARK: Device-list stream
-
-    public static func noteDeviceListChange(_ db: any SQLTransaction, position: Int64, userID: String) throws {
-        try db.execute("INSERT INTO device_lists_stream (stream_id, user_id) VALUES (?, ?)", .int(position), .text(userID))
-    }
-
-    /// Users whose devices or keys changed in `(after, upTo]` and who are `userID` or share a
-    /// joined room with them.
-    public static func deviceListChanges(_ db: any SQLConnection, userID: String, after: Int64, upTo: Int64) throws -> [String] {
-        try db.query("""
-            SELECT DISTINCT d.user_id FROM device_lists_stream d
-            WHERE d.stream_id > ? AND d.stream_id <= ? AND (d.user_id = ? OR d.user_id IN (
-                SELECT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
-                WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'))
-            """, .int(after), .int(upTo), .text(userID), .text(userID)).map { try $0.text(0) }
-    }
-
-    /// Membership changes in `(after, upTo]` of the rooms `userID` is or was in:
-    /// (room, user, membership). Includes the user's own changes.
-    public static func membershipChanges(_ db: any SQLConnection, userID: String, after: Int64,
-                                         upTo: Int64) throws -> [(String, String, String)] {
-        try db.query("""
-            SELECT m2.room_id, m2.user_id, m2.membership FROM room_memberships m1
-            JOIN room_memberships m2 ON m2.room_id = m1.room_id
-            WHERE m1.user_id = ? AND (m1.membership = 'join' OR (m1.stream_ordering > ? AND m1.stream_ordering <= ?))
-              AND m2.stream_ordering > ? AND m2.stream_ordering <= ?
-            """, .text(userID), .int(after), .int(upTo), .int(after), .int(upTo)).map {
-            (try $0.text(0), try $0.text(1), try $0.text(2))
-        }
-    }
-
-    /// The joined members of `rooms`.
-    public static func joinedMembers(_ db: any SQLConnection, rooms: [String]) throws -> [String] {
-        var result: [String] = []
-        for chunk in chunks(rooms) {
-            result += try db.query("""
-                SELECT DISTINCT user_id FROM room_memberships WHERE membership = 'join' AND room_id IN (\(placeholders(chunk.count)))
-                """, chunk.map { .text($0) }).map { try $0.text(0) }
-        }
-        return result
-    }
-
-    /// Which of `users` share a joined room with `userID`.
-    public static func sharingARoom(_ db: any SQLConnection, with userID: String, among users: [String]) throws -> Set<String> {
-        var result = Set<String>()
-        for chunk in chunks(users) {
-            for row in try db.query("""
-                SELECT DISTINCT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
-                WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'
-                  AND m2.user_id IN (\(placeholders(chunk.count)))
-                """, [.text(userID)] + chunk.map { .text($0) }) {
-                result.insert(try row.text(0))
-            }
-        }
-        return result
-    }
-
-    static func chunks(_ values: [String]) -> [ArraySlice<String>] {
-        stride(from: 0, to: values.count, by: 500).map { values[$0..<min($0 + 500, values.count)] }
-    }
-
-    static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
 }

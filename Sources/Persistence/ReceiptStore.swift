@@ -75,7 +75,7 @@ public struct ReceiptStore: Sendable {
                 let thread = try row.text(0), position = try row.int(1)
                 reads[thread] = max(reads[thread] ?? 0, position)
             }
-            let events = try RoomClientStore.events(db, roomID: room, after: reads[""] ?? 0, upTo: upper, backwards: true,
+            let events = try RoomEventStore.events(db, roomID: room, after: reads[""] ?? 0, upTo: upper, backwards: true,
                                                     limit: limit)
             return (events.reversed(), reads)
         }

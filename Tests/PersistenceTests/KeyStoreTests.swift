@@ -66,22 +66,22 @@ struct KeyStoreTests {
                 // @a and @b share !r; @c left !r at 5; @d is in another room.
                 for (room, user, membership, ordering) in [("!r:t", "@a:t", "join", 1), ("!r:t", "@b:t", "join", 2),
                                                            ("!r:t", "@c:t", "leave", 5), ("!s:t", "@d:t", "join", 3)] {
-                    try RoomClientStore.setMembership(db, .init(roomID: room, userID: user, membership: membership,
+                    try MembershipStore.setMembership(db, .init(roomID: room, userID: user, membership: membership,
                                                                 eventID: "$\(user)", streamOrdering: Int64(ordering)))
                 }
                 for (position, user) in [(1, "@b:t"), (2, "@d:t"), (3, "@a:t"), (4, "@b:t")] {
-                    try KeyStore.noteDeviceListChange(db, position: Int64(position), userID: user)
+                    try DeviceListStore.noteDeviceListChange(db, position: Int64(position), userID: user)
                 }
             }
             try await database.read { db throws in
                 #expect(try KeyStore.crossSigningKeys(db, users: ["@a:t", "@z:t"]).map(\.1) == ["master"])
                 #expect(try KeyStore.signatures(db, targets: ["@a:t"]).map(\.signature) == ["s2"])
-                #expect(try Set(KeyStore.deviceListChanges(db, userID: "@a:t", after: 0, upTo: 4)) == ["@a:t", "@b:t"])
-                #expect(try KeyStore.deviceListChanges(db, userID: "@a:t", after: 3, upTo: 4) == ["@b:t"])
-                let moves = try KeyStore.membershipChanges(db, userID: "@a:t", after: 1, upTo: 5)
+                #expect(try Set(DeviceListStore.deviceListChanges(db, userID: "@a:t", after: 0, upTo: 4)) == ["@a:t", "@b:t"])
+                #expect(try DeviceListStore.deviceListChanges(db, userID: "@a:t", after: 3, upTo: 4) == ["@b:t"])
+                let moves = try MembershipStore.membershipChanges(db, userID: "@a:t", after: 1, upTo: 5)
                 #expect(Set(moves.map(\.1)) == ["@b:t", "@c:t"])
-                #expect(try KeyStore.sharingARoom(db, with: "@a:t", among: ["@b:t", "@c:t", "@d:t"]) == ["@b:t"])
-                #expect(try Set(KeyStore.joinedMembers(db, rooms: ["!r:t"])) == ["@a:t", "@b:t"])
+                #expect(try MembershipStore.sharingARoom(db, with: "@a:t", among: ["@b:t", "@c:t", "@d:t"]) == ["@b:t"])
+                #expect(try Set(MembershipStore.joinedMembers(db, rooms: ["!r:t"])) == ["@a:t", "@b:t"])
             }
         }
     }

@@ -24,7 +24,7 @@ enum AccountData {
         }
         routes.client(.get, "/user/{userId}/rooms/{roomId}/tags") { context in
             let (accounts, user, room) = try await owner(context, room: true, verb: "read")
-            let stored = try await accounts.database.clientData.accountData(userID: user, roomID: room, type: "m.tag")
+            let stored = try await accounts.database.accountData.accountData(userID: user, roomID: room, type: "m.tag")
             let tags = try stored.map { try JSON.parse(Array($0.utf8))["tags"] } ?? nil
             return .json(["tags": tags ?? .object([:])])
         }
@@ -71,7 +71,7 @@ enum AccountData {
         let content = try await context.jsonObject()
         let text = JSON.object(content).encodedString
         let position = try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.clientData.putAccountData(userID: user, roomID: roomID, type: type,
+            try await accounts.database.accountData.putAccountData(userID: user, roomID: roomID, type: type,
                                                                   content: text, position: position)
             return position
         }
@@ -84,7 +84,7 @@ enum AccountData {
 
     static func get(_ context: RequestContext, room: Bool) async throws -> HTTPResponse {
         let (accounts, user, roomID) = try await owner(context, room: room, verb: "get")
-        guard let stored = try await accounts.database.clientData.accountData(
+        guard let stored = try await accounts.database.accountData.accountData(
             userID: user, roomID: roomID, type: context.parameter("type")) else {
             throw MatrixError(.notFound, "Account data not found")
         }
@@ -94,7 +94,7 @@ enum AccountData {
     static func updateTags(_ accounts: Accounts, user: String, room: String?,
                            _ change: @escaping @Sendable (inout [String: JSON]) -> Void) async throws {
         try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.clientData.updateAccountData(userID: user, roomID: room, type: "m.tag",
+            try await accounts.database.accountData.updateAccountData(userID: user, roomID: room, type: "m.tag",
                                                                      position: position) { current in
                 var tags = try current.map { try JSON.parse(Array($0.utf8))["tags"]?.objectValue ?? [:] } ?? [:]
                 change(&tags)

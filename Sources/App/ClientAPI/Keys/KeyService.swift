@@ -31,7 +31,7 @@ final class KeyService: Sendable {
         self.database = database
         self.fanout = fanout
         deviceListStream = try await StreamTracker.load(name: "device_lists", from: database,
-                                                        maxPositionSQL: KeyStore.maxDeviceListPositionSQL)
+                                                        maxPositionSQL: DeviceListStore.maxPositionSQL)
     }
 
     // MARK: Device-list changes
@@ -45,7 +45,7 @@ final class KeyService: Sendable {
             try await database.write { db -> (T, Int64?) in
                 let (value, changed) = try body(db)
                 guard changed else { return (value, nil) }
-                try KeyStore.noteDeviceListChange(db, position: position, userID: userID)
+                try DeviceListStore.noteDeviceListChange(db, position: position, userID: userID)
                 return (value, position)
             }
         }
@@ -65,7 +65,7 @@ final class KeyService: Sendable {
 
     private func notifyPeers(of user: UserID, _ position: Int64) async {
         let userID = user.rawValue
-        let peers = (try? await database.read { db in try RoomClientStore.roomPeers(db, userID: userID) }) ?? []
+        let peers = (try? await database.read { db in try MembershipStore.roomPeers(db, userID: userID) }) ?? []
         var users = Set(peers.compactMap { try? UserID(parsing: $0) })
         users.insert(user)
         fanout.notify(users, of: StreamChange(.deviceLists, position))
@@ -119,11 +119,11 @@ final class KeyService: Sendable {
         return try await database.read { db in
             var changed = Set<String>()
             if keysMoved {
-                changed.formUnion(try KeyStore.deviceListChanges(db, userID: userID, after: keyAfter, upTo: keyUpTo))
+                changed.formUnion(try DeviceListStore.deviceListChanges(db, userID: userID, after: keyAfter, upTo: keyUpTo))
             }
             var left = Set<String>()
             if membershipsMoved && eventsUpTo > eventsAfter {
-                let moves = try KeyStore.membershipChanges(db, userID: userID, after: eventsAfter, upTo: eventsUpTo)
+                let moves = try MembershipStore.membershipChanges(db, userID: userID, after: eventsAfter, upTo: eventsUpTo)
                 var joinedRooms: [String] = []
                 var leftRooms: [String] = []
                 var candidates = Set<String>()
@@ -138,13 +138,13 @@ final class KeyService: Sendable {
                         candidates.insert(member)
                     }
                 }
-                if !joinedRooms.isEmpty { changed.formUnion(try KeyStore.joinedMembers(db, rooms: joinedRooms)) }
-                if !leftRooms.isEmpty { candidates.formUnion(try KeyStore.joinedMembers(db, rooms: leftRooms)) }
+                if !joinedRooms.isEmpty { changed.formUnion(try MembershipStore.joinedMembers(db, rooms: joinedRooms)) }
+                if !leftRooms.isEmpty { candidates.formUnion(try MembershipStore.joinedMembers(db, rooms: leftRooms)) }
                 candidates.remove(userID)
                 candidates.subtract(changed)
                 if !candidates.isEmpty {
                     let list = Array(candidates)
-                    let sharing = try KeyStore.sharingARoom(db, with: userID, among: list)
+                    let sharing = try MembershipStore.sharingARoom(db, with: userID, among: list)
                     left = candidates.subtracting(sharing)
                 }
             }

@@ -70,7 +70,7 @@ enum Membership {
                 throw MatrixError(.unknown, "User \(requester.userID) is in room \(roomID)", status: 400)
             }
             let room = roomID.rawValue, user = requester.userID.rawValue
-            try await context.app.database.write { db in try RoomClientStore.forget(db, roomID: room, userID: user) }
+            try await context.app.database.write { db in try MembershipStore.forget(db, roomID: room, userID: user) }
             context.app.roomService.index.forget(requester.userID)
             return .json([:])
         }
@@ -100,7 +100,7 @@ enum Membership {
             let requester = try await context.app.accounts.authenticate(context)
             let user = requester.userID.rawValue
             let rooms = try await context.app.database.read { db in
-                try RoomClientStore.memberships(db, userID: user, membership: "join")
+                try MembershipStore.memberships(db, userID: user, membership: "join")
             }
             return .json(["joined_rooms": .array(rooms.map(\.roomID).sorted().map { JSON.string($0) })])
         }
@@ -110,7 +110,7 @@ enum Membership {
             let target = try UserID(parsing: context.parameter("userId"))
             guard target == requester.userID else { throw MatrixError(.forbidden, "You may only list your own rooms") }
             let user = target.rawValue
-            let rooms = try await context.app.database.read { db in try RoomClientStore.memberships(db, userID: user) }
+            let rooms = try await context.app.database.read { db in try MembershipStore.memberships(db, userID: user) }
             func list(_ states: Set<String>) -> JSON {
                 .array(rooms.filter { states.contains($0.membership) }.map(\.roomID).sorted().map { .string($0) })
             }
@@ -151,7 +151,7 @@ enum Membership {
                 if let at = try context.position("at") { position = min(position, at) }
                 let bound = position
                 ids = try await context.app.database.read { db in
-                    guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: bound) else { return [] }
+                    guard let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: bound) else { return [] }
                     return try RoomEventStore.state(db, group: group).filter { $0.type == "m.room.member" }.map(\.eventID)
                 }
             }

@@ -79,7 +79,7 @@ enum RoomEvents {
         if let txn {
             let found = TransactionRef(userID: requester.userID.rawValue, deviceID: requester.deviceID ?? "", scope: scope, txnID: txn)
             if let existing = try await app.database.read({ db in
-                try RoomClientStore.txnEvent(db, userID: found.userID, deviceID: found.deviceID, scope: found.scope, txnID: found.txnID)
+                try EventTxnStore.txnEvent(db, userID: found.userID, deviceID: found.deviceID, scope: found.scope, txnID: found.txnID)
             }) {
                 return .json(["event_id": .string(existing.eventID)])
             }
@@ -154,7 +154,7 @@ enum RoomEvents {
         if let membership, membership.membership == "leave" || membership.membership == "ban" {
             let room = roomID.rawValue, position = membership.streamOrdering
             let entries = try await app.database.read { db in
-                guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: position) else {
+                guard let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: position) else {
                     return [RoomEventStore.StateEntry]()
                 }
                 return try RoomEventStore.state(db, group: group)
@@ -171,7 +171,7 @@ enum RoomEvents {
         let joinedNow = try await app.roomService.membership(user, in: roomID)?.membership == "join"
         let room = roomID.rawValue, userID = user.rawValue
         let found = try await app.database.read { db -> RoomEventStore.EventRow? in
-            guard let row = try RoomClientStore.event(db, eventID: eventID), row.roomID == room else { return nil }
+            guard let row = try RoomEventStore.event(db, eventID: eventID), row.roomID == room else { return nil }
             var visibility = RoomService.Visibility(user: userID, joinedNow: joinedNow)
             return try visibility.visible(row, db) ? row : nil
         }

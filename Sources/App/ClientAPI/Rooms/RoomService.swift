@@ -87,16 +87,16 @@ final class RoomService: Sendable {
     }
 
     /// The user's memberships by room (cached; loaded from the store on first use).
-    func memberships(of user: UserID) async throws -> [String: RoomClientStore.Membership] {
+    func memberships(of user: UserID) async throws -> [String: MembershipStore.Membership] {
         if let cached = index.memberships(of: user) { return cached }
         let userID = user.rawValue
-        let rows = try await database.read { db in try RoomClientStore.memberships(db, userID: userID) }
+        let rows = try await database.read { db in try MembershipStore.memberships(db, userID: userID) }
         return index.load(user, rows)
     }
 
-    func membership(_ user: UserID, in roomID: RoomID) async throws -> RoomClientStore.Membership? {
+    func membership(_ user: UserID, in roomID: RoomID) async throws -> MembershipStore.Membership? {
         let room = roomID.rawValue, userID = user.rawValue
-        return try await database.read { db in try RoomClientStore.membership(db, roomID: room, userID: userID) }
+        return try await database.read { db in try MembershipStore.membership(db, roomID: room, userID: userID) }
     }
 
     /// 403 unless the user is joined to the room.
@@ -139,9 +139,9 @@ final class RoomService: Sendable {
     /// Wakes the long-polls of the room's joined and invited members.
     func notifyMembers(of roomID: RoomID, _ change: StreamChange) async {
         let room = roomID.rawValue
-        let members: [RoomClientStore.Membership]
+        let members: [MembershipStore.Membership]
         do {
-            members = try await database.read { db in try RoomClientStore.members(db, roomID: room) }
+            members = try await database.read { db in try MembershipStore.members(db, roomID: room) }
         } catch {
             // The change is stored; only the wake-up is lost (members see it on their next sync).
             logger.warning("waking the members of \(room) failed: \(error)")
@@ -202,7 +202,7 @@ final class RoomService: Sendable {
 
     /// The last position a user with `membership` may read: their leave (or ban) if they left,
     /// otherwise `head` — history, threads and timestamps stop where the user left.
-    static func readCeiling(_ membership: RoomClientStore.Membership?, head: Int64 = .max) -> Int64 {
+    static func readCeiling(_ membership: MembershipStore.Membership?, head: Int64 = .max) -> Int64 {
         guard let membership, membership.membership == "leave" || membership.membership == "ban" else { return head }
         return membership.streamOrdering
     }
@@ -210,7 +210,7 @@ final class RoomService: Sendable {
     /// May `user` read the room's history at all (current state / members): joined now, or
     /// the room is world readable. Returns the membership row for callers that serve the
     /// state at a user's leave.
-    func readableState(_ user: UserID, _ roomID: RoomID) async throws -> (actor: RoomActor, membership: RoomClientStore.Membership?) {
+    func readableState(_ user: UserID, _ roomID: RoomID) async throws -> (actor: RoomActor, membership: MembershipStore.Membership?) {
         let actor = try await existingRoom(roomID)
         let membership = try await self.membership(user, in: roomID)
         if membership?.membership == "join" { return (actor, membership) }
@@ -299,11 +299,11 @@ final class RoomIndex: Sendable {
         var floor: Int64 = 0
     }
     private struct State {
-        var memberships: [UserID: [String: RoomClientStore.Membership]] = [:]
+        var memberships: [UserID: [String: MembershipStore.Membership]] = [:]
         var membershipsUsed: [UserID: Int64] = [:]
         /// Changes for users not cached when they were applied, kept until the next load
         /// merges them (a load reading the store just before such a commit would miss it).
-        var uncachedChanges: [UserID: [String: RoomClientStore.Membership]] = [:]
+        var uncachedChanges: [UserID: [String: MembershipStore.Membership]] = [:]
         var rooms: [String: Room] = [:]
         /// Newest known position per room, kept when the room's entry is evicted (a few
         /// bytes a room), so a sync can still tell that an idle room has nothing new.
@@ -314,7 +314,7 @@ final class RoomIndex: Sendable {
 
     init(ringSize: Int) { self.ringSize = ringSize }
 
-    func memberships(of user: UserID) -> [String: RoomClientStore.Membership]? {
+    func memberships(of user: UserID) -> [String: MembershipStore.Membership]? {
         let now = Self.seconds()
         return state.withLock { state in
             guard let found = state.memberships[user] else { return nil }
@@ -342,9 +342,9 @@ final class RoomIndex: Sendable {
     }
 
     /// Caches rows read from the store; a change that raced the read wins.
-    func load(_ user: UserID, _ rows: [RoomClientStore.Membership]) -> [String: RoomClientStore.Membership] {
+    func load(_ user: UserID, _ rows: [MembershipStore.Membership]) -> [String: MembershipStore.Membership] {
         state.withLock { state in
-            var loaded: [String: RoomClientStore.Membership] = [:]
+            var loaded: [String: MembershipStore.Membership] = [:]
             for row in rows { loaded[row.roomID] = row }
             var newer = state.memberships[user] ?? [:]
             for (room, row) in state.uncachedChanges.removeValue(forKey: user) ?? [:]
@@ -399,13 +399,13 @@ final class RoomIndex: Sendable {
 
     func apply(_ roomID: RoomID, _ events: [PersistedEvent], _ redacted: [String: [UInt8]]) {
         let room = roomID.rawValue
-        var changes: [(UserID, RoomClientStore.Membership)] = []
+        var changes: [(UserID, MembershipStore.Membership)] = []
         var visibility: String?
         for event in events where event.stateKey != nil {
             if event.type == "m.room.member" {
                 guard let key = event.stateKey, let user = try? UserID(parsing: key),
                       let membership = (try? JSON.parse(event.clientBytes))?["content"]?["membership"]?.stringValue else { continue }
-                changes.append((user, RoomClientStore.Membership(roomID: room, userID: key, membership: membership,
+                changes.append((user, MembershipStore.Membership(roomID: room, userID: key, membership: membership,
                                                                   eventID: event.eventID.rawValue,
                                                                   streamOrdering: event.streamOrdering)))
             } else if event.type == "m.room.history_visibility", event.stateKey == "" {

@@ -57,7 +57,7 @@ struct SyncBuilder {
         var globalAccountData: [[UInt8]] = []
         var roomAccountData: [String: [[UInt8]]] = [:]
         if full || upTo[.accountData] > since![.accountData] {
-            let changes = try await app.database.clientData.accountDataChanges(userID: user.rawValue,
+            let changes = try await app.database.accountData.accountDataChanges(userID: user.rawValue,
                                                                               since: full ? 0 : since![.accountData])
             for change in changes {
                 var event = RawJSONObject()
@@ -106,7 +106,7 @@ struct SyncBuilder {
                 // A leave that ends an invite or a knock (never joined): the leave event alone,
                 // no room state or history the user never had access to.
                 let eventID = membership.eventID
-                let leaveRow = try await app.database.read { db in try RoomClientStore.event(db, eventID: eventID) }
+                let leaveRow = try await app.database.read { db in try RoomEventStore.event(db, eventID: eventID) }
                 if let leaveRow,
                    (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != "join" {
                     var plan = RoomPlan(roomID: membership.roomID, section: .leave)
@@ -160,7 +160,7 @@ struct SyncBuilder {
         if app.configuration.presence.enabled, full || upTo[.presence] > since![.presence] {
             let userID = user.rawValue, after = full ? 0 : since![.presence], bound = upTo[.presence]
             let rows = try await app.database.read { db in
-                try RoomClientStore.presenceChanges(db, userID: userID, after: after, upTo: bound)
+                try PresenceStore.presenceChanges(db, userID: userID, after: after, upTo: bound)
             }
             let now = Clock.nowMilliseconds()
             for (peer, state, message, lastActive) in rows where filter.presence.allows(type: "m.presence", sender: peer) {
@@ -342,7 +342,7 @@ struct SyncBuilder {
             var cursor = upper
             var limited = false
             while true {
-                let batch = try RoomClientStore.events(db, roomID: room, after: after, upTo: cursor, backwards: true,
+                let batch = try RoomEventStore.events(db, roomID: room, after: after, upTo: cursor, backwards: true,
                                                        limit: max(limit + 1, 50))
                 for row in batch {
                     cursor = row.streamOrdering - 1
@@ -353,7 +353,7 @@ struct SyncBuilder {
                 }
                 if limited || batch.count < max(limit + 1, 50) { break }
             }
-            let txns = try RoomClientStore.txns(db, eventIDs: out.map(\.eventID))
+            let txns = try EventTxnStore.txns(db, eventIDs: out.map(\.eventID))
             return (out.reversed().map { row in
                 TimelineEvent(position: row.streamOrdering, eventID: row.eventID, type: row.type, stateKey: row.stateKey,
                               sender: row.sender,
@@ -372,7 +372,7 @@ struct SyncBuilder {
             var visibility = RoomService.Visibility(user: user, joinedNow: true)
             var out = Set<Int64>()
             let lower = (ids.min() ?? 1) - 1, upper = ids.max() ?? 0
-            for row in try RoomClientStore.events(db, roomID: room, after: lower, upTo: upper, backwards: false, limit: ids.count + 1)
+            for row in try RoomEventStore.events(db, roomID: room, after: lower, upTo: upper, backwards: false, limit: ids.count + 1)
             where try visibility.visible(row, db) {
                 out.insert(row.streamOrdering)
             }
@@ -406,7 +406,7 @@ struct SyncBuilder {
 
     func storedState(_ room: String, atOrBefore position: Int64) async throws -> [StateKey: String] {
         try await app.database.read { db in
-            guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: position) else { return [:] }
+            guard let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: position) else { return [:] }
             var out: [StateKey: String] = [:]
             for entry in try RoomEventStore.state(db, group: group) { out[StateKey(entry.type, entry.stateKey)] = entry.eventID }
             return out
@@ -434,7 +434,7 @@ struct SyncBuilder {
 
     // MARK: invites and knocks
 
-    func strippedRoom(_ membership: RoomClientStore.Membership, section: Section) async throws -> RoomPlan {
+    func strippedRoom(_ membership: MembershipStore.Membership, section: Section) async throws -> RoomPlan {
         let roomID = try RoomID(parsing: membership.roomID)
         let actor = try await service.rooms.room(roomID)
         let state = await actor.currentState ?? [:]

@@ -5,18 +5,18 @@ import Testing
 /// The room client-API tables on both backends: memberships, transaction ids, relations,
 /// full-text search, to-device inboxes, receipts, aliases and the directory.
 @Suite("Room client stores on SQLite and PostgreSQL")
-struct RoomClientStoreTests {
+struct RoomStoresTests {
     @Test(arguments: Backend.enabled)
     func membershipsTransactionsAliasesReceipts(_ backend: Backend) async throws {
         try await withDatabase(backend) { (database) async throws in
             try await database.write { db throws in
-                try RoomClientStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "invite", eventID: "$1", streamOrdering: 1))
-                try RoomClientStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "join", eventID: "$2", streamOrdering: 2))
-                try RoomClientStore.setMembership(db, .init(roomID: "!s:t", userID: "@a:t", membership: "leave", eventID: "$3", streamOrdering: 3))
-                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1", roomID: "!r:t", eventID: "$2")
-                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1", roomID: "!r:t", eventID: "$other")
+                try MembershipStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "invite", eventID: "$1", streamOrdering: 1))
+                try MembershipStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "join", eventID: "$2", streamOrdering: 2))
+                try MembershipStore.setMembership(db, .init(roomID: "!s:t", userID: "@a:t", membership: "leave", eventID: "$3", streamOrdering: 3))
+                try EventTxnStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1", roomID: "!r:t", eventID: "$2")
+                try EventTxnStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1", roomID: "!r:t", eventID: "$other")
                 // The same id on another path is another transaction.
-                try RoomClientStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!s:t/m", txnID: "t1", roomID: "!s:t", eventID: "$3")
+                try EventTxnStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!s:t/m", txnID: "t1", roomID: "!s:t", eventID: "$3")
             }
             let (a, r, s, alias) = (try UserID(parsing: "@a:t"), try RoomID(parsing: "!r:t"), try RoomID(parsing: "!s:t"),
                                     try RoomAlias(parsing: "#a:t"))
@@ -26,10 +26,10 @@ struct RoomClientStoreTests {
             try await database.receipts.put(.init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$1", ts: 5, streamID: 1))
             try await database.receipts.put(.init(roomID: "!r:t", type: "m.read", userID: "@a:t", threadID: "", eventID: "$2", ts: 6, streamID: 2))
             try await database.read { db throws in
-                #expect(try RoomClientStore.memberships(db, userID: "@a:t", membership: "join").map(\.roomID) == ["!r:t"])
-                #expect(try RoomClientStore.memberships(db, userID: "@a:t").count == 2)
-                #expect(try RoomClientStore.txnEvent(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1")?.eventID == "$2")
-                #expect(try RoomClientStore.txnEvent(db, userID: "@a:t", deviceID: "D", scope: "send/!s:t/m", txnID: "t1")?.eventID == "$3")
+                #expect(try MembershipStore.memberships(db, userID: "@a:t", membership: "join").map(\.roomID) == ["!r:t"])
+                #expect(try MembershipStore.memberships(db, userID: "@a:t").count == 2)
+                #expect(try EventTxnStore.txnEvent(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1")?.eventID == "$2")
+                #expect(try EventTxnStore.txnEvent(db, userID: "@a:t", deviceID: "D", scope: "send/!s:t/m", txnID: "t1")?.eventID == "$3")
             }
             #expect(try await database.directory.alias(alias)?.roomID == r)
             #expect(try await database.directory.alias(alias)?.creator == a)
@@ -37,8 +37,8 @@ struct RoomClientStoreTests {
             let receipts = try await database.receipts.receipts(rooms: ["!r:t"], after: 0, upTo: 10)
             #expect(receipts.map(\.eventID) == ["$2"])
             #expect(try await database.receipts.receipts(rooms: ["!r:t"], after: 2, upTo: 10).isEmpty)
-            try await database.write { db throws in try RoomClientStore.forget(db, roomID: "!s:t", userID: "@a:t") }
-            try await database.read { db throws in #expect(try RoomClientStore.memberships(db, userID: "@a:t").count == 1) }
+            try await database.write { db throws in try MembershipStore.forget(db, roomID: "!s:t", userID: "@a:t") }
+            try await database.read { db throws in #expect(try MembershipStore.memberships(db, userID: "@a:t").count == 1) }
         }
     }
 
