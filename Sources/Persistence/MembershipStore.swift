@@ -1,8 +1,17 @@
+import Matrix
+
 /// Current memberships (schema: `room_memberships` in `Schema.roomsClient`): each user's
 /// membership in each room, with the event and position that set it. Written by the room
-/// actor inside the event's transaction (`setMembership`); read by the membership, sync,
-/// presence and key handlers, which ask who shares a room with whom.
-public enum MembershipStore {
+/// actor inside the event's transaction (the static `setMembership`); read through
+/// `Database.memberships` by the membership, profile, presence and key handlers and the room
+/// index (each method one read or write transaction), and by the key service's device-list
+/// read inside its own snapshot (the static `membershipChanges`, `joinedMembers`,
+/// `sharingARoom`).
+public struct MembershipStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) { self.database = database }
+
     /// A user's current membership in one room, with the event and position that set it.
     public struct Membership: Sendable, Equatable {
         public var roomID: String
@@ -16,6 +25,47 @@ public enum MembershipStore {
         }
     }
 
+    // MARK: one transaction each
+
+    /// The user's membership rows (any membership), or only those with `membership`.
+    public func rooms(of user: UserID, membership: String? = nil) async throws -> [Membership] {
+        let user = user.rawValue
+        return try await database.read { db in try Self.memberships(db, userID: user, membership: membership) }
+    }
+
+    /// The user's membership in one room, if they have one.
+    public func membership(of user: UserID, in room: RoomID) async throws -> Membership? {
+        let (user, room) = (user.rawValue, room.rawValue)
+        return try await database.read { db in try Self.membership(db, roomID: room, userID: user) }
+    }
+
+    /// Every member row of a room (any membership).
+    public func members(of room: RoomID) async throws -> [Membership] {
+        let room = room.rawValue
+        return try await database.read { db in try Self.members(db, roomID: room) }
+    }
+
+    /// Removes the user's row of a room they left or were banned from (`/forget`): the room
+    /// no longer appears in their leave section.
+    public func forget(_ room: RoomID, by user: UserID) async throws {
+        let (user, room) = (user.rawValue, room.rawValue)
+        try await database.write { db in try Self.forget(db, roomID: room, userID: user) }
+    }
+
+    /// Users sharing a joined room with `user` (the user included when joined anywhere).
+    public func peers(of user: UserID) async throws -> [UserID] {
+        let user = user.rawValue
+        return try await database.read { db in try Self.roomPeers(db, userID: user) }.compactMap { try? UserID(parsing: $0) }
+    }
+
+    /// Everyone sharing a joined room with any of `users`.
+    public func peers(of users: [UserID]) async throws -> Set<UserID> {
+        let users = users.map(\.rawValue)
+        return Set(try await database.read { db in try Self.roomPeers(db, userIDs: users) }.compactMap { try? UserID(parsing: $0) })
+    }
+
+    // MARK: inside a caller's transaction
+
     public static func setMembership(_ db: any SQLTransaction, _ m: Membership) throws {
         try db.execute("""
             INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering) VALUES (?, ?, ?, ?, ?)
@@ -25,7 +75,7 @@ public enum MembershipStore {
     }
 
     /// Every room the user has a membership row in (any membership), or only `membership`.
-    public static func memberships(_ db: any SQLConnection, userID: String, membership: String? = nil) throws -> [Membership] {
+    static func memberships(_ db: any SQLConnection, userID: String, membership: String? = nil) throws -> [Membership] {
         let rows: [SQLRow]
         if let membership {
             rows = try db.query("""
@@ -40,7 +90,7 @@ public enum MembershipStore {
         return try rows.map(membershipRow)
     }
 
-    public static func membership(_ db: any SQLConnection, roomID: String, userID: String) throws -> Membership? {
+    static func membership(_ db: any SQLConnection, roomID: String, userID: String) throws -> Membership? {
         try db.queryFirst("""
             SELECT room_id, user_id, membership, event_id, stream_ordering FROM room_memberships
             WHERE room_id = ? AND user_id = ?
@@ -48,7 +98,7 @@ public enum MembershipStore {
     }
 
     /// Every member row of a room (any membership).
-    public static func members(_ db: any SQLConnection, roomID: String) throws -> [Membership] {
+    static func members(_ db: any SQLConnection, roomID: String) throws -> [Membership] {
         try db.query("""
             SELECT room_id, user_id, membership, event_id, stream_ordering FROM room_memberships WHERE room_id = ?
             """, .text(roomID)).map(membershipRow)
@@ -56,7 +106,7 @@ public enum MembershipStore {
 
     /// Removes the user's row of a room they left (`/forget`): the room no longer appears
     /// in their leave section.
-    public static func forget(_ db: any SQLTransaction, roomID: String, userID: String) throws {
+    static func forget(_ db: any SQLTransaction, roomID: String, userID: String) throws {
         try db.execute("DELETE FROM room_memberships WHERE room_id = ? AND user_id = ? AND membership IN ('leave', 'ban')",
                        .text(roomID), .text(userID))
     }
@@ -67,7 +117,7 @@ public enum MembershipStore {
     }
 
     /// Users sharing a joined room with `userID` (the user included).
-    public static func roomPeers(_ db: any SQLConnection, userID: String) throws -> [String] {
+    static func roomPeers(_ db: any SQLConnection, userID: String) throws -> [String] {
         try db.query("""
             SELECT DISTINCT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
             WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'
@@ -75,7 +125,7 @@ public enum MembershipStore {
     }
 
     /// Everyone sharing a joined room with any of `userIDs`.
-    public static func roomPeers(_ db: any SQLConnection, userIDs: [String]) throws -> Set<String> {
+    static func roomPeers(_ db: any SQLConnection, userIDs: [String]) throws -> Set<String> {
         var result = Set<String>()
         for start in stride(from: 0, to: userIDs.count, by: 500) {
             let chunk = userIDs[start..<min(start + 500, userIDs.count)]
@@ -129,4 +179,9 @@ public enum MembershipStore {
         }
         return result
     }
+}
+
+extension Database {
+    /// Current memberships.
+    public var memberships: MembershipStore { MembershipStore(database: self) }
 }

@@ -37,8 +37,16 @@ struct RoomStoresTests {
             let receipts = try await database.receipts.receipts(rooms: ["!r:t"], after: 0, upTo: 10)
             #expect(receipts.map(\.eventID) == ["$2"])
             #expect(try await database.receipts.receipts(rooms: ["!r:t"], after: 2, upTo: 10).isEmpty)
-            try await database.write { db throws in try MembershipStore.forget(db, roomID: "!s:t", userID: "@a:t") }
-            try await database.read { db throws in #expect(try MembershipStore.memberships(db, userID: "@a:t").count == 1) }
+            #expect(try await database.memberships.rooms(of: a, membership: "join").map(\.roomID) == ["!r:t"])
+            #expect(try await database.memberships.membership(of: a, in: r)?.eventID == "$2")
+            #expect(try await database.memberships.membership(of: a, in: try RoomID(parsing: "!none:t")) == nil)
+            #expect(try await database.memberships.members(of: r).map(\.userID) == ["@a:t"])
+            #expect(try await database.memberships.peers(of: a) == [a])
+            #expect(try await database.memberships.peers(of: [a, try UserID(parsing: "@z:t")]) == [a])
+            // Forgetting a joined room changes nothing; a left one goes.
+            try await database.memberships.forget(r, by: a)
+            try await database.memberships.forget(s, by: a)
+            #expect(try await database.memberships.rooms(of: a).count == 1)
         }
     }
 

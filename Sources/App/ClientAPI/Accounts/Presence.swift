@@ -43,10 +43,7 @@ enum Presence {
             }
             // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).
             if target != requester.userID {
-                let me = requester.userID.rawValue, them = target.rawValue
-                let shares = try await accounts.database.read { db in
-                    try MembershipStore.roomPeers(db, userIDs: [me]).contains(them)
-                }
+                let shares = try await accounts.database.memberships.peers(of: [requester.userID]).contains(target)
                 guard shares else { throw MatrixError(.forbidden, "You are not allowed to see their presence") }
             }
             guard let stored = try await accounts.database.presence.presence(userID: target.rawValue) else {
@@ -81,9 +78,8 @@ enum Presence {
             users.insert(change.userID)
             if let id = try? UserID(parsing: change.userID) { app.syncPresence.noteStored(id, state: change.presence.state) }
         }
-        let changed = Array(users)
-        let peers = try await accounts.database.read { db in try MembershipStore.roomPeers(db, userIDs: changed) }
-        app.roomService.fanout.notify(users.union(peers).compactMap { try? UserID(parsing: $0) },
-                                      of: StreamChange(.presence, position))
+        let changed = Set(users.compactMap { try? UserID(parsing: $0) })
+        let peers = try await accounts.database.memberships.peers(of: Array(changed))
+        app.roomService.fanout.notify(changed.union(peers), of: StreamChange(.presence, position))
     }
 }

@@ -65,9 +65,7 @@ enum Profiles {
     /// joined to, as Synapse does (the rest of the member event's content is kept).
     static func propagate(_ app: MyelinApp, _ user: UserID, field: AccountStore.ProfileField, value: String?) async throws {
         let userID = user.rawValue
-        let rooms = try await app.database.read { db in
-            try MembershipStore.memberships(db, userID: userID, membership: "join")
-        }
+        let rooms = try await app.database.memberships.rooms(of: user, membership: "join")
         for membership in rooms {
             guard let roomID = try? RoomID(parsing: membership.roomID) else { continue }
             let actor = try await app.roomService.rooms.room(roomID)

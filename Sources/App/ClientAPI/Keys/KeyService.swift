@@ -64,9 +64,8 @@ final class KeyService: Sendable {
     }
 
     private func notifyPeers(of user: UserID, _ position: Int64) async {
-        let userID = user.rawValue
-        let peers = (try? await database.read { db in try MembershipStore.roomPeers(db, userID: userID) }) ?? []
-        var users = Set(peers.compactMap { try? UserID(parsing: $0) })
+        let peers = (try? await database.memberships.peers(of: user)) ?? []
+        var users = Set(peers)
         users.insert(user)
         fanout.notify(users, of: StreamChange(.deviceLists, position))
     }

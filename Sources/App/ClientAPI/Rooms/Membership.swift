@@ -69,8 +69,7 @@ enum Membership {
             if membership == "join" || membership == "invite" || membership == "knock" {
                 throw MatrixError(.unknown, "User \(requester.userID) is in room \(roomID)", status: 400)
             }
-            let room = roomID.rawValue, user = requester.userID.rawValue
-            try await context.app.database.write { db in try MembershipStore.forget(db, roomID: room, userID: user) }
+            try await context.app.database.memberships.forget(roomID, by: requester.userID)
             context.app.roomService.index.forget(requester.userID)
             return .json([:])
         }
@@ -98,10 +97,7 @@ enum Membership {
         }
         routes.client(.get, "/joined_rooms") { context in
             let requester = try await context.app.accounts.authenticate(context)
-            let user = requester.userID.rawValue
-            let rooms = try await context.app.database.read { db in
-                try MembershipStore.memberships(db, userID: user, membership: "join")
-            }
+            let rooms = try await context.app.database.memberships.rooms(of: requester.userID, membership: "join")
             return .json(["joined_rooms": .array(rooms.map(\.roomID).sorted().map { JSON.string($0) })])
         }
         // The seed's form: the user's rooms by membership (own only).
@@ -109,8 +105,7 @@ enum Membership {
             let requester = try await context.app.accounts.authenticate(context)
             let target = try UserID(parsing: context.parameter("userId"))
             guard target == requester.userID else { throw MatrixError(.forbidden, "You may only list your own rooms") }
-            let user = target.rawValue
-            let rooms = try await context.app.database.read { db in try MembershipStore.memberships(db, userID: user) }
+            let rooms = try await context.app.database.memberships.rooms(of: target)
             func list(_ states: Set<String>) -> JSON {
                 .array(rooms.filter { states.contains($0.membership) }.map(\.roomID).sorted().map { .string($0) })
             }

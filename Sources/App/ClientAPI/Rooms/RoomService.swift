@@ -89,14 +89,12 @@ final class RoomService: Sendable {
     /// The user's memberships by room (cached; loaded from the store on first use).
     func memberships(of user: UserID) async throws -> [String: MembershipStore.Membership] {
         if let cached = index.memberships(of: user) { return cached }
-        let userID = user.rawValue
-        let rows = try await database.read { db in try MembershipStore.memberships(db, userID: userID) }
+        let rows = try await database.memberships.rooms(of: user)
         return index.load(user, rows)
     }
 
     func membership(_ user: UserID, in roomID: RoomID) async throws -> MembershipStore.Membership? {
-        let room = roomID.rawValue, userID = user.rawValue
-        return try await database.read { db in try MembershipStore.membership(db, roomID: room, userID: userID) }
+        try await database.memberships.membership(of: user, in: roomID)
     }
 
     /// 403 unless the user is joined to the room.
@@ -141,7 +139,7 @@ final class RoomService: Sendable {
         let room = roomID.rawValue
         let members: [MembershipStore.Membership]
         do {
-            members = try await database.read { db in try MembershipStore.members(db, roomID: room) }
+            members = try await database.memberships.members(of: roomID)
         } catch {
             // The change is stored; only the wake-up is lost (members see it on their next sync).
             logger.warning("waking the members of \(room) failed: \(error)")
