@@ -1,3 +1,5 @@
+import Matrix
+
 /// OpenID tokens (spec: "OpenID"; schema: `openid_tokens` in `Schema.clientData`), stored
 /// hashed. Obtained from `Database.openIDTokens`; called by the OpenID endpoints.
 public struct OpenIDTokenStore: Sendable {
@@ -5,7 +7,8 @@ public struct OpenIDTokenStore: Sendable {
 
     public init(database: Database) { self.database = database }
 
-    public func addOpenIDToken(hash: String, userID: String, expiresTs: Int64) async throws {
+    public func addOpenIDToken(hash: String, userID: UserID, expiresTs: Int64) async throws {
+        let userID = userID.rawValue
         try await database.write { db in
             try db.execute("DELETE FROM openid_tokens WHERE expires_ts < ?", .int(currentTimeMillis()))
             try db.execute("INSERT INTO openid_tokens (token_hash, user_id, expires_ts) VALUES (?, ?, ?)",

@@ -1,3 +1,5 @@
+import Matrix
+
 /// Presence (spec: "Presence"; schema: `presence` in `Schema.clientData`), one row per user
 /// positioned on the presence stream. Obtained from `Database.presence`; called by the
 /// presence handlers and sync. Positions are allocated by the caller and passed in.
@@ -20,7 +22,8 @@ public struct PresenceStore: Sendable {
         }
     }
 
-    public func setPresence(userID: String, _ presence: Presence, position: Int64) async throws {
+    public func setPresence(userID: UserID, _ presence: Presence, position: Int64) async throws {
+        let userID = userID.rawValue
         try await database.write { db in
             try db.execute("""
                 INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_id) VALUES (?, ?, ?, ?, ?)
@@ -62,8 +65,9 @@ public struct PresenceStore: Sendable {
         }
     }
 
-    public func presence(userID: String) async throws -> Presence? {
-        try await database.read { db in
+    public func presence(userID: UserID) async throws -> Presence? {
+        let userID = userID.rawValue
+        return try await database.read { db in
             try db.queryFirst("SELECT state, status_msg, last_active_ts FROM presence WHERE user_id = ?", .text(userID))
                 .map { Presence(state: try $0.text(0), statusMessage: try $0.optionalText(1), lastActiveTs: try $0.int(2)) }
         }

@@ -49,15 +49,15 @@ enum AccountData {
 
     /// Authenticates and checks that the path's user is the requester; validates the room id.
     static func owner(_ context: RequestContext, room: Bool, verb: String) async throws
-        -> (Accounts, String, String?) {
+        -> (Accounts, UserID, RoomID?) {
         let accounts = context.app.accounts
         let requester = try await accounts.authenticate(context)
         let target = try UserID(parsing: context.parameter("userId"))
         guard target == requester.userID else {
             throw MatrixError(.forbidden, "Cannot \(verb) account data for other users.")
         }
-        let roomID = room ? try RoomID(parsing: context.parameter("roomId")).rawValue : nil
-        return (accounts, target.rawValue, roomID)
+        let roomID = room ? try RoomID(parsing: context.parameter("roomId")) : nil
+        return (accounts, target, roomID)
     }
 
     static func put(_ context: RequestContext, room: Bool) async throws -> HTTPResponse {
@@ -76,9 +76,7 @@ enum AccountData {
             return position
         }
         // Wakes the user's long-polls (sync delivers account data).
-        if let userID = try? UserID(parsing: user) {
-            context.app.roomService.fanout.notify([userID], of: StreamChange(.accountData, position))
-        }
+        context.app.roomService.fanout.notify([user], of: StreamChange(.accountData, position))
         return .json([:])
     }
 
@@ -91,7 +89,7 @@ enum AccountData {
         return HTTPResponse(contentType: "application/json", bytes: Array(stored.utf8))
     }
 
-    static func updateTags(_ accounts: Accounts, user: String, room: String?,
+    static func updateTags(_ accounts: Accounts, user: UserID, room: RoomID?,
                            _ change: @escaping @Sendable (inout [String: JSON]) -> Void) async throws {
         try await accounts.accountDataStream.withNextPosition { position in
             try await accounts.database.accountData.updateAccountData(userID: user, roomID: room, type: "m.tag",

@@ -79,7 +79,7 @@ enum AccountManagement {
             }
             let token = Secrets.token(prefix: "myo")
             let expires = Clock.nowMilliseconds() + openIDLifetimeSeconds * 1000
-            try await accounts.database.openIDTokens.addOpenIDToken(hash: Secrets.hash(token), userID: requester.userID.rawValue,
+            try await accounts.database.openIDTokens.addOpenIDToken(hash: Secrets.hash(token), userID: requester.userID,
                                                                   expiresTs: expires)
             return .json(["access_token": .string(token), "token_type": "Bearer",
                           "matrix_server_name": .string(accounts.serverName), "expires_in": .int(openIDLifetimeSeconds)])

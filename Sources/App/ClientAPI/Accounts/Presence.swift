@@ -46,7 +46,7 @@ enum Presence {
                 let shares = try await accounts.database.memberships.peers(of: [requester.userID]).contains(target)
                 guard shares else { throw MatrixError(.forbidden, "You are not allowed to see their presence") }
             }
-            guard let stored = try await accounts.database.presence.presence(userID: target.rawValue) else {
+            guard let stored = try await accounts.database.presence.presence(userID: target) else {
                 return .json(["presence": "offline"])
             }
             let ago = max(0, Clock.nowMilliseconds() - stored.lastActiveTs)

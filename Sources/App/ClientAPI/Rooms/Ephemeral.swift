@@ -117,9 +117,8 @@ enum Ephemeral {
         _ = try await RoomEvents.visibleEvent(app, user, roomID, eventID)
         let accounts = app.accounts
         let content = JSON.object(["event_id": .string(eventID)]).encodedString
-        let userID = user.rawValue, room = roomID.rawValue
         let position = try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.accountData.updateAccountData(userID: userID, roomID: room, type: "m.fully_read",
+            try await accounts.database.accountData.updateAccountData(userID: user, roomID: roomID, type: "m.fully_read",
                                                                      position: position) { _ in content }
             return position
         }

@@ -57,7 +57,7 @@ struct SyncBuilder {
         var globalAccountData: [[UInt8]] = []
         var roomAccountData: [String: [[UInt8]]] = [:]
         if full || upTo[.accountData] > since![.accountData] {
-            let changes = try await app.database.accountData.accountDataChanges(userID: user.rawValue,
+            let changes = try await app.database.accountData.accountDataChanges(userID: user,
                                                                               since: full ? 0 : since![.accountData])
             for change in changes {
                 var event = RawJSONObject()
