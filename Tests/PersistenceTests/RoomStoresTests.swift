@@ -109,6 +109,28 @@ struct RoomStoresTests {
     }
 
     @Test(arguments: Backend.enabled)
+    func toDeviceSendsOnceAndDeliversUntilAcknowledged(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let (a, b) = (try UserID(parsing: "@a:t"), try UserID(parsing: "@b:t"))
+            #expect(try await database.toDevice.send(from: a, device: "D", txnID: "m.x/1", position: 1,
+                                                     messages: [(b, "E", Array("m1".utf8)), (b, "F", Array("f1".utf8))]))
+            // A retry stores nothing.
+            #expect(try await !database.toDevice.send(from: a, device: "D", txnID: "m.x/1", position: 2,
+                                                      messages: [(b, "E", Array("again".utf8))]))
+            #expect(try await database.toDevice.send(from: a, device: "D", txnID: "m.x/2", position: 3,
+                                                     messages: [(b, "E", Array("m3".utf8))]))
+            var rows = try await database.toDevice.deliver(to: b, device: "E", acknowledged: 0, upTo: 3, limit: 10)
+            #expect(rows.map(\.0) == [1, 3])
+            #expect(rows.map(\.1) == [Array("m1".utf8), Array("m3".utf8)])
+            rows = try await database.toDevice.deliver(to: b, device: "E", acknowledged: 1, upTo: 3, limit: 10)
+            #expect(rows.map(\.0) == [3])
+            rows = try await database.toDevice.deliver(to: b, device: "E", acknowledged: 3, upTo: 3, limit: 10)
+            #expect(rows.isEmpty)
+            #expect(try await database.toDevice.deliver(to: b, device: "F", acknowledged: 0, upTo: 3, limit: 1).map(\.0) == [1])
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
     func fullTextSearchAndToDevice(_ backend: Backend) async throws {
         try await withDatabase(backend) { (database) async throws in
             try await database.write { db throws in

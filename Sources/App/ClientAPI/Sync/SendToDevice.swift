@@ -18,7 +18,7 @@ enum SendToDevice {
             let body = try await context.jsonObject()
             guard let messages = body["messages"]?.objectValue else { throw MatrixError(.badJSON, "Missing messages") }
             let app = context.app
-            var rows: [(user: String, device: String, bytes: [UInt8])] = []
+            var rows: [(user: UserID, device: String, message: [UInt8])] = []
             for (target, byDevice) in messages {
                 let user = try UserID(parsing: target)
                 guard let byDevice = byDevice.objectValue else { throw MatrixError(.badJSON, "messages.\(target) must be an object") }
@@ -27,27 +27,20 @@ enum SendToDevice {
                     guard content.objectValue != nil else { throw MatrixError(.badJSON, "message content must be an object") }
                     let event: JSON = ["type": .string(type), "sender": .string(requester.userID.rawValue), "content": content]
                     let targets = device == "*" ? try await app.database.accounts.devices(of: user.rawValue).map(\.deviceID) : [device]
-                    for target in targets { rows.append((user.rawValue, target, event.encoded())) }
+                    for target in targets { rows.append((user, target, event.encoded())) }
                 }
             }
-            let sender = requester.userID.rawValue, senderDevice = requester.deviceID ?? ""
+            let senderDevice = requester.deviceID ?? ""
             // Scoped to the path's event type (the same id for another type is another send).
             let txn = type + "/" + (try RoomEvents.transactionID(context.parameter("txnId")))
             let stream = app.roomService.toDeviceStream
             let frozen = rows
             let position = try await stream.withNextPosition { position -> Int64? in
-                try await app.database.write { db -> Int64? in
-                    guard try ToDeviceStore.claimTxn(db, userID: sender, deviceID: senderDevice, txnID: txn,
-                                                     position: position) else { return nil }
-                    for row in frozen {
-                        try ToDeviceStore.insert(db, position: position, userID: row.user, deviceID: row.device, message: row.bytes)
-                    }
-                    return position
-                }
+                try await app.database.toDevice.send(from: requester.userID, device: senderDevice, txnID: txn, position: position,
+                                                     messages: frozen) ? position : nil
             }
             if let position {
-                let users = Set(rows.map(\.user)).compactMap { try? UserID(parsing: $0) }
-                app.roomService.fanout.notify(users, of: StreamChange(.toDevice, position))
+                app.roomService.fanout.notify(Set(rows.map(\.user)), of: StreamChange(.toDevice, position))
             }
             return .json([:])
         }

@@ -138,17 +138,12 @@ struct SyncBuilder {
         let lastAcknowledged = service.toDeviceAcknowledged.withLock { $0[deviceKey] }
         if !request.device.isEmpty,
            full || upTo[.toDevice] > acknowledged || lastAcknowledged == nil || acknowledged > lastAcknowledged! {
-            let userID = user.rawValue, device = request.device
             let bound = upTo[.toDevice]
-            let rows = try await app.database.write { db in
-                // Never past what this server has handed out: a token from the future (or
-                // from before a restart that reused positions) must not delete unsent messages.
-                if acknowledged > 0 {
-                    try ToDeviceStore.acknowledge(db, userID: userID, deviceID: device, upTo: min(acknowledged, bound))
-                }
-                return try ToDeviceStore.messages(db, userID: userID, deviceID: device, upTo: bound,
-                                                  limit: SendToDevice.maxMessagesPerSync)
-            }
+            // Never past what this server has handed out: a token from the future (or from
+            // before a restart that reused positions) must not delete unsent messages.
+            let rows = try await app.database.toDevice.deliver(to: user, device: request.device,
+                                                               acknowledged: min(acknowledged, bound), upTo: bound,
+                                                               limit: SendToDevice.maxMessagesPerSync)
             toDevice = rows.map(\.1)
             service.toDeviceAcknowledged.withLock { $0[deviceKey] = acknowledged }
             // A full batch: the token stops at its last message so the rest follows.
