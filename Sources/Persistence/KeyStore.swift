@@ -1,3 +1,5 @@
+import Matrix
+
 extension Schema {
     /// End-to-end encryption keys (spec: "End-to-End Encryption", key management API):
     /// device identity keys, one-time and fallback keys, cross-signing keys and the
@@ -51,10 +53,52 @@ extension Schema {
             """)
 }
 
-/// The SQL of end-to-end encryption keys (schema: `Schema.e2eKeys`). Keys are stored as the
-/// client uploaded them (canonical JSON bytes); the App adds signatures and unsigned fields
-/// when it serves them.
-public enum KeyStore {
+/// End-to-end encryption keys (spec: "End-to-End Encryption", key management API; schema:
+/// `Schema.e2eKeys`): device identity keys, one-time and fallback keys, cross-signing keys
+/// and signatures. Keys are stored as the client uploaded them (canonical JSON bytes); the
+/// App adds signatures and unsigned fields when it serves them. Reads and claims go through
+/// `Database.keys` (one transaction each); uploads are static functions run inside the key
+/// service's transaction, which records the device-list change with them.
+public struct KeyStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// The stored keys of `users` from one snapshot: device keys (user, device, JSON),
+    /// cross-signing keys (user, key type, JSON) and the signatures of either.
+    public func keys(of users: [String]) async throws
+        -> (devices: [(String, String, [UInt8])], crossSigning: [(String, String, [UInt8])], signatures: [Signature]) {
+        try await database.read { db in
+            (try Self.deviceKeys(db, users: users), try Self.crossSigningKeys(db, users: users),
+             try Self.signatures(db, targets: users))
+        }
+    }
+
+    /// The user's cross-signing keys: (user, key type, JSON).
+    public func crossSigningKeys(of user: UserID) async throws -> [(String, String, [UInt8])] {
+        let user = user.rawValue
+        return try await database.read { db in try Self.crossSigningKeys(db, users: [user]) }
+    }
+
+    /// Claims one key per (user, device, algorithm) in one transaction: a one-time key, or
+    /// the fallback key when none is left; nil where the device has neither.
+    public func claim(_ wanted: [(user: UserID, device: String, algorithm: String)]) async throws -> [(String, [UInt8])?] {
+        let wanted = wanted.map { ($0.user.rawValue, $0.device, $0.algorithm) }
+        return try await database.write { db in
+            try wanted.map { try Self.claim(db, userID: $0.0, deviceID: $0.1, algorithm: $0.2) }
+        }
+    }
+
+    /// The device's unclaimed one-time keys per algorithm and its unused fallback key types,
+    /// from one snapshot.
+    public func counts(of user: UserID, device: String) async throws -> (oneTimeKeys: [String: Int], unusedFallbackTypes: [String]) {
+        let user = user.rawValue
+        return try await database.read { db in
+            (try Self.oneTimeKeyCounts(db, userID: user, deviceID: device),
+             try Self.unusedFallbackKeyTypes(db, userID: user, deviceID: device))
+        }
+    }
+
     // MARK: Device keys
 
     /// Stores a device's identity keys; true when they differ from what was stored.
@@ -241,4 +285,9 @@ public enum KeyStore {
         }
         return result
     }
+}
+
+extension Database {
+    /// End-to-end encryption keys.
+    public var keys: KeyStore { KeyStore(database: self) }
 }

@@ -1,3 +1,4 @@
+import Matrix
 import Testing
 @testable import Persistence
 
@@ -50,6 +51,31 @@ struct KeyStoreTests {
                 #expect(try KeyStore.deviceKeys(db, users: ["@a:t"]).isEmpty)
                 #expect(try KeyStore.unusedFallbackKeyTypes(db, userID: "@a:t", deviceID: "D").isEmpty)
             }
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
+    func keysReadAndClaimedThroughTheDatabase(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let (a, b) = (try UserID(parsing: "@a:t"), try UserID(parsing: "@b:t"))
+            try await database.write { db throws in
+                _ = try KeyStore.setDeviceKeys(db, userID: "@a:t", deviceID: "D", json: Array("{\"k\":1}".utf8))
+                _ = try KeyStore.setCrossSigningKey(db, userID: "@a:t", type: "master", json: Array("{\"m\":1}".utf8))
+                _ = try KeyStore.addOneTimeKeys(db, userID: "@a:t", deviceID: "D", keys: [Self.key("signed_curve25519", "K1", "{}")])
+                try KeyStore.setFallbackKey(db, userID: "@a:t", deviceID: "D", key: Self.key("signed_curve25519", "FB", "{}"))
+            }
+            let counts = try await database.keys.counts(of: a, device: "D")
+            #expect(counts.oneTimeKeys == ["signed_curve25519": 1])
+            #expect(counts.unusedFallbackTypes == ["signed_curve25519"])
+            let stored = try await database.keys.keys(of: ["@a:t", "@b:t"])
+            #expect(stored.devices.map(\.1) == ["D"])
+            #expect(stored.crossSigning.map(\.1) == ["master"])
+            #expect(try await database.keys.crossSigningKeys(of: a).count == 1)
+            #expect(try await database.keys.crossSigningKeys(of: b).isEmpty)
+            let claimed = try await database.keys.claim([(a, "D", "signed_curve25519"), (a, "D", "signed_curve25519"),
+                                                         (b, "E", "signed_curve25519")])
+            #expect(claimed.map { $0?.0 } == ["K1", "FB", nil])
+            #expect(try await database.keys.counts(of: a, device: "D").unusedFallbackTypes.isEmpty)
         }
     }
 

@@ -88,13 +88,10 @@ final class KeyService: Sendable {
         let key = Self.cacheKey(user, device)
         let (cached, generation) = counts.withLock { ($0.entries[key], $0.generation) }
         if let cached { return cached }
-        let userID = user.rawValue
-        let loaded = try await database.read { db in
-            var otks = try KeyStore.oneTimeKeyCounts(db, userID: userID, deviceID: device)
-            if otks["signed_curve25519"] == nil { otks["signed_curve25519"] = 0 }
-            return DeviceKeyCounts(oneTimeKeys: otks,
-                                   unusedFallbackTypes: try KeyStore.unusedFallbackKeyTypes(db, userID: userID, deviceID: device))
-        }
+        let stored = try await database.keys.counts(of: user, device: device)
+        var otks = stored.oneTimeKeys
+        if otks["signed_curve25519"] == nil { otks["signed_curve25519"] = 0 }
+        let loaded = DeviceKeyCounts(oneTimeKeys: otks, unusedFallbackTypes: stored.unusedFallbackTypes)
         counts.withLock { cache in
             guard cache.generation == generation else { return }
             if cache.entries.count >= 100_000 { cache.entries.removeAll(keepingCapacity: true) }
