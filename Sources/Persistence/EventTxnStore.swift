@@ -1,8 +1,21 @@
+import Matrix
+
 /// Transaction ids of sent events (schema: `event_txns` in `Schema.roomsClient` and
 /// `Schema.scopedTransactions`), so that a retried send returns the first event. Written by
 /// the room actor inside the event's transaction; read by the send handlers and by sync
 /// (`unsigned.transaction_id`).
-public enum EventTxnStore {
+public struct EventTxnStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// The event a transaction id already produced in `scope`, if any.
+    public func event(ofTransaction txnID: String, by user: UserID, device: String,
+                      scope: String) async throws -> (roomID: String, eventID: String)? {
+        let user = user.rawValue
+        return try await database.read { db in try Self.txnEvent(db, userID: user, deviceID: device, scope: scope, txnID: txnID) }
+    }
+
 
     /// Records the event a transaction produced; `scope` is the request path without the
     /// transaction id (spec: transaction ids are scoped to the endpoint and the device).
@@ -36,4 +49,9 @@ public enum EventTxnStore {
         }
         return result
     }
+}
+
+extension Database {
+    /// Transaction ids of sent events.
+    public var eventTxns: EventTxnStore { EventTxnStore(database: self) }
 }

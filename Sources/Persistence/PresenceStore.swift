@@ -75,7 +75,14 @@ public struct PresenceStore: Sendable {
 
     /// Presence of the user and of those sharing a joined room with them, changed in
     /// `(after, upTo]`: (user, state, status message, last active ts).
-    public static func presenceChanges(_ db: any SQLConnection, userID: String, after: Int64,
+    public func changes(seenBy user: UserID, after: Int64, upTo: Int64) async throws -> [(String, String, String?, Int64)] {
+        let user = user.rawValue
+        return try await database.read { db in try Self.presenceChanges(db, userID: user, after: after, upTo: upTo) }
+    }
+
+    /// Presence of the user and of those sharing a joined room with them, changed in
+    /// `(after, upTo]`: (user, state, status message, last active ts).
+    static func presenceChanges(_ db: any SQLConnection, userID: String, after: Int64,
                                        upTo: Int64) throws -> [(String, String, String?, Int64)] {
         try db.query("""
             SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p

@@ -1,8 +1,48 @@
-/// The SQL of rooms, events, forward extremities and state groups (schema: `Schema.rooms`).
-/// Plain rows in, plain rows out; the rules (what the state is, which group to write) are
-/// the room actor's. Writes take the caller's transaction so that an event, its state group,
-/// the extremities and its stream position commit together.
-public enum RoomEventStore {
+import Matrix
+
+/// Rooms, events, forward extremities and state groups (schema: `Schema.rooms`), and the
+/// history read from them. Plain rows in, plain rows out; the rules (what the state is, which
+/// group to write, who may see an event) are the room actor's and the handlers'. Writes are
+/// static functions that take the caller's transaction, so that an event, its state group,
+/// the extremities and its stream position commit together; the reads that need no other
+/// table go through `Database.roomEvents`, one transaction each.
+public struct RoomEventStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// The room's version, or nil for a room this server does not have.
+    public func roomVersion(of room: RoomID) async throws -> String? {
+        let room = room.rawValue
+        return try await database.read { db in try Self.roomVersion(db, roomID: room) }
+    }
+
+    /// The state of the room after position `position` (the state group of the newest event
+    /// at or before it): empty before the room's first event.
+    public func state(of room: RoomID, atOrBefore position: Int64) async throws -> [StateEntry] {
+        let room = room.rawValue
+        return try await database.read { db in
+            guard let group = try Self.stateGroup(db, roomID: room, atOrBefore: position) else { return [] }
+            return try Self.state(db, group: group)
+        }
+    }
+
+    /// Events by id (missing ones skipped), in no particular order.
+    public func events(ids: [String]) async throws -> [EventRow] {
+        try await database.read { db in try Self.events(db, ids: ids) }
+    }
+
+    public func event(_ eventID: String) async throws -> EventRow? {
+        try await database.read { db in try Self.event(db, eventID: eventID) }
+    }
+
+    /// The newest event of the room at or before `ts` (backwards) or the oldest at or after
+    /// (forwards), at positions up to `ceiling`.
+    public func event(in room: RoomID, near ts: Int64, forwards: Bool, ceiling: Int64 = .max) async throws -> EventRow? {
+        let room = room.rawValue
+        return try await database.read { db in try Self.eventNear(db, roomID: room, ts: ts, forwards: forwards, ceiling: ceiling) }
+    }
+
     /// One event row. `json` is the event's serialized bytes, stored once and served as is.
     public struct EventRow: Sendable, Equatable {
         public var streamOrdering: Int64
@@ -249,4 +289,9 @@ public enum RoomEventStore {
         }
         return index > start ? value : nil
     }
+}
+
+extension Database {
+    /// Rooms, events and their state.
+    public var roomEvents: RoomEventStore { RoomEventStore(database: self) }
 }

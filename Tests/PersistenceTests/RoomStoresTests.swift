@@ -131,6 +131,45 @@ struct RoomStoresTests {
     }
 
     @Test(arguments: Backend.enabled)
+    func roomEventsTransactionsAndPresenceThroughTheDatabase(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let (a, b, r) = (try UserID(parsing: "@a:t"), try UserID(parsing: "@b:t"), try RoomID(parsing: "!r:t"))
+            try await database.write { db throws in
+                try RoomEventStore.insertRoom(db, roomID: "!r:t", roomVersion: "10", createdTS: 1)
+                let member = RoomEventStore.StateEntry(type: "m.room.member", stateKey: "@a:t", eventID: "$1")
+                try RoomEventStore.insertStateGroup(db, .init(id: 1, roomID: "!r:t", prevGroup: nil, deltaDepth: 0, entries: [member]))
+                for position in Int64(1)...3 {
+                    let json = Array(#"{"origin_server_ts":\#(position * 100)}"#.utf8)
+                    try RoomEventStore.insertEvent(db, .init(streamOrdering: position, eventID: "$\(position)", roomID: "!r:t",
+                                                             type: "m.room.message", stateKey: nil, sender: "@a:t", depth: position,
+                                                             stateGroup: 1, json: json, clientJSON: []))
+                }
+                try EventTxnStore.insertTxn(db, userID: "@a:t", deviceID: "D", scope: "send/!r:t/m", txnID: "t1", roomID: "!r:t", eventID: "$2")
+                try MembershipStore.setMembership(db, .init(roomID: "!r:t", userID: "@a:t", membership: "join", eventID: "$1", streamOrdering: 1))
+                try MembershipStore.setMembership(db, .init(roomID: "!r:t", userID: "@b:t", membership: "join", eventID: "$1", streamOrdering: 1))
+            }
+            #expect(try await database.roomEvents.roomVersion(of: r) == "10")
+            #expect(try await database.roomEvents.roomVersion(of: try RoomID(parsing: "!none:t")) == nil)
+            #expect(try await database.roomEvents.state(of: r, atOrBefore: 0).isEmpty)
+            #expect(try await database.roomEvents.state(of: r, atOrBefore: 2).map(\.eventID) == ["$1"])
+            #expect(try await database.roomEvents.events(ids: ["$3", "$9"]).map(\.eventID) == ["$3"])
+            #expect(try await database.roomEvents.event("$2")?.streamOrdering == 2)
+            #expect(try await database.roomEvents.event(in: r, near: 250, forwards: true)?.eventID == "$3")
+            #expect(try await database.roomEvents.event(in: r, near: 250, forwards: false)?.eventID == "$2")
+            #expect(try await database.roomEvents.event(in: r, near: 250, forwards: true, ceiling: 2) == nil)
+
+            #expect(try await database.eventTxns.event(ofTransaction: "t1", by: a, device: "D", scope: "send/!r:t/m")?.eventID == "$2")
+            #expect(try await database.eventTxns.event(ofTransaction: "t1", by: b, device: "D", scope: "send/!r:t/m") == nil)
+
+            try await database.presence.setPresence(userID: b, .init(state: "online", statusMessage: nil, lastActiveTs: 5), position: 1)
+            try await database.presence.setPresence(userID: try UserID(parsing: "@stranger:t"),
+                                                    .init(state: "online", statusMessage: nil, lastActiveTs: 5), position: 2)
+            #expect(try await database.presence.changes(seenBy: a, after: 0, upTo: 2).map(\.0) == ["@b:t"])
+            #expect(try await database.presence.changes(seenBy: a, after: 1, upTo: 2).isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
     func fullTextSearchAndToDevice(_ backend: Backend) async throws {
         try await withDatabase(backend) { (database) async throws in
             try await database.write { db throws in

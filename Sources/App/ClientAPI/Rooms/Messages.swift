@@ -30,10 +30,8 @@ enum Messages {
             let (_, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
             // A user who left finds nothing sent after they left.
             let ceiling = RoomService.readCeiling(membership)
-            let room = roomID.rawValue
-            guard let row = try await context.app.database.read({ db in
-                try RoomEventStore.eventNear(db, roomID: room, ts: ts, forwards: forwards, ceiling: ceiling)
-            }) else { throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(forwards ? "f" : "b")") }
+            guard let row = try await context.app.database.roomEvents.event(in: roomID, near: ts, forwards: forwards,
+                                                                            ceiling: ceiling) else { throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(forwards ? "f" : "b")") }
             let eventTS = (try? JSON.parse(row.json)["origin_server_ts"]?.intValue) ?? nil
             return .json(["event_id": .string(row.eventID), "origin_server_ts": .int(eventTS ?? 0)])
         }

@@ -78,9 +78,8 @@ enum RoomEvents {
         var ref: TransactionRef?
         if let txn {
             let found = TransactionRef(userID: requester.userID.rawValue, deviceID: requester.deviceID ?? "", scope: scope, txnID: txn)
-            if let existing = try await app.database.read({ db in
-                try EventTxnStore.txnEvent(db, userID: found.userID, deviceID: found.deviceID, scope: found.scope, txnID: found.txnID)
-            }) {
+            if let existing = try await app.database.eventTxns.event(ofTransaction: txn, by: requester.userID,
+                                                                     device: found.deviceID, scope: scope) {
                 return .json(["event_id": .string(existing.eventID)])
             }
             ref = found
@@ -152,13 +151,7 @@ enum RoomEvents {
     static func stateIDs(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> [StateKey: String] {
         let (actor, membership) = try await app.roomService.readableState(user, roomID)
         if let membership, membership.membership == "leave" || membership.membership == "ban" {
-            let room = roomID.rawValue, position = membership.streamOrdering
-            let entries = try await app.database.read { db in
-                guard let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: position) else {
-                    return [RoomEventStore.StateEntry]()
-                }
-                return try RoomEventStore.state(db, group: group)
-            }
+            let entries = try await app.database.roomEvents.state(of: roomID, atOrBefore: membership.streamOrdering)
             var out: [StateKey: String] = [:]
             for entry in entries { out[StateKey(entry.type, entry.stateKey)] = entry.eventID }
             return out

@@ -76,8 +76,7 @@ final class RoomService: Sendable {
         // so made-up ids (space children, joins, peeks) cannot fill the registry and evict
         // the rooms in use.
         if index.lastPosition(of: roomID.rawValue) == nil {
-            let room = roomID.rawValue
-            guard try await database.read({ db in try RoomEventStore.roomVersion(db, roomID: room) }) != nil else {
+            guard try await database.roomEvents.roomVersion(of: roomID) != nil else {
                 throw MatrixError(.notFound, "Unknown room \(roomID)")
             }
         }
@@ -220,7 +219,7 @@ final class RoomService: Sendable {
 
     /// Client forms of events by id, in the order given (missing ones skipped).
     func clientEvents(_ ids: [String]) async throws -> [[UInt8]] {
-        let rows = try await database.read { db in try RoomEventStore.events(db, ids: ids) }
+        let rows = try await database.roomEvents.events(ids: ids)
         var byID: [String: [UInt8]] = [:]
         for row in rows { byID[row.eventID] = row.clientJSON }
         return ids.compactMap { byID[$0] }

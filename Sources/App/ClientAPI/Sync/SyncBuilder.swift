@@ -105,8 +105,7 @@ struct SyncBuilder {
                 guard (since != nil && changed) || (filter.includeLeave && (since == nil || changed)) else { continue }
                 // A leave that ends an invite or a knock (never joined): the leave event alone,
                 // no room state or history the user never had access to.
-                let eventID = membership.eventID
-                let leaveRow = try await app.database.read { db in try RoomEventStore.event(db, eventID: eventID) }
+                let leaveRow = try await app.database.roomEvents.event(membership.eventID)
                 if let leaveRow,
                    (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != "join" {
                     var plan = RoomPlan(roomID: membership.roomID, section: .leave)
@@ -153,10 +152,8 @@ struct SyncBuilder {
         // Presence of the user and their room peers, when the stream moved.
         var presence: [[UInt8]] = []
         if app.configuration.presence.enabled, full || upTo[.presence] > since![.presence] {
-            let userID = user.rawValue, after = full ? 0 : since![.presence], bound = upTo[.presence]
-            let rows = try await app.database.read { db in
-                try PresenceStore.presenceChanges(db, userID: userID, after: after, upTo: bound)
-            }
+            let rows = try await app.database.presence.changes(seenBy: user, after: full ? 0 : since![.presence],
+                                                               upTo: upTo[.presence])
             let now = Clock.nowMilliseconds()
             for (peer, state, message, lastActive) in rows where filter.presence.allows(type: "m.presence", sender: peer) {
                 let ago = max(0, now - lastActive)
@@ -188,7 +185,7 @@ struct SyncBuilder {
         let stateIDs = plans.flatMap(\.stateIDs)
         var stateBytes: [String: [UInt8]] = [:]
         if !stateIDs.isEmpty {
-            let rows = try await app.database.read { db in try RoomEventStore.events(db, ids: stateIDs) }
+            let rows = try await app.database.roomEvents.events(ids: stateIDs)
             for row in rows { stateBytes[row.eventID] = row.clientJSON }
         }
         var token = upTo
