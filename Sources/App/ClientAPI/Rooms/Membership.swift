@@ -141,14 +141,10 @@ enum Membership {
                 ids = (await actor.currentState ?? [:]).filter { $0.key.type == "m.room.member" }.map(\.value.eventID.rawValue)
             } else {
                 // At a token, or at the user's leave: the state of that point.
-                let room = roomID.rawValue
                 var position = membership?.streamOrdering ?? Int64.max
                 if let at = try context.position("at") { position = min(position, at) }
-                let bound = position
-                ids = try await context.app.database.read { db in
-                    guard let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: bound) else { return [] }
-                    return try RoomEventStore.state(db, group: group).filter { $0.type == "m.room.member" }.map(\.eventID)
-                }
+                ids = try await context.app.database.roomEvents.state(of: roomID, atOrBefore: position)
+                    .filter { $0.type == "m.room.member" }.map(\.eventID)
             }
             var chunk: [[UInt8]] = []
             for bytes in try await service.clientEvents(ids.sorted()) {
