@@ -37,7 +37,7 @@ final class MyelinServer: Sendable {
         maintenance = Task.detached { await roomService.runMaintenance() }
         presenceSweep = Task.detached { [configuration] in
             guard configuration.presence.enabled else { return }
-            await app.syncPresence.run(app)
+            await app.sync.presence.run(app)
         }
         let workers = WorkerPool(threads: configuration.transport.workers)
         servers = configuration.listeners.enumerated().map { index, listener in

@@ -46,16 +46,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     private let started = Atomic<Bool>(false)
 
     /// The transport limits as plain numbers, read on every request.
-    struct Limits {
-        var headerReadTimeoutMs: UInt64
-        var bodyReadTimeoutMs: UInt64
-        var idleTimeoutMs: UInt64
-        var maxPipelined: Int
-        var maxHeaderBytes: Int
-        /// 0: no credit for body bytes (see `TransportConfiguration.minBodyBytesPerSecond`).
-        var minBodyBytesPerSecond: UInt64
-        var maxUnsentOutputBytes: Int
-    }
+    typealias Limits = ConnectionStateMachine.Limits
     let limits: Limits
 
     // Loop-thread state.
@@ -347,11 +338,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         updateDate()
         let now = uv_now(uv)
         for connection in connections.values where !connection.closing {
-            // No input deadline runs while the server itself keeps the connection from reading.
-            if connection.deadline != 0 && connection.deadline <= now && connection.serverPausedAt == 0 {
-                connection.timedOut(now: now)
-            }
-            if connection.writesInFlight > 0 && !connection.closing { connection.checkWriteProgress(now: now) }
+            connection.sweep(now: now)
         }
     }
 
@@ -362,7 +349,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         for connection in connections.values where !connection.closing {
             stats.connections += 1
             stats.unsentOutputBytes += connection.backlog
-            if connection.outputPaused { stats.connectionsPausedForOutput += 1 }
+            if connection.state.outputPaused { stats.connectionsPausedForOutput += 1 }
         }
         return stats
     }
@@ -444,7 +431,7 @@ actor LoopActor {
 
     /// Queues one chunk of a streamed response; suspends while the connection's backlog is high.
     func writeChunk(connection id: UInt64, sequence: UInt64, chunk: [UInt8]) async -> Bool {
-        guard let connection = loop.connections[id], connection.streamingSequence == sequence else { return false }
+        guard let connection = loop.connections[id], connection.state.streamingSequence == sequence else { return false }
         connection.writeStreamChunk(chunk)
         if connection.backlog > loop.limits.maxUnsentOutputBytes {
             await withCheckedContinuation { continuation in connection.drainWaiters.append(continuation) }
@@ -453,7 +440,7 @@ actor LoopActor {
     }
 
     func finishStream(connection id: UInt64, sequence: UInt64, failed: Bool) {
-        guard let connection = loop.connections[id], connection.streamingSequence == sequence else { return }
+        guard let connection = loop.connections[id], connection.state.streamingSequence == sequence else { return }
         connection.finishStream(failed: failed)
     }
 }

@@ -36,7 +36,7 @@ struct RoomActorTests {
     @Test func roomsCreatedTogetherGetDistinctIDsAndWakeMembers() async throws {
         try await withStore(.sqlite) { database in
             let fanout = NotifierFanout(limits: RegistryLimits(maxResident: 100, idleTimeout: .seconds(60)))
-            let rooms = try await makeRooms(database, publish: fanout.publish)
+            let rooms = try await makeRooms(database, fanout: fanout)
             let alice = testUser("alice")
             let waiter = Task { await fanout.wait(alice, since: .zero, timeout: .seconds(600)) { .zero } }
             while fanout.resident(alice)?.waiterCount != 1 { await Task.yield() }

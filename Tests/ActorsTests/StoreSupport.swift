@@ -16,10 +16,12 @@ func withScratchDatabase<T>(_ backend: Backend, _ body: (DatabaseConfiguration) 
 
 /// A `Rooms` over an open database, as the App would build it.
 func makeRooms(_ database: Database, signingKey: SigningKey = testSigningKey, recent: Int = 16,
-               maxResident: Int = 10_000, publish: @escaping @Sendable (PublishedEvents) -> Void = { _ in }) async throws -> Rooms {
+               maxResident: Int = 10_000, fanout: NotifierFanout? = nil,
+               timelines: TimelineService = TimelineService()) async throws -> Rooms {
     let events = try await RoomContext.loadEventStream(database)
     let context = RoomContext(database: database, events: events, serverName: try ServerName(parsing: "example.org"),
-                              signingKey: signingKey, recentEventsLimit: recent, publish: publish)
+                              signingKey: signingKey, recentEventsLimit: recent, timelines: timelines,
+                              fanout: fanout)
     return Rooms(context: context, limits: RegistryLimits(maxResident: maxResident, idleTimeout: .seconds(600)))
 }
 

@@ -266,7 +266,7 @@ struct SyncTests {
 
             // No sync of his for longer than the timeout: offline.
             let app = server.app
-            await app.syncPresence.sweep(app, now: Clock.nowMilliseconds() + SyncPresence.offlineAfterMs + 1000)
+            await app.sync.presence.sweep(app, now: Clock.nowMilliseconds() + SyncPresence.offlineAfterMs + 1000)
             #expect(try await state("@bob:localhost", becomes: "offline"))
         }
     }

@@ -152,8 +152,7 @@ public final class NotifierFanout: Sendable {
 }
 
 extension NotifierFanout {
-    /// Wakes the users a room's new events concern: pass as `RoomContext.publish`
-    /// (`publish: fanout.publish`).
+    /// Wakes the users a room's new events concern (called by the room actor after a commit).
     public func publish(_ events: PublishedEvents) {
         notify(events.interestedUsers, of: StreamChange(.roomEvents, events.visiblePosition))
     }

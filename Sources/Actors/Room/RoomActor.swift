@@ -54,6 +54,13 @@ public actor RoomActor: RegistryMember {
         /// Joined and invited users, the audience of a publication; nil after a member event
         /// until the next publication recomputes it (so a message costs no scan of the state).
         var audience: Set<UserID>? = nil
+
+        /// What the timeline service holds of this room: the ring itself (shared storage).
+        var timeline: RoomTimeline {
+            RoomTimeline(recent: recent, floor: recentFloor, lastPosition: lastStreamOrdering,
+                         historyVisibility: state[StateKey("m.room.history_visibility", "")]?
+                             .content["history_visibility"]?.stringValue ?? "shared")
+        }
     }
 
     private struct Pending {
@@ -110,10 +117,13 @@ public actor RoomActor: RegistryMember {
             }
             return event
         }
-        return RoomActor(roomID: roomID, context: context, room: RoomState(
-            version: version, state: state, stateGroup: last.stateGroup, stateDeltaDepth: deltaDepth,
-            extremities: extremities, maxDepth: maxDepth, lastStreamOrdering: last.streamOrdering, recent: recent,
-            recentFloor: floor))
+        let room = RoomState(version: version, state: state, stateGroup: last.stateGroup, stateDeltaDepth: deltaDepth,
+                             extremities: extremities, maxDepth: maxDepth, lastStreamOrdering: last.streamOrdering,
+                             recent: recent, recentFloor: floor)
+        let actor = RoomActor(roomID: roomID, context: context, room: room)
+        // Everything loaded is committed and visible: readers may use the ring at once.
+        context.timelines.publish(roomID, room.timeline, owner: ObjectIdentifier(actor))
+        return actor
     }
 
     // MARK: Reads
@@ -198,6 +208,7 @@ public actor RoomActor: RegistryMember {
             first = false
         }
         let (events, _) = try await persist(writes, allocations: allocations, createdTS: now, version: version)
+        makeVisible(writes, working, allocations)
         room = working
         publish(events, working)
         return events
@@ -231,6 +242,7 @@ public actor RoomActor: RegistryMember {
         while draining {
             await withCheckedContinuation { drainWaiters.append($0) }
         }
+        context.timelines.retire(roomID, owner: ObjectIdentifier(self))
     }
 
     private func finishDrain() {
@@ -290,6 +302,7 @@ public actor RoomActor: RegistryMember {
                         working.recent[index].clientBytesForSender = nil
                     }
                 }
+                makeVisible(writes, working, allocations)
                 room = working
                 for (pending, event) in zip(accepted, events) {
                     if let txn = event.txn { remember(txn, event) }
@@ -419,8 +432,8 @@ public actor RoomActor: RegistryMember {
                      relation: relation, searchable: SearchStore.searchable(type: pdu.type, content: texts))
     }
 
-    /// Writes the batch in one transaction, then marks its positions committed (or aborted).
-    /// Redactions rewrite their target's client form in the same transaction; the new forms
+    /// Writes the batch in one transaction (its positions aborted if it fails; the caller
+    /// commits them with `makeVisible`). Redactions rewrite their target's client form in the same transaction; the new forms
     /// are returned by event id so the ring can follow.
     private func persist(_ writes: [Write], allocations: [StreamTracker.Allocation], createdTS: Int64?,
                          version: RoomVersion) async throws -> ([PersistedEvent], [String: [UInt8]]) {
@@ -466,10 +479,16 @@ public actor RoomActor: RegistryMember {
             for allocation in allocations { context.events.abort(allocation) }
             throw error
         }
-        let persisted = writes.map(\.persisted)
-        context.durable(roomID, persisted, redacted)
+        return (writes.map(\.persisted), redacted)
+    }
+
+    /// After a durable batch: the services that answer readers without this actor (the
+    /// ring, the memberships) learn of it first, then its positions become visible, so a
+    /// reader of a visible position never finds them behind.
+    private func makeVisible(_ writes: [Write], _ working: RoomState, _ allocations: [StreamTracker.Allocation]) {
+        context.memberships.apply(writes.compactMap(\.membership))
+        context.timelines.publish(roomID, working.timeline, owner: ObjectIdentifier(self))
         for allocation in allocations { context.events.commit(allocation) }
-        return (persisted, redacted)
     }
 
     private func publish(_ events: [PersistedEvent], _ room: RoomState) {
@@ -489,7 +508,7 @@ public actor RoomActor: RegistryMember {
         for event in events where event.type == "m.room.member" {
             if let key = event.stateKey, let user = try? UserID(parsing: key) { users.insert(user) }
         }
-        context.publish(PublishedEvents(roomID: roomID, events: events, interestedUsers: users,
+        context.fanout?.publish(PublishedEvents(roomID: roomID, events: events, interestedUsers: users,
                                         visiblePosition: context.events.visiblePosition))
     }
 }

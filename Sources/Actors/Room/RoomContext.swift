@@ -2,8 +2,10 @@ import Matrix
 import Persistence
 
 /// What every room actor shares: the store, the room-events stream, the server's name and
-/// signing key, the recent-events ring size, and where persisted events are published.
-/// Built once by the App (`Rooms`) and handed to each activation.
+/// signing key, the recent-events ring size, and the services a room actor updates itself
+/// after each commit (no callback into the App): the timeline service (its ring and
+/// newest position), the membership service (memberships per user) and the notifier
+/// fan-out (wake-ups). Built once by the App and handed to `Rooms`.
 public struct RoomContext: Sendable {
     public var database: Database
     /// The global ordering of room events (`events.stream_ordering`).
@@ -12,24 +14,25 @@ public struct RoomContext: Sendable {
     public var signingKey: SigningKey
     /// Events each room keeps in memory with their bytes (`actors.room_recent_events`).
     public var recentEventsLimit: Int
-    /// Called after a batch of events committed and their positions became visible,
-    /// synchronously on the room actor: it must only hand off (e.g. `NotifierFanout.notify`).
-    public var publish: @Sendable (PublishedEvents) -> Void
-    /// Called once a batch is durable and *before* its positions become visible, with the
-    /// events and the new client forms of events they redacted: in-memory indexes updated
-    /// here are never behind what a reader of the visible position expects.
-    public var durable: @Sendable (RoomID, [PersistedEvent], [String: [UInt8]]) -> Void
+    /// Receives each actor's ring once a batch is durable and *before* its positions become
+    /// visible, so a reader of the visible position never finds the ring behind it.
+    public var timelines: TimelineService
+    /// Receives each durable batch's membership changes, before its positions are visible.
+    public var memberships: MembershipService
+    /// Woken after a batch's positions became visible (nil: nobody long-polls, as in tests).
+    public var fanout: NotifierFanout?
 
     public init(database: Database, events: StreamTracker, serverName: ServerName, signingKey: SigningKey,
-                recentEventsLimit: Int, publish: @escaping @Sendable (PublishedEvents) -> Void = { _ in },
-                durable: @escaping @Sendable (RoomID, [PersistedEvent], [String: [UInt8]]) -> Void = { _, _, _ in }) {
+                recentEventsLimit: Int, timelines: TimelineService = TimelineService(),
+                memberships: MembershipService? = nil, fanout: NotifierFanout? = nil) {
         self.database = database
         self.events = events
         self.serverName = serverName
         self.signingKey = signingKey
         self.recentEventsLimit = recentEventsLimit
-        self.publish = publish
-        self.durable = durable
+        self.timelines = timelines
+        self.memberships = memberships ?? MembershipService(database: database)
+        self.fanout = fanout
     }
 
     /// Seeds the room-events stream from the store.
@@ -131,7 +134,7 @@ extension PersistedEvent {
     /// The newest events of `ring` (oldest first, every event after `floor`) with positions
     /// in `(after, upTo]` that pass `include`: at most `limit`, and whether older matching
     /// ones exist in that range; nil when the ring cannot tell (it starts after `after` and
-    /// holds fewer than `limit` matches). Shared by the room actor's ring and the App's index.
+    /// holds fewer than `limit` matches). Used by the room actor and by readers of its published ring.
     public static func newest(in ring: [PersistedEvent], floor: Int64, after: Int64, upTo: Int64, limit: Int,
                               include: (PersistedEvent) -> Bool) -> (events: [PersistedEvent], limited: Bool)? {
         var picked: [PersistedEvent] = []

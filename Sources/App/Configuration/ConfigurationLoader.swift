@@ -24,6 +24,17 @@ enum ConfigurationLoader {
         try top.string("server_name") { configuration.serverName = try ServerNameCheck.validate($0, path: "server_name") }
         try top.string("data_dir") { configuration.dataDirectory = $0 }
         try top.string("signing_key_path") { configuration.signingKeyPath = $0 }
+        try readListenersAndDatabase(top, &configuration)
+        try readTransport(top, &configuration)
+        try readActors(top, &configuration)
+        try readAccounts(top, &configuration)
+        try readRateLimits(top, &configuration)
+        try readServices(top, &configuration)
+        try top.finish()
+        return configuration
+    }
+
+    private static func readListenersAndDatabase(_ top: Section, _ configuration: inout Configuration) throws {
         try top.sequence("listeners") { items in
             configuration.listeners = try items.map { item in
                 var listener = Configuration.Listener()
@@ -51,6 +62,9 @@ enum ConfigurationLoader {
                 try p.int("pool_size", range: 1...1000) { configuration.database.postgresPoolSize = $0 }
             }
         }
+    }
+
+    private static func readTransport(_ top: Section, _ configuration: inout Configuration) throws {
         try top.section("transport") { t in
             try t.int("loops", range: 0...256) { configuration.transport.loops = $0 == 0 ? TransportConfiguration.defaultLoopCount : $0 }
             try t.int("workers", range: 0...256) { configuration.transport.workers = $0 == 0 ? TransportConfiguration.defaultLoopCount : $0 }
@@ -68,6 +82,9 @@ enum ConfigurationLoader {
             try t.int("max_pipelined", range: 1...1024) { configuration.transport.maxPipelined = $0 }
             try t.int("max_unsent_output_bytes", range: 16_384...(1 << 30)) { configuration.transport.maxUnsentOutputBytes = $0 }
         }
+    }
+
+    private static func readActors(_ top: Section, _ configuration: inout Configuration) throws {
         try top.section("actors") { a in
             func pool(_ key: String, _ target: WritableKeyPath<Configuration.Actors, Configuration.ActorPool>) throws {
                 try a.section(key) { p in
@@ -82,6 +99,9 @@ enum ConfigurationLoader {
             try pool("media_uploads", \.mediaUploads)
             try a.int("room_recent_events", range: 0...100_000) { configuration.actors.roomRecentEvents = $0 }
         }
+    }
+
+    private static func readAccounts(_ top: Section, _ configuration: inout Configuration) throws {
         try top.section("registration") { r in
             try r.bool("enabled") { configuration.registration.enabled = $0 }
             try r.optionalString("registration_token") {
@@ -103,6 +123,9 @@ enum ConfigurationLoader {
         try top.section("user_directory") { u in
             try u.bool("search_all_users") { configuration.userDirectory.searchAllUsers = $0 }
         }
+    }
+
+    private static func readRateLimits(_ top: Section, _ configuration: inout Configuration) throws {
         try top.section("rate_limits") { r in
             try r.bool("enabled") { configuration.rateLimits.enabled = $0 }
             func limit(_ key: String, _ target: WritableKeyPath<Configuration.RateLimits, Configuration.RateLimit>) throws {
@@ -123,6 +146,9 @@ enum ConfigurationLoader {
                 configuration.rateLimits.trustedProxies = try items.map { try $0.scalarString() }
             }
         }
+    }
+
+    private static func readServices(_ top: Section, _ configuration: inout Configuration) throws {
         try top.section("media") { m in
             try m.string("store_path") { configuration.media.storePath = $0 }
             try m.int("max_upload_bytes", range: 1...(1 << 40)) { configuration.media.maxUploadBytes = $0 }
@@ -152,8 +178,6 @@ enum ConfigurationLoader {
             try m.bool("enabled") { configuration.metrics.enabled = $0 }
             try m.string("path") { configuration.metrics.path = $0 }
         }
-        try top.finish()
-        return configuration
     }
 }
 

@@ -1,18 +1,13 @@
 /// The commented configuration file that `myelin generate-config` prints: every key with
-/// its default, so the file documents itself and loads back to the defaults.
+/// its default, so the file documents itself and loads back to the defaults. Written as one
+/// section per part of the file, in the order the file lists them.
 enum ConfigurationTemplate {
     static func render(serverName: String) -> String {
         let d = Configuration()
-        let t = d.transport
-        let a = d.actors
-        func pool(_ name: String, _ p: Configuration.ActorPool, _ what: String) -> String {
-            """
-              # \(what)
-              \(name):
-                max_resident: \(p.maxResident)
-                idle_timeout_s: \(p.idleTimeoutSeconds)
-            """
-        }
+        return [general(d, serverName: serverName), transport(d), actors(d), accounts(d), rateLimits(d), services(d)].joined()
+    }
+
+    private static func general(_ d: Configuration, serverName: String) -> String {
         return """
         # Myelin configuration. Every key is optional; the values shown are the defaults.
         # Unknown keys and bad values stop the server with the key path named.
@@ -44,6 +39,13 @@ enum ConfigurationTemplate {
             conninfo: "\(d.database.postgresConninfo)"
             pool_size: \(d.database.postgresPoolSize)
 
+
+        """
+    }
+
+    private static func transport(_ d: Configuration) -> String {
+        let t = d.transport
+        return """
         transport:
           # event loops (threads); 0 means one per core
           loops: 0
@@ -79,6 +81,21 @@ enum ConfigurationTemplate {
           # connection reads no further requests until they drain below half
           max_unsent_output_bytes: \(t.maxUnsentOutputBytes)
 
+
+        """
+    }
+
+    private static func actors(_ d: Configuration) -> String {
+        let a = d.actors
+        func pool(_ name: String, _ p: Configuration.ActorPool, _ what: String) -> String {
+            """
+              # \(what)
+              \(name):
+                max_resident: \(p.maxResident)
+                idle_timeout_s: \(p.idleTimeoutSeconds)
+            """
+        }
+        return """
         # Actor pools: how many of each kind stay resident, and how long an idle one lives.
         actors:
         \(pool("rooms", a.rooms, "one per room: its current state, extremities and recent events"))
@@ -89,6 +106,12 @@ enum ConfigurationTemplate {
           # recent events each room actor keeps in memory for caught-up syncs
           room_recent_events: \(a.roomRecentEvents)
 
+
+        """
+    }
+
+    private static func accounts(_ d: Configuration) -> String {
+        return """
         registration:
           # open registration (POST /register); false here, true when myelin runs with no file
           enabled: false
@@ -111,6 +134,12 @@ enum ConfigurationTemplate {
           # false: search finds users sharing a room with the searcher or in public rooms
           search_all_users: \(d.userDirectory.searchAllUsers)
 
+
+        """
+    }
+
+    private static func rateLimits(_ d: Configuration) -> String {
+        return """
         rate_limits:
           enabled: \(d.rateLimits.enabled)
           messages:
@@ -146,6 +175,12 @@ enum ConfigurationTemplate {
           # limits per address then apply to the client, not to the proxy
           trusted_proxies: []
 
+
+        """
+    }
+
+    private static func services(_ d: Configuration) -> String {
+        return """
         media:
           # empty means <data_dir>/media
           store_path: ""

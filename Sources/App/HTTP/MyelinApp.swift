@@ -23,11 +23,9 @@ final class MyelinApp: HTTPResponder {
     let accessLog: AccessLog?
     let startedAt: Int64
     let metrics = Metrics()
-    let syncCache = SyncResponseCache()
-    let unreadCounts = UnreadCounts()
-    let syncPresence = SyncPresence()
-    /// Parsed sync filters by inline text or `user\0id` (bounded; see `Sync.loadFilter`).
-    let syncFilters = Mutex<[String: SyncFilter]>([:])
+    /// What `/sync` keeps between requests (response sharing, filters, unread counts,
+    /// presence of syncing users).
+    let sync: SyncService
     /// Open connections across the listeners, for the metrics page (set once they exist).
     let openConnections = Mutex<[@Sendable () -> Int]>([])
     let router: Router
@@ -41,6 +39,7 @@ final class MyelinApp: HTTPResponder {
         self.roomService = roomService
         self.keys = keys
         self.logger = logger
+        sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
         accessLog = configuration.logging.accessLog && logger.logLevel <= .info ? AccessLog() : nil
         startedAt = Clock.nowMilliseconds()
         let metricsPath = configuration.metrics.enabled ? configuration.metrics.path : nil

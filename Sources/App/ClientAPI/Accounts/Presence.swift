@@ -76,7 +76,7 @@ enum Presence {
         var users = Set<String>()
         for change in changes {
             users.insert(change.userID)
-            if let id = try? UserID(parsing: change.userID) { app.syncPresence.noteStored(id, state: change.presence.state) }
+            if let id = try? UserID(parsing: change.userID) { app.sync.presence.noteStored(id, state: change.presence.state) }
         }
         let changed = Set(users.compactMap { try? UserID(parsing: $0) })
         let peers = try await accounts.database.memberships.peers(of: Array(changed))

@@ -92,19 +92,12 @@ enum Ephemeral {
                 throw MatrixError(.invalidParam, "thread_id is not a thread root of this room")
             }
         }
-        let stream = service.receiptStream
         let receipt = ReceiptStore.Receipt(roomID: roomID.rawValue, type: type, userID: user.rawValue,
                                            threadID: thread == "main" ? "main" : thread, eventID: eventID,
                                            ts: Clock.nowMilliseconds(), streamID: 0)
-        let position = try await stream.withNextPosition { position in
-            var receipt = receipt
-            receipt.streamID = position
-            let stored = receipt
-            try await app.database.receipts.put(stored)
-            return position
-        }
+        let position = try await service.receipts.put(receipt)
         // The user read the room: their counts start again from this receipt.
-        app.unreadCounts.invalidate(user, roomID)
+        app.sync.unreadCounts.invalidate(user, roomID)
         if type == "m.read.private" {
             service.fanout.notify([user], of: StreamChange(.receipts, position))
         } else {

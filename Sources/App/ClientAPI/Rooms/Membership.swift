@@ -70,7 +70,7 @@ enum Membership {
                 throw MatrixError(.unknown, "User \(requester.userID) is in room \(roomID)", status: 400)
             }
             try await context.app.database.memberships.forget(roomID, by: requester.userID)
-            context.app.roomService.index.forget(requester.userID)
+            context.app.roomService.membershipService.forget(requester.userID)
             return .json([:])
         }
         for action in ["kick", "ban", "unban"] {

@@ -5,29 +5,29 @@ import Matrix
 import Persistence
 import Synchronization
 
-/// What the room handlers share: the room actors (`Rooms`), the notifier fan-out that wakes
-/// long-polling syncs, the receipts stream and the typing tracker, plus the lookups every
-/// room handler needs (membership, alias resolution, visibility of history). Built by
-/// `MyelinServer`; owned by `MyelinApp`.
+/// What the room handlers share: the room actors (`Rooms`) and the services in Actors that
+/// answer without them — timelines (each room actor's published ring and newest position),
+/// memberships per user, typing, receipts, to-device — plus the notifier fan-out that wakes
+/// long-polling syncs, and the lookups every room handler needs (membership, alias
+/// resolution, visibility of history). Built by `MyelinServer`; owned by `MyelinApp`.
+/// Requests go one way: handler → this service → an actor, a service or a store.
 final class RoomService: Sendable {
     let rooms: Rooms
     let fanout: NotifierFanout
     let database: Database
     let serverName: String
-    let receiptStream: StreamTracker
-    /// Send-to-device messages (one position per send, shared by its recipients).
-    let toDeviceStream: StreamTracker
+    let timelines: TimelineService
+    let membershipService: MembershipService
+    let typing: TypingService
+    let receipts: ReceiptService
+    let toDevice: ToDeviceService
     private let logger = Logger(label: "myelin.rooms")
     /// Per device (`user|device`), the to-device position its syncs acknowledged last, so a
     /// sync with nothing new skips the store.
     let toDeviceAcknowledged = Mutex<[String: Int64]>([:])
-    /// Rooms and users unused this long leave the in-memory index (the room actors' idle
+    /// Users unused this long leave the in-memory membership cache (the room actors' idle
     /// timeout).
-    let indexIdleSeconds: Int64
-    let typing: TypingTracker
-    /// Memberships per user and newest positions per room, in memory, so a caught-up sync
-    /// finds what changed without reading the store.
-    let index: RoomIndex
+    let membershipIdleSeconds: Int64
 
     init(configuration: Configuration, database: Database, signingKey: SigningKey) async throws {
         self.database = database
@@ -36,20 +36,18 @@ final class RoomService: Sendable {
         let fanout = NotifierFanout(limits: RegistryLimits(maxResident: actors.notifiers.maxResident,
                                                            idleTimeoutSeconds: actors.notifiers.idleTimeoutSeconds))
         self.fanout = fanout
-        let index = RoomIndex(ringSize: actors.roomRecentEvents)
-        self.index = index
+        timelines = TimelineService()
+        membershipService = MembershipService(database: database)
         let events = try await RoomContext.loadEventStream(database)
         let context = RoomContext(database: database, events: events, serverName: try ServerName(parsing: configuration.serverName),
                                   signingKey: signingKey, recentEventsLimit: actors.roomRecentEvents,
-                                  publish: { fanout.publish($0) },
-                                  durable: { room, events, redacted in index.apply(room, events, redacted) })
+                                  timelines: timelines, memberships: membershipService, fanout: fanout)
         rooms = Rooms(context: context, limits: RegistryLimits(maxResident: actors.rooms.maxResident,
                                                               idleTimeoutSeconds: actors.rooms.idleTimeoutSeconds))
-        receiptStream = try await StreamTracker.load(name: "receipts", from: database,
-                                                     maxPositionSQL: ReceiptStore.maxPositionSQL)
-        typing = TypingTracker()
-        indexIdleSeconds = Int64(max(actors.rooms.idleTimeoutSeconds, 60))
-        toDeviceStream = try await StreamTracker.load(name: "to_device", from: database, maxPositionSQL: ToDeviceStore.maxPositionSQL)
+        receipts = try await ReceiptService(database: database)
+        typing = TypingService()
+        membershipIdleSeconds = Int64(max(actors.rooms.idleTimeoutSeconds, 60))
+        toDevice = try await ToDeviceService(database: database)
     }
 
     var eventStream: StreamTracker { rooms.context.events }
@@ -60,7 +58,7 @@ final class RoomService: Sendable {
             do { try await Task.sleep(for: .seconds(5)) } catch { return }
             await rooms.registry.sweepIdle()
             fanout.sweep()
-            _ = index.evictIdle(idleSeconds: indexIdleSeconds)
+            membershipService.evictIdle(idleSeconds: membershipIdleSeconds)
             toDeviceAcknowledged.withLock { if $0.count > 100_000 { $0.removeAll() } }
             for (room, position) in typing.expire(now: Clock.nowMilliseconds()) {
                 await notifyMembers(of: room, StreamChange(.typing, position))
@@ -75,7 +73,7 @@ final class RoomService: Sendable {
         // A room id from a request may name nothing: ask the store before activating an actor,
         // so made-up ids (space children, joins, peeks) cannot fill the registry and evict
         // the rooms in use.
-        if index.lastPosition(of: roomID.rawValue) == nil {
+        if timelines.lastPosition(of: roomID) == nil {
             guard try await database.roomEvents.roomVersion(of: roomID) != nil else {
                 throw MatrixError(.notFound, "Unknown room \(roomID)")
             }
@@ -87,9 +85,7 @@ final class RoomService: Sendable {
 
     /// The user's memberships by room (cached; loaded from the store on first use).
     func memberships(of user: UserID) async throws -> [String: MembershipStore.Membership] {
-        if let cached = index.memberships(of: user) { return cached }
-        let rows = try await database.memberships.rooms(of: user)
-        return index.load(user, rows)
+        try await membershipService.memberships(of: user)
     }
 
     func membership(_ user: UserID, in roomID: RoomID) async throws -> MembershipStore.Membership? {
@@ -223,224 +219,5 @@ final class RoomService: Sendable {
         var byID: [String: [UInt8]] = [:]
         for row in rows { byID[row.eventID] = row.clientJSON }
         return ids.compactMap { byID[$0] }
-    }
-}
-
-/// Typing notices (in memory; the `typing` stream restarts with the process as Synapse's
-/// does). Each change takes a position; sync sends a room's current typers when the room's
-/// position is ahead of the token.
-final class TypingTracker: Sendable {
-    private struct State {
-        var position: Int64 = 0
-        var rooms: [RoomID: (position: Int64, users: [UserID: Int64])] = [:]
-    }
-    private let state = Mutex(State())
-
-    var position: Int64 { state.withLock { $0.position } }
-
-    /// Sets or clears `user` typing in `room` until `until` (ms); returns the new position,
-    /// or nil when nothing changed.
-    func set(_ user: UserID, in room: RoomID, until: Int64?) -> Int64? {
-        state.withLock { state in
-            var entry = state.rooms[room] ?? (0, [:])
-            let was = entry.users[user] != nil
-            if let until { entry.users[user] = until } else { entry.users[user] = nil }
-            if !was && until == nil { return nil }
-            state.position += 1
-            entry.position = state.position
-            state.rooms[room] = entry
-            return state.position
-        }
-    }
-
-    /// Typers of `room` if its typing changed after `since`.
-    func typers(in room: RoomID, since: Int64) -> [UserID]? {
-        state.withLock { state in
-            guard let entry = state.rooms[room], entry.position > since else { return nil }
-            return entry.users.keys.sorted { $0.rawValue < $1.rawValue }
-        }
-    }
-
-    /// Drops expired notices; returns the rooms that changed with their new positions.
-    func expire(now: Int64) -> [(RoomID, Int64)] {
-        state.withLock { state in
-            var changed: [(RoomID, Int64)] = []
-            for (room, var entry) in state.rooms {
-                let before = entry.users.count
-                entry.users = entry.users.filter { $0.value > now }
-                if entry.users.count != before {
-                    state.position += 1
-                    entry.position = state.position
-                    changed.append((room, state.position))
-                }
-                state.rooms[room] = entry.users.isEmpty && entry.users.count == before ? nil : entry
-            }
-            return changed
-        }
-    }
-}
-
-/// In-memory indexes fed by the rooms' durable batches (before their positions become
-/// visible): each cached user's memberships (loaded from the store on first use, then kept
-/// current by the member events), and per room the newest position, the history
-/// visibility and a ring of recent events. A caught-up sync reads all of it under one lock,
-/// without a hop to the room's actor or the registry.
-final class RoomIndex: Sendable {
-    struct Room {
-        /// Monotonic seconds of the last write or read (for `evictIdle`).
-        var lastUsed: Int64 = 0
-        var lastPosition: Int64 = 0
-        var historyVisibility: String?
-        var recent: [PersistedEvent] = []
-        /// The ring holds every event of the room after this position.
-        var floor: Int64 = 0
-    }
-    private struct State {
-        var memberships: [UserID: [String: MembershipStore.Membership]] = [:]
-        var membershipsUsed: [UserID: Int64] = [:]
-        /// Changes for users not cached when they were applied, kept until the next load
-        /// merges them (a load reading the store just before such a commit would miss it).
-        var uncachedChanges: [UserID: [String: MembershipStore.Membership]] = [:]
-        var rooms: [String: Room] = [:]
-        /// Newest known position per room, kept when the room's entry is evicted (a few
-        /// bytes a room), so a sync can still tell that an idle room has nothing new.
-        var positions: [String: Int64] = [:]
-    }
-    private let state = Mutex(State())
-    let ringSize: Int
-
-    init(ringSize: Int) { self.ringSize = ringSize }
-
-    func memberships(of user: UserID) -> [String: MembershipStore.Membership]? {
-        let now = Self.seconds()
-        return state.withLock { state in
-            guard let found = state.memberships[user] else { return nil }
-            if state.membershipsUsed[user] != now { state.membershipsUsed[user] = now }
-            return found
-        }
-    }
-
-    static func seconds() -> Int64 { Clock.monotonicNanoseconds() / 1_000_000_000 }
-
-    /// Drops rooms and users not used for `idleSeconds`: what they held is in the store and
-    /// in the room actors, and is read back on the next use. Called by the maintenance loop.
-    func evictIdle(idleSeconds: Int64) -> (rooms: Int, users: Int) {
-        let cutoff = Self.seconds() - idleSeconds
-        return state.withLock { state in
-            let rooms = state.rooms.filter { $0.value.lastUsed < cutoff }.map(\.key)
-            for room in rooms { state.rooms[room] = nil }
-            let users = state.membershipsUsed.filter { $0.value < cutoff }.map(\.key)
-            for user in users {
-                state.memberships[user] = nil
-                state.membershipsUsed[user] = nil
-            }
-            return (rooms.count, users.count)
-        }
-    }
-
-    /// Caches rows read from the store; a change that raced the read wins.
-    func load(_ user: UserID, _ rows: [MembershipStore.Membership]) -> [String: MembershipStore.Membership] {
-        state.withLock { state in
-            var loaded: [String: MembershipStore.Membership] = [:]
-            for row in rows { loaded[row.roomID] = row }
-            var newer = state.memberships[user] ?? [:]
-            for (room, row) in state.uncachedChanges.removeValue(forKey: user) ?? [:]
-            where (newer[room]?.streamOrdering ?? -1) < row.streamOrdering {
-                newer[room] = row
-            }
-            for (room, row) in newer where (loaded[room]?.streamOrdering ?? -1) < row.streamOrdering { loaded[room] = row }
-            state.memberships[user] = loaded
-            state.membershipsUsed[user] = Self.seconds()
-            return loaded
-        }
-    }
-
-    func forget(_ user: UserID) {
-        state.withLock { state in
-            state.memberships[user] = nil
-            state.membershipsUsed[user] = nil
-        }
-    }
-
-    /// The newest position written in `room` since start (nil if none).
-    func lastPosition(of room: String) -> Int64? { state.withLock { $0.positions[room] } }
-
-    /// Records a room's newest position learned from its actor (after a restart or an
-    /// eviction), unless a write already recorded a newer one.
-    func notePosition(_ position: Int64, of room: String) {
-        state.withLock { state in
-            if (state.positions[room] ?? -1) < position { state.positions[room] = position }
-        }
-    }
-
-    func historyVisibility(of room: String) -> String? { state.withLock { $0.rooms[room]?.historyVisibility } }
-
-    func setHistoryVisibility(_ value: String, of room: String) {
-        state.withLock { state in
-            if state.rooms[room] == nil { return }
-            if state.rooms[room]!.historyVisibility == nil { state.rooms[room]!.historyVisibility = value }
-        }
-    }
-
-    /// As `RoomActor.timeline`, from the ring kept here; nil when it cannot tell.
-    func timeline(_ room: String, after: Int64, upTo: Int64, limit: Int,
-                  include: (PersistedEvent) -> Bool) -> (events: [PersistedEvent], limited: Bool)? {
-        let now = Self.seconds()
-        return state.withLock { state in
-            guard let entry = state.rooms[room] else { return nil }
-            if entry.lastUsed != now { state.rooms[room]!.lastUsed = now }
-            return PersistedEvent.newest(in: entry.recent, floor: entry.floor, after: after, upTo: upTo, limit: limit,
-                                         include: include)
-        }
-    }
-
-    func apply(_ roomID: RoomID, _ events: [PersistedEvent], _ redacted: [String: [UInt8]]) {
-        let room = roomID.rawValue
-        var changes: [(UserID, MembershipStore.Membership)] = []
-        var visibility: String?
-        for event in events where event.stateKey != nil {
-            if event.type == "m.room.member" {
-                guard let key = event.stateKey, let user = try? UserID(parsing: key),
-                      let membership = (try? JSON.parse(event.clientBytes))?["content"]?["membership"]?.stringValue else { continue }
-                changes.append((user, MembershipStore.Membership(roomID: room, userID: key, membership: membership,
-                                                                  eventID: event.eventID.rawValue,
-                                                                  streamOrdering: event.streamOrdering)))
-            } else if event.type == "m.room.history_visibility", event.stateKey == "" {
-                visibility = (try? JSON.parse(event.clientBytes))?["content"]?["history_visibility"]?.stringValue ?? "shared"
-            }
-        }
-        guard let first = events.first, let last = events.last else { return }
-        let ringSize = self.ringSize
-        let now = Self.seconds()
-        state.withLock { state in
-            var entry = state.rooms[room] ?? Room(floor: first.streamOrdering - 1)
-            entry.lastUsed = now
-            entry.lastPosition = max(entry.lastPosition, last.streamOrdering)
-            state.positions[room] = max(state.positions[room] ?? 0, last.streamOrdering)
-            if let visibility { entry.historyVisibility = visibility }
-            if !redacted.isEmpty {
-                for index in entry.recent.indices {
-                    if let bytes = redacted[entry.recent[index].eventID.rawValue] {
-                        entry.recent[index].clientBytes = bytes
-                        entry.recent[index].clientBytesForSender = nil
-                    }
-                }
-            }
-            entry.recent += events
-            if entry.recent.count > ringSize {
-                let excess = entry.recent.count - ringSize
-                entry.floor = entry.recent[excess - 1].streamOrdering
-                entry.recent.removeFirst(excess)
-            }
-            state.rooms[room] = entry
-            for (user, membership) in changes {
-                if state.memberships[user] != nil {
-                    state.memberships[user]![room] = membership
-                } else {
-                    if state.uncachedChanges.count > 50_000 { state.uncachedChanges.removeAll() }
-                    state.uncachedChanges[user, default: [:]][room] = membership
-                }
-            }
-        }
     }
 }

@@ -6,57 +6,91 @@ import Transport
 /// The deprecated pre-sync endpoints Synapse still serves (spec: "Legacy" / removed in
 /// v1.x but used by old clients and bots): `GET /events` (a long-poll of new events across
 /// rooms, `from`/`timeout`, returning `chunk`, `start`, `end`) and `GET /initialSync`
-/// (every room with its state and recent messages). Both reuse the sync machinery and
-/// reshape its response; they are not on any hot path.
+/// (every room with its state and recent messages). Both reuse the sync machinery
+/// (`SyncService.respond`) and shape its `SyncResult` their own way, concatenating the
+/// stored event bytes as `/sync` does; they are not on any hot path.
 enum LegacySync {
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.get, "/events", versions: ["r0", "v3"]) { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let query = context.query
-            let since = try query["from"].map { try StreamToken(parsing: $0) }
-            let timeout = try context.integer("timeout", in: 0...Int64.max).map { min($0, Sync.maxTimeout) } ?? 30_000
-            let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: since ?? Sync.currentToken(context.app),
-                                       timeoutMs: max(timeout, 0), filter: nil, fullState: false)
-            let bytes = try await Sync.respond(context.app, request, SyncFilter.none)
-            let response = try JSON.parse(bytes)
-            var chunk: [JSON] = []
-            for (roomID, room) in response["rooms"]?["join"]?.objectValue ?? [:] {
-                chunk += room["timeline"]?["events"]?.arrayValue ?? []
-                for var event in room["ephemeral"]?["events"]?.arrayValue ?? [] {
-                    event["room_id"] = .string(roomID)
-                    chunk.append(event)
-                }
-            }
-            return .json(["chunk": .array(chunk), "start": .string((since ?? request.since!).serialized),
-                          "end": response["next_batch"] ?? .null])
+            try await events(context)
         }
         routes.client(.get, "/initialSync", versions: ["r0", "v3"]) { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let limit = try context.limit(default: 10, max: RequestBounds.maxTimelineLimit)
-            let filter = SyncFilter(["room": ["timeline": ["limit": .int(Int64(limit))], "include_leave": false]])
-            let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: nil, timeoutMs: 0,
-                                       filter: ObjectIdentifier(filter), fullState: false)
-            let response = try JSON.parse(try await Sync.respond(context.app, request, filter))
-            var rooms: [JSON] = []
-            for (membership, section) in [("join", "join"), ("invite", "invite")] {
-                for (roomID, room) in response["rooms"]?[section]?.objectValue ?? [:] {
-                    var entry: [String: JSON] = ["room_id": .string(roomID), "membership": .string(membership)]
-                    if membership == "join" {
-                        let timeline = room["timeline"]
-                        entry["messages"] = ["chunk": timeline?["events"] ?? .array([]),
-                                             "start": timeline?["prev_batch"] ?? .null, "end": response["next_batch"] ?? .null]
-                        var state = room["state"]?["events"]?.arrayValue ?? []
-                        state += (timeline?["events"]?.arrayValue ?? []).filter { $0["state_key"] != nil }
-                        entry["state"] = .array(state)
-                        entry["account_data"] = room["account_data"]?["events"] ?? .array([])
-                    } else {
-                        entry["invite_state"] = room["invite_state"] ?? .null
-                    }
-                    rooms.append(.object(entry))
-                }
-            }
-            return .json(["end": response["next_batch"] ?? .null, "rooms": .array(rooms), "presence": .array([]),
-                          "account_data": response["account_data"]?["events"] ?? .array([])])
+            try await initialSync(context)
         }
+    }
+
+    /// `GET /events`: the joined rooms' new timeline events, then their ephemeral events
+    /// with a `room_id`.
+    static func events(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let since = try context.query["from"].map { try StreamToken(parsing: $0) } ?? app.sync.currentToken()
+        let timeout = try context.integer("timeout", in: 0...Int64.max).map { min($0, Sync.maxTimeout) } ?? 30_000
+        let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
+                                   timeoutMs: max(timeout, 0), filter: nil, fullState: false)
+        let result = try await app.sync.respond(app, request, SyncFilter.none)
+        var chunk: [[UInt8]] = []
+        for plan in result.rooms where plan.section == .join {
+            chunk += plan.timeline.map { SyncResult.clientBytes($0, for: request) }
+            chunk += plan.ephemeral.map { withRoomID($0, plan.roomID) }
+        }
+        var out = RawJSONObject(capacity: chunk.reduce(128) { $0 + $1.count + 1 })
+        out.raw("chunk", RawJSONObject.array(chunk))
+        out.value("start", .string(since.serialized))
+        out.value("end", .string(result.token.serialized))
+        return .rawJSON(out.finish())
+    }
+
+    /// `GET /initialSync`: joined rooms with their recent messages and state, invites with
+    /// their stripped state, and the global account data.
+    static func initialSync(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let requester = try await app.accounts.authenticate(context)
+        let limit = try context.limit(default: 10, max: RequestBounds.maxTimelineLimit)
+        let filter = SyncFilter(["room": ["timeline": ["limit": .int(Int64(limit))], "include_leave": false]])
+        let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: nil, timeoutMs: 0,
+                                   filter: ObjectIdentifier(filter), fullState: false)
+        let result = try await app.sync.respond(app, request, filter)
+        let end = JSON.string(result.token.serialized)
+        var rooms: [[UInt8]] = []
+        for plan in result.rooms where plan.section == .join {
+            let timeline = plan.timeline.map { SyncResult.clientBytes($0, for: request) }
+            var messages = RawJSONObject()
+            messages.raw("chunk", RawJSONObject.array(timeline))
+            messages.value("start", .string("t\(plan.prevBatch)"))
+            messages.value("end", end)
+            let stateInTimeline = zip(plan.timeline, timeline).filter { $0.0.stateKey != nil }.map(\.1)
+            var entry = RawJSONObject()
+            entry.value("room_id", .string(plan.roomID))
+            entry.value("membership", "join")
+            entry.object("messages", messages)
+            entry.raw("state", RawJSONObject.array(result.stateEvents(of: plan) + stateInTimeline))
+            entry.raw("account_data", RawJSONObject.array(plan.accountData))
+            rooms.append(entry.finish())
+        }
+        for plan in result.rooms where plan.section == .invite {
+            var entry = RawJSONObject()
+            entry.value("room_id", .string(plan.roomID))
+            entry.value("membership", "invite")
+            entry.value("invite_state", ["events": .array(plan.strippedState)])
+            rooms.append(entry.finish())
+        }
+        var out = RawJSONObject(capacity: rooms.reduce(256) { $0 + $1.count + 1 })
+        out.value("end", end)
+        out.raw("rooms", RawJSONObject.array(rooms))
+        out.raw("presence", RawJSONObject.array([]))
+        out.raw("account_data", RawJSONObject.array(result.accountData))
+        return .rawJSON(out.finish())
+    }
+
+    /// An encoded event object with `room_id` as its first member.
+    static func withRoomID(_ event: [UInt8], _ roomID: String) -> [UInt8] {
+        guard event.first == UInt8(ascii: "{"), event.count > 2 else { return event }
+        var out: [UInt8] = Array("{\"room_id\":".utf8)
+        out.reserveCapacity(event.count + roomID.utf8.count + 16)
+        JSON.string(roomID).encode(into: &out)
+        out.append(UInt8(ascii: ","))
+        out += event.dropFirst()
+        return out
     }
 }

@@ -18,7 +18,7 @@ enum SendToDevice {
             let body = try await context.jsonObject()
             guard let messages = body["messages"]?.objectValue else { throw MatrixError(.badJSON, "Missing messages") }
             let app = context.app
-            var rows: [(user: UserID, device: String, message: [UInt8])] = []
+            var rows: [ToDeviceService.Message] = []
             for (target, byDevice) in messages {
                 let user = try UserID(parsing: target)
                 guard let byDevice = byDevice.objectValue else { throw MatrixError(.badJSON, "messages.\(target) must be an object") }
@@ -27,18 +27,13 @@ enum SendToDevice {
                     guard content.objectValue != nil else { throw MatrixError(.badJSON, "message content must be an object") }
                     let event: JSON = ["type": .string(type), "sender": .string(requester.userID.rawValue), "content": content]
                     let targets = device == "*" ? try await app.database.accounts.devices(of: user.rawValue).map(\.deviceID) : [device]
-                    for target in targets { rows.append((user, target, event.encoded())) }
+                    for target in targets { rows.append(ToDeviceService.Message(user: user, device: target, bytes: event.encoded())) }
                 }
             }
             let senderDevice = requester.deviceID ?? ""
             // Scoped to the path's event type (the same id for another type is another send).
             let txn = type + "/" + (try RoomEvents.transactionID(context.parameter("txnId")))
-            let stream = app.roomService.toDeviceStream
-            let frozen = rows
-            let position = try await stream.withNextPosition { position -> Int64? in
-                try await app.database.toDevice.send(from: requester.userID, device: senderDevice, txnID: txn, position: position,
-                                                     messages: frozen) ? position : nil
-            }
+            let position = try await app.roomService.toDevice.send(rows, from: requester.userID, device: senderDevice, txnID: txn)
             if let position {
                 app.roomService.fanout.notify(Set(rows.map(\.user)), of: StreamChange(.toDevice, position))
             }

@@ -8,12 +8,14 @@ import Synchronization
 ///
 /// A caught-up client's long-poll registers with the user's notifier (`NotifierFanout`)
 /// before reading positions, wakes with a token when a stream concerning the user
-/// advances, and builds the response from memory: memberships from the `RoomIndex`, new
-/// events from each room actor's ring of recent events (stored client bytes, concatenated),
-/// typing from the tracker, unread counts from `UnreadCounts`. The store is read only for
+/// advances, and builds the response from memory: memberships from the `MembershipService`,
+/// new events from each room actor's ring of recent events as the `TimelineService` holds it
+/// (stored client bytes, concatenated), typing from the `TypingService`, unread counts from
+/// `UnreadCounts`. The store is read only for
 /// what memory does not hold (initial syncs, gaps larger than the ring, receipts and
 /// account data when their streams moved). Identical concurrent requests share one
-/// computation (`SyncResponseCache`), as Synapse's response cache does.
+/// computation (`SyncResponseCache`), as Synapse's response cache does. What outlives a
+/// request is in `SyncService`.
 enum Sync {
     static let defaultTimelineLimit = 10
     static let maxTimeout: Int64 = 300_000
@@ -60,35 +62,17 @@ enum Sync {
         guard SyncPresence.settable.contains(setPresence) else {
             throw MatrixError(.invalidParam, "set_presence must be online, offline or unavailable")
         }
-        let filter = try await loadFilter(app, requester.userID, raw[3] ?? "")
+        let filter = try await app.sync.filter(app, requester.userID, raw[3] ?? "")
         // A syncing client keeps its user online (unless it asks otherwise).
         let tracksPresence = app.configuration.presence.enabled && setPresence != "offline" && !requester.isGuest
-        defer { if tracksPresence { app.syncPresence.syncEnded(requester.userID) } }
-        if tracksPresence { await app.syncPresence.syncStarted(app, requester.userID, wanted: setPresence) }
+        defer { if tracksPresence { app.sync.presence.syncEnded(requester.userID) } }
+        if tracksPresence { await app.sync.presence.syncStarted(app, requester.userID, wanted: setPresence) }
         let request = Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
                               timeoutMs: timeout, filter: ObjectIdentifier(filter), fullState: fullState)
-        let bytes = try await app.syncCache.run(request) {
-            try await respond(app, request, filter)
+        let bytes = try await app.sync.responses.run(request) {
+            try await app.sync.respond(app, request, filter).encoded(for: request, filter)
         }
         return .rawJSON(bytes)
-    }
-
-    static func loadFilter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {
-        if text.isEmpty { return SyncFilter.none }
-        // Clients send the same filter on every sync: parse and validate it once. `text` is
-        // still percent-encoded; an inline filter starts with `{` (or its escape `%7B`).
-        let inline = text.hasPrefix("{") || text.hasPrefix("%7B") || text.hasPrefix("%7b")
-        let key = inline ? text : user.rawValue + "\u{0}" + text
-        if let cached = app.syncFilters.withLock({ $0[key] }) { return cached }
-        guard let decoded = PercentDecoding.decode(Substring(text), plusAsSpace: true) else {
-            throw MatrixError(.invalidParam, "filter is not valid percent-encoded UTF-8")
-        }
-        let filter = try await parseFilter(app, user, decoded)
-        app.syncFilters.withLock { cache in
-            if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
-            cache[key] = filter
-        }
-        return filter
     }
 
     static func parseFilter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {
@@ -107,49 +91,6 @@ enum Sync {
             json = try JSON.parse(Array(stored.utf8))
         }
         return SyncFilter(json)
-    }
-
-    /// The streams' visible positions now.
-    static func currentToken(_ app: MyelinApp) -> StreamToken {
-        let service = app.roomService
-        var token = StreamToken.zero
-        token[.roomEvents] = service.eventStream.visiblePosition
-        token[.accountData] = app.accounts.accountDataStream.visiblePosition
-        token[.receipts] = service.receiptStream.visiblePosition
-        token[.typing] = service.typing.position
-        token[.toDevice] = service.toDeviceStream.visiblePosition
-        token[.presence] = app.accounts.presenceStream.visiblePosition
-        token[.deviceLists] = app.keys.deviceListStream.visiblePosition
-        return token
-    }
-
-    static func respond(_ app: MyelinApp, _ request: Request, _ filter: SyncFilter) async throws -> [UInt8] {
-        let deadline = ContinuousClock.now + .milliseconds(request.timeoutMs)
-        var waitFrom = request.since ?? .zero
-        while true {
-            let now = currentToken(app)
-            if request.since == nil || request.fullState || now.isAhead(of: waitFrom) {
-                let builder = SyncBuilder(app: app, request: request, filter: filter, upTo: now)
-                if let response = try await builder.build(allowEmpty: request.since == nil || request.fullState
-                                                          || ContinuousClock.now >= deadline) {
-                    return response
-                }
-                waitFrom = now
-            }
-            let remaining = deadline - ContinuousClock.now
-            if remaining <= .zero {
-                return try await SyncBuilder(app: app, request: request, filter: filter, upTo: currentToken(app))
-                    .build(allowEmpty: true)!
-            }
-            // Registered before `currentToken` reads the positions (two-phase wait).
-            let woke = await app.roomService.fanout.wait(request.user, since: waitFrom, timeout: remaining) {
-                currentToken(app)
-            }
-            if woke == nil {
-                return try await SyncBuilder(app: app, request: request, filter: filter, upTo: currentToken(app))
-                    .build(allowEmpty: true)!
-            }
-        }
     }
 }
 

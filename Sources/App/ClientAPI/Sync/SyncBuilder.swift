@@ -3,10 +3,11 @@ import Actors
 import Matrix
 import Persistence
 
-/// Builds one sync response between `request.since` and `upTo` (see `Sync`). Rooms are
-/// planned first (timeline from the room's ring or the store, which state to send), then
-/// the client bytes of every state event needed are read in one query, then the response
-/// is concatenated.
+/// Builds one sync response between `request.since` and `upTo` (see `Sync`), in named steps:
+/// account data, receipts, one plan per room (timeline from the ring its actor published,
+/// the actor or the store; which state to send), to-device, presence, device lists, then the
+/// client bytes of every state event needed in one query. The result (`SyncResult`) is
+/// encoded by its caller: `/sync` concatenates it, the legacy endpoints reshape it.
 struct SyncBuilder {
     let app: MyelinApp
     let request: Sync.Request
@@ -43,48 +44,73 @@ struct SyncBuilder {
     }
 
     var service: RoomService { app.roomService }
+    var since: StreamToken? { request.since }
+    /// An initial or full-state sync: everything, not only what changed.
+    var full: Bool { request.since == nil || request.fullState }
 
     /// The response, or nil when it would be empty and `allowEmpty` is false (the caller
     /// waits for more).
-    func build(allowEmpty: Bool) async throws -> [UInt8]? {
-        let since = request.since
-        let full = since == nil || request.fullState
-        let sinceEvents = since?[.roomEvents] ?? 0
-        let user = request.user
-        let memberships = try await service.memberships(of: user)
+    func build(allowEmpty: Bool) async throws -> SyncResult? {
+        let memberships = try await service.memberships(of: request.user)
+        let (globalAccountData, roomAccountData) = try await accountData()
+        let receipts = try await receipts(joinedTo: memberships)
+        let plans = try await roomPlans(memberships, receipts: receipts, accountData: roomAccountData)
+        let (toDevice, toDeviceNext) = try await toDeviceMessages()
+        let presence = try await presenceEvents()
+        let deviceLists = try await deviceListChanges(plans)
+        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty && toDevice.isEmpty && presence.isEmpty
+            && deviceLists.changed.isEmpty && deviceLists.left.isEmpty { return nil }
+        var keyCounts: KeyService.DeviceKeyCounts?
+        if !request.device.isEmpty { keyCounts = try await app.keys.counts(of: request.user, device: request.device) }
+        var token = upTo
+        token[.toDevice] = toDeviceNext
+        return SyncResult(rooms: plans, stateBytes: try await stateEventBytes(plans), accountData: globalAccountData,
+                          toDevice: toDevice, presence: presence, deviceLists: deviceLists, keyCounts: keyCounts,
+                          token: token)
+    }
 
-        // Account data (global and per room) when the stream moved.
-        var globalAccountData: [[UInt8]] = []
-        var roomAccountData: [String: [[UInt8]]] = [:]
-        if full || upTo[.accountData] > since![.accountData] {
-            let changes = try await app.database.accountData.accountDataChanges(userID: user,
-                                                                              since: full ? 0 : since![.accountData])
-            for change in changes {
-                var event = RawJSONObject()
-                event.value("type", .string(change.type))
-                event.raw("content", Array(change.content.utf8))
-                if let room = change.roomID, !room.isEmpty {
-                    guard filter.roomAccountData.allows(type: change.type, sender: "") else { continue }
-                    roomAccountData[room, default: []].append(event.finish())
-                } else {
-                    guard filter.accountData.allows(type: change.type, sender: "") else { continue }
-                    globalAccountData.append(event.finish())
-                }
+    // MARK: the steps of `build`
+
+    /// Account data (global, and per room by room id) when the stream moved.
+    func accountData() async throws -> (global: [[UInt8]], rooms: [String: [[UInt8]]]) {
+        var global: [[UInt8]] = []
+        var rooms: [String: [[UInt8]]] = [:]
+        guard full || upTo[.accountData] > since![.accountData] else { return (global, rooms) }
+        let changes = try await app.database.accountData.accountDataChanges(userID: request.user,
+                                                                          since: full ? 0 : since![.accountData])
+        for change in changes {
+            var event = RawJSONObject()
+            event.value("type", .string(change.type))
+            event.raw("content", Array(change.content.utf8))
+            if let room = change.roomID, !room.isEmpty {
+                guard filter.roomAccountData.allows(type: change.type, sender: "") else { continue }
+                rooms[room, default: []].append(event.finish())
+            } else {
+                guard filter.accountData.allows(type: change.type, sender: "") else { continue }
+                global.append(event.finish())
             }
         }
+        return (global, rooms)
+    }
 
-        // Receipts of joined rooms when the stream moved.
-        var receipts: [String: [ReceiptStore.Receipt]] = [:]
+    /// Receipts of joined rooms by room id, when the stream moved.
+    func receipts(joinedTo memberships: [String: MembershipStore.Membership]) async throws
+        -> [String: [ReceiptStore.Receipt]] {
+        guard full || upTo[.receipts] > since![.receipts] else { return [:] }
         let joinedRooms = memberships.values.filter { $0.membership == "join" }.map(\.roomID)
-        if full || upTo[.receipts] > since![.receipts] {
-            let after = full ? 0 : since![.receipts]
-            let bound = upTo[.receipts]
-            let rows = try await app.database.receipts.receipts(rooms: joinedRooms, after: after, upTo: bound)
-            for row in rows where row.type != "m.read.private" || row.userID == user.rawValue {
-                receipts[row.roomID, default: []].append(row)
-            }
+        let rows = try await service.receipts.receipts(in: joinedRooms, after: full ? 0 : since![.receipts],
+                                                       upTo: upTo[.receipts])
+        var receipts: [String: [ReceiptStore.Receipt]] = [:]
+        for row in rows where row.type != "m.read.private" || row.userID == request.user.rawValue {
+            receipts[row.roomID, default: []].append(row)
         }
+        return receipts
+    }
 
+    /// One plan per room the response mentions, in room id order.
+    func roomPlans(_ memberships: [String: MembershipStore.Membership], receipts: [String: [ReceiptStore.Receipt]],
+                   accountData: [String: [[UInt8]]]) async throws -> [RoomPlan] {
+        let sinceEvents = since?[.roomEvents] ?? 0
         var plans: [RoomPlan] = []
         for membership in memberships.values.sorted(by: { $0.roomID < $1.roomID }) {
             guard filter.rooms.allowsRoom(membership.roomID), membership.streamOrdering <= upTo[.roomEvents] else { continue }
@@ -95,7 +121,7 @@ struct SyncBuilder {
                 if let plan = try await joinedRoom(membership.roomID, full: full || newlyJoined, after: newlyJoined ? 0 : sinceEvents,
                                                    upper: upTo[.roomEvents], membershipAt: membership.streamOrdering,
                                                    receipts: receipts[membership.roomID],
-                                                   accountData: roomAccountData[membership.roomID]) {
+                                                   accountData: accountData[membership.roomID]) {
                     plans.append(plan)
                 }
             case "invite", "knock":
@@ -103,33 +129,41 @@ struct SyncBuilder {
                 plans.append(try await strippedRoom(membership, section: membership.membership == "invite" ? .invite : .knock))
             case "leave", "ban":
                 guard (since != nil && changed) || (filter.includeLeave && (since == nil || changed)) else { continue }
-                // A leave that ends an invite or a knock (never joined): the leave event alone,
-                // no room state or history the user never had access to.
-                let leaveRow = try await app.database.roomEvents.event(membership.eventID)
-                if let leaveRow,
-                   (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != "join" {
-                    var plan = RoomPlan(roomID: membership.roomID, section: .leave)
-                    plan.timeline = [TimelineEvent(position: leaveRow.streamOrdering, eventID: leaveRow.eventID, type: leaveRow.type,
-                                                   stateKey: leaveRow.stateKey, sender: leaveRow.sender, bytes: leaveRow.clientJSON)]
-                    plan.prevBatch = leaveRow.streamOrdering - 1
-                    plans.append(plan)
-                    continue
-                }
-                if var plan = try await joinedRoom(membership.roomID, full: true, after: sinceEvents,
-                                                   upper: membership.streamOrdering, membershipAt: membership.streamOrdering,
-                                                   receipts: nil, accountData: nil) {
-                    plan.section = .leave
-                    plan.ephemeral = []
-                    plan.unread = nil
-                    plan.summary = nil
-                    plans.append(plan)
-                }
+                if let plan = try await leftRoom(membership, after: sinceEvents) { plans.append(plan) }
             default:
                 continue
             }
         }
+        return plans
+    }
 
-        // To-device: acknowledge what `since` covers, then deliver the rest (at least once).
+    /// A room the user left or was banned from.
+    func leftRoom(_ membership: MembershipStore.Membership, after: Int64) async throws -> RoomPlan? {
+        // A leave that ends an invite or a knock (never joined): the leave event alone,
+        // no room state or history the user never had access to.
+        let leaveRow = try await app.database.roomEvents.event(membership.eventID)
+        if let leaveRow,
+           (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != "join" {
+            var plan = RoomPlan(roomID: membership.roomID, section: .leave)
+            plan.timeline = [TimelineEvent(position: leaveRow.streamOrdering, eventID: leaveRow.eventID, type: leaveRow.type,
+                                           stateKey: leaveRow.stateKey, sender: leaveRow.sender, bytes: leaveRow.clientJSON)]
+            plan.prevBatch = leaveRow.streamOrdering - 1
+            return plan
+        }
+        guard var plan = try await joinedRoom(membership.roomID, full: true, after: after,
+                                              upper: membership.streamOrdering, membershipAt: membership.streamOrdering,
+                                              receipts: nil, accountData: nil) else { return nil }
+        plan.section = .leave
+        plan.ephemeral = []
+        plan.unread = nil
+        plan.summary = nil
+        return plan
+    }
+
+    /// To-device: acknowledge what `since` covers, then deliver the rest (at least once).
+    /// Returns the messages and the stream position the next token carries.
+    func toDeviceMessages() async throws -> ([[UInt8]], Int64) {
+        let user = request.user
         var toDevice: [[UInt8]] = []
         var toDeviceNext = upTo[.toDevice]
         let deviceKey = user.rawValue + "|" + request.device
@@ -148,156 +182,187 @@ struct SyncBuilder {
             // A full batch: the token stops at its last message so the rest follows.
             if rows.count == SendToDevice.maxMessagesPerSync, let last = rows.last { toDeviceNext = last.0 }
         }
+        return (toDevice, toDeviceNext)
+    }
 
-        // Presence of the user and their room peers, when the stream moved.
+    /// Presence of the user and their room peers, when the stream moved.
+    func presenceEvents() async throws -> [[UInt8]] {
+        guard app.configuration.presence.enabled, full || upTo[.presence] > since![.presence] else { return [] }
+        let rows = try await app.database.presence.changes(seenBy: request.user, after: full ? 0 : since![.presence],
+                                                           upTo: upTo[.presence])
+        let now = Clock.nowMilliseconds()
         var presence: [[UInt8]] = []
-        if app.configuration.presence.enabled, full || upTo[.presence] > since![.presence] {
-            let rows = try await app.database.presence.changes(seenBy: user, after: full ? 0 : since![.presence],
-                                                               upTo: upTo[.presence])
-            let now = Clock.nowMilliseconds()
-            for (peer, state, message, lastActive) in rows where filter.presence.allows(type: "m.presence", sender: peer) {
-                let ago = max(0, now - lastActive)
-                var content: [String: JSON] = ["presence": .string(state), "last_active_ago": .int(ago),
-                                               "currently_active": .bool(state == "online" && ago < Presence.currentlyActiveMs)]
-                if let message { content["status_msg"] = .string(message) }
-                presence.append(JSON.object(["type": "m.presence", "sender": .string(peer), "content": .object(content)]).encoded())
-            }
+        for (peer, state, message, lastActive) in rows where filter.presence.allows(type: "m.presence", sender: peer) {
+            let ago = max(0, now - lastActive)
+            var content: [String: JSON] = ["presence": .string(state), "last_active_ago": .int(ago),
+                                           "currently_active": .bool(state == "online" && ago < Presence.currentlyActiveMs)]
+            if let message { content["status_msg"] = .string(message) }
+            presence.append(JSON.object(["type": "m.presence", "sender": .string(peer), "content": .object(content)]).encoded())
         }
+        return presence
+    }
 
-        // Device lists: whose keys to re-fetch or stop tracking (incremental syncs only). The
-        // membership part runs only when a room's membership may have moved.
-        var deviceLists: (changed: [String], left: [String]) = ([], [])
-        if let since {
-            let membershipsMoved = plans.contains { plan in
-                plan.section == .leave || plan.limited || !plan.stateIDs.isEmpty
-                    || plan.timeline.contains { $0.type == "m.room.member" }
-            }
-            deviceLists = try await app.keys.changes(for: user, since: since, upTo: upTo, membershipsMoved: membershipsMoved)
+    /// Device lists: whose keys to re-fetch or stop tracking (incremental syncs only). The
+    /// membership part runs only when a room's membership may have moved.
+    func deviceListChanges(_ plans: [RoomPlan]) async throws -> (changed: [String], left: [String]) {
+        guard let since else { return ([], []) }
+        let membershipsMoved = plans.contains { plan in
+            plan.section == .leave || plan.limited || !plan.stateIDs.isEmpty
+                || plan.timeline.contains { $0.type == "m.room.member" }
         }
+        return try await app.keys.changes(for: request.user, since: since, upTo: upTo, membershipsMoved: membershipsMoved)
+    }
 
-        if !allowEmpty && plans.isEmpty && globalAccountData.isEmpty && toDevice.isEmpty && presence.isEmpty
-            && deviceLists.changed.isEmpty && deviceLists.left.isEmpty { return nil }
-
-        var keyCounts: KeyService.DeviceKeyCounts?
-        if !request.device.isEmpty { keyCounts = try await app.keys.counts(of: user, device: request.device) }
-
-        // One read for every state event's client bytes.
+    /// Every planned state event's client bytes, in one read.
+    func stateEventBytes(_ plans: [RoomPlan]) async throws -> [String: [UInt8]] {
         let stateIDs = plans.flatMap(\.stateIDs)
         var stateBytes: [String: [UInt8]] = [:]
         if !stateIDs.isEmpty {
             let rows = try await app.database.roomEvents.events(ids: stateIDs)
             for row in rows { stateBytes[row.eventID] = row.clientJSON }
         }
-        var token = upTo
-        token[.toDevice] = toDeviceNext
-        return assemble(plans, stateBytes: stateBytes, accountData: globalAccountData, toDevice: toDevice,
-                        presence: presence, deviceLists: deviceLists, keyCounts: keyCounts, token: token)
+        return stateBytes
     }
 
     // MARK: joined (and left) rooms
+
+    /// A room's actor, resolved through the registry on first use only: a sync asks it only
+    /// when the published timeline cannot answer (a hop to the registry and to the room,
+    /// which every member's sync would otherwise queue on).
+    final class LazyRoomActor {
+        let roomID: RoomID
+        let rooms: Rooms
+        private var resolved: RoomActor?
+
+        init(_ roomID: RoomID, _ rooms: Rooms) { self.roomID = roomID; self.rooms = rooms }
+
+        func get() async throws -> RoomActor {
+            if let resolved { return resolved }
+            let found = try await rooms.room(roomID)
+            resolved = found
+            return found
+        }
+    }
 
     /// `membershipAt` is the position of the user's current membership event: events before
     /// it may be hidden from them by a history visibility of the time.
     func joinedRoom(_ room: String, full: Bool, after: Int64, upper: Int64, membershipAt: Int64,
                     receipts: [ReceiptStore.Receipt]?, accountData: [[UInt8]]?) async throws -> RoomPlan? {
         let roomID = try RoomID(parsing: room)
-        let since = request.since
-        var typers: [UserID]?
-        if let since, !full {
-            typers = service.typing.typers(in: roomID, since: since[.typing] > upTo[.typing] ? 0 : since[.typing])
-        } else {
-            typers = service.typing.typers(in: roomID, since: 0)
-        }
-        if !full {
-            // Nothing new here: skip without waking the room's actor.
-            let last = service.index.lastPosition(of: room)
-            if let last, last <= after, typers == nil, receipts == nil, accountData == nil { return nil }
-        }
-        // The room's actor only when memory here cannot answer (a hop to the registry and to
-        // the room, which every member's sync would otherwise queue on).
-        var resolvedActor: RoomActor?
-        func actor() async throws -> RoomActor {
-            if let resolvedActor { return resolvedActor }
-            let found = try await service.rooms.room(roomID)
-            resolvedActor = found
-            // Known from now on, so later syncs skip this room while it stays idle.
-            service.index.notePosition(await found.lastStreamOrdering, of: room)
-            return found
-        }
-        let limit = filter.timeline.limit ?? Sync.defaultTimelineLimit
-        let timelineFilter = filter.timeline
-        let include: (PersistedEvent) -> Bool = { event in
-            timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
-        }
-        var events: [TimelineEvent]
-        var limited: Bool
-        var ring = service.index.timeline(room, after: after, upTo: upper, limit: limit, include: include)
-        if ring == nil { ring = try await actor().timeline(after: after, upTo: upper, limit: limit, include: include) }
-        if let fromRing = ring {
-            events = fromRing.events.map { TimelineEvent(position: $0.streamOrdering, eventID: $0.eventID.rawValue, type: $0.type,
-                                                          stateKey: $0.stateKey, sender: $0.sender, bytes: $0.clientBytes,
-                                                          txn: $0.txn, bytesForSender: $0.clientBytesForSender,
-                                                          replacesState: $0.replacesState) }
-            limited = fromRing.limited
-        } else {
-            (events, limited) = try await storedTimeline(room, after: after, upper: upper, limit: limit)
-        }
-        // Rooms whose history is only visible to members since they joined or were invited.
-        var historyVisibility = service.index.historyVisibility(of: room)
-        if historyVisibility == nil, !events.isEmpty {
-            let value = try await actor().stateEvent(StateKey("m.room.history_visibility", ""))?
-                .content["history_visibility"]?.stringValue ?? "shared"
-            service.index.setHistoryVisibility(value, of: room)
-            historyVisibility = value
-        }
-        var contiguous = timelineFilter.passesAll
-        // Checked per event when the room's setting is restrictive now, or when the timeline
-        // reaches back before the user's membership (a setting of that time may hide those
-        // events even if the room is `shared` now — as `/messages` would hide them). A
-        // caught-up sync only carries events after the membership and skips this.
-        if historyVisibility == "joined" || historyVisibility == "invited" || (events.first.map { $0.position < membershipAt } ?? false),
-           !events.isEmpty {
+        let typers = typers(in: roomID, full: full)
+        let quiet = typers == nil && receipts == nil && accountData == nil
+        // Nothing new here: skip without waking the room's actor.
+        if !full, quiet, let last = service.timelines.lastPosition(of: roomID), last <= after { return nil }
+        let actor = LazyRoomActor(roomID, service.rooms)
+        let published = service.timelines.timeline(of: roomID)
+        var (events, limited) = try await timeline(room, published, actor, after: after, upper: upper)
+        var contiguous = filter.timeline.passesAll
+        if try await mayHideHistory(published, actor, events, membershipAt: membershipAt) {
             let visible = try await visibleOnly(room, events)
             if visible.count != events.count { contiguous = false }
             events = visible
         }
-        if !full && events.isEmpty && typers == nil && receipts == nil && accountData == nil { return nil }
+        if !full && events.isEmpty && quiet { return nil }
 
         var plan = RoomPlan(roomID: room, section: .join)
         plan.timeline = events
         plan.limited = limited
         plan.prevBatch = (events.first?.position ?? (upper + 1)) - 1
         plan.accountData = accountData ?? []
-
         // State: everything at the timeline's start (initial, full state, newly joined), the
         // difference since the last sync after a gap, nothing otherwise.
         var currentState: AuthState?
         if full || limited {
-            let current = try await actor().stateWithPosition
-            currentState = current?.state
-            let start = try await stateAtTimelineStart(current, room, events: events, upper: upper,
-                                                       contiguous: contiguous)
-            var chosen: [StateKey: String] = start
-            if !full, let since {
-                let sinceState = try await storedState(room, atOrBefore: since[.roomEvents])
-                chosen = start.filter { sinceState[$0.key] != $0.value }
-            }
-            let senders = Set(events.map(\.sender))
-            let lazy = filter.lazyLoadMembers
-            plan.stateIDs = chosen.filter { key, _ in
-                if key.type == "m.room.member" && lazy && !(senders.contains(key.stateKey) || key.stateKey == request.user.rawValue) {
-                    return false
-                }
-                return filter.state.allows(type: key.type, sender: "")
-            }.map(\.value)
+            currentState = try await planState(&plan, room, actor, full: full, upper: upper, contiguous: contiguous)
         }
+        plan.ephemeral = ephemeral(typers: typers, receipts: receipts)
+        // Summary when members may have changed.
+        if full || events.contains(where: { $0.type == "m.room.member" }) {
+            let state: AuthState
+            if let currentState { state = currentState } else { state = try await actor.get().currentState ?? [:] }
+            plan.summary = summary(state)
+        }
+        plan.unread = try await app.sync.unreadCounts.counts(app, user: request.user, roomID: roomID, actor: { try await actor.get() },
+                                                             timeline: events, limited: limited, upper: upper)
+        return plan
+    }
 
-        // Ephemeral events.
+    /// The room's typers if its typing changed since the token (all of them when `full`).
+    func typers(in roomID: RoomID, full: Bool) -> [UserID]? {
+        if let since, !full {
+            return service.typing.typers(in: roomID, since: since[.typing] > upTo[.typing] ? 0 : since[.typing])
+        }
+        return service.typing.typers(in: roomID, since: 0)
+    }
+
+    /// The newest events in `(after, upper]` passing the timeline filter: from the ring the
+    /// room's actor published, else from the actor, else from the store.
+    func timeline(_ room: String, _ published: RoomTimeline?, _ actor: LazyRoomActor,
+                  after: Int64, upper: Int64) async throws -> ([TimelineEvent], Bool) {
+        let limit = filter.timeline.limit ?? Sync.defaultTimelineLimit
+        let timelineFilter = filter.timeline
+        let include: (PersistedEvent) -> Bool = { event in
+            timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
+        }
+        var ring = published?.newest(after: after, upTo: upper, limit: limit, include: include)
+        if ring == nil { ring = try await actor.get().timeline(after: after, upTo: upper, limit: limit, include: include) }
+        guard let fromRing = ring else { return try await storedTimeline(room, after: after, upper: upper, limit: limit) }
+        let events = fromRing.events.map {
+            TimelineEvent(position: $0.streamOrdering, eventID: $0.eventID.rawValue, type: $0.type, stateKey: $0.stateKey,
+                          sender: $0.sender, bytes: $0.clientBytes, txn: $0.txn, bytesForSender: $0.clientBytesForSender,
+                          replacesState: $0.replacesState)
+        }
+        return (events, fromRing.limited)
+    }
+
+    /// Whether the timeline's events must be checked one by one against the history
+    /// visibility: when the room's setting is restrictive now (`joined`, `invited`), or when
+    /// the timeline reaches back before the user's membership (a setting of that time may
+    /// hide those events even if the room is `shared` now — as `/messages` would hide them).
+    /// A caught-up sync only carries events after the membership and skips this.
+    func mayHideHistory(_ published: RoomTimeline?, _ actor: LazyRoomActor, _ events: [TimelineEvent],
+                        membershipAt: Int64) async throws -> Bool {
+        guard let first = events.first else { return false }
+        if first.position < membershipAt { return true }
+        var historyVisibility = published?.historyVisibility
+        if historyVisibility == nil {
+            historyVisibility = try await actor.get().stateEvent(StateKey("m.room.history_visibility", ""))?
+                .content["history_visibility"]?.stringValue ?? "shared"
+        }
+        return historyVisibility == "joined" || historyVisibility == "invited"
+    }
+
+    /// Chooses the state events to send (their ids into `plan.stateIDs`): everything at the
+    /// timeline's start, or only what differs from the state at `since` on an incremental
+    /// sync after a gap. Returns the room's current state, read on the way.
+    func planState(_ plan: inout RoomPlan, _ room: String, _ actor: LazyRoomActor, full: Bool, upper: Int64,
+                   contiguous: Bool) async throws -> AuthState? {
+        let current = try await actor.get().stateWithPosition
+        let start = try await stateAtTimelineStart(current, room, events: plan.timeline, upper: upper, contiguous: contiguous)
+        var chosen: [StateKey: String] = start
+        if !full, let since {
+            let sinceState = try await storedState(room, atOrBefore: since[.roomEvents])
+            chosen = start.filter { sinceState[$0.key] != $0.value }
+        }
+        let senders = Set(plan.timeline.map(\.sender))
+        let lazy = filter.lazyLoadMembers
+        plan.stateIDs = chosen.filter { key, _ in
+            if key.type == "m.room.member" && lazy && !(senders.contains(key.stateKey) || key.stateKey == request.user.rawValue) {
+                return false
+            }
+            return filter.state.allows(type: key.type, sender: "")
+        }.map(\.value)
+        return current?.state
+    }
+
+    /// The room's ephemeral events: typing and receipts, as the filter allows.
+    func ephemeral(typers: [UserID]?, receipts: [ReceiptStore.Receipt]?) -> [[UInt8]] {
+        var ephemeral: [[UInt8]] = []
         if let typers, filter.ephemeral.allows(type: "m.typing", sender: "") {
             var typing = RawJSONObject()
             typing.value("type", "m.typing")
             typing.value("content", ["user_ids": .array(typers.map { .string($0.rawValue) })])
-            plan.ephemeral.append(typing.finish())
+            ephemeral.append(typing.finish())
         }
         if let receipts, !receipts.isEmpty, filter.ephemeral.allows(type: "m.receipt", sender: "") {
             var content: [String: JSON] = [:]
@@ -313,18 +378,9 @@ struct SyncBuilder {
             var event = RawJSONObject()
             event.value("type", "m.receipt")
             event.value("content", .object(content))
-            plan.ephemeral.append(event.finish())
+            ephemeral.append(event.finish())
         }
-
-        // Summary when members may have changed.
-        if full || events.contains(where: { $0.type == "m.room.member" }) {
-            let state: AuthState
-            if let currentState { state = currentState } else { state = try await actor().currentState ?? [:] }
-            plan.summary = summary(state)
-        }
-        plan.unread = try await app.unreadCounts.counts(app, user: request.user, roomID: roomID, actor: actor,
-                                                       timeline: events, limited: limited, upper: upper)
-        return plan
+        return ephemeral
     }
 
     func storedTimeline(_ room: String, after: Int64, upper: Int64, limit: Int) async throws -> ([TimelineEvent], Bool) {
@@ -441,106 +497,5 @@ struct SyncBuilder {
         var plan = RoomPlan(roomID: membership.roomID, section: section)
         plan.strippedState = stripped
         return plan
-    }
-
-    // MARK: assembly
-
-    func assemble(_ plans: [RoomPlan], stateBytes: [String: [UInt8]], accountData: [[UInt8]], toDevice: [[UInt8]],
-                  presence: [[UInt8]], deviceLists: (changed: [String], left: [String]) = ([], []),
-                  keyCounts: KeyService.DeviceKeyCounts? = nil, token: StreamToken) -> [UInt8] {
-        var capacity = 512
-        for plan in plans {
-            capacity += 400 + plan.timeline.reduce(0) { $0 + $1.bytes.count + 1 }
-            capacity += plan.stateIDs.reduce(0) { $0 + (stateBytes[$1]?.count ?? 0) + 1 }
-        }
-        var out = JSONStreamWriter(capacity: capacity)
-        out.beginObject()
-        out.value("next_batch", .string(token.serialized))
-        if !plans.isEmpty {
-            out.beginObject("rooms")
-            for section in [Section.join, .invite, .leave, .knock] {
-                let members = plans.filter { $0.section == section }
-                if members.isEmpty { continue }
-                switch section {
-                case .join: out.beginObject("join")
-                case .invite: out.beginObject("invite")
-                case .leave: out.beginObject("leave")
-                case .knock: out.beginObject("knock")
-                }
-                for plan in members {
-                    out.beginObject(plan.roomID)
-                    switch section {
-                    case .invite, .knock:
-                        out.beginObject(section == .invite ? "invite_state" : "knock_state")
-                        out.value("events", .array(plan.strippedState))
-                        out.endObject()
-                    case .join, .leave:
-                        out.beginObject("timeline")
-                        if filter.eventFields != nil {
-                            out.rawArray("events", plan.timeline.map { filter.applyingEventFields(clientBytes($0)) })
-                        } else {
-                            out.rawArray("events", plan.timeline.lazy.map(clientBytes))
-                        }
-                        out.value("limited", .bool(plan.limited))
-                        out.value("prev_batch", .string("t\(plan.prevBatch)"))
-                        out.endObject()
-                        out.events("state", plan.stateIDs.lazy.compactMap { stateBytes[$0] }
-                            .map { filter.eventFields == nil ? $0 : filter.applyingEventFields($0) })
-                        out.events("account_data", plan.accountData)
-                        if section == .join {
-                            out.events("ephemeral", plan.ephemeral)
-                            if let summary = plan.summary { out.value("summary", summary) }
-                            if let unread = plan.unread {
-                                // Threads apart only for clients that ask (the timeline filter's
-                                // `unread_thread_notifications`); otherwise one figure.
-                                let threaded = filter.timeline.unreadThreadNotifications
-                                let main = threaded ? unread.main : unread.total
-                                out.beginObject("unread_notifications")
-                                out.value("notification_count", .int(Int64(main.notify)))
-                                out.value("highlight_count", .int(Int64(main.highlight)))
-                                out.endObject()
-                                let threads = unread.threads.filter { $0.value.notify > 0 || $0.value.highlight > 0 }
-                                if threaded && !threads.isEmpty {
-                                    out.beginObject("unread_thread_notifications")
-                                    for (root, counts) in threads.sorted(by: { $0.key < $1.key }) {
-                                        out.beginObject(root)
-                                        out.value("notification_count", .int(Int64(counts.notify)))
-                                        out.value("highlight_count", .int(Int64(counts.highlight)))
-                                        out.endObject()
-                                    }
-                                    out.endObject()
-                                }
-                            }
-                        }
-                    }
-                    out.endObject()
-                }
-                out.endObject()
-            }
-            out.endObject()
-        }
-        if !presence.isEmpty { out.events("presence", presence) }
-        if !accountData.isEmpty { out.events("account_data", accountData) }
-        if !toDevice.isEmpty { out.events("to_device", toDevice) }
-        if !deviceLists.changed.isEmpty || !deviceLists.left.isEmpty {
-            out.beginObject("device_lists")
-            if !deviceLists.changed.isEmpty { out.value("changed", .array(deviceLists.changed.map { .string($0) })) }
-            if !deviceLists.left.isEmpty { out.value("left", .array(deviceLists.left.map { .string($0) })) }
-            out.endObject()
-        }
-        // Always present, as in Synapse (clients decide from it whether to upload more keys).
-        let counts = keyCounts?.oneTimeKeys ?? ["signed_curve25519": 0]
-        out.value("device_one_time_keys_count", .object(counts.mapValues { .int(Int64($0)) }))
-        let fallback = JSON.array((keyCounts?.unusedFallbackTypes ?? []).map { .string($0) })
-        out.value("device_unused_fallback_key_types", fallback)
-        out.value("org.matrix.msc2732.device_unused_fallback_key_types", fallback)
-        out.endObject()
-        return out.bytes
-    }
-
-    /// The stored client bytes, with `unsigned.transaction_id` for the device that sent it.
-    func clientBytes(_ event: TimelineEvent) -> [UInt8] {
-        guard let txn = event.txn, txn.userID == request.user.rawValue, txn.deviceID == request.device else { return event.bytes }
-        return event.bytesForSender ?? PersistedEvent.withTransactionID(event.bytes, txn.txnID) ?? event.bytes
     }
 }

@@ -1,0 +1,88 @@
+import Actors
+import Matrix
+import Persistence
+import Synchronization
+
+/// The state of `/sync` that outlives a request: identical requests in flight (shared
+/// computations), parsed filters, unread counts per user and room, and the presence of
+/// syncing users. It reads the streams' positions and runs the long-poll loop: register with
+/// the user's notifier, build when a stream concerning the user moved, otherwise wait.
+/// Built by `MyelinApp`; called by `Sync` and `LegacySync`.
+final class SyncService: Sendable {
+    let responses = SyncResponseCache()
+    let unreadCounts = UnreadCounts()
+    let presence = SyncPresence()
+    /// Parsed sync filters by inline text or `user\0id` (bounded; see `filter`).
+    private let filters = Mutex<[String: SyncFilter]>([:])
+    private let rooms: RoomService
+    private let accounts: Accounts
+    private let keys: KeyService
+
+    init(rooms: RoomService, accounts: Accounts, keys: KeyService) {
+        self.rooms = rooms
+        self.accounts = accounts
+        self.keys = keys
+    }
+
+    /// The streams' visible positions now.
+    func currentToken() -> StreamToken {
+        var token = StreamToken.zero
+        token[.roomEvents] = rooms.eventStream.visiblePosition
+        token[.accountData] = accounts.accountDataStream.visiblePosition
+        token[.receipts] = rooms.receipts.stream.visiblePosition
+        token[.typing] = rooms.typing.position
+        token[.toDevice] = rooms.toDevice.stream.visiblePosition
+        token[.presence] = accounts.presenceStream.visiblePosition
+        token[.deviceLists] = keys.deviceListStream.visiblePosition
+        return token
+    }
+
+    /// The sync filter of `text` (an inline filter or a stored filter's id, still
+    /// percent-encoded), parsed once and shared by every sync that sends the same text.
+    func filter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {
+        if text.isEmpty { return SyncFilter.none }
+        // An inline filter starts with `{` (or its escape `%7B`).
+        let inline = text.hasPrefix("{") || text.hasPrefix("%7B") || text.hasPrefix("%7b")
+        let key = inline ? text : user.rawValue + "\u{0}" + text
+        if let cached = filters.withLock({ $0[key] }) { return cached }
+        guard let decoded = PercentDecoding.decode(Substring(text), plusAsSpace: true) else {
+            throw MatrixError(.invalidParam, "filter is not valid percent-encoded UTF-8")
+        }
+        let filter = try await Sync.parseFilter(app, user, decoded)
+        filters.withLock { cache in
+            if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
+            cache[key] = filter
+        }
+        return filter
+    }
+
+    /// The response to `request`, once there is something to say or its timeout passed
+    /// (initial and full-state syncs answer at once).
+    func respond(_ app: MyelinApp, _ request: Sync.Request, _ filter: SyncFilter) async throws -> SyncResult {
+        let deadline = ContinuousClock.now + .milliseconds(request.timeoutMs)
+        var waitFrom = request.since ?? .zero
+        while true {
+            let now = currentToken()
+            if request.since == nil || request.fullState || now.isAhead(of: waitFrom) {
+                let builder = SyncBuilder(app: app, request: request, filter: filter, upTo: now)
+                if let response = try await builder.build(allowEmpty: request.since == nil || request.fullState
+                                                          || ContinuousClock.now >= deadline) {
+                    return response
+                }
+                waitFrom = now
+            }
+            let remaining = deadline - ContinuousClock.now
+            if remaining <= .zero { return try await final(app, request, filter) }
+            // Registered before `currentToken` reads the positions (two-phase wait).
+            let woke = await rooms.fanout.wait(request.user, since: waitFrom, timeout: remaining) { [self] in
+                currentToken()
+            }
+            if woke == nil { return try await final(app, request, filter) }
+        }
+    }
+
+    /// The (possibly empty) response at the timeout.
+    private func final(_ app: MyelinApp, _ request: Sync.Request, _ filter: SyncFilter) async throws -> SyncResult {
+        try await SyncBuilder(app: app, request: request, filter: filter, upTo: currentToken()).build(allowEmpty: true)!
+    }
+}
