@@ -11,7 +11,7 @@
 ///         """
 ///
 /// The rendering of each term is fixed: released migrations render to the very text they
-/// were first released with (`SchemaRenderingTests` compares them with a fixture).
+/// were first released with (`SchemaRenderingTests` compares their digests).
 public struct DDL: Sendable, Equatable, ExpressibleByStringInterpolation {
     /// A type or literal that is spelled differently in the two dialects.
     public enum Term: Sendable, Equatable {
