@@ -1,58 +1,5 @@
 import Matrix
 
-extension Schema {
-    /// End-to-end encryption keys (spec: "End-to-End Encryption", key management API):
-    /// device identity keys, one-time and fallback keys, cross-signing keys and the
-    /// signatures made with them, and the device-list stream that tells a user's room peers
-    /// to re-query their keys.
-    static let e2eKeys = Migration(
-        version: 66, name: "e2e_keys",
-        """
-            CREATE TABLE e2e_device_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                key_json \(.bytes) NOT NULL,
-                PRIMARY KEY (user_id, device_id)
-            );
-            CREATE TABLE e2e_one_time_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                algorithm TEXT NOT NULL,
-                key_id TEXT NOT NULL,
-                key_json \(.bytes) NOT NULL,
-                PRIMARY KEY (user_id, device_id, algorithm, key_id)
-            );
-            CREATE TABLE e2e_fallback_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                algorithm TEXT NOT NULL,
-                key_id TEXT NOT NULL,
-                key_json \(.bytes) NOT NULL,
-                used INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (user_id, device_id, algorithm)
-            );
-            CREATE TABLE e2e_cross_signing_keys (
-                user_id TEXT NOT NULL,
-                key_type TEXT NOT NULL,
-                key_json \(.bytes) NOT NULL,
-                PRIMARY KEY (user_id, key_type)
-            );
-            CREATE TABLE e2e_signatures (
-                signer_user_id TEXT NOT NULL,
-                signer_key_id TEXT NOT NULL,
-                target_user_id TEXT NOT NULL,
-                target_key TEXT NOT NULL,
-                signature TEXT NOT NULL,
-                PRIMARY KEY (target_user_id, target_key, signer_user_id, signer_key_id)
-            );
-            CREATE TABLE device_lists_stream (
-                stream_id \(.bigint) NOT NULL,
-                user_id TEXT NOT NULL
-            );
-            CREATE INDEX device_lists_stream_by_position ON device_lists_stream (stream_id);
-            """)
-}
-
 /// End-to-end encryption keys (spec: "End-to-End Encryption", key management API; schema:
 /// `Schema.e2eKeys`): device identity keys, one-time and fallback keys, cross-signing keys
 /// and signatures. Keys are stored as the client uploaded them (canonical JSON bytes); the

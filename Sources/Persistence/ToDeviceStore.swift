@@ -1,27 +1,5 @@
 import Matrix
 
-extension Schema {
-    /// Send-to-device messages waiting for their device (deleted once a sync acknowledges
-    /// them) and the senders' transaction ids.
-    static let toDevice = Migration(
-        version: 63, name: "to_device",
-        """
-            CREATE TABLE device_inbox (
-                stream_id \(.bigint) NOT NULL,
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                message_json \(.bytes) NOT NULL
-            );
-            CREATE INDEX device_inbox_by_device ON device_inbox (user_id, device_id, stream_id);
-            CREATE TABLE to_device_txns (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                txn_id TEXT NOT NULL,
-                PRIMARY KEY (user_id, device_id, txn_id)
-            );
-            """)
-}
-
 /// Send-to-device messages (spec: "Send-to-Device messaging"; schema: `Schema.toDevice`):
 /// one row per recipient device, positioned on the to-device stream, delivered by sync until
 /// acknowledged. Obtained from `Database.toDevice`; called by the send handler and sync. Each
