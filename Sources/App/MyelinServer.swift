@@ -26,7 +26,7 @@ final class MyelinServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         try Self.makeDirectory(configuration.dataDirectory)
-        let key = try SigningKey.loadOrGenerate(path: configuration.resolvedSigningKeyPath)
+        let key = try SigningKeyFile.loadOrGenerate(path: configuration.resolvedSigningKeyPath)
         database = try await Database.open(configuration.databaseConfiguration, logger: logger)
         let accounts = try await Accounts(configuration: configuration, database: database, logger: logger)
         let roomService = try await RoomService(configuration: configuration, database: database, signingKey: key)

@@ -8,7 +8,8 @@ struct UnreadRulesTests {
     func outcome(_ content: String, user: String = "@bob:localhost", displayname: String? = "bob smith",
                  type: String = "m.room.message") throws -> UnreadCounts.Outcome {
         let matcher = UnreadCounts.Matcher(user: try UserID(parsing: user), displayname: displayname, shared: nil)
-        return matcher.evaluate(type: type, sender: "@alice:localhost", bytes: Array("{\"content\":\(content)}".utf8), eventPosition: 1)
+        return matcher.evaluate(type: type, sender: "@alice:localhost", bytes: Array("{\"type\":\"\(type)\",\"sender\":\"@alice:localhost\",\"content\":\(content)}".utf8),
+                                eventPosition: 1)
     }
 
     @Test func bodyMatchesByWord() throws {

@@ -1,7 +1,4 @@
 import Testing
-#if canImport(Glibc)
-import Glibc
-#endif
 @testable import Matrix
 
 /// Appendix "Cryptographic Test Vectors": seed, server name and key ID.
@@ -56,20 +53,6 @@ let testKey = try! SigningKey(seed: testSeed, version: "1")
     #expect(key.fileContents.hasPrefix("ed25519 a_abcd "))
     #expect(errorCode { _ = try SigningKey(fileContents: "garbage") } == .invalidParam)
     #expect(errorCode { _ = try SigningKey(fileContents: "ed25519 a_x !!!") } == .invalidParam)
-}
-
-@Test func loadOrGenerateCreatesThenReloadsTheSameKey() throws {
-    let dir = "/tmp/myelin-key-test-\(Base64.encodeURLSafe(Sodium.randomBytes(6)))"
-    let path = dir + "/data/signing.key" // parent directories are created
-    let first = try SigningKey.loadOrGenerate(path: path)
-    let second = try SigningKey.loadOrGenerate(path: path)
-    #expect(first.seed == second.seed)
-    #expect(first.keyID == second.keyID)
-    #expect(first.version.hasPrefix("a_"))
-    #expect(SigningKey.readFile(path) == first.fileContents)
-    _ = unlink(path)
-    _ = rmdir(dir + "/data")
-    _ = rmdir(dir)
 }
 
 @Test func serverKeysResponseVerifiesOverCanonicalJSON() throws {

@@ -175,3 +175,25 @@ _ = measure("state resolution v2, two forks of 10,000 state events", samples: 11
 }
 let resolved = try! StateResolution.resolve([forkA, forkB], roomVersion: v11) { eventMap[$0] }
 print("resolved state: \(resolved.count) entries, topic \(resolved[StateKey("m.room.topic", "")]?.rawValue ?? "none")")
+
+// 5. Push rules: an event prepared once, then the default rules evaluated per recipient (what
+// unread counts do for each member of a room).
+print()
+let clientMessage = try! JSON.parse(Array(#"{"type":"m.room.message","sender":"@alice:example.org","content":{"msgtype":"m.text","body":"Has anyone tried the new release? The changelog says state resolution got a lot faster.","m.mentions":{}}}"#.utf8))
+let legacyMessage = try! JSON.parse(Array(#"{"type":"m.room.message","sender":"@alice:example.org","content":{"msgtype":"m.text","body":"Has anyone tried the new release? The changelog says state resolution got a lot faster."}}"#.utf8))
+let recipient = try! UserID(parsing: "@bob:example.org")
+let defaultRules = PushRuleSet.serverDefault(for: recipient)
+let pushContext = PushContext(displayName: "bob smith", memberCount: nil)
+_ = measure("PushEvent from a parsed message (once per event)", samples: 101, batch: 200, warmup: 1000) {
+    blackHole(PushEvent(clientMessage))
+}
+let withMentions = PushEvent(clientMessage), withoutMentions = PushEvent(legacyMessage)
+_ = measure("default push rules, message with m.mentions (per recipient)", samples: 101, batch: 1000, warmup: 5000) {
+    blackHole(PushEvaluator.evaluate(defaultRules, withMentions, pushContext))
+}
+_ = measure("default push rules, legacy body search (per recipient)", samples: 101, batch: 1000, warmup: 5000) {
+    blackHole(PushEvaluator.evaluate(defaultRules, withoutMentions, pushContext))
+}
+_ = measure("PushRuleSet.serverDefault (once per user, cached)", samples: 101, batch: 200, warmup: 1000) {
+    blackHole(PushRuleSet.serverDefault(for: recipient))
+}

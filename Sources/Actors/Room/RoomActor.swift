@@ -58,7 +58,7 @@ public actor RoomActor: RegistryMember {
         /// What the timeline service holds of this room: the ring itself (shared storage).
         var timeline: RoomTimeline {
             RoomTimeline(recent: recent, floor: recentFloor, lastPosition: lastStreamOrdering,
-                         historyVisibility: state[StateKey("m.room.history_visibility", "")]?
+                         historyVisibility: state[StateKey(EventType.roomHistoryVisibility, "")]?
                              .content["history_visibility"]?.stringValue ?? "shared")
         }
     }
@@ -372,12 +372,12 @@ public actor RoomActor: RegistryMember {
             redacts = (target.rawValue, pdu.sender.rawValue, power.level(of: pdu.sender.rawValue) >= power.redact)
         }
         var membership: MembershipStore.Membership?
-        if pdu.type == "m.room.member", let stateKey = pdu.stateKey, let value = pdu.membership {
+        if pdu.type == EventType.roomMember, let stateKey = pdu.stateKey, let value = pdu.membership {
             membership = MembershipStore.Membership(roomID: key, userID: stateKey, membership: value,
                                                     eventID: pdu.eventID.rawValue, streamOrdering: position)
         }
         if let entry = pdu.stateEntry {
-            if entry.type == "m.room.member" { working.audience = nil }
+            if entry.type == EventType.roomMember { working.audience = nil }
             working.state[entry] = pdu
             if fullSnapshot || Self.snapshotDue(deltaDepth: working.stateDeltaDepth, stateCount: working.state.count) {
                 group = RoomEventStore.StateGroup(
@@ -497,15 +497,15 @@ public actor RoomActor: RegistryMember {
             users = audience
         } else {
             users = []
-            for (key, pdu) in room.state where key.type == "m.room.member" {
-                if let membership = pdu.membership, membership == "join" || membership == "invite",
+            for (key, pdu) in room.state where key.type == EventType.roomMember {
+                if let membership = pdu.membership, membership == MembershipState.join || membership == MembershipState.invite,
                    let user = try? UserID(parsing: key.stateKey) {
                     users.insert(user)
                 }
             }
             self.room?.audience = users
         }
-        for event in events where event.type == "m.room.member" {
+        for event in events where event.type == EventType.roomMember {
             if let key = event.stateKey, let user = try? UserID(parsing: key) { users.insert(user) }
         }
         context.fanout?.publish(PublishedEvents(roomID: roomID, events: events, interestedUsers: users,

@@ -58,10 +58,10 @@ public final class Rooms: Sendable {
         // v12: creators have infinite power and must not be listed (MSC4289).
         power["users"] = version.privilegedCreators ? .object([:]) : .object([creator.rawValue: 100])
         let initial = [
-            EventDraft(type: "m.room.member", sender: creator, stateKey: creator.rawValue, content: ["membership": "join"]),
-            EventDraft(type: "m.room.power_levels", sender: creator, stateKey: "", content: power),
-            EventDraft(type: "m.room.join_rules", sender: creator, stateKey: "", content: ["join_rule": .string(joinRule)]),
-            EventDraft(type: "m.room.history_visibility", sender: creator, stateKey: "", content: ["history_visibility": "shared"]),
+            EventDraft(type: EventType.roomMember, sender: creator, stateKey: creator.rawValue, content: ["membership": MembershipState.join.json]),
+            EventDraft(type: EventType.roomPowerLevels, sender: creator, stateKey: "", content: power),
+            EventDraft(type: EventType.roomJoinRules, sender: creator, stateKey: "", content: ["join_rule": .string(joinRule)]),
+            EventDraft(type: EventType.roomHistoryVisibility, sender: creator, stateKey: "", content: ["history_visibility": HistoryVisibility.shared.json]),
         ] + extra
         return try await createRoom(creator: creator, version: version, createContent: createContent) { _ in initial }
     }

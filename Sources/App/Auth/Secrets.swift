@@ -1,5 +1,4 @@
 import Synchronization
-import CSodium
 import Dispatch
 import Matrix
 
@@ -7,23 +6,15 @@ import Matrix
 /// SHA-256 (hex). 32 random bytes make a token unguessable, so a fast hash is enough here;
 /// passwords, which are guessable, go through `PasswordHasher`.
 enum Secrets {
-    static let initialized: Bool = sodium_init() >= 0
-
     /// A fresh token, `<prefix>_` + 43 URL-safe base64 characters (256 random bits).
     static func token(prefix: String) -> String {
-        precondition(initialized, "libsodium failed to initialise")
-        var bytes = [UInt8](repeating: 0, count: 32)
-        bytes.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, 32) }
-        return prefix + "_" + Base64.encodeURLSafe(bytes)
+        prefix + "_" + Base64.encodeURLSafe(Sodium.randomBytes(32))
     }
 
     /// Compares secrets in time that depends only on their lengths (libsodium's
     /// `sodium_memcmp` over equal-length digests), so a guess learns nothing from timing.
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let da = sha256(Array(a.utf8)), db = sha256(Array(b.utf8))
-        return da.count == db.count && da.withUnsafeBytes { pa in
-            db.withUnsafeBytes { pb in sodium_memcmp(pa.baseAddress!, pb.baseAddress!, da.count) == 0 }
-        }
+        Sodium.constantTimeEqual(sha256(Array(a.utf8)), sha256(Array(b.utf8)))
     }
 
     /// What the database stores for a token.
@@ -47,9 +38,6 @@ enum Secrets {
 /// other work room to run. Owned by `Accounts`; called by registration, login, UIA and
 /// password change.
 final class PasswordHasher: Sendable {
-    static let opsLimit = UInt64(crypto_pwhash_OPSLIMIT_INTERACTIVE)
-    static let memLimit = Int(crypto_pwhash_MEMLIMIT_INTERACTIVE)
-
     private let queues: [DispatchQueue]
     private let next = Counter()
     /// Hashes queued or running. Bounded: past `maxQueued` the answer is 429 at once, so a
@@ -78,15 +66,8 @@ final class PasswordHasher: Sendable {
         let queue = queues[next.increment() % queues.count]
         return try await withCheckedThrowingContinuation { continuation in
             queue.async {
-                precondition(Secrets.initialized, "libsodium failed to initialise")
-                var out = [CChar](repeating: 0, count: Int(crypto_pwhash_STRBYTES))
-                let length = UInt64(password.utf8.count)
-                let rc = password.withCString { p in
-                    crypto_pwhash_str(&out, p, length, Self.opsLimit, Self.memLimit)
-                }
-                if rc == 0 {
-                    let end = out.firstIndex(of: 0) ?? out.endIndex
-                    continuation.resume(returning: String(decoding: out[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+                if let encoded = Sodium.PasswordHash.hash(password) {
+                    continuation.resume(returning: encoded)
                 } else {
                     continuation.resume(throwing: MatrixError(.unknown, "Password hashing failed (out of memory)"))
                 }
@@ -101,12 +82,7 @@ final class PasswordHasher: Sendable {
         let queue = queues[next.increment() % queues.count]
         return await withCheckedContinuation { continuation in
             queue.async {
-                precondition(Secrets.initialized, "libsodium failed to initialise")
-                let length = UInt64(password.utf8.count)
-                let ok = hash.withCString { h in
-                    password.withCString { p in crypto_pwhash_str_verify(h, p, length) == 0 }
-                }
-                continuation.resume(returning: ok)
+                continuation.resume(returning: Sodium.PasswordHash.verify(password, hash: hash))
             }
         }
     }

@@ -33,7 +33,7 @@ public enum EventAuth {
         throws(AuthError)
     {
         let version = event.roomVersion
-        if event.type == "m.room.create" {
+        if event.type == EventType.roomCreate {
             try checkCreate(event)
             return
         }
@@ -87,7 +87,7 @@ public enum EventAuth {
     /// Authorizes `event` against `state` (rules 1, 2 and 4–11). Throws the first rule that fails.
     public static func authorize(_ event: PDU, against state: AuthState, signatureCheck: SignatureCheck? = nil) throws(AuthError) {
         let version = event.roomVersion
-        if event.type == "m.room.create" {
+        if event.type == EventType.roomCreate {
             try checkCreate(event)
             return
         }
@@ -101,7 +101,7 @@ public enum EventAuth {
             throw AuthError("4", "the room does not federate and the sender is from another server")
         }
         // v1–5: m.room.aliases (removed by v6).
-        if version.specialCaseAliasesAuth && event.type == "m.room.aliases" {
+        if version.specialCaseAliasesAuth && event.type == EventType.roomAliases {
             guard let sk = event.stateKey else { throw AuthError("4.1 (v1–5)", "m.room.aliases without state_key") }
             if sk != event.sender.serverName.rawValue {
                 throw AuthError("4.2 (v1–5)", "m.room.aliases state_key is not the sender's domain")
@@ -109,18 +109,18 @@ public enum EventAuth {
             return
         }
         let power = PowerLevels(content: state[.powerLevels]?.content, roomVersion: version, create: create)
-        if event.type == "m.room.member" {
+        if event.type == EventType.roomMember {
             try authorizeMember(event, state: state, create: create, power: power, signatureCheck: signatureCheck)
             return
         }
         // Rule 6.
         let sender = event.sender.rawValue
-        if membership(of: sender, in: state) != "join" {
+        if membership(of: sender, in: state) != MembershipState.join {
             throw AuthError("6", "\(sender) is not joined to the room")
         }
         let senderLevel = power.level(of: sender)
         // Rule 7.
-        if event.type == "m.room.third_party_invite" {
+        if event.type == EventType.roomThirdPartyInvite {
             if senderLevel >= power.invite { return }
             throw AuthError("7.1", "sender's power level is below the invite level")
         }
@@ -133,12 +133,12 @@ public enum EventAuth {
             throw AuthError("9", "state_key starting with @ must be the sender")
         }
         // Rule 10.
-        if event.type == "m.room.power_levels" {
+        if event.type == EventType.roomPowerLevels {
             try authorizePowerLevels(event, state: state, create: create, power: power)
             return
         }
         // v1–2: m.room.redaction has its own rule.
-        if version.redactionAuthRule && event.type == "m.room.redaction" {
+        if version.redactionAuthRule && event.type == EventType.roomRedaction {
             if senderLevel >= power.redact { return }
             if let target = event.redacts, let d = target.serverName, d == event.eventID.serverName { return }
             throw AuthError("11 (v1–2)", "sender may not redact this event")
@@ -147,7 +147,7 @@ public enum EventAuth {
     }
 
     static func membership(of user: String, in state: AuthState) -> String {
-        state[.member(user)]?.membership ?? "leave"
+        state[.member(user)]?.membership ?? MembershipState.leave.rawValue
     }
 
     /// Rule 5: `m.room.member`.
@@ -174,31 +174,31 @@ public enum EventAuth {
         let targetLevel = power.level(of: target)
 
         switch membership {
-        case "join":
+        case MembershipState.join.rawValue:
             // 5.3.1: the creator's own first join.
             let creators = PowerLevels.creators(of: create, roomVersion: version)
             let creator = version.createHasCreator ? creators.first : create.sender.rawValue
             if event.prevEvents.count == 1, event.prevEvents[0] == create.eventID, target == creator { return }
             if sender != target { throw AuthError("5.3.2", "sender cannot join on behalf of another user") }
-            if senderMembership == "ban" { throw AuthError("5.3.3", "sender is banned") }
+            if senderMembership == MembershipState.ban { throw AuthError("5.3.3", "sender is banned") }
             if joinRule == "invite" || (version.knockJoinRule && joinRule == "knock") {
-                if senderMembership == "invite" || senderMembership == "join" { return }
+                if senderMembership == MembershipState.invite || senderMembership == MembershipState.join { return }
                 throw AuthError("5.3.4", "the room is invite-only and the sender is not invited")
             }
             if (version.restrictedJoinRule && joinRule == "restricted")
                 || (version.knockRestrictedJoinRule && joinRule == "knock_restricted") {
-                if senderMembership == "join" || senderMembership == "invite" { return }
+                if senderMembership == MembershipState.join || senderMembership == MembershipState.invite { return }
                 guard let via = event.content["join_authorised_via_users_server"]?.stringValue,
-                      EventAuth.membership(of: via, in: state) == "join", power.level(of: via) >= power.invite else {
+                      EventAuth.membership(of: via, in: state) == MembershipState.join, power.level(of: via) >= power.invite else {
                     throw AuthError("5.3.5.2", "join_authorised_via_users_server is not a joined user who may invite")
                 }
                 return
             }
             if joinRule == "public" { return }
             throw AuthError("5.3.7", "join rule \(joinRule) does not allow joining")
-        case "invite":
+        case MembershipState.invite.rawValue:
             if let tpi = event.content["third_party_invite"] {
-                if targetMembership == "ban" { throw AuthError("5.4.1.1", "target is banned") }
+                if targetMembership == MembershipState.ban { throw AuthError("5.4.1.1", "target is banned") }
                 guard let signed = tpi["signed"], signed.objectValue != nil else {
                     throw AuthError("5.4.1.2", "third_party_invite has no signed")
                 }
@@ -206,41 +206,41 @@ public enum EventAuth {
                     throw AuthError("5.4.1.3", "signed has no mxid and token")
                 }
                 if mxid != target { throw AuthError("5.4.1.4", "signed.mxid does not match state_key") }
-                guard let invite = state[StateKey("m.room.third_party_invite", token)] else {
+                guard let invite = state[StateKey(EventType.roomThirdPartyInvite, token)] else {
                     throw AuthError("5.4.1.5", "no m.room.third_party_invite for the token")
                 }
                 if invite.sender != event.sender { throw AuthError("5.4.1.6", "sender did not send the third-party invite") }
                 if thirdPartySignatureMatches(signed: signed, invite: invite) { return }
                 throw AuthError("5.4.1.8", "no signature in signed matches the invite's public keys")
             }
-            if senderMembership != "join" { throw AuthError("5.4.2", "sender is not joined") }
-            if targetMembership == "join" || targetMembership == "ban" {
+            if senderMembership != MembershipState.join { throw AuthError("5.4.2", "sender is not joined") }
+            if targetMembership == MembershipState.join || targetMembership == MembershipState.ban {
                 throw AuthError("5.4.3", "target is already joined or banned")
             }
             if senderLevel >= power.invite { return }
             throw AuthError("5.4.5", "sender's power level is below the invite level")
-        case "leave":
+        case MembershipState.leave.rawValue:
             if sender == target {
-                if senderMembership == "invite" || senderMembership == "join"
-                    || (version.knockJoinRule && senderMembership == "knock") { return }
+                if senderMembership == MembershipState.invite || senderMembership == MembershipState.join
+                    || (version.knockJoinRule && senderMembership == MembershipState.knock) { return }
                 throw AuthError("5.5.1", "sender cannot leave from membership \(senderMembership)")
             }
-            if senderMembership != "join" { throw AuthError("5.5.2", "sender is not joined") }
-            if targetMembership == "ban" && senderLevel < power.ban {
+            if senderMembership != MembershipState.join { throw AuthError("5.5.2", "sender is not joined") }
+            if targetMembership == MembershipState.ban && senderLevel < power.ban {
                 throw AuthError("5.5.3", "sender may not unban (below the ban level)")
             }
             if senderLevel >= power.kick && targetLevel < senderLevel { return }
             throw AuthError("5.5.5", "sender may not kick the target")
-        case "ban":
-            if senderMembership != "join" { throw AuthError("5.6.1", "sender is not joined") }
+        case MembershipState.ban.rawValue:
+            if senderMembership != MembershipState.join { throw AuthError("5.6.1", "sender is not joined") }
             if senderLevel >= power.ban && targetLevel < senderLevel { return }
             throw AuthError("5.6.3", "sender may not ban the target")
-        case "knock" where version.knockJoinRule:
+        case MembershipState.knock.rawValue where version.knockJoinRule:
             if !(joinRule == "knock" || (version.knockRestrictedJoinRule && joinRule == "knock_restricted")) {
                 throw AuthError("5.7.1", "the join rule does not allow knocking")
             }
             if sender != target { throw AuthError("5.7.2", "sender cannot knock on behalf of another user") }
-            if senderMembership != "ban" && senderMembership != "invite" && senderMembership != "join" { return }
+            if senderMembership != MembershipState.ban && senderMembership != MembershipState.invite && senderMembership != MembershipState.join { return }
             throw AuthError("5.7.4", "sender cannot knock from membership \(senderMembership)")
         default:
             throw AuthError("5.8", "unknown membership \(membership)")
@@ -334,19 +334,19 @@ public enum EventAuth {
 public enum AuthEventsSelection {
     public static func stateKeys(type: String, sender: String, stateKey: String?, content: [String: JSON],
                                  roomVersion: RoomVersion) -> [StateKey] {
-        if type == "m.room.create" { return [] }
+        if type == EventType.roomCreate { return [] }
         var keys: [StateKey] = []
         if !roomVersion.hashBasedRoomIDs { keys.append(.create) }
         keys.append(.powerLevels)
         keys.append(.member(sender))
-        if type == "m.room.member", let target = stateKey {
+        if type == EventType.roomMember, let target = stateKey {
             if target != sender { keys.append(.member(target)) }
             let membership = content["membership"]?.stringValue
-            if membership == "join" || membership == "invite" || membership == "knock" { keys.append(.joinRules) }
-            if membership == "invite", let token = content["third_party_invite"]?["signed"]?["token"]?.stringValue {
-                keys.append(StateKey("m.room.third_party_invite", token))
+            if membership == MembershipState.join || membership == MembershipState.invite || membership == MembershipState.knock { keys.append(.joinRules) }
+            if membership == MembershipState.invite, let token = content["third_party_invite"]?["signed"]?["token"]?.stringValue {
+                keys.append(StateKey(EventType.roomThirdPartyInvite, token))
             }
-            if membership == "join", roomVersion.restrictedJoinRule,
+            if membership == MembershipState.join, roomVersion.restrictedJoinRule,
                let via = content["join_authorised_via_users_server"]?.stringValue, via != sender {
                 keys.append(.member(via))
             }

@@ -124,10 +124,10 @@ public struct PowerLevels: Sendable, Equatable {
         return [
             "users": .object(users), "users_default": 0,
             "events": [
-                "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50, "m.room.avatar": 50,
-                "m.room.tombstone": .int(roomVersion.privilegedCreators ? 150 : 100),
-                "m.room.server_acl": 100, "m.room.encryption": 100,
+                EventType.roomName: 50, EventType.roomPowerLevels: 100, EventType.roomHistoryVisibility: 100,
+                EventType.roomCanonicalAlias: 50, EventType.roomAvatar: 50,
+                EventType.roomTombstone: .int(roomVersion.privilegedCreators ? 150 : 100),
+                EventType.roomServerACL: 100, EventType.roomEncryption: 100,
             ],
             "events_default": 0, "state_default": 50,
             "ban": 50, "kick": 50, "redact": 50, "invite": 50, "historical": 100,
@@ -169,4 +169,8 @@ extension PowerLevels {
 
     /// May `user` notify the whole room with `@room`?
     public func canNotifyRoom(_ user: String) -> Bool { level(of: user) >= notificationLevel("room") }
+
+    /// May `user` send notifications of the kind `key` (`notifications.<key>`; push rules'
+    /// `sender_notification_permission`)?
+    public func canNotify(_ user: String, key: String) -> Bool { level(of: user) >= notificationLevel(key) }
 }

@@ -1,16 +1,10 @@
 import CSodium
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The server's ed25519 signing key. Generated on first start and kept in a file in the format
 /// Synapse uses (`ed25519 <version> <unpadded base64 seed>`), so keys can move between the two.
-/// The App loads it once at start-up and hands it to whatever signs events, federation requests
-/// and the `/_matrix/key/v2/server` response.
+/// This type parses and serialises that text; the App reads and writes the file
+/// (`SigningKeyFile`) once at start-up and hands the key to whatever signs events, federation
+/// requests and the `/_matrix/key/v2/server` response.
 public struct SigningKey: Sendable {
     /// The key identifier's version part, e.g. `a_AbCd` in `ed25519:a_AbCd`.
     public let version: String
@@ -70,54 +64,6 @@ public struct SigningKey: Sendable {
 
     /// The file line for this key: `ed25519 <version> <unpadded base64 seed>\n`.
     public var fileContents: String { "ed25519 \(version) \(Base64.encode(seed))\n" }
-
-    /// Loads the key at `path`, or generates one and writes it there (mode 0600) if the file does
-    /// not exist. Called once at start-up; the only file I/O of this module.
-    public static func loadOrGenerate(path: String) throws(MatrixError) -> SigningKey {
-        if let text = readFile(path) {
-            return try SigningKey(fileContents: text)
-        }
-        let key = generate()
-        createParentDirectories(of: path)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else {
-            let code = errno
-            // Another process created it between our read and our create: use theirs.
-            if code == EEXIST, let text = readFile(path) { return try SigningKey(fileContents: text) }
-            throw MatrixError(.unknown, "Cannot create signing key file \(path) (errno \(code))")
-        }
-        defer { close(fd) }
-        let bytes = Array(key.fileContents.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fsync(fd) == 0 else {
-            throw MatrixError(.unknown, "Cannot write signing key file \(path)")
-        }
-        return key
-    }
-
-    /// `mkdir -p` of the directory holding `path` (mode 0700: it holds the private key).
-    static func createParentDirectories(of path: String) {
-        var prefix = ""
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropLast()
-        for (i, part) in parts.enumerated() {
-            prefix += (i == 0 ? "" : "/") + part
-            if !prefix.isEmpty { _ = mkdir(prefix, 0o700) }
-        }
-    }
-
-    static func readFile(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var data: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            data.append(contentsOf: buffer[0..<n])
-        }
-        return String(decoding: data, as: UTF8.self)
-    }
 
     /// A detached ed25519 signature over `message`.
     public func signature(for message: [UInt8]) -> [UInt8] {

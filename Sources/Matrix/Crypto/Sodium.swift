@@ -1,10 +1,13 @@
 import CSodium
 
-/// SHA-256 and ed25519 through libsodium. `sodium_init` runs once, on first use.
-enum Sodium {
-    static let initialized: Bool = sodium_init() >= 0
+/// The libsodium primitives the server uses: SHA-256, random bytes, constant-time comparison,
+/// ed25519 (`SigningKey`, `VerifyKey`) and Argon2id password hashing. The one place that calls
+/// libsodium; App reaches it through this type (tokens, password hashes). `sodium_init` runs
+/// once, on first use.
+public enum Sodium {
+    public static let initialized: Bool = sodium_init() >= 0
 
-    static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+    public static func sha256(_ bytes: [UInt8]) -> [UInt8] {
         precondition(initialized, "libsodium failed to initialise")
         var digest = [UInt8](repeating: 0, count: Int(crypto_hash_sha256_BYTES))
         bytes.withUnsafeBufferPointer { b in
@@ -13,11 +16,51 @@ enum Sodium {
         return digest
     }
 
-    static func randomBytes(_ count: Int) -> [UInt8] {
+    /// `count` bytes from the operating system's CSPRNG.
+    public static func randomBytes(_ count: Int) -> [UInt8] {
         precondition(initialized, "libsodium failed to initialise")
         var out = [UInt8](repeating: 0, count: count)
         out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
         return out
+    }
+
+    /// Equality of two byte strings of the same length in time that depends only on that
+    /// length (`sodium_memcmp`); different lengths are unequal at once.
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        guard !a.isEmpty else { return true }
+        return a.withUnsafeBytes { pa in
+            b.withUnsafeBytes { pb in sodium_memcmp(pa.baseAddress!, pb.baseAddress!, a.count) == 0 }
+        }
+    }
+
+    /// Argon2id with libsodium's "interactive" limits (2 passes over 64 MiB): tens of
+    /// milliseconds of CPU, so callers run it on a dedicated thread, never on the cooperative
+    /// pool.
+    public enum PasswordHash {
+        public static let opsLimit = UInt64(crypto_pwhash_OPSLIMIT_INTERACTIVE)
+        public static let memLimit = Int(crypto_pwhash_MEMLIMIT_INTERACTIVE)
+
+        /// The encoded hash of `password` (`$argon2id$v=19$m=65536,t=2,p=1$...`), nil when
+        /// libsodium could not allocate its memory.
+        public static func hash(_ password: String) -> String? {
+            precondition(initialized, "libsodium failed to initialise")
+            var out = [CChar](repeating: 0, count: Int(crypto_pwhash_STRBYTES))
+            let length = UInt64(password.utf8.count)
+            let rc = password.withCString { p in crypto_pwhash_str(&out, p, length, opsLimit, memLimit) }
+            guard rc == 0 else { return nil }
+            let end = out.firstIndex(of: 0) ?? out.endIndex
+            return String(decoding: out[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+
+        /// True when `password` matches the encoded `hash`.
+        public static func verify(_ password: String, hash: String) -> Bool {
+            precondition(initialized, "libsodium failed to initialise")
+            let length = UInt64(password.utf8.count)
+            return hash.withCString { h in
+                password.withCString { p in crypto_pwhash_str_verify(h, p, length) == 0 }
+            }
+        }
     }
 }
 

@@ -23,7 +23,7 @@ public struct EventBuilder: Sendable {
         if !roomVersion.hashBasedRoomIDs && roomID == nil {
             throw MatrixError(.invalidParam, "Room version \(roomVersion.id) needs a room ID for m.room.create")
         }
-        return try build(type: "m.room.create", sender: creator, stateKey: "", content: c,
+        return try build(type: EventType.roomCreate, sender: creator, stateKey: "", content: c,
                          roomID: roomVersion.hashBasedRoomIDs ? nil : roomID, prevEvents: [], depth: 1,
                          originServerTS: originServerTS, state: [:])
     }
@@ -51,7 +51,7 @@ public struct EventBuilder: Sendable {
             json["redacts"] = .string(redacts.rawValue)
         }
         json["content"] = .object(c)
-        let authKeys = type == "m.room.create" ? [] :
+        let authKeys = type == EventType.roomCreate ? [] :
             AuthEventsSelection.stateKeys(type: type, sender: sender.rawValue, stateKey: stateKey, content: c,
                                           roomVersion: roomVersion)
         let authEvents = authKeys.compactMap { state[$0] }

@@ -25,10 +25,10 @@ public struct StateKey: Sendable, Hashable, Comparable, CustomStringConvertible 
         a.type != b.type ? JSONWriter.keyPrecedes(a.type, b.type) : JSONWriter.keyPrecedes(a.stateKey, b.stateKey)
     }
 
-    public static let create = StateKey("m.room.create", "")
-    public static let powerLevels = StateKey("m.room.power_levels", "")
-    public static let joinRules = StateKey("m.room.join_rules", "")
-    public static func member(_ user: String) -> StateKey { StateKey("m.room.member", user) }
+    public static let create = StateKey(EventType.roomCreate, "")
+    public static let powerLevels = StateKey(EventType.roomPowerLevels, "")
+    public static let joinRules = StateKey(EventType.roomJoinRules, "")
+    public static func member(_ user: String) -> StateKey { StateKey(EventType.roomMember, user) }
 }
 
 /// A persistent data unit: one room event with the fields the protocol core needs read out,
@@ -107,7 +107,7 @@ public struct PDU: Sendable, Hashable {
         if let r = json["room_id"] {
             guard let s = r.stringValue else { throw bad("room_id is not a string") }
             roomID = try RoomID(parsing: s)
-        } else if !(roomVersion.hashBasedRoomIDs && type == "m.room.create") {
+        } else if !(roomVersion.hashBasedRoomIDs && type == EventType.roomCreate) {
             throw bad("missing room_id")
         }
         guard case .object(let content)? = json["content"] else { throw bad("content is not an object") }

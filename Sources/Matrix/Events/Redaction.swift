@@ -31,7 +31,7 @@ public enum Redaction {
     static func redactContent(_ content: [String: JSON], type: String, rules: RoomVersion.RedactionRules) -> [String: JSON] {
         var keys: [String]
         switch type {
-        case "m.room.member":
+        case EventType.roomMember:
             keys = ["membership"]
             if rules == .v9 || rules == .v11 { keys.append("join_authorised_via_users_server") }
             var out = pick(content, keys)
@@ -40,20 +40,20 @@ public enum Redaction {
                 out["third_party_invite"] = ["signed": signed]
             }
             return out
-        case "m.room.create":
+        case EventType.roomCreate:
             if rules == .v11 { return content } // MSC2176: the whole content
             keys = ["creator"]
-        case "m.room.join_rules":
+        case EventType.roomJoinRules:
             keys = ["join_rule"]
             if rules == .v8 || rules == .v9 || rules == .v11 { keys.append("allow") }
-        case "m.room.power_levels":
+        case EventType.roomPowerLevels:
             keys = ["ban", "events", "events_default", "kick", "redact", "state_default", "users", "users_default"]
             if rules == .v11 { keys.append("invite") }
-        case "m.room.aliases":
+        case EventType.roomAliases:
             keys = rules == .v1 ? ["aliases"] : []
-        case "m.room.history_visibility":
+        case EventType.roomHistoryVisibility:
             keys = ["history_visibility"]
-        case "m.room.redaction":
+        case EventType.roomRedaction:
             keys = rules == .v11 ? ["redacts"] : []
         default:
             keys = []
@@ -74,7 +74,7 @@ extension Redaction {
     /// sender. In versions 1–2 the auth rules already decided, so any authorised redaction applies.
     /// `power` is the room's power levels at the redaction.
     public static func mayApply(_ redaction: PDU, to target: PDU, power: PowerLevels) -> Bool {
-        guard redaction.type == "m.room.redaction", redaction.redacts == target.eventID else { return false }
+        guard redaction.type == EventType.roomRedaction, redaction.redacts == target.eventID else { return false }
         if redaction.roomVersion.redactionAuthRule { return true }
         if power.level(of: redaction.sender.rawValue) >= power.redact { return true }
         return redaction.sender.serverName == target.sender.serverName

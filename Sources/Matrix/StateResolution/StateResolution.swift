@@ -73,7 +73,7 @@ struct StateResolutionV2 {
     /// The event's auth events; from room version 12 the create event is implied by the room ID
     /// and added here, as Synapse's `auth_event_ids()` does.
     func authEvents(of e: PDU) -> [EventID] {
-        guard roomVersion.hashBasedRoomIDs, e.type != "m.room.create", let create = e.roomID?.createEventID else {
+        guard roomVersion.hashBasedRoomIDs, e.type != EventType.roomCreate, let create = e.roomID?.createEventID else {
             return e.authEvents
         }
         return e.authEvents.contains(create) ? e.authEvents : e.authEvents + [create]
@@ -114,10 +114,10 @@ struct StateResolutionV2 {
     func isPowerEvent(_ e: PDU) -> Bool {
         guard let sk = e.stateKey else { return false }
         switch e.type {
-        case "m.room.power_levels", "m.room.join_rules", "m.room.create": return sk.isEmpty
-        case "m.room.member":
+        case EventType.roomPowerLevels, EventType.roomJoinRules, EventType.roomCreate: return sk.isEmpty
+        case EventType.roomMember:
             let m = e.membership
-            return (m == "leave" || m == "ban") && e.sender.rawValue != sk
+            return (m == MembershipState.leave || m == MembershipState.ban) && e.sender.rawValue != sk
         default: return false
         }
     }
@@ -178,8 +178,8 @@ struct StateResolutionV2 {
         var create: PDU? = nil
         for a in authEvents(of: e) {
             guard let ae = try? event(a) else { continue }
-            if ae.type == "m.room.power_levels" && ae.stateKey == "" { pl = ae }
-            if ae.type == "m.room.create" && ae.stateKey == "" { create = ae }
+            if ae.type == EventType.roomPowerLevels && ae.stateKey == "" { pl = ae }
+            if ae.type == EventType.roomCreate && ae.stateKey == "" { create = ae }
         }
         let sender = e.sender.rawValue
         if roomVersion.privilegedCreators, let create,
@@ -320,7 +320,7 @@ struct StateResolutionV2 {
 
     mutating func powerLevelsParent(of e: PDU) throws(MatrixError) -> EventID? {
         for a in authEvents(of: e) {
-            if let ae = try? event(a), ae.type == "m.room.power_levels", ae.stateKey == "" { return a }
+            if let ae = try? event(a), ae.type == EventType.roomPowerLevels, ae.stateKey == "" { return a }
         }
         return nil
     }

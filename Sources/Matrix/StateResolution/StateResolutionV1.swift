@@ -34,9 +34,9 @@ enum StateResolutionV1 {
         var resolved: [StateKey: PDU] = [:]
         if let pls = conflictedEvents[.powerLevels] { resolved[.powerLevels] = resolveAuthEvents(pls, authEvents) }
         authEvents.merge(resolved) { _, r in r }
-        for (k, events) in conflictedEvents where k.type == "m.room.join_rules" { resolved[k] = resolveAuthEvents(events, authEvents) }
+        for (k, events) in conflictedEvents where k.type == EventType.roomJoinRules { resolved[k] = resolveAuthEvents(events, authEvents) }
         authEvents.merge(resolved) { _, r in r }
-        for (k, events) in conflictedEvents where k.type == "m.room.member" { resolved[k] = resolveAuthEvents(events, authEvents) }
+        for (k, events) in conflictedEvents where k.type == EventType.roomMember { resolved[k] = resolveAuthEvents(events, authEvents) }
         authEvents.merge(resolved) { _, r in r }
         for (k, events) in conflictedEvents where resolved[k] == nil { resolved[k] = resolveNormalEvents(events, authEvents) }
         var out = unconflicted

@@ -24,7 +24,7 @@ enum AccountData {
         }
         routes.client(.get, "/user/{userId}/rooms/{roomId}/tags") { context in
             let (accounts, user, room) = try await owner(context, room: true, verb: "read")
-            let stored = try await accounts.database.accountData.accountData(userID: user, roomID: room, type: "m.tag")
+            let stored = try await accounts.database.accountData.accountData(userID: user, roomID: room, type: EventType.tag)
             let tags = try stored.map { try JSON.parse(Array($0.utf8))["tags"] } ?? nil
             return .json(["tags": tags ?? .object([:])])
         }
@@ -64,7 +64,7 @@ enum AccountData {
         let (accounts, user, roomID) = try await owner(context, room: room, verb: "add")
         let type = context.parameter("type")
         guard !type.isEmpty, type.utf8.count <= 255 else { throw MatrixError(.invalidParam, "Invalid account data type") }
-        if type == "m.fully_read" && room {
+        if type == EventType.fullyRead && room {
             throw MatrixError(.badJSON, "Cannot set m.fully_read through this API; use /rooms/{roomId}/read_markers",
                               status: 405)
         }
@@ -92,7 +92,7 @@ enum AccountData {
     static func updateTags(_ accounts: Accounts, user: UserID, room: RoomID?,
                            _ change: @escaping @Sendable (inout [String: JSON]) -> Void) async throws {
         try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.accountData.updateAccountData(userID: user, roomID: room, type: "m.tag",
+            try await accounts.database.accountData.updateAccountData(userID: user, roomID: room, type: EventType.tag,
                                                                      position: position) { current in
                 var tags = try current.map { try JSON.parse(Array($0.utf8))["tags"]?.objectValue ?? [:] } ?? [:]
                 change(&tags)

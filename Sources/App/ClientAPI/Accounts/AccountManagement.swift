@@ -15,11 +15,11 @@ enum AccountManagement {
         let service = app.roomService
         let memberships = try await service.memberships(of: user)
         for (room, membership) in memberships.sorted(by: { $0.key < $1.key })
-        where ["join", "invite", "knock"].contains(membership.membership) {
+        where [MembershipState.join, .invite, .knock].contains(where: { membership.membership == $0 }) {
             guard let roomID = try? RoomID(parsing: room) else { continue }
             do {
-                _ = try await service.send(EventDraft(type: "m.room.member", sender: user, stateKey: user.rawValue,
-                                                      content: ["membership": "leave"]), in: roomID)
+                _ = try await service.send(EventDraft(type: EventType.roomMember, sender: user, stateKey: user.rawValue,
+                                                      content: ["membership": MembershipState.leave.json]), in: roomID)
             } catch {
                 app.logger.warning("deactivating \(user): leaving \(room) failed: \(error)")
             }

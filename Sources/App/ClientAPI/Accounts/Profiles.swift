@@ -65,16 +65,16 @@ enum Profiles {
     /// joined to, as Synapse does (the rest of the member event's content is kept).
     static func propagate(_ app: MyelinApp, _ user: UserID, field: AccountStore.ProfileField, value: String?) async throws {
         let userID = user.rawValue
-        let rooms = try await app.database.memberships.rooms(of: user, membership: "join")
+        let rooms = try await app.database.memberships.rooms(of: user, membership: MembershipState.join.rawValue)
         for membership in rooms {
             guard let roomID = try? RoomID(parsing: membership.roomID) else { continue }
             let actor = try await app.roomService.rooms.room(roomID)
-            var content = await actor.stateEvent(.member(userID))?.content ?? ["membership": "join"]
-            guard content["membership"]?.stringValue == "join" else { continue }
+            var content = await actor.stateEvent(.member(userID))?.content ?? ["membership": MembershipState.join.json]
+            guard content["membership"]?.stringValue == MembershipState.join else { continue }
             content[field.rawValue] = value.map { .string($0) }
             content["reason"] = nil
             do {
-                _ = try await app.roomService.send(EventDraft(type: "m.room.member", sender: user, stateKey: userID,
+                _ = try await app.roomService.send(EventDraft(type: EventType.roomMember, sender: user, stateKey: userID,
                                                               content: content), in: roomID)
             } catch let error as MatrixError {
                 // A room whose rules refuse the change (e.g. a ban raced it) keeps the old profile.

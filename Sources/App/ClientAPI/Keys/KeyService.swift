@@ -125,12 +125,12 @@ final class KeyService: Sendable {
                 var candidates = Set<String>()
                 for (room, member, membership) in moves {
                     if member == userID {
-                        if membership == "join" { joinedRooms.append(room) } else if membership == "leave" || membership == "ban" {
+                        if membership == MembershipState.join { joinedRooms.append(room) } else if membership == MembershipState.leave || membership == MembershipState.ban {
                             leftRooms.append(room)
                         }
-                    } else if membership == "join" {
+                    } else if membership == MembershipState.join {
                         changed.insert(member)
-                    } else if membership == "leave" || membership == "ban" {
+                    } else if membership == MembershipState.leave || membership == MembershipState.ban {
                         candidates.insert(member)
                     }
                 }

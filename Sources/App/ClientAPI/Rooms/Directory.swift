@@ -22,7 +22,7 @@ enum Directory {
             _ = try await context.app.roomService.existingRoom(roomID)
             // Only members may name a room (Synapse checks the same): otherwise anyone could
             // squat aliases pointing at rooms they have never seen.
-            guard try await context.app.roomService.membership(requester.userID, in: roomID)?.membership == "join" else {
+            guard try await context.app.roomService.membership(requester.userID, in: roomID)?.membership == MembershipState.join else {
                 throw MatrixError(.forbidden, "You must be joined to the room to create an alias for it")
             }
             let created = try await context.app.database.directory.createAlias(alias, room: roomID, creator: requester.userID)
@@ -109,12 +109,12 @@ enum Directory {
             if let requester { membership = try await context.app.roomService.membership(requester.userID, in: roomID)?.membership }
             let joinRule = entry["join_rule"]?.stringValue ?? "invite"
             let peekable = entry["world_readable"] == true || ["public", "knock", "knock_restricted"].contains(joinRule)
-            guard peekable || membership == "join" || membership == "invite" || membership == "knock" else {
+            guard peekable || membership == MembershipState.join || membership == MembershipState.invite || membership == MembershipState.knock else {
                 throw MatrixError(.notFound, "Room not found")
             }
             entry["room_version"] = .string(await actor.version?.id ?? "")
             if let membership { entry["membership"] = .string(membership) }
-            if let algorithm = await actor.stateEvent(StateKey("m.room.encryption", ""))?.content["algorithm"] {
+            if let algorithm = await actor.stateEvent(StateKey(EventType.roomEncryption, ""))?.content["algorithm"] {
                 entry["encryption"] = algorithm
             }
             return .json(.object(entry))
@@ -190,11 +190,11 @@ enum Directory {
     /// the power level but not the powers).
     static func isRoomAdmin(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> Bool {
         let actor = try await app.roomService.existingRoom(roomID)
-        guard await actor.stateEvent(.member(user.rawValue))?.membership == "join" else { return false }
+        guard await actor.stateEvent(.member(user.rawValue))?.membership == MembershipState.join else { return false }
         guard let version = await actor.version else { return false }
         let power = PowerLevels(content: await actor.stateEvent(.powerLevels)?.content, roomVersion: version,
                                 create: await actor.stateEvent(.create))
-        return power.canSend(user.rawValue, eventType: "m.room.canonical_alias", isState: true)
+        return power.canSend(user.rawValue, eventType: EventType.roomCanonicalAlias, isState: true)
     }
 
     /// One directory entry from a room's current state, as Synapse shapes it.
@@ -202,15 +202,15 @@ enum Directory {
         guard let actor = try? await app.roomService.existingRoom(roomID), let state = await actor.currentState else { return nil }
         func content(_ type: String) -> [String: JSON]? { state[StateKey(type, "")]?.content }
         var entry: [String: JSON] = ["room_id": .string(roomID.rawValue)]
-        entry["num_joined_members"] = .int(Int64(state.filter { $0.key.type == "m.room.member" && $0.value.membership == "join" }.count))
-        if let name = content("m.room.name")?["name"]?.stringValue { entry["name"] = .string(name) }
-        if let topic = content("m.room.topic")?["topic"]?.stringValue { entry["topic"] = .string(topic) }
-        if let alias = content("m.room.canonical_alias")?["alias"]?.stringValue { entry["canonical_alias"] = .string(alias) }
-        if let avatar = content("m.room.avatar")?["url"]?.stringValue { entry["avatar_url"] = .string(avatar) }
-        entry["world_readable"] = .bool(content("m.room.history_visibility")?["history_visibility"]?.stringValue == "world_readable")
-        entry["guest_can_join"] = .bool(content("m.room.guest_access")?["guest_access"]?.stringValue == "can_join")
-        entry["join_rule"] = .string(content("m.room.join_rules")?["join_rule"]?.stringValue ?? "invite")
-        if let type = content("m.room.create")?["type"]?.stringValue { entry["room_type"] = .string(type) }
+        entry["num_joined_members"] = .int(Int64(state.filter { $0.key.type == EventType.roomMember && $0.value.membership == MembershipState.join }.count))
+        if let name = content(EventType.roomName)?["name"]?.stringValue { entry["name"] = .string(name) }
+        if let topic = content(EventType.roomTopic)?["topic"]?.stringValue { entry["topic"] = .string(topic) }
+        if let alias = content(EventType.roomCanonicalAlias)?["alias"]?.stringValue { entry["canonical_alias"] = .string(alias) }
+        if let avatar = content(EventType.roomAvatar)?["url"]?.stringValue { entry["avatar_url"] = .string(avatar) }
+        entry["world_readable"] = .bool(content(EventType.roomHistoryVisibility)?["history_visibility"]?.stringValue == HistoryVisibility.worldReadable.rawValue)
+        entry["guest_can_join"] = .bool(content(EventType.roomGuestAccess)?["guest_access"]?.stringValue == "can_join")
+        entry["join_rule"] = .string(content(EventType.roomJoinRules)?["join_rule"]?.stringValue ?? "invite")
+        if let type = content(EventType.roomCreate)?["type"]?.stringValue { entry["room_type"] = .string(type) }
         return entry
     }
 

@@ -41,9 +41,9 @@ enum Ephemeral {
             let body = try await Membership.optionalBody(context)
             let thread = try threadID(body["thread_id"])
             switch type {
-            case "m.read", "m.read.private":
+            case ReceiptType.read, ReceiptType.readPrivate:
                 try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: eventID, thread: thread)
-            case "m.fully_read":
+            case EventType.fullyRead:
                 try await setFullyRead(context.app, requester.userID, roomID, eventID)
             default:
                 throw MatrixError(.invalidParam, "Receipt type must be m.read, m.read.private or m.fully_read")
@@ -58,7 +58,7 @@ enum Ephemeral {
             if let fully = body["m.fully_read"]?.stringValue {
                 try await setFullyRead(context.app, requester.userID, roomID, fully)
             }
-            for type in ["m.read", "m.read.private"] {
+            for type in [ReceiptType.read, ReceiptType.readPrivate] {
                 if let event = body[type]?.stringValue {
                     try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: event, thread: "")
                 }
@@ -98,7 +98,7 @@ enum Ephemeral {
         let position = try await service.receipts.put(receipt)
         // The user read the room: their counts start again from this receipt.
         app.sync.unreadCounts.invalidate(user, roomID)
-        if type == "m.read.private" {
+        if type == ReceiptType.readPrivate {
             service.fanout.notify([user], of: StreamChange(.receipts, position))
         } else {
             await service.notifyMembers(of: roomID, StreamChange(.receipts, position))
@@ -111,7 +111,7 @@ enum Ephemeral {
         let accounts = app.accounts
         let content = JSON.object(["event_id": .string(eventID)]).encodedString
         let position = try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.accountData.updateAccountData(userID: user, roomID: roomID, type: "m.fully_read",
+            try await accounts.database.accountData.updateAccountData(userID: user, roomID: roomID, type: EventType.fullyRead,
                                                                      position: position) { _ in content }
             return position
         }

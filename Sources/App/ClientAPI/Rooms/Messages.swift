@@ -63,7 +63,7 @@ enum Messages {
         let ceiling = RoomService.readCeiling(membership, head: head)
         let from = try context.position("from") ?? (backwards ? ceiling : 0)
         let to = try context.position("to")
-        let joinedNow = membership?.membership == "join"
+        let joinedNow = membership?.membership == MembershipState.join
         let room = roomID.rawValue, user = requester.userID.rawValue
         let pageFilter = filter, pageLimit = limit, pageCeiling = ceiling
         let page = try await app.database.read { db -> (events: [RoomEventStore.EventRow], end: Int64?, members: [String]) in
@@ -99,7 +99,7 @@ enum Messages {
                 if let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: newest) {
                     let senders = Set(out.map(\.sender))
                     members = try RoomEventStore.state(db, group: group)
-                        .filter { $0.type == "m.room.member" && senders.contains($0.stateKey) }.map(\.eventID)
+                        .filter { $0.type == EventType.roomMember && senders.contains($0.stateKey) }.map(\.eventID)
                 }
             }
             return (out, exhausted && out.count < pageLimit ? nil : end, members)
@@ -121,7 +121,7 @@ enum Messages {
         let target = try await RoomEvents.visibleEvent(app, requester.userID, roomID, context.parameter("eventId"))
         let limit = try context.limit(default: 10, max: 100)
         let before = limit / 2, after = limit - before
-        let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == "join"
+        let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == MembershipState.join
         let room = roomID.rawValue, user = requester.userID.rawValue
         let result = try await app.database.read { db in
             var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)

@@ -30,7 +30,7 @@ enum Relations {
         let count = try context.limit(default: 50, max: 100, min: 1)
         let from = try context.position("from")
         let to = try context.position("to")
-        let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == "join"
+        let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == MembershipState.join
         let user = requester.userID.rawValue, parentID = parent.eventID
         let rows = try await app.database.read { db -> [RoomEventStore.EventRow] in
             var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
@@ -66,7 +66,7 @@ enum Relations {
         let before = try context.position("from") ?? .max
         let room = roomID.rawValue, user = requester.userID.rawValue
         let membership = try await app.roomService.membership(requester.userID, in: roomID)
-        let joinedNow = membership?.membership == "join"
+        let joinedNow = membership?.membership == MembershipState.join
         // A user who left sees the threads as they were when they left.
         let ceiling = RoomService.readCeiling(membership)
         let (entries, more) = try await app.database.read { db -> ([(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)], Int64?) in

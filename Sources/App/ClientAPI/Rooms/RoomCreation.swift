@@ -62,9 +62,9 @@ enum RoomCreation {
             "users_default": 0, "events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50,
             "invite": 50, "historical": 100, "notifications": ["room": 50],
             "events": [
-                "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-                "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
-                "m.room.server_acl": 100, "m.room.encryption": 100,
+                EventType.roomName: 50, EventType.roomPowerLevels: 100, EventType.roomHistoryVisibility: 100,
+                EventType.roomCanonicalAlias: 50, EventType.roomAvatar: 50, EventType.roomTombstone: 100,
+                EventType.roomServerACL: 100, EventType.roomEncryption: 100,
             ],
         ]
         var users: [String: JSON] = version.privilegedCreators ? [:] : [creator.rawValue: 100]
@@ -95,7 +95,7 @@ enum RoomCreation {
                                            stateKey: try RoomEvents.stateKey(item["state_key"]?.stringValue ?? ""),
                                            content: content))
         }
-        let creatorContent = try await service.memberContent(creator, membership: "join")
+        let creatorContent = try await service.memberContent(creator, membership: MembershipState.join.rawValue)
         let name = body["name"]?.stringValue
         let topic = body["topic"]?.stringValue
         if body["name"] != nil && name == nil { throw MatrixError(.badJSON, "name must be a string") }
@@ -106,20 +106,20 @@ enum RoomCreation {
             func state(_ type: String, _ content: [String: JSON]) -> EventDraft {
                 EventDraft(type: type, sender: creator, stateKey: "", content: content)
             }
-            var events = [EventDraft(type: "m.room.member", sender: creator, stateKey: creator.rawValue, content: creatorContent)]
-            events.append(state("m.room.power_levels", powerContent))
-            if let canonicalAlias { events.append(state("m.room.canonical_alias", ["alias": .string(canonicalAlias.rawValue)])) }
+            var events = [EventDraft(type: EventType.roomMember, sender: creator, stateKey: creator.rawValue, content: creatorContent)]
+            events.append(state(EventType.roomPowerLevels, powerContent))
+            if let canonicalAlias { events.append(state(EventType.roomCanonicalAlias, ["alias": .string(canonicalAlias.rawValue)])) }
             let explicit = Set(givenState.map { StateKey($0.type, $0.stateKey ?? "") })
             func unlessGiven(_ type: String, _ content: [String: JSON]) {
                 if !explicit.contains(StateKey(type, "")) { events.append(state(type, content)) }
             }
-            unlessGiven("m.room.join_rules", ["join_rule": preset == "public_chat" ? "public" : "invite"])
-            unlessGiven("m.room.history_visibility", ["history_visibility": "shared"])
-            if preset != "public_chat" { unlessGiven("m.room.guest_access", ["guest_access": "can_join"]) }
+            unlessGiven(EventType.roomJoinRules, ["join_rule": preset == "public_chat" ? "public" : "invite"])
+            unlessGiven(EventType.roomHistoryVisibility, ["history_visibility": HistoryVisibility.shared.json])
+            if preset != "public_chat" { unlessGiven(EventType.roomGuestAccess, ["guest_access": "can_join"]) }
             events += givenState
-            if let name { events.append(state("m.room.name", ["name": .string(name)])) }
+            if let name { events.append(state(EventType.roomName, ["name": .string(name)])) }
             if let topic {
-                events.append(state("m.room.topic", ["topic": .string(topic),
+                events.append(state(EventType.roomTopic, ["topic": .string(topic),
                                                       "m.topic": ["m.text": [["body": .string(topic)]]]]))
             }
             return events
@@ -133,8 +133,8 @@ enum RoomCreation {
         for invitee in invitees {
             var extra: [String: JSON] = [:]
             if isDirect { extra["is_direct"] = true }
-            let content = try await service.memberContent(invitee, membership: "invite", extra: extra)
-            _ = try await service.send(EventDraft(type: "m.room.member", sender: creator, stateKey: invitee.rawValue,
+            let content = try await service.memberContent(invitee, membership: MembershipState.invite.rawValue, extra: extra)
+            _ = try await service.send(EventDraft(type: EventType.roomMember, sender: creator, stateKey: invitee.rawValue,
                                                   content: content), in: roomID)
         }
         return roomID

@@ -95,10 +95,10 @@ enum RoomEvents {
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let type = try eventType(context.parameter("eventType"))
         let content = try await context.jsonObject()
-        if type == "m.room.member" {
+        if type == EventType.roomMember {
             throw MatrixError(.forbidden, "Use the membership endpoints (join, invite, leave, kick, ban) to change memberships")
         }
-        if type == "m.room.canonical_alias" {
+        if type == EventType.roomCanonicalAlias {
             try await checkCanonicalAlias(context.app, roomID, content)
         }
         let service = context.app.roomService
@@ -150,7 +150,7 @@ enum RoomEvents {
     /// The state a user may read: current when joined (or world readable), else at their leave.
     static func stateIDs(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> [StateKey: String] {
         let (actor, membership) = try await app.roomService.readableState(user, roomID)
-        if let membership, membership.membership == "leave" || membership.membership == "ban" {
+        if let membership, membership.membership == MembershipState.leave || membership.membership == MembershipState.ban {
             let entries = try await app.database.roomEvents.state(of: roomID, atOrBefore: membership.streamOrdering)
             var out: [StateKey: String] = [:]
             for entry in entries { out[StateKey(entry.type, entry.stateKey)] = entry.eventID }
@@ -161,7 +161,7 @@ enum RoomEvents {
 
     /// One event of the room if the user may see it, else 404 (Synapse does not reveal it).
     static func visibleEvent(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID, _ eventID: String) async throws -> RoomEventStore.EventRow {
-        let joinedNow = try await app.roomService.membership(user, in: roomID)?.membership == "join"
+        let joinedNow = try await app.roomService.membership(user, in: roomID)?.membership == MembershipState.join
         let room = roomID.rawValue, userID = user.rawValue
         let found = try await app.database.read { db -> RoomEventStore.EventRow? in
             guard let row = try RoomEventStore.event(db, eventID: eventID), row.roomID == room else { return nil }
@@ -190,7 +190,7 @@ enum RoomEvents {
         var content: [String: JSON] = [:]
         if let reason = body["reason"]?.stringValue { content["reason"] = .string(reason) }
         return try await sendIdempotent(app, requester, roomID, scope: "redact/\(roomID.rawValue)/\(target.rawValue)", txn: txn) {
-            EventDraft(type: "m.room.redaction", sender: requester.userID, content: content, redacts: target, txn: $0)
+            EventDraft(type: EventType.roomRedaction, sender: requester.userID, content: content, redacts: target, txn: $0)
         }
     }
 }

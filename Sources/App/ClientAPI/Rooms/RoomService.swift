@@ -94,7 +94,7 @@ final class RoomService: Sendable {
 
     /// 403 unless the user is joined to the room.
     func requireJoined(_ user: UserID, _ roomID: RoomID) async throws {
-        guard try await membership(user, in: roomID)?.membership == "join" else {
+        guard try await membership(user, in: roomID)?.membership == MembershipState.join else {
             throw MatrixError(.forbidden, "You are not joined to room \(roomID)")
         }
     }
@@ -140,15 +140,15 @@ final class RoomService: Sendable {
             logger.warning("waking the members of \(room) failed: \(error)")
             return
         }
-        fanout.notify(members.filter { $0.membership == "join" }.compactMap { try? UserID(parsing: $0.userID) }, of: change)
+        fanout.notify(members.filter { $0.membership == MembershipState.join }.compactMap { try? UserID(parsing: $0.userID) }, of: change)
     }
 
     // MARK: history visibility
 
     /// Decides which events of one room a user may see (spec "History visibility", Synapse's
-    /// `filter_events_for_client`): an event is visible if it is `world_readable`, or the user
-    /// was joined at it, or it is `invited` and the user was invited at it, or it is `shared`
-    /// and the user is joined now. State at an event is read per state group, two keys only.
+    /// `filter_events_for_client`), by `HistoryVisibility.allows` with the state at each event;
+    /// `shared` history is visible to a user joined now. State at an event is read per state
+    /// group, two keys only.
     struct Visibility {
         let user: String
         let joinedNow: Bool
@@ -156,31 +156,26 @@ final class RoomService: Sendable {
 
         mutating func visible(_ row: RoomEventStore.EventRow, _ db: any SQLConnection) throws -> Bool {
             // The user's own membership events are always visible to them.
-            if row.type == "m.room.member" && row.stateKey == user { return true }
+            if row.type == EventType.roomMember && row.stateKey == user { return true }
             // State before the event: the group of the previous event; for a state event its
             // own group differs only by itself, which only matters for the two keys below.
             if let known = cache[row.stateGroup] { return known }
             let entries = try RoomService.stateEntries(db, group: row.stateGroup,
-                                                       keys: [StateKey("m.room.history_visibility", ""), .member(user)])
-            var visibility = "shared"
-            var membership = "leave"
+                                                       keys: [StateKey(EventType.roomHistoryVisibility, ""), .member(user)])
+            var visibility = HistoryVisibility.shared
+            var membership: MembershipState?
             var ids: [String] = []
             for entry in entries { ids.append(entry.eventID) }
             for event in try RoomEventStore.events(db, ids: ids) {
                 let content = try JSON.parse(event.json)["content"]
-                if event.type == "m.room.history_visibility" {
-                    visibility = content?["history_visibility"]?.stringValue ?? "shared"
+                if event.type == EventType.roomHistoryVisibility {
+                    visibility = HistoryVisibility(content: content?["history_visibility"]?.stringValue)
                 } else {
-                    membership = content?["membership"]?.stringValue ?? "leave"
+                    membership = content?["membership"]?.stringValue.flatMap(MembershipState.init(rawValue:))
                 }
             }
-            let result: Bool
-            switch visibility {
-            case "world_readable": result = true
-            case "joined": result = membership == "join"
-            case "invited": result = membership == "join" || membership == "invite"
-            default: result = membership == "join" || joinedNow
-            }
+            // "Joined after the event": the user is joined now.
+            let result = HistoryVisibility.allows(visibility, membership: membership, joinedAfter: joinedNow)
             cache[row.stateGroup] = result
             return result
         }
@@ -196,7 +191,7 @@ final class RoomService: Sendable {
     /// The last position a user with `membership` may read: their leave (or ban) if they left,
     /// otherwise `head` — history, threads and timestamps stop where the user left.
     static func readCeiling(_ membership: MembershipStore.Membership?, head: Int64 = .max) -> Int64 {
-        guard let membership, membership.membership == "leave" || membership.membership == "ban" else { return head }
+        guard let membership, membership.membership == MembershipState.leave || membership.membership == MembershipState.ban else { return head }
         return membership.streamOrdering
     }
 
@@ -206,10 +201,10 @@ final class RoomService: Sendable {
     func readableState(_ user: UserID, _ roomID: RoomID) async throws -> (actor: RoomActor, membership: MembershipStore.Membership?) {
         let actor = try await existingRoom(roomID)
         let membership = try await self.membership(user, in: roomID)
-        if membership?.membership == "join" { return (actor, membership) }
-        let visibility = await actor.stateEvent(StateKey("m.room.history_visibility", ""))?.content["history_visibility"]?.stringValue
-        if visibility == "world_readable" { return (actor, membership) }
-        if let membership, membership.membership == "leave" || membership.membership == "ban" { return (actor, membership) }
+        if membership?.membership == MembershipState.join { return (actor, membership) }
+        let visibility = await actor.stateEvent(StateKey(EventType.roomHistoryVisibility, ""))?.content["history_visibility"]?.stringValue
+        if HistoryVisibility(content: visibility) == .worldReadable { return (actor, membership) }
+        if let membership, membership.membership == MembershipState.leave || membership.membership == MembershipState.ban { return (actor, membership) }
         throw MatrixError(.forbidden, "User \(user) not in room \(roomID), and room previews are disabled")
     }
 

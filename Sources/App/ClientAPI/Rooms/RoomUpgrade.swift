@@ -10,8 +10,8 @@ import Transport
 /// directory listing moved to the new room.
 enum RoomUpgrade {
     /// State carried into the replacement room (Synapse's list).
-    static let copiedTypes = ["m.room.join_rules", "m.room.history_visibility", "m.room.guest_access", "m.room.name",
-                              "m.room.topic", "m.room.avatar", "m.room.encryption", "m.room.server_acl"]
+    static let copiedTypes = [EventType.roomJoinRules, EventType.roomHistoryVisibility, EventType.roomGuestAccess, EventType.roomName,
+                              EventType.roomTopic, EventType.roomAvatar, EventType.roomEncryption, EventType.roomServerACL]
 
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.post, "/rooms/{roomId}/upgrade") { context in
@@ -33,7 +33,7 @@ enum RoomUpgrade {
             throw MatrixError(.notFound, "Unknown room")
         }
         let power = PowerLevels(content: state[.powerLevels]?.content, roomVersion: oldVersion, create: state[.create])
-        guard power.canSend(user.rawValue, eventType: "m.room.tombstone", isState: true) else {
+        guard power.canSend(user.rawValue, eventType: EventType.roomTombstone, isState: true) else {
             throw MatrixError(.forbidden, "You don't have permission to upgrade the room")
         }
         // The new room's power levels: the old ones, with the upgrader at the top (before
@@ -48,19 +48,19 @@ enum RoomUpgrade {
         }
         levels["users"] = .object(users)
         let copied = copiedTypes.compactMap { type in state[StateKey(type, "")].map { (type, $0.content) } }
-        let memberContent = try await service.memberContent(user, membership: "join")
+        let memberContent = try await service.memberContent(user, membership: MembershipState.join.rawValue)
         var createContent: [String: JSON] = ["predecessor": ["room_id": .string(roomID.rawValue)]]
         if let type = state[.create]?.content["type"] { createContent["type"] = type }
         let frozenLevels = levels
         let (newRoom, _) = try await service.rooms.createRoom(creator: user, version: version, createContent: createContent) { _ in
-            var events = [EventDraft(type: "m.room.member", sender: user, stateKey: user.rawValue, content: memberContent),
-                          EventDraft(type: "m.room.power_levels", sender: user, stateKey: "", content: frozenLevels)]
+            var events = [EventDraft(type: EventType.roomMember, sender: user, stateKey: user.rawValue, content: memberContent),
+                          EventDraft(type: EventType.roomPowerLevels, sender: user, stateKey: "", content: frozenLevels)]
             for (type, content) in copied { events.append(EventDraft(type: type, sender: user, stateKey: "", content: content)) }
             return events
         }
         // The tombstone, then the old room restricted (Synapse: events and invites need
         // max(50, users_default + 1)).
-        _ = try await service.send(EventDraft(type: "m.room.tombstone", sender: user, stateKey: "",
+        _ = try await service.send(EventDraft(type: EventType.roomTombstone, sender: user, stateKey: "",
                                               content: ["body": "This room has been replaced",
                                                         "replacement_room": .string(newRoom.rawValue)]), in: roomID)
         if var restricted = state[.powerLevels]?.content {
@@ -69,7 +69,7 @@ enum RoomUpgrade {
             restricted["events_default"] = .int(max(restricted["events_default"]?.intValue ?? 0, needed))
             restricted["invite"] = .int(max(restricted["invite"]?.intValue ?? 0, needed))
             do {
-                _ = try await service.send(EventDraft(type: "m.room.power_levels", sender: user, stateKey: "", content: restricted),
+                _ = try await service.send(EventDraft(type: EventType.roomPowerLevels, sender: user, stateKey: "", content: restricted),
                                            in: roomID)
             } catch {
                 // The upgrade stands (the tombstone is sent); the old room stays unrestricted.
@@ -78,10 +78,10 @@ enum RoomUpgrade {
         }
         // Local aliases and the canonical alias follow; so does the directory listing.
         try await app.database.directory.moveRoom(from: roomID, to: newRoom)
-        if let canonical = state[StateKey("m.room.canonical_alias", "")]?.content, !canonical.isEmpty {
+        if let canonical = state[StateKey(EventType.roomCanonicalAlias, "")]?.content, !canonical.isEmpty {
             for (room, content) in [(roomID, [String: JSON]()), (newRoom, canonical)] {
                 do {
-                    _ = try await service.send(EventDraft(type: "m.room.canonical_alias", sender: user, stateKey: "", content: content),
+                    _ = try await service.send(EventDraft(type: EventType.roomCanonicalAlias, sender: user, stateKey: "", content: content),
                                                in: room)
                 } catch {
                     app.logger.warning("upgrade of \(roomID): setting the canonical alias of \(room) failed: \(error)")

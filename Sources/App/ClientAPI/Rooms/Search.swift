@@ -41,7 +41,7 @@ enum Search {
         let user = requester.userID.rawValue
         let skip = offset
         let memberships = try await app.roomService.memberships(of: requester.userID)
-        let rooms = memberships.values.filter { $0.membership == "join" && filter.allowsRoom($0.roomID) }.map(\.roomID).sorted()
+        let rooms = memberships.values.filter { $0.membership == MembershipState.join && filter.allowsRoom($0.roomID) }.map(\.roomID).sorted()
         let contextSpec = criteria["event_context"]?.objectValue
         let before = try RequestBounds.count(contextSpec?["before_limit"], "event_context.before_limit", default: 5,
                                              max: RequestBounds.maxSearchContext)

@@ -43,12 +43,12 @@ enum SpaceHierarchy {
                 guard let actor = try? await app.roomService.existingRoom(roomID), let state = await actor.currentState,
                       var entry = try await Directory.entry(app, roomID) else { continue }
                 let membership = memberships[roomID.rawValue]?.membership
-                if roomID != root, !(membership == "join" || membership == "invite" || peekable(entry)) { continue }
+                if roomID != root, !(membership == MembershipState.join || membership == MembershipState.invite || peekable(entry)) { continue }
                 var children: [JSON] = []
-                for (key, pdu) in state.sorted(by: { $0.key < $1.key }) where key.type == "m.space.child" {
+                for (key, pdu) in state.sorted(by: { $0.key < $1.key }) where key.type == EventType.spaceChild {
                     guard let via = pdu.content["via"]?.arrayValue, !via.isEmpty else { continue }
                     if suggestedOnly && pdu.content["suggested"]?.boolValue != true { continue }
-                    children.append(["type": "m.space.child", "state_key": .string(key.stateKey), "content": .object(pdu.content),
+                    children.append(["type": .string(EventType.spaceChild), "state_key": .string(key.stateKey), "content": .object(pdu.content),
                                      "sender": .string(pdu.sender.rawValue), "origin_server_ts": .int(pdu.originServerTS)])
                     if depth < maxDepth, let child = try? RoomID(parsing: key.stateKey), !seen.contains(child) {
                         seen.insert(child)
@@ -72,6 +72,6 @@ enum SpaceHierarchy {
     static func visible(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> Bool {
         guard let entry = try await Directory.entry(app, roomID) else { throw MatrixError(.notFound, "Unknown room") }
         let membership = try await app.roomService.membership(user, in: roomID)?.membership
-        return membership == "join" || membership == "invite" || peekable(entry)
+        return membership == MembershipState.join || membership == MembershipState.invite || peekable(entry)
     }
 }

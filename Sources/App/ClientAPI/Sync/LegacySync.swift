@@ -62,7 +62,7 @@ enum LegacySync {
             let stateInTimeline = zip(plan.timeline, timeline).filter { $0.0.stateKey != nil }.map(\.1)
             var entry = RawJSONObject()
             entry.value("room_id", .string(plan.roomID))
-            entry.value("membership", "join")
+            entry.value("membership", MembershipState.join.json)
             entry.object("messages", messages)
             entry.raw("state", RawJSONObject.array(result.stateEvents(of: plan) + stateInTimeline))
             entry.raw("account_data", RawJSONObject.array(plan.accountData))
@@ -71,7 +71,7 @@ enum LegacySync {
         for plan in result.rooms where plan.section == .invite {
             var entry = RawJSONObject()
             entry.value("room_id", .string(plan.roomID))
-            entry.value("membership", "invite")
+            entry.value("membership", MembershipState.invite.json)
             entry.value("invite_state", ["events": .array(plan.strippedState)])
             rooms.append(entry.finish())
         }

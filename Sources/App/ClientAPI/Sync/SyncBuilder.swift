@@ -97,11 +97,11 @@ struct SyncBuilder {
     func receipts(joinedTo memberships: [String: MembershipStore.Membership]) async throws
         -> [String: [ReceiptStore.Receipt]] {
         guard full || upTo[.receipts] > since![.receipts] else { return [:] }
-        let joinedRooms = memberships.values.filter { $0.membership == "join" }.map(\.roomID)
+        let joinedRooms = memberships.values.filter { $0.membership == MembershipState.join }.map(\.roomID)
         let rows = try await service.receipts.receipts(in: joinedRooms, after: full ? 0 : since![.receipts],
                                                        upTo: upTo[.receipts])
         var receipts: [String: [ReceiptStore.Receipt]] = [:]
-        for row in rows where row.type != "m.read.private" || row.userID == request.user.rawValue {
+        for row in rows where row.type != ReceiptType.readPrivate || row.userID == request.user.rawValue {
             receipts[row.roomID, default: []].append(row)
         }
         return receipts
@@ -116,7 +116,7 @@ struct SyncBuilder {
             guard filter.rooms.allowsRoom(membership.roomID), membership.streamOrdering <= upTo[.roomEvents] else { continue }
             let changed = membership.streamOrdering > sinceEvents
             switch membership.membership {
-            case "join":
+            case MembershipState.join.rawValue:
                 let newlyJoined = since != nil && changed
                 if let plan = try await joinedRoom(membership.roomID, full: full || newlyJoined, after: newlyJoined ? 0 : sinceEvents,
                                                    upper: upTo[.roomEvents], membershipAt: membership.streamOrdering,
@@ -124,10 +124,10 @@ struct SyncBuilder {
                                                    accountData: accountData[membership.roomID]) {
                     plans.append(plan)
                 }
-            case "invite", "knock":
+            case MembershipState.invite.rawValue, MembershipState.knock.rawValue:
                 guard since == nil || changed else { continue }
-                plans.append(try await strippedRoom(membership, section: membership.membership == "invite" ? .invite : .knock))
-            case "leave", "ban":
+                plans.append(try await strippedRoom(membership, section: membership.membership == MembershipState.invite ? .invite : .knock))
+            case MembershipState.leave.rawValue, MembershipState.ban.rawValue:
                 guard (since != nil && changed) || (filter.includeLeave && (since == nil || changed)) else { continue }
                 if let plan = try await leftRoom(membership, after: sinceEvents) { plans.append(plan) }
             default:
@@ -143,7 +143,7 @@ struct SyncBuilder {
         // no room state or history the user never had access to.
         let leaveRow = try await app.database.roomEvents.event(membership.eventID)
         if let leaveRow,
-           (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != "join" {
+           (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != MembershipState.join {
             var plan = RoomPlan(roomID: membership.roomID, section: .leave)
             plan.timeline = [TimelineEvent(position: leaveRow.streamOrdering, eventID: leaveRow.eventID, type: leaveRow.type,
                                            stateKey: leaveRow.stateKey, sender: leaveRow.sender, bytes: leaveRow.clientJSON)]
@@ -192,12 +192,12 @@ struct SyncBuilder {
                                                            upTo: upTo[.presence])
         let now = Clock.nowMilliseconds()
         var presence: [[UInt8]] = []
-        for (peer, state, message, lastActive) in rows where filter.presence.allows(type: "m.presence", sender: peer) {
+        for (peer, state, message, lastActive) in rows where filter.presence.allows(type: EventType.presence, sender: peer) {
             let ago = max(0, now - lastActive)
             var content: [String: JSON] = ["presence": .string(state), "last_active_ago": .int(ago),
                                            "currently_active": .bool(state == "online" && ago < Presence.currentlyActiveMs)]
             if let message { content["status_msg"] = .string(message) }
-            presence.append(JSON.object(["type": "m.presence", "sender": .string(peer), "content": .object(content)]).encoded())
+            presence.append(JSON.object(["type": .string(EventType.presence), "sender": .string(peer), "content": .object(content)]).encoded())
         }
         return presence
     }
@@ -208,7 +208,7 @@ struct SyncBuilder {
         guard let since else { return ([], []) }
         let membershipsMoved = plans.contains { plan in
             plan.section == .leave || plan.limited || !plan.stateIDs.isEmpty
-                || plan.timeline.contains { $0.type == "m.room.member" }
+                || plan.timeline.contains { $0.type == EventType.roomMember }
         }
         return try await app.keys.changes(for: request.user, since: since, upTo: upTo, membershipsMoved: membershipsMoved)
     }
@@ -277,7 +277,7 @@ struct SyncBuilder {
         }
         plan.ephemeral = ephemeral(typers: typers, receipts: receipts)
         // Summary when members may have changed.
-        if full || events.contains(where: { $0.type == "m.room.member" }) {
+        if full || events.contains(where: { $0.type == EventType.roomMember }) {
             let state: AuthState
             if let currentState { state = currentState } else { state = try await actor.get().currentState ?? [:] }
             plan.summary = summary(state)
@@ -326,7 +326,7 @@ struct SyncBuilder {
         if first.position < membershipAt { return true }
         var historyVisibility = published?.historyVisibility
         if historyVisibility == nil {
-            historyVisibility = try await actor.get().stateEvent(StateKey("m.room.history_visibility", ""))?
+            historyVisibility = try await actor.get().stateEvent(StateKey(EventType.roomHistoryVisibility, ""))?
                 .content["history_visibility"]?.stringValue ?? "shared"
         }
         return historyVisibility == "joined" || historyVisibility == "invited"
@@ -347,7 +347,7 @@ struct SyncBuilder {
         let senders = Set(plan.timeline.map(\.sender))
         let lazy = filter.lazyLoadMembers
         plan.stateIDs = chosen.filter { key, _ in
-            if key.type == "m.room.member" && lazy && !(senders.contains(key.stateKey) || key.stateKey == request.user.rawValue) {
+            if key.type == EventType.roomMember && lazy && !(senders.contains(key.stateKey) || key.stateKey == request.user.rawValue) {
                 return false
             }
             return filter.state.allows(type: key.type, sender: "")
@@ -358,13 +358,13 @@ struct SyncBuilder {
     /// The room's ephemeral events: typing and receipts, as the filter allows.
     func ephemeral(typers: [UserID]?, receipts: [ReceiptStore.Receipt]?) -> [[UInt8]] {
         var ephemeral: [[UInt8]] = []
-        if let typers, filter.ephemeral.allows(type: "m.typing", sender: "") {
+        if let typers, filter.ephemeral.allows(type: EventType.typing, sender: "") {
             var typing = RawJSONObject()
-            typing.value("type", "m.typing")
+            typing.value("type", .string(EventType.typing))
             typing.value("content", ["user_ids": .array(typers.map { .string($0.rawValue) })])
             ephemeral.append(typing.finish())
         }
-        if let receipts, !receipts.isEmpty, filter.ephemeral.allows(type: "m.receipt", sender: "") {
+        if let receipts, !receipts.isEmpty, filter.ephemeral.allows(type: EventType.receipt, sender: "") {
             var content: [String: JSON] = [:]
             for receipt in receipts {
                 var entry: [String: JSON] = ["ts": .int(receipt.ts)]
@@ -376,7 +376,7 @@ struct SyncBuilder {
                 content[receipt.eventID] = .object(byEvent)
             }
             var event = RawJSONObject()
-            event.value("type", "m.receipt")
+            event.value("type", .string(EventType.receipt))
             event.value("content", .object(content))
             ephemeral.append(event.finish())
         }
@@ -465,16 +465,16 @@ struct SyncBuilder {
     func summary(_ state: AuthState) -> JSON {
         var joined = 0, invited = 0
         var heroes: [String] = []
-        for (key, pdu) in state where key.type == "m.room.member" {
+        for (key, pdu) in state where key.type == EventType.roomMember {
             switch pdu.membership {
-            case "join"?: joined += 1
-            case "invite"?: invited += 1
+            case MembershipState.join.rawValue: joined += 1
+            case MembershipState.invite.rawValue: invited += 1
             default: continue
             }
             if key.stateKey != request.user.rawValue { heroes.append(key.stateKey) }
         }
         var out: [String: JSON] = ["m.joined_member_count": .int(Int64(joined)), "m.invited_member_count": .int(Int64(invited))]
-        if state[StateKey("m.room.name", "")] == nil && state[StateKey("m.room.canonical_alias", "")] == nil {
+        if state[StateKey(EventType.roomName, "")] == nil && state[StateKey(EventType.roomCanonicalAlias, "")] == nil {
             out["m.heroes"] = .array(heroes.sorted().prefix(5).map { .string($0) })
         }
         return .object(out)
@@ -487,8 +487,8 @@ struct SyncBuilder {
         let actor = try await service.rooms.room(roomID)
         let state = await actor.currentState ?? [:]
         var stripped: [JSON] = []
-        let keys = ["m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar", "m.room.canonical_alias",
-                    "m.room.encryption", "m.room.topic"].map { StateKey($0, "") } + [.member(request.user.rawValue)]
+        let keys = [EventType.roomCreate, EventType.roomJoinRules, EventType.roomName, EventType.roomAvatar, EventType.roomCanonicalAlias,
+                    EventType.roomEncryption, EventType.roomTopic].map { StateKey($0, "") } + [.member(request.user.rawValue)]
         for key in keys {
             guard let pdu = state[key] else { continue }
             stripped.append(["type": .string(pdu.type), "state_key": .string(pdu.stateKey ?? ""),

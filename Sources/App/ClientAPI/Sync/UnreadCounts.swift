@@ -4,11 +4,10 @@ import Matrix
 import Persistence
 import Synchronization
 
-/// Notification and highlight counts per (user, room) from the default push rules (spec:
-/// "Push Rules", the predefined rules): every message or encrypted event from someone else
-/// after the user's read receipt notifies; it highlights when it mentions the user
-/// (`m.mentions`, or without it the display name or localpart in the body) or is an
-/// `@room` from a sender allowed to notify the room. Kept in memory and advanced with the
+/// Notification and highlight counts per (user, room): each message or encrypted event from
+/// someone else after the user's read receipt is put through the user's push rules
+/// (`PushEvaluator` with `PushRuleSet.serverDefault`, in Matrix); it counts when the actions
+/// notify, and as a highlight when they highlight. Kept in memory and advanced with the
 /// timeline sync already holds; computed from the store on a miss or after a gap; reset by
 /// the user's receipt. (User-defined push rules come later.)
 final class UnreadCounts: Sendable {
@@ -63,7 +62,7 @@ final class UnreadCounts: Sendable {
         if let entry = cached, entry.countedUpTo >= upper { return entry.roomCounts }
         let userID = user.rawValue
         // The display name is kept with the counts until the user's member event changes.
-        let ownMemberChanged = timeline.contains { $0.type == "m.room.member" && $0.stateKey == userID }
+        let ownMemberChanged = timeline.contains { $0.type == EventType.roomMember && $0.stateKey == userID }
         var displayname = cached?.displayname
         if cached == nil || ownMemberChanged {
             displayname = try await actor().stateEvent(.member(userID))?.content["displayname"]?.stringValue?.lowercased()
@@ -104,10 +103,10 @@ final class UnreadCounts: Sendable {
 
     private func count(_ type: String, _ sender: String, _ bytes: [UInt8], _ position: Int64, _ matcher: Matcher,
                        _ entry: inout Entry, _ actor: () async throws -> RoomActor) async throws {
-        let thread = type == "m.room.message" || type == "m.room.encrypted" ? matcher.threadRoot(of: bytes, position: position) : nil
+        let thread = type == EventType.roomMessage || type == EventType.roomEncrypted ? matcher.threadRoot(of: bytes, position: position) : nil
         // The user's own message means they read the room, or the thread it is in (clients
         // send a receipt with it).
-        if sender == matcher.user && (type == "m.room.message" || type == "m.room.encrypted") {
+        if sender == matcher.user && (type == EventType.roomMessage || type == EventType.roomEncrypted) {
             if let thread {
                 entry.threads[thread] = nil
             } else {
@@ -123,12 +122,18 @@ final class UnreadCounts: Sendable {
         case .notify: counts.notify = 1
         case .highlight: counts = Counts(notify: 1, highlight: 1)
         case .roomMention:
-            counts.notify = 1
+            // The rules need the sender's power to notify: read only now (rare).
             let room = try await actor()
+            var power: PowerLevels?
             if let version = await room.version {
-                let power = PowerLevels(content: await room.stateEvent(.powerLevels)?.content, roomVersion: version,
-                                        create: await room.stateEvent(.create))
-                if power.canNotifyRoom(sender) { counts.highlight = 1 }
+                power = PowerLevels(content: await room.stateEvent(.powerLevels)?.content, roomVersion: version,
+                                    create: await room.stateEvent(.create))
+            }
+            switch matcher.evaluate(type: type, sender: sender, bytes: bytes, eventPosition: position,
+                                    mayNotify: { power?.canNotify(sender, key: $0) ?? false }) {
+            case .none, .roomMention: return
+            case .notify: counts.notify = 1
+            case .highlight: counts = Counts(notify: 1, highlight: 1)
             }
         }
         if let thread {
@@ -144,45 +149,37 @@ final class UnreadCounts: Sendable {
     struct Features: Sendable {
         /// The thread root, for an event in a thread (`m.relates_to` of type `m.thread`).
         var threadRoot: String?
-        var notice: Bool
-        var mentions: (users: Set<String>, room: Bool)?
-        /// The body, lowercased, as bytes (word matches run on bytes).
-        var body: [UInt8]
-        /// The body contains `@room`.
-        var mentionsRoomInBody: Bool
+        var event: PushEvent
     }
 
     /// Features by event position (bounded; cleared when full).
     let features = Mutex<[Int64: Features]>([:])
 
+    /// What the rules decided; `roomMention`: they need the sender's power to notify
+    /// (`sender_notification_permission`), which the caller reads and evaluates again with.
     enum Outcome { case none, notify, highlight, roomMention }
 
-    /// The default rules for one user in one room. `@room` needs the sender's power, which
-    /// the caller reads from the room only then (rare), so evaluating needs no hop otherwise.
+    /// The push rules of one user in one room (the server defaults today), evaluated per event
+    /// with no hop unless the sender's power is needed.
     struct Matcher {
         let user: String
-        let localpart: [UInt8]
-        let displayname: [UInt8]?
+        let rules: PushRuleSet
+        let context: PushContext
         let shared: UnreadCounts?
 
         init(user: UserID, displayname: String?, shared: UnreadCounts?) {
             self.user = user.rawValue
-            localpart = Array(String(user.localpart).lowercased().utf8)
-            self.displayname = displayname.map { Array($0.utf8) }
+            rules = shared?.defaultRules(for: user) ?? PushRuleSet.serverDefault(for: user)
+            // The member count only chooses sounds (`room_one_to_one`), never whether to count.
+            context = PushContext(displayName: displayname, memberCount: nil)
             self.shared = shared
         }
 
         func features(of bytes: [UInt8]) -> Features? {
-            guard let content = (try? JSON.parse(bytes))?["content"] else { return nil }
+            guard let event = try? JSON.parse(bytes), let content = event["content"] else { return nil }
             let relation = content["m.relates_to"]
-            let threadRoot = relation?["rel_type"]?.stringValue == "m.thread" ? relation?["event_id"]?.stringValue : nil
-            var mentions: (Set<String>, Bool)?
-            if let object = content["m.mentions"]?.objectValue {
-                mentions = (Set(object["user_ids"]?.arrayValue?.compactMap(\.stringValue) ?? []), object["room"]?.boolValue == true)
-            }
-            let body = Array((content["body"]?.stringValue ?? "").lowercased().utf8)
-            return Features(threadRoot: threadRoot, notice: content["msgtype"]?.stringValue == "m.notice", mentions: mentions,
-                            body: body, mentionsRoomInBody: Self.contains(body, Array("@room".utf8)))
+            let threadRoot = relation?["rel_type"]?.stringValue == RelationType.thread ? relation?["event_id"]?.stringValue : nil
+            return Features(threadRoot: threadRoot, event: PushEvent(event))
         }
 
         /// The features of one event, parsed once for all its recipients.
@@ -202,44 +199,37 @@ final class UnreadCounts: Sendable {
             cachedFeatures(of: bytes, position: position)?.threadRoot
         }
 
-        func evaluate(type: String, sender: String, bytes: [UInt8], eventPosition: Int64) -> Outcome {
-            guard sender != user, type == "m.room.message" || type == "m.room.encrypted" else { return .none }
-            guard type == "m.room.message" else { return .notify }
+        /// Counts cover the room's messages (`m.room.message`, `m.room.encrypted`) from others;
+        /// `mayNotify` answers `sender_notification_permission` once the caller has read the
+        /// power levels.
+        func evaluate(type: String, sender: String, bytes: [UInt8], eventPosition: Int64,
+                      mayNotify: ((String) -> Bool)? = nil) -> Outcome {
+            guard sender != user, type == EventType.roomMessage || type == EventType.roomEncrypted else { return .none }
+            // Clients and the rules see the event's type and sender as the sync shows them.
             guard let features = cachedFeatures(of: bytes, position: eventPosition) else { return .notify }
-            if features.notice { return .none }
-            if let mentions = features.mentions {
-                if mentions.users.contains(user) { return .highlight }
-                return mentions.room ? .roomMention : .notify
+            var context = self.context
+            context.senderNotificationPermission = mayNotify
+            switch PushEvaluator.evaluate(rules, features.event, context) {
+            case .noMatch: return .none
+            case .needsPowerLevels: return .roomMention
+            case .matched(_, let actions):
+                if !actions.notifies { return .none }
+                return actions.highlights ? .highlight : .notify
             }
-            let body = features.body
-            if Self.containsWord(body, localpart) { return .highlight }
-            if let displayname, Self.containsWord(body, displayname) { return .highlight }
-            if features.mentionsRoomInBody { return .roomMention }
-            return .notify
         }
+    }
 
-        /// Whether `needle` occurs in `haystack` at a start that `accept` takes.
-        static func contains(_ haystack: [UInt8], _ needle: [UInt8], where accept: (Int) -> Bool = { _ in true }) -> Bool {
-            guard !needle.isEmpty, needle.count <= haystack.count else { return false }
-            for start in 0...(haystack.count - needle.count)
-            where haystack[start] == needle[0] && haystack[start..<start + needle.count].elementsEqual(needle) && accept(start) {
-                return true
-            }
-            return false
-        }
+    /// The server-default rules by user (bounded; rebuilt when full).
+    private let rulesByUser = Mutex<[UserID: PushRuleSet]>([:])
 
-        /// Word-boundary match as the push rule glob `contains_display_name` does (both sides
-        /// are lowercased already).
-        static func containsWord(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-            func isWordByte(_ byte: UInt8) -> Bool {
-                byte >= 0x80 || (byte >= 0x30 && byte <= 0x39) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x41 && byte <= 0x5A)
-                    || byte == UInt8(ascii: "_")
-            }
-            return contains(haystack, needle) { start in
-                let end = start + needle.count
-                return (start == 0 || !isWordByte(haystack[start - 1])) && (end == haystack.count || !isWordByte(haystack[end]))
-            }
+    func defaultRules(for user: UserID) -> PushRuleSet {
+        if let rules = rulesByUser.withLock({ $0[user] }) { return rules }
+        let rules = PushRuleSet.serverDefault(for: user)
+        rulesByUser.withLock { cache in
+            if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }
+            cache[user] = rules
         }
+        return rules
     }
 }
 

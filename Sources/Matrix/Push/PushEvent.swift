@@ -1,0 +1,71 @@
+/// An event as push rules see it: its properties flattened by dot-separated path (appendix
+/// "Dot-separated property paths": `content.m\.mentions.user_ids`), string values lowercased
+/// once for glob matches. Built once per event and shared by the evaluations of all its
+/// recipients.
+public struct PushEvent: Sendable {
+    /// Non-compound values and arrays by path.
+    public let properties: [String: JSON]
+    /// Lowercased string values by path.
+    let lowercased: [String: String]
+    /// The lowercased `content.body` as scalars (word matches).
+    let body: [Unicode.Scalar]
+    /// The event has `content.m.mentions` (an object): the legacy mention rules stand aside
+    /// (MSC3952, "Intentional mentions").
+    public let hasMentions: Bool
+
+    /// From the event's JSON (client or federation form: only `type`, `sender`, `state_key`,
+    /// `content` and the other top-level keys are read).
+    public init(_ event: JSON) {
+        var properties: [String: JSON] = [:]
+        var lowercased: [String: String] = [:]
+        func flatten(_ value: JSON, _ path: String) {
+            switch value {
+            case .object(let object):
+                for (key, child) in object {
+                    let escaped = key.contains(where: { $0 == "." || $0 == "\\" })
+                        ? key.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: ".", with: "\\.") : key
+                    flatten(child, path.isEmpty ? escaped : path + "." + escaped)
+                }
+            case .string(let string):
+                properties[path] = value
+                lowercased[path] = string.lowercased()
+            default:
+                properties[path] = value
+            }
+        }
+        // `unsigned` is the server's, not the sender's: rules never look at it.
+        if case .object(var object) = event {
+            object["unsigned"] = nil
+            flatten(.object(object), "")
+        }
+        self.properties = properties
+        self.lowercased = lowercased
+        body = Array((lowercased["content.body"] ?? "").unicodeScalars)
+        hasMentions = event["content"]?["m.mentions"]?.objectValue != nil
+    }
+}
+
+extension String {
+    fileprivate func replacingOccurrences(of target: String, with replacement: String) -> String {
+        var out = ""
+        var rest = Substring(self)
+        while let range = rest.range(of: target) {
+            out += rest[..<range.lowerBound]
+            out += replacement
+            rest = rest[range.upperBound...]
+        }
+        return out + rest
+    }
+}
+
+extension Substring {
+    fileprivate func range(of target: String) -> Range<Index>? {
+        guard !target.isEmpty else { return nil }
+        var index = startIndex
+        while index < endIndex {
+            if self[index...].hasPrefix(target) { return index..<self.index(index, offsetBy: target.count) }
+            index = self.index(after: index)
+        }
+        return nil
+    }
+}

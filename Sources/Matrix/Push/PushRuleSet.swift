@@ -1,0 +1,60 @@
+/// A user's push rules in the order they are checked: `.m.rule.master` first, then override,
+/// content, room, sender and underride rules (client-server API "Push Rules"). Today only the
+/// server-default rules; the push rules API will add the user's own before the defaults of each
+/// kind.
+public struct PushRuleSet: Sendable, Hashable {
+    public var rules: [PushRule]
+
+    public init(rules: [PushRule]) { self.rules = rules }
+
+    /// The server-default rules for `user` ("Predefined Rules"), with the legacy mention rules
+    /// that v1.17 removed from the specification (`.m.rule.contains_display_name`,
+    /// `.m.rule.roomnotif`, `.m.rule.contains_user_name`): clients still rely on body mentions,
+    /// and the evaluator skips them for events with `m.mentions` (MSC3952).
+    public static func serverDefault(for user: UserID) -> PushRuleSet {
+        let me = user.rawValue
+        func rule(_ id: String, _ kind: PushRule.Kind, enabled: Bool = true, _ conditions: [PushCondition],
+                  _ actions: [PushAction]) -> PushRule {
+            PushRule(id, kind: kind, isDefault: true, enabled: enabled, conditions: conditions, actions: actions)
+        }
+        func match(_ key: String, _ pattern: String) -> PushCondition { .eventMatch(key: key, pattern: PushGlob(pattern)) }
+        func type(_ type: String) -> PushCondition { match("type", type) }
+        let highlightWithSound: [PushAction] = [.notify, .sound("default"), .highlight]
+        return PushRuleSet(rules: [
+            rule(".m.rule.master", .override, enabled: false, [], []),
+            rule(".m.rule.suppress_notices", .override, [match("content.msgtype", "m.notice")], []),
+            rule(".m.rule.invite_for_me", .override,
+                 [type(EventType.roomMember), match("content.membership", MembershipState.invite.rawValue),
+                  .eventMatch(key: "state_key", pattern: PushGlob(me, literal: true))], [.notify, .sound("default")]),
+            rule(".m.rule.member_event", .override, [type(EventType.roomMember)], []),
+            rule(".m.rule.is_user_mention", .override,
+                 [.eventPropertyContains(key: "content.m\\.mentions.user_ids", value: .string(me))], highlightWithSound),
+            rule(".m.rule.contains_display_name", .override, [.containsDisplayName], highlightWithSound),
+            rule(".m.rule.is_room_mention", .override,
+                 [.eventPropertyIs(key: "content.m\\.mentions.room", value: .bool(true)),
+                  .senderNotificationPermission(key: "room")], [.notify, .highlight]),
+            rule(".m.rule.roomnotif", .override,
+                 [match("content.body", "@room"), .senderNotificationPermission(key: "room")], [.notify, .highlight]),
+            rule(".m.rule.tombstone", .override, [type(EventType.roomTombstone), match("state_key", "")], [.notify, .highlight]),
+            rule(".m.rule.reaction", .override, [type(EventType.reaction)], []),
+            rule(".m.rule.room.server_acl", .override, [type(EventType.roomServerACL), match("state_key", "")], []),
+            rule(".m.rule.suppress_edits", .override,
+                 [.eventPropertyIs(key: "content.m\\.relates_to.rel_type", value: .string(RelationType.replace))], []),
+            PushRule(".m.rule.contains_user_name", kind: .content, isDefault: true,
+                     conditions: [.eventMatch(key: "content.body", pattern: PushGlob(String(user.localpart), literal: true))],
+                     actions: highlightWithSound),
+            rule(".m.rule.call", .underride, [type(EventType.callInvite)], [.notify, .sound("ring")]),
+            rule(".m.rule.encrypted_room_one_to_one", .underride, [.roomMemberCount(is: "2"), type(EventType.roomEncrypted)],
+                 [.notify, .sound("default")]),
+            rule(".m.rule.room_one_to_one", .underride, [.roomMemberCount(is: "2"), type(EventType.roomMessage)],
+                 [.notify, .sound("default")]),
+            rule(".m.rule.message", .underride, [type(EventType.roomMessage)], [.notify]),
+            rule(".m.rule.encrypted", .underride, [type(EventType.roomEncrypted)], [.notify]),
+        ])
+    }
+
+    /// Rules whose conditions look for mentions in the body; they do not apply to events with
+    /// `m.mentions` (MSC3952).
+    public static let legacyMentionRules: Set<String> = [".m.rule.contains_display_name", ".m.rule.roomnotif",
+                                                          ".m.rule.contains_user_name"]
+}
