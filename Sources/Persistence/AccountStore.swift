@@ -192,3 +192,130 @@ public struct AccountStore: Sendable {
                           replacesTokenHash: try row.optionalText(7))
     }
 }
+
+extension AccountStore {
+    /// Deletes several devices of a user and their tokens in one transaction.
+    public func deleteDevices(userID: String, deviceIDs: [String]) async throws {
+        try await database.write { db in
+            for deviceID in deviceIDs {
+                try db.execute("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?", .text(userID), .text(deviceID))
+                try db.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?", .text(userID), .text(deviceID))
+            }
+        }
+    }
+
+    /// Sets a new password hash; with `keepingDevice` non-nil, every other device of the user
+    /// and its tokens are deleted in the same transaction (`logout_devices`).
+    public func setPassword(userID: String, hash: String, logoutExcept keepingDevice: String??) async throws {
+        try await database.write { db in
+            try db.execute("UPDATE users SET password_hash = ? WHERE user_id = ?", .text(hash), .text(userID))
+            guard let keep = keepingDevice else { return }
+            try db.execute("DELETE FROM access_tokens WHERE user_id = ? AND (device_id IS NULL OR device_id <> ?)",
+                           .text(userID), .text(keep ?? ""))
+            try db.execute("DELETE FROM devices WHERE user_id = ? AND device_id <> ?", .text(userID), .text(keep ?? ""))
+        }
+    }
+
+    /// Deactivates the user: no password, every device and token deleted; with `erase` the
+    /// profile is cleared too.
+    public func deactivate(userID: String, erase: Bool) async throws {
+        try await database.write { db in
+            try db.execute("UPDATE users SET deactivated = ?, password_hash = NULL WHERE user_id = ?", .bool(true), .text(userID))
+            if erase {
+                try db.execute("UPDATE users SET displayname = NULL, avatar_url = NULL WHERE user_id = ?", .text(userID))
+                try db.execute("DELETE FROM profile_fields WHERE user_id = ?", .text(userID))
+            }
+            try db.execute("DELETE FROM access_tokens WHERE user_id = ?", .text(userID))
+            try db.execute("DELETE FROM devices WHERE user_id = ?", .text(userID))
+        }
+    }
+
+    /// Sets one profile field (`displayname` or `avatar_url`); false when there is no such user.
+    @discardableResult
+    public func setProfileField(userID: String, field: ProfileField, value: String?) async throws -> Bool {
+        try await database.write { db in
+            try db.execute("UPDATE users SET \(field.rawValue) = ? WHERE user_id = ?", .text(value), .text(userID)) == 1
+        }
+    }
+
+    public enum ProfileField: String, Sendable {
+        case displayname
+        case avatarURL = "avatar_url"
+    }
+
+    /// Issues the tokens of a refresh of `old` (found by its refresh hash): the new row
+    /// names `old` as the token it replaces, and `old` stays valid until the new tokens are
+    /// first used (`AccountStore.completeRotation`), so a client that lost the response can
+    /// refresh again. A refresh that repeats replaces the unused tokens of the earlier one;
+    /// refreshing with the new refresh token revokes `old` at once. Returns false, changing
+    /// nothing, when `old` is gone (revoked, or replaced by tokens already used).
+    public func rotateRefreshToken(old: AccessTokenRecord, new: AccessTokenRecord) async throws -> Bool {
+        try await database.write { db in
+            guard try db.queryFirst("SELECT 1 FROM access_tokens WHERE token_hash = ?", .text(old.tokenHash)) != nil else {
+                return false
+            }
+            // An unused successor of an earlier refresh of the same token.
+            try db.execute("DELETE FROM access_tokens WHERE replaces_token_hash = ?", .text(old.tokenHash))
+            // Using a successor's refresh token is its first use: its predecessor goes.
+            if let predecessor = old.replacesTokenHash {
+                try db.execute("DELETE FROM access_tokens WHERE token_hash = ?", .text(predecessor))
+                try db.execute("UPDATE access_tokens SET replaces_token_hash = NULL WHERE token_hash = ?", .text(old.tokenHash))
+            }
+            try db.execute("""
+                INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts,
+                                           refresh_token_hash, refresh_expires_ts, replaces_token_hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                .text(new.tokenHash), .text(new.userID), .text(new.deviceID), .int(new.createdTs),
+                .int(new.expiresTs), .text(new.refreshTokenHash), .int(new.refreshExpiresTs), .text(old.tokenHash))
+            return true
+        }
+    }
+
+    /// Writes a batch of last-seen updates (the `LastSeenBatcher` of the session actors flushes them every
+    /// few seconds rather than writing per request). Devices deleted meanwhile are skipped.
+    public func recordLastSeen(_ updates: [(userID: String, deviceID: String, ts: Int64, ip: String, userAgent: String?)]) async throws {
+        let batch = updates.map { [SQLValue.int($0.ts), .text($0.ip), .text($0.userAgent), .text($0.userID), .text($0.deviceID)] }
+        try await database.write { db in
+            for values in batch {
+                _ = try db.query("""
+                    UPDATE devices SET last_seen_ts = ?, last_seen_ip = ?,
+                        last_seen_user_agent = COALESCE(?, last_seen_user_agent)
+                    WHERE user_id = ? AND device_id = ?
+                    """, values)
+            }
+        }
+    }
+
+    /// Local, active, non-guest users whose localpart or display name contains `term`
+    /// (case-insensitive), at most `limit`, for the user directory. `serverName` is the
+    /// local server's (cut off so that it never matches).
+    /// Local active users whose localpart or display name contains `term`. With `visibleTo`,
+    /// only users who share a joined room with that user or are joined to a room published
+    /// in the directory (Synapse's default scope of the user directory).
+    public func searchUsers(term: String, serverName: String, limit: Int, visibleTo: String? = nil) async throws -> [UserRecord] {
+        let suffix = Int64(serverName.utf8.count + 2)  // the sigil and the colon
+        let pattern = "%" + term.lowercased().replacing("\\", with: "\\\\").replacing("%", with: "\\%")
+            .replacing("_", with: "\\_") + "%"
+        return try await database.read { db in
+            try db.query("""
+                SELECT user_id, password_hash, created_ts, is_guest, is_admin, deactivated, displayname, avatar_url
+                FROM users WHERE deactivated = ? AND is_guest = ?
+                  AND (LOWER(SUBSTR(user_id, 2, CAST(LENGTH(user_id) - ? AS INTEGER))) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(displayname, '')) LIKE ? ESCAPE '\\')
+                  AND (? = '' OR user_id IN (
+                        SELECT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
+                        WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'
+                        UNION
+                        SELECT m.user_id FROM room_memberships m JOIN room_directory d ON d.room_id = m.room_id
+                        WHERE d.visibility = 'public' AND m.membership = 'join'))
+                ORDER BY user_id LIMIT ?
+                """, .bool(false), .bool(false), .int(suffix), .text(pattern), .text(pattern),
+                .text(visibleTo ?? ""), .text(visibleTo ?? ""), .int(Int64(limit)))
+                .map { row in
+                    UserRecord(userID: try row.text(0), passwordHash: nil, createdTs: try row.int(2),
+                               isGuest: try row.bool(3), isAdmin: try row.bool(4), deactivated: try row.bool(5),
+                               displayname: try row.optionalText(6), avatarURL: try row.optionalText(7))
+                }
+        }
+    }
+}

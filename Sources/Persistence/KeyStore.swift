@@ -1,105 +1,50 @@
-extension Schema {
-    /// End-to-end encryption keys (spec: "End-to-End Encryption", key management API):
-    /// device identity keys, one-time and fallback keys, cross-signing keys and the
-    /// signatures made with them, and the device-list stream that tells a user's room peers
-    /// to re-query their keys.
-    static let e2eKeys = Migration(
-        version: 66, name: "e2e_keys",
-        sqlite: """
-            CREATE TABLE e2e_device_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                key_json BLOB NOT NULL,
-                PRIMARY KEY (user_id, device_id)
-            );
-            CREATE TABLE e2e_one_time_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                algorithm TEXT NOT NULL,
-                key_id TEXT NOT NULL,
-                key_json BLOB NOT NULL,
-                PRIMARY KEY (user_id, device_id, algorithm, key_id)
-            );
-            CREATE TABLE e2e_fallback_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                algorithm TEXT NOT NULL,
-                key_id TEXT NOT NULL,
-                key_json BLOB NOT NULL,
-                used INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (user_id, device_id, algorithm)
-            );
-            CREATE TABLE e2e_cross_signing_keys (
-                user_id TEXT NOT NULL,
-                key_type TEXT NOT NULL,
-                key_json BLOB NOT NULL,
-                PRIMARY KEY (user_id, key_type)
-            );
-            CREATE TABLE e2e_signatures (
-                signer_user_id TEXT NOT NULL,
-                signer_key_id TEXT NOT NULL,
-                target_user_id TEXT NOT NULL,
-                target_key TEXT NOT NULL,
-                signature TEXT NOT NULL,
-                PRIMARY KEY (target_user_id, target_key, signer_user_id, signer_key_id)
-            );
-            CREATE TABLE device_lists_stream (
-                stream_id INTEGER NOT NULL,
-                user_id TEXT NOT NULL
-            );
-            CREATE INDEX device_lists_stream_by_position ON device_lists_stream (stream_id);
-            """,
-        postgres: """
-            CREATE TABLE e2e_device_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                key_json BYTEA NOT NULL,
-                PRIMARY KEY (user_id, device_id)
-            );
-            CREATE TABLE e2e_one_time_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                algorithm TEXT NOT NULL,
-                key_id TEXT NOT NULL,
-                key_json BYTEA NOT NULL,
-                PRIMARY KEY (user_id, device_id, algorithm, key_id)
-            );
-            CREATE TABLE e2e_fallback_keys (
-                user_id TEXT NOT NULL,
-                device_id TEXT NOT NULL,
-                algorithm TEXT NOT NULL,
-                key_id TEXT NOT NULL,
-                key_json BYTEA NOT NULL,
-                used INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (user_id, device_id, algorithm)
-            );
-            CREATE TABLE e2e_cross_signing_keys (
-                user_id TEXT NOT NULL,
-                key_type TEXT NOT NULL,
-                key_json BYTEA NOT NULL,
-                PRIMARY KEY (user_id, key_type)
-            );
-            CREATE TABLE e2e_signatures (
-                signer_user_id TEXT NOT NULL,
-                signer_key_id TEXT NOT NULL,
-                target_user_id TEXT NOT NULL,
-                target_key TEXT NOT NULL,
-                signature TEXT NOT NULL,
-                PRIMARY KEY (target_user_id, target_key, signer_user_id, signer_key_id)
-            );
-            CREATE TABLE device_lists_stream (
-                stream_id BIGINT NOT NULL,
-                user_id TEXT NOT NULL
-            );
-            CREATE INDEX device_lists_stream_by_position ON device_lists_stream (stream_id);
-            """)
-}
+import Matrix
 
-/// The SQL of end-to-end encryption keys (schema: `Schema.e2eKeys`). Keys are stored as the
-/// client uploaded them (canonical JSON bytes); the App adds signatures and unsigned fields
-/// when it serves them.
-public enum KeyStore {
-    public static let maxDeviceListPositionSQL = "SELECT MAX(stream_id) FROM device_lists_stream"
+/// End-to-end encryption keys (spec: "End-to-End Encryption", key management API; schema:
+/// `Schema.e2eKeys`): device identity keys, one-time and fallback keys, cross-signing keys
+/// and signatures. Keys are stored as the client uploaded them (canonical JSON bytes); the
+/// App adds signatures and unsigned fields when it serves them. Reads and claims go through
+/// `Database.keys` (one transaction each); uploads are static functions run inside the key
+/// service's transaction, which records the device-list change with them.
+public struct KeyStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// The stored keys of `users` from one snapshot: device keys (user, device, JSON),
+    /// cross-signing keys (user, key type, JSON) and the signatures of either.
+    public func keys(of users: [String]) async throws
+        -> (devices: [(String, String, [UInt8])], crossSigning: [(String, String, [UInt8])], signatures: [Signature]) {
+        try await database.read { db in
+            (try Self.deviceKeys(db, users: users), try Self.crossSigningKeys(db, users: users),
+             try Self.signatures(db, targets: users))
+        }
+    }
+
+    /// The user's cross-signing keys: (user, key type, JSON).
+    public func crossSigningKeys(of user: UserID) async throws -> [(String, String, [UInt8])] {
+        let user = user.rawValue
+        return try await database.read { db in try Self.crossSigningKeys(db, users: [user]) }
+    }
+
+    /// Claims one key per (user, device, algorithm) in one transaction: a one-time key, or
+    /// the fallback key when none is left; nil where the device has neither.
+    public func claim(_ wanted: [(user: UserID, device: String, algorithm: String)]) async throws -> [(String, [UInt8])?] {
+        let wanted = wanted.map { ($0.user.rawValue, $0.device, $0.algorithm) }
+        return try await database.write { db in
+            try wanted.map { try Self.claim(db, userID: $0.0, deviceID: $0.1, algorithm: $0.2) }
+        }
+    }
+
+    /// The device's unclaimed one-time keys per algorithm and its unused fallback key types,
+    /// from one snapshot.
+    public func counts(of user: UserID, device: String) async throws -> (oneTimeKeys: [String: Int], unusedFallbackTypes: [String]) {
+        let user = user.rawValue
+        return try await database.read { db in
+            (try Self.oneTimeKeyCounts(db, userID: user, deviceID: device),
+             try Self.unusedFallbackKeyTypes(db, userID: user, deviceID: device))
+        }
+    }
 
     // MARK: Device keys
 
@@ -242,8 +187,8 @@ public enum KeyStore {
     private static func keyRows(_ db: any SQLConnection, table: String, keyColumn: String,
                                 users: [String]) throws -> [(String, String, [UInt8])] {
         var result: [(String, String, [UInt8])] = []
-        for chunk in chunks(users) {
-            result += try db.query("SELECT user_id, \(keyColumn), key_json FROM \(table) WHERE user_id IN (\(placeholders(chunk.count)))",
+        for chunk in sqlChunks(users) {
+            result += try db.query("SELECT user_id, \(keyColumn), key_json FROM \(table) WHERE user_id IN (\(sqlPlaceholders(chunk.count)))",
                                    chunk.map { .text($0) }).map { (try $0.text(0), try $0.text(1), try $0.blob(2)) }
         }
         return result
@@ -276,10 +221,10 @@ public enum KeyStore {
     /// Signatures on the keys of `users`.
     public static func signatures(_ db: any SQLConnection, targets users: [String]) throws -> [Signature] {
         var result: [Signature] = []
-        for chunk in chunks(users) {
+        for chunk in sqlChunks(users) {
             result += try db.query("""
                 SELECT signer_user_id, signer_key_id, target_user_id, target_key, signature FROM e2e_signatures
-                WHERE target_user_id IN (\(placeholders(chunk.count)))
+                WHERE target_user_id IN (\(sqlPlaceholders(chunk.count)))
                 """, chunk.map { .text($0) }).map {
                 Signature(signerUserID: try $0.text(0), signerKeyID: try $0.text(1), targetUserID: try $0.text(2),
                           targetKey: try $0.text(3), signature: try $0.text(4))
@@ -287,67 +232,9 @@ public enum KeyStore {
         }
         return result
     }
+}
 
-    // MARK: Device-list stream
-
-    public static func noteDeviceListChange(_ db: any SQLTransaction, position: Int64, userID: String) throws {
-        try db.execute("INSERT INTO device_lists_stream (stream_id, user_id) VALUES (?, ?)", .int(position), .text(userID))
-    }
-
-    /// Users whose devices or keys changed in `(after, upTo]` and who are `userID` or share a
-    /// joined room with them.
-    public static func deviceListChanges(_ db: any SQLConnection, userID: String, after: Int64, upTo: Int64) throws -> [String] {
-        try db.query("""
-            SELECT DISTINCT d.user_id FROM device_lists_stream d
-            WHERE d.stream_id > ? AND d.stream_id <= ? AND (d.user_id = ? OR d.user_id IN (
-                SELECT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
-                WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'))
-            """, .int(after), .int(upTo), .text(userID), .text(userID)).map { try $0.text(0) }
-    }
-
-    /// Membership changes in `(after, upTo]` of the rooms `userID` is or was in:
-    /// (room, user, membership). Includes the user's own changes.
-    public static func membershipChanges(_ db: any SQLConnection, userID: String, after: Int64,
-                                         upTo: Int64) throws -> [(String, String, String)] {
-        try db.query("""
-            SELECT m2.room_id, m2.user_id, m2.membership FROM room_memberships m1
-            JOIN room_memberships m2 ON m2.room_id = m1.room_id
-            WHERE m1.user_id = ? AND (m1.membership = 'join' OR (m1.stream_ordering > ? AND m1.stream_ordering <= ?))
-              AND m2.stream_ordering > ? AND m2.stream_ordering <= ?
-            """, .text(userID), .int(after), .int(upTo), .int(after), .int(upTo)).map {
-            (try $0.text(0), try $0.text(1), try $0.text(2))
-        }
-    }
-
-    /// The joined members of `rooms`.
-    public static func joinedMembers(_ db: any SQLConnection, rooms: [String]) throws -> [String] {
-        var result: [String] = []
-        for chunk in chunks(rooms) {
-            result += try db.query("""
-                SELECT DISTINCT user_id FROM room_memberships WHERE membership = 'join' AND room_id IN (\(placeholders(chunk.count)))
-                """, chunk.map { .text($0) }).map { try $0.text(0) }
-        }
-        return result
-    }
-
-    /// Which of `users` share a joined room with `userID`.
-    public static func sharingARoom(_ db: any SQLConnection, with userID: String, among users: [String]) throws -> Set<String> {
-        var result = Set<String>()
-        for chunk in chunks(users) {
-            for row in try db.query("""
-                SELECT DISTINCT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
-                WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'
-                  AND m2.user_id IN (\(placeholders(chunk.count)))
-                """, [.text(userID)] + chunk.map { .text($0) }) {
-                result.insert(try row.text(0))
-            }
-        }
-        return result
-    }
-
-    static func chunks(_ values: [String]) -> [ArraySlice<String>] {
-        stride(from: 0, to: values.count, by: 500).map { values[$0..<min($0 + 500, values.count)] }
-    }
-
-    static func placeholders(_ count: Int) -> String { Array(repeating: "?", count: count).joined(separator: ", ") }
+extension Database {
+    /// End-to-end encryption keys.
+    public var keys: KeyStore { KeyStore(database: self) }
 }

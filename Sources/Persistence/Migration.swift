@@ -8,6 +8,10 @@ import Darwin
 /// is the ordered list; `Database.open` applies the ones not yet recorded in
 /// `schema_migrations`, each in its own transaction, so re-opening is a no-op.
 ///
+/// A migration is written once as `DDL` and rendered for each dialect; only a step whose
+/// statements really differ between the dialects (a virtual table, a table rebuilt where
+/// PostgreSQL alters in place) gives one text per dialect.
+///
 /// A migration, once released, never changes: later issues append new versions.
 public struct Migration: Sendable {
     public let version: Int
@@ -15,11 +19,17 @@ public struct Migration: Sendable {
     public let sqlite: String
     public let postgres: String
 
-    public init(version: Int, name: String, sqlite: String, postgres: String) {
+    /// The same statements on both dialects.
+    public init(version: Int, name: String, _ ddl: DDL) {
+        self.init(version: version, name: name, sqlite: ddl, postgres: ddl)
+    }
+
+    /// Statements that differ between the dialects.
+    public init(version: Int, name: String, sqlite: DDL, postgres: DDL) {
         self.version = version
         self.name = name
-        self.sqlite = sqlite
-        self.postgres = postgres
+        self.sqlite = sqlite.render(for: .sqlite)
+        self.postgres = postgres.render(for: .postgres)
     }
 
     public func sql(for dialect: SQLDialect) -> String {
@@ -62,9 +72,9 @@ enum Migrator {
         }
         try connection.executeScript("""
             CREATE TABLE IF NOT EXISTS schema_migrations (
-                version \(dialect == .postgres ? "BIGINT" : "INTEGER") PRIMARY KEY NOT NULL,
+                version \(DDL.Term.bigint.render(for: dialect)) PRIMARY KEY NOT NULL,
                 name TEXT NOT NULL,
-                applied_ts \(dialect == .postgres ? "BIGINT" : "INTEGER") NOT NULL
+                applied_ts \(DDL.Term.bigint.render(for: dialect)) NOT NULL
             )
             """)
         let known = sorted.last!.version

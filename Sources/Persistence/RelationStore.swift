@@ -1,36 +1,3 @@
-extension Schema {
-    /// `m.relates_to` of every event that has one (replies in threads, edits, reactions,
-    /// references), written with the event; the relations and threads APIs read it.
-    static let relations = Migration(
-        version: 64, name: "event_relations",
-        sqlite: """
-            CREATE TABLE event_relations (
-                event_id TEXT PRIMARY KEY NOT NULL,
-                relates_to_id TEXT NOT NULL,
-                rel_type TEXT NOT NULL,
-                room_id TEXT NOT NULL,
-                type TEXT NOT NULL,
-                sender TEXT NOT NULL,
-                stream_ordering INTEGER NOT NULL
-            );
-            CREATE INDEX event_relations_by_parent ON event_relations (relates_to_id, rel_type, stream_ordering);
-            CREATE INDEX event_relations_threads ON event_relations (room_id, rel_type, stream_ordering);
-            """,
-        postgres: """
-            CREATE TABLE event_relations (
-                event_id TEXT PRIMARY KEY NOT NULL,
-                relates_to_id TEXT NOT NULL,
-                rel_type TEXT NOT NULL,
-                room_id TEXT NOT NULL,
-                type TEXT NOT NULL,
-                sender TEXT NOT NULL,
-                stream_ordering BIGINT NOT NULL
-            );
-            CREATE INDEX event_relations_by_parent ON event_relations (relates_to_id, rel_type, stream_ordering);
-            CREATE INDEX event_relations_threads ON event_relations (room_id, rel_type, stream_ordering);
-            """)
-}
-
 /// The SQL of event relations (schema: `Schema.relations`).
 public enum RelationStore {
     public struct Relation: Sendable, Equatable {

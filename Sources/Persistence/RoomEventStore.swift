@@ -1,8 +1,48 @@
-/// The SQL of rooms, events, forward extremities and state groups (schema: `Schema.rooms`).
-/// Plain rows in, plain rows out; the rules (what the state is, which group to write) are
-/// the room actor's. Writes take the caller's transaction so that an event, its state group,
-/// the extremities and its stream position commit together.
-public enum RoomEventStore {
+import Matrix
+
+/// Rooms, events, forward extremities and state groups (schema: `Schema.rooms`), and the
+/// history read from them. Plain rows in, plain rows out; the rules (what the state is, which
+/// group to write, who may see an event) are the room actor's and the handlers'. Writes are
+/// static functions that take the caller's transaction, so that an event, its state group,
+/// the extremities and its stream position commit together; the reads that need no other
+/// table go through `Database.roomEvents`, one transaction each.
+public struct RoomEventStore: Sendable {
+    public let database: Database
+
+    public init(database: Database) { self.database = database }
+
+    /// The room's version, or nil for a room this server does not have.
+    public func roomVersion(of room: RoomID) async throws -> String? {
+        let room = room.rawValue
+        return try await database.read { db in try Self.roomVersion(db, roomID: room) }
+    }
+
+    /// The state of the room after position `position` (the state group of the newest event
+    /// at or before it): empty before the room's first event.
+    public func state(of room: RoomID, atOrBefore position: Int64) async throws -> [StateEntry] {
+        let room = room.rawValue
+        return try await database.read { db in
+            guard let group = try Self.stateGroup(db, roomID: room, atOrBefore: position) else { return [] }
+            return try Self.state(db, group: group)
+        }
+    }
+
+    /// Events by id (missing ones skipped), in no particular order.
+    public func events(ids: [String]) async throws -> [EventRow] {
+        try await database.read { db in try Self.events(db, ids: ids) }
+    }
+
+    public func event(_ eventID: String) async throws -> EventRow? {
+        try await database.read { db in try Self.event(db, eventID: eventID) }
+    }
+
+    /// The newest event of the room at or before `ts` (backwards) or the oldest at or after
+    /// (forwards), at positions up to `ceiling`.
+    public func event(in room: RoomID, near ts: Int64, forwards: Bool, ceiling: Int64 = .max) async throws -> EventRow? {
+        let room = room.rawValue
+        return try await database.read { db in try Self.eventNear(db, roomID: room, ts: ts, forwards: forwards, ceiling: ceiling) }
+    }
+
     /// One event row. `json` is the event's serialized bytes, stored once and served as is.
     public struct EventRow: Sendable, Equatable {
         public var streamOrdering: Int64
@@ -160,4 +200,98 @@ public enum RoomEventStore {
                  stateKey: try row.optionalText(4), sender: try row.text(5), depth: try row.int(6),
                  stateGroup: try row.int(7), json: try row.blob(8), clientJSON: try row.optionalBlob(9) ?? [])
     }
+
+    // MARK: history
+
+    /// Events of a room with `lower < stream_ordering <= upper`, newest first when
+    /// `backwards`, else oldest first; at most `limit`.
+    public static func events(_ db: any SQLConnection, roomID: String, after lower: Int64, upTo upper: Int64,
+                              backwards: Bool, limit: Int) throws -> [RoomEventStore.EventRow] {
+        try db.query("""
+            SELECT \(RoomEventStore.columns) FROM events
+            WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ?
+            ORDER BY stream_ordering \(backwards ? "DESC" : "ASC") LIMIT ?
+            """, .text(roomID), .int(lower), .int(upper), .int(Int64(limit))).map(RoomEventStore.eventRow)
+    }
+
+    public static func event(_ db: any SQLConnection, eventID: String) throws -> RoomEventStore.EventRow? {
+        try db.queryFirst("SELECT \(RoomEventStore.columns) FROM events WHERE event_id = ?", .text(eventID))
+            .map(RoomEventStore.eventRow)
+    }
+
+    /// The state group of the state just before position `streamOrdering` in the room (the
+    /// group of the newest earlier event); nil before the room's first event.
+    public static func stateGroup(_ db: any SQLConnection, roomID: String, before streamOrdering: Int64) throws -> Int64? {
+        try db.queryFirst("""
+            SELECT state_group FROM events WHERE room_id = ? AND stream_ordering < ?
+            ORDER BY stream_ordering DESC LIMIT 1
+            """, .text(roomID), .int(streamOrdering)).map { try $0.int(0) }
+    }
+
+    /// The state group after position `streamOrdering` (the group of the newest event at or
+    /// before it).
+    public static func stateGroup(_ db: any SQLConnection, roomID: String, atOrBefore streamOrdering: Int64) throws -> Int64? {
+        // Saturating: `Int64.max` means "the current state" and must not trap.
+        try stateGroup(db, roomID: roomID, before: streamOrdering == .max ? .max : streamOrdering + 1)
+    }
+
+    /// Replaces an event's client form (redaction).
+    public static func setRedacted(_ db: any SQLTransaction, eventID: String, clientJSON: [UInt8]) throws {
+        try db.execute("UPDATE events SET client_json = ?, redacted = 1 WHERE event_id = ?", .blob(clientJSON), .text(eventID))
+    }
+
+    /// The newest event of the room at or before `ts` (dir b) or the oldest at or after (dir f).
+    public static func eventNear(_ db: any SQLConnection, roomID: String, ts: Int64, forwards: Bool,
+                                 ceiling: Int64 = .max) throws -> RoomEventStore.EventRow? {
+        // origin_server_ts lives in the JSON, and grows with the stream order (events are
+        // created in order): a binary search over positions reads ~log2(positions) rows,
+        // never the whole room. Finds the smallest position p whose first event at or after
+        // it has a timestamp >= ts (forwards) or > ts (backwards).
+        guard let bounds = try db.queryFirst("""
+            SELECT MIN(stream_ordering), MAX(stream_ordering) FROM events WHERE room_id = ? AND stream_ordering <= ?
+            """, .text(roomID), .int(ceiling)), let low = try bounds.optionalInt(0), let high = try bounds.optionalInt(1) else {
+            return nil
+        }
+        func firstAtOrAfter(_ position: Int64) throws -> RoomEventStore.EventRow? {
+            try db.queryFirst("""
+                SELECT \(RoomEventStore.columns) FROM events WHERE room_id = ? AND stream_ordering >= ? AND stream_ordering <= ?
+                ORDER BY stream_ordering ASC LIMIT 1
+                """, .text(roomID), .int(position), .int(high)).map(RoomEventStore.eventRow)
+        }
+        func past(_ row: RoomEventStore.EventRow) -> Bool {
+            let eventTS = originServerTS(row.json) ?? 0
+            return forwards ? eventTS >= ts : eventTS > ts
+        }
+        var a = low, b = high + 1
+        while a < b {
+            let mid = a + (b - a) / 2
+            if let row = try firstAtOrAfter(mid), past(row) { b = mid } else { a = mid + 1 }
+        }
+        if forwards { return a <= high ? try firstAtOrAfter(a) : nil }
+        let row = try db.queryFirst("""
+            SELECT \(RoomEventStore.columns) FROM events WHERE room_id = ? AND stream_ordering < ? AND stream_ordering <= ?
+            ORDER BY stream_ordering DESC LIMIT 1
+            """, .text(roomID), .int(a), .int(high)).map(RoomEventStore.eventRow)
+        guard let row, (originServerTS(row.json) ?? .max) <= ts else { return nil }
+        return row
+    }
+
+    static func originServerTS(_ json: [UInt8]) -> Int64? {
+        let key = Array("\"origin_server_ts\":".utf8)
+        guard let start = json.firstRange(of: key)?.upperBound else { return nil }
+        var value: Int64 = 0
+        var index = start
+        // At most 18 digits: an event's JSON is ours, but a timestamp that overflows must
+        // not trap.
+        while index < json.count, index - start < 18, json[index] >= 0x30, json[index] <= 0x39 {
+            value = value * 10 + Int64(json[index] - 0x30)
+            index += 1
+        }
+        return index > start ? value : nil
+    }
+}
+
+extension Database {
+    /// Rooms, events and their state.
+    public var roomEvents: RoomEventStore { RoomEventStore(database: self) }
 }

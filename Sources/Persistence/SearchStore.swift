@@ -1,28 +1,3 @@
-extension Schema {
-    /// Full-text search over message bodies, room names and topics: SQLite FTS5, PostgreSQL
-    /// `tsvector` with a GIN index. Rows are written with their events and removed when the
-    /// event is redacted.
-    static let search = Migration(
-        version: 65, name: "event_search",
-        sqlite: """
-            CREATE VIRTUAL TABLE event_search USING fts5(
-                body, event_id UNINDEXED, room_id UNINDEXED, stream_ordering UNINDEXED, key UNINDEXED,
-                tokenize = 'unicode61'
-            );
-            """,
-        postgres: """
-            CREATE TABLE event_search (
-                event_id TEXT PRIMARY KEY NOT NULL,
-                room_id TEXT NOT NULL,
-                stream_ordering BIGINT NOT NULL,
-                key TEXT NOT NULL,
-                vector TSVECTOR NOT NULL
-            );
-            CREATE INDEX event_search_vector ON event_search USING GIN (vector);
-            CREATE INDEX event_search_room ON event_search (room_id, stream_ordering);
-            """)
-}
-
 /// The SQL of full-text search (schema: `Schema.search`), one form per dialect.
 public enum SearchStore {
     /// The searchable text of an event: (key, text) for `m.room.message` bodies, room names

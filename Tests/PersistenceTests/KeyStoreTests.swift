@@ -1,3 +1,4 @@
+import Matrix
 import Testing
 @testable import Persistence
 
@@ -54,6 +55,31 @@ struct KeyStoreTests {
     }
 
     @Test(arguments: Backend.enabled)
+    func keysReadAndClaimedThroughTheDatabase(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let (a, b) = (try UserID(parsing: "@a:t"), try UserID(parsing: "@b:t"))
+            try await database.write { db throws in
+                _ = try KeyStore.setDeviceKeys(db, userID: "@a:t", deviceID: "D", json: Array("{\"k\":1}".utf8))
+                _ = try KeyStore.setCrossSigningKey(db, userID: "@a:t", type: "master", json: Array("{\"m\":1}".utf8))
+                _ = try KeyStore.addOneTimeKeys(db, userID: "@a:t", deviceID: "D", keys: [Self.key("signed_curve25519", "K1", "{}")])
+                try KeyStore.setFallbackKey(db, userID: "@a:t", deviceID: "D", key: Self.key("signed_curve25519", "FB", "{}"))
+            }
+            let counts = try await database.keys.counts(of: a, device: "D")
+            #expect(counts.oneTimeKeys == ["signed_curve25519": 1])
+            #expect(counts.unusedFallbackTypes == ["signed_curve25519"])
+            let stored = try await database.keys.keys(of: ["@a:t", "@b:t"])
+            #expect(stored.devices.map(\.1) == ["D"])
+            #expect(stored.crossSigning.map(\.1) == ["master"])
+            #expect(try await database.keys.crossSigningKeys(of: a).count == 1)
+            #expect(try await database.keys.crossSigningKeys(of: b).isEmpty)
+            let claimed = try await database.keys.claim([(a, "D", "signed_curve25519"), (a, "D", "signed_curve25519"),
+                                                         (b, "E", "signed_curve25519")])
+            #expect(claimed.map { $0?.0 } == ["K1", "FB", nil])
+            #expect(try await database.keys.counts(of: a, device: "D").unusedFallbackTypes.isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
     func crossSigningSignaturesAndDeviceListQueries(_ backend: Backend) async throws {
         try await withDatabase(backend) { (database) async throws in
             try await database.write { db throws in
@@ -66,22 +92,22 @@ struct KeyStoreTests {
                 // @a and @b share !r; @c left !r at 5; @d is in another room.
                 for (room, user, membership, ordering) in [("!r:t", "@a:t", "join", 1), ("!r:t", "@b:t", "join", 2),
                                                            ("!r:t", "@c:t", "leave", 5), ("!s:t", "@d:t", "join", 3)] {
-                    try RoomClientStore.setMembership(db, .init(roomID: room, userID: user, membership: membership,
+                    try MembershipStore.setMembership(db, .init(roomID: room, userID: user, membership: membership,
                                                                 eventID: "$\(user)", streamOrdering: Int64(ordering)))
                 }
                 for (position, user) in [(1, "@b:t"), (2, "@d:t"), (3, "@a:t"), (4, "@b:t")] {
-                    try KeyStore.noteDeviceListChange(db, position: Int64(position), userID: user)
+                    try DeviceListStore.noteDeviceListChange(db, position: Int64(position), userID: user)
                 }
             }
             try await database.read { db throws in
                 #expect(try KeyStore.crossSigningKeys(db, users: ["@a:t", "@z:t"]).map(\.1) == ["master"])
                 #expect(try KeyStore.signatures(db, targets: ["@a:t"]).map(\.signature) == ["s2"])
-                #expect(try Set(KeyStore.deviceListChanges(db, userID: "@a:t", after: 0, upTo: 4)) == ["@a:t", "@b:t"])
-                #expect(try KeyStore.deviceListChanges(db, userID: "@a:t", after: 3, upTo: 4) == ["@b:t"])
-                let moves = try KeyStore.membershipChanges(db, userID: "@a:t", after: 1, upTo: 5)
+                #expect(try Set(DeviceListStore.deviceListChanges(db, userID: "@a:t", after: 0, upTo: 4)) == ["@a:t", "@b:t"])
+                #expect(try DeviceListStore.deviceListChanges(db, userID: "@a:t", after: 3, upTo: 4) == ["@b:t"])
+                let moves = try MembershipStore.membershipChanges(db, userID: "@a:t", after: 1, upTo: 5)
                 #expect(Set(moves.map(\.1)) == ["@b:t", "@c:t"])
-                #expect(try KeyStore.sharingARoom(db, with: "@a:t", among: ["@b:t", "@c:t", "@d:t"]) == ["@b:t"])
-                #expect(try Set(KeyStore.joinedMembers(db, rooms: ["!r:t"])) == ["@a:t", "@b:t"])
+                #expect(try MembershipStore.sharingARoom(db, with: "@a:t", among: ["@b:t", "@c:t", "@d:t"]) == ["@b:t"])
+                #expect(try Set(MembershipStore.joinedMembers(db, rooms: ["!r:t"])) == ["@a:t", "@b:t"])
             }
         }
     }

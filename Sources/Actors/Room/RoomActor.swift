@@ -87,7 +87,7 @@ public actor RoomActor: RegistryMember {
             let entries = try RoomEventStore.state(db, group: last.stateGroup)
             let stateEvents = try RoomEventStore.events(db, ids: entries.map(\.eventID) + extremities)
             let deltaDepth = try RoomEventStore.deltaDepth(db, group: last.stateGroup) ?? 0
-            let txns = try RoomClientStore.txns(db, eventIDs: latest.map(\.eventID))
+            let txns = try EventTxnStore.txns(db, eventIDs: latest.map(\.eventID))
             return (version, extremities, latest, entries, stateEvents, deltaDepth, txns)
         }
         guard let (versionID, extremityIDs, latest, entries, rows, deltaDepth, txns) = loaded, let last = latest.last else {
@@ -345,7 +345,7 @@ public actor RoomActor: RegistryMember {
         var group: RoomEventStore.StateGroup?
         var extremities: [String]
         var persisted: PersistedEvent
-        var membership: RoomClientStore.Membership?
+        var membership: MembershipStore.Membership?
         /// A redaction's target and whether the sender may redact others' events.
         var redacts: (target: String, sender: String, anySender: Bool)?
         var redactionClientJSON: JSON?
@@ -371,9 +371,9 @@ public actor RoomActor: RegistryMember {
                                     create: working.state[.create])
             redacts = (target.rawValue, pdu.sender.rawValue, power.level(of: pdu.sender.rawValue) >= power.redact)
         }
-        var membership: RoomClientStore.Membership?
+        var membership: MembershipStore.Membership?
         if pdu.type == EventType.roomMember, let stateKey = pdu.stateKey, let value = pdu.membership {
-            membership = RoomClientStore.Membership(roomID: key, userID: stateKey, membership: value,
+            membership = MembershipStore.Membership(roomID: key, userID: stateKey, membership: value,
                                                     eventID: pdu.eventID.rawValue, streamOrdering: position)
         }
         if let entry = pdu.stateEntry {
@@ -447,18 +447,18 @@ public actor RoomActor: RegistryMember {
                 for write in writes {
                     if let group = write.group { try RoomEventStore.insertStateGroup(db, group) }
                     try RoomEventStore.insertEvent(db, write.event)
-                    if let membership = write.membership { try RoomClientStore.setMembership(db, membership) }
+                    if let membership = write.membership { try MembershipStore.setMembership(db, membership) }
                     if let relation = write.relation { try RelationStore.insert(db, relation) }
                     if let (searchKey, text) = write.searchable {
                         try SearchStore.insert(db, eventID: write.event.eventID, roomID: key, streamOrdering: write.event.streamOrdering,
                                                key: searchKey, text: text)
                     }
                     if let txn = write.persisted.txn {
-                        try RoomClientStore.insertTxn(db, userID: txn.userID, deviceID: txn.deviceID, scope: txn.scope, txnID: txn.txnID,
+                        try EventTxnStore.insertTxn(db, userID: txn.userID, deviceID: txn.deviceID, scope: txn.scope, txnID: txn.txnID,
                                                       roomID: key, eventID: write.event.eventID)
                     }
                     if let (target, sender, anySender) = write.redacts, let because = write.redactionClientJSON,
-                       let row = try RoomClientStore.event(db, eventID: target), row.roomID == key,
+                       let row = try RoomEventStore.event(db, eventID: target), row.roomID == key,
                        anySender || row.sender == sender,
                        let original = try? JSON.parse(row.json).objectValue, let id = try? EventID(parsing: row.eventID) {
                         var unsigned: [String: JSON] = ["redacted_because": because]
@@ -467,7 +467,7 @@ public actor RoomActor: RegistryMember {
                         }
                         let form = ClientEventForm.json(of: Redaction.redact(original, roomVersion: version), eventID: id,
                                                         roomID: room, unsigned: unsigned).encoded()
-                        try RoomClientStore.setRedacted(db, eventID: target, clientJSON: form)
+                        try RoomEventStore.setRedacted(db, eventID: target, clientJSON: form)
                         try SearchStore.delete(db, eventID: target)
                         redacted[target] = form
                     }

@@ -8,7 +8,7 @@ import Synchronization
 /// visible position never finds a stale membership). Users unused for a while are dropped
 /// by `evictIdle`. Called by `RoomActor` (apply) and by the App's handlers and sync (read).
 public final class MembershipService: Sendable {
-    public typealias Membership = RoomClientStore.Membership
+    public typealias Membership = MembershipStore.Membership
 
     private struct State {
         var memberships: [UserID: [String: Membership]] = [:]
@@ -29,8 +29,7 @@ public final class MembershipService: Sendable {
     public func memberships(of user: UserID) async throws -> [String: Membership] {
         if let cached = cached(user) { return cached }
         guard let database else { return [:] }
-        let userID = user.rawValue
-        let rows = try await database.read { db in try RoomClientStore.memberships(db, userID: userID) }
+        let rows = try await database.memberships.rooms(of: user)
         return load(user, rows)
     }
 

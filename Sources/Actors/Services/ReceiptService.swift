@@ -11,23 +11,23 @@ public final class ReceiptService: Sendable {
     public init(database: Database) async throws {
         self.database = database
         stream = try await StreamTracker.load(name: "receipts", from: database,
-                                              maxPositionSQL: RoomClientStore.maxReceiptPositionSQL)
+                                              maxPositionSQL: ReceiptStore.maxPositionSQL)
     }
 
     /// Stores `receipt` at the stream's next position; returns that position.
-    public func put(_ receipt: RoomClientStore.Receipt) async throws -> Int64 {
+    public func put(_ receipt: ReceiptStore.Receipt) async throws -> Int64 {
         let database = self.database
         return try await stream.withNextPosition { position in
             var stored = receipt
             stored.streamID = position
             let frozen = stored
-            try await database.write { db in try RoomClientStore.putReceipt(db, frozen) }
+            try await database.receipts.put(frozen)
             return position
         }
     }
 
     /// Receipts in `rooms` with positions in `(after, upTo]`.
-    public func receipts(in rooms: [String], after: Int64, upTo: Int64) async throws -> [RoomClientStore.Receipt] {
-        try await database.read { db in try RoomClientStore.receipts(db, rooms: rooms, after: after, upTo: upTo) }
+    public func receipts(in rooms: [String], after: Int64, upTo: Int64) async throws -> [ReceiptStore.Receipt] {
+        try await database.receipts.receipts(rooms: rooms, after: after, upTo: upTo)
     }
 }

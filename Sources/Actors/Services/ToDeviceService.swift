@@ -15,26 +15,20 @@ public final class ToDeviceService: Sendable {
 
     /// One message for one device.
     public struct Message: Sendable {
-        public var user: String
+        public var user: UserID
         public var device: String
         public var bytes: [UInt8]
-        public init(user: String, device: String, bytes: [UInt8]) { self.user = user; self.device = device; self.bytes = bytes }
+        public init(user: UserID, device: String, bytes: [UInt8]) { self.user = user; self.device = device; self.bytes = bytes }
     }
 
     /// Stores the messages of one send under the next position; nil when the sender's
     /// transaction `txnID` was already sent (nothing stored).
-    public func send(_ messages: [Message], from sender: String, device senderDevice: String, txnID: String) async throws -> Int64? {
+    public func send(_ messages: [Message], from sender: UserID, device senderDevice: String, txnID: String) async throws -> Int64? {
         let database = self.database
+        let rows = messages.map { (user: $0.user, device: $0.device, message: $0.bytes) }
         return try await stream.withNextPosition { position -> Int64? in
-            try await database.write { db -> Int64? in
-                guard try ToDeviceStore.claimTxn(db, userID: sender, deviceID: senderDevice, txnID: txnID,
-                                                 position: position) else { return nil }
-                for message in messages {
-                    try ToDeviceStore.insert(db, position: position, userID: message.user, deviceID: message.device,
-                                             message: message.bytes)
-                }
-                return position
-            }
+            try await database.toDevice.send(from: sender, device: senderDevice, txnID: txnID, position: position,
+                                             messages: rows) ? position : nil
         }
     }
 }

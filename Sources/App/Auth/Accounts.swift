@@ -39,9 +39,9 @@ final class Accounts: Sendable {
                             lastSeen: LastSeenBatcher(store: database.accounts, logger: logger))
         rateLimiter = RateLimiter(enabled: configuration.rateLimits.enabled)
         accountDataStream = try await StreamTracker.load(name: "account_data", from: database,
-                                                        maxPositionSQL: ClientDataStore.maxAccountDataPositionSQL)
+                                                        maxPositionSQL: AccountDataStore.maxPositionSQL)
         presenceStream = try await StreamTracker.load(name: "presence", from: database,
-                                                     maxPositionSQL: ClientDataStore.maxPresencePositionSQL)
+                                                     maxPositionSQL: PresenceStore.maxPositionSQL)
     }
 
     var serverName: String { configuration.serverName }

@@ -24,7 +24,7 @@ enum AccountData {
         }
         routes.client(.get, "/user/{userId}/rooms/{roomId}/tags") { context in
             let (accounts, user, room) = try await owner(context, room: true, verb: "read")
-            let stored = try await accounts.database.clientData.accountData(userID: user, roomID: room, type: EventType.tag)
+            let stored = try await accounts.database.accountData.accountData(userID: user, roomID: room, type: EventType.tag)
             let tags = try stored.map { try JSON.parse(Array($0.utf8))["tags"] } ?? nil
             return .json(["tags": tags ?? .object([:])])
         }
@@ -49,15 +49,15 @@ enum AccountData {
 
     /// Authenticates and checks that the path's user is the requester; validates the room id.
     static func owner(_ context: RequestContext, room: Bool, verb: String) async throws
-        -> (Accounts, String, String?) {
+        -> (Accounts, UserID, RoomID?) {
         let accounts = context.app.accounts
         let requester = try await accounts.authenticate(context)
         let target = try UserID(parsing: context.parameter("userId"))
         guard target == requester.userID else {
             throw MatrixError(.forbidden, "Cannot \(verb) account data for other users.")
         }
-        let roomID = room ? try RoomID(parsing: context.parameter("roomId")).rawValue : nil
-        return (accounts, target.rawValue, roomID)
+        let roomID = room ? try RoomID(parsing: context.parameter("roomId")) : nil
+        return (accounts, target, roomID)
     }
 
     static func put(_ context: RequestContext, room: Bool) async throws -> HTTPResponse {
@@ -71,30 +71,28 @@ enum AccountData {
         let content = try await context.jsonObject()
         let text = JSON.object(content).encodedString
         let position = try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.clientData.putAccountData(userID: user, roomID: roomID, type: type,
+            try await accounts.database.accountData.putAccountData(userID: user, roomID: roomID, type: type,
                                                                   content: text, position: position)
             return position
         }
         // Wakes the user's long-polls (sync delivers account data).
-        if let userID = try? UserID(parsing: user) {
-            context.app.roomService.fanout.notify([userID], of: StreamChange(.accountData, position))
-        }
+        context.app.roomService.fanout.notify([user], of: StreamChange(.accountData, position))
         return .json([:])
     }
 
     static func get(_ context: RequestContext, room: Bool) async throws -> HTTPResponse {
         let (accounts, user, roomID) = try await owner(context, room: room, verb: "get")
-        guard let stored = try await accounts.database.clientData.accountData(
+        guard let stored = try await accounts.database.accountData.accountData(
             userID: user, roomID: roomID, type: context.parameter("type")) else {
             throw MatrixError(.notFound, "Account data not found")
         }
         return HTTPResponse(contentType: "application/json", bytes: Array(stored.utf8))
     }
 
-    static func updateTags(_ accounts: Accounts, user: String, room: String?,
+    static func updateTags(_ accounts: Accounts, user: UserID, room: RoomID?,
                            _ change: @escaping @Sendable (inout [String: JSON]) -> Void) async throws {
         try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.clientData.updateAccountData(userID: user, roomID: room, type: EventType.tag,
+            try await accounts.database.accountData.updateAccountData(userID: user, roomID: room, type: EventType.tag,
                                                                      position: position) { current in
                 var tags = try current.map { try JSON.parse(Array($0.utf8))["tags"]?.objectValue ?? [:] } ?? [:]
                 change(&tags)

@@ -75,14 +75,14 @@ enum AccountManagement {
             }
             let token = Secrets.token(prefix: "myo")
             let expires = Clock.nowMilliseconds() + openIDLifetimeSeconds * 1000
-            try await accounts.database.clientData.addOpenIDToken(hash: Secrets.hash(token), userID: requester.userID.rawValue,
+            try await accounts.database.openIDTokens.addOpenIDToken(hash: Secrets.hash(token), userID: requester.userID,
                                                                   expiresTs: expires)
             return .json(["access_token": .string(token), "token_type": "Bearer",
                           "matrix_server_name": .string(accounts.serverName), "expires_in": .int(openIDLifetimeSeconds)])
         }
         routes.get("/_matrix/federation/v1/openid/userinfo") { context in
             guard let token = context.query["access_token"],
-                  let user = try await context.app.database.clientData.openIDUser(hash: Secrets.hash(token),
+                  let user = try await context.app.database.openIDTokens.openIDUser(hash: Secrets.hash(token),
                                                                                   now: Clock.nowMilliseconds()) else {
                 throw MatrixError(.unknownToken, "Access Token unknown or expired")
             }

@@ -15,7 +15,7 @@ enum Filters {
             }
             let body = try await context.jsonObject()
             try validate(filter: body)
-            let id = try await accounts.database.clientData.addFilter(userID: requester.userID.rawValue,
+            let id = try await accounts.database.filters.addFilter(userID: requester.userID,
                                                                       json: JSON.object(body).encodedString)
             return .json(["filter_id": .string(String(id))])
         }
@@ -28,7 +28,7 @@ enum Filters {
             guard let id = Int64(context.parameter("filterId")), id >= 0 else {
                 throw MatrixError(.invalidParam, "Invalid filter_id")
             }
-            guard let stored = try await accounts.database.clientData.filter(userID: requester.userID.rawValue, filterID: id) else {
+            guard let stored = try await accounts.database.filters.filter(userID: requester.userID, filterID: id) else {
                 throw MatrixError(.notFound, "No such filter")
             }
             return HTTPResponse(contentType: "application/json", bytes: Array(stored.utf8))

@@ -28,7 +28,7 @@ enum Presence {
                 try RequestBounds.text(text, "status_msg", maxBytes: RequestBounds.maxStatusMessageBytes)
             }
             guard accounts.configuration.presence.enabled else { return .json([:]) }
-            let presence = ClientDataStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
+            let presence = PresenceStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
                                                     lastActiveTs: Clock.nowMilliseconds())
             try await store(context.app, requester.userID, presence)
             return .json([:])
@@ -43,13 +43,10 @@ enum Presence {
             }
             // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).
             if target != requester.userID {
-                let me = requester.userID.rawValue, them = target.rawValue
-                let shares = try await accounts.database.read { db in
-                    try RoomClientStore.roomPeers(db, userIDs: [me]).contains(them)
-                }
+                let shares = try await accounts.database.memberships.peers(of: [requester.userID]).contains(target)
                 guard shares else { throw MatrixError(.forbidden, "You are not allowed to see their presence") }
             }
-            guard let stored = try await accounts.database.clientData.presence(userID: target.rawValue) else {
+            guard let stored = try await accounts.database.presence.presence(userID: target) else {
                 return .json(["presence": "offline"])
             }
             let ago = max(0, Clock.nowMilliseconds() - stored.lastActiveTs)
@@ -65,15 +62,15 @@ enum Presence {
 
     /// Stores a state on the presence stream and wakes the long-polls of the user and of
     /// everyone sharing a room with them (sync delivers it).
-    static func store(_ app: MyelinApp, _ user: UserID, _ presence: ClientDataStore.Presence) async throws {
+    static func store(_ app: MyelinApp, _ user: UserID, _ presence: PresenceStore.Presence) async throws {
         try await store(app, [(user.rawValue, presence)])
     }
 
     /// Stores several users' states at one position and wakes them and their room peers once.
-    static func store(_ app: MyelinApp, _ changes: [(userID: String, presence: ClientDataStore.Presence)]) async throws {
+    static func store(_ app: MyelinApp, _ changes: [(userID: String, presence: PresenceStore.Presence)]) async throws {
         let accounts = app.accounts
         let position = try await accounts.presenceStream.withNextPosition { position in
-            try await accounts.database.clientData.setPresences(changes, position: position)
+            try await accounts.database.presence.setPresences(changes, position: position)
             return position
         }
         var users = Set<String>()
@@ -81,9 +78,8 @@ enum Presence {
             users.insert(change.userID)
             if let id = try? UserID(parsing: change.userID) { app.sync.presence.noteStored(id, state: change.presence.state) }
         }
-        let changed = Array(users)
-        let peers = try await accounts.database.read { db in try RoomClientStore.roomPeers(db, userIDs: changed) }
-        app.roomService.fanout.notify(users.union(peers).compactMap { try? UserID(parsing: $0) },
-                                      of: StreamChange(.presence, position))
+        let changed = Set(users.compactMap { try? UserID(parsing: $0) })
+        let peers = try await accounts.database.memberships.peers(of: Array(changed))
+        app.roomService.fanout.notify(changed.union(peers), of: StreamChange(.presence, position))
     }
 }

@@ -15,7 +15,7 @@ enum Profiles {
         routes.client(.get, "/profile/{userId}") { context in
             let user = try await profileOwner(context)
             var body: [String: JSON] = [:]
-            for (key, value) in try await context.app.database.clientData.profileFields(userID: user.userID) {
+            for (key, value) in try await context.app.database.profileFields.profileFields(userID: user.userID) {
                 body[key] = try JSON.parse(Array(value.utf8))
             }
             if let name = user.displayname { body["displayname"] = .string(name) }
@@ -65,9 +65,7 @@ enum Profiles {
     /// joined to, as Synapse does (the rest of the member event's content is kept).
     static func propagate(_ app: MyelinApp, _ user: UserID, field: AccountStore.ProfileField, value: String?) async throws {
         let userID = user.rawValue
-        let rooms = try await app.database.read { db in
-            try RoomClientStore.memberships(db, userID: userID, membership: MembershipState.join.rawValue)
-        }
+        let rooms = try await app.database.memberships.rooms(of: user, membership: MembershipState.join.rawValue)
         for membership in rooms {
             guard let roomID = try? RoomID(parsing: membership.roomID) else { continue }
             let actor = try await app.roomService.rooms.room(roomID)
@@ -96,7 +94,7 @@ enum Profiles {
         routes.client(.get, "/profile/{userId}/{keyName}") { context in
             let user = try await profileOwner(context)
             let key = context.parameter("keyName")
-            let fields = try await context.app.database.clientData.profileFields(userID: user.userID)
+            let fields = try await context.app.database.profileFields.profileFields(userID: user.userID)
             guard let stored = fields.first(where: { $0.key == key }) else {
                 throw MatrixError(.notFound, "Profile field not found")
             }
@@ -108,14 +106,14 @@ enum Profiles {
             guard body.count == 1, let value = body[key] else {
                 throw MatrixError(.badJSON, "The body must hold exactly the key \(key)")
             }
-            let stored = try await context.app.database.clientData.setProfileField(
+            let stored = try await context.app.database.profileFields.setProfileField(
                 userID: target.rawValue, key: key, value: value.encodedString, maxTotalBytes: maxProfileBytes)
             guard stored else { throw MatrixError("M_PROFILE_TOO_LARGE", "The profile would exceed 64 KiB", status: 400) }
             return .json([:])
         }
         routes.client(.delete, "/profile/{userId}/{keyName}") { context in
             let (target, key) = try await customFieldOwner(context)
-            _ = try await context.app.database.clientData.setProfileField(userID: target.rawValue, key: key, value: nil,
+            _ = try await context.app.database.profileFields.setProfileField(userID: target.rawValue, key: key, value: nil,
                                                                           maxTotalBytes: maxProfileBytes)
             return .json([:])
         }

@@ -31,7 +31,7 @@ final class KeyService: Sendable {
         self.database = database
         self.fanout = fanout
         deviceListStream = try await StreamTracker.load(name: "device_lists", from: database,
-                                                        maxPositionSQL: KeyStore.maxDeviceListPositionSQL)
+                                                        maxPositionSQL: DeviceListStore.maxPositionSQL)
     }
 
     // MARK: Device-list changes
@@ -45,7 +45,7 @@ final class KeyService: Sendable {
             try await database.write { db -> (T, Int64?) in
                 let (value, changed) = try body(db)
                 guard changed else { return (value, nil) }
-                try KeyStore.noteDeviceListChange(db, position: position, userID: userID)
+                try DeviceListStore.noteDeviceListChange(db, position: position, userID: userID)
                 return (value, position)
             }
         }
@@ -64,9 +64,8 @@ final class KeyService: Sendable {
     }
 
     private func notifyPeers(of user: UserID, _ position: Int64) async {
-        let userID = user.rawValue
-        let peers = (try? await database.read { db in try RoomClientStore.roomPeers(db, userID: userID) }) ?? []
-        var users = Set(peers.compactMap { try? UserID(parsing: $0) })
+        let peers = (try? await database.memberships.peers(of: user)) ?? []
+        var users = Set(peers)
         users.insert(user)
         fanout.notify(users, of: StreamChange(.deviceLists, position))
     }
@@ -89,13 +88,10 @@ final class KeyService: Sendable {
         let key = Self.cacheKey(user, device)
         let (cached, generation) = counts.withLock { ($0.entries[key], $0.generation) }
         if let cached { return cached }
-        let userID = user.rawValue
-        let loaded = try await database.read { db in
-            var otks = try KeyStore.oneTimeKeyCounts(db, userID: userID, deviceID: device)
-            if otks["signed_curve25519"] == nil { otks["signed_curve25519"] = 0 }
-            return DeviceKeyCounts(oneTimeKeys: otks,
-                                   unusedFallbackTypes: try KeyStore.unusedFallbackKeyTypes(db, userID: userID, deviceID: device))
-        }
+        let stored = try await database.keys.counts(of: user, device: device)
+        var otks = stored.oneTimeKeys
+        if otks["signed_curve25519"] == nil { otks["signed_curve25519"] = 0 }
+        let loaded = DeviceKeyCounts(oneTimeKeys: otks, unusedFallbackTypes: stored.unusedFallbackTypes)
         counts.withLock { cache in
             guard cache.generation == generation else { return }
             if cache.entries.count >= 100_000 { cache.entries.removeAll(keepingCapacity: true) }
@@ -119,11 +115,11 @@ final class KeyService: Sendable {
         return try await database.read { db in
             var changed = Set<String>()
             if keysMoved {
-                changed.formUnion(try KeyStore.deviceListChanges(db, userID: userID, after: keyAfter, upTo: keyUpTo))
+                changed.formUnion(try DeviceListStore.deviceListChanges(db, userID: userID, after: keyAfter, upTo: keyUpTo))
             }
             var left = Set<String>()
             if membershipsMoved && eventsUpTo > eventsAfter {
-                let moves = try KeyStore.membershipChanges(db, userID: userID, after: eventsAfter, upTo: eventsUpTo)
+                let moves = try MembershipStore.membershipChanges(db, userID: userID, after: eventsAfter, upTo: eventsUpTo)
                 var joinedRooms: [String] = []
                 var leftRooms: [String] = []
                 var candidates = Set<String>()
@@ -138,13 +134,13 @@ final class KeyService: Sendable {
                         candidates.insert(member)
                     }
                 }
-                if !joinedRooms.isEmpty { changed.formUnion(try KeyStore.joinedMembers(db, rooms: joinedRooms)) }
-                if !leftRooms.isEmpty { candidates.formUnion(try KeyStore.joinedMembers(db, rooms: leftRooms)) }
+                if !joinedRooms.isEmpty { changed.formUnion(try MembershipStore.joinedMembers(db, rooms: joinedRooms)) }
+                if !leftRooms.isEmpty { candidates.formUnion(try MembershipStore.joinedMembers(db, rooms: leftRooms)) }
                 candidates.remove(userID)
                 candidates.subtract(changed)
                 if !candidates.isEmpty {
                     let list = Array(candidates)
-                    let sharing = try KeyStore.sharingARoom(db, with: userID, among: list)
+                    let sharing = try MembershipStore.sharingARoom(db, with: userID, among: list)
                     left = candidates.subtracting(sharing)
                 }
             }

@@ -102,10 +102,7 @@ enum Keys {
         }
         let users = Array(wanted.keys)
         let me = requester.userID.rawValue
-        let (deviceRows, crossRows, signatures) = try await app.database.read { db in
-            (try KeyStore.deviceKeys(db, users: users), try KeyStore.crossSigningKeys(db, users: users),
-             try KeyStore.signatures(db, targets: users))
-        }
+        let (deviceRows, crossRows, signatures) = try await app.database.keys.keys(of: users)
         var devices: [DeviceRecord] = []
         for user in Set(deviceRows.map(\.0)) { devices += try await app.database.accounts.devices(of: user) }
         // Signatures visible to the requester: a user's own, and the requester's.
@@ -196,11 +193,7 @@ enum Keys {
             }
         }
         let frozen = wanted
-        let claimed = try await app.database.write { db in
-            try frozen.map { want in
-                (want, try KeyStore.claim(db, userID: want.user.rawValue, deviceID: want.device, algorithm: want.algorithm))
-            }
-        }
+        let claimed = zip(frozen, try await app.database.keys.claim(frozen))
         var keys: [String: JSON] = [:]
         for (want, key) in claimed {
             app.keys.invalidateCounts(want.user, want.device)
@@ -252,7 +245,7 @@ enum Keys {
         // stored one of its type — master, self-signing or user-signing — needs the
         // account's password (or the dummy stage for a password-less account); the first
         // setup does not, and re-uploading identical keys does not (MSC3967, as Synapse).
-        let existing = try await app.database.read { db in try KeyStore.crossSigningKeys(db, users: [userID]) }
+        let existing = try await app.database.keys.crossSigningKeys(of: requester.userID)
         let storedMaster = existing.first { $0.1 == "master" }?.2
         let replaces = uploads.contains { upload in existing.first { $0.1 == upload.type }?.2 != upload.json }
         if storedMaster != nil, replaces {

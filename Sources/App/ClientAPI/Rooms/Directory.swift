@@ -25,11 +25,8 @@ enum Directory {
             guard try await context.app.roomService.membership(requester.userID, in: roomID)?.membership == MembershipState.join else {
                 throw MatrixError(.forbidden, "You must be joined to the room to create an alias for it")
             }
-            let key = alias.rawValue, room = roomID.rawValue, creator = requester.userID.rawValue
-            let created = try await context.app.database.write { db in
-                try RoomClientStore.createAlias(db, alias: key, roomID: room, creator: creator)
-            }
-            guard created else { throw MatrixError(.unknown, "Room alias \(key) already exists", status: 409) }
+            let created = try await context.app.database.directory.createAlias(alias, room: roomID, creator: requester.userID)
+            guard created else { throw MatrixError(.unknown, "Room alias \(alias) already exists", status: 409) }
             return .json([:])
         }
         routes.client(.get, "/directory/room/alias/{roomAlias}") { context in
@@ -55,11 +52,7 @@ enum Directory {
                 guard try await isRoomAdmin(context.app, requester.userID, roomID) else {
                     throw MatrixError(.forbidden, "You don't have permission to remove this room from the directory")
                 }
-                let room = roomID.rawValue
-                try await context.app.database.write { db in
-                    try RoomClientStore.setVisibility(db, roomID: room, visibility: "private")
-                    _ = try db.execute("DELETE FROM room_aliases WHERE room_id = ?", .text(room))
-                }
+                try await context.app.database.directory.removeRoom(roomID)
                 return .json([:])
             }
             return try await deleteAlias(context, requester, parameter)
@@ -68,15 +61,13 @@ enum Directory {
             let requester = try await context.app.accounts.authenticate(context)
             let roomID = try RoomID(parsing: context.parameter("roomId"))
             _ = try await context.app.roomService.readableState(requester.userID, roomID)
-            let room = roomID.rawValue
-            let aliases = try await context.app.database.read { db in try RoomClientStore.aliases(db, roomID: room) }
+            let aliases = try await context.app.database.directory.aliases(of: roomID)
             return .json(["aliases": .array(aliases.map { .string($0) })])
         }
         routes.client(.get, "/directory/list/room/{roomId}") { context in
             let roomID = try RoomID(parsing: context.parameter("roomId"))
             _ = try await context.app.roomService.existingRoom(roomID)
-            let room = roomID.rawValue
-            let visibility = try await context.app.database.read { db in try RoomClientStore.visibility(db, roomID: room) }
+            let visibility = try await context.app.database.directory.visibility(of: roomID)
             return .json(["visibility": .string(visibility)])
         }
         routes.client(.put, "/directory/list/room/{roomId}") { context in
@@ -91,8 +82,7 @@ enum Directory {
             guard try await isRoomAdmin(context.app, requester.userID, roomID) else {
                 throw MatrixError(.forbidden, "You don't have permission to publish this room")
             }
-            let room = roomID.rawValue
-            try await context.app.database.write { db in try RoomClientStore.setVisibility(db, roomID: room, visibility: visibility) }
+            try await context.app.database.directory.setVisibility(visibility, of: roomID)
             return .json([:])
         }
         routes.client(.get, "/publicRooms") { context in
@@ -136,7 +126,7 @@ enum Directory {
             let body = try await Membership.optionalBody(context)
             // Reporting an event the reporter cannot see is a 404, as for reading it.
             _ = try await RoomEvents.visibleEvent(context.app, requester.userID, roomID, eventID)
-            try await report(context.app, room: roomID.rawValue, event: eventID, user: nil, requester: requester,
+            try await report(context.app, room: roomID, event: try EventID(parsing: eventID), user: nil, requester: requester,
                              reason: body["reason"]?.stringValue, score: body["score"]?.intValue)
             return .json([:])
         }
@@ -145,7 +135,7 @@ enum Directory {
             let roomID = try RoomID(parsing: context.parameter("roomId"))
             _ = try await context.app.roomService.existingRoom(roomID)
             let body = try await Membership.optionalBody(context)
-            try await report(context.app, room: roomID.rawValue, event: nil, user: nil, requester: requester,
+            try await report(context.app, room: roomID, event: nil, user: nil, requester: requester,
                              reason: body["reason"]?.stringValue, score: nil)
             return .json([:])
         }
@@ -158,44 +148,40 @@ enum Directory {
                 }
             }
             let body = try await Membership.optionalBody(context)
-            try await report(context.app, room: "", event: nil, user: target.rawValue, requester: requester,
+            try await report(context.app, room: nil, event: nil, user: target, requester: requester,
                              reason: body["reason"]?.stringValue, score: nil)
             return .json([:])
         }
     }
 
     static func resolveAlias(_ context: RequestContext, _ text: String) async throws -> HTTPResponse {
-        let key = try RoomAlias(parsing: text).rawValue
-        guard let found = try await context.app.database.read({ db in try RoomClientStore.alias(db, key) }) else {
-            throw MatrixError(.notFound, "Room alias \(key) not found")
+        let alias = try RoomAlias(parsing: text)
+        guard let found = try await context.app.database.directory.alias(alias) else {
+            throw MatrixError(.notFound, "Room alias \(alias) not found")
         }
-        return .json(["room_id": .string(found.roomID), "servers": [.string(context.app.configuration.serverName)]])
+        return .json(["room_id": .string(found.roomID.rawValue), "servers": [.string(context.app.configuration.serverName)]])
     }
 
     /// Allowed to the alias's creator and to room admins.
     static func deleteAlias(_ context: RequestContext, _ requester: Requester, _ text: String) async throws -> HTTPResponse {
-        let key = try RoomAlias(parsing: text).rawValue
-        guard let found = try await context.app.database.read({ db in try RoomClientStore.alias(db, key) }) else {
-            throw MatrixError(.notFound, "Room alias \(key) not found")
+        let alias = try RoomAlias(parsing: text)
+        guard let found = try await context.app.database.directory.alias(alias) else {
+            throw MatrixError(.notFound, "Room alias \(alias) not found")
         }
-        if found.creator != requester.userID.rawValue {
-            guard try await isRoomAdmin(context.app, requester.userID, try RoomID(parsing: found.roomID)) else {
+        if found.creator != requester.userID {
+            guard try await isRoomAdmin(context.app, requester.userID, found.roomID) else {
                 throw MatrixError(.forbidden, "You don't have permission to delete the alias.")
             }
         }
-        _ = try await context.app.database.write { db in try RoomClientStore.deleteAlias(db, key) }
+        try await context.app.database.directory.deleteAlias(alias)
         return .json([:])
     }
 
-    static func report(_ app: MyelinApp, room: String, event: String?, user: String?, requester: Requester,
+    static func report(_ app: MyelinApp, room: RoomID?, event: EventID?, user: UserID?, requester: Requester,
                        reason: String?, score: Int64?) async throws {
         if let reason, reason.utf8.count > 1000 { throw MatrixError(.invalidParam, "reason is too long") }
-        let reporter = requester.userID.rawValue
-        let now = Clock.nowMilliseconds()
-        try await app.database.write { db in
-            try RoomClientStore.report(db, roomID: room, eventID: event, targetUser: user, userID: reporter,
-                                       reason: reason, score: score, ts: now)
-        }
+        try await app.database.reports.report(room: room, event: event, target: user, reporter: requester.userID,
+                                              reason: reason, score: score, ts: Clock.nowMilliseconds())
     }
 
     /// Room admins: those who may send `m.room.canonical_alias` (Synapse's check for alias
@@ -229,10 +215,10 @@ enum Directory {
     }
 
     static func publicRooms(_ app: MyelinApp, limit: Int?, since: String?, term: String?) async throws -> HTTPResponse {
-        let ids = try await app.database.read { db in try RoomClientStore.publicRooms(db) }
+        let ids = try await app.database.directory.publicRooms()
         var entries: [[String: JSON]] = []
-        for id in ids {
-            guard let roomID = try? RoomID(parsing: id), let entry = try await entry(app, roomID) else { continue }
+        for roomID in ids {
+            guard let entry = try await entry(app, roomID) else { continue }
             if let term, !term.isEmpty {
                 let needle = term.lowercased()
                 let haystack = ["name", "topic", "canonical_alias"].compactMap { entry[$0]?.stringValue?.lowercased() }

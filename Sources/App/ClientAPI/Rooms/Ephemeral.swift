@@ -92,9 +92,9 @@ enum Ephemeral {
                 throw MatrixError(.invalidParam, "thread_id is not a thread root of this room")
             }
         }
-        let receipt = RoomClientStore.Receipt(roomID: roomID.rawValue, type: type, userID: user.rawValue,
-                                              threadID: thread == "main" ? "main" : thread, eventID: eventID,
-                                              ts: Clock.nowMilliseconds(), streamID: 0)
+        let receipt = ReceiptStore.Receipt(roomID: roomID.rawValue, type: type, userID: user.rawValue,
+                                           threadID: thread == "main" ? "main" : thread, eventID: eventID,
+                                           ts: Clock.nowMilliseconds(), streamID: 0)
         let position = try await service.receipts.put(receipt)
         // The user read the room: their counts start again from this receipt.
         app.sync.unreadCounts.invalidate(user, roomID)
@@ -110,9 +110,8 @@ enum Ephemeral {
         _ = try await RoomEvents.visibleEvent(app, user, roomID, eventID)
         let accounts = app.accounts
         let content = JSON.object(["event_id": .string(eventID)]).encodedString
-        let userID = user.rawValue, room = roomID.rawValue
         let position = try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.clientData.updateAccountData(userID: userID, roomID: room, type: EventType.fullyRead,
+            try await accounts.database.accountData.updateAccountData(userID: user, roomID: roomID, type: EventType.fullyRead,
                                                                      position: position) { _ in content }
             return position
         }

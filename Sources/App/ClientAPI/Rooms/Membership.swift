@@ -69,8 +69,7 @@ enum Membership {
             if membership == MembershipState.join || membership == MembershipState.invite || membership == MembershipState.knock {
                 throw MatrixError(.unknown, "User \(requester.userID) is in room \(roomID)", status: 400)
             }
-            let room = roomID.rawValue, user = requester.userID.rawValue
-            try await context.app.database.write { db in try RoomClientStore.forget(db, roomID: room, userID: user) }
+            try await context.app.database.memberships.forget(roomID, by: requester.userID)
             context.app.roomService.membershipService.forget(requester.userID)
             return .json([:])
         }
@@ -98,10 +97,7 @@ enum Membership {
         }
         routes.client(.get, "/joined_rooms") { context in
             let requester = try await context.app.accounts.authenticate(context)
-            let user = requester.userID.rawValue
-            let rooms = try await context.app.database.read { db in
-                try RoomClientStore.memberships(db, userID: user, membership: MembershipState.join.rawValue)
-            }
+            let rooms = try await context.app.database.memberships.rooms(of: requester.userID, membership: MembershipState.join.rawValue)
             return .json(["joined_rooms": .array(rooms.map(\.roomID).sorted().map { JSON.string($0) })])
         }
         // The seed's form: the user's rooms by membership (own only).
@@ -109,8 +105,7 @@ enum Membership {
             let requester = try await context.app.accounts.authenticate(context)
             let target = try UserID(parsing: context.parameter("userId"))
             guard target == requester.userID else { throw MatrixError(.forbidden, "You may only list your own rooms") }
-            let user = target.rawValue
-            let rooms = try await context.app.database.read { db in try RoomClientStore.memberships(db, userID: user) }
+            let rooms = try await context.app.database.memberships.rooms(of: target)
             func list(_ states: Set<MembershipState>) -> JSON {
                 .array(rooms.filter { MembershipState(rawValue: $0.membership).map(states.contains) == true }.map(\.roomID).sorted().map { .string($0) })
             }
@@ -146,14 +141,10 @@ enum Membership {
                 ids = (await actor.currentState ?? [:]).filter { $0.key.type == EventType.roomMember }.map(\.value.eventID.rawValue)
             } else {
                 // At a token, or at the user's leave: the state of that point.
-                let room = roomID.rawValue
                 var position = membership?.streamOrdering ?? Int64.max
                 if let at = try context.position("at") { position = min(position, at) }
-                let bound = position
-                ids = try await context.app.database.read { db in
-                    guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: bound) else { return [] }
-                    return try RoomEventStore.state(db, group: group).filter { $0.type == EventType.roomMember }.map(\.eventID)
-                }
+                ids = try await context.app.database.roomEvents.state(of: roomID, atOrBefore: position)
+                    .filter { $0.type == EventType.roomMember }.map(\.eventID)
             }
             var chunk: [[UInt8]] = []
             for bytes in try await service.clientEvents(ids.sorted()) {

@@ -30,10 +30,8 @@ enum Messages {
             let (_, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
             // A user who left finds nothing sent after they left.
             let ceiling = RoomService.readCeiling(membership)
-            let room = roomID.rawValue
-            guard let row = try await context.app.database.read({ db in
-                try RoomClientStore.eventNear(db, roomID: room, ts: ts, forwards: forwards, ceiling: ceiling)
-            }) else { throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(forwards ? "f" : "b")") }
+            guard let row = try await context.app.database.roomEvents.event(in: roomID, near: ts, forwards: forwards,
+                                                                            ceiling: ceiling) else { throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(forwards ? "f" : "b")") }
             let eventTS = (try? JSON.parse(row.json)["origin_server_ts"]?.intValue) ?? nil
             return .json(["event_id": .string(row.eventID), "origin_server_ts": .int(eventTS ?? 0)])
         }
@@ -80,8 +78,8 @@ enum Messages {
             var scanned = 0
             while out.count < pageLimit && !exhausted && scanned < maxScanned {
                 let batch = backwards
-                    ? try RoomClientStore.events(db, roomID: room, after: max(stop, 0), upTo: cursor, backwards: true, limit: max(pageLimit, 50))
-                    : try RoomClientStore.events(db, roomID: room, after: cursor, upTo: min(stop, pageCeiling), backwards: false, limit: max(pageLimit, 50))
+                    ? try RoomEventStore.events(db, roomID: room, after: max(stop, 0), upTo: cursor, backwards: true, limit: max(pageLimit, 50))
+                    : try RoomEventStore.events(db, roomID: room, after: cursor, upTo: min(stop, pageCeiling), backwards: false, limit: max(pageLimit, 50))
                 if batch.count < max(pageLimit, 50) { exhausted = true }
                 scanned += batch.count
                 for row in batch {
@@ -98,7 +96,7 @@ enum Messages {
             if pageFilter.lazyLoadMembers, !out.isEmpty {
                 // The senders' member events as of the page (the state at its newest event).
                 let newest = out.map(\.streamOrdering).max()!
-                if let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: newest) {
+                if let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: newest) {
                     let senders = Set(out.map(\.sender))
                     members = try RoomEventStore.state(db, group: group)
                         .filter { $0.type == EventType.roomMember && senders.contains($0.stateKey) }.map(\.eventID)
@@ -127,12 +125,12 @@ enum Messages {
         let room = roomID.rawValue, user = requester.userID.rawValue
         let result = try await app.database.read { db in
             var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
-            let earlier = try RoomClientStore.events(db, roomID: room, after: 0, upTo: target.streamOrdering - 1,
+            let earlier = try RoomEventStore.events(db, roomID: room, after: 0, upTo: target.streamOrdering - 1,
                                                      backwards: true, limit: before).filter { try visibility.visible($0, db) }
-            let later = try RoomClientStore.events(db, roomID: room, after: target.streamOrdering, upTo: .max,
+            let later = try RoomEventStore.events(db, roomID: room, after: target.streamOrdering, upTo: .max,
                                                    backwards: false, limit: after).filter { try visibility.visible($0, db) }
             let lastPosition = later.last?.streamOrdering ?? target.streamOrdering
-            let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: lastPosition)
+            let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: lastPosition)
             let state = try group.map { try RoomEventStore.state(db, group: $0) } ?? []
             return (earlier, later, state.map(\.eventID))
         }

@@ -75,7 +75,7 @@ enum Relations {
             let threads = try RelationStore.threads(db, roomID: room, user: user, before: before, limit: count + 1)
             let page = threads.prefix(count)
             for thread in page {
-                guard let root = try RoomClientStore.event(db, eventID: thread.root), root.roomID == room,
+                guard let root = try RoomEventStore.event(db, eventID: thread.root), root.roomID == room,
                       try visibility.visible(root, db) else { continue }
                 let participated = thread.participated || root.sender == user
                 if participatedOnly && !participated { continue }

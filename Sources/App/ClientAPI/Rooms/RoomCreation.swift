@@ -48,8 +48,7 @@ enum RoomCreation {
                 throw MatrixError(.invalidParam, "Invalid characters in room alias")
             }
             alias = try RoomAlias(parsing: "#\(name):\(service.serverName)")
-            let key = alias!.rawValue
-            if try await app.database.read({ db in try RoomClientStore.alias(db, key) }) != nil {
+            if try await app.database.directory.alias(alias!) != nil {
                 throw MatrixError(.roomInUse, "Room alias already taken", status: 400)
             }
         }
@@ -126,12 +125,10 @@ enum RoomCreation {
             return events
         }
         if let alias {
-            let key = alias.rawValue, room = roomID.rawValue, owner = creator.rawValue
-            _ = try await app.database.write { db in try RoomClientStore.createAlias(db, alias: key, roomID: room, creator: owner) }
+            _ = try await app.database.directory.createAlias(alias, room: roomID, creator: creator)
         }
         if visibility == "public" {
-            let room = roomID.rawValue
-            try await app.database.write { db in try RoomClientStore.setVisibility(db, roomID: room, visibility: "public") }
+            try await app.database.directory.setVisibility("public", of: roomID)
         }
         for invitee in invitees {
             var extra: [String: JSON] = [:]

@@ -78,9 +78,8 @@ enum RoomEvents {
         var ref: TransactionRef?
         if let txn {
             let found = TransactionRef(userID: requester.userID.rawValue, deviceID: requester.deviceID ?? "", scope: scope, txnID: txn)
-            if let existing = try await app.database.read({ db in
-                try RoomClientStore.txnEvent(db, userID: found.userID, deviceID: found.deviceID, scope: found.scope, txnID: found.txnID)
-            }) {
+            if let existing = try await app.database.eventTxns.event(ofTransaction: txn, by: requester.userID,
+                                                                     device: found.deviceID, scope: scope) {
                 return .json(["event_id": .string(existing.eventID)])
             }
             ref = found
@@ -127,9 +126,8 @@ enum RoomEvents {
         }
         for alias in aliases {
             let parsed = try RoomAlias(parsing: alias)
-            let key = parsed.rawValue
-            let found = try await app.database.read { db in try RoomClientStore.alias(db, key) }
-            guard found?.roomID == roomID.rawValue else {
+            let found = try await app.database.directory.alias(parsed)
+            guard found?.roomID == roomID else {
                 throw MatrixError("M_BAD_ALIAS", "Room alias \(alias) does not point to the room", status: 400)
             }
         }
@@ -153,13 +151,7 @@ enum RoomEvents {
     static func stateIDs(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID) async throws -> [StateKey: String] {
         let (actor, membership) = try await app.roomService.readableState(user, roomID)
         if let membership, membership.membership == MembershipState.leave || membership.membership == MembershipState.ban {
-            let room = roomID.rawValue, position = membership.streamOrdering
-            let entries = try await app.database.read { db in
-                guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: position) else {
-                    return [RoomEventStore.StateEntry]()
-                }
-                return try RoomEventStore.state(db, group: group)
-            }
+            let entries = try await app.database.roomEvents.state(of: roomID, atOrBefore: membership.streamOrdering)
             var out: [StateKey: String] = [:]
             for entry in entries { out[StateKey(entry.type, entry.stateKey)] = entry.eventID }
             return out
@@ -172,7 +164,7 @@ enum RoomEvents {
         let joinedNow = try await app.roomService.membership(user, in: roomID)?.membership == MembershipState.join
         let room = roomID.rawValue, userID = user.rawValue
         let found = try await app.database.read { db -> RoomEventStore.EventRow? in
-            guard let row = try RoomClientStore.event(db, eventID: eventID), row.roomID == room else { return nil }
+            guard let row = try RoomEventStore.event(db, eventID: eventID), row.roomID == room else { return nil }
             var visibility = RoomService.Visibility(user: userID, joinedNow: joinedNow)
             return try visibility.visible(row, db) ? row : nil
         }

@@ -69,8 +69,7 @@ final class RoomService: Sendable {
         // so made-up ids (space children, joins, peeks) cannot fill the registry and evict
         // the rooms in use.
         if timelines.lastPosition(of: roomID) == nil {
-            let room = roomID.rawValue
-            guard try await database.read({ db in try RoomEventStore.roomVersion(db, roomID: room) }) != nil else {
+            guard try await database.roomEvents.roomVersion(of: roomID) != nil else {
                 throw MatrixError(.notFound, "Unknown room \(roomID)")
             }
         }
@@ -80,13 +79,12 @@ final class RoomService: Sendable {
     }
 
     /// The user's memberships by room (cached; loaded from the store on first use).
-    func memberships(of user: UserID) async throws -> [String: RoomClientStore.Membership] {
+    func memberships(of user: UserID) async throws -> [String: MembershipStore.Membership] {
         try await membershipService.memberships(of: user)
     }
 
-    func membership(_ user: UserID, in roomID: RoomID) async throws -> RoomClientStore.Membership? {
-        let room = roomID.rawValue, userID = user.rawValue
-        return try await database.read { db in try RoomClientStore.membership(db, roomID: room, userID: userID) }
+    func membership(_ user: UserID, in roomID: RoomID) async throws -> MembershipStore.Membership? {
+        try await database.memberships.membership(of: user, in: roomID)
     }
 
     /// 403 unless the user is joined to the room.
@@ -100,11 +98,10 @@ final class RoomService: Sendable {
     func resolve(_ idOrAlias: String) async throws -> RoomID {
         if idOrAlias.hasPrefix("#") {
             let alias = try RoomAlias(parsing: idOrAlias)
-            let key = alias.rawValue
-            guard let found = try await database.read({ db in try RoomClientStore.alias(db, key) }) else {
+            guard let found = try await database.directory.alias(alias) else {
                 throw MatrixError(.notFound, "Room alias \(idOrAlias) not found")
             }
-            return try RoomID(parsing: found.roomID)
+            return found.roomID
         }
         return try RoomID(parsing: idOrAlias)
     }
@@ -130,9 +127,9 @@ final class RoomService: Sendable {
     /// Wakes the long-polls of the room's joined and invited members.
     func notifyMembers(of roomID: RoomID, _ change: StreamChange) async {
         let room = roomID.rawValue
-        let members: [RoomClientStore.Membership]
+        let members: [MembershipStore.Membership]
         do {
-            members = try await database.read { db in try RoomClientStore.members(db, roomID: room) }
+            members = try await database.memberships.members(of: roomID)
         } catch {
             // The change is stored; only the wake-up is lost (members see it on their next sync).
             logger.warning("waking the members of \(room) failed: \(error)")
@@ -188,7 +185,7 @@ final class RoomService: Sendable {
 
     /// The last position a user with `membership` may read: their leave (or ban) if they left,
     /// otherwise `head` — history, threads and timestamps stop where the user left.
-    static func readCeiling(_ membership: RoomClientStore.Membership?, head: Int64 = .max) -> Int64 {
+    static func readCeiling(_ membership: MembershipStore.Membership?, head: Int64 = .max) -> Int64 {
         guard let membership, membership.membership == MembershipState.leave || membership.membership == MembershipState.ban else { return head }
         return membership.streamOrdering
     }
@@ -196,7 +193,7 @@ final class RoomService: Sendable {
     /// May `user` read the room's history at all (current state / members): joined now, or
     /// the room is world readable. Returns the membership row for callers that serve the
     /// state at a user's leave.
-    func readableState(_ user: UserID, _ roomID: RoomID) async throws -> (actor: RoomActor, membership: RoomClientStore.Membership?) {
+    func readableState(_ user: UserID, _ roomID: RoomID) async throws -> (actor: RoomActor, membership: MembershipStore.Membership?) {
         let actor = try await existingRoom(roomID)
         let membership = try await self.membership(user, in: roomID)
         if membership?.membership == MembershipState.join { return (actor, membership) }
@@ -208,7 +205,7 @@ final class RoomService: Sendable {
 
     /// Client forms of events by id, in the order given (missing ones skipped).
     func clientEvents(_ ids: [String]) async throws -> [[UInt8]] {
-        let rows = try await database.read { db in try RoomEventStore.events(db, ids: ids) }
+        let rows = try await database.roomEvents.events(ids: ids)
         var byID: [String: [UInt8]] = [:]
         for row in rows { byID[row.eventID] = row.clientJSON }
         return ids.compactMap { byID[$0] }

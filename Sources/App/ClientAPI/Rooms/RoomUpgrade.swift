@@ -77,15 +77,7 @@ enum RoomUpgrade {
             }
         }
         // Local aliases and the canonical alias follow; so does the directory listing.
-        let old = roomID.rawValue, new = newRoom.rawValue
-        try await app.database.write { db in
-            try db.execute("UPDATE room_aliases SET room_id = ? WHERE room_id = ?", .text(new), .text(old))
-            let visibility = try RoomClientStore.visibility(db, roomID: old)
-            if visibility == "public" {
-                try RoomClientStore.setVisibility(db, roomID: old, visibility: "private")
-                try RoomClientStore.setVisibility(db, roomID: new, visibility: "public")
-            }
-        }
+        try await app.database.directory.moveRoom(from: roomID, to: newRoom)
         if let canonical = state[StateKey(EventType.roomCanonicalAlias, "")]?.content, !canonical.isEmpty {
             for (room, content) in [(roomID, [String: JSON]()), (newRoom, canonical)] {
                 do {

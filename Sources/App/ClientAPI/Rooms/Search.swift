@@ -53,13 +53,13 @@ enum Search {
             var visibility = RoomService.Visibility(user: user, joinedNow: true)
             var out: [(Double, RoomEventStore.EventRow, [RoomEventStore.EventRow], [RoomEventStore.EventRow])] = []
             for hit in hits {
-                guard let row = try RoomClientStore.event(db, eventID: hit.eventID),
+                guard let row = try RoomEventStore.event(db, eventID: hit.eventID),
                       filter.allows(type: row.type, sender: row.sender), try visibility.visible(row, db) else { continue }
                 var earlier: [RoomEventStore.EventRow] = [], later: [RoomEventStore.EventRow] = []
                 if contextSpec != nil {
-                    earlier = try RoomClientStore.events(db, roomID: row.roomID, after: 0, upTo: row.streamOrdering - 1,
+                    earlier = try RoomEventStore.events(db, roomID: row.roomID, after: 0, upTo: row.streamOrdering - 1,
                                                          backwards: true, limit: before).filter { try visibility.visible($0, db) }
-                    later = try RoomClientStore.events(db, roomID: row.roomID, after: row.streamOrdering, upTo: .max,
+                    later = try RoomEventStore.events(db, roomID: row.roomID, after: row.streamOrdering, upTo: .max,
                                                        backwards: false, limit: after).filter { try visibility.visible($0, db) }
                 }
                 out.append((hit.rank, row, earlier, later))

@@ -27,16 +27,15 @@ enum SendToDevice {
                     guard content.objectValue != nil else { throw MatrixError(.badJSON, "message content must be an object") }
                     let event: JSON = ["type": .string(type), "sender": .string(requester.userID.rawValue), "content": content]
                     let targets = device == "*" ? try await app.database.accounts.devices(of: user.rawValue).map(\.deviceID) : [device]
-                    for target in targets { rows.append(ToDeviceService.Message(user: user.rawValue, device: target, bytes: event.encoded())) }
+                    for target in targets { rows.append(ToDeviceService.Message(user: user, device: target, bytes: event.encoded())) }
                 }
             }
-            let sender = requester.userID.rawValue, senderDevice = requester.deviceID ?? ""
+            let senderDevice = requester.deviceID ?? ""
             // Scoped to the path's event type (the same id for another type is another send).
             let txn = type + "/" + (try RoomEvents.transactionID(context.parameter("txnId")))
-            let position = try await app.roomService.toDevice.send(rows, from: sender, device: senderDevice, txnID: txn)
+            let position = try await app.roomService.toDevice.send(rows, from: requester.userID, device: senderDevice, txnID: txn)
             if let position {
-                let users = Set(rows.map(\.user)).compactMap { try? UserID(parsing: $0) }
-                app.roomService.fanout.notify(users, of: StreamChange(.toDevice, position))
+                app.roomService.fanout.notify(Set(rows.map(\.user)), of: StreamChange(.toDevice, position))
             }
             return .json([:])
         }

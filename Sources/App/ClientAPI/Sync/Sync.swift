@@ -85,7 +85,7 @@ enum Sync {
             json = value
         } else {
             guard let id = Int64(text), id >= 0,
-                  let stored = try await app.database.clientData.filter(userID: user.rawValue, filterID: id) else {
+                  let stored = try await app.database.filters.filter(userID: user, filterID: id) else {
                 throw MatrixError(.invalidParam, "No such filter \(text)")
             }
             json = try JSON.parse(Array(stored.utf8))

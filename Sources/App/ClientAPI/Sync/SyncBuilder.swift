@@ -76,7 +76,7 @@ struct SyncBuilder {
         var global: [[UInt8]] = []
         var rooms: [String: [[UInt8]]] = [:]
         guard full || upTo[.accountData] > since![.accountData] else { return (global, rooms) }
-        let changes = try await app.database.clientData.accountDataChanges(userID: request.user.rawValue,
+        let changes = try await app.database.accountData.accountDataChanges(userID: request.user,
                                                                           since: full ? 0 : since![.accountData])
         for change in changes {
             var event = RawJSONObject()
@@ -94,13 +94,13 @@ struct SyncBuilder {
     }
 
     /// Receipts of joined rooms by room id, when the stream moved.
-    func receipts(joinedTo memberships: [String: RoomClientStore.Membership]) async throws
-        -> [String: [RoomClientStore.Receipt]] {
+    func receipts(joinedTo memberships: [String: MembershipStore.Membership]) async throws
+        -> [String: [ReceiptStore.Receipt]] {
         guard full || upTo[.receipts] > since![.receipts] else { return [:] }
         let joinedRooms = memberships.values.filter { $0.membership == MembershipState.join }.map(\.roomID)
         let rows = try await service.receipts.receipts(in: joinedRooms, after: full ? 0 : since![.receipts],
                                                        upTo: upTo[.receipts])
-        var receipts: [String: [RoomClientStore.Receipt]] = [:]
+        var receipts: [String: [ReceiptStore.Receipt]] = [:]
         for row in rows where row.type != ReceiptType.readPrivate || row.userID == request.user.rawValue {
             receipts[row.roomID, default: []].append(row)
         }
@@ -108,7 +108,7 @@ struct SyncBuilder {
     }
 
     /// One plan per room the response mentions, in room id order.
-    func roomPlans(_ memberships: [String: RoomClientStore.Membership], receipts: [String: [RoomClientStore.Receipt]],
+    func roomPlans(_ memberships: [String: MembershipStore.Membership], receipts: [String: [ReceiptStore.Receipt]],
                    accountData: [String: [[UInt8]]]) async throws -> [RoomPlan] {
         let sinceEvents = since?[.roomEvents] ?? 0
         var plans: [RoomPlan] = []
@@ -138,11 +138,10 @@ struct SyncBuilder {
     }
 
     /// A room the user left or was banned from.
-    func leftRoom(_ membership: RoomClientStore.Membership, after: Int64) async throws -> RoomPlan? {
+    func leftRoom(_ membership: MembershipStore.Membership, after: Int64) async throws -> RoomPlan? {
         // A leave that ends an invite or a knock (never joined): the leave event alone,
         // no room state or history the user never had access to.
-        let eventID = membership.eventID
-        let leaveRow = try await app.database.read { db in try RoomClientStore.event(db, eventID: eventID) }
+        let leaveRow = try await app.database.roomEvents.event(membership.eventID)
         if let leaveRow,
            (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != MembershipState.join {
             var plan = RoomPlan(roomID: membership.roomID, section: .leave)
@@ -174,17 +173,12 @@ struct SyncBuilder {
         let lastAcknowledged = session?.toDeviceAcknowledged
         if !request.device.isEmpty,
            full || upTo[.toDevice] > acknowledged || lastAcknowledged == nil || acknowledged > lastAcknowledged! {
-            let userID = user.rawValue, device = request.device
             let bound = upTo[.toDevice]
-            let rows = try await app.database.write { db in
-                // Never past what this server has handed out: a token from the future (or
-                // from before a restart that reused positions) must not delete unsent messages.
-                if acknowledged > 0 {
-                    try ToDeviceStore.acknowledge(db, userID: userID, deviceID: device, upTo: min(acknowledged, bound))
-                }
-                return try ToDeviceStore.messages(db, userID: userID, deviceID: device, upTo: bound,
-                                                  limit: SendToDevice.maxMessagesPerSync)
-            }
+            // Never past what this server has handed out: a token from the future (or from
+            // before a restart that reused positions) must not delete unsent messages.
+            let rows = try await app.database.toDevice.deliver(to: user, device: request.device,
+                                                               acknowledged: min(acknowledged, bound), upTo: bound,
+                                                               limit: SendToDevice.maxMessagesPerSync)
             toDevice = rows.map(\.1)
             session?.recordToDeviceAcknowledged(acknowledged)
             // A full batch: the token stops at its last message so the rest follows.
@@ -196,10 +190,8 @@ struct SyncBuilder {
     /// Presence of the user and their room peers, when the stream moved.
     func presenceEvents() async throws -> [[UInt8]] {
         guard app.configuration.presence.enabled, full || upTo[.presence] > since![.presence] else { return [] }
-        let userID = request.user.rawValue, after = full ? 0 : since![.presence], bound = upTo[.presence]
-        let rows = try await app.database.read { db in
-            try RoomClientStore.presenceChanges(db, userID: userID, after: after, upTo: bound)
-        }
+        let rows = try await app.database.presence.changes(seenBy: request.user, after: full ? 0 : since![.presence],
+                                                           upTo: upTo[.presence])
         let now = Clock.nowMilliseconds()
         var presence: [[UInt8]] = []
         for (peer, state, message, lastActive) in rows where filter.presence.allows(type: EventType.presence, sender: peer) {
@@ -228,7 +220,7 @@ struct SyncBuilder {
         let stateIDs = plans.flatMap(\.stateIDs)
         var stateBytes: [String: [UInt8]] = [:]
         if !stateIDs.isEmpty {
-            let rows = try await app.database.read { db in try RoomEventStore.events(db, ids: stateIDs) }
+            let rows = try await app.database.roomEvents.events(ids: stateIDs)
             for row in rows { stateBytes[row.eventID] = row.clientJSON }
         }
         return stateBytes
@@ -257,7 +249,7 @@ struct SyncBuilder {
     /// `membershipAt` is the position of the user's current membership event: events before
     /// it may be hidden from them by a history visibility of the time.
     func joinedRoom(_ room: String, full: Bool, after: Int64, upper: Int64, membershipAt: Int64,
-                    receipts: [RoomClientStore.Receipt]?, accountData: [[UInt8]]?) async throws -> RoomPlan? {
+                    receipts: [ReceiptStore.Receipt]?, accountData: [[UInt8]]?) async throws -> RoomPlan? {
         let roomID = try RoomID(parsing: room)
         let typers = typers(in: roomID, full: full)
         let quiet = typers == nil && receipts == nil && accountData == nil
@@ -366,7 +358,7 @@ struct SyncBuilder {
     }
 
     /// The room's ephemeral events: typing and receipts, as the filter allows.
-    func ephemeral(typers: [UserID]?, receipts: [RoomClientStore.Receipt]?) -> [[UInt8]] {
+    func ephemeral(typers: [UserID]?, receipts: [ReceiptStore.Receipt]?) -> [[UInt8]] {
         var ephemeral: [[UInt8]] = []
         if let typers, filter.ephemeral.allows(type: EventType.typing, sender: "") {
             var typing = RawJSONObject()
@@ -400,7 +392,7 @@ struct SyncBuilder {
             var cursor = upper
             var limited = false
             while true {
-                let batch = try RoomClientStore.events(db, roomID: room, after: after, upTo: cursor, backwards: true,
+                let batch = try RoomEventStore.events(db, roomID: room, after: after, upTo: cursor, backwards: true,
                                                        limit: max(limit + 1, 50))
                 for row in batch {
                     cursor = row.streamOrdering - 1
@@ -411,7 +403,7 @@ struct SyncBuilder {
                 }
                 if limited || batch.count < max(limit + 1, 50) { break }
             }
-            let txns = try RoomClientStore.txns(db, eventIDs: out.map(\.eventID))
+            let txns = try EventTxnStore.txns(db, eventIDs: out.map(\.eventID))
             return (out.reversed().map { row in
                 TimelineEvent(position: row.streamOrdering, eventID: row.eventID, type: row.type, stateKey: row.stateKey,
                               sender: row.sender,
@@ -430,7 +422,7 @@ struct SyncBuilder {
             var visibility = RoomService.Visibility(user: user, joinedNow: true)
             var out = Set<Int64>()
             let lower = (ids.min() ?? 1) - 1, upper = ids.max() ?? 0
-            for row in try RoomClientStore.events(db, roomID: room, after: lower, upTo: upper, backwards: false, limit: ids.count + 1)
+            for row in try RoomEventStore.events(db, roomID: room, after: lower, upTo: upper, backwards: false, limit: ids.count + 1)
             where try visibility.visible(row, db) {
                 out.insert(row.streamOrdering)
             }
@@ -464,7 +456,7 @@ struct SyncBuilder {
 
     func storedState(_ room: String, atOrBefore position: Int64) async throws -> [StateKey: String] {
         try await app.database.read { db in
-            guard let group = try RoomClientStore.stateGroup(db, roomID: room, atOrBefore: position) else { return [:] }
+            guard let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: position) else { return [:] }
             var out: [StateKey: String] = [:]
             for entry in try RoomEventStore.state(db, group: group) { out[StateKey(entry.type, entry.stateKey)] = entry.eventID }
             return out
@@ -492,7 +484,7 @@ struct SyncBuilder {
 
     // MARK: invites and knocks
 
-    func strippedRoom(_ membership: RoomClientStore.Membership, section: Section) async throws -> RoomPlan {
+    func strippedRoom(_ membership: MembershipStore.Membership, section: Section) async throws -> RoomPlan {
         let roomID = try RoomID(parsing: membership.roomID)
         let actor = try await service.rooms.room(roomID)
         let state = await actor.currentState ?? [:]

@@ -81,21 +81,7 @@ final class UnreadCounts: Sendable {
             // From the store: events after the read receipts (oldest first). An unthreaded
             // receipt reads everything up to it; a threaded one its thread (`main`: the
             // events in no thread).
-            let room = roomID.rawValue
-            let (rows, reads) = try await app.database.read { db -> ([RoomEventStore.EventRow], [String: Int64]) in
-                let receipts = try db.query("""
-                    SELECT r.thread_id, e.stream_ordering FROM receipts r JOIN events e ON e.event_id = r.event_id
-                    WHERE r.room_id = ? AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private')
-                    """, .text(room), .text(userID))
-                var reads: [String: Int64] = [:]
-                for row in receipts {
-                    let thread = try row.text(0), position = try row.int(1)
-                    reads[thread] = max(reads[thread] ?? 0, position)
-                }
-                let readUpTo = reads[""] ?? 0
-                return (try RoomClientStore.events(db, roomID: room, after: readUpTo, upTo: upper, backwards: true,
-                                                   limit: Self.maxScan).reversed(), reads)
-            }
+            let (rows, reads) = try await app.database.receipts.unread(by: user, in: roomID, upTo: upper, limit: Self.maxScan)
             entry = Entry(countedUpTo: 0, notify: 0, highlight: 0, displayname: displayname)
             for row in rows {
                 let thread = matcher.threadRoot(of: row.clientJSON, position: row.streamOrdering) ?? "main"

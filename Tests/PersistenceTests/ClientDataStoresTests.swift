@@ -1,51 +1,52 @@
+import Matrix
 import Testing
 @testable import Persistence
 
-@Suite("Client data store (account data, presence, filters, OpenID) and account-store additions")
-struct ClientDataStoreTests {
+@Suite("Account data, presence, filter, profile-field and OpenID stores, and account-store additions")
+struct ClientDataStoresTests {
     @Test(arguments: Backend.enabled)
     func accountDataPresenceFiltersOpenID(_ backend: Backend) async throws {
         try await withDatabase(backend) { (database) async throws in
-            let store = database.clientData
-            try await store.putAccountData(userID: "@a:t", roomID: nil, type: "x", content: #"{"v":1}"#, position: 1)
-            try await store.putAccountData(userID: "@a:t", roomID: "!r:t", type: "x", content: #"{"v":2}"#, position: 2)
-            try await store.putAccountData(userID: "@a:t", roomID: nil, type: "x", content: #"{"v":3}"#, position: 3)
-            #expect(try await store.accountData(userID: "@a:t", roomID: nil, type: "x") == #"{"v":3}"#)
-            #expect(try await store.accountData(userID: "@a:t", roomID: "!r:t", type: "x") == #"{"v":2}"#)
-            #expect(try await store.accountData(userID: "@b:t", roomID: nil, type: "x") == nil)
-            try await store.updateAccountData(userID: "@a:t", roomID: "!r:t", type: "m.tag", position: 4) { current in
+            let (a, b, r) = (try UserID(parsing: "@a:t"), try UserID(parsing: "@b:t"), try RoomID(parsing: "!r:t"))
+            try await database.accountData.putAccountData(userID: a, roomID: nil, type: "x", content: #"{"v":1}"#, position: 1)
+            try await database.accountData.putAccountData(userID: a, roomID: r, type: "x", content: #"{"v":2}"#, position: 2)
+            try await database.accountData.putAccountData(userID: a, roomID: nil, type: "x", content: #"{"v":3}"#, position: 3)
+            #expect(try await database.accountData.accountData(userID: a, roomID: nil, type: "x") == #"{"v":3}"#)
+            #expect(try await database.accountData.accountData(userID: a, roomID: r, type: "x") == #"{"v":2}"#)
+            #expect(try await database.accountData.accountData(userID: b, roomID: nil, type: "x") == nil)
+            try await database.accountData.updateAccountData(userID: a, roomID: r, type: "m.tag", position: 4) { current in
                 #expect(current == nil)
                 return #"{"tags":{}}"#
             }
-            let changes = try await store.accountDataChanges(userID: "@a:t", since: 1)
+            let changes = try await database.accountData.accountDataChanges(userID: a, since: 1)
             #expect(changes.map(\.type) == ["x", "x", "m.tag"])
             #expect(changes.map(\.roomID) == ["!r:t", nil, "!r:t"])
             let tracker = try await StreamTracker.load(name: "account_data", from: database,
-                                                       maxPositionSQL: ClientDataStore.maxAccountDataPositionSQL)
+                                                       maxPositionSQL: AccountDataStore.maxPositionSQL)
             #expect(tracker.visiblePosition == 4)
 
-            #expect(try await store.presence(userID: "@a:t") == nil)
-            let online = ClientDataStore.Presence(state: "online", statusMessage: "hi", lastActiveTs: 10)
-            try await store.setPresence(userID: "@a:t", online, position: 1)
-            try await store.setPresence(userID: "@a:t", .init(state: "offline", statusMessage: nil, lastActiveTs: 20), position: 2)
-            #expect(try await store.presence(userID: "@a:t") == .init(state: "offline", statusMessage: nil, lastActiveTs: 20))
+            #expect(try await database.presence.presence(userID: a) == nil)
+            let online = PresenceStore.Presence(state: "online", statusMessage: "hi", lastActiveTs: 10)
+            try await database.presence.setPresence(userID: a, online, position: 1)
+            try await database.presence.setPresence(userID: a, .init(state: "offline", statusMessage: nil, lastActiveTs: 20), position: 2)
+            #expect(try await database.presence.presence(userID: a) == .init(state: "offline", statusMessage: nil, lastActiveTs: 20))
 
-            #expect(try await store.addFilter(userID: "@a:t", json: "{}") == 0)
-            #expect(try await store.addFilter(userID: "@a:t", json: #"{"x":1}"#) == 1)
-            #expect(try await store.addFilter(userID: "@b:t", json: "{}") == 0)
-            #expect(try await store.filter(userID: "@a:t", filterID: 1) == #"{"x":1}"#)
-            #expect(try await store.filter(userID: "@a:t", filterID: 2) == nil)
+            #expect(try await database.filters.addFilter(userID: a, json: "{}") == 0)
+            #expect(try await database.filters.addFilter(userID: a, json: #"{"x":1}"#) == 1)
+            #expect(try await database.filters.addFilter(userID: b, json: "{}") == 0)
+            #expect(try await database.filters.filter(userID: a, filterID: 1) == #"{"x":1}"#)
+            #expect(try await database.filters.filter(userID: a, filterID: 2) == nil)
 
-            #expect(try await store.setProfileField(userID: "@a:t", key: "m.tz", value: #""UTC""#, maxTotalBytes: 20))
-            #expect(try await store.setProfileField(userID: "@a:t", key: "m.tz", value: #""Europe/Paris""#, maxTotalBytes: 20))
-            #expect(try await store.setProfileField(userID: "@a:t", key: "x", value: "[1,2,3,4,5,6]", maxTotalBytes: 20) == false)
-            #expect(try await store.profileFields(userID: "@a:t").map(\.value) == [#""Europe/Paris""#])
-            #expect(try await store.setProfileField(userID: "@a:t", key: "m.tz", value: nil, maxTotalBytes: 20))
-            #expect(try await store.profileFields(userID: "@a:t").isEmpty)
+            #expect(try await database.profileFields.setProfileField(userID: "@a:t", key: "m.tz", value: #""UTC""#, maxTotalBytes: 20))
+            #expect(try await database.profileFields.setProfileField(userID: "@a:t", key: "m.tz", value: #""Europe/Paris""#, maxTotalBytes: 20))
+            #expect(try await database.profileFields.setProfileField(userID: "@a:t", key: "x", value: "[1,2,3,4,5,6]", maxTotalBytes: 20) == false)
+            #expect(try await database.profileFields.profileFields(userID: "@a:t").map(\.value) == [#""Europe/Paris""#])
+            #expect(try await database.profileFields.setProfileField(userID: "@a:t", key: "m.tz", value: nil, maxTotalBytes: 20))
+            #expect(try await database.profileFields.profileFields(userID: "@a:t").isEmpty)
 
-            try await store.addOpenIDToken(hash: "h", userID: "@a:t", expiresTs: 1_000)
-            #expect(try await store.openIDUser(hash: "h", now: 999) == "@a:t")
-            #expect(try await store.openIDUser(hash: "h", now: 1_001) == nil)
+            try await database.openIDTokens.addOpenIDToken(hash: "h", userID: a, expiresTs: 1_000)
+            #expect(try await database.openIDTokens.openIDUser(hash: "h", now: 999) == "@a:t")
+            #expect(try await database.openIDTokens.openIDUser(hash: "h", now: 1_001) == nil)
         }
     }
 
