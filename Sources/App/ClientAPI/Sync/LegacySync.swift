@@ -11,19 +11,15 @@ import Transport
 /// stored event bytes as `/sync` does; they are not on any hot path.
 enum LegacySync {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.get, "/events", versions: ["r0", "v3"]) { context in
-            try await events(context)
-        }
-        routes.client(.get, "/initialSync", versions: ["r0", "v3"]) { context in
-            try await initialSync(context)
-        }
+        routes.client(.get, "/events", events)
+        routes.client(.get, "/initialSync", initialSync)
     }
 
     /// `GET /events`: the joined rooms' new timeline events, then their ephemeral events
     /// with a `room_id`.
     static func events(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let since = try context.query["from"].map { try StreamToken(parsing: $0) } ?? app.sync.currentToken()
         let timeout = try context.integer("timeout", in: 0...Int64.max).map { min($0, Sync.maxTimeout) } ?? 30_000
         let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
@@ -45,7 +41,7 @@ enum LegacySync {
     /// their stripped state, and the global account data.
     static func initialSync(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let limit = try context.limit(default: 10, max: RequestBounds.maxTimelineLimit)
         let filter = SyncFilter(["room": ["timeline": ["limit": .int(Int64(limit))], "include_leave": false]])
         let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: nil, timeoutMs: 0,

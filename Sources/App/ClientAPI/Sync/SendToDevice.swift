@@ -11,33 +11,36 @@ enum SendToDevice {
     static let maxMessagesPerSync = 100
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.put, "/sendToDevice/{eventType}/{txnId}") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            try context.rateLimit("to-device", context.app.configuration.rateLimits.toDevice, user: requester.userID)
-            let type = try RoomEvents.eventType(context.parameter("eventType"))
-            let body = try await context.jsonObject()
-            guard let messages = body["messages"]?.objectValue else { throw MatrixError(.badJSON, "Missing messages") }
-            let app = context.app
-            var rows: [ToDeviceService.Message] = []
-            for (target, byDevice) in messages {
-                let user = try UserID(parsing: target)
-                guard let byDevice = byDevice.objectValue else { throw MatrixError(.badJSON, "messages.\(target) must be an object") }
-                guard user.serverName.rawValue == app.configuration.serverName else { continue }  // federation later
-                for (device, content) in byDevice {
-                    guard content.objectValue != nil else { throw MatrixError(.badJSON, "message content must be an object") }
-                    let event: JSON = ["type": .string(type), "sender": .string(requester.userID.rawValue), "content": content]
-                    let targets = device == "*" ? try await app.database.accounts.devices(of: user.rawValue).map(\.deviceID) : [device]
-                    for target in targets { rows.append(ToDeviceService.Message(user: user, device: target, bytes: event.encoded())) }
-                }
+        routes.client(.put, "/sendToDevice/{eventType}/{txnId}", sendToDevice)
+    }
+
+    /// `PUT /sendToDevice/{eventType}/{txnId}` (spec: "Send-to-Device messaging").
+    static func sendToDevice(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        try context.rateLimit("to-device", context.app.configuration.rateLimits.toDevice, user: requester.userID)
+        let type = try RoomEvents.eventType(context.parameter("eventType"))
+        let body = try await context.jsonObject()
+        guard let messages = body["messages"]?.objectValue else { throw MatrixError(.badJSON, "Missing messages") }
+        let app = context.app
+        var rows: [ToDeviceService.Message] = []
+        for (target, byDevice) in messages {
+            let user = try UserID(parsing: target)
+            guard let byDevice = byDevice.objectValue else { throw MatrixError(.badJSON, "messages.\(target) must be an object") }
+            guard user.serverName.rawValue == app.configuration.serverName else { continue }  // federation later
+            for (device, content) in byDevice {
+                guard content.objectValue != nil else { throw MatrixError(.badJSON, "message content must be an object") }
+                let event: JSON = ["type": .string(type), "sender": .string(requester.userID.rawValue), "content": content]
+                let targets = device == "*" ? try await app.database.accounts.devices(of: user.rawValue).map(\.deviceID) : [device]
+                for target in targets { rows.append(ToDeviceService.Message(user: user, device: target, bytes: event.encoded())) }
             }
-            let senderDevice = requester.deviceID ?? ""
-            // Scoped to the path's event type (the same id for another type is another send).
-            let txn = type + "/" + (try RoomEvents.transactionID(context.parameter("txnId")))
-            let position = try await app.roomService.toDevice.send(rows, from: requester.userID, device: senderDevice, txnID: txn)
-            if let position {
-                app.roomService.fanout.notify(Set(rows.map(\.user)), of: StreamChange(.toDevice, position))
-            }
-            return .json([:])
         }
+        let senderDevice = requester.deviceID ?? ""
+        // Scoped to the path's event type (the same id for another type is another send).
+        let txn = type + "/" + (try RoomEvents.transactionID(context.parameter("txnId")))
+        let position = try await app.roomService.toDevice.send(rows, from: requester.userID, device: senderDevice, txnID: txn)
+        if let position {
+            app.roomService.fanout.notify(Set(rows.map(\.user)), of: StreamChange(.toDevice, position))
+        }
+        return .json([:])
     }
 }

@@ -21,9 +21,7 @@ enum Sync {
     static let maxTimeout: Int64 = 300_000
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.get, "/sync") { context in
-            try await sync(context)
-        }
+        routes.client(.get, "/sync", sync)
     }
 
     struct Request: Sendable, Hashable {
@@ -37,9 +35,10 @@ enum Sync {
         var fullState: Bool
     }
 
+    /// `GET /sync` (spec: "Syncing").
     static func sync(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         var since: StreamToken?
         var timeout: Int64 = 0
         var fullState = false
