@@ -10,148 +10,184 @@ import Transport
 /// to send `m.room.canonical_alias`), publishing to room admins, as Synapse does by default.
 enum Directory {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.put, "/directory/room/{roomAlias}") { context in
-            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
-            let alias = try RoomAlias(parsing: context.parameter("roomAlias"))
-            guard alias.serverName.rawValue == context.app.configuration.serverName else {
-                throw MatrixError(.invalidParam, "Room alias must be local")
-            }
-            let body = try await context.jsonObject()
-            guard let text = body["room_id"]?.stringValue else { throw MatrixError(.badJSON, "Missing room_id") }
-            let roomID = try RoomID(parsing: text)
+        routes.client(.put, "/directory/room/{roomAlias}", createAlias)
+        routes.client(.get, "/directory/room/alias/{roomAlias}", getAlias)
+        routes.client(.get, "/directory/room/{roomAlias}", getAliasOrRoom)
+        routes.client(.delete, "/directory/room/{roomAlias}", deleteAliasOrRoom)
+        routes.client(.get, "/rooms/{roomId}/aliases", roomAliases)
+        routes.client(.get, "/directory/list/room/{roomId}", getVisibility)
+        routes.client(.put, "/directory/list/room/{roomId}", setVisibility)
+        routes.client(.get, "/publicRooms", getPublicRooms)
+        routes.client(.post, "/publicRooms", searchPublicRooms)
+        routes.client(.get, "/room_summary/{roomIdOrAlias}", versions: ["v1"], roomSummary)
+        routes.client(.post, "/rooms/{roomId}/report/{eventId}", reportEvent)
+        routes.client(.post, "/rooms/{roomId}/report", reportRoom)
+        routes.client(.post, "/users/{userId}/report", reportUser)
+    }
+
+    /// `PUT /directory/room/{roomAlias}` (spec: "Room aliases").
+    static func createAlias(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser(allowGuests: false)
+        let alias = try RoomAlias(parsing: context.parameter("roomAlias"))
+        guard alias.serverName.rawValue == context.app.configuration.serverName else {
+            throw MatrixError(.invalidParam, "Room alias must be local")
+        }
+        let body = try await context.jsonObject()
+        guard let text = body["room_id"]?.stringValue else { throw MatrixError(.badJSON, "Missing room_id") }
+        let roomID = try RoomID(parsing: text)
+        _ = try await context.app.roomService.existingRoom(roomID)
+        // Only members may name a room (Synapse checks the same): otherwise anyone could
+        // squat aliases pointing at rooms they have never seen.
+        guard try await context.app.roomService.membership(requester.userID, in: roomID)?.membership == MembershipState.join else {
+            throw MatrixError(.forbidden, "You must be joined to the room to create an alias for it")
+        }
+        let created = try await context.app.database.directory.createAlias(alias, room: roomID, creator: requester.userID)
+        guard created else { throw MatrixError(.unknown, "Room alias \(alias) already exists", status: 409) }
+        return .json([:])
+    }
+
+    /// `GET /directory/room/alias/{roomAlias}`: an alternative path of `GET /directory/room/{roomAlias}`.
+    static func getAlias(_ context: RequestContext) async throws -> HTTPResponse {
+        try await resolveAlias(context, context.parameter("roomAlias"))
+    }
+
+    /// `GET /directory/room/{roomAlias}` (spec: "Room aliases"); with a room id (the seed's
+    /// form), the room and the servers to join it through.
+    static func getAliasOrRoom(_ context: RequestContext) async throws -> HTTPResponse {
+        let parameter = context.parameter("roomAlias")
+        if parameter.hasPrefix("!") {
+            let roomID = try RoomID(parsing: parameter)
             _ = try await context.app.roomService.existingRoom(roomID)
-            // Only members may name a room (Synapse checks the same): otherwise anyone could
-            // squat aliases pointing at rooms they have never seen.
-            guard try await context.app.roomService.membership(requester.userID, in: roomID)?.membership == MembershipState.join else {
-                throw MatrixError(.forbidden, "You must be joined to the room to create an alias for it")
+            return .json(["room_id": .string(roomID.rawValue), "servers": [.string(context.app.configuration.serverName)]])
+        }
+        return try await resolveAlias(context, parameter)
+    }
+
+    /// `DELETE /directory/room/{roomAlias}` (spec: "Room aliases"); with a room id, the seed's
+    /// "delete room" form: a room admin takes the room out of the directory and removes its
+    /// local aliases (the room and its history stay).
+    static func deleteAliasOrRoom(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser(allowGuests: false)
+        let parameter = context.parameter("roomAlias")
+        guard parameter.hasPrefix("!") else { return try await deleteAlias(context, requester, parameter) }
+        let roomID = try RoomID(parsing: parameter)
+        guard try await isRoomAdmin(context.app, requester.userID, roomID) else {
+            throw MatrixError(.forbidden, "You don't have permission to remove this room from the directory")
+        }
+        try await context.app.database.directory.removeRoom(roomID)
+        return .json([:])
+    }
+
+    /// `GET /rooms/{roomId}/aliases` (spec: "Room aliases").
+    static func roomAliases(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        _ = try await context.app.roomService.readableState(requester.userID, roomID)
+        let aliases = try await context.app.database.directory.aliases(of: roomID)
+        return .json(["aliases": .array(aliases.map { .string($0) })])
+    }
+
+    /// `GET /directory/list/room/{roomId}` (spec: "Listing rooms").
+    static func getVisibility(_ context: RequestContext) async throws -> HTTPResponse {
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        _ = try await context.app.roomService.existingRoom(roomID)
+        let visibility = try await context.app.database.directory.visibility(of: roomID)
+        return .json(["visibility": .string(visibility)])
+    }
+
+    /// `PUT /directory/list/room/{roomId}` (spec: "Listing rooms").
+    static func setVisibility(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser(allowGuests: false)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let body = try await context.jsonObject()
+        let visibility = body["visibility"]?.stringValue ?? "public"
+        guard visibility == "public" || visibility == "private" else {
+            throw MatrixError(.invalidParam, "visibility must be public or private")
+        }
+        _ = try await context.app.roomService.existingRoom(roomID)
+        guard try await isRoomAdmin(context.app, requester.userID, roomID) else {
+            throw MatrixError(.forbidden, "You don't have permission to publish this room")
+        }
+        try await context.app.database.directory.setVisibility(visibility, of: roomID)
+        return .json([:])
+    }
+
+    /// `GET /publicRooms` (spec: "Listing rooms").
+    static func getPublicRooms(_ context: RequestContext) async throws -> HTTPResponse {
+        let query = context.query
+        let limit = Int(query["limit"] ?? "")
+        return try await publicRooms(context.app, limit: limit, since: query["since"], term: nil)
+    }
+
+    /// `POST /publicRooms` (spec: "Listing rooms"), with `filter.generic_search_term`.
+    static func searchPublicRooms(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireUser()
+        let body = try await Membership.optionalBody(context)
+        let limit = body["limit"]?.intValue.map { Int($0) }
+        let term = body["filter"]?["generic_search_term"]?.stringValue
+        return try await publicRooms(context.app, limit: limit, since: body["since"]?.stringValue, term: term)
+    }
+
+    /// `GET /v1/room_summary/{roomIdOrAlias}` (spec v1.15: "Room summary"); authentication is optional.
+    static func roomSummary(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = Accounts.accessToken(of: context) == nil ? nil : try await context.requireUser()
+        let roomID = try await context.app.roomService.resolve(context.parameter("roomIdOrAlias"))
+        guard var entry = try await entry(context.app, roomID),
+              let actor = try? await context.app.roomService.existingRoom(roomID) else {
+            throw MatrixError(.notFound, "Room not found")
+        }
+        var membership: String?
+        if let requester { membership = try await context.app.roomService.membership(requester.userID, in: roomID)?.membership }
+        let joinRule = entry["join_rule"]?.stringValue ?? "invite"
+        let peekable = entry["world_readable"] == true || ["public", "knock", "knock_restricted"].contains(joinRule)
+        guard peekable || membership == MembershipState.join || membership == MembershipState.invite || membership == MembershipState.knock else {
+            throw MatrixError(.notFound, "Room not found")
+        }
+        entry["room_version"] = .string(await actor.version?.id ?? "")
+        if let membership { entry["membership"] = .string(membership) }
+        if let algorithm = await actor.stateEvent(StateKey(EventType.roomEncryption, ""))?.content["algorithm"] {
+            entry["encryption"] = algorithm
+        }
+        return .json(.object(entry))
+    }
+
+    /// `POST /rooms/{roomId}/report/{eventId}` (spec: "Reporting content").
+    static func reportEvent(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let eventID = context.parameter("eventId")
+        let body = try await Membership.optionalBody(context)
+        // Reporting an event the reporter cannot see is a 404, as for reading it.
+        _ = try await RoomEvents.visibleEvent(context.app, requester.userID, roomID, eventID)
+        try await report(context.app, room: roomID, event: try EventID(parsing: eventID), user: nil, requester: requester,
+                         reason: body["reason"]?.stringValue, score: body["score"]?.intValue)
+        return .json([:])
+    }
+
+    /// `POST /rooms/{roomId}/report` (spec: "Reporting content").
+    static func reportRoom(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        _ = try await context.app.roomService.existingRoom(roomID)
+        let body = try await Membership.optionalBody(context)
+        try await report(context.app, room: roomID, event: nil, user: nil, requester: requester,
+                         reason: body["reason"]?.stringValue, score: nil)
+        return .json([:])
+    }
+
+    /// `POST /users/{userId}/report` (spec: "Reporting content").
+    static func reportUser(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let target = try UserID(parsing: context.parameter("userId"))
+        if target.serverName.rawValue == context.app.configuration.serverName {
+            guard try await context.app.database.accounts.user(id: target.rawValue) != nil else {
+                throw MatrixError(.notFound, "User not found")
             }
-            let created = try await context.app.database.directory.createAlias(alias, room: roomID, creator: requester.userID)
-            guard created else { throw MatrixError(.unknown, "Room alias \(alias) already exists", status: 409) }
-            return .json([:])
         }
-        routes.client(.get, "/directory/room/alias/{roomAlias}") { context in
-            try await resolveAlias(context, context.parameter("roomAlias"))
-        }
-        routes.client(.get, "/directory/room/{roomAlias}") { context in
-            let parameter = context.parameter("roomAlias")
-            // The seed's form with a room id: the room and the servers to join it through.
-            if parameter.hasPrefix("!") {
-                let roomID = try RoomID(parsing: parameter)
-                _ = try await context.app.roomService.existingRoom(roomID)
-                return .json(["room_id": .string(roomID.rawValue), "servers": [.string(context.app.configuration.serverName)]])
-            }
-            return try await resolveAlias(context, parameter)
-        }
-        routes.client(.delete, "/directory/room/{roomAlias}") { context in
-            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
-            let parameter = context.parameter("roomAlias")
-            if parameter.hasPrefix("!") {
-                // The seed's "delete room" form: a room admin takes the room out of the directory
-                // and removes its local aliases (the room and its history stay).
-                let roomID = try RoomID(parsing: parameter)
-                guard try await isRoomAdmin(context.app, requester.userID, roomID) else {
-                    throw MatrixError(.forbidden, "You don't have permission to remove this room from the directory")
-                }
-                try await context.app.database.directory.removeRoom(roomID)
-                return .json([:])
-            }
-            return try await deleteAlias(context, requester, parameter)
-        }
-        routes.client(.get, "/rooms/{roomId}/aliases") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            _ = try await context.app.roomService.readableState(requester.userID, roomID)
-            let aliases = try await context.app.database.directory.aliases(of: roomID)
-            return .json(["aliases": .array(aliases.map { .string($0) })])
-        }
-        routes.client(.get, "/directory/list/room/{roomId}") { context in
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            _ = try await context.app.roomService.existingRoom(roomID)
-            let visibility = try await context.app.database.directory.visibility(of: roomID)
-            return .json(["visibility": .string(visibility)])
-        }
-        routes.client(.put, "/directory/list/room/{roomId}") { context in
-            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let body = try await context.jsonObject()
-            let visibility = body["visibility"]?.stringValue ?? "public"
-            guard visibility == "public" || visibility == "private" else {
-                throw MatrixError(.invalidParam, "visibility must be public or private")
-            }
-            _ = try await context.app.roomService.existingRoom(roomID)
-            guard try await isRoomAdmin(context.app, requester.userID, roomID) else {
-                throw MatrixError(.forbidden, "You don't have permission to publish this room")
-            }
-            try await context.app.database.directory.setVisibility(visibility, of: roomID)
-            return .json([:])
-        }
-        routes.client(.get, "/publicRooms") { context in
-            let query = context.query
-            let limit = Int(query["limit"] ?? "")
-            return try await publicRooms(context.app, limit: limit, since: query["since"], term: nil)
-        }
-        routes.client(.post, "/publicRooms") { context in
-            _ = try await context.app.accounts.authenticate(context)
-            let body = try await Membership.optionalBody(context)
-            let limit = body["limit"]?.intValue.map { Int($0) }
-            let term = body["filter"]?["generic_search_term"]?.stringValue
-            return try await publicRooms(context.app, limit: limit, since: body["since"]?.stringValue, term: term)
-        }
-        routes.client(.get, "/room_summary/{roomIdOrAlias}", versions: ["v1"]) { context in
-            // Authentication is optional (spec v1.15 "Room summary").
-            let requester = Accounts.accessToken(of: context) == nil ? nil : try await context.app.accounts.authenticate(context)
-            let roomID = try await context.app.roomService.resolve(context.parameter("roomIdOrAlias"))
-            guard var entry = try await entry(context.app, roomID),
-                  let actor = try? await context.app.roomService.existingRoom(roomID) else {
-                throw MatrixError(.notFound, "Room not found")
-            }
-            var membership: String?
-            if let requester { membership = try await context.app.roomService.membership(requester.userID, in: roomID)?.membership }
-            let joinRule = entry["join_rule"]?.stringValue ?? "invite"
-            let peekable = entry["world_readable"] == true || ["public", "knock", "knock_restricted"].contains(joinRule)
-            guard peekable || membership == MembershipState.join || membership == MembershipState.invite || membership == MembershipState.knock else {
-                throw MatrixError(.notFound, "Room not found")
-            }
-            entry["room_version"] = .string(await actor.version?.id ?? "")
-            if let membership { entry["membership"] = .string(membership) }
-            if let algorithm = await actor.stateEvent(StateKey(EventType.roomEncryption, ""))?.content["algorithm"] {
-                entry["encryption"] = algorithm
-            }
-            return .json(.object(entry))
-        }
-        routes.client(.post, "/rooms/{roomId}/report/{eventId}") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let eventID = context.parameter("eventId")
-            let body = try await Membership.optionalBody(context)
-            // Reporting an event the reporter cannot see is a 404, as for reading it.
-            _ = try await RoomEvents.visibleEvent(context.app, requester.userID, roomID, eventID)
-            try await report(context.app, room: roomID, event: try EventID(parsing: eventID), user: nil, requester: requester,
-                             reason: body["reason"]?.stringValue, score: body["score"]?.intValue)
-            return .json([:])
-        }
-        routes.client(.post, "/rooms/{roomId}/report") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            _ = try await context.app.roomService.existingRoom(roomID)
-            let body = try await Membership.optionalBody(context)
-            try await report(context.app, room: roomID, event: nil, user: nil, requester: requester,
-                             reason: body["reason"]?.stringValue, score: nil)
-            return .json([:])
-        }
-        routes.client(.post, "/users/{userId}/report") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let target = try UserID(parsing: context.parameter("userId"))
-            if target.serverName.rawValue == context.app.configuration.serverName {
-                guard try await context.app.database.accounts.user(id: target.rawValue) != nil else {
-                    throw MatrixError(.notFound, "User not found")
-                }
-            }
-            let body = try await Membership.optionalBody(context)
-            try await report(context.app, room: nil, event: nil, user: target, requester: requester,
-                             reason: body["reason"]?.stringValue, score: nil)
-            return .json([:])
-        }
+        let body = try await Membership.optionalBody(context)
+        try await report(context.app, room: nil, event: nil, user: target, requester: requester,
+                         reason: body["reason"]?.stringValue, score: nil)
+        return .json([:])
     }
 
     static func resolveAlias(_ context: RequestContext, _ text: String) async throws -> HTTPResponse {

@@ -11,60 +11,66 @@ enum Ephemeral {
     static let maxTypingTimeout: Int64 = 120_000
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.put, "/rooms/{roomId}/typing/{userId}") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
-                throw MatrixError(.forbidden, "Cannot set another user's typing state")
-            }
-            try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
-            let body = try await context.jsonObject()
-            guard let typing = body["typing"]?.boolValue else { throw MatrixError(.badJSON, "Missing typing") }
-            let service = context.app.roomService
-            try await service.requireJoined(requester.userID, roomID)
-            var until: Int64?
-            if typing {
-                let timeout = min(body["timeout"]?.intValue ?? 30_000, maxTypingTimeout)
-                until = Clock.nowMilliseconds() + max(timeout, 0)
-            }
-            if let position = service.typing.set(requester.userID, in: roomID, until: until) {
-                await service.notifyMembers(of: roomID, StreamChange(.typing, position))
-            }
-            return .json([:])
+        routes.client(.put, "/rooms/{roomId}/typing/{userId}", setTyping)
+        routes.client(.post, "/rooms/{roomId}/receipt/{receiptType}/{eventId}", sendReceipt)
+        routes.client(.post, "/rooms/{roomId}/read_markers", setReadMarkers)
+    }
+
+    /// `PUT /rooms/{roomId}/typing/{userId}` (spec: "Typing Notifications").
+    static func setTyping(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireSelf("Cannot set another user's typing state")
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
+        let body = try await context.jsonObject()
+        guard let typing = body["typing"]?.boolValue else { throw MatrixError(.badJSON, "Missing typing") }
+        let service = context.app.roomService
+        try await service.requireJoined(requester.userID, roomID)
+        var until: Int64?
+        if typing {
+            let timeout = min(body["timeout"]?.intValue ?? 30_000, maxTypingTimeout)
+            until = Clock.nowMilliseconds() + max(timeout, 0)
         }
-        routes.client(.post, "/rooms/{roomId}/receipt/{receiptType}/{eventId}") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let type = context.parameter("receiptType")
-            let eventID = context.parameter("eventId")
-            try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
-            let body = try await Membership.optionalBody(context)
-            let thread = try threadID(body["thread_id"])
-            switch type {
-            case ReceiptType.read, ReceiptType.readPrivate:
-                try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: eventID, thread: thread)
-            case EventType.fullyRead:
-                try await setFullyRead(context.app, requester.userID, roomID, eventID)
-            default:
-                throw MatrixError(.invalidParam, "Receipt type must be m.read, m.read.private or m.fully_read")
-            }
-            return .json([:])
+        if let position = service.typing.set(requester.userID, in: roomID, until: until) {
+            await service.notifyMembers(of: roomID, StreamChange(.typing, position))
         }
-        routes.client(.post, "/rooms/{roomId}/read_markers") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
-            let body = try await context.jsonObject()
-            if let fully = body["m.fully_read"]?.stringValue {
-                try await setFullyRead(context.app, requester.userID, roomID, fully)
-            }
-            for type in [ReceiptType.read, ReceiptType.readPrivate] {
-                if let event = body[type]?.stringValue {
-                    try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: event, thread: "")
-                }
-            }
-            return .json([:])
+        return .json([:])
+    }
+
+    /// `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}` (spec: "Receipts").
+    static func sendReceipt(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let type = context.parameter("receiptType")
+        let eventID = context.parameter("eventId")
+        try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
+        let body = try await Membership.optionalBody(context)
+        let thread = try threadID(body["thread_id"])
+        switch type {
+        case ReceiptType.read, ReceiptType.readPrivate:
+            try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: eventID, thread: thread)
+        case EventType.fullyRead:
+            try await setFullyRead(context.app, requester.userID, roomID, eventID)
+        default:
+            throw MatrixError(.invalidParam, "Receipt type must be m.read, m.read.private or m.fully_read")
         }
+        return .json([:])
+    }
+
+    /// `POST /rooms/{roomId}/read_markers` (spec: "Fully read markers").
+    static func setReadMarkers(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        try context.rateLimit("ephemeral", context.app.configuration.rateLimits.ephemeral, user: requester.userID)
+        let body = try await context.jsonObject()
+        if let fully = body["m.fully_read"]?.stringValue {
+            try await setFullyRead(context.app, requester.userID, roomID, fully)
+        }
+        for type in [ReceiptType.read, ReceiptType.readPrivate] {
+            if let event = body[type]?.stringValue {
+                try await putReceipt(context.app, requester.userID, roomID, type: type, eventID: event, thread: "")
+            }
+        }
+        return .json([:])
     }
 
     /// A receipt's `thread_id`: absent (unthreaded), `main`, or the event id of a thread

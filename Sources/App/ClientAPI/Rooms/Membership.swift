@@ -9,160 +9,216 @@ import Persistence
 /// version decide (join rules, bans, power levels), and refusals are 403 `M_FORBIDDEN`.
 enum Membership {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.post, "/rooms/{roomId}/join") { context in
-            try await join(context, try RoomID(parsing: context.parameter("roomId")))
-        }
-        routes.client(.post, "/join/{roomIdOrAlias}") { context in
-            try await join(context, try await context.app.roomService.resolve(context.parameter("roomIdOrAlias")))
-        }
-        routes.client(.post, "/knock/{roomIdOrAlias}") { context in
-            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
-            let service = context.app.roomService
-            let roomID = try await service.resolve(context.parameter("roomIdOrAlias"))
-            let body = try await optionalBody(context)
-            var extra: [String: JSON] = [:]
-            if let reason = body["reason"]?.stringValue { extra["reason"] = .string(reason) }
-            let content = try await service.memberContent(requester.userID, membership: MembershipState.knock.rawValue, extra: extra)
-            _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
-                                                  stateKey: requester.userID.rawValue, content: content), in: roomID)
-            return .json(["room_id": .string(roomID.rawValue)])
-        }
-        routes.client(.post, "/rooms/{roomId}/invite") { context in
-            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
-            let body = try await context.jsonObject()
-            guard let target = body["user_id"]?.stringValue else {
-                throw MatrixError(.badJSON, "Missing user_id (third-party invites are not supported)")
-            }
-            let invitee = try UserID(parsing: target)
-            let service = context.app.roomService
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            var extra: [String: JSON] = [:]
-            if let reason = body["reason"]?.stringValue { extra["reason"] = .string(reason) }
-            let current = try await service.membership(invitee, in: roomID)?.membership
-            if current == MembershipState.join { throw MatrixError(.forbidden, "\(invitee) is already in the room.") }
-            if current == MembershipState.ban { throw MatrixError(.forbidden, "\(invitee) is banned from the room") }
-            let content = try await service.memberContent(invitee, membership: MembershipState.invite.rawValue, extra: extra)
-            _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
-                                                  stateKey: invitee.rawValue, content: content), in: roomID)
-            return .json([:])
-        }
-        routes.client(.post, "/rooms/{roomId}/leave") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let service = context.app.roomService
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let body = try await optionalBody(context)
-            guard let current = try await service.membership(requester.userID, in: roomID)?.membership,
-                  current != MembershipState.leave else {
-                throw MatrixError(.notFound, "You are not in room \(roomID)", status: 404)
-            }
-            if current == MembershipState.ban { return .json([:]) }
-            var content: [String: JSON] = ["membership": MembershipState.leave.json]
-            if let reason = body["reason"]?.stringValue { content["reason"] = .string(reason) }
-            _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
-                                                  stateKey: requester.userID.rawValue, content: content), in: roomID)
-            return .json([:])
-        }
-        routes.client(.post, "/rooms/{roomId}/forget") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let membership = try await context.app.roomService.membership(requester.userID, in: roomID)?.membership
-            if membership == MembershipState.join || membership == MembershipState.invite || membership == MembershipState.knock {
-                throw MatrixError(.unknown, "User \(requester.userID) is in room \(roomID)", status: 400)
-            }
-            try await context.app.database.memberships.forget(roomID, by: requester.userID)
-            context.app.roomService.membershipService.forget(requester.userID)
-            return .json([:])
-        }
-        for action in ["kick", "ban", "unban"] {
-            routes.client(.post, "/rooms/{roomId}/\(action)") { context in
-                let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
-                let body = try await context.jsonObject()
-                guard let target = body["user_id"]?.stringValue else { throw MatrixError(.badJSON, "Missing user_id") }
-                let user = try UserID(parsing: target)
-                let service = context.app.roomService
-                let roomID = try RoomID(parsing: context.parameter("roomId"))
-                let current = try await service.membership(user, in: roomID)?.membership
-                if action == "unban" && current != MembershipState.ban {
-                    throw MatrixError(.forbidden, "\(user) is not banned")
-                }
-                if action == "kick" && (current == nil || current == MembershipState.leave || current == MembershipState.ban) {
-                    throw MatrixError(.forbidden, "The target user is not in the room")
-                }
-                var content: [String: JSON] = ["membership": action == "ban" ? MembershipState.ban.json : MembershipState.leave.json]
-                if let reason = body["reason"]?.stringValue { content["reason"] = .string(reason) }
-                _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
-                                                      stateKey: user.rawValue, content: content), in: roomID)
-                return .json([:])
-            }
-        }
-        routes.client(.get, "/joined_rooms") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let rooms = try await context.app.database.memberships.rooms(of: requester.userID, membership: MembershipState.join.rawValue)
-            return .json(["joined_rooms": .array(rooms.map(\.roomID).sorted().map { JSON.string($0) })])
-        }
-        // The seed's form: the user's rooms by membership (own only).
-        routes.client(.get, "/user/{userId}/rooms") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let target = try UserID(parsing: context.parameter("userId"))
-            guard target == requester.userID else { throw MatrixError(.forbidden, "You may only list your own rooms") }
-            let rooms = try await context.app.database.memberships.rooms(of: target)
-            func list(_ states: Set<MembershipState>) -> JSON {
-                .array(rooms.filter { MembershipState(rawValue: $0.membership).map(states.contains) == true }.map(\.roomID).sorted().map { .string($0) })
-            }
-            return .json(["joined": list([.join]), "invited": list([.invite]), "left": list([.leave, .ban])])
-        }
-        routes.client(.get, "/rooms/{roomId}/joined_members") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let (actor, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
-            guard membership?.membership == MembershipState.join else {
-                throw MatrixError(.forbidden, "User \(requester.userID) not in room \(roomID)")
-            }
-            var joined: [String: JSON] = [:]
-            for (key, pdu) in await actor.currentState ?? [:] where key.type == EventType.roomMember && pdu.membership == MembershipState.join {
-                var entry: [String: JSON] = ["display_name": pdu.content["displayname"] ?? .null,
-                                             "avatar_url": pdu.content["avatar_url"] ?? .null]
-                if entry["display_name"] == .null { entry["display_name"] = nil }
-                if entry["avatar_url"] == .null { entry["avatar_url"] = nil }
-                joined[key.stateKey] = .object(entry)
-            }
-            return .json(["joined": .object(joined)])
-        }
-        routes.client(.get, "/rooms/{roomId}/members") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let service = context.app.roomService
-            let (actor, membership) = try await service.readableState(requester.userID, roomID)
-            let query = context.query
-            let wanted = query["membership"]
-            let excluded = query["not_membership"]
-            var ids: [String]
-            if membership?.membership == MembershipState.join || membership == nil, query["at"] == nil {
-                ids = (await actor.currentState ?? [:]).filter { $0.key.type == EventType.roomMember }.map(\.value.eventID.rawValue)
-            } else {
-                // At a token, or at the user's leave: the state of that point.
-                var position = membership?.streamOrdering ?? Int64.max
-                if let at = try context.position("at") { position = min(position, at) }
-                ids = try await context.app.database.roomEvents.state(of: roomID, atOrBefore: position)
-                    .filter { $0.type == EventType.roomMember }.map(\.eventID)
-            }
-            var chunk: [[UInt8]] = []
-            for bytes in try await service.clientEvents(ids.sorted()) {
-                if wanted != nil || excluded != nil {
-                    let value = try JSON.parse(bytes)["content"]?["membership"]?.stringValue
-                    if let wanted, value != wanted { continue }
-                    if let excluded, value == excluded { continue }
-                }
-                chunk.append(bytes)
-            }
-            var out = RawJSONObject()
-            out.raw("chunk", RawJSONObject.array(chunk))
-            return .rawJSON(out.finish())
-        }
+        routes.client(.get, "/joined_rooms", joinedRooms)
+        routes.client(.get, "/user/{userId}/rooms", userRooms)
+        routes.client(.post, "/rooms/{roomId}/invite", invite)
+        routes.client(.post, "/join/{roomIdOrAlias}", joinByIDOrAlias)
+        routes.client(.post, "/rooms/{roomId}/join", joinRoom)
+        routes.client(.post, "/knock/{roomIdOrAlias}", knock)
+        routes.client(.post, "/rooms/{roomId}/forget", forget)
+        routes.client(.post, "/rooms/{roomId}/leave", leave)
+        routes.client(.post, "/rooms/{roomId}/kick", kick)
+        routes.client(.post, "/rooms/{roomId}/ban", ban)
+        routes.client(.post, "/rooms/{roomId}/unban", unban)
+        routes.client(.get, "/rooms/{roomId}/joined_members", joinedMembers)
+        routes.client(.get, "/rooms/{roomId}/members", members)
     }
 
+    /// `GET /joined_rooms` (spec: "Room membership").
+    static func joinedRooms(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let rooms = try await context.app.database.memberships.rooms(of: requester.userID, membership: MembershipState.join.rawValue)
+        return .json(["joined_rooms": .array(rooms.map(\.roomID).sorted().map { JSON.string($0) })])
+    }
+
+    /// `GET /user/{userId}/rooms`: the seed's form, the user's own rooms by membership.
+    static func userRooms(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireSelf("You may only list your own rooms")
+        let rooms = try await context.app.database.memberships.rooms(of: requester.userID)
+        func list(_ states: Set<MembershipState>) -> JSON {
+            .array(rooms.filter { MembershipState(rawValue: $0.membership).map(states.contains) == true }.map(\.roomID).sorted().map { .string($0) })
+        }
+        return .json(["joined": list([.join]), "invited": list([.invite]), "left": list([.leave, .ban])])
+    }
+
+    /// `POST /rooms/{roomId}/invite` (spec: "Joining rooms"); third-party invites are not supported.
+    static func invite(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser(allowGuests: false)
+        let body = try await context.jsonObject()
+        guard let target = body["user_id"]?.stringValue else {
+            throw MatrixError(.badJSON, "Missing user_id (third-party invites are not supported)")
+        }
+        let invitee = try UserID(parsing: target)
+        let service = context.app.roomService
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let current = try await service.membership(invitee, in: roomID)?.membership
+        if current == MembershipState.join { throw MatrixError(.forbidden, "\(invitee) is already in the room.") }
+        if current == MembershipState.ban { throw MatrixError(.forbidden, "\(invitee) is banned from the room") }
+        let content = try await service.memberContent(invitee, membership: MembershipState.invite.rawValue, extra: reason(body))
+        _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
+                                              stateKey: invitee.rawValue, content: content), in: roomID)
+        return .json([:])
+    }
+
+    /// `POST /join/{roomIdOrAlias}` (spec: "Joining rooms").
+    static func joinByIDOrAlias(_ context: RequestContext) async throws -> HTTPResponse {
+        try await join(context, try await context.app.roomService.resolve(context.parameter("roomIdOrAlias")))
+    }
+
+    /// `POST /rooms/{roomId}/join` (spec: "Joining rooms").
+    static func joinRoom(_ context: RequestContext) async throws -> HTTPResponse {
+        try await join(context, try RoomID(parsing: context.parameter("roomId")))
+    }
+
+    /// `POST /knock/{roomIdOrAlias}` (spec: "Knocking on rooms").
+    static func knock(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser(allowGuests: false)
+        let service = context.app.roomService
+        let roomID = try await service.resolve(context.parameter("roomIdOrAlias"))
+        let body = try await optionalBody(context)
+        let content = try await service.memberContent(requester.userID, membership: MembershipState.knock.rawValue, extra: reason(body))
+        _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
+                                              stateKey: requester.userID.rawValue, content: content), in: roomID)
+        return .json(["room_id": .string(roomID.rawValue)])
+    }
+
+    /// `POST /rooms/{roomId}/forget` (spec: "Leaving rooms").
+    static func forget(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let membership = try await context.app.roomService.membership(requester.userID, in: roomID)?.membership
+        if membership == MembershipState.join || membership == MembershipState.invite || membership == MembershipState.knock {
+            throw MatrixError(.unknown, "User \(requester.userID) is in room \(roomID)", status: 400)
+        }
+        try await context.app.database.memberships.forget(roomID, by: requester.userID)
+        context.app.roomService.membershipService.forget(requester.userID)
+        return .json([:])
+    }
+
+    /// `POST /rooms/{roomId}/leave` (spec: "Leaving rooms").
+    static func leave(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let service = context.app.roomService
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let body = try await optionalBody(context)
+        guard let current = try await service.membership(requester.userID, in: roomID)?.membership,
+              current != MembershipState.leave else {
+            throw MatrixError(.notFound, "You are not in room \(roomID)", status: 404)
+        }
+        if current == MembershipState.ban { return .json([:]) }
+        var content: [String: JSON] = ["membership": MembershipState.leave.json]
+        content.merge(reason(body)) { _, new in new }
+        _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
+                                              stateKey: requester.userID.rawValue, content: content), in: roomID)
+        return .json([:])
+    }
+
+    /// `POST /rooms/{roomId}/kick` (spec: "Leaving rooms").
+    static func kick(_ context: RequestContext) async throws -> HTTPResponse {
+        try await moderate(context, .kick)
+    }
+
+    /// `POST /rooms/{roomId}/ban` (spec: "Banning users in a room").
+    static func ban(_ context: RequestContext) async throws -> HTTPResponse {
+        try await moderate(context, .ban)
+    }
+
+    /// `POST /rooms/{roomId}/unban` (spec: "Banning users in a room").
+    static func unban(_ context: RequestContext) async throws -> HTTPResponse {
+        try await moderate(context, .unban)
+    }
+
+    /// What a moderator does to another member.
+    enum Moderation { case kick, ban, unban }
+
+    /// Kick, ban or unban the body's `user_id`: a `leave` (or `ban`) member event sent by the
+    /// moderator; the auth rules check the moderator's power.
+    static func moderate(_ context: RequestContext, _ action: Moderation) async throws -> HTTPResponse {
+        let requester = try await context.requireUser(allowGuests: false)
+        let body = try await context.jsonObject()
+        guard let target = body["user_id"]?.stringValue else { throw MatrixError(.badJSON, "Missing user_id") }
+        let user = try UserID(parsing: target)
+        let service = context.app.roomService
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let current = try await service.membership(user, in: roomID)?.membership
+        if action == .unban && current != MembershipState.ban {
+            throw MatrixError(.forbidden, "\(user) is not banned")
+        }
+        if action == .kick && (current == nil || current == MembershipState.leave || current == MembershipState.ban) {
+            throw MatrixError(.forbidden, "The target user is not in the room")
+        }
+        var content: [String: JSON] = ["membership": action == .ban ? MembershipState.ban.json : MembershipState.leave.json]
+        content.merge(reason(body)) { _, new in new }
+        _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
+                                              stateKey: user.rawValue, content: content), in: roomID)
+        return .json([:])
+    }
+
+    /// `GET /rooms/{roomId}/joined_members` (spec: "Getting events for a room").
+    static func joinedMembers(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let (actor, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
+        guard membership?.membership == MembershipState.join else {
+            throw MatrixError(.forbidden, "User \(requester.userID) not in room \(roomID)")
+        }
+        var joined: [String: JSON] = [:]
+        for (key, pdu) in await actor.currentState ?? [:] where key.type == EventType.roomMember && pdu.membership == MembershipState.join {
+            var entry: [String: JSON] = ["display_name": pdu.content["displayname"] ?? .null,
+                                         "avatar_url": pdu.content["avatar_url"] ?? .null]
+            if entry["display_name"] == .null { entry["display_name"] = nil }
+            if entry["avatar_url"] == .null { entry["avatar_url"] = nil }
+            joined[key.stateKey] = .object(entry)
+        }
+        return .json(["joined": .object(joined)])
+    }
+
+    /// `GET /rooms/{roomId}/members` (spec: "Getting events for a room"), filtered by
+    /// `membership` / `not_membership`.
+    static func members(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let query = context.query
+        let ids = try await memberEventIDs(context, requester.userID, roomID)
+        let wanted = query["membership"]
+        let excluded = query["not_membership"]
+        var chunk: [[UInt8]] = []
+        for bytes in try await context.app.roomService.clientEvents(ids.sorted()) {
+            if wanted != nil || excluded != nil {
+                let value = try JSON.parse(bytes)["content"]?["membership"]?.stringValue
+                if let wanted, value != wanted { continue }
+                if let excluded, value == excluded { continue }
+            }
+            chunk.append(bytes)
+        }
+        var out = RawJSONObject()
+        out.raw("chunk", RawJSONObject.array(chunk))
+        return .rawJSON(out.finish())
+    }
+
+    /// The member events `members` lists: current for a joined (or peeking) user without
+    /// `at`; else the state at the token, or at the user's leave, whichever is earlier.
+    static func memberEventIDs(_ context: RequestContext, _ user: UserID, _ roomID: RoomID) async throws -> [String] {
+        let (actor, membership) = try await context.app.roomService.readableState(user, roomID)
+        if membership?.membership == MembershipState.join || membership == nil, context.query["at"] == nil {
+            return (await actor.currentState ?? [:]).filter { $0.key.type == EventType.roomMember }.map(\.value.eventID.rawValue)
+        }
+        var position = membership?.streamOrdering ?? Int64.max
+        if let at = try context.position("at") { position = min(position, at) }
+        return try await context.app.database.roomEvents.state(of: roomID, atOrBefore: position)
+            .filter { $0.type == EventType.roomMember }.map(\.eventID)
+    }
+
+    /// The body's `reason`, if it is a string, as member-event content.
+    static func reason(_ body: [String: JSON]) -> [String: JSON] {
+        guard let reason = body["reason"]?.stringValue else { return [:] }
+        return ["reason": .string(reason)]
+    }
+
+    /// Joins the requester to `roomID`: guests only where guest access allows it, through a
+    /// local authoriser in a restricted room.
     static func join(_ context: RequestContext, _ roomID: RoomID) async throws -> HTTPResponse {
-        let requester = try await context.app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let service = context.app.roomService
         // Guests join only rooms that allow them (spec: "Guest access", m.room.guest_access).
         if requester.isGuest {
@@ -173,9 +229,7 @@ enum Membership {
             }
         }
         let body = try await optionalBody(context)
-        var extra: [String: JSON] = [:]
-        if let reason = body["reason"]?.stringValue { extra["reason"] = .string(reason) }
-        var content = try await service.memberContent(requester.userID, membership: MembershipState.join.rawValue, extra: extra)
+        var content = try await service.memberContent(requester.userID, membership: MembershipState.join.rawValue, extra: reason(body))
         if let via = try await restrictedJoinAuthoriser(context.app, requester.userID, roomID) {
             content["join_authorised_via_users_server"] = .string(via)
         }

@@ -14,32 +14,15 @@ enum Messages {
     static let maxScanned = 5000
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.get, "/rooms/{roomId}/messages", versions: ["r0", "v3"]) { context in
-            try await messages(context)
-        }
-        routes.client(.get, "/rooms/{roomId}/context/{eventId}") { context in
-            try await contextOf(context)
-        }
-        routes.client(.get, "/rooms/{roomId}/timestamp_to_event", versions: ["v1"]) { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let query = context.query
-            guard let ts = query["ts"].flatMap({ Int64($0) }) else { throw MatrixError(.invalidParam, "ts must be an integer") }
-            let forwards = query["dir"] == "f"
-            guard query["dir"] == "f" || query["dir"] == "b" else { throw MatrixError(.invalidParam, "dir must be f or b") }
-            let (_, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
-            // A user who left finds nothing sent after they left.
-            let ceiling = RoomService.readCeiling(membership)
-            guard let row = try await context.app.database.roomEvents.event(in: roomID, near: ts, forwards: forwards,
-                                                                            ceiling: ceiling) else { throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(forwards ? "f" : "b")") }
-            let eventTS = (try? JSON.parse(row.json)["origin_server_ts"]?.intValue) ?? nil
-            return .json(["event_id": .string(row.eventID), "origin_server_ts": .int(eventTS ?? 0)])
-        }
+        routes.client(.get, "/rooms/{roomId}/messages", messages)
+        routes.client(.get, "/rooms/{roomId}/timestamp_to_event", versions: ["v1"], timestampToEvent)
+        routes.client(.get, "/rooms/{roomId}/context/{eventId}", contextOf)
     }
 
+    /// `GET /rooms/{roomId}/messages` (spec: "Getting events for a room").
     static func messages(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let query = context.query
         let backwards: Bool
@@ -48,62 +31,17 @@ enum Messages {
         case "f"?: backwards = false
         default: throw MatrixError(.invalidParam, "dir must be f or b")
         }
-        var filter = EventFilter.all
-        if let text = query["filter"] {
-            guard let value = try? JSON.parse(Array(text.utf8)), value.objectValue != nil else {
-                throw MatrixError(.badJSON, "filter is not a JSON object")
-            }
-            try Filters.roomEventFilter(value, "filter")
-            filter = EventFilter(value)
-        }
+        let filter = try eventFilter(query["filter"])
         let limit = try context.limit(default: 10, max: maxLimit)
         let (actor, membership) = try await app.roomService.readableState(requester.userID, roomID)
         let head = await actor.lastStreamOrdering
         // A user who left sees history up to their leave.
         let ceiling = RoomService.readCeiling(membership, head: head)
         let from = try context.position("from") ?? (backwards ? ceiling : 0)
-        let to = try context.position("to")
-        let joinedNow = membership?.membership == MembershipState.join
-        let room = roomID.rawValue, user = requester.userID.rawValue
-        let pageFilter = filter, pageLimit = limit, pageCeiling = ceiling
-        let page = try await app.database.read { db -> (events: [RoomEventStore.EventRow], end: Int64?, members: [String]) in
-            var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
-            var out: [RoomEventStore.EventRow] = []
-            var cursor = backwards ? min(from, pageCeiling) : from
-            let stop = to ?? (backwards ? 0 : pageCeiling)
-            var exhausted = false
-            // Pages of the store filtered by visibility and the pageFilter until `pageLimit` pass,
-            // reading at most `maxScanned` rows: a filter that matches nothing must not read
-            // the whole room in one transaction; the client continues from `end`.
-            var scanned = 0
-            while out.count < pageLimit && !exhausted && scanned < maxScanned {
-                let batch = backwards
-                    ? try RoomEventStore.events(db, roomID: room, after: max(stop, 0), upTo: cursor, backwards: true, limit: max(pageLimit, 50))
-                    : try RoomEventStore.events(db, roomID: room, after: cursor, upTo: min(stop, pageCeiling), backwards: false, limit: max(pageLimit, 50))
-                if batch.count < max(pageLimit, 50) { exhausted = true }
-                scanned += batch.count
-                for row in batch {
-                    cursor = backwards ? row.streamOrdering - 1 : row.streamOrdering
-                    guard pageFilter.passesAll || pageFilter.allows(type: row.type, sender: row.sender, clientBytes: row.clientJSON) else { continue }
-                    guard try visibility.visible(row, db) else { continue }
-                    out.append(row)
-                    if out.count == pageLimit { break }
-                }
-                if batch.isEmpty { exhausted = true }
-            }
-            let end: Int64? = out.isEmpty && exhausted ? nil : cursor
-            var members: [String] = []
-            if pageFilter.lazyLoadMembers, !out.isEmpty {
-                // The senders' member events as of the page (the state at its newest event).
-                let newest = out.map(\.streamOrdering).max()!
-                if let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: newest) {
-                    let senders = Set(out.map(\.sender))
-                    members = try RoomEventStore.state(db, group: group)
-                        .filter { $0.type == EventType.roomMember && senders.contains($0.stateKey) }.map(\.eventID)
-                }
-            }
-            return (out, exhausted && out.count < pageLimit ? nil : end, members)
-        }
+        let request = PageRequest(room: roomID.rawValue, user: requester.userID.rawValue,
+                                  joinedNow: membership?.membership == MembershipState.join, backwards: backwards,
+                                  from: from, to: try context.position("to"), ceiling: ceiling, limit: limit, filter: filter)
+        let page = try await app.database.read { db in try readPage(db, request) }
         var body = RawJSONObject(capacity: page.events.reduce(64) { $0 + $1.clientJSON.count + 1 })
         body.raw("chunk", RawJSONObject.array(page.events.map(\.clientJSON)))
         body.value("start", .string("t\(from)"))
@@ -114,9 +52,102 @@ enum Messages {
         return .rawJSON(body.finish())
     }
 
+    /// The `filter` query parameter of `/messages`: a `RoomEventFilter` as JSON, or all events.
+    static func eventFilter(_ text: String?) throws -> EventFilter {
+        guard let text else { return .all }
+        guard let value = try? JSON.parse(Array(text.utf8)), value.objectValue != nil else {
+            throw MatrixError(.badJSON, "filter is not a JSON object")
+        }
+        try Filters.roomEventFilter(value, "filter")
+        return EventFilter(value)
+    }
+
+    /// What one `/messages` page reads: the room, who reads it, where, and through which filter.
+    struct PageRequest: Sendable {
+        var room: String
+        var user: String
+        var joinedNow: Bool
+        var backwards: Bool
+        var from: Int64
+        var to: Int64?
+        /// The newest position the user may read.
+        var ceiling: Int64
+        var limit: Int
+        var filter: EventFilter
+    }
+
+    /// One `/messages` page: its events, the token to continue from (nil at the end of the
+    /// room), and the senders' member events when the filter lazy-loads members.
+    struct Page: Sendable {
+        var events: [RoomEventStore.EventRow]
+        var end: Int64?
+        var members: [String]
+    }
+
+    /// Pages of the store filtered by visibility and the request's filter until `limit` pass,
+    /// reading at most `maxScanned` rows: a filter that matches nothing must not read the
+    /// whole room in one transaction; the client continues from `end`.
+    static func readPage(_ db: any SQLConnection, _ request: PageRequest) throws -> Page {
+        let backwards = request.backwards, limit = request.limit, filter = request.filter
+        var visibility = RoomService.Visibility(user: request.user, joinedNow: request.joinedNow)
+        var out: [RoomEventStore.EventRow] = []
+        var cursor = backwards ? min(request.from, request.ceiling) : request.from
+        let stop = request.to ?? (backwards ? 0 : request.ceiling)
+        var exhausted = false
+        var scanned = 0
+        while out.count < limit && !exhausted && scanned < maxScanned {
+            let batch = backwards
+                ? try RoomEventStore.events(db, roomID: request.room, after: max(stop, 0), upTo: cursor, backwards: true, limit: max(limit, 50))
+                : try RoomEventStore.events(db, roomID: request.room, after: cursor, upTo: min(stop, request.ceiling), backwards: false,
+                                            limit: max(limit, 50))
+            if batch.count < max(limit, 50) { exhausted = true }
+            scanned += batch.count
+            for row in batch {
+                cursor = backwards ? row.streamOrdering - 1 : row.streamOrdering
+                guard filter.passesAll || filter.allows(type: row.type, sender: row.sender, clientBytes: row.clientJSON) else { continue }
+                guard try visibility.visible(row, db) else { continue }
+                out.append(row)
+                if out.count == limit { break }
+            }
+            if batch.isEmpty { exhausted = true }
+        }
+        let end: Int64? = out.isEmpty && exhausted ? nil : cursor
+        let members = filter.lazyLoadMembers ? try senderMembers(db, request.room, out) : []
+        return Page(events: out, end: exhausted && out.count < limit ? nil : end, members: members)
+    }
+
+    /// The senders' member events as of a page (the state at its newest event).
+    static func senderMembers(_ db: any SQLConnection, _ room: String, _ events: [RoomEventStore.EventRow]) throws -> [String] {
+        guard let newest = events.map(\.streamOrdering).max(),
+              let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: newest) else { return [] }
+        let senders = Set(events.map(\.sender))
+        return try RoomEventStore.state(db, group: group)
+            .filter { $0.type == EventType.roomMember && senders.contains($0.stateKey) }.map(\.eventID)
+    }
+
+    /// `GET /v1/rooms/{roomId}/timestamp_to_event` (spec: "Getting events for a room").
+    static func timestampToEvent(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let query = context.query
+        guard let ts = query["ts"].flatMap({ Int64($0) }) else { throw MatrixError(.invalidParam, "ts must be an integer") }
+        let forwards = query["dir"] == "f"
+        guard query["dir"] == "f" || query["dir"] == "b" else { throw MatrixError(.invalidParam, "dir must be f or b") }
+        let (_, membership) = try await context.app.roomService.readableState(requester.userID, roomID)
+        // A user who left finds nothing sent after they left.
+        let ceiling = RoomService.readCeiling(membership)
+        guard let row = try await context.app.database.roomEvents.event(in: roomID, near: ts, forwards: forwards,
+                                                                        ceiling: ceiling) else {
+            throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(forwards ? "f" : "b")")
+        }
+        let eventTS = (try? JSON.parse(row.json)["origin_server_ts"]?.intValue) ?? nil
+        return .json(["event_id": .string(row.eventID), "origin_server_ts": .int(eventTS ?? 0)])
+    }
+
+    /// `GET /rooms/{roomId}/context/{eventId}` (spec: "Event context").
     static func contextOf(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let target = try await RoomEvents.visibleEvent(app, requester.userID, roomID, context.parameter("eventId"))
         let limit = try context.limit(default: 10, max: 100)

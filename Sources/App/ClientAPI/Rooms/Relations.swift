@@ -10,18 +10,15 @@ import Transport
 enum Relations {
     static func register(_ routes: inout RouteBuilder) {
         for suffix in ["", "/{relType}", "/{relType}/{eventType}"] {
-            routes.client(.get, "/rooms/{roomId}/relations/{eventId}\(suffix)", versions: ["v1"]) { context in
-                try await relations(context)
-            }
+            routes.client(.get, "/rooms/{roomId}/relations/{eventId}\(suffix)", versions: ["v1"], relations)
         }
-        routes.client(.get, "/rooms/{roomId}/threads", versions: ["v1"]) { context in
-            try await threads(context)
-        }
+        routes.client(.get, "/rooms/{roomId}/threads", versions: ["v1"], threads)
     }
 
+    /// `GET /v1/rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]` (spec: "Relationships").
     static func relations(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let parent = try await RoomEvents.visibleEvent(app, requester.userID, roomID, context.parameter("eventId"))
         let relType = context.parameters["relType"], eventType = context.parameters["eventType"]
@@ -50,9 +47,10 @@ enum Relations {
         return .rawJSON(body.finish())
     }
 
+    /// `GET /v1/rooms/{roomId}/threads` (spec: "Threading").
     static func threads(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         _ = try await app.roomService.readableState(requester.userID, roomID)
         let participatedOnly: Bool

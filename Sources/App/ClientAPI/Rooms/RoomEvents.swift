@@ -8,48 +8,74 @@ import Persistence
 /// events, redaction. Sends go through the room's actor; reads check history visibility.
 enum RoomEvents {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.put, "/rooms/{roomId}/send/{eventType}/{txnId}") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let content = try await context.jsonObject()
-            let type = try RoomEvents.eventType(context.parameter("eventType"))
-            let txn = try RoomEvents.transactionID(context.parameter("txnId"))
-            return try await sendIdempotent(context.app, requester, roomID, scope: "send/\(roomID.rawValue)/\(type)", txn: txn) {
-                EventDraft(type: type, sender: requester.userID, content: content, txn: $0)
-            }
+        routes.client(.get, "/rooms/{roomId}/event/{eventId}", getEvent)
+        routes.client(.get, "/rooms/{roomId}/state", getAllState)
+        routes.client(.get, "/rooms/{roomId}/state/{eventType}/{stateKey}", getStateEvent)
+        routes.client(.get, "/rooms/{roomId}/state/{eventType}", getStateEventEmptyKey)
+        routes.client(.put, "/rooms/{roomId}/state/{eventType}/{stateKey}", putStateEvent)
+        routes.client(.put, "/rooms/{roomId}/state/{eventType}", putStateEventEmptyKey)
+        routes.client(.put, "/rooms/{roomId}/send/{eventType}/{txnId}", sendMessage)
+        routes.client(.put, "/rooms/{roomId}/redact/{eventId}/{txnId}", redactEvent)
+        routes.client(.post, "/rooms/{roomId}/redact/{eventId}", redactEventWithoutTransaction)
+    }
+
+    /// `GET /rooms/{roomId}/event/{eventId}` (spec: "Getting events for a room").
+    static func getEvent(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let eventID = context.parameter("eventId")
+        let row = try await visibleEvent(context.app, requester.userID, roomID, eventID)
+        return .rawJSON(row.clientJSON)
+    }
+
+    /// `GET /rooms/{roomId}/state` (spec: "Getting events for a room").
+    static func getAllState(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let ids = try await stateIDs(context.app, requester.userID, roomID)
+        return .rawJSON(RawJSONObject.array(try await context.app.roomService.clientEvents(ids.map(\.value))))
+    }
+
+    /// `GET /rooms/{roomId}/state/{eventType}/{stateKey}` (spec: "Getting events for a room").
+    static func getStateEvent(_ context: RequestContext) async throws -> HTTPResponse {
+        try await getState(context, stateKey: context.parameter("stateKey"))
+    }
+
+    /// `GET /rooms/{roomId}/state/{eventType}`: the same with an empty state key.
+    static func getStateEventEmptyKey(_ context: RequestContext) async throws -> HTTPResponse {
+        try await getState(context, stateKey: "")
+    }
+
+    /// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}` (spec: "Sending events to a room").
+    static func putStateEvent(_ context: RequestContext) async throws -> HTTPResponse {
+        try await putState(context, stateKey: try stateKey(context.parameter("stateKey")))
+    }
+
+    /// `PUT /rooms/{roomId}/state/{eventType}`: the same with an empty state key.
+    static func putStateEventEmptyKey(_ context: RequestContext) async throws -> HTTPResponse {
+        try await putState(context, stateKey: "")
+    }
+
+    /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}` (spec: "Sending events to a room").
+    static func sendMessage(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let content = try await context.jsonObject()
+        let type = try eventType(context.parameter("eventType"))
+        let txn = try transactionID(context.parameter("txnId"))
+        return try await sendIdempotent(context.app, requester, roomID, scope: "send/\(roomID.rawValue)/\(type)", txn: txn) {
+            EventDraft(type: type, sender: requester.userID, content: content, txn: $0)
         }
-        routes.client(.put, "/rooms/{roomId}/state/{eventType}/{stateKey}") { context in
-            try await putState(context, stateKey: try RoomEvents.stateKey(context.parameter("stateKey")))
-        }
-        routes.client(.put, "/rooms/{roomId}/state/{eventType}") { context in
-            try await putState(context, stateKey: "")
-        }
-        routes.client(.get, "/rooms/{roomId}/state/{eventType}/{stateKey}") { context in
-            try await getState(context, stateKey: context.parameter("stateKey"))
-        }
-        routes.client(.get, "/rooms/{roomId}/state/{eventType}") { context in
-            try await getState(context, stateKey: "")
-        }
-        routes.client(.get, "/rooms/{roomId}/state") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let ids = try await stateIDs(context.app, requester.userID, roomID)
-            return .rawJSON(RawJSONObject.array(try await context.app.roomService.clientEvents(ids.map(\.value))))
-        }
-        routes.client(.get, "/rooms/{roomId}/event/{eventId}") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let eventID = context.parameter("eventId")
-            let row = try await visibleEvent(context.app, requester.userID, roomID, eventID)
-            return .rawJSON(row.clientJSON)
-        }
-        routes.client(.put, "/rooms/{roomId}/redact/{eventId}/{txnId}") { context in
-            try await redact(context, txn: try RoomEvents.transactionID(context.parameter("txnId")))
-        }
-        // The seed's form without a transaction id.
-        routes.client(.post, "/rooms/{roomId}/redact/{eventId}") { context in
-            try await redact(context, txn: nil)
-        }
+    }
+
+    /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}` (spec: "Redactions").
+    static func redactEvent(_ context: RequestContext) async throws -> HTTPResponse {
+        try await redact(context, txn: try transactionID(context.parameter("txnId")))
+    }
+
+    /// `POST /rooms/{roomId}/redact/{eventId}`: the seed's form without a transaction id.
+    static func redactEventWithoutTransaction(_ context: RequestContext) async throws -> HTTPResponse {
+        try await redact(context, txn: nil)
     }
 
     /// An event type from a path: at most 255 bytes (Synapse's limit; the event-size check
@@ -89,7 +115,7 @@ enum RoomEvents {
     }
 
     static func putState(_ context: RequestContext, stateKey: String) async throws -> HTTPResponse {
-        let requester = try await context.app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         // State events are events: the sender's event budget (Synapse's rc_message).
         try context.rateLimit("message", context.app.configuration.rateLimits.messages, user: requester.userID)
         let roomID = try RoomID(parsing: context.parameter("roomId"))
@@ -134,7 +160,7 @@ enum RoomEvents {
     }
 
     static func getState(_ context: RequestContext, stateKey: String) async throws -> HTTPResponse {
-        let requester = try await context.app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let type = context.parameter("eventType")
         let ids = try await stateIDs(context.app, requester.userID, roomID)
@@ -173,7 +199,7 @@ enum RoomEvents {
     }
 
     static func redact(_ context: RequestContext, txn: String?) async throws -> HTTPResponse {
-        let requester = try await context.app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let target = try EventID(parsing: context.parameter("eventId"))
         let body = try await Membership.optionalBody(context)

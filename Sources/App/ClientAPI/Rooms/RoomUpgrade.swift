@@ -14,16 +14,19 @@ enum RoomUpgrade {
                               EventType.roomTopic, EventType.roomAvatar, EventType.roomEncryption, EventType.roomServerACL]
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.post, "/rooms/{roomId}/upgrade") { context in
-            let requester = try await context.app.accounts.authenticate(context, allowGuests: false)
-            let roomID = try RoomID(parsing: context.parameter("roomId"))
-            let body = try await context.jsonObject()
-            guard let versionID = body["new_version"]?.stringValue, let version = try? RoomVersion.named(versionID) else {
-                throw MatrixError(.unsupportedRoomVersion, "Your homeserver does not support this room version", status: 400)
-            }
-            let replacement = try await upgrade(context.app, requester.userID, roomID, to: version)
-            return .json(["replacement_room": .string(replacement.rawValue)])
+        routes.client(.post, "/rooms/{roomId}/upgrade", upgradeRoom)
+    }
+
+    /// `POST /rooms/{roomId}/upgrade` (spec: "Room Upgrades").
+    static func upgradeRoom(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser(allowGuests: false)
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let body = try await context.jsonObject()
+        guard let versionID = body["new_version"]?.stringValue, let version = try? RoomVersion.named(versionID) else {
+            throw MatrixError(.unsupportedRoomVersion, "Your homeserver does not support this room version", status: 400)
         }
+        let replacement = try await upgrade(context.app, requester.userID, roomID, to: version)
+        return .json(["replacement_room": .string(replacement.rawValue)])
     }
 
     static func upgrade(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID, to version: RoomVersion) async throws -> RoomID {
@@ -36,8 +39,25 @@ enum RoomUpgrade {
         guard power.canSend(user.rawValue, eventType: EventType.roomTombstone, isState: true) else {
             throw MatrixError(.forbidden, "You don't have permission to upgrade the room")
         }
-        // The new room's power levels: the old ones, with the upgrader at the top (before
-        // version 12; from 12 the creator's power is implicit and must not be listed).
+        let levels = replacementPowerLevels(state, user: user, version: version)
+        let copied = copiedTypes.compactMap { type in state[StateKey(type, "")].map { (type, $0.content) } }
+        let memberContent = try await service.memberContent(user, membership: MembershipState.join.rawValue)
+        var createContent: [String: JSON] = ["predecessor": ["room_id": .string(roomID.rawValue)]]
+        if let type = state[.create]?.content["type"] { createContent["type"] = type }
+        let (newRoom, _) = try await service.rooms.createRoom(creator: user, version: version, createContent: createContent) { _ in
+            var events = [EventDraft(type: EventType.roomMember, sender: user, stateKey: user.rawValue, content: memberContent),
+                          EventDraft(type: EventType.roomPowerLevels, sender: user, stateKey: "", content: levels)]
+            for (type, content) in copied { events.append(EventDraft(type: type, sender: user, stateKey: "", content: content)) }
+            return events
+        }
+        try await retire(app, roomID, state, power, by: user, replacement: newRoom)
+        try await moveAliases(app, from: roomID, to: newRoom, state, by: user)
+        return newRoom
+    }
+
+    /// The new room's power levels: the old ones, with the upgrader at the top (before
+    /// version 12; from 12 the creator's power is implicit and must not be listed).
+    static func replacementPowerLevels(_ state: AuthState, user: UserID, version: RoomVersion) -> [String: JSON] {
         var levels = state[.powerLevels]?.content ?? (PowerLevels.defaultContent(creator: user.rawValue, roomVersion: version).objectValue ?? [:])
         var users = levels["users"]?.objectValue ?? [:]
         if version.privilegedCreators {
@@ -47,47 +67,43 @@ enum RoomUpgrade {
             users[user.rawValue] = .int(max(top, 100))
         }
         levels["users"] = .object(users)
-        let copied = copiedTypes.compactMap { type in state[StateKey(type, "")].map { (type, $0.content) } }
-        let memberContent = try await service.memberContent(user, membership: MembershipState.join.rawValue)
-        var createContent: [String: JSON] = ["predecessor": ["room_id": .string(roomID.rawValue)]]
-        if let type = state[.create]?.content["type"] { createContent["type"] = type }
-        let frozenLevels = levels
-        let (newRoom, _) = try await service.rooms.createRoom(creator: user, version: version, createContent: createContent) { _ in
-            var events = [EventDraft(type: EventType.roomMember, sender: user, stateKey: user.rawValue, content: memberContent),
-                          EventDraft(type: EventType.roomPowerLevels, sender: user, stateKey: "", content: frozenLevels)]
-            for (type, content) in copied { events.append(EventDraft(type: type, sender: user, stateKey: "", content: content)) }
-            return events
-        }
-        // The tombstone, then the old room restricted (Synapse: events and invites need
-        // max(50, users_default + 1)).
+        return levels
+    }
+
+    /// The tombstone, then the old room restricted (Synapse: events and invites need
+    /// max(50, users_default + 1)).
+    static func retire(_ app: MyelinApp, _ roomID: RoomID, _ state: AuthState, _ power: PowerLevels, by user: UserID,
+                       replacement newRoom: RoomID) async throws {
+        let service = app.roomService
         _ = try await service.send(EventDraft(type: EventType.roomTombstone, sender: user, stateKey: "",
                                               content: ["body": "This room has been replaced",
                                                         "replacement_room": .string(newRoom.rawValue)]), in: roomID)
-        if var restricted = state[.powerLevels]?.content {
-            // Saturating: room versions before 6 allow any 64-bit power level.
-            let needed = max(50, power.usersDefault.addingReportingOverflow(1).overflow ? .max : power.usersDefault + 1)
-            restricted["events_default"] = .int(max(restricted["events_default"]?.intValue ?? 0, needed))
-            restricted["invite"] = .int(max(restricted["invite"]?.intValue ?? 0, needed))
-            do {
-                _ = try await service.send(EventDraft(type: EventType.roomPowerLevels, sender: user, stateKey: "", content: restricted),
-                                           in: roomID)
-            } catch {
-                // The upgrade stands (the tombstone is sent); the old room stays unrestricted.
-                app.logger.warning("upgrade of \(roomID): restricting the old room failed: \(error)")
-            }
+        guard var restricted = state[.powerLevels]?.content else { return }
+        // Saturating: room versions before 6 allow any 64-bit power level.
+        let needed = max(50, power.usersDefault.addingReportingOverflow(1).overflow ? .max : power.usersDefault + 1)
+        restricted["events_default"] = .int(max(restricted["events_default"]?.intValue ?? 0, needed))
+        restricted["invite"] = .int(max(restricted["invite"]?.intValue ?? 0, needed))
+        do {
+            _ = try await service.send(EventDraft(type: EventType.roomPowerLevels, sender: user, stateKey: "", content: restricted),
+                                       in: roomID)
+        } catch {
+            // The upgrade stands (the tombstone is sent); the old room stays unrestricted.
+            app.logger.warning("upgrade of \(roomID): restricting the old room failed: \(error)")
         }
-        // Local aliases and the canonical alias follow; so does the directory listing.
+    }
+
+    /// Local aliases and the canonical alias follow the room; so does the directory listing.
+    static func moveAliases(_ app: MyelinApp, from roomID: RoomID, to newRoom: RoomID, _ state: AuthState,
+                            by user: UserID) async throws {
         try await app.database.directory.moveRoom(from: roomID, to: newRoom)
-        if let canonical = state[StateKey(EventType.roomCanonicalAlias, "")]?.content, !canonical.isEmpty {
-            for (room, content) in [(roomID, [String: JSON]()), (newRoom, canonical)] {
-                do {
-                    _ = try await service.send(EventDraft(type: EventType.roomCanonicalAlias, sender: user, stateKey: "", content: content),
-                                               in: room)
-                } catch {
-                    app.logger.warning("upgrade of \(roomID): setting the canonical alias of \(room) failed: \(error)")
-                }
+        guard let canonical = state[StateKey(EventType.roomCanonicalAlias, "")]?.content, !canonical.isEmpty else { return }
+        for (room, content) in [(roomID, [String: JSON]()), (newRoom, canonical)] {
+            do {
+                _ = try await app.roomService.send(EventDraft(type: EventType.roomCanonicalAlias, sender: user, stateKey: "",
+                                                              content: content), in: room)
+            } catch {
+                app.logger.warning("upgrade of \(roomID): setting the canonical alias of \(room) failed: \(error)")
             }
         }
-        return newRoom
     }
 }
