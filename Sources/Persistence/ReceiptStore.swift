@@ -39,7 +39,7 @@ public struct ReceiptStore: Sendable {
     }
 
     /// Receipts of `rooms` with `after < stream_id <= upTo` (all of them when `after` is 0).
-    public func receipts(rooms: [String], after: Int64, upTo: Int64) async throws -> [Receipt] {
+    public func receipts(rooms: [RoomID], after: Int64, upTo: Int64) async throws -> [Receipt] {
         guard !rooms.isEmpty else { return [] }
         return try await database.read { db in
             var result: [Receipt] = []
@@ -49,7 +49,7 @@ public struct ReceiptStore: Sendable {
                 result += try db.query("""
                     SELECT room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id FROM receipts
                     WHERE room_id IN (\(placeholders)) AND stream_id > ? AND stream_id <= ?
-                    """, chunk.map { SQLValue.text($0) } + [.int(after), .int(upTo)]).map { row in
+                    """, chunk.map { SQLValue.text($0.rawValue) } + [.int(after), .int(upTo)]).map { row in
                     Receipt(roomID: try row.text(0), type: try row.text(1), userID: try row.text(2), threadID: try row.text(3),
                             eventID: try row.text(4), ts: try row.int(5), streamID: try row.int(6))
                 }

@@ -1,3 +1,5 @@
+import Matrix
+
 /// The SQL of event relations (schema: `Schema.relations`).
 public enum RelationStore {
     public struct Relation: Sendable, Equatable {
@@ -25,14 +27,14 @@ public enum RelationStore {
 
     /// Children of `parent` (optionally of one relation and event type) with positions in
     /// `(after, upTo]`, newest first when `backwards`.
-    public static func children(_ db: any SQLConnection, parent: String, relType: String?, eventType: String?,
+    public static func children(_ db: any SQLConnection, parent: EventID, relType: String?, eventType: String?,
                                 after: Int64, upTo: Int64, backwards: Bool, limit: Int) throws -> [RoomEventStore.EventRow] {
         var sql = """
             SELECT \(RoomEventStore.columns.split(separator: ",").map { "e." + $0.trimmingSpaces }.joined(separator: ", "))
             FROM event_relations r JOIN events e ON e.event_id = r.event_id
             WHERE r.relates_to_id = ? AND r.stream_ordering > ? AND r.stream_ordering <= ?
             """
-        var bindings: [SQLValue] = [.text(parent), .int(after), .int(upTo)]
+        var bindings: [SQLValue] = [.text(parent.rawValue), .int(after), .int(upTo)]
         if let relType { sql += " AND r.rel_type = ?"; bindings.append(.text(relType)) }
         if let eventType { sql += " AND r.type = ?"; bindings.append(.text(eventType)) }
         sql += " ORDER BY r.stream_ordering \(backwards ? "DESC" : "ASC") LIMIT ?"
@@ -42,15 +44,15 @@ public enum RelationStore {
 
     /// Thread roots of a room with their reply count, newest reply position and whether
     /// `user` took part (root sender or a reply), ordered by latest activity, newest first.
-    public static func threads(_ db: any SQLConnection, roomID: String, user: String, before: Int64,
-                               limit: Int) throws -> [(root: String, latest: Int64, count: Int64, participated: Bool)] {
+    public static func threads(_ db: any SQLConnection, roomID: RoomID, user: UserID, before: Int64,
+                               limit: Int) throws -> [(root: EventID, latest: Int64, count: Int64, participated: Bool)] {
         try db.query("""
             SELECT r.relates_to_id, MAX(r.stream_ordering), COUNT(*), SUM(CASE WHEN r.sender = ? THEN 1 ELSE 0 END)
             FROM event_relations r WHERE r.room_id = ? AND r.rel_type = 'm.thread'
             GROUP BY r.relates_to_id HAVING MAX(r.stream_ordering) <= ?
             ORDER BY MAX(r.stream_ordering) DESC LIMIT ?
-            """, .text(user), .text(roomID), .int(before), .int(Int64(limit))).map { row in
-            (try row.text(0), try row.int(1), try row.int(2), try row.int(3) > 0)
+            """, .text(user.rawValue), .text(roomID.rawValue), .int(before), .int(Int64(limit))).map { row in
+            (try EventID(parsing: row.text(0)), try row.int(1), try row.int(2), try row.int(3) > 0)
         }
     }
 }

@@ -1,3 +1,5 @@
+import Matrix
+
 /// The SQL of full-text search (schema: `Schema.search`), one form per dialect.
 public enum SearchStore {
     /// The searchable text of an event: (key, text) for `m.room.message` bodies, room names
@@ -37,12 +39,12 @@ public enum SearchStore {
 
     /// Matches of `term` in `rooms` and `keys`, best first (`byRank`) or newest first; at
     /// most `limit` after skipping `offset`.
-    public static func search(_ db: any SQLConnection, term: String, rooms: [String], keys: [String], byRank: Bool,
+    public static func search(_ db: any SQLConnection, term: String, rooms: [RoomID], keys: [String], byRank: Bool,
                               limit: Int, offset: Int) throws -> (hits: [Hit], count: Int) {
         guard !rooms.isEmpty, !keys.isEmpty else { return ([], 0) }
         let roomMarks = Array(repeating: "?", count: rooms.count).joined(separator: ", ")
         let keyMarks = Array(repeating: "?", count: keys.count).joined(separator: ", ")
-        let scope = rooms.map { SQLValue.text($0) } + keys.map { SQLValue.text($0) }
+        let scope = rooms.map { SQLValue.text($0.rawValue) } + keys.map { SQLValue.text($0) }
         switch db.dialect {
         case .sqlite:
             let match = ftsQuery(term)

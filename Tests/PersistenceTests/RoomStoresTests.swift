@@ -34,9 +34,9 @@ struct RoomStoresTests {
             #expect(try await database.directory.alias(alias)?.roomID == r)
             #expect(try await database.directory.alias(alias)?.creator == a)
             #expect(try await database.directory.publicRooms() == [r])
-            let receipts = try await database.receipts.receipts(rooms: ["!r:t"], after: 0, upTo: 10)
+            let receipts = try await database.receipts.receipts(rooms: [RoomID(parsing: "!r:t")], after: 0, upTo: 10)
             #expect(receipts.map(\.eventID) == ["$2"])
-            #expect(try await database.receipts.receipts(rooms: ["!r:t"], after: 2, upTo: 10).isEmpty)
+            #expect(try await database.receipts.receipts(rooms: [RoomID(parsing: "!r:t")], after: 2, upTo: 10).isEmpty)
             #expect(try await database.memberships.rooms(of: a, membership: "join").map(\.roomID) == ["!r:t"])
             #expect(try await database.memberships.membership(of: a, in: r)?.eventID == "$2")
             #expect(try await database.memberships.membership(of: a, in: try RoomID(parsing: "!none:t")) == nil)
@@ -179,21 +179,21 @@ struct RoomStoresTests {
                 try SearchStore.insert(db, eventID: "$4", roomID: "!r:t", streamOrdering: 4, key: "content.name", text: "Fox den")
             }
             try await database.read { db throws in
-                let body = try SearchStore.search(db, term: "fox", rooms: ["!r:t"], keys: ["content.body"], byRank: true, limit: 10, offset: 0)
+                let body = try SearchStore.search(db, term: "fox", rooms: [RoomID(parsing: "!r:t")], keys: ["content.body"], byRank: true, limit: 10, offset: 0)
                 #expect(body.hits.map(\.eventID) == ["$1"])
                 #expect(body.count == 1)
-                let any = try SearchStore.search(db, term: "Fox", rooms: ["!r:t", "!s:t"], keys: ["content.body", "content.name"],
+                let any = try SearchStore.search(db, term: "Fox", rooms: [RoomID(parsing: "!r:t"), RoomID(parsing: "!s:t")], keys: ["content.body", "content.name"],
                                                  byRank: false, limit: 2, offset: 0)
                 #expect(any.count == 3)
                 #expect(any.hits.map(\.eventID) == ["$4", "$3"])
                 // Stray query syntax is no error (FTS5 gets words only; websearch_to_tsquery is lenient).
-                let stray = try SearchStore.search(db, term: "\"fox (OR", rooms: ["!r:t"], keys: ["content.body"], byRank: true,
+                let stray = try SearchStore.search(db, term: "\"fox (OR", rooms: [RoomID(parsing: "!r:t")], keys: ["content.body"], byRank: true,
                                                    limit: 10, offset: 0)
                 #expect(stray.hits.allSatisfy { $0.eventID == "$1" })
             }
             try await database.write { db throws in try SearchStore.delete(db, eventID: "$1") }
             try await database.read { db throws in
-                #expect(try SearchStore.search(db, term: "fox", rooms: ["!r:t"], keys: ["content.body"], byRank: true, limit: 10,
+                #expect(try SearchStore.search(db, term: "fox", rooms: [RoomID(parsing: "!r:t")], keys: ["content.body"], byRank: true, limit: 10,
                                                offset: 0).count == 0)
             }
 

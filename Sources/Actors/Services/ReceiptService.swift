@@ -27,7 +27,7 @@ public final class ReceiptService: Sendable {
     }
 
     /// Receipts in `rooms` with positions in `(after, upTo]`.
-    public func receipts(in rooms: [String], after: Int64, upTo: Int64) async throws -> [ReceiptStore.Receipt] {
+    public func receipts(in rooms: [RoomID], after: Int64, upTo: Int64) async throws -> [ReceiptStore.Receipt] {
         try await database.receipts.receipts(rooms: rooms, after: after, upTo: upTo)
     }
 }

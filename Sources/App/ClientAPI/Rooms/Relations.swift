@@ -28,7 +28,7 @@ enum Relations {
         let from = try context.position("from")
         let to = try context.position("to")
         let joinedNow = try await app.roomService.membership(requester.userID, in: roomID)?.membership == MembershipState.join
-        let user = requester.userID.rawValue, parentID = parent.eventID
+        let user = requester.userID.rawValue, parentID = try EventID(parsing: parent.eventID)
         let rows = try await app.database.read { db -> [RoomEventStore.EventRow] in
             var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
             let after = backwards ? (to ?? 0) : (from ?? 0)
@@ -62,20 +62,20 @@ enum Relations {
         // At least one thread per page: a page of none could never advance.
         let count = try context.limit(default: 50, max: 100, min: 1)
         let before = try context.position("from") ?? .max
-        let room = roomID.rawValue, user = requester.userID.rawValue
+        let user = requester.userID
         let membership = try await app.roomService.membership(requester.userID, in: roomID)
         let joinedNow = membership?.membership == MembershipState.join
         // A user who left sees the threads as they were when they left.
         let ceiling = RoomService.readCeiling(membership)
         let (entries, more) = try await app.database.read { db -> ([(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)], Int64?) in
-            var visibility = RoomService.Visibility(user: user, joinedNow: joinedNow)
+            var visibility = RoomService.Visibility(user: user.rawValue, joinedNow: joinedNow)
             var out: [(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)] = []
-            let threads = try RelationStore.threads(db, roomID: room, user: user, before: before, limit: count + 1)
+            let threads = try RelationStore.threads(db, roomID: roomID, user: user, before: before, limit: count + 1)
             let page = threads.prefix(count)
             for thread in page {
-                guard let root = try RoomEventStore.event(db, eventID: thread.root), root.roomID == room,
+                guard let root = try RoomEventStore.event(db, eventID: thread.root.rawValue), root.roomID == roomID.rawValue,
                       try visibility.visible(root, db) else { continue }
-                let participated = thread.participated || root.sender == user
+                let participated = thread.participated || root.sender == user.rawValue
                 if participatedOnly && !participated { continue }
                 // The newest reply this user may see (history visibility, and nothing after
                 // their leave).

@@ -22,8 +22,8 @@ enum Search {
         }
         let request = try Criteria(criteria, nextBatch: context.query["next_batch"])
         let memberships = try await app.roomService.memberships(of: requester.userID)
-        let rooms = memberships.values.filter { $0.membership == MembershipState.join && request.filter.allowsRoom($0.roomID) }
-            .map(\.roomID).sorted()
+        let rooms = try memberships.values.filter { $0.membership == MembershipState.join && request.filter.allowsRoom($0.roomID) }
+            .map(\.roomID).sorted().map { try RoomID(parsing: $0) }
         let window = try ContextWindow(criteria["event_context"]?.objectValue)
         let user = requester.userID.rawValue
         let found = try await app.database.read { db in try readHits(db, request, window, rooms: rooms, user: user) }
@@ -98,7 +98,7 @@ enum Search {
     }
 
     /// The page of matches in `rooms`, each checked against the filter and history visibility.
-    static func readHits(_ db: any SQLConnection, _ request: Criteria, _ window: ContextWindow, rooms: [String],
+    static func readHits(_ db: any SQLConnection, _ request: Criteria, _ window: ContextWindow, rooms: [RoomID],
                          user: String) throws -> (hits: [Hit], count: Int) {
         let (matches, count) = try SearchStore.search(db, term: request.term, rooms: rooms, keys: request.keys,
                                                       byRank: request.byRank, limit: request.limit, offset: request.offset)
