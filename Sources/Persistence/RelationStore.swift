@@ -44,15 +44,17 @@ public enum RelationStore {
 
     /// Thread roots of a room with their reply count, newest reply position and whether
     /// `user` took part (root sender or a reply), ordered by latest activity, newest first.
+    /// A root is the `m.relates_to.event_id` a client sent, not necessarily a valid event id:
+    /// it stays a string until it is found among the room's events.
     public static func threads(_ db: any SQLConnection, roomID: RoomID, user: UserID, before: Int64,
-                               limit: Int) throws -> [(root: EventID, latest: Int64, count: Int64, participated: Bool)] {
+                               limit: Int) throws -> [(root: String, latest: Int64, count: Int64, participated: Bool)] {
         try db.query("""
             SELECT r.relates_to_id, MAX(r.stream_ordering), COUNT(*), SUM(CASE WHEN r.sender = ? THEN 1 ELSE 0 END)
             FROM event_relations r WHERE r.room_id = ? AND r.rel_type = 'm.thread'
             GROUP BY r.relates_to_id HAVING MAX(r.stream_ordering) <= ?
             ORDER BY MAX(r.stream_ordering) DESC LIMIT ?
             """, .text(user.rawValue), .text(roomID.rawValue), .int(before), .int(Int64(limit))).map { row in
-            (try EventID(parsing: row.text(0)), try row.int(1), try row.int(2), try row.int(3) > 0)
+            (try row.text(0), try row.int(1), try row.int(2), try row.int(3) > 0)
         }
     }
 }

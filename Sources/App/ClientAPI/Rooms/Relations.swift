@@ -62,44 +62,65 @@ enum Relations {
         // At least one thread per page: a page of none could never advance.
         let count = try context.limit(default: 50, max: 100, min: 1)
         let before = try context.position("from") ?? .max
-        let user = requester.userID
         let membership = try await app.roomService.membership(requester.userID, in: roomID)
-        let joinedNow = membership?.membership == MembershipState.join
-        // A user who left sees the threads as they were when they left.
-        let ceiling = RoomService.readCeiling(membership)
-        let (entries, more) = try await app.database.read { db -> ([(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)], Int64?) in
+        let reader = ThreadReader(roomID: roomID, user: requester.userID, joinedNow: membership?.membership == MembershipState.join,
+                                  participatedOnly: participatedOnly, ceiling: RoomService.readCeiling(membership))
+        let (entries, more) = try await app.database.read { db in try reader.page(db, before: before, count: count) }
+        var body = RawJSONObject()
+        body.raw("chunk", RawJSONObject.array(try entries.compactMap { try $0.clientBytes() }))
+        if let more { body.value("next_batch", .string("t\(more)")) }
+        return .rawJSON(body.finish())
+    }
+
+    /// A thread as `/threads` lists it: the root with its newest visible reply.
+    struct ThreadSummary: Sendable {
+        var root: RoomEventStore.EventRow
+        var latest: RoomEventStore.EventRow
+        var count: Int64
+        var participated: Bool
+
+        /// The root's client event with the thread in `unsigned.m.relations`.
+        func clientBytes() throws -> [UInt8]? {
+            guard var object = try JSON.parse(root.clientJSON).objectValue else { return nil }
+            var unsigned = object["unsigned"]?.objectValue ?? [:]
+            var relations = unsigned["m.relations"]?.objectValue ?? [:]
+            relations["m.thread"] = ["latest_event": try JSON.parse(latest.clientJSON), "count": .int(count),
+                                     "current_user_participated": .bool(participated)]
+            unsigned["m.relations"] = .object(relations)
+            object["unsigned"] = .object(unsigned)
+            return JSON.object(object).encoded()
+        }
+    }
+
+    /// Reads a page of a room's threads as one user may see them.
+    struct ThreadReader: Sendable {
+        var roomID: RoomID
+        var user: UserID
+        var joinedNow: Bool
+        var participatedOnly: Bool
+        /// A user who left sees the threads as they were when they left.
+        var ceiling: Int64
+
+        /// Up to `count` threads whose latest reply is at or before `before`, and the token
+        /// of the next page.
+        func page(_ db: any SQLConnection, before: Int64, count: Int) throws -> ([ThreadSummary], Int64?) {
             var visibility = RoomService.Visibility(user: user.rawValue, joinedNow: joinedNow)
-            var out: [(RoomEventStore.EventRow, RoomEventStore.EventRow, Int64, Bool)] = []
+            var out: [ThreadSummary] = []
             let threads = try RelationStore.threads(db, roomID: roomID, user: user, before: before, limit: count + 1)
             let page = threads.prefix(count)
             for thread in page {
-                guard let root = try RoomEventStore.event(db, eventID: thread.root.rawValue), root.roomID == roomID.rawValue,
+                guard let root = try RoomEventStore.event(db, eventID: thread.root), root.roomID == roomID.rawValue,
                       try visibility.visible(root, db) else { continue }
                 let participated = thread.participated || root.sender == user.rawValue
                 if participatedOnly && !participated { continue }
                 // The newest reply this user may see (history visibility, and nothing after
                 // their leave).
-                let replies = try RelationStore.children(db, parent: thread.root, relType: "m.thread", eventType: nil,
+                let replies = try RelationStore.children(db, parent: try EventID(parsing: root.eventID), relType: "m.thread", eventType: nil,
                                                          after: 0, upTo: ceiling, backwards: true, limit: 20)
                 guard let latest = try replies.first(where: { try visibility.visible($0, db) }) else { continue }
-                out.append((root, latest, thread.count, participated))
+                out.append(ThreadSummary(root: root, latest: latest, count: thread.count, participated: participated))
             }
             return (out, threads.count > count ? page.last.map { $0.latest - 1 } : nil)
         }
-        var chunk: [[UInt8]] = []
-        for (root, latest, replies, participated) in entries {
-            guard var object = try JSON.parse(root.clientJSON).objectValue else { continue }
-            var unsigned = object["unsigned"]?.objectValue ?? [:]
-            var relations = unsigned["m.relations"]?.objectValue ?? [:]
-            relations["m.thread"] = ["latest_event": try JSON.parse(latest.clientJSON), "count": .int(replies),
-                                     "current_user_participated": .bool(participated)]
-            unsigned["m.relations"] = .object(relations)
-            object["unsigned"] = .object(unsigned)
-            chunk.append(JSON.object(object).encoded())
-        }
-        var body = RawJSONObject()
-        body.raw("chunk", RawJSONObject.array(chunk))
-        if let more { body.value("next_batch", .string("t\(more)")) }
-        return .rawJSON(body.finish())
     }
 }

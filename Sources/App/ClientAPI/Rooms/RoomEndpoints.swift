@@ -1,20 +1,21 @@
 import Transport
-/// The rooms module of the client-server API: creation, membership, events, history,
-/// ephemeral events and sync.
+/// The rooms module of the client-server API: sync, events and history, creation,
+/// aliases and the directory, membership, ephemeral events and the modules built on rooms,
+/// registered in the order the specification presents them.
 enum RoomEndpoints {
     static func register(_ routes: inout RouteBuilder) {
-        RoomCreation.register(&routes)
-        Membership.register(&routes)
+        Sync.register(&routes)
+        LegacySync.register(&routes)
         RoomEvents.register(&routes)
         Messages.register(&routes)
-        Ephemeral.register(&routes)
-        Sync.register(&routes)
-        SendToDevice.register(&routes)
-        LegacySync.register(&routes)
+        RoomCreation.register(&routes)
         Directory.register(&routes)
-        RoomUpgrade.register(&routes)
-        Relations.register(&routes)
+        Membership.register(&routes)
+        Ephemeral.register(&routes)
+        SendToDevice.register(&routes)
         Search.register(&routes)
+        RoomUpgrade.register(&routes)
         SpaceHierarchy.register(&routes)
+        Relations.register(&routes)
     }
 }
