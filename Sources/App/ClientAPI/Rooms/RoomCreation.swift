@@ -21,6 +21,8 @@ enum RoomCreation {
         return .json(.object(["room_id": .string(try await create(context.app, requester.userID, body).rawValue)]))
     }
 
+    /// Creates the room `body` describes for `creator`: its first events in one transaction,
+    /// then its alias, directory listing and invites.
     static func create(_ app: MyelinApp, _ creator: UserID, _ body: [String: JSON]) async throws -> RoomID {
         let service = app.roomService
         let options = try await Options(body, app)

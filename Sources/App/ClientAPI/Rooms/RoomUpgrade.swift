@@ -29,6 +29,8 @@ enum RoomUpgrade {
         return .json(["replacement_room": .string(replacement.rawValue)])
     }
 
+    /// Replaces `roomID` by a new room of `version` on behalf of `user`, who must be allowed
+    /// to send the tombstone.
     static func upgrade(_ app: MyelinApp, _ user: UserID, _ roomID: RoomID, to version: RoomVersion) async throws -> RoomID {
         let service = app.roomService
         let actor = try await service.existingRoom(roomID)
