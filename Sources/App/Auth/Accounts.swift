@@ -10,6 +10,8 @@ struct Requester: Sendable {
     let userID: UserID
     let deviceID: String?
     let isGuest: Bool
+    /// A server admin (`users.is_admin`, cached by the session).
+    let isAdmin: Bool
     /// The stored hash of the access token used (logout deletes it).
     let tokenHash: String
     /// The device's resident session (nil for a token stored without a device).
@@ -76,7 +78,8 @@ final class Accounts: Sendable {
         if session.isGuest && !allowGuests {
             throw MatrixError(.guestAccessForbidden, "Guest access not allowed")
         }
-        return Requester(userID: session.user, deviceID: session.deviceID, isGuest: session.isGuest, tokenHash: hash,
+        return Requester(userID: session.user, deviceID: session.deviceID, isGuest: session.isGuest, isAdmin: session.isAdmin,
+                         tokenHash: hash,
                          session: session.session)
     }
 

@@ -6,44 +6,57 @@ import Transport
 /// (spec: client-server API, "Login", "Refreshing access tokens", "Current account information").
 enum Login {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.get, "/login") { _ in
-            .json(["flows": [["type": "m.login.password"]]])
-        }
+        routes.client(.get, "/login", loginFlows)
         routes.client(.post, "/login", login)
-        routes.client(.post, "/logout") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            // Logging out deletes the device too, as in Synapse.
-            if let device = requester.deviceID {
-                try await accounts.database.accounts.deleteDevice(userID: requester.userID.rawValue, deviceID: device)
-                await accounts.revokeSession(requester.userID, device: device)
-                try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
-            } else {
-                try await accounts.database.accounts.deleteAccessToken(hash: requester.tokenHash)
-            }
-            accounts.sessions.revoke(tokenHash: requester.tokenHash)
-            return .json([:])
-        }
-        routes.client(.post, "/logout/all") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let user = requester.userID.rawValue
-            let devices = try await accounts.database.accounts.devices(of: user).map(\.deviceID)
-            try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: devices)
-            try await accounts.database.accounts.deleteAccessTokens(userID: user, deviceID: nil)
-            await accounts.sessions.revoke(requester.userID)
-            try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
-            return .json([:])
-        }
-        routes.client(.get, "/account/whoami") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            var body: [String: JSON] = ["user_id": .string(requester.userID.rawValue), "is_guest": .bool(requester.isGuest)]
-            if let device = requester.deviceID { body["device_id"] = .string(device) }
-            return .json(.object(body))
-        }
         routes.client(.post, "/refresh", versions: ["v1", "v3"], refresh)
+        routes.client(.post, "/logout", logout)
+        routes.client(.post, "/logout/all", logoutAll)
+        routes.client(.get, "/account/whoami", whoami)
     }
 
+    /// `GET /login`: the login types this server supports.
+    static func loginFlows(_ context: RequestContext) async throws -> HTTPResponse {
+        .json(["flows": [["type": "m.login.password"]]])
+    }
+
+    /// `POST /logout`: ends the requester's session.
+    static func logout(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        // Logging out deletes the device too, as in Synapse.
+        if let device = requester.deviceID {
+            try await accounts.database.accounts.deleteDevice(userID: requester.userID.rawValue, deviceID: device)
+            await accounts.revokeSession(requester.userID, device: device)
+            try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
+        } else {
+            try await accounts.database.accounts.deleteAccessToken(hash: requester.tokenHash)
+        }
+        accounts.sessions.revoke(tokenHash: requester.tokenHash)
+        return .json([:])
+    }
+
+    /// `POST /logout/all`: ends every session of the requester.
+    static func logoutAll(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let user = requester.userID.rawValue
+        let devices = try await accounts.database.accounts.devices(of: user).map(\.deviceID)
+        try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: devices)
+        try await accounts.database.accounts.deleteAccessTokens(userID: user, deviceID: nil)
+        await accounts.sessions.revoke(requester.userID)
+        try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
+        return .json([:])
+    }
+
+    /// `GET /account/whoami`: the user (and device) the access token belongs to.
+    static func whoami(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        var body: [String: JSON] = ["user_id": .string(requester.userID.rawValue), "is_guest": .bool(requester.isGuest)]
+        if let device = requester.deviceID { body["device_id"] = .string(device) }
+        return .json(.object(body))
+    }
+
+    /// `POST /login`: password login, which issues a session.
     static func login(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let ip = context.clientAddress
@@ -80,6 +93,7 @@ enum Login {
         return .json(.object(accounts.sessionBody(userID: userID, session)))
     }
 
+    /// `POST /refresh`: new tokens for a refresh token (used once).
     static func refresh(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let body = try await context.jsonObject()

@@ -12,52 +12,55 @@ enum Presence {
     static let currentlyActiveMs: Int64 = 60_000
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.put, "/presence/{userId}/status") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
-                throw MatrixError(.forbidden, "Can only set your own presence state")
-            }
-            try context.rateLimit("presence", accounts.configuration.rateLimits.presence, user: requester.userID)
-            let body = try await context.jsonObject()
-            guard let state = body["presence"]?.stringValue else { throw MatrixError(.missingParam, "Missing presence") }
-            guard states.contains(state) else { throw MatrixError(.invalidParam, "Invalid presence state \(state)") }
-            if let message = body["status_msg"], !message.isNull {
-                guard let text = message.stringValue else { throw MatrixError(.badJSON, "status_msg must be a string") }
-                // Every peer's sync carries it: one status line, not a document.
-                try RequestBounds.text(text, "status_msg", maxBytes: RequestBounds.maxStatusMessageBytes)
-            }
-            guard accounts.configuration.presence.enabled else { return .json([:]) }
-            let presence = PresenceStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
-                                                    lastActiveTs: Clock.nowMilliseconds())
-            try await store(context.app, requester.userID, presence)
-            return .json([:])
+        routes.client(.put, "/presence/{userId}/status", setPresence)
+        routes.client(.get, "/presence/{userId}/status", getPresence)
+    }
+
+    /// `GET /presence/{userId}/status`: a user's presence, for the user or someone who shares a room.
+    static func getPresence(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let target = try UserID(parsing: context.parameter("userId"))
+        guard accounts.configuration.presence.enabled else { return .json(["presence": "offline"]) }
+        guard try await accounts.database.accounts.user(id: target.rawValue) != nil else {
+            throw MatrixError(.notFound, "Unknown user")
         }
-        routes.client(.get, "/presence/{userId}/status") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let target = try UserID(parsing: context.parameter("userId"))
-            guard accounts.configuration.presence.enabled else { return .json(["presence": "offline"]) }
-            guard try await accounts.database.accounts.user(id: target.rawValue) != nil else {
-                throw MatrixError(.notFound, "Unknown user")
-            }
-            // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).
-            if target != requester.userID {
-                let shares = try await accounts.database.memberships.peers(of: [requester.userID]).contains(target)
-                guard shares else { throw MatrixError(.forbidden, "You are not allowed to see their presence") }
-            }
-            guard let stored = try await accounts.database.presence.presence(userID: target) else {
-                return .json(["presence": "offline"])
-            }
-            let ago = max(0, Clock.nowMilliseconds() - stored.lastActiveTs)
-            var body: [String: JSON] = [
-                "presence": .string(stored.state),
-                "last_active_ago": .int(ago),
-                "currently_active": .bool(stored.state == "online" && ago < currentlyActiveMs),
-            ]
-            if let message = stored.statusMessage { body["status_msg"] = .string(message) }
-            return .json(.object(body))
+        // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).
+        if target != requester.userID {
+            let shares = try await accounts.database.memberships.peers(of: [requester.userID]).contains(target)
+            guard shares else { throw MatrixError(.forbidden, "You are not allowed to see their presence") }
         }
+        guard let stored = try await accounts.database.presence.presence(userID: target) else {
+            return .json(["presence": "offline"])
+        }
+        let ago = max(0, Clock.nowMilliseconds() - stored.lastActiveTs)
+        var body: [String: JSON] = [
+            "presence": .string(stored.state),
+            "last_active_ago": .int(ago),
+            "currently_active": .bool(stored.state == "online" && ago < currentlyActiveMs),
+        ]
+        if let message = stored.statusMessage { body["status_msg"] = .string(message) }
+        return .json(.object(body))
+    }
+
+    /// `PUT /presence/{userId}/status`: sets the requester's presence.
+    static func setPresence(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireSelf("Can only set your own presence state")
+        try context.rateLimit("presence", accounts.configuration.rateLimits.presence, user: requester.userID)
+        let body = try await context.jsonObject()
+        guard let state = body["presence"]?.stringValue else { throw MatrixError(.missingParam, "Missing presence") }
+        guard states.contains(state) else { throw MatrixError(.invalidParam, "Invalid presence state \(state)") }
+        if let message = body["status_msg"], !message.isNull {
+            guard let text = message.stringValue else { throw MatrixError(.badJSON, "status_msg must be a string") }
+            // Every peer's sync carries it: one status line, not a document.
+            try RequestBounds.text(text, "status_msg", maxBytes: RequestBounds.maxStatusMessageBytes)
+        }
+        guard accounts.configuration.presence.enabled else { return .json([:]) }
+        let presence = PresenceStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
+                                                lastActiveTs: Clock.nowMilliseconds())
+        try await store(context.app, requester.userID, presence)
+        return .json([:])
     }
 
     /// Stores a state on the presence stream and wakes the long-polls of the user and of
