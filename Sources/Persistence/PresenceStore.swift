@@ -35,7 +35,8 @@ public struct PresenceStore: Sendable {
     }
 
     /// Stores several users' presence at one position, in one transaction.
-    public func setPresences(_ entries: [(userID: String, presence: Presence)], position: Int64) async throws {
+    public func setPresences(_ entries: [(userID: UserID, presence: Presence)], position: Int64) async throws {
+        let entries = entries.map { ($0.userID.rawValue, $0.presence) }
         try await database.write { db in
             for (userID, presence) in entries {
                 try db.execute("""

@@ -36,9 +36,9 @@ final class Accounts: Sendable {
         self.configuration = configuration
         self.database = database
         let pool = configuration.actors.sessions
-        sessions = Sessions(store: database.accounts,
+        sessions = Sessions(store: database.tokens,
                             limits: RegistryLimits(maxResident: pool.maxResident, idleTimeoutSeconds: pool.idleTimeoutSeconds),
-                            lastSeen: LastSeenBatcher(store: database.accounts, logger: logger))
+                            lastSeen: LastSeenBatcher(store: database.devices, logger: logger))
         rateLimiter = RateLimiter(enabled: configuration.rateLimits.enabled)
         accountDataStream = try await StreamTracker.load(name: "account_data", from: database,
                                                         maxPositionSQL: AccountDataStore.maxPositionSQL)
@@ -115,14 +115,14 @@ final class Accounts: Sendable {
         let now = Clock.nowMilliseconds()
         // Reusing a device id logs its previous sessions out (Synapse does the same).
         if requested != nil {
-            try await database.accounts.deleteAccessTokens(userID: userID.rawValue, deviceID: deviceID)
+            try await database.tokens.deleteAccessTokens(of: userID, deviceID: deviceID)
             await revokeSession(userID, device: deviceID)
         }
-        try await database.accounts.upsertDevice(DeviceRecord(userID: userID.rawValue, deviceID: deviceID,
+        try await database.devices.upsertDevice(DeviceRecord(userID: userID.rawValue, deviceID: deviceID,
                                                               displayName: displayName, lastSeenTs: now, lastSeenIP: ip,
                                                               createdTs: now))
         let session = newTokens(userID: userID, deviceID: deviceID, refreshable: refreshable, now: now)
-        try await database.accounts.insertAccessToken(session.record)
+        try await database.tokens.insertAccessToken(session.record)
         return session.issued
     }
 
@@ -169,7 +169,7 @@ final class Accounts: Sendable {
 
     /// Checks a user's password; the user must exist, be active and have a password.
     func checkPassword(userID: UserID, password: String) async throws -> UserRecord {
-        guard let user = try await database.accounts.user(id: userID.rawValue) else {
+        guard let user = try await database.accounts.user(id: userID) else {
             throw MatrixError(.forbidden, "Invalid username or password")
         }
         guard let hash = user.passwordHash else {

@@ -50,7 +50,7 @@ enum AccountManagement {
         // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
         // account can still send, each leave through its room's actor.
         try await leaveEveryRoom(context.app, requester.userID)
-        try await accounts.database.accounts.deactivate(userID: user, erase: body["erase"]?.boolValue ?? false)
+        try await accounts.database.accounts.deactivate(requester.userID, erase: body["erase"]?.boolValue ?? false)
         await accounts.sessions.revoke(requester.userID)
         context.app.logger.info("deactivated \(user)")
         return .json(["id_server_unbind_result": "no-support"])
@@ -70,8 +70,7 @@ enum AccountManagement {
         try await UserInteractiveAuth(flows: [[.password]], passwordUser: requester.userID).check(body, accounts: accounts)
         let logout = body["logout_devices"]?.boolValue ?? true
         let hash = try await accounts.passwords.hash(password)
-        let user = requester.userID.rawValue
-        try await accounts.database.accounts.setPassword(userID: user, hash: hash,
+        try await accounts.database.accounts.setPassword(of: requester.userID, hash: hash,
                                                          logoutExcept: logout ? .some(requester.deviceID) : nil)
         if logout {
             // Other devices' sessions go; the requester's stays.

@@ -33,7 +33,7 @@ enum Devices {
     static func listDevices(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let requester = try await context.requireUser()
-        let devices = try await accounts.database.accounts.devices(of: requester.userID.rawValue)
+        let devices = try await accounts.database.devices.devices(of: requester.userID)
         return .json(["devices": .array(devices.map { json($0, accounts: accounts) })])
     }
 
@@ -50,8 +50,8 @@ enum Devices {
     static func getDevice(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let requester = try await context.requireUser()
-        guard let device = try await accounts.database.accounts.device(userID: requester.userID.rawValue,
-                                                                       deviceID: context.parameter("deviceId")) else {
+        guard let device = try await accounts.database.devices.device(of: requester.userID,
+                                                                      id: context.parameter("deviceId")) else {
             throw MatrixError(.notFound, "Device not found")
         }
         return .json(json(device, accounts: accounts))
@@ -62,9 +62,8 @@ enum Devices {
         let accounts = context.app.accounts
         let requester = try await context.requireUser()
         let body = try await context.jsonObject()
-        let user = requester.userID.rawValue
         let deviceID = context.parameter("deviceId")
-        guard var device = try await accounts.database.accounts.device(userID: user, deviceID: deviceID) else {
+        guard var device = try await accounts.database.devices.device(of: requester.userID, id: deviceID) else {
             throw MatrixError(.notFound, "Device not found")
         }
         if let name = body["display_name"] {
@@ -73,7 +72,7 @@ enum Devices {
                 throw MatrixError(.invalidParam, "Device display name is too long (max 100)")
             }
             device.displayName = text
-            try await accounts.database.accounts.upsertDevice(device)
+            try await accounts.database.devices.upsertDevice(device)
             // Other users show device names from /keys/query: tell them to fetch again.
             try await context.app.keys.deviceListChanged(requester.userID)
         }
@@ -107,7 +106,7 @@ enum Devices {
 
     static func authorizeDeletion(requester: Requester, body: [String: JSON], accounts: Accounts) async throws {
         // A guest or password-less account has no password stage to offer.
-        let user = try await accounts.database.accounts.user(id: requester.userID.rawValue)
+        let user = try await accounts.database.accounts.user(id: requester.userID)
         let uia = user?.passwordHash == nil
             ? UserInteractiveAuth(flows: [[.dummy]])
             : UserInteractiveAuth(flows: [[.password]], passwordUser: requester.userID)
@@ -118,8 +117,7 @@ enum Devices {
     /// device-list stream.
     static func delete(_ ids: [String], of requester: Requester, app: MyelinApp) async throws {
         let accounts = app.accounts
-        let user = requester.userID.rawValue
-        try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: ids)
+        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: ids)
         for id in ids { await accounts.revokeSession(requester.userID, device: id) }
         try await app.keys.deviceListChanged(requester.userID, removedDevices: ids)
     }

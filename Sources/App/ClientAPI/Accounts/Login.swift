@@ -25,11 +25,11 @@ enum Login {
         let requester = try await context.requireUser()
         // Logging out deletes the device too, as in Synapse.
         if let device = requester.deviceID {
-            try await accounts.database.accounts.deleteDevice(userID: requester.userID.rawValue, deviceID: device)
+            try await accounts.database.devices.deleteDevice(of: requester.userID, id: device)
             await accounts.revokeSession(requester.userID, device: device)
             try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
         } else {
-            try await accounts.database.accounts.deleteAccessToken(hash: requester.tokenHash)
+            try await accounts.database.tokens.deleteAccessToken(hash: requester.tokenHash)
         }
         accounts.sessions.revoke(tokenHash: requester.tokenHash)
         return .json([:])
@@ -39,10 +39,9 @@ enum Login {
     static func logoutAll(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let requester = try await context.requireUser()
-        let user = requester.userID.rawValue
-        let devices = try await accounts.database.accounts.devices(of: user).map(\.deviceID)
-        try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: devices)
-        try await accounts.database.accounts.deleteAccessTokens(userID: user, deviceID: nil)
+        let devices = try await accounts.database.devices.devices(of: requester.userID).map(\.deviceID)
+        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: devices)
+        try await accounts.database.tokens.deleteAccessTokens(of: requester.userID, deviceID: nil)
         await accounts.sessions.revoke(requester.userID)
         try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
         return .json([:])
@@ -99,7 +98,7 @@ enum Login {
         let body = try await context.jsonObject()
         guard let token = body["refresh_token"]?.stringValue else { throw MatrixError(.missingParam, "Missing refresh_token") }
         let oldHash = Secrets.hash(token)
-        guard let old = try await accounts.database.accounts.accessToken(refreshHash: oldHash),
+        guard let old = try await accounts.database.tokens.accessToken(refreshHash: oldHash),
               let deviceID = old.deviceID, let userID = try? UserID(parsing: old.userID) else {
             throw MatrixError(.unknownToken, "Unknown refresh token", extra: ["soft_logout": false])
         }
@@ -111,7 +110,7 @@ enum Login {
         // A refresh token is used once: a second use (a replay) finds nothing.
         // The old tokens stay valid until the new ones are used (a lost response must not log
         // the device out); a replay after that finds nothing.
-        guard try await accounts.database.accounts.rotateRefreshToken(old: old, new: fresh.record) else {
+        guard try await accounts.database.tokens.rotateRefreshToken(old: old, new: fresh.record) else {
             throw MatrixError(.unknownToken, "Unknown refresh token", extra: ["soft_logout": false])
         }
         if let predecessor = old.replacesTokenHash { accounts.sessions.revoke(tokenHash: predecessor) }

@@ -22,7 +22,7 @@ enum Presence {
         let requester = try await context.requireUser()
         let target = try UserID(parsing: context.parameter("userId"))
         guard accounts.configuration.presence.enabled else { return .json(["presence": "offline"]) }
-        guard try await accounts.database.accounts.user(id: target.rawValue) != nil else {
+        guard try await accounts.database.accounts.user(id: target) != nil else {
             throw MatrixError(.notFound, "Unknown user")
         }
         // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).
@@ -66,22 +66,26 @@ enum Presence {
     /// Stores a state on the presence stream and wakes the long-polls of the user and of
     /// everyone sharing a room with them (sync delivers it).
     static func store(_ app: MyelinApp, _ user: UserID, _ presence: PresenceStore.Presence) async throws {
-        try await store(app, [(user.rawValue, presence)])
+        try await store(app, typed: [(user, presence)])
+    }
+
+    /// `store(_:typed:)` for the presence of syncing users, whose pending states
+    /// `SyncPresence` keys by raw user id (an id that does not parse is skipped).
+    static func store(_ app: MyelinApp, _ changes: [(userID: String, presence: PresenceStore.Presence)]) async throws {
+        try await store(app, typed: changes.compactMap { change in
+            (try? UserID(parsing: change.userID)).map { (userID: $0, presence: change.presence) }
+        })
     }
 
     /// Stores several users' states at one position and wakes them and their room peers once.
-    static func store(_ app: MyelinApp, _ changes: [(userID: String, presence: PresenceStore.Presence)]) async throws {
+    static func store(_ app: MyelinApp, typed changes: [(userID: UserID, presence: PresenceStore.Presence)]) async throws {
         let accounts = app.accounts
         let position = try await accounts.presenceStream.withNextPosition { position in
             try await accounts.database.presence.setPresences(changes, position: position)
             return position
         }
-        var users = Set<String>()
-        for change in changes {
-            users.insert(change.userID)
-            if let id = try? UserID(parsing: change.userID) { app.sync.presence.noteStored(id, state: change.presence.state) }
-        }
-        let changed = Set(users.compactMap { try? UserID(parsing: $0) })
+        for change in changes { app.sync.presence.noteStored(change.userID, state: change.presence.state) }
+        let changed = Set(changes.map(\.userID))
         let peers = try await accounts.database.memberships.peers(of: Array(changed))
         app.roomService.fanout.notify(changed.union(peers), of: StreamChange(.presence, position))
     }

@@ -25,9 +25,9 @@ enum Profiles {
 
     /// `GET /profile/{userId}`: a local user's whole profile.
     static func getProfile(_ context: RequestContext) async throws -> HTTPResponse {
-        let user = try await profileOwner(context)
+        let (id, user) = try await profileOwner(context)
         var body: [String: JSON] = [:]
-        for (key, value) in try await context.app.database.profileFields.profileFields(userID: user.userID) {
+        for (key, value) in try await context.app.database.profileFields.profileFields(of: id) {
             body[key] = try JSON.parse(Array(value.utf8))
         }
         if let name = user.displayname { body["displayname"] = .string(name) }
@@ -56,7 +56,7 @@ enum Profiles {
     }
 
     static func get(_ field: AccountStore.ProfileField, _ context: RequestContext) async throws -> HTTPResponse {
-        let user = try await profileOwner(context)
+        let (_, user) = try await profileOwner(context)
         let value = field == .displayname ? user.displayname : user.avatarURL
         return .json(.object(value.map { [field.rawValue: .string($0)] } ?? [:]))
     }
@@ -83,7 +83,7 @@ enum Profiles {
             }
             if field == .avatarURL { _ = try MXCURI(parsing: value) }
         }
-        try await accounts.database.accounts.setProfileField(userID: target.rawValue, field: field, value: value)
+        try await accounts.database.accounts.setProfileField(of: target, field: field, value: value)
         try await propagate(context.app, target, field: field, value: value)
         return .json([:])
     }
@@ -118,16 +118,16 @@ enum Profiles {
     /// `DELETE /profile/{userId}/{keyName}`: removes one of the requester's custom fields.
     static func deleteCustomField(_ context: RequestContext) async throws -> HTTPResponse {
         let (target, key) = try await customFieldOwner(context)
-        _ = try await context.app.database.profileFields.setProfileField(userID: target.rawValue, key: key, value: nil,
+        _ = try await context.app.database.profileFields.setProfileField(of: target, key: key, value: nil,
                                                                       maxTotalBytes: maxProfileBytes)
         return .json([:])
     }
 
     /// `GET /profile/{userId}/{keyName}`: one custom field of a local user's profile.
     static func getCustomField(_ context: RequestContext) async throws -> HTTPResponse {
-        let user = try await profileOwner(context)
+        let (id, _) = try await profileOwner(context)
         let key = context.parameter("keyName")
-        let fields = try await context.app.database.profileFields.profileFields(userID: user.userID)
+        let fields = try await context.app.database.profileFields.profileFields(of: id)
         guard let stored = fields.first(where: { $0.key == key }) else {
             throw MatrixError(.notFound, "Profile field not found")
         }
@@ -142,7 +142,7 @@ enum Profiles {
             throw MatrixError(.badJSON, "The body must hold exactly the key \(key)")
         }
         let stored = try await context.app.database.profileFields.setProfileField(
-            userID: target.rawValue, key: key, value: value.encodedString, maxTotalBytes: maxProfileBytes)
+            of: target, key: key, value: value.encodedString, maxTotalBytes: maxProfileBytes)
         guard stored else { throw MatrixError("M_PROFILE_TOO_LARGE", "The profile would exceed 64 KiB", status: 400) }
         return .json([:])
     }
@@ -157,12 +157,12 @@ enum Profiles {
     }
 
     /// The local, active user of the path, or 404.
-    static func profileOwner(_ context: RequestContext) async throws -> UserRecord {
+    static func profileOwner(_ context: RequestContext) async throws -> (id: UserID, user: UserRecord) {
         let target = try UserID(parsing: context.parameter("userId"))
         guard target.serverName.rawValue == context.app.configuration.serverName,
-              let user = try await context.app.database.accounts.user(id: target.rawValue), !user.deactivated else {
+              let user = try await context.app.database.accounts.user(id: target), !user.deactivated else {
             throw MatrixError(.notFound, "Profile was not found")
         }
-        return user
+        return (target, user)
     }
 }

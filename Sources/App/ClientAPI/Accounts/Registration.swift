@@ -19,7 +19,7 @@ enum Registration {
             throw MatrixError(.missingParam, "Missing username")
         }
         let userID = try validatedNewUserID(username, serverName: accounts.serverName)
-        if try await accounts.database.accounts.user(id: userID.rawValue) != nil {
+        if try await accounts.database.accounts.user(id: userID) != nil {
             throw MatrixError(.userInUse, "User ID already taken.")
         }
         return .json(["available": true])
@@ -82,7 +82,7 @@ enum Registration {
         var requested: UserID?
         if let username = body["username"]?.stringValue {
             let userID = try validatedNewUserID(username, serverName: accounts.serverName)
-            if try await accounts.database.accounts.user(id: userID.rawValue) != nil {
+            if try await accounts.database.accounts.user(id: userID) != nil {
                 throw MatrixError(.userInUse, "User ID already taken.")
             }
             requested = userID

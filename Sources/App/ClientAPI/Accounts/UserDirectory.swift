@@ -20,7 +20,7 @@ enum UserDirectory {
         guard let term = body["search_term"]?.stringValue else { throw MatrixError(.missingParam, "Missing search_term") }
         let limit = try RequestBounds.count(body["limit"], "limit", default: 10, max: 1000, lenient: true)
         guard !term.isEmpty else { return .json(["results": .array([]), "limited": false]) }
-        let scope = context.app.configuration.userDirectory.searchAllUsers ? nil : requester.userID.rawValue
+        let scope = context.app.configuration.userDirectory.searchAllUsers ? nil : requester.userID
         let users = try await accounts.database.accounts.searchUsers(term: term, serverName: accounts.serverName,
                                                                      limit: limit + 1, visibleTo: scope)
         let results: [JSON] = users.prefix(limit).map { user in

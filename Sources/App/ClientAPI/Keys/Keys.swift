@@ -106,7 +106,9 @@ enum Keys {
         let me = requester.userID.rawValue
         let (deviceRows, crossRows, signatures) = try await app.database.keys.keys(of: users)
         var devices: [DeviceRecord] = []
-        for user in Set(deviceRows.map(\.0)) { devices += try await app.database.accounts.devices(of: user) }
+        for user in Set(deviceRows.compactMap { try? UserID(parsing: $0.0) }) {
+            devices += try await app.database.devices.devices(of: user)
+        }
         // Signatures visible to the requester: a user's own, and the requester's.
         var extraSignatures: [String: [String: [(String, String, String)]]] = [:]  // user -> key -> (signer, key id, sig)
         for s in signatures where s.signerUserID == s.targetUserID || s.signerUserID == me {

@@ -79,7 +79,8 @@ enum Search {
                 if contextSpec?["include_profile"]?.boolValue == true {
                     var profiles: [String: JSON] = [:]
                     for sender in Set(([row] + earlier + later).map(\.sender)) {
-                        let record = try await app.database.accounts.user(id: sender)
+                        let id = try? UserID(parsing: sender)
+                        let record = if let id { try await app.database.accounts.user(id: id) } else { UserRecord?.none }
                         var profile: [String: JSON] = [:]
                         if let name = record?.displayname { profile["displayname"] = .string(name) }
                         if let avatar = record?.avatarURL { profile["avatar_url"] = .string(avatar) }
