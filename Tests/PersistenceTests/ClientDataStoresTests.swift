@@ -51,6 +51,20 @@ struct ClientDataStoresTests {
     }
 
     @Test(arguments: Backend.enabled)
+    func presenceInBulk(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let (a, b, c) = (try id("@a:t"), try id("@b:t"), try id("@c:t"))
+            let online = PresenceStore.Presence(state: "online", statusMessage: nil, lastActiveTs: 5)
+            let away = PresenceStore.Presence(state: "unavailable", statusMessage: "lunch", lastActiveTs: 6)
+            try await database.presence.setPresences([(a, online), (b, away)], position: 1)
+            #expect(try await database.presence.presences(of: [a, b, c]) == [a: online, b: away])
+            try await database.presence.setPresences([(b, online)], position: 2)
+            #expect(try await database.presence.presences(of: [b]) == [b: online])
+            #expect(try await database.presence.presences(of: []).isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
     func accountStoreAdditions(_ backend: Backend) async throws {
         try await withDatabase(backend) { (database) async throws in
             let store = database.accounts, devices = database.devices, tokens = database.tokens
