@@ -19,24 +19,24 @@ enum AccountData {
         routes.client(.delete, "/user/{userId}/rooms/{roomId}/tags/{tag}", deleteTag)
     }
 
-    /// `GET /user/{userId}/account_data/{type}`: one of the requester's global account data.
-    static func getAccountData(_ context: RequestContext) async throws -> HTTPResponse {
-        try await get(context, room: false)
-    }
-
     /// `PUT /user/{userId}/account_data/{type}`: sets global account data.
     static func setAccountData(_ context: RequestContext) async throws -> HTTPResponse {
         try await put(context, room: false)
     }
 
-    /// `GET /user/{userId}/rooms/{roomId}/account_data/{type}`: one of the requester's room account data.
-    static func getRoomAccountData(_ context: RequestContext) async throws -> HTTPResponse {
-        try await get(context, room: true)
+    /// `GET /user/{userId}/account_data/{type}`: one of the requester's global account data.
+    static func getAccountData(_ context: RequestContext) async throws -> HTTPResponse {
+        try await get(context, room: false)
     }
 
     /// `PUT /user/{userId}/rooms/{roomId}/account_data/{type}`: sets room account data.
     static func setRoomAccountData(_ context: RequestContext) async throws -> HTTPResponse {
         try await put(context, room: true)
+    }
+
+    /// `GET /user/{userId}/rooms/{roomId}/account_data/{type}`: one of the requester's room account data.
+    static func getRoomAccountData(_ context: RequestContext) async throws -> HTTPResponse {
+        try await get(context, room: true)
     }
 
     /// `GET /user/{userId}/rooms/{roomId}/tags`: the requester's tags on a room.
@@ -45,14 +45,6 @@ enum AccountData {
         let stored = try await accounts.database.accountData.accountData(userID: user, roomID: room, type: EventType.tag)
         let tags = try stored.map { try JSON.parse(Array($0.utf8))["tags"] } ?? nil
         return .json(["tags": tags ?? .object([:])])
-    }
-
-    /// `DELETE /user/{userId}/rooms/{roomId}/tags/{tag}`: removes a tag from a room.
-    static func deleteTag(_ context: RequestContext) async throws -> HTTPResponse {
-        let (accounts, user, room) = try await owner(context, room: true, verb: "remove tags for")
-        let tag = context.parameter("tag")
-        try await updateTags(accounts, user: user, room: room) { $0[tag] = nil }
-        return .json([:])
     }
 
     /// `PUT /user/{userId}/rooms/{roomId}/tags/{tag}`: adds (or updates) a tag on a room.
@@ -65,6 +57,14 @@ enum AccountData {
             throw MatrixError(.badJSON, "order must be a number")
         }
         try await updateTags(accounts, user: user, room: room) { $0[tag] = .object(content) }
+        return .json([:])
+    }
+
+    /// `DELETE /user/{userId}/rooms/{roomId}/tags/{tag}`: removes a tag from a room.
+    static func deleteTag(_ context: RequestContext) async throws -> HTTPResponse {
+        let (accounts, user, room) = try await owner(context, room: true, verb: "remove tags for")
+        let tag = context.parameter("tag")
+        try await updateTags(accounts, user: user, room: room) { $0[tag] = nil }
         return .json([:])
     }
 

@@ -34,28 +34,6 @@ enum AccountManagement {
         routes.get("/_matrix/federation/v1/openid/userinfo", openIDUserInfo)
     }
 
-    /// `GET /account/3pid`: the account's third-party identifiers (none: not supported).
-    static func threepids(_ context: RequestContext) async throws -> HTTPResponse {
-        _ = try await context.requireUser()
-        return .json(["threepids": .array([])])
-    }
-
-    /// `POST /account/deactivate`: leaves every room and deactivates the account (UIA).
-    static func deactivate(_ context: RequestContext) async throws -> HTTPResponse {
-        let accounts = context.app.accounts
-        let requester = try await context.requireUser()
-        let body = try await context.jsonObject()
-        try await Devices.authorizeDeletion(requester: requester, body: body, accounts: accounts)
-        let user = requester.userID.rawValue
-        // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
-        // account can still send, each leave through its room's actor.
-        try await leaveEveryRoom(context.app, requester.userID)
-        try await accounts.database.accounts.deactivate(requester.userID, erase: body["erase"]?.boolValue ?? false)
-        await accounts.sessions.revoke(requester.userID)
-        context.app.logger.info("deactivated \(user)")
-        return .json(["id_server_unbind_result": "no-support"])
-    }
-
     /// `POST /account/password`: changes the password (UIA), by default signing out the other devices.
     static func changePassword(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
@@ -77,6 +55,27 @@ enum AccountManagement {
             await accounts.sessions.revoke(requester.userID, keeping: requester.session?.identity.device)
         }
         return .json([:])
+    }
+
+    /// `POST /account/deactivate`: leaves every room and deactivates the account (UIA).
+    static func deactivate(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let body = try await context.jsonObject()
+        try await Devices.authorizeDeletion(requester: requester, body: body, accounts: accounts)
+        // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
+        // account can still send, each leave through its room's actor.
+        try await leaveEveryRoom(context.app, requester.userID)
+        try await accounts.database.accounts.deactivate(requester.userID, erase: body["erase"]?.boolValue ?? false)
+        await accounts.sessions.revoke(requester.userID)
+        context.app.logger.info("deactivated \(requester.userID)")
+        return .json(["id_server_unbind_result": "no-support"])
+    }
+
+    /// `GET /account/3pid`: the account's third-party identifiers (none: not supported).
+    static func threepids(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireUser()
+        return .json(["threepids": .array([])])
     }
 
     /// `POST /user/{userId}/openid/request_token`: an OpenID token that proves the requester's identity.

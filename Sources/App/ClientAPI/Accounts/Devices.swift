@@ -15,35 +15,12 @@ enum Devices {
         routes.client(.post, "/delete_devices", deleteDevices)
     }
 
-    /// `POST /delete_devices`: deletes several of the requester's devices (UIA).
-    static func deleteDevices(_ context: RequestContext) async throws -> HTTPResponse {
-        let requester = try await context.requireUser()
-        let body = try await context.jsonObject()
-        guard let list = body["devices"]?.arrayValue else { throw MatrixError(.badJSON, "Missing devices") }
-        let ids = try list.map { item -> String in
-            guard let id = item.stringValue else { throw MatrixError(.badJSON, "devices must be strings") }
-            return id
-        }
-        try await authorizeDeletion(requester: requester, body: body, accounts: context.app.accounts)
-        try await delete(ids, of: requester, app: context.app)
-        return .json([:])
-    }
-
     /// `GET /devices`: the requester's devices.
     static func listDevices(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let requester = try await context.requireUser()
         let devices = try await accounts.database.devices.devices(of: requester.userID)
         return .json(["devices": .array(devices.map { json($0, accounts: accounts) })])
-    }
-
-    /// `DELETE /devices/{deviceId}`: deletes one of the requester's devices (UIA).
-    static func deleteDevice(_ context: RequestContext) async throws -> HTTPResponse {
-        let requester = try await context.requireUser()
-        let body = try await optionalBody(context)
-        try await authorizeDeletion(requester: requester, body: body, accounts: context.app.accounts)
-        try await delete([context.parameter("deviceId")], of: requester, app: context.app)
-        return .json([:])
     }
 
     /// `GET /devices/{deviceId}`: one of the requester's devices.
@@ -76,6 +53,29 @@ enum Devices {
             // Other users show device names from /keys/query: tell them to fetch again.
             try await context.app.keys.deviceListChanged(requester.userID)
         }
+        return .json([:])
+    }
+
+    /// `DELETE /devices/{deviceId}`: deletes one of the requester's devices (UIA).
+    static func deleteDevice(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let body = try await optionalBody(context)
+        try await authorizeDeletion(requester: requester, body: body, accounts: context.app.accounts)
+        try await delete([context.parameter("deviceId")], of: requester, app: context.app)
+        return .json([:])
+    }
+
+    /// `POST /delete_devices`: deletes several of the requester's devices (UIA).
+    static func deleteDevices(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let body = try await context.jsonObject()
+        guard let list = body["devices"]?.arrayValue else { throw MatrixError(.badJSON, "Missing devices") }
+        let ids = try list.map { item -> String in
+            guard let id = item.stringValue else { throw MatrixError(.badJSON, "devices must be strings") }
+            return id
+        }
+        try await authorizeDeletion(requester: requester, body: body, accounts: context.app.accounts)
+        try await delete(ids, of: requester, app: context.app)
         return .json([:])
     }
 

@@ -19,42 +19,6 @@ enum Login {
         .json(["flows": [["type": "m.login.password"]]])
     }
 
-    /// `POST /logout`: ends the requester's session.
-    static func logout(_ context: RequestContext) async throws -> HTTPResponse {
-        let accounts = context.app.accounts
-        let requester = try await context.requireUser()
-        // Logging out deletes the device too, as in Synapse.
-        if let device = requester.deviceID {
-            try await accounts.database.devices.deleteDevice(of: requester.userID, id: device)
-            await accounts.revokeSession(requester.userID, device: device)
-            try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
-        } else {
-            try await accounts.database.tokens.deleteAccessToken(hash: requester.tokenHash)
-        }
-        accounts.sessions.revoke(tokenHash: requester.tokenHash)
-        return .json([:])
-    }
-
-    /// `POST /logout/all`: ends every session of the requester.
-    static func logoutAll(_ context: RequestContext) async throws -> HTTPResponse {
-        let accounts = context.app.accounts
-        let requester = try await context.requireUser()
-        let devices = try await accounts.database.devices.devices(of: requester.userID).map(\.deviceID)
-        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: devices)
-        try await accounts.database.tokens.deleteAccessTokens(of: requester.userID, deviceID: nil)
-        await accounts.sessions.revoke(requester.userID)
-        try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
-        return .json([:])
-    }
-
-    /// `GET /account/whoami`: the user (and device) the access token belongs to.
-    static func whoami(_ context: RequestContext) async throws -> HTTPResponse {
-        let requester = try await context.requireUser()
-        var body: [String: JSON] = ["user_id": .string(requester.userID.rawValue), "is_guest": .bool(requester.isGuest)]
-        if let device = requester.deviceID { body["device_id"] = .string(device) }
-        return .json(.object(body))
-    }
-
     /// `POST /login`: password login, which issues a session.
     static func login(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
@@ -118,5 +82,41 @@ enum Login {
         if let refresh = fresh.issued.refreshToken { response["refresh_token"] = .string(refresh) }
         if let expires = fresh.issued.expiresInMs { response["expires_in_ms"] = .int(expires) }
         return .json(.object(response))
+    }
+
+    /// `POST /logout`: ends the requester's session.
+    static func logout(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        // Logging out deletes the device too, as in Synapse.
+        if let device = requester.deviceID {
+            try await accounts.database.devices.deleteDevice(of: requester.userID, id: device)
+            await accounts.revokeSession(requester.userID, device: device)
+            try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
+        } else {
+            try await accounts.database.tokens.deleteAccessToken(hash: requester.tokenHash)
+        }
+        accounts.sessions.revoke(tokenHash: requester.tokenHash)
+        return .json([:])
+    }
+
+    /// `POST /logout/all`: ends every session of the requester.
+    static func logoutAll(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let devices = try await accounts.database.devices.devices(of: requester.userID).map(\.deviceID)
+        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: devices)
+        try await accounts.database.tokens.deleteAccessTokens(of: requester.userID, deviceID: nil)
+        await accounts.sessions.revoke(requester.userID)
+        try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
+        return .json([:])
+    }
+
+    /// `GET /account/whoami`: the user (and device) the access token belongs to.
+    static func whoami(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        var body: [String: JSON] = ["user_id": .string(requester.userID.rawValue), "is_guest": .bool(requester.isGuest)]
+        if let device = requester.deviceID { body["device_id"] = .string(device) }
+        return .json(.object(body))
     }
 }

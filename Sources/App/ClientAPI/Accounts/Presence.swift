@@ -16,6 +16,26 @@ enum Presence {
         routes.client(.get, "/presence/{userId}/status", getPresence)
     }
 
+    /// `PUT /presence/{userId}/status`: sets the requester's presence.
+    static func setPresence(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireSelf("Can only set your own presence state")
+        try context.rateLimit("presence", accounts.configuration.rateLimits.presence, user: requester.userID)
+        let body = try await context.jsonObject()
+        guard let state = body["presence"]?.stringValue else { throw MatrixError(.missingParam, "Missing presence") }
+        guard states.contains(state) else { throw MatrixError(.invalidParam, "Invalid presence state \(state)") }
+        if let message = body["status_msg"], !message.isNull {
+            guard let text = message.stringValue else { throw MatrixError(.badJSON, "status_msg must be a string") }
+            // Every peer's sync carries it: one status line, not a document.
+            try RequestBounds.text(text, "status_msg", maxBytes: RequestBounds.maxStatusMessageBytes)
+        }
+        guard accounts.configuration.presence.enabled else { return .json([:]) }
+        let presence = PresenceStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
+                                                lastActiveTs: Clock.nowMilliseconds())
+        try await store(context.app, requester.userID, presence)
+        return .json([:])
+    }
+
     /// `GET /presence/{userId}/status`: a user's presence, for the user or someone who shares a room.
     static func getPresence(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
@@ -41,26 +61,6 @@ enum Presence {
         ]
         if let message = stored.statusMessage { body["status_msg"] = .string(message) }
         return .json(.object(body))
-    }
-
-    /// `PUT /presence/{userId}/status`: sets the requester's presence.
-    static func setPresence(_ context: RequestContext) async throws -> HTTPResponse {
-        let accounts = context.app.accounts
-        let requester = try await context.requireSelf("Can only set your own presence state")
-        try context.rateLimit("presence", accounts.configuration.rateLimits.presence, user: requester.userID)
-        let body = try await context.jsonObject()
-        guard let state = body["presence"]?.stringValue else { throw MatrixError(.missingParam, "Missing presence") }
-        guard states.contains(state) else { throw MatrixError(.invalidParam, "Invalid presence state \(state)") }
-        if let message = body["status_msg"], !message.isNull {
-            guard let text = message.stringValue else { throw MatrixError(.badJSON, "status_msg must be a string") }
-            // Every peer's sync carries it: one status line, not a document.
-            try RequestBounds.text(text, "status_msg", maxBytes: RequestBounds.maxStatusMessageBytes)
-        }
-        guard accounts.configuration.presence.enabled else { return .json([:]) }
-        let presence = PresenceStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
-                                                lastActiveTs: Clock.nowMilliseconds())
-        try await store(context.app, requester.userID, presence)
-        return .json([:])
     }
 
     /// Stores a state on the presence stream and wakes the long-polls of the user and of

@@ -23,6 +23,26 @@ enum Profiles {
         routes.client(.delete, "/profile/{userId}/{keyName}", deleteCustomField)
     }
 
+    /// `PUT /profile/{userId}/displayname`: sets the requester's display name.
+    static func setDisplayname(_ context: RequestContext) async throws -> HTTPResponse {
+        try await set(.displayname, context)
+    }
+
+    /// `GET /profile/{userId}/displayname`: a local user's display name.
+    static func getDisplayname(_ context: RequestContext) async throws -> HTTPResponse {
+        try await get(.displayname, context)
+    }
+
+    /// `PUT /profile/{userId}/avatar_url`: sets the requester's avatar.
+    static func setAvatarURL(_ context: RequestContext) async throws -> HTTPResponse {
+        try await set(.avatarURL, context)
+    }
+
+    /// `GET /profile/{userId}/avatar_url`: a local user's avatar.
+    static func getAvatarURL(_ context: RequestContext) async throws -> HTTPResponse {
+        try await get(.avatarURL, context)
+    }
+
     /// `GET /profile/{userId}`: a local user's whole profile.
     static func getProfile(_ context: RequestContext) async throws -> HTTPResponse {
         let (id, user) = try await profileOwner(context)
@@ -33,26 +53,6 @@ enum Profiles {
         if let name = user.displayname { body["displayname"] = .string(name) }
         if let avatar = user.avatarURL { body["avatar_url"] = .string(avatar) }
         return .json(.object(body))
-    }
-
-    /// `GET /profile/{userId}/avatar_url`: a local user's avatar.
-    static func getAvatarURL(_ context: RequestContext) async throws -> HTTPResponse {
-        try await get(.avatarURL, context)
-    }
-
-    /// `PUT /profile/{userId}/avatar_url`: sets the requester's avatar.
-    static func setAvatarURL(_ context: RequestContext) async throws -> HTTPResponse {
-        try await set(.avatarURL, context)
-    }
-
-    /// `GET /profile/{userId}/displayname`: a local user's display name.
-    static func getDisplayname(_ context: RequestContext) async throws -> HTTPResponse {
-        try await get(.displayname, context)
-    }
-
-    /// `PUT /profile/{userId}/displayname`: sets the requester's display name.
-    static func setDisplayname(_ context: RequestContext) async throws -> HTTPResponse {
-        try await set(.displayname, context)
     }
 
     static func get(_ field: AccountStore.ProfileField, _ context: RequestContext) async throws -> HTTPResponse {
@@ -115,11 +115,16 @@ enum Profiles {
     static let maxProfileBytes = 65_536
     static let maxKeyBytes = 255
 
-    /// `DELETE /profile/{userId}/{keyName}`: removes one of the requester's custom fields.
-    static func deleteCustomField(_ context: RequestContext) async throws -> HTTPResponse {
+    /// `PUT /profile/{userId}/{keyName}`: sets one of the requester's custom fields.
+    static func setCustomField(_ context: RequestContext) async throws -> HTTPResponse {
         let (target, key) = try await customFieldOwner(context)
-        _ = try await context.app.database.profileFields.setProfileField(of: target, key: key, value: nil,
-                                                                      maxTotalBytes: maxProfileBytes)
+        let body = try await context.jsonObject()
+        guard body.count == 1, let value = body[key] else {
+            throw MatrixError(.badJSON, "The body must hold exactly the key \(key)")
+        }
+        let stored = try await context.app.database.profileFields.setProfileField(
+            of: target, key: key, value: value.encodedString, maxTotalBytes: maxProfileBytes)
+        guard stored else { throw MatrixError("M_PROFILE_TOO_LARGE", "The profile would exceed 64 KiB", status: 400) }
         return .json([:])
     }
 
@@ -134,16 +139,11 @@ enum Profiles {
         return .json([key: try JSON.parse(Array(stored.value.utf8))])
     }
 
-    /// `PUT /profile/{userId}/{keyName}`: sets one of the requester's custom fields.
-    static func setCustomField(_ context: RequestContext) async throws -> HTTPResponse {
+    /// `DELETE /profile/{userId}/{keyName}`: removes one of the requester's custom fields.
+    static func deleteCustomField(_ context: RequestContext) async throws -> HTTPResponse {
         let (target, key) = try await customFieldOwner(context)
-        let body = try await context.jsonObject()
-        guard body.count == 1, let value = body[key] else {
-            throw MatrixError(.badJSON, "The body must hold exactly the key \(key)")
-        }
-        let stored = try await context.app.database.profileFields.setProfileField(
-            of: target, key: key, value: value.encodedString, maxTotalBytes: maxProfileBytes)
-        guard stored else { throw MatrixError("M_PROFILE_TOO_LARGE", "The profile would exceed 64 KiB", status: 400) }
+        _ = try await context.app.database.profileFields.setProfileField(of: target, key: key, value: nil,
+                                                                      maxTotalBytes: maxProfileBytes)
         return .json([:])
     }
 
