@@ -3,9 +3,8 @@ import Matrix
 /// Typed access to `devices`: the logged-in devices of each user, their display names and
 /// last-seen values. Obtained from `Database.devices`; called by the device, login and key
 /// handlers and by the `LastSeenBatcher` of the session actors. Deleting a device deletes
-/// its access tokens in the same transaction (through `TokenStore`'s SQL). Device ids stay
-/// strings here: the handlers pass them as clients sent them (an unknown or malformed id is
-/// simply not found).
+/// its access tokens in the same transaction (through `TokenStore`'s SQL). A handler with a
+/// device id that does not parse has no device to look for (none was ever stored).
 public struct DeviceStore: Sendable {
     public let database: Database
 
@@ -30,8 +29,8 @@ public struct DeviceStore: Sendable {
         }
     }
 
-    public func device(of user: UserID, id deviceID: String) async throws -> DeviceRecord? {
-        let userID = user.rawValue
+    public func device(of user: UserID, id device: DeviceID) async throws -> DeviceRecord? {
+        let userID = user.rawValue, deviceID = device.rawValue
         return try await database.read { db in
             try db.queryFirst("""
                 SELECT user_id, device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent, created_ts
@@ -54,8 +53,8 @@ public struct DeviceStore: Sendable {
     /// Deletes the device and, in the same transaction, every access token of it.
     /// Returns false when there was no such device (its tokens are deleted anyway).
     @discardableResult
-    public func deleteDevice(of user: UserID, id deviceID: String) async throws -> Bool {
-        let userID = user.rawValue
+    public func deleteDevice(of user: UserID, id device: DeviceID) async throws -> Bool {
+        let userID = user.rawValue, deviceID = device.rawValue
         return try await database.write { db in
             try TokenStore.deleteTokens(db, userID: userID, deviceID: deviceID)
             return try db.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
@@ -64,8 +63,8 @@ public struct DeviceStore: Sendable {
     }
 
     /// Deletes several devices of a user and their tokens in one transaction.
-    public func deleteDevices(of user: UserID, ids deviceIDs: [String]) async throws {
-        let userID = user.rawValue
+    public func deleteDevices(of user: UserID, ids devices: [DeviceID]) async throws {
+        let userID = user.rawValue, deviceIDs = devices.map(\.rawValue)
         try await database.write { db in
             for deviceID in deviceIDs {
                 try TokenStore.deleteTokens(db, userID: userID, deviceID: deviceID)

@@ -99,11 +99,11 @@ public struct TokenStore: Sendable {
         }
     }
 
-    /// Deletes the tokens of one device, or with `deviceID` nil every token of the user
-    /// (logout/all, deactivation). Returns how many were deleted.
+    /// Deletes the tokens of one device, or with `device` nil every token of the user
+    /// (logout/all). Returns how many were deleted.
     @discardableResult
-    public func deleteAccessTokens(of user: UserID, deviceID: String?) async throws -> Int {
-        let userID = user.rawValue
+    public func deleteAccessTokens(of user: UserID, device: DeviceID?) async throws -> Int {
+        let userID = user.rawValue, deviceID = device?.rawValue
         return try await database.write { db in try Self.deleteTokens(db, userID: userID, deviceID: deviceID) }
     }
 

@@ -45,7 +45,7 @@ struct SessionActorTests {
             try await batcher.flush()
             #expect(batcher.rowsWritten == 10)
             for key in keys {
-                let device = try await database.devices.device(of: key.user, id: key.device.rawValue)
+                let device = try await database.devices.device(of: key.user, id: key.device)
                 #expect(device?.lastSeenTs == 1_099)
                 #expect(device?.lastSeenIP == "10.0.0.9")
                 #expect(device?.lastSeenUserAgent == "test")
@@ -115,7 +115,7 @@ struct SessionsTests {
             _ = try await Self.authenticate(sessions, "h1")
             _ = try await Self.authenticate(sessions, "h2")
             // The store deleted PHONE's token; the revocation makes the next use read it.
-            _ = try await database.tokens.deleteAccessTokens(of: UserID(parsing: "@a:example.org"), deviceID: "PHONE")
+            _ = try await database.tokens.deleteAccessTokens(of: UserID(parsing: "@a:example.org"), device: DeviceID(parsing: "PHONE"))
             #expect(sessions.isResident(tokenHash: "h1"))
             await sessions.revoke(testUser("a"), device: try DeviceID(parsing: "PHONE"))
             #expect(!sessions.isResident(tokenHash: "h1"))

@@ -4,6 +4,8 @@ import Testing
 
 /// A user id of these tests.
 func id(_ text: String) throws -> UserID { try UserID(parsing: text) }
+/// A device id of these tests.
+func device(_ text: String) throws -> DeviceID { try DeviceID(parsing: text) }
 
 @Suite("Account, device and token stores")
 struct AccountStoreTests {
@@ -52,12 +54,12 @@ struct AccountStoreTests {
             // Upsert: last-seen set, display name kept when not given, created_ts never moves.
             try await store.upsertDevice(DeviceRecord(userID: "@alice:test", deviceID: "PHONE", lastSeenTs: 99,
                                                       lastSeenIP: "192.0.2.1", lastSeenUserAgent: "nio", createdTs: 1000))
-            let updated = try await store.device(of: id("@alice:test"), id: "PHONE")
+            let updated = try await store.device(of: id("@alice:test"), id: device("PHONE"))
             #expect(updated == DeviceRecord(userID: "@alice:test", deviceID: "PHONE", displayName: "Phone",
                                             lastSeenTs: 99, lastSeenIP: "192.0.2.1", lastSeenUserAgent: "nio",
                                             createdTs: 10))
             try await store.upsertDevice(DeviceRecord(userID: "@alice:test", deviceID: "PHONE", displayName: "Renamed"))
-            #expect(try await store.device(of: id("@alice:test"), id: "PHONE")?.displayName == "Renamed")
+            #expect(try await store.device(of: id("@alice:test"), id: device("PHONE"))?.displayName == "Renamed")
         }
     }
 
@@ -73,8 +75,8 @@ struct AccountStoreTests {
             try await devices.upsertDevice(DeviceRecord(userID: "@bob:test", deviceID: "PHONE"))
             try await tokens.insertAccessToken(AccessTokenRecord(tokenHash: "token-bob", userID: "@bob:test", deviceID: "PHONE"))
 
-            #expect(try await devices.deleteDevice(of: id("@alice:test"), id: "PHONE"))
-            #expect(try await devices.deleteDevice(of: id("@alice:test"), id: "PHONE") == false)
+            #expect(try await devices.deleteDevice(of: id("@alice:test"), id: device("PHONE")))
+            #expect(try await devices.deleteDevice(of: id("@alice:test"), id: device("PHONE")) == false)
             #expect(try await devices.devices(of: id("@alice:test")).map(\.deviceID) == ["LAPTOP"])
             #expect(try await tokens.accessToken(hash: "token-PHONE") == nil)
             #expect(try await tokens.accessToken(hash: "token-LAPTOP") != nil)
@@ -106,12 +108,12 @@ struct AccountStoreTests {
             }
             #expect(duplicate?.kind == .uniqueViolation)
 
-            #expect(try await store.deleteAccessTokens(of: id("@alice:test"), deviceID: "PHONE") == 2)
+            #expect(try await store.deleteAccessTokens(of: id("@alice:test"), device: device("PHONE")) == 2)
             #expect(try await store.accessToken(hash: "h1") == nil)
             #expect(try await store.accessToken(hash: "h3") == third)
             #expect(try await store.deleteAccessToken(hash: "h3"))
             #expect(try await store.deleteAccessToken(hash: "h3") == false)
-            #expect(try await store.deleteAccessTokens(of: id("@alice:test"), deviceID: nil) == 1)
+            #expect(try await store.deleteAccessTokens(of: id("@alice:test"), device: nil) == 1)
             #expect(try await store.accessToken(hash: "h4") == nil)
             #expect(try await store.accessToken(hash: "h5") == bobs)
         }

@@ -77,10 +77,10 @@ struct ClientDataStoresTests {
                                                                     refreshTokenHash: "ref" + device))
             }
             try await devices.recordLastSeen([("@alice:t", "A", 77, "10.0.0.1", "ua"), ("@alice:t", "GONE", 1, "x", nil)])
-            #expect(try await devices.device(of: id("@alice:t"), id: "A")?.lastSeenTs == 77)
-            #expect(try await devices.device(of: id("@alice:t"), id: "GONE") == nil)
+            #expect(try await devices.device(of: id("@alice:t"), id: device("A"))?.lastSeenTs == 77)
+            #expect(try await devices.device(of: id("@alice:t"), id: device("GONE")) == nil)
 
-            try await devices.deleteDevices(of: id("@alice:t"), ids: ["C"])
+            try await devices.deleteDevices(of: id("@alice:t"), ids: [device("C")])
             #expect(try await tokens.accessToken(hash: "tokC") == nil)
             let oldB = try #require(try await tokens.accessToken(refreshHash: "refB"))
             #expect(try await tokens.rotateRefreshToken(old: oldB,

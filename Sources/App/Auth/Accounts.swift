@@ -106,17 +106,13 @@ final class Accounts: Sendable {
     /// token expires after the configured lifetime.
     func issueSession(userID: UserID, deviceID requested: String?, displayName: String?, refreshable: Bool,
                       ip: String) async throws -> IssuedSession {
-        let deviceID: String
-        if let requested {
-            deviceID = try DeviceID(parsing: requested).rawValue
-        } else {
-            deviceID = DeviceID.generate().rawValue
-        }
+        let device = try requested.map { try DeviceID(parsing: $0) } ?? DeviceID.generate()
+        let deviceID = device.rawValue
         let now = Clock.nowMilliseconds()
         // Reusing a device id logs its previous sessions out (Synapse does the same).
         if requested != nil {
-            try await database.tokens.deleteAccessTokens(of: userID, deviceID: deviceID)
-            await revokeSession(userID, device: deviceID)
+            try await database.tokens.deleteAccessTokens(of: userID, device: device)
+            await sessions.revoke(userID, device: device)
         }
         try await database.devices.upsertDevice(DeviceRecord(userID: userID.rawValue, deviceID: deviceID,
                                                               displayName: displayName, lastSeenTs: now, lastSeenIP: ip,

@@ -27,8 +27,8 @@ enum Devices {
     static func getDevice(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let requester = try await context.requireUser()
-        guard let device = try await accounts.database.devices.device(of: requester.userID,
-                                                                      id: context.parameter("deviceId")) else {
+        guard let id = try? DeviceID(parsing: context.parameter("deviceId")),
+              let device = try await accounts.database.devices.device(of: requester.userID, id: id) else {
             throw MatrixError(.notFound, "Device not found")
         }
         return .json(json(device, accounts: accounts))
@@ -39,8 +39,8 @@ enum Devices {
         let accounts = context.app.accounts
         let requester = try await context.requireUser()
         let body = try await context.jsonObject()
-        let deviceID = context.parameter("deviceId")
-        guard var device = try await accounts.database.devices.device(of: requester.userID, id: deviceID) else {
+        guard let id = try? DeviceID(parsing: context.parameter("deviceId")),
+              var device = try await accounts.database.devices.device(of: requester.userID, id: id) else {
             throw MatrixError(.notFound, "Device not found")
         }
         if let name = body["display_name"] {
@@ -117,7 +117,8 @@ enum Devices {
     /// device-list stream.
     static func delete(_ ids: [String], of requester: Requester, app: MyelinApp) async throws {
         let accounts = app.accounts
-        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: ids)
+        // An id that does not parse names no stored device.
+        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: ids.compactMap { try? DeviceID(parsing: $0) })
         for id in ids { await accounts.revokeSession(requester.userID, device: id) }
         try await app.keys.deviceListChanged(requester.userID, removedDevices: ids)
     }

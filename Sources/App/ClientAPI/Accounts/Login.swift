@@ -90,7 +90,8 @@ enum Login {
         let requester = try await context.requireUser()
         // Logging out deletes the device too, as in Synapse.
         if let device = requester.deviceID {
-            try await accounts.database.devices.deleteDevice(of: requester.userID, id: device)
+            // The token's device, as stored (validated when it was created).
+            try await accounts.database.devices.deleteDevice(of: requester.userID, id: DeviceID(unchecked: device))
             await accounts.revokeSession(requester.userID, device: device)
             try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
         } else {
@@ -104,11 +105,11 @@ enum Login {
     static func logoutAll(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let requester = try await context.requireUser()
-        let devices = try await accounts.database.devices.devices(of: requester.userID).map(\.deviceID)
+        let devices = try await accounts.database.devices.devices(of: requester.userID).map(\.id)
         try await accounts.database.devices.deleteDevices(of: requester.userID, ids: devices)
-        try await accounts.database.tokens.deleteAccessTokens(of: requester.userID, deviceID: nil)
+        try await accounts.database.tokens.deleteAccessTokens(of: requester.userID, device: nil)
         await accounts.sessions.revoke(requester.userID)
-        try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
+        try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices.map(\.rawValue))
         return .json([:])
     }
 
