@@ -1,3 +1,5 @@
+import Matrix
+
 /// A row of `users`: one local account. Built by registration, read by login and the
 /// profile and admin APIs. Ids are plain strings here (the typed Matrix identifiers convert
 /// at the store's edge).
@@ -47,6 +49,9 @@ public struct DeviceRecord: Sendable, Hashable {
         self.lastSeenUserAgent = lastSeenUserAgent
         self.createdTs = createdTs
     }
+
+    /// The device id, typed (stored ids were validated when the device was created).
+    public var id: DeviceID { DeviceID(unchecked: deviceID) }
 }
 
 /// A row of `access_tokens`: the hash of an access token (never the token itself), whose

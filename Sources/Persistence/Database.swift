@@ -201,9 +201,6 @@ public final class Database: Sendable {
             await pool.close()
         }
     }
-
-    /// Users, devices and access tokens.
-    public var accounts: AccountStore { AccountStore(database: self) }
 }
 
 /// What `Database.transaction` needs beyond `SQLTransaction`.

@@ -35,7 +35,8 @@ public struct PresenceStore: Sendable {
     }
 
     /// Stores several users' presence at one position, in one transaction.
-    public func setPresences(_ entries: [(userID: String, presence: Presence)], position: Int64) async throws {
+    public func setPresences(_ entries: [(userID: UserID, presence: Presence)], position: Int64) async throws {
+        let entries = entries.map { ($0.userID.rawValue, $0.presence) }
         try await database.write { db in
             for (userID, presence) in entries {
                 try db.execute("""
@@ -48,17 +49,19 @@ public struct PresenceStore: Sendable {
         }
     }
 
-    /// The stored presence of each of `userIDs` that has one.
-    public func presences(userIDs: [String]) async throws -> [String: Presence] {
-        try await database.read { db in
-            var result: [String: Presence] = [:]
+    /// The stored presence of each of `users` that has one.
+    public func presences(of users: [UserID]) async throws -> [UserID: Presence] {
+        let userIDs = users.map(\.rawValue)
+        return try await database.read { db in
+            var result: [UserID: Presence] = [:]
             for start in stride(from: 0, to: userIDs.count, by: 500) {
                 let chunk = userIDs[start..<min(start + 500, userIDs.count)]
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
                 for row in try db.query("SELECT user_id, state, status_msg, last_active_ts FROM presence WHERE user_id IN (\(marks))",
                                         chunk.map { .text($0) }) {
-                    result[try row.text(0)] = Presence(state: try row.text(1), statusMessage: try row.optionalText(2),
-                                                       lastActiveTs: try row.int(3))
+                    guard let user = try? UserID(parsing: row.text(0)) else { continue }
+                    result[user] = Presence(state: try row.text(1), statusMessage: try row.optionalText(2),
+                                            lastActiveTs: try row.int(3))
                 }
             }
             return result

@@ -19,10 +19,10 @@ struct SessionActorTests {
         try await withStore(backend) { database in
             let keys = (0..<10).map { Self.key($0, $0) }
             for key in keys {
-                try await database.accounts.upsertDevice(DeviceRecord(userID: key.user.rawValue, deviceID: key.device.rawValue,
+                try await database.devices.upsertDevice(DeviceRecord(userID: key.user.rawValue, deviceID: key.device.rawValue,
                                                                       createdTs: 0))
             }
-            let batcher = LastSeenBatcher(store: database.accounts)
+            let batcher = LastSeenBatcher(store: database.devices)
             let registry = Registry<SessionKey, SessionActor>(limits: RegistryLimits(maxResident: 100, idleTimeout: .seconds(900))) { key in
                 SessionActor(identity: Self.identity(key), lastSeen: batcher)
             }
@@ -45,7 +45,7 @@ struct SessionActorTests {
             try await batcher.flush()
             #expect(batcher.rowsWritten == 10)
             for key in keys {
-                let device = try await database.accounts.device(userID: key.user.rawValue, deviceID: key.device.rawValue)
+                let device = try await database.devices.device(of: key.user, id: key.device)
                 #expect(device?.lastSeenTs == 1_099)
                 #expect(device?.lastSeenIP == "10.0.0.9")
                 #expect(device?.lastSeenUserAgent == "test")
@@ -56,7 +56,7 @@ struct SessionActorTests {
 
     @Test func lazyLoadingAndToDeviceAcknowledgement() async throws {
         try await withStore(.sqlite) { database in
-            let session = SessionActor(identity: Self.identity(Self.key(1, 1)), lastSeen: LastSeenBatcher(store: database.accounts))
+            let session = SessionActor(identity: Self.identity(Self.key(1, 1)), lastSeen: LastSeenBatcher(store: database.devices))
             let room = try RoomID(parsing: "!r:example.org")
             let a = testUser("a"), b = testUser("b"), c = testUser("c")
             #expect(await session.membersToSend(in: room, among: [a, b]) == [a, b])
@@ -76,14 +76,14 @@ struct SessionsTests {
     static func addDevice(_ database: Database, user: String, device: String, token: String,
                           expiresTs: Int64? = nil) async throws {
         _ = try await database.accounts.createUser(UserRecord(userID: user))
-        try await database.accounts.upsertDevice(DeviceRecord(userID: user, deviceID: device, createdTs: 0))
-        try await database.accounts.insertAccessToken(AccessTokenRecord(tokenHash: token, userID: user, deviceID: device,
-                                                                        expiresTs: expiresTs))
+        try await database.devices.upsertDevice(DeviceRecord(userID: user, deviceID: device, createdTs: 0))
+        try await database.tokens.insertAccessToken(AccessTokenRecord(tokenHash: token, userID: user, deviceID: device,
+                                                                      expiresTs: expiresTs))
     }
 
     static func sessions(_ database: Database, maxResident: Int = 100) -> Sessions {
-        Sessions(store: database.accounts, limits: RegistryLimits(maxResident: maxResident, idleTimeout: .seconds(900)),
-                 lastSeen: LastSeenBatcher(store: database.accounts))
+        Sessions(store: database.tokens, limits: RegistryLimits(maxResident: maxResident, idleTimeout: .seconds(900)),
+                 lastSeen: LastSeenBatcher(store: database.devices))
     }
 
     static func authenticate(_ sessions: Sessions, _ token: String) async throws -> Sessions.Authenticated {
@@ -115,7 +115,7 @@ struct SessionsTests {
             _ = try await Self.authenticate(sessions, "h1")
             _ = try await Self.authenticate(sessions, "h2")
             // The store deleted PHONE's token; the revocation makes the next use read it.
-            _ = try await database.accounts.deleteAccessTokens(userID: "@a:example.org", deviceID: "PHONE")
+            _ = try await database.tokens.deleteAccessTokens(of: UserID(parsing: "@a:example.org"), device: DeviceID(parsing: "PHONE"))
             #expect(sessions.isResident(tokenHash: "h1"))
             await sessions.revoke(testUser("a"), device: try DeviceID(parsing: "PHONE"))
             #expect(!sessions.isResident(tokenHash: "h1"))

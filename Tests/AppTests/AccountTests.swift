@@ -67,7 +67,7 @@ struct AccountTests {
             // A deactivated user whose tokens survive (e.g. deactivated by an admin tool).
             let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
             let database = try await Database.open(configuration.databaseConfiguration)
-            var user = try #require(try await database.accounts.user(id: "@bob:localhost"))
+            var user = try #require(try await database.accounts.user(id: UserID(parsing: "@bob:localhost")))
             user.deactivated = true
             try await database.accounts.updateUser(user)
             await database.close()
@@ -89,9 +89,9 @@ struct AccountTests {
             let refresh = try #require(reply.json["refresh_token"]?.stringValue)
             #expect(reply.json["expires_in_ms"]?.intValue == 300_000)
             let database = try await Database.open(configuration.databaseConfiguration)
-            let user = try #require(try await database.accounts.user(id: "@alice:localhost"))
+            let user = try #require(try await database.accounts.user(id: UserID(parsing: "@alice:localhost")))
             #expect(user.passwordHash?.hasPrefix("$argon2id$") == true)
-            #expect(try await database.accounts.accessToken(hash: Secrets.hash(token)) != nil)
+            #expect(try await database.tokens.accessToken(hash: Secrets.hash(token)) != nil)
             await database.close()
             // Nothing in the database file contains the secrets in clear.
             for path in [configuration.resolvedSQLitePath, configuration.resolvedSQLitePath + "-wal"] {

@@ -66,12 +66,12 @@ struct DeviceProfileAccountDataTests {
             #expect(try await alice.call("GET", "/account/whoami", headers: ["User-Agent": "probe/1"]).status == 200)
             let shown = try #require(try await alice.call("GET", "/devices/\(device)").json["last_seen_ts"]?.intValue)
             let database = try await Database.open(configuration.databaseConfiguration)
-            let stored = try await database.accounts.device(userID: "@alice:localhost", deviceID: device)
+            let stored = try await database.devices.device(of: UserID(parsing: "@alice:localhost"), id: DeviceID(parsing: device))
             // Not written per request...
             #expect(stored?.lastSeenTs ?? 0 < shown)
             try await Task.sleep(for: Accounts.lastSeenFlushInterval + .seconds(1))
             // ...but within the flush interval.
-            let flushed = try await database.accounts.device(userID: "@alice:localhost", deviceID: device)
+            let flushed = try await database.devices.device(of: UserID(parsing: "@alice:localhost"), id: DeviceID(parsing: device))
             #expect(flushed?.lastSeenTs ?? 0 >= shown)
             #expect(flushed?.lastSeenUserAgent == "probe/1")
             await database.close()

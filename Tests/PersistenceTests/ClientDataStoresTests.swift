@@ -37,12 +37,12 @@ struct ClientDataStoresTests {
             #expect(try await database.filters.filter(userID: a, filterID: 1) == #"{"x":1}"#)
             #expect(try await database.filters.filter(userID: a, filterID: 2) == nil)
 
-            #expect(try await database.profileFields.setProfileField(userID: "@a:t", key: "m.tz", value: #""UTC""#, maxTotalBytes: 20))
-            #expect(try await database.profileFields.setProfileField(userID: "@a:t", key: "m.tz", value: #""Europe/Paris""#, maxTotalBytes: 20))
-            #expect(try await database.profileFields.setProfileField(userID: "@a:t", key: "x", value: "[1,2,3,4,5,6]", maxTotalBytes: 20) == false)
-            #expect(try await database.profileFields.profileFields(userID: "@a:t").map(\.value) == [#""Europe/Paris""#])
-            #expect(try await database.profileFields.setProfileField(userID: "@a:t", key: "m.tz", value: nil, maxTotalBytes: 20))
-            #expect(try await database.profileFields.profileFields(userID: "@a:t").isEmpty)
+            #expect(try await database.profileFields.setProfileField(of: id("@a:t"), key: "m.tz", value: #""UTC""#, maxTotalBytes: 20))
+            #expect(try await database.profileFields.setProfileField(of: id("@a:t"), key: "m.tz", value: #""Europe/Paris""#, maxTotalBytes: 20))
+            #expect(try await database.profileFields.setProfileField(of: id("@a:t"), key: "x", value: "[1,2,3,4,5,6]", maxTotalBytes: 20) == false)
+            #expect(try await database.profileFields.profileFields(of: id("@a:t")).map(\.value) == [#""Europe/Paris""#])
+            #expect(try await database.profileFields.setProfileField(of: id("@a:t"), key: "m.tz", value: nil, maxTotalBytes: 20))
+            #expect(try await database.profileFields.profileFields(of: id("@a:t")).isEmpty)
 
             try await database.openIDTokens.addOpenIDToken(hash: "h", userID: a, expiresTs: 1_000)
             #expect(try await database.openIDTokens.openIDUser(hash: "h", now: 999) == "@a:t")
@@ -51,50 +51,64 @@ struct ClientDataStoresTests {
     }
 
     @Test(arguments: Backend.enabled)
+    func presenceInBulk(_ backend: Backend) async throws {
+        try await withDatabase(backend) { (database) async throws in
+            let (a, b, c) = (try id("@a:t"), try id("@b:t"), try id("@c:t"))
+            let online = PresenceStore.Presence(state: "online", statusMessage: nil, lastActiveTs: 5)
+            let away = PresenceStore.Presence(state: "unavailable", statusMessage: "lunch", lastActiveTs: 6)
+            try await database.presence.setPresences([(a, online), (b, away)], position: 1)
+            #expect(try await database.presence.presences(of: [a, b, c]) == [a: online, b: away])
+            try await database.presence.setPresences([(b, online)], position: 2)
+            #expect(try await database.presence.presences(of: [b]) == [b: online])
+            #expect(try await database.presence.presences(of: []).isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.enabled)
     func accountStoreAdditions(_ backend: Backend) async throws {
         try await withDatabase(backend) { (database) async throws in
-            let store = database.accounts
+            let store = database.accounts, devices = database.devices, tokens = database.tokens
             #expect(try await store.createUser(UserRecord(userID: "@alice:t", passwordHash: "old", displayname: "Alice")))
             #expect(try await store.createUser(UserRecord(userID: "@albert:t", displayname: "50% off_")))
             #expect(try await store.createUser(UserRecord(userID: "@zed:t", isGuest: true)))
             for device in ["A", "B", "C"] {
-                try await store.upsertDevice(DeviceRecord(userID: "@alice:t", deviceID: device))
-                try await store.insertAccessToken(AccessTokenRecord(tokenHash: "tok" + device, userID: "@alice:t", deviceID: device,
+                try await devices.upsertDevice(DeviceRecord(userID: "@alice:t", deviceID: device))
+                try await tokens.insertAccessToken(AccessTokenRecord(tokenHash: "tok" + device, userID: "@alice:t", deviceID: device,
                                                                     refreshTokenHash: "ref" + device))
             }
-            try await store.recordLastSeen([("@alice:t", "A", 77, "10.0.0.1", "ua"), ("@alice:t", "GONE", 1, "x", nil)])
-            #expect(try await store.device(userID: "@alice:t", deviceID: "A")?.lastSeenTs == 77)
-            #expect(try await store.device(userID: "@alice:t", deviceID: "GONE") == nil)
+            try await devices.recordLastSeen([("@alice:t", "A", 77, "10.0.0.1", "ua"), ("@alice:t", "GONE", 1, "x", nil)])
+            #expect(try await devices.device(of: id("@alice:t"), id: device("A"))?.lastSeenTs == 77)
+            #expect(try await devices.device(of: id("@alice:t"), id: device("GONE")) == nil)
 
-            try await store.deleteDevices(userID: "@alice:t", deviceIDs: ["C"])
-            #expect(try await store.accessToken(hash: "tokC") == nil)
-            let oldB = try #require(try await store.accessToken(refreshHash: "refB"))
-            #expect(try await store.rotateRefreshToken(old: oldB,
-                                                       new: AccessTokenRecord(tokenHash: "tokB2", userID: "@alice:t", deviceID: "B",
+            try await devices.deleteDevices(of: id("@alice:t"), ids: [device("C")])
+            #expect(try await tokens.accessToken(hash: "tokC") == nil)
+            let oldB = try #require(try await tokens.accessToken(refreshHash: "refB"))
+            #expect(try await tokens.rotateRefreshToken(old: oldB,
+                                                        new: AccessTokenRecord(tokenHash: "tokB2", userID: "@alice:t", deviceID: "B",
                                                                               refreshTokenHash: "refB2")))
             // Until the new tokens are used, the old ones stay (a lost response can be retried)
             // and a repeated refresh replaces the unused successor.
-            #expect(try await store.accessToken(hash: "tokB") != nil)
-            #expect(try await store.rotateRefreshToken(old: oldB,
-                                                       new: AccessTokenRecord(tokenHash: "tokB3", userID: "@alice:t", deviceID: "B",
+            #expect(try await tokens.accessToken(hash: "tokB") != nil)
+            #expect(try await tokens.rotateRefreshToken(old: oldB,
+                                                        new: AccessTokenRecord(tokenHash: "tokB3", userID: "@alice:t", deviceID: "B",
                                                                               refreshTokenHash: "refB3")))
-            #expect(try await store.accessToken(hash: "tokB2") == nil)
-            #expect(try await store.accessToken(hash: "tokB3")?.replacesTokenHash == "tokB")
-            try await store.completeRotation(tokenHash: "tokB3", replaced: "tokB")
-            #expect(try await store.accessToken(hash: "tokB") == nil)
-            #expect(try await store.accessToken(hash: "tokB3")?.replacesTokenHash == nil)
-            #expect(try await store.rotateRefreshToken(old: oldB,
-                                                       new: AccessTokenRecord(tokenHash: "tokB4", userID: "@alice:t", deviceID: "B")) == false)
-            #expect(try await store.accessToken(hash: "tokB3") != nil)
+            #expect(try await tokens.accessToken(hash: "tokB2") == nil)
+            #expect(try await tokens.accessToken(hash: "tokB3")?.replacesTokenHash == "tokB")
+            try await tokens.completeRotation(tokenHash: "tokB3", replaced: "tokB")
+            #expect(try await tokens.accessToken(hash: "tokB") == nil)
+            #expect(try await tokens.accessToken(hash: "tokB3")?.replacesTokenHash == nil)
+            #expect(try await tokens.rotateRefreshToken(old: oldB,
+                                                        new: AccessTokenRecord(tokenHash: "tokB4", userID: "@alice:t", deviceID: "B")) == false)
+            #expect(try await tokens.accessToken(hash: "tokB3") != nil)
 
-            try await store.setPassword(userID: "@alice:t", hash: "new", logoutExcept: .some("A"))
-            #expect(try await store.user(id: "@alice:t")?.passwordHash == "new")
-            #expect(try await store.devices(of: "@alice:t").map(\.deviceID) == ["A"])
-            #expect(try await store.accessToken(hash: "tokA") != nil)
-            #expect(try await store.accessToken(hash: "tokB3") == nil)
+            try await store.setPassword(of: id("@alice:t"), hash: "new", logoutExcept: .some("A"))
+            #expect(try await store.user(id: id("@alice:t"))?.passwordHash == "new")
+            #expect(try await devices.devices(of: id("@alice:t")).map(\.deviceID) == ["A"])
+            #expect(try await tokens.accessToken(hash: "tokA") != nil)
+            #expect(try await tokens.accessToken(hash: "tokB3") == nil)
 
-            #expect(try await store.setProfileField(userID: "@alice:t", field: .avatarURL, value: "mxc://t/a"))
-            #expect(try await store.setProfileField(userID: "@nobody:t", field: .displayname, value: "x") == false)
+            #expect(try await store.setProfileField(of: id("@alice:t"), field: .avatarURL, value: "mxc://t/a"))
+            #expect(try await store.setProfileField(of: id("@nobody:t"), field: .displayname, value: "x") == false)
 
             // Localparts and display names match; the server name, guests and LIKE wildcards do not.
             #expect(try await store.searchUsers(term: "AL", serverName: "t", limit: 10).map(\.userID) == ["@albert:t", "@alice:t"])
@@ -104,13 +118,13 @@ struct ClientDataStoresTests {
             #expect(try await store.searchUsers(term: "e_", serverName: "t", limit: 10).isEmpty)
             #expect(try await store.searchUsers(term: "zed", serverName: "t", limit: 10).isEmpty)
 
-            try await store.deactivate(userID: "@alice:t", erase: true)
-            let alice = try await store.user(id: "@alice:t")
+            try await store.deactivate(id("@alice:t"), erase: true)
+            let alice = try await store.user(id: id("@alice:t"))
             #expect(alice?.deactivated == true)
             #expect(alice?.passwordHash == nil)
             #expect(alice?.displayname == nil)
-            #expect(try await store.devices(of: "@alice:t").isEmpty)
-            #expect(try await store.accessToken(hash: "tokA") == nil)
+            #expect(try await devices.devices(of: id("@alice:t")).isEmpty)
+            #expect(try await tokens.accessToken(hash: "tokA") == nil)
             #expect(try await store.searchUsers(term: "alice", serverName: "t", limit: 10).isEmpty)
         }
     }

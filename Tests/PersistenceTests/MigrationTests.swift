@@ -40,7 +40,7 @@ struct MigrationTests {
             #expect(try await appliedVersions(second) == Schema.migrations.map { Int64($0.version) })
             let appliedAgain = try await second.read { try $0.queryFirst("SELECT applied_ts FROM schema_migrations")!.int(0) }
             #expect(appliedAgain == appliedTs)
-            #expect(try await second.accounts.user(id: "@alice:test") != nil)
+            #expect(try await second.accounts.user(id: id("@alice:test")) != nil)
             await second.close()
         }
     }

@@ -84,9 +84,9 @@ struct StorageTests {
             }
             #expect(arity != nil)
 
-            try await database.accounts.insertAccessToken(AccessTokenRecord(tokenHash: "h", userID: "@a:t", deviceID: "D"))
+            try await database.tokens.insertAccessToken(AccessTokenRecord(tokenHash: "h", userID: "@a:t", deviceID: "D"))
             let duplicate = await #expect(throws: DatabaseError.self) {
-                try await database.accounts.insertAccessToken(AccessTokenRecord(tokenHash: "h", userID: "@b:t", deviceID: "E"))
+                try await database.tokens.insertAccessToken(AccessTokenRecord(tokenHash: "h", userID: "@b:t", deviceID: "E"))
             }
             #expect(duplicate?.kind == .uniqueViolation)
 

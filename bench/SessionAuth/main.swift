@@ -68,11 +68,11 @@ let database = try await Database.open(.sqlite(path: dir + "/db.sqlite"))
 for (i, h) in hashes.enumerated() {
     let user = "@user\(i):example.org"
     _ = try await database.accounts.createUser(UserRecord(userID: user))
-    try await database.accounts.upsertDevice(DeviceRecord(userID: user, deviceID: "DEVICE\(i)", createdTs: 0))
-    try await database.accounts.insertAccessToken(AccessTokenRecord(tokenHash: h, userID: user, deviceID: "DEVICE\(i)"))
+    try await database.devices.upsertDevice(DeviceRecord(userID: user, deviceID: "DEVICE\(i)", createdTs: 0))
+    try await database.tokens.insertAccessToken(AccessTokenRecord(tokenHash: h, userID: user, deviceID: "DEVICE\(i)"))
 }
-let sessions = Sessions(store: database.accounts, limits: RegistryLimits(maxResident: 50_000, idleTimeoutSeconds: 900),
-                        lastSeen: LastSeenBatcher(store: database.accounts))
+let sessions = Sessions(store: database.tokens, limits: RegistryLimits(maxResident: 50_000, idleTimeoutSeconds: 900),
+                        lastSeen: LastSeenBatcher(store: database.devices))
 for h in hashes { _ = try await sessions.authenticate(tokenHash: h, now: nowMs(), ip: "10.0.0.1", userAgent: "ua") }
 let reads = database.readCount
 

@@ -4,7 +4,7 @@ import Persistence
 import Synchronization
 
 /// Collects the last-seen time, IP and user agent of devices from every `SessionActor` and
-/// writes them in one transaction per flush (`AccountStore.recordLastSeen`), so that a busy
+/// writes them in one transaction per flush (`DeviceStore.recordLastSeen`), so that a busy
 /// server writes each active device at most once per interval instead of once per request.
 /// Owned by `Sessions` (one per process), whose upkeep runs `runFlushes(every:)` and flushes
 /// once more at shutdown; the devices API overlays `pending(_:_:)`, so clients see a
@@ -23,7 +23,7 @@ public final class LastSeenBatcher: Sendable {
         }
     }
 
-    private let store: AccountStore
+    private let store: DeviceStore
     private let logger: Logger
     /// Keyed by the raw ids (see `RawDeviceKey`): this runs on every request.
     private let pending = Mutex<[RawDeviceKey: Sighting]>([:])
@@ -33,7 +33,7 @@ public final class LastSeenBatcher: Sendable {
     private let arrivals: AsyncStream<Void>
     private let arrival: AsyncStream<Void>.Continuation
 
-    public init(store: AccountStore, logger: Logger = Logger(label: "myelin.sessions")) {
+    public init(store: DeviceStore, logger: Logger = Logger(label: "myelin.sessions")) {
         self.store = store
         self.logger = logger
         (arrivals, arrival) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))

@@ -10,7 +10,7 @@ import Synchronization
 /// authenticated with one lookup and no store read and no actor hop; the registry hears
 /// that the session is busy at most once per `touchIntervalMs` (a detached `touch`), which
 /// keeps its LRU and idle sweep right. A token not indexed costs one store read
-/// (`AccountStore.accessTokenWithUser`), then its device's session is activated (or found
+/// (`TokenStore.accessTokenWithUser`), then its device's session is activated (or found
 /// resident, as after a refresh) and the token indexed. Keys are devices rather than tokens
 /// because what a session owns is the device's: its to-device acknowledgement, its
 /// last-seen, its lazy-loading record; a device has one live token except during a refresh,
@@ -57,12 +57,12 @@ public final class Sessions: Sendable {
 
     public let registry: Registry<SessionKey, SessionActor>
     public let lastSeen: LastSeenBatcher
-    private let store: AccountStore
+    private let store: TokenStore
     private let index = Mutex(Index())
     /// How often at most a busy session tells the registry it is in use.
     public let touchIntervalMs: Int64
 
-    public init(store: AccountStore, limits: RegistryLimits, lastSeen: LastSeenBatcher) {
+    public init(store: TokenStore, limits: RegistryLimits, lastSeen: LastSeenBatcher) {
         self.store = store
         self.lastSeen = lastSeen
         let idle = limits.idleTimeout.components

@@ -10,6 +10,8 @@ struct Requester: Sendable {
     let userID: UserID
     let deviceID: String?
     let isGuest: Bool
+    /// A server admin (`users.is_admin`, cached by the session).
+    let isAdmin: Bool
     /// The stored hash of the access token used (logout deletes it).
     let tokenHash: String
     /// The device's resident session (nil for a token stored without a device).
@@ -34,9 +36,9 @@ final class Accounts: Sendable {
         self.configuration = configuration
         self.database = database
         let pool = configuration.actors.sessions
-        sessions = Sessions(store: database.accounts,
+        sessions = Sessions(store: database.tokens,
                             limits: RegistryLimits(maxResident: pool.maxResident, idleTimeoutSeconds: pool.idleTimeoutSeconds),
-                            lastSeen: LastSeenBatcher(store: database.accounts, logger: logger))
+                            lastSeen: LastSeenBatcher(store: database.devices, logger: logger))
         rateLimiter = RateLimiter(enabled: configuration.rateLimits.enabled)
         accountDataStream = try await StreamTracker.load(name: "account_data", from: database,
                                                         maxPositionSQL: AccountDataStore.maxPositionSQL)
@@ -76,7 +78,8 @@ final class Accounts: Sendable {
         if session.isGuest && !allowGuests {
             throw MatrixError(.guestAccessForbidden, "Guest access not allowed")
         }
-        return Requester(userID: session.user, deviceID: session.deviceID, isGuest: session.isGuest, tokenHash: hash,
+        return Requester(userID: session.user, deviceID: session.deviceID, isGuest: session.isGuest, isAdmin: session.isAdmin,
+                         tokenHash: hash,
                          session: session.session)
     }
 
@@ -103,23 +106,19 @@ final class Accounts: Sendable {
     /// token expires after the configured lifetime.
     func issueSession(userID: UserID, deviceID requested: String?, displayName: String?, refreshable: Bool,
                       ip: String) async throws -> IssuedSession {
-        let deviceID: String
-        if let requested {
-            deviceID = try DeviceID(parsing: requested).rawValue
-        } else {
-            deviceID = DeviceID.generate().rawValue
-        }
+        let device = try requested.map { try DeviceID(parsing: $0) } ?? DeviceID.generate()
+        let deviceID = device.rawValue
         let now = Clock.nowMilliseconds()
         // Reusing a device id logs its previous sessions out (Synapse does the same).
         if requested != nil {
-            try await database.accounts.deleteAccessTokens(userID: userID.rawValue, deviceID: deviceID)
-            await revokeSession(userID, device: deviceID)
+            try await database.tokens.deleteAccessTokens(of: userID, device: device)
+            await sessions.revoke(userID, device: device)
         }
-        try await database.accounts.upsertDevice(DeviceRecord(userID: userID.rawValue, deviceID: deviceID,
+        try await database.devices.upsertDevice(DeviceRecord(userID: userID.rawValue, deviceID: deviceID,
                                                               displayName: displayName, lastSeenTs: now, lastSeenIP: ip,
                                                               createdTs: now))
         let session = newTokens(userID: userID, deviceID: deviceID, refreshable: refreshable, now: now)
-        try await database.accounts.insertAccessToken(session.record)
+        try await database.tokens.insertAccessToken(session.record)
         return session.issued
     }
 
@@ -166,7 +165,7 @@ final class Accounts: Sendable {
 
     /// Checks a user's password; the user must exist, be active and have a password.
     func checkPassword(userID: UserID, password: String) async throws -> UserRecord {
-        guard let user = try await database.accounts.user(id: userID.rawValue) else {
+        guard let user = try await database.accounts.user(id: userID) else {
             throw MatrixError(.forbidden, "Invalid username or password")
         }
         guard let hash = user.passwordHash else {

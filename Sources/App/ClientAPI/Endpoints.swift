@@ -27,31 +27,48 @@ enum Discovery {
     ]).encoded()
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.get("/_matrix/client/versions") { _ in
-            HTTPResponse(contentType: "application/json", bytes: versionsBody)
-        }
-        routes.get("/health") { _ in HTTPResponse(contentType: "text/plain", bytes: Array("OK".utf8)) }
-        routes.get("/.well-known/matrix/client") { context in
-            let base = context.app.configuration.wellKnown.clientBaseURL
-            guard !base.isEmpty else { throw MatrixError(.notFound, "No .well-known/matrix/client configured") }
-            return .json(["m.homeserver": ["base_url": .string(base)]])
-        }
-        routes.get("/.well-known/matrix/server") { context in
-            let server = context.app.configuration.wellKnown.server
-            guard !server.isEmpty else { throw MatrixError(.notFound, "No .well-known/matrix/server configured") }
-            return .json(["m.server": .string(server)])
-        }
-        routes.get("/") { context in
-            let name = context.app.configuration.serverName
-            let page = """
-            <!DOCTYPE html>
-            <html lang="en"><head><meta charset="utf-8"><title>Myelin</title></head>
-            <body><h1>It works! Myelin is running.</h1>
-            <p>This is the Matrix homeserver for <strong>\(HTML.escape(name))</strong>.
-            Point a Matrix client (Element, for example) at this server to use it.</p></body></html>
-            """
-            return HTTPResponse(contentType: "text/html; charset=utf-8", bytes: Array(page.utf8))
-        }
+        routes.get("/_matrix/client/versions", versionsList)
+        routes.get("/.well-known/matrix/client", wellKnownClient)
+        routes.get("/.well-known/matrix/server", wellKnownServer)
+        routes.get("/health", health)
+        routes.get("/", welcome)
+    }
+
+    /// `GET /_matrix/client/versions`: the specification versions this server implements.
+    static func versionsList(_ context: RequestContext) async throws -> HTTPResponse {
+        HTTPResponse(contentType: "application/json", bytes: versionsBody)
+    }
+
+    /// `GET /.well-known/matrix/client`: the client base URL, when configured.
+    static func wellKnownClient(_ context: RequestContext) async throws -> HTTPResponse {
+        let base = context.app.configuration.wellKnown.clientBaseURL
+        guard !base.isEmpty else { throw MatrixError(.notFound, "No .well-known/matrix/client configured") }
+        return .json(["m.homeserver": ["base_url": .string(base)]])
+    }
+
+    /// `GET /.well-known/matrix/server`: the delegated federation server, when configured.
+    static func wellKnownServer(_ context: RequestContext) async throws -> HTTPResponse {
+        let server = context.app.configuration.wellKnown.server
+        guard !server.isEmpty else { throw MatrixError(.notFound, "No .well-known/matrix/server configured") }
+        return .json(["m.server": .string(server)])
+    }
+
+    /// `GET /health`: OK while the server runs.
+    static func health(_ context: RequestContext) async throws -> HTTPResponse {
+        HTTPResponse(contentType: "text/plain", bytes: Array("OK".utf8))
+    }
+
+    /// `GET /`: a page that says the server runs and what it is for.
+    static func welcome(_ context: RequestContext) async throws -> HTTPResponse {
+        let name = context.app.configuration.serverName
+        let page = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><title>Myelin</title></head>
+        <body><h1>It works! Myelin is running.</h1>
+        <p>This is the Matrix homeserver for <strong>\(HTML.escape(name))</strong>.
+        Point a Matrix client (Element, for example) at this server to use it.</p></body></html>
+        """
+        return HTTPResponse(contentType: "text/html; charset=utf-8", bytes: Array(page.utf8))
     }
 }
 
@@ -61,23 +78,28 @@ enum KeyServer {
     static let validityMilliseconds: Int64 = 7 * 24 * 3600 * 1000
 
     static func register(_ routes: inout RouteBuilder) {
-        let handler: Handler = { context in
-            let app = context.app
-            let body = app.signingKey.serverKeysResponse(serverName: app.configuration.serverName,
-                                                        validUntilTS: Clock.nowMilliseconds() + validityMilliseconds)
-            return .json(body)
-        }
-        routes.get("/_matrix/key/v2/server", handler)
-        routes.get("/_matrix/key/v2/server/{keyId}", handler)
+        routes.get("/_matrix/key/v2/server", serverKeys)
+        routes.get("/_matrix/key/v2/server/{keyId}", serverKeys)
+    }
+
+    /// `GET /_matrix/key/v2/server[/{keyId}]`: the server's signing keys, signed.
+    static func serverKeys(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let body = app.signingKey.serverKeysResponse(serverName: app.configuration.serverName,
+                                                    validUntilTS: Clock.nowMilliseconds() + validityMilliseconds)
+        return .json(body)
     }
 }
 
 /// The Synapse admin API endpoints that need no authentication.
 enum SynapseAdmin {
     static func register(_ routes: inout RouteBuilder) {
-        routes.get("/_synapse/admin/v1/server_version") { _ in
-            .json(["server_version": .string("Myelin \(MyelinVersion.string)")])
-        }
+        routes.get("/_synapse/admin/v1/server_version", serverVersion)
+    }
+
+    /// `GET /_synapse/admin/v1/server_version`: this server's name and version.
+    static func serverVersion(_ context: RequestContext) async throws -> HTTPResponse {
+        .json(["server_version": .string("Myelin \(MyelinVersion.string)")])
     }
 }
 

@@ -10,54 +10,70 @@ import Transport
 /// tags are the room's `m.tag` account data, as sync delivers them.
 enum AccountData {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.put, "/user/{userId}/account_data/{type}") { context in
-            try await put(context, room: false)
+        routes.client(.put, "/user/{userId}/account_data/{type}", setAccountData)
+        routes.client(.get, "/user/{userId}/account_data/{type}", getAccountData)
+        routes.client(.put, "/user/{userId}/rooms/{roomId}/account_data/{type}", setRoomAccountData)
+        routes.client(.get, "/user/{userId}/rooms/{roomId}/account_data/{type}", getRoomAccountData)
+        routes.client(.get, "/user/{userId}/rooms/{roomId}/tags", getTags)
+        routes.client(.put, "/user/{userId}/rooms/{roomId}/tags/{tag}", setTag)
+        routes.client(.delete, "/user/{userId}/rooms/{roomId}/tags/{tag}", deleteTag)
+    }
+
+    /// `PUT /user/{userId}/account_data/{type}`: sets global account data.
+    static func setAccountData(_ context: RequestContext) async throws -> HTTPResponse {
+        try await put(context, room: false)
+    }
+
+    /// `GET /user/{userId}/account_data/{type}`: one of the requester's global account data.
+    static func getAccountData(_ context: RequestContext) async throws -> HTTPResponse {
+        try await get(context, room: false)
+    }
+
+    /// `PUT /user/{userId}/rooms/{roomId}/account_data/{type}`: sets room account data.
+    static func setRoomAccountData(_ context: RequestContext) async throws -> HTTPResponse {
+        try await put(context, room: true)
+    }
+
+    /// `GET /user/{userId}/rooms/{roomId}/account_data/{type}`: one of the requester's room account data.
+    static func getRoomAccountData(_ context: RequestContext) async throws -> HTTPResponse {
+        try await get(context, room: true)
+    }
+
+    /// `GET /user/{userId}/rooms/{roomId}/tags`: the requester's tags on a room.
+    static func getTags(_ context: RequestContext) async throws -> HTTPResponse {
+        let (accounts, user, room) = try await owner(context, room: true, verb: "read")
+        let stored = try await accounts.database.accountData.accountData(userID: user, roomID: room, type: EventType.tag)
+        let tags = try stored.map { try JSON.parse(Array($0.utf8))["tags"] } ?? nil
+        return .json(["tags": tags ?? .object([:])])
+    }
+
+    /// `PUT /user/{userId}/rooms/{roomId}/tags/{tag}`: adds (or updates) a tag on a room.
+    static func setTag(_ context: RequestContext) async throws -> HTTPResponse {
+        let (accounts, user, room) = try await owner(context, room: true, verb: "add tags for")
+        let tag = context.parameter("tag")
+        guard tag.utf8.count <= 255 else { throw MatrixError(.invalidParam, "Tag is too long") }
+        let content = try await context.jsonObject()
+        if let order = content["order"], order.doubleValue == nil {
+            throw MatrixError(.badJSON, "order must be a number")
         }
-        routes.client(.get, "/user/{userId}/account_data/{type}") { context in
-            try await get(context, room: false)
-        }
-        routes.client(.put, "/user/{userId}/rooms/{roomId}/account_data/{type}") { context in
-            try await put(context, room: true)
-        }
-        routes.client(.get, "/user/{userId}/rooms/{roomId}/account_data/{type}") { context in
-            try await get(context, room: true)
-        }
-        routes.client(.get, "/user/{userId}/rooms/{roomId}/tags") { context in
-            let (accounts, user, room) = try await owner(context, room: true, verb: "read")
-            let stored = try await accounts.database.accountData.accountData(userID: user, roomID: room, type: EventType.tag)
-            let tags = try stored.map { try JSON.parse(Array($0.utf8))["tags"] } ?? nil
-            return .json(["tags": tags ?? .object([:])])
-        }
-        routes.client(.put, "/user/{userId}/rooms/{roomId}/tags/{tag}") { context in
-            let (accounts, user, room) = try await owner(context, room: true, verb: "add tags for")
-            let tag = context.parameter("tag")
-            guard tag.utf8.count <= 255 else { throw MatrixError(.invalidParam, "Tag is too long") }
-            let content = try await context.jsonObject()
-            if let order = content["order"], order.doubleValue == nil {
-                throw MatrixError(.badJSON, "order must be a number")
-            }
-            try await updateTags(accounts, user: user, room: room) { $0[tag] = .object(content) }
-            return .json([:])
-        }
-        routes.client(.delete, "/user/{userId}/rooms/{roomId}/tags/{tag}") { context in
-            let (accounts, user, room) = try await owner(context, room: true, verb: "remove tags for")
-            let tag = context.parameter("tag")
-            try await updateTags(accounts, user: user, room: room) { $0[tag] = nil }
-            return .json([:])
-        }
+        try await updateTags(accounts, user: user, room: room) { $0[tag] = .object(content) }
+        return .json([:])
+    }
+
+    /// `DELETE /user/{userId}/rooms/{roomId}/tags/{tag}`: removes a tag from a room.
+    static func deleteTag(_ context: RequestContext) async throws -> HTTPResponse {
+        let (accounts, user, room) = try await owner(context, room: true, verb: "remove tags for")
+        let tag = context.parameter("tag")
+        try await updateTags(accounts, user: user, room: room) { $0[tag] = nil }
+        return .json([:])
     }
 
     /// Authenticates and checks that the path's user is the requester; validates the room id.
     static func owner(_ context: RequestContext, room: Bool, verb: String) async throws
         -> (Accounts, UserID, RoomID?) {
-        let accounts = context.app.accounts
-        let requester = try await accounts.authenticate(context)
-        let target = try UserID(parsing: context.parameter("userId"))
-        guard target == requester.userID else {
-            throw MatrixError(.forbidden, "Cannot \(verb) account data for other users.")
-        }
+        let requester = try await context.requireSelf("Cannot \(verb) account data for other users.")
         let roomID = room ? try RoomID(parsing: context.parameter("roomId")) : nil
-        return (accounts, target, roomID)
+        return (context.app.accounts, requester.userID, roomID)
     }
 
     static func put(_ context: RequestContext, room: Bool) async throws -> HTTPResponse {

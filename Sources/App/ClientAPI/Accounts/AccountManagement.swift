@@ -27,88 +27,101 @@ enum AccountManagement {
     }
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.post, "/account/password") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context, allowGuests: false)
-            let body = try await context.jsonObject()
-            guard let password = body["new_password"]?.stringValue else {
-                throw MatrixError(.missingParam, "Missing new_password")
-            }
-            guard password.utf8.count <= Registration.maxPasswordLength else {
-                throw MatrixError(.invalidParam, "Password too long")
-            }
-            try await UserInteractiveAuth(flows: [[.password]], passwordUser: requester.userID).check(body, accounts: accounts)
-            let logout = body["logout_devices"]?.boolValue ?? true
-            let hash = try await accounts.passwords.hash(password)
-            let user = requester.userID.rawValue
-            try await accounts.database.accounts.setPassword(userID: user, hash: hash,
-                                                             logoutExcept: logout ? .some(requester.deviceID) : nil)
-            if logout {
-                // Other devices' sessions go; the requester's stays.
-                await accounts.sessions.revoke(requester.userID, keeping: requester.session?.identity.device)
-            }
-            return .json([:])
+        routes.client(.post, "/account/password", changePassword)
+        routes.client(.post, "/account/deactivate", deactivate)
+        routes.client(.get, "/account/3pid", threepids)
+        routes.client(.post, "/user/{userId}/openid/request_token", requestOpenIDToken)
+        routes.get("/_matrix/federation/v1/openid/userinfo", openIDUserInfo)
+    }
+
+    /// `POST /account/password`: changes the password (UIA), by default signing out the other devices.
+    static func changePassword(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser(allowGuests: false)
+        let body = try await context.jsonObject()
+        guard let password = body["new_password"]?.stringValue else {
+            throw MatrixError(.missingParam, "Missing new_password")
         }
-        routes.client(.post, "/account/deactivate") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let body = try await context.jsonObject()
-            try await Devices.authorizeDeletion(requester: requester, body: body, accounts: accounts)
-            let user = requester.userID.rawValue
-            // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
-            // account can still send, each leave through its room's actor.
-            try await leaveEveryRoom(context.app, requester.userID)
-            try await accounts.database.accounts.deactivate(userID: user, erase: body["erase"]?.boolValue ?? false)
-            await accounts.sessions.revoke(requester.userID)
-            context.app.logger.info("deactivated \(user)")
-            return .json(["id_server_unbind_result": "no-support"])
+        guard password.utf8.count <= Registration.maxPasswordLength else {
+            throw MatrixError(.invalidParam, "Password too long")
         }
-        routes.client(.get, "/account/3pid") { context in
-            _ = try await context.app.accounts.authenticate(context)
-            return .json(["threepids": .array([])])
+        try await UserInteractiveAuth(flows: [[.password]], passwordUser: requester.userID).check(body, accounts: accounts)
+        let logout = body["logout_devices"]?.boolValue ?? true
+        let hash = try await accounts.passwords.hash(password)
+        try await accounts.database.accounts.setPassword(of: requester.userID, hash: hash,
+                                                         logoutExcept: logout ? .some(requester.deviceID) : nil)
+        if logout {
+            // Other devices' sessions go; the requester's stays.
+            await accounts.sessions.revoke(requester.userID, keeping: requester.session?.identity.device)
         }
-        routes.client(.post, "/user/{userId}/openid/request_token") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
-                throw MatrixError(.forbidden, "Cannot request tokens for other users.")
-            }
-            let token = Secrets.token(prefix: "myo")
-            let expires = Clock.nowMilliseconds() + openIDLifetimeSeconds * 1000
-            try await accounts.database.openIDTokens.addOpenIDToken(hash: Secrets.hash(token), userID: requester.userID,
-                                                                  expiresTs: expires)
-            return .json(["access_token": .string(token), "token_type": "Bearer",
-                          "matrix_server_name": .string(accounts.serverName), "expires_in": .int(openIDLifetimeSeconds)])
+        return .json([:])
+    }
+
+    /// `POST /account/deactivate`: leaves every room and deactivates the account (UIA).
+    static func deactivate(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let body = try await context.jsonObject()
+        try await Devices.authorizeDeletion(requester: requester, body: body, accounts: accounts)
+        // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
+        // account can still send, each leave through its room's actor.
+        try await leaveEveryRoom(context.app, requester.userID)
+        try await accounts.database.accounts.deactivate(requester.userID, erase: body["erase"]?.boolValue ?? false)
+        await accounts.sessions.revoke(requester.userID)
+        context.app.logger.info("deactivated \(requester.userID)")
+        return .json(["id_server_unbind_result": "no-support"])
+    }
+
+    /// `GET /account/3pid`: the account's third-party identifiers (none: not supported).
+    static func threepids(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireUser()
+        return .json(["threepids": .array([])])
+    }
+
+    /// `POST /user/{userId}/openid/request_token`: an OpenID token that proves the requester's identity.
+    static func requestOpenIDToken(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireSelf("Cannot request tokens for other users.")
+        let token = Secrets.token(prefix: "myo")
+        let expires = Clock.nowMilliseconds() + openIDLifetimeSeconds * 1000
+        try await accounts.database.openIDTokens.addOpenIDToken(hash: Secrets.hash(token), userID: requester.userID,
+                                                              expiresTs: expires)
+        return .json(["access_token": .string(token), "token_type": "Bearer",
+                      "matrix_server_name": .string(accounts.serverName), "expires_in": .int(openIDLifetimeSeconds)])
+    }
+
+    /// `GET /_matrix/federation/v1/openid/userinfo`: the user an OpenID token names.
+    static func openIDUserInfo(_ context: RequestContext) async throws -> HTTPResponse {
+        guard let token = context.query["access_token"],
+              let user = try await context.app.database.openIDTokens.openIDUser(hash: Secrets.hash(token),
+                                                                              now: Clock.nowMilliseconds()) else {
+            throw MatrixError(.unknownToken, "Access Token unknown or expired")
         }
-        routes.get("/_matrix/federation/v1/openid/userinfo") { context in
-            guard let token = context.query["access_token"],
-                  let user = try await context.app.database.openIDTokens.openIDUser(hash: Secrets.hash(token),
-                                                                                  now: Clock.nowMilliseconds()) else {
-                throw MatrixError(.unknownToken, "Access Token unknown or expired")
-            }
-            return .json(["sub": .string(user)])
-        }
+        return .json(["sub": .string(user)])
     }
 }
 
 /// `GET /capabilities` (spec: client-server API, "Capabilities negotiation").
 enum Capabilities {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.get, "/capabilities") { context in
-            _ = try await context.app.accounts.authenticate(context)
-            var available: [String: JSON] = [:]
-            for version in RoomVersion.all {
-                available[version.id] = .string(version.stability == .stable ? "stable" : "unstable")
-            }
-            return .json(["capabilities": [
-                "m.change_password": ["enabled": true],
-                "m.room_versions": ["default": .string(RoomVersion.recommendedDefault.id), "available": .object(available)],
-                "m.set_displayname": ["enabled": true],
-                "m.set_avatar_url": ["enabled": true],
-                "m.3pid_changes": ["enabled": false],
-                "m.get_login_token": ["enabled": false],
-                "m.profile_fields": ["enabled": true],
-            ]])
+        routes.client(.get, "/capabilities", capabilities)
+    }
+
+    /// `GET /capabilities`: what this server lets clients do.
+    static func capabilities(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireUser()
+        var available: [String: JSON] = [:]
+        for version in RoomVersion.all {
+            available[version.id] = .string(version.stability == .stable ? "stable" : "unstable")
         }
+        return .json(["capabilities": [
+            "m.change_password": ["enabled": true],
+            "m.room_versions": ["default": .string(RoomVersion.recommendedDefault.id), "available": .object(available)],
+            "m.set_displayname": ["enabled": true],
+            "m.set_avatar_url": ["enabled": true],
+            "m.3pid_changes": ["enabled": false],
+            "m.get_login_token": ["enabled": false],
+            "m.profile_fields": ["enabled": true],
+        ]])
     }
 }

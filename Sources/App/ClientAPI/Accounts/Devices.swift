@@ -8,63 +8,75 @@ import Transport
 /// deletion needs user-interactive authentication with the account's password.
 enum Devices {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.get, "/devices") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let devices = try await accounts.database.accounts.devices(of: requester.userID.rawValue)
-            return .json(["devices": .array(devices.map { json($0, accounts: accounts) })])
+        routes.client(.get, "/devices", listDevices)
+        routes.client(.get, "/devices/{deviceId}", getDevice)
+        routes.client(.put, "/devices/{deviceId}", updateDevice)
+        routes.client(.delete, "/devices/{deviceId}", deleteDevice)
+        routes.client(.post, "/delete_devices", deleteDevices)
+    }
+
+    /// `GET /devices`: the requester's devices.
+    static func listDevices(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let devices = try await accounts.database.devices.devices(of: requester.userID)
+        return .json(["devices": .array(devices.map { json($0, accounts: accounts) })])
+    }
+
+    /// `GET /devices/{deviceId}`: one of the requester's devices.
+    static func getDevice(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        guard let id = try? DeviceID(parsing: context.parameter("deviceId")),
+              let device = try await accounts.database.devices.device(of: requester.userID, id: id) else {
+            throw MatrixError(.notFound, "Device not found")
         }
-        routes.client(.get, "/devices/{deviceId}") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            guard let device = try await accounts.database.accounts.device(userID: requester.userID.rawValue,
-                                                                           deviceID: context.parameter("deviceId")) else {
-                throw MatrixError(.notFound, "Device not found")
+        return .json(json(device, accounts: accounts))
+    }
+
+    /// `PUT /devices/{deviceId}`: renames one of the requester's devices.
+    static func updateDevice(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let body = try await context.jsonObject()
+        guard let id = try? DeviceID(parsing: context.parameter("deviceId")),
+              var device = try await accounts.database.devices.device(of: requester.userID, id: id) else {
+            throw MatrixError(.notFound, "Device not found")
+        }
+        if let name = body["display_name"] {
+            guard let text = name.stringValue else { throw MatrixError(.badJSON, "display_name must be a string") }
+            guard text.utf8.count <= 100 else {
+                throw MatrixError(.invalidParam, "Device display name is too long (max 100)")
             }
-            return .json(json(device, accounts: accounts))
+            device.displayName = text
+            try await accounts.database.devices.upsertDevice(device)
+            // Other users show device names from /keys/query: tell them to fetch again.
+            try await context.app.keys.deviceListChanged(requester.userID)
         }
-        routes.client(.put, "/devices/{deviceId}") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let body = try await context.jsonObject()
-            let user = requester.userID.rawValue
-            let deviceID = context.parameter("deviceId")
-            guard var device = try await accounts.database.accounts.device(userID: user, deviceID: deviceID) else {
-                throw MatrixError(.notFound, "Device not found")
-            }
-            if let name = body["display_name"] {
-                guard let text = name.stringValue else { throw MatrixError(.badJSON, "display_name must be a string") }
-                guard text.utf8.count <= 100 else {
-                    throw MatrixError(.invalidParam, "Device display name is too long (max 100)")
-                }
-                device.displayName = text
-                try await accounts.database.accounts.upsertDevice(device)
-                // Other users show device names from /keys/query: tell them to fetch again.
-                try await context.app.keys.deviceListChanged(requester.userID)
-            }
-            return .json([:])
+        return .json([:])
+    }
+
+    /// `DELETE /devices/{deviceId}`: deletes one of the requester's devices (UIA).
+    static func deleteDevice(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let body = try await optionalBody(context)
+        try await authorizeDeletion(requester: requester, body: body, accounts: context.app.accounts)
+        try await delete([context.parameter("deviceId")], of: requester, app: context.app)
+        return .json([:])
+    }
+
+    /// `POST /delete_devices`: deletes several of the requester's devices (UIA).
+    static func deleteDevices(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let body = try await context.jsonObject()
+        guard let list = body["devices"]?.arrayValue else { throw MatrixError(.badJSON, "Missing devices") }
+        let ids = try list.map { item -> String in
+            guard let id = item.stringValue else { throw MatrixError(.badJSON, "devices must be strings") }
+            return id
         }
-        routes.client(.delete, "/devices/{deviceId}") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let body = try await optionalBody(context)
-            try await authorizeDeletion(requester: requester, body: body, accounts: accounts)
-            try await delete([context.parameter("deviceId")], of: requester, app: context.app)
-            return .json([:])
-        }
-        routes.client(.post, "/delete_devices") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let body = try await context.jsonObject()
-            guard let list = body["devices"]?.arrayValue else { throw MatrixError(.badJSON, "Missing devices") }
-            let ids = try list.map { item -> String in
-                guard let id = item.stringValue else { throw MatrixError(.badJSON, "devices must be strings") }
-                return id
-            }
-            try await authorizeDeletion(requester: requester, body: body, accounts: accounts)
-            try await delete(ids, of: requester, app: context.app)
-            return .json([:])
-        }
+        try await authorizeDeletion(requester: requester, body: body, accounts: context.app.accounts)
+        try await delete(ids, of: requester, app: context.app)
+        return .json([:])
     }
 
     /// A device as Synapse serves it: every key present, null when unknown (clients such as
@@ -94,7 +106,7 @@ enum Devices {
 
     static func authorizeDeletion(requester: Requester, body: [String: JSON], accounts: Accounts) async throws {
         // A guest or password-less account has no password stage to offer.
-        let user = try await accounts.database.accounts.user(id: requester.userID.rawValue)
+        let user = try await accounts.database.accounts.user(id: requester.userID)
         let uia = user?.passwordHash == nil
             ? UserInteractiveAuth(flows: [[.dummy]])
             : UserInteractiveAuth(flows: [[.password]], passwordUser: requester.userID)
@@ -105,8 +117,8 @@ enum Devices {
     /// device-list stream.
     static func delete(_ ids: [String], of requester: Requester, app: MyelinApp) async throws {
         let accounts = app.accounts
-        let user = requester.userID.rawValue
-        try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: ids)
+        // An id that does not parse names no stored device.
+        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: ids.compactMap { try? DeviceID(parsing: $0) })
         for id in ids { await accounts.revokeSession(requester.userID, device: id) }
         try await app.keys.deviceListChanged(requester.userID, removedDevices: ids)
     }

@@ -7,32 +7,30 @@ import Transport
 /// model and stored as sent; sync applies it.
 enum Filters {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.post, "/user/{userId}/filter") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
-                throw MatrixError(.forbidden, "Can only create filters for your own user")
-            }
-            let body = try await context.jsonObject()
-            try validate(filter: body)
-            let id = try await accounts.database.filters.addFilter(userID: requester.userID,
-                                                                      json: JSON.object(body).encodedString)
-            return .json(["filter_id": .string(String(id))])
+        routes.client(.post, "/user/{userId}/filter", createFilter)
+        routes.client(.get, "/user/{userId}/filter/{filterId}", getFilter)
+    }
+
+    /// `POST /user/{userId}/filter`: stores a filter and returns its id.
+    static func createFilter(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireSelf("Can only create filters for your own user")
+        let body = try await context.jsonObject()
+        try validate(filter: body)
+        let id = try await context.app.database.filters.addFilter(userID: requester.userID,
+                                                                  json: JSON.object(body).encodedString)
+        return .json(["filter_id": .string(String(id))])
+    }
+
+    /// `GET /user/{userId}/filter/{filterId}`: a stored filter, as it was sent.
+    static func getFilter(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireSelf("Cannot get filters for other users")
+        guard let id = Int64(context.parameter("filterId")), id >= 0 else {
+            throw MatrixError(.invalidParam, "Invalid filter_id")
         }
-        routes.client(.get, "/user/{userId}/filter/{filterId}") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
-                throw MatrixError(.forbidden, "Cannot get filters for other users")
-            }
-            guard let id = Int64(context.parameter("filterId")), id >= 0 else {
-                throw MatrixError(.invalidParam, "Invalid filter_id")
-            }
-            guard let stored = try await accounts.database.filters.filter(userID: requester.userID, filterID: id) else {
-                throw MatrixError(.notFound, "No such filter")
-            }
-            return HTTPResponse(contentType: "application/json", bytes: Array(stored.utf8))
+        guard let stored = try await context.app.database.filters.filter(userID: requester.userID, filterID: id) else {
+            throw MatrixError(.notFound, "No such filter")
         }
+        return HTTPResponse(contentType: "application/json", bytes: Array(stored.utf8))
     }
 
     // MARK: the filter model (spec: "Filter", "RoomFilter", "RoomEventFilter", "EventFilter")

@@ -6,44 +6,20 @@ import Transport
 /// (spec: client-server API, "Login", "Refreshing access tokens", "Current account information").
 enum Login {
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.get, "/login") { _ in
-            .json(["flows": [["type": "m.login.password"]]])
-        }
+        routes.client(.get, "/login", loginFlows)
         routes.client(.post, "/login", login)
-        routes.client(.post, "/logout") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            // Logging out deletes the device too, as in Synapse.
-            if let device = requester.deviceID {
-                try await accounts.database.accounts.deleteDevice(userID: requester.userID.rawValue, deviceID: device)
-                await accounts.revokeSession(requester.userID, device: device)
-                try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
-            } else {
-                try await accounts.database.accounts.deleteAccessToken(hash: requester.tokenHash)
-            }
-            accounts.sessions.revoke(tokenHash: requester.tokenHash)
-            return .json([:])
-        }
-        routes.client(.post, "/logout/all") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let user = requester.userID.rawValue
-            let devices = try await accounts.database.accounts.devices(of: user).map(\.deviceID)
-            try await accounts.database.accounts.deleteDevices(userID: user, deviceIDs: devices)
-            try await accounts.database.accounts.deleteAccessTokens(userID: user, deviceID: nil)
-            await accounts.sessions.revoke(requester.userID)
-            try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices)
-            return .json([:])
-        }
-        routes.client(.get, "/account/whoami") { context in
-            let requester = try await context.app.accounts.authenticate(context)
-            var body: [String: JSON] = ["user_id": .string(requester.userID.rawValue), "is_guest": .bool(requester.isGuest)]
-            if let device = requester.deviceID { body["device_id"] = .string(device) }
-            return .json(.object(body))
-        }
         routes.client(.post, "/refresh", versions: ["v1", "v3"], refresh)
+        routes.client(.post, "/logout", logout)
+        routes.client(.post, "/logout/all", logoutAll)
+        routes.client(.get, "/account/whoami", whoami)
     }
 
+    /// `GET /login`: the login types this server supports.
+    static func loginFlows(_ context: RequestContext) async throws -> HTTPResponse {
+        .json(["flows": [["type": "m.login.password"]]])
+    }
+
+    /// `POST /login`: password login, which issues a session.
     static func login(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let ip = context.clientAddress
@@ -80,12 +56,13 @@ enum Login {
         return .json(.object(accounts.sessionBody(userID: userID, session)))
     }
 
+    /// `POST /refresh`: new tokens for a refresh token (used once).
     static func refresh(_ context: RequestContext) async throws -> HTTPResponse {
         let accounts = context.app.accounts
         let body = try await context.jsonObject()
         guard let token = body["refresh_token"]?.stringValue else { throw MatrixError(.missingParam, "Missing refresh_token") }
         let oldHash = Secrets.hash(token)
-        guard let old = try await accounts.database.accounts.accessToken(refreshHash: oldHash),
+        guard let old = try await accounts.database.tokens.accessToken(refreshHash: oldHash),
               let deviceID = old.deviceID, let userID = try? UserID(parsing: old.userID) else {
             throw MatrixError(.unknownToken, "Unknown refresh token", extra: ["soft_logout": false])
         }
@@ -97,7 +74,7 @@ enum Login {
         // A refresh token is used once: a second use (a replay) finds nothing.
         // The old tokens stay valid until the new ones are used (a lost response must not log
         // the device out); a replay after that finds nothing.
-        guard try await accounts.database.accounts.rotateRefreshToken(old: old, new: fresh.record) else {
+        guard try await accounts.database.tokens.rotateRefreshToken(old: old, new: fresh.record) else {
             throw MatrixError(.unknownToken, "Unknown refresh token", extra: ["soft_logout": false])
         }
         if let predecessor = old.replacesTokenHash { accounts.sessions.revoke(tokenHash: predecessor) }
@@ -105,5 +82,42 @@ enum Login {
         if let refresh = fresh.issued.refreshToken { response["refresh_token"] = .string(refresh) }
         if let expires = fresh.issued.expiresInMs { response["expires_in_ms"] = .int(expires) }
         return .json(.object(response))
+    }
+
+    /// `POST /logout`: ends the requester's session.
+    static func logout(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        // Logging out deletes the device too, as in Synapse.
+        if let device = requester.deviceID {
+            // The token's device, as stored (validated when it was created).
+            try await accounts.database.devices.deleteDevice(of: requester.userID, id: DeviceID(unchecked: device))
+            await accounts.revokeSession(requester.userID, device: device)
+            try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
+        } else {
+            try await accounts.database.tokens.deleteAccessToken(hash: requester.tokenHash)
+        }
+        accounts.sessions.revoke(tokenHash: requester.tokenHash)
+        return .json([:])
+    }
+
+    /// `POST /logout/all`: ends every session of the requester.
+    static func logoutAll(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let devices = try await accounts.database.devices.devices(of: requester.userID).map(\.id)
+        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: devices)
+        try await accounts.database.tokens.deleteAccessTokens(of: requester.userID, device: nil)
+        await accounts.sessions.revoke(requester.userID)
+        try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices.map(\.rawValue))
+        return .json([:])
+    }
+
+    /// `GET /account/whoami`: the user (and device) the access token belongs to.
+    static func whoami(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        var body: [String: JSON] = ["user_id": .string(requester.userID.rawValue), "is_guest": .bool(requester.isGuest)]
+        if let device = requester.deviceID { body["device_id"] = .string(device) }
+        return .json(.object(body))
     }
 }

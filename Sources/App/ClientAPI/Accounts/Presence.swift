@@ -12,73 +12,80 @@ enum Presence {
     static let currentlyActiveMs: Int64 = 60_000
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.put, "/presence/{userId}/status") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            guard try UserID(parsing: context.parameter("userId")) == requester.userID else {
-                throw MatrixError(.forbidden, "Can only set your own presence state")
-            }
-            try context.rateLimit("presence", accounts.configuration.rateLimits.presence, user: requester.userID)
-            let body = try await context.jsonObject()
-            guard let state = body["presence"]?.stringValue else { throw MatrixError(.missingParam, "Missing presence") }
-            guard states.contains(state) else { throw MatrixError(.invalidParam, "Invalid presence state \(state)") }
-            if let message = body["status_msg"], !message.isNull {
-                guard let text = message.stringValue else { throw MatrixError(.badJSON, "status_msg must be a string") }
-                // Every peer's sync carries it: one status line, not a document.
-                try RequestBounds.text(text, "status_msg", maxBytes: RequestBounds.maxStatusMessageBytes)
-            }
-            guard accounts.configuration.presence.enabled else { return .json([:]) }
-            let presence = PresenceStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
-                                                    lastActiveTs: Clock.nowMilliseconds())
-            try await store(context.app, requester.userID, presence)
-            return .json([:])
+        routes.client(.put, "/presence/{userId}/status", setPresence)
+        routes.client(.get, "/presence/{userId}/status", getPresence)
+    }
+
+    /// `PUT /presence/{userId}/status`: sets the requester's presence.
+    static func setPresence(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireSelf("Can only set your own presence state")
+        try context.rateLimit("presence", accounts.configuration.rateLimits.presence, user: requester.userID)
+        let body = try await context.jsonObject()
+        guard let state = body["presence"]?.stringValue else { throw MatrixError(.missingParam, "Missing presence") }
+        guard states.contains(state) else { throw MatrixError(.invalidParam, "Invalid presence state \(state)") }
+        if let message = body["status_msg"], !message.isNull {
+            guard let text = message.stringValue else { throw MatrixError(.badJSON, "status_msg must be a string") }
+            // Every peer's sync carries it: one status line, not a document.
+            try RequestBounds.text(text, "status_msg", maxBytes: RequestBounds.maxStatusMessageBytes)
         }
-        routes.client(.get, "/presence/{userId}/status") { context in
-            let accounts = context.app.accounts
-            let requester = try await accounts.authenticate(context)
-            let target = try UserID(parsing: context.parameter("userId"))
-            guard accounts.configuration.presence.enabled else { return .json(["presence": "offline"]) }
-            guard try await accounts.database.accounts.user(id: target.rawValue) != nil else {
-                throw MatrixError(.notFound, "Unknown user")
-            }
-            // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).
-            if target != requester.userID {
-                let shares = try await accounts.database.memberships.peers(of: [requester.userID]).contains(target)
-                guard shares else { throw MatrixError(.forbidden, "You are not allowed to see their presence") }
-            }
-            guard let stored = try await accounts.database.presence.presence(userID: target) else {
-                return .json(["presence": "offline"])
-            }
-            let ago = max(0, Clock.nowMilliseconds() - stored.lastActiveTs)
-            var body: [String: JSON] = [
-                "presence": .string(stored.state),
-                "last_active_ago": .int(ago),
-                "currently_active": .bool(stored.state == "online" && ago < currentlyActiveMs),
-            ]
-            if let message = stored.statusMessage { body["status_msg"] = .string(message) }
-            return .json(.object(body))
+        guard accounts.configuration.presence.enabled else { return .json([:]) }
+        let presence = PresenceStore.Presence(state: state, statusMessage: body["status_msg"]?.stringValue,
+                                                lastActiveTs: Clock.nowMilliseconds())
+        try await store(context.app, requester.userID, presence)
+        return .json([:])
+    }
+
+    /// `GET /presence/{userId}/status`: a user's presence, for the user or someone who shares a room.
+    static func getPresence(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let requester = try await context.requireUser()
+        let target = try UserID(parsing: context.parameter("userId"))
+        guard accounts.configuration.presence.enabled else { return .json(["presence": "offline"]) }
+        guard try await accounts.database.accounts.user(id: target) != nil else {
+            throw MatrixError(.notFound, "Unknown user")
         }
+        // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).
+        if target != requester.userID {
+            let shares = try await accounts.database.memberships.peers(of: [requester.userID]).contains(target)
+            guard shares else { throw MatrixError(.forbidden, "You are not allowed to see their presence") }
+        }
+        guard let stored = try await accounts.database.presence.presence(userID: target) else {
+            return .json(["presence": "offline"])
+        }
+        let ago = max(0, Clock.nowMilliseconds() - stored.lastActiveTs)
+        var body: [String: JSON] = [
+            "presence": .string(stored.state),
+            "last_active_ago": .int(ago),
+            "currently_active": .bool(stored.state == "online" && ago < currentlyActiveMs),
+        ]
+        if let message = stored.statusMessage { body["status_msg"] = .string(message) }
+        return .json(.object(body))
     }
 
     /// Stores a state on the presence stream and wakes the long-polls of the user and of
     /// everyone sharing a room with them (sync delivers it).
     static func store(_ app: MyelinApp, _ user: UserID, _ presence: PresenceStore.Presence) async throws {
-        try await store(app, [(user.rawValue, presence)])
+        try await store(app, typed: [(user, presence)])
+    }
+
+    /// `store(_:typed:)` for the presence of syncing users, whose pending states
+    /// `SyncPresence` keys by raw user id (an id that does not parse is skipped).
+    static func store(_ app: MyelinApp, _ changes: [(userID: String, presence: PresenceStore.Presence)]) async throws {
+        try await store(app, typed: changes.compactMap { change in
+            (try? UserID(parsing: change.userID)).map { (userID: $0, presence: change.presence) }
+        })
     }
 
     /// Stores several users' states at one position and wakes them and their room peers once.
-    static func store(_ app: MyelinApp, _ changes: [(userID: String, presence: PresenceStore.Presence)]) async throws {
+    static func store(_ app: MyelinApp, typed changes: [(userID: UserID, presence: PresenceStore.Presence)]) async throws {
         let accounts = app.accounts
         let position = try await accounts.presenceStream.withNextPosition { position in
             try await accounts.database.presence.setPresences(changes, position: position)
             return position
         }
-        var users = Set<String>()
-        for change in changes {
-            users.insert(change.userID)
-            if let id = try? UserID(parsing: change.userID) { app.sync.presence.noteStored(id, state: change.presence.state) }
-        }
-        let changed = Set(users.compactMap { try? UserID(parsing: $0) })
+        for change in changes { app.sync.presence.noteStored(change.userID, state: change.presence.state) }
+        let changed = Set(changes.map(\.userID))
         let peers = try await accounts.database.memberships.peers(of: Array(changed))
         app.roomService.fanout.notify(changed.union(peers), of: StreamChange(.presence, position))
     }

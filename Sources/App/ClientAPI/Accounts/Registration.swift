@@ -7,28 +7,34 @@ import Transport
 enum Registration {
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.post, "/register", register)
-        routes.client(.get, "/register/available") { context in
-            let accounts = context.app.accounts
-            try context.rateLimit("available", accounts.configuration.rateLimits.registration)
-            guard let username = context.query["username"] else {
-                throw MatrixError(.missingParam, "Missing username")
-            }
-            let userID = try validatedNewUserID(username, serverName: accounts.serverName)
-            if try await accounts.database.accounts.user(id: userID.rawValue) != nil {
-                throw MatrixError(.userInUse, "User ID already taken.")
-            }
-            return .json(["available": true])
+        routes.client(.get, "/register/available", available)
+        routes.client(.get, "/register/m.login.registration_token/validity", versions: ["v1"], registrationTokenValidity)
+    }
+
+    /// `GET /register/available`: whether a username is free.
+    static func available(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        try context.rateLimit("available", accounts.configuration.rateLimits.registration)
+        guard let username = context.query["username"] else {
+            throw MatrixError(.missingParam, "Missing username")
         }
-        routes.client(.get, "/register/m.login.registration_token/validity", versions: ["v1"]) { context in
-            let accounts = context.app.accounts
-            try context.rateLimit("token-validity", accounts.configuration.rateLimits.registration)
-            guard let token = context.query["token"] else { throw MatrixError(.missingParam, "Missing token") }
-            guard accounts.configuration.registration.enabled,
-                  let expected = accounts.configuration.registration.registrationToken else {
-                throw MatrixError(.forbidden, "Registration tokens are not enabled")
-            }
-            return .json(["valid": .bool(Secrets.constantTimeEqual(token, expected))])
+        let userID = try validatedNewUserID(username, serverName: accounts.serverName)
+        if try await accounts.database.accounts.user(id: userID) != nil {
+            throw MatrixError(.userInUse, "User ID already taken.")
         }
+        return .json(["available": true])
+    }
+
+    /// `GET /register/m.login.registration_token/validity`: whether a registration token is valid.
+    static func registrationTokenValidity(_ context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        try context.rateLimit("token-validity", accounts.configuration.rateLimits.registration)
+        guard let token = context.query["token"] else { throw MatrixError(.missingParam, "Missing token") }
+        guard accounts.configuration.registration.enabled,
+              let expected = accounts.configuration.registration.registrationToken else {
+            throw MatrixError(.forbidden, "Registration tokens are not enabled")
+        }
+        return .json(["valid": .bool(Secrets.constantTimeEqual(token, expected))])
     }
 
     /// The specification's rules for a new localpart (historical grammar excluded) plus
@@ -58,51 +64,25 @@ enum Registration {
 
     static let maxPasswordLength = 512
 
+    /// `POST /register`: creates an account (or, with `kind=guest`, a guest) and signs it in.
     static func register(_ context: RequestContext) async throws -> HTTPResponse {
-        let accounts = context.app.accounts
-        let settings = accounts.configuration.registration
-        let ip = context.clientAddress
         let kind = context.query["kind"] ?? "user"
         guard kind == "user" || kind == "guest" else {
             throw MatrixError(.invalidParam, "Invalid kind \(kind)")
         }
         let body = try await context.jsonObject()
+        if kind == "guest" { return try await registerGuest(context, body: body) }
 
-        if kind == "guest" {
-            try context.rateLimit("register", accounts.configuration.rateLimits.registration)
-            guard settings.allowGuests else { throw MatrixError(.forbidden, "Guest access is disabled") }
-            var localpart = ""
-            for b in Secrets.token(prefix: "g").utf8.dropFirst(2) where localpart.count < 12 {
-                localpart.append(String(b % 10))
-            }
-            let userID = try UserID(parsing: "@\(localpart):\(accounts.serverName)")
-            guard try await accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, isGuest: true)) else {
-                throw MatrixError(.userInUse, "User ID already taken.")
-            }
-            let session = try await accounts.issueSession(
-                userID: userID, deviceID: body["device_id"]?.stringValue,
-                displayName: body["initial_device_display_name"]?.stringValue,
-                refreshable: body["refresh_token"]?.boolValue ?? false, ip: ip)
-            return .json(.object(accounts.sessionBody(userID: userID, session)))
-        }
-
+        let accounts = context.app.accounts
+        let settings = accounts.configuration.registration
         guard settings.enabled else { throw MatrixError(.forbidden, "Registration has been disabled") }
-        if let value = body["username"], value.stringValue == nil {
-            throw MatrixError(.invalidParam, "Invalid username")
-        }
-        if let value = body["password"], value.stringValue == nil {
-            throw MatrixError(.invalidParam, "Invalid password")
-        }
-        let password = body["password"]?.stringValue
-        if let password, password.utf8.count > maxPasswordLength {
-            throw MatrixError(.invalidParam, "Password too long")
-        }
+        let password = try validatedPassword(body)
         // The username is checked before authentication, as Synapse does, so that a client
         // learns of a bad or taken name before the user completes any stage.
         var requested: UserID?
         if let username = body["username"]?.stringValue {
             let userID = try validatedNewUserID(username, serverName: accounts.serverName)
-            if try await accounts.database.accounts.user(id: userID.rawValue) != nil {
+            if try await accounts.database.accounts.user(id: userID) != nil {
                 throw MatrixError(.userInUse, "User ID already taken.")
             }
             requested = userID
@@ -115,29 +95,71 @@ enum Registration {
         // Only account creations count (as in Synapse): the UIA round trips before do not.
         try context.rateLimit("register", accounts.configuration.rateLimits.registration)
 
-        let hash = try await accounts.passwords.hash(password)
-        var userID: UserID
-        if let requested {
-            userID = requested
-            guard try await accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, passwordHash: hash)) else {
-                throw MatrixError(.userInUse, "User ID already taken.")
-            }
-        } else {
-            repeat {
-                let random = Secrets.token(prefix: "u").utf8.dropFirst(2).prefix(10)
-                    .map { Character(Unicode.Scalar(UInt8(ascii: "a") + $0 % 26)) }
-                userID = try UserID(parsing: "@\(String(random)):\(accounts.serverName)")
-            } while try await !accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, passwordHash: hash))
-        }
+        let userID = try await createAccount(requested, password: password, accounts: accounts)
         context.app.logger.info("registered \(userID)")
-
         if body["inhibit_login"]?.boolValue == true {
             return .json(["user_id": .string(userID.rawValue), "home_server": .string(accounts.serverName)])
         }
+        return try await signIn(userID, body: body, context: context)
+    }
+
+    /// The optional `password` of a registration body, typed and bounded; the `username`,
+    /// if present, must be a string.
+    static func validatedPassword(_ body: [String: JSON]) throws -> String? {
+        if let value = body["username"], value.stringValue == nil {
+            throw MatrixError(.invalidParam, "Invalid username")
+        }
+        if let value = body["password"], value.stringValue == nil {
+            throw MatrixError(.invalidParam, "Invalid password")
+        }
+        let password = body["password"]?.stringValue
+        if let password, password.utf8.count > maxPasswordLength {
+            throw MatrixError(.invalidParam, "Password too long")
+        }
+        return password
+    }
+
+    /// Stores the account under `requested`, or under a fresh random localpart when nil.
+    static func createAccount(_ requested: UserID?, password: String, accounts: Accounts) async throws -> UserID {
+        let hash = try await accounts.passwords.hash(password)
+        if let requested {
+            guard try await accounts.database.accounts.createUser(UserRecord(userID: requested.rawValue, passwordHash: hash)) else {
+                throw MatrixError(.userInUse, "User ID already taken.")
+            }
+            return requested
+        }
+        var userID: UserID
+        repeat {
+            let random = Secrets.token(prefix: "u").utf8.dropFirst(2).prefix(10)
+                .map { Character(Unicode.Scalar(UInt8(ascii: "a") + $0 % 26)) }
+            userID = try UserID(parsing: "@\(String(random)):\(accounts.serverName)")
+        } while try await !accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, passwordHash: hash))
+        return userID
+    }
+
+    /// `POST /register?kind=guest`: a guest account with a numeric localpart, signed in.
+    static func registerGuest(_ context: RequestContext, body: [String: JSON]) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        try context.rateLimit("register", accounts.configuration.rateLimits.registration)
+        guard accounts.configuration.registration.allowGuests else { throw MatrixError(.forbidden, "Guest access is disabled") }
+        var localpart = ""
+        for b in Secrets.token(prefix: "g").utf8.dropFirst(2) where localpart.count < 12 {
+            localpart.append(String(b % 10))
+        }
+        let userID = try UserID(parsing: "@\(localpart):\(accounts.serverName)")
+        guard try await accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, isGuest: true)) else {
+            throw MatrixError(.userInUse, "User ID already taken.")
+        }
+        return try await signIn(userID, body: body, context: context)
+    }
+
+    /// Issues the new account's first session, with the device fields of the body.
+    static func signIn(_ userID: UserID, body: [String: JSON], context: RequestContext) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
         let session = try await accounts.issueSession(
             userID: userID, deviceID: body["device_id"]?.stringValue,
             displayName: body["initial_device_display_name"]?.stringValue,
-            refreshable: body["refresh_token"]?.boolValue ?? false, ip: ip)
+            refreshable: body["refresh_token"]?.boolValue ?? false, ip: context.clientAddress)
         return .json(.object(accounts.sessionBody(userID: userID, session)))
     }
 }

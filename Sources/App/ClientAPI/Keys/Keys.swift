@@ -21,9 +21,10 @@ enum Keys {
 
     // MARK: upload
 
+    /// `POST /keys/upload`: the requester's device keys, one-time keys and fallback keys.
     static func upload(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         guard let device = requester.deviceID else { throw MatrixError(.unknown, "This access token has no device", status: 400) }
         let body = try await context.jsonObject()
         let userID = requester.userID.rawValue
@@ -87,9 +88,10 @@ enum Keys {
 
     // MARK: query
 
+    /// `POST /keys/query`: the device and cross-signing keys of users.
     static func query(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let body = try await context.jsonObject()
         guard let requested = body["device_keys"]?.objectValue else { throw MatrixError(.badJSON, "Missing device_keys") }
         var wanted: [String: Set<String>?] = [:]
@@ -104,7 +106,9 @@ enum Keys {
         let me = requester.userID.rawValue
         let (deviceRows, crossRows, signatures) = try await app.database.keys.keys(of: users)
         var devices: [DeviceRecord] = []
-        for user in Set(deviceRows.map(\.0)) { devices += try await app.database.accounts.devices(of: user) }
+        for user in Set(deviceRows.compactMap { try? UserID(parsing: $0.0) }) {
+            devices += try await app.database.devices.devices(of: user)
+        }
         // Signatures visible to the requester: a user's own, and the requester's.
         var extraSignatures: [String: [String: [(String, String, String)]]] = [:]  // user -> key -> (signer, key id, sig)
         for s in signatures where s.signerUserID == s.targetUserID || s.signerUserID == me {
@@ -177,9 +181,10 @@ enum Keys {
 
     // MARK: claim
 
+    /// `POST /keys/claim`: one one-time key (or fallback key) per requested device.
     static func claim(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        _ = try await app.accounts.authenticate(context)
+        _ = try await context.requireUser()
         let body = try await context.jsonObject()
         guard let requested = body["one_time_keys"]?.objectValue else { throw MatrixError(.badJSON, "Missing one_time_keys") }
         var wanted: [(user: UserID, device: String, algorithm: String)] = []
@@ -208,9 +213,10 @@ enum Keys {
 
     // MARK: changes
 
+    /// `GET /keys/changes`: users whose device lists changed between two sync tokens.
     static func changes(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         let raw = context.rawQueryValues(["from", "to"])
         guard let fromText = raw[0], let toText = raw[1] else { throw MatrixError(.missingParam, "from and to are required") }
         let from = try StreamToken(parsing: PercentDecoding.decode(Substring(fromText)) ?? fromText)
@@ -221,9 +227,10 @@ enum Keys {
 
     // MARK: cross-signing
 
+    /// `POST /keys/device_signing/upload`: the requester's cross-signing keys (UIA to replace them).
     static func uploadCrossSigning(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         try context.rateLimit("key-uploads", app.configuration.rateLimits.keyUploads, user: requester.userID)
         let body = try await context.jsonObject()
         let userID = requester.userID.rawValue
@@ -264,9 +271,10 @@ enum Keys {
         return .json([:])
     }
 
+    /// `POST /keys/signatures/upload`: signatures of keys made by the requester.
     static func uploadSignatures(_ context: RequestContext) async throws -> HTTPResponse {
         let app = context.app
-        let requester = try await app.accounts.authenticate(context)
+        let requester = try await context.requireUser()
         try context.rateLimit("key-uploads", app.configuration.rateLimits.keyUploads, user: requester.userID)
         let body = try await context.jsonObject()
         let me = requester.userID.rawValue

@@ -180,7 +180,7 @@ enum Directory {
         let requester = try await context.requireUser()
         let target = try UserID(parsing: context.parameter("userId"))
         if target.serverName.rawValue == context.app.configuration.serverName {
-            guard try await context.app.database.accounts.user(id: target.rawValue) != nil else {
+            guard try await context.app.database.accounts.user(id: target) != nil else {
                 throw MatrixError(.notFound, "User not found")
             }
         }

@@ -116,7 +116,7 @@ final class RoomService: Sendable {
     /// Synapse fills it for joins and invites.
     func memberContent(_ user: UserID, membership: String, extra: [String: JSON] = [:]) async throws -> [String: JSON] {
         var content: [String: JSON] = ["membership": .string(membership)]
-        if user.serverName.rawValue == serverName, let record = try await database.accounts.user(id: user.rawValue) {
+        if user.serverName.rawValue == serverName, let record = try await database.accounts.user(id: user) {
             if let name = record.displayname { content["displayname"] = .string(name) }
             if let avatar = record.avatarURL { content["avatar_url"] = .string(avatar) }
         }

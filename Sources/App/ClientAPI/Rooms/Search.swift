@@ -141,7 +141,8 @@ enum Search {
     static func profiles(_ app: MyelinApp, _ senders: Set<String>) async throws -> JSON {
         var profiles: [String: JSON] = [:]
         for sender in senders {
-            let record = try await app.database.accounts.user(id: sender)
+            let id = try? UserID(parsing: sender)
+            let record = if let id { try await app.database.accounts.user(id: id) } else { UserRecord?.none }
             var profile: [String: JSON] = [:]
             if let name = record?.displayname { profile["displayname"] = .string(name) }
             if let avatar = record?.avatarURL { profile["avatar_url"] = .string(avatar) }

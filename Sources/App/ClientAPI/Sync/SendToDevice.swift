@@ -30,7 +30,7 @@ enum SendToDevice {
             for (device, content) in byDevice {
                 guard content.objectValue != nil else { throw MatrixError(.badJSON, "message content must be an object") }
                 let event: JSON = ["type": .string(type), "sender": .string(requester.userID.rawValue), "content": content]
-                let targets = device == "*" ? try await app.database.accounts.devices(of: user.rawValue).map(\.deviceID) : [device]
+                let targets = device == "*" ? try await app.database.devices.devices(of: user).map(\.deviceID) : [device]
                 for target in targets { rows.append(ToDeviceService.Message(user: user, device: target, bytes: event.encoded())) }
             }
         }

@@ -114,16 +114,17 @@ final class SyncPresence: Sendable {
         defer { for waiter in waiters { waiter.resume() } }
         guard !pending.isEmpty else { return }
         do {
-            let stored = try await app.database.presence.presences(userIDs: Array(pending.keys))
+            let stored = try await app.database.presence.presences(of: pending.keys.compactMap { try? UserID(parsing: $0) })
             let now = Clock.nowMilliseconds()
             var changes: [(userID: String, presence: PresenceStore.Presence)] = []
             for (user, wanted) in pending {
-                let current = stored[user]?.state ?? "offline"
+                let previous = (try? UserID(parsing: user)).flatMap { stored[$0] }
+                let current = previous?.state ?? "offline"
                 guard let target = Self.transition(from: current, wanted: wanted) else {
                     state.withLock { $0.entries[user]?.state = current }
                     continue
                 }
-                changes.append((user, PresenceStore.Presence(state: target, statusMessage: stored[user]?.statusMessage,
+                changes.append((user, PresenceStore.Presence(state: target, statusMessage: previous?.statusMessage,
                                                                lastActiveTs: now)))
             }
             guard !changes.isEmpty else { return }
