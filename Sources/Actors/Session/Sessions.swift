@@ -59,7 +59,9 @@ public final class Sessions: Sendable {
     public let lastSeen: LastSeenBatcher
     private let store: TokenStore
     private let index = Mutex(Index())
-    /// How often at most a busy session tells the registry it is in use.
+    /// How often at most a busy session tells the registry it is in use: a quarter of the
+    /// idle timeout, at most 30 s (each tell is a task and a hop; the registry's LRU order is
+    /// that coarse, and an evicted busy session costs one store read).
     public let touchIntervalMs: Int64
 
     public init(store: TokenStore, limits: RegistryLimits, lastSeen: LastSeenBatcher) {
@@ -67,7 +69,7 @@ public final class Sessions: Sendable {
         self.lastSeen = lastSeen
         let idle = limits.idleTimeout.components
         let idleMs = idle.seconds * 1000 + idle.attoseconds / 1_000_000_000_000_000
-        touchIntervalMs = max(1, min(1000, idleMs / 4))
+        touchIntervalMs = max(1, min(30_000, idleMs / 4))
         // Sessions are activated by authentication only (`get(_:activatingWith:)`, with
         // the user it has just read), so that every one reports its deactivation here.
         registry = Registry(limits: limits) { _ in
