@@ -21,21 +21,27 @@ public enum PushEvaluator {
     }
 
     public static func evaluate(_ rules: PushRuleSet, _ event: PushEvent, _ context: PushContext) -> Outcome {
-        for rule in rules.rules where rule.enabled {
-            if event.hasMentions && rule.isDefault && PushRuleSet.legacyMentionRules.contains(rule.ruleID) { continue }
-            switch holds(rule.conditions, event, context) {
-            case true?: return .matched(ruleID: rule.ruleID, actions: rule.actions)
-            case false?: continue
-            case nil: return .needsPowerLevels
+        // Rules are read in place (a buffer, not a copy of each rule): this runs once per
+        // recipient of every counted event.
+        rules.rules.withUnsafeBufferPointer { rules in
+            for index in rules.indices where rules[index].enabled {
+                if event.hasMentions && rules[index].isLegacyMention {
+                    continue
+                }
+                switch holds(rules[index].conditions, event, context) {
+                case true?: return .matched(ruleID: rules[index].ruleID, actions: rules[index].actions)
+                case false?: continue
+                case nil: return .needsPowerLevels
+                }
             }
+            return .noMatch
         }
-        return .noMatch
     }
 
     /// All conditions hold (nil: undecided for want of power levels).
     static func holds(_ conditions: [PushCondition], _ event: PushEvent, _ context: PushContext) -> Bool? {
-        for condition in conditions {
-            switch holds(condition, event, context) {
+        for index in conditions.indices {
+            switch holds(conditions[index], event, context) {
             case true?: continue
             case false?: return false
             case nil: return nil
@@ -48,19 +54,19 @@ public enum PushEvaluator {
         switch condition {
         case .eventMatch(let key, let pattern):
             if key == "content.body" {
-                guard event.properties[key]?.stringValue != nil else { return false }
+                guard event.property(key)?.stringValue != nil else { return false }
                 return pattern.matchesWord(in: event.body)
             }
-            guard let value = event.lowercased[key] else { return false }
+            guard let value = event.lowercasedString(key) else { return false }
             return pattern.matches(lowercased: value)
         case .eventPropertyIs(let key, let value):
-            guard let property = event.properties[key], isNonCompound(property) else { return false }
+            guard let property = event.property(key), isNonCompound(property) else { return false }
             return property == value
         case .eventPropertyContains(let key, let value):
-            guard let array = event.properties[key]?.arrayValue else { return false }
+            guard let array = event.property(key)?.arrayValue else { return false }
             return array.contains { isNonCompound($0) && $0 == value }
         case .containsDisplayName:
-            guard let name = context.displayNameGlob, event.properties["content.body"]?.stringValue != nil else {
+            guard let name = context.displayNameGlob, event.property("content.body")?.stringValue != nil else {
                 return false
             }
             return name.matchesWord(in: event.body)

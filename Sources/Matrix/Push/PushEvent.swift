@@ -7,6 +7,10 @@ public struct PushEvent: Sendable {
     public let properties: [String: JSON]
     /// Lowercased string values by path.
     let lowercased: [String: String]
+    /// The same two, as pairs in one array: an event has a handful of properties, and
+    /// comparing short keys beats hashing them (the rules look properties up once per
+    /// recipient). Empty when the event has too many properties; the dictionaries serve then.
+    private let pairs: [(key: String, value: JSON, lowercased: String?)]
     /// The lowercased `content.body` as scalars (word matches).
     let body: [Unicode.Scalar]
     /// The event has `content.m.mentions` (an object): the legacy mention rules stand aside
@@ -40,8 +44,27 @@ public struct PushEvent: Sendable {
         }
         self.properties = properties
         self.lowercased = lowercased
+        pairs = properties.count <= Self.maxPairs ? properties.map { ($0.key, $0.value, lowercased[$0.key]) } : []
         body = Array((lowercased["content.body"] ?? "").unicodeScalars)
         hasMentions = event["content"]?["m.mentions"]?.objectValue != nil
+    }
+}
+
+extension PushEvent {
+    static let maxPairs = 24
+
+    /// The property at `path`.
+    func property(_ path: String) -> JSON? {
+        if pairs.isEmpty { return properties[path] }
+        for pair in pairs where pair.key == path { return pair.value }
+        return nil
+    }
+
+    /// The lowercased string at `path`.
+    func lowercasedString(_ path: String) -> String? {
+        if pairs.isEmpty { return lowercased[path] }
+        for pair in pairs where pair.key == path { return pair.lowercased }
+        return nil
     }
 }
 

@@ -7,16 +7,22 @@ public struct PushGlob: Sendable, Hashable {
     /// Lowercased scalars of the pattern.
     let scalars: [Unicode.Scalar]
     let hasWildcards: Bool
+    /// The lowercased pattern as text (a plain pattern is compared byte for byte).
+    let lowercased: String
 
     public init(_ pattern: String, literal: Bool = false) {
         self.pattern = pattern
-        scalars = Array(pattern.lowercased().unicodeScalars)
+        lowercased = pattern.lowercased()
+        scalars = Array(lowercased.unicodeScalars)
         hasWildcards = !literal && scalars.contains { $0 == "*" || $0 == "?" }
     }
 
     /// Whole-value match; `value` is already lowercased.
     public func matches(lowercased value: String) -> Bool {
-        if !hasWildcards { return value.unicodeScalars.elementsEqual(scalars) }
+        if !hasWildcards {
+            // Same scalars ⇔ same UTF-8 bytes; the count check settles most mismatches at once.
+            return value.utf8.count == lowercased.utf8.count && value.utf8.elementsEqual(lowercased.utf8)
+        }
         let text = Array(value.unicodeScalars)
         return run(text, startsAt: { $0 == 0 }, endsAt: { $0 == text.count })
     }

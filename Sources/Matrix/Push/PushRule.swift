@@ -7,7 +7,9 @@ public struct PushRule: Sendable, Hashable {
         case override, content, room, sender, underride
     }
 
-    public var ruleID: String
+    public var ruleID: String {
+        didSet { legacyMention = PushRuleSet.legacyMentionRules.contains(ruleID) }
+    }
     public var kind: Kind
     /// A server-default rule (its id starts with a dot).
     public var isDefault: Bool
@@ -16,6 +18,10 @@ public struct PushRule: Sendable, Hashable {
     /// `content.body`; `room` and `sender` rules as one `event_match` on `room_id`/`sender`.
     public var conditions: [PushCondition]
     public var actions: [PushAction]
+    /// One of the legacy body-mention rules that events with `m.mentions` skip (MSC3952);
+    /// decided once here rather than by a set lookup per evaluation.
+    public var isLegacyMention: Bool { isDefault && legacyMention }
+    private var legacyMention: Bool
 
     public init(_ ruleID: String, kind: Kind, isDefault: Bool = false, enabled: Bool = true,
                 conditions: [PushCondition], actions: [PushAction]) {
@@ -25,6 +31,7 @@ public struct PushRule: Sendable, Hashable {
         self.enabled = enabled
         self.conditions = conditions
         self.actions = actions
+        legacyMention = PushRuleSet.legacyMentionRules.contains(ruleID)
     }
 
     /// A `content` rule: `pattern` matched by word against `content.body`.
