@@ -12,7 +12,47 @@ public struct PushRuleSet: Sendable, Hashable {
     /// `.m.rule.roomnotif`, `.m.rule.contains_user_name`): clients still rely on body mentions,
     /// and the evaluator skips them for events with `m.mentions` (MSC3952).
     public static func serverDefault(for user: UserID) -> PushRuleSet {
+        // The rules are the same for everyone but three conditions: each user's set copies the
+        // shared template (its rules' condition and action arrays are shared, not rebuilt) and
+        // replaces those three, so a cached set costs about a kilobyte, not ten.
+        var rules = template.rules
         let me = user.rawValue
+        rules[UserSpecific.invite].conditions[UserSpecific.inviteStateKey] = inviteStateKey(me)
+        rules[UserSpecific.mention].conditions = [userMention(me)]
+        rules[UserSpecific.userName].conditions = [userName(String(user.localpart))]
+        return PushRuleSet(rules: rules)
+    }
+
+    private static func inviteStateKey(_ me: String) -> PushCondition {
+        .eventMatch(key: "state_key", pattern: PushGlob(me, literal: true))
+    }
+
+    private static func userMention(_ me: String) -> PushCondition {
+        .eventPropertyContains(key: "content.m\\.mentions.user_ids", value: .string(me))
+    }
+
+    private static func userName(_ localpart: String) -> PushCondition {
+        .eventMatch(key: "content.body", pattern: PushGlob(localpart, literal: true))
+    }
+
+    private static let template = build(me: "", localpart: "")
+
+    /// Where the conditions that name the user sit in `template`.
+    private enum UserSpecific {
+        static let invite = index(of: ".m.rule.invite_for_me")
+        static let inviteStateKey = 2
+        static let mention = index(of: ".m.rule.is_user_mention")
+        static let userName = index(of: ".m.rule.contains_user_name")
+
+        static func index(of ruleID: String) -> Int {
+            guard let index = template.rules.firstIndex(where: { $0.ruleID == ruleID }) else {
+                preconditionFailure("no default rule \(ruleID)")
+            }
+            return index
+        }
+    }
+
+    private static func build(me: String, localpart: String) -> PushRuleSet {
         func rule(_ id: String, _ kind: PushRule.Kind, enabled: Bool = true, _ conditions: [PushCondition],
                   _ actions: [PushAction]) -> PushRule {
             PushRule(id, kind: kind, isDefault: true, enabled: enabled, conditions: conditions, actions: actions)
@@ -25,10 +65,10 @@ public struct PushRuleSet: Sendable, Hashable {
             rule(".m.rule.suppress_notices", .override, [match("content.msgtype", "m.notice")], []),
             rule(".m.rule.invite_for_me", .override,
                  [type(EventType.roomMember), match("content.membership", MembershipState.invite.rawValue),
-                  .eventMatch(key: "state_key", pattern: PushGlob(me, literal: true))], [.notify, .sound("default")]),
+                  inviteStateKey(me)], [.notify, .sound("default")]),
             rule(".m.rule.member_event", .override, [type(EventType.roomMember)], []),
             rule(".m.rule.is_user_mention", .override,
-                 [.eventPropertyContains(key: "content.m\\.mentions.user_ids", value: .string(me))], highlightWithSound),
+                 [userMention(me)], highlightWithSound),
             rule(".m.rule.contains_display_name", .override, [.containsDisplayName], highlightWithSound),
             rule(".m.rule.is_room_mention", .override,
                  [.eventPropertyIs(key: "content.m\\.mentions.room", value: .bool(true)),
@@ -41,7 +81,7 @@ public struct PushRuleSet: Sendable, Hashable {
             rule(".m.rule.suppress_edits", .override,
                  [.eventPropertyIs(key: "content.m\\.relates_to.rel_type", value: .string(RelationType.replace))], []),
             PushRule(".m.rule.contains_user_name", kind: .content, isDefault: true,
-                     conditions: [.eventMatch(key: "content.body", pattern: PushGlob(String(user.localpart), literal: true))],
+                     conditions: [userName(localpart)],
                      actions: highlightWithSound),
             rule(".m.rule.call", .underride, [type(EventType.callInvite)], [.notify, .sound("ring")]),
             rule(".m.rule.encrypted_room_one_to_one", .underride, [.roomMemberCount(is: "2"), type(EventType.roomEncrypted)],
