@@ -17,14 +17,16 @@ public struct PushRuleSet: Sendable, Hashable {
         // replaces those three, so a cached set costs about a kilobyte, not ten.
         var rules = template.rules
         let me = user.rawValue
-        rules[UserSpecific.invite].conditions[UserSpecific.inviteStateKey] = inviteStateKey(me)
+        rules[UserSpecific.invite].conditions = inviteForMe(me)
         rules[UserSpecific.mention].conditions = [userMention(me)]
         rules[UserSpecific.userName].conditions = [userName(String(user.localpart))]
         return PushRuleSet(rules: rules)
     }
 
-    private static func inviteStateKey(_ me: String) -> PushCondition {
-        .eventMatch(key: "state_key", pattern: PushGlob(me, literal: true))
+    private static func inviteForMe(_ me: String) -> [PushCondition] {
+        [.eventMatch(key: "type", pattern: PushGlob(EventType.roomMember)),
+         .eventMatch(key: "content.membership", pattern: PushGlob(MembershipState.invite.rawValue)),
+         .eventMatch(key: "state_key", pattern: PushGlob(me, literal: true))]
     }
 
     private static func userMention(_ me: String) -> PushCondition {
@@ -40,7 +42,6 @@ public struct PushRuleSet: Sendable, Hashable {
     /// Where the conditions that name the user sit in `template`.
     private enum UserSpecific {
         static let invite = index(of: ".m.rule.invite_for_me")
-        static let inviteStateKey = 2
         static let mention = index(of: ".m.rule.is_user_mention")
         static let userName = index(of: ".m.rule.contains_user_name")
 
@@ -63,9 +64,7 @@ public struct PushRuleSet: Sendable, Hashable {
         return PushRuleSet(rules: [
             rule(".m.rule.master", .override, enabled: false, [], []),
             rule(".m.rule.suppress_notices", .override, [match("content.msgtype", "m.notice")], []),
-            rule(".m.rule.invite_for_me", .override,
-                 [type(EventType.roomMember), match("content.membership", MembershipState.invite.rawValue),
-                  inviteStateKey(me)], [.notify, .sound("default")]),
+            rule(".m.rule.invite_for_me", .override, inviteForMe(me), [.notify, .sound("default")]),
             rule(".m.rule.member_event", .override, [type(EventType.roomMember)], []),
             rule(".m.rule.is_user_mention", .override,
                  [userMention(me)], highlightWithSound),
