@@ -328,6 +328,13 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             return
         }
         connection.countedForPeer = server.limitsPeers
+        if server.servesTLS {
+            guard let context = server.currentTLSContext(), let engine = try? TLSEngine(context: context) else {
+                connection.close()
+                return
+            }
+            connection.tls = engine
+        }
         connections[connection.id] = connection
         connection.start()
     }

@@ -278,6 +278,7 @@ public final class TLSEngine {
         return try advanceHandshake()
     }
 
+    @discardableResult
     private func advanceHandshake() throws(TLSError) -> Bool {
         let rc = SSL_do_handshake(ssl)
         if rc == 1 {
@@ -285,7 +286,7 @@ public final class TLSEngine {
             if !early.isEmpty {
                 let bytes = early
                 early = []
-                try writeAll(bytes)
+                try write(bytes)
             }
             return true
         }
@@ -304,11 +305,14 @@ public final class TLSEngine {
     }
 
     /// Encrypts `plaintext` into records for the socket (`takeCiphertext`). Before the
-    /// handshake is complete, the bytes wait and leave once it is.
+    /// handshake is complete, the bytes wait and leave once it is (and a client's first
+    /// write starts the handshake: its ClientHello is then in `takeCiphertext`).
     public func write(_ plaintext: UnsafeRawBufferPointer) throws(TLSError) {
         guard plaintext.count > 0 else { return }
         guard isHandshakeComplete else {
             early.append(contentsOf: plaintext)
+            ERR_clear_error()
+            try advanceHandshake()
             return
         }
         ERR_clear_error()
@@ -321,7 +325,8 @@ public final class TLSEngine {
         }
     }
 
-    private func writeAll(_ bytes: [UInt8]) throws(TLSError) {
+    /// `write(_:)` for an array.
+    public func write(_ bytes: [UInt8]) throws(TLSError) {
         var failed: TLSError?
         bytes.withUnsafeBytes { raw in
             do throws(TLSError) { try write(raw) } catch { failed = error }
