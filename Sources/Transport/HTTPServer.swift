@@ -70,6 +70,7 @@ public final class HTTPServer: Sendable {
     /// The context new connections use; `replaceTLSContext` swaps it (certificate reload),
     /// while connections keep the context they started with.
     private let tlsContext: Mutex<TLSContext?>
+    private let hangupHandler = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// `tls`: a server context makes this a TLS listener (every connection is TLS; nil: plain
     /// HTTP, whose path pays nothing for TLS).
@@ -210,6 +211,19 @@ public final class HTTPServer: Sendable {
             total.outputPauses += part.outputPauses
         }
         return total
+    }
+
+    /// Runs `handler` on SIGHUP (off the loop thread), when this server handles signals.
+    public func onHangup(_ handler: @escaping @Sendable () -> Void) {
+        hangupHandler.withLock { $0 = handler }
+    }
+
+    func hangupReceived() {
+        guard let handler = hangupHandler.withLock({ $0 }) else {
+            logger.info("SIGHUP: nothing to reload")
+            return
+        }
+        Task.detached { handler() }
     }
 
     /// The context new TLS connections use (loop threads, at accept).

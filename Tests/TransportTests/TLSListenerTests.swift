@@ -1,35 +1,8 @@
 import Glibc
+import Synchronization
 import TestSupport
 import Testing
 @testable import Transport
-
-/// A TLS client for the tests: a `RawClient` whose bytes pass through a client `TLSEngine`.
-func tlsClient(port: Int, context: TLSContext, host: String = "127.0.0.1") throws -> RawClient {
-    let client = try RawClient(port: port)
-    let engine = try TLSEngine(context: context, host: host)
-    client.sendFilter = { bytes in
-        (try? engine.write(bytes)) == nil ? [] : engine.takeCiphertext()
-    }
-    client.receiveFilter = { [unowned client] bytes in
-        bytes.withUnsafeBytes { engine.receive($0) }
-        var plaintext: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        defer {
-            // Handshake messages, and plaintext written before the handshake finished.
-            let pending = engine.takeCiphertext()
-            if !pending.isEmpty { client.sendRaw(pending) }
-        }
-        while true {
-            guard let result = try? buffer.withUnsafeMutableBytes({ try engine.read(into: $0) }) else { return nil }
-            switch result {
-            case .bytes(let n): plaintext.append(contentsOf: buffer[0..<n])
-            case .wantsInput: return plaintext
-            case .closed: return plaintext.isEmpty ? nil : plaintext
-            }
-        }
-    }
-    return client
-}
 
 /// TLS listeners over real sockets: HTTPS with keep-alive, the version minimum, half-open
 /// handshakes, the handshake deadline, and a certificate replaced while running.
@@ -162,4 +135,30 @@ struct TLSListenerTests {
             #expect(try await before.read().text == "hello")
         }
     }
+
+    /// SIGHUP reaches the handler a server that handles signals was given (the daemon's
+    /// certificate reload), and does not stop the server.
+    @Test func hangupRunsTheReloadHandler() async throws {
+        defer { ca.remove() }
+        let configuration = TransportConfiguration(loops: 1, host: "127.0.0.1", port: 0)
+        let server = HTTPServer(configuration: configuration, responder: TestResponder(), handlesSignals: true,
+                                tls: try serverContext())
+        let calls = Counter()
+        server.onHangup { calls.add() }
+        let port = try await server.start()
+        kill(getpid(), SIGHUP)
+        for _ in 0..<500 where calls.value == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(calls.value == 1)
+        let client = try tlsClient(port: port, context: try TLSContext.client(verification: .none))
+        client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try await client.read().text == "hello")
+        server.shutdown()
+        await server.waitUntilStopped()
+    }
+}
+
+final class Counter: @unchecked Sendable {  // guarded by its lock
+    private let lock = Mutex(0)
+    func add() { lock.withLock { $0 += 1 } }
+    var value: Int { lock.withLock { $0 } }
 }

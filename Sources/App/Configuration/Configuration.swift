@@ -8,6 +8,15 @@ struct Configuration: Sendable, Equatable {
     struct Listener: Sendable, Equatable {
         var host = "127.0.0.1"
         var port = 8008
+        /// Set: the listener speaks HTTPS only (the whole API on that port).
+        var tls: TLSFiles?
+    }
+
+    /// A TLS listener's certificate chain (leaf first, PEM) and private key (PEM); read at
+    /// start and again on SIGHUP.
+    struct TLSFiles: Sendable, Equatable {
+        var certificate: String
+        var privateKey: String
     }
 
     enum DatabaseBackend: String, Sendable, Equatable { case sqlite, postgres }
