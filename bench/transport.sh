@@ -66,7 +66,7 @@ http {
 CONF
     nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" & NGINX=$!
     for _ in $(seq 50); do curl -sf http://127.0.0.1:18095/ >/dev/null && break; sleep 0.1; done
-    NGINX_PIDS="$NGINX $(pgrep -P "$NGINX" | tr '\n' ' ')"
+    NGINX_PIDS=$(echo "$NGINX" $(pgrep -P "$NGINX"))
   else
     echo "# nginx is not installed: no TLS reference (apt-get install -y nginx-light)"
   fi
