@@ -157,6 +157,8 @@ public final class TLSEngine {
 
     /// A server engine for `context` (a server context), or a client engine that will name
     /// `host` (a DNS name or an IP address literal) in SNI and check the certificate for it.
+    /// A client engine without `host` sends no SNI and checks only the chain (if the context
+    /// verifies).
     public init(context: TLSContext, host: String? = nil) throws(TLSError) {
         ERR_clear_error()
         guard let ssl = SSL_new(context.context) else { throw TLSError.openSSL("SSL_new failed") }
