@@ -158,7 +158,9 @@ enum ConfigurationLoader {
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }
             try f.sequence("trusted_key_servers") { items in
-                configuration.federation.trustedKeyServers = try items.map { try $0.scalarString() }
+                configuration.federation.trustedKeyServers = try items.map {
+                    try ServerNameCheck.validate(try $0.scalarString(), path: "federation.trusted_key_servers")
+                }
             }
         }
         try top.section("well_known") { w in

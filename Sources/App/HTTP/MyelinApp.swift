@@ -43,6 +43,7 @@ final class MyelinApp: HTTPResponder {
         self.keys = keys
         // The loader validated the name (`ServerNameCheck`).
         keyRing = ServerKeyRing(serverName: try! ServerName(parsing: configuration.serverName), signingKey: signingKey,
+                                store: ServerKeyStore(database: database),
                                 notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
@@ -51,6 +52,7 @@ final class MyelinApp: HTTPResponder {
         let metricsPath = configuration.metrics.enabled ? configuration.metrics.path : nil
         router = Router { routes in
             Endpoints.register(&routes)
+            KeyNotary.register(&routes)
             if let metricsPath {
                 routes.get(metricsPath) { context in
                     let app = context.app
