@@ -166,3 +166,14 @@ struct FederationAuthTests {
         }
     }
 }
+
+@Suite("Configuration: federation keys")
+struct FederationKeysConfigurationTests {
+    @Test func trustedKeyServersDefaultToNoneAndAreValidated() throws {
+        #expect(Configuration().federation.trustedKeyServers.isEmpty)
+        let read = try ConfigurationLoader.load(yaml: "federation:\n  trusted_key_servers: [matrix.org, \"notary.example:8448\"]\n")
+        #expect(read.federation.trustedKeyServers == ["matrix.org", "notary.example:8448"])
+        #expect(throws: (any Error).self) { try ConfigurationLoader.load(yaml: "federation:\n  trusted_key_servers: [\"bad name\"]\n") }
+        #expect(throws: (any Error).self) { try ConfigurationLoader.load(yaml: "server_name: \"a:b:c\"\n") }
+    }
+}

@@ -138,6 +138,8 @@ public final class ServerKeyRing: Sendable {
         state.withLock { state in
             // A fetch that finished meanwhile is newer than the store: it wins.
             insert(server, entries, into: &state, replacing: false)
+            // Servers with nothing stored are remembered too; bounded, forgetting costs one read.
+            if state.loaded.count >= 2 * Self.maxCachedServers { state.loaded.removeAll() }
             state.loaded.insert(server)
         }
         return !rows.isEmpty
