@@ -190,7 +190,7 @@ enum ConfigurationTemplate {
         federation:
           enabled: \(d.federation.enabled)
           # notaries asked for server keys that a server does not serve itself
-          trusted_key_servers: [\(d.federation.trustedKeyServers.joined(separator: ", "))]
+          trusted_key_servers: [\(d.federation.trustedKeyServers.map { "\"\($0)\"" }.joined(separator: ", "))]
 
         # Served at /.well-known/matrix/client and /server; empty means not served (404).
         well_known:
