@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, serverKeys]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -354,4 +354,28 @@ public enum Schema {
         ALTER TABLE access_tokens ADD COLUMN replaces_token_hash TEXT;
         CREATE INDEX access_tokens_by_replaced ON access_tokens (replaces_token_hash);
         """
+
+    /// Other servers' signing keys (server-server API "Retrieving server keys"), as the key
+    /// ring fetched and verified them: each key with the time up to which it may be used
+    /// (`valid_until_ts`, capped; an old key's `expired_ts`), and the latest signed key
+    /// response of each server as it was received, which the notary serves again.
+    static let serverKeys = Migration(
+        version: 71, name: "server_keys",
+        """
+            CREATE TABLE server_signing_keys (
+                server_name TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                verify_key TEXT NOT NULL,
+                valid_until_ts \(.bigint) NOT NULL,
+                expired_ts \(.bigint),
+                fetched_ts \(.bigint) NOT NULL,
+                PRIMARY KEY (server_name, key_id)
+            );
+            CREATE TABLE server_key_responses (
+                server_name TEXT PRIMARY KEY NOT NULL,
+                valid_until_ts \(.bigint) NOT NULL,
+                fetched_ts \(.bigint) NOT NULL,
+                response_json \(.bytes) NOT NULL
+            );
+            """)
 }

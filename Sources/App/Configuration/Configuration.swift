@@ -111,7 +111,9 @@ struct Configuration: Sendable, Equatable {
 
     struct Federation: Sendable, Equatable {
         var enabled = true
-        var trustedKeyServers: [String] = ["matrix.org"]
+        /// Notaries asked for keys a server does not serve itself; none by default (trusting
+        /// one is a choice the administrator makes).
+        var trustedKeyServers: [String] = []
     }
 
     struct WellKnown: Sendable, Equatable {

@@ -1,3 +1,4 @@
+import Matrix
 import Transport
 import Yams
 #if canImport(Glibc)
@@ -178,7 +179,9 @@ enum ConfigurationLoader {
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }
             try f.sequence("trusted_key_servers") { items in
-                configuration.federation.trustedKeyServers = try items.map { try $0.scalarString() }
+                configuration.federation.trustedKeyServers = try items.map {
+                    try ServerNameCheck.validate(try $0.scalarString(), path: "federation.trusted_key_servers")
+                }
             }
         }
         try top.section("well_known") { w in
@@ -206,7 +209,8 @@ enum ConfigurationLoader {
 enum ServerNameCheck {
     static func validate(_ name: String, path: String) throws -> String {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:[]")
-        guard !name.isEmpty, name.count <= 255, name.allSatisfy({ allowed.contains($0) }) else {
+        guard !name.isEmpty, name.count <= 255, name.allSatisfy({ allowed.contains($0) }),
+              (try? ServerName(parsing: name)) != nil else {
             throw ConfigurationError(path: path, message: "'\(name)' is not a valid server name")
         }
         return name

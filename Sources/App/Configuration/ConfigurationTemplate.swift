@@ -195,8 +195,8 @@ enum ConfigurationTemplate {
 
         federation:
           enabled: \(d.federation.enabled)
-          trusted_key_servers:
-        \(d.federation.trustedKeyServers.map { "    - \($0)" }.joined(separator: "\n"))
+          # notaries asked for server keys that a server does not serve itself
+          trusted_key_servers: [\(d.federation.trustedKeyServers.map { "\"\($0)\"" }.joined(separator: ", "))]
 
         # Served at /.well-known/matrix/client and /server; empty means not served (404).
         well_known:
