@@ -1,3 +1,4 @@
+import Matrix
 import Transport
 import Yams
 
@@ -187,7 +188,8 @@ enum ConfigurationLoader {
 enum ServerNameCheck {
     static func validate(_ name: String, path: String) throws -> String {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.:[]")
-        guard !name.isEmpty, name.count <= 255, name.allSatisfy({ allowed.contains($0) }) else {
+        guard !name.isEmpty, name.count <= 255, name.allSatisfy({ allowed.contains($0) }),
+              (try? ServerName(parsing: name)) != nil else {
             throw ConfigurationError(path: path, message: "'\(name)' is not a valid server name")
         }
         return name

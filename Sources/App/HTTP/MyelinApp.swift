@@ -1,3 +1,4 @@
+import Actors
 import Logging
 import Matrix
 import Persistence
@@ -18,6 +19,8 @@ final class MyelinApp: HTTPResponder {
     let accounts: Accounts
     let roomService: RoomService
     let keys: KeyService
+    /// Other servers' verify keys (federation request and PDU signatures, the notary).
+    let keyRing: ServerKeyRing
     let logger: Logger
     /// One line per request when `logging.access_log` is on and the level shows `info`.
     let accessLog: AccessLog?
@@ -38,6 +41,9 @@ final class MyelinApp: HTTPResponder {
         self.accounts = accounts
         self.roomService = roomService
         self.keys = keys
+        // The loader validated the name (`ServerNameCheck`).
+        keyRing = ServerKeyRing(serverName: try! ServerName(parsing: configuration.serverName), signingKey: signingKey,
+                                notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
         accessLog = configuration.logging.accessLog && logger.logLevel <= .info ? AccessLog() : nil
