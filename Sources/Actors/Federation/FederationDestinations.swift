@@ -67,6 +67,9 @@ public final class FederationDestinations: Sendable {
 
     public var isConnected: Bool { shared.requester() != nil }
 
+    /// The connected requester (the App's queries use it too); nil before `connect`.
+    public var requester: (any FederationRequesting)? { shared.requester() }
+
     /// Activates every destination that has something left in the store (start-up: a crash
     /// or restart with undelivered events or to-device messages).
     public func resumeAll() async throws {
