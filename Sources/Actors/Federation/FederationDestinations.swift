@@ -86,17 +86,18 @@ public final class FederationDestinations: Sendable {
     /// local events. Remote members whose membership the batch changed are included (a kick
     /// must reach the kicked user's server).
     public func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState) {
-        guard shared.requester() != nil else { return }
-        let suffix = ":" + shared.localServer.rawValue
-        guard events.contains(where: { $0.sender.hasSuffix(suffix) }) else { return }
-        var targets: Set<ServerName>
+        // The cache follows every member change, remote ones included, before deciding
+        // whether this batch has anything of ours to send.
         let memberChange = events.contains { $0.type == EventType.roomMember }
+        var targets: Set<ServerName>
         if !memberChange, let cached = servers.withLock({ $0[roomID] }) {
             targets = cached
         } else {
             targets = Self.joinedServers(state, except: shared.localServer)
             servers.withLock { $0[roomID] = targets }
         }
+        let suffix = ":" + shared.localServer.rawValue
+        guard shared.requester() != nil, events.contains(where: { $0.sender.hasSuffix(suffix) }) else { return }
         for event in events where event.type == EventType.roomMember {
             if let key = event.stateKey, let user = try? UserID(parsing: key), user.serverName != shared.localServer {
                 targets.insert(user.serverName)
