@@ -1,6 +1,7 @@
 import Actors
 import Matrix
 import Persistence
+import Synchronization
 import Testing
 import TestSupport
 @testable import App
@@ -57,6 +58,50 @@ import TestSupport
             #expect(messages.count == 1)
             #expect(messages.first?["sender"]?.stringValue == "@bob:beta.test")
             #expect(messages.first?["content"]?["hello"]?.stringValue == "alice")
+        }
+    }
+}
+
+/// Records the transactions a server sends (answers 200), for the outbound EDU test.
+final class RecordingFederation: FederationRequesting {
+    let sent = Mutex<[(ServerName, JSON)]>([])
+    func request(_ destination: ServerName, method: String, path: String, body: JSON?) async throws -> FederationReply {
+        if path.hasPrefix("/_matrix/federation/v1/send/"), let body { sent.withLock { $0.append((destination, body)) } }
+        return FederationReply(status: 200, json: ["pdus": [:]])
+    }
+    var edus: [(ServerName, JSON)] {
+        sent.withLock { $0.flatMap { entry in (entry.1["edus"]?.arrayValue ?? []).map { (entry.0, $0) } } }
+    }
+}
+
+@Suite(.serialized) struct OutboundEDUTests {
+    @Test func typingAndToDeviceForRemoteUsersLeaveThroughTheirServersDestination() async throws {
+        try await withMyelinServer({ $0.serverName = "alpha.test" }) { server, port in
+            let app = server.app
+            let recorder = RecordingFederation()
+            app.roomService.federation.connect(recorder)
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let roomID = try #require(try await alice.call("POST", "/createRoom", [:]).json["room_id"]?.stringValue)
+            try await app.database.write { db in
+                try MembershipStore.setMembership(db, .init(roomID: roomID, userID: "@bob:beta.test", membership: "join",
+                                                            eventID: "$bobjoin", streamOrdering: 1))
+            }
+            #expect(try await alice.call("PUT", "/rooms/\(roomID)/typing/@alice:alpha.test", ["typing": true]).status == 200)
+            let body: JSON = ["messages": ["@bob:beta.test": ["BOBDEVICE": ["secret": "s"]]]]
+            #expect(try await alice.call("PUT", "/sendToDevice/m.test/tx1", body).status == 200)
+            #expect(try await alice.call("PUT", "/sendToDevice/m.test/tx1", body).status == 200)  // retried: once
+            for _ in 0..<300 where recorder.edus.count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            try await Task.sleep(for: .milliseconds(100))  // a duplicate would have been sent by now
+            let edus = recorder.edus
+            #expect(edus.allSatisfy { $0.0.rawValue == "beta.test" })
+            let typing = edus.filter { $0.1["edu_type"]?.stringValue == "m.typing" }
+            #expect(typing.count == 1)
+            #expect(typing.first?.1["content"]?["user_id"]?.stringValue == "@alice:alpha.test")
+            let toDevice = edus.filter { $0.1["edu_type"]?.stringValue == "m.direct_to_device" }
+            #expect(toDevice.count == 1)
+            #expect(toDevice.first?.1["content"]?["messages"]?["@bob:beta.test"]?["BOBDEVICE"]?["secret"]?.stringValue == "s")
+            // Delivered: nothing left in the store.
+            #expect(try await app.database.federationOutbox.toDevice(for: try ServerName(parsing: "beta.test"), limit: 10).isEmpty)
         }
     }
 }
