@@ -58,11 +58,12 @@ public final class FederationDestinations: Sendable {
         }
     }
 
-    /// Starts sending through `requester`, and wakes the destinations with to-device
-    /// messages left from before a restart. Destinations with events left are woken by the
-    /// next event of their rooms, by `heardFrom`, or by `resumeAll`.
+    /// Starts sending through `requester`, and activates (in the background) every
+    /// destination with something left in the store from before a restart or crash
+    /// (`resumeAll`).
     public func connect(_ requester: any FederationRequesting) {
         shared.connect(requester)
+        Task.detached { [self] in try? await self.resumeAll() }
     }
 
     public var isConnected: Bool { shared.requester() != nil }
