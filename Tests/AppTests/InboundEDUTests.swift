@@ -90,7 +90,10 @@ final class RecordingFederation: FederationRequesting {
             let body: JSON = ["messages": ["@bob:beta.test": ["BOBDEVICE": ["secret": "s"]]]]
             #expect(try await alice.call("PUT", "/sendToDevice/m.test/tx1", body).status == 200)
             #expect(try await alice.call("PUT", "/sendToDevice/m.test/tx1", body).status == 200)  // retried: once
-            for _ in 0..<300 where recorder.edus.count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+            // A key upload changes alice's device list: beta (bob's server) is told.
+            let device = try #require(try await alice.call("GET", "/account/whoami").json["device_id"]?.stringValue)
+            #expect(try await alice.call("POST", "/keys/upload", ["device_keys": KeysTests.deviceKeys("@alice:alpha.test", device)]).status == 200)
+            for _ in 0..<300 where recorder.edus.count < 3 { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(100))  // a duplicate would have been sent by now
             let edus = recorder.edus
             #expect(edus.allSatisfy { $0.0.rawValue == "beta.test" })
@@ -100,6 +103,9 @@ final class RecordingFederation: FederationRequesting {
             let toDevice = edus.filter { $0.1["edu_type"]?.stringValue == "m.direct_to_device" }
             #expect(toDevice.count == 1)
             #expect(toDevice.first?.1["content"]?["messages"]?["@bob:beta.test"]?["BOBDEVICE"]?["secret"]?.stringValue == "s")
+            let deviceList = edus.filter { $0.1["edu_type"]?.stringValue == "m.device_list_update" }
+            #expect(deviceList.first?.1["content"]?["user_id"]?.stringValue == "@alice:alpha.test")
+            #expect(deviceList.first?.1["content"]?["device_id"]?.stringValue == device)
             // Delivered: nothing left in the store.
             #expect(try await app.database.federationOutbox.toDevice(for: try ServerName(parsing: "beta.test"), limit: 10).isEmpty)
         }
