@@ -93,7 +93,8 @@ final class RecordingFederation: FederationRequesting {
             // A key upload changes alice's device list: beta (bob's server) is told.
             let device = try #require(try await alice.call("GET", "/account/whoami").json["device_id"]?.stringValue)
             #expect(try await alice.call("POST", "/keys/upload", ["device_keys": KeysTests.deviceKeys("@alice:alpha.test", device)]).status == 200)
-            for _ in 0..<300 where recorder.edus.count < 3 { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(try await alice.call("PUT", "/presence/@alice:alpha.test/status", ["presence": "unavailable"]).status == 200)
+            for _ in 0..<300 where recorder.edus.count < 4 { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(100))  // a duplicate would have been sent by now
             let edus = recorder.edus
             #expect(edus.allSatisfy { $0.0.rawValue == "beta.test" })
@@ -106,6 +107,8 @@ final class RecordingFederation: FederationRequesting {
             let deviceList = edus.filter { $0.1["edu_type"]?.stringValue == "m.device_list_update" }
             #expect(deviceList.first?.1["content"]?["user_id"]?.stringValue == "@alice:alpha.test")
             #expect(deviceList.first?.1["content"]?["device_id"]?.stringValue == device)
+            let presence = edus.filter { $0.1["edu_type"]?.stringValue == "m.presence" }
+            #expect(presence.last?.1["content"]?["push"]?[0]?["presence"]?.stringValue == "unavailable")
             // Delivered: nothing left in the store.
             #expect(try await app.database.federationOutbox.toDevice(for: try ServerName(parsing: "beta.test"), limit: 10).isEmpty)
         }

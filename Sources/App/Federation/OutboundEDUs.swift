@@ -52,4 +52,21 @@ extension MyelinApp {
         }
         await roomService.federation.wakeToDevice(Set(messages.keys))
     }
+
+    /// `m.presence` of local users to the remote servers among `peers` (coalesced per user,
+    /// dropped when stale). Presence of remote users is never relayed.
+    func sendPresenceEDUs(typed changes: [(userID: UserID, presence: PresenceStore.Presence)], peers: Set<UserID>) async {
+        guard configuration.presence.enabled, roomService.federation.isConnected else { return }
+        let servers = Set(peers.map(\.serverName).filter { $0.rawValue != configuration.serverName })
+        guard !servers.isEmpty else { return }
+        let now = Clock.nowMilliseconds()
+        for change in changes where change.userID.serverName.rawValue == configuration.serverName {
+            var push: [String: JSON] = ["user_id": .string(change.userID.rawValue), "presence": .string(change.presence.state),
+                                        "last_active_ago": .int(max(now - change.presence.lastActiveTs, 0)),
+                                        "currently_active": .bool(change.presence.state == "online")]
+            if let message = change.presence.statusMessage { push["status_msg"] = .string(message) }
+            await roomService.federation.enqueue(["edu_type": "m.presence", "content": ["push": [.object(push)]]],
+                                                 key: .presence(user: change.userID.rawValue), to: servers)
+        }
+    }
 }
