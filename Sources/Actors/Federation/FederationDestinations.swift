@@ -129,9 +129,12 @@ public final class FederationDestinations: Sendable {
         }
     }
 
-    /// `server` contacted us: if its destination is resident and backing off, retry now.
+    /// `server` contacted us: it is up, so its destination retries now if it was backing
+    /// off, and one deactivated meanwhile (idle during a long outage) is activated to look
+    /// at what is left for it in the store.
     public func heardFrom(_ server: ServerName) async {
-        await registry.resident(server)?.heardFrom()
+        guard shared.requester() != nil, server != shared.localServer else { return }
+        try? await registry.get(server).heardFrom()
     }
 
     /// The remote servers with joined members in `state`.
