@@ -23,6 +23,9 @@ public final class FederationDestinations: Sendable {
         let clock: any RegistryClock
         let jitterSource: @Sendable () -> Double
         private let connected = Mutex<(any FederationRequesting)?>(nil)
+        /// Where a destination never sent to starts: just before the first batch that woke
+        /// it (activation runs later, after that batch is visible, and must not skip it).
+        let startHints = Mutex<[ServerName: Int64]>([:])
 
         init(database: Database, events: StreamTracker, localServer: ServerName,
              limits: FederationDestinationStateMachine.Limits, clock: any RegistryClock,
@@ -87,28 +90,36 @@ public final class FederationDestinations: Sendable {
     /// local events. Remote members whose membership the batch changed are included (a kick
     /// must reach the kicked user's server).
     public func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState) {
-        // The cache follows every member change, remote ones included, before deciding
-        // whether this batch has anything of ours to send.
-        let memberChange = events.contains { $0.type == EventType.roomMember }
+        guard shared.requester() != nil else { return }
+        let suffix = ":" + shared.localServer.rawValue
         var targets: Set<ServerName>
+        let memberChange = events.contains { $0.type == EventType.roomMember }
+        // A batch of remote events only matters when it changes the members (a join received
+        // over federation): the new server's destination starts now, before our next event.
+        let hasLocal = events.contains(where: { $0.sender.hasSuffix(suffix) })
+        guard hasLocal || memberChange else { return }
         if !memberChange, let cached = servers.withLock({ $0[roomID] }) {
             targets = cached
         } else {
             targets = Self.joinedServers(state, except: shared.localServer)
             servers.withLock { $0[roomID] = targets }
         }
-        let suffix = ":" + shared.localServer.rawValue
-        guard shared.requester() != nil, events.contains(where: { $0.sender.hasSuffix(suffix) }) else { return }
         for event in events where event.type == EventType.roomMember {
             if let key = event.stateKey, let user = try? UserID(parsing: key), user.serverName != shared.localServer {
                 targets.insert(user.serverName)
             }
         }
         guard !targets.isEmpty else { return }
+        if let first = events.map(\.streamOrdering).min() {
+            shared.startHints.withLock { hints in
+                for server in targets where hints[server] == nil && hints.count < 10_000 { hints[server] = first - 1 }
+            }
+        }
         let registry = self.registry
         Task.detached {
             for server in targets {
-                try? await registry.get(server).wake(room: roomID)
+                let destination = try? await registry.get(server)
+                if hasLocal { await destination?.wake(room: roomID) }
             }
         }
     }

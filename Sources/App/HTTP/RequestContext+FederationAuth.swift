@@ -22,9 +22,7 @@ extension RequestContext {
             throw MatrixError(.unauthorized, "Request is for \(destination.rawValue.prefix(255)), not this server")
         }
         let bytes = try await request.body.collect()
-        // `Optional.none`, not `nil`: JSON is ExpressibleByNilLiteral, so a bare `nil` here
-        // became `.null` and no body-less request (GET) verified.
-        let content: JSON? = bytes.isEmpty ? JSON?.none : try JSON.parse(bytes)
+        let content: JSON? = bytes.isEmpty ? JSON?.none : try JSON.parse(bytes)  // not `nil`: JSON is nil-literal expressible
         let key = try await app.keyRing.verifyKey(server: auth.origin, keyID: auth.keyID, validAt: app.keyRing.now())
         guard FederationRequestSignature.verify(auth, method: request.method.description, uri: request.head.target,
                                                 destination: ourName, content: content, key: key) else {
