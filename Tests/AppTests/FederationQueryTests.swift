@@ -10,7 +10,7 @@ import TestSupport
 /// with a real X-Matrix header (the sending server's key) and sends it over a real socket to
 /// the other in-process server's listener, found by server name. A server marked down is
 /// unreachable.
-final class LoopbackFederation: FederationRequesting {
+final class SignedTestFederation: FederationRequesting {
     let origin: ServerName
     let key: SigningKey
     let peers: Mutex<[ServerName: Int]>
@@ -37,15 +37,15 @@ final class LoopbackFederation: FederationRequesting {
 }
 
 /// Two Myelin servers, `alpha.test` and `beta.test`, each on its own socket, federating
-/// through `LoopbackFederation`.
-func withTwoServers(_ body: (_ alpha: MyelinServer, _ alphaPort: Int, _ beta: MyelinServer, _ betaPort: Int,
-                             _ alphaFederation: LoopbackFederation, _ betaFederation: LoopbackFederation) async throws -> Void) async throws {
+/// through `SignedTestFederation`.
+func withTwoQueryServers(_ body: (_ alpha: MyelinServer, _ alphaPort: Int, _ beta: MyelinServer, _ betaPort: Int,
+                             _ alphaFederation: SignedTestFederation, _ betaFederation: SignedTestFederation) async throws -> Void) async throws {
     try await withMyelinServer({ $0.serverName = "alpha.test" }) { alpha, alphaPort in
         try await withMyelinServer({ $0.serverName = "beta.test" }) { beta, betaPort in
             let a = try ServerName(parsing: "alpha.test"), b = try ServerName(parsing: "beta.test")
             let peers = [a: alphaPort, b: betaPort]
-            let alphaFederation = LoopbackFederation(origin: a, key: alpha.app.signingKey, peers: peers)
-            let betaFederation = LoopbackFederation(origin: b, key: beta.app.signingKey, peers: peers)
+            let alphaFederation = SignedTestFederation(origin: a, key: alpha.app.signingKey, peers: peers)
+            let betaFederation = SignedTestFederation(origin: b, key: beta.app.signingKey, peers: peers)
             alpha.app.keyRing.use(alphaFederation)
             alpha.app.roomService.federation.connect(alphaFederation)
             beta.app.keyRing.use(betaFederation)
@@ -57,13 +57,13 @@ func withTwoServers(_ body: (_ alpha: MyelinServer, _ alphaPort: Int, _ beta: My
 
 @Suite(.serialized) struct FederationQueryTests {
     /// A signed federation request from `federation`'s server to `destination`.
-    func ask(_ federation: LoopbackFederation, _ destination: String, _ method: String, _ path: String,
+    func ask(_ federation: SignedTestFederation, _ destination: String, _ method: String, _ path: String,
              _ body: JSON? = nil) async throws -> FederationReply {
         try await federation.request(try ServerName(parsing: destination), method: method, path: path, body: body)
     }
 
     @Test func queryEndpointsServeLocalUsersAndRoomsToAnAuthenticatedServer() async throws {
-        try await withTwoServers { alpha, alphaPort, _, _, _, betaFederation in
+        try await withTwoQueryServers { alpha, alphaPort, _, _, _, betaFederation in
             var (alice, _) = try await MatrixTestClient.registered(port: alphaPort, "alice")
             #expect(try await alice.call("PUT", "/profile/@alice:alpha.test/displayname", ["displayname": "Alice A"]).status == 200)
             let room = try await alice.call("POST", "/createRoom", ["room_alias_name": "lobby", "visibility": "public",
@@ -125,7 +125,7 @@ func withTwoServers(_ body: (_ alpha: MyelinServer, _ alphaPort: Int, _ beta: My
     }
 
     @Test func clientQueriesReachTheRemoteServerAndReportItWhenItIsDown() async throws {
-        try await withTwoServers { _, alphaPort, _, betaPort, alphaFederation, _ in
+        try await withTwoQueryServers { _, alphaPort, _, betaPort, alphaFederation, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: alphaPort, "alice")
             let (bob, _) = try await MatrixTestClient.registered(port: betaPort, "bob")
             #expect(try await bob.call("PUT", "/profile/@bob:beta.test/displayname", ["displayname": "Bob B"]).status == 200)
