@@ -32,7 +32,8 @@ final class MyelinServer: Sendable {
         database = try await Database.open(configuration.databaseConfiguration, logger: logger)
         let accounts = try await Accounts(configuration: configuration, database: database, logger: logger)
         let roomService = try await RoomService(configuration: configuration, database: database, signingKey: key)
-        let keys = try await KeyService(database: database, fanout: roomService.fanout)
+        let keys = try await KeyService(database: database, fanout: roomService.fanout, federation: roomService.federation,
+                                        localServer: configuration.serverName)
         let app = MyelinApp(configuration: configuration, signingKey: key, database: database, accounts: accounts,
                             roomService: roomService, keys: keys, logger: logger)
         self.app = app
@@ -106,6 +107,7 @@ final class MyelinServer: Sendable {
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()
+        await app.roomService.federation.registry.deactivateAll()
         sessionUpkeep.cancel()
         await sessionUpkeep.value
         await app.accounts.sessions.shutdown()

@@ -114,6 +114,10 @@ struct Configuration: Sendable, Equatable {
         /// Notaries asked for keys a server does not serve itself; none by default (trusting
         /// one is a choice the administrator makes).
         var trustedKeyServers: [String] = []
+        /// The first retry delay of a destination after a failed transaction, doubled at each
+        /// further failure up to `backoffMaxMs` (with jitter).
+        var backoffInitialMs = 1_000
+        var backoffMaxMs = 3_600_000
     }
 
     struct WellKnown: Sendable, Equatable {

@@ -195,6 +195,9 @@ enum ConfigurationTemplate {
 
         federation:
           enabled: \(d.federation.enabled)
+          # retry delays of an unreachable server: doubled per failure, with jitter, capped
+          backoff_initial_ms: \(d.federation.backoffInitialMs)
+          backoff_max_ms: \(d.federation.backoffMaxMs)
           # notaries asked for server keys that a server does not serve itself
           trusted_key_servers: [\(d.federation.trustedKeyServers.map { "\"\($0)\"" }.joined(separator: ", "))]
 
