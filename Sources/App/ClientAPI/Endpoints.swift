@@ -10,6 +10,7 @@ enum Endpoints {
         AccountEndpoints.register(&routes)
         RoomEndpoints.register(&routes)
         Keys.register(&routes)
+        FederationRoomEndpoints.register(&routes)
     }
 }
 
