@@ -80,6 +80,7 @@ final class MyelinServer: Sendable {
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()
+        await app.roomService.federation.registry.deactivateAll()
         sessionUpkeep.cancel()
         await sessionUpkeep.value
         await app.accounts.sessions.shutdown()

@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationRooms]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, federationRooms]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -354,6 +354,24 @@ public enum Schema {
         ALTER TABLE access_tokens ADD COLUMN replaces_token_hash TEXT;
         CREATE INDEX access_tokens_by_replaced ON access_tokens (replaces_token_hash);
         """
+
+    /// Federation destinations (issue 16): each destination's position in the room-events
+    /// stream (the events table is the PDU outbox; everything of its rooms after the position
+    /// is still to send) and the to-device EDUs queued for remote devices.
+    static let federationOutbox = Migration(
+        version: 70, name: "federation_outbox",
+        """
+            CREATE TABLE federation_destinations (
+                destination TEXT PRIMARY KEY NOT NULL,
+                last_position \(.bigint) NOT NULL
+            );
+            CREATE TABLE federation_device_outbox (
+                id \(.serial) PRIMARY KEY,
+                destination TEXT NOT NULL,
+                edu_json \(.bytes) NOT NULL
+            );
+            CREATE INDEX federation_device_outbox_by_destination ON federation_device_outbox (destination, id);
+            """)
 
     /// Rooms over federation (issue 16): the answer to each inbound `/send` transaction, by
     /// origin and transaction id (a replay gets it again and applies nothing), and invites

@@ -521,5 +521,6 @@ public actor RoomActor: RegistryMember {
         }
         context.fanout?.publish(PublishedEvents(roomID: roomID, events: events, interestedUsers: users,
                                         visiblePosition: context.events.visiblePosition))
+        context.federation?.published(roomID, events: events, state: room.state)
     }
 }

@@ -103,6 +103,10 @@ struct Configuration: Sendable, Equatable {
     struct Federation: Sendable, Equatable {
         var enabled = true
         var trustedKeyServers: [String] = ["matrix.org"]
+        /// The first retry delay of a destination after a failed transaction, doubled at each
+        /// further failure up to `backoffMaxMs` (with jitter).
+        var backoffInitialMs = 1_000
+        var backoffMaxMs = 3_600_000
     }
 
     struct WellKnown: Sendable, Equatable {

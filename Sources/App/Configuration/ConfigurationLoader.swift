@@ -157,6 +157,8 @@ enum ConfigurationLoader {
         }
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }
+            try f.int("backoff_initial_ms", range: 1...86_400_000) { configuration.federation.backoffInitialMs = $0 }
+            try f.int("backoff_max_ms", range: 1...604_800_000) { configuration.federation.backoffMaxMs = $0 }
             try f.sequence("trusted_key_servers") { items in
                 configuration.federation.trustedKeyServers = try items.map { try $0.scalarString() }
             }

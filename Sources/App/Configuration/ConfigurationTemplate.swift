@@ -189,6 +189,9 @@ enum ConfigurationTemplate {
 
         federation:
           enabled: \(d.federation.enabled)
+          # retry delays of an unreachable server: doubled per failure, with jitter, capped
+          backoff_initial_ms: \(d.federation.backoffInitialMs)
+          backoff_max_ms: \(d.federation.backoffMaxMs)
           trusted_key_servers:
         \(d.federation.trustedKeyServers.map { "    - \($0)" }.joined(separator: "\n"))
 
