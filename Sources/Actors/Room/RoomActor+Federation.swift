@@ -213,7 +213,7 @@ extension RoomActor {
         var before: AuthState = [:]
         for pdu in state { if let entry = pdu.stateEntry { before[entry] = pdu } }
         guard before[.create] != nil else { throw MatrixError(.badJSON, "The state of the room has no m.room.create") }
-        try EventAuth.authorize(join, against: before)
+        do { try EventAuth.authorize(join, against: before) } catch { return .rejected(error.description) }
         try await storeOutliers(authChain + state, excluding: join.eventID, version: version)
         var working = RoomState(version: version, state: before, stateGroup: 0, stateDeltaDepth: 0, extremities: [],
                                 maxDepth: state.map(\.depth).max() ?? 0, lastStreamOrdering: 0, recent: [], recentFloor: 0)

@@ -31,6 +31,7 @@ enum FederationJoins {
                 try await join(user, roomID: roomID, through: server, content: content, app: app)
                 return
             } catch {
+                print("DEBUG join", error)
                 app.logger.info("federation: join of \(roomID) through \(server) failed: \(error)")
                 lastError = error
             }
@@ -92,11 +93,15 @@ enum FederationJoins {
             byID[pdu.eventID] = pdu
         }
         var accepted: [EventID: PDU] = [:]
+        // Room version 12 leaves the create event out of `auth_events` (MSC4291): it joins
+        // every auth state here.
+        let create = byID.values.first { $0.type == EventType.roomCreate && $0.stateKey == "" }
         for pdu in byID.values.sorted(by: { $0.depth < $1.depth }) {
             let auth = pdu.authEvents.compactMap { accepted[$0] }
             guard auth.count == pdu.authEvents.count, (try? EventAuth.checkAuthEvents(pdu, authEvents: auth)) != nil else { continue }
             if pdu.type != EventType.roomCreate {
                 var authState: AuthState = [:]
+                if let create, let accepted = accepted[create.eventID] { authState[.create] = accepted }
                 for event in auth { if let key = event.stateEntry { authState[key] = event } }
                 guard (try? EventAuth.authorize(pdu, against: authState)) != nil else { continue }
             }

@@ -14,11 +14,13 @@ final class FederationLink: Sendable {
 
     /// Sends a request and returns the JSON object of a 2xx answer. A remote error is
     /// re-raised with its `errcode` when it is one we know (the status kept), else `M_UNKNOWN` 502.
-    func call(_ destination: ServerName, _ method: String, _ path: String, _ body: JSON? = nil) async throws -> [String: JSON] {
+    func call(_ destination: ServerName, _ method: String, _ path: String, _ body: JSON? = .none) async throws -> [String: JSON] {
         guard let requester = requester.withLock({ $0 }) else {
             throw MatrixError(.unknown, "Federation is not available", status: 502)
         }
-        let reply = try await requester.request(destination, method: method, path: path, body: body)
+        // `JSON` is nil-literal expressible: a bodiless request must not send `null`.
+        let content: JSON? = body == .null ? .none : body
+        let reply = try await requester.request(destination, method: method, path: path, body: content)
         if (200..<300).contains(reply.status), let object = reply.json?.objectValue { return object }
         let message = String((reply.json?["error"]?.stringValue ?? "no error message").prefix(200))
         switch reply.status {

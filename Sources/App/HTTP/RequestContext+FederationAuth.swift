@@ -22,7 +22,7 @@ extension RequestContext {
             throw MatrixError(.unauthorized, "Request is for \(destination.rawValue.prefix(255)), not this server")
         }
         let bytes = try await request.body.collect()
-        let content: JSON? = bytes.isEmpty ? nil : try JSON.parse(bytes)
+        let content: JSON? = bytes.isEmpty ? JSON?.none : try JSON.parse(bytes)  // not `nil`: JSON is nil-literal expressible
         let key = try await app.keyRing.verifyKey(server: auth.origin, keyID: auth.keyID, validAt: app.keyRing.now())
         guard FederationRequestSignature.verify(auth, method: request.method.description, uri: request.head.target,
                                                 destination: ourName, content: content, key: key) else {
