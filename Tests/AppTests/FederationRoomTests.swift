@@ -135,6 +135,8 @@ struct FederationRoomTests {
             #expect(try await bRoom.receive([e1])[e1.eventID] == .persisted)
             let (e2JSON, e2) = try await event(bobID, "second")
             #expect(e2.prevEvents == [e1.eventID])
+            // The origin has what it sends (it answers get_missing_events from there).
+            #expect(try await bRoom.receive([e2])[e2.eventID] == .persisted)
             let link = LoopbackFederation(origin: b.app.localServer, key: b.app.signingKey,
                                           ports: [try ServerName(parsing: "a.test"): aPort])
             let aName = try ServerName(parsing: "a.test")

@@ -85,9 +85,12 @@ public final class FederationDestinations: Sendable {
     public func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState) {
         guard shared.requester() != nil else { return }
         let suffix = ":" + shared.localServer.rawValue
-        guard events.contains(where: { $0.sender.hasSuffix(suffix) }) else { return }
         var targets: Set<ServerName>
         let memberChange = events.contains { $0.type == EventType.roomMember }
+        // A batch of remote events only matters when it changes the members (a join received
+        // over federation): the new server's destination starts now, before our next event.
+        let hasLocal = events.contains(where: { $0.sender.hasSuffix(suffix) })
+        guard hasLocal || memberChange else { return }
         if !memberChange, let cached = servers.withLock({ $0[roomID] }) {
             targets = cached
         } else {
@@ -103,7 +106,8 @@ public final class FederationDestinations: Sendable {
         let registry = self.registry
         Task.detached {
             for server in targets {
-                try? await registry.get(server).wake(room: roomID)
+                let destination = try? await registry.get(server)
+                if hasLocal { await destination?.wake(room: roomID) }
             }
         }
     }

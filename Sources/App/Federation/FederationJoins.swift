@@ -31,7 +31,6 @@ enum FederationJoins {
                 try await join(user, roomID: roomID, through: server, content: content, app: app)
                 return
             } catch {
-                print("DEBUG join", error)
                 app.logger.info("federation: join of \(roomID) through \(server) failed: \(error)")
                 lastError = error
             }
