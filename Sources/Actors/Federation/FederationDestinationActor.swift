@@ -38,8 +38,9 @@ public actor FederationDestinationActor: RegistryMember {
         // A destination never sent to starts at the present: its history is what it gets
         // when it joins (send_join), not a replay of every event of its rooms.
         var position = try await store.position(of: destination)
+        let hint = shared.startHints.withLock { $0.removeValue(forKey: destination) }
         if position == nil {
-            let now = shared.events.visiblePosition
+            let now = min(hint ?? .max, shared.events.visiblePosition)
             try await store.setPosition(now, of: destination)
             position = now
         }

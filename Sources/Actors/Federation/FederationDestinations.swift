@@ -23,6 +23,9 @@ public final class FederationDestinations: Sendable {
         let clock: any RegistryClock
         let jitterSource: @Sendable () -> Double
         private let connected = Mutex<(any FederationRequesting)?>(nil)
+        /// Where a destination never sent to starts: just before the first batch that woke
+        /// it (activation runs later, after that batch is visible, and must not skip it).
+        let startHints = Mutex<[ServerName: Int64]>([:])
 
         init(database: Database, events: StreamTracker, localServer: ServerName,
              limits: FederationDestinationStateMachine.Limits, clock: any RegistryClock,
@@ -103,6 +106,11 @@ public final class FederationDestinations: Sendable {
             }
         }
         guard !targets.isEmpty else { return }
+        if let first = events.map(\.streamOrdering).min() {
+            shared.startHints.withLock { hints in
+                for server in targets where hints[server] == nil && hints.count < 10_000 { hints[server] = first - 1 }
+            }
+        }
         let registry = self.registry
         Task.detached {
             for server in targets {
