@@ -149,6 +149,20 @@ struct FederationRoomTests {
             }
             #expect(try await syncUntil(alice, rounds: 1) { timelineBodies($0, room) .contains("first") })
 
+            // What A now answers about the room: the state before e2 (create, both members),
+            // e2's auth chain, and history walked back from e2.
+            let encodedRoom = FederationLink.segment(room)
+            let stateIDs = try await link.request(aName, method: "GET", path: "/_matrix/federation/v1/state_ids/\(encodedRoom)?event_id=\(FederationLink.segment(e2.eventID.rawValue))", body: nil)
+            let pduIDs = Set((stateIDs.json?["pdu_ids"]?.arrayValue ?? []).compactMap(\.stringValue))
+            let aState = try #require(await a.app.roomService.existingRoom(roomID).currentState)
+            #expect(stateIDs.status == 200)
+            #expect(pduIDs == Set(aState.values.map(\.eventID.rawValue)))
+            let chain = try await link.request(aName, method: "GET", path: "/_matrix/federation/v1/event_auth/\(encodedRoom)/\(FederationLink.segment(e2.eventID.rawValue))", body: nil)
+            // Version 12 events do not list the create event (MSC4291); the power levels are in the chain.
+            #expect((chain.json?["auth_chain"]?.arrayValue ?? []).contains { $0["type"]?.stringValue == "m.room.power_levels" })
+            let history = try await link.request(aName, method: "GET", path: "/_matrix/federation/v1/backfill/\(encodedRoom)?v=\(FederationLink.segment(e2.eventID.rawValue))&limit=2", body: nil)
+            #expect((history.json?["pdus"]?.arrayValue ?? []).compactMap { $0["content"]?["body"]?.stringValue } == ["second", "first"])
+
             // A sender who is not in the room: rejected by the auth rules, not stored.
             let (badJSON, bad) = try await event(try UserID(parsing: "@mallory:b.test"), "intruder")
             let rejected = try await link.request(aName, method: "PUT", path: "/_matrix/federation/v1/send/txn2",
