@@ -104,7 +104,8 @@ extension RoomActor {
         let loaded = try await context.database.read { db -> ([RoomEventStore.EventRow], [String: [RoomEventStore.StateEntry]]) in
             let rows = try RoomEventStore.events(db, ids: ids).filter { $0.roomID == key }
             var states: [String: [RoomEventStore.StateEntry]] = [:]
-            for row in rows where pdu.prevEvents.contains(where: { $0.rawValue == row.eventID }) {
+            // Outliers (negative positions: soft-failed, fetched auth events) have no state of their own.
+            for row in rows where row.streamOrdering > 0 && pdu.prevEvents.contains(where: { $0.rawValue == row.eventID }) {
                 states[row.eventID] = try RoomEventStore.state(db, group: row.stateGroup)
             }
             return (rows, states)
@@ -135,7 +136,14 @@ extension RoomActor {
         }
         do { try EventAuth.authorize(pdu, against: before) } catch { return .rejected(error.description) }
         if !linear {
-            do { try EventAuth.authorize(pdu, against: working.state) } catch { return .softFailed(error.description) }
+            do {
+                try EventAuth.authorize(pdu, against: working.state)
+            } catch {
+                // Soft failure: kept (other events may refer to it) but never in the timeline
+                // nor a forward extremity (server-server API, "Soft failure").
+                try await storeOutliers([pdu], excluding: nil, version: version)
+                return .softFailed(error.description)
+            }
         }
         let extremities = working.extremities.filter { !pdu.prevEvents.contains($0) } + [pdu.eventID]
         var resolved: AuthState?
@@ -229,12 +237,20 @@ extension RoomActor {
 
     /// Writes events known only through another server's answer: no place in the timeline
     /// (a random negative position, never after any sync token), no state group of their own.
-    private func storeOutliers(_ pdus: [PDU], excluding: EventID, version: RoomVersion) async throws {
+    /// Stores events fetched to check others (missing auth events) as outliers of this room:
+    /// not in the timeline, not extremities, no state. Only events of this room are kept.
+    public func storeOutliers(_ pdus: [PDU]) async throws {
+        guard let version = room?.version else { throw MatrixError(.notFound, "Unknown room") }
+        try await storeOutliers(pdus.filter { $0.effectiveRoomID == roomID && $0.roomVersion.id == version.id },
+                                excluding: nil, version: version)
+    }
+
+    private func storeOutliers(_ pdus: [PDU], excluding: EventID?, version: RoomVersion) async throws {
         let key = roomID.rawValue
         let room = roomID
         var generator = SystemRandomNumberGenerator()
         var rows: [RoomEventStore.EventRow] = []
-        var seen: Set<EventID> = [excluding]
+        var seen: Set<EventID> = excluding.map { [$0] } ?? []
         for pdu in pdus where seen.insert(pdu.eventID).inserted {
             let position = -Int64(generator.next(upperBound: UInt64(1) << 62)) - 1
             let bytes = pdu.bytes ?? JSON.object(pdu.json).encoded()

@@ -35,6 +35,7 @@ enum FederationInbound {
         }
         do {
             let missing = await fetchMissing(verified, actor: actor, roomID: roomID, version: version, origin: origin, app: app)
+            try await fetchMissingAuthEvents(missing + verified, actor: actor, roomID: roomID, version: version, origin: origin, app: app)
             let outcomes = try await actor.receive((missing + verified).sorted { $0.depth < $1.depth })
             for pdu in verified {
                 switch outcomes[pdu.eventID] {
@@ -88,5 +89,28 @@ enum FederationInbound {
             if added == 0 { break }
         }
         return fetched
+    }
+
+    /// Auth events neither stored nor in the batch, fetched one by one from `origin` with
+    /// `GET /event/{eventId}` (at most `maxAuthFetches` per batch), verified and stored as
+    /// outliers so that the events naming them can be checked.
+    static let maxAuthFetches = 20
+
+    static func fetchMissingAuthEvents(_ batch: [PDU], actor: RoomActor, roomID: RoomID, version: RoomVersion,
+                                       origin: ServerName, app: MyelinApp) async throws {
+        let inBatch = Set(batch.map(\.eventID))
+        let wanted = Set(batch.flatMap(\.authEvents)).subtracting(inBatch)
+        guard !wanted.isEmpty else { return }
+        let stored = Set(try await FederationPDUs.load(wanted.map(\.rawValue), version: version, app: app).map(\.1.eventID))
+        var fetched: [PDU] = []
+        for id in wanted.subtracting(stored).sorted(by: { $0.rawValue < $1.rawValue }).prefix(maxAuthFetches) {
+            let path = "/_matrix/federation/v1/event/\(FederationLink.segment(id.rawValue))"
+            guard let answer = try? await app.federationLink.call(origin, "GET", path),
+                  let raw = answer["pdus"]?.arrayValue?.first,
+                  let pdu = try? await FederationPDUs.verifyPDUSignatures(raw, version: version, keyRing: app.keyRing),
+                  pdu.eventID == id, pdu.effectiveRoomID == roomID else { continue }
+            fetched.append(pdu)
+        }
+        if !fetched.isEmpty { try await actor.storeOutliers(fetched) }
     }
 }
