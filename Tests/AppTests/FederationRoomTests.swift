@@ -28,8 +28,9 @@ struct LoopbackFederation: FederationRequesting {
 /// Two servers (`a.test`, `b.test`), each with its own SQLite store, federating in process.
 func withTwoServers(destinations: Bool = true,
                     _ body: (_ a: MyelinServer, _ aPort: Int, _ b: MyelinServer, _ bPort: Int) async throws -> Void) async throws {
-    try await withMyelinServer({ $0.serverName = "a.test" }) { a, aPort in
-        try await withMyelinServer({ $0.serverName = "b.test" }) { b, bPort in
+    // Retries stay quick when a loaded machine times a transaction out.
+    try await withMyelinServer({ $0.serverName = "a.test"; $0.federation.backoffMaxMs = 2000 }) { a, aPort in
+        try await withMyelinServer({ $0.serverName = "b.test"; $0.federation.backoffMaxMs = 2000 }) { b, bPort in
             let ports = [try ServerName(parsing: "a.test"): aPort, try ServerName(parsing: "b.test"): bPort]
             for server in [a, b] {
                 let link = LoopbackFederation(origin: server.app.localServer, key: server.app.signingKey, ports: ports)
@@ -42,7 +43,7 @@ func withTwoServers(destinations: Bool = true,
 }
 
 /// Long-polls `/sync` until `found` holds for a response (at most `rounds` polls).
-func syncUntil(_ client: MatrixTestClient, rounds: Int = 20, _ found: (JSON) -> Bool) async throws -> Bool {
+func syncUntil(_ client: MatrixTestClient, rounds: Int = 60, _ found: (JSON) -> Bool) async throws -> Bool {
     var since: String?
     for _ in 0..<rounds {
         let path = "/sync?timeout=1000" + (since.map { "&since=\($0)" } ?? "")
