@@ -222,7 +222,7 @@ extension RoomActor {
         for pdu in state { if let entry = pdu.stateEntry { before[entry] = pdu } }
         guard before[.create] != nil else { throw MatrixError(.badJSON, "The state of the room has no m.room.create") }
         do { try EventAuth.authorize(join, against: before) } catch { return .rejected(error.description) }
-        try await storeOutliers(authChain + state, excluding: join.eventID, version: version)
+        try await storeOutliers(authChain + state, excluding: join.eventID, version: version, state: Set(before.values.map(\.eventID)))
         var working = RoomState(version: version, state: before, stateGroup: 0, stateDeltaDepth: 0, extremities: [],
                                 maxDepth: state.map(\.depth).max() ?? 0, lastStreamOrdering: 0, recent: [], recentFloor: 0)
         let allocation = context.events.allocate()
@@ -245,12 +245,13 @@ extension RoomActor {
                                 excluding: nil, version: version)
     }
 
-    private func storeOutliers(_ pdus: [PDU], excluding: EventID?, version: RoomVersion) async throws {
+    private func storeOutliers(_ pdus: [PDU], excluding: EventID?, version: RoomVersion, state: Set<EventID> = []) async throws {
         let key = roomID.rawValue
         let room = roomID
         var generator = SystemRandomNumberGenerator()
         var rows: [RoomEventStore.EventRow] = []
         var seen: Set<EventID> = excluding.map { [$0] } ?? []
+        var memberships: [MembershipStore.Membership] = []
         for pdu in pdus where seen.insert(pdu.eventID).inserted {
             let position = -Int64(generator.next(upperBound: UInt64(1) << 62)) - 1
             let bytes = pdu.bytes ?? JSON.object(pdu.json).encoded()
@@ -258,12 +259,21 @@ extension RoomActor {
             rows.append(RoomEventStore.EventRow(streamOrdering: position, eventID: pdu.eventID.rawValue, roomID: key, type: pdu.type,
                                                 stateKey: pdu.stateKey, sender: pdu.sender.rawValue, depth: pdu.depth,
                                                 stateGroup: 0, json: bytes, clientJSON: client))
+            if state.contains(pdu.eventID), let stateKey = pdu.stateKey, let membership = pdu.membership,
+               let user = try? UserID(parsing: stateKey), user.serverName != context.serverName {
+                // Remote members of the state joined: who is in which room (the destinations'
+                // rooms per server read these rows). Local users' rows come from their own events.
+                memberships.append(MembershipStore.Membership(roomID: key, userID: stateKey, membership: membership,
+                                                              eventID: pdu.eventID.rawValue, streamOrdering: position))
+            }
         }
+        let members = memberships
         let ids = rows.map(\.eventID)
         let outliers = rows
         try await context.database.write { db in
             let existing = Set(try RoomEventStore.events(db, ids: ids).map(\.eventID))
             for row in outliers where !existing.contains(row.eventID) { try RoomEventStore.insertEvent(db, row) }
+            for membership in members { try MembershipStore.setMembership(db, membership) }
         }
     }
 }
