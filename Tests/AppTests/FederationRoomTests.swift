@@ -178,7 +178,22 @@ struct FederationRoomTests {
             #expect(replay.status == 200)
             #expect(replay.json == sent.json)
             #expect(try await alice.call("GET", "/rooms/\(room)/event/\(FederationLink.segment(e3.eventID.rawValue))").status == 404)
-            _ = a
+
+            // Soft failure: B has not heard of the ban; its next event is allowed by the state
+            // before it (bob joined) but not by A's current state: accepted without error, kept
+            // out of the timeline and of the forward extremities.
+            #expect(try await alice.call("POST", "/rooms/\(room)/ban", ["user_id": "@bob:b.test"]).status == 200)
+            let (e4JSON, e4) = try await event(bobID, "after the ban")
+            let soft = try await link.request(aName, method: "PUT", path: "/_matrix/federation/v1/send/txn4",
+                                              body: ["origin": "b.test", "origin_server_ts": 1, "pdus": [e4JSON]])
+            #expect(soft.json?["pdus"]?[e4.eventID.rawValue]?.objectValue?.isEmpty == true, "\(String(describing: soft.json))")
+            let aRoom = try await a.app.roomService.existingRoom(roomID)
+            #expect(await !aRoom.forwardExtremities.contains(e4.eventID))
+            #expect(await aRoom.currentState?[.member("@bob:b.test")]?.membership == "ban")
+            #expect(try await syncUntil(alice, rounds: 1) { sync in
+                let bodies = timelineBodies(sync, room)
+                return bodies.contains("second") && !bodies.contains("after the ban")
+            })
         }
     }
 
