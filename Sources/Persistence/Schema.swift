@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -394,6 +394,31 @@ public enum Schema {
                 valid_until_ts \(.bigint) NOT NULL,
                 fetched_ts \(.bigint) NOT NULL,
                 response_json \(.bytes) NOT NULL
+            );
+            """)
+
+    /// Rooms over federation (issue 16): the answer to each inbound `/send` transaction, by
+    /// origin and transaction id (a replay gets it again and applies nothing), and invites
+    /// received for local users to rooms this server is not in (with the stripped state the
+    /// inviting server sent, for `/sync`'s `rooms.invite`).
+    static let federationRooms = Migration(
+        version: 75, name: "federation_rooms",
+        """
+            CREATE TABLE federation_inbound_txns (
+                origin TEXT NOT NULL,
+                txn_id TEXT NOT NULL,
+                response_json \(.bytes) NOT NULL,
+                received_ts \(.bigint) NOT NULL,
+                PRIMARY KEY (origin, txn_id)
+            );
+            CREATE TABLE federation_invites (
+                room_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                room_version TEXT NOT NULL,
+                event_json \(.bytes) NOT NULL,
+                stripped_state_json \(.bytes) NOT NULL,
+                PRIMARY KEY (room_id, user_id)
             );
             """)
 }

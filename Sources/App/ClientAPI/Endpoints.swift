@@ -11,6 +11,7 @@ enum Endpoints {
         RoomEndpoints.register(&routes)
         Keys.register(&routes)
         FederationQueries.register(&routes)
+        FederationRoomEndpoints.register(&routes)
     }
 }
 

@@ -21,6 +21,8 @@ final class MyelinApp: HTTPResponder {
     let keys: KeyService
     /// Other servers' verify keys (federation request and PDU signatures, the notary).
     let keyRing: ServerKeyRing
+    /// Outbound federation for the room handlers (joins, invites, leaves, missing events).
+    let federationLink = FederationLink()
     let logger: Logger
     /// One line per request when `logging.access_log` is on and the level shows `info`.
     let accessLog: AccessLog?
