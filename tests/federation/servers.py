@@ -294,6 +294,7 @@ ip_range_blacklist: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.
 federation:
   destination_min_retry_interval: {BACKOFF_INITIAL_MS}  # ms
   destination_max_retry_interval: {BACKOFF_MAX_MS}  # ms
+  max_long_retry_delay: {BACKOFF_MAX_MS}  # ms, between retries of one failed /send
 allow_public_rooms_over_federation: true
 alias_creation_rules: [{{action: allow}}]
 room_list_publication_rules: [{{action: allow}}]
