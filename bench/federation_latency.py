@@ -91,13 +91,14 @@ async def direction(label, sender, receiver, room, count, timeout):
     arrivals = Arrivals(receiver, room)
     await arrivals.prime()
     task = asyncio.create_task(arrivals.loop())
-    latencies, lost = [], 0
+    latencies, sends, lost = [], [], 0
     try:
         for i in range(count):
             body = f"lat {label} {i}"
             start = time.perf_counter()
             check(await sender.room_send(room, "m.room.message", {"msgtype": "m.text", "body": body}),
                   nio.RoomSendResponse, "sending", sender)
+            sends.append((time.perf_counter() - start) * 1000)
             try:
                 arrived = await arrivals.wait(body, timeout)
                 latencies.append((arrived - start) * 1000)
@@ -110,10 +111,13 @@ async def direction(label, sender, receiver, room, count, timeout):
         except asyncio.CancelledError:
             pass
     latencies.sort()
+    sends.sort()
     return {"direction": label, "messages": count, "delivered": len(latencies), "lost": lost,
             "p50_ms": round(percentile(latencies, 50), 1), "p99_ms": round(percentile(latencies, 99), 1),
             "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
-            "max_ms": round(latencies[-1], 1) if latencies else None, "sync_errors": arrivals.errors}
+            "max_ms": round(latencies[-1], 1) if latencies else None, "sync_errors": arrivals.errors,
+            # The sender's own PUT, acknowledged: the local part of each latency.
+            "send_p50_ms": round(percentile(sends, 50), 1), "send_p99_ms": round(percentile(sends, 99), 1)}
 
 
 async def measure(pair, count, timeout):
@@ -156,10 +160,10 @@ def main():
     finally:
         pair.stop()
         pair.cleanup()
-    print(f"{'direction':<36} {'sent':>5} {'lost':>5} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'max ms':>8}")
+    print(f"{'direction':<36} {'sent':>5} {'lost':>5} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'max ms':>8} {'send p50':>9}")
     for r in results:
         print(f"{r['direction']:<36} {r['messages']:>5} {r['lost']:>5} {r['p50_ms']:>8} {r['p99_ms']:>8} "
-              f"{r['mean_ms']!s:>8} {r['max_ms']!s:>8}")
+              f"{r['mean_ms']!s:>8} {r['max_ms']!s:>8} {r['send_p50_ms']!s:>9}")
     print(json.dumps({"peer": args.peer, "results": results}))
     return 0 if all(r["lost"] == 0 for r in results) else 1
 
