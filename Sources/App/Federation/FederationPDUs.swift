@@ -13,44 +13,12 @@ enum FederationPDUs {
 
     // MARK: Receipt checks
 
-    /// Parses a received event for `version` and verifies the signatures it needs: the
-    /// sender's server, the event id's server in versions 1-2, the authorising server of a
-    /// restricted join. A wrong content hash yields the redacted event, as the specification
-    /// says. Keys come from the key ring (fetched when unknown). This is the PDU verification
-    /// primitive of this branch; helper "keys" may provide a shared one to swap in.
+    /// Parses a received event for `version` and verifies the signatures it needs (the key
+    /// ring's `verify(pdu:roomVersion:)`: format, required signers with keys valid at the
+    /// event's time, content hash). A wrong content hash yields the redacted event, as the
+    /// specification says.
     static func verifyPDUSignatures(_ json: JSON, version: RoomVersion, keyRing: ServerKeyRing) async throws -> PDU {
-        guard case .object(let object) = json else { throw MatrixError(.badJSON, "An event must be a JSON object") }
-        guard json.encoded().count <= PDU.maxSize else { throw MatrixError(.tooLarge, "Event larger than 65536 bytes") }
-        let pdu = try PDU(json: json, roomVersion: version)
-        var servers: Set<ServerName> = [pdu.sender.serverName]
-        if version.eventIDFormat == .opaqueWithDomain, let domain = pdu.eventID.rawValue.split(separator: ":", maxSplits: 1).last,
-           let server = try? ServerName(parsing: String(domain)) {
-            servers.insert(server)
-        }
-        if pdu.type == EventType.roomMember, pdu.membership == MembershipState.join.rawValue,
-           let via = pdu.content["join_authorised_via_users_server"]?.stringValue, let user = try? UserID(parsing: via) {
-            servers.insert(user.serverName)
-        }
-        for server in servers {
-            guard let signatures = object["signatures"]?[server.rawValue]?.objectValue, !signatures.isEmpty else {
-                throw MatrixError(.forbidden, "Event \(pdu.eventID) is not signed by \(server)")
-            }
-            var verified = false
-            for keyID in signatures.keys.sorted().prefix(4) where keyID.hasPrefix("ed25519:") {
-                guard let key = try? await keyRing.verifyKey(server: server, keyID: keyID, validAt: nil) else { continue }
-                if (try? EventHashing.verifySignature(of: json, roomVersion: version, entity: server.rawValue,
-                                                      keyID: keyID, key: key)) != nil {
-                    verified = true
-                    break
-                }
-            }
-            guard verified else { throw MatrixError(.forbidden, "Bad signature of \(server) on event \(pdu.eventID)") }
-        }
-        if !EventHashing.hasValidContentHash(json, roomVersion: version) {
-            // "If the hash check fails, the event is redacted before being processed further."
-            return try PDU(json: Redaction.redact(json, roomVersion: version), roomVersion: version, eventID: pdu.eventID)
-        }
-        return pdu
+        try await keyRing.verify(pdu: json, roomVersion: version).pdu
     }
 
     /// Adds this server's signature to an event another server built (invites received,
@@ -63,15 +31,7 @@ enum FederationPDUs {
     /// "Server Access Control Lists"); no ACL allows everyone.
     static func aclAllows(_ server: ServerName, state: AuthState?) -> Bool {
         guard let content = state?[StateKey(EventType.roomServerACL, "")]?.content else { return true }
-        var host = server.rawValue.lowercased()
-        if let colon = host.lastIndex(of: ":"), !host.hasSuffix("]") { host = String(host[..<colon]) }
-        let isIPLiteral = host.hasPrefix("[") || host.allSatisfy { $0.isNumber || $0 == "." }
-        if isIPLiteral && content["allow_ip_literals"]?.boolValue == false { return false }
-        func matches(_ list: JSON?) -> Bool {
-            (list?.arrayValue ?? []).contains { $0.stringValue.map { PushGlob($0.lowercased()).matches(lowercased: host) } ?? false }
-        }
-        if matches(content["deny"]) { return false }
-        return matches(content["allow"])
+        return ServerACL(content: content).allows(server)
     }
 
     /// Refuses a server the room's ACL denies (403).
