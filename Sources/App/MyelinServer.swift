@@ -77,6 +77,7 @@ final class MyelinServer: Sendable {
         await servers[0].waitUntilStopped()
         for server in servers.dropFirst() { server.shutdown() }
         for server in servers.dropFirst() { await server.waitUntilStopped() }
+        app.federationClient.shutdown()
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()

@@ -204,17 +204,6 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         }
     }
 
-    @Test func httpsWithoutTLSFailsClearly() async throws {
-        let client = try loopbackClient()
-        defer { client.shutdown() }
-        do {
-            _ = try await client.buffered(HTTPClientRequest(host: "127.0.0.1", port: 1, target: "/"))
-            Issue.record("https without TLS")
-        } catch let error as HTTPClientError {
-            #expect(error.kind == .tls)
-        }
-    }
-
     @Test func manyConcurrentRequestsWithinThePerHostLimit() async throws {
         try await withClientServer { _, port in
             let client = try loopbackClient { $0.maxConnectionsPerHost = 2 }

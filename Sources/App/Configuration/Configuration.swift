@@ -103,6 +103,15 @@ struct Configuration: Sendable, Equatable {
     struct Federation: Sendable, Equatable {
         var enabled = true
         var trustedKeyServers: [String] = ["matrix.org"]
+        /// Outbound TLS: verify certificates against the system store plus `extraCAFiles`;
+        /// false only for test set-ups.
+        var verifyCertificates = true
+        var extraCAFiles: [String] = []
+        /// CIDR ranges the outbound client may connect to despite its blacklist (loopback
+        /// and private ranges are refused by default).
+        var ipRangeWhitelist: [String] = []
+        /// When not empty, the only server names federation talks to.
+        var domainWhitelist: [String] = []
     }
 
     struct WellKnown: Sendable, Equatable {

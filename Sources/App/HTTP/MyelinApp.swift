@@ -21,6 +21,8 @@ final class MyelinApp: HTTPResponder {
     let keys: KeyService
     /// Other servers' verify keys (federation request and PDU signatures, the notary).
     let keyRing: ServerKeyRing
+    /// Outbound federation requests (discovery, X-Matrix signing, the HTTP client).
+    let federationClient: LazyFederationClient
     let logger: Logger
     /// One line per request when `logging.access_log` is on and the level shows `info`.
     let accessLog: AccessLog?
@@ -44,6 +46,8 @@ final class MyelinApp: HTTPResponder {
         // The loader validated the name (`ServerNameCheck`).
         keyRing = ServerKeyRing(serverName: try! ServerName(parsing: configuration.serverName), signingKey: signingKey,
                                 notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
+        federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
+        keyRing.use(federationClient)
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
         accessLog = configuration.logging.accessLog && logger.logLevel <= .info ? AccessLog() : nil

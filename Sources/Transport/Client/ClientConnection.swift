@@ -33,6 +33,10 @@ final class ClientConnection {
     private var messageDone = false
     private var keepAlive = false
     private var failure: HTTPClientError?
+    /// HTTPS: the TLS state between the socket and the parser.
+    private var engine: TLSEngine?
+    private var writeFailed = false
+    private var lastConnectError = ""
 
     init(pool: ClientPool, key: ClientPool.Key, id: UInt64) {
         self.pool = pool
@@ -59,7 +63,7 @@ final class ClientConnection {
     private func connectNext() {
         guard !closed else { return }
         guard nextAddress < addresses.count else {
-            fail(HTTPClientError(.connectFailed, "no address of \(key.host) accepted a connection"))
+            fail(HTTPClientError(.connectFailed, "no address of \(key.host) accepted a connection (\(lastConnectError))"))
             return
         }
         let address = addresses[nextAddress]
@@ -82,6 +86,7 @@ final class ClientConnection {
             }
         }
         if rc != 0 {
+            lastConnectError = String(cString: uv_strerror(rc))
             Unmanaged<ConnectAttempt>.fromOpaque(request.pointee.data).release()
             request.deallocate()
             connectNext()
@@ -93,7 +98,11 @@ final class ClientConnection {
     private func connected(status: Int32, tcp: UnsafeMutablePointer<uv_tcp_t>) {
         // A late callback of an attempt this connection gave up on (timeout, close).
         guard !closed, tcp == self.tcp else { return }
-        guard status == 0 else { connectNext(); return }
+        guard status == 0 else {
+            lastConnectError = String(cString: uv_strerror(status))
+            connectNext()
+            return
+        }
         connected = true
         uv_tcp_nodelay(tcp, 1)
         let stream = UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
@@ -104,24 +113,34 @@ final class ClientConnection {
             let connection = Unmanaged<ClientConnection>.fromOpaque(stream!.pointee.data).takeUnretainedValue()
             connection.didRead(nread)
         })
+        if key.scheme == .https {
+            do {
+                // SNI and the certificate check: the name the caller gave, else the host
+                // (an IP literal is checked against the certificate's IP addresses).
+                let engine = try TLSEngine(context: pool.tls, host: key.tlsServerName ?? key.host)
+                self.engine = engine
+                try engine.handshake()
+                writeCiphertext()
+            } catch {
+                fail(HTTPClientError(.tls, "\(error)"))
+                return
+            }
+        }
         guard let exchange else { return }
         send(exchange)
     }
 
-    // MARK: Requests
+    /// Sends what the TLS engine has for the peer.
+    private func writeCiphertext() {
+        guard let engine, engine.pendingCiphertext > 0 else { return }
+        writeRaw(engine.takeCiphertext())
+    }
 
-    /// Writes `exchange`'s request (the connection is open and has no request in flight).
-    func send(_ exchange: ClientExchange) {
-        self.exchange = exchange
-        guard connected, let tcp else { return }  // sent once connected
-        stopTimer()
-        bytesThisResponse = 0
-        messageDone = false
-        interim = false
-        failure = nil
-        let count = exchange.bytes.count
-        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, count))
-        exchange.bytes.withUnsafeBufferPointer { buffer.initialize(from: $0.baseAddress!, count: count) }
+    private func writeRaw(_ bytes: [UInt8]) {
+        guard let tcp, !bytes.isEmpty else { return }
+        let count = bytes.count
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
+        bytes.withUnsafeBufferPointer { buffer.initialize(from: $0.baseAddress!, count: count) }
         let request = UnsafeMutablePointer<uv_write_t>.allocate(capacity: 1)
         request.pointee.data = UnsafeMutableRawPointer(buffer)
         var buf = uv_buf_init(UnsafeMutableRawPointer(buffer).assumingMemoryBound(to: CChar.self), UInt32(count))
@@ -133,36 +152,95 @@ final class ClientConnection {
         if rc != 0 {
             buffer.deallocate()
             request.deallocate()
-            closedEarly()
-            return
+            writeFailed = true
         }
+    }
+
+    // MARK: Requests
+
+    /// Writes `exchange`'s request (the connection is open and has no request in flight).
+    func send(_ exchange: ClientExchange) {
+        self.exchange = exchange
+        guard connected, tcp != nil else { return }  // sent once connected
+        stopTimer()
+        bytesThisResponse = 0
+        messageDone = false
+        interim = false
+        failure = nil
+        writeFailed = false
+        if let engine {
+            var failed: TLSError?
+            exchange.bytes.withUnsafeBytes { raw in
+                do throws(TLSError) { try engine.write(raw) } catch { failed = error }
+            }
+            if let failed {
+                fail(HTTPClientError(.tls, "\(failed)"))
+                return
+            }
+            writeCiphertext()
+        } else {
+            writeRaw(exchange.bytes)
+        }
+        if writeFailed { closedEarly(); return }
         startTimer(.read, pool.configuration.readTimeoutMs)
     }
 
     private func didRead(_ nread: Int) {
         guard !closed else { return }
-        if nread < 0 {
-            if nread == Int(UV_EOF.rawValue), exchange != nil, bytesThisResponse > 0 {
-                // A body delimited by the end of the connection.
-                if myelin_http_finish(parser) == 0, messageDone { complete(); return }
-            }
-            closedEarly()
+        if nread < 0 { endOfInput(); return }
+        guard nread > 0 else { return }
+        if timerMode == .read { startTimer(.read, pool.configuration.readTimeoutMs) }
+        guard let engine else {
+            parse(pool.readBuffer, nread)
             return
         }
-        guard nread > 0 else { return }
+        engine.receive(UnsafeRawBufferPointer(start: pool.readBuffer, count: nread))
+        while !closed {
+            let result: TLSEngine.ReadResult
+            do {
+                result = try engine.read(into: UnsafeMutableRawBufferPointer(start: pool.plainBuffer, count: pool.readBufferSize))
+            } catch {
+                writeCiphertext()
+                fail(HTTPClientError(.tls, "\(error)"))
+                return
+            }
+            switch result {
+            case .bytes(let n):
+                parse(pool.plainBuffer, n)
+            case .wantsInput:
+                writeCiphertext()
+                return
+            case .closed:
+                endOfInput()
+                return
+            }
+        }
+    }
+
+    /// The peer closed (EOF, reset or TLS close_notify).
+    private func endOfInput() {
+        if exchange != nil, bytesThisResponse > 0 {
+            // A body delimited by the end of the connection.
+            _ = myelin_http_finish(parser)  // 0, or HPE_PAUSED from the end callback
+            if messageDone { complete(); return }
+        }
+        closedEarly()
+    }
+
+    /// Parses response bytes (plaintext).
+    private func parse(_ bytes: UnsafeMutablePointer<CChar>, _ count: Int) {
         guard exchange != nil else {
             // Bytes nobody asked for on an idle connection: never reuse it.
             close()
             return
         }
-        bytesThisResponse += nread
-        if timerMode == .read { startTimer(.read, pool.configuration.readTimeoutMs) }
-        let rc = myelin_http_execute(parser, pool.readBuffer, nread)
+        bytesThisResponse += count
+        let rc = myelin_http_execute(parser, bytes, count)
         if rc == Int32(HPE_PAUSED.rawValue) {
             // Paused at the end of the response: anything after it was not asked for.
             let position = myelin_http_error_pos(parser)
-            let consumed = position.map { $0 - UnsafePointer(pool.readBuffer) } ?? nread
-            if consumed < nread { keepAlive = false }
+            let consumed = position.map { $0 - UnsafePointer(bytes) } ?? count
+            if consumed < count { keepAlive = false }
             complete()
             return
         }
@@ -219,7 +297,7 @@ final class ClientConnection {
             return 0
         }
         if myelin_http_has_content_length(parser) != 0,
-           myelin_http_content_length(parser) > UInt64(pool.configuration.maxResponseBytes) {
+           myelin_http_content_length(parser) > UInt64(limit(exchange)) {
             failure = HTTPClientError(.tooLarge, "response of \(myelin_http_content_length(parser)) bytes")
             return -1
         }
@@ -231,12 +309,16 @@ final class ClientConnection {
     fileprivate func body(_ at: UnsafePointer<CChar>, _ length: Int) -> Int32 {
         guard let exchange else { return -1 }
         exchange.received += length
-        guard exchange.received <= pool.configuration.maxResponseBytes else {
-            failure = HTTPClientError(.tooLarge, "response body over \(pool.configuration.maxResponseBytes) bytes")
+        guard exchange.received <= limit(exchange) else {
+            failure = HTTPClientError(.tooLarge, "response body over \(limit(exchange)) bytes")
             return -1
         }
         exchange.deliver(Array(UnsafeRawBufferPointer(start: at, count: length)))
         return 0
+    }
+
+    private func limit(_ exchange: ClientExchange) -> Int {
+        min(max(0, exchange.request.maxResponseBytes ?? Int.max), pool.configuration.maxResponseBytes)
     }
 
     fileprivate func end() -> Int32 {

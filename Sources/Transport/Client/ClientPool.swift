@@ -25,6 +25,10 @@ final class ClientPool: @unchecked Sendable {
     /// One read buffer for every connection: a read is parsed before the next one starts.
     let readBufferSize = 64 * 1024
     let readBuffer: UnsafeMutablePointer<CChar>
+    /// Decrypted bytes of one TLS read, parsed before the next one.
+    let plainBuffer: UnsafeMutablePointer<CChar>
+    /// The client TLS context (verification per the configuration), shared by connections.
+    let tls: TLSContext
     private var open: [UInt64: ClientConnection] = [:]
     private var idle: [Key: [ClientConnection]] = [:]
     private var perKey: [Key: Int] = [:]
@@ -34,10 +38,12 @@ final class ClientPool: @unchecked Sendable {
     /// Connections opened since the start (tests check reuse with it).
     private(set) var connectionsOpened = 0
 
-    init(loop: ClientLoop, configuration: HTTPClientConfiguration) {
+    init(loop: ClientLoop, configuration: HTTPClientConfiguration, tls: TLSContext) {
         self.loop = loop
         self.configuration = configuration
+        self.tls = tls
         readBuffer = .allocate(capacity: readBufferSize)
+        plainBuffer = .allocate(capacity: readBufferSize)
     }
 
     func start(_ exchange: ClientExchange) {
@@ -49,11 +55,6 @@ final class ClientPool: @unchecked Sendable {
               !request.host.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7f || $0 == UInt8(ascii: "/") }),
               (1...65535).contains(request.port) else {
             exchange.fail(HTTPClientError(.invalidResponse, "malformed request"))
-            return
-        }
-        // The TLS seam: until the transport has a client-mode TLS engine, HTTPS fails here.
-        guard request.scheme == .http else {
-            exchange.fail(HTTPClientError(.tls, "this client has no TLS"))
             return
         }
         let key = Key(host: request.host.lowercased(), port: request.port, scheme: request.scheme,

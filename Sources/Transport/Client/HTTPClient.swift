@@ -11,8 +11,12 @@ public final class HTTPClient: Sendable {
 
     public init(configuration: HTTPClientConfiguration = HTTPClientConfiguration()) throws {
         self.configuration = configuration
+        let tls: TLSContext
+        do { tls = try TLSContext.client(verification: configuration.tlsVerification) } catch {
+            throw HTTPClientError(.tls, "cannot make the TLS context: \(error)")
+        }
         loop = try ClientLoop()
-        pool = ClientPool(loop: loop, configuration: configuration)
+        pool = ClientPool(loop: loop, configuration: configuration, tls: tls)
     }
 
     /// Sends `request`; returns once the response head arrived, its body streaming.

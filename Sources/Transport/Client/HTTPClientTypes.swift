@@ -16,6 +16,8 @@ public struct HTTPClientRequest: Sendable {
     /// The name TLS sends as SNI and verifies the certificate for (HTTPS only); nil: `host`
     /// when it is a name, none for an IP literal.
     public var tlsServerName: String?
+    /// A lower body limit than the client's `maxResponseBytes` for this request.
+    public var maxResponseBytes: Int?
 
     public init(method: HTTPMethod = .get, scheme: Scheme = .https, host: String, port: Int? = nil,
                 target: String = "/", headers: HTTPHeaders = HTTPHeaders(), body: [UInt8]? = nil,
@@ -165,6 +167,8 @@ public struct HTTPClientConfiguration: Sendable {
     /// Status line and header bytes of one response.
     public var maxHeaderBytes = 64 * 1024
     public var blacklist = IPBlacklist()
+    /// HTTPS: the system store plus extra CA files, or no verification (test set-ups).
+    public var tlsVerification = TLSVerification.verify(extraCAFiles: [])
 
     public init() {}
 }
