@@ -35,13 +35,15 @@ let package = Package(
                        providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
+        // The system resolver (SRV lookups for federation server discovery).
+        .systemLibrary(name: "CResolv", path: "Sources/CResolv"),
         // llhttp compiled from the C sources of Debian's node-llhttp (symlinks, never copies),
         // plus a small C shim that records a request's spans without a Swift call per callback.
         .target(name: "CLLHTTP", path: "Sources/CLLHTTP",
                 cSettings: [.unsafeFlags(["-O2"])]),
 
         .target(name: "Transport",
-                dependencies: ["CLibUV", "CLLHTTP", "COpenSSL",
+                dependencies: ["CLibUV", "CLLHTTP", "COpenSSL", "CResolv",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: hot),
         .target(name: "Matrix", dependencies: ["CSodium"], swiftSettings: strict),

@@ -37,6 +37,12 @@ final class MyelinServer: Sendable {
         let app = MyelinApp(configuration: configuration, signingKey: key, database: database, accounts: accounts,
                             roomService: roomService, keys: keys, logger: logger)
         self.app = app
+        if configuration.federation.enabled {
+            // Joins, invites, key fetches and the destinations' transactions go out through
+            // the real client (discovery, TLS, X-Matrix), built on the first request.
+            app.connectFederation(app.federationClient)
+            roomService.federation.connect(app.federationClient)
+        }
         maintenance = Task.detached { await roomService.runMaintenance() }
         sessionUpkeep = Task.detached {
             await accounts.sessions.runUpkeep(flushEvery: Accounts.lastSeenFlushInterval,
@@ -104,6 +110,7 @@ final class MyelinServer: Sendable {
         await servers[0].waitUntilStopped()
         for server in servers.dropFirst() { server.shutdown() }
         for server in servers.dropFirst() { await server.waitUntilStopped() }
+        app.federationClient.shutdown()
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()

@@ -155,3 +155,51 @@ void myelin_http_resume(myelin_http *h) { llhttp_resume(&h->parser); }
 int myelin_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 void myelin_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+
+/* Responses (the HTTP client): the same head gathering into the arena, with callbacks of
+   their own, so one process can run server and client parsers side by side. */
+static llhttp_settings_t response_settings;
+static myelin_http_begin_cb response_begin_callback;
+static myelin_http_head_cb response_head_callback;
+static myelin_http_body_cb response_body_callback;
+static myelin_http_end_cb response_end_callback;
+
+static int on_response_begin(llhttp_t *p) {
+    myelin_http *h = (myelin_http *)p;
+    h->arena_length = 0;
+    h->header_count = 0;
+    h->in_value = 0;
+    response_begin_callback(h);
+    return 0;
+}
+
+static int on_response_headers_complete(llhttp_t *p) { return response_head_callback((myelin_http *)p); }
+static int on_response_body(llhttp_t *p, const char *at, size_t length) {
+    return response_body_callback((myelin_http *)p, at, length);
+}
+static int on_response_complete(llhttp_t *p) { return response_end_callback((myelin_http *)p); }
+
+void myelin_http_set_response_callbacks(myelin_http_begin_cb begin, myelin_http_head_cb head, myelin_http_body_cb body, myelin_http_end_cb end) {
+    response_begin_callback = begin;
+    response_head_callback = head;
+    response_body_callback = body;
+    response_end_callback = end;
+    llhttp_settings_init(&response_settings);
+    response_settings.on_message_begin = on_response_begin;
+    response_settings.on_header_field = on_header_field;
+    response_settings.on_header_field_complete = on_header_field_complete;
+    response_settings.on_header_value = on_header_value;
+    response_settings.on_header_value_complete = on_header_value_complete;
+    response_settings.on_headers_complete = on_response_headers_complete;
+    response_settings.on_body = on_response_body;
+    response_settings.on_message_complete = on_response_complete;
+}
+
+void myelin_http_init_response(myelin_http *h, uint32_t head_limit, void *context) {
+    memset(h, 0, sizeof(*h));
+    llhttp_init(&h->parser, HTTP_RESPONSE, &response_settings);
+    h->context = context;
+    h->head_limit = head_limit;
+}
+
+int myelin_http_finish(myelin_http *h) { return llhttp_finish(&h->parser); }

@@ -118,6 +118,15 @@ struct Configuration: Sendable, Equatable {
         /// further failure up to `backoffMaxMs` (with jitter).
         var backoffInitialMs = 1_000
         var backoffMaxMs = 3_600_000
+        /// Outbound TLS: verify certificates against the system store plus `extraCAFiles`;
+        /// false only for test set-ups.
+        var verifyCertificates = true
+        var extraCAFiles: [String] = []
+        /// CIDR ranges the outbound client may connect to despite its blacklist (loopback
+        /// and private ranges are refused by default).
+        var ipRangeWhitelist: [String] = []
+        /// When not empty, the only server names federation talks to.
+        var domainWhitelist: [String] = []
     }
 
     struct WellKnown: Sendable, Equatable {

@@ -185,6 +185,19 @@ enum ConfigurationLoader {
                     try ServerNameCheck.validate(try $0.scalarString(), path: "federation.trusted_key_servers")
                 }
             }
+            try f.bool("verify_certificates") { configuration.federation.verifyCertificates = $0 }
+            try f.sequence("extra_ca_files") { items in
+                configuration.federation.extraCAFiles = try items.map { try $0.scalarString() }
+            }
+            try f.sequence("ip_range_whitelist") { items in
+                configuration.federation.ipRangeWhitelist = try items.map { try $0.scalarString() }
+                for range in configuration.federation.ipRangeWhitelist where IPRange(range) == nil {
+                    throw ConfigurationError(path: "federation.ip_range_whitelist", message: "\(range.prefix(64)) is not a CIDR range")
+                }
+            }
+            try f.sequence("domain_whitelist") { items in
+                configuration.federation.domainWhitelist = try items.map { try $0.scalarString() }
+            }
         }
         try top.section("well_known") { w in
             try w.string("client_base_url") { configuration.wellKnown.clientBaseURL = $0 }

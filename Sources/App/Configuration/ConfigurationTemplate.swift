@@ -200,6 +200,13 @@ enum ConfigurationTemplate {
           backoff_max_ms: \(d.federation.backoffMaxMs)
           # notaries asked for server keys that a server does not serve itself
           trusted_key_servers: [\(d.federation.trustedKeyServers.map { "\"\($0)\"" }.joined(separator: ", "))]
+          # outbound TLS: verify certificates (system store plus these CA files); false for tests only
+          verify_certificates: \(d.federation.verifyCertificates)
+          extra_ca_files: []
+          # ranges opened in the outbound blacklist (loopback, private, link-local are refused), e.g. 127.0.0.0/8
+          ip_range_whitelist: []
+          # when not empty, the only servers federation talks to
+          domain_whitelist: []
 
         # Served at /.well-known/matrix/client and /server; empty means not served (404).
         well_known:

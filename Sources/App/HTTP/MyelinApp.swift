@@ -23,6 +23,8 @@ final class MyelinApp: HTTPResponder {
     let keyRing: ServerKeyRing
     /// Outbound federation for the room handlers (joins, invites, leaves, missing events).
     let federationLink = FederationLink()
+    /// Outbound federation requests (discovery, X-Matrix signing, the HTTP client).
+    let federationClient: LazyFederationClient
     let logger: Logger
     /// One line per request when `logging.access_log` is on and the level shows `info`.
     let accessLog: AccessLog?
@@ -47,6 +49,8 @@ final class MyelinApp: HTTPResponder {
         keyRing = ServerKeyRing(serverName: try! ServerName(parsing: configuration.serverName), signingKey: signingKey,
                                 store: ServerKeyStore(database: database),
                                 notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
+        federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
+        keyRing.use(federationClient)
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
         accessLog = configuration.logging.accessLog && logger.logLevel <= .info ? AccessLog() : nil

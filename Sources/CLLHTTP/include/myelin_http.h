@@ -54,6 +54,14 @@ void myelin_http_release(myelin_http *h);
 int myelin_http_execute(myelin_http *h, const char *data, size_t length);
 void myelin_http_resume(myelin_http *h);
 
+/// The response side (HTTP client): its own callbacks, set once per process.
+void myelin_http_set_response_callbacks(myelin_http_begin_cb begin, myelin_http_head_cb head, myelin_http_body_cb body, myelin_http_end_cb end);
+/// Prepares `h` for responses; `head_limit` bounds header bytes of one head.
+void myelin_http_init_response(myelin_http *h, uint32_t head_limit, void *context);
+/// The peer closed: completes a body delimited by the end of the connection (llhttp_finish).
+int myelin_http_finish(myelin_http *h);
+static inline uint16_t myelin_http_status(const myelin_http *h) { return h->parser.status_code; }
+
 static inline uint8_t myelin_http_method(const myelin_http *h) { return h->parser.method; }
 static inline uint8_t myelin_http_major(const myelin_http *h) { return h->parser.http_major; }
 static inline uint8_t myelin_http_minor(const myelin_http *h) { return h->parser.http_minor; }
