@@ -348,31 +348,13 @@ def myelin_binary():
     return os.path.join(bin_dir, "myelin")
 
 
-# Interim diagnostic (docs/federation.md): Myelin listens in plain HTTP on this port and a
-# TLS-terminating relay (tls_proxy.py) serves 127.0.0.3:8448, for builds whose listeners cannot
-# serve TLS yet. Remove once they can.
-PROXY_BACKEND_PORT = 18448
-
-
-def myelin_behind_proxy():
-    return os.environ.get("FEDERATION_MYELIN_TLS_PROXY") == "1"
-
-
 class MyelinServer(Homeserver):
     kind = "myelin"
-
-    def __init__(self, host, pki, workdir):
-        super().__init__(host, pki, workdir)
-        self.proxy = None
 
     def config_text(self):
         """The configuration the harness gives Myelin (the shape fixed for issue 16)."""
         cert, key = self.pki.certs[self.host]
-        if myelin_behind_proxy():
-            listener = f"""  - host: {self.host}
-    port: {PROXY_BACKEND_PORT}"""
-        else:
-            listener = f"""  - host: {self.host}
+        listener = f"""  - host: {self.host}
     port: {self.port}
     tls: {{certificate: {cert}, private_key: {key}}}"""
         return f"""# Written by tests/federation/servers.py for the federation interop test.
@@ -400,35 +382,10 @@ federation:
 
     def prepare(self):
         text = self.config_text()
-        # Interim diagnostic: FEDERATION_MYELIN_OMIT=key,key drops federation keys that a
-        # partial build does not know yet (its loader refuses unknown keys).
-        omit = {k.strip() for k in os.environ.get("FEDERATION_MYELIN_OMIT", "").split(",") if k.strip()}
-        if omit:
-            text = "".join(line for line in text.splitlines(keepends=True)
-                           if line.strip().split(":")[0] not in omit or not line.startswith("  "))
         _write(os.path.join(self.dir, "myelin.yaml"), text.encode())
 
     def command(self):
         return [myelin_binary(), "serve", "--config", os.path.join(self.dir, "myelin.yaml")]
-
-    def start(self, timeout=90):
-        if myelin_behind_proxy() and (self.proxy is None or self.proxy.poll() is not None):
-            cert, key = self.pki.certs[self.host]
-            _require_free(self.host, self.port)
-            self.proxy = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "tls_proxy.py"),
-                                           self.host, str(self.port), cert, key, self.host, str(PROXY_BACKEND_PORT)],
-                                          start_new_session=True)
-            time.sleep(0.5)
-            super().start(timeout, check_port=False)  # the relay holds the port
-            return
-        super().start(timeout)
-
-    def stop(self, timeout=30):
-        super().stop(timeout)
-        if self.proxy is not None:
-            self.proxy.terminate()
-            self.proxy.wait(timeout=10)
-            self.proxy = None
 
 
 # --- The pair ------------------------------------------------------------------------------------

@@ -12,11 +12,22 @@ enum FederationJoins {
     static let maxServersTried = 5
     static let maxAnswerEvents = 100_000
 
-    /// The servers to ask for a room: the request's `server_name`/`via` values, then the
-    /// room id's server (room versions before 12), never this server.
-    static func candidateServers(_ roomID: RoomID, via: [String], app: MyelinApp) -> [ServerName] {
+    /// The servers to ask for a room: the request's `server_name`/`via` values, the server
+    /// of a pending invite's sender, then the room id's server (room versions before 12),
+    /// never this server.
+    static func candidateServers(_ roomID: RoomID, via: [String], invitee: UserID, app: MyelinApp) async -> [ServerName] {
         var out: [ServerName] = []
-        for name in via { if let server = try? ServerName(parsing: name), !out.contains(server) { out.append(server) } }
+        for name in via.prefix(maxServersTried) {
+            if let server = try? ServerName(parsing: name), !out.contains(server) { out.append(server) }
+        }
+        // An invite received over federation names the room's way in: its sender's server (a
+        // client joins an invite by room id alone, and room ids carry no server from v12 on).
+        if let invite = try? await FederationInboundStore(database: app.database)
+               .invite(roomID: roomID.rawValue, userID: invitee.rawValue),
+           let event = try? JSON.parse(invite.eventJSON), let sender = event["sender"]?.stringValue,
+           let server = (try? UserID(parsing: sender))?.serverName, !out.contains(server) {
+            out.append(server)
+        }
         if let server = roomID.serverName, !out.contains(server) { out.append(server) }
         return out.filter { $0 != app.localServer }
     }

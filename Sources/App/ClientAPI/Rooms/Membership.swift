@@ -249,7 +249,7 @@ enum Membership {
             // Not resident here: join through another server (`server_name`/`via`, the room
             // id's server); an alias of another server resolves before this, to an id and servers.
             let via = FederationRoomEndpoints.queryValues(context, "server_name") + FederationRoomEndpoints.queryValues(context, "via")
-            let servers = FederationJoins.candidateServers(roomID, via: via, app: context.app)
+            let servers = await FederationJoins.candidateServers(roomID, via: via, invitee: requester.userID, app: context.app)
             if !servers.isEmpty {
                 try await FederationJoins.join(requester.userID, roomID: roomID, servers: servers, content: content, app: context.app)
                 return .json(["room_id": .string(roomID.rawValue)])
