@@ -32,6 +32,13 @@ watchdog() {
 
 MYELIN_BIN="$(swift build --show-bin-path)/myelin" watchdog 900 "$VENV/bin/pytest" -q -p no:cacheprovider tests/interop
 
+# Federation with a real Synapse (docs/federation.md): Synapse from PyPI on 127.0.0.2:8448 and
+# Myelin on 127.0.0.3:8448, both over TLS with a throwaway CA, matrix-nio clients on each side.
+# FEDERATION=0 skips it.
+if [ "${FEDERATION:-1}" != 0 ]; then
+  MYELIN_BIN="$(swift build --show-bin-path)/myelin" watchdog 900 scripts/test-federation.sh -q
+fi
+
 # The spec-driven fuzzer's short pass (docs/fuzzing.md): schemathesis over every client-server
 # OpenAPI file with a few examples per operation (about a minute). FUZZ_SHORT=0 skips it;
 # FUZZ_SHORT_EXAMPLES sets the examples per operation (`make fuzz` is the long pass).
