@@ -16,7 +16,9 @@ final class FederationLink: Sendable {
     /// re-raised with its `errcode` when it is one we know (the status kept), else `M_UNKNOWN` 502.
     func call(_ destination: ServerName, _ method: String, _ path: String, _ body: JSON? = .none) async throws -> [String: JSON] {
         guard let requester = requester.withLock({ $0 }) else {
-            throw MatrixError(.unknown, "Federation is not available", status: 502)
+            // Federation off (`federation.enabled: false`): as Synapse answers a server outside
+            // its federation whitelist.
+            throw MatrixError(.forbidden, "Federation is disabled on this server")
         }
         // `JSON` is nil-literal expressible: a bodiless request must not send `null`.
         let content: JSON? = body == .null ? .none : body

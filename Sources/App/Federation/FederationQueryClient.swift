@@ -11,7 +11,8 @@ extension FederationQueries {
     static func remote(_ app: MyelinApp, _ server: ServerName, method: String, path: String, body: JSON? = nil,
                        timeoutMs: Int64 = defaultTimeoutMs) async throws -> JSON {
         guard app.configuration.federation.enabled, let requester = app.roomService.federation.requester else {
-            throw MatrixError(.unknown, "Federation is not available", status: 503)
+            // As Synapse answers a server outside its federation whitelist.
+            throw MatrixError(.forbidden, "Federation is disabled on this server")
         }
         let timeout = min(max(timeoutMs, 1), 60_000)
         let reply = try await withThrowingTaskGroup(of: FederationReply?.self) { group in

@@ -67,7 +67,16 @@ enum Membership {
 
     /// `POST /join/{roomIdOrAlias}` (spec: "Joining rooms").
     static func joinByIDOrAlias(_ context: RequestContext) async throws -> HTTPResponse {
-        try await join(context, try await context.app.roomService.resolve(context.parameter("roomIdOrAlias")))
+        let idOrAlias = context.parameter("roomIdOrAlias")
+        if idOrAlias.hasPrefix("#"), let alias = try? RoomAlias(parsing: idOrAlias),
+           alias.serverName != context.app.localServer {
+            // An alias of another server: `query/directory` there names the room and the
+            // servers to join it through.
+            _ = try await context.requireUser()
+            let (roomID, servers) = try await context.app.resolveRoomAlias(alias)
+            return try await join(context, roomID, via: servers)
+        }
+        return try await join(context, try await context.app.roomService.resolve(idOrAlias))
     }
 
     /// `POST /rooms/{roomId}/join` (spec: "Joining rooms").
@@ -229,7 +238,7 @@ enum Membership {
 
     /// Joins the requester to `roomID`: guests only where guest access allows it, through a
     /// local authoriser in a restricted room.
-    static func join(_ context: RequestContext, _ roomID: RoomID) async throws -> HTTPResponse {
+    static func join(_ context: RequestContext, _ roomID: RoomID, via resolved: [ServerName] = []) async throws -> HTTPResponse {
         let requester = try await context.requireUser()
         let service = context.app.roomService
         // Guests join only rooms that allow them (spec: "Guest access", m.room.guest_access).
@@ -249,6 +258,7 @@ enum Membership {
             // Not resident here: join through another server (`server_name`/`via`, the room
             // id's server); an alias of another server resolves before this, to an id and servers.
             let via = FederationRoomEndpoints.queryValues(context, "server_name") + FederationRoomEndpoints.queryValues(context, "via")
+                + resolved.map(\.rawValue)
             let servers = await FederationJoins.candidateServers(roomID, via: via, invitee: requester.userID, app: context.app)
             if !servers.isEmpty {
                 try await FederationJoins.join(requester.userID, roomID: roomID, servers: servers, content: content, app: context.app)
