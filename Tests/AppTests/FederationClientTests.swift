@@ -243,3 +243,23 @@ struct RequireServerResponder: HTTPResponder {
         }
     }
 }
+
+@Suite struct FederationClientConfigurationTests {
+    @Test func keysAreReadAndRangesValidated() throws {
+        let configuration = try ConfigurationLoader.load(yaml: """
+            federation:
+              verify_certificates: false
+              extra_ca_files: [/etc/ca.pem]
+              ip_range_whitelist: [127.0.0.0/8, "::1/128"]
+              domain_whitelist: [example.org]
+            """)
+        #expect(configuration.federation.verifyCertificates == false)
+        #expect(configuration.federation.extraCAFiles == ["/etc/ca.pem"])
+        #expect(configuration.federation.ipRangeWhitelist == ["127.0.0.0/8", "::1/128"])
+        #expect(configuration.federation.domainWhitelist == ["example.org"])
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationLoader.load(yaml: "federation:\n  ip_range_whitelist: [127.0.0.0/33]")
+        }
+        #expect(Configuration().federation.verifyCertificates)
+    }
+}

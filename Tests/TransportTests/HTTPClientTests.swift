@@ -328,3 +328,21 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         #expect(records == nil || records! == [])
     }
 }
+
+@Suite struct HTTPClientLimitTests {
+    @Test func theTotalLimitServesEveryHostInTurn() async throws {
+        try await withClientServer { _, port in
+            // One connection in total, two "hosts" (two names of one server).
+            let client = try loopbackClient { $0.maxConnections = 1 }
+            defer { client.shutdown() }
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for i in 0..<6 {
+                    let host = i % 2 == 0 ? "127.0.0.1" : "localhost"
+                    group.addTask { try await client.buffered(plain(host, port, "/slow?10")).status }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses == [Int](repeating: 200, count: 6))
+        }
+    }
+}
