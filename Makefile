@@ -3,7 +3,7 @@ SHELL := /bin/bash
 APT_PACKAGES := libuv1-dev libsodium-dev libpq-dev libssl-dev libsqlite3-dev node-llhttp postgresql pkg-config
 SWIFT ?= swift
 
-.PHONY: deps build release run test test-swift fuzz clean
+.PHONY: deps build release run test test-swift test-federation fuzz clean
 
 deps:
 	@scripts/install-deps.sh $(APT_PACKAGES)
@@ -19,6 +19,11 @@ run: release
 
 test: deps
 	scripts/test.sh
+
+# Federation interop with a real Synapse (docs/federation.md); not yet part of `make test`.
+# FEDERATION_PEER=synapse runs the same scenarios Synapse to Synapse.
+test-federation: deps
+	scripts/test-federation.sh
 
 # The spec-driven fuzzer's long pass (docs/fuzzing.md): schemathesis over every client-server
 # OpenAPI file of the Matrix spec, 50 examples per operation, against the debug binary.

@@ -73,7 +73,7 @@ let package = Package(
                           swiftSettings: strict),
 
         .target(name: "CTestSupport", path: "Tests/CTestSupport"),
-        .target(name: "TestSupport", dependencies: ["CTestSupport"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: ["CTestSupport", "Transport"], path: "Tests/TestSupport", swiftSettings: strict),
         .target(name: "StorageTestSupport", dependencies: ["Persistence"], path: "Tests/StorageTestSupport", swiftSettings: strict),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),

@@ -2,8 +2,11 @@
 # Transport benchmark: wrk against GET /_matrix/client/versions on Myelin and on the C libuv
 # hello world (bench/reference/hello.c), in the same run. Headline: server CPU time per request
 # (utime+stime of every thread, from /proc), which stays stable on a noisy shared machine.
-# Usage: [ROUNDS=3] [SYNAPSE=1] bench/transport.sh [duration-seconds] [connections...]
+# Usage: [ROUNDS=3] [SYNAPSE=1] [TLS=1] bench/transport.sh [duration-seconds] [connections...]
 # With SYNAPSE=1, Synapse (bench/synapse.sh, SQLite) is measured on the same endpoint too.
+# With TLS=1, Myelin also serves a TLS listener (same process, port 18093) measured with wrk
+# over https (keep-alive), beside plain HTTP; and nginx, if installed, serves the same JSON
+# over http and https as a reference (2 workers). The summary gives TLS/plain per server.
 # Each round measures the C server then Myelin at each connection count; the summary gives
 # the median of the rounds, since this machine is shared and single runs swing.
 set -euo pipefail
@@ -28,16 +31,58 @@ logging:
 transport:
   loops: ${MYELIN_LOOPS:-2}
 YAML
+LISTEN=(--listen 127.0.0.1:18091)
+NGINX_PIDS=""
+if [ "${TLS:-0}" = 1 ]; then
+  # A self-signed P-256 certificate (wrk does not verify); the same for Myelin and nginx.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+  cat >> "$WORK/myelin.yaml" <<YAML
+listeners:
+  - {host: 127.0.0.1, port: 18091}
+  - {host: 127.0.0.1, port: 18093, tls: {certificate: $WORK/cert.pem, private_key: $WORK/key.pem}}
+YAML
+  LISTEN=()
+  if command -v nginx >/dev/null; then
+    mkdir -p "$WORK/nginx"
+    cat > "$WORK/nginx.conf" <<CONF
+daemon off;
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem;
+  ssl_protocols TLSv1.2 TLSv1.3; ssl_session_tickets off;
+  server {
+    listen 127.0.0.1:18094 ssl; listen 127.0.0.1:18095;
+    location / { default_type application/json; return 200 '{"versions":["r0.0.1","r0.1.0","r0.2.0","r0.3.0","r0.4.0","r0.5.0","r0.6.0","r0.6.1","v1.1","v1.2","v1.3","v1.4","v1.5","v1.6","v1.7","v1.8","v1.9","v1.10","v1.11"]}'; }
+  }
+}
+CONF
+    nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" & NGINX=$!
+    for _ in $(seq 50); do curl -sf http://127.0.0.1:18095/ >/dev/null && break; sleep 0.1; done
+    NGINX_PIDS=$(echo "$NGINX" $(pgrep -P "$NGINX"))
+  else
+    echo "# nginx is not installed: no TLS reference (apt-get install -y nginx-light)"
+  fi
+fi
 
 TICKS=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of one or more processes (nginx: its master and workers).
+cpu_ticks() { local p t=0; for p in $1; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 
-run() {  # name pid port connections
-  local name=$1 pid=$2 port=$3 c=$4
-  wrk -t2 -c"$c" -d2s "http://127.0.0.1:$port/_matrix/client/versions" >/dev/null 2>&1  # warm-up
+run() {  # name pid(s) port connections [scheme]
+  local name=$1 pid=$2 port=$3 c=$4 scheme=${5:-http}
+  local url="$scheme://127.0.0.1:$port/_matrix/client/versions"
+  wrk -t2 -c"$c" -d2s "$url" >/dev/null 2>&1  # warm-up
   local before after out requests errors rps
   before=$(cpu_ticks "$pid")
-  out=$(wrk -t2 -c"$c" -d"${DURATION}s" "http://127.0.0.1:$port/_matrix/client/versions")
+  out=$(wrk -t2 -c"$c" -d"${DURATION}s" "$url")
   after=$(cpu_ticks "$pid")
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -45,7 +90,7 @@ run() {  # name pid port connections
   local cpu_us
   cpu_us=$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
   local rss
-  rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/${pid##* }/status")
   printf "%-10s c=%-4s requests=%-9s req/s=%-10s cpu_us/req=%-7s peak_rss_kib=%-7s errors=%s\n" \
     "$name" "$c" "$requests" "$rps" "$cpu_us" "$rss" "${errors:-none}"
   echo "$name $c $cpu_us" >> "$WORK/results"
@@ -58,7 +103,7 @@ if [ "${SYNAPSE:-0}" = 1 ]; then
   SYNAPSE_PID=$(bench/synapse.sh start sqlite "$WORK/synapse" 18092 | sed -n 's/.*SYNAPSE_PID=\([0-9]*\).*/\1/p')
   trap 'bench/synapse.sh stop "$WORK/synapse" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 fi
-${MYELIN_PRELOAD:+env LD_PRELOAD=$MYELIN_PRELOAD} "$MYELIN" serve --config "$WORK/myelin.yaml" --listen 127.0.0.1:18091 --data-dir "$WORK/data" 2>"$WORK/myelin.log" & MYELIN_PID=$!
+${MYELIN_PRELOAD:+env LD_PRELOAD=$MYELIN_PRELOAD} "$MYELIN" serve --config "$WORK/myelin.yaml" "${LISTEN[@]}" --data-dir "$WORK/data" 2>"$WORK/myelin.log" & MYELIN_PID=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:18091/health >/dev/null && break; sleep 0.1; done
 
 ROUNDS=${ROUNDS:-3}
@@ -68,6 +113,13 @@ for round in $(seq "$ROUNDS"); do
     run "c-libuv" "$HELLO" 18090 "$c"
     run "myelin" "$MYELIN_PID" 18091 "$c"
     [ -n "$SYNAPSE_PID" ] && run "synapse" "$SYNAPSE_PID" 18092 "$c"
+    if [ "${TLS:-0}" = 1 ]; then
+      run "myelin-tls" "$MYELIN_PID" 18093 "$c" https
+      if [ -n "$NGINX_PIDS" ]; then
+        run "nginx" "$NGINX_PIDS" 18095 "$c"
+        run "nginx-tls" "$NGINX_PIDS" 18094 "$c" https
+      fi
+    fi
   done
 done
 # Median CPU per request of each server at each connection count, and the ratio of medians.
@@ -78,6 +130,8 @@ sort -k1,1 -k2,2n -k3,3g "$WORK/results" | awk '
     for (key in med) { split(key, p, " "); if (p[1] == "myelin") {
       printf "c=%s: median cpu_us/req myelin %.2f, c-libuv %.2f, ratio %.2fx", p[2], med[key], med["c-libuv " p[2]], med[key] / med["c-libuv " p[2]]
       s = "synapse " p[2]; if (s in med) printf "; synapse %.1f (synapse/myelin %.1fx)", med[s], med[s] / med[key]
+      s = "myelin-tls " p[2]; if (s in med) printf "; myelin-tls %.2f (tls/plain %.2fx)", med[s], med[s] / med[key]
+      s = "nginx-tls " p[2]; if (s in med) printf "; nginx %.2f, nginx-tls %.2f (tls/plain %.2fx)", med["nginx " p[2]], med[s], med[s] / med["nginx " p[2]]
       printf "\n" } }
   }' | sort -t= -k2n
 kill -TERM "$MYELIN_PID"; wait "$MYELIN_PID" 2>/dev/null || true

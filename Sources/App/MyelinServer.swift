@@ -32,10 +32,17 @@ final class MyelinServer: Sendable {
         database = try await Database.open(configuration.databaseConfiguration, logger: logger)
         let accounts = try await Accounts(configuration: configuration, database: database, logger: logger)
         let roomService = try await RoomService(configuration: configuration, database: database, signingKey: key)
-        let keys = try await KeyService(database: database, fanout: roomService.fanout)
+        let keys = try await KeyService(database: database, fanout: roomService.fanout, federation: roomService.federation,
+                                        localServer: configuration.serverName)
         let app = MyelinApp(configuration: configuration, signingKey: key, database: database, accounts: accounts,
                             roomService: roomService, keys: keys, logger: logger)
         self.app = app
+        if configuration.federation.enabled {
+            // Joins, invites, key fetches and the destinations' transactions go out through
+            // the real client (discovery, TLS, X-Matrix), built on the first request.
+            app.connectFederation(app.federationClient)
+            roomService.federation.connect(app.federationClient)
+        }
         maintenance = Task.detached { await roomService.runMaintenance() }
         sessionUpkeep = Task.detached {
             await accounts.sessions.runUpkeep(flushEvery: Accounts.lastSeenFlushInterval,
@@ -46,6 +53,9 @@ final class MyelinServer: Sendable {
             await app.sync.presence.run(app)
         }
         let workers = WorkerPool(threads: configuration.transport.workers)
+        let contexts = try configuration.listeners.enumerated().map { index, listener in
+            try listener.tls.map { files throws(ConfigurationError) in try Self.tlsContext(files, path: "listeners[\(index)].tls") }
+        }
         servers = configuration.listeners.enumerated().map { index, listener in
             var transport = configuration.transport
             transport.host = listener.host
@@ -56,7 +66,29 @@ final class MyelinServer: Sendable {
             transport.connectionLimitExemptPeers = configuration.rateLimits.trustedProxies
             return HTTPServer(configuration: transport, responder: app, logger: logger,
                               handlesSignals: handlesSignals && index == 0, commonHeaders: MyelinApp.corsHeaders,
-                              workers: workers)
+                              workers: workers, tls: contexts[index])
+        }
+    }
+
+    static func tlsContext(_ files: Configuration.TLSFiles, path: String) throws(ConfigurationError) -> TLSContext {
+        do {
+            return try TLSContext.server(certificateChainFile: files.certificate, privateKeyFile: files.privateKey)
+        } catch {
+            throw ConfigurationError(path: path, message: error.description)
+        }
+    }
+
+    /// SIGHUP: every TLS listener re-reads its certificate and key; new connections use them.
+    /// A listener whose files fail to load keeps its current ones (and the failure is logged).
+    func reloadTLS() {
+        for (index, (listener, server)) in zip(configuration.listeners, servers).enumerated() {
+            guard let files = listener.tls else { continue }
+            do {
+                server.replaceTLSContext(try Self.tlsContext(files, path: "listeners[\(index)].tls"))
+                logger.info("reloaded the TLS certificate of \(listener.host):\(listener.port)")
+            } catch {
+                logger.error("TLS reload failed, keeping the current certificate: \(error)")
+            }
         }
     }
 
@@ -66,9 +98,10 @@ final class MyelinServer: Sendable {
         app.openConnections.withLock { counters in
             counters = servers.map { server in { server.openConnections } }
         }
+        servers[0].onHangup { [weak self] in self?.reloadTLS() }
         var ports: [Int] = []
         for server in servers { ports.append(try await server.start()) }
-        logger.info("Myelin \(MyelinVersion.string) serving \(configuration.serverName) on \(zip(configuration.listeners, ports).map { "\($0.host):\($1)" }.joined(separator: ", "))")
+        logger.info("Myelin \(MyelinVersion.string) serving \(configuration.serverName) on \(zip(configuration.listeners, ports).map { "\($0.tls == nil ? "http" : "https")://\($0.host):\($1)" }.joined(separator: ", "))")
         return ports
     }
 
@@ -81,6 +114,7 @@ final class MyelinServer: Sendable {
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()
+        await app.roomService.federation.registry.deactivateAll()
         sessionUpkeep.cancel()
         await sessionUpkeep.value
         await app.accounts.sessions.shutdown()

@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -354,4 +354,71 @@ public enum Schema {
         ALTER TABLE access_tokens ADD COLUMN replaces_token_hash TEXT;
         CREATE INDEX access_tokens_by_replaced ON access_tokens (replaces_token_hash);
         """
+
+    /// Federation destinations (issue 16): each destination's position in the room-events
+    /// stream (the events table is the PDU outbox; everything of its rooms after the position
+    /// is still to send) and the to-device EDUs queued for remote devices.
+    static let federationOutbox = Migration(
+        version: 70, name: "federation_outbox",
+        """
+            CREATE TABLE federation_destinations (
+                destination TEXT PRIMARY KEY NOT NULL,
+                last_position \(.bigint) NOT NULL
+            );
+            CREATE TABLE federation_device_outbox (
+                id \(.serial) PRIMARY KEY,
+                destination TEXT NOT NULL,
+                edu_json \(.bytes) NOT NULL
+            );
+            CREATE INDEX federation_device_outbox_by_destination ON federation_device_outbox (destination, id);
+            """)
+
+    /// Other servers' signing keys (server-server API "Retrieving server keys"), as the key
+    /// ring fetched and verified them: each key with the time up to which it may be used
+    /// (`valid_until_ts`, capped; an old key's `expired_ts`), and the latest signed key
+    /// response of each server as it was received, which the notary serves again.
+    static let serverKeys = Migration(
+        version: 71, name: "server_keys",
+        """
+            CREATE TABLE server_signing_keys (
+                server_name TEXT NOT NULL,
+                key_id TEXT NOT NULL,
+                verify_key TEXT NOT NULL,
+                valid_until_ts \(.bigint) NOT NULL,
+                expired_ts \(.bigint),
+                fetched_ts \(.bigint) NOT NULL,
+                PRIMARY KEY (server_name, key_id)
+            );
+            CREATE TABLE server_key_responses (
+                server_name TEXT PRIMARY KEY NOT NULL,
+                valid_until_ts \(.bigint) NOT NULL,
+                fetched_ts \(.bigint) NOT NULL,
+                response_json \(.bytes) NOT NULL
+            );
+            """)
+
+    /// Rooms over federation (issue 16): the answer to each inbound `/send` transaction, by
+    /// origin and transaction id (a replay gets it again and applies nothing), and invites
+    /// received for local users to rooms this server is not in (with the stripped state the
+    /// inviting server sent, for `/sync`'s `rooms.invite`).
+    static let federationRooms = Migration(
+        version: 75, name: "federation_rooms",
+        """
+            CREATE TABLE federation_inbound_txns (
+                origin TEXT NOT NULL,
+                txn_id TEXT NOT NULL,
+                response_json \(.bytes) NOT NULL,
+                received_ts \(.bigint) NOT NULL,
+                PRIMARY KEY (origin, txn_id)
+            );
+            CREATE TABLE federation_invites (
+                room_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                event_id TEXT NOT NULL,
+                room_version TEXT NOT NULL,
+                event_json \(.bytes) NOT NULL,
+                stripped_state_json \(.bytes) NOT NULL,
+                PRIMARY KEY (room_id, user_id)
+            );
+            """)
 }

@@ -93,7 +93,7 @@ extension Connection {
 
     // MARK: Writing
 
-    /// Queues plaintext for the socket. (A TLS layer would encrypt it on its way in `flush`.)
+    /// Queues plaintext for the socket (on a TLS connection, `flush` encrypts it).
     func queueRaw(_ bytes: [UInt8]) {
         if output.isEmpty && output.capacity < bytes.count { output = bytes } else { output.append(contentsOf: bytes) }
         markDirty()
@@ -110,6 +110,10 @@ extension Connection {
     func flush() {
         isDirty = false
         guard !state.isClosed else { return }
+        if let tls, state.writesInFlight == 0 {
+            // With no write in flight, `output` holds plaintext only: it becomes ciphertext.
+            guard encryptOutput(tls) else { return }
+        }
         if !output.isEmpty && state.writesInFlight == 0 {
             let written: Int = output.withUnsafeMutableBytes { raw in
                 var buf = uv_buf_init(raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(raw.count))
@@ -149,7 +153,7 @@ extension Connection {
         outputLeft()
         if state.isClosed { return }
         if state.writesInFlight == 0 {
-            if !output.isEmpty { markDirty() } else {
+            if !output.isEmpty || (tls?.pendingCiphertext ?? 0) > 0 { markDirty() } else {
                 resumeDrainWaiters()
                 if state.closesAfterWrite { close() }
                 else if let sender = fileSender { sender.writeDrained() }
@@ -211,6 +215,7 @@ extension Connection {
         bodyStream = nil
         resumeDrainWaiters()
         fileSender?.cancel()
+        if let tls { sendCloseNotify(tls) }
         // The handle keeps the connection alive until libuv is done with it (a refused
         // connection is in no table).
         tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()

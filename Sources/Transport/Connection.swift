@@ -10,11 +10,11 @@ import Glibc
 /// parser, the queue of parsed requests, the body being read, the output buffer, the runner.
 ///
 /// Layers, from the socket up: `received(_:)` takes the socket's bytes and `flush()` writes
-/// `output` to it; between them and the HTTP parser (`parse(_:)`, `queueRaw(_:)`) is where a
-/// TLS layer would sit, decrypting what `received` gets and encrypting what `flush` sends.
-/// The files: this one (socket input and parsing), `Connection+Dispatch.swift` (the runner and
-/// delivery of responses), `Connection+Output.swift` (responses onto the wire, writes,
-/// timeouts and closing).
+/// `output` to it; between them and the HTTP parser (`parse(_:)`, `queueRaw(_:)`) sits the
+/// TLS layer on a TLS listener, decrypting what `received` gets and encrypting what `flush`
+/// sends. The files: this one (socket input and parsing), `Connection+TLS.swift`,
+/// `Connection+Dispatch.swift` (the runner and delivery of responses),
+/// `Connection+Output.swift` (responses onto the wire, writes, timeouts and closing).
 ///
 /// Threading: owned by its loop's thread. Requests leave it as `HTTPRequest` values with
 /// `(connection id, sequence)`; responses come back through `LoopActor.deliver`, which looks
@@ -66,6 +66,9 @@ final class Connection {
     var bodyStream: RequestBodyStream?
     /// Input kept while the parser is paused (too many pipelined requests).
     var pausedInput: [UInt8] = []
+    /// A TLS listener's connection: the engine between the socket and the parser (see
+    /// `Connection+TLS.swift`); nil on a plain listener.
+    var tls: TLSEngine?
 
     // Output.
     var output: [UInt8] = []
@@ -162,10 +165,19 @@ final class Connection {
         })
     }
 
-    /// Bytes from the socket. (A TLS layer would decrypt them here and parse the plaintext.)
+    /// Bytes from the socket: plaintext to parse, or on a TLS connection ciphertext to decrypt.
     private func received(_ bytes: UnsafeRawBufferPointer) {
         loop.leftPoll()
         guard !state.isClosed else { return }
+        if let tls {
+            receivedCiphertext(bytes, tls)
+            return
+        }
+        receivedPlaintext(bytes)
+    }
+
+    /// Plaintext for the parser, or kept while it is paused.
+    func receivedPlaintext(_ bytes: UnsafeRawBufferPointer) {
         if state.parserPaused {
             pausedInput.append(contentsOf: bytes)
             perform(state.stopReading())
@@ -174,7 +186,7 @@ final class Connection {
         parse(bytes)
     }
 
-    private func peerClosed() {
+    func peerClosed() {
         perform(state.stopReading())
         if let bodyStream {
             bodyStream.finish(.connectionClosed)

@@ -328,6 +328,13 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             return
         }
         connection.countedForPeer = server.limitsPeers
+        if server.servesTLS {
+            guard let context = server.currentTLSContext(), let engine = try? TLSEngine(context: context) else {
+                connection.close()
+                return
+            }
+            connection.tls = engine
+        }
         connections[connection.id] = connection
         connection.start()
     }
@@ -418,6 +425,15 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             }, number)
             signals.append(handle)
         }
+        // SIGHUP: reload (the TLS certificates), see `HTTPServer.onHangup`.
+        let hangup = UnsafeMutablePointer<uv_signal_t>.allocate(capacity: 1)
+        uv_signal_init(uv, hangup)
+        hangup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        uv_signal_start(hangup, { handle, _ in
+            let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            loop.server.hangupReceived()
+        }, SIGHUP)
+        signals.append(hangup)
     }
 }
 

@@ -65,10 +65,22 @@ public final class HTTPServer: Sendable {
     /// Open connections per peer address (`configuration.maxConnectionsPerIP`).
     let peers: PeerConnectionTable
     private let requestCounter = Atomic<UInt64>(0)
+    /// True for a TLS listener: each accepted connection gets a `TLSEngine` of `tlsContext`.
+    let servesTLS: Bool
+    /// The context new connections use; `replaceTLSContext` swaps it (certificate reload),
+    /// while connections keep the context they started with.
+    private let tlsContext: Mutex<TLSContext?>
+    private let hangupHandler = Mutex<(@Sendable () -> Void)?>(nil)
 
+    /// `tls`: a server context makes this a TLS listener (every connection is TLS; nil: plain
+    /// HTTP, whose path pays nothing for TLS).
     public init(configuration: TransportConfiguration, responder: any HTTPResponder,
                 logger: Logger = Logger(label: "myelin.transport"), handlesSignals: Bool = false,
-                commonHeaders: HTTPHeaders = HTTPHeaders(), workers: WorkerPool? = nil) {
+                commonHeaders: HTTPHeaders = HTTPHeaders(), workers: WorkerPool? = nil,
+                tls: TLSContext? = nil) {
+        precondition(tls?.isServer ?? true, "a listener needs a server TLS context")
+        servesTLS = tls != nil
+        tlsContext = Mutex(tls)
         self.workers = workers ?? WorkerPool(threads: configuration.workers)
         commonHeaderBytes = commonHeaders.reduce(into: []) { out, field in
             out.append(contentsOf: "\(field.name): \(field.value)\r\n".utf8)
@@ -199,6 +211,30 @@ public final class HTTPServer: Sendable {
             total.outputPauses += part.outputPauses
         }
         return total
+    }
+
+    /// Runs `handler` on SIGHUP (off the loop thread), when this server handles signals.
+    public func onHangup(_ handler: @escaping @Sendable () -> Void) {
+        hangupHandler.withLock { $0 = handler }
+    }
+
+    func hangupReceived() {
+        guard let handler = hangupHandler.withLock({ $0 }) else {
+            logger.info("SIGHUP: nothing to reload")
+            return
+        }
+        Task.detached { handler() }
+    }
+
+    /// The context new TLS connections use (loop threads, at accept).
+    func currentTLSContext() -> TLSContext? { tlsContext.withLock { $0 } }
+
+    /// Uses `context` for the connections accepted from now on (a reloaded certificate);
+    /// open connections keep theirs. Ignored on a plain listener.
+    public func replaceTLSContext(_ context: TLSContext) {
+        precondition(context.isServer, "a listener needs a server TLS context")
+        guard servesTLS else { return }
+        tlsContext.withLock { $0 = context }
     }
 
     func nextRequestID() -> UInt64 { requestCounter.wrappingAdd(1, ordering: .relaxed).newValue }

@@ -29,6 +29,8 @@ private let released: [(version: Int, name: String, sqlite: String, postgres: St
          "ee4ef17af7707d995822eb802eca60a628d8599470e168d3fec4e3edaffbd789"),
         (67, "scoped_transactions", "23144c718255875185f9a0eb6773a282e3b0bc89a47ca44014c33b62eb0c59b5",
          "ad921fc9a7a09014851d2216b431ca44e67827f22ef629dffdf9d0fc772eb0d0"),
+        (71, "server_keys", "80c43e0bdb36c020de95aa8665f6163bc195ae758536c613c559b4bcd3be95ca",
+         "5a9278eb8fae53da20f4f1df518f976500533804c631b40da13b4188222fc00a"),
 ]
 
 private func hex(_ bytes: [UInt8]) -> String {

@@ -23,9 +23,20 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
 
     public enum ClientError: Error { case connect(Int32), closed, timeout, malformed(String) }
 
+    /// Layers between the test and the socket (a TLS client): what `send` is given becomes
+    /// what goes to the socket, and what `fill` receives becomes what it buffers; nil from
+    /// `receiveFilter` means the layer failed (as EOF).
+    public var sendFilter: (([UInt8]) -> [UInt8])?
+    public var receiveFilter: (([UInt8]) -> [UInt8]?)?
+
     public func send(_ text: String) { send(Array(text.utf8)) }
 
     public func send(_ bytes: [UInt8]) {
+        sendRaw(sendFilter?(bytes) ?? bytes)
+    }
+
+    /// Sends bytes to the socket as they are.
+    public func sendRaw(_ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -41,7 +52,12 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if n <= 0 { return false }
-        buffer.append(contentsOf: chunk[0..<n])
+        if let receiveFilter {
+            guard let bytes = receiveFilter(Array(chunk[0..<n])) else { return false }
+            buffer.append(contentsOf: bytes)
+        } else {
+            buffer.append(contentsOf: chunk[0..<n])
+        }
         return true
     }
 

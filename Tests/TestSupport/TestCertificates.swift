@@ -15,6 +15,7 @@ public final class TestCertificates: @unchecked Sendable {  // immutable after i
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     public let directory: String

@@ -116,6 +116,13 @@ struct TLSEngineTests {
         let server = try TLSEngine(context: serverContext)
         #expect(throws: TLSError.self) { try Self.pump(client, server) }
         #expect(!server.isHandshakeComplete)
+        // Control: a server whose minimum is lowered accepts the same client at TLS 1.1, so
+        // the refusal above is the server's minimum and not a client unable to offer 1.1.
+        let lenient = try TLSContext.server(certificateChainFile: leaf.certificateFile, privateKeyFile: leaf.privateKeyFile,
+                                            minimumVersion: .tls1_0)
+        let again = try TLSEngine(context: old, host: "matrix.example")
+        _ = try Self.pump(again, try TLSEngine(context: lenient))
+        #expect(again.protocolVersion == "TLSv1.1")
     }
 
     @Test func mismatchedKeyIsRefused() throws {

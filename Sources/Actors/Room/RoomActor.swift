@@ -17,16 +17,16 @@ import Persistence
 /// re-activation everything is rebuilt from the store.
 public actor RoomActor: RegistryMember {
     public nonisolated let roomID: RoomID
-    private let context: RoomContext
+    let context: RoomContext
 
     /// The room as the store has it; nil while the room does not exist yet.
-    private var room: RoomState?
-    private var queue: [Pending] = []
+    var room: RoomState?
+    var queue: [Pending] = []
     /// Sends waiting for the room's writer, at most.
     static let maxQueuedSends = 1024
-    private var draining = false
-    private var closed = false
-    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    var draining = false
+    var closed = false
+    var drainWaiters: [CheckedContinuation<Void, Never>] = []
 
     /// Deltas stacked on a full snapshot before the next full snapshot: at least 32, and a
     /// quarter of the state's size beyond that. Reading any state then costs at most 1.25
@@ -63,7 +63,7 @@ public actor RoomActor: RegistryMember {
         }
     }
 
-    private struct Pending {
+    struct Pending {
         var draft: EventDraft
         var continuation: CheckedContinuation<PersistedEvent, any Error>
     }
@@ -245,14 +245,14 @@ public actor RoomActor: RegistryMember {
         context.timelines.retire(roomID, owner: ObjectIdentifier(self))
     }
 
-    private func finishDrain() {
+    func finishDrain() {
         draining = false
         let waiters = drainWaiters
         drainWaiters = []
         for waiter in waiters { waiter.resume() }
     }
 
-    private func drain() async {
+    func drain() async {
         while !queue.isEmpty, var working = room {
             let batch = queue
             queue = []
@@ -340,7 +340,7 @@ public actor RoomActor: RegistryMember {
     }
 
     /// One event's rows.
-    private struct Write: Sendable {
+    struct Write: Sendable {
         var event: RoomEventStore.EventRow
         var group: RoomEventStore.StateGroup?
         var extremities: [String]
@@ -354,8 +354,8 @@ public actor RoomActor: RegistryMember {
     }
 
     /// Applies `pdu` to the working copy of the room and returns the rows to write.
-    private func apply(_ pdu: PDU, at position: Int64, to working: inout RoomState, fullSnapshot: Bool,
-                       txn: TransactionRef? = nil) -> Write {
+    func apply(_ pdu: PDU, at position: Int64, to working: inout RoomState, fullSnapshot: Bool,
+               txn: TransactionRef? = nil, remote: RemoteApplication? = nil) -> Write {
         let key = roomID.rawValue
         var group: RoomEventStore.StateGroup?
         var unsigned: [String: JSON] = [:]
@@ -376,7 +376,18 @@ public actor RoomActor: RegistryMember {
             membership = MembershipStore.Membership(roomID: key, userID: stateKey, membership: value,
                                                     eventID: pdu.eventID.rawValue, streamOrdering: position)
         }
-        if let entry = pdu.stateEntry {
+        if let resolved = remote?.resolvedState {
+            // A remote event beside other forward extremities: the room's state is the
+            // resolution of the branches, stored whole (server-server API, "Room State Resolution").
+            working.audience = nil
+            working.state = resolved
+            group = RoomEventStore.StateGroup(
+                id: position, roomID: key, prevGroup: nil, deltaDepth: 0,
+                entries: working.state.map { RoomEventStore.StateEntry(type: $0.key.type, stateKey: $0.key.stateKey,
+                                                                       eventID: $0.value.eventID.rawValue) })
+            working.stateDeltaDepth = 0
+            working.stateGroup = position
+        } else if let entry = pdu.stateEntry {
             if entry.type == EventType.roomMember { working.audience = nil }
             working.state[entry] = pdu
             if fullSnapshot || Self.snapshotDue(deltaDepth: working.stateDeltaDepth, stateCount: working.state.count) {
@@ -393,8 +404,8 @@ public actor RoomActor: RegistryMember {
             }
             working.stateGroup = position
         }
-        working.extremities = [pdu.eventID]
-        working.maxDepth = pdu.depth
+        working.extremities = remote?.extremities ?? [pdu.eventID]
+        working.maxDepth = max(remote == nil ? 0 : working.maxDepth, pdu.depth)
         working.lastStreamOrdering = position
         let bytes = pdu.bytes ?? JSON.object(pdu.json).encoded()
         let clientBytes = client.encoded()
@@ -427,7 +438,7 @@ public actor RoomActor: RegistryMember {
         }
         var texts: [String: String] = [:]
         for field in ["body", "name", "topic"] { if let text = pdu.content[field]?.stringValue { texts[field] = text } }
-        return Write(event: row, group: group, extremities: [pdu.eventID.rawValue], persisted: persisted,
+        return Write(event: row, group: group, extremities: working.extremities.map(\.rawValue), persisted: persisted,
                      membership: membership, redacts: redacts, redactionClientJSON: redacts == nil ? nil : client,
                      relation: relation, searchable: SearchStore.searchable(type: pdu.type, content: texts))
     }
@@ -435,7 +446,7 @@ public actor RoomActor: RegistryMember {
     /// Writes the batch in one transaction (its positions aborted if it fails; the caller
     /// commits them with `makeVisible`). Redactions rewrite their target's client form in the same transaction; the new forms
     /// are returned by event id so the ring can follow.
-    private func persist(_ writes: [Write], allocations: [StreamTracker.Allocation], createdTS: Int64?,
+    func persist(_ writes: [Write], allocations: [StreamTracker.Allocation], createdTS: Int64?,
                          version: RoomVersion) async throws -> ([PersistedEvent], [String: [UInt8]]) {
         let key = roomID.rawValue
         let room = roomID
@@ -485,13 +496,13 @@ public actor RoomActor: RegistryMember {
     /// After a durable batch: the services that answer readers without this actor (the
     /// ring, the memberships) learn of it first, then its positions become visible, so a
     /// reader of a visible position never finds them behind.
-    private func makeVisible(_ writes: [Write], _ working: RoomState, _ allocations: [StreamTracker.Allocation]) {
+    func makeVisible(_ writes: [Write], _ working: RoomState, _ allocations: [StreamTracker.Allocation]) {
         context.memberships.apply(writes.compactMap(\.membership))
         context.timelines.publish(roomID, working.timeline, owner: ObjectIdentifier(self))
         for allocation in allocations { context.events.commit(allocation) }
     }
 
-    private func publish(_ events: [PersistedEvent], _ room: RoomState) {
+    func publish(_ events: [PersistedEvent], _ room: RoomState) {
         var users: Set<UserID>
         if let audience = room.audience {
             users = audience
@@ -510,5 +521,6 @@ public actor RoomActor: RegistryMember {
         }
         context.fanout?.publish(PublishedEvents(roomID: roomID, events: events, interestedUsers: users,
                                         visiblePosition: context.events.visiblePosition))
+        context.federation?.published(roomID, events: events, state: room.state)
     }
 }

@@ -21,6 +21,9 @@ public struct RoomContext: Sendable {
     public var memberships: MembershipService
     /// Woken after a batch's positions became visible (nil: nobody long-polls, as in tests).
     public var fanout: NotifierFanout?
+    /// Told of each published batch, to wake the destinations of the room's remote servers
+    /// (nil: no federation, as in tests).
+    public var federation: FederationDestinations? = nil
 
     public init(database: Database, events: StreamTracker, serverName: ServerName, signingKey: SigningKey,
                 recentEventsLimit: Int, timelines: TimelineService = TimelineService(),

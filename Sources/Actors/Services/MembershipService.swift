@@ -70,7 +70,7 @@ public final class MembershipService: Sendable {
     }
 
     /// Called by a room actor with a durable batch's membership changes.
-    func apply(_ changes: [Membership]) {
+    public func apply(_ changes: [Membership]) {
         guard !changes.isEmpty else { return }
         let parsed = changes.compactMap { change in (try? UserID(parsing: change.userID)).map { ($0, change) } }
         state.withLock { state in

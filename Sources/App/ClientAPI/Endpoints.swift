@@ -10,6 +10,8 @@ enum Endpoints {
         AccountEndpoints.register(&routes)
         RoomEndpoints.register(&routes)
         Keys.register(&routes)
+        FederationQueries.register(&routes)
+        FederationRoomEndpoints.register(&routes)
     }
 }
 

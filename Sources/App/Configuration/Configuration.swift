@@ -8,6 +8,15 @@ struct Configuration: Sendable, Equatable {
     struct Listener: Sendable, Equatable {
         var host = "127.0.0.1"
         var port = 8008
+        /// Set: the listener speaks HTTPS only (the whole API on that port).
+        var tls: TLSFiles?
+    }
+
+    /// A TLS listener's certificate chain (leaf first, PEM) and private key (PEM); read at
+    /// start and again on SIGHUP.
+    struct TLSFiles: Sendable, Equatable {
+        var certificate: String
+        var privateKey: String
     }
 
     enum DatabaseBackend: String, Sendable, Equatable { case sqlite, postgres }
@@ -102,7 +111,13 @@ struct Configuration: Sendable, Equatable {
 
     struct Federation: Sendable, Equatable {
         var enabled = true
-        var trustedKeyServers: [String] = ["matrix.org"]
+        /// Notaries asked for keys a server does not serve itself; none by default (trusting
+        /// one is a choice the administrator makes).
+        var trustedKeyServers: [String] = []
+        /// The first retry delay of a destination after a failed transaction, doubled at each
+        /// further failure up to `backoffMaxMs` (with jitter).
+        var backoffInitialMs = 1_000
+        var backoffMaxMs = 3_600_000
         /// Outbound TLS: verify certificates against the system store plus `extraCAFiles`;
         /// false only for test set-ups.
         var verifyCertificates = true

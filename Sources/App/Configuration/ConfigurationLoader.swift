@@ -1,6 +1,9 @@
 import Matrix
 import Transport
 import Yams
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A configuration error, with the key path it concerns (`transport.loops`).
 struct ConfigurationError: Error, CustomStringConvertible, Equatable {
@@ -42,6 +45,7 @@ enum ConfigurationLoader {
                 let section = try item.mapping()
                 try section.string("host") { listener.host = $0 }
                 try section.int("port", range: 0...65535) { listener.port = $0 }
+                try section.section("tls") { listener.tls = try readTLS($0) }
                 try section.finish()
                 return listener
             }
@@ -63,6 +67,23 @@ enum ConfigurationLoader {
                 try p.int("pool_size", range: 1...1000) { configuration.database.postgresPoolSize = $0 }
             }
         }
+    }
+
+    /// `tls: {certificate, private_key}`: both required and readable, so that a typo stops
+    /// the server at load rather than at the first handshake.
+    private static func readTLS(_ t: Section) throws -> Configuration.TLSFiles {
+        var certificate = ""
+        var privateKey = ""
+        try t.string("certificate") { certificate = $0 }
+        try t.string("private_key") { privateKey = $0 }
+        try t.finish()
+        for (key, path) in [("certificate", certificate), ("private_key", privateKey)] {
+            if path.isEmpty { throw ConfigurationError(path: t.keyPath(key), message: "a TLS listener needs a \(key) file (PEM)") }
+            if access(path, R_OK) != 0 {
+                throw ConfigurationError(path: t.keyPath(key), message: "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        return Configuration.TLSFiles(certificate: certificate, privateKey: privateKey)
     }
 
     private static func readTransport(_ top: Section, _ configuration: inout Configuration) throws {
@@ -157,8 +178,12 @@ enum ConfigurationLoader {
         }
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }
+            try f.int("backoff_initial_ms", range: 1...86_400_000) { configuration.federation.backoffInitialMs = $0 }
+            try f.int("backoff_max_ms", range: 1...604_800_000) { configuration.federation.backoffMaxMs = $0 }
             try f.sequence("trusted_key_servers") { items in
-                configuration.federation.trustedKeyServers = try items.map { try $0.scalarString() }
+                configuration.federation.trustedKeyServers = try items.map {
+                    try ServerNameCheck.validate(try $0.scalarString(), path: "federation.trusted_key_servers")
+                }
             }
             try f.bool("verify_certificates") { configuration.federation.verifyCertificates = $0 }
             try f.sequence("extra_ca_files") { items in

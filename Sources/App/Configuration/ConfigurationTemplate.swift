@@ -21,7 +21,13 @@ enum ConfigurationTemplate {
         # The ed25519 signing key; empty means <data_dir>/signing.key (created on first start).
         signing_key_path: ""
 
-        # Where clients and other servers connect (plain HTTP; put a TLS proxy in front).
+        # Where clients and other servers connect. Plain HTTP unless a listener has "tls":
+        # then it serves the whole API over HTTPS (TLS 1.2 minimum) with the certificate
+        # chain (leaf first) and private key given, both PEM, re-read on SIGHUP. For example
+        # a federation listener:
+        #   - host: 0.0.0.0
+        #     port: 8448
+        #     tls: {certificate: /etc/myelin/fullchain.pem, private_key: /etc/myelin/key.pem}
         listeners:
           - host: \(d.listeners[0].host)
             port: \(d.listeners[0].port)
@@ -189,8 +195,11 @@ enum ConfigurationTemplate {
 
         federation:
           enabled: \(d.federation.enabled)
-          trusted_key_servers:
-        \(d.federation.trustedKeyServers.map { "    - \($0)" }.joined(separator: "\n"))
+          # retry delays of an unreachable server: doubled per failure, with jitter, capped
+          backoff_initial_ms: \(d.federation.backoffInitialMs)
+          backoff_max_ms: \(d.federation.backoffMaxMs)
+          # notaries asked for server keys that a server does not serve itself
+          trusted_key_servers: [\(d.federation.trustedKeyServers.map { "\"\($0)\"" }.joined(separator: ", "))]
           # outbound TLS: verify certificates (system store plus these CA files); false for tests only
           verify_certificates: \(d.federation.verifyCertificates)
           extra_ca_files: []

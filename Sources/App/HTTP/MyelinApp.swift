@@ -21,6 +21,8 @@ final class MyelinApp: HTTPResponder {
     let keys: KeyService
     /// Other servers' verify keys (federation request and PDU signatures, the notary).
     let keyRing: ServerKeyRing
+    /// Outbound federation for the room handlers (joins, invites, leaves, missing events).
+    let federationLink = FederationLink()
     /// Outbound federation requests (discovery, X-Matrix signing, the HTTP client).
     let federationClient: LazyFederationClient
     let logger: Logger
@@ -45,6 +47,7 @@ final class MyelinApp: HTTPResponder {
         self.keys = keys
         // The loader validated the name (`ServerNameCheck`).
         keyRing = ServerKeyRing(serverName: try! ServerName(parsing: configuration.serverName), signingKey: signingKey,
+                                store: ServerKeyStore(database: database),
                                 notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
         keyRing.use(federationClient)
@@ -55,6 +58,7 @@ final class MyelinApp: HTTPResponder {
         let metricsPath = configuration.metrics.enabled ? configuration.metrics.path : nil
         router = Router { routes in
             Endpoints.register(&routes)
+            KeyNotary.register(&routes)
             if let metricsPath {
                 routes.get(metricsPath) { context in
                     let app = context.app

@@ -22,7 +22,8 @@ extension RequestContext {
             throw MatrixError(.unauthorized, "Request is for \(destination.rawValue.prefix(255)), not this server")
         }
         let bytes = try await request.body.collect()
-        let content: JSON? = bytes.isEmpty ? nil : try JSON.parse(bytes)
+        // `JSON?.none`, not `nil`: JSON is ExpressibleByNilLiteral, and `nil` here would be `.null`.
+        let content: JSON? = bytes.isEmpty ? JSON?.none : try JSON.parse(bytes)
         let key = try await app.keyRing.verifyKey(server: auth.origin, keyID: auth.keyID, validAt: app.keyRing.now())
         guard FederationRequestSignature.verify(auth, method: request.method.description, uri: request.head.target,
                                                 destination: ourName, content: content, key: key) else {

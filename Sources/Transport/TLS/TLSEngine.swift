@@ -157,6 +157,8 @@ public final class TLSEngine {
 
     /// A server engine for `context` (a server context), or a client engine that will name
     /// `host` (a DNS name or an IP address literal) in SNI and check the certificate for it.
+    /// A client engine without `host` sends no SNI and checks only the chain (if the context
+    /// verifies).
     public init(context: TLSContext, host: String? = nil) throws(TLSError) {
         ERR_clear_error()
         guard let ssl = SSL_new(context.context) else { throw TLSError.openSSL("SSL_new failed") }
@@ -278,6 +280,7 @@ public final class TLSEngine {
         return try advanceHandshake()
     }
 
+    @discardableResult
     private func advanceHandshake() throws(TLSError) -> Bool {
         let rc = SSL_do_handshake(ssl)
         if rc == 1 {
@@ -285,7 +288,7 @@ public final class TLSEngine {
             if !early.isEmpty {
                 let bytes = early
                 early = []
-                try writeAll(bytes)
+                try write(bytes)
             }
             return true
         }
@@ -304,11 +307,14 @@ public final class TLSEngine {
     }
 
     /// Encrypts `plaintext` into records for the socket (`takeCiphertext`). Before the
-    /// handshake is complete, the bytes wait and leave once it is.
+    /// handshake is complete, the bytes wait and leave once it is (and a client's first
+    /// write starts the handshake: its ClientHello is then in `takeCiphertext`).
     public func write(_ plaintext: UnsafeRawBufferPointer) throws(TLSError) {
         guard plaintext.count > 0 else { return }
         guard isHandshakeComplete else {
             early.append(contentsOf: plaintext)
+            ERR_clear_error()
+            try advanceHandshake()
             return
         }
         ERR_clear_error()
@@ -321,7 +327,8 @@ public final class TLSEngine {
         }
     }
 
-    private func writeAll(_ bytes: [UInt8]) throws(TLSError) {
+    /// `write(_:)` for an array.
+    public func write(_ bytes: [UInt8]) throws(TLSError) {
         var failed: TLSError?
         bytes.withUnsafeBytes { raw in
             do throws(TLSError) { try write(raw) } catch { failed = error }

@@ -88,5 +88,6 @@ enum Presence {
         let changed = Set(changes.map(\.userID))
         let peers = try await accounts.database.memberships.peers(of: Array(changed))
         app.roomService.fanout.notify(changed.union(peers), of: StreamChange(.presence, position))
+        await app.sendPresenceEDUs(typed: changes, peers: peers)
     }
 }

@@ -45,6 +45,9 @@ enum Profiles {
 
     /// `GET /profile/{userId}`: a local user's whole profile.
     static func getProfile(_ context: RequestContext) async throws -> HTTPResponse {
+        if let remote = try remoteUser(context) {
+            return .json(try await FederationQueries.remoteProfile(context.app, remote))
+        }
         let (id, user) = try await profileOwner(context)
         var body: [String: JSON] = [:]
         for (key, value) in try await context.app.database.profileFields.profileFields(of: id) {
@@ -56,6 +59,10 @@ enum Profiles {
     }
 
     static func get(_ field: AccountStore.ProfileField, _ context: RequestContext) async throws -> HTTPResponse {
+        if let remote = try remoteUser(context) {
+            let profile = try await FederationQueries.remoteProfile(context.app, remote, field: field.rawValue)
+            return .json(.object(profile[field.rawValue]?.stringValue.map { [field.rawValue: .string($0)] } ?? [:]))
+        }
         let (_, user) = try await profileOwner(context)
         let value = field == .displayname ? user.displayname : user.avatarURL
         return .json(.object(value.map { [field.rawValue: .string($0)] } ?? [:]))
@@ -157,6 +164,12 @@ enum Profiles {
     }
 
     /// The local, active user of the path, or 404.
+    /// The `{userId}` of the path when it is another server's user (asked over federation).
+    static func remoteUser(_ context: RequestContext) throws -> UserID? {
+        let target = try UserID(parsing: context.parameter("userId"))
+        return target.serverName.rawValue == context.app.configuration.serverName ? nil : target
+    }
+
     static func profileOwner(_ context: RequestContext) async throws -> (id: UserID, user: UserRecord) {
         let target = try UserID(parsing: context.parameter("userId"))
         guard target.serverName.rawValue == context.app.configuration.serverName,

@@ -12,6 +12,10 @@ final class KeyService: Sendable {
     let database: Database
     let fanout: NotifierFanout
     let deviceListStream: StreamTracker
+    /// Where a local user's device-list changes go to the servers sharing a room with them
+    /// (`m.device_list_update`); nil in set-ups without federation.
+    let federation: FederationDestinations?
+    let localServer: String
 
     /// What sync reports about a device's own keys.
     struct DeviceKeyCounts: Sendable, Equatable {
@@ -27,9 +31,12 @@ final class KeyService: Sendable {
     }
     private let counts = Mutex(CountCache())
 
-    init(database: Database, fanout: NotifierFanout) async throws {
+    init(database: Database, fanout: NotifierFanout, federation: FederationDestinations? = nil,
+         localServer: String = "") async throws {
         self.database = database
         self.fanout = fanout
+        self.federation = federation
+        self.localServer = localServer
         deviceListStream = try await StreamTracker.load(name: "device_lists", from: database,
                                                         maxPositionSQL: DeviceListStore.maxPositionSQL)
     }
@@ -53,6 +60,22 @@ final class KeyService: Sendable {
         return result
     }
 
+    /// `m.device_list_update` (server-server API "Device Management") for each of `user`'s
+    /// devices to the remote servers of their room peers. `prev_id` is empty: the remote
+    /// cannot chain it and re-reads the whole list from `GET /user/devices` (what Synapse
+    /// does on a gap), which also drops removed devices.
+    private func sendDeviceListUpdates(of user: UserID, peers: [UserID], position: Int64) async {
+        guard let federation, federation.isConnected, user.serverName.rawValue == localServer else { return }
+        let servers = Set(peers.map(\.serverName).filter { $0.rawValue != localServer })
+        guard !servers.isEmpty else { return }
+        let devices = (try? await database.devices.devices(of: user)) ?? []
+        for device in devices.prefix(100) {
+            let content: JSON = ["user_id": .string(user.rawValue), "device_id": .string(device.deviceID),
+                                 "stream_id": .int(position), "prev_id": []]
+            await federation.enqueue(["edu_type": "m.device_list_update", "content": content], key: nil, to: servers)
+        }
+    }
+
     /// Records that `user`'s device list changed (a device added, renamed or removed).
     func deviceListChanged(_ user: UserID, removedDevices: [String] = []) async throws {
         let userID = user.rawValue
@@ -65,6 +88,7 @@ final class KeyService: Sendable {
 
     private func notifyPeers(of user: UserID, _ position: Int64) async {
         let peers = (try? await database.memberships.peers(of: user)) ?? []
+        await sendDeviceListUpdates(of: user, peers: peers, position: position)
         var users = Set(peers)
         users.insert(user)
         fanout.notify(users, of: StreamChange(.deviceLists, position))

@@ -96,14 +96,28 @@ enum Keys {
         guard let requested = body["device_keys"]?.objectValue else { throw MatrixError(.badJSON, "Missing device_keys") }
         var wanted: [String: Set<String>?] = [:]
         var failures: [String: JSON] = [:]
+        var remote: [ServerName: [String: JSON]] = [:]
         for (user, devices) in requested {
-            guard try localUser(user, app: app, failures: &failures) != nil else { continue }
             guard let list = devices.arrayValue else { throw MatrixError(.badJSON, "device_keys.\(user) must be a list") }
+            guard try localUser(user, app: app, failures: &failures) != nil else {
+                if let id = try? UserID(parsing: user) { remote[id.serverName, default: [:]][user] = devices }
+                continue
+            }
             let ids = list.compactMap(\.stringValue)
             wanted[user] = ids.isEmpty ? .some(nil) : Set(ids)
         }
+        var response = try await localKeys(app, wanted: wanted, me: requester.userID.rawValue)
+        failures = try await FederationQueries.queryRemoteKeys(app, remote, timeout: body["timeout"]?.intValue,
+                                                               into: &response, failures: failures)
+        response["failures"] = .object(failures)
+        return .json(.object(response))
+    }
+
+    /// The keys of local users as `/keys/query` answers them (`failures` left to the caller):
+    /// `me` is the requesting user (nil for a remote server, which never gets
+    /// `user_signing_keys`).
+    static func localKeys(_ app: MyelinApp, wanted: [String: Set<String>?], me: String?) async throws -> [String: JSON] {
         let users = Array(wanted.keys)
-        let me = requester.userID.rawValue
         let (deviceRows, crossRows, signatures) = try await app.database.keys.keys(of: users)
         var devices: [DeviceRecord] = []
         for user in Set(deviceRows.compactMap { try? UserID(parsing: $0.0) }) {
@@ -139,19 +153,17 @@ enum Keys {
             default: break
             }
         }
-        var response: [String: JSON] = ["device_keys": .object(deviceKeys), "failures": .object(failures)]
+        var response: [String: JSON] = ["device_keys": .object(deviceKeys)]
         response["master_keys"] = .object(master)
         response["self_signing_keys"] = .object(selfSigning)
-        response["user_signing_keys"] = .object(userSigning)
-        return .json(.object(response))
+        if me != nil { response["user_signing_keys"] = .object(userSigning) }
+        return response
     }
 
-    /// A requested user id: nil (with the server noted under `failures`) for a remote user,
-    /// whose keys need federation.
+    /// A requested user id: nil for a remote user, whose keys are asked of its server.
     static func localUser(_ text: String, app: MyelinApp, failures: inout [String: JSON]) throws -> UserID? {
         guard let id = try? UserID(parsing: text) else { throw MatrixError(.invalidParam, "Invalid user id \(text)") }
         guard id.serverName.rawValue == app.configuration.serverName else {
-            failures[id.serverName.rawValue] = ["status": 503, "message": "Federation is not available"]
             return nil
         }
         return id
@@ -189,14 +201,26 @@ enum Keys {
         guard let requested = body["one_time_keys"]?.objectValue else { throw MatrixError(.badJSON, "Missing one_time_keys") }
         var wanted: [(user: UserID, device: String, algorithm: String)] = []
         var failures: [String: JSON] = [:]
+        var remote: [ServerName: [String: JSON]] = [:]
         for (user, devices) in requested {
-            guard let id = try localUser(user, app: app, failures: &failures) else { continue }
             guard let devices = devices.objectValue else { throw MatrixError(.badJSON, "one_time_keys.\(user) must be an object") }
+            guard let id = try localUser(user, app: app, failures: &failures) else {
+                if let id = try? UserID(parsing: user) { remote[id.serverName, default: [:]][user] = .object(devices) }
+                continue
+            }
             for (device, algorithm) in devices {
                 guard let algorithm = algorithm.stringValue else { throw MatrixError(.badJSON, "algorithms must be strings") }
                 wanted.append((id, device, algorithm))
             }
         }
+        var keys = try await claimLocal(app, wanted)
+        failures = try await FederationQueries.claimRemoteKeys(app, remote, timeout: body["timeout"]?.intValue,
+                                                               into: &keys, failures: failures)
+        return .json(["one_time_keys": .object(keys), "failures": .object(failures)])
+    }
+
+    /// Claims one key per wanted local device: `{user: {device: {algorithm:id: key}}}`.
+    static func claimLocal(_ app: MyelinApp, _ wanted: [(user: UserID, device: String, algorithm: String)]) async throws -> [String: JSON] {
         let frozen = wanted
         let claimed = zip(frozen, try await app.database.keys.claim(frozen))
         var keys: [String: JSON] = [:]
@@ -208,7 +232,7 @@ enum Keys {
             byDevice[want.device] = .object([want.algorithm + ":" + keyID: value])
             keys[user] = .object(byDevice)
         }
-        return .json(["one_time_keys": .object(keys), "failures": .object(failures)])
+        return keys
     }
 
     // MARK: changes

@@ -116,6 +116,12 @@ enum Directory {
     static func getPublicRooms(_ context: RequestContext) async throws -> HTTPResponse {
         let query = context.query
         let limit = Int(query["limit"] ?? "")
+        if let server = try remoteServer(context) {
+            var body: [String: JSON] = [:]
+            if let limit { body["limit"] = .int(Int64(min(max(limit, 0), 1_000))) }
+            if let since = query["since"] { body["since"] = .string(since) }
+            return .json(try await FederationQueries.remotePublicRooms(context.app, server, body: .object(body)))
+        }
         return try await publicRooms(context.app, limit: limit, since: query["since"], term: nil)
     }
 
@@ -123,9 +129,21 @@ enum Directory {
     static func searchPublicRooms(_ context: RequestContext) async throws -> HTTPResponse {
         _ = try await context.requireUser()
         let body = try await Membership.optionalBody(context)
+        if let server = try remoteServer(context) {
+            var forwarded: [String: JSON] = [:]
+            for key in ["limit", "since", "filter", "include_all_networks", "third_party_instance_id"] { forwarded[key] = body[key] }
+            return .json(try await FederationQueries.remotePublicRooms(context.app, server, body: .object(forwarded)))
+        }
         let limit = body["limit"]?.intValue.map { Int($0) }
         let term = body["filter"]?["generic_search_term"]?.stringValue
         return try await publicRooms(context.app, limit: limit, since: body["since"]?.stringValue, term: term)
+    }
+
+    /// `?server=` naming another server: its directory is asked over federation.
+    static func remoteServer(_ context: RequestContext) throws -> ServerName? {
+        guard let text = context.query["server"], !text.isEmpty else { return nil }
+        let server = try ServerName(parsing: text)
+        return server.rawValue == context.app.configuration.serverName ? nil : server
     }
 
     /// `GET /v1/room_summary/{roomIdOrAlias}` (spec v1.15: "Room summary"); authentication is optional.
@@ -192,6 +210,10 @@ enum Directory {
 
     static func resolveAlias(_ context: RequestContext, _ text: String) async throws -> HTTPResponse {
         let alias = try RoomAlias(parsing: text)
+        if alias.serverName.rawValue != context.app.configuration.serverName {
+            let (roomID, servers) = try await context.app.resolveRoomAlias(alias)
+            return .json(["room_id": .string(roomID.rawValue), "servers": .array(servers.map { .string($0.rawValue) })])
+        }
         guard let found = try await context.app.database.directory.alias(alias) else {
             throw MatrixError(.notFound, "Room alias \(alias) not found")
         }

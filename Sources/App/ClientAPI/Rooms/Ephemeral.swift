@@ -33,6 +33,7 @@ enum Ephemeral {
         if let position = service.typing.set(requester.userID, in: roomID, until: until) {
             await service.notifyMembers(of: roomID, StreamChange(.typing, position))
         }
+        await context.app.sendTypingEDU(requester.userID, in: roomID, typing: typing)
         return .json([:])
     }
 
@@ -108,6 +109,7 @@ enum Ephemeral {
             service.fanout.notify([user], of: StreamChange(.receipts, position))
         } else {
             await service.notifyMembers(of: roomID, StreamChange(.receipts, position))
+            await app.sendReceiptEDU(user, in: roomID, eventID: eventID, thread: receipt.threadID)
         }
     }
 

@@ -55,6 +55,11 @@ enum Membership {
         if current == MembershipState.join { throw MatrixError(.forbidden, "\(invitee) is already in the room.") }
         if current == MembershipState.ban { throw MatrixError(.forbidden, "\(invitee) is banned from the room") }
         let content = try await service.memberContent(invitee, membership: MembershipState.invite.rawValue, extra: reason(body))
+        if invitee.serverName != context.app.localServer {
+            // Server-server API "Inviting to a room": the invitee's server signs first.
+            try await FederationJoins.inviteRemote(invitee, by: requester.userID, roomID: roomID, content: content, app: context.app)
+            return .json([:])
+        }
         _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
                                               stateKey: invitee.rawValue, content: content), in: roomID)
         return .json([:])
@@ -106,6 +111,13 @@ enum Membership {
             throw MatrixError(.notFound, "You are not in room \(roomID)", status: 404)
         }
         if current == MembershipState.ban { return .json([:]) }
+        if current == MembershipState.invite, (try? await service.existingRoom(roomID)) == nil,
+           let invite = try await FederationInboundStore(database: context.app.database)
+               .invite(roomID: roomID.rawValue, userID: requester.userID.rawValue) {
+            // An invite to a room of another server: rejected through the inviting server.
+            try await FederationJoins.rejectRemoteInvite(requester.userID, roomID: roomID, invite: invite, app: context.app)
+            return .json([:])
+        }
         var content: [String: JSON] = ["membership": MembershipState.leave.json]
         content.merge(reason(body)) { _, new in new }
         _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
@@ -232,6 +244,16 @@ enum Membership {
         var content = try await service.memberContent(requester.userID, membership: MembershipState.join.rawValue, extra: reason(body))
         if let via = try await restrictedJoinAuthoriser(context.app, requester.userID, roomID) {
             content["join_authorised_via_users_server"] = .string(via)
+        }
+        if (try? await service.existingRoom(roomID)) == nil {
+            // Not resident here: join through another server (`server_name`/`via`, the room
+            // id's server); an alias of another server resolves before this, to an id and servers.
+            let via = FederationRoomEndpoints.queryValues(context, "server_name") + FederationRoomEndpoints.queryValues(context, "via")
+            let servers = FederationJoins.candidateServers(roomID, via: via, app: context.app)
+            if !servers.isEmpty {
+                try await FederationJoins.join(requester.userID, roomID: roomID, servers: servers, content: content, app: context.app)
+                return .json(["room_id": .string(roomID.rawValue)])
+            }
         }
         do {
             _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,

@@ -20,6 +20,9 @@ final class RoomService: Sendable {
     let typing: TypingService
     let receipts: ReceiptService
     let toDevice: ToDeviceService
+    /// The outbound federation queues (one actor per remote server); sends nothing until the
+    /// App connects a `FederationRequesting`.
+    let federation: FederationDestinations
     private let logger = Logger(label: "myelin.rooms")
     /// Users unused this long leave the in-memory membership cache (the room actors' idle
     /// timeout).
@@ -35,9 +38,18 @@ final class RoomService: Sendable {
         timelines = TimelineService()
         membershipService = MembershipService(database: database)
         let events = try await RoomContext.loadEventStream(database)
-        let context = RoomContext(database: database, events: events, serverName: try ServerName(parsing: configuration.serverName),
+        let localServer = try ServerName(parsing: configuration.serverName)
+        let federation = FederationDestinations(
+            database: database, events: events, localServer: localServer,
+            limits: .init(backoffInitial: .milliseconds(configuration.federation.backoffInitialMs),
+                          backoffMax: .milliseconds(configuration.federation.backoffMaxMs)),
+            registryLimits: RegistryLimits(maxResident: actors.federationDestinations.maxResident,
+                                           idleTimeoutSeconds: actors.federationDestinations.idleTimeoutSeconds))
+        self.federation = federation
+        var context = RoomContext(database: database, events: events, serverName: localServer,
                                   signingKey: signingKey, recentEventsLimit: actors.roomRecentEvents,
                                   timelines: timelines, memberships: membershipService, fanout: fanout)
+        context.federation = federation
         rooms = Rooms(context: context, limits: RegistryLimits(maxResident: actors.rooms.maxResident,
                                                               idleTimeoutSeconds: actors.rooms.idleTimeoutSeconds))
         receipts = try await ReceiptService(database: database)
@@ -53,6 +65,7 @@ final class RoomService: Sendable {
         while !Task.isCancelled {
             do { try await Task.sleep(for: .seconds(5)) } catch { return }
             await rooms.registry.sweepIdle()
+            await federation.registry.sweepIdle()
             fanout.sweep()
             membershipService.evictIdle(idleSeconds: membershipIdleSeconds)
             for (room, position) in typing.expire(now: Clock.nowMilliseconds()) {

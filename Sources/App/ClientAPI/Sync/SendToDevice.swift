@@ -23,10 +23,15 @@ enum SendToDevice {
         guard let messages = body["messages"]?.objectValue else { throw MatrixError(.badJSON, "Missing messages") }
         let app = context.app
         var rows: [ToDeviceService.Message] = []
+        var remote: [ServerName: [String: JSON]] = [:]
         for (target, byDevice) in messages {
             let user = try UserID(parsing: target)
             guard let byDevice = byDevice.objectValue else { throw MatrixError(.badJSON, "messages.\(target) must be an object") }
-            guard user.serverName.rawValue == app.configuration.serverName else { continue }  // federation later
+            guard user.serverName.rawValue == app.configuration.serverName else {
+                // Sent as m.direct_to_device to the user's server (persisted, see OutboundEDUs).
+                remote[user.serverName, default: [:]][target] = .object(byDevice)
+                continue
+            }
             for (device, content) in byDevice {
                 guard content.objectValue != nil else { throw MatrixError(.badJSON, "message content must be an object") }
                 let event: JSON = ["type": .string(type), "sender": .string(requester.userID.rawValue), "content": content]
@@ -37,6 +42,7 @@ enum SendToDevice {
         let senderDevice = requester.deviceID ?? ""
         // Scoped to the path's event type (the same id for another type is another send).
         let txn = type + "/" + (try RoomEvents.transactionID(context.parameter("txnId")))
+        try await app.sendToDeviceEDUs(from: requester.userID, device: senderDevice, txnID: txn, type: type, messages: remote)
         let position = try await app.roomService.toDevice.send(rows, from: requester.userID, device: senderDevice, txnID: txn)
         if let position {
             app.roomService.fanout.notify(Set(rows.map(\.user)), of: StreamChange(.toDevice, position))

@@ -486,9 +486,17 @@ struct SyncBuilder {
 
     func strippedRoom(_ membership: MembershipStore.Membership, section: Section) async throws -> RoomPlan {
         let roomID = try RoomID(parsing: membership.roomID)
+        var stripped: [JSON] = []
+        if section == .invite, try await service.database.roomEvents.roomVersion(of: roomID) == nil {
+            // An invite by another server to a room not resident here: the state it sent.
+            let invite = try await FederationInboundStore(database: service.database)
+                .invite(roomID: membership.roomID, userID: request.user.rawValue)
+            var plan = RoomPlan(roomID: membership.roomID, section: section)
+            plan.strippedState = invite.flatMap { try? JSON.parse($0.strippedStateJSON).arrayValue } ?? []
+            return plan
+        }
         let actor = try await service.rooms.room(roomID)
         let state = await actor.currentState ?? [:]
-        var stripped: [JSON] = []
         let keys = [EventType.roomCreate, EventType.roomJoinRules, EventType.roomName, EventType.roomAvatar, EventType.roomCanonicalAlias,
                     EventType.roomEncryption, EventType.roomTopic].map { StateKey($0, "") } + [.member(request.user.rawValue)]
         for key in keys {
