@@ -1,4 +1,5 @@
 import Glibc
+import TestSupport
 import Testing
 @testable import Transport
 
@@ -326,5 +327,68 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         defer { client.shutdown() }
         let records = try? await client.srvRecords("_matrix-fed._tcp.invalid")
         #expect(records == nil || records! == [])
+    }
+}
+
+@Suite struct HTTPClientLimitTests {
+    @Test func headOverTheLimitFails() async throws {
+        try await withClientServer { _, port in
+            let client = try loopbackClient { $0.maxHeaderBytes = 64 }
+            defer { client.shutdown() }
+            do {
+                _ = try await client.buffered(plain(port, "/hello"))
+                Issue.record("a head over 64 bytes passed")
+            } catch let error as HTTPClientError {
+                #expect(error.kind == .tooLarge)
+            }
+        }
+    }
+
+    @Test func garbageIsAnInvalidResponse() async throws {
+        // A "server" that answers anything with bytes that are not HTTP.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        listen(fd, 4)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let serverFD = fd
+        async let served: Void = blocking {
+            let peer = accept(serverFD, nil, nil)
+            guard peer >= 0 else { return }
+            let junk = Array("SMTP ready\r\n\r\n".utf8)
+            _ = junk.withUnsafeBytes { write(peer, $0.baseAddress, $0.count) }
+            usleep(200_000)
+            close(peer)
+        }
+        let client = try loopbackClient()
+        defer { client.shutdown() }
+        do {
+            _ = try await client.buffered(plain(port, "/"))
+            Issue.record("garbage accepted as HTTP")
+        } catch let error as HTTPClientError {
+            #expect(error.kind == .invalidResponse)
+        }
+        try await served
+    }
+
+    @Test func theTotalLimitServesEveryHostInTurn() async throws {
+        try await withClientServer { _, port in
+            // One connection in total, two "hosts" (two names of one server).
+            let client = try loopbackClient { $0.maxConnections = 1 }
+            defer { client.shutdown() }
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for i in 0..<6 {
+                    let host = i % 2 == 0 ? "127.0.0.1" : "localhost"
+                    group.addTask { try await client.buffered(plain(host, port, "/slow?10")).status }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses == [Int](repeating: 200, count: 6))
+        }
     }
 }

@@ -245,6 +245,9 @@ final class ClientConnection {
             return
         }
         guard rc == 0 else {
+            if failure == nil && parser.pointee.error != 0 {
+                failure = HTTPClientError(.tooLarge, "response head over \(pool.configuration.maxHeaderBytes) bytes or too many headers")
+            }
             fail(failure ?? HTTPClientError(.invalidResponse, "unparseable response from \(key.host)"))
             return
         }

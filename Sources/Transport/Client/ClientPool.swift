@@ -117,6 +117,11 @@ final class ClientPool: @unchecked Sendable {
             connection.send(exchange)
             return
         }
+        // Requests for other hosts wait on the total limit: the slot is worth more to them.
+        if !waiting.isEmpty && open.count >= configuration.maxConnections {
+            connection.close()
+            return
+        }
         connection.startIdleTimer()
         idle[connection.key, default: []].append(connection)
     }
