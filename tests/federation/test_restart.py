@@ -54,3 +54,43 @@ async def _restart(federation, synapse, peer):
         assert len(ids) == len(set(ids)), f"an event delivered twice to the Synapse user: {ids}"
     finally:
         await close_all(s, p)
+
+
+def test_messages_queued_for_a_down_server_survive_a_sigkill_of_the_sender(federation, synapse, peer):
+    run(_kill_sender(federation, synapse, peer))
+
+
+async def _kill_sender(federation, synapse, peer):
+    """Synapse down, the peer's user sends, the peer is SIGKILLed with those events unsent and
+    started again, then Synapse comes back: every message arrives, in order, once (the peer
+    acknowledged them, so they must survive the crash)."""
+    s = await new_user(synapse, "quentin")
+    p = await new_user(peer, "rita")
+    try:
+        ws, wp = Watcher(s, [peer]), Watcher(p, [synapse])
+        await ws.sync_once(0)
+        await wp.sync_once(0)
+        room = check(await s.room_create(invite=[p.user_id], preset=nio.RoomPreset.private_chat),
+                     nio.RoomCreateResponse, "creating a room", s).room_id
+        await wp.until(lambda w: room in w.invites, f"the invite to {room}")
+        check(await p.join(room), nio.JoinResponse, f"joining {room}", p)
+        await ws.until(lambda w: w.membership(room, p.user_id) == "join", f"{p.user_id}'s join on Synapse")
+
+        await asyncio.to_thread(synapse.stop)
+        expected = [f"queued {i}" for i in range(DURING)]
+        for body in expected:
+            check(await p.room_send(room, "m.room.message", {"msgtype": "m.text", "body": body}),
+                  nio.RoomSendResponse, "sending while Synapse is down", p)
+        await asyncio.to_thread(peer.kill)
+        await asyncio.to_thread(peer.start)
+        await asyncio.to_thread(synapse.start)
+
+        await ws.until(lambda w: set(expected) <= set(w.bodies(room)),
+                       f"the {DURING} messages queued before the SIGKILL of {peer.describe()}")
+        bodies = ws.bodies(room)
+        for body in expected:
+            assert bodies.count(body) == 1, f"{body!r} appears {bodies.count(body)} times on Synapse: {bodies}"
+        order = [bodies.index(b) for b in expected]
+        assert order == sorted(order), f"messages out of order on Synapse: {bodies}"
+    finally:
+        await close_all(s, p)
