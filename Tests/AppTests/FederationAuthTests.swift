@@ -130,6 +130,22 @@ struct FederationAuthTests {
         }
     }
 
+    @Test func federationOffOrOutsideTheDomainWhitelistIs403() async throws {
+        let key = SigningKey.generate()
+        let path = "/_matrix/federation/v1/query/profile?user_id=%40x%3Aa.test"
+        for (enabled, whitelist) in [(false, [String]()), (true, ["c.test"])] {
+            try await withMyelinServer({
+                $0.serverName = "a.test"
+                $0.federation.enabled = enabled
+                $0.federation.domainWhitelist = whitelist
+            }) { _, port in
+                let (status, json) = try await send(port, "GET", path, authorization: try header("GET", path, key: key))
+                #expect(status == 403, "enabled \(enabled), whitelist \(whitelist): \(json)")
+                #expect(json["errcode"]?.stringValue == "M_FORBIDDEN")
+            }
+        }
+    }
+
     @Test func notaryServesOwnAndRemoteKeysSignedByItself() async throws {
         try await withTwoServers { a, aPort, b, _, _, _ in
             let aKey = a.app.signingKey, bKey = b.app.signingKey
