@@ -92,6 +92,31 @@ struct FederationRoomTests {
         }
     }
 
+    @Test("A user of B joins A's room by an alias of A (query/directory), and an invited user by room id alone")
+    func joinByRemoteAliasAndByInvite() async throws {
+        try await withTwoServers { _, aPort, _, bPort in
+            let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: bPort, "bob")
+            let (carol, _) = try await MatrixTestClient.registered(port: bPort, "carol")
+            let room = try #require(try await alice.call("POST", "/createRoom",
+                                                         ["preset": "public_chat", "room_alias_name": "lobby"]).json["room_id"]?.stringValue)
+            let joined = try await bob.call("POST", "/join/\(FederationLink.segment("#lobby:a.test"))", [:])
+            #expect(joined.status == 200 && joined.json["room_id"]?.stringValue == room, "\(joined.json)")
+            let unknown = try await bob.call("POST", "/join/\(FederationLink.segment("#nowhere:a.test"))", [:])
+            #expect(unknown.status == 404, "\(unknown.json)")
+
+            // A room B holds nothing of, with no server in its id (version 12) and no via: the
+            // invite's sender names the server to join through.
+            let secret = try #require(try await alice.call("POST", "/createRoom", ["name": "Secret", "room_version": "12"]).json["room_id"]?.stringValue)
+            _ = try await alice.call("POST", "/rooms/\(secret)/invite", ["user_id": "@carol:b.test"])
+            #expect(try await syncUntil(carol, rounds: 3) { $0["rooms"]?["invite"]?[secret] != nil })
+            let accepted = try await carol.call("POST", "/rooms/\(FederationLink.segment(secret))/join", [:])
+            #expect(accepted.status == 200, "\(accepted.json)")
+            let members = try await alice.call("GET", "/rooms/\(secret)/joined_members")
+            #expect(members.json["joined"]?["@carol:b.test"] != nil, "\(members.json)")
+        }
+    }
+
     @Test("An invite over federation appears in the invitee's rooms.invite, who then joins through it")
     func inviteOverFederation() async throws {
         try await withTwoServers { _, aPort, _, bPort in
