@@ -172,3 +172,15 @@ async def close_all(*clients):
             await c.close()
         except Exception:
             pass
+
+
+async def shared_room(s, p, ws, wp):
+    """A private room created by Synapse user `s` inviting peer user `p`, who joins it by room ID
+    alone; returns once both users' /sync (watchers `ws`, `wp`) show the join."""
+    room = check(await s.room_create(invite=[p.user_id], preset=nio.RoomPreset.private_chat),
+                 nio.RoomCreateResponse, "creating a room", s).room_id
+    await wp.until(lambda w: room in w.invites, f"the invite to {room}")
+    check(await p.join(room), nio.JoinResponse, f"joining {room}", p)
+    await wp.until(lambda w: w.membership(room, p.user_id) == "join", f"{p.user_id}'s own join in {room}")
+    await ws.until(lambda w: w.membership(room, p.user_id) == "join", f"{p.user_id}'s join in {room} on Synapse")
+    return room

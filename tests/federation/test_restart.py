@@ -5,7 +5,7 @@ import time
 
 import nio
 
-from clients import Watcher, check, close_all, new_user, run
+from clients import Watcher, check, close_all, new_user, run, shared_room
 
 DURING = 5  # messages sent while Synapse is down
 OUTAGE_S = 60  # how long Synapse stays down around the SIGKILL of the sender
@@ -22,10 +22,7 @@ async def _restart(federation, synapse, peer):
         ws, wp = Watcher(s, [peer]), Watcher(p, [synapse])
         await ws.sync_once(0)
         await wp.sync_once(0)
-        room = check(await s.room_create(invite=[p.user_id], preset=nio.RoomPreset.private_chat),
-                     nio.RoomCreateResponse, "creating a room", s).room_id
-        await wp.until(lambda w: room in w.invites, f"the invite to {room}")
-        check(await p.join(room), nio.JoinResponse, f"joining {room}", p)
+        room = await shared_room(s, p, ws, wp)
         check(await p.room_send(room, "m.room.message", {"msgtype": "m.text", "body": "before"}),
               nio.RoomSendResponse, "sending before the restart", p)
         await ws.until(lambda w: "before" in w.bodies(room), "the message sent before the restart")
@@ -71,11 +68,7 @@ async def _kill_sender(federation, synapse, peer):
         ws, wp = Watcher(s, [peer]), Watcher(p, [synapse])
         await ws.sync_once(0)
         await wp.sync_once(0)
-        room = check(await s.room_create(invite=[p.user_id], preset=nio.RoomPreset.private_chat),
-                     nio.RoomCreateResponse, "creating a room", s).room_id
-        await wp.until(lambda w: room in w.invites, f"the invite to {room}")
-        check(await p.join(room), nio.JoinResponse, f"joining {room}", p)
-        await ws.until(lambda w: w.membership(room, p.user_id) == "join", f"{p.user_id}'s join on Synapse")
+        room = await shared_room(s, p, ws, wp)
 
         await asyncio.to_thread(synapse.stop)
         stopped = time.monotonic()

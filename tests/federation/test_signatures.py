@@ -9,7 +9,7 @@ import urllib.parse
 import nio
 import signedjson.sign
 
-from clients import Watcher, check, close_all, new_user, q, run, unique
+from clients import Watcher, check, close_all, new_user, q, run, shared_room, unique
 
 
 def x_matrix(origin, destination, key_id, signature):
@@ -69,11 +69,7 @@ async def _forged_transaction(federation, synapse, peer):
         ws, wp = Watcher(s, [peer]), Watcher(p, [synapse])
         await ws.sync_once(0)
         await wp.sync_once(0)
-        room = check(await s.room_create(invite=[p.user_id], preset=nio.RoomPreset.private_chat),
-                     nio.RoomCreateResponse, "creating a room", s).room_id
-        await wp.until(lambda w: room in w.invites, f"the invite to {room}")
-        check(await p.join(room), nio.JoinResponse, f"joining {room}", p)
-        await wp.until(lambda w: w.membership(room, p.user_id) == "join", "the peer user's own join")
+        room = await shared_room(s, p, ws, wp)
 
         forged_body = "forged " + unique("")
         now = int(time.time() * 1000)
