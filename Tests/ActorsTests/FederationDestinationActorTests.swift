@@ -60,6 +60,24 @@ struct FederationDestinationActorTests {
                                registryLimits: RegistryLimits(maxResident: 10, idleTimeout: .seconds(600)))
     }
 
+    /// A room of local alice that remote bob has joined (as the room would hold it after a
+    /// federated join), its rooms wired to fresh destinations connected to `fake`.
+    func roomWithRemoteMember(_ database: Database, _ fake: FakeRemote) async throws
+        -> (rooms: Rooms, destinations: FederationDestinations, roomID: RoomID, alice: UserID, bob: UserID) {
+        let base = try await makeRooms(database)
+        let destinations = makeDestinations(database, base)
+        destinations.connect(fake)
+        var context = base.context
+        context.federation = destinations
+        let rooms = Rooms(context: context, limits: RegistryLimits(maxResident: 100, idleTimeout: .seconds(600)))
+        let alice = testUser("alice")
+        let bob = try UserID(parsing: "@bob:remote.test")
+        let (roomID, _) = try await rooms.createRoom(creator: alice, joinRule: "public")
+        _ = try await rooms.send(EventDraft(type: EventType.roomMember, sender: bob, stateKey: bob.rawValue,
+                                            content: ["membership": "join"]), in: roomID)
+        return (rooms, destinations, roomID, alice, bob)
+    }
+
     /// Waits (bounded) until `condition` holds; the test then asserts on the state itself.
     func eventually(_ condition: () async -> Bool) async {
         for _ in 0..<500 where !(await condition()) { try? await Task.sleep(for: .milliseconds(10)) }
@@ -69,18 +87,9 @@ struct FederationDestinationActorTests {
     func anUnreachableRemoteGetsEveryMissingEventAfterARestartInOrderOnce(_ backend: Backend) async throws {
         try await withStore(backend) { database in
             let fake = FakeRemote()
-            let base = try await makeRooms(database)
-            var destinations = makeDestinations(database, base)
-            destinations.connect(fake)
-            var context = base.context
-            context.federation = destinations
-            let rooms = Rooms(context: context, limits: RegistryLimits(maxResident: 100, idleTimeout: .seconds(600)))
-            let alice = testUser("alice")
-            let bob = try UserID(parsing: "@bob:remote.test")
-            let (roomID, _) = try await rooms.createRoom(creator: alice, joinRule: "public")
-            // The remote user's join (as the room would hold it after a federated join).
-            _ = try await rooms.send(EventDraft(type: EventType.roomMember, sender: bob, stateKey: bob.rawValue,
-                                                content: ["membership": "join"]), in: roomID)
+            let made = try await roomWithRemoteMember(database, fake)
+            let (rooms, roomID, alice, bob) = (made.rooms, made.roomID, made.alice, made.bob)
+            var destinations = made.destinations
             let destination = try await destinations.registry.get(Self.remote)
             for index in 1...3 { _ = try await rooms.send(message(alice, "up \(index)"), in: roomID) }
             await eventually { fake.snapshot.bodies.count >= 3 }
@@ -117,17 +126,7 @@ struct FederationDestinationActorTests {
     func aCatchUpSendsTheNewest50EventsOfARoomInOneTransaction(_ backend: Backend) async throws {
         try await withStore(backend) { database in
             let fake = FakeRemote()
-            let base = try await makeRooms(database)
-            let destinations = makeDestinations(database, base)
-            destinations.connect(fake)
-            var context = base.context
-            context.federation = destinations
-            let rooms = Rooms(context: context, limits: RegistryLimits(maxResident: 100, idleTimeout: .seconds(600)))
-            let alice = testUser("alice")
-            let bob = try UserID(parsing: "@bob:remote.test")
-            let (roomID, _) = try await rooms.createRoom(creator: alice, joinRule: "public")
-            _ = try await rooms.send(EventDraft(type: EventType.roomMember, sender: bob, stateKey: bob.rawValue,
-                                                content: ["membership": "join"]), in: roomID)
+            let (rooms, destinations, roomID, alice, _) = try await roomWithRemoteMember(database, fake)
             _ = try await destinations.registry.get(Self.remote)
             fake.setUp(false)
             for index in 1...60 { _ = try await rooms.send(message(alice, "m\(index)"), in: roomID) }
