@@ -94,7 +94,7 @@ extension FederationClient {
 
 /// `app.federationClient`: the `FederationClient` of the configuration, built on the first
 /// request (an app that never federates, as most tests, starts no client thread). Owned by
-/// `MyelinApp`, which hands it to the key ring.
+/// `MyelinApp`; `MyelinServer` connects it (key ring, room handlers, destinations) when federation is on.
 final class LazyFederationClient: FederationRequesting {
     private let make: @Sendable () throws -> FederationClient
     private let state = Mutex<FederationClient?>(nil)

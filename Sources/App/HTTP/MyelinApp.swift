@@ -50,7 +50,6 @@ final class MyelinApp: HTTPResponder {
                                 store: ServerKeyStore(database: database),
                                 notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
-        keyRing.use(federationClient)
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
         accessLog = configuration.logging.accessLog && logger.logLevel <= .info ? AccessLog() : nil
