@@ -130,11 +130,11 @@ public struct RoomEventStore: Sendable {
             .map { try $0.text(0) }
     }
 
-    /// The room's newest events, oldest first.
+    /// The room's newest timeline events (outliers, at negative positions, left out), oldest first.
     public static func latestEvents(_ db: any SQLConnection, roomID: String, limit: Int) throws -> [EventRow] {
         try db.query("""
             SELECT \(columns)
-            FROM events WHERE room_id = ? ORDER BY stream_ordering DESC LIMIT ?
+            FROM events WHERE room_id = ? AND stream_ordering > 0 ORDER BY stream_ordering DESC LIMIT ?
             """, .text(roomID), .int(Int64(limit))).map(eventRow).reversed()
     }
 

@@ -6,6 +6,10 @@ import Persistence
 struct RemoteApplication: Sendable {
     var extremities: [EventID]
     var resolvedState: AuthState?
+    /// The event's own state (the state before it plus itself) when it is not `resolvedState`.
+    var eventState: RoomEventStore.StateGroup? = nil
+    /// The event was stored as an outlier (fetched for another's auth) and now joins the timeline.
+    var replacesOutlier = false
 }
 
 /// What became of one PDU received over federation (server-server API, "Checks performed
@@ -67,7 +71,7 @@ extension RoomActor {
         guard let working = room else { throw MatrixError(.notFound, "Unknown room") }
         let builder = EventBuilder(roomVersion: working.version, signingKey: context.signingKey, serverName: context.serverName)
         let pdu = try builder.build(type: type, sender: sender, stateKey: stateKey, content: content, roomID: roomID,
-                                    prevEvents: working.extremities, depth: working.maxDepth + 1,
+                                    prevEvents: Self.prevEvents(citing: working.extremities), depth: working.maxDepth + 1,
                                     originServerTS: currentTimeMillis(), state: working.state)
         var json = pdu.json
         for field in ["signatures", "hashes", "unsigned"] { json[field] = nil }
@@ -83,85 +87,18 @@ extension RoomActor {
     /// prev events, resolved when they differ), then soft-failed against the current state;
     /// an accepted one is persisted with its state group, moves the forward extremities and
     /// is published exactly like a local event.
-    public func receive(_ pdus: [PDU]) async throws -> [EventID: ReceivedPDUOutcome] {
+    ///
+    /// `statesAtPrevs` gives, for prev events stored without a state of their own (outliers,
+    /// e.g. fetched with `/event`), the state before them as another server answered
+    /// (`/state_ids` at them); every event it names must be stored (as outliers at least).
+    public func receive(_ pdus: [PDU], statesAtPrevs: [EventID: StateMap] = [:]) async throws -> [EventID: ReceivedPDUOutcome] {
         try await beginExclusive()
         defer { endExclusive() }
         var outcomes: [EventID: ReceivedPDUOutcome] = [:]
         for pdu in pdus {
-            outcomes[pdu.eventID] = try await receiveOne(pdu)
+            outcomes[pdu.eventID] = try await receiveOne(pdu, supplied: statesAtPrevs)
         }
         return outcomes
-    }
-
-    private func receiveOne(_ pdu: PDU) async throws -> ReceivedPDUOutcome {
-        guard var working = room else { throw MatrixError(.notFound, "Unknown room") }
-        let version = working.version
-        guard pdu.roomVersion.id == version.id, pdu.effectiveRoomID == roomID else {
-            return .rejected("event of another room or room version")
-        }
-        let ids = Array(Set(pdu.authEvents + pdu.prevEvents + [pdu.eventID]).map(\.rawValue))
-        let key = roomID.rawValue
-        let loaded = try await context.database.read { db -> ([RoomEventStore.EventRow], [String: [RoomEventStore.StateEntry]]) in
-            let rows = try RoomEventStore.events(db, ids: ids).filter { $0.roomID == key }
-            var states: [String: [RoomEventStore.StateEntry]] = [:]
-            // Outliers (negative positions: soft-failed, fetched auth events) have no state of their own.
-            for row in rows where row.streamOrdering > 0 && pdu.prevEvents.contains(where: { $0.rawValue == row.eventID }) {
-                states[row.eventID] = try RoomEventStore.state(db, group: row.stateGroup)
-            }
-            return (rows, states)
-        }
-        var byID: [String: RoomEventStore.EventRow] = [:]
-        for row in loaded.0 { byID[row.eventID] = row }
-        if byID[pdu.eventID.rawValue] != nil { return .duplicate }
-        var authEvents: [PDU] = []
-        for id in pdu.authEvents {
-            guard let row = byID[id.rawValue] else { return .rejected("unknown auth event \(id)") }
-            authEvents.append(try PDU(bytes: row.json, roomVersion: version, eventID: id))
-        }
-        do { try EventAuth.checkAuthEvents(pdu, authEvents: authEvents) } catch { return .rejected(error.description) }
-        // The state before the event. Its prev events being exactly the forward extremities
-        // is the common case: the current state.
-        let linear = Set(pdu.prevEvents) == Set(working.extremities)
-        var before = working.state
-        if !linear {
-            let sets: [StateMap] = pdu.prevEvents.compactMap { prev in
-                guard let entries = loaded.1[prev.rawValue], let row = byID[prev.rawValue] else { return nil }
-                var map = Self.stateMap(entries)
-                // The state at a prev event includes it when it is a state event.
-                if let stateKey = row.stateKey { map[StateKey(row.type, stateKey)] = prev }
-                return map
-            }
-            guard !sets.isEmpty else { return .rejected("none of the prev events is known") }
-            before = try await resolveStates(sets, version: version)
-        }
-        do { try EventAuth.authorize(pdu, against: before) } catch { return .rejected(error.description) }
-        if !linear {
-            do {
-                try EventAuth.authorize(pdu, against: working.state)
-            } catch {
-                // Soft failure: kept (other events may refer to it) but never in the timeline
-                // nor a forward extremity (server-server API, "Soft failure").
-                try await storeOutliers([pdu], excluding: nil, version: version)
-                return .softFailed(error.description)
-            }
-        }
-        let extremities = working.extremities.filter { !pdu.prevEvents.contains($0) } + [pdu.eventID]
-        var resolved: AuthState?
-        if !linear || extremities.count > 1 {
-            var after = before
-            if let entry = pdu.stateEntry { after[entry] = pdu }
-            resolved = extremities.count == 1 ? after
-                : try await resolveStates([working.state.mapValues(\.eventID), after.mapValues(\.eventID)], version: version,
-                                          known: Array(working.state.values) + Array(after.values))
-        }
-        let allocation = context.events.allocate()
-        let write = apply(pdu, at: allocation.position, to: &working, fullSnapshot: false,
-                          remote: RemoteApplication(extremities: extremities, resolvedState: resolved))
-        let (events, _) = try await persist([write], allocations: [allocation], createdTS: nil, version: version)
-        makeVisible([write], working, [allocation])
-        room = working
-        publish(events, working)
-        return .persisted
     }
 
     static func stateMap(_ entries: [RoomEventStore.StateEntry]) -> StateMap {
@@ -178,10 +115,16 @@ extension RoomActor {
         var cache: [EventID: PDU] = [:]
         for pdu in known { cache[pdu.eventID] = pdu }
         var wanted = Set(sets.flatMap(\.values)).filter { cache[$0] == nil }
+        for pdu in known { for auth in pdu.authEvents where cache[auth] == nil { wanted.insert(auth) } }
+        // Rejected events are ignored as auth events (server-server API, "Rejection").
+        var rejected: Set<EventID> = []
         // Auth chains, breadth first, bounded.
         while !wanted.isEmpty && cache.count < Self.maxResolutionEvents {
             let ids = wanted.map(\.rawValue)
-            let rows = try await context.database.read { db in try RoomEventStore.events(db, ids: ids) }
+            let (rows, refused) = try await context.database.read { db in
+                (try RoomEventStore.events(db, ids: ids), try EventStateStore.rejected(db, ids: ids))
+            }
+            for id in refused { if let id = try? EventID(parsing: id) { rejected.insert(id) } }
             wanted = []
             for row in rows {
                 guard let id = try? EventID(parsing: row.eventID),
@@ -196,7 +139,7 @@ extension RoomActor {
             resolved = sets[0]
         } else {
             let snapshot = cache
-            resolved = try StateResolution.resolve(sets, roomVersion: version) { snapshot[$0] }
+            resolved = try StateResolution.resolve(sets, roomVersion: version, rejected: rejected) { snapshot[$0] }
         }
         var state: AuthState = [:]
         for (key, id) in resolved {

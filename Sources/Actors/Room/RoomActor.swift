@@ -279,7 +279,7 @@ public actor RoomActor: RegistryMember {
                 }
                 do {
                     let pdu = try builder.build(type: draft.type, sender: draft.sender, stateKey: draft.stateKey,
-                                                content: draft.content, roomID: roomID, prevEvents: working.extremities,
+                                                content: draft.content, roomID: roomID, prevEvents: Self.prevEvents(citing: working.extremities),
                                                 depth: working.maxDepth + 1, originServerTS: now,
                                                 state: working.state, redacts: draft.redacts)
                     // Client-server API "Size limits": the whole event at most 64 KiB.
@@ -351,6 +351,10 @@ public actor RoomActor: RegistryMember {
         var redactionClientJSON: JSON?
         var relation: RelationStore.Relation?
         var searchable: (key: String, text: String)?
+        /// A remote event's own state when it is not the room's (`EventStateStore`), and
+        /// whether the event replaces a stored outlier of itself.
+        var eventState: RoomEventStore.StateGroup? = nil
+        var replacesOutlier = false
     }
 
     /// Applies `pdu` to the working copy of the room and returns the rows to write.
@@ -404,7 +408,8 @@ public actor RoomActor: RegistryMember {
             }
             working.stateGroup = position
         }
-        working.extremities = remote?.extremities ?? [pdu.eventID]
+        // A local event cites at most `maxPrevEvents` extremities; the others stay.
+        working.extremities = remote?.extremities ?? (working.extremities.filter { !pdu.prevEvents.contains($0) } + [pdu.eventID])
         working.maxDepth = max(remote == nil ? 0 : working.maxDepth, pdu.depth)
         working.lastStreamOrdering = position
         let bytes = pdu.bytes ?? JSON.object(pdu.json).encoded()
@@ -440,7 +445,8 @@ public actor RoomActor: RegistryMember {
         for field in ["body", "name", "topic"] { if let text = pdu.content[field]?.stringValue { texts[field] = text } }
         return Write(event: row, group: group, extremities: working.extremities.map(\.rawValue), persisted: persisted,
                      membership: membership, redacts: redacts, redactionClientJSON: redacts == nil ? nil : client,
-                     relation: relation, searchable: SearchStore.searchable(type: pdu.type, content: texts))
+                     relation: relation, searchable: SearchStore.searchable(type: pdu.type, content: texts),
+                     eventState: remote?.eventState, replacesOutlier: remote?.replacesOutlier ?? false)
     }
 
     /// Writes the batch in one transaction (its positions aborted if it fails; the caller
@@ -457,7 +463,12 @@ public actor RoomActor: RegistryMember {
                 var redacted: [String: [UInt8]] = [:]
                 for write in writes {
                     if let group = write.group { try RoomEventStore.insertStateGroup(db, group) }
+                    if write.replacesOutlier { try EventStateStore.deleteOutlier(db, eventID: write.event.eventID) }
                     try RoomEventStore.insertEvent(db, write.event)
+                    if let own = write.eventState {
+                        try RoomEventStore.insertStateGroup(db, own)
+                        try EventStateStore.setStateGroup(db, eventID: write.event.eventID, roomID: key, group: own.id)
+                    }
                     if let membership = write.membership { try MembershipStore.setMembership(db, membership) }
                     if let relation = write.relation { try RelationStore.insert(db, relation) }
                     if let (searchKey, text) = write.searchable {
