@@ -338,3 +338,33 @@ struct V12Room {
         #expect(resolved[.create] == c.eventID && resolved[.powerLevels] != nil)
     }
 }
+
+/// Server-server API, "Rejection": a rejected event is never part of the resolved state, even
+/// when it would otherwise win its conflict (the room actor passes what it rejected).
+@Test func rejectedEventsNeverWinTheirConflict() throws {
+    for v in [RoomVersion.v2, v2WithV21] {
+        func ev(_ id: String, _ sender: String, _ type: String, _ sk: String, _ content: [String: JSON], auth: [String], ts: Int64) throws -> PDU {
+            try PDU(json: ["type": .string(type), "sender": .string(sender), "state_key": .string(sk), "room_id": "!test:example.com",
+                           "content": .object(content), "origin_server_ts": .int(ts), "event_id": .string("$\(id):example.com"),
+                           "auth_events": .array(auth.map { .string("$\($0):example.com") }), "prev_events": []], roomVersion: v)
+        }
+        let create = try ev("CREATE", ALICE, "m.room.create", "", ["creator": .string(ALICE)], auth: [], ts: 0)
+        let ima = try ev("IMA", ALICE, "m.room.member", ALICE, ["membership": "join"], auth: ["CREATE"], ts: 1)
+        let ipower = try ev("IPOWER", ALICE, "m.room.power_levels", "", ["users": [ALICE: 100]], auth: ["CREATE", "IMA"], ts: 2)
+        let ijr = try ev("IJR", ALICE, "m.room.join_rules", "", ["join_rule": "public"], auth: ["CREATE", "IMA", "IPOWER"], ts: 3)
+        let jr = try ev("JR", ALICE, "m.room.join_rules", "", ["join_rule": "invite"], auth: ["CREATE", "IMA", "IPOWER"], ts: 4)
+        // A topic citing the rejected join rule among its auth events is still checked on the state.
+        let topic = try ev("T", ALICE, "m.room.topic", "", ["topic": "x"], auth: ["CREATE", "IMA", "IPOWER"], ts: 5)
+        let map = Dictionary(uniqueKeysWithValues: [create, ima, ipower, ijr, jr, topic].map { ($0.eventID, $0) })
+        let base: StateMap = [.create: create.eventID, .member(ALICE): ima.eventID, .powerLevels: ipower.eventID]
+        var s1 = base, s2 = base
+        s1[.joinRules] = ijr.eventID
+        s2[.joinRules] = jr.eventID
+        s2[StateKey("m.room.topic", "")] = topic.eventID
+        let plain = try StateResolution.resolve([s1, s2], roomVersion: v) { map[$0] }
+        #expect(plain[.joinRules] == jr.eventID, "\(v.stateResolution)")
+        let refusing = try StateResolution.resolve([s1, s2], roomVersion: v, rejected: [jr.eventID]) { map[$0] }
+        #expect(refusing[.joinRules] == ijr.eventID, "\(v.stateResolution)")
+        #expect(refusing[StateKey("m.room.topic", "")] == topic.eventID, "\(v.stateResolution)")
+    }
+}

@@ -174,10 +174,11 @@ async def close_all(*clients):
             pass
 
 
-async def shared_room(s, p, ws, wp):
+async def shared_room(s, p, ws, wp, room_version=None):
     """A private room created by Synapse user `s` inviting peer user `p`, who joins it by room ID
-    alone; returns once both users' /sync (watchers `ws`, `wp`) show the join."""
-    room = check(await s.room_create(invite=[p.user_id], preset=nio.RoomPreset.private_chat),
+    alone; returns once both users' /sync (watchers `ws`, `wp`) show the join. `room_version`:
+    the server's default unless given."""
+    room = check(await s.room_create(invite=[p.user_id], preset=nio.RoomPreset.private_chat, room_version=room_version),
                  nio.RoomCreateResponse, "creating a room", s).room_id
     await wp.until(lambda w: room in w.invites, f"the invite to {room}")
     check(await p.join(room), nio.JoinResponse, f"joining {room}", p)

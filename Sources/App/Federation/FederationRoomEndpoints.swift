@@ -73,7 +73,10 @@ enum FederationRoomEndpoints {
     static func event(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
         let app = context.app
-        guard let row = try await app.database.roomEvents.event(context.parameter("eventId")) else {
+        let id = context.parameter("eventId")
+        // Rejected events are kept only to recognise them; never served (server-server API, "Rejection").
+        guard let row = try await app.database.roomEvents.event(id),
+              try await app.database.read({ db in try EventStateStore.rejected(db, ids: [id]).isEmpty }) else {
             throw MatrixError(.notFound, "Unknown event")
         }
         let roomID = try RoomID(parsing: row.roomID)

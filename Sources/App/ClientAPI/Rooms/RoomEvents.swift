@@ -190,7 +190,8 @@ enum RoomEvents {
         let joinedNow = try await app.roomService.membership(user, in: roomID)?.membership == MembershipState.join
         let room = roomID.rawValue, userID = user.rawValue
         let found = try await app.database.read { db -> RoomEventStore.EventRow? in
-            guard let row = try RoomEventStore.event(db, eventID: eventID), row.roomID == room else { return nil }
+            guard let row = try RoomEventStore.event(db, eventID: eventID), row.roomID == room,
+                  try EventStateStore.rejected(db, ids: [eventID]).isEmpty else { return nil }
             var visibility = RoomService.Visibility(user: userID, joinedNow: joinedNow)
             return try visibility.visible(row, db) ? row : nil
         }
