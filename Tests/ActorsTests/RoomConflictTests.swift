@@ -40,7 +40,10 @@ struct RoomConflictTests {
             let (roomID, _) = try await rooms.createRoom(creator: alice, version: version)
             _ = try await rooms.send(EventDraft(type: "m.room.join_rules", sender: alice, stateKey: "", content: ["join_rule": "public"]), in: roomID)
             let actor = try await rooms.room(roomID)
-            func snapshot() async throws -> RoomSnapshot { try #require(await actor.snapshot) }
+            func snapshot() async throws -> RoomSnapshot {
+                guard let shape = await actor.snapshot else { throw MatrixError(.notFound, "the room vanished") }
+                return shape
+            }
             var state = try #require(await actor.currentState)
             var s0 = try await snapshot()
 
@@ -73,16 +76,16 @@ struct RoomConflictTests {
             // message is allowed and accepted, and the room's state is the resolution of both
             // branches: Alice (100) outranks Bob (50), her demotion applies first, his change fails.
             let bobBranch = after(state, bobPL)
-            let message = try remote("m.room.message", bob, nil, ["msgtype": "m.text", "body": "hi"], on: bobBranch,
+            let bobMessage = try remote("m.room.message", bob, nil, ["msgtype": "m.text", "body": "hi"], on: bobBranch,
                                      prev: [bobPL.eventID], depth: s0.nextDepth + 1, room: roomID, version: version)
-            #expect(try await actor.receive([message])[message.eventID] == .persisted)
-            #expect(Set(try await snapshot().extremities) == [demotion.eventID, message.eventID])
+            #expect(try await actor.receive([bobMessage])[bobMessage.eventID] == .persisted)
+            #expect(Set(try await snapshot().extremities) == [demotion.eventID, bobMessage.eventID])
             #expect(await actor.currentState?[.powerLevels]?.eventID == demotion.eventID)
 
             // A local event now merges both extremities.
             let merge = try await rooms.send(message(alice, "merge"), in: roomID)
             let merged = try PDU(bytes: merge.bytes, roomVersion: version)
-            #expect(Set(merged.prevEvents) == [demotion.eventID, message.eventID])
+            #expect(Set(merged.prevEvents) == [demotion.eventID, bobMessage.eventID])
             #expect(try await snapshot().extremities == [merge.eventID])
 
             // Rejected: Mallory never joined. Stored as rejected, never state nor extremity;
@@ -108,7 +111,7 @@ struct RoomConflictTests {
             let again = try await rooms.room(roomID)
             let ids = (await again.recentEvents(after: 0) ?? []).map(\.eventID)
             #expect(!ids.contains(bobPL.eventID) && !ids.contains(intruder.eventID))
-            #expect(ids.contains(message.eventID) && ids.contains(afterIntruder.eventID))
+            #expect(ids.contains(bobMessage.eventID) && ids.contains(afterIntruder.eventID))
             #expect(await again.currentState?[.powerLevels]?.eventID == demotion.eventID)
             #expect(Set(await again.forwardExtremities) == [merge.eventID, afterIntruder.eventID])
             await rooms.registry.deactivateAll()
