@@ -114,6 +114,25 @@ struct RoomConflictTests {
             #expect(ids.contains(bobMessage.eventID) && ids.contains(afterIntruder.eventID))
             #expect(await again.currentState?[.powerLevels]?.eventID == demotion.eventID)
             #expect(Set(await again.forwardExtremities) == [merge.eventID, afterIntruder.eventID])
+
+            // A prev event known only as an outlier has no state here: the caller supplies the
+            // state before it (its /state_ids answer); without it the event cannot be checked.
+            let shape = try #require(await again.snapshot)
+            let known = try #require(await again.currentState)
+            let fetched = try remote("m.room.message", bob, nil, ["msgtype": "m.text", "body": "fetched"], on: known,
+                                     prev: shape.extremities, depth: shape.nextDepth, room: roomID, version: version)
+            try await again.storeOutliers([fetched])
+            let child = try remote("m.room.message", bob, nil, ["msgtype": "m.text", "body": "child"], on: known,
+                                   prev: [fetched.eventID], depth: shape.nextDepth + 1, room: roomID, version: version)
+            guard case .rejected = try await again.receive([child])[child.eventID] else {
+                Issue.record("an event whose prev events have no state here cannot be checked"); return
+            }
+            let supplied = try await again.receive([child], statesAtPrevs: [fetched.eventID: known.mapValues(\.eventID)])
+            #expect(supplied[child.eventID] == .persisted)
+            // As Synapse: the outlier is not an extremity, so the child joins the others.
+            #expect(Set(await again.forwardExtremities) == [merge.eventID, afterIntruder.eventID, child.eventID])
+            // The outlier arriving for real is not taken for a duplicate.
+            #expect(try await again.receive([fetched])[fetched.eventID] == .persisted)
             await rooms.registry.deactivateAll()
         }
     }
