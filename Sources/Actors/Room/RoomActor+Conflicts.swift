@@ -44,7 +44,9 @@ extension RoomActor {
         var group: Int64?
     }
 
-    func loadNeighbourhood(_ pdu: PDU) async throws -> Neighbourhood {
+    /// `withPrevStates`: false when the state before the event is the current state (its
+    /// prev events are the forward extremities), which spares reading their states.
+    func loadNeighbourhood(_ pdu: PDU, withPrevStates: Bool) async throws -> Neighbourhood {
         let ids = Array(Set(pdu.authEvents + pdu.prevEvents + [pdu.eventID]).map(\.rawValue))
         let prevs = Set(pdu.prevEvents.map(\.rawValue))
         let own = pdu.eventID.rawValue
@@ -56,7 +58,7 @@ extension RoomActor {
             near.rejected = try EventStateStore.rejected(db, ids: rows.map(\.eventID))
             let recorded = try EventStateStore.stateGroups(db, ids: rows.map(\.eventID).filter { prevs.contains($0) || $0 == own })
             near.knownInDAG = recorded[own] != nil || near.rejected.contains(own)
-            for row in rows where prevs.contains(row.eventID) {
+            for row in rows where withPrevStates && prevs.contains(row.eventID) {
                 // Outliers (negative positions, no recorded state) have no state here.
                 guard let group = recorded[row.eventID] ?? (row.streamOrdering > 0 ? row.stateGroup : nil) else { continue }
                 near.prevStates[row.eventID] = (group, try RoomEventStore.state(db, group: group))
@@ -71,7 +73,8 @@ extension RoomActor {
         guard pdu.roomVersion.id == version.id, pdu.effectiveRoomID == roomID else {
             return .rejected("event of another room or room version")
         }
-        let near = try await loadNeighbourhood(pdu)
+        let linear = Set(pdu.prevEvents) == Set(working.extremities)
+        let near = try await loadNeighbourhood(pdu, withPrevStates: !linear)
         let stored = near.rows[pdu.eventID.rawValue]
         // A plain outlier (fetched for another event's auth) arriving for real joins the DAG.
         if stored != nil && (near.knownInDAG || stored!.streamOrdering > 0) { return .duplicate }
@@ -81,7 +84,6 @@ extension RoomActor {
             guard let row = near.rows[id.rawValue] else { return .rejected("unknown auth event \(id)") }
             authEvents.append(try PDU(bytes: row.json, roomVersion: version, eventID: id))
         }
-        let linear = Set(pdu.prevEvents) == Set(working.extremities)
         let before = linear ? StateBefore(state: working.state, group: working.stateGroup)
             : try await stateBefore(pdu, near: near, supplied: supplied, version: version)
         // Auth rules: "If there are entries which were themselves rejected ..., reject."
