@@ -20,3 +20,13 @@ public enum DeviceListStore {
             """, .int(after), .int(upTo), .text(userID), .text(userID)).map { try $0.text(0) }
     }
 }
+
+extension DeviceListStore {
+    /// The latest position of `userID`'s own changes at or below `before` (nil: none): the
+    /// `stream_id` served by `GET /user/devices` and the `prev_id` of the next
+    /// `m.device_list_update` (server-server API "Device Management").
+    public static func lastChange(_ db: any SQLConnection, userID: String, atOrBelow before: Int64) throws -> Int64? {
+        try db.queryFirst("SELECT MAX(stream_id) FROM device_lists_stream WHERE user_id = ? AND stream_id <= ?",
+                          .text(userID), .int(before))?.optionalInt(0)
+    }
+}

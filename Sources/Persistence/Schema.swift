@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, remoteDeviceLists]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -419,6 +419,27 @@ public enum Schema {
                 event_json \(.bytes) NOT NULL,
                 stripped_state_json \(.bytes) NOT NULL,
                 PRIMARY KEY (room_id, user_id)
+            );
+            """)
+
+    /// Remote users' device lists (issue 17): per user the `stream_id` of the last
+    /// `m.device_list_update` applied and the cross-signing keys, and their devices with the
+    /// signed device keys (`RemoteDeviceStore`).
+    static let remoteDeviceLists = Migration(
+        version: 95, name: "remote_device_lists",
+        """
+            CREATE TABLE remote_device_lists (
+                user_id TEXT PRIMARY KEY NOT NULL,
+                stream_id \(.bigint) NOT NULL,
+                master_key \(.bytes),
+                self_signing_key \(.bytes)
+            );
+            CREATE TABLE remote_devices (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                display_name TEXT,
+                keys_json \(.bytes),
+                PRIMARY KEY (user_id, device_id)
             );
             """)
 }

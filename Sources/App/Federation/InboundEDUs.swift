@@ -26,7 +26,8 @@ extension MyelinApp {
                 case "m.receipt": try await receiveReceipts(content, origin: origin)
                 case "m.presence": try await receivePresence(content, origin: origin)
                 case "m.direct_to_device": try await receiveToDevice(content, origin: origin)
-                case "m.device_list_update": try await receiveDeviceListUpdate(content, origin: origin)
+                case "m.device_list_update", "m.signing_key_update":
+                    try await receiveKeyUpdate(type, content, origin: origin)
                 default: continue
                 }
             } catch {
@@ -132,13 +133,15 @@ extension MyelinApp {
         }
     }
 
-    /// `m.device_list_update`: the remote user's devices changed; local users sharing a room
-    /// with them see the user in `device_lists.changed` and re-query the keys (which fan out
-    /// to the remote: no device list is cached here yet).
-    private func receiveDeviceListUpdate(_ content: [String: JSON], origin: ServerName) async throws {
+    /// `m.device_list_update` and `m.signing_key_update`: the remote user's devices or
+    /// cross-signing keys changed; the cache follows (`RemoteDeviceLists`) and local users
+    /// sharing a room with them see the user in `device_lists.changed`.
+    private func receiveKeyUpdate(_ type: String, _ content: [String: JSON], origin: ServerName) async throws {
         guard let user = remoteUser(content["user_id"], of: origin) else { return }
-        let peers = try await database.memberships.peers(of: user)
-        guard !peers.isEmpty else { return }
-        try await keys.deviceListChanged(user)
+        if type == "m.device_list_update" {
+            try await applyDeviceListUpdate(content, user: user)
+        } else {
+            try await applySigningKeyUpdate(content, user: user)
+        }
     }
 }
