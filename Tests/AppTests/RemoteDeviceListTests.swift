@@ -82,6 +82,7 @@ struct RemoteDeviceListTests {
             #expect(second.json["device_keys"]?["@bob:b.test"]?[bobDevice] != nil)
             #expect(aLink.paths.withLock { $0.count } == before)
 
+            let since = try #require(try await alice.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
             // A second device of bob: b.test sends one m.device_list_update naming its previous
             // change; a.test applies it without a resync and alice's sync says bob changed.
             let login = try await MatrixTestClient(port: bPort).call("POST", "/login", ["type": "m.login.password", "user": "bob",
@@ -93,9 +94,8 @@ struct RemoteDeviceListTests {
             #expect(aLink.count(Self.userDevices) == 1, "\(aLink.paths.withLock { $0 })")
             let third = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
             #expect(third.json["device_keys"]?["@bob:b.test"]?[second2]?["device_id"]?.stringValue == second2)
-            #expect(try await syncUntil(alice) { sync in
-                sync["device_lists"]?["changed"]?.arrayValue?.contains("@bob:b.test") == true
-            })
+            let changed = try await alice.call("GET", "/sync?timeout=5000&since=\(since)")
+            #expect(changed.json["device_lists"]?["changed"]?.arrayValue?.contains("@bob:b.test") == true, "\(changed.json)")
 
             // Cross-signing keys: m.signing_key_update reaches the cache.
             let master: JSON = ["user_id": "@bob:b.test", "usage": ["master"], "keys": ["ed25519:BOBMASTER": "BOBMASTER"]]
@@ -152,11 +152,14 @@ struct RemoteDeviceListTests {
         try await withSharedRoom { a, _, _, alice, bob, _, room, bobDevice, _ in
             _ = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
             #expect(try await cachedDevices(a) == [bobDevice])
+            let since = try #require(try await alice.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
             #expect(try await bob.call("POST", "/rooms/\(room)/leave", [:]).status == 200)
             #expect(try await eventually {
                 try await a.app.database.memberships.membership(of: try UserID(parsing: "@bob:b.test"),
                                                                 in: try RoomID(parsing: room))?.membership == "leave"
             })
+            let left = try await alice.call("GET", "/sync?timeout=0&since=\(since)")
+            #expect(left.json["device_lists"]?["left"]?.arrayValue?.contains("@bob:b.test") == true, "\(left.json)")
             await a.app.sweepDeviceLists()
             #expect(try await a.app.database.remoteDevices.streamID(of: "@bob:b.test") == nil)
         }
