@@ -100,7 +100,7 @@ extension MyelinApp {
         // Only users someone here shares a room with (a server cannot fill our table with
         // presence of strangers).
         var shared: [(userID: UserID, presence: PresenceStore.Presence)] = []
-        for change in changes.prefix(100) where !(try await database.memberships.peers(of: change.userID)).isEmpty {
+        for change in changes.prefix(100) where try await sharesARoom(with: change.userID) {
             shared.append(change)
         }
         changes = shared
@@ -127,8 +127,11 @@ extension MyelinApp {
             }
         }
         guard !rows.isEmpty else { return }
-        // The sender's message id is the transaction: a retried transaction stores nothing.
-        if let position = try await roomService.toDevice.send(rows, from: sender, device: "", txnID: "federation/" + messageID) {
+        // The message id is the transaction, per origin (spec: `message_id` is unique per
+        // sending server; Synapse keys its inbox by (origin, message_id)): a retried
+        // transaction or a replayed EDU stores nothing.
+        if let position = try await roomService.toDevice.send(rows, from: sender, device: "",
+                                                              txnID: "federation/" + origin.rawValue + "/" + messageID) {
             roomService.fanout.notify(Set(rows.map(\.user)), of: StreamChange(.toDevice, position))
         }
     }

@@ -64,7 +64,7 @@ extension MyelinApp {
                     try await self.runResync(user)
                 } catch {
                     self.logger.info("device list resync of \(user) failed: \(error)")
-                    try? await self.database.remoteDevices.forget(key)
+                    await self.dropDeviceList(user)
                 }
                 _ = self.keys.resyncs.withLock { $0.removeValue(forKey: key) }
             }
@@ -72,10 +72,21 @@ extension MyelinApp {
             return task
         }
         guard let task else {
-            try? await database.remoteDevices.forget(key)
+            await dropDeviceList(user)
             return
         }
         await task.value
+    }
+
+    /// Forgets `user`'s list when it could not be re-read, and still tells the local users
+    /// sharing a room with them that it changed (their clients re-query; the query goes to the
+    /// remote server directly).
+    private func dropDeviceList(_ user: UserID) async {
+        let key = user.rawValue
+        _ = try? await keys.changingKeys(of: user) { db in
+            try RemoteDeviceStore.forget(db, user: key)
+            return ((), true)
+        }
     }
 
     private func runResync(_ user: UserID) async throws {
