@@ -97,6 +97,15 @@ struct RemoteDeviceListTests {
             let changed = try await alice.call("GET", "/sync?timeout=5000&since=\(since)")
             #expect(changed.json["device_lists"]?["changed"]?.arrayValue?.contains("@bob:b.test") == true, "\(changed.json)")
 
+            // bob deletes that device: the update says `deleted`, a.test drops it without a resync.
+            let challenge = try await bob.call("DELETE", "/devices/\(second2)")
+            let deleted = try await bob.call("DELETE", "/devices/\(second2)", ["auth": [
+                "type": "m.login.password", "identifier": ["type": "m.id.user", "user": "bob"],
+                "password": "correct horse", "session": challenge.json["session"] ?? .null]])
+            #expect(deleted.status == 200, "\(deleted.json)")
+            #expect(try await eventually { try await cachedDevices(a) == [bobDevice] })
+            #expect(aLink.count(Self.userDevices) == 1, "\(aLink.paths.withLock { $0 })")
+
             // Cross-signing keys: m.signing_key_update reaches the cache.
             let master: JSON = ["user_id": "@bob:b.test", "usage": ["master"], "keys": ["ed25519:BOBMASTER": "BOBMASTER"]]
             #expect(try await bob.call("POST", "/keys/device_signing/upload", ["master_key": master]).status == 200)
@@ -162,6 +171,31 @@ struct RemoteDeviceListTests {
             #expect(left.json["device_lists"]?["left"]?.arrayValue?.contains("@bob:b.test") == true, "\(left.json)")
             await a.app.sweepDeviceLists()
             #expect(try await a.app.database.remoteDevices.streamID(of: "@bob:b.test") == nil)
+        }
+    }
+}
+
+@Suite("Presence over federation (two in-process servers, SQLite)")
+struct FederationPresenceTests {
+    static func sees(_ sync: JSON, _ user: String, _ state: String) -> Bool {
+        (sync["presence"]?["events"]?.arrayValue ?? []).contains {
+            $0["sender"]?.stringValue == user && $0["content"]?["presence"]?.stringValue == state
+        }
+    }
+
+    @Test("Each server's user sees the other's presence (m.presence both ways)")
+    func presenceBothWays() async throws {
+        try await withTwoServers { _, aPort, _, bPort in
+            let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: bPort, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/join/\(FederationLink.segment(room))?server_name=a.test", [:]).status == 200)
+            #expect(try await alice.call("PUT", "/presence/@alice:a.test/status", ["presence": "unavailable", "status_msg": "away"]).status == 200)
+            #expect(try await syncUntil(bob) { Self.sees($0, "@alice:a.test", "unavailable") })
+            #expect(try await bob.call("PUT", "/presence/@bob:b.test/status", ["presence": "unavailable"]).status == 200)
+            #expect(try await syncUntil(alice) { Self.sees($0, "@bob:b.test", "unavailable") })
+            let status = try await bob.call("GET", "/presence/@alice:a.test/status")
+            #expect(status.json["status_msg"]?.stringValue == "away", "\(status.json)")
         }
     }
 }
