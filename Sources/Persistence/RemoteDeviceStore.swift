@@ -78,6 +78,26 @@ public struct RemoteDeviceStore: Sendable {
         }
     }
 
+    /// Those of `users` who share a joined room with a user of `localServer` (the users whose
+    /// lists are cached and answered from the cache).
+    public func sharingARoom(_ users: [String], withUsersOf localServer: String) async throws -> Set<String> {
+        guard !users.isEmpty else { return [] }
+        let suffix = ":" + localServer
+        return try await database.read { db in
+            var found = Set<String>()
+            for chunk in sqlChunks(users) {
+                for row in try db.query("""
+                    SELECT DISTINCT m1.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
+                    WHERE m1.user_id IN (\(sqlPlaceholders(chunk.count))) AND m1.membership = 'join' AND m2.membership = 'join'
+                      AND substr(m2.user_id, length(m2.user_id) - ? + 1) = ?
+                    """, chunk.map { .text($0) } + [.int(Int64(suffix.unicodeScalars.count)), .text(suffix)]) {
+                    found.insert(try row.text(0))
+                }
+            }
+            return found
+        }
+    }
+
     /// Replaces `user`'s whole cached list (after a resync).
     public static func replace(_ db: any SQLTransaction, user: String, list: DeviceList) throws {
         try forget(db, user: user)

@@ -22,8 +22,7 @@ extension MyelinApp {
 
     /// True when some local user shares a joined room with `user`.
     func sharesARoom(with user: UserID) async throws -> Bool {
-        let local = configuration.serverName
-        return try await database.memberships.peers(of: user).contains { $0.serverName.rawValue == local }
+        !(try await database.remoteDevices.sharingARoom([user.rawValue], withUsersOf: configuration.serverName)).isEmpty
     }
 
     /// Every minute (from the first resync on), drops the cached lists of users no local user
@@ -45,11 +44,10 @@ extension MyelinApp {
     }
 
     func sweepDeviceLists() async {
-        guard let users = try? await database.remoteDevices.cachedUsers(limit: 1_000) else { return }
-        for text in users {
-            guard let user = try? UserID(parsing: text), (try? await sharesARoom(with: user)) == false else { continue }
-            try? await database.remoteDevices.forget(text)
-        }
+        let store = database.remoteDevices
+        guard let users = try? await store.cachedUsers(limit: 1_000),
+              let sharing = try? await store.sharingARoom(users, withUsersOf: configuration.serverName) else { return }
+        for user in users where !sharing.contains(user) { try? await store.forget(user) }
     }
 
     /// Re-reads `user`'s whole device list from their server and replaces the cache (a second
@@ -195,15 +193,23 @@ extension MyelinApp {
                          into response: inout [String: JSON], failures: [String: JSON]) async throws -> [String: JSON] {
         var direct: [ServerName: [String: JSON]] = [:]
         var cachedUsers: [(UserID, [String])] = []
+        let sharing = try await database.remoteDevices.sharingARoom(byServer.values.flatMap(\.keys),
+                                                                    withUsersOf: configuration.serverName)
+        var unshared: [String] = []
         for (server, users) in byServer {
             for (user, devices) in users {
-                guard let id = try? UserID(parsing: user), try await sharesARoom(with: id) else {
+                guard sharing.contains(user), let id = try? UserID(parsing: user) else {
                     direct[server, default: [:]][user] = devices
-                    try await database.remoteDevices.forget(user)
+                    unshared.append(user)
                     continue
                 }
                 cachedUsers.append((id, (devices.arrayValue ?? []).compactMap(\.stringValue)))
             }
+        }
+        // Lists of users no longer sharing a room are stale (no updates come for them).
+        if !unshared.isEmpty {
+            let cached = try await database.remoteDevices.lists(of: unshared)
+            for user in cached.keys { try await database.remoteDevices.forget(user) }
         }
         let missing = try await missingFromCache(cachedUsers.map(\.0))
         await resync(missing, timeout: timeout)
