@@ -424,7 +424,9 @@ public enum Schema {
 
     /// Remote users' device lists (issue 17): per user the `stream_id` of the last
     /// `m.device_list_update` applied and the cross-signing keys, and their devices with the
-    /// signed device keys (`RemoteDeviceStore`).
+    /// signed device keys (`RemoteDeviceStore`). A device-list stream row says whether only
+    /// cross-signing keys changed (those travel as `m.signing_key_update` and are left out of
+    /// the `prev_id` chain of `m.device_list_update`), and is found by user.
     static let remoteDeviceLists = Migration(
         version: 95, name: "remote_device_lists",
         """
@@ -441,5 +443,7 @@ public enum Schema {
                 keys_json \(.bytes),
                 PRIMARY KEY (user_id, device_id)
             );
+            ALTER TABLE device_lists_stream ADD COLUMN signing_keys_only \(.bigint) NOT NULL DEFAULT 0;
+            CREATE INDEX device_lists_stream_by_user ON device_lists_stream (user_id, stream_id);
             """)
 }

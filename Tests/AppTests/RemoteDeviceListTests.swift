@@ -115,6 +115,15 @@ struct RemoteDeviceListTests {
             let withMaster = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
             #expect(withMaster.json["master_keys"]?["@bob:b.test"]?["keys"]?["ed25519:BOBMASTER"]?.stringValue == "BOBMASTER")
             #expect(aLink.count(Self.userDevices) == 1)
+            // The cross-signing change is not in the device updates' prev_id chain: the next
+            // device update still extends the cache without a resync.
+            #expect(try await bob.call("POST", "/keys/upload", ["device_keys": KeysTests.deviceKeys("@bob:b.test", bobDevice,
+                                                                                                     curve: "newcurve")]).status == 200)
+            #expect(try await eventually {
+                let keys = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
+                return keys.json["device_keys"]?["@bob:b.test"]?[bobDevice]?["keys"]?["curve25519:\(bobDevice)"]?.stringValue == "newcurve"
+            })
+            #expect(aLink.count(Self.userDevices) == 1, "\(aLink.paths.withLock { $0 })")
             _ = room
         }
     }

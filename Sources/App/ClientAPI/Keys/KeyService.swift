@@ -67,7 +67,8 @@ final class KeyService: Sendable {
             try await database.write { db -> (T, Int64?) in
                 let (value, changed) = try body(db)
                 guard changed else { return (value, nil) }
-                try DeviceListStore.noteDeviceListChange(db, position: position, userID: userID)
+                try DeviceListStore.noteDeviceListChange(db, position: position, userID: userID,
+                                                         signingKeysOnly: change.crossSigning && change.devices.isEmpty)
                 return (value, position)
             }
         }
