@@ -25,7 +25,7 @@ extension MyelinApp {
         !(try await database.remoteDevices.sharingARoom([user.rawValue], withUsersOf: configuration.serverName)).isEmpty
     }
 
-    /// Every minute (from the first resync on), drops the cached lists of users no local user
+    /// Every 15 s (from the first resync on), drops the cached lists of users no local user
     /// shares a room with any more: their server stops sending updates, so the list would go
     /// stale (Synapse marks such lists unsubscribed). Reads also check sharing first.
     func startDeviceListSweep() {
@@ -36,7 +36,7 @@ extension MyelinApp {
         guard first else { return }
         Task { [weak self] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(60))
+                try? await Task.sleep(for: .seconds(15))
                 guard let self else { return }
                 await self.sweepDeviceLists()
             }
