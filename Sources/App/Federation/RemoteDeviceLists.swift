@@ -50,23 +50,39 @@ extension MyelinApp {
         for user in users where !sharing.contains(user) { try? await store.forget(user) }
     }
 
-    /// Re-reads `user`'s whole device list from their server and replaces the cache (a second
-    /// call while one runs waits for it instead of asking again).
+    /// Re-reads `user`'s whole device list from their server and replaces the cache. A call
+    /// while one runs waits for it instead of asking again, and makes it ask once more when
+    /// done (its answer may predate the change that prompted the call).
     func resyncDeviceList(_ user: UserID) async {
         let key = user.rawValue
         let task: Task<Void, Never>? = keys.resyncs.withLock { running in
-            if let task = running[key] { return task }
+            if let resync = running[key] {
+                running[key]?.again = true
+                return resync.task
+            }
             guard running.count < Self.maxResyncsInFlight else { return nil }
             let task = Task {
-                do {
-                    try await self.runResync(user)
-                } catch {
-                    self.logger.info("device list resync of \(user) failed: \(error)")
-                    await self.dropDeviceList(user)
+                for round in 1...3 {
+                    do {
+                        try await self.runResync(user)
+                    } catch {
+                        self.logger.info("device list resync of \(user) failed: \(error)")
+                        await self.dropDeviceList(user)
+                    }
+                    // Checked and cleared together with the removal: a caller that finds this
+                    // task either made it go again or starts its own.
+                    let again = self.keys.resyncs.withLock { running -> Bool in
+                        if round < 3, running[key]?.again == true {
+                            running[key]?.again = false
+                            return true
+                        }
+                        running.removeValue(forKey: key)
+                        return false
+                    }
+                    if !again { break }
                 }
-                _ = self.keys.resyncs.withLock { $0.removeValue(forKey: key) }
             }
-            running[key] = task
+            running[key] = KeyService.Resync(task: task)
             return task
         }
         guard let task else {

@@ -31,7 +31,13 @@ final class KeyService: Sendable {
     }
     private let counts = Mutex(CountCache())
     /// Resyncs of remote users' device lists in flight, by user (`MyelinApp.resyncDeviceList`).
-    let resyncs = Mutex<[String: Task<Void, Never>]>([:])
+    let resyncs = Mutex<[String: Resync]>([:])
+
+    /// A resync in flight, and whether it was asked for again meanwhile.
+    struct Resync: Sendable {
+        var task: Task<Void, Never>
+        var again = false
+    }
     /// Whether the sweep of unshared remote device lists runs (`MyelinApp.startDeviceListSweep`).
     let sweepStarted = Mutex(false)
 
