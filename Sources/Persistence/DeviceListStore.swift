@@ -5,8 +5,12 @@ public enum DeviceListStore {
     /// The highest position of the device-list stream (`StreamTracker.load`).
     public static let maxPositionSQL = "SELECT MAX(stream_id) FROM device_lists_stream"
 
-    public static func noteDeviceListChange(_ db: any SQLTransaction, position: Int64, userID: String) throws {
-        try db.execute("INSERT INTO device_lists_stream (stream_id, user_id) VALUES (?, ?)", .int(position), .text(userID))
+    /// `signingKeysOnly`: only the user's cross-signing keys changed (not in the `prev_id`
+    /// chain of `m.device_list_update`, see `lastChange`).
+    public static func noteDeviceListChange(_ db: any SQLTransaction, position: Int64, userID: String,
+                                            signingKeysOnly: Bool = false) throws {
+        try db.execute("INSERT INTO device_lists_stream (stream_id, user_id, signing_keys_only) VALUES (?, ?, ?)",
+                       .int(position), .text(userID), .int(signingKeysOnly ? 1 : 0))
     }
 
     /// Users whose devices or keys changed in `(after, upTo]` and who are `userID` or share a
@@ -18,5 +22,17 @@ public enum DeviceListStore {
                 SELECT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
                 WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'))
             """, .int(after), .int(upTo), .text(userID), .text(userID)).map { try $0.text(0) }
+    }
+}
+
+extension DeviceListStore {
+    /// The latest position of `userID`'s device changes at or below `before` (nil: none): the
+    /// `stream_id` served by `GET /user/devices` and the `prev_id` of the next
+    /// `m.device_list_update` (server-server API "Device Management"). Changes of the
+    /// cross-signing keys alone are not counted: no device update carries their position.
+    public static func lastChange(_ db: any SQLConnection, userID: String, atOrBelow before: Int64) throws -> Int64? {
+        try db.queryFirst("""
+            SELECT MAX(stream_id) FROM device_lists_stream WHERE user_id = ? AND stream_id <= ? AND signing_keys_only = 0
+            """, .text(userID), .int(before))?.optionalInt(0)
     }
 }

@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, eventStates]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, eventStates, remoteDeviceLists]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -420,5 +420,30 @@ public enum Schema {
                 stripped_state_json \(.bytes) NOT NULL,
                 PRIMARY KEY (room_id, user_id)
             );
+            """)
+
+    /// Remote users' device lists (issue 17): per user the `stream_id` of the last
+    /// `m.device_list_update` applied and the cross-signing keys, and their devices with the
+    /// signed device keys (`RemoteDeviceStore`). A device-list stream row says whether only
+    /// cross-signing keys changed (those travel as `m.signing_key_update` and are left out of
+    /// the `prev_id` chain of `m.device_list_update`), and is found by user.
+    static let remoteDeviceLists = Migration(
+        version: 95, name: "remote_device_lists",
+        """
+            CREATE TABLE remote_device_lists (
+                user_id TEXT PRIMARY KEY NOT NULL,
+                stream_id \(.bigint) NOT NULL,
+                master_key \(.bytes),
+                self_signing_key \(.bytes)
+            );
+            CREATE TABLE remote_devices (
+                user_id TEXT NOT NULL,
+                device_id TEXT NOT NULL,
+                display_name TEXT,
+                keys_json \(.bytes),
+                PRIMARY KEY (user_id, device_id)
+            );
+            ALTER TABLE device_lists_stream ADD COLUMN signing_keys_only \(.bigint) NOT NULL DEFAULT 0;
+            CREATE INDEX device_lists_stream_by_user ON device_lists_stream (user_id, stream_id);
             """)
 }

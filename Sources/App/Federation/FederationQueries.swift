@@ -99,10 +99,20 @@ enum FederationQueries {
             devices.append(.object(entry))
         }
         var body: [String: JSON] = ["user_id": .string(user.rawValue), "devices": .array(devices),
-                                    "stream_id": .int(app.keys.deviceListStream.visiblePosition)]
+                                    "stream_id": .int(try await lastDeviceListChange(of: user, app))]
         if let master = keys["master_keys"]?[user.rawValue] { body["master_key"] = master }
         if let selfSigning = keys["self_signing_keys"]?[user.rawValue] { body["self_signing_key"] = selfSigning }
         return .json(.object(body))
+    }
+
+    /// The position of `user`'s latest device-list change: the `stream_id` of `user/devices`,
+    /// which the `prev_id` of the next `m.device_list_update` names (`KeyService`).
+    static func lastDeviceListChange(of user: UserID, _ app: MyelinApp) async throws -> Int64 {
+        let visible = app.keys.deviceListStream.visiblePosition
+        let userID = user.rawValue
+        return try await app.database.read { db in
+            try DeviceListStore.lastChange(db, userID: userID, atOrBelow: visible) ?? 0
+        }
     }
 
     /// `POST /_matrix/federation/v1/user/keys/query`: keys of local users only.

@@ -26,7 +26,8 @@ extension MyelinApp {
                 case "m.receipt": try await receiveReceipts(content, origin: origin)
                 case "m.presence": try await receivePresence(content, origin: origin)
                 case "m.direct_to_device": try await receiveToDevice(content, origin: origin)
-                case "m.device_list_update": try await receiveDeviceListUpdate(content, origin: origin)
+                case "m.device_list_update", "m.signing_key_update":
+                    try await receiveKeyUpdate(type, content, origin: origin)
                 default: continue
                 }
             } catch {
@@ -99,7 +100,7 @@ extension MyelinApp {
         // Only users someone here shares a room with (a server cannot fill our table with
         // presence of strangers).
         var shared: [(userID: UserID, presence: PresenceStore.Presence)] = []
-        for change in changes.prefix(100) where !(try await database.memberships.peers(of: change.userID)).isEmpty {
+        for change in changes.prefix(100) where try await sharesARoom(with: change.userID) {
             shared.append(change)
         }
         changes = shared
@@ -126,19 +127,24 @@ extension MyelinApp {
             }
         }
         guard !rows.isEmpty else { return }
-        // The sender's message id is the transaction: a retried transaction stores nothing.
-        if let position = try await roomService.toDevice.send(rows, from: sender, device: "", txnID: "federation/" + messageID) {
+        // The message id is the transaction, per origin (spec: `message_id` is unique per
+        // sending server; Synapse keys its inbox by (origin, message_id)): a retried
+        // transaction or a replayed EDU stores nothing.
+        if let position = try await roomService.toDevice.send(rows, from: sender, device: "",
+                                                              txnID: "federation/" + origin.rawValue + "/" + messageID) {
             roomService.fanout.notify(Set(rows.map(\.user)), of: StreamChange(.toDevice, position))
         }
     }
 
-    /// `m.device_list_update`: the remote user's devices changed; local users sharing a room
-    /// with them see the user in `device_lists.changed` and re-query the keys (which fan out
-    /// to the remote: no device list is cached here yet).
-    private func receiveDeviceListUpdate(_ content: [String: JSON], origin: ServerName) async throws {
+    /// `m.device_list_update` and `m.signing_key_update`: the remote user's devices or
+    /// cross-signing keys changed; the cache follows (`RemoteDeviceLists`) and local users
+    /// sharing a room with them see the user in `device_lists.changed`.
+    private func receiveKeyUpdate(_ type: String, _ content: [String: JSON], origin: ServerName) async throws {
         guard let user = remoteUser(content["user_id"], of: origin) else { return }
-        let peers = try await database.memberships.peers(of: user)
-        guard !peers.isEmpty else { return }
-        try await keys.deviceListChanged(user)
+        if type == "m.device_list_update" {
+            try await applyDeviceListUpdate(content, user: user)
+        } else {
+            try await applySigningKeyUpdate(content, user: user)
+        }
     }
 }

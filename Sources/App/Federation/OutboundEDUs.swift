@@ -42,15 +42,25 @@ extension MyelinApp {
     func sendToDeviceEDUs(from sender: UserID, device: String, txnID: String, type: String,
                           messages: [ServerName: [String: JSON]]) async throws {
         guard !messages.isEmpty else { return }
+        let messageID = Self.toDeviceMessageID(sender: sender, device: device, txnID: txnID)
         let edus = messages.map { server, byUser -> (destination: ServerName, edu: JSON) in
             (server, ["edu_type": "m.direct_to_device",
                       "content": ["sender": .string(sender.rawValue), "type": .string(type),
-                                  "message_id": .string(device + "/" + txnID), "messages": .object(byUser)]])
+                                  "message_id": .string(messageID), "messages": .object(byUser)]])
         }
         guard try await database.federationOutbox.queueToDevice(from: sender, device: device, txnID: txnID, edus: edus) else {
             return
         }
         await roomService.federation.wakeToDevice(Set(messages.keys))
+    }
+
+    /// The `message_id` of a client's to-device send: unique per origin (the receiver drops a
+    /// second EDU with the same origin and id, as Synapse does, so two users' devices with the
+    /// same id and transaction id must not collide), the same for a retried send, and short.
+    static func toDeviceMessageID(sender: UserID, device: String, txnID: String) -> String {
+        let digest = sha256(Array((sender.rawValue + "\u{0}" + device + "\u{0}" + txnID).utf8))
+        let hex: [Character] = Array("0123456789abcdef")
+        return String(digest.prefix(16).flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] })
     }
 
     /// `m.presence` of local users to the remote servers among `peers` (coalesced per user,

@@ -51,7 +51,7 @@ enum Devices {
             device.displayName = text
             try await accounts.database.devices.upsertDevice(device)
             // Other users show device names from /keys/query: tell them to fetch again.
-            try await context.app.keys.deviceListChanged(requester.userID)
+            try await context.app.keys.deviceListChanged(requester.userID, devices: [device.deviceID])
         }
         return .json([:])
     }

@@ -42,7 +42,8 @@ enum Presence {
         let requester = try await context.requireUser()
         let target = try UserID(parsing: context.parameter("userId"))
         guard accounts.configuration.presence.enabled else { return .json(["presence": "offline"]) }
-        guard try await accounts.database.accounts.user(id: target) != nil else {
+        // A remote user's presence is what their server sent (`m.presence`), if any.
+        if target.serverName == context.app.localServer, try await accounts.database.accounts.user(id: target) == nil {
             throw MatrixError(.notFound, "Unknown user")
         }
         // Presence is for people who share a room (Synapse: M_FORBIDDEN otherwise).

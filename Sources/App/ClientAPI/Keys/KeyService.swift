@@ -30,6 +30,16 @@ final class KeyService: Sendable {
         var generation: UInt64 = 0
     }
     private let counts = Mutex(CountCache())
+    /// Resyncs of remote users' device lists in flight, by user (`MyelinApp.resyncDeviceList`).
+    let resyncs = Mutex<[String: Resync]>([:])
+
+    /// A resync in flight, and whether it was asked for again meanwhile.
+    struct Resync: Sendable {
+        var task: Task<Void, Never>
+        var again = false
+    }
+    /// Whether the sweep of unshared remote device lists runs (`MyelinApp.startDeviceListSweep`).
+    let sweepStarted = Mutex(false)
 
     init(database: Database, fanout: NotifierFanout, federation: FederationDestinations? = nil,
          localServer: String = "") async throws {
@@ -43,52 +53,104 @@ final class KeyService: Sendable {
 
     // MARK: Device-list changes
 
+    /// What changed in a local user's keys, for the `m.device_list_update` and
+    /// `m.signing_key_update` EDUs sent to the servers of their room peers.
+    struct KeyChange: Sendable {
+        /// The devices added, changed or removed; empty when not known.
+        var devices: [String] = []
+        var deleted = false
+        /// The master or self-signing key changed.
+        var crossSigning = false
+    }
+
     /// Runs `body` in a write transaction together with a device-list position for `user`
-    /// when the body reports a change, then wakes the user and their room peers.
-    func changingKeys<T: Sendable>(of user: UserID,
+    /// when the body reports a change, then wakes the user and their room peers (and tells
+    /// the remote servers among them what changed, `change`).
+    func changingKeys<T: Sendable>(of user: UserID, change: KeyChange = KeyChange(),
                                    _ body: @escaping @Sendable (any SQLTransaction) throws -> (T, changed: Bool)) async throws -> T {
         let userID = user.rawValue
         let (result, position) = try await deviceListStream.withNextPosition { position -> (T, Int64?) in
             try await database.write { db -> (T, Int64?) in
                 let (value, changed) = try body(db)
                 guard changed else { return (value, nil) }
-                try DeviceListStore.noteDeviceListChange(db, position: position, userID: userID)
+                try DeviceListStore.noteDeviceListChange(db, position: position, userID: userID,
+                                                         signingKeysOnly: change.crossSigning && change.devices.isEmpty)
                 return (value, position)
             }
         }
-        if let position { await notifyPeers(of: user, position) }
+        if let position { await notifyPeers(of: user, position, change) }
         return result
     }
 
-    /// `m.device_list_update` (server-server API "Device Management") for each of `user`'s
-    /// devices to the remote servers of their room peers. `prev_id` is empty: the remote
-    /// cannot chain it and re-reads the whole list from `GET /user/devices` (what Synapse
-    /// does on a gap), which also drops removed devices.
-    private func sendDeviceListUpdates(of user: UserID, peers: [UserID], position: Int64) async {
+    /// `m.device_list_update` (server-server API "Device Management") to the remote servers of
+    /// `user`'s room peers: one update for the one device that changed, with the `stream_id`
+    /// of the change and as `prev_id` the user's previous change (what `GET /user/devices`
+    /// answered or the previous update carried), so the remote applies it without asking;
+    /// when the devices are not known, one update with an empty `prev_id`, which makes the
+    /// remote re-read the whole list (as Synapse does). Synapse drops a second update with the
+    /// same `stream_id`, so a change never sends more than one. `m.signing_key_update` when
+    /// the cross-signing keys changed.
+    private func sendKeyUpdates(of user: UserID, peers: [UserID], position: Int64, _ change: KeyChange) async {
         guard let federation, federation.isConnected, user.serverName.rawValue == localServer else { return }
         let servers = Set(peers.map(\.serverName).filter { $0.rawValue != localServer })
         guard !servers.isEmpty else { return }
-        let devices = (try? await database.devices.devices(of: user)) ?? []
-        for device in devices.prefix(100) {
-            let content: JSON = ["user_id": .string(user.rawValue), "device_id": .string(device.deviceID),
-                                 "stream_id": .int(position), "prev_id": []]
-            await federation.enqueue(["edu_type": "m.device_list_update", "content": content], key: nil, to: servers)
+        let userID = user.rawValue
+        if change.crossSigning {
+            await sendSigningKeyUpdate(of: user, to: servers)
+            if change.devices.isEmpty { return }
         }
+        let previous = try? await database.read { db in
+            try DeviceListStore.lastChange(db, userID: userID, atOrBelow: position - 1)
+        }
+        var content: [String: JSON] = ["user_id": .string(userID), "stream_id": .int(position), "prev_id": []]
+        let devices = (try? await database.devices.devices(of: user)) ?? []
+        if change.devices.count == 1, let device = change.devices.first {
+            content["device_id"] = .string(device)
+            if let previous { content["prev_id"] = [.int(previous)] }
+            if change.deleted {
+                content["deleted"] = true
+            } else {
+                var wanted: [String: Set<String>?] = [:]
+                wanted[userID] = .some([device])
+                if let record = devices.first(where: { $0.deviceID == device }), let name = record.displayName {
+                    content["device_display_name"] = .string(name)
+                }
+                if let keys = try? await Keys.localKeys(database, wanted: wanted, me: nil), let key = keys["device_keys"]?[userID]?[device] {
+                    content["keys"] = key
+                }
+            }
+        } else {
+            content["device_id"] = .string(change.devices.first ?? devices.first?.deviceID ?? "")
+        }
+        await federation.enqueue(["edu_type": "m.device_list_update", "content": .object(content)], key: nil, to: servers)
     }
 
-    /// Records that `user`'s device list changed (a device added, renamed or removed).
-    func deviceListChanged(_ user: UserID, removedDevices: [String] = []) async throws {
+    private func sendSigningKeyUpdate(of user: UserID, to servers: Set<ServerName>) async {
+        guard let federation, let rows = try? await database.keys.crossSigningKeys(of: user) else { return }
+        var content: [String: JSON] = ["user_id": .string(user.rawValue)]
+        for (_, type, bytes) in rows {
+            guard let key = try? JSON.parse(bytes) else { continue }
+            if type == "master" { content["master_key"] = key }
+            if type == "self_signing" { content["self_signing_key"] = key }
+        }
+        guard content.count > 1 else { return }
+        await federation.enqueue(["edu_type": "m.signing_key_update", "content": .object(content)], key: nil, to: servers)
+    }
+
+    /// Records that `user`'s device list changed (devices added, renamed or removed).
+    func deviceListChanged(_ user: UserID, devices: [String] = [], removedDevices: [String] = []) async throws {
         let userID = user.rawValue
-        try await changingKeys(of: user) { db in
+        let change = KeyChange(devices: removedDevices.isEmpty ? devices : removedDevices, deleted: !removedDevices.isEmpty)
+        try await changingKeys(of: user, change: change) { db in
             for device in removedDevices { try KeyStore.deleteDevice(db, userID: userID, deviceID: device) }
             return ((), true)
         }
         for device in removedDevices { invalidateCounts(user, device) }
     }
 
-    private func notifyPeers(of user: UserID, _ position: Int64) async {
+    private func notifyPeers(of user: UserID, _ position: Int64, _ change: KeyChange) async {
         let peers = (try? await database.memberships.peers(of: user)) ?? []
-        await sendDeviceListUpdates(of: user, peers: peers, position: position)
+        await sendKeyUpdates(of: user, peers: peers, position: position, change)
         var users = Set(peers)
         users.insert(user)
         fanout.notify(users, of: StreamChange(.deviceLists, position))

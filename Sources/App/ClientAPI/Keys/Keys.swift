@@ -46,7 +46,7 @@ enum Keys {
 
         let keys = app.keys
         do {
-            try await keys.changingKeys(of: requester.userID) { db in
+            try await keys.changingKeys(of: requester.userID, change: .init(devices: [device])) { db in
                 var changed = false
                 if let newDeviceKeys {
                     changed = try KeyStore.setDeviceKeys(db, userID: userID, deviceID: device, json: newDeviceKeys)
@@ -107,8 +107,8 @@ enum Keys {
             wanted[user] = ids.isEmpty ? .some(nil) : Set(ids)
         }
         var response = try await localKeys(app, wanted: wanted, me: requester.userID.rawValue)
-        failures = try await FederationQueries.queryRemoteKeys(app, remote, timeout: body["timeout"]?.intValue,
-                                                               into: &response, failures: failures)
+        failures = try await app.queryRemoteKeys(remote, timeout: body["timeout"]?.intValue,
+                                                 into: &response, failures: failures)
         response["failures"] = .object(failures)
         return .json(.object(response))
     }
@@ -117,11 +117,15 @@ enum Keys {
     /// `me` is the requesting user (nil for a remote server, which never gets
     /// `user_signing_keys`).
     static func localKeys(_ app: MyelinApp, wanted: [String: Set<String>?], me: String?) async throws -> [String: JSON] {
+        try await localKeys(app.database, wanted: wanted, me: me)
+    }
+
+    static func localKeys(_ database: Database, wanted: [String: Set<String>?], me: String?) async throws -> [String: JSON] {
         let users = Array(wanted.keys)
-        let (deviceRows, crossRows, signatures) = try await app.database.keys.keys(of: users)
+        let (deviceRows, crossRows, signatures) = try await database.keys.keys(of: users)
         var devices: [DeviceRecord] = []
         for user in Set(deviceRows.compactMap { try? UserID(parsing: $0.0) }) {
-            devices += try await app.database.devices.devices(of: user)
+            devices += try await database.devices.devices(of: user)
         }
         // Signatures visible to the requester: a user's own, and the requester's.
         var extraSignatures: [String: [String: [(String, String, String)]]] = [:]  // user -> key -> (signer, key id, sig)
@@ -285,7 +289,7 @@ enum Keys {
             throw MatrixError(.invalidParam, "Upload a master key first")
         }
         let frozen = uploads
-        try await app.keys.changingKeys(of: requester.userID) { db in
+        try await app.keys.changingKeys(of: requester.userID, change: .init(crossSigning: true)) { db in
             var changed = false
             for upload in frozen where try KeyStore.setCrossSigningKey(db, userID: userID, type: upload.type, json: upload.json) {
                 changed = true

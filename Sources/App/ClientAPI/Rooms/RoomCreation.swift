@@ -181,6 +181,11 @@ enum RoomCreation {
             var extra: [String: JSON] = [:]
             if options.isDirect { extra["is_direct"] = true }
             let content = try await service.memberContent(invitee, membership: MembershipState.invite.rawValue, extra: extra)
+            if invitee.serverName != app.localServer {
+                // As `POST /invite`: the invitee's server signs first ("Inviting to a room").
+                try await FederationJoins.inviteRemote(invitee, by: creator, roomID: roomID, content: content, app: app)
+                continue
+            }
             _ = try await service.send(EventDraft(type: EventType.roomMember, sender: creator, stateKey: invitee.rawValue,
                                                   content: content), in: roomID)
         }
