@@ -73,3 +73,54 @@ async def _one_way(owner, wo, joiner, wj, version, where):
     both = {mine, theirs}
     await wo.until(lambda w: both <= set(w.bodies(room)), f"both messages in the version {version} room {room}")
     await wj.until(lambda w: both <= set(w.bodies(room)), f"both messages in the version {version} room {room}")
+    # A redaction crosses too (the redaction algorithm and, v1-2, its own auth rule; v11+
+    # `redacts` in content).
+    message = next(e["event_id"] for e in wj.messages(room) if e.get("content", {}).get("body") == theirs)
+    check(await joiner.room_redact(room, message, "test"), nio.RoomRedactResponse, "redacting own message", joiner)
+
+    def redacted(w):
+        return any(e.get("type") == "m.room.redaction"
+                   and (e.get("redacts") or e.get("content", {}).get("redacts")) == message
+                   for e in w.timelines.get(room, []))
+    await wo.until(redacted, f"the redaction of {message} in the version {version} room {room}")
+
+
+@pytest.mark.parametrize("where", ["synapse", "peer"])
+def test_v12_additional_creator_on_the_other_server(synapse, peer, where):
+    run(_additional_creator(synapse, peer, where))
+
+
+async def _additional_creator(synapse, peer, where):
+    """A version 12 room naming a user of the other server in `additional_creators` (MSC4289):
+    that user joins and, with a creator's unbounded power, renames the room; the owner's server
+    accepts the rename."""
+    home, away = (synapse, peer) if where == "synapse" else (peer, synapse)
+    owner = await new_user(home, "own")
+    creator = await new_user(away, "co")
+    try:
+        wo = Watcher(owner, [away])
+        await wo.sync_once(0)
+        room = await _create_v12(owner, creator.user_id)
+        status, body = await api(creator, "POST", f"/_matrix/client/v3/join/{q(room)}", body={},
+                                 query={"server_name": home.server_name, "via": home.server_name})
+        assert status == 200, f"the additional creator joining {room} (on {where}): {status} {body}"
+        status, body = await api(creator, "PUT", f"/_matrix/client/v3/rooms/{q(room)}/state/m.room.name/",
+                                 body={"name": "renamed by a creator"})
+        assert status == 200, f"the additional creator renaming {room}: {status} {body}"
+
+        def renamed(w):
+            return any(e.get("type") == "m.room.name" and e.get("sender") == creator.user_id
+                       for e in w.timelines.get(room, []))
+        await wo.until(renamed, f"the rename of {room} by the additional creator {creator.user_id}")
+    finally:
+        await close_all(owner, creator)
+
+
+async def _create_v12(owner, additional):
+    # nio's room_create has no creation_content: raw createRoom.
+    status, body = await api(owner, "POST", "/_matrix/client/v3/createRoom", body={
+        "room_version": "12", "preset": "private_chat", "invite": [additional],
+        "power_level_content_override": {"state_default": 100},
+        "creation_content": {"additional_creators": [additional]}})
+    assert status == 200, f"createRoom v12 with additional_creators on {owner.server.server_name}: {status} {body}"
+    return body["room_id"]
