@@ -32,6 +32,12 @@ struct FederationSpacesTests {
             let hidden = try await create(["preset": "private_chat", "name": "Hidden"])
             let space = try await create(["preset": "public_chat", "name": "Space", "creation_content": ["type": "m.space"],
                                           "initial_state": [Self.child(one, suggested: true), Self.child(two), Self.child(hidden)]])
+            // Restricted to the space's members: visible to B once B has a member in the space.
+            let members = try await create(["preset": "public_chat", "name": "Members only", "initial_state": [
+                ["type": "m.room.join_rules", "state_key": "", "content": [
+                    "join_rule": "restricted", "allow": [["type": "m.room_membership", "room_id": .string(space)]]]]]])
+            let linked = try await alice.call("PUT", "/rooms/\(space)/state/m.space.child/\(members)", ["via": ["a.test"]])
+            #expect(linked.status == 200)
             let joined = try await bob.call("POST", "/join/\(FederationLink.segment(space))?server_name=a.test", [:])
             #expect(joined.status == 200, "\(joined.json)")
 
@@ -40,9 +46,9 @@ struct FederationSpacesTests {
             #expect(all.status == 200, "\(all.json)")
             let rooms = all.json["rooms"]?.arrayValue ?? []
             let names = Set(rooms.compactMap { $0["name"]?.stringValue })
-            #expect(names == ["Space", "Child one", "Child two"], "\(all.json)")
+            #expect(names == ["Space", "Child one", "Child two", "Members only"], "\(all.json)")
             let root = rooms.first { $0["room_id"]?.stringValue == space }
-            #expect(root?["children_state"]?.arrayValue?.count == 3)
+            #expect(root?["children_state"]?.arrayValue?.count == 4)
             #expect(root?["room_type"]?.stringValue == "m.space")
             let suggested = try await bob.call("GET", path + "?suggested_only=true")
             #expect(Set((suggested.json["rooms"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }) == ["Space", "Child one"],
@@ -52,7 +58,7 @@ struct FederationSpacesTests {
             let answer = try await Self.fromB(b, aPort, "GET", "/_matrix/federation/v1/hierarchy/\(FederationLink.segment(space))")
             #expect(answer.status == 200)
             #expect(answer.json?["room"]?["room_id"]?.stringValue == space)
-            #expect(Set((answer.json?["children"]?.arrayValue ?? []).compactMap { $0["room_id"]?.stringValue }) == [one, two])
+            #expect(Set((answer.json?["children"]?.arrayValue ?? []).compactMap { $0["room_id"]?.stringValue }) == [one, two, members])
             #expect(answer.json?["inaccessible_children"]?.arrayValue == [.string(hidden)])
             let refused = try await Self.fromB(b, aPort, "GET", "/_matrix/federation/v1/hierarchy/\(FederationLink.segment(hidden))")
             #expect(refused.status == 404 && refused.json?["errcode"]?.stringValue == "M_NOT_FOUND")

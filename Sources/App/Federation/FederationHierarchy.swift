@@ -45,29 +45,44 @@ enum FederationHierarchy {
 
     /// The directory entry of a local room with what a hierarchy chunk adds (`room_version`,
     /// `encryption`, `allowed_room_ids`), when `server` may see it: the room is world readable
-    /// or joinable without an invite (public, knock, restricted), or one of the server's users
-    /// is joined or invited. Nil otherwise or when unknown.
+    /// or open to join or knock, one of the server's users is joined or invited, or (restricted
+    /// rooms) joined in one of the allowed rooms. Nil otherwise or when unknown.
     static func summary(_ app: MyelinApp, _ roomID: RoomID, for server: ServerName) async throws -> [String: JSON]? {
         guard let actor = try? await app.roomService.existingRoom(roomID), let state = await actor.currentState,
               var entry = try await Directory.entry(app, roomID) else { return nil }
-        let joinRule = entry["join_rule"]?.stringValue ?? "invite"
-        let open = SpaceHierarchy.peekable(entry) || joinRule == "restricted"
-        let member = state.contains { key, pdu in
-            key.type == EventType.roomMember && (try? UserID(parsing: key.stateKey))?.serverName == server
-                && (pdu.membership == MembershipState.join.rawValue || pdu.membership == MembershipState.invite.rawValue)
+        let allow = state[StateKey(EventType.roomJoinRules, "")]?.content["allow"]?.arrayValue ?? []
+        let allowed = allow.prefix(50).compactMap { rule -> RoomID? in
+            guard rule["type"]?.stringValue == "m.room_membership", let id = rule["room_id"]?.stringValue else { return nil }
+            return try? RoomID(parsing: id)
         }
-        guard open || member else { return nil }
+        var visible = SpaceHierarchy.peekable(entry) || hasMember(server, state, invited: true)
+        if !visible { visible = try await serverIsIn(server, anyOf: allowed, app) }
+        guard visible else { return nil }
         if let version = await actor.version { entry["room_version"] = .string(version.id) }
         if let algorithm = state[StateKey(EventType.roomEncryption, "")]?.content["algorithm"]?.stringValue {
             entry["encryption"] = .string(algorithm)
         }
-        let allow = state[StateKey(EventType.roomJoinRules, "")]?.content["allow"]?.arrayValue ?? []
-        let allowed = allow.prefix(50).compactMap { rule -> JSON? in
-            guard rule["type"]?.stringValue == "m.room_membership", let id = rule["room_id"]?.stringValue else { return nil }
-            return .string(id)
-        }
-        if !allowed.isEmpty { entry["allowed_room_ids"] = .array(allowed) }
+        if !allowed.isEmpty { entry["allowed_room_ids"] = .array(allowed.map { .string($0.rawValue) }) }
         return entry
+    }
+
+    /// Whether a user of `server` is joined (or, with `invited`, invited) in `state`.
+    static func hasMember(_ server: ServerName, _ state: AuthState, invited: Bool) -> Bool {
+        state.contains { key, pdu in
+            key.type == EventType.roomMember && (try? UserID(parsing: key.stateKey))?.serverName == server
+                && (pdu.membership == MembershipState.join.rawValue || (invited && pdu.membership == MembershipState.invite.rawValue))
+        }
+    }
+
+    /// A restricted room is visible to a server with a user joined in one of the rooms its
+    /// join rule allows (as Synapse decides; the server then checks its own users).
+    static func serverIsIn(_ server: ServerName, anyOf rooms: [RoomID], _ app: MyelinApp) async throws -> Bool {
+        for room in rooms.prefix(10) {
+            if let state = await (try? await app.roomService.existingRoom(room))?.currentState, hasMember(server, state, invited: false) {
+                return true
+            }
+        }
+        return false
     }
 
     /// One `m.space.child` of a room: the child (when its state key is a room ID), the
