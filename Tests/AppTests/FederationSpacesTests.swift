@@ -62,6 +62,16 @@ struct FederationSpacesTests {
             #expect(answer.json?["inaccessible_children"]?.arrayValue == [.string(hidden)])
             let refused = try await Self.fromB(b, aPort, "GET", "/_matrix/federation/v1/hierarchy/\(FederationLink.segment(hidden))")
             #expect(refused.status == 404 && refused.json?["errcode"]?.stringValue == "M_NOT_FOUND")
+
+            // Previews of rooms B is not in (room summary, MSC3266) come from A's hierarchy.
+            let summary = { (room: String) in
+                try await bob.call("GET", "/_matrix/client/v1/room_summary/\(FederationLink.segment(room))?via=a.test")
+            }
+            let preview = try await summary(two)
+            #expect(preview.status == 200 && preview.json["name"]?.stringValue == "Child two", "\(preview.json)")
+            #expect(preview.json["join_rule"]?.stringValue == "public" && preview.json["num_joined_members"]?.intValue == 1)
+            #expect(preview.json["children_state"] == nil)
+            #expect(try await summary(hidden).status == 404)
         }
     }
 

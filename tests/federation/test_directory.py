@@ -1,6 +1,7 @@
 """The room directory of Synapse seen from the peer (issue 17, item 6; the other direction is in
 test_queries.py): the peer user lists Synapse's public rooms (`/publicRooms?server=`, GET and
-POST with a search term), resolves a Synapse alias (`/directory/room/{alias}`), and joins by it."""
+POST with a search term), resolves a Synapse alias (`/directory/room/{alias}`), previews the room
+(`/v1/room_summary`, by alias and by ID with `via`), and joins by the alias."""
 import asyncio
 import time
 
@@ -47,6 +48,13 @@ async def _directory(synapse, peer):
         status, body = await api(p, "GET", "/_matrix/client/v3/publicRooms", query={"server": synapse.server_name, "limit": 500})
         assert status == 200 and any(r.get("room_id") == room for r in body.get("chunk", [])), \
             f"GET /publicRooms?server= on the peer: {status} {body}"
+
+        # A preview before joining (room summary, MSC3266): the peer asks Synapse's hierarchy.
+        for target, query in ((alias, None), (room, {"via": synapse.server_name})):
+            status, body = await api(p, "GET", f"/_matrix/client/v1/room_summary/{q(target)}", query=query)
+            assert status == 200 and body.get("room_id") == room and body.get("name") == name, \
+                f"room summary of {target} on the peer: {status} {body}"
+            assert body.get("join_rule") == "public" and body.get("num_joined_members") == 1, body
 
         joined = check(await p.join(alias), nio.JoinResponse, f"joining {alias} from the peer", p)
         assert joined.room_id == room, f"{alias} joined {joined.room_id}, not {room}"

@@ -111,6 +111,43 @@ enum FederationHierarchy {
 
     // MARK: Asked of other servers
 
+    /// `GET /v1/room_summary/{roomIdOrAlias}` of a room this server is not in (MSC3266, as
+    /// Synapse answers it): the room's hierarchy chunk from the servers of `via`, then those
+    /// the alias resolves to, then the room ID's server; 404 when none answers or the room is
+    /// neither previewable nor open to the requester.
+    static func remoteRoomSummary(_ context: RequestContext, _ idOrAlias: String, requester: UserID?) async throws -> HTTPResponse {
+        let app = context.app
+        guard app.configuration.federation.enabled else { throw MatrixError(.notFound, "Room not found") }
+        var servers = FederationRoomEndpoints.queryValues(context, "via").prefix(3).compactMap { try? ServerName(parsing: $0) }
+        let roomID: RoomID
+        if idOrAlias.hasPrefix("#") {
+            let alias = try RoomAlias(parsing: idOrAlias)
+            guard alias.serverName != app.localServer else { throw MatrixError(.notFound, "Room alias \(alias) not found") }
+            let resolved = try await app.resolveRoomAlias(alias)
+            roomID = resolved.roomID
+            servers += resolved.servers.prefix(3)
+        } else {
+            roomID = try RoomID(parsing: idOrAlias)
+            if let server = roomID.serverName { servers.append(server) }
+        }
+        guard var entry = await remote(app, roomID, via: servers, suggestedOnly: false)?.room else {
+            throw MatrixError(.notFound, "Room not found")
+        }
+        entry["children_state"] = nil
+        var membership: String?
+        var memberships: [String: MembershipService.Membership] = [:]
+        if let requester {
+            memberships = try await app.roomService.memberships(of: requester)
+            membership = memberships[roomID.rawValue]?.membership
+        }
+        guard SpaceHierarchy.peekable(entry) || SpaceHierarchy.allowedByRestriction(entry, memberships)
+                || [MembershipState.invite.rawValue, MembershipState.knock.rawValue].contains(membership ?? "") else {
+            throw MatrixError(.notFound, "Room not found")
+        }
+        if let membership { entry["membership"] = .string(membership) }
+        return .json(.object(entry))
+    }
+
     /// A remote room's hierarchy answer: its chunk (with `children_state`) and the summaries
     /// of its children that server knows. The servers of `via` are tried in order (at most
     /// three); nil when none answers with a usable room.
