@@ -1,7 +1,7 @@
 """Rooms of every version 1-12 across the two servers (issue 17, item 5): for each version a room
 created on Synapse is joined by a peer user, and a room created on the peer is joined by a
-Synapse user; one message each way in each room. The two directions of one version run
-concurrently to keep the whole file near a minute."""
+Synapse user; one message each way, a redaction and a leave in each room. The two directions of
+one version run concurrently to keep the whole file near a minute."""
 import asyncio
 
 import nio
@@ -83,6 +83,10 @@ async def _one_way(owner, wo, joiner, wj, version, where):
                    and (e.get("redacts") or e.get("content", {}).get("redacts")) == message
                    for e in w.timelines.get(room, []))
     await wo.until(redacted, f"the redaction of {message} in the version {version} room {room}")
+    # And a leave (make_leave/send_leave, the leave event's ID by the leaving server in v1-2).
+    check(await joiner.room_leave(room), nio.RoomLeaveResponse, f"leaving the version {version} room", joiner)
+    await wo.until(lambda w: w.membership(room, joiner.user_id) == "leave",
+                   f"{joiner.user_id}'s leave of the version {version} room {room} on {where}")
 
 
 @pytest.mark.parametrize("where", ["synapse", "peer"])
