@@ -75,6 +75,24 @@ struct FederationSpacesTests {
         }
     }
 
+    @Test("GET /publicRooms?server= lists the other server's public rooms for a user, and needs a token")
+    func remotePublicRoomsNeedAToken() async throws {
+        try await withTwoServers { _, aPort, _, bPort in
+            let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: bPort, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat", "visibility": "public",
+                                                                                 "name": "Listed"]).json["room_id"]?.stringValue)
+            let listed = try await bob.call("GET", "/publicRooms?server=a.test")
+            #expect(listed.status == 200)
+            #expect(listed.json["chunk"]?.arrayValue?.contains { $0["room_id"]?.stringValue == room && $0["name"]?.stringValue == "Listed" } == true,
+                    "\(listed.json)")
+            let anonymous = try await bob.call("GET", "/publicRooms?server=a.test", token: .some(nil))
+            #expect(anonymous.status == 401 && anonymous.errcode == "M_MISSING_TOKEN", "\(anonymous.json)")
+            // This server's own list stays open.
+            #expect(try await bob.call("GET", "/publicRooms", token: .some(nil)).status == 200)
+        }
+    }
+
     @Test("exchange_third_party_invite and 3pid/onbind are refused with a Matrix error, not a 404")
     func thirdPartyInvitesRefused() async throws {
         try await withTwoServers { _, aPort, b, _ in

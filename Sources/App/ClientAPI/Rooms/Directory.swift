@@ -117,6 +117,9 @@ enum Directory {
         let query = context.query
         let limit = Int(query["limit"] ?? "")
         if let server = try remoteServer(context) {
+            // Only this server's own list is open without a token (as Synapse): asking another
+            // server is a federation request made on the caller's behalf.
+            _ = try await context.requireUser()
             var body: [String: JSON] = [:]
             if let limit { body["limit"] = .int(Int64(min(max(limit, 0), 1_000))) }
             if let since = query["since"] { body["since"] = .string(since) }
