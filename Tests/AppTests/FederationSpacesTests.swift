@@ -38,10 +38,17 @@ struct FederationSpacesTests {
                     "join_rule": "restricted", "allow": [["type": "m.room_membership", "room_id": .string(space)]]]]]])
             let linked = try await alice.call("PUT", "/rooms/\(space)/state/m.space.child/\(members)", ["via": ["a.test"]])
             #expect(linked.status == 200)
+            // Before joining: B is not in the space, so the whole walk comes from A.
+            let path = "/_matrix/client/v1/rooms/\(FederationLink.segment(space))/hierarchy"
+            let unjoined = try await bob.call("GET", path + "?via=a.test")
+            #expect(Set((unjoined.json["rooms"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }) == ["Space", "Child one", "Child two"],
+                    "\(unjoined.json)")
+            let privateSpace = try await create(["preset": "private_chat", "creation_content": ["type": "m.space"]])
+            #expect(try await bob.call("GET", "/_matrix/client/v1/rooms/\(FederationLink.segment(privateSpace))/hierarchy?via=a.test").status == 403)
+
             let joined = try await bob.call("POST", "/join/\(FederationLink.segment(space))?server_name=a.test", [:])
             #expect(joined.status == 200, "\(joined.json)")
 
-            let path = "/_matrix/client/v1/rooms/\(FederationLink.segment(space))/hierarchy"
             let all = try await bob.call("GET", path)
             #expect(all.status == 200, "\(all.json)")
             let rooms = all.json["rooms"]?.arrayValue ?? []

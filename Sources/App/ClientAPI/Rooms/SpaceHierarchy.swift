@@ -32,10 +32,21 @@ enum SpaceHierarchy {
             }
             offset = value
         }
-        guard try await visible(app, requester.userID, root) else {
+        // A space this server is not in (an invite to it, or a link with `via`) is walked from
+        // the servers that may hold it, as Synapse does; its root is then checked like a child.
+        var rootVia: [ServerName] = []
+        if try await Directory.entry(app, root) == nil, app.configuration.federation.enabled {
+            rootVia = await FederationJoins.candidateServers(root, via: FederationRoomEndpoints.queryValues(context, "via"),
+                                                             invitee: requester.userID, app: app)
+        }
+        if rootVia.isEmpty, try await !visible(app, requester.userID, root) {
             throw MatrixError(.forbidden, "You are not allowed to peek into room \(root)")
         }
-        let rooms = try await walk(app, from: root, user: requester.userID, suggestedOnly: suggestedOnly, maxDepth: maxDepth)
+        let rooms = try await walk(app, from: root, via: rootVia, user: requester.userID, suggestedOnly: suggestedOnly,
+                                   maxDepth: maxDepth)
+        if !rootVia.isEmpty, rooms.first?["room_id"]?.stringValue != root.rawValue {
+            throw MatrixError(.forbidden, "You are not allowed to peek into room \(root)")
+        }
         let page = Array(rooms.dropFirst(offset).prefix(limit))
         var body: [String: JSON] = ["rooms": .array(page)]
         if offset + page.count < rooms.count { body["next_batch"] = .string("o\(offset + page.count)") }
@@ -49,11 +60,12 @@ enum SpaceHierarchy {
     /// rooms visited, not only rooms found: a space may name thousands of children that do
     /// not exist or cannot be seen. A child this server is not in is asked of the servers in
     /// its `via` (server-server API "Spaces"), as Synapse does.
-    static func walk(_ app: MyelinApp, from root: RoomID, user: UserID, suggestedOnly: Bool, maxDepth: Int) async throws -> [JSON] {
+    static func walk(_ app: MyelinApp, from root: RoomID, via rootVia: [ServerName] = [], user: UserID, suggestedOnly: Bool,
+                     maxDepth: Int) async throws -> [JSON] {
         let memberships = try await app.roomService.memberships(of: user)
         var rooms: [JSON] = []
         var seen: Set<RoomID> = [root]
-        var queue: [(RoomID, Int, [ServerName])] = [(root, 0, [])]
+        var queue: [(RoomID, Int, [ServerName])] = [(root, 0, rootVia)]
         var visits = 0
         var remoteRequests = 0
         // Summaries of children that came with a remote room's answer (not their children).
@@ -87,7 +99,7 @@ enum SpaceHierarchy {
                 continue
             }
             let membership = memberships[roomID.rawValue]?.membership
-            if roomID != root, !(membership == MembershipState.join || membership == MembershipState.invite
+            if roomID != root || !rootVia.isEmpty, !(membership == MembershipState.join || membership == MembershipState.invite
                                  || peekable(entry) || allowedByRestriction(entry, memberships)) { continue }
             for child in children where depth < maxDepth {
                 guard let childID = child.roomID, !seen.contains(childID) else { continue }
