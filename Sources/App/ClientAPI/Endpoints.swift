@@ -12,6 +12,8 @@ enum Endpoints {
         Keys.register(&routes)
         FederationQueries.register(&routes)
         FederationRoomEndpoints.register(&routes)
+        FederationHierarchy.register(&routes)
+        FederationThirdPartyInvites.register(&routes)
     }
 }
 

@@ -85,6 +85,11 @@ enum FederationJoins {
         event["origin_server_ts"] = .int(Clock.nowMilliseconds())
         event["origin"] = .string(app.localServer.rawValue)
         for field in ["signatures", "hashes", "unsigned"] { event[field] = nil }
+        if version.eventIDFormat == .opaqueWithDomain {
+            // Room versions 1-2: the event ID names the server that made the event, whose
+            // signature the event must carry; the resident server's template ID is not ours.
+            event["event_id"] = .string("$\(Base64.encodeURLSafe(Sodium.randomBytes(12))):\(app.localServer.rawValue)")
+        }
         let signed = try app.signingKey.sign(event: .object(event), roomVersion: version, serverName: app.localServer.rawValue)
         return (signed, try PDU(json: signed, roomVersion: version))
     }

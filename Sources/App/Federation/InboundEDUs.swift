@@ -50,7 +50,8 @@ extension MyelinApp {
     private func receiveTyping(_ content: [String: JSON], origin: ServerName) async throws {
         guard let user = remoteUser(content["user_id"], of: origin),
               let roomText = content["room_id"]?.stringValue, let room = try? RoomID(parsing: roomText),
-              let typing = content["typing"]?.boolValue, try await isJoined(user, room) else { return }
+              let typing = content["typing"]?.boolValue, try await isJoined(user, room),
+              await serverAllowed(origin, in: room) else { return }
         // Remote typing expires like a local one with the default timeout (the remote
         // re-sends while the user keeps typing).
         let until: Int64? = typing ? Clock.nowMilliseconds() + 30_000 : nil
@@ -62,8 +63,9 @@ extension MyelinApp {
     /// `m.receipt`: `{room_id: {receipt_type: {user_id: {event_ids, data}}}}`.
     private func receiveReceipts(_ content: [String: JSON], origin: ServerName) async throws {
         var taken = 0
-        for (roomText, byType) in content {
-            guard let room = try? RoomID(parsing: roomText), let byType = byType.objectValue else { continue }
+        for (roomText, byType) in content.prefix(Self.maxEDUEntries) {
+            guard let room = try? RoomID(parsing: roomText), let byType = byType.objectValue,
+                  await serverAllowed(origin, in: room) else { continue }
             // m.read.private never leaves its server.
             guard let byUser = byType[ReceiptType.read]?.objectValue else { continue }
             for (userText, receipt) in byUser {

@@ -14,3 +14,15 @@ extension RequestContext {
         }
     }
 }
+
+extension MyelinApp {
+    /// Whether the room's `m.room.server_acl` lets `origin` speak in it; false denies the
+    /// room's EDUs (typing, receipts) from that server (server-server API, "Server Access
+    /// Control Lists": EDUs for the room from a denied server are dropped). A room without an
+    /// ACL, or unknown here, allows everyone.
+    func serverAllowed(_ origin: ServerName, in roomID: RoomID) async -> Bool {
+        guard let actor = try? await roomService.existingRoom(roomID),
+              let event = await actor.stateEvent(StateKey(EventType.roomServerACL, "")) else { return true }
+        return ServerACL(content: event.content).allows(origin)
+    }
+}

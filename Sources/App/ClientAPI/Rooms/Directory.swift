@@ -117,6 +117,9 @@ enum Directory {
         let query = context.query
         let limit = Int(query["limit"] ?? "")
         if let server = try remoteServer(context) {
+            // Only this server's own list is open without a token (as Synapse): asking another
+            // server is a federation request made on the caller's behalf.
+            _ = try await context.requireUser()
             var body: [String: JSON] = [:]
             if let limit { body["limit"] = .int(Int64(min(max(limit, 0), 1_000))) }
             if let since = query["since"] { body["since"] = .string(since) }
@@ -149,10 +152,11 @@ enum Directory {
     /// `GET /v1/room_summary/{roomIdOrAlias}` (spec v1.15: "Room summary"); authentication is optional.
     static func roomSummary(_ context: RequestContext) async throws -> HTTPResponse {
         let requester = Accounts.accessToken(of: context) == nil ? nil : try await context.requireUser()
-        let roomID = try await context.app.roomService.resolve(context.parameter("roomIdOrAlias"))
-        guard var entry = try await entry(context.app, roomID),
+        let parameter = context.parameter("roomIdOrAlias")
+        guard let roomID = try? await context.app.roomService.resolve(parameter), var entry = try await entry(context.app, roomID),
               let actor = try? await context.app.roomService.existingRoom(roomID) else {
-            throw MatrixError(.notFound, "Room not found")
+            // A room this server is not in: previewed through the hierarchy of a server that is.
+            return try await FederationHierarchy.remoteRoomSummary(context, parameter, requester: requester?.userID)
         }
         var membership: String?
         if let requester { membership = try await context.app.roomService.membership(requester.userID, in: roomID)?.membership }
