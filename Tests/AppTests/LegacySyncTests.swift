@@ -56,7 +56,13 @@ struct LegacySyncTests {
                                          ["msgtype": "m.text", "body": "news"]).status == 200)
             #expect(try await alice.call("PUT", "/rooms/\(Self.path(room))/typing/@alice:localhost",
                                          ["typing": true, "timeout": 30000]).status == 200)
-            let events = try await alice.call("GET", "/events?from=\(start)&timeout=0")
+            // Typing reaches the stream through its own actor: on a loaded machine it may land
+            // after the PUT's reply, so ask again (everything since `start`) until it is there.
+            var events = try await alice.call("GET", "/events?from=\(start)&timeout=0")
+            for _ in 0..<50 where !(events.json["chunk"]?.arrayValue ?? []).contains(where: { $0["type"] == "m.typing" }) {
+                try await Task.sleep(for: .milliseconds(100))
+                events = try await alice.call("GET", "/events?from=\(start)&timeout=0")
+            }
             #expect(events.status == 200)
             #expect(events.json["start"]?.stringValue == start)
             let end = try #require(events.json["end"]?.stringValue)
