@@ -83,17 +83,19 @@ extension RoomActor {
     /// prev events, resolved when they differ), then soft-failed against the current state;
     /// an accepted one is persisted with its state group, moves the forward extremities and
     /// is published exactly like a local event.
-    public func receive(_ pdus: [PDU]) async throws -> [EventID: ReceivedPDUOutcome] {
+    /// `statesBefore` gives the state before events whose prev events could not be had (a
+    /// gap, fetched with `/state_ids`; server-server API, "If the missing events cannot be retrieved").
+    public func receive(_ pdus: [PDU], statesBefore: [EventID: [PDU]] = [:]) async throws -> [EventID: ReceivedPDUOutcome] {
         try await beginExclusive()
         defer { endExclusive() }
         var outcomes: [EventID: ReceivedPDUOutcome] = [:]
         for pdu in pdus {
-            outcomes[pdu.eventID] = try await receiveOne(pdu)
+            outcomes[pdu.eventID] = try await receiveOne(pdu, given: statesBefore[pdu.eventID])
         }
         return outcomes
     }
 
-    private func receiveOne(_ pdu: PDU) async throws -> ReceivedPDUOutcome {
+    private func receiveOne(_ pdu: PDU, given: [PDU]? = nil) async throws -> ReceivedPDUOutcome {
         guard var working = room else { throw MatrixError(.notFound, "Unknown room") }
         let version = working.version
         guard pdu.roomVersion.id == version.id, pdu.effectiveRoomID == roomID else {
@@ -121,9 +123,12 @@ extension RoomActor {
         do { try EventAuth.checkAuthEvents(pdu, authEvents: authEvents) } catch { return .rejected(error.description) }
         // The state before the event. Its prev events being exactly the forward extremities
         // is the common case: the current state.
-        let linear = Set(pdu.prevEvents) == Set(working.extremities)
+        let linear = given == nil && Set(pdu.prevEvents) == Set(working.extremities)
         var before = working.state
-        if !linear {
+        if let given {
+            before = [:]
+            for event in given { if let key = event.stateEntry { before[key] = event } }
+        } else if !linear {
             let sets: [StateMap] = pdu.prevEvents.compactMap { prev in
                 guard let entries = loaded.1[prev.rawValue], let row = byID[prev.rawValue] else { return nil }
                 var map = Self.stateMap(entries)

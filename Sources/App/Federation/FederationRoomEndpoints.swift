@@ -19,6 +19,7 @@ enum FederationRoomEndpoints {
         routes.get(prefix + "/v1/event_auth/{roomId}/{eventId}", eventAuth)
         routes.get(prefix + "/v1/backfill/{roomId}", backfill)
         FederationMembershipEndpoints.register(&routes)
+        FederationSeedEndpoints.register(&routes)
     }
 
     /// `PUT /_matrix/federation/v1/send/{txnId}`: at most 50 PDUs and 100 EDUs; idempotent
@@ -60,12 +61,14 @@ enum FederationRoomEndpoints {
         return HTTPResponse(contentType: "application/json", bytes: response)
     }
 
-    /// A room the caller may read: resident here, and its ACL allows the caller.
+    /// A room the caller may read: resident here, its ACL allows the caller, and the caller
+    /// has a member joined (as Synapse's `assert_host_in_room`: history is for the room's servers).
     static func readableRoom(_ context: RequestContext, _ origin: ServerName) async throws -> (RoomID, RoomActor, RoomVersion) {
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let actor = try await context.app.roomService.existingRoom(roomID)
         guard let version = await actor.version else { throw MatrixError(.notFound, "Unknown room") }
         try await FederationPDUs.requireACL(origin, actor)
+        guard await actor.joinedServers.contains(origin) else { throw MatrixError(.forbidden, "Host not in room") }
         return (roomID, actor, version)
     }
 
@@ -77,9 +80,14 @@ enum FederationRoomEndpoints {
             throw MatrixError(.notFound, "Unknown event")
         }
         let roomID = try RoomID(parsing: row.roomID)
-        try await FederationPDUs.requireACL(origin, try await app.roomService.existingRoom(roomID))
+        let actor = try await app.roomService.existingRoom(roomID)
+        try await FederationPDUs.requireACL(origin, actor)
+        guard await actor.joinedServers.contains(origin), let version = await actor.version,
+              let id = try? EventID(parsing: row.eventID) else { throw MatrixError(.forbidden, "Host not in room") }
+        let pdu = try PDU(bytes: row.json, roomVersion: version, eventID: id)
+        let served = try await FederationVisibility.filter([pdu], for: origin, version: version, app: app)
         return .json(["origin": .string(app.localServer.rawValue), "origin_server_ts": .int(Clock.nowMilliseconds()),
-                      "pdus": [try JSON.parse(row.json)]])
+                      "pdus": FederationPDUs.wire(served)])
     }
 
     /// The `event_id` query parameter of `/state` and `/state_ids`.
@@ -120,7 +128,8 @@ enum FederationRoomEndpoints {
         let events = try await FederationPDUs.walkBack(from: ids("latest_events"), earliest: Set(ids("earliest_events")),
                                                       minDepth: body["min_depth"]?.intValue ?? 0, limit: limit,
                                                       includeLatest: false, roomID: roomID, version: version, app: context.app)
-        return .json(["events": FederationPDUs.wire(events)])
+        let served = try await FederationVisibility.filter(events, for: origin, version: version, app: context.app)
+        return .json(["events": FederationPDUs.wire(served)])
     }
 
     /// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`.
@@ -142,8 +151,9 @@ enum FederationRoomEndpoints {
         let limit = Int(max(1, min(Int64(context.query["limit"] ?? "") ?? 10, 100)))
         let events = try await FederationPDUs.walkBack(from: from, earliest: [], minDepth: 0, limit: limit, includeLatest: true,
                                                       roomID: roomID, version: version, app: context.app)
+        let served = try await FederationVisibility.filter(events.reversed(), for: origin, version: version, app: context.app)
         return .json(["origin": .string(context.app.localServer.rawValue), "origin_server_ts": .int(Clock.nowMilliseconds()),
-                      "pdus": FederationPDUs.wire(events.reversed())])
+                      "pdus": FederationPDUs.wire(served)])
     }
 
     /// Every value of a repeated query parameter (`ver`, `v`, `via`), percent-decoded, at most 50.
