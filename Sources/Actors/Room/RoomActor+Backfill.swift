@@ -125,6 +125,9 @@ extension RoomActor {
                 before = KnownState(state: state)
             } else if let first = sets.first, Set(sets.map { $0.state.mapValues(\.eventID) }).count == 1 {
                 before = first
+            } else if pdu.prevEvents.isEmpty {
+                // The room's first event (m.room.create): nothing before it.
+                before = KnownState(state: [:])
             } else if sets.count > 1 {
                 before = KnownState(state: try await resolveStates(sets.map { $0.state.mapValues(\.eventID) }, version: version,
                                                                    known: sets.flatMap { Array($0.state.values) }))

@@ -40,13 +40,16 @@ final class FederationBackfill: Sendable {
         return stored
     }
 
-    /// The prev events of the room's oldest timeline events missing from the timeline, and
-    /// the highest depth of those oldest events (nothing backfilled may be as deep).
+    /// The prev events missing from the timeline of the room's oldest timeline events (those
+    /// as shallow as the oldest one: history goes below everything held, so a gap higher up
+    /// is not backfilled into the wrong place), and that depth (nothing backfilled may be as deep).
     static func backwardExtremities(_ roomID: RoomID, version: RoomVersion, app: MyelinApp) async throws -> ([EventID], Int64) {
         let key = roomID.rawValue
-        let oldest = try await app.database.read { db in
+        let rows = try await app.database.read { db in
             try RoomEventStore.oldestTimelineEvents(db, roomID: key, limit: maxExtremities)
         }
+        guard let bottom = rows.first else { return ([], 0) }
+        let oldest = rows.filter { $0.depth <= bottom.depth }
         var prevs: [EventID] = []
         for row in oldest {
             guard let id = try? EventID(parsing: row.eventID), let pdu = try? PDU(bytes: row.json, roomVersion: version, eventID: id) else {
@@ -59,7 +62,7 @@ final class FederationBackfill: Sendable {
             Set(try RoomEventStore.events(db, ids: ids).filter { RoomEventStore.isTimeline($0.streamOrdering) }.map(\.eventID))
         }
         let missing = prevs.filter { !present.contains($0.rawValue) }
-        return (Array(missing.prefix(maxExtremities)), oldest.map(\.depth).max() ?? 0)
+        return (Array(missing.prefix(maxExtremities)), bottom.depth)
     }
 
     /// The servers to ask, best first: the room's creator's server when the room id names
@@ -112,7 +115,7 @@ final class FederationBackfill: Sendable {
         var seen: Set<EventID> = []
         for raw in (answer["pdus"]?.arrayValue ?? []).prefix(eventsPerRequest) {
             guard let pdu = try? await FederationPDUs.verifyPDUSignatures(raw, version: version, keyRing: app.keyRing),
-                  pdu.effectiveRoomID == roomID, pdu.depth < maxDepth || maxDepth == 0, seen.insert(pdu.eventID).inserted else { continue }
+                  pdu.effectiveRoomID == roomID, pdu.depth < maxDepth, seen.insert(pdu.eventID).inserted else { continue }
             events.append(pdu)
         }
         return events

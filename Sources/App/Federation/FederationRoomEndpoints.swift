@@ -61,15 +61,21 @@ enum FederationRoomEndpoints {
         return HTTPResponse(contentType: "application/json", bytes: response)
     }
 
-    /// A room the caller may read: resident here, its ACL allows the caller, and the caller
-    /// has a member joined (as Synapse's `assert_host_in_room`: history is for the room's servers).
+    /// A room the caller may read: resident here, and its ACL allows the caller.
     static func readableRoom(_ context: RequestContext, _ origin: ServerName) async throws -> (RoomID, RoomActor, RoomVersion) {
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let actor = try await context.app.roomService.existingRoom(roomID)
         guard let version = await actor.version else { throw MatrixError(.notFound, "Unknown room") }
         try await FederationPDUs.requireACL(origin, actor)
-        guard await actor.joinedServers.contains(origin) else { throw MatrixError(.forbidden, "Host not in room") }
         return (roomID, actor, version)
+    }
+
+    /// A room whose history and state the caller may read: `readableRoom`, and the caller has a
+    /// member joined (as Synapse's `assert_host_in_room`: history is for the room's servers).
+    static func roomOfHost(_ context: RequestContext, _ origin: ServerName) async throws -> (RoomID, RoomActor, RoomVersion) {
+        let room = try await readableRoom(context, origin)
+        guard await room.1.joinedServers.contains(origin) else { throw MatrixError(.forbidden, "Host not in room") }
+        return room
     }
 
     /// `GET /_matrix/federation/v1/event/{eventId}`.
@@ -93,7 +99,7 @@ enum FederationRoomEndpoints {
     /// The `event_id` query parameter of `/state` and `/state_ids`.
     static func stateAnswer(_ context: RequestContext) async throws -> (state: [PDU], chain: [PDU]) {
         let origin = try await requireServer(context)
-        let (roomID, _, version) = try await readableRoom(context, origin)
+        let (roomID, _, version) = try await roomOfHost(context, origin)
         guard let id = context.query["event_id"] else { throw MatrixError(.missingParam, "Missing event_id") }
         let eventID = try EventID(parsing: id)
         guard let state = try await FederationPDUs.stateBefore(eventID, roomID: roomID, version: version, app: context.app) else {
@@ -119,7 +125,7 @@ enum FederationRoomEndpoints {
     /// `POST /_matrix/federation/v1/get_missing_events/{roomId}` (limit at most 100).
     static func getMissingEvents(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
-        let (roomID, _, version) = try await readableRoom(context, origin)
+        let (roomID, _, version) = try await roomOfHost(context, origin)
         let body = try await context.jsonObject()
         func ids(_ name: String) -> [EventID] {
             (body[name]?.arrayValue ?? []).prefix(100).compactMap { $0.stringValue.flatMap { try? EventID(parsing: $0) } }
@@ -135,7 +141,7 @@ enum FederationRoomEndpoints {
     /// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`.
     static func eventAuth(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
-        let (roomID, _, version) = try await readableRoom(context, origin)
+        let (roomID, _, version) = try await roomOfHost(context, origin)
         let eventID = try EventID(parsing: context.parameter("eventId"))
         guard let (row, pdu) = try await FederationPDUs.load([eventID.rawValue], version: version, app: context.app).first,
               row.roomID == roomID.rawValue else { throw MatrixError(.notFound, "Unknown event") }
@@ -146,7 +152,7 @@ enum FederationRoomEndpoints {
     /// `GET /_matrix/federation/v1/backfill/{roomId}?v=&limit=` (limit at most 100).
     static func backfill(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
-        let (roomID, _, version) = try await readableRoom(context, origin)
+        let (roomID, _, version) = try await roomOfHost(context, origin)
         let from = queryValues(context, "v").prefix(20).compactMap { try? EventID(parsing: $0) }
         let limit = Int(max(1, min(Int64(context.query["limit"] ?? "") ?? 10, 100)))
         let events = try await FederationPDUs.walkBack(from: from, earliest: [], minDepth: 0, limit: limit, includeLatest: true,

@@ -17,7 +17,7 @@ enum FederationSeedEndpoints {
     /// `GET /_matrix/federation/v1/members/{roomId}`: `{"joined": [user ids]}`, sorted.
     static func members(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
-        let (_, actor, _) = try await FederationRoomEndpoints.readableRoom(context, origin)
+        let (_, actor, _) = try await FederationRoomEndpoints.roomOfHost(context, origin)
         let state = await actor.currentState ?? [:]
         let joined = state.compactMap { key, pdu in
             key.type == EventType.roomMember && pdu.membership == MembershipState.join.rawValue ? key.stateKey : nil
