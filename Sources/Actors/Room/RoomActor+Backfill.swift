@@ -34,7 +34,8 @@ public struct BackfillOutcome: Sendable, Equatable {
 /// never news to `/sync` nor sent to other servers. Called by the App's `FederationBackfill`.
 extension RoomActor {
     /// A batch's events in an order where every prev event in the batch comes first (by depth,
-    /// then id, among the ready ones).
+    /// then the origin's timestamp, then id, among the ready ones: concurrent events have no
+    /// order of their own).
     static func topologicalOrder(_ pdus: [PDU]) -> [PDU] {
         var byID: [EventID: PDU] = [:]
         for pdu in pdus where byID[pdu.eventID] == nil { byID[pdu.eventID] = pdu }
@@ -45,7 +46,11 @@ extension RoomActor {
             waiting[pdu.eventID] = inBatch.count
             for prev in inBatch { children[prev, default: []].append(pdu.eventID) }
         }
-        func before(_ a: PDU, _ b: PDU) -> Bool { a.depth != b.depth ? a.depth < b.depth : a.eventID.rawValue < b.eventID.rawValue }
+        func before(_ a: PDU, _ b: PDU) -> Bool {
+            if a.depth != b.depth { return a.depth < b.depth }
+            if a.originServerTS != b.originServerTS { return a.originServerTS < b.originServerTS }
+            return a.eventID.rawValue < b.eventID.rawValue
+        }
         var ready = byID.values.filter { waiting[$0.eventID] == 0 }.sorted(by: before)
         var order: [PDU] = []
         while !ready.isEmpty {

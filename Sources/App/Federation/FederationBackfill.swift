@@ -21,8 +21,11 @@ final class FederationBackfill: Sendable {
     static let maxServersTried = 3
     /// `v` event ids per request, and oldest events examined for them.
     static let maxExtremities = 20
-    /// Gaps inside one batch whose state is fetched (`/state_ids`).
-    static let maxStateFetches = 3
+    /// Gaps inside one batch whose state is fetched (`/state_ids`): the ends of concurrent
+    /// branches at the bottom of a batch.
+    static let maxStateFetches = 10
+    /// How far above the oldest event held the events whose missing prev events are asked for go.
+    static let maxDepthBand: Int64 = 50
 
     private let running = Mutex<[RoomID: Task<Int, Never>]>([:])
 
@@ -41,15 +44,17 @@ final class FederationBackfill: Sendable {
     }
 
     /// The prev events missing from the timeline of the room's oldest timeline events (those
-    /// as shallow as the oldest one: history goes below everything held, so a gap higher up
-    /// is not backfilled into the wrong place), and that depth (nothing backfilled may be as deep).
+    /// within `maxDepthBand` of the oldest one: concurrent branches end unevenly, while a gap
+    /// far above the bottom is `get_missing_events`' business, not history's), and the depth
+    /// nothing backfilled may reach. None once the create event is in the timeline: the
+    /// history held here is then complete.
     static func backwardExtremities(_ roomID: RoomID, version: RoomVersion, app: MyelinApp) async throws -> ([EventID], Int64) {
         let key = roomID.rawValue
         let rows = try await app.database.read { db in
-            try RoomEventStore.oldestTimelineEvents(db, roomID: key, limit: maxExtremities)
+            try RoomEventStore.oldestTimelineEvents(db, roomID: key, limit: maxExtremities * 2)
         }
-        guard let bottom = rows.first else { return ([], 0) }
-        let oldest = rows.filter { $0.depth <= bottom.depth }
+        guard let bottom = rows.first, bottom.type != EventType.roomCreate else { return ([], 0) }
+        let oldest = rows.filter { $0.depth <= bottom.depth + maxDepthBand }
         var prevs: [EventID] = []
         for row in oldest {
             guard let id = try? EventID(parsing: row.eventID), let pdu = try? PDU(bytes: row.json, roomVersion: version, eventID: id) else {
@@ -62,7 +67,7 @@ final class FederationBackfill: Sendable {
             Set(try RoomEventStore.events(db, ids: ids).filter { RoomEventStore.isTimeline($0.streamOrdering) }.map(\.eventID))
         }
         let missing = prevs.filter { !present.contains($0.rawValue) }
-        return (Array(missing.prefix(maxExtremities)), bottom.depth)
+        return (Array(missing.prefix(maxExtremities)), oldest.map(\.depth).max() ?? bottom.depth)
     }
 
     /// The servers to ask, best first: the room's creator's server when the room id names
