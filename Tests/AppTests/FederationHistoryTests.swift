@@ -123,4 +123,31 @@ struct FederationHistoryTests {
             #expect(keys.json["signatures"]?["a.test"] != nil)
         }
     }
+    @Test("GET /backfill serves a server history from before its users joined redacted when the visibility is `joined`, whole when `shared`")
+    func servedHistoryVisibility() async throws {
+        try await withTwoServers(destinations: false) { a, aPort, b, bPort in
+            let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: bPort, "bob")
+            let aName = try ServerName(parsing: "a.test")
+            let link = LoopbackFederation(origin: b.app.localServer, key: b.app.signingKey, ports: [aName: aPort])
+            for (visibility, whole) in [("joined", false), ("shared", true)] {
+                let room = try #require(try await alice.call("POST", "/createRoom", [
+                    "preset": "public_chat",
+                    "initial_state": [["type": "m.room.history_visibility", "state_key": "", "content": ["history_visibility": .string(visibility)]]],
+                ]).json["room_id"]?.stringValue)
+                let sent = try await alice.call("PUT", "/rooms/\(room)/send/m.room.message/v-\(visibility)", ["msgtype": "m.text", "body": "secret"])
+                let secret = try #require(sent.json["event_id"]?.stringValue)
+                let path = "/_matrix/federation/v1/backfill/\(FederationLink.segment(room))?v=\(FederationLink.segment(secret))&limit=5"
+                // Not in the room: nothing at all.
+                #expect(try await link.request(aName, method: "GET", path: path, body: nil).status == 403)
+                #expect(try await bob.call("POST", "/join/\(FederationLink.segment(room))?server_name=a.test", [:]).status == 200)
+                let served = try await link.request(aName, method: "GET", path: path, body: nil)
+                let message = (served.json?["pdus"]?.arrayValue ?? []).first { $0["event_id"]?.stringValue == secret || $0["type"]?.stringValue == "m.room.message" }
+                #expect(served.status == 200 && message != nil, "\(String(describing: served.json))")
+                #expect((message?["content"]?["body"]?.stringValue == "secret") == whole, "\(visibility): \(String(describing: message))")
+                // Redacted or whole, the event keeps its place in the DAG (prev events, hashes, signatures).
+                #expect(message?["prev_events"]?.arrayValue?.isEmpty == false)
+            }
+        }
+    }
 }
