@@ -41,9 +41,12 @@ async def _page_backwards(client, room, limit, max_pages):
         assert status == 200, f"/messages on {client.server.describe()} (page {pages}): {status} {body}"
         events += body.get("chunk", [])
         pages += 1
-        start = body.get("end")
-        if not start or not body.get("chunk"):
+        end = body.get("end")
+        # The end of the room: no `end`, or (as some Synapse versions answer) an empty page
+        # that does not move.
+        if not end or (not body.get("chunk") and end == start):
             return events
+        start = end
     raise AssertionError(f"/messages on {client.server.describe()} did not end within {max_pages} pages "
                          f"({len(events)} events so far)")
 
@@ -87,5 +90,45 @@ async def _history(synapse, peer):
         assert served[-1].get("type") == "m.room.create", f"the history does not end at the create event: {served[-1]}"
         print(f"sent {MESSAGES} messages on Synapse in {sent_s:.1f} s; "
               f"the peer paged them ({PAGE} per page) in {paged_s:.1f} s")
+    finally:
+        await close_all(s, p)
+
+
+PEER_MESSAGES = 300
+
+
+def test_synapse_user_joining_late_pages_through_peer_history(synapse, peer):
+    run(_history_on_peer(synapse, peer), budget=170)
+
+
+async def _history_on_peer(synapse, peer):
+    """The other way round: the room and its history are on the peer, which serves GET /backfill
+    (and the state and events Synapse asks for around it) to a Synapse user paging /messages."""
+    s = await new_user(synapse, "latecomer")
+    p = await new_user(peer, "chronicler")
+    try:
+        created = check(await p.room_create(preset=nio.RoomPreset.public_chat, initial_state=[
+            {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "shared"}}]),
+            nio.RoomCreateResponse, "creating the room on the peer", p)
+        room = created.room_id
+        for i in range(PEER_MESSAGES):
+            status, body = await api(p, "PUT", f"/_matrix/client/v3/rooms/{q(room)}/send/m.room.message/p{i}",
+                                     {"msgtype": "m.text", "body": f"peer history {i}"})
+            assert status == 200, f"sending message {i} on {p.server.describe()}: {status} {body}"
+
+        ws = Watcher(s, [peer])
+        await ws.sync_once(0)
+        status, body = await api(s, "POST", f"/_matrix/client/v3/join/{q(room)}", {}, query={"server_name": peer.server_name})
+        assert status == 200, f"joining {room} through the peer: {status} {body}"
+        await ws.until(lambda w: w.membership(room, s.user_id) == "join", f"{s.user_id}'s own join in {room}")
+
+        expected = [e["event_id"] for e in await _page_backwards(p, room, 1000, 10) if e.get("type") == "m.room.message"]
+        assert len(expected) == PEER_MESSAGES, f"the peer serves {len(expected)} messages of {PEER_MESSAGES}"
+        served = await _page_backwards(s, room, PAGE, 4 * PEER_MESSAGES // PAGE + 20)
+        ids = [e["event_id"] for e in served]
+        assert len(ids) == len(set(ids)), "events served twice by Synapse's /messages"
+        got = [e["event_id"] for e in served if e.get("type") == "m.room.message"]
+        assert got == expected, f"Synapse served {len(got)} of {PEER_MESSAGES} messages" + (
+            "" if len(got) != len(expected) else ", in another order than the peer's")
     finally:
         await close_all(s, p)
