@@ -123,20 +123,7 @@ extension RoomActor {
                     sets.append(state)
                 }
             }
-            let before: KnownState
-            if let given = batch.statesBefore[pdu.eventID] {
-                var state: AuthState = [:]
-                for event in given { if let key = event.stateEntry { state[key] = event } }
-                before = KnownState(state: state)
-            } else if let first = sets.first, Set(sets.map { $0.state.mapValues(\.eventID) }).count == 1 {
-                before = first
-            } else if pdu.prevEvents.isEmpty {
-                // The room's first event (m.room.create): nothing before it.
-                before = KnownState(state: [:])
-            } else if sets.count > 1 {
-                before = KnownState(state: try await resolveStates(sets.map { $0.state.mapValues(\.eventID) }, version: version,
-                                                                   known: sets.flatMap { Array($0.state.values) }))
-            } else {
+            guard let before = try await stateBefore(pdu, after: sets, given: batch.statesBefore[pdu.eventID], version: version) else {
                 outcome.skipped += 1
                 continue
             }
@@ -159,6 +146,22 @@ extension RoomActor {
         outcome.stored = try await writeBackfill(plans)
         outcome.known += plans.count - outcome.stored
         return outcome
+    }
+
+    /// The state before `pdu`: the one given for a gap, else the state after its known prev
+    /// events (resolved when they differ); nil when nothing is known of it.
+    private func stateBefore(_ pdu: PDU, after sets: [KnownState], given: [PDU]?, version: RoomVersion) async throws -> KnownState? {
+        if let given {
+            var state: AuthState = [:]
+            for event in given { if let key = event.stateEntry { state[key] = event } }
+            return KnownState(state: state)
+        }
+        if let first = sets.first, Set(sets.map { $0.state.mapValues(\.eventID) }).count == 1 { return first }
+        // The room's first event (m.room.create): nothing before it.
+        if pdu.prevEvents.isEmpty { return KnownState(state: [:]) }
+        guard sets.count > 1 else { return nil }
+        return KnownState(state: try await resolveStates(sets.map { $0.state.mapValues(\.eventID) }, version: version,
+                                                         known: sets.flatMap { Array($0.state.values) }))
     }
 
     /// The client form of `pdu`, the group of the state after it, and that state.
