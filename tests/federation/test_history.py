@@ -87,7 +87,10 @@ async def _history(synapse, peer):
             f"the peer served {len(got)} of {MESSAGES} messages; the oldest it served: {bodies[-3:]}"
         assert got == expected, "the peer's order differs from Synapse's: first difference at " \
             f"{next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b)}"
-        assert served[-1].get("type") == "m.room.create", f"the history does not end at the create event: {served[-1]}"
+        if peer.kind == "myelin":
+            # Myelin's history goes on to the create event (the state before the first message
+            # comes with the last batch); Synapse as the peer stops at the oldest message.
+            assert served[-1].get("type") == "m.room.create", f"the history does not end at the create event: {served[-1]}"
         print(f"sent {MESSAGES} messages on Synapse in {sent_s:.1f} s; "
               f"the peer paged them ({PAGE} per page) in {paged_s:.1f} s")
     finally:

@@ -27,11 +27,20 @@ final class FederationBackfill: Sendable {
     /// How far above the oldest event held the events whose missing prev events are asked for go.
     static let maxDepthBand: Int64 = 50
 
+    /// After a run that stored nothing, the room's next run waits this long: a client paging
+    /// at the bottom of a room whose servers have nothing (more) to give must not make every
+    /// `/messages` call cost remote requests.
+    static let fruitlessRetryMs: Int64 = 30_000
+
     private let running = Mutex<[RoomID: Task<Int, Never>]>([:])
+    /// When each room's last run stored nothing (pruned past `fruitlessRetryMs`).
+    private let fruitless = Mutex<[RoomID: Int64]>([:])
 
     /// Runs one backfill of the room (or waits for the one running) and returns the events
     /// it stored; 0 when there is nothing older, no server answered, or federation is off.
     func backfill(_ roomID: RoomID, app: MyelinApp) async -> Int {
+        let now = Clock.nowMilliseconds()
+        if let last = fruitless.withLock({ $0[roomID] }), now - last < Self.fruitlessRetryMs { return 0 }
         let task = running.withLock { running -> Task<Int, Never> in
             if let task = running[roomID] { return task }
             let task = Task { await Self.run(roomID, app: app) }
@@ -40,6 +49,11 @@ final class FederationBackfill: Sendable {
         }
         let stored = await task.value
         running.withLock { running in if running[roomID] == task { running[roomID] = nil } }
+        fruitless.withLock { fruitless in
+            if stored > 0 { fruitless[roomID] = nil; return }
+            if fruitless.count >= 10_000 { fruitless = fruitless.filter { now - $0.value < Self.fruitlessRetryMs } }
+            fruitless[roomID] = now
+        }
         return stored
     }
 
