@@ -19,8 +19,10 @@ final class FederationBackfill: Sendable {
     static let maxRequestsPerPage = 3
     /// Servers tried per run before giving up.
     static let maxServersTried = 3
-    /// `v` event ids per request, and oldest events examined for them.
-    static let maxExtremities = 20
+    /// `v` event ids per request (a wide DAG ends a batch with many branches: every one not
+    /// asked for is a hole), and oldest events examined for them.
+    static let maxExtremities = 50
+    static let examinedEvents = 200
     /// Gaps inside one batch whose state is fetched (`/state_ids`): the ends of concurrent
     /// branches at the bottom of a batch.
     static let maxStateFetches = 10
@@ -65,7 +67,7 @@ final class FederationBackfill: Sendable {
     static func backwardExtremities(_ roomID: RoomID, version: RoomVersion, app: MyelinApp) async throws -> ([EventID], Int64) {
         let key = roomID.rawValue
         let rows = try await app.database.read { db in
-            try RoomEventStore.oldestTimelineEvents(db, roomID: key, limit: maxExtremities * 2)
+            try RoomEventStore.oldestTimelineEvents(db, roomID: key, limit: examinedEvents)
         }
         guard let bottom = rows.first, bottom.type != EventType.roomCreate else { return ([], 0) }
         let oldest = rows.filter { $0.depth <= bottom.depth + maxDepthBand }

@@ -15,7 +15,7 @@ enum FederationGaps {
     static let maxEventFetches = 50
 
     /// For the events of `batch` (oldest first) whose prev events are neither in the batch
-    /// nor in this server's timeline, at most `limit` of them: the state before each.
+    /// nor in this server's timeline: the state before each (at most `limit` fetches).
     static func statesForGaps(_ batch: [PDU], roomID: RoomID, version: RoomVersion, server: ServerName, limit: Int,
                               actor: RoomActor, app: MyelinApp) async -> [EventID: [PDU]] {
         let inBatch = Set(batch.map(\.eventID))
@@ -24,13 +24,19 @@ enum FederationGaps {
             return [:]
         }
         let timeline = Set(rows.filter { $0.roomID == roomID.rawValue && RoomEventStore.isTimeline($0.streamOrdering) }.map(\.eventID))
+        // Concurrent events with the same prev events have the same state before them: one
+        // fetch per set of prev events.
         var states: [EventID: [PDU]] = [:]
-        for pdu in batch.sorted(by: { $0.depth < $1.depth }) where states.count < limit {
+        var bySet: [[EventID]: [PDU]?] = [:]
+        for pdu in batch.sorted(by: { $0.depth < $1.depth }) {
             let gap = pdu.prevEvents.contains { !inBatch.contains($0) && !timeline.contains($0.rawValue) }
             guard gap else { continue }
-            if let state = await stateBefore(pdu.eventID, roomID: roomID, version: version, server: server, actor: actor, app: app) {
-                states[pdu.eventID] = state
+            let key = pdu.prevEvents.sorted { $0.rawValue < $1.rawValue }
+            if bySet[key] == nil {
+                guard bySet.count < limit else { continue }
+                bySet[key] = .some(await stateBefore(pdu.eventID, roomID: roomID, version: version, server: server, actor: actor, app: app))
             }
+            if let state = bySet[key] ?? nil { states[pdu.eventID] = state }
         }
         return states
     }

@@ -149,11 +149,11 @@ enum FederationRoomEndpoints {
         return .json(["auth_chain": FederationPDUs.wire(chain)])
     }
 
-    /// `GET /_matrix/federation/v1/backfill/{roomId}?v=&limit=` (limit at most 100).
+    /// `GET /_matrix/federation/v1/backfill/{roomId}?v=&limit=` (limit at most 100, at most 50 `v`).
     static func backfill(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
         let (roomID, _, version) = try await roomOfHost(context, origin)
-        let from = queryValues(context, "v").prefix(20).compactMap { try? EventID(parsing: $0) }
+        let from = queryValues(context, "v").compactMap { try? EventID(parsing: $0) }
         let limit = Int(max(1, min(Int64(context.query["limit"] ?? "") ?? 10, 100)))
         let events = try await FederationPDUs.walkBack(from: from, earliest: [], minDepth: 0, limit: limit, includeLatest: true,
                                                       roomID: roomID, version: version, app: context.app)
