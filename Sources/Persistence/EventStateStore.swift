@@ -48,9 +48,11 @@ public enum EventStateStore {
         return found
     }
 
-    /// Removes an outlier (negative position) that is about to be stored as a timeline event.
+    /// Removes an outlier (a negative position above the backfilled history) that is about to
+    /// be stored as a timeline event.
     public static func deleteOutlier(_ db: any SQLTransaction, eventID: String) throws {
-        try db.execute("DELETE FROM events WHERE event_id = ? AND stream_ordering < 0", .text(eventID))
+        try db.execute("DELETE FROM events WHERE event_id = ? AND stream_ordering < 0 AND stream_ordering > ?",
+                       .text(eventID), .int(RoomEventStore.backfillCeiling))
     }
 
     private static func chunked(_ ids: [String], _ body: ([String], String) throws -> Void) throws {

@@ -130,7 +130,7 @@ public struct RoomEventStore: Sendable {
             .map { try $0.text(0) }
     }
 
-    /// The room's newest timeline events (outliers, at negative positions, left out), oldest first.
+    /// The room's newest live events (positive positions: outliers and backfilled history left out), oldest first.
     public static func latestEvents(_ db: any SQLConnection, roomID: String, limit: Int) throws -> [EventRow] {
         try db.query("""
             SELECT \(columns)
@@ -205,13 +205,20 @@ public struct RoomEventStore: Sendable {
 
     /// Events of a room with `lower < stream_ordering <= upper`, newest first when
     /// `backwards`, else oldest first; at most `limit`.
+    /// Only timeline positions are read: the live ones (positive) and, below
+    /// `backfillCeiling`, history fetched from other servers; never the outliers between.
     public static func events(_ db: any SQLConnection, roomID: String, after lower: Int64, upTo upper: Int64,
                               backwards: Bool, limit: Int) throws -> [RoomEventStore.EventRow] {
-        try db.query("""
-            SELECT \(RoomEventStore.columns) FROM events
-            WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ?
-            ORDER BY stream_ordering \(backwards ? "DESC" : "ASC") LIMIT ?
-            """, .text(roomID), .int(lower), .int(upper), .int(Int64(limit))).map(RoomEventStore.eventRow)
+        let live = (max(lower, 0), upper), history = (lower, min(upper, backfillCeiling))
+        var rows: [RoomEventStore.EventRow] = []
+        for (low, high) in backwards ? [live, history] : [history, live] where low < high && rows.count < limit {
+            rows += try db.query("""
+                SELECT \(RoomEventStore.columns) FROM events
+                WHERE room_id = ? AND stream_ordering > ? AND stream_ordering <= ?
+                ORDER BY stream_ordering \(backwards ? "DESC" : "ASC") LIMIT ?
+                """, .text(roomID), .int(low), .int(high), .int(Int64(limit - rows.count))).map(RoomEventStore.eventRow)
+        }
+        return rows
     }
 
     public static func event(_ db: any SQLConnection, eventID: String) throws -> RoomEventStore.EventRow? {

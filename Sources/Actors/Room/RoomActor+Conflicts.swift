@@ -60,24 +60,24 @@ extension RoomActor {
             near.knownInDAG = recorded[own] != nil || near.rejected.contains(own)
             for row in rows where withPrevStates && prevs.contains(row.eventID) {
                 // Outliers (negative positions, no recorded state) have no state here.
-                guard let group = recorded[row.eventID] ?? (row.streamOrdering > 0 ? row.stateGroup : nil) else { continue }
+                guard let group = recorded[row.eventID] ?? (RoomEventStore.isTimeline(row.streamOrdering) ? row.stateGroup : nil) else { continue }
                 near.prevStates[row.eventID] = (group, try RoomEventStore.state(db, group: group))
             }
             return near
         }
     }
 
-    func receiveOne(_ pdu: PDU, supplied: [EventID: StateMap]) async throws -> ReceivedPDUOutcome {
+    func receiveOne(_ pdu: PDU, supplied: [EventID: StateMap], given: [PDU]? = nil) async throws -> ReceivedPDUOutcome {
         guard let working = room else { throw MatrixError(.notFound, "Unknown room") }
         let version = working.version
         guard pdu.roomVersion.id == version.id, pdu.effectiveRoomID == roomID else {
             return .rejected("event of another room or room version")
         }
-        let linear = Set(pdu.prevEvents) == Set(working.extremities)
+        let linear = given == nil && Set(pdu.prevEvents) == Set(working.extremities)
         let near = try await loadNeighbourhood(pdu, withPrevStates: !linear)
         let stored = near.rows[pdu.eventID.rawValue]
         // A plain outlier (fetched for another event's auth) arriving for real joins the DAG.
-        if stored != nil && (near.knownInDAG || stored!.streamOrdering > 0) { return .duplicate }
+        if stored != nil && (near.knownInDAG || RoomEventStore.isTimeline(stored!.streamOrdering)) { return .duplicate }
         var authEvents: [PDU] = []
         for id in pdu.authEvents {
             // Not stored as rejected: the auth event may be fetched later.
@@ -85,7 +85,8 @@ extension RoomActor {
             authEvents.append(try PDU(bytes: row.json, roomVersion: version, eventID: id))
         }
         let before = linear ? StateBefore(state: working.state, group: working.stateGroup)
-            : try await stateBefore(pdu, near: near, supplied: supplied, version: version)
+            : try await given.map { StateBefore(state: Self.authState($0), group: nil) }
+                ?? stateBefore(pdu, near: near, supplied: supplied, version: version)
         // Auth rules: "If there are entries which were themselves rejected ..., reject."
         if let refused = pdu.authEvents.first(where: { near.rejected.contains($0.rawValue) }) {
             return try await reject(pdu, "auth event \(refused) was rejected", before: before, version: version)
@@ -111,6 +112,13 @@ extension RoomActor {
             }
         }
         return try await accept(pdu, after: after, linear: linear, replacesOutlier: stored != nil, version: version)
+    }
+
+    /// The state events of a state another server gave (`/state_ids` at a gap), by key.
+    static func authState(_ events: [PDU]) -> AuthState {
+        var state: AuthState = [:]
+        for event in events { if let key = event.stateEntry { state[key] = event } }
+        return state
     }
 
     /// The resolution of the states after the prev events known here with a state (the ones
@@ -170,7 +178,7 @@ extension RoomActor {
             let recorded = try EventStateStore.stateGroups(db, ids: ids)
             var states: [[RoomEventStore.StateEntry]] = []
             for row in try RoomEventStore.events(db, ids: ids) where row.roomID == key {
-                guard let group = recorded[row.eventID] ?? (row.streamOrdering > 0 ? row.stateGroup : nil) else { continue }
+                guard let group = recorded[row.eventID] ?? (RoomEventStore.isTimeline(row.streamOrdering) ? row.stateGroup : nil) else { continue }
                 states.append(try RoomEventStore.state(db, group: group))
             }
             return states

@@ -91,12 +91,15 @@ extension RoomActor {
     /// `statesAtPrevs` gives, for prev events stored without a state of their own (outliers,
     /// e.g. fetched with `/event`), the state before them as another server answered
     /// (`/state_ids` at them); every event it names must be stored (as outliers at least).
-    public func receive(_ pdus: [PDU], statesAtPrevs: [EventID: StateMap] = [:]) async throws -> [EventID: ReceivedPDUOutcome] {
+    /// `statesBefore` gives the state before events whose prev events could not be had (a
+    /// gap, fetched with `/state_ids`; server-server API, "If the missing events cannot be retrieved").
+    public func receive(_ pdus: [PDU], statesAtPrevs: [EventID: StateMap] = [:],
+                        statesBefore: [EventID: [PDU]] = [:]) async throws -> [EventID: ReceivedPDUOutcome] {
         try await beginExclusive()
         defer { endExclusive() }
         var outcomes: [EventID: ReceivedPDUOutcome] = [:]
         for pdu in pdus {
-            outcomes[pdu.eventID] = try await receiveOne(pdu, supplied: statesAtPrevs)
+            outcomes[pdu.eventID] = try await receiveOne(pdu, supplied: statesAtPrevs, given: statesBefore[pdu.eventID])
         }
         return outcomes
     }

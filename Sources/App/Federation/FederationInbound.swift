@@ -10,6 +10,8 @@ enum FederationInbound {
     /// `get_missing_events` rounds per batch, and events asked per round.
     static let maxMissingRounds = 3
     static let missingEventsLimit = 20
+    /// Gaps per batch whose state is fetched with `/state_ids`.
+    static let maxGapStates = 3
 
     /// Applies PDUs of one room sent by `origin`; returns the per-PDU results of `/send`
     /// (`{}` on success, `{"error": ...}` otherwise) by event id.
@@ -36,7 +38,10 @@ enum FederationInbound {
         do {
             let missing = await fetchMissing(verified, actor: actor, roomID: roomID, version: version, origin: origin, app: app)
             try await fetchMissingAuthEvents(missing + verified, actor: actor, roomID: roomID, version: version, origin: origin, app: app)
-            let outcomes = try await actor.receive((missing + verified).sorted { $0.depth < $1.depth })
+            // Prev events still unknown: the state before those events, from the origin.
+            let gaps = await FederationGaps.statesForGaps(missing + verified, roomID: roomID, version: version, server: origin,
+                                                          limit: maxGapStates, actor: actor, app: app)
+            let outcomes = try await actor.receive((missing + verified).sorted { $0.depth < $1.depth }, statesBefore: gaps)
             for pdu in verified {
                 switch outcomes[pdu.eventID] {
                 case .rejected(let reason): results[pdu.eventID.rawValue] = ["error": .string(reason)]

@@ -12,6 +12,9 @@ final class FederationLink: Sendable {
         self.requester.withLock { $0 = requester }
     }
 
+    /// Whether outbound requests can be made at all (federation enabled and connected).
+    var isConnected: Bool { requester.withLock { $0 != nil } }
+
     /// Sends a request and returns the JSON object of a 2xx answer. A remote error is
     /// re-raised with its `errcode` when it is one we know (the status kept), else `M_UNKNOWN` 502.
     func call(_ destination: ServerName, _ method: String, _ path: String, _ body: JSON? = .none) async throws -> [String: JSON] {

@@ -77,7 +77,7 @@ enum FederationPDUs {
     static func stateBefore(_ eventID: EventID, roomID: RoomID, version: RoomVersion, app: MyelinApp) async throws -> [PDU]? {
         let key = roomID.rawValue
         let entries = try await app.database.read { db -> [RoomEventStore.StateEntry]? in
-            guard let row = try RoomEventStore.event(db, eventID: eventID.rawValue), row.roomID == key, row.streamOrdering > 0 else {
+            guard let row = try RoomEventStore.event(db, eventID: eventID.rawValue), row.roomID == key, RoomEventStore.isTimeline(row.streamOrdering) else {
                 return nil
             }
             var entries = try RoomEventStore.state(db, group: row.stateGroup)
@@ -102,7 +102,7 @@ enum FederationPDUs {
         var frontier: [EventID]
         if includeLatest {
             let start = try await load(latest.map(\.rawValue), version: version, app: app)
-                .filter { $0.0.roomID == roomID.rawValue && $0.0.streamOrdering > 0 }.map(\.1)
+                .filter { $0.0.roomID == roomID.rawValue && RoomEventStore.isTimeline($0.0.streamOrdering) }.map(\.1)
             found = Array(start.prefix(limit))
             frontier = start.flatMap(\.prevEvents)
         } else {
@@ -113,7 +113,7 @@ enum FederationPDUs {
             let next = frontier.filter { seen.insert($0).inserted }
             frontier = []
             for (row, pdu) in try await load(next.map(\.rawValue), version: version, app: app)
-            where row.roomID == roomID.rawValue && row.streamOrdering > 0 && pdu.depth >= minDepth && found.count < limit {
+            where row.roomID == roomID.rawValue && RoomEventStore.isTimeline(row.streamOrdering) && pdu.depth >= minDepth && found.count < limit {
                 found.append(pdu)
                 frontier.append(contentsOf: pdu.prevEvents)
             }

@@ -19,6 +19,7 @@ enum FederationRoomEndpoints {
         routes.get(prefix + "/v1/event_auth/{roomId}/{eventId}", eventAuth)
         routes.get(prefix + "/v1/backfill/{roomId}", backfill)
         FederationMembershipEndpoints.register(&routes)
+        FederationSeedEndpoints.register(&routes)
     }
 
     /// `PUT /_matrix/federation/v1/send/{txnId}`: at most 50 PDUs and 100 EDUs; idempotent
@@ -69,6 +70,14 @@ enum FederationRoomEndpoints {
         return (roomID, actor, version)
     }
 
+    /// A room whose history and state the caller may read: `readableRoom`, and the caller has a
+    /// member joined (as Synapse's `assert_host_in_room`: history is for the room's servers).
+    static func roomOfHost(_ context: RequestContext, _ origin: ServerName) async throws -> (RoomID, RoomActor, RoomVersion) {
+        let room = try await readableRoom(context, origin)
+        guard await room.1.joinedServers.contains(origin) else { throw MatrixError(.forbidden, "Host not in room") }
+        return room
+    }
+
     /// `GET /_matrix/federation/v1/event/{eventId}`.
     static func event(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
@@ -80,15 +89,20 @@ enum FederationRoomEndpoints {
             throw MatrixError(.notFound, "Unknown event")
         }
         let roomID = try RoomID(parsing: row.roomID)
-        try await FederationPDUs.requireACL(origin, try await app.roomService.existingRoom(roomID))
+        let actor = try await app.roomService.existingRoom(roomID)
+        try await FederationPDUs.requireACL(origin, actor)
+        guard await actor.joinedServers.contains(origin), let version = await actor.version,
+              let id = try? EventID(parsing: row.eventID) else { throw MatrixError(.forbidden, "Host not in room") }
+        let pdu = try PDU(bytes: row.json, roomVersion: version, eventID: id)
+        let served = try await FederationVisibility.filter([pdu], for: origin, version: version, app: app)
         return .json(["origin": .string(app.localServer.rawValue), "origin_server_ts": .int(Clock.nowMilliseconds()),
-                      "pdus": [try JSON.parse(row.json)]])
+                      "pdus": FederationPDUs.wire(served)])
     }
 
     /// The `event_id` query parameter of `/state` and `/state_ids`.
     static func stateAnswer(_ context: RequestContext) async throws -> (state: [PDU], chain: [PDU]) {
         let origin = try await requireServer(context)
-        let (roomID, _, version) = try await readableRoom(context, origin)
+        let (roomID, _, version) = try await roomOfHost(context, origin)
         guard let id = context.query["event_id"] else { throw MatrixError(.missingParam, "Missing event_id") }
         let eventID = try EventID(parsing: id)
         guard let state = try await FederationPDUs.stateBefore(eventID, roomID: roomID, version: version, app: context.app) else {
@@ -114,7 +128,7 @@ enum FederationRoomEndpoints {
     /// `POST /_matrix/federation/v1/get_missing_events/{roomId}` (limit at most 100).
     static func getMissingEvents(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
-        let (roomID, _, version) = try await readableRoom(context, origin)
+        let (roomID, _, version) = try await roomOfHost(context, origin)
         let body = try await context.jsonObject()
         func ids(_ name: String) -> [EventID] {
             (body[name]?.arrayValue ?? []).prefix(100).compactMap { $0.stringValue.flatMap { try? EventID(parsing: $0) } }
@@ -123,13 +137,14 @@ enum FederationRoomEndpoints {
         let events = try await FederationPDUs.walkBack(from: ids("latest_events"), earliest: Set(ids("earliest_events")),
                                                       minDepth: body["min_depth"]?.intValue ?? 0, limit: limit,
                                                       includeLatest: false, roomID: roomID, version: version, app: context.app)
-        return .json(["events": FederationPDUs.wire(events)])
+        let served = try await FederationVisibility.filter(events, for: origin, version: version, app: context.app)
+        return .json(["events": FederationPDUs.wire(served)])
     }
 
     /// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`.
     static func eventAuth(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
-        let (roomID, _, version) = try await readableRoom(context, origin)
+        let (roomID, _, version) = try await roomOfHost(context, origin)
         let eventID = try EventID(parsing: context.parameter("eventId"))
         guard let (row, pdu) = try await FederationPDUs.load([eventID.rawValue], version: version, app: context.app).first,
               row.roomID == roomID.rawValue else { throw MatrixError(.notFound, "Unknown event") }
@@ -137,16 +152,17 @@ enum FederationRoomEndpoints {
         return .json(["auth_chain": FederationPDUs.wire(chain)])
     }
 
-    /// `GET /_matrix/federation/v1/backfill/{roomId}?v=&limit=` (limit at most 100).
+    /// `GET /_matrix/federation/v1/backfill/{roomId}?v=&limit=` (limit at most 100, at most 50 `v`).
     static func backfill(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await requireServer(context)
-        let (roomID, _, version) = try await readableRoom(context, origin)
-        let from = queryValues(context, "v").prefix(20).compactMap { try? EventID(parsing: $0) }
+        let (roomID, _, version) = try await roomOfHost(context, origin)
+        let from = queryValues(context, "v").compactMap { try? EventID(parsing: $0) }
         let limit = Int(max(1, min(Int64(context.query["limit"] ?? "") ?? 10, 100)))
         let events = try await FederationPDUs.walkBack(from: from, earliest: [], minDepth: 0, limit: limit, includeLatest: true,
                                                       roomID: roomID, version: version, app: context.app)
+        let served = try await FederationVisibility.filter(events.reversed(), for: origin, version: version, app: context.app)
         return .json(["origin": .string(context.app.localServer.rawValue), "origin_server_ts": .int(Clock.nowMilliseconds()),
-                      "pdus": FederationPDUs.wire(events.reversed())])
+                      "pdus": FederationPDUs.wire(served)])
     }
 
     /// Every value of a repeated query parameter (`ver`, `v`, `via`), percent-decoded, at most 50.

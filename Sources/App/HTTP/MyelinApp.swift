@@ -23,6 +23,8 @@ final class MyelinApp: HTTPResponder {
     let keyRing: ServerKeyRing
     /// Outbound federation for the room handlers (joins, invites, leaves, missing events).
     let federationLink = FederationLink()
+    /// History fetched from other servers for `/messages` (runs coalesced per room).
+    let backfill = FederationBackfill()
     /// Outbound federation requests (discovery, X-Matrix signing, the HTTP client).
     let federationClient: LazyFederationClient
     let logger: Logger

@@ -1,5 +1,6 @@
 import Actors
 import Matrix
+import Persistence
 
 /// The documented bounds of what a request may ask for, in one place (docs/security.md lists
 /// them). Every number, length and position that comes from the network passes through the
@@ -72,6 +73,9 @@ extension RequestBounds {
     /// room-events field), at most `maxPosition`.
     static func position(of token: String) throws -> Int64 {
         if token.hasPrefix("t"), let value = Int64(token.dropFirst()), value >= 0, value <= maxPosition { return value }
+        // Backfilled history lies below `RoomEventStore.backfillCeiling` (`/messages` tokens only).
+        if token.hasPrefix("t"), let value = Int64(token.dropFirst()),
+           value <= RoomEventStore.backfillCeiling, value > RoomEventStore.backfillFloor - 2 { return value }
         if token.hasPrefix("s") { return try StreamToken(parsing: token)[.roomEvents] }
         throw MatrixError(.invalidParam, "Invalid pagination token")
     }

@@ -41,7 +41,11 @@ enum Messages {
         let request = PageRequest(room: roomID.rawValue, user: requester.userID.rawValue,
                                   joinedNow: membership?.membership == MembershipState.join, backwards: backwards,
                                   from: from, to: try context.position("to"), ceiling: ceiling, limit: limit, filter: filter)
-        let page = try await app.database.read { db in try readPage(db, request) }
+        var page = try await app.database.read { db in try readPage(db, request) }
+        if backwards && page.end == nil && request.to == nil {
+            // The oldest event held here: older history may be on the room's other servers.
+            page = try await withBackfill(page, request, roomID: roomID, app: app)
+        }
         var body = RawJSONObject(capacity: page.events.reduce(64) { $0 + $1.clientJSON.count + 1 })
         body.raw("chunk", RawJSONObject.array(page.events.map(\.clientJSON)))
         body.value("start", .string("t\(from)"))
@@ -82,6 +86,8 @@ enum Messages {
         var events: [RoomEventStore.EventRow]
         var end: Int64?
         var members: [String]
+        /// Where the read stopped (the next page starts after it).
+        var cursor: Int64 = 0
     }
 
     /// Pages of the store filtered by visibility and the request's filter until `limit` pass,
@@ -92,12 +98,13 @@ enum Messages {
         var visibility = RoomService.Visibility(user: request.user, joinedNow: request.joinedNow)
         var out: [RoomEventStore.EventRow] = []
         var cursor = backwards ? min(request.from, request.ceiling) : request.from
-        let stop = request.to ?? (backwards ? 0 : request.ceiling)
+        // Backwards, past the live timeline into backfilled history (`RoomEventStore.backfillCeiling`).
+        let stop = request.to ?? (backwards ? RoomEventStore.backfillFloor - 1 : request.ceiling)
         var exhausted = false
         var scanned = 0
         while out.count < limit && !exhausted && scanned < maxScanned {
             let batch = backwards
-                ? try RoomEventStore.events(db, roomID: request.room, after: max(stop, 0), upTo: cursor, backwards: true, limit: max(limit, 50))
+                ? try RoomEventStore.events(db, roomID: request.room, after: stop, upTo: cursor, backwards: true, limit: max(limit, 50))
                 : try RoomEventStore.events(db, roomID: request.room, after: cursor, upTo: min(stop, request.ceiling), backwards: false,
                                             limit: max(limit, 50))
             if batch.count < max(limit, 50) { exhausted = true }
@@ -113,7 +120,7 @@ enum Messages {
         }
         let end: Int64? = out.isEmpty && exhausted ? nil : cursor
         let members = filter.lazyLoadMembers ? try senderMembers(db, request.room, out) : []
-        return Page(events: out, end: exhausted && out.count < limit ? nil : end, members: members)
+        return Page(events: out, end: exhausted && out.count < limit ? nil : end, members: members, cursor: cursor)
     }
 
     /// The senders' member events as of a page (the state at its newest event).
