@@ -84,9 +84,14 @@ extension RoomActor {
             guard let row = near.rows[id.rawValue] else { return .rejected("unknown auth event \(id)") }
             authEvents.append(try PDU(bytes: row.json, roomVersion: version, eventID: id))
         }
-        let before = linear ? StateBefore(state: working.state, group: working.stateGroup)
-            : try await given.map { StateBefore(state: Self.authState($0), group: nil) }
-                ?? stateBefore(pdu, near: near, supplied: supplied, version: version)
+        let before: StateBefore?
+        if linear {
+            before = StateBefore(state: working.state, group: working.stateGroup)
+        } else if let given {
+            before = StateBefore(state: Self.authState(given), group: nil)
+        } else {
+            before = try await stateBefore(pdu, near: near, supplied: supplied, version: version)
+        }
         // Auth rules: "If there are entries which were themselves rejected ..., reject."
         if let refused = pdu.authEvents.first(where: { near.rejected.contains($0.rawValue) }) {
             return try await reject(pdu, "auth event \(refused) was rejected", before: before, version: version)
