@@ -120,6 +120,10 @@ class StormPeer:
         self.order = {}   # event id -> index in the chain
         self.httpd = None
         self.inbound_txns = 0
+        # room id -> (state after this peer's join, its auth chain), each {event id: PDU}: the
+        # state before every storm PDU (messages change no state), served by /state and
+        # /state_ids to a server that fetched a gap and needs the state at it (Synapse does).
+        self.room_state = {}
 
     # Serving ---------------------------------------------------------------------------------
 
@@ -158,6 +162,18 @@ class StormPeer:
                     return self.reply(200, peer.key_response())
                 if path == "/_matrix/federation/v1/version":
                     return self.reply(200, {"server": {"name": "federation_storm.py", "version": "1"}})
+                if path.startswith("/_matrix/federation/v1/state_ids/") or path.startswith("/_matrix/federation/v1/state/"):
+                    room = urllib.parse.unquote(path.rsplit("/", 1)[1])
+                    if room in peer.room_state:
+                        state, chain = peer.room_state[room]
+                        if "/state_ids/" in path:
+                            return self.reply(200, {"pdu_ids": list(state), "auth_chain_ids": list(chain)})
+                        return self.reply(200, {"pdus": list(state.values()), "auth_chain": list(chain.values())})
+                if path.startswith("/_matrix/federation/v1/backfill/"):
+                    query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                    limit = min(int((query.get("limit") or ["10"])[0]), 100)
+                    return self.reply(200, {"origin": peer.server_name, "origin_server_ts": int(time.time() * 1000),
+                                            "pdus": peer.backfill(query.get("v") or [], limit)})
                 if path.startswith("/_matrix/federation/v1/event/"):
                     event = peer.events.get(urllib.parse.unquote(path.rsplit("/", 1)[1]))
                     if event:
@@ -207,6 +223,19 @@ class StormPeer:
         found.sort(key=lambda e: e["depth"])
         return found
 
+    def backfill(self, latest, limit):
+        """The chain walked back from each of `latest`, inclusive, at most `limit` PDUs."""
+        found = {}
+        for event_id in latest:
+            index = self.order.get(event_id)
+            if index is None:
+                continue
+            for i in range(index, max(-1, index - limit), -1):
+                if len(found) >= limit:
+                    break
+                found[self.chain[i]] = self.events[self.chain[i]]
+        return list(found.values())
+
     # Requests --------------------------------------------------------------------------------
 
     def authorization(self, method, uri, destination, content=None):
@@ -252,6 +281,12 @@ class StormPeer:
         create, power = state[("m.room.create", "")], state[("m.room.power_levels", "")]
         create_id = create.get("event_id") or reference_id(create)
         power_id = power.get("event_id") or reference_id(power)
+        after = {reference_id(e): e for e in reply["state"] if (e["type"], e.get("state_key")) != ("m.room.member", user_id)}
+        after[join_id] = join
+        chain = {reference_id(e): e for e in reply.get("auth_chain", [])}
+        self.room_state[room_id] = (after, chain)
+        self.events.update(after)
+        self.events.update(chain)
         return join_id, join["depth"], [create_id, power_id, join_id]
 
     def build_storm(self, room_id, user_id, prev, depth, auth, count, tag):
@@ -523,6 +558,12 @@ def run_one(kind, args, pki, peer, workdir):
         deadline = storm_sent + args.absorb_timeout
         while not last_visible(server, token, room, tag, count - 1) and time.time() < deadline:
             time.sleep(0.05)
+        # The last PDU visible is not all of them: a server may process a transaction's PDUs out
+        # of order, or drop a queue and backfill it on demand (Synapse prunes its inbound queue
+        # of a room beyond 100 events and backfills from the origin when /messages reaches the
+        # gap). Absorbed = every storm PDU visible to the local user's /messages.
+        while len(set(storm_messages(server, token, room, tag, count))) < count and time.time() < deadline:
+            time.sleep(1)
         absorbed = time.time()
         cpu1 = cpu_seconds(server.proc.pid)
         time.sleep(2)
