@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "federation"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
