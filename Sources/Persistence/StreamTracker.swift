@@ -28,6 +28,8 @@ public final class StreamTracker: Sendable {
         var inFlight: [Int64] = []
         var subscribers: [UInt64: AsyncStream<Int64>.Continuation] = [:]
         var nextSubscriber: UInt64 = 0
+        /// Actions waiting for their position to become visible (`whenVisible`).
+        var pending: [(position: Int64, action: @Sendable (Int64) -> Void)] = []
     }
 
     public let name: String
@@ -71,21 +73,40 @@ public final class StreamTracker: Sendable {
     public func abort(_ allocation: Allocation) { finish(allocation) }
 
     private func finish(_ allocation: Allocation) {
-        state.withLock { state in
+        let (due, visible) = state.withLock { state -> ([@Sendable (Int64) -> Void], Int64) in
             guard let index = Self.search(state.inFlight, allocation.position) else {
                 // A caller bug; ignoring it keeps the stream correct (the position is done).
                 assertionFailure("stream \(name): position \(allocation.position) finished twice")
-                return
+                return ([], state.visible)
             }
             state.inFlight.remove(at: index)
             let visible = state.inFlight.first.map { $0 - 1 } ?? state.lastAllocated
-            guard visible > state.visible else { return }
+            guard visible > state.visible else { return ([], state.visible) }
             state.visible = visible
             // Under the lock, so that two writers finishing at once cannot deliver their
             // advances out of order. `yield` only buffers or resumes; it never runs the
             // consumer here.
             for subscriber in state.subscribers.values { subscriber.yield(visible) }
+            guard !state.pending.isEmpty else { return ([], visible) }
+            let due = state.pending.filter { $0.position <= visible }.map(\.action)
+            state.pending.removeAll { $0.position <= visible }
+            return (due, visible)
         }
+        for action in due { action(visible) }
+    }
+
+    /// Runs `action` with the visible position once `position` is visible: now if it already
+    /// is, else when the last lower position in flight finishes (on that writer's thread,
+    /// outside the lock; keep it short). A writer whose position committed behind another
+    /// writer's in-flight one (another room's batch) wakes its readers through this, or they
+    /// would wait for the stream's next unrelated advance.
+    public func whenVisible(_ position: Int64, _ action: @escaping @Sendable (Int64) -> Void) {
+        let visibleNow: Int64? = state.withLock { state in
+            if state.visible >= position { return state.visible }
+            state.pending.append((position, action))
+            return nil
+        }
+        if let visibleNow { action(visibleNow) }
     }
 
     private static func search(_ sorted: [Int64], _ value: Int64) -> Int? {

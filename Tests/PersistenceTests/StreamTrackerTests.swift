@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 @testable import Persistence
 
@@ -18,6 +19,24 @@ struct StreamTrackerTests {
         tracker.commit(d)
         #expect(tracker.visiblePosition == 14)
         #expect(tracker.lastAllocated == 14)
+    }
+
+    /// A writer that committed behind another's in-flight position (another room's batch in
+    /// a federation storm) must still wake its readers once its position is visible.
+    @Test func whenVisibleRunsOnceThePositionIsVisible() {
+        let tracker = StreamTracker(name: "events", current: 0)
+        let seen = Mutex<[Int64]>([])
+        tracker.whenVisible(0) { v in seen.withLock { $0.append(v) } }
+        #expect(seen.withLock { $0 } == [0])
+        let other = tracker.allocate(), mine = tracker.allocate()
+        tracker.commit(mine)
+        tracker.whenVisible(mine.position) { v in seen.withLock { $0.append(v) } }
+        #expect(seen.withLock { $0 } == [0])
+        let later = tracker.allocate()
+        tracker.commit(other)
+        #expect(seen.withLock { $0 } == [0, 2])
+        tracker.commit(later)
+        #expect(seen.withLock { $0 } == [0, 2])
     }
 
     @Test func advancesAreDeliveredInOrder() async {

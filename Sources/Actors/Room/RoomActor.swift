@@ -530,8 +530,17 @@ public actor RoomActor: RegistryMember {
         for event in events where event.type == EventType.roomMember {
             if let key = event.stateKey, let user = try? UserID(parsing: key) { users.insert(user) }
         }
-        context.fanout?.publish(PublishedEvents(roomID: roomID, events: events, interestedUsers: users,
-                                        visiblePosition: context.events.visiblePosition))
+        // Readers are woken once the batch is visible: a lower position of another room may
+        // still be in flight, and waking them before would let them wait past these events.
+        if let fanout = context.fanout {
+            let published = PublishedEvents(roomID: roomID, events: events, interestedUsers: users,
+                                            visiblePosition: context.events.visiblePosition)
+            context.events.whenVisible(events.map(\.streamOrdering).max() ?? 0) { visible in
+                var ready = published
+                ready.visiblePosition = max(ready.visiblePosition, visible)
+                fanout.publish(ready)
+            }
+        }
         context.federation?.published(roomID, events: events, state: room.state)
     }
 }
