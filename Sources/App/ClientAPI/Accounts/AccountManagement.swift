@@ -116,7 +116,7 @@ enum Capabilities {
         }
         return .json(["capabilities": [
             "m.change_password": ["enabled": true],
-            "m.room_versions": ["default": .string(RoomVersion.recommendedDefault.id), "available": .object(available)],
+            "m.room_versions": ["default": .string(context.app.configuration.defaultRoomVersion), "available": .object(available)],
             "m.set_displayname": ["enabled": true],
             "m.set_avatar_url": ["enabled": true],
             "m.3pid_changes": ["enabled": false],
