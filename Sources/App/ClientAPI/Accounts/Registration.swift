@@ -81,7 +81,9 @@ enum Registration {
         // learns of a bad or taken name before the user completes any stage.
         var requested: UserID?
         if let username = body["username"]?.stringValue {
-            let userID = try validatedNewUserID(username, serverName: accounts.serverName)
+            // Lower-cased first, as Synapse does: `Alice` registers `@alice` (SyTest
+            // "POST /register downcases capitals in usernames").
+            let userID = try validatedNewUserID(username.lowercased(), serverName: accounts.serverName)
             if try await accounts.database.accounts.user(id: userID) != nil {
                 throw MatrixError(.userInUse, "User ID already taken.")
             }

@@ -66,6 +66,9 @@ enum RoomCreation {
         var alias: RoomAlias?
 
         init(_ body: [String: JSON], _ app: MyelinApp) async throws {
+            if let given = body["room_version"], given.stringValue == nil {
+                throw MatrixError(.badJSON, "room_version must be a string")
+            }
             let versionID = body["room_version"]?.stringValue ?? app.configuration.defaultRoomVersion
             guard body["room_version"] == nil || body["room_version"]?.stringValue != nil,
                   let version = try? RoomVersion.named(versionID) else {
