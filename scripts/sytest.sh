@@ -86,7 +86,9 @@ export MYELIN_BIN SYTEST_ROOM_VERSION=$ROOM_VERSION
 
 # 5. The run. Outputs in $CACHE/runs/<time>/ (run.tap, run.err, servers' logs under work/).
 RUN=$CACHE/runs/$(date -u +%Y%m%dT%H%M%S)
-mkdir -p "$RUN"
+# The work directory must exist: SyTest makes the servers' directories with abs_path(), which
+# is undef under a missing parent (both servers would then share one directory).
+mkdir -p "$RUN/work"
 ln -sfn "$RUN" "$CACHE/runs/last"
 echo "sytest.sh: run outputs in $RUN" >&2
 ulimit -n 8192 2>/dev/null || true

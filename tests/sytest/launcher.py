@@ -52,6 +52,8 @@ def main():
     with open(sys.argv[1]) as f:
         c = json.load(f)
     d = c["hs_dir"]
+    if not d:
+        sys.exit("launcher.py: sytest-hs.json has no hs_dir (does SyTest's --work-directory exist?)")
     shutil.rmtree(f"{d}/data", ignore_errors=True)
     os.makedirs(f"{d}/data")
     path = f"{d}/myelin.yaml"

@@ -149,6 +149,8 @@ enum Messages {
         let app = context.app
         let requester = try await context.requireUser()
         let roomID = try RoomID(parsing: context.parameter("roomId"))
+        // Not readable at all is 403 (as Synapse), before "no such event" is 404.
+        _ = try await app.roomService.readableState(requester.userID, roomID)
         let target = try await RoomEvents.visibleEvent(app, requester.userID, roomID, context.parameter("eventId"))
         let limit = try context.limit(default: 10, max: 100)
         let before = limit / 2, after = limit - before
