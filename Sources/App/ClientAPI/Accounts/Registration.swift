@@ -70,12 +70,23 @@ enum Registration {
         guard kind == "user" || kind == "guest" else {
             throw MatrixError(.invalidParam, "Invalid kind \(kind)")
         }
-        let body = try await context.jsonObject()
+        var body = try await context.jsonObject()
         if kind == "guest" { return try await registerGuest(context, body: body) }
 
         let accounts = context.app.accounts
         let settings = accounts.configuration.registration
         guard settings.enabled else { throw MatrixError(.forbidden, "Registration has been disabled") }
+        let sessionID = body["auth"]?["session"]?.stringValue ?? Secrets.token(prefix: "uia")
+        if let entry = accounts.registrationSessions.entry(sessionID) {
+            // A session completed again: the same account, signed in again.
+            if let done = entry.userID { return try await signIn(done, body: entry.params, context: context) }
+            body = entry.params.merging(body) { _, given in given }
+        } else {
+            var params = body
+            params["auth"] = nil
+            accounts.registrationSessions.start(sessionID, params: params)
+        }
+        if body["auth"] == nil { body["auth"] = ["session": .string(sessionID)] }
         let password = try validatedPassword(body)
         // The username is checked before authentication, as Synapse does, so that a client
         // learns of a bad or taken name before the user completes any stage.
@@ -98,6 +109,7 @@ enum Registration {
         try context.rateLimit("register", accounts.configuration.rateLimits.registration)
 
         let userID = try await createAccount(requested, password: password, accounts: accounts)
+        accounts.registrationSessions.complete(sessionID, userID: userID)
         context.app.logger.info("registered \(userID)")
         if body["inhibit_login"]?.boolValue == true {
             return .json(["user_id": .string(userID.rawValue), "home_server": .string(accounts.serverName)])
