@@ -38,7 +38,7 @@ enum LegacySync {
         let result = try await app.sync.respond(app, request, SyncFilter.none)
         var chunk: [[UInt8]] = []
         for plan in result.rooms where plan.section == .join && (onlyRoom == nil || onlyRoom?.rawValue == plan.roomID) {
-            chunk += plan.timeline.map { SyncResult.clientBytes($0, for: request) }
+            chunk += plan.timeline.map { LegacyFormat.withUserID(SyncResult.clientBytes($0, for: request)) }
             chunk += plan.ephemeral.map { withRoomID($0, plan.roomID) }
         }
         var out = RawJSONObject(capacity: chunk.reduce(128) { $0 + $1.count + 1 })
@@ -73,7 +73,8 @@ enum LegacySync {
         var out = RawJSONObject(capacity: rooms.reduce(256) { $0 + $1.count + 1 })
         out.value("end", end)
         out.raw("rooms", RawJSONObject.array(rooms))
-        out.raw("presence", RawJSONObject.array([]))
+        let joined = result.rooms.filter { $0.section == .join }.map(\.roomID)
+        out.raw("presence", RawJSONObject.array(try await LegacyFormat.presence(app, requester.userID, rooms: joined)))
         out.raw("account_data", RawJSONObject.array(result.accountData))
         return .rawJSON(out.finish())
     }
@@ -94,7 +95,7 @@ enum LegacySync {
             return .rawJSON(try await readableRoom(app, requester.userID, roomID, limit: limit).finish())
         }
         var entry = try await joinedRoom(plan, result, request, app)
-        entry.raw("presence", RawJSONObject.array([]))
+        entry.raw("presence", RawJSONObject.array(try await LegacyFormat.presence(app, requester.userID, rooms: [plan.roomID])))
         entry.raw("receipts", RawJSONObject.array([]))
         return .rawJSON(entry.finish())
     }
@@ -114,7 +115,7 @@ enum LegacySync {
             stateIDs = (await actor.currentState ?? [:]).values.map(\.eventID.rawValue)
         }
         var messages = RawJSONObject()
-        messages.raw("chunk", RawJSONObject.array(page.events.reversed().map(\.clientJSON)))
+        messages.raw("chunk", RawJSONObject.array(page.events.reversed().map { LegacyFormat.withUserID($0.clientJSON) }))
         messages.value("start", .string("t\(page.end ?? 0)"))
         messages.value("end", .string("t\(ceiling)"))
         var entry = RawJSONObject()
@@ -122,8 +123,8 @@ enum LegacySync {
         entry.value("membership", .string(membership?.membership ?? MembershipState.leave.rawValue))
         entry.value("visibility", .string(try await app.database.directory.visibility(of: roomID)))
         entry.object("messages", messages)
-        entry.raw("state", RawJSONObject.array(try await app.roomService.clientEvents(stateIDs.sorted())))
-        entry.raw("presence", RawJSONObject.array([]))
+        entry.raw("state", RawJSONObject.array(try await app.roomService.clientEvents(stateIDs.sorted()).map(LegacyFormat.withUserID)))
+        entry.raw("presence", RawJSONObject.array(try await LegacyFormat.presence(app, user, rooms: [roomID.rawValue])))
         entry.raw("receipts", RawJSONObject.array([]))
         entry.raw("account_data", RawJSONObject.array([]))
         return entry
@@ -133,7 +134,7 @@ enum LegacySync {
     /// the directory.
     static func joinedRoom(_ plan: SyncBuilder.RoomPlan, _ result: SyncResult, _ request: Sync.Request,
                            _ app: MyelinApp) async throws -> RawJSONObject {
-        let timeline = plan.timeline.map { SyncResult.clientBytes($0, for: request) }
+        let timeline = plan.timeline.map { LegacyFormat.withUserID(SyncResult.clientBytes($0, for: request)) }
         var messages = RawJSONObject()
         messages.raw("chunk", RawJSONObject.array(timeline))
         messages.value("start", .string("t\(plan.prevBatch)"))
@@ -144,7 +145,7 @@ enum LegacySync {
         entry.value("membership", MembershipState.join.json)
         entry.value("visibility", .string(try await app.database.directory.visibility(of: RoomID(parsing: plan.roomID))))
         entry.object("messages", messages)
-        entry.raw("state", RawJSONObject.array(result.stateEvents(of: plan) + stateInTimeline))
+        entry.raw("state", RawJSONObject.array(result.stateEvents(of: plan).map(LegacyFormat.withUserID) + stateInTimeline))
         entry.raw("account_data", RawJSONObject.array(plan.accountData))
         return entry
     }
