@@ -117,7 +117,10 @@ struct SyncBuilder {
             let changed = membership.streamOrdering > sinceEvents
             switch membership.membership {
             case MembershipState.join.rawValue:
-                let newlyJoined = since != nil && changed
+                // A new member event that was a join already (a display name or avatar
+                // change) does not make the room new to the client.
+                var newlyJoined = since != nil && changed
+                if newlyJoined, try await rejoinedFromJoin(membership.eventID) { newlyJoined = false }
                 if let plan = try await joinedRoom(membership.roomID, full: full || newlyJoined, after: newlyJoined ? 0 : sinceEvents,
                                                    upper: upTo[.roomEvents], membershipAt: membership.streamOrdering,
                                                    receipts: receipts[membership.roomID],
@@ -150,7 +153,10 @@ struct SyncBuilder {
             plan.prevBatch = leaveRow.streamOrdering - 1
             return plan
         }
-        guard var plan = try await joinedRoom(membership.roomID, full: true, after: after,
+        // Joined at the last sync: the state changes since then only, as for a joined room;
+        // else (an initial sync, or joined and left in between) the state at the leave.
+        let joinedAtSince = since != nil ? try await wasJoined(membership.roomID, at: after) : false
+        guard var plan = try await joinedRoom(membership.roomID, full: !joinedAtSince, after: after,
                                               upper: membership.streamOrdering, membershipAt: membership.streamOrdering,
                                               receipts: nil, accountData: nil) else { return nil }
         plan.section = .leave
@@ -202,6 +208,20 @@ struct SyncBuilder {
             presence.append(JSON.object(["type": .string(EventType.presence), "sender": .string(peer), "content": .object(content)]).encoded())
         }
         return presence
+    }
+
+    /// Whether a member event of the user replaced a join (a profile change, not a join).
+    func rejoinedFromJoin(_ eventID: String) async throws -> Bool {
+        guard let row = try await app.database.roomEvents.event(eventID) else { return false }
+        return (try? JSON.parse(row.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue == MembershipState.join.rawValue
+    }
+
+    /// Whether the user was joined to `room` at stream position `position`.
+    func wasJoined(_ room: String, at position: Int64) async throws -> Bool {
+        let state = try await app.database.roomEvents.state(of: try RoomID(parsing: room), atOrBefore: position)
+        guard let entry = state.first(where: { $0.type == EventType.roomMember && $0.stateKey == request.user.rawValue }),
+              let row = try await app.database.roomEvents.event(entry.eventID) else { return false }
+        return (try? JSON.parse(row.clientJSON))?["content"]?["membership"]?.stringValue == MembershipState.join.rawValue
     }
 
     /// Device lists: whose keys to re-fetch or stop tracking (incremental syncs only). The
