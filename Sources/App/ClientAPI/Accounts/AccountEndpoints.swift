@@ -14,5 +14,6 @@ enum AccountEndpoints {
         Presence.register(&routes)
         Devices.register(&routes)
         AccountData.register(&routes)
+        PushRules.register(&routes)
     }
 }
