@@ -54,7 +54,9 @@ enum LegacySync {
         let app = context.app
         let requester = try await context.requireUser()
         let limit = try context.limit(default: 10, max: RequestBounds.maxTimelineLimit)
-        let filter = SyncFilter(["room": ["timeline": ["limit": .int(Int64(limit))], "include_leave": false]])
+        // `archived=true`: the rooms the user left too, as they were at the leave.
+        let archived = context.query["archived"] == "true"
+        let filter = SyncFilter(["room": ["timeline": ["limit": .int(Int64(limit))], "include_leave": .bool(archived)]])
         let request = Sync.Request(user: requester.userID, device: requester.deviceID ?? "", since: nil, timeoutMs: 0,
                                    filter: ObjectIdentifier(filter), fullState: false)
         let result = try await app.sync.respond(app, request, filter)
@@ -62,6 +64,11 @@ enum LegacySync {
         var rooms: [[UInt8]] = []
         for plan in result.rooms where plan.section == .join {
             rooms.append(try await joinedRoom(plan, result, request, app).finish())
+        }
+        for plan in result.rooms where plan.section == .leave {
+            guard let roomID = try? RoomID(parsing: plan.roomID),
+                  let entry = try? await readableRoom(app, requester.userID, roomID, limit: limit) else { continue }
+            rooms.append(entry.finish())
         }
         for plan in result.rooms where plan.section == .invite {
             var entry = RawJSONObject()
@@ -109,7 +116,8 @@ enum LegacySync {
                                            from: ceiling, to: nil, ceiling: ceiling, limit: limit, filter: .all)
         let page = try await app.database.read { db in try Messages.readPage(db, request) }
         let stateIDs: [String]
-        if let membership, membership.membership == MembershipState.leave || membership.membership == MembershipState.ban {
+        let left = membership.map { $0.membership == MembershipState.leave || $0.membership == MembershipState.ban } ?? false
+        if left, let membership {
             stateIDs = try await app.database.roomEvents.state(of: roomID, atOrBefore: ceiling).map(\.eventID)
         } else {
             stateIDs = (await actor.currentState ?? [:]).values.map(\.eventID.rawValue)
@@ -124,7 +132,8 @@ enum LegacySync {
         entry.value("visibility", .string(try await app.database.directory.visibility(of: roomID)))
         entry.object("messages", messages)
         entry.raw("state", RawJSONObject.array(try await app.roomService.clientEvents(stateIDs.sorted()).map(LegacyFormat.withUserID)))
-        entry.raw("presence", RawJSONObject.array(try await LegacyFormat.presence(app, user, rooms: [roomID.rawValue])))
+        // No presence of a room the user left (it would be news from after the leave).
+        entry.raw("presence", RawJSONObject.array(left ? [] : try await LegacyFormat.presence(app, user, rooms: [roomID.rawValue])))
         entry.raw("receipts", RawJSONObject.array([]))
         entry.raw("account_data", RawJSONObject.array([]))
         return entry
