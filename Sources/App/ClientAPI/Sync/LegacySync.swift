@@ -117,7 +117,7 @@ enum LegacySync {
         let page = try await app.database.read { db in try Messages.readPage(db, request) }
         let stateIDs: [String]
         let left = membership.map { $0.membership == MembershipState.leave || $0.membership == MembershipState.ban } ?? false
-        if left, let membership {
+        if left {
             stateIDs = try await app.database.roomEvents.state(of: roomID, atOrBefore: ceiling).map(\.eventID)
         } else {
             stateIDs = (await actor.currentState ?? [:]).values.map(\.eventID.rawValue)
