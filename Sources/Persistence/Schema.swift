@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, keyBackup]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -419,6 +419,34 @@ public enum Schema {
                 event_json \(.bytes) NOT NULL,
                 stripped_state_json \(.bytes) NOT NULL,
                 PRIMARY KEY (room_id, user_id)
+            );
+            """)
+
+    /// Server-side key backups (client-server API "Server-side key backups"): each user's
+    /// backup versions (a deleted one keeps its number, never reused) and the backed-up room
+    /// keys of each version, with the fields that decide whether an upload replaces a key.
+    static let keyBackup = Migration(
+        version: 80, name: "key_backup",
+        """
+            CREATE TABLE e2e_backup_versions (
+                user_id TEXT NOT NULL,
+                version \(.bigint) NOT NULL,
+                algorithm TEXT NOT NULL,
+                auth_data_json TEXT NOT NULL,
+                etag \(.bigint) NOT NULL,
+                deleted \(.bool) NOT NULL DEFAULT \(.false),
+                PRIMARY KEY (user_id, version)
+            );
+            CREATE TABLE e2e_backup_keys (
+                user_id TEXT NOT NULL,
+                version \(.bigint) NOT NULL,
+                room_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                first_message_index \(.bigint) NOT NULL,
+                forwarded_count \(.bigint) NOT NULL,
+                is_verified \(.bool) NOT NULL,
+                key_json TEXT NOT NULL,
+                PRIMARY KEY (user_id, version, room_id, session_id)
             );
             """)
 }

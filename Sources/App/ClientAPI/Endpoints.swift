@@ -10,6 +10,7 @@ enum Endpoints {
         AccountEndpoints.register(&routes)
         RoomEndpoints.register(&routes)
         Keys.register(&routes)
+        KeyBackup.register(&routes)
         FederationQueries.register(&routes)
         FederationRoomEndpoints.register(&routes)
     }
