@@ -15,5 +15,6 @@ enum AccountEndpoints {
         Devices.register(&routes)
         AccountData.register(&routes)
         PushRules.register(&routes)
+        Whois.register(&routes)
     }
 }
