@@ -13,6 +13,9 @@ struct SyncBuilder {
     let request: Sync.Request
     let filter: SyncFilter
     let upTo: StreamToken
+    /// Users in the requester's `m.ignored_user_list`: their non-state events and their
+    /// invites are left out (spec: "Ignoring Users"). Read by `build`.
+    var ignored: Set<String> = []
 
     /// One room's part of the response before its state bytes are known.
     struct RoomPlan {
@@ -51,6 +54,19 @@ struct SyncBuilder {
     /// The response, or nil when it would be empty and `allowEmpty` is false (the caller
     /// waits for more).
     func build(allowEmpty: Bool) async throws -> SyncResult? {
+        var builder = self
+        builder.ignored = try await ignoredUsers()
+        return try await builder.buildWithIgnored(allowEmpty: allowEmpty)
+    }
+
+    /// The users of the requester's `m.ignored_user_list` account data.
+    func ignoredUsers() async throws -> Set<String> {
+        guard let text = try await app.database.accountData.accountData(userID: request.user, roomID: nil,
+                                                                        type: "m.ignored_user_list") else { return [] }
+        return Set((try? JSON.parse(Array(text.utf8)))?["ignored_users"]?.objectValue?.keys.map { $0 } ?? [])
+    }
+
+    private func buildWithIgnored(allowEmpty: Bool) async throws -> SyncResult? {
         let memberships = try await service.memberships(of: request.user)
         let (globalAccountData, roomAccountData) = try await accountData()
         let receipts = try await receipts(joinedTo: memberships)
@@ -129,6 +145,7 @@ struct SyncBuilder {
                 }
             case MembershipState.invite.rawValue, MembershipState.knock.rawValue:
                 guard since == nil || changed else { continue }
+                if !ignored.isEmpty, try await invitedByIgnored(membership) { continue }
                 plans.append(try await strippedRoom(membership, section: membership.membership == MembershipState.invite ? .invite : .knock))
             case MembershipState.leave.rawValue, MembershipState.ban.rawValue:
                 guard (since != nil && changed) || (filter.includeLeave && (since == nil || changed)) else { continue }
@@ -208,6 +225,12 @@ struct SyncBuilder {
             presence.append(JSON.object(["type": .string(EventType.presence), "sender": .string(peer), "content": .object(content)]).encoded())
         }
         return presence
+    }
+
+    /// Whether the user's invite was sent by someone they ignore.
+    func invitedByIgnored(_ membership: MembershipStore.Membership) async throws -> Bool {
+        guard let row = try await app.database.roomEvents.event(membership.eventID) else { return false }
+        return ignored.contains(row.sender)
     }
 
     /// Whether a member event of the user replaced a join (a profile change, not a join).
@@ -323,8 +346,10 @@ struct SyncBuilder {
                   after: Int64, upper: Int64) async throws -> ([TimelineEvent], Bool) {
         let limit = filter.timeline.limit ?? Sync.defaultTimelineLimit
         let timelineFilter = filter.timeline
+        let ignored = self.ignored
         let include: (PersistedEvent) -> Bool = { event in
-            timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
+            if !ignored.isEmpty && event.stateKey == nil && ignored.contains(event.sender) { return false }
+            return timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
         }
         var ring = published?.newest(after: after, upTo: upper, limit: limit, include: include)
         if ring == nil { ring = try await actor.get().timeline(after: after, upTo: upper, limit: limit, include: include) }
@@ -418,6 +443,7 @@ struct SyncBuilder {
                     cursor = row.streamOrdering - 1
                     guard timelineFilter.passesAll || timelineFilter.allows(type: row.type, sender: row.sender,
                                                                             clientBytes: row.clientJSON) else { continue }
+                    if !ignored.isEmpty && row.stateKey == nil && ignored.contains(row.sender) { continue }
                     if out.count == limit { limited = true; break }
                     out.append(row)
                 }
