@@ -40,7 +40,11 @@ enum LegacySync {
         for plan in result.rooms where plan.section == .join && (onlyRoom == nil || onlyRoom?.rawValue == plan.roomID) {
             chunk += plan.timeline.map { LegacyFormat.withUserID(SyncResult.clientBytes($0, for: request)) }
             chunk += plan.ephemeral.map { withRoomID($0, plan.roomID) }
+            chunk += plan.accountData.map { withRoomID($0, plan.roomID) }
         }
+        // Global account data changes too (Synapse streams them; SyTest reads tags and
+        // account data from /events).
+        if onlyRoom == nil { chunk += result.accountData }
         var out = RawJSONObject(capacity: chunk.reduce(128) { $0 + $1.count + 1 })
         out.raw("chunk", RawJSONObject.array(chunk))
         out.value("start", .string(since.serialized))
