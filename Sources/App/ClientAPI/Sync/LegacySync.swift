@@ -25,6 +25,7 @@ enum LegacySync {
             // Synapse: guests stream one room at a time (SyTest "Guest user cannot call /events globally").
             throw MatrixError(.guestAccessForbidden, "Guest access not allowed")
         }
+        _ = try context.limit(default: 10, max: RequestBounds.maxTimelineLimit)  // checked (a 400 when not a count)
         let onlyRoom = try context.query["room_id"].map { try RoomID(parsing: $0) }
         if let onlyRoom {
             // One room: the requester must be able to read it (joined, or world readable);
