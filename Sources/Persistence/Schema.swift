@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, keyBackup]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, keyBackup, pushers]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -447,6 +447,23 @@ public enum Schema {
                 is_verified \(.bool) NOT NULL,
                 key_json TEXT NOT NULL,
                 PRIMARY KEY (user_id, version, room_id, session_id)
+            );
+            """)
+
+    /// Pushers (client-server API "Push Notifications"): where a user's notifications go, by
+    /// app and push key, with the device that set them (a password change removes the
+    /// pushers of the other devices, as Synapse does).
+    static let pushers = Migration(
+        version: 81, name: "pushers",
+        """
+            CREATE TABLE pushers (
+                user_id TEXT NOT NULL,
+                app_id TEXT NOT NULL,
+                pushkey TEXT NOT NULL,
+                device_id TEXT,
+                pusher_json TEXT NOT NULL,
+                created_ts \(.bigint) NOT NULL,
+                PRIMARY KEY (user_id, app_id, pushkey)
             );
             """)
 }

@@ -16,5 +16,6 @@ enum AccountEndpoints {
         AccountData.register(&routes)
         PushRules.register(&routes)
         Whois.register(&routes)
+        Pushers.register(&routes)
     }
 }

@@ -53,6 +53,8 @@ enum AccountManagement {
         if logout {
             // Other devices' sessions go; the requester's stays.
             await accounts.sessions.revoke(requester.userID, keeping: requester.session?.identity.device)
+            // And their pushers (as Synapse: only the requester's device keeps its own).
+            try await accounts.database.pushers.deletePushers(of: requester.userID, except: requester.deviceID)
         }
         return .json([:])
     }
