@@ -87,6 +87,9 @@ enum Registration {
             accounts.registrationSessions.start(sessionID, params: params)
         }
         if body["auth"] == nil { body["auth"] = ["session": .string(sessionID)] }
+        if let guestToken = body["guest_access_token"]?.stringValue {
+            return try await upgradeGuest(context, guestToken: guestToken, body: body)
+        }
         let password = try validatedPassword(body)
         // The username is checked before authentication, as Synapse does, so that a client
         // learns of a bad or taken name before the user completes any stage.
@@ -149,6 +152,27 @@ enum Registration {
             userID = try UserID(parsing: "@\(String(random)):\(accounts.serverName)")
         } while try await !accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, passwordHash: hash))
         return userID
+    }
+
+    /// `POST /register` with `guest_access_token`: the guest's own account becomes a full one
+    /// (its user id kept, a password set), as Synapse allows; the guest's username only.
+    static func upgradeGuest(_ context: RequestContext, guestToken: String, body: [String: JSON]) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let session = try await accounts.sessions.authenticate(tokenHash: Secrets.hash(guestToken), now: Clock.nowMilliseconds(),
+                                                               ip: context.clientAddress, userAgent: nil)
+        guard session.isGuest else { throw MatrixError(.forbidden, "Only guests can be upgraded") }
+        if let username = body["username"]?.stringValue, username.lowercased() != String(session.user.localpart) {
+            throw MatrixError(.forbidden, "Cannot upgrade another user")
+        }
+        guard let password = try validatedPassword(body) else { throw MatrixError(.missingParam, "Missing password") }
+        try await UserInteractiveAuth(flows: [[.dummy]]).check(body, accounts: accounts)
+        guard var record = try await accounts.database.accounts.user(id: session.user) else {
+            throw MatrixError(.forbidden, "Unknown guest")
+        }
+        record.passwordHash = try await accounts.passwords.hash(password)
+        record.isGuest = false
+        try await accounts.database.accounts.updateUser(record)
+        return try await signIn(session.user, body: body, context: context)
     }
 
     /// `POST /register?kind=guest`: a guest account with a numeric localpart, signed in.

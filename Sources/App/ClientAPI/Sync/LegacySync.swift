@@ -130,7 +130,8 @@ enum LegacySync {
         var messages = RawJSONObject()
         messages.raw("chunk", RawJSONObject.array(page.events.reversed().map { LegacyFormat.withUserID($0.clientJSON) }))
         messages.value("start", .string("t\(page.end ?? 0)"))
-        messages.value("end", .string("t\(ceiling)"))
+        // A stream token, so that `/events?from=` can continue from it (as from the joined form).
+        messages.value("end", .string(app.sync.currentToken().serialized))
         var entry = RawJSONObject()
         entry.value("room_id", .string(roomID.rawValue))
         entry.value("membership", .string(membership?.membership ?? MembershipState.leave.rawValue))
