@@ -158,7 +158,25 @@ enum RoomEvents {
         }
         let event = try await service.send(EventDraft(type: type, sender: requester.userID, stateKey: stateKey,
                                                       content: content), in: roomID)
+        if type == EventType.roomGuestAccess, content["guest_access"]?.stringValue != "can_join" {
+            await removeGuests(context.app, from: roomID)
+        }
         return .json(["event_id": .string(event.eventID.rawValue)])
+    }
+
+    /// Guest access revoked: this server's joined guests leave the room (as Synapse does).
+    static func removeGuests(_ app: MyelinApp, from roomID: RoomID) async {
+        guard let members = try? await app.database.memberships.members(of: roomID) else { return }
+        for member in members where member.membership == MembershipState.join.rawValue {
+            guard let user = try? UserID(parsing: member.userID), user.serverName.rawValue == app.configuration.serverName,
+                  (try? await app.database.accounts.user(id: user))??.isGuest == true else { continue }
+            do {
+                _ = try await app.roomService.send(EventDraft(type: EventType.roomMember, sender: user, stateKey: user.rawValue,
+                                                              content: ["membership": MembershipState.leave.json]), in: roomID)
+            } catch {
+                app.logger.warning("removing guest \(user) from \(roomID) failed: \(error)")
+            }
+        }
     }
 
     /// `m.room.canonical_alias`: every alias must point at this room (spec, "Room aliases").
