@@ -13,6 +13,7 @@ enum Endpoints {
         KeyBackup.register(&routes)
         FederationQueries.register(&routes)
         FederationRoomEndpoints.register(&routes)
+        FederationV1Membership.register(&routes)
     }
 }
 
