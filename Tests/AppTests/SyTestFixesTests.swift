@@ -27,6 +27,11 @@ struct SyTestFixesTests {
             #expect(try await alice.call("DELETE", "/pushrules/global/room/%23a:x").status == 200)
             #expect(try await alice.call("GET", "/pushrules/global/room/%23a:x").status == 404)
             #expect(try await alice.call("GET", "/pushrules/global/nokind/x").status == 400)
+            // Without the trailing slash: 404 for the root, 400 below it (as Synapse).
+            #expect(try await alice.call("GET", "/pushrules").status == 404)
+            #expect(try await alice.call("GET", "/pushrules/global").status == 400)
+            #expect(try await alice.call("GET", "/pushrules/global/").json["room"] != nil)
+            #expect(try await alice.call("PUT", "/pushrules/global/override/x", rule).status == 400)  // no conditions
         }
     }
 

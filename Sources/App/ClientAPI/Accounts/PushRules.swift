@@ -14,9 +14,14 @@ enum PushRules {
     static let maxUserRules = 500
 
     static func register(_ routes: inout RouteBuilder) {
-        routes.client(.get, "/pushrules", getAll)
+        // `/pushrules/` and `/pushrules/global/` end with a slash; without it they are 400
+        // (and `/pushrules` 404), as Synapse answers.
         routes.client(.get, "/pushrules/{scope}", getAll)
+        routes.client(.put, "/pushrules/{scope}", incomplete)
         routes.client(.get, "/pushrules/{scope}/{kind}", getKind)
+        routes.client(.put, "/pushrules/{scope}/{kind}", incomplete)
+        routes.client(.get, "/pushrules/{scope}/{kind}/{ruleId}/{attribute}", incomplete)
+        routes.client(.put, "/pushrules/{scope}/{kind}/{ruleId}/{attribute}", incomplete)
         routes.client(.get, "/pushrules/{scope}/{kind}/{ruleId}", getRule)
         routes.client(.put, "/pushrules/{scope}/{kind}/{ruleId}", putRule)
         routes.client(.delete, "/pushrules/{scope}/{kind}/{ruleId}", deleteRule)
@@ -28,27 +33,34 @@ enum PushRules {
 
     // MARK: handlers
 
-    /// `GET /pushrules/` (every scope) and `GET /pushrules/global/`.
+    /// `GET /pushrules/` (every scope).
     static func getAll(_ context: RequestContext) async throws -> HTTPResponse {
         let user = try await context.requireUser().userID
-        let global = try await load(context.app, user)
-        let scope = context.parameter("scope")
-        if scope.isEmpty { return .json(["global": .object(global)]) }
-        try checkScope(scope)
-        return .json(.object(global))
+        guard context.parameter("scope").isEmpty else { throw MatrixError(.invalidParam, "Missing trailing slash", status: 400) }
+        return .json(["global": .object(try await load(context.app, user))])
     }
 
-    /// `GET /pushrules/global/{kind}/`.
+    /// `GET /pushrules/global/`.
     static func getKind(_ context: RequestContext) async throws -> HTTPResponse {
-        if context.parameter("kind").isEmpty { return try await getAll(context) }  // `/pushrules/global/`
         let user = try await context.requireUser().userID
-        let (_, kind) = try scopeAndKind(context)
-        return .json(try await load(context.app, user)[kind] ?? .array([]))
+        guard context.parameter("kind").isEmpty else { throw MatrixError(.invalidParam, "Missing trailing slash", status: 400) }
+        try checkScope(context.parameter("scope"))
+        return .json(.object(try await load(context.app, user)))
     }
 
-    /// `GET /pushrules/global/{kind}/{ruleId}` (an empty id lists the kind).
+    /// A path that names no rule, or an unknown attribute of one.
+    static func incomplete(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireUser()
+        throw MatrixError(.invalidParam, "Not a push rule path", status: 400)
+    }
+
+    /// `GET /pushrules/global/{kind}/{ruleId}`; an empty id (`/pushrules/global/{kind}/`) lists the kind.
     static func getRule(_ context: RequestContext) async throws -> HTTPResponse {
-        if context.parameter("ruleId").isEmpty { return try await getKind(context) }
+        if context.parameter("ruleId").isEmpty {
+            let user = try await context.requireUser().userID
+            let (_, kind) = try scopeAndKind(context)
+            return .json(try await load(context.app, user)[kind] ?? .array([]))
+        }
         let user = try await context.requireUser().userID
         let (_, kind) = try scopeAndKind(context)
         let rules = try await load(context.app, user)
@@ -182,8 +194,7 @@ enum PushRules {
         var rule: [String: JSON] = ["rule_id": .string(ruleID), "default": false, "enabled": true, "actions": .array(actions)]
         switch kind {
         case "override", "underride":
-            let conditions = body["conditions"]?.arrayValue ?? []
-            guard conditions.count <= 20, conditions.allSatisfy({ $0["kind"]?.stringValue != nil }) else {
+            guard let conditions = body["conditions"]?.arrayValue, conditions.count <= 20, conditions.allSatisfy({ $0["kind"]?.stringValue != nil }) else {
                 throw MatrixError(.badJSON, "conditions must be a list of objects with a kind")
             }
             rule["conditions"] = .array(conditions)
