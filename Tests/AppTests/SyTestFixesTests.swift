@@ -35,6 +35,17 @@ struct SyTestFixesTests {
         }
     }
 
+    @Test func v1MembershipAnswersAreWrapped() throws {
+        let wrapped = FederationV1Membership.wrapped(.json(["a": 1]))
+        guard case .bytes(let bytes) = wrapped.body else { Issue.record("not bytes"); return }
+        #expect(try JSON.parse(bytes) == [200, ["a": 1]])
+        // Errors pass through unchanged.
+        let error = FederationV1Membership.wrapped(.json(["errcode": "M_FORBIDDEN"], status: 403))
+        #expect(error.status == 403)
+        guard case .bytes(let errorBytes) = error.body else { Issue.record("not bytes"); return }
+        #expect(try JSON.parse(errorBytes)["errcode"] == "M_FORBIDDEN")
+    }
+
     @Test func keyBackupVersionsAndKeys() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
