@@ -35,6 +35,22 @@ struct SyTestFixesTests {
         }
     }
 
+    @Test func readReceiptsOnlyMoveForwardAndShowInInitialSync() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let room = try #require(try await alice.call("POST", "/createRoom", .object([:])).json["room_id"]?.stringValue)
+            let path = "/rooms/" + room.replacingOccurrences(of: "!", with: "%21")
+            let first = try #require(try await alice.call("PUT", path + "/send/m.room.message/t1", ["body": "1"]).json["event_id"]?.stringValue)
+            let second = try #require(try await alice.call("PUT", path + "/send/m.room.message/t2", ["body": "2"]).json["event_id"]?.stringValue)
+            #expect(try await alice.call("POST", path + "/receipt/m.read/" + second, .object([:])).status == 200)
+            // An earlier event does not move the receipt back.
+            #expect(try await alice.call("POST", path + "/receipt/m.read/" + first, .object([:])).status == 200)
+            let receipts = try await alice.call("GET", "/initialSync").json["receipts"]?.arrayValue ?? []
+            #expect(receipts.contains { $0["room_id"]?.stringValue == room && $0["content"]?[second]?["m.read"]?["@alice:localhost"] != nil })
+            #expect(!receipts.contains { $0["content"]?[first] != nil })
+        }
+    }
+
     @Test func v1MembershipAnswersAreWrapped() throws {
         let wrapped = FederationV1Membership.wrapped(.json(["a": 1]))
         guard case .bytes(let bytes) = wrapped.body else { Issue.record("not bytes"); return }

@@ -86,6 +86,11 @@ enum LegacySync {
         out.value("end", end)
         out.raw("rooms", RawJSONObject.array(rooms))
         let joined = result.rooms.filter { $0.section == .join }.map(\.roomID)
+        // The rooms' read receipts, each `m.receipt` event with its `room_id` (Synapse's shape).
+        let receipts = result.rooms.filter { $0.section == .join }.flatMap { plan in
+            plan.ephemeral.filter { (try? JSON.parse($0))?["type"]?.stringValue == EventType.receipt }.map { withRoomID($0, plan.roomID) }
+        }
+        out.raw("receipts", RawJSONObject.array(receipts))
         out.raw("presence", RawJSONObject.array(try await LegacyFormat.presence(app, requester.userID, rooms: joined)))
         out.raw("account_data", RawJSONObject.array(result.accountData))
         return .rawJSON(out.finish())
