@@ -38,6 +38,16 @@ public struct ReceiptStore: Sendable {
         }
     }
 
+    /// The event id of the user's current receipt of `type` in `room` and `thread`, if any.
+    public func receiptEventID(room: RoomID, type: String, user: UserID, thread: String) async throws -> String? {
+        let (room, user) = (room.rawValue, user.rawValue)
+        return try await database.read { db in
+            try db.queryFirst("""
+                SELECT event_id FROM receipts WHERE room_id = ? AND receipt_type = ? AND user_id = ? AND thread_id = ?
+                """, .text(room), .text(type), .text(user), .text(thread))?.text(0)
+        }
+    }
+
     /// Receipts of `rooms` with `after < stream_id <= upTo` (all of them when `after` is 0).
     public func receipts(rooms: [RoomID], after: Int64, upTo: Int64) async throws -> [Receipt] {
         guard !rooms.isEmpty else { return [] }

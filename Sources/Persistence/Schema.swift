@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, eventStates, remoteDeviceLists]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, eventStates, remoteDeviceLists, keyBackup, pushers]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(
@@ -445,5 +445,48 @@ public enum Schema {
             );
             ALTER TABLE device_lists_stream ADD COLUMN signing_keys_only \(.bigint) NOT NULL DEFAULT 0;
             CREATE INDEX device_lists_stream_by_user ON device_lists_stream (user_id, stream_id);
+    /// Server-side key backups (client-server API "Server-side key backups"): each user's
+    /// backup versions (a deleted one keeps its number, never reused) and the backed-up room
+    /// keys of each version, with the fields that decide whether an upload replaces a key.
+    static let keyBackup = Migration(
+        version: 80, name: "key_backup",
+        """
+            CREATE TABLE e2e_backup_versions (
+                user_id TEXT NOT NULL,
+                version \(.bigint) NOT NULL,
+                algorithm TEXT NOT NULL,
+                auth_data_json TEXT NOT NULL,
+                etag \(.bigint) NOT NULL,
+                deleted \(.bool) NOT NULL DEFAULT \(.false),
+                PRIMARY KEY (user_id, version)
+            );
+            CREATE TABLE e2e_backup_keys (
+                user_id TEXT NOT NULL,
+                version \(.bigint) NOT NULL,
+                room_id TEXT NOT NULL,
+                session_id TEXT NOT NULL,
+                first_message_index \(.bigint) NOT NULL,
+                forwarded_count \(.bigint) NOT NULL,
+                is_verified \(.bool) NOT NULL,
+                key_json TEXT NOT NULL,
+                PRIMARY KEY (user_id, version, room_id, session_id)
+            );
+            """)
+
+    /// Pushers (client-server API "Push Notifications"): where a user's notifications go, by
+    /// app and push key, with the device that set them (a password change removes the
+    /// pushers of the other devices, as Synapse does).
+    static let pushers = Migration(
+        version: 81, name: "pushers",
+        """
+            CREATE TABLE pushers (
+                user_id TEXT NOT NULL,
+                app_id TEXT NOT NULL,
+                pushkey TEXT NOT NULL,
+                device_id TEXT,
+                pusher_json TEXT NOT NULL,
+                created_ts \(.bigint) NOT NULL,
+                PRIMARY KEY (user_id, app_id, pushkey)
+            );
             """)
 }

@@ -106,7 +106,11 @@ struct DeviceProfileAccountDataTests {
             #expect(try await alice.call("PUT", "/profile/@alice:localhost/displayname",
                                          ["displayname": .string(String(repeating: "x", count: 300))]).errcode == "M_INVALID_PARAM")
             #expect(try await alice.call("PUT", "/profile/@alice:localhost/avatar_url",
-                                         ["avatar_url": "https://example.org/a.png"]).status == 400)
+                                         ["avatar_url": .string(String(repeating: "x", count: Profiles.maxAvatarURLLength + 1))])
+                        .errcode == "M_INVALID_PARAM")
+            // Any string otherwise, as Synapse (SyTest sets avatars that are not mxc:// URIs).
+            #expect(try await alice.call("PUT", "/profile/@alice:localhost/avatar_url",
+                                         ["avatar_url": "https://example.org/a.png"]).status == 200)
             #expect(try await anonymous.call("GET", "/profile/@nobody:localhost").errcode == "M_NOT_FOUND")
             #expect(try await anonymous.call("GET", "/profile/@nobody:localhost/displayname").status == 404)
         }

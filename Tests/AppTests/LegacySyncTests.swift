@@ -37,7 +37,9 @@ struct LegacySyncTests {
             #expect(state.allSatisfy { $0["state_key"] != nil })
             #expect(joined["account_data"]?.arrayValue != nil)
             #expect((mine.json["account_data"]?.arrayValue ?? []).contains { $0["type"] == "org.example.setting" })
-            #expect(mine.json["presence"]?.arrayValue?.isEmpty == true)
+            // Presence of the user and their rooms' members, `user_id` in the content (v1 shape).
+            #expect((mine.json["presence"]?.arrayValue ?? []).contains { $0["content"]?["user_id"] == "@alice:localhost" })
+            #expect(state.allSatisfy { $0["user_id"] == $0["sender"] })
             #expect(mine.json["end"]?.stringValue?.hasPrefix("s") == true)
 
             let theirs = try await bob.call("GET", "/initialSync")

@@ -69,7 +69,7 @@ public final class Rooms: Sendable {
     /// Creates a room from a full initial sequence: `m.room.create` (its content completed
     /// with the version and creator), then `initial(roomID)` — the caller's events, built
     /// once the room id is known — all in one transaction.
-    public func createRoom(creator: UserID, version: RoomVersion, createContent: [String: JSON],
+    public func createRoom(creator: UserID, version: RoomVersion, createContent: [String: JSON], roomID chosen: RoomID? = nil,
                            initial: @Sendable (RoomID) throws -> [EventDraft]) async throws -> (RoomID, [PersistedEvent]) {
         let builder = EventBuilder(roomVersion: version, signingKey: context.signingKey, serverName: context.serverName)
         let wallClock = currentTimeMillis()
@@ -77,7 +77,8 @@ public final class Rooms: Sendable {
             last = max(wallClock, last + 1)
             return last
         }
-        let requestedID: RoomID? = version.hashBasedRoomIDs ? nil : try RoomID(parsing: "!\(Self.opaqueID()):\(context.serverName)")
+        // `chosen`: an id picked before (a room upgrade names it in the old room's tombstone).
+        let requestedID: RoomID? = version.hashBasedRoomIDs ? nil : try chosen ?? newOpaqueRoomID()
         let create = try builder.createEvent(creator: creator, content: createContent, roomID: requestedID, originServerTS: now)
         let roomID = create.effectiveRoomID
         return try await createActor(roomID: roomID, version: version, create: create, initial: try initial(roomID))
@@ -94,6 +95,11 @@ public final class Rooms: Sendable {
             await registry.reportFailure(roomID, member: actor)
             throw error
         }
+    }
+
+    /// A fresh `!opaque:server` room id (room versions before 12).
+    public func newOpaqueRoomID() throws -> RoomID {
+        try RoomID(parsing: "!\(Self.opaqueID()):\(context.serverName)")
     }
 
     private static func opaqueID() -> String {

@@ -31,6 +31,7 @@ final class Accounts: Sendable {
     let rateLimiter: RateLimiter
     let accountDataStream: StreamTracker
     let presenceStream: StreamTracker
+    let registrationSessions = RegistrationSessions()
 
     init(configuration: Configuration, database: Database, logger: Logger) async throws {
         self.configuration = configuration

@@ -62,7 +62,9 @@ struct UserInteractiveAuth {
             }
             let claimed = try? accounts.localUserID(from: userText)
             guard claimed == expected else {
-                throw challenge(session: session, failure: MatrixError(.forbidden, "Requester does not match the authenticated user"))
+                // Another user's credentials: a plain 403, not a new challenge (as Synapse;
+                // SyTest "DELETE /device/{deviceId} requires UI auth user to match device owner").
+                throw MatrixError(.forbidden, "Requester does not match the authenticated user")
             }
             // Each guess costs an Argon2 verification: limited per account like login
             // (Synapse's failed-UIA limiter), and the 429 is not a challenge.

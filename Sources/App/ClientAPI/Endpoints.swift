@@ -10,10 +10,12 @@ enum Endpoints {
         AccountEndpoints.register(&routes)
         RoomEndpoints.register(&routes)
         Keys.register(&routes)
+        KeyBackup.register(&routes)
         FederationQueries.register(&routes)
         FederationRoomEndpoints.register(&routes)
         FederationHierarchy.register(&routes)
         FederationThirdPartyInvites.register(&routes)
+        FederationV1Membership.register(&routes)
     }
 }
 

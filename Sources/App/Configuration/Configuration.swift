@@ -1,3 +1,4 @@
+import Matrix
 import Persistence
 import Transport
 
@@ -147,6 +148,9 @@ struct Configuration: Sendable, Equatable {
     }
 
     var serverName = "localhost"
+    /// The version of rooms created without `room_version` (and advertised as the default in
+    /// `m.room_versions`); SyTest runs with 10 because its mock servers speak 1–11.
+    var defaultRoomVersion = RoomVersion.recommendedDefault.id
     var dataDirectory = "./data"
     /// Empty means `<data_dir>/signing.key`.
     var signingKeyPath = ""

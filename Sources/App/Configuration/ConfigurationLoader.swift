@@ -28,6 +28,12 @@ enum ConfigurationLoader {
         try top.string("server_name") { configuration.serverName = try ServerNameCheck.validate($0, path: "server_name") }
         try top.string("data_dir") { configuration.dataDirectory = $0 }
         try top.string("signing_key_path") { configuration.signingKeyPath = $0 }
+        try top.string("default_room_version") {
+            guard (try? RoomVersion.named($0)) != nil else {
+                throw ConfigurationError(path: "default_room_version", message: "'\($0.prefix(32))' is not a supported room version")
+            }
+            configuration.defaultRoomVersion = $0
+        }
         try readListenersAndDatabase(top, &configuration)
         try readTransport(top, &configuration)
         try readActors(top, &configuration)

@@ -21,6 +21,9 @@ enum ConfigurationTemplate {
         # The ed25519 signing key; empty means <data_dir>/signing.key (created on first start).
         signing_key_path: ""
 
+        # The version of rooms created without "room_version" (1 to 12).
+        default_room_version: "\(d.defaultRoomVersion)"
+
         # Where clients and other servers connect. Plain HTTP unless a listener has "tls":
         # then it serves the whole API over HTTPS (TLS 1.2 minimum) with the certificate
         # chain (leaf first) and private key given, both PEM, re-read on SIGHUP. For example

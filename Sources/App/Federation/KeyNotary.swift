@@ -13,6 +13,8 @@ enum KeyNotary {
 
     static func register(_ routes: inout RouteBuilder) {
         routes.get("/_matrix/key/v2/query/{serverName}", queryOne)
+        // The deprecated form naming a key id: the same answer (all the server's keys).
+        routes.get("/_matrix/key/v2/query/{serverName}/{keyId}", queryOne)
         routes.post("/_matrix/key/v2/query", queryMany)
     }
 

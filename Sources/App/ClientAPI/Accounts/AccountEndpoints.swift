@@ -14,5 +14,8 @@ enum AccountEndpoints {
         Presence.register(&routes)
         Devices.register(&routes)
         AccountData.register(&routes)
+        PushRules.register(&routes)
+        Whois.register(&routes)
+        Pushers.register(&routes)
     }
 }

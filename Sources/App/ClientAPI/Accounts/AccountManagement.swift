@@ -53,6 +53,8 @@ enum AccountManagement {
         if logout {
             // Other devices' sessions go; the requester's stays.
             await accounts.sessions.revoke(requester.userID, keeping: requester.session?.identity.device)
+            // And their pushers (as Synapse: only the requester's device keeps its own).
+            try await accounts.database.pushers.deletePushers(of: requester.userID, except: requester.deviceID)
         }
         return .json([:])
     }
@@ -116,7 +118,7 @@ enum Capabilities {
         }
         return .json(["capabilities": [
             "m.change_password": ["enabled": true],
-            "m.room_versions": ["default": .string(RoomVersion.recommendedDefault.id), "available": .object(available)],
+            "m.room_versions": ["default": .string(context.app.configuration.defaultRoomVersion), "available": .object(available)],
             "m.set_displayname": ["enabled": true],
             "m.set_avatar_url": ["enabled": true],
             "m.3pid_changes": ["enabled": false],

@@ -86,5 +86,16 @@ enum Filters {
         guard let list = value.arrayValue, list.allSatisfy({ $0.stringValue != nil }) else {
             throw MatrixError(.badJSON, "\(path) must be a list of strings")
         }
+        // Room and sender lists name rooms and users (as Synapse checks; SyTest "Check
+        // creating invalid filters returns 4xx").
+        if path.hasSuffix("rooms") {
+            guard list.allSatisfy({ (try? RoomID(parsing: $0.stringValue ?? "")) != nil }) else {
+                throw MatrixError(.badJSON, "\(path) must be a list of room ids")
+            }
+        } else if path.hasSuffix("senders") {
+            guard list.allSatisfy({ (try? UserID(parsing: $0.stringValue ?? "")) != nil }) else {
+                throw MatrixError(.badJSON, "\(path) must be a list of user ids")
+            }
+        }
     }
 }

@@ -70,18 +70,34 @@ enum Registration {
         guard kind == "user" || kind == "guest" else {
             throw MatrixError(.invalidParam, "Invalid kind \(kind)")
         }
-        let body = try await context.jsonObject()
+        var body = try await context.jsonObject()
         if kind == "guest" { return try await registerGuest(context, body: body) }
 
         let accounts = context.app.accounts
         let settings = accounts.configuration.registration
         guard settings.enabled else { throw MatrixError(.forbidden, "Registration has been disabled") }
+        let sessionID = body["auth"]?["session"]?.stringValue ?? Secrets.token(prefix: "uia")
+        if let entry = accounts.registrationSessions.entry(sessionID) {
+            // A session completed again: the same account, signed in again.
+            if let done = entry.userID { return try await signIn(done, body: entry.params, context: context) }
+            body = entry.params.merging(body) { _, given in given }
+        } else {
+            var params = body
+            params["auth"] = nil
+            accounts.registrationSessions.start(sessionID, params: params)
+        }
+        if body["auth"] == nil { body["auth"] = ["session": .string(sessionID)] }
+        if let guestToken = body["guest_access_token"]?.stringValue {
+            return try await upgradeGuest(context, guestToken: guestToken, body: body)
+        }
         let password = try validatedPassword(body)
         // The username is checked before authentication, as Synapse does, so that a client
         // learns of a bad or taken name before the user completes any stage.
         var requested: UserID?
         if let username = body["username"]?.stringValue {
-            let userID = try validatedNewUserID(username, serverName: accounts.serverName)
+            // Lower-cased first, as Synapse does: `Alice` registers `@alice` (SyTest
+            // "POST /register downcases capitals in usernames").
+            let userID = try validatedNewUserID(username.lowercased(), serverName: accounts.serverName)
             if try await accounts.database.accounts.user(id: userID) != nil {
                 throw MatrixError(.userInUse, "User ID already taken.")
             }
@@ -96,6 +112,7 @@ enum Registration {
         try context.rateLimit("register", accounts.configuration.rateLimits.registration)
 
         let userID = try await createAccount(requested, password: password, accounts: accounts)
+        accounts.registrationSessions.complete(sessionID, userID: userID)
         context.app.logger.info("registered \(userID)")
         if body["inhibit_login"]?.boolValue == true {
             return .json(["user_id": .string(userID.rawValue), "home_server": .string(accounts.serverName)])
@@ -135,6 +152,27 @@ enum Registration {
             userID = try UserID(parsing: "@\(String(random)):\(accounts.serverName)")
         } while try await !accounts.database.accounts.createUser(UserRecord(userID: userID.rawValue, passwordHash: hash))
         return userID
+    }
+
+    /// `POST /register` with `guest_access_token`: the guest's own account becomes a full one
+    /// (its user id kept, a password set), as Synapse allows; the guest's username only.
+    static func upgradeGuest(_ context: RequestContext, guestToken: String, body: [String: JSON]) async throws -> HTTPResponse {
+        let accounts = context.app.accounts
+        let session = try await accounts.sessions.authenticate(tokenHash: Secrets.hash(guestToken), now: Clock.nowMilliseconds(),
+                                                               ip: context.clientAddress, userAgent: nil)
+        guard session.isGuest else { throw MatrixError(.forbidden, "Only guests can be upgraded") }
+        if let username = body["username"]?.stringValue, username.lowercased() != String(session.user.localpart) {
+            throw MatrixError(.forbidden, "Cannot upgrade another user")
+        }
+        guard let password = try validatedPassword(body) else { throw MatrixError(.missingParam, "Missing password") }
+        try await UserInteractiveAuth(flows: [[.dummy]]).check(body, accounts: accounts)
+        guard var record = try await accounts.database.accounts.user(id: session.user) else {
+            throw MatrixError(.forbidden, "Unknown guest")
+        }
+        record.passwordHash = try await accounts.passwords.hash(password)
+        record.isGuest = false
+        try await accounts.database.accounts.updateUser(record)
+        return try await signIn(session.user, body: body, context: context)
     }
 
     /// `POST /register?kind=guest`: a guest account with a numeric localpart, signed in.

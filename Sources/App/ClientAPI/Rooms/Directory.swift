@@ -236,7 +236,23 @@ enum Directory {
             }
         }
         try await context.app.database.directory.deleteAlias(alias)
+        await removeFromCanonicalAlias(context.app, requester, alias, found.roomID)
         return .json([:])
+    }
+
+    /// A deleted alias leaves the room's `m.room.canonical_alias` too (as Synapse does): a new
+    /// event without it, sent by the deleter when the power levels let them; else unchanged.
+    static func removeFromCanonicalAlias(_ app: MyelinApp, _ requester: Requester, _ alias: RoomAlias, _ roomID: RoomID) async {
+        guard let actor = try? await app.roomService.existingRoom(roomID),
+              let current = await actor.stateEvent(StateKey(EventType.roomCanonicalAlias, ""))?.content else { return }
+        var content = current
+        if content["alias"]?.stringValue == alias.rawValue { content["alias"] = nil }
+        if let alternatives = content["alt_aliases"]?.arrayValue {
+            content["alt_aliases"] = .array(alternatives.filter { $0.stringValue != alias.rawValue })
+        }
+        guard content != current else { return }
+        _ = try? await app.roomService.send(EventDraft(type: EventType.roomCanonicalAlias, sender: requester.userID,
+                                                       stateKey: "", content: content), in: roomID)
     }
 
     static func report(_ app: MyelinApp, room: RoomID?, event: EventID?, user: UserID?, requester: Requester,

@@ -91,7 +91,13 @@ enum Ephemeral {
                            thread: String) async throws {
         let service = app.roomService
         try await service.requireJoined(user, roomID)
-        _ = try await RoomEvents.visibleEvent(app, user, roomID, eventID)
+        let target = try await RoomEvents.visibleEvent(app, user, roomID, eventID)
+        let storedThread = thread == "main" ? "main" : thread
+        if let current = try await app.database.receipts.receiptEventID(room: roomID, type: type, user: user, thread: storedThread),
+           let previous = try await app.database.roomEvents.event(current), previous.streamOrdering > target.streamOrdering {
+            // Receipts only move forward (as Synapse): one for an earlier event is ignored.
+            return
+        }
         // A thread is named by its root, an event of this room the user may see: so the
         // distinct thread ids (a row each) are bounded by the room's events.
         if !thread.isEmpty && thread != "main" {

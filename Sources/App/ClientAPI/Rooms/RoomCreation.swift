@@ -66,7 +66,10 @@ enum RoomCreation {
         var alias: RoomAlias?
 
         init(_ body: [String: JSON], _ app: MyelinApp) async throws {
-            let versionID = body["room_version"]?.stringValue ?? RoomVersion.recommendedDefault.id
+            if let given = body["room_version"], given.stringValue == nil {
+                throw MatrixError(.badJSON, "room_version must be a string")
+            }
+            let versionID = body["room_version"]?.stringValue ?? app.configuration.defaultRoomVersion
             guard body["room_version"] == nil || body["room_version"]?.stringValue != nil,
                   let version = try? RoomVersion.named(versionID) else {
                 throw MatrixError(.unsupportedRoomVersion, "Your homeserver does not support the features required to interact with this room",

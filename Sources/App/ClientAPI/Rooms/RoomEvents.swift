@@ -15,6 +15,7 @@ enum RoomEvents {
         routes.client(.put, "/rooms/{roomId}/state/{eventType}/{stateKey}", putStateEvent)
         routes.client(.put, "/rooms/{roomId}/state/{eventType}", putStateEventEmptyKey)
         routes.client(.put, "/rooms/{roomId}/send/{eventType}/{txnId}", sendMessage)
+        routes.client(.post, "/rooms/{roomId}/send/{eventType}", sendMessageWithoutTransaction)
         routes.client(.put, "/rooms/{roomId}/redact/{eventId}/{txnId}", redactEvent)
         routes.client(.post, "/rooms/{roomId}/redact/{eventId}", redactEventWithoutTransaction)
     }
@@ -68,6 +69,18 @@ enum RoomEvents {
         }
     }
 
+    /// `POST /rooms/{roomId}/send/{eventType}`: Synapse's form without a transaction id
+    /// (every call sends; SyTest uses it).
+    static func sendMessageWithoutTransaction(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let content = try await context.jsonObject()
+        let type = try eventType(context.parameter("eventType"))
+        return try await sendIdempotent(context.app, requester, roomID, scope: "send/\(roomID.rawValue)/\(type)", txn: nil) {
+            EventDraft(type: type, sender: requester.userID, content: content, txn: $0)
+        }
+    }
+
     /// `PUT /rooms/{roomId}/redact/{eventId}/{txnId}` (spec: "Redactions").
     static func redactEvent(_ context: RequestContext) async throws -> HTTPResponse {
         try await redact(context, txn: try transactionID(context.parameter("txnId")))
@@ -114,6 +127,15 @@ enum RoomEvents {
         return .json(["event_id": .string(event.eventID.rawValue)])
     }
 
+    /// A member writing their own `join` event (to join, or for a per-room display name or
+    /// avatar), which Synapse allows through the state API; other changes have their endpoints.
+    static func isOwnJoinUpdate(_ app: MyelinApp, _ requester: Requester, _ roomID: RoomID, _ stateKey: String,
+                                _ content: [String: JSON]) async throws -> Bool {
+        guard stateKey == requester.userID.rawValue, content["membership"]?.stringValue == MembershipState.join.rawValue else { return false }
+        // Joining this way too (the auth rules check the join rule): only in a room resident here.
+        return (try? await app.roomService.existingRoom(roomID)) != nil
+    }
+
     static func putState(_ context: RequestContext, stateKey: String) async throws -> HTTPResponse {
         let requester = try await context.requireUser()
         // State events are events: the sender's event budget (Synapse's rc_message).
@@ -121,7 +143,7 @@ enum RoomEvents {
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let type = try eventType(context.parameter("eventType"))
         let content = try await context.jsonObject()
-        if type == EventType.roomMember {
+        if type == EventType.roomMember, !(try await isOwnJoinUpdate(context.app, requester, roomID, stateKey, content)) {
             throw MatrixError(.forbidden, "Use the membership endpoints (join, invite, leave, kick, ban) to change memberships")
         }
         if type == EventType.roomCanonicalAlias {
@@ -136,7 +158,25 @@ enum RoomEvents {
         }
         let event = try await service.send(EventDraft(type: type, sender: requester.userID, stateKey: stateKey,
                                                       content: content), in: roomID)
+        if type == EventType.roomGuestAccess, content["guest_access"]?.stringValue != "can_join" {
+            await removeGuests(context.app, from: roomID)
+        }
         return .json(["event_id": .string(event.eventID.rawValue)])
+    }
+
+    /// Guest access revoked: this server's joined guests leave the room (as Synapse does).
+    static func removeGuests(_ app: MyelinApp, from roomID: RoomID) async {
+        guard let members = try? await app.database.memberships.members(of: roomID) else { return }
+        for member in members where member.membership == MembershipState.join.rawValue {
+            guard let user = try? UserID(parsing: member.userID), user.serverName.rawValue == app.configuration.serverName,
+                  (try? await app.database.accounts.user(id: user))??.isGuest == true else { continue }
+            do {
+                _ = try await app.roomService.send(EventDraft(type: EventType.roomMember, sender: user, stateKey: user.rawValue,
+                                                              content: ["membership": MembershipState.leave.json]), in: roomID)
+            } catch {
+                app.logger.warning("removing guest \(user) from \(roomID) failed: \(error)")
+            }
+        }
     }
 
     /// `m.room.canonical_alias`: every alias must point at this room (spec, "Room aliases").
@@ -205,6 +245,10 @@ enum RoomEvents {
         let target = try EventID(parsing: context.parameter("eventId"))
         let body = try await Membership.optionalBody(context)
         let app = context.app
+        let elsewhere = try await app.database.read { db in
+            try RoomEventStore.event(db, eventID: target.rawValue).map { $0.roomID != roomID.rawValue } ?? false
+        }
+        if elsewhere { throw MatrixError(.invalidParam, "Cannot redact an event of a different room", status: 400) }
         let row = try await visibleEvent(app, requester.userID, roomID, target.rawValue)
         let actor = try await app.roomService.existingRoom(roomID)
         if row.sender != requester.userID.rawValue, let version = await actor.version {

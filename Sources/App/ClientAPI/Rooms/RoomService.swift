@@ -167,7 +167,8 @@ final class RoomService: Sendable {
             if row.type == EventType.roomMember && row.stateKey == user { return true }
             // State before the event: the group of the previous event; for a state event its
             // own group differs only by itself, which only matters for the two keys below.
-            if let known = cache[row.stateGroup] { return known }
+            let isVisibilityChange = row.type == EventType.roomHistoryVisibility && row.stateKey == ""
+            if !isVisibilityChange, let known = cache[row.stateGroup] { return known }
             let entries = try RoomService.stateEntries(db, group: row.stateGroup,
                                                        keys: [StateKey(EventType.roomHistoryVisibility, ""), .member(user)])
             var visibility = HistoryVisibility.shared
@@ -181,6 +182,13 @@ final class RoomService: Sendable {
                 } else {
                     membership = content?["membership"]?.stringValue.flatMap(MembershipState.init(rawValue:))
                 }
+            }
+            if isVisibilityChange {
+                // A visibility change is visible under the setting before or after it (spec:
+                // "Server behaviour" of history visibility); the one before is its prev_content.
+                let before = (try? JSON.parse(row.clientJSON))?["unsigned"]?["prev_content"]?["history_visibility"]?.stringValue
+                return HistoryVisibility.allowsChange(before: (HistoryVisibility(content: before), membership),
+                                                      after: (visibility, membership), joinedAfter: joinedNow)
             }
             // "Joined after the event": the user is joined now.
             let result = HistoryVisibility.allows(visibility, membership: membership, joinedAfter: joinedNow)

@@ -13,6 +13,9 @@ struct SyncBuilder {
     let request: Sync.Request
     let filter: SyncFilter
     let upTo: StreamToken
+    /// Users in the requester's `m.ignored_user_list`: their non-state events and their
+    /// invites are left out (spec: "Ignoring Users"). Read by `build`.
+    var ignored: Set<String> = []
 
     /// One room's part of the response before its state bytes are known.
     struct RoomPlan {
@@ -51,6 +54,19 @@ struct SyncBuilder {
     /// The response, or nil when it would be empty and `allowEmpty` is false (the caller
     /// waits for more).
     func build(allowEmpty: Bool) async throws -> SyncResult? {
+        var builder = self
+        builder.ignored = try await ignoredUsers()
+        return try await builder.buildWithIgnored(allowEmpty: allowEmpty)
+    }
+
+    /// The users of the requester's `m.ignored_user_list` account data.
+    func ignoredUsers() async throws -> Set<String> {
+        guard let text = try await app.database.accountData.accountData(userID: request.user, roomID: nil,
+                                                                        type: "m.ignored_user_list") else { return [] }
+        return Set((try? JSON.parse(Array(text.utf8)))?["ignored_users"]?.objectValue?.keys.map { $0 } ?? [])
+    }
+
+    private func buildWithIgnored(allowEmpty: Bool) async throws -> SyncResult? {
         let memberships = try await service.memberships(of: request.user)
         let (globalAccountData, roomAccountData) = try await accountData()
         let receipts = try await receipts(joinedTo: memberships)
@@ -117,7 +133,10 @@ struct SyncBuilder {
             let changed = membership.streamOrdering > sinceEvents
             switch membership.membership {
             case MembershipState.join.rawValue:
-                let newlyJoined = since != nil && changed
+                // A new member event that was a join already (a display name or avatar
+                // change) does not make the room new to the client.
+                var newlyJoined = since != nil && changed
+                if newlyJoined, try await rejoinedFromJoin(membership.eventID) { newlyJoined = false }
                 if let plan = try await joinedRoom(membership.roomID, full: full || newlyJoined, after: newlyJoined ? 0 : sinceEvents,
                                                    upper: upTo[.roomEvents], membershipAt: membership.streamOrdering,
                                                    receipts: receipts[membership.roomID],
@@ -126,6 +145,7 @@ struct SyncBuilder {
                 }
             case MembershipState.invite.rawValue, MembershipState.knock.rawValue:
                 guard since == nil || changed else { continue }
+                if !ignored.isEmpty, try await invitedByIgnored(membership) { continue }
                 plans.append(try await strippedRoom(membership, section: membership.membership == MembershipState.invite ? .invite : .knock))
             case MembershipState.leave.rawValue, MembershipState.ban.rawValue:
                 guard (since != nil && changed) || (filter.includeLeave && (since == nil || changed)) else { continue }
@@ -150,7 +170,10 @@ struct SyncBuilder {
             plan.prevBatch = leaveRow.streamOrdering - 1
             return plan
         }
-        guard var plan = try await joinedRoom(membership.roomID, full: true, after: after,
+        // Joined at the last sync: the state changes since then only, as for a joined room;
+        // else (an initial sync, or joined and left in between) the state at the leave.
+        let joinedAtSince = since != nil ? try await wasJoined(membership.roomID, at: after) : false
+        guard var plan = try await joinedRoom(membership.roomID, full: !joinedAtSince, after: after,
                                               upper: membership.streamOrdering, membershipAt: membership.streamOrdering,
                                               receipts: nil, accountData: nil) else { return nil }
         plan.section = .leave
@@ -202,6 +225,26 @@ struct SyncBuilder {
             presence.append(JSON.object(["type": .string(EventType.presence), "sender": .string(peer), "content": .object(content)]).encoded())
         }
         return presence
+    }
+
+    /// Whether the user's invite was sent by someone they ignore.
+    func invitedByIgnored(_ membership: MembershipStore.Membership) async throws -> Bool {
+        guard let row = try await app.database.roomEvents.event(membership.eventID) else { return false }
+        return ignored.contains(row.sender)
+    }
+
+    /// Whether a member event of the user replaced a join (a profile change, not a join).
+    func rejoinedFromJoin(_ eventID: String) async throws -> Bool {
+        guard let row = try await app.database.roomEvents.event(eventID) else { return false }
+        return (try? JSON.parse(row.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue == MembershipState.join.rawValue
+    }
+
+    /// Whether the user was joined to `room` at stream position `position`.
+    func wasJoined(_ room: String, at position: Int64) async throws -> Bool {
+        let state = try await app.database.roomEvents.state(of: try RoomID(parsing: room), atOrBefore: position)
+        guard let entry = state.first(where: { $0.type == EventType.roomMember && $0.stateKey == request.user.rawValue }),
+              let row = try await app.database.roomEvents.event(entry.eventID) else { return false }
+        return (try? JSON.parse(row.clientJSON))?["content"]?["membership"]?.stringValue == MembershipState.join.rawValue
     }
 
     /// Device lists: whose keys to re-fetch or stop tracking (incremental syncs only). The
@@ -303,8 +346,10 @@ struct SyncBuilder {
                   after: Int64, upper: Int64) async throws -> ([TimelineEvent], Bool) {
         let limit = filter.timeline.limit ?? Sync.defaultTimelineLimit
         let timelineFilter = filter.timeline
+        let ignored = self.ignored
         let include: (PersistedEvent) -> Bool = { event in
-            timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
+            if !ignored.isEmpty && event.stateKey == nil && ignored.contains(event.sender) { return false }
+            return timelineFilter.passesAll || timelineFilter.allows(type: event.type, sender: event.sender, clientBytes: event.clientBytes)
         }
         var ring = published?.newest(after: after, upTo: upper, limit: limit, include: include)
         if ring == nil { ring = try await actor.get().timeline(after: after, upTo: upper, limit: limit, include: include) }
@@ -398,6 +443,7 @@ struct SyncBuilder {
                     cursor = row.streamOrdering - 1
                     guard timelineFilter.passesAll || timelineFilter.allows(type: row.type, sender: row.sender,
                                                                             clientBytes: row.clientJSON) else { continue }
+                    if !ignored.isEmpty && row.stateKey == nil && ignored.contains(row.sender) { continue }
                     if out.count == limit { limited = true; break }
                     out.append(row)
                 }

@@ -1,0 +1,33 @@
+import Matrix
+import Persistence
+import Transport
+
+/// `GET /admin/whois/{userId}` (client-server API "Server administration"): a user's devices
+/// with their last connection. For server admins, and for a user asking about themselves
+/// (as Synapse allows).
+enum Whois {
+    static func register(_ routes: inout RouteBuilder) {
+        routes.client(.get, "/admin/whois/{userId}", whois)
+    }
+
+    static func whois(_ context: RequestContext) async throws -> HTTPResponse {
+        let requester = try await context.requireUser()
+        let target = try UserID(parsing: context.parameter("userId"))
+        guard requester.isAdmin || requester.userID == target else {
+            throw MatrixError(.forbidden, "You are not a server admin")
+        }
+        guard target.serverName.rawValue == context.app.configuration.serverName else {
+            throw MatrixError(.invalidParam, "Can only whois a local user", status: 400)
+        }
+        var devices: [String: JSON] = [:]
+        for device in try await context.app.database.devices.devices(of: target) {
+            var connections: [JSON] = []
+            if let seen = device.lastSeenTs {
+                connections.append(["ip": device.lastSeenIP.map(JSON.string) ?? .null, "last_seen": .int(seen),
+                                    "user_agent": device.lastSeenUserAgent.map(JSON.string) ?? .null])
+            }
+            devices[device.deviceID] = ["sessions": [["connections": .array(connections)]]]
+        }
+        return .json(["user_id": .string(target.rawValue), "devices": .object(devices)])
+    }
+}
