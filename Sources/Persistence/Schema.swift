@@ -445,6 +445,8 @@ public enum Schema {
             );
             ALTER TABLE device_lists_stream ADD COLUMN signing_keys_only \(.bigint) NOT NULL DEFAULT 0;
             CREATE INDEX device_lists_stream_by_user ON device_lists_stream (user_id, stream_id);
+            """)
+
     /// Server-side key backups (client-server API "Server-side key backups"): each user's
     /// backup versions (a deleted one keeps its number, never reused) and the backed-up room
     /// keys of each version, with the fields that decide whether an upload replaces a key.
