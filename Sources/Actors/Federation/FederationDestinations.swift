@@ -105,7 +105,10 @@ public final class FederationDestinations: Sendable {
             servers.withLock { $0[roomID] = targets }
         }
         for event in events where event.type == EventType.roomMember {
-            if let key = event.stateKey, let user = try? UserID(parsing: key), user.serverName != shared.localServer {
+            if let key = event.stateKey, let user = try? UserID(parsing: key), user.serverName != shared.localServer,
+               !(state[.member(key)]?.eventID == event.eventID && state[.member(key)]?.membership == MembershipState.invite.rawValue) {
+                // An invite reached its server through `/invite`; not again through `/send`
+                // (as Synapse; SyTest's servers do not know the room yet).
                 targets.insert(user.serverName)
             }
         }
