@@ -1,4 +1,5 @@
 import Actors
+import Synchronization
 import Matrix
 import Testing
 import TestSupport
@@ -145,6 +146,47 @@ struct FederationInviteV1Tests {
             let empty = try await link.request(aName, method: "GET", path: "/_matrix/federation/v1/make_join/\(encoded)/\(FederationLink.segment("@bob:b.test"))?ver=10&ver=11&ver=12", body: nil)
             #expect(empty.status == 404)
             #expect(empty.json?["errcode"]?.stringValue == "M_NOT_FOUND")
+        }
+    }
+}
+
+/// Records the PDUs of every `/send` a server makes, then hands the request on.
+final class RecordingLink: FederationRequesting, Sendable {
+    let inner: LoopbackFederation
+    let sent = Mutex<[JSON]>([])
+    init(_ inner: LoopbackFederation) { self.inner = inner }
+
+    func request(_ destination: ServerName, method: String, path: String, body: JSON?) async throws -> FederationReply {
+        if path.hasPrefix("/_matrix/federation/v1/send/") {
+            sent.withLock { $0 += body?["pdus"]?.arrayValue ?? [] }
+        }
+        return try await inner.request(destination, method: method, path: path, body: body)
+    }
+}
+
+@Suite("Invites are delivered by /invite only")
+struct FederationInviteDeliveryTests {
+    @Test("An invite of a remote user is not sent again through /send; rescinding it (a kick) is, to a server never sent to before")
+    func inviteNotResent() async throws {
+        try await withTwoServers { a, aPort, _, bPort in
+            let recorder = RecordingLink(LoopbackFederation(origin: a.app.localServer, key: a.app.signingKey,
+                                                            ports: [try ServerName(parsing: "a.test"): aPort,
+                                                                    try ServerName(parsing: "b.test"): bPort]))
+            a.app.connectFederation(recorder)
+            a.app.roomService.federation.connect(recorder)
+            let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
+            let room = try #require(try await alice.call("POST", "/createRoom", [:]).json["room_id"]?.stringValue)
+            #expect(try await alice.call("POST", "/rooms/\(room)/invite", ["user_id": "@carol:b.test"]).status == 200)
+            #expect(try await alice.call("POST", "/rooms/\(room)/kick", ["user_id": "@carol:b.test"]).status == 200)
+            // Destinations send in stream order: once the kick went, an invite queued before it would have too.
+            var memberships: [String] = []
+            for _ in 0..<100 {
+                memberships = recorder.sent.withLock { $0 }.filter { $0["state_key"]?.stringValue == "@carol:b.test" }
+                    .compactMap { $0["content"]?["membership"]?.stringValue }
+                if memberships.contains("leave") { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(memberships == ["leave"])
         }
     }
 }
