@@ -187,6 +187,7 @@ struct RoomTests {
             let event = try await bob.call("GET", "/rooms/\(p)/event/\(e)")
             #expect(event.json["content"] == .object([:]))
             #expect(event.json["unsigned"]?["redacted_because"]?["content"]?["reason"] == "oops")
+            #expect(event.json["unsigned"]?["redacted_by"] == redaction.json["event_id"])
             let page = try await bob.call("GET", "/rooms/\(p)/messages?dir=b&limit=10")
             let original = page.json["chunk"]?.arrayValue?.first { $0["event_id"]?.stringValue == eventID }
             #expect(original?["content"] == .object([:]))

@@ -484,6 +484,8 @@ public actor RoomActor: RegistryMember {
                        anySender || row.sender == sender,
                        let original = try? JSON.parse(row.json).objectValue, let id = try? EventID(parsing: row.eventID) {
                         var unsigned: [String: JSON] = ["redacted_because": because]
+                        // Synapse names the redaction in `unsigned.redacted_by` too; SyTest reads it.
+                        if let by = because["event_id"] { unsigned["redacted_by"] = by }
                         if let old = try? JSON.parse(row.clientJSON)["unsigned"]?.objectValue {
                             for name in ["replaces_state", "prev_sender"] { if let v = old[name] { unsigned[name] = v } }
                         }
