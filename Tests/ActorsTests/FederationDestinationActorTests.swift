@@ -143,4 +143,32 @@ struct FederationDestinationActorTests {
             await destinations.registry.deactivateAll()
         }
     }
+
+    /// An invite goes to a server outside the room by `PUT /invite`: no transaction carries
+    /// it (a remote that does not know the room may never answer one). Events after the
+    /// invitee joins do reach it.
+    @Test(arguments: Backend.enabled)
+    func anInviteIsNotSentInATransactionToTheInviteesServer(_ backend: Backend) async throws {
+        try await withStore(backend) { database in
+            let fake = FakeRemote()
+            let base = try await makeRooms(database)
+            let destinations = makeDestinations(database, base)
+            destinations.connect(fake)
+            var context = base.context
+            context.federation = destinations
+            let rooms = Rooms(context: context, limits: RegistryLimits(maxResident: 100, idleTimeout: .seconds(600)))
+            let alice = testUser("alice")
+            let carol = try UserID(parsing: "@carol:remote.test")
+            let (roomID, _) = try await rooms.createRoom(creator: alice)
+            _ = try await rooms.send(EventDraft(type: EventType.roomMember, sender: alice, stateKey: carol.rawValue,
+                                                content: ["membership": "invite"]), in: roomID)
+            _ = try await rooms.send(EventDraft(type: EventType.roomMember, sender: carol, stateKey: carol.rawValue,
+                                                content: ["membership": "join"]), in: roomID)
+            _ = try await rooms.send(message(alice, "hello"), in: roomID)
+            await eventually { fake.snapshot.bodies.contains("hello") }
+            // The invite has no body: sent, it would show as "" before "hello".
+            #expect(fake.snapshot.bodies == ["hello"])
+            await destinations.registry.deactivateAll()
+        }
+    }
 }
