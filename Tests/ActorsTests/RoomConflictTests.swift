@@ -32,6 +32,38 @@ struct RoomConflictTests {
         return s
     }
 
+    /// SyTest "An event which redacts an event in a different room should be ignored": a
+    /// remote redaction naming another room's event is held aside, out of the timeline, and
+    /// that event keeps its content.
+    @Test(arguments: Backend.enabled)
+    func aRemoteRedactionOfAnotherRoomsEventIsSoftFailed(_ backend: Backend) async throws {
+        try await withStore(backend) { database in
+            let rooms = try await makeRooms(database)
+            let version = RoomVersion.v10
+            let (roomA, _) = try await rooms.createRoom(creator: alice, version: version, joinRule: "public")
+            let target = try await rooms.send(message(alice, "keep me"), in: roomA)
+            let (roomB, _) = try await rooms.createRoom(creator: alice, version: version, joinRule: "public")
+            let actor = try await rooms.room(roomB)
+            var state = try #require(await actor.currentState)
+            var shape = try #require(await actor.snapshot)
+            let join = try remote("m.room.member", bob, bob.rawValue, ["membership": "join"], on: state,
+                                  prev: shape.extremities, depth: shape.nextDepth, room: roomB, version: version)
+            #expect(try await actor.receive([join])[join.eventID] == .persisted)
+            state = try #require(await actor.currentState)
+            shape = try #require(await actor.snapshot)
+            let builder = EventBuilder(roomVersion: version, signingKey: testSigningKey, serverName: try ServerName(parsing: "remote.test"))
+            let redaction = try builder.build(type: "m.room.redaction", sender: bob, content: [:], roomID: roomB,
+                                              prevEvents: shape.extremities, depth: shape.nextDepth, originServerTS: 2_000,
+                                              state: state, redacts: target.eventID)
+            guard case .softFailed = try await actor.receive([redaction])[redaction.eventID] else {
+                Issue.record("a redaction of another room's event should be soft-failed"); return
+            }
+            #expect(!((await actor.recentEvents(after: 0) ?? []).map(\.eventID).contains(redaction.eventID)))
+            let row = try #require(try await database.read { db in try RoomEventStore.event(db, eventID: target.eventID.rawValue) })
+            #expect(try JSON.parse(row.clientJSON)["content"]?["body"]?.stringValue == "keep me")
+        }
+    }
+
     @Test(arguments: Backend.enabled)
     func softFailedAndRejectedEventsStayOutOfTheTimelineButKeepTheirPlaceInTheDAG(_ backend: Backend) async throws {
         try await withStore(backend) { database in

@@ -103,6 +103,15 @@ extension RoomActor {
         do { try EventAuth.authorize(pdu, against: before.state) } catch {
             return try await reject(pdu, error.description, before: before, version: version)
         }
+        // A redaction of another room's event is held aside, out of every timeline, as
+        // Synapse ignores it (SyTest "An event which redacts an event in a different room
+        // should be ignored"); a redaction never applies across rooms anyway (`persist`).
+        if let target = pdu.redacts, pdu.stateEntry == nil,
+           let row = try await context.database.read({ db in try RoomEventStore.event(db, eventID: target.rawValue) }),
+           row.roomID != roomID.rawValue {
+            try await storeAside(pdu, state: before, rejected: nil, version: version)
+            return .softFailed("redacts an event of another room")
+        }
         var after = before.state
         if let entry = pdu.stateEntry { after[entry] = pdu }
         if !linear {
