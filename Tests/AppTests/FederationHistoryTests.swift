@@ -60,6 +60,26 @@ struct FederationHistoryTests {
         }
     }
 
+    @Test("The first /messages page after a federated join is full: a short page that holds the join still backfills")
+    func firstPageAfterJoinBackfills() async throws {
+        try await withTwoServers { _, aPort, _, bPort in
+            let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: bPort, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            for i in 0..<20 {
+                let sent = try await alice.call("PUT", "/rooms/\(room)/send/m.room.message/f\(i)", ["msgtype": "m.text", "body": .string("m\(i)")])
+                #expect(sent.status == 200)
+            }
+            #expect(try await bob.call("POST", "/join/\(FederationLink.segment(room))?server_name=a.test", [:]).status == 200)
+            // SyTest "Remote user can backfill in a room with version N": one page of 6.
+            let page = try await bob.call("GET", "/rooms/\(room)/messages?dir=b&limit=6")
+            let chunk = page.json["chunk"]?.arrayValue ?? []
+            #expect(chunk.count == 6, "\(page.json)")
+            #expect(chunk.first?["state_key"]?.stringValue == "@bob:b.test")
+            #expect(chunk.dropFirst().compactMap { $0["content"]?["body"]?.stringValue } == ["m19", "m18", "m17", "m16", "m15"])
+        }
+    }
+
     @Test("/send: an event whose prev events get_missing_events cannot fill is accepted with the state from /state_ids")
     func gapFilledWithStateIDs() async throws {
         try await withTwoServers(destinations: false) { a, aPort, b, bPort in

@@ -144,13 +144,13 @@ final class FederationBackfill: Sendable {
 }
 
 extension Messages {
-    /// A backwards page that reached the oldest event held here: backfills and reads again,
+    /// A backwards page short of its limit at the oldest event held here: backfills and reads again,
     /// at most `FederationBackfill.maxRequestsPerPage` times. A page still short when that
     /// budget is spent keeps an `end` token, so the client asks again.
     static func withBackfill(_ first: Page, _ request: PageRequest, roomID: RoomID, app: MyelinApp) async throws -> Page {
         var page = first
         var requests = 0
-        while page.end == nil && requests < FederationBackfill.maxRequestsPerPage {
+        while page.reachedBottom && requests < FederationBackfill.maxRequestsPerPage {
             requests += 1
             guard await app.backfill.backfill(roomID, app: app) > 0 else { return page }
             page = try await app.database.read { db in try readPage(db, request) }

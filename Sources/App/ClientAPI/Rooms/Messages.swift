@@ -42,7 +42,7 @@ enum Messages {
                                   joinedNow: membership?.membership == MembershipState.join, backwards: backwards,
                                   from: from, to: try context.position("to"), ceiling: ceiling, limit: limit, filter: filter)
         var page = try await app.database.read { db in try readPage(db, request) }
-        if backwards && page.end == nil && request.to == nil {
+        if backwards && page.reachedBottom && request.to == nil {
             // The oldest event held here: older history may be on the room's other servers.
             page = try await withBackfill(page, request, roomID: roomID, app: app)
         }
@@ -88,6 +88,10 @@ enum Messages {
         var members: [String]
         /// Where the read stopped (the next page starts after it).
         var cursor: Int64 = 0
+        /// A short page that read the oldest event held here: a room joined over federation
+        /// has older history on its other servers, so `/messages` backfills (even when the
+        /// page already holds the join and so has an `end`).
+        var reachedBottom = false
     }
 
     /// Pages of the store filtered by visibility and the request's filter until `limit` pass,
@@ -122,7 +126,7 @@ enum Messages {
         let members = filter.lazyLoadMembers ? try senderMembers(db, request.room, out) : []
         // `end` whenever the page has events, as Synapse answers (SyTest expects it even on the
         // page that reaches the room's start); the following page is then empty, without one.
-        return Page(events: out, end: end, members: members, cursor: cursor)
+        return Page(events: out, end: end, members: members, cursor: cursor, reachedBottom: exhausted && out.count < limit)
     }
 
     /// The senders' member events as of a page (the state at its newest event).
