@@ -126,7 +126,9 @@ enum Messages {
         let members = filter.lazyLoadMembers ? try senderMembers(db, request.room, out) : []
         // `end` whenever the page has events, as Synapse answers (SyTest expects it even on the
         // page that reaches the room's start); the following page is then empty, without one.
-        return Page(events: out, end: end, members: members, cursor: cursor, reachedBottom: exhausted && out.count < limit)
+        // A page ending at the create event holds the whole room's start: nothing to backfill.
+        let reachedBottom = exhausted && out.count < limit && out.last?.type != EventType.roomCreate
+        return Page(events: out, end: end, members: members, cursor: cursor, reachedBottom: reachedBottom)
     }
 
     /// The senders' member events as of a page (the state at its newest event).
