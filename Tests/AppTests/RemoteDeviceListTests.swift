@@ -253,6 +253,30 @@ struct RemoteDeviceListEdgeTests {
         }
     }
 
+    @Test("A user-signing key upload is in the user's own device_lists.changed only, not their peers'")
+    func userSigningKeyIsPrivate() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/join/\(room)", [:]).status == 200)
+            let master: JSON = ["user_id": "@alice:localhost", "usage": ["master"], "keys": ["ed25519:M": "M"]]
+            #expect(try await alice.call("POST", "/keys/device_signing/upload", ["master_key": master]).status == 200)
+            let aliceSince = try #require(try await alice.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
+            let bobSince = try #require(try await bob.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
+            let userSigning: JSON = ["user_id": "@alice:localhost", "usage": ["user_signing"], "keys": ["ed25519:U": "U"]]
+            let challenge = try await alice.call("POST", "/keys/device_signing/upload", ["user_signing_key": userSigning])
+            let upload = try await alice.call("POST", "/keys/device_signing/upload", ["user_signing_key": userSigning, "auth": [
+                "type": "m.login.password", "identifier": ["type": "m.id.user", "user": "alice"],
+                "password": "correct horse", "session": challenge.json["session"] ?? .null]])
+            #expect(upload.status == 200, "\(upload.json)")
+            let own = try await alice.call("GET", "/sync?timeout=0&since=\(aliceSince)")
+            #expect(own.json["device_lists"]?["changed"]?.arrayValue?.contains("@alice:localhost") == true, "\(own.json)")
+            let peer = try await bob.call("GET", "/sync?timeout=0&since=\(bobSince)")
+            #expect(peer.json["device_lists"]?["changed"]?.arrayValue?.contains("@alice:localhost") != true, "\(peer.json)")
+        }
+    }
+
     @Test("An invited peer is in device_lists.changed of the inviter's next sync")
     func invitedPeerChanged() async throws {
         try await withMyelin { port, _ in

@@ -61,6 +61,9 @@ final class KeyService: Sendable {
         var deleted = false
         /// The master or self-signing key changed.
         var crossSigning = false
+        /// Only the user-signing key changed: the user alone is told (not their peers, not
+        /// other servers).
+        var ownOnly = false
     }
 
     /// Runs `body` in a write transaction together with a device-list position for `user`
@@ -74,7 +77,8 @@ final class KeyService: Sendable {
                 let (value, changed) = try body(db)
                 guard changed else { return (value, nil) }
                 try DeviceListStore.noteDeviceListChange(db, position: position, userID: userID,
-                                                         signingKeysOnly: change.crossSigning && change.devices.isEmpty)
+                                                         signingKeysOnly: change.crossSigning && change.devices.isEmpty,
+                                                         ownOnly: change.ownOnly)
                 return (value, position)
             }
         }
@@ -149,6 +153,10 @@ final class KeyService: Sendable {
     }
 
     private func notifyPeers(of user: UserID, _ position: Int64, _ change: KeyChange) async {
+        if change.ownOnly {
+            fanout.notify([user], of: StreamChange(.deviceLists, position))
+            return
+        }
         let peers = (try? await database.memberships.peers(of: user)) ?? []
         await sendKeyUpdates(of: user, peers: peers, position: position, change)
         var users = Set(peers)
