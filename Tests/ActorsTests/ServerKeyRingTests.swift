@@ -181,6 +181,55 @@ struct ServerKeyRingTests {
         }
     }
 
+    /// What a fake origin answers to `GET /_matrix/key/v2/server`: a key and its validity, or 400.
+    final class KeyOrigin: Sendable {
+        let current = Mutex<(SigningKey, Int64)?>(nil)
+        func set(_ value: (SigningKey, Int64)?) { current.withLock { $0 = value } }
+        var answer: FakeFederation.Answer {
+            { [self] _, _, _ in
+                guard let (key, until) = current.withLock({ $0 }) else { return FederationReply(status: 400, json: nil) }
+                return FederationReply(status: 200, json: key.serverKeysResponse(serverName: "remote.test", validUntilTS: until))
+            }
+        }
+    }
+
+    /// SyTest 01keys: "Key notary server should return an expired key if it can't find any
+    /// others" and "... must not overwrite a valid key with a spurious result from the origin".
+    @Test(arguments: Backend.enabled)
+    func notaryServesEachNamedKeyFromTheLatestResponseListingIt(_ backend: Backend) async throws {
+        try await withStore(backend) { database in
+            let clock = TestClock()
+            let origin = KeyOrigin()
+            let fake = FakeFederation([Self.remote.rawValue: origin.answer])
+            let ring = ring(fake, clock: clock, store: ServerKeyStore(database: database))
+            let key1 = SigningKey.generate(version: "k1"), key2 = SigningKey.generate(version: "k2")
+            let expired = clock.now() - 86_400_000
+            func listed(_ served: [JSON]) -> [String: Int64] {
+                var found: [String: Int64] = [:]
+                for json in served {
+                    guard let keys = try? ServerKeys(response: json, expectedServerName: "remote.test") else { continue }
+                    for id in keys.verifyKeys.keys { found[id] = keys.validUntilTS }
+                }
+                return found
+            }
+            // An unknown key is fetched, and served though expired.
+            origin.set((key1, expired))
+            #expect(listed(await ring.keyResponses(for: Self.remote, minimumValidUntil: [key1.keyID: 0])) == [key1.keyID: expired])
+            // A later minimum fetches again at once (not held back by the refetch interval);
+            // the origin failing, the expired key is still served.
+            origin.set(nil)
+            #expect(listed(await ring.keyResponses(for: Self.remote, minimumValidUntil: [key1.keyID: expired + 1])) == [key1.keyID: expired])
+            #expect(fake.requests.count == 2)
+            // The origin now lists only key2: asked for key1, that answer does not replace key1's.
+            origin.set((key2, expired + 1_000))
+            _ = await ring.keyResponses(for: Self.remote, minimumValidUntil: [key1.keyID: clock.now()])
+            #expect(fake.requests.count == 3)
+            #expect(listed(await ring.keyResponses(for: Self.remote, minimumValidUntil: [key1.keyID: expired])) == [key1.keyID: expired])
+            #expect(fake.requests.count == 3)
+            #expect(listed(await ring.keyResponses(for: Self.remote, minimumValidUntil: [key2.keyID: 0])) == [key2.keyID: expired + 1_000])
+        }
+    }
+
     @Test func pduSignaturesAreVerifiedWithTheRing() async throws {
         let clock = TestClock()
         let fake = FakeFederation([Self.remote.rawValue: keyServer(remoteKey, Self.remote) { clock.now() + 3_600_000 }])

@@ -1,5 +1,6 @@
 import Actors
 import Matrix
+import Persistence
 import Testing
 import TestSupport
 @testable import App
@@ -72,6 +73,7 @@ struct FederationHistoryTests {
             let bobID = try UserID(parsing: "@bob:b.test")
             // A chain longer than A's get_missing_events budget (3 rounds of 20), known to B only.
             var last: (JSON, PDU)?
+            var chainIDs: [EventID] = []
             for i in 0..<(FederationInbound.maxMissingRounds * FederationInbound.missingEventsLimit + 10) {
                 let template = try await bRoom.eventTemplate(type: "m.room.message", sender: bobID, stateKey: nil,
                                                              content: ["msgtype": "m.text", "body": .string("g\(i)")])
@@ -79,6 +81,7 @@ struct FederationHistoryTests {
                 let pdu = try PDU(json: signed, roomVersion: version)
                 #expect(try await bRoom.receive([pdu])[pdu.eventID] == .persisted)
                 last = (signed, pdu)
+                chainIDs.append(pdu.eventID)
             }
             let (lastJSON, lastPDU) = try #require(last)
             let link = LoopbackFederation(origin: b.app.localServer, key: b.app.signingKey, ports: [try ServerName(parsing: "a.test"): aPort])
@@ -94,6 +97,15 @@ struct FederationHistoryTests {
             let chain = FederationInbound.maxMissingRounds * FederationInbound.missingEventsLimit
             // The event sent and the `chain` events fetched before it: g9 ... g69.
             #expect(bodies == (9...(chain + 9)).reversed().map { "g\($0)" }, "\(bodies.count) \(bodies.suffix(3))")
+            // The state was asked at the missing prev event g8 (as Synapse does), and g8 itself
+            // fetched and kept as an outlier: stored, but out of the timeline, so no state at it
+            // is served.
+            let g8 = try #require(try await a.app.database.roomEvents.event(chainIDs[8].rawValue))
+            #expect(!RoomEventStore.isTimeline(g8.streamOrdering))
+            let atG8 = try await link.request(try ServerName(parsing: "a.test"), method: "GET",
+                                              path: "/_matrix/federation/v1/state_ids/\(FederationLink.segment(room))?event_id=\(FederationLink.segment(chainIDs[8].rawValue))",
+                                              body: nil)
+            #expect(atG8.status == 404)
         }
     }
 

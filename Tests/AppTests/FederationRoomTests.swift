@@ -189,12 +189,17 @@ struct FederationRoomTests {
             let history = try await link.request(aName, method: "GET", path: "/_matrix/federation/v1/backfill/\(encodedRoom)?v=\(FederationLink.segment(e2.eventID.rawValue))&limit=2", body: nil)
             #expect((history.json?["pdus"]?.arrayValue ?? []).compactMap { $0["content"]?["body"]?.stringValue } == ["second", "first"])
 
-            // A sender who is not in the room: rejected by the auth rules, not stored.
+            // A sender who is not in the room: rejected by the auth rules and stored as rejected,
+            // so the transaction handled it (`{}`, as Synapse answers), but never served, and
+            // no state at it is served either.
             let (badJSON, bad) = try await event(try UserID(parsing: "@mallory:b.test"), "intruder")
             let rejected = try await link.request(aName, method: "PUT", path: "/_matrix/federation/v1/send/txn2",
                                                   body: ["origin": "b.test", "origin_server_ts": 1, "pdus": [badJSON]])
-            #expect(rejected.json?["pdus"]?[bad.eventID.rawValue]?["error"]?.stringValue != nil)
+            #expect(rejected.json?["pdus"]?[bad.eventID.rawValue]?.objectValue?.isEmpty == true, "\(String(describing: rejected.json))")
             #expect(try await alice.call("GET", "/rooms/\(room)/event/\(FederationLink.segment(bad.eventID.rawValue))").status == 404)
+            let badState = try await link.request(aName, method: "GET", path: "/_matrix/federation/v1/state_ids/\(encodedRoom)?event_id=\(FederationLink.segment(bad.eventID.rawValue))", body: nil)
+            #expect(badState.status == 404)
+            #expect(try await a.app.roomService.existingRoom(roomID).currentState?.values.map(\.eventID).contains(bad.eventID) == false)
 
             // txn1 again with another event: the first answer is replayed, the event not applied.
             let (e3JSON, e3) = try await event(bobID, "third")

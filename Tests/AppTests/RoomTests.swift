@@ -72,6 +72,8 @@ struct RoomTests {
             #expect(try await bob.call("POST", "/rooms/\(p)/join", .object([:])).status == 200)
             let joined = try await alice.call("GET", "/rooms/\(p)/joined_members")
             #expect(joined.json["joined"]?.objectValue?.keys.sorted() == ["@alice:localhost", "@bob:localhost"])
+            // No profile set: no display_name or avatar_url (never null, the schema's fields are strings).
+            #expect(joined.json["joined"]?["@bob:localhost"] == .object([:]))
 
             // Bob has no power to kick alice.
             let denied = try await bob.call("POST", "/rooms/\(p)/kick", ["user_id": "@alice:localhost"])

@@ -66,6 +66,10 @@ struct SyTestFixesTests {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
             #expect(try await alice.call("GET", "/room_keys/version").errcode == "M_NOT_FOUND")
+            // auth_data is an object (the specification's schema); anything else is M_BAD_JSON.
+            for bad: JSON in ["opaque", [JSON.null, JSON.null], 3] {
+                #expect(try await alice.call("POST", "/room_keys/version", ["algorithm": "m.megolm_backup.v1", "auth_data": bad]).errcode == "M_BAD_JSON")
+            }
             let body: JSON = ["algorithm": "m.megolm_backup.v1", "auth_data": ["k": 1]]
             let first = try #require(try await alice.call("POST", "/room_keys/version", body).json["version"]?.stringValue)
             let second = try #require(try await alice.call("POST", "/room_keys/version", body).json["version"]?.stringValue)
@@ -106,6 +110,14 @@ struct SyTestFixesTests {
 
             let whois = try await alice.call("GET", "/admin/whois/@alice:localhost")
             #expect(whois.json["user_id"] == "@alice:localhost")
+            // Connection fields are strings when known and absent otherwise, never null.
+            for device in whois.json["devices"]?.objectValue?.values ?? [:].values {
+                for session in device["sessions"]?.arrayValue ?? [] {
+                    for connection in session["connections"]?.arrayValue ?? [] {
+                        #expect(!(connection.objectValue ?? [:]).values.contains(.null))
+                    }
+                }
+            }
             #expect(try await alice.call("GET", "/admin/whois/@bob:localhost").status == 403)
         }
     }

@@ -33,13 +33,22 @@ import Testing
             "X-Matrix origin=a,origin=b,key=ed25519:1,sig=x",      // repeated
             "X-Matrix origin=a key=ed25519:1,sig=x",               // no comma
             "X-Matrix origin=a,key=ed25519,sig=x",                 // key without algorithm
-            "X-Matrix origin=bad_name!,key=ed25519:1,sig=x",       // not a server name
             "X-Matrix origin=a,destination=\"\",key=ed25519:1,sig=x",
             "X-Matrix origin=a,key=ed25519:1,sig=" + String(repeating: "A", count: 5_000),
         ]
         for header in bad {
             #expect(throws: MatrixError.self) { try XMatrixAuthorization(parsing: header) }
             do { _ = try XMatrixAuthorization(parsing: header) } catch { #expect(error.status == 401 && error.code == .unauthorized) }
+        }
+    }
+
+    @Test("An origin that is not a server name (a non-numeric port) is a bad request: 400 M_UNAUTHORIZED")
+    func refusesMalformedOriginWith400() {
+        for header in ["X-Matrix origin=bad_name!,key=ed25519:1,sig=x", "X-Matrix origin=\"localhost:http\",key=ed25519:1,sig=x"] {
+            do {
+                _ = try XMatrixAuthorization(parsing: header)
+                Issue.record("accepted \(header)")
+            } catch { #expect(error.status == 400 && error.code == .unauthorized) }
         }
     }
 

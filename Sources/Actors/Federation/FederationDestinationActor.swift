@@ -44,7 +44,8 @@ public actor FederationDestinationActor: RegistryMember {
             try await store.setPosition(now, of: destination)
             position = now
         }
-        let rooms = Set(try await store.rooms(joinedBy: destination))
+        var rooms = Set(try await store.rooms(joinedBy: destination))
+        if let room = shared.startRooms.withLock({ $0.removeValue(forKey: destination) }) { rooms.insert(room) }
         let actor = FederationDestinationActor(destination: destination, shared: shared, position: position ?? 0, rooms: rooms)
         await actor.start()
         return actor

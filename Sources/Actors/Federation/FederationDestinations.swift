@@ -26,6 +26,9 @@ public final class FederationDestinations: Sendable {
         /// Where a destination never sent to starts: just before the first batch that woke
         /// it (activation runs later, after that batch is visible, and must not skip it).
         let startHints = Mutex<[ServerName: Int64]>([:])
+        /// The room whose batch woke a destination never sent to, for its first read (its
+        /// rooms come from joined members; a kicked invitee's server has none there).
+        let startRooms = Mutex<[ServerName: RoomID]>([:])
 
         init(database: Database, events: StreamTracker, localServer: ServerName,
              limits: FederationDestinationStateMachine.Limits, clock: any RegistryClock,
@@ -107,7 +110,11 @@ public final class FederationDestinations: Sendable {
         }
         for event in events where event.type == EventType.roomMember {
             if let key = event.stateKey, let user = try? UserID(parsing: key), user.serverName != shared.localServer,
-               Self.reachesTarget(event, server: user.serverName, joinedBefore: previous, state: state) {
+               !(state[.member(key)]?.eventID == event.eventID && state[.member(key)]?.membership == MembershipState.invite.rawValue)
+                || Self.reachesTarget(event, server: user.serverName, joinedBefore: previous, state: state) {
+                // An invite reached its server through `/invite`; not again through `/send`
+                // (as Synapse; SyTest's servers do not know the room yet), unless that server
+                // was in the room before (`reachesTarget`: it checks a later join against it).
                 targets.insert(user.serverName)
             }
         }
@@ -116,11 +123,17 @@ public final class FederationDestinations: Sendable {
             shared.startHints.withLock { hints in
                 for server in targets where hints[server] == nil && hints.count < 10_000 { hints[server] = first - 1 }
             }
+            shared.startRooms.withLock { rooms in
+                for server in targets where rooms[server] == nil && rooms.count < 10_000 { rooms[server] = roomID }
+            }
         }
         let registry = self.registry
+        let shared = self.shared
         Task.detached {
             for server in targets {
                 let destination = try? await registry.get(server)
+                // Consumed by an activation, or not needed by a destination already running.
+                shared.startRooms.withLock { if $0[server] == roomID { $0.removeValue(forKey: server) } }
                 if hasLocal { await destination?.wake(room: roomID) }
             }
         }

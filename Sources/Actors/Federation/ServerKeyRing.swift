@@ -249,6 +249,8 @@ public final class ServerKeyRing: Sendable {
                                                fetchedTS: fetchedAt, json: json.encoded())
         // A store failure leaves the keys in memory; the next restart fetches them again.
         try? await store.save(response, keys: rows)
+        // The notary serves each key from the latest response that listed it.
+        try? await store.saveResponse(response, forKeys: Array(keys.verifyKeys.keys) + Array(keys.oldVerifyKeys.keys))
     }
 
     /// Cache entries for a response: current keys valid until the lesser of the response's

@@ -38,13 +38,15 @@ enum FederationInbound {
         do {
             let missing = await fetchMissing(verified, actor: actor, roomID: roomID, version: version, origin: origin, app: app)
             try await fetchMissingAuthEvents(missing + verified, actor: actor, roomID: roomID, version: version, origin: origin, app: app)
-            // Prev events still unknown: the state before those events, from the origin.
-            let gaps = await FederationGaps.statesForGaps(missing + verified, roomID: roomID, version: version, server: origin,
-                                                          limit: maxGapStates, actor: actor, app: app)
-            let outcomes = try await actor.receive((missing + verified).sorted { $0.depth < $1.depth }, statesBefore: gaps)
+            // Prev events still unknown: the state at each of them, from the origin.
+            let gaps = await FederationGaps.statesAtMissingPrevs(of: missing, batch: missing + verified, roomID: roomID, version: version,
+                                                                 server: origin, limit: maxGapStates, actor: actor, app: app)
+            let outcomes = try await actor.receive((missing + verified).sorted { $0.depth < $1.depth }, statesAtPrevs: gaps)
+            let stored = try await storedRejections(verified, outcomes: outcomes, app: app)
             for pdu in verified {
                 switch outcomes[pdu.eventID] {
-                case .rejected(let reason): results[pdu.eventID.rawValue] = ["error": .string(reason)]
+                case .rejected(let reason) where !stored.contains(pdu.eventID.rawValue):
+                    results[pdu.eventID.rawValue] = ["error": .string(reason)]
                 default: results[pdu.eventID.rawValue] = .object([:])
                 }
             }
@@ -53,6 +55,19 @@ enum FederationInbound {
             for pdu in verified { results[pdu.eventID.rawValue] = ["error": "internal error"] }
         }
         return results
+    }
+
+    /// The PDUs of `batch` rejected *and stored as rejected* (they failed the auth rules): the
+    /// transaction handled them, so their result is `{}` as Synapse answers; only PDUs that
+    /// could not be processed at all (unknown room, bad signature, unknown state) carry an
+    /// error (server-server API, "Transactions": errors are for PDUs not processed).
+    static func storedRejections(_ batch: [PDU], outcomes: [EventID: ReceivedPDUOutcome], app: MyelinApp) async throws -> Set<String> {
+        let ids = batch.compactMap { pdu -> String? in
+            if case .rejected = outcomes[pdu.eventID] { return pdu.eventID.rawValue }
+            return nil
+        }
+        guard !ids.isEmpty else { return [] }
+        return try await app.database.read { db in try EventStateStore.rejected(db, ids: ids) }
     }
 
     /// The event id of a raw PDU for the results, when it can be computed.

@@ -57,8 +57,7 @@ enum FederationJoins {
         let version = try RoomVersion.named(made["room_version"]?.stringValue ?? "1")
         let (joinJSON, join) = try complete(made["event"], user: user, roomID: roomID, membership: .join, content: content,
                                             version: version, app: app)
-        let answer = try await app.federationLink.call(
-            server, "PUT", "/_matrix/federation/v2/send_join/\(room)/\(FederationLink.segment(join.eventID.rawValue))", joinJSON)
+        let answer = try await FederationV1Invite.sendJoin(server, roomID: roomID, eventID: join.eventID, event: joinJSON, app: app)
         var joinEvent = join
         if let returned = answer["event"], let pdu = try? PDU(json: returned, roomVersion: version), pdu.eventID == join.eventID {
             joinEvent = pdu  // Countersigned by the resident server (restricted joins).
@@ -162,10 +161,8 @@ enum FederationJoins {
         let signed = try app.signingKey.sign(event: .object(template), roomVersion: version, serverName: app.localServer.rawValue)
         let pdu = try PDU(json: signed, roomVersion: version)
         let stripped = FederationMembershipEndpoints.strippedState(await actor.currentState ?? [:])
-        let answer = try await app.federationLink.call(
-            invitee.serverName, "PUT",
-            "/_matrix/federation/v2/invite/\(FederationLink.segment(roomID.rawValue))/\(FederationLink.segment(pdu.eventID.rawValue))",
-            ["event": signed, "room_version": .string(version.id), "invite_room_state": .array(stripped)])
+        let answer = try await FederationV1Invite.send(invitee.serverName, roomID: roomID, eventID: pdu.eventID, event: signed,
+                                                       version: version, strippedState: stripped, app: app)
         guard let returned = answer["event"] else { throw MatrixError(.unknown, "The invitee's server sent no event", status: 502) }
         let countersigned = try await FederationPDUs.verifyPDUSignatures(returned, version: version, keyRing: app.keyRing)
         guard countersigned.eventID == pdu.eventID, returned["signatures"]?[invitee.serverName.rawValue] != nil else {
@@ -183,7 +180,7 @@ enum FederationJoins {
         let inviteEvent = try PDU(bytes: invite.eventJSON, roomVersion: version)
         let server = inviteEvent.sender.serverName
         let room = FederationLink.segment(roomID.rawValue)
-        var leaveID = invite.eventID
+        var leaveEvent: PDU?
         do {
             let made = try await app.federationLink.call(
                 server, "GET", "/_matrix/federation/v1/make_leave/\(room)/\(FederationLink.segment(user.rawValue))")
@@ -191,18 +188,31 @@ enum FederationJoins {
                                              version: version, app: app)
             _ = try await app.federationLink.call(
                 server, "PUT", "/_matrix/federation/v2/send_leave/\(room)/\(FederationLink.segment(leave.eventID.rawValue))", json)
-            leaveID = leave.eventID.rawValue
+            leaveEvent = leave
         } catch {
             // As Synapse does, the invite is rejected locally even when its server is gone.
             app.logger.info("federation: rejecting the invite to \(roomID) through \(server) failed: \(error)")
         }
+        let leave = try leaveEvent ?? outOfBandLeave(user, invite: inviteEvent, version: version, app: app)
+        let leaveID = leave.eventID.rawValue
+        // The leave is kept as an outlier (no timeline position, no state): `/sync` shows it
+        // in `rooms.leave` and `/event` knows it.
+        var generator = SystemRandomNumberGenerator()
+        let leaveRow = RoomEventStore.EventRow(
+            streamOrdering: -Int64(generator.next(upperBound: UInt64(1) << 62)) - 1, eventID: leaveID, roomID: roomID.rawValue,
+            type: leave.type, stateKey: leave.stateKey, sender: leave.sender.rawValue, depth: leave.depth, stateGroup: 0,
+            json: leave.bytes ?? JSON.object(leave.json).encoded(),
+            clientJSON: ClientEventForm.json(of: leave.json, eventID: leave.eventID, roomID: roomID, unsigned: [:]).encoded())
         let context = app.roomService.rooms.context
         let allocation = context.events.allocate()
         let membership = MembershipStore.Membership(roomID: roomID.rawValue, userID: user.rawValue,
                                                     membership: MembershipState.leave.rawValue, eventID: leaveID,
                                                     streamOrdering: allocation.position)
         do {
-            try await app.database.write { db in try MembershipStore.setMembership(db, membership) }
+            try await app.database.write { db in
+                if try RoomEventStore.event(db, eventID: leaveID) == nil { try RoomEventStore.insertEvent(db, leaveRow) }
+                try MembershipStore.setMembership(db, membership)
+            }
         } catch {
             context.events.abort(allocation)
             throw error
@@ -210,5 +220,24 @@ enum FederationJoins {
         context.memberships.apply([membership])
         context.events.commit(allocation)
         app.roomService.fanout.notify([user], of: StreamChange(.roomEvents, context.events.visiblePosition))
+    }
+
+    /// The leave of an invite whose server could not be reached: built and signed here on the
+    /// invite alone (its prev and auth event), never sent; as Synapse's out-of-band leave.
+    static func outOfBandLeave(_ user: UserID, invite: PDU, version: RoomVersion, app: MyelinApp) throws -> PDU {
+        let reference: JSON = version.eventIDFormat == .opaqueWithDomain
+            ? .array([.string(invite.eventID.rawValue), .object(["sha256": invite.json["hashes"]?["sha256"] ?? .string("")])]) : .string(invite.eventID.rawValue)
+        var event: [String: JSON] = [
+            "type": .string(EventType.roomMember), "room_id": .string(invite.effectiveRoomID.rawValue),
+            "sender": .string(user.rawValue), "state_key": .string(user.rawValue),
+            "content": .object(["membership": MembershipState.leave.json]),
+            "prev_events": .array([reference]), "auth_events": .array([reference]),
+            "depth": .int(invite.depth + 1), "origin_server_ts": .int(Clock.nowMilliseconds()),
+            "origin": .string(app.localServer.rawValue)]
+        if version.eventIDFormat == .opaqueWithDomain {
+            event["event_id"] = .string("$\(Base64.encodeURLSafe(Sodium.randomBytes(12))):\(app.localServer.rawValue)")
+        }
+        let signed = try app.signingKey.sign(event: .object(event), roomVersion: version, serverName: app.localServer.rawValue)
+        return try PDU(json: signed, roomVersion: version)
     }
 }

@@ -28,6 +28,10 @@ enum FederationMembershipEndpoints {
         let (roomID, actor, version) = try await FederationRoomEndpoints.readableRoom(context, origin)
         let user = try UserID(parsing: context.parameter("userId"))
         guard user.serverName == origin else { throw MatrixError(.forbidden, "The user does not belong to the requesting server") }
+        if membership == .join, !(await actor.joinedServers.contains(context.app.localServer)) {
+            // Nobody of ours is left to vouch for the room (Synapse's `is_host_in_room` check).
+            throw MatrixError(.notFound, "Not an active room on this server")
+        }
         if membership != .leave {
             // Default "1" (server-server API, make_join: `ver` defaults to ["1"]).
             let supported = FederationRoomEndpoints.queryValues(context, "ver")
@@ -62,7 +66,10 @@ enum FederationMembershipEndpoints {
         let app = context.app
         let (roomID, actor, version) = try await FederationRoomEndpoints.readableRoom(context, origin)
         var json = JSON.object(try await context.jsonObject())
-        var pdu = try await FederationPDUs.verifyPDUSignatures(json, version: version, keyRing: app.keyRing)
+        var pdu = try await verifySigned(json, version: version, app: app)
+        guard pdu.sender.serverName == origin else {
+            throw MatrixError(.forbidden, "Not allowed to send a \(membership.rawValue) for a user of another server")
+        }
         guard pdu.eventID.rawValue == context.parameter("eventId"), pdu.effectiveRoomID == roomID,
               pdu.type == EventType.roomMember, pdu.stateKey == pdu.sender.rawValue, pdu.sender.serverName == origin,
               pdu.membership == membership.rawValue else {
@@ -124,13 +131,20 @@ enum FederationMembershipEndpoints {
     /// another server. Countersigned, stored with its `invite_room_state`, and shown to the
     /// invitee by `/sync` under `rooms.invite`. A room resident here receives the event too.
     static func invite(_ context: RequestContext) async throws -> HTTPResponse {
-        let origin = try await requireServer(context)
-        let app = context.app
         let body = try await context.jsonObject()
-        let roomID = try RoomID(parsing: context.parameter("roomId"))
         let version = try RoomVersion.named(body["room_version"]?.stringValue ?? "1")
         guard let raw = body["event"] else { throw MatrixError(.badJSON, "Missing event") }
-        let pdu = try await FederationPDUs.verifyPDUSignatures(raw, version: version, keyRing: app.keyRing)
+        return try await acceptInvite(context, raw: raw, version: version, strippedState: body["invite_room_state"]?.arrayValue ?? [])
+    }
+
+    /// An invite event of either API version, checked, countersigned and stored.
+    static func acceptInvite(_ context: RequestContext, raw: JSON, version: RoomVersion, strippedState: [JSON])
+        async throws -> HTTPResponse
+    {
+        let origin = try await requireServer(context)
+        let app = context.app
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let pdu = try await verifySigned(raw, version: version, app: app)
         guard pdu.eventID.rawValue == context.parameter("eventId"), pdu.effectiveRoomID == roomID,
               pdu.type == EventType.roomMember, pdu.membership == MembershipState.invite.rawValue,
               pdu.sender.serverName == origin, let stateKey = pdu.stateKey, let invitee = try? UserID(parsing: stateKey),
@@ -141,7 +155,7 @@ enum FederationMembershipEndpoints {
             try await FederationPDUs.requireACL(origin, actor)
         }
         let signed = try FederationPDUs.countersigned(raw, version: version, app: app)
-        var stripped = (body["invite_room_state"]?.arrayValue ?? []).prefix(50).map { $0 }
+        var stripped = strippedState.prefix(50).map { $0 }
         stripped.append(["type": .string(pdu.type), "state_key": .string(stateKey), "content": .object(pdu.content),
                          "sender": .string(pdu.sender.rawValue)])
         try await FederationJoins.storeInvite(FederationInboundStore.Invite(

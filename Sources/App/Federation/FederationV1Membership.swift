@@ -9,6 +9,7 @@ enum FederationV1Membership {
         let prefix = FederationMembershipEndpoints.prefix
         routes.put(prefix + "/v1/send_join/{roomId}/{eventId}", sendJoin)
         routes.put(prefix + "/v1/send_leave/{roomId}/{eventId}", sendLeave)
+        FederationV1Invite.register(&routes)
     }
 
     static func sendJoin(_ context: RequestContext) async throws -> HTTPResponse {

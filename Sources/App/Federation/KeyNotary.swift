@@ -44,20 +44,47 @@ enum KeyNotary {
         }
         let now = Clock.nowMilliseconds()
         var wanted: [(ServerName, Int64)] = []
+        var byKey: [(ServerName, [String: Int64])] = []
         for (name, criteria) in query {
             let server = try ServerName(parsing: name)
             guard let keys = criteria.objectValue else { throw MatrixError(.badJSON, "server_keys.\(name.prefix(255)) must be an object") }
             var minimum = now
-            for (_, criterion) in keys {
+            var perKey: [String: Int64] = [:]
+            for (keyID, criterion) in keys {
                 guard let c = criterion.objectValue else { throw MatrixError(.badJSON, "Key criteria must be objects") }
+                // Absent, the notary's current time (the spec's default).
+                perKey[keyID] = now
                 if let m = c["minimum_valid_until_ts"] {
                     guard let value = m.intValue else { throw MatrixError(.badJSON, "minimum_valid_until_ts must be an integer") }
                     minimum = max(minimum, value)
+                    perKey[keyID] = value
                 }
             }
-            wanted.append((server, minimum))
+            // Named key ids of another server: each from the latest response listing it.
+            if perKey.isEmpty || server.rawValue == context.app.configuration.serverName {
+                wanted.append((server, minimum))
+            } else {
+                byKey.append((server, perKey))
+            }
         }
-        return .json(["server_keys": .array(await responses(for: wanted, app: context.app))])
+        var answers = await responses(for: wanted, app: context.app)
+        answers += await keyedResponses(for: byKey, app: context.app)
+        return .json(["server_keys": .array(answers)])
+    }
+
+    /// The responses for the named key ids of each server, fetched concurrently, each signed
+    /// by this server.
+    static func keyedResponses(for wanted: [(ServerName, [String: Int64])], app: MyelinApp) async -> [JSON] {
+        let ownName = app.configuration.serverName
+        let found = await withTaskGroup(of: [JSON].self, returning: [JSON].self) { group in
+            for (server, criteria) in wanted {
+                group.addTask { await app.keyRing.keyResponses(for: server, minimumValidUntil: criteria) }
+            }
+            var all: [JSON] = []
+            for await answers in group { all += answers }
+            return all
+        }
+        return found.compactMap { try? app.signingKey.sign(json: $0, entity: ownName, strict: false) }
     }
 
     /// The responses for each server, fetched concurrently, each signed by this server.

@@ -20,15 +20,18 @@ public struct PowerLevels: Sendable, Equatable {
 
     public init() {}
 
-    /// Levels from a power levels event's content, or the no-event defaults: `state_default` 0
-    /// and the creator at 100 (versions 1–11; in 12 the creators are infinite anyway).
+    /// Levels from a power levels event's content, or the no-event defaults: the creator at 100
+    /// (versions 1–11; in 12 the creators are infinite anyway) and `state_default` 50. The
+    /// specification says 0 without the event, but Synapse (`event_auth.get_send_level`), the
+    /// reference the rooms of the federation are authorised by, keeps 50: with 0, any member
+    /// of a room without power levels could send its first `m.room.power_levels` and take it
+    /// over (SyTest 41power-levels). Following Synapse keeps auth decisions the same as theirs.
     /// Values that are not valid levels are ignored (the auth rules reject such events before they
     /// reach state in versions 10+; older versions accept integers as strings, MSC3667).
     public init(content: [String: JSON]?, roomVersion: RoomVersion, create: PDU?) {
         let creators = create.map { PowerLevels.creators(of: $0, roomVersion: roomVersion) } ?? []
         if roomVersion.privilegedCreators { self.creators = Set(creators) }
         guard let content else {
-            stateDefault = 0
             if !roomVersion.privilegedCreators { for c in creators { users[c] = 100 } }
             return
         }

@@ -29,7 +29,8 @@ public struct XMatrixAuthorization: Sendable, Equatable {
     /// quoted string with backslash escapes. Unquoted values may contain colons (and, as
     /// Synapse accepts, any other visible character but a comma or quote). Unknown
     /// parameters are ignored; `origin`, `key` and `sig` are required. Any defect throws
-    /// 401 `M_UNAUTHORIZED`, the answer the spec gives to an unauthenticated request.
+    /// 401 `M_UNAUTHORIZED`, the answer the spec gives to an unauthenticated request, but an
+    /// origin that is not a server name: 400 `M_UNAUTHORIZED`.
     public init(parsing headerValue: String) throws(MatrixError) {
         let bytes = Array(headerValue.utf8)
         guard bytes.count <= Self.maxHeaderBytes else { throw Self.refusal("Authorization header too long") }
@@ -43,7 +44,11 @@ public struct XMatrixAuthorization: Sendable, Equatable {
         guard let originText = params["origin"], let key = params["key"], let sig = params["sig"] else {
             throw Self.refusal("X-Matrix header lacks origin, key or sig")
         }
-        guard let origin = try? ServerName(parsing: originText) else { throw Self.refusal("X-Matrix origin is not a server name") }
+        // A malformed origin (a non-numeric port, say) is a bad request, 400 `M_UNAUTHORIZED`,
+        // as Synapse answers ("Malformed Authorization header"; SyTest 02server-names).
+        guard let origin = try? ServerName(parsing: originText) else {
+            throw MatrixError(.unauthorized, "X-Matrix origin is not a server name", status: 400)
+        }
         var destination: ServerName? = nil
         if let d = params["destination"] {
             guard let parsed = try? ServerName(parsing: d) else { throw Self.refusal("X-Matrix destination is not a server name") }

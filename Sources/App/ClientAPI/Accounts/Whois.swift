@@ -23,8 +23,11 @@ enum Whois {
         for device in try await context.app.database.devices.devices(of: target) {
             var connections: [JSON] = []
             if let seen = device.lastSeenTs {
-                connections.append(["ip": device.lastSeenIP.map(JSON.string) ?? .null, "last_seen": .int(seen),
-                                    "user_agent": device.lastSeenUserAgent.map(JSON.string) ?? .null])
+                // Unknown fields are left out: the specification's schema types them as strings.
+                var connection: [String: JSON] = ["last_seen": .int(seen)]
+                if let ip = device.lastSeenIP { connection["ip"] = .string(ip) }
+                if let agent = device.lastSeenUserAgent { connection["user_agent"] = .string(agent) }
+                connections.append(.object(connection))
             }
             devices[device.deviceID] = ["sessions": [["connections": .array(connections)]]]
         }

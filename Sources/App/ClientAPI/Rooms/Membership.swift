@@ -188,9 +188,10 @@ enum Membership {
         }
         var joined: [String: JSON] = [:]
         for (key, pdu) in await actor.currentState ?? [:] where key.type == EventType.roomMember && pdu.membership == MembershipState.join {
-            // Both keys always, null when unset (as Synapse answers; SyTest checks the keys).
-            let entry: [String: JSON] = ["display_name": pdu.content["displayname"] ?? .null,
-                                         "avatar_url": pdu.content["avatar_url"] ?? .null]
+            // Strings only (the specification's schema): an unset or non-string field is left out.
+            var entry: [String: JSON] = [:]
+            if let name = pdu.content["displayname"]?.stringValue { entry["display_name"] = .string(name) }
+            if let avatar = pdu.content["avatar_url"]?.stringValue { entry["avatar_url"] = .string(avatar) }
             joined[key.stateKey] = .object(entry)
         }
         return .json(["joined": .object(joined)])
