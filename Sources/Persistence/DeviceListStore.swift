@@ -7,10 +7,12 @@ public enum DeviceListStore {
 
     /// `signingKeysOnly`: only the user's cross-signing keys changed (not in the `prev_id`
     /// chain of `m.device_list_update`, see `lastChange`).
+    /// `ownOnly`: only the user's own user-signing key changed, which no one else sees (stored
+    /// as `signing_keys_only = 2`; Synapse tells the user alone).
     public static func noteDeviceListChange(_ db: any SQLTransaction, position: Int64, userID: String,
-                                            signingKeysOnly: Bool = false) throws {
+                                            signingKeysOnly: Bool = false, ownOnly: Bool = false) throws {
         try db.execute("INSERT INTO device_lists_stream (stream_id, user_id, signing_keys_only) VALUES (?, ?, ?)",
-                       .int(position), .text(userID), .int(signingKeysOnly ? 1 : 0))
+                       .int(position), .text(userID), .int(ownOnly ? 2 : signingKeysOnly ? 1 : 0))
     }
 
     /// Users whose devices or keys changed in `(after, upTo]` and who are `userID` or share a
@@ -18,7 +20,7 @@ public enum DeviceListStore {
     public static func deviceListChanges(_ db: any SQLConnection, userID: String, after: Int64, upTo: Int64) throws -> [String] {
         try db.query("""
             SELECT DISTINCT d.user_id FROM device_lists_stream d
-            WHERE d.stream_id > ? AND d.stream_id <= ? AND (d.user_id = ? OR d.user_id IN (
+            WHERE d.stream_id > ? AND d.stream_id <= ? AND (d.user_id = ? OR d.signing_keys_only != 2 AND d.user_id IN (
                 SELECT m2.user_id FROM room_memberships m1 JOIN room_memberships m2 ON m2.room_id = m1.room_id
                 WHERE m1.user_id = ? AND m1.membership = 'join' AND m2.membership = 'join'))
             """, .int(after), .int(upTo), .text(userID), .text(userID)).map { try $0.text(0) }

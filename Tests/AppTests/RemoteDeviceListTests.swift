@@ -90,7 +90,11 @@ struct RemoteDeviceListTests {
             let second2 = try #require(login.json["device_id"]?.stringValue)
             let bob2 = try MatrixTestClient(port: bPort, token: login.json["access_token"]?.stringValue)
             #expect(try await bob2.call("POST", "/keys/upload", ["device_keys": KeysTests.deviceKeys("@bob:b.test", second2)]).status == 200)
-            #expect(try await eventually { try await cachedDevices(a).contains(second2) })
+            // The login itself is an update (the device, no keys yet), the upload a second one.
+            #expect(try await eventually {
+                try await a.app.database.remoteDevices.lists(of: ["@bob:b.test"])["@bob:b.test"]?
+                    .devices.first { $0.deviceID == second2 }?.keys != nil
+            })
             #expect(aLink.count(Self.userDevices) == 1, "\(aLink.paths.withLock { $0 })")
             let third = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
             #expect(third.json["device_keys"]?["@bob:b.test"]?[second2]?["device_id"]?.stringValue == second2)
@@ -180,6 +184,112 @@ struct RemoteDeviceListTests {
             #expect(left.json["device_lists"]?["left"]?.arrayValue?.contains("@bob:b.test") == true, "\(left.json)")
             await a.app.sweepDeviceLists()
             #expect(try await a.app.database.remoteDevices.streamID(of: "@bob:b.test") == nil)
+        }
+    }
+}
+
+/// What SyTest's mock server sends and expects of remote device lists (50federation/40devicelists).
+@Suite("Remote device lists: uncached users, loose keys, leaving, invited peers", .serialized)
+struct RemoteDeviceListEdgeTests {
+    let base = RemoteDeviceListTests()
+
+    @Test("A device whose keys name no user or device is kept; keys naming another user or device are refused")
+    func looseKeysKept() throws {
+        let bob = try UserID(parsing: "@bob:b.test")
+        let loose = MyelinApp.remoteDevice(["device_id": "D1", "keys": ["device_keys": [:]]], user: bob,
+                                           keysField: "keys", nameField: "device_display_name")
+        #expect(loose?.deviceID == "D1")
+        #expect(loose?.keys != nil)
+        #expect(MyelinApp.remoteDevice(["device_id": "D1", "keys": ["user_id": "@eve:b.test", "device_id": "D1"]], user: bob,
+                                       keysField: "keys", nameField: "device_display_name") == nil)
+        #expect(MyelinApp.remoteDevice(["device_id": "D1", "keys": ["user_id": "@bob:b.test", "device_id": "D2"]], user: bob,
+                                       keysField: "keys", nameField: "device_display_name") == nil)
+    }
+
+    @Test("An update for a user with no cached list resyncs, whatever keys it carries")
+    func uncachedUpdateResyncs() async throws {
+        try await base.withSharedRoom { a, b, aLink, _, _, aPort, _, bobDevice, _ in
+            #expect(try await a.app.database.remoteDevices.streamID(of: "@bob:b.test") == nil)
+            let bLink = LoopbackFederation(origin: b.app.localServer, key: b.app.signingKey,
+                                           ports: [try ServerName(parsing: "a.test"): aPort])
+            let edu: JSON = ["edu_type": "m.device_list_update",
+                             "content": ["user_id": "@bob:b.test", "device_id": "random", "stream_id": 1,
+                                         "keys": ["device_keys": [:]]]]
+            let sent = try await bLink.request(a.app.localServer, method: "PUT", path: "/_matrix/federation/v1/send/loose1",
+                                               body: ["origin": "b.test", "origin_server_ts": .int(Clock.nowMilliseconds()),
+                                                      "pdus": [], "edus": [edu]])
+            #expect(sent.status == 200)
+            #expect(try await base.eventually { aLink.count(RemoteDeviceListTests.userDevices) == 1 })
+            #expect(try await base.eventually { try await base.cachedDevices(a) == [bobDevice] })
+        }
+    }
+
+    @Test("Leaving the last shared room forgets the remote user's list at once (a quick rejoin must not read it stale)")
+    func leaveForgetsList() async throws {
+        try await base.withSharedRoom { a, _, _, alice, _, _, room, bobDevice, _ in
+            _ = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
+            #expect(try await base.cachedDevices(a) == [bobDevice])
+            #expect(try await alice.call("POST", "/rooms/\(room)/leave", [:]).status == 200)
+            #expect(try await a.app.database.remoteDevices.streamID(of: "@bob:b.test") == nil)
+        }
+    }
+
+    @Test("A new login is a device-list change: the user and their room peers see it in device_lists.changed")
+    func loginIsADeviceListChange() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/join/\(room)", [:]).status == 200)
+            let aliceSince = try #require(try await alice.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
+            let bobSince = try #require(try await bob.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
+            let login = try await MatrixTestClient(port: port).call("POST", "/login", ["type": "m.login.password", "user": "bob",
+                                                                                     "password": "correct horse"])
+            #expect(login.status == 200)
+            for (client, since) in [(alice, aliceSince), (bob, bobSince)] {
+                let sync = try await client.call("GET", "/sync?timeout=0&since=\(since)")
+                #expect(sync.json["device_lists"]?["changed"]?.arrayValue?.contains("@bob:localhost") == true, "\(sync.json)")
+            }
+        }
+    }
+
+    @Test("A user-signing key upload is in the user's own device_lists.changed only, not their peers'")
+    func userSigningKeyIsPrivate() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/join/\(room)", [:]).status == 200)
+            let master: JSON = ["user_id": "@alice:localhost", "usage": ["master"], "keys": ["ed25519:M": "M"]]
+            #expect(try await alice.call("POST", "/keys/device_signing/upload", ["master_key": master]).status == 200)
+            let aliceSince = try #require(try await alice.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
+            let bobSince = try #require(try await bob.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
+            let userSigning: JSON = ["user_id": "@alice:localhost", "usage": ["user_signing"], "keys": ["ed25519:U": "U"]]
+            let challenge = try await alice.call("POST", "/keys/device_signing/upload", ["user_signing_key": userSigning])
+            let upload = try await alice.call("POST", "/keys/device_signing/upload", ["user_signing_key": userSigning, "auth": [
+                "type": "m.login.password", "identifier": ["type": "m.id.user", "user": "alice"],
+                "password": "correct horse", "session": challenge.json["session"] ?? .null]])
+            #expect(upload.status == 200, "\(upload.json)")
+            let own = try await alice.call("GET", "/sync?timeout=0&since=\(aliceSince)")
+            #expect(own.json["device_lists"]?["changed"]?.arrayValue?.contains("@alice:localhost") == true, "\(own.json)")
+            let peer = try await bob.call("GET", "/sync?timeout=0&since=\(bobSince)")
+            #expect(peer.json["device_lists"]?["changed"]?.arrayValue?.contains("@alice:localhost") != true, "\(peer.json)")
+        }
+    }
+
+    @Test("An invited peer is in device_lists.changed of the inviter's next sync")
+    func invitedPeerChanged() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            _ = try await MatrixTestClient.registered(port: port, "carol")
+            let room = try #require(try await alice.call("POST", "/createRoom", [:]).json["room_id"]?.stringValue)
+            let since = try #require(try await alice.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
+            #expect(try await alice.call("POST", "/rooms/\(room)/invite", ["user_id": "@carol:localhost"]).status == 200)
+            let sync = try await alice.call("GET", "/sync?timeout=0&since=\(since)")
+            #expect(sync.json["device_lists"]?["changed"]?.arrayValue?.contains("@carol:localhost") == true, "\(sync.json)")
+            let to = try #require(sync.json["next_batch"]?.stringValue)
+            let changes = try await alice.call("GET", "/keys/changes?from=\(since)&to=\(to)")
+            #expect(changes.json["changed"]?.arrayValue?.contains("@carol:localhost") == true, "\(changes.json)")
         }
     }
 }

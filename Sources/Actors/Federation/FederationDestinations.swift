@@ -101,17 +101,20 @@ public final class FederationDestinations: Sendable {
         // over federation): the new server's destination starts now, before our next event.
         let hasLocal = events.contains(where: { $0.sender.hasSuffix(suffix) })
         guard hasLocal || memberChange else { return }
-        if !memberChange, let cached = servers.withLock({ $0[roomID] }) {
-            targets = cached
+        let previous = servers.withLock({ $0[roomID] })
+        if !memberChange, let previous {
+            targets = previous
         } else {
             targets = Self.joinedServers(state, except: shared.localServer)
             servers.withLock { $0[roomID] = targets }
         }
         for event in events where event.type == EventType.roomMember {
             if let key = event.stateKey, let user = try? UserID(parsing: key), user.serverName != shared.localServer,
-               !(state[.member(key)]?.eventID == event.eventID && state[.member(key)]?.membership == MembershipState.invite.rawValue) {
+               !(state[.member(key)]?.eventID == event.eventID && state[.member(key)]?.membership == MembershipState.invite.rawValue)
+                || Self.reachesTarget(event, server: user.serverName, joinedBefore: previous, state: state) {
                 // An invite reached its server through `/invite`; not again through `/send`
-                // (as Synapse; SyTest's servers do not know the room yet).
+                // (as Synapse; SyTest's servers do not know the room yet), unless that server
+                // was in the room before (`reachesTarget`: it checks a later join against it).
                 targets.insert(user.serverName)
             }
         }
@@ -158,6 +161,23 @@ public final class FederationDestinations: Sendable {
     public func heardFrom(_ server: ServerName) async {
         guard shared.requester() != nil, server != shared.localServer else { return }
         try? await registry.get(server).heardFrom()
+    }
+
+    /// Whether a member event also goes to its target's server, which may have no joined
+    /// member after it: a kick or ban always does (it must reach the kicked user's server). An
+    /// invite goes only to a server that was in the room before (it holds the room and checks
+    /// a later join against it), or has a joined member: a server that never was gets it
+    /// through `/invite` alone and knows nothing of the room (Synapse sends a room's events
+    /// only to the servers joined at the event's prev events).
+    static func reachesTarget(_ event: PersistedEvent, server: ServerName, joinedBefore: Set<ServerName>?, state: AuthState) -> Bool {
+        if joinedBefore?.contains(server) == true { return true }
+        let membership = (try? JSON.parse(event.bytes))?["content"]?["membership"]?.stringValue
+        // The invited user had a membership before (left, now invited back): their server knows the room.
+        guard membership == MembershipState.invite.rawValue, event.replacesState == nil else { return true }
+        let suffix = ":" + server.rawValue
+        return state.contains { key, _ in
+            key.type == EventType.roomMember && key.stateKey != event.stateKey && key.stateKey.hasSuffix(suffix)
+        }
     }
 
     /// The remote servers with joined members in `state`.

@@ -130,12 +130,16 @@ extension MyelinApp {
     }
 
     /// A device of `user` from a `user/devices` entry or an `m.device_list_update` (nil when
-    /// its id is missing or its keys name another user or device).
+    /// its id is missing or its keys name another user or device). Keys that name no user or
+    /// device are kept as sent (Synapse stores and serves them as they are; clients check the
+    /// signatures): the device is still listed.
     static func remoteDevice(_ entry: JSON, user: UserID, keysField: String, nameField: String) -> RemoteDeviceStore.Device? {
         guard let deviceID = entry["device_id"]?.stringValue, !deviceID.isEmpty, deviceID.utf8.count <= 255 else { return nil }
         var keys: [UInt8]?
         if let value = entry[keysField], value.objectValue != nil {
-            guard value["user_id"]?.stringValue == user.rawValue, value["device_id"]?.stringValue == deviceID else { return nil }
+            let namedUser = value["user_id"], namedDevice = value["device_id"]
+            guard namedUser == nil || namedUser?.stringValue == user.rawValue,
+                  namedDevice == nil || namedDevice?.stringValue == deviceID else { return nil }
             keys = value.encoded()
         }
         let name = entry[nameField]?.stringValue.map { String($0.prefix(256)) }
@@ -163,15 +167,17 @@ extension MyelinApp {
             try await database.remoteDevices.forget(user.rawValue)
             return
         }
+        // Not cached: the whole list is read whatever the update holds (Synapse resyncs on
+        // any update for a user it has no list of).
+        guard let cached = try await database.remoteDevices.streamID(of: user.rawValue) else {
+            resyncInBackground(user)
+            return
+        }
         guard let streamID = content["stream_id"]?.intValue,
               let device = Self.remoteDevice(.object(content), user: user, keysField: "keys", nameField: "device_display_name") else {
             return
         }
         let prevIDs = (content["prev_id"]?.arrayValue ?? []).prefix(Self.maxPrevIDs).compactMap(\.intValue)
-        guard let cached = try await database.remoteDevices.streamID(of: user.rawValue) else {
-            resyncInBackground(user)
-            return
-        }
         if streamID <= cached { return }  // seen already (a replayed or reordered EDU)
         // The update extends what we hold only when it names our last id as its predecessor
         // and nothing newer we have not seen (spec: "prev_id ... a gap means resync").

@@ -53,6 +53,9 @@ enum Login {
             userID: userID, deviceID: body["device_id"]?.stringValue,
             displayName: body["initial_device_display_name"]?.stringValue,
             refreshable: body["refresh_token"]?.boolValue ?? false, ip: ip)
+        // A new device is a device-list change: the user's other devices and their room peers
+        // (here and over federation) see it in `device_lists.changed` (as Synapse does).
+        try await context.app.keys.deviceListChanged(userID, devices: [session.deviceID])
         return .json(.object(accounts.sessionBody(userID: userID, session)))
     }
 

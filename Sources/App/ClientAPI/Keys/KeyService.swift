@@ -61,6 +61,9 @@ final class KeyService: Sendable {
         var deleted = false
         /// The master or self-signing key changed.
         var crossSigning = false
+        /// Only the user-signing key changed: the user alone is told (not their peers, not
+        /// other servers).
+        var ownOnly = false
     }
 
     /// Runs `body` in a write transaction together with a device-list position for `user`
@@ -74,7 +77,8 @@ final class KeyService: Sendable {
                 let (value, changed) = try body(db)
                 guard changed else { return (value, nil) }
                 try DeviceListStore.noteDeviceListChange(db, position: position, userID: userID,
-                                                         signingKeysOnly: change.crossSigning && change.devices.isEmpty)
+                                                         signingKeysOnly: change.crossSigning && change.devices.isEmpty,
+                                                         ownOnly: change.ownOnly)
                 return (value, position)
             }
         }
@@ -149,6 +153,10 @@ final class KeyService: Sendable {
     }
 
     private func notifyPeers(of user: UserID, _ position: Int64, _ change: KeyChange) async {
+        if change.ownOnly {
+            fanout.notify([user], of: StreamChange(.deviceLists, position))
+            return
+        }
         let peers = (try? await database.memberships.peers(of: user)) ?? []
         await sendKeyUpdates(of: user, peers: peers, position: position, change)
         var users = Set(peers)
@@ -189,8 +197,8 @@ final class KeyService: Sendable {
     // MARK: Device-list changes for sync and /keys/changes
 
     /// Users whose device lists `user` should re-fetch (`changed`) or stop tracking (`left`)
-    /// between two tokens: key changes of the user and their room peers, peers who joined a
-    /// shared room or whose room the user joined, and users who no longer share any room.
+    /// between two tokens: key changes of the user and their room peers, peers who joined (or
+    /// were invited to, or knocked on) a shared room or whose room the user joined, and users who no longer share any room.
     func changes(for user: UserID, since: StreamToken, upTo: StreamToken,
                  membershipsMoved: Bool) async throws -> (changed: [String], left: [String]) {
         let userID = user.rawValue
@@ -214,11 +222,22 @@ final class KeyService: Sendable {
                         if membership == MembershipState.join { joinedRooms.append(room) } else if membership == MembershipState.leave || membership == MembershipState.ban {
                             leftRooms.append(room)
                         }
-                    } else if membership == MembershipState.join {
+                    } else if membership == MembershipState.join || membership == MembershipState.invite
+                                || membership == MembershipState.knock {
+                        // Synapse reports newly joined, invited and knocking users alike (a
+                        // client may encrypt for the invited before they join).
                         changed.insert(member)
                     } else if membership == MembershipState.leave || membership == MembershipState.ban {
                         candidates.insert(member)
                     }
+                }
+                // The store keeps each member's current membership only: a change in the window
+                // that a later one replaced (an invite, then the join after `upTo`) is seen as that
+                // later one. Such members are reported as changed (a spurious entry only makes
+                // the client re-read their keys; a missed one leaves it encrypting for old keys).
+                for (_, member, membership) in try MembershipStore.membershipChanges(db, userID: userID, after: eventsUpTo, upTo: .max)
+                where member != userID && membership != MembershipState.leave && membership != MembershipState.ban {
+                    changed.insert(member)
                 }
                 if !joinedRooms.isEmpty { changed.formUnion(try MembershipStore.joinedMembers(db, rooms: joinedRooms)) }
                 if !leftRooms.isEmpty { candidates.formUnion(try MembershipStore.joinedMembers(db, rooms: leftRooms)) }

@@ -289,7 +289,9 @@ enum Keys {
             throw MatrixError(.invalidParam, "Upload a master key first")
         }
         let frozen = uploads
-        try await app.keys.changingKeys(of: requester.userID, change: .init(crossSigning: true)) { db in
+        // A user-signing key is the user's private view of others: their peers are not told.
+        let ownOnly = !uploads.isEmpty && uploads.allSatisfy { $0.type == "user_signing" }
+        try await app.keys.changingKeys(of: requester.userID, change: .init(crossSigning: !ownOnly, ownOnly: ownOnly)) { db in
             var changed = false
             for upload in frozen where try KeyStore.setCrossSigningKey(db, userID: userID, type: upload.type, json: upload.json) {
                 changed = true

@@ -131,6 +131,9 @@ enum Membership {
         content.merge(reason(body)) { _, new in new }
         _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
                                               stateKey: requester.userID.rawValue, content: content), in: roomID)
+        // The remote users no local user shares a room with now send us no more updates: their
+        // cached lists go now, not at the next sweep (a rejoin before it would read them stale).
+        await context.app.sweepDeviceLists()
         return .json([:])
     }
 
