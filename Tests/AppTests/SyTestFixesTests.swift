@@ -68,9 +68,11 @@ struct SyTestFixesTests {
             #expect(try await alice.call("GET", "/room_keys/version").errcode == "M_NOT_FOUND")
             // auth_data is an object (the specification's schema); anything else is M_BAD_JSON.
             for bad: JSON in ["opaque", [JSON.null, JSON.null], 3] {
-                #expect(try await alice.call("POST", "/room_keys/version", ["algorithm": "m.megolm_backup.v1", "auth_data": bad]).errcode == "M_BAD_JSON")
+                #expect(try await alice.call("POST", "/room_keys/version", ["algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": bad]).errcode == "M_BAD_JSON")
             }
-            let body: JSON = ["algorithm": "m.megolm_backup.v1", "auth_data": ["k": 1]]
+            // The algorithm is the specification's one; anything else is M_BAD_JSON.
+            #expect(try await alice.call("POST", "/room_keys/version", ["algorithm": "AAA", "auth_data": ["k": 1]]).errcode == "M_BAD_JSON")
+            let body: JSON = ["algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": ["k": 1]]
             let first = try #require(try await alice.call("POST", "/room_keys/version", body).json["version"]?.stringValue)
             let second = try #require(try await alice.call("POST", "/room_keys/version", body).json["version"]?.stringValue)
             let key: JSON = ["first_message_index": 1, "forwarded_count": 0, "is_verified": false, "session_data": "x"]

@@ -146,8 +146,10 @@ enum KeyBackup {
     }
 
     static func versionBody(_ body: [String: JSON]) throws -> (String, String) {
-        guard let algorithm = body["algorithm"]?.stringValue, algorithm.utf8.count <= 255 else {
-            throw MatrixError(.badJSON, "Missing algorithm")
+        guard let algorithm = body["algorithm"]?.stringValue else { throw MatrixError(.badJSON, "Missing algorithm") }
+        // The one algorithm the specification defines (its schema's enum); clients check it anyway.
+        guard algorithm == "m.megolm_backup.v1.curve25519-aes-sha2" else {
+            throw MatrixError(.badJSON, "Unknown backup algorithm")
         }
         // An object, as the specification's schema says (Synapse stores any value; SyTest's
         // backup tests send strings and fail here: docs/sytest.md).
