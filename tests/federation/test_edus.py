@@ -70,36 +70,39 @@ def test_typing_both_ways(synapse, peer):
 
 
 async def _typing(synapse, peer):
-    s = await new_user(synapse, "tsam")
-    p = await new_user(peer, "tpat")
+    s, p, ws, wp, room, es, ep = await _pair_in_room(synapse, peer, "tsam", "tpat")
     try:
-        ws, wp = Watcher(s, [peer]), Watcher(p, [synapse])
-        await ws.sync_once(0)
-        await wp.sync_once(0)
-        room = await shared_room(s, p, ws, wp)
-        es, ep = Ephemeral(s, room, peer), Ephemeral(p, room, synapse)
-        await es.sync(0)
-        await ep.sync(0)
-
-        # The peer user types: Synapse's user sees it, then sees it stop.
-        status, body = await api(p, "PUT", f"/_matrix/client/v3/rooms/{q(room)}/typing/{q(p.user_id)}",
-                                 {"typing": True, "timeout": 30000})
-        assert status == 200, body
-        await es.until(lambda e: p.user_id in e.typing, f"{p.user_id} typing in {room} on Synapse")
-        status, body = await api(p, "PUT", f"/_matrix/client/v3/rooms/{q(room)}/typing/{q(p.user_id)}", {"typing": False})
-        assert status == 200, body
-        await es.until(lambda e: p.user_id not in e.typing, f"{p.user_id} no longer typing on Synapse")
-
-        # And the other way.
-        status, body = await api(s, "PUT", f"/_matrix/client/v3/rooms/{q(room)}/typing/{q(s.user_id)}",
-                                 {"typing": True, "timeout": 30000})
-        assert status == 200, body
-        await ep.until(lambda e: s.user_id in e.typing, f"{s.user_id} typing in {room} on the peer")
-        status, body = await api(s, "PUT", f"/_matrix/client/v3/rooms/{q(room)}/typing/{q(s.user_id)}", {"typing": False})
-        assert status == 200, body
-        await ep.until(lambda e: s.user_id not in e.typing, f"{s.user_id} no longer typing on the peer")
+        # The peer user types: Synapse's user sees it, then sees it stop; and the other way.
+        await _typing_seen(p, room, es, "on Synapse")
+        await _typing_seen(s, room, ep, "on the peer")
     finally:
         await close_all(s, p)
+
+
+async def _pair_in_room(synapse, peer, synapse_name, peer_name):
+    """A new user on each server in a new shared room, each with a Watcher and an Ephemeral
+    view of the room, both synced once."""
+    s = await new_user(synapse, synapse_name)
+    p = await new_user(peer, peer_name)
+    ws, wp = Watcher(s, [peer]), Watcher(p, [synapse])
+    await ws.sync_once(0)
+    await wp.sync_once(0)
+    room = await shared_room(s, p, ws, wp)
+    es, ep = Ephemeral(s, room, peer), Ephemeral(p, room, synapse)
+    await es.sync(0)
+    await ep.sync(0)
+    return s, p, ws, wp, room, es, ep
+
+
+async def _typing_seen(typist, room, observer, where):
+    """`typist` starts typing, then stops; `observer` (the other server's Ephemeral) sees both."""
+    path = f"/_matrix/client/v3/rooms/{q(room)}/typing/{q(typist.user_id)}"
+    status, body = await api(typist, "PUT", path, {"typing": True, "timeout": 30000})
+    assert status == 200, body
+    await observer.until(lambda e: typist.user_id in e.typing, f"{typist.user_id} typing in {room} {where}")
+    status, body = await api(typist, "PUT", path, {"typing": False})
+    assert status == 200, body
+    await observer.until(lambda e: typist.user_id not in e.typing, f"{typist.user_id} no longer typing {where}")
 
 
 def test_read_receipts_both_ways(synapse, peer):
@@ -107,16 +110,8 @@ def test_read_receipts_both_ways(synapse, peer):
 
 
 async def _receipts(synapse, peer):
-    s = await new_user(synapse, "rsam")
-    p = await new_user(peer, "rpat")
+    s, p, ws, wp, room, es, ep = await _pair_in_room(synapse, peer, "rsam", "rpat")
     try:
-        ws, wp = Watcher(s, [peer]), Watcher(p, [synapse])
-        await ws.sync_once(0)
-        await wp.sync_once(0)
-        room = await shared_room(s, p, ws, wp)
-        es, ep = Ephemeral(s, room, peer), Ephemeral(p, room, synapse)
-        await es.sync(0)
-        await ep.sync(0)
 
         # The peer user reads the Synapse user's message.
         from_s = await _send(s, room, "read me, peer")
