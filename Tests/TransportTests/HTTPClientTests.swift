@@ -39,6 +39,18 @@ func loopbackClient(_ configure: (inout HTTPClientConfiguration) -> Void = { _ i
     return try HTTPClient(configuration: configuration)
 }
 
+/// Runs `body`, which must fail with an `HTTPClientError` of `kind`; records `unexpected` if it
+/// succeeds. Any other error is thrown on to the test.
+func expectClientError(_ kind: HTTPClientError.Kind, _ unexpected: Comment,
+                       _ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+        Issue.record(unexpected)
+    } catch let error as HTTPClientError {
+        #expect(error.kind == kind)
+    }
+}
+
 func plain(_ host: String, _ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt8]? = nil) -> HTTPClientRequest {
     HTTPClientRequest(method: method, scheme: .http, host: host, port: port, target: target, body: body)
 }
@@ -98,12 +110,7 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
             // A chunked body over the limit: refused while streaming.
             let small = try loopbackClient { $0.maxResponseBytes = 20 }
             defer { small.shutdown() }
-            do {
-                _ = try await small.buffered(plain(port, "/stream"))
-                Issue.record("a 35-byte chunked body passed a 20-byte limit")
-            } catch let error as HTTPClientError {
-                #expect(error.kind == .tooLarge)
-            }
+            try await expectClientError(.tooLarge, "a 35-byte chunked body passed a 20-byte limit") { _ = try await small.buffered(plain(port, "/stream")) }
         }
     }
 
@@ -111,12 +118,7 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         try await withClientServer { _, port in
             let client = try loopbackClient { $0.readTimeoutMs = 100 }
             defer { client.shutdown() }
-            do {
-                _ = try await client.buffered(plain(port, "/slow?3000"))
-                Issue.record("no timeout")
-            } catch let error as HTTPClientError {
-                #expect(error.kind == .readTimeout)
-            }
+            try await expectClientError(.readTimeout, "no timeout") { _ = try await client.buffered(plain(port, "/slow?3000")) }
             // A fresh connection serves the next request.
             let ok = try await client.buffered(plain(port, "/hello"))
             #expect(ok.status == 200)
@@ -144,12 +146,7 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         let port = Int(UInt16(bigEndian: address.sin_port))
         let client = try loopbackClient { $0.connectTimeoutMs = 300 }
         defer { client.shutdown() }
-        do {
-            _ = try await client.buffered(plain(port, "/hello"))
-            Issue.record("connected to a full accept queue")
-        } catch let error as HTTPClientError {
-            #expect(error.kind == .connectTimeout)
-        }
+        try await expectClientError(.connectTimeout, "connected to a full accept queue") { _ = try await client.buffered(plain(port, "/hello")) }
     }
 
     @Test func connectionRefused() async throws {
@@ -158,12 +155,7 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
             await server.waitUntilStopped()
             let client = try loopbackClient()
             defer { client.shutdown() }
-            do {
-                _ = try await client.buffered(plain(port, "/hello"))
-                Issue.record("connected to a stopped server")
-            } catch let error as HTTPClientError {
-                #expect(error.kind == .connectFailed)
-            }
+            try await expectClientError(.connectFailed, "connected to a stopped server") { _ = try await client.buffered(plain(port, "/hello")) }
         }
     }
 
@@ -172,12 +164,7 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
             let strict = try HTTPClient()
             defer { strict.shutdown() }
             for host in ["127.0.0.1", "localhost"] {
-                do {
-                    _ = try await strict.buffered(plain(host, port, "/hello"))
-                    Issue.record("connected to \(host)")
-                } catch let error as HTTPClientError {
-                    #expect(error.kind == .blacklisted)
-                }
+                try await expectClientError(.blacklisted, "connected to \(host)") { _ = try await strict.buffered(plain(host, port, "/hello")) }
             }
             #expect(server.openConnections == 0)
             let open = try loopbackClient()
@@ -193,12 +180,7 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
             defer { client.shutdown() }
             let allowed = try await client.buffered(plain(port, "/redirect?http://127.0.0.1:\(port)/hello"), maxRedirects: 3)
             #expect(allowed.body == Array("hello".utf8))
-            do {
-                _ = try await client.buffered(plain(port, "/redirect?http://127.0.0.2:\(port)/hello"), maxRedirects: 3)
-                Issue.record("followed a redirect to a blacklisted address")
-            } catch let error as HTTPClientError {
-                #expect(error.kind == .blacklisted)
-            }
+            try await expectClientError(.blacklisted, "followed a redirect to a blacklisted address") { _ = try await client.buffered(plain(port, "/redirect?http://127.0.0.2:\(port)/hello"), maxRedirects: 3) }
             // Without maxRedirects the redirect itself is the answer.
             let unfollowed = try await client.buffered(plain(port, "/redirect?http://127.0.0.2:\(port)/hello"))
             #expect(unfollowed.status == 302)
@@ -335,12 +317,7 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         try await withClientServer { _, port in
             let client = try loopbackClient { $0.maxHeaderBytes = 64 }
             defer { client.shutdown() }
-            do {
-                _ = try await client.buffered(plain(port, "/hello"))
-                Issue.record("a head over 64 bytes passed")
-            } catch let error as HTTPClientError {
-                #expect(error.kind == .tooLarge)
-            }
+            try await expectClientError(.tooLarge, "a head over 64 bytes passed") { _ = try await client.buffered(plain(port, "/hello")) }
         }
     }
 
@@ -367,12 +344,7 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         }
         let client = try loopbackClient()
         defer { client.shutdown() }
-        do {
-            _ = try await client.buffered(plain(port, "/"))
-            Issue.record("garbage accepted as HTTP")
-        } catch let error as HTTPClientError {
-            #expect(error.kind == .invalidResponse)
-        }
+        try await expectClientError(.invalidResponse, "garbage accepted as HTTP") { _ = try await client.buffered(plain(port, "/")) }
         try await served
     }
 
