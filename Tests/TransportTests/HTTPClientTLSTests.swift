@@ -58,7 +58,9 @@ func freeLoopbackPort() -> Int {
             defer { other.remove() }
             let client = try loopbackClient { $0.tlsVerification = .verify(extraCAFiles: [other.caCertificateFile]) }
             defer { client.shutdown() }
-            try await expectClientError(.tls, "a certificate of an unknown CA was accepted") { _ = try await client.buffered(HTTPClientRequest(host: "127.0.0.1", port: port, target: "/", tlsServerName: "localhost")) }
+            try await expectClientError(.tls, "a certificate of an unknown CA was accepted") {
+                _ = try await client.buffered(HTTPClientRequest(host: "127.0.0.1", port: port, target: "/", tlsServerName: "localhost"))
+            }
         }
     }
 
@@ -66,7 +68,9 @@ func freeLoopbackPort() -> Int {
         try await Self.withTLSServer { certificates, port in
             let client = try loopbackClient { $0.tlsVerification = .verify(extraCAFiles: [certificates.caCertificateFile]) }
             defer { client.shutdown() }
-            try await expectClientError(.tls, "a certificate for another name was accepted") { _ = try await client.buffered(HTTPClientRequest(host: "127.0.0.1", port: port, target: "/", tlsServerName: "matrix.example.org")) }
+            try await expectClientError(.tls, "a certificate for another name was accepted") {
+                _ = try await client.buffered(HTTPClientRequest(host: "127.0.0.1", port: port, target: "/", tlsServerName: "matrix.example.org"))
+            }
         }
     }
 }

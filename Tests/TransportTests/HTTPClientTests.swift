@@ -110,7 +110,9 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
             // A chunked body over the limit: refused while streaming.
             let small = try loopbackClient { $0.maxResponseBytes = 20 }
             defer { small.shutdown() }
-            try await expectClientError(.tooLarge, "a 35-byte chunked body passed a 20-byte limit") { _ = try await small.buffered(plain(port, "/stream")) }
+            try await expectClientError(.tooLarge, "a 35-byte chunked body passed a 20-byte limit") {
+                _ = try await small.buffered(plain(port, "/stream"))
+            }
         }
     }
 
@@ -146,7 +148,9 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         let port = Int(UInt16(bigEndian: address.sin_port))
         let client = try loopbackClient { $0.connectTimeoutMs = 300 }
         defer { client.shutdown() }
-        try await expectClientError(.connectTimeout, "connected to a full accept queue") { _ = try await client.buffered(plain(port, "/hello")) }
+        try await expectClientError(.connectTimeout, "connected to a full accept queue") {
+            _ = try await client.buffered(plain(port, "/hello"))
+        }
     }
 
     @Test func connectionRefused() async throws {
@@ -155,7 +159,9 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
             await server.waitUntilStopped()
             let client = try loopbackClient()
             defer { client.shutdown() }
-            try await expectClientError(.connectFailed, "connected to a stopped server") { _ = try await client.buffered(plain(port, "/hello")) }
+            try await expectClientError(.connectFailed, "connected to a stopped server") {
+                _ = try await client.buffered(plain(port, "/hello"))
+            }
         }
     }
 
@@ -164,7 +170,9 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
             let strict = try HTTPClient()
             defer { strict.shutdown() }
             for host in ["127.0.0.1", "localhost"] {
-                try await expectClientError(.blacklisted, "connected to \(host)") { _ = try await strict.buffered(plain(host, port, "/hello")) }
+                try await expectClientError(.blacklisted, "connected to \(host)") {
+                    _ = try await strict.buffered(plain(host, port, "/hello"))
+                }
             }
             #expect(server.openConnections == 0)
             let open = try loopbackClient()
@@ -180,7 +188,9 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
             defer { client.shutdown() }
             let allowed = try await client.buffered(plain(port, "/redirect?http://127.0.0.1:\(port)/hello"), maxRedirects: 3)
             #expect(allowed.body == Array("hello".utf8))
-            try await expectClientError(.blacklisted, "followed a redirect to a blacklisted address") { _ = try await client.buffered(plain(port, "/redirect?http://127.0.0.2:\(port)/hello"), maxRedirects: 3) }
+            try await expectClientError(.blacklisted, "followed a redirect to a blacklisted address") {
+                _ = try await client.buffered(plain(port, "/redirect?http://127.0.0.2:\(port)/hello"), maxRedirects: 3)
+            }
             // Without maxRedirects the redirect itself is the answer.
             let unfollowed = try await client.buffered(plain(port, "/redirect?http://127.0.0.2:\(port)/hello"))
             #expect(unfollowed.status == 302)
@@ -317,7 +327,9 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         try await withClientServer { _, port in
             let client = try loopbackClient { $0.maxHeaderBytes = 64 }
             defer { client.shutdown() }
-            try await expectClientError(.tooLarge, "a head over 64 bytes passed") { _ = try await client.buffered(plain(port, "/hello")) }
+            try await expectClientError(.tooLarge, "a head over 64 bytes passed") {
+                _ = try await client.buffered(plain(port, "/hello"))
+            }
         }
     }
 
@@ -344,7 +356,9 @@ func plain(_ port: Int, _ target: String, method: HTTPMethod = .get, body: [UInt
         }
         let client = try loopbackClient()
         defer { client.shutdown() }
-        try await expectClientError(.invalidResponse, "garbage accepted as HTTP") { _ = try await client.buffered(plain(port, "/")) }
+        try await expectClientError(.invalidResponse, "garbage accepted as HTTP") {
+            _ = try await client.buffered(plain(port, "/"))
+        }
         try await served
     }
 
