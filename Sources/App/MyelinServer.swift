@@ -111,6 +111,7 @@ final class MyelinServer: Sendable {
         for server in servers.dropFirst() { server.shutdown() }
         for server in servers.dropFirst() { await server.waitUntilStopped() }
         app.federationClient.shutdown()
+        app.urlPreviews.shutdown()
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()

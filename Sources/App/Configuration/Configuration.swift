@@ -108,6 +108,7 @@ struct Configuration: Sendable, Equatable {
         var storePath = ""
         var maxUploadBytes = 50 << 20
         var thumbnails = true
+        var urlPreview = URLPreview()
     }
 
     struct Federation: Sendable, Equatable {

@@ -195,6 +195,7 @@ enum ConfigurationTemplate {
           store_path: ""
           max_upload_bytes: \(d.media.maxUploadBytes)
           thumbnails: \(d.media.thumbnails)
+        \(urlPreview(d))
 
         federation:
           enabled: \(d.federation.enabled)

@@ -25,6 +25,8 @@ final class MyelinApp: HTTPResponder {
     let federationLink = FederationLink()
     /// History fetched from other servers for `/messages` (runs coalesced per room).
     let backfill = FederationBackfill()
+    /// `preview_url`: fetching, describing and caching pages (`Media/Preview/`).
+    let urlPreviews: URLPreviewer
     /// Outbound federation requests (discovery, X-Matrix signing, the HTTP client).
     let federationClient: LazyFederationClient
     let logger: Logger
@@ -47,6 +49,8 @@ final class MyelinApp: HTTPResponder {
         self.accounts = accounts
         self.roomService = roomService
         self.keys = keys
+        urlPreviews = URLPreviewer(configuration: configuration.media.urlPreview, serverName: configuration.serverName,
+                                   store: database.urlPreviews)
         // The loader validated the name (`ServerNameCheck`).
         keyRing = ServerKeyRing(serverName: try! ServerName(parsing: configuration.serverName), signingKey: signingKey,
                                 store: ServerKeyStore(database: database),
