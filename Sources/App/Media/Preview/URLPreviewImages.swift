@@ -1,13 +1,13 @@
 import Matrix
 
-/// Until the content repository lands, preview images are not stored (previews answer
-/// without `og:image`).
-struct NoPreviewImages: PreviewImageStoring {
+/// A preview's image is local media like an upload (made by the server, recorded with the
+/// user who asked for the preview as its uploader, as Synapse records it).
+extension MediaRepository: PreviewImageStoring {
     func storePreviewImage(_ bytes: [UInt8], contentType: String, fileName: String?, user: UserID) async throws -> String {
-        throw MatrixError(.unknown, "Media storage is not available")
+        try await store(bytes: bytes, contentType: contentType, fileName: fileName, uploader: user).mediaID
     }
 }
 
 extension URLPreviewEndpoints {
-    static func previewImages(_ context: RequestContext) -> any PreviewImageStoring { NoPreviewImages() }
+    static func previewImages(_ context: RequestContext) -> any PreviewImageStoring { context.app.media }
 }
