@@ -141,6 +141,14 @@ struct URLPreviewTests {
             #expect(legacy.status == 200 && legacy.json["og:title"] == reply.json["og:title"])
             #expect(site.count("/page.html") == 1 && site.count("/img/cat.png") == 1)
             #expect(try await myelin.app.database.urlPreviews.count() == 1)
+
+            // Two days after the preview expired, it goes with its image.
+            let later = Clock.nowMilliseconds() + URLPreviewer.successLifetimeMs + URLPreviewer.retentionAfterExpiryMs + 1
+            await myelin.app.urlPreviews.purgeExpired(now: later, images: myelin.app.media)
+            #expect(try await myelin.app.database.urlPreviews.count() == 0)
+            let gone = try await raw.request("GET", "/_matrix/client/v1/media/download/\(myelin.configuration.serverName)/\(mediaID)",
+                                             headers: ["Authorization": "Bearer \(alice.token!)"])
+            #expect(gone.status == 404)
         }
     }
 

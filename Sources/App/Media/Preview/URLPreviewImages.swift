@@ -6,6 +6,10 @@ extension MediaRepository: PreviewImageStoring {
     func storePreviewImage(_ bytes: [UInt8], contentType: String, fileName: String?, user: UserID) async throws -> String {
         try await store(bytes: bytes, contentType: contentType, fileName: fileName, uploader: user).mediaID
     }
+
+    func deletePreviewImage(_ mediaID: String) async throws {
+        try await delete(origin: serverName, mediaID: mediaID)
+    }
 }
 
 extension URLPreviewEndpoints {

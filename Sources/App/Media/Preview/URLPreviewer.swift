@@ -7,6 +7,8 @@ import Transport
 /// media id. `MediaRepository` is one (`URLPreviewEndpoints`).
 protocol PreviewImageStoring: Sendable {
     func storePreviewImage(_ bytes: [UInt8], contentType: String, fileName: String?, user: UserID) async throws -> String
+    /// Deletes a preview's image once its preview is purged.
+    func deletePreviewImage(_ mediaID: String) async throws
 }
 
 /// Answers `preview_url` (spec: "Content repository", `GET /media/preview_url`) as Synapse's
@@ -27,6 +29,9 @@ final class URLPreviewer: Sendable {
     static let maxMemoryEntries = 1024
     static let successLifetimeMs: Int64 = 3_600_000
     static let failureLifetimeMs: Int64 = 60_000
+    /// An expired preview (and its image) is kept this long: clients show previews of old
+    /// messages for a while (Synapse keeps preview images two days).
+    static let retentionAfterExpiryMs: Int64 = 2 * 86_400_000
     /// Synapse's `OG_TAG_NAME_MAXLEN` and `OG_TAG_VALUE_MAXLEN`.
     static let maxKeyLength = 50
     static let maxValueLength = 1000
@@ -93,7 +98,7 @@ final class URLPreviewer: Sendable {
         let now = Clock.nowMilliseconds()
         try await store.store(.init(url: url.string, fetchedTs: now, expiresTs: now + Self.successLifetimeMs, og: text,
                                     mediaID: mediaID))
-        await purgeExpired(now: now)
+        await purgeExpired(now: now, images: images)
         return Array(text.utf8)
     }
 
@@ -144,15 +149,17 @@ final class URLPreviewer: Sendable {
         }
     }
 
-    /// Expired previews are deleted at most once a minute, after a store.
-    private func purgeExpired(now: Int64) async {
+    /// Previews expired for `retentionAfterExpiryMs` are deleted with their images, at most
+    /// once a minute, after a store.
+    func purgeExpired(now: Int64, images: any PreviewImageStoring) async {
         let due = lastPurgeMs.withLock { last in
             guard now - last >= 60_000 else { return false }
             last = now
             return true
         }
         guard due else { return }
-        _ = try? await store.deleteExpired(before: now)
+        guard let mediaIDs = try? await store.deleteExpired(before: now - Self.retentionAfterExpiryMs) else { return }
+        for mediaID in mediaIDs { try? await images.deletePreviewImage(mediaID) }
     }
 
     /// The fetcher over the preview's HTTP client, made on first use.
