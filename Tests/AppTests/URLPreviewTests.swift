@@ -220,6 +220,25 @@ struct URLPreviewTests {
         }
     }
 
+    @Test func fetchesInFlightAreBounded() async throws {
+        try await withPreviewSite({ Self.whitelisted(&$0); $0.media.urlPreview.timeoutSeconds = 2 }) { _, sitePort, _, port in
+            let (ivan, _) = try await MatrixTestClient.registered(port: port, "ivan")
+            let token = ivan.token
+            let extra = 2
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for n in 0..<(URLPreviewer.maxConcurrentFetches + extra) {
+                    group.addTask {
+                        let client = try MatrixTestClient(port: port, token: token)
+                        return try await client.call("GET", previewPath("http://127.0.0.1:\(sitePort)/silent?n=\(n)")).status
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == 429 }.count == extra)
+            #expect(statuses.filter { $0 == 504 }.count == URLPreviewer.maxConcurrentFetches)
+        }
+    }
+
     @Test func refusalsAndParameters() async throws {
         try await withPreviewSite({
             Self.whitelisted(&$0)

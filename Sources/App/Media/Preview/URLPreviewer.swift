@@ -19,7 +19,7 @@ protocol PreviewImageStoring: Sendable {
 ///
 /// In memory, one entry per URL (single flight: concurrent requests share one fetch) kept
 /// an hour after success, a minute after failure (Synapse keeps failures an hour), at most
-/// `maxMemoryEntries`. Owned by `MyelinApp` (`app.urlPreviews`); its HTTP client thread
+/// `maxMemoryEntries`; at most `maxConcurrentFetches` fetches at a time. Owned by `MyelinApp` (`app.urlPreviews`); its HTTP client thread
 /// starts on the first preview.
 final class URLPreviewer: Sendable {
     let configuration: Configuration.URLPreview
@@ -27,6 +27,9 @@ final class URLPreviewer: Sendable {
     let store: URLPreviewStore
 
     static let maxMemoryEntries = 1024
+    /// Past this many fetches in flight (distinct URLs) a preview is 429 `M_LIMIT_EXCEEDED`:
+    /// memory stays within about this many times `max_spider_size`, twice.
+    static let maxConcurrentFetches = 8
     static let successLifetimeMs: Int64 = 3_600_000
     static let failureLifetimeMs: Int64 = 60_000
     /// An expired preview (and its image) is kept this long: clients show previews of old
@@ -46,6 +49,8 @@ final class URLPreviewer: Sendable {
     private let client = Mutex<HTTPClient?>(nil)
     private let stopped = Mutex(false)
     private let lastPurgeMs = Mutex<Int64>(0)
+    /// Previews fetching now, each holding up to `max_spider_size` bytes (twice, while parsing).
+    private let fetching = Atomic<Int>(0)
 
     init(configuration: Configuration.URLPreview, serverName: String, store: URLPreviewStore) {
         self.configuration = configuration
@@ -71,7 +76,11 @@ final class URLPreviewer: Sendable {
         let result = await task.result
         flights.withLock { table in
             guard let flight = table[key], flight.task == task, flight.lifetimeMs == .max else { return }
-            table[key]?.lifetimeMs = (try? result.get()) == nil ? Self.failureLifetimeMs : Self.successLifetimeMs
+            if case .failure(let error as MatrixError) = result, error.code == .limitExceeded {
+                table.removeValue(forKey: key)  // busy now says nothing about the URL
+            } else {
+                table[key]?.lifetimeMs = (try? result.get()) == nil ? Self.failureLifetimeMs : Self.successLifetimeMs
+            }
         }
         return try result.get()
     }
@@ -91,8 +100,14 @@ final class URLPreviewer: Sendable {
         }
         let fetcher = try fetcher()
         let timeout = MatrixError(.unknown, "Timed out fetching the URL", status: 504)
+        guard fetching.add(1, ordering: .relaxed).newValue <= Self.maxConcurrentFetches else {
+            fetching.subtract(1, ordering: .relaxed)
+            throw MatrixError(.limitExceeded, "Too many URL previews in progress", extra: ["retry_after_ms": 1000])
+        }
         let (og, mediaID) = try await withDeadline(.seconds(configuration.timeoutSeconds), error: timeout) {
-            try await self.describe(url, fetcher: fetcher, user: user, images: images)
+            // Released when the work ends, not at the deadline: its body is held until then.
+            defer { self.fetching.subtract(1, ordering: .relaxed) }
+            return try await self.describe(url, fetcher: fetcher, user: user, images: images)
         }
         let text = JSON.object(Self.pruned(og)).encodedString
         let now = Clock.nowMilliseconds()
