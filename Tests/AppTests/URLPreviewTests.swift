@@ -141,6 +141,17 @@ struct URLPreviewTests {
             #expect(legacy.status == 200 && legacy.json["og:title"] == reply.json["og:title"])
             #expect(site.count("/page.html") == 1 && site.count("/img/cat.png") == 1)
             #expect(try await myelin.app.database.urlPreviews.count() == 1)
+            // A previewer with an empty memory (a restart) answers from the store, for now and
+            // for a time before the fetch; no HTTP client is even started.
+            let restarted = URLPreviewer(configuration: myelin.configuration.media.urlPreview,
+                                         serverName: myelin.configuration.serverName, store: myelin.app.database.urlPreviews)
+            let userID = try UserID(parsing: "@alice:\(myelin.configuration.serverName)")
+            for ts in [Clock.nowMilliseconds(), 1] {
+                let stored = try await restarted.preview(url: url, ts: ts, user: userID, images: myelin.app.media)
+                #expect(try JSON.parse(stored) == reply.json)
+            }
+            #expect(site.count("/page.html") == 1)
+            restarted.shutdown()
 
             // Two days after the preview expired, it goes with its image.
             let later = Clock.nowMilliseconds() + URLPreviewer.successLifetimeMs + URLPreviewer.retentionAfterExpiryMs + 1

@@ -38,7 +38,7 @@ struct URLPreviewFetcher: Sendable {
         var current = url
         var redirects = 0
         while true {
-            try checkURLBlacklist(current)
+            try Self.checkURLBlacklist(current, configuration.urlBlacklist)
             let response: HTTPClientResponse
             var request = current.request(headers: headers)
             request.maxResponseBytes = configuration.maxSpiderSize
@@ -94,8 +94,8 @@ struct URLPreviewFetcher: Sendable {
     }
 
     /// 403 when an entry of `url_blacklist` matches (Synapse's answer).
-    func checkURLBlacklist(_ url: PreviewURL) throws {
-        if configuration.urlBlacklist.contains(where: { $0.matches(url) }) {
+    static func checkURLBlacklist(_ url: PreviewURL, _ entries: [URLBlacklistEntry]) throws {
+        if entries.contains(where: { $0.matches(url) }) {
             throw MatrixError(.unknown, "URL blocked by url pattern blacklist entry", status: 403)
         }
     }

@@ -63,7 +63,7 @@ final class URLPreviewer: Sendable {
         guard let url = PreviewURL(text) else {
             throw MatrixError(.invalidParam, "url must be an absolute http or https URL")
         }
-        try fetcher().checkURLBlacklist(url)
+        try URLPreviewFetcher.checkURLBlacklist(url, configuration.urlBlacklist)
         let key = url.string
         let now = Clock.nowMilliseconds()
         let task: Task<[UInt8], any Error> = flights.withLock { table in
