@@ -171,6 +171,7 @@ struct OpenGraphTests {
         #expect(base.resolve("//cdn.example.net/i.png")?.string == "https://cdn.example.net/i.png")
         #expect(base.resolve("http://other/")?.string == "http://other/")
         #expect(base.resolve("?p=2")?.string == "https://example.org:8443/a/b/page.html?p=2")
+        #expect(base.resolve(" my cat.png ")?.string == "https://example.org:8443/a/b/my%20cat.png")
         #expect(base.resolve("javascript:alert(1)") == nil)
         #expect(base.resolve("data:image/png;base64,AAAA") == nil)
         for bad in ["ftp://x/", "http://", "http://user@host/", "http:///x", "example.org", "http://h:99999/",

@@ -63,7 +63,8 @@ struct PreviewURL: Equatable, Sendable {
     /// `reference` (absolute, scheme-relative, absolute-path, query-only or relative) made
     /// absolute against this URL; nil when the result is not an http(s) URL.
     func resolve(_ reference: String) -> PreviewURL? {
-        let reference = reference.trimmingWhitespace()
+        // Pages write spaces in URLs that browsers send as %20.
+        let reference = reference.trimmingWhitespace().replacingSpaces()
         guard reference.utf8.count <= Self.maxLength else { return nil }
         if let schemeEnd = reference.firstIndex(of: ":"),
            reference[..<schemeEnd].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+-.".contains($0)) }),
@@ -166,5 +167,12 @@ struct URLBlacklistEntry: Equatable, Sendable {
         }
         while pi < p.count, p[pi] == "*" { pi += 1 }
         return pi == p.count
+    }
+}
+
+private extension String {
+    func replacingSpaces() -> String {
+        guard contains(" ") else { return self }
+        return split(separator: " ", omittingEmptySubsequences: false).joined(separator: "%20")
     }
 }
