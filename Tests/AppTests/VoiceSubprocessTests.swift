@@ -114,7 +114,7 @@ struct VoiceSubprocessTests {
 
     @Test func nonAudioIsRefused() async throws {
         let path = VoiceSamples.directory + "/random-\(UUID().uuidString).bin"
-        FileManager.default.createFile(atPath: path, contents: Data((0..<4096).map { _ in UInt8.random(in: 0...255) }))
+        _ = FileManager.default.createFile(atPath: path, contents: Data((0..<4096).map { _ in UInt8.random(in: 0...255) }))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let transcoder = VoiceTranscoder(configuration: Configuration.Voice(), mediaRoot: VoiceSamples.directory)
         await #expect(throws: MatrixError.self) { try await transcoder.analyse(path: path) }
