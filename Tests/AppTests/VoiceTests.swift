@@ -78,16 +78,26 @@ struct VoiceTests {
             let raw = try await Self.postBytes(alice, "/_synapse/enhanced/voice/upload", wav, contentType: "audio/wav")
             #expect(raw.status == 200, "\(raw.json)")
             let rawID = try #require(raw.json["message_id"]?.stringValue)
+            #expect(raw.json["room_id"] == nil && raw.json["event_id"] == nil)
 
             // Listed for the user and the room; others see neither.
             let mine = try await alice.call("GET", "/_matrix/client/r0/voice/user/\(Self.path("@alice:localhost"))")
             #expect(Set(mine.json["messages"]?.arrayValue?.compactMap { $0["message_id"]?.stringValue } ?? []) == [id, rawID])
             let inRoom = try await alice.call("GET", "/_matrix/client/r0/voice/room/\(Self.path(room))")
             #expect(inRoom.json["messages"]?.arrayValue?.compactMap { $0["message_id"]?.stringValue } == [id])
+            #expect(inRoom.json["messages"]?.arrayValue?.first?["user_id"]?.stringValue == "@alice:localhost")
             #expect(try await bob.call("GET", "/_matrix/client/r0/voice/room/\(Self.path(room))").status == 403)
             #expect(try await bob.call("GET", "/_matrix/client/r0/voice/user/\(Self.path("@alice:localhost"))").status == 403)
             #expect(try await bob.call("GET", "/_matrix/client/r0/voice/\(id)").status == 404)
             #expect(try await bob.call("DELETE", "/_matrix/client/r0/voice/\(rawID)").status == 404)
+
+            // A stored message sent to a room later (`/voice/{id}/send`); bob is not in the room.
+            #expect(try await bob.call("POST", "/_matrix/client/r0/voice/\(rawID)/send", ["room_id": .string(room)]).status == 404)
+            let sent = try await alice.call("POST", "/_matrix/client/r0/voice/\(rawID)/send", ["room_id": .string(room)])
+            let sentEvent = try #require(sent.json["event_id"]?.stringValue, "\(sent.json)")
+            let fetchedEvent = try await alice.call("GET", "/rooms/\(Self.path(room))/event/\(Self.path(sentEvent))")
+            #expect(fetchedEvent.json["content"]?["org.matrix.msc3245.voice"] == .object([:]))
+            #expect(fetchedEvent.json["content"]?["msgtype"]?.stringValue == "m.audio")
 
             // The stored audio is the upload, byte for byte.
             let fetched = try await Self.fetchAudio(alice, id, ext: "wav")
@@ -137,7 +147,7 @@ struct VoiceTests {
             // Deleted: gone from the listings, and its media with it.
             let alice_ = try UserID(parsing: "@alice:localhost")
             for message in [id, rawID, convertedID, mp3ID, optimizedID] {
-                let found = try await server.app.database.voiceMessages.message(message)
+                    let found = try await server.app.database.voiceMessages.message(message)
                 let record = try #require(found)
                 let deleted = try await alice.call("DELETE", "/_matrix/client/r0/voice/\(message)")
                 #expect(deleted.status == 200 && deleted.json["deleted"] == true)
@@ -184,6 +194,32 @@ struct VoiceTests {
             let user = try UserID(parsing: "@bob:localhost")
             #expect(try await server.app.database.media.count(uploadedBy: user) == 0)
             #expect(try await server.app.database.voiceMessages.stats(of: user).count == 0)
+        }
+    }
+
+    /// ffprobe past the configured wall clock is killed: 503, and the upload leaves nothing.
+    @Test func aConversionPastItsTimeLimitIsKilledAndLeavesNothing() async throws {
+        let sample = try VoiceSamples.speech(seconds: 2)
+        defer { try? FileManager.default.removeItem(atPath: sample) }
+        let wav = try [UInt8](Data(contentsOf: URL(fileURLWithPath: sample)))
+        try await withMyelinServer({ $0.voice.timeoutMs = 10 }) { server, port in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let reply = try await Self.uploadJSON(alice, wav, type: "audio/wav")
+            #expect(reply.status == 503, "\(reply.json)")
+            let user = try UserID(parsing: "@alice:localhost")
+            #expect(try await server.app.database.media.count(uploadedBy: user) == 0)
+            #expect(try await server.app.database.voiceMessages.stats(of: user).count == 0)
+        }
+    }
+
+    /// Over `voice.max_size_bytes`: 413 before anything is stored.
+    @Test func anUploadOverTheLimitIsRefused() async throws {
+        try await withMyelinServer({ $0.voice.maxSizeBytes = 4096 }) { server, port in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let big = [UInt8](repeating: 0x55, count: 8192)
+            #expect(try await Self.uploadJSON(alice, big, type: "audio/wav").errcode == "M_TOO_LARGE")
+            #expect(try await Self.postBytes(alice, "/_matrix/client/r0/voice/upload", big, contentType: "audio/wav").status == 413)
+            #expect(try await server.app.database.media.count(uploadedBy: try UserID(parsing: "@alice:localhost")) == 0)
         }
     }
 }

@@ -236,6 +236,7 @@ enum Subprocess {
         private func reap(pid: pid_t, deadline: Int64, killed: inout Bool, into result: inout SubprocessResult) {
             var info = siginfo_t()
             while true {
+                info = siginfo_t()  // WNOHANG with nothing to report leaves it as it was on some systems
                 // WNOWAIT: the leader stays a zombie, so `-pid` still names its group below.
                 let rc = waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT | WNOHANG)
                 if rc == 0 && info.si_signo == SIGCHLD { break }

@@ -90,6 +90,11 @@ enum VoiceEndpoints {
                                               contentType: type, fileName: "voice-message", uploader: requester.userID)
         }
         let room = try roomText.map { try RoomID(parsing: $0) }
+        // A chunked raw body has no declared length; the transport bounds it loosely (base64 room).
+        if media.size > Int64(maxAudio) {
+            try? await app.media.delete(origin: media.origin, mediaID: media.mediaID)
+            throw MatrixError(.tooLarge, "Voice messages may be at most \(maxAudio) bytes")
+        }
         var record = try await voice.record(media: media, owner: requester.userID, room: room, source: nil, app: app)
         if let room {
             do {
