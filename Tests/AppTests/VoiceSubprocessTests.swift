@@ -112,6 +112,19 @@ struct VoiceSubprocessTests {
         #expect(analysis.waveform.suffix(5).allSatisfy { $0 < 50 })
     }
 
+    /// Longer than `max_duration_ms`: refused from the probe, before the decode.
+    @Test func tooLongIsRefused() async throws {
+        let sample = try VoiceSamples.speech(seconds: 3)
+        defer { try? FileManager.default.removeItem(atPath: sample) }
+        var configuration = Configuration.Voice()
+        configuration.maxDurationMs = 2000
+        let transcoder = VoiceTranscoder(configuration: configuration, mediaRoot: VoiceSamples.directory)
+        await #expect(throws: MatrixError.self) { try await transcoder.analyse(path: sample) }
+        configuration.maxDurationMs = 4000
+        let accepted = try await VoiceTranscoder(configuration: configuration, mediaRoot: VoiceSamples.directory).analyse(path: sample)
+        #expect(abs(accepted.durationMs - 3000) <= 100)
+    }
+
     @Test func nonAudioIsRefused() async throws {
         let path = VoiceSamples.directory + "/random-\(UUID().uuidString).bin"
         _ = FileManager.default.createFile(atPath: path, contents: Data((0..<4096).map { _ in UInt8.random(in: 0...255) }))

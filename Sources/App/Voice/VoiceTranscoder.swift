@@ -98,16 +98,27 @@ final class VoiceTranscoder: Sendable {
         guard probe.succeeded, var analysis = Self.parseProbe(probe.stdout) else {
             throw MatrixError(.invalidParam, "The file is not audio that this server can read")
         }
+        // Refused before decoding when the container says so; the decode stops just past the
+        // limit whatever the container claims.
+        try checkDuration(analysis.durationMs)
         let reducer = WaveformReducer()
         let decode = try await run(configuration.ffmpegPath, ["-nostdin"] + inputOptions
-            + ["-i", "file:" + path, "-vn", "-map", "0:a:0", "-ac", "1", "-ar", String(WaveformReducer.sampleRate),
+            + ["-i", "file:" + path, "-t", String(configuration.maxDurationMs / 1000 + 1),
+               "-vn", "-map", "0:a:0", "-ac", "1", "-ar", String(WaveformReducer.sampleRate),
                "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"], sink: { reducer.consume($0) })
         if decode.timedOut { throw MatrixError(.unknown, "Decoding the audio took too long", status: 503) }
         guard decode.succeeded else { throw MatrixError(.invalidParam, "The audio could not be decoded") }
         let decodedMs = reducer.decodedMilliseconds
         if analysis.durationMs <= 0 { analysis.durationMs = decodedMs }
+        try checkDuration(decodedMs)
         analysis.waveform = reducer.waveform(buckets: 100)
         return analysis
+    }
+
+    private func checkDuration(_ milliseconds: Int64) throws {
+        guard milliseconds <= Int64(configuration.maxDurationMs) else {
+            throw MatrixError(.invalidParam, "Voice messages may last at most \(configuration.maxDurationMs) ms")
+        }
     }
 
     /// ffprobe's JSON: the first audio stream, the container's duration (or the stream's).
