@@ -35,6 +35,10 @@ final class PreviewSite: HTTPResponder {
             return HTTPResponse(contentType: "text/html", bytes: Array(page.utf8))
         case "/img/cat.png":
             return HTTPResponse(contentType: "image/png", bytes: png, headers: ["Content-Disposition": "inline; filename=\"cat.png\""])
+        case "/internal-image.html":
+            // The image is on a blacklisted address: the preview goes without it.
+            let page = "<title>Internal</title><meta property='og:image' content='http://127.0.0.2:\(port)/img/cat.png'>"
+            return HTTPResponse(contentType: "text/html", bytes: Array(page.utf8))
         case "/redirect-away":
             // 127.0.0.2 is loopback too, but only 127.0.0.1 is whitelisted.
             return HTTPResponse(status: 302, headers: ["Location": "http://127.0.0.2:\(port)/page.html"], body: .empty)
@@ -172,6 +176,11 @@ struct URLPreviewTests {
             #expect(plain.json["og:description"]?.stringValue == "Head\n\nWords here.")
             #expect(plain.json["og:image"] == nil)
             #expect(site.count("/plain.html") == 1)
+            let inside = try await bob.call("GET", previewPath("http://127.0.0.1:\(sitePort)/internal-image.html"))
+            #expect(inside.status == 200)
+            #expect(inside.json["og:title"]?.stringValue == "Internal")
+            #expect(inside.json["og:image"] == nil && inside.json["matrix:image:size"] == nil)
+            #expect(site.count("/img/cat.png") == 0)
             // An image URL is stored and described itself.
             let image = try await bob.call("GET", previewPath("http://127.0.0.1:\(sitePort)/img/cat.png"))
             #expect(image.status == 200)
