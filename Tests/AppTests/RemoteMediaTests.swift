@@ -1,3 +1,4 @@
+import Actors
 import Glibc
 import Logging
 import Matrix

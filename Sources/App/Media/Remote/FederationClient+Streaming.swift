@@ -1,3 +1,4 @@
+import Actors
 import Matrix
 import Transport
 

@@ -43,7 +43,7 @@ enum FederationMediaEndpoints {
 
     /// The local media of the path's `mediaId`: 404 for unknown, pending or quarantined ids.
     static func localMedia(_ context: RequestContext) async throws -> (MediaRecord, String) {
-        let mediaID = try context.parameter("mediaId")
+        let mediaID = context.parameter("mediaId")
         guard MediaIdentifiers.isValidMediaID(mediaID),
               let (record, path) = try await context.app.media.local(mediaID: mediaID),
               record.sha256 != nil, record.quarantinedBy == nil else {

@@ -17,12 +17,16 @@ final class FederationMediaSource: RemoteMediaSource {
     let cache: RemoteMediaCache
     let logger: Logger
     private let flights = Mutex<[String: Task<(MediaRecord, String), any Error>]>([:])
+    /// Stops the HTTP client of media downloads (at server shutdown).
+    let shutdown: @Sendable () -> Void
 
-    init(fetcher: RemoteMediaFetcher, repository: MediaRepository, cache: RemoteMediaCache, logger: Logger) {
+    init(fetcher: RemoteMediaFetcher, repository: MediaRepository, cache: RemoteMediaCache, logger: Logger,
+         shutdown: @escaping @Sendable () -> Void = {}) {
         self.fetcher = fetcher
         self.repository = repository
         self.cache = cache
         self.logger = logger
+        self.shutdown = shutdown
     }
 
     func fetch(origin: String, mediaID: String) async throws -> (MediaRecord, path: String) {
