@@ -186,6 +186,7 @@ enum ConfigurationLoader {
             try m.int("pending_upload_expiry_ms", range: 1_000...(30 * 86_400_000)) {
                 configuration.media.pendingUploadExpiryMs = $0
             }
+            try m.int("remote_cache_max_bytes", range: 0...(1 << 50)) { configuration.media.remoteCacheMaxBytes = $0 }
         }
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }
