@@ -154,6 +154,19 @@ import Transport
             let bad = try await federation.streamingGet(server, path: thumb + "?width=0&height=x", signed: true, maxBytes: 1 << 20)
             #expect(bad.status == 400)
             _ = try await bad.body.collect()
+
+            // An id made by /create and not uploaded yet: 504 M_NOT_YET_UPLOADED; unknown: 404.
+            let now = Clock.nowMilliseconds()
+            #expect(try await pair.a.app.database.media.createPending(origin: pair.aName, mediaID: "pendingid", uploader: uploader,
+                                                                      now: now, expiresTs: now + 60_000, maxPending: 5))
+            let pending = try await federation.streamingGet(server, path: "/_matrix/federation/v1/media/download/pendingid",
+                                                            signed: true, maxBytes: 1 << 20)
+            #expect(pending.status == 504)
+            #expect(try JSON.parse(try await pending.body.collect())["errcode"]?.stringValue == "M_NOT_YET_UPLOADED")
+            let unknown = try await federation.streamingGet(server, path: "/_matrix/federation/v1/media/download/nosuch",
+                                                            signed: true, maxBytes: 1 << 20)
+            #expect(unknown.status == 404)
+            _ = try await unknown.body.collect()
         }
     }
 

@@ -41,12 +41,18 @@ enum FederationMediaEndpoints {
         return try multipart(context, record: record, path: path, length: record.size)
     }
 
-    /// The local media of the path's `mediaId`: 404 for unknown, pending or quarantined ids.
+    /// The local media of the path's `mediaId`: 404 for unknown or quarantined ids, 504
+    /// `M_NOT_YET_UPLOADED` for an id made by `/create` whose upload has not come (the spec's
+    /// answer; the asking server may try again).
     static func localMedia(_ context: RequestContext) async throws -> (MediaRecord, String) {
         let mediaID = context.parameter("mediaId")
-        guard MediaIdentifiers.isValidMediaID(mediaID),
-              let (record, path) = try await context.app.media.local(mediaID: mediaID),
-              record.sha256 != nil, record.quarantinedBy == nil else {
+        guard MediaIdentifiers.isValidMediaID(mediaID) else { throw MatrixError(.notFound, "Media not found") }
+        let media = context.app.media
+        guard let (record, path) = try await media.local(mediaID: mediaID), record.sha256 != nil, record.quarantinedBy == nil else {
+            if let pending = try await media.store.record(origin: media.serverName, mediaID: mediaID), pending.isPending,
+               pending.quarantinedBy == nil {
+                throw MatrixError("M_NOT_YET_UPLOADED", "Media has not been uploaded yet", status: 504)
+            }
             throw MatrixError(.notFound, "Media not found")
         }
         return (record, path)
