@@ -95,78 +95,99 @@ struct MultipartMixedParser {
         var events: [Event] = []
         var start = 0
         defer { pending.removeFirst(min(start, pending.count)) }
-        while start < pending.count || state == .done {
+        while start < pending.count {
+            let progressed: Bool
             switch state {
             case .done:
                 start = pending.count
                 return events
-            case .preamble:
-                if let found = find(delimiter, in: pending, from: start) {
-                    preambleSeen += found - start
-                    start = found + delimiter.count
-                    state = .afterDelimiter
-                } else {
-                    let keep = min(pending.count - start, delimiter.count - 1)
-                    preambleSeen += pending.count - start - keep
-                    start = pending.count - keep
-                    if preambleSeen > maxPreambleBytes { throw Failure.preambleTooLong }
-                    return events
-                }
-                if preambleSeen > maxPreambleBytes { throw Failure.preambleTooLong }
-            case .afterDelimiter:
-                // "--" closes; otherwise optional padding, then CRLF and a part's head.
-                let byte = pending[start]
-                if byte == 0x2D {
-                    guard pending.count - start >= 2 else { return events }
-                    guard pending[start + 1] == 0x2D else { throw Failure.malformedDelimiter }
-                    state = .done
-                    events.append(.end)
-                } else if byte == 0x20 || byte == 0x09 {
-                    paddingSeen += 1
-                    if paddingSeen > 64 { throw Failure.malformedDelimiter }
-                    start += 1
-                } else if byte == 13 {
-                    guard pending.count - start >= 2 else { return events }
-                    guard pending[start + 1] == 10 else { throw Failure.malformedDelimiter }
-                    start += 2
-                    paddingSeen = 0
-                    state = .head
-                } else {
-                    throw Failure.malformedDelimiter
-                }
-            case .head:
-                // A part with no header fields starts with the blank line at once.
-                if pending.count - start >= 2, pending[start] == 13, pending[start + 1] == 10 {
-                    start += 2
-                    events.append(.partHead(HTTPHeaders()))
-                    state = .body
-                    continue
-                }
-                guard let end = find([13, 10, 13, 10], in: pending, from: start) else {
-                    if pending.count - start > maxHeadBytes { throw Failure.headTooLarge }
-                    return events
-                }
-                guard end - start <= maxHeadBytes else { throw Failure.headTooLarge }
-                events.append(.partHead(try MultipartMixedParser.headers(pending[start..<end])))
-                start = end + 4
-                state = .body
-            case .body:
-                if let found = find(delimiter, in: pending, from: start) {
-                    if found > start { events.append(.body(Array(pending[start..<found]))) }
-                    events.append(.partEnd)
-                    start = found + delimiter.count
-                    state = .afterDelimiter
-                } else {
-                    // Keep what could be the start of a delimiter cut by the chunk's end.
-                    let keep = partialDelimiterLength(in: pending, from: start)
-                    let end = pending.count - keep
-                    if end > start { events.append(.body(Array(pending[start..<end]))) }
-                    start = end
-                    return events
-                }
+            case .preamble: progressed = try preamble(&start)
+            case .afterDelimiter: progressed = try afterDelimiter(&start, &events)
+            case .head: progressed = try head(&start, &events)
+            case .body: progressed = body(&start, &events)
             }
+            if !progressed { return events }
         }
+        if state == .done { start = pending.count }
         return events
+    }
+
+    /// Skips to the first delimiter; false when more bytes are needed.
+    private mutating func preamble(_ start: inout Int) throws -> Bool {
+        if let found = find(delimiter, in: pending, from: start) {
+            preambleSeen += found - start
+            start = found + delimiter.count
+            state = .afterDelimiter
+            if preambleSeen > maxPreambleBytes { throw Failure.preambleTooLong }
+            return true
+        }
+        let keep = min(pending.count - start, delimiter.count - 1)
+        preambleSeen += pending.count - start - keep
+        start = pending.count - keep
+        if preambleSeen > maxPreambleBytes { throw Failure.preambleTooLong }
+        return false
+    }
+
+    /// After a delimiter: "--" closes; otherwise optional padding, then CRLF and a part's head.
+    private mutating func afterDelimiter(_ start: inout Int, _ events: inout [Event]) throws -> Bool {
+        let byte = pending[start]
+        if byte == 0x2D {
+            guard pending.count - start >= 2 else { return false }
+            guard pending[start + 1] == 0x2D else { throw Failure.malformedDelimiter }
+            state = .done
+            events.append(.end)
+            start += 2
+        } else if byte == 0x20 || byte == 0x09 {
+            paddingSeen += 1
+            if paddingSeen > 64 { throw Failure.malformedDelimiter }
+            start += 1
+        } else if byte == 13 {
+            guard pending.count - start >= 2 else { return false }
+            guard pending[start + 1] == 10 else { throw Failure.malformedDelimiter }
+            start += 2
+            paddingSeen = 0
+            state = .head
+        } else {
+            throw Failure.malformedDelimiter
+        }
+        return true
+    }
+
+    /// A part's header fields, up to the blank line (bounded by `maxHeadBytes`).
+    private mutating func head(_ start: inout Int, _ events: inout [Event]) throws -> Bool {
+        // A part with no header fields starts with the blank line at once.
+        if pending.count - start >= 2, pending[start] == 13, pending[start + 1] == 10 {
+            start += 2
+            events.append(.partHead(HTTPHeaders()))
+            state = .body
+            return true
+        }
+        guard let end = find([13, 10, 13, 10], in: pending, from: start) else {
+            if pending.count - start > maxHeadBytes { throw Failure.headTooLarge }
+            return false
+        }
+        guard end - start <= maxHeadBytes else { throw Failure.headTooLarge }
+        events.append(.partHead(try MultipartMixedParser.headers(pending[start..<end])))
+        start = end + 4
+        state = .body
+        return true
+    }
+
+    /// Body bytes up to the next delimiter; what could start a delimiter cut by the chunk's
+    /// end is kept back.
+    private mutating func body(_ start: inout Int, _ events: inout [Event]) -> Bool {
+        if let found = find(delimiter, in: pending, from: start) {
+            if found > start { events.append(.body(Array(pending[start..<found]))) }
+            events.append(.partEnd)
+            start = found + delimiter.count
+            state = .afterDelimiter
+            return true
+        }
+        let keep = partialDelimiterLength(in: pending, from: start)
+        let end = pending.count - keep
+        if end > start { events.append(.body(Array(pending[start..<end]))) }
+        start = end
+        return false
     }
 
     /// Says the body ended; throws `truncated` unless the close delimiter was seen.
