@@ -43,6 +43,7 @@ final class MyelinServer: Sendable {
             // the real client (discovery, TLS, X-Matrix), built on the first request.
             app.connectFederation(app.federationClient)
             roomService.federation.connect(app.federationClient)
+            app.connectRemoteMedia()
         }
         maintenance = Task.detached { await roomService.runMaintenance() }
         sessionUpkeep = Task.detached {
@@ -113,6 +114,7 @@ final class MyelinServer: Sendable {
         for server in servers.dropFirst() { await server.waitUntilStopped() }
         app.federationClient.shutdown()
         app.urlPreviews.shutdown()
+        app.disconnectRemoteMedia()
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()

@@ -19,6 +19,7 @@ enum Endpoints {
         MediaEndpoints.register(&routes)
         VoiceEndpoints.register(&routes)
         URLPreviewEndpoints.register(&routes)
+        FederationMediaEndpoints.register(&routes)
     }
 }
 

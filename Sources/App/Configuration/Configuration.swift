@@ -119,6 +119,8 @@ struct Configuration: Sendable, Equatable {
         /// How long a created id waits for its upload (Synapse's `unused_expiration_time`).
         var pendingUploadExpiryMs = 24 * 3_600_000
         var urlPreview = URLPreview()
+        /// Bytes of cached remote media kept at most (least recently used evicted); 0: no limit.
+        var remoteCacheMaxBytes = 1 << 30
     }
 
     struct Federation: Sendable, Equatable {

@@ -203,6 +203,9 @@ enum ConfigurationTemplate {
           max_pending_uploads: \(d.media.maxPendingUploads)
           # how long such an id waits for its upload
           pending_upload_expiry_ms: \(d.media.pendingUploadExpiryMs)
+          # bytes of other servers' media kept in the cache, least recently used evicted
+          # first (0: no limit)
+          remote_cache_max_bytes: \(d.media.remoteCacheMaxBytes)
         \(urlPreview(d))
 
         federation:
