@@ -202,4 +202,24 @@ struct MediaTests {
             #expect(try await MediaTest.rows(server, uploader: alice.rawValue) == 0)
         }
     }
+
+    @Test func aFileResponseToAConnectionCloseRequestIsWrittenWhole() async throws {
+        // The transport closed such a connection once the head was written, before the file
+        // sender had sent the body (urllib sends `Connection: close` on every request).
+        try await withMyelinServer({ $0.media.enableAuthenticatedMedia = false }) { _, port in
+            let alice = try await MediaTest.user(port, "alice")
+            let bytes = MediaTest.bytes(300_000, seed: 5)
+            let uri = try MediaTest.json(try await MediaTest.upload(port, token: alice.token, bytes))["content_uri"]!.stringValue!
+            let (origin, mediaID) = MediaTest.parts(uri)
+            for range in [nil, "bytes=10-99"] {
+                let client = try RawClient(port: port)
+                var head = "GET /_matrix/media/v3/download/\(origin)/\(mediaID) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                if let range { head += "Range: \(range)\r\n" }
+                await client.sendAsync(Array((head + "\r\n").utf8))
+                let response = try await client.read()
+                #expect(response.body == (range == nil ? bytes : Array(bytes[10...99])))
+                #expect(await client.closed())
+            }
+        }
+    }
 }
