@@ -222,4 +222,23 @@ struct MediaTests {
             }
         }
     }
+
+    @Test func deletionsRacingIdenticalUploadsNeverLeaveARowWithoutItsFile() async throws {
+        try await withMyelinServer { server, _ in
+            let media = server.app.media
+            let alice = try UserID(parsing: "@alice:\(server.configuration.serverName)")
+            let bytes = MediaTest.bytes(4096, seed: 11)
+            var previous = try await media.store(bytes: bytes, contentType: nil, fileName: nil, uploader: alice)
+            for _ in 0..<40 {
+                let old = previous.mediaID
+                async let deleted: Void = media.delete(origin: server.configuration.serverName, mediaID: old)
+                async let stored = media.store(bytes: bytes, contentType: nil, fileName: nil, uploader: alice)
+                try await deleted
+                previous = try await stored
+                let path = try #require(try await media.local(mediaID: previous.mediaID)).path
+                #expect(access(path, F_OK) == 0, "the row of \(previous.mediaID) has no file")
+            }
+            #expect(MediaTest.files(under: server.configuration.resolvedMediaPath + "/content").count == 1)
+        }
+    }
 }

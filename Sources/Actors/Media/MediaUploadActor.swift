@@ -17,8 +17,9 @@ import Darwin
 /// `write(2)` usually lands in the page cache in microseconds, but one that waits on a busy
 /// disk would hold a pool thread for as long, and the pool has two on this machine.
 ///
-/// `finish` commits the file into the content store (an atomic rename; identical content
-/// is stored once) and returns its digest and size; the caller then writes the row.
+/// `finish` flushes and closes the file and returns its digest, size and path; the caller
+/// commits it into the content store (an atomic rename; identical content is stored once)
+/// together with the row, under the content's lock (`MediaContentLocks`).
 /// `abort` (a failed or cut-off body) and `deactivate` (the registry dropped the actor)
 /// remove the temporary: no file remains of an upload that did not finish.
 public actor MediaUploadActor: RegistryMember {
@@ -37,10 +38,13 @@ public actor MediaUploadActor: RegistryMember {
     public struct Stored: Sendable, Equatable {
         public let sha256: String
         public let size: Int64
+        /// The finished temporary file, not yet committed (nil once it was).
+        public let temporary: String?
 
-        public init(sha256: String, size: Int64) {
+        public init(sha256: String, size: Int64, temporary: String?) {
             self.sha256 = sha256
             self.size = size
+            self.temporary = temporary
         }
     }
 
@@ -86,8 +90,10 @@ public actor MediaUploadActor: RegistryMember {
         }
     }
 
-    /// Ends the upload: checks the declared length, flushes, commits the file into the
-    /// content store. An empty body is valid content (the SHA-256 of nothing).
+    /// Ends the upload: checks the declared length, flushes (`fsync`) and closes the
+    /// temporary file, and hands it over: the caller commits it into the content store
+    /// (`MediaFileStore.commit`) under the content's lock, together with its row, or removes
+    /// it. An empty body is valid content (the SHA-256 of nothing).
     public func finish(declaredLength: Int64?) async throws -> Stored {
         guard !closed else { throw MatrixError(.unknown, "Upload \(id) is no longer in progress") }
         if let declaredLength, declaredLength != received {
@@ -98,7 +104,6 @@ public actor MediaUploadActor: RegistryMember {
         closed = true
         temporary = nil
         let sha256 = hasher.finalHex()
-        let files = self.files
         try await io.run {
             // fsync before the rename: after a crash the name must not point at a file
             // whose blocks never reached the disk.
@@ -106,9 +111,8 @@ public actor MediaUploadActor: RegistryMember {
             let code = errno
             close(file.fd)
             guard synced else { unlink(file.path); throw MediaFileError("fsync", file.path, code: code) }
-            try files.commitBlocking(temporary: file.path, sha256: sha256)
         }
-        return Stored(sha256: sha256, size: received)
+        return Stored(sha256: sha256, size: received, temporary: file.path)
     }
 
     /// Gives up: closes and removes the temporary. Idempotent. A write in flight keeps the
