@@ -164,4 +164,22 @@ struct MediaCreateTests {
         #expect(MediaRepository.contentDisposition(contentType: "application/pdf", fileName: "a\r\nb")
                 == "attachment; filename*=utf-8''a%0D%0Ab")
     }
+
+    @Test func uploadsPastTheActorLimitWaitForNoneAndGet429() async throws {
+        try await withMyelinServer({ $0.actors.mediaUploads.maxResident = 1 }) { server, port in
+            let alice = try await MediaTest.user(port, "alice")
+            let root = server.configuration.resolvedMediaPath
+            // One upload in progress: its head and part of its body sent.
+            let first = try RawClient(port: port)
+            await first.sendAsync(MediaTest.uploadHead(token: alice.token, length: 20_000) + MediaTest.bytes(10_000))
+            #expect(try await MediaTest.eventually { !MediaTest.files(under: root + "/tmp").isEmpty })
+            let second = try await MediaTest.upload(port, token: alice.token, [1, 2, 3], target: "/_matrix/media/v1/upload")
+            #expect(second.status == 429)
+            #expect(try MediaTest.json(second)["errcode"] == "M_LIMIT_EXCEEDED")
+            // The first one completes; then the seed's v1 alias takes uploads again.
+            await first.sendAsync(MediaTest.bytes(10_000, seed: 2))
+            #expect(try await first.read().status == 200)
+            #expect(try await MediaTest.upload(port, token: alice.token, [1, 2, 3], target: "/_matrix/media/v1/upload").status == 200)
+        }
+    }
 }
