@@ -154,6 +154,20 @@ struct MediaCreateTests {
         }
     }
 
+    @Test func aStoredContentTypeWithControlBytesIsServedAsOctetStream() async throws {
+        try await withMyelinServer { server, port in
+            let alice = try await MediaTest.user(port, "alice")
+            let record = try await server.app.media.store(bytes: [1], contentType: "text/plain\r\nSet-Cookie: x=y",
+                                                          fileName: nil, uploader: nil)
+            let response = try await MediaTest.get(port, "/_matrix/client/v1/media/download/\(record.origin)/\(record.mediaID)",
+                                                   token: alice.token)
+            #expect(response.status == 200 && response.body == [1])
+            #expect(response.header("Content-Type") == "application/octet-stream")
+            #expect(response.header("Set-Cookie") == nil)
+            #expect(response.header("Content-Disposition") == "attachment")
+        }
+    }
+
     @Test func contentDispositionFollowsRFC6266() {
         #expect(MediaRepository.contentDisposition(contentType: "image/png", fileName: nil) == "inline")
         #expect(MediaRepository.contentDisposition(contentType: "IMAGE/PNG; x=y", fileName: "a.png") == "inline; filename=\"a.png\"")
