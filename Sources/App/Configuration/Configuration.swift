@@ -173,6 +173,7 @@ struct Configuration: Sendable, Equatable {
     var presence = Presence()
     var userDirectory = UserDirectory()
     var media = Media()
+    var voice = Voice()
     var federation = Federation()
     var wellKnown = WellKnown()
     var logging = Logging()

@@ -40,6 +40,7 @@ enum ConfigurationLoader {
         try readAccounts(top, &configuration)
         try readRateLimits(top, &configuration)
         try readServices(top, &configuration)
+        try readVoice(top, &configuration)
         try top.finish()
         return configuration
     }

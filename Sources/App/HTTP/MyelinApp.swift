@@ -40,6 +40,8 @@ final class MyelinApp: HTTPResponder {
     let router: Router
     /// Uploads, downloads and the content store (`Media/`).
     let media: MediaRepository
+    /// The voice-message extension (`Voice/`).
+    let voice: VoiceMessages
 
     init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts,
          roomService: RoomService, keys: KeyService, logger: Logger) {
@@ -54,6 +56,7 @@ final class MyelinApp: HTTPResponder {
                                 store: ServerKeyStore(database: database),
                                 notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
         media = MediaRepository(configuration: configuration, database: database)
+        voice = VoiceMessages(configuration: configuration)
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
@@ -82,6 +85,7 @@ final class MyelinApp: HTTPResponder {
             if path.starts(with: "/_matrix/media/".utf8) && path.split(separator: UInt8(ascii: "/")).contains(where: { $0.elementsEqual("upload".utf8) }) {
                 return .stream(limit: min(configuration.transport.maxMediaBodyBytes, configuration.media.maxUploadBytes))
             }
+            if VoiceEndpoints.isUploadPath(head.path) { return .stream(limit: VoiceEndpoints.maxBodyBytes(configuration)) }
         }
         return .buffer(limit: configuration.transport.maxJSONBodyBytes)
     }
