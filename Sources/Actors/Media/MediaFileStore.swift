@@ -162,6 +162,15 @@ public struct MediaFileStore: Sendable {
         }
     }
 
+    /// Writes and commits bytes in one step (content with no row of its own, or a caller
+    /// that holds the content's lock). Media with a row goes through
+    /// `MediaRepository.store(bytes:...)`, which commits under the lock. Returns the SHA-256.
+    public func store(bytes: [UInt8]) async throws -> String {
+        let (path, sha256) = try await writeTemporary(bytes: bytes)
+        try await commit(temporary: path, sha256: sha256)
+        return sha256
+    }
+
     // MARK: Helpers
 
     /// Writes all of `bytes` to `fd` (retrying short writes and EINTR).

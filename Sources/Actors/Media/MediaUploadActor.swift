@@ -41,7 +41,7 @@ public actor MediaUploadActor: RegistryMember {
         /// The finished temporary file, not yet committed (nil once it was).
         public let temporary: String?
 
-        public init(sha256: String, size: Int64, temporary: String?) {
+        public init(sha256: String, size: Int64, temporary: String? = nil) {
             self.sha256 = sha256
             self.size = size
             self.temporary = temporary

@@ -141,6 +141,12 @@ final class MediaRepository: Sendable {
         try await files.remove(sha256: sha256)
     }
 
+    /// Removes the content file when no row references it any more (under its lock).
+    func removeIfUnreferenced(sha256: String) async {
+        let (files, store) = (self.files, self.store)
+        _ = try? await contentLocks.withLock(sha256) { try await Self.removeUnreferenced(sha256, files: files, store: store) }
+    }
+
     /// Deletes one media row, and its file when it was the content's last reference.
     func delete(origin: String, mediaID: String) async throws {
         guard let sha256 = try await store.delete(origin: origin, mediaID: mediaID) else { return }
