@@ -3,6 +3,7 @@ import Matrix
 import Testing
 import TestSupport
 @testable import App
+import Actors
 
 /// The content repository end to end over real sockets, on SQLite and PostgreSQL: uploads
 /// stream into the content store, downloads stream back with the spec's headers, and every
@@ -239,6 +240,26 @@ struct MediaTests {
                 #expect(access(path, F_OK) == 0, "the row of \(previous.mediaID) has no file")
             }
             #expect(MediaTest.files(under: server.configuration.resolvedMediaPath + "/content").count == 1)
+        }
+    }
+
+    @Test func anUploadActorsFinishCommitsIntoTheContentStore() async throws {
+        // Remote media streams through the actor and relies on `finish` committing the file.
+        try await withMyelinServer { server, _ in
+            let files = server.app.media.files
+            let upload = MediaUploadActor(id: "direct", files: files)
+            try await upload.append([1, 2, 3], limit: 10)
+            try await upload.append([4], limit: 10)
+            let stored = try await upload.finish(declaredLength: 4)
+            #expect(stored.size == 4 && stored.temporary == nil)
+            #expect(stored.sha256 == SHA256Hasher.hex(sha256([1, 2, 3, 4])))
+            #expect(MediaTest.files(under: files.contentDirectory) == [files.contentPath(sha256: stored.sha256)])
+            #expect(MediaTest.files(under: files.temporaryDirectory).isEmpty)
+            // Over its limit, the actor refuses and removes what it wrote.
+            let big = MediaUploadActor(id: "big", files: files)
+            try await big.append([1, 2, 3], limit: 4)
+            await #expect(throws: MatrixError.self) { try await big.append([4, 5], limit: 4) }
+            #expect(MediaTest.files(under: files.temporaryDirectory).isEmpty)
         }
     }
 }

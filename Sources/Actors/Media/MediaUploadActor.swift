@@ -17,9 +17,10 @@ import Darwin
 /// `write(2)` usually lands in the page cache in microseconds, but one that waits on a busy
 /// disk would hold a pool thread for as long, and the pool has two on this machine.
 ///
-/// `finish` flushes and closes the file and returns its digest, size and path; the caller
-/// commits it into the content store (an atomic rename; identical content is stored once)
-/// together with the row, under the content's lock (`MediaContentLocks`).
+/// `finish` flushes the file and commits it into the content store (an atomic rename;
+/// identical content is stored once) and returns its digest and size; the caller then
+/// writes the row. `finishUncommitted` hands the flushed file over instead, for a caller
+/// that commits it together with its row under the content's lock (`MediaRepository`).
 /// `abort` (a failed or cut-off body) and `deactivate` (the registry dropped the actor)
 /// remove the temporary: no file remains of an upload that did not finish.
 public actor MediaUploadActor: RegistryMember {
@@ -90,11 +91,20 @@ public actor MediaUploadActor: RegistryMember {
         }
     }
 
-    /// Ends the upload: checks the declared length, flushes (`fsync`) and closes the
-    /// temporary file, and hands it over: the caller commits it into the content store
-    /// (`MediaFileStore.commit`) under the content's lock, together with its row, or removes
-    /// it. An empty body is valid content (the SHA-256 of nothing).
+    /// Ends the upload: checks the declared length, flushes and commits the file into the
+    /// content store (an atomic rename; identical content is stored once). The caller then
+    /// writes the row. An empty body is valid content (the SHA-256 of nothing).
     public func finish(declaredLength: Int64?) async throws -> Stored {
+        let stored = try await finishUncommitted(declaredLength: declaredLength)
+        guard let temporary = stored.temporary else { return stored }
+        try await files.commit(temporary: temporary, sha256: stored.sha256)
+        return Stored(sha256: stored.sha256, size: stored.size)
+    }
+
+    /// `finish` without the commit: the declared length checked, the temporary flushed
+    /// (`fsync`) and closed and handed over. `MediaRepository` commits it under the content's
+    /// lock together with the row (or removes it).
+    public func finishUncommitted(declaredLength: Int64?) async throws -> Stored {
         guard !closed else { throw MatrixError(.unknown, "Upload \(id) is no longer in progress") }
         if let declaredLength, declaredLength != received {
             await abort()

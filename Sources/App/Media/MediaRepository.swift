@@ -85,7 +85,7 @@ final class MediaRepository: Sendable {
         let stored: MediaUploadActor.Stored
         do {
             for try await chunk in body { try await upload.append(chunk, limit: limit) }
-            stored = try await upload.finish(declaredLength: declaredLength.map(Int64.init))
+            stored = try await upload.finishUncommitted(declaredLength: declaredLength.map(Int64.init))
         } catch {
             await upload.abort()
             await uploads.remove(key)
