@@ -146,11 +146,17 @@ struct MediaCreateTests {
     }
 
     @Test func remoteMediaWithoutASourceIsNotFound() async throws {
-        try await withMyelinServer { _, port in
-            let alice = try await MediaTest.user(port, "alice")
-            let response = try await MediaTest.get(port, "/_matrix/client/v1/media/download/other.example/abc", token: alice.token)
-            #expect(response.status == 404)
-            #expect(try MediaTest.json(response)["errcode"] == "M_NOT_FOUND")
+        // A repository of its own: the server's may have the remote-media source set.
+        try await withMyelinServer { server, _ in
+            let media = MediaRepository(configuration: server.configuration, database: server.app.database)
+            #expect(media.remoteSource == nil)
+            await #expect(throws: MatrixError(.notFound, "Media not found")) {
+                _ = try await media.resolve(origin: "other.example", mediaID: "abc", allowRemote: true)
+            }
+            await #expect(throws: MatrixError(.notFound, "Media not found")) {
+                _ = try await media.resolveWaiting(origin: server.configuration.serverName, mediaID: "unknown",
+                                                   allowRemote: true, timeoutMs: 0)
+            }
         }
     }
 
