@@ -138,7 +138,10 @@ struct ConnectionStateMachine {
     }
 
     var isClosed: Bool { phase == .closed }
-    var closesAfterWrite: Bool { phase == .closingAfterWrite }
+    /// True when the connection closes once its output is written. Not while a response body
+    /// still streams (a file or a stream after its head): the last response of a
+    /// `Connection: close` request closes after its body, when `streamFinished` ends it.
+    var closesAfterWrite: Bool { phase == .closingAfterWrite && streamingSequence == nil }
     var isRejected: Bool { holds.contains(.rejected) }
     var parserPaused: Bool { holds.contains(.parser) }
     var outputPaused: Bool { holds.contains(.output) }

@@ -76,8 +76,18 @@ public final class RequestBodyStream: AsyncSequence, Sendable {
     private func take(_ s: inout State) -> Step {
         if s.head < s.chunks.count {
             let c = s.chunks[s.head]
+            // The slot lets go of the chunk at once: a consumer that never quite catches up
+            // (the queue never empties) would otherwise keep every chunk it already took
+            // alive until the body ends — a whole upload in memory.
+            s.chunks[s.head] = []
             s.head += 1
-            if s.head == s.chunks.count { s.chunks.removeAll(keepingCapacity: true); s.head = 0 }
+            if s.head == s.chunks.count {
+                s.chunks.removeAll(keepingCapacity: true)
+                s.head = 0
+            } else if s.head >= 64 && s.head * 2 >= s.chunks.count {
+                s.chunks.removeFirst(s.head)
+                s.head = 0
+            }
             s.buffered -= c.count
             var resume = false
             if s.pausedProducer && s.buffered <= highWater / 2 { s.pausedProducer = false; resume = true }

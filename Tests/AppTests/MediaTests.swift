@@ -3,6 +3,7 @@ import Matrix
 import Testing
 import TestSupport
 @testable import App
+import Actors
 
 /// The content repository end to end over real sockets, on SQLite and PostgreSQL: uploads
 /// stream into the content store, downloads stream back with the spec's headers, and every
@@ -139,8 +140,8 @@ struct MediaTests {
             do {
                 let client = try RawClient(port: port)
                 await client.sendAsync(MediaTest.uploadHead(token: alice.token, length: 1 << 20) + MediaTest.bytes(300_000))
-                try await Task.sleep(for: .milliseconds(200))
-                #expect(!MediaTest.files(under: root + "/tmp").isEmpty, "the upload was streaming to a temporary file")
+                let streaming = try await MediaTest.eventually { !MediaTest.files(under: root + "/tmp").isEmpty }
+                #expect(streaming, "the upload was streaming to a temporary file")
             }
             // Chunked, cut off inside a chunk.
             do {
@@ -200,6 +201,65 @@ struct MediaTests {
             }
             #expect(MediaTest.files(under: server.configuration.resolvedMediaPath).isEmpty)
             #expect(try await MediaTest.rows(server, uploader: alice.rawValue) == 0)
+        }
+    }
+
+    @Test func aFileResponseToAConnectionCloseRequestIsWrittenWhole() async throws {
+        // The transport closed such a connection once the head was written, before the file
+        // sender had sent the body (urllib sends `Connection: close` on every request).
+        try await withMyelinServer({ $0.media.enableAuthenticatedMedia = false }) { _, port in
+            let alice = try await MediaTest.user(port, "alice")
+            let bytes = MediaTest.bytes(300_000, seed: 5)
+            let uri = try MediaTest.json(try await MediaTest.upload(port, token: alice.token, bytes))["content_uri"]!.stringValue!
+            let (origin, mediaID) = MediaTest.parts(uri)
+            for range in [nil, "bytes=10-99"] {
+                let client = try RawClient(port: port)
+                var head = "GET /_matrix/media/v3/download/\(origin)/\(mediaID) HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                if let range { head += "Range: \(range)\r\n" }
+                await client.sendAsync(Array((head + "\r\n").utf8))
+                let response = try await client.read()
+                #expect(response.body == (range == nil ? bytes : Array(bytes[10...99])))
+                #expect(await client.closed())
+            }
+        }
+    }
+
+    @Test func deletionsRacingIdenticalUploadsNeverLeaveARowWithoutItsFile() async throws {
+        try await withMyelinServer { server, _ in
+            let media = server.app.media
+            let alice = try UserID(parsing: "@alice:\(server.configuration.serverName)")
+            let bytes = MediaTest.bytes(4096, seed: 11)
+            var previous = try await media.store(bytes: bytes, contentType: nil, fileName: nil, uploader: alice)
+            for _ in 0..<40 {
+                let old = previous.mediaID
+                async let deleted: Void = media.delete(origin: server.configuration.serverName, mediaID: old)
+                async let stored = media.store(bytes: bytes, contentType: nil, fileName: nil, uploader: alice)
+                try await deleted
+                previous = try await stored
+                let path = try #require(try await media.local(mediaID: previous.mediaID)).path
+                #expect(access(path, F_OK) == 0, "the row of \(previous.mediaID) has no file")
+            }
+            #expect(MediaTest.files(under: server.configuration.resolvedMediaPath + "/content").count == 1)
+        }
+    }
+
+    @Test func anUploadActorsFinishCommitsIntoTheContentStore() async throws {
+        // Remote media streams through the actor and relies on `finish` committing the file.
+        try await withMyelinServer { server, _ in
+            let files = server.app.media.files
+            let upload = MediaUploadActor(id: "direct", files: files)
+            try await upload.append([1, 2, 3], limit: 10)
+            try await upload.append([4], limit: 10)
+            let stored = try await upload.finish(declaredLength: 4)
+            #expect(stored.size == 4 && stored.temporary == nil)
+            #expect(stored.sha256 == SHA256Hasher.hex(sha256([1, 2, 3, 4])))
+            #expect(MediaTest.files(under: files.contentDirectory) == [files.contentPath(sha256: stored.sha256)])
+            #expect(MediaTest.files(under: files.temporaryDirectory).isEmpty)
+            // Over its limit, the actor refuses and removes what it wrote.
+            let big = MediaUploadActor(id: "big", files: files)
+            try await big.append([1, 2, 3], limit: 4)
+            await #expect(throws: MatrixError.self) { try await big.append([4, 5], limit: 4) }
+            #expect(MediaTest.files(under: files.temporaryDirectory).isEmpty)
         }
     }
 }

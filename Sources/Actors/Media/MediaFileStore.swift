@@ -141,9 +141,9 @@ public struct MediaFileStore: Sendable {
         return (try? await MediaIOThreads.shared.run { store.existsBlocking(sha256: sha256) }) ?? false
     }
 
-    /// Stores bytes the server made itself (a preview image, converted audio): written to a
-    /// temporary, hashed, committed. Returns the content's SHA-256.
-    public func store(bytes: [UInt8]) async throws -> String {
+    /// Writes bytes the server made itself (a preview image, converted audio) to a flushed
+    /// temporary file: its path and the bytes' SHA-256. The caller commits it.
+    public func writeTemporary(bytes: [UInt8]) async throws -> (path: String, sha256: String) {
         let store = self
         return try await MediaIOThreads.shared.run {
             let (fd, path) = try store.createTemporaryBlocking()
@@ -158,10 +158,17 @@ public struct MediaFileStore: Sendable {
             }
             var hasher = SHA256Hasher()
             hasher.update(bytes)
-            let sha256 = hasher.finalHex()
-            try store.commitBlocking(temporary: path, sha256: sha256)
-            return sha256
+            return (path, hasher.finalHex())
         }
+    }
+
+    /// Writes and commits bytes in one step (content with no row of its own, or a caller
+    /// that holds the content's lock). Media with a row goes through
+    /// `MediaRepository.store(bytes:...)`, which commits under the lock. Returns the SHA-256.
+    public func store(bytes: [UInt8]) async throws -> String {
+        let (path, sha256) = try await writeTemporary(bytes: bytes)
+        try await commit(temporary: path, sha256: sha256)
+        return sha256
     }
 
     // MARK: Helpers

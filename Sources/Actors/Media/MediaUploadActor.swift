@@ -17,8 +17,10 @@ import Darwin
 /// `write(2)` usually lands in the page cache in microseconds, but one that waits on a busy
 /// disk would hold a pool thread for as long, and the pool has two on this machine.
 ///
-/// `finish` commits the file into the content store (an atomic rename; identical content
-/// is stored once) and returns its digest and size; the caller then writes the row.
+/// `finish` flushes the file and commits it into the content store (an atomic rename;
+/// identical content is stored once) and returns its digest and size; the caller then
+/// writes the row. `finishUncommitted` hands the flushed file over instead, for a caller
+/// that commits it together with its row under the content's lock (`MediaRepository`).
 /// `abort` (a failed or cut-off body) and `deactivate` (the registry dropped the actor)
 /// remove the temporary: no file remains of an upload that did not finish.
 public actor MediaUploadActor: RegistryMember {
@@ -37,10 +39,13 @@ public actor MediaUploadActor: RegistryMember {
     public struct Stored: Sendable, Equatable {
         public let sha256: String
         public let size: Int64
+        /// The finished temporary file, not yet committed (nil once it was).
+        public let temporary: String?
 
-        public init(sha256: String, size: Int64) {
+        public init(sha256: String, size: Int64, temporary: String? = nil) {
             self.sha256 = sha256
             self.size = size
+            self.temporary = temporary
         }
     }
 
@@ -86,9 +91,20 @@ public actor MediaUploadActor: RegistryMember {
         }
     }
 
-    /// Ends the upload: checks the declared length, flushes, commits the file into the
-    /// content store. An empty body is valid content (the SHA-256 of nothing).
+    /// Ends the upload: checks the declared length, flushes and commits the file into the
+    /// content store (an atomic rename; identical content is stored once). The caller then
+    /// writes the row. An empty body is valid content (the SHA-256 of nothing).
     public func finish(declaredLength: Int64?) async throws -> Stored {
+        let stored = try await finishUncommitted(declaredLength: declaredLength)
+        guard let temporary = stored.temporary else { return stored }
+        try await files.commit(temporary: temporary, sha256: stored.sha256)
+        return Stored(sha256: stored.sha256, size: stored.size)
+    }
+
+    /// `finish` without the commit: the declared length checked, the temporary flushed
+    /// (`fsync`) and closed and handed over. `MediaRepository` commits it under the content's
+    /// lock together with the row (or removes it).
+    public func finishUncommitted(declaredLength: Int64?) async throws -> Stored {
         guard !closed else { throw MatrixError(.unknown, "Upload \(id) is no longer in progress") }
         if let declaredLength, declaredLength != received {
             await abort()
@@ -98,7 +114,6 @@ public actor MediaUploadActor: RegistryMember {
         closed = true
         temporary = nil
         let sha256 = hasher.finalHex()
-        let files = self.files
         try await io.run {
             // fsync before the rename: after a crash the name must not point at a file
             // whose blocks never reached the disk.
@@ -106,9 +121,8 @@ public actor MediaUploadActor: RegistryMember {
             let code = errno
             close(file.fd)
             guard synced else { unlink(file.path); throw MediaFileError("fsync", file.path, code: code) }
-            try files.commitBlocking(temporary: file.path, sha256: sha256)
         }
-        return Stored(sha256: sha256, size: received)
+        return Stored(sha256: sha256, size: received, temporary: file.path)
     }
 
     /// Gives up: closes and removes the temporary. Idempotent. A write in flight keeps the

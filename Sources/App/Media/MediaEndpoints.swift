@@ -159,6 +159,9 @@ struct MediaRequestBody: AsyncSequence, Sendable {
                 return try await stream?.next()
             } catch RequestBodyStream.StreamError.tooLarge {
                 throw MatrixError(.tooLarge, "Upload exceeds the maximum size")
+            } catch RequestBodyStream.StreamError.connectionClosed {
+                // The client went away mid-body: nobody reads the answer; not a server error.
+                throw MatrixError(.unknown, "Upload cut off by the client", status: 400)
             }
         }
     }

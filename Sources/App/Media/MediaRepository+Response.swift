@@ -25,7 +25,11 @@ extension MediaRepository {
     /// thumbnails and voice.
     func downloadResponse(record: MediaRecord, path: String, fileName: String?, request: HTTPRequest) -> HTTPResponse {
         let size = max(0, record.size)
-        let contentType = record.contentType.flatMap { $0.isEmpty ? nil : $0 } ?? "application/octet-stream"
+        // A stored type with control bytes (remote media is another server's word) would break
+        // the header block: served as octet-stream instead.
+        let contentType = record.contentType.flatMap {
+            $0.isEmpty || $0.utf8.count > 255 || $0.utf8.contains(where: { $0 < 0x20 || $0 == 0x7f }) ? nil : $0
+        } ?? "application/octet-stream"
         var headers = HTTPHeaders()
         headers.add("Content-Disposition", Self.contentDisposition(contentType: contentType,
                                                                    fileName: fileName ?? record.uploadName))

@@ -22,6 +22,8 @@ final class MediaRepository: Sendable {
     let configuration: Configuration.Media
     let uploads: Registry<String, MediaUploadActor>
     let uploadLimits: RegistryLimits
+    /// Serializes a content's commit with its row, and its removal with the reference count.
+    let contentLocks = MediaContentLocks()
     private let remote = Mutex<(any RemoteMediaSource)?>(nil)
     private let nextUpload = Atomic<UInt64>(0)
     /// Uploads in progress; past `uploadLimits.maxResident` a new one is refused with 429
@@ -83,7 +85,7 @@ final class MediaRepository: Sendable {
         let stored: MediaUploadActor.Stored
         do {
             for try await chunk in body { try await upload.append(chunk, limit: limit) }
-            stored = try await upload.finish(declaredLength: declaredLength.map(Int64.init))
+            stored = try await upload.finishUncommitted(declaredLength: declaredLength.map(Int64.init))
         } catch {
             await upload.abort()
             await uploads.remove(key)
@@ -95,13 +97,13 @@ final class MediaRepository: Sendable {
 
     /// Stores bytes the server made itself (a preview image, converted voice) as new media.
     func store(bytes: [UInt8], contentType: String?, fileName: String?, uploader: UserID?) async throws -> MediaRecord {
-        let sha256 = try await files.store(bytes: bytes)
-        return try await record(MediaUploadActor.Stored(sha256: sha256, size: Int64(bytes.count)),
+        let (path, sha256) = try await files.writeTemporary(bytes: bytes)
+        return try await record(MediaUploadActor.Stored(sha256: sha256, size: Int64(bytes.count), temporary: path),
                                 contentType: contentType, fileName: fileName, uploader: uploader, mediaID: nil)
     }
 
-    /// Writes the row of stored content; if that fails, removes the file unless another row
-    /// references the same content.
+    /// Commits stored content and writes its row, under the content's lock. When the row
+    /// cannot be written the file goes again, unless another row references the content.
     private func record(_ stored: MediaUploadActor.Stored, contentType: String?, fileName: String?, uploader: UserID?,
                         mediaID: String?) async throws -> MediaRecord {
         let now = Clock.nowMilliseconds()
@@ -109,37 +111,48 @@ final class MediaRepository: Sendable {
         let record = MediaRecord(origin: serverName, mediaID: mediaID ?? Self.newMediaID(), sha256: stored.sha256,
                                  size: stored.size, contentType: contentType, uploadName: fileName, uploader: uploader,
                                  createdTs: now, authenticated: authenticated)
-        let written: Bool
-        do {
-            if let mediaID {
-                written = try await store.completePending(origin: serverName, mediaID: mediaID, sha256: stored.sha256,
-                                                          size: stored.size, contentType: contentType, uploadName: fileName,
-                                                          authenticated: authenticated, now: now)
-            } else {
-                written = try await store.insert(record)
+        let (files, store, origin) = (self.files, self.store, serverName)
+        let written = try await contentLocks.withLock(stored.sha256) { () async throws -> Bool in
+            do {
+                if let temporary = stored.temporary { try await files.commit(temporary: temporary, sha256: stored.sha256) }
+                let written: Bool
+                if let mediaID {
+                    written = try await store.completePending(origin: origin, mediaID: mediaID, sha256: stored.sha256,
+                                                              size: stored.size, contentType: contentType, uploadName: fileName,
+                                                              authenticated: authenticated, now: now)
+                } else {
+                    written = try await store.insert(record)
+                }
+                if !written { try await Self.removeUnreferenced(stored.sha256, files: files, store: store) }
+                return written
+            } catch {
+                if let temporary = stored.temporary { await files.removeTemporary(temporary) }
+                try? await Self.removeUnreferenced(stored.sha256, files: files, store: store)
+                throw error
             }
-        } catch {
-            await removeIfUnreferenced(sha256: stored.sha256)
-            throw error
         }
-        guard written else {
-            await removeIfUnreferenced(sha256: stored.sha256)
-            throw MatrixError("M_CANNOT_OVERWRITE_MEDIA", "Media ID already has content", status: 409)
-        }
+        guard written else { throw MatrixError("M_CANNOT_OVERWRITE_MEDIA", "Media ID already has content", status: 409) }
         return record
     }
 
-    /// Removes the content file when no row references it.
+    /// Removes the content file when no row references it (call with its lock held).
+    private static func removeUnreferenced(_ sha256: String, files: MediaFileStore, store: MediaStore) async throws {
+        guard try await store.references(sha256: sha256) == 0 else { return }
+        try await files.remove(sha256: sha256)
+    }
+
+    /// Removes the content file when no row references it any more (under its lock).
     func removeIfUnreferenced(sha256: String) async {
-        guard let count = try? await store.references(sha256: sha256), count == 0 else { return }
-        try? await files.remove(sha256: sha256)
+        let (files, store) = (self.files, self.store)
+        _ = try? await contentLocks.withLock(sha256) { try await Self.removeUnreferenced(sha256, files: files, store: store) }
     }
 
     /// Deletes one media row, and its file when it was the content's last reference.
     func delete(origin: String, mediaID: String) async throws {
-        if let sha256 = try await store.delete(origin: origin, mediaID: mediaID) {
-            try await files.remove(sha256: sha256)
-        }
+        guard let sha256 = try await store.delete(origin: origin, mediaID: mediaID) else { return }
+        // Counted again under the lock: an identical upload may have written its row since.
+        let (files, store) = (self.files, self.store)
+        try await contentLocks.withLock(sha256) { try await Self.removeUnreferenced(sha256, files: files, store: store) }
     }
 
     // MARK: Reading
