@@ -108,6 +108,7 @@ struct Configuration: Sendable, Equatable {
         var storePath = ""
         var maxUploadBytes = 50 << 20
         var thumbnails = true
+        var thumbnailing = Thumbnailing()
     }
 
     struct Federation: Sendable, Equatable {

@@ -181,6 +181,7 @@ enum ConfigurationLoader {
             try m.string("store_path") { configuration.media.storePath = $0 }
             try m.int("max_upload_bytes", range: 1...(1 << 40)) { configuration.media.maxUploadBytes = $0 }
             try m.bool("thumbnails") { configuration.media.thumbnails = $0 }
+            try readThumbnailing(m, &configuration.media.thumbnailing)
         }
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }

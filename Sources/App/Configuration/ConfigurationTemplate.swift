@@ -195,6 +195,7 @@ enum ConfigurationTemplate {
           store_path: ""
           max_upload_bytes: \(d.media.maxUploadBytes)
           thumbnails: \(d.media.thumbnails)
+        \(thumbnailing(d.media.thumbnailing))
 
         federation:
           enabled: \(d.federation.enabled)
