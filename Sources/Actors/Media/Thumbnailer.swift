@@ -36,6 +36,13 @@ public struct ImageInfo: Sendable, Equatable {
     /// The height of one page (frame).
     public let height: Int
     public let pages: Int
+
+    public init(format: ImageFormat, width: Int, height: Int, pages: Int) {
+        self.format = format
+        self.width = width
+        self.height = height
+        self.pages = pages
+    }
 }
 
 /// The result of one thumbnail generation: the file written and its size.

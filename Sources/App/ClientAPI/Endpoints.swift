@@ -16,6 +16,8 @@ enum Endpoints {
         FederationHierarchy.register(&routes)
         FederationThirdPartyInvites.register(&routes)
         FederationV1Membership.register(&routes)
+        MediaEndpoints.register(&routes)
+        ThumbnailEndpoints.register(&routes)
     }
 }
 

@@ -176,3 +176,12 @@ actor ThumbnailFlights {
         return try await task.value
     }
 }
+
+extension MediaThumbnails {
+    /// The upload hook: the media handlers call it with the record just stored.
+    func pregenerate(_ record: MediaRecord, media: MediaRepository) {
+        // Synapse thumbnails image types only; the header check then refuses impostors.
+        guard let sha256 = record.sha256, record.contentType?.lowercased().hasPrefix("image/") == true else { return }
+        pregenerate(sha256: sha256, source: media.files.contentPath(sha256: sha256))
+    }
+}
