@@ -35,6 +35,8 @@ let package = Package(
                        providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CVips", path: "Sources/CVips", pkgConfig: "vips",
+                       providers: [.apt(["libvips-dev"])]),
         // The system resolver (SRV lookups for federation server discovery).
         .systemLibrary(name: "CResolv", path: "Sources/CResolv"),
         // llhttp compiled from the C sources of Debian's node-llhttp (symlinks, never copies),
@@ -52,7 +54,7 @@ let package = Package(
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strict),
         .target(name: "Actors",
-                dependencies: ["Matrix", "Persistence",
+                dependencies: ["Matrix", "Persistence", "CVips",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: strict),
         .executableTarget(name: "App",

@@ -20,6 +20,7 @@ enum Endpoints {
         VoiceEndpoints.register(&routes)
         URLPreviewEndpoints.register(&routes)
         FederationMediaEndpoints.register(&routes)
+        ThumbnailEndpoints.register(&routes)
     }
 }
 

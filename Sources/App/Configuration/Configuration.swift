@@ -121,6 +121,7 @@ struct Configuration: Sendable, Equatable {
         var urlPreview = URLPreview()
         /// Bytes of cached remote media kept at most (least recently used evicted); 0: no limit.
         var remoteCacheMaxBytes = 1 << 30
+        var thumbnailing = Thumbnailing()
     }
 
     struct Federation: Sendable, Equatable {

@@ -189,6 +189,7 @@ enum ConfigurationLoader {
             }
             try m.section("url_preview") { try readURLPreview($0, &configuration.media.urlPreview) }
             try m.int("remote_cache_max_bytes", range: 0...(1 << 50)) { configuration.media.remoteCacheMaxBytes = $0 }
+            try readThumbnailing(m, &configuration.media.thumbnailing)
         }
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }

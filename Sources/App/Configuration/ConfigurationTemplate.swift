@@ -207,6 +207,7 @@ enum ConfigurationTemplate {
           # first (0: no limit)
           remote_cache_max_bytes: \(d.media.remoteCacheMaxBytes)
         \(urlPreview(d))
+        \(thumbnailing(d.media.thumbnailing))
 
         federation:
           enabled: \(d.federation.enabled)

@@ -44,6 +44,8 @@ final class MyelinApp: HTTPResponder {
     let media: MediaRepository
     /// The voice-message extension (`Voice/`).
     let voice: VoiceMessages
+    /// Thumbnails of the stored images (`Media/MediaThumbnails.swift`).
+    let thumbnails: MediaThumbnails
 
     init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts,
          roomService: RoomService, keys: KeyService, logger: Logger) {
@@ -61,6 +63,7 @@ final class MyelinApp: HTTPResponder {
                                 notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
         media = MediaRepository(configuration: configuration, database: database)
         voice = VoiceMessages(configuration: configuration)
+        thumbnails = MediaThumbnails(configuration: configuration, database: database)
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)

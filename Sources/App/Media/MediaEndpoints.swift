@@ -36,6 +36,7 @@ enum MediaEndpoints {
                                                        declaredLength: context.request.head.contentLength,
                                                        contentType: contentType, fileName: fileName,
                                                        uploader: requester.userID)
+        context.app.thumbnails.pregenerate(record, media: context.app.media)
         return .json(["content_uri": .string(record.contentURI)])
     }
 
@@ -74,10 +75,11 @@ enum MediaEndpoints {
             throw MatrixError(.notFound, "Media ID has expired")
         }
         let (contentType, fileName) = try uploadMetadata(context)
-        _ = try await media.store(body: MediaRequestBody(context.request.body),
-                                  declaredLength: context.request.head.contentLength,
-                                  contentType: contentType, fileName: fileName, uploader: requester.userID,
-                                  mediaID: mediaID)
+        let stored = try await media.store(body: MediaRequestBody(context.request.body),
+                                           declaredLength: context.request.head.contentLength,
+                                           contentType: contentType, fileName: fileName, uploader: requester.userID,
+                                           mediaID: mediaID)
+        context.app.thumbnails.pregenerate(stored, media: media)
         return .json(.object([:]))
     }
 
