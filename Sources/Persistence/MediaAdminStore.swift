@@ -268,7 +268,7 @@ public struct MediaAdminStore: Sendable {
             try db.query("""
                 SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?
                 ORDER BY stream_ordering LIMIT ?
-                """, .text(room.rawValue), .int(after), .int(Int64(limit))).map { (try $0.int(0), try $0.blob(1)) }
+                """, .text(room.rawValue), .int(after), .int(Int64(limit))).map { (position: try $0.int(0), json: try $0.blob(1)) }
         }
     }
 

@@ -50,7 +50,9 @@ extension MediaAdmin {
             origin: local, beforeTS: beforeTS, sizeGreaterThan: sizeGreaterThan, keepingProfiles: keepProfiles,
             roomAvatars: avatars, limit: maxDeletedPerRequest)
         var deleted: [String] = []
-        for id in ids where try await delete(origin: local, mediaID: id, app: context.app) { deleted.append(id) }
+        for id in ids {
+            if try await delete(origin: local, mediaID: id, app: context.app) { deleted.append(id) }
+        }
         return deletedResponse(deleted)
     }
 
@@ -62,8 +64,8 @@ extension MediaAdmin {
         let (rows, _) = try await context.app.database.mediaAdmin.media(
             uploadedBy: user, order: page.order, forward: page.forward, from: page.from, limit: page.limit)
         var deleted: [String] = []
-        for row in rows where try await delete(origin: row.origin, mediaID: row.mediaID, app: context.app) {
-            deleted.append(row.mediaID)
+        for row in rows {
+            if try await delete(origin: row.origin, mediaID: row.mediaID, app: context.app) { deleted.append(row.mediaID) }
         }
         return deletedResponse(deleted)
     }
@@ -81,7 +83,8 @@ extension MediaAdmin {
                                                                     from: 0, limit: 500)
             if rows.isEmpty { return deleted }
             var progressed = false
-            for row in rows where try await delete(origin: row.origin, mediaID: row.mediaID, app: app) {
+            for row in rows {
+                guard try await delete(origin: row.origin, mediaID: row.mediaID, app: app) else { continue }
                 deleted += 1
                 progressed = true
             }
@@ -92,9 +95,10 @@ extension MediaAdmin {
     /// Deletes one media: its row, its thumbnails and, when it was the content's last
     /// reference, the content file. False when there was no such media.
     static func delete(origin: String, mediaID: String, app: MyelinApp) async throws -> Bool {
-        guard let (_, orphaned) = try await app.database.mediaAdmin.deleteMedia(origin: origin, mediaID: mediaID) else {
+        guard let deleted = try await app.database.mediaAdmin.deleteMedia(origin: origin, mediaID: mediaID) else {
             return false
         }
+        let orphaned = deleted.orphanedSHA256
         // Thumbnails are keyed by content, like the file: both go with the last reference.
         if let sha256 = orphaned {
             try await removeThumbnails(sha256: sha256, app: app)

@@ -2,19 +2,16 @@ import Actors
 import Persistence
 
 /// The files a deleted media leaves behind, under the media root
-/// (`configuration.resolvedMediaPath`): its thumbnails (rows of `media_thumbnails` and their
-/// files, keyed by the content's sha256) and the content-addressed file itself.
+/// (`configuration.resolvedMediaPath`): its thumbnails and the content-addressed file itself.
 extension MediaAdmin {
-    /// Removes the thumbnails generated from content `sha256` (rows, then files).
-    static func removeThumbnails(sha256: String, app: MyelinApp) async throws {
-        let files = MediaFileStore(root: app.configuration.resolvedMediaPath)
-        for path in try await app.database.mediaThumbnails.delete(sha256: sha256) {
-            await files.removeTemporary(files.root + "/" + path)
-        }
-    }
+    /// Removes the thumbnails generated from content `sha256`. HOOK for the thumbnails
+    /// branch (`m18-thumbs`): its `media_thumbnails` rows are keyed by sha256
+    /// (`database.mediaThumbnails.delete(sha256:)` returns their paths under the media root);
+    /// until it is merged there are no thumbnails to remove.
+    static func removeThumbnails(sha256: String, app: MyelinApp) async throws {}
 
     /// Removes the content file of `sha256`.
     static func removeContent(sha256: String, app: MyelinApp) async throws {
-        try await MediaFileStore(root: app.configuration.resolvedMediaPath).remove(sha256: sha256)
+        try await app.media.files.remove(sha256: sha256)
     }
 }

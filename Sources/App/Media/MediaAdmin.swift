@@ -55,7 +55,7 @@ enum MediaAdmin {
         let admin = try await context.requireAdmin()
         let room = try RoomID(parsing: context.parameter("roomId"))
         let uris = try await mediaURIs(in: room, app: context.app)
-        let count = try await context.app.database.mediaAdmin.quarantine(uris.map { ($0.origin, $0.mediaID) },
+        let count = try await context.app.database.mediaAdmin.quarantine(uris.map { (origin: $0.origin, mediaID: $0.mediaID) },
                                                                          by: admin.userID.rawValue)
         return .json(["num_quarantined": .int(Int64(count))])
     }
@@ -221,7 +221,7 @@ enum MediaAdmin {
             }
             return order
         } ?? .createdTS
-        let forward = query["order_by"] == nil && query["dir"] == nil ? false : try direction(context)
+        let forward = try query["order_by"] == nil && query["dir"] == nil ? false : direction(context)
         return Listing(order: order, forward: forward, from: from, limit: limit)
     }
 
