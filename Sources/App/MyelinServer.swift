@@ -37,6 +37,7 @@ final class MyelinServer: Sendable {
         let app = MyelinApp(configuration: configuration, signingKey: key, database: database, accounts: accounts,
                             roomService: roomService, keys: keys, logger: logger)
         self.app = app
+        try await app.media.prepare()
         if configuration.federation.enabled {
             // Joins, invites, key fetches and the destinations' transactions go out through
             // the real client (discovery, TLS, X-Matrix), built on the first request.

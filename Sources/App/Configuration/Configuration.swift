@@ -108,6 +108,16 @@ struct Configuration: Sendable, Equatable {
         var storePath = ""
         var maxUploadBytes = 50 << 20
         var thumbnails = true
+        /// Synapse's `enable_authenticated_media` (its default since 1.120): media stored
+        /// while it is on is served only by the authenticated `/_matrix/client/v1/media`
+        /// paths; the legacy `/_matrix/media/v3` downloads answer 404 for it (older media
+        /// stays reachable there).
+        var enableAuthenticatedMedia = true
+        /// Ids reserved by `POST /_matrix/media/v1/create` and not yet uploaded, per user
+        /// (Synapse's `max_pending_media_uploads`); one more is 429 `M_LIMIT_EXCEEDED`.
+        var maxPendingUploads = 5
+        /// How long a created id waits for its upload (Synapse's `unused_expiration_time`).
+        var pendingUploadExpiryMs = 24 * 3_600_000
     }
 
     struct Federation: Sendable, Equatable {

@@ -181,6 +181,11 @@ enum ConfigurationLoader {
             try m.string("store_path") { configuration.media.storePath = $0 }
             try m.int("max_upload_bytes", range: 1...(1 << 40)) { configuration.media.maxUploadBytes = $0 }
             try m.bool("thumbnails") { configuration.media.thumbnails = $0 }
+            try m.bool("enable_authenticated_media") { configuration.media.enableAuthenticatedMedia = $0 }
+            try m.int("max_pending_uploads", range: 1...10_000) { configuration.media.maxPendingUploads = $0 }
+            try m.int("pending_upload_expiry_ms", range: 1_000...(30 * 86_400_000)) {
+                configuration.media.pendingUploadExpiryMs = $0
+            }
         }
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }

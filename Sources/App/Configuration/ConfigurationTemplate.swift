@@ -195,6 +195,14 @@ enum ConfigurationTemplate {
           store_path: ""
           max_upload_bytes: \(d.media.maxUploadBytes)
           thumbnails: \(d.media.thumbnails)
+          # as Synapse's option of that name: media uploaded while this is on is served only by
+          # the authenticated /_matrix/client/v1/media paths; the legacy unauthenticated
+          # /_matrix/media/v3 downloads answer 404 for it (media stored before stays served)
+          enable_authenticated_media: \(d.media.enableAuthenticatedMedia)
+          # ids reserved by POST /_matrix/media/v1/create and not yet uploaded, per user
+          max_pending_uploads: \(d.media.maxPendingUploads)
+          # how long such an id waits for its upload
+          pending_upload_expiry_ms: \(d.media.pendingUploadExpiryMs)
 
         federation:
           enabled: \(d.federation.enabled)

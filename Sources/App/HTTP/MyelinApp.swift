@@ -38,6 +38,8 @@ final class MyelinApp: HTTPResponder {
     /// Open connections across the listeners, for the metrics page (set once they exist).
     let openConnections = Mutex<[@Sendable () -> Int]>([])
     let router: Router
+    /// Uploads, downloads and the content store (`Media/`).
+    let media: MediaRepository
 
     init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts,
          roomService: RoomService, keys: KeyService, logger: Logger) {
@@ -51,6 +53,7 @@ final class MyelinApp: HTTPResponder {
         keyRing = ServerKeyRing(serverName: try! ServerName(parsing: configuration.serverName), signingKey: signingKey,
                                 store: ServerKeyStore(database: database),
                                 notaries: configuration.federation.trustedKeyServers.compactMap { try? ServerName(parsing: $0) })
+        media = MediaRepository(configuration: configuration, database: database)
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
