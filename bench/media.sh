@@ -59,6 +59,8 @@ logging:
   access_log: false
 media:
   max_upload_bytes: 2147483648
+transport:
+  max_media_body_bytes: 2147483648
 ${MYELIN_CONFIG_EXTRA:-}
 YAML
     echo "== Myelin: $MYELIN_BIN serve --config $BENCH_DIR/myelin.yaml --listen 127.0.0.1:$MYELIN_PORT --data-dir $MDIR"
