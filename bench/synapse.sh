@@ -7,6 +7,7 @@
 #   bench/synapse.sh stop DIR
 #
 # Nothing here writes inside the repository: DIR holds config, keys, databases and logs.
+# SYNAPSE_CONFIG_EXTRA is appended to the overrides (bench/media.sh raises max_upload_size).
 set -euo pipefail
 VENV=${SYNAPSE_VENV:-/work/venv-synapse}
 PG_PORT=${PG_PORT:-55432}
@@ -94,6 +95,7 @@ rc_media_create: $big
 rc_send_email: {per_second: 1000, burst_count: 1000}
 rc_federation: {window_size: 1000, sleep_limit: 100000, sleep_delay: 0, reject_limit: 100000, concurrent: 1000}
 log_config: "$dir/log.yaml"
+${SYNAPSE_CONFIG_EXTRA:-}
 YAML
     cat >"$dir/log.yaml" <<YAML
 version: 1

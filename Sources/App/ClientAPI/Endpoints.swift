@@ -16,6 +16,7 @@ enum Endpoints {
         FederationHierarchy.register(&routes)
         FederationThirdPartyInvites.register(&routes)
         FederationV1Membership.register(&routes)
+        MediaAdmin.register(&routes)
         MediaEndpoints.register(&routes)
         VoiceEndpoints.register(&routes)
         URLPreviewEndpoints.register(&routes)

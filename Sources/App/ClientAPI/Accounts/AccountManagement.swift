@@ -68,7 +68,10 @@ enum AccountManagement {
         // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
         // account can still send, each leave through its room's actor.
         try await leaveEveryRoom(context.app, requester.userID)
-        try await accounts.database.accounts.deactivate(requester.userID, erase: body["erase"]?.boolValue ?? false)
+        let erase = body["erase"]?.boolValue ?? false
+        try await accounts.database.accounts.deactivate(requester.userID, erase: erase)
+        // Erasure removes what the user uploaded too (Synapse's `erase`: the media go).
+        if erase { try await MediaAdmin.deleteAllMedia(of: requester.userID, app: context.app) }
         await accounts.sessions.revoke(requester.userID)
         context.app.logger.info("deactivated \(requester.userID)")
         return .json(["id_server_unbind_result": "no-support"])
