@@ -82,6 +82,8 @@ final class MyelinApp: HTTPResponder {
                 }
             }
         }
+        let thumbnails = self.thumbnails
+        media.onContentRemoved { sha256 in try? await thumbnails.remove(sha256: sha256) }
     }
 
     // MARK: HTTPResponder

@@ -1,6 +1,5 @@
 /// The width and height an image's header declares (PNG, GIF, JPEG, WebP), read without
-/// decoding it: a URL preview's `og:image:width`/`og:image:height`, the federation thumbnail
-/// stopgap (`read(path:)`). Bounded: at most the
+/// decoding it: a URL preview's `og:image:width`/`og:image:height`. Bounded: at most the
 /// first 512 KiB are looked at, every length read moves forward. Pure; used by `URLPreviewer`.
 enum ImageDimensions {
     static let scanLimit = 512 * 1024

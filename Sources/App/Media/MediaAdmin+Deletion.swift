@@ -98,12 +98,9 @@ extension MediaAdmin {
         guard let deleted = try await app.database.mediaAdmin.deleteMedia(origin: origin, mediaID: mediaID) else {
             return false
         }
-        let orphaned = deleted.orphanedSHA256
-        // Thumbnails are keyed by content, like the file: both go with the last reference.
-        if let sha256 = orphaned {
-            try await removeThumbnails(sha256: sha256, app: app)
-            try await removeContent(sha256: sha256, app: app)
-        }
+        // The file and its thumbnails (keyed by content) go with the last reference, counted
+        // again under the content's lock: an identical upload may have written its row since.
+        if let sha256 = deleted.orphanedSHA256 { await app.media.removeIfUnreferenced(sha256: sha256) }
         return true
     }
 

@@ -123,11 +123,11 @@ final class MediaRepository: Sendable {
                 } else {
                     written = try await store.insert(record)
                 }
-                if !written { try await Self.removeUnreferenced(stored.sha256, files: files, store: store) }
+                if !written { _ = try await Self.removeUnreferenced(stored.sha256, files: files, store: store) }
                 return written
             } catch {
                 if let temporary = stored.temporary { await files.removeTemporary(temporary) }
-                try? await Self.removeUnreferenced(stored.sha256, files: files, store: store)
+                _ = try? await Self.removeUnreferenced(stored.sha256, files: files, store: store)
                 throw error
             }
         }
@@ -135,16 +135,33 @@ final class MediaRepository: Sendable {
         return record
     }
 
-    /// Removes the content file when no row references it (call with its lock held).
-    private static func removeUnreferenced(_ sha256: String, files: MediaFileStore, store: MediaStore) async throws {
-        guard try await store.references(sha256: sha256) == 0 else { return }
+    /// Removes the content file when no row references it (call with its lock held); true
+    /// when it did.
+    private static func removeUnreferenced(_ sha256: String, files: MediaFileStore, store: MediaStore) async throws -> Bool {
+        guard try await store.references(sha256: sha256) == 0 else { return false }
         try await files.remove(sha256: sha256)
+        return true
+    }
+
+    /// Called with the hash of every content file removed (its derived files go too: the
+    /// thumbnails register here at start-up).
+    private let removalHooks = Mutex<[@Sendable (String) async -> Void]>([])
+
+    func onContentRemoved(_ hook: @escaping @Sendable (String) async -> Void) {
+        removalHooks.withLock { $0.append(hook) }
+    }
+
+    private func contentRemoved(_ sha256: String) async {
+        for hook in removalHooks.withLock({ $0 }) { await hook(sha256) }
     }
 
     /// Removes the content file when no row references it any more (under its lock).
     func removeIfUnreferenced(sha256: String) async {
         let (files, store) = (self.files, self.store)
-        _ = try? await contentLocks.withLock(sha256) { try await Self.removeUnreferenced(sha256, files: files, store: store) }
+        let removed = (try? await contentLocks.withLock(sha256) {
+            try await Self.removeUnreferenced(sha256, files: files, store: store)
+        }) ?? false
+        if removed { await contentRemoved(sha256) }
     }
 
     /// Deletes one media row, and its file when it was the content's last reference.
@@ -152,7 +169,8 @@ final class MediaRepository: Sendable {
         guard let sha256 = try await store.delete(origin: origin, mediaID: mediaID) else { return }
         // Counted again under the lock: an identical upload may have written its row since.
         let (files, store) = (self.files, self.store)
-        try await contentLocks.withLock(sha256) { try await Self.removeUnreferenced(sha256, files: files, store: store) }
+        let removed = try await contentLocks.withLock(sha256) { try await Self.removeUnreferenced(sha256, files: files, store: store) }
+        if removed { await contentRemoved(sha256) }
     }
 
     // MARK: Reading

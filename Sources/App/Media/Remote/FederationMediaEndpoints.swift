@@ -1,3 +1,4 @@
+import Actors
 import Matrix
 import Persistence
 import Transport
@@ -20,9 +21,9 @@ enum FederationMediaEndpoints {
         return try multipart(context, record: record, path: path, length: record.size)
     }
 
-    /// `GET /_matrix/federation/v1/media/thumbnail/{mediaId}?width=&height=&method=`. Until a
-    /// thumbnailer serves federation, the original is the answer when it is an image no
-    /// larger than the requested box (a client scales it down itself); otherwise 404.
+    /// `GET /_matrix/federation/v1/media/thumbnail/{mediaId}?width=&height=&method=&animated=`:
+    /// the thumbnail a local client would get (`MediaThumbnails`: the nearest configured size),
+    /// as the multipart answer.
     static func thumbnail(_ context: RequestContext) async throws -> HTTPResponse {
         _ = try await context.requireServer()
         let query = context.query
@@ -30,15 +31,18 @@ enum FederationMediaEndpoints {
               (1...10_000).contains(width), (1...10_000).contains(height) else {
             throw MatrixError(.invalidParam, "width and height must be integers between 1 and 10000")
         }
-        if let method = query["method"], method != "scale" && method != "crop" {
+        guard let method = ThumbnailMethod(rawValue: query["method"] ?? "scale") else {
             throw MatrixError(.invalidParam, "method must be scale or crop")
         }
         let (record, path) = try await localMedia(context)
-        guard let type = record.contentType?.lowercased(), ImageDimensions.thumbnailable.contains(where: { type.hasPrefix($0) }),
-              let size = try await ImageDimensions.read(path: path), size.width <= width, size.height <= height else {
-            throw MatrixError(.notFound, "No thumbnail of this media at that size")
-        }
-        return try multipart(context, record: record, path: path, length: record.size)
+        guard let sha256 = record.sha256 else { throw MatrixError(.notFound, "Media not found") }
+        let served = try await context.app.thumbnails.thumbnail(sha256: sha256, source: path, width: width, height: height,
+                                                                method: method, animated: query["animated"] == "true")
+        var shown = record
+        shown.contentType = served.record.contentType
+        shown.size = served.record.size
+        shown.uploadName = nil
+        return try multipart(context, record: shown, path: served.path, length: served.record.size)
     }
 
     /// The local media of the path's `mediaId`: 404 for unknown or quarantined ids, 504
