@@ -144,6 +144,7 @@ final class MediaThumbnails: Sendable {
     /// Forgets and removes every thumbnail of `sha256` (its content was deleted).
     func remove(sha256: String) async throws {
         let paths = try await store.delete(sha256: sha256)
+        guard !paths.isEmpty else { return }
         await thumbnailer.remove(paths.map { root + "/" + $0 })
     }
 
