@@ -39,8 +39,13 @@ struct VoiceTests {
         return file
     }
 
-    @Test func uploadListConvertOptimizeDelete() async throws {
-        let sample = try VoiceSamples.speech(seconds: 10)
+    /// A server with alice and bob registered, a private room of alice's, and a WAV speech
+    /// sample of `seconds` made by espeak-ng.
+    static func withSpeechAndRoom(
+        seconds: Int,
+        _ body: (MyelinServer, Int, MatrixTestClient, MatrixTestClient, String, [UInt8]) async throws -> Void
+    ) async throws {
+        let sample = try VoiceSamples.speech(seconds: seconds)
         defer { try? FileManager.default.removeItem(atPath: sample) }
         let wav = try [UInt8](Data(contentsOf: URL(fileURLWithPath: sample)))
         try await withMyelinServer { server, port in
@@ -48,6 +53,12 @@ struct VoiceTests {
             let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
             let created = try await alice.call("POST", "/createRoom", ["preset": "private_chat"])
             let room = try #require(created.json["room_id"]?.stringValue)
+            try await body(server, port, alice, bob, room, wav)
+        }
+    }
+
+    @Test func uploadListConvertOptimizeDelete() async throws {
+        try await Self.withSpeechAndRoom(seconds: 10) { server, port, alice, bob, room, wav in
 
             // Upload (the seed's JSON form) sent to the room.
             let up = try await Self.uploadJSON(alice, wav, type: "audio/wav", room: room)
@@ -181,14 +192,7 @@ struct VoiceTests {
 
     /// A voice upload to a room the sender is not in is refused and leaves nothing.
     @Test func uploadToARoomOfOthersLeavesNothing() async throws {
-        let sample = try VoiceSamples.speech(seconds: 2)
-        defer { try? FileManager.default.removeItem(atPath: sample) }
-        let wav = try [UInt8](Data(contentsOf: URL(fileURLWithPath: sample)))
-        try await withMyelinServer { server, port in
-            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
-            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
-            let created = try await alice.call("POST", "/createRoom", ["preset": "private_chat"])
-            let room = try #require(created.json["room_id"]?.stringValue)
+        try await Self.withSpeechAndRoom(seconds: 2) { server, port, alice, bob, room, wav in
             let reply = try await Self.uploadJSON(bob, wav, type: "audio/wav", room: room)
             #expect(reply.status == 403, "\(reply.json)")
             let user = try UserID(parsing: "@bob:localhost")
