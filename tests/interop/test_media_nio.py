@@ -1,6 +1,7 @@
 """Media with real clients against the real server: matrix-nio (PyPI) uploads, downloads
 (authenticated, and legacy where the server allows it), sets an avatar end to end; mautrix
-(PyPI) uploads and downloads through its own client API. The file name and content type
+(PyPI) uploads and downloads through its own client API. Both thumbnail an image (libvips
+on the server; the answer's PNG header read back here). The file name and content type
 survive the round trip."""
 import asyncio
 import struct
@@ -28,6 +29,12 @@ def tiny_png(width=3, height=2):
                     for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def png_size(data):
+    """(width, height) from a PNG's IHDR."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:16]
+    return struct.unpack(">II", data[16:24])
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +94,20 @@ def test_nio_upload_download_and_avatar(open_server):
             status, _, _ = http_get(f"{open_server}/_matrix/media/v3/download/{server_name}/{media_id}")
             assert status == 404
 
+            # A thumbnail: a 200x150 image cropped to 32x32 and scaled into 64x64.
+            picture = tiny_png(200, 150)
+            up, _keys = await client.upload(lambda *_: picture, content_type="image/png", filename="picture.png",
+                                            filesize=len(picture))
+            assert isinstance(up, nio.UploadResponse), up
+            server_name, media_id = up.content_uri[len("mxc://"):].split("/", 1)
+            crop = await client.thumbnail(server_name, media_id, 32, 32, method=nio.ResizingMethod.crop)
+            assert isinstance(crop, nio.ThumbnailResponse), crop
+            assert crop.content_type == "image/png" and png_size(crop.body) == (32, 32)
+            scale = await client.thumbnail(server_name, media_id, 64, 64)
+            assert isinstance(scale, nio.ThumbnailResponse), scale
+            width, height = png_size(scale.body)
+            assert 64 <= max(width, height) and width <= 200 and abs(width / height - 4 / 3) < 0.1
+
             missing = await client.download("mxc://interop.test/doesnotexist")
             assert isinstance(missing, nio.DownloadError), missing
         finally:
@@ -134,6 +155,10 @@ def test_mautrix_upload_and_download(open_server):
                 uri = await client.upload_media(png, mime_type="image/png", filename="from mautrix.png")
                 assert str(uri).startswith("mxc://interop.test/")
                 assert await client.download_media(uri) == png
+                picture = tiny_png(120, 90)
+                picture_uri = await client.upload_media(picture, mime_type="image/png", filename="picture.png")
+                thumbnail = await client.download_thumbnail(picture_uri, width=32, height=32, resize_method="crop")
+                assert png_size(thumbnail) == (32, 32)
                 config = await client.get_media_repo_config()
                 assert config.upload_size == 50 * 1024 * 1024
             finally:
