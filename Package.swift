@@ -48,7 +48,7 @@ let package = Package(
                 dependencies: ["CLibUV", "CLLHTTP", "COpenSSL", "CResolv",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: hot),
-        .target(name: "Matrix", dependencies: ["CSodium"], swiftSettings: strict),
+        .target(name: "Matrix", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),
         .target(name: "Persistence",
                 dependencies: ["Matrix", "CSQLite", "CPostgres",
                                .product(name: "Logging", package: "swift-log")],
