@@ -5,7 +5,7 @@ import Glibc
 public final class RawClient: @unchecked Sendable {  // used by one thread at a time
     public let fd: Int32
 
-    public init(port: Int, timeoutSeconds: Int = 10) throws {
+    public init(port: Int, timeoutSeconds: Int = 30) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
