@@ -1,6 +1,7 @@
 import Foundation
 import Matrix
 import Testing
+import TestSupport
 @testable import App
 
 /// The bounded subprocess runner and the audio analysis over real ffmpeg/ffprobe children and
@@ -99,7 +100,7 @@ struct VoiceSubprocessTests {
     }
 
     @Test func speechIsAnalysed() async throws {
-        let sample = try VoiceSamples.speech(seconds: 10)
+        let sample = try await VoiceSamples.speech(seconds: 10)
         defer { try? FileManager.default.removeItem(atPath: sample) }
         let transcoder = VoiceTranscoder(configuration: Configuration.Voice(), mediaRoot: VoiceSamples.directory)
         let analysis = try await transcoder.analyse(path: sample)
@@ -114,7 +115,7 @@ struct VoiceSubprocessTests {
 
     /// Longer than `max_duration_ms`: refused from the probe, before the decode.
     @Test func tooLongIsRefused() async throws {
-        let sample = try VoiceSamples.speech(seconds: 3)
+        let sample = try await VoiceSamples.speech(seconds: 3)
         defer { try? FileManager.default.removeItem(atPath: sample) }
         var configuration = Configuration.Voice()
         configuration.maxDurationMs = 2000
@@ -153,8 +154,14 @@ enum VoiceSamples {
         return dir
     }()
 
-    /// A WAV of exactly `seconds` seconds: espeak-ng's speech, padded with silence.
-    static func speech(seconds: Int) throws -> String {
+    /// A WAV of exactly `seconds` seconds: espeak-ng's speech, padded with silence. The tools
+    /// run on a thread of their own (`blocking`), never on the cooperative pool, whose few
+    /// threads every server of the suite needs: waiting there starved other tests' requests.
+    static func speech(seconds: Int) async throws -> String {
+        try await blocking { try speechBlocking(seconds: seconds) }
+    }
+
+    private static func speechBlocking(seconds: Int) throws -> String {
         let id = UUID().uuidString
         let raw = directory + "/speech-\(id).wav", padded = directory + "/speech-\(id)-\(seconds)s.wav"
         try runTool("/usr/bin/espeak-ng", ["-w", raw, "-s", "150", "Hello, this is a voice message from Myelin."])
@@ -176,7 +183,11 @@ enum VoiceSamples {
     struct VoiceSampleError: Error { var tool: String }
 
     /// `ffprobe`'s duration of a file in milliseconds.
-    static func probedDurationMs(_ path: String) throws -> Int64 {
+    static func probedDurationMs(_ path: String) async throws -> Int64 {
+        try await blocking { try probedDurationMsBlocking(path) }
+    }
+
+    private static func probedDurationMsBlocking(_ path: String) throws -> Int64 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/ffprobe")
         process.arguments = ["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", path]
@@ -190,7 +201,11 @@ enum VoiceSamples {
     }
 
     /// `ffprobe`'s channel count of the first audio stream.
-    static func probedChannels(_ path: String) throws -> Int {
+    static func probedChannels(_ path: String) async throws -> Int {
+        try await blocking { try probedChannelsBlocking(path) }
+    }
+
+    private static func probedChannelsBlocking(_ path: String) throws -> Int {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/ffprobe")
         process.arguments = ["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=channels,codec_name",

@@ -45,7 +45,7 @@ struct VoiceTests {
         seconds: Int,
         _ body: (MyelinServer, Int, MatrixTestClient, MatrixTestClient, String, [UInt8]) async throws -> Void
     ) async throws {
-        let sample = try VoiceSamples.speech(seconds: seconds)
+        let sample = try await VoiceSamples.speech(seconds: seconds)
         defer { try? FileManager.default.removeItem(atPath: sample) }
         let wav = try [UInt8](Data(contentsOf: URL(fileURLWithPath: sample)))
         try await withMyelinServer { server, port in
@@ -121,7 +121,7 @@ struct VoiceTests {
             let convertedID = try #require(converted.json["converted_message_id"]?.stringValue)
             #expect(converted.json["target_format"]?.stringValue == "audio/ogg")
             let ogg = try await Self.fetchAudio(alice, convertedID, ext: "ogg")
-            #expect(abs(try VoiceSamples.probedDurationMs(ogg) - 10_000) <= 100)
+            #expect(abs(try await VoiceSamples.probedDurationMs(ogg) - 10_000) <= 100)
             try? FileManager.default.removeItem(atPath: ogg)
             // To MP3 at a requested bitrate.
             let mp3 = try await alice.call("POST", "/_matrix/client/r0/voice/convert",
@@ -143,9 +143,9 @@ struct VoiceTests {
             #expect(optimizedSize <= Int64(wav.count))
             #expect(optimized.json["channels"]?.intValue == 1)
             let small = try await Self.fetchAudio(alice, optimizedID, ext: "ogg")
-            #expect(try VoiceSamples.probedChannels(small) == 1)
+            #expect(try await VoiceSamples.probedChannels(small) == 1)
             // Silence trimmed: the padded tail is gone.
-            #expect(try VoiceSamples.probedDurationMs(small) < 9_000)
+            #expect(try await VoiceSamples.probedDurationMs(small) < 9_000)
             try? FileManager.default.removeItem(atPath: small)
 
             let stats = try await alice.call("GET", "/_matrix/client/r0/voice/stats")
@@ -203,7 +203,7 @@ struct VoiceTests {
 
     /// ffprobe past the configured wall clock is killed: 503, and the upload leaves nothing.
     @Test func aConversionPastItsTimeLimitIsKilledAndLeavesNothing() async throws {
-        let sample = try VoiceSamples.speech(seconds: 2)
+        let sample = try await VoiceSamples.speech(seconds: 2)
         defer { try? FileManager.default.removeItem(atPath: sample) }
         let wav = try [UInt8](Data(contentsOf: URL(fileURLWithPath: sample)))
         try await withMyelinServer({ $0.voice.timeoutMs = 10 }) { server, port in
