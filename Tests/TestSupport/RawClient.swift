@@ -1,11 +1,13 @@
 import Glibc
 
 /// A blocking TCP client for tests: writes raw bytes and reads raw responses, with a receive
-/// timeout so that a broken server fails the test instead of hanging it.
+/// timeout so that a broken server fails the test instead of hanging it. Two minutes: the
+/// whole suite runs its servers in parallel on two cores, and a request queued behind
+/// dozens of Argon2 hashes and file syncs has taken over 30 s there.
 public final class RawClient: @unchecked Sendable {  // used by one thread at a time
     public let fd: Int32
 
-    public init(port: Int, timeoutSeconds: Int = 30) throws {
+    public init(port: Int, timeoutSeconds: Int = 120) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
