@@ -120,14 +120,15 @@ final class ConnectionThread<Connection>: @unchecked Sendable {
 }
 
 /// Starts detached pthreads running a Swift closure. The C entry point captures nothing;
-/// the closure rides in the argument pointer.
-enum DedicatedThread {
+/// the closure rides in the argument pointer. Also the media code's thread pools
+/// (`BlockingThreadPool` in Actors).
+public enum DedicatedThread {
     private final class Box {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
 
-    static func start(_ body: @escaping @Sendable () -> Void) {
+    public static func start(_ body: @escaping @Sendable () -> Void) {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()
         #if canImport(Glibc)
         var thread = pthread_t()

@@ -1,3 +1,5 @@
+import Persistence
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -31,7 +33,7 @@ public final class BlockingThreadPool: @unchecked Sendable {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
         for _ in 0..<max(1, threads) {
-            Self.spawn { [self] in
+            DedicatedThread.start { [self] in
                 start?()
                 self.loop()
             }
@@ -79,30 +81,5 @@ public final class BlockingThreadPool: @unchecked Sendable {
             pthread_mutex_unlock(mutex)
             job()
         }
-    }
-
-    private final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-
-    private static func spawn(_ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t?
-        #endif
-        let rc = pthread_create(&thread, nil, { argument in
-            let box = Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue()
-            box.body()
-            return nil
-        }, box)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        #if canImport(Glibc)
-        pthread_detach(thread)
-        #else
-        pthread_detach(thread!)
-        #endif
     }
 }
