@@ -42,6 +42,7 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { return }
             offset += n
         }
@@ -52,7 +53,7 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
     /// Reads more bytes; false on EOF or timeout.
     public func fill() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
-        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        let n = Self.receive(fd, &chunk)
         if n <= 0 { return false }
         if let receiveFilter {
             guard let bytes = receiveFilter(Array(chunk[0..<n])) else { return false }
@@ -118,9 +119,20 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
     public func waitForClose() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = Self.receive(fd, &chunk)
             if n == 0 { return true }
             if n < 0 { return errno == ECONNRESET }
+        }
+    }
+
+    /// `recv`, again when a signal interrupted it. A socket with a receive timeout is never
+    /// restarted by the kernel (signal(7)), so the SIGCHLD of a child process that another
+    /// test spawned would otherwise read as the server closing the connection.
+    public static func receive(_ fd: Int32, _ chunk: inout [UInt8]) -> Int {
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            return n
         }
     }
 

@@ -254,7 +254,7 @@ func status(from source: String, port: Int) async -> Int? {
         var received: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while !String(decoding: received, as: UTF8.self).contains("\r\n") {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = RawClient.receive(fd, &chunk)
             if n <= 0 { return nil }
             received.append(contentsOf: chunk[0..<n])
         }
