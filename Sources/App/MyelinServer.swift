@@ -45,6 +45,8 @@ final class MyelinServer: Sendable {
             roomService.federation.connect(app.federationClient)
             app.connectRemoteMedia()
         }
+        // Push rules per event for local members, and the pushers' queues (docs/push.md).
+        await roomService.push.start()
         maintenance = Task.detached { await roomService.runMaintenance() }
         sessionUpkeep = Task.detached {
             await accounts.sessions.runUpkeep(flushEvery: Accounts.lastSeenFlushInterval,
@@ -118,6 +120,8 @@ final class MyelinServer: Sendable {
         maintenance.cancel()
         presenceSweep.cancel()
         await app.roomService.rooms.registry.deactivateAll()
+        app.roomService.push.stop()
+        await app.roomService.push.deliveries.registry.deactivateAll()
         await app.roomService.federation.registry.deactivateAll()
         sessionUpkeep.cancel()
         await sessionUpkeep.value

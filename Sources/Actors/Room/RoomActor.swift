@@ -544,5 +544,6 @@ public actor RoomActor: RegistryMember {
             }
         }
         context.federation?.published(roomID, events: events, state: room.state)
+        context.push?.published(roomID, events: events, state: room.state)
     }
 }

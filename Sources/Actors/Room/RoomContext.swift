@@ -24,6 +24,10 @@ public struct RoomContext: Sendable {
     /// Told of each published batch, to wake the destinations of the room's remote servers
     /// (nil: no federation, as in tests).
     public var federation: FederationDestinations? = nil
+    /// Told of each published batch with the room's state after it, to evaluate push rules
+    /// for the local members (nil: no push, as in tests). Must return at once: the work
+    /// happens off the room actor.
+    public var push: (any PushPipelineHook)? = nil
 
     public init(database: Database, events: StreamTracker, serverName: ServerName, signingKey: SigningKey,
                 recentEventsLimit: Int, timelines: TimelineService = TimelineService(),
@@ -42,6 +46,12 @@ public struct RoomContext: Sendable {
     public static func loadEventStream(_ database: Database) async throws -> StreamTracker {
         try await StreamTracker.load(name: "events", from: database, maxPositionSQL: RoomEventStore.maxStreamOrderingSQL)
     }
+}
+
+/// Receives each batch a room published (the App's push pipeline). Called on the room
+/// actor: it only enqueues.
+public protocol PushPipelineHook: Sendable {
+    func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState)
 }
 
 /// Events a room persisted, as published to the notifier: positions and who is concerned.

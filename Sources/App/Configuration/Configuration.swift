@@ -144,6 +144,20 @@ struct Configuration: Sendable, Equatable {
         var domainWhitelist: [String] = []
     }
 
+    /// Push rule outcomes and HTTP pushers (docs/push.md, "Pushers and notifications").
+    struct Push: Sendable, Equatable {
+        /// The full push format carries the event's `content` (Synapse's `include_content`).
+        var includeContent = true
+        /// `/notifications` keeps this many days of outcomes (Synapse keeps about 30).
+        var notificationRetentionDays = 30
+        /// The first retry delay of a pusher after a failed request, doubled per failure.
+        var backoffInitialMs = 1_000
+        /// The longest delay; once reached, a notification that fails again is dropped.
+        var backoffMaxMs = 3_600_000
+        /// Notifications waiting per pusher (the oldest go first when full).
+        var maxQueuedPerPusher = 1_000
+    }
+
     struct WellKnown: Sendable, Equatable {
         /// `m.homeserver.base_url` served at `/.well-known/matrix/client`; empty → not served.
         var clientBaseURL = ""
@@ -179,6 +193,7 @@ struct Configuration: Sendable, Equatable {
     var media = Media()
     var voice = Voice()
     var federation = Federation()
+    var push = Push()
     var wellKnown = WellKnown()
     var logging = Logging()
     var metrics = Metrics()

@@ -191,6 +191,13 @@ enum ConfigurationLoader {
             try m.int("remote_cache_max_bytes", range: 0...(1 << 50)) { configuration.media.remoteCacheMaxBytes = $0 }
             try readThumbnailing(m, &configuration.media.thumbnailing)
         }
+        try top.section("push") { p in
+            try p.bool("include_content") { configuration.push.includeContent = $0 }
+            try p.int("notification_retention_days", range: 1...3650) { configuration.push.notificationRetentionDays = $0 }
+            try p.int("backoff_initial_ms", range: 1...86_400_000) { configuration.push.backoffInitialMs = $0 }
+            try p.int("backoff_max_ms", range: 1...604_800_000) { configuration.push.backoffMaxMs = $0 }
+            try p.int("max_queued_per_pusher", range: 1...100_000) { configuration.push.maxQueuedPerPusher = $0 }
+        }
         try top.section("federation") { f in
             try f.bool("enabled") { configuration.federation.enabled = $0 }
             try f.int("backoff_initial_ms", range: 1...86_400_000) { configuration.federation.backoffInitialMs = $0 }

@@ -209,6 +209,19 @@ enum ConfigurationTemplate {
         \(urlPreview(d))
         \(thumbnailing(d.media.thumbnailing))
 
+        # Push notifications: /notifications and HTTP pushers (docs/push.md). Pusher URLs
+        # may be any address, loopback and private included, as in Synapse.
+        push:
+          # the full push format carries the event's content
+          include_content: \(d.push.includeContent)
+          # days of /notifications kept
+          notification_retention_days: \(d.push.notificationRetentionDays)
+          # retry delays of an unreachable push gateway: doubled per failure, capped; a
+          # notification failing at the cap is dropped
+          backoff_initial_ms: \(d.push.backoffInitialMs)
+          backoff_max_ms: \(d.push.backoffMaxMs)
+          max_queued_per_pusher: \(d.push.maxQueuedPerPusher)
+
         federation:
           enabled: \(d.federation.enabled)
           # retry delays of an unreachable server: doubled per failure, with jitter, capped

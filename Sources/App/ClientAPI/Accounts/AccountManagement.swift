@@ -55,6 +55,7 @@ enum AccountManagement {
             await accounts.sessions.revoke(requester.userID, keeping: requester.session?.identity.device)
             // And their pushers (as Synapse: only the requester's device keeps its own).
             try await accounts.database.pushers.deletePushers(of: requester.userID, except: requester.deviceID)
+            await context.app.roomService.push.deliveries.reload(requester.userID)
         }
         return .json([:])
     }
@@ -70,6 +71,9 @@ enum AccountManagement {
         try await leaveEveryRoom(context.app, requester.userID)
         let erase = body["erase"]?.boolValue ?? false
         try await accounts.database.accounts.deactivate(requester.userID, erase: erase)
+        // A deactivated account gets no pushes (as Synapse).
+        try await accounts.database.pushers.deletePushers(of: requester.userID, except: nil)
+        await context.app.roomService.push.deliveries.reload(requester.userID)
         // Erasure removes what the user uploaded too (Synapse's `erase`: the media go).
         if erase { try await MediaAdmin.deleteAllMedia(of: requester.userID, app: context.app) }
         await accounts.sessions.revoke(requester.userID)

@@ -121,5 +121,6 @@ enum Devices {
         try await accounts.database.devices.deleteDevices(of: requester.userID, ids: ids.compactMap { try? DeviceID(parsing: $0) })
         for id in ids { await accounts.revokeSession(requester.userID, device: id) }
         try await app.keys.deviceListChanged(requester.userID, removedDevices: ids)
+        try await Pushers.removePushers(of: requester.userID, devices: ids, app: app)
     }
 }

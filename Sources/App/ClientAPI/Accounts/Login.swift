@@ -97,6 +97,7 @@ enum Login {
             try await accounts.database.devices.deleteDevice(of: requester.userID, id: DeviceID(unchecked: device))
             await accounts.revokeSession(requester.userID, device: device)
             try await context.app.keys.deviceListChanged(requester.userID, removedDevices: [device])
+            try await Pushers.removePushers(of: requester.userID, devices: [device], app: context.app)
         } else {
             try await accounts.database.tokens.deleteAccessToken(hash: requester.tokenHash)
         }
@@ -113,6 +114,7 @@ enum Login {
         try await accounts.database.tokens.deleteAccessTokens(of: requester.userID, device: nil)
         await accounts.sessions.revoke(requester.userID)
         try await context.app.keys.deviceListChanged(requester.userID, removedDevices: devices.map(\.rawValue))
+        try await Pushers.removePushers(of: requester.userID, devices: devices.map(\.rawValue), app: context.app)
         return .json([:])
     }
 

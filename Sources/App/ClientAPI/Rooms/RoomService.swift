@@ -23,6 +23,8 @@ final class RoomService: Sendable {
     /// The outbound federation queues (one actor per remote server); sends nothing until the
     /// App connects a `FederationRequesting`.
     let federation: FederationDestinations
+    /// Push rules per event for the local members, `/notifications` and the pushers.
+    let push: PushPipeline
     private let logger = Logger(label: "myelin.rooms")
     /// Users unused this long leave the in-memory membership cache (the room actors' idle
     /// timeout).
@@ -50,6 +52,8 @@ final class RoomService: Sendable {
                                   signingKey: signingKey, recentEventsLimit: actors.roomRecentEvents,
                                   timelines: timelines, memberships: membershipService, fanout: fanout)
         context.federation = federation
+        push = PushPipeline(database: database, localServer: localServer, configuration: configuration.push)
+        context.push = push
         rooms = Rooms(context: context, limits: RegistryLimits(maxResident: actors.rooms.maxResident,
                                                               idleTimeoutSeconds: actors.rooms.idleTimeoutSeconds))
         receipts = try await ReceiptService(database: database)
@@ -66,6 +70,7 @@ final class RoomService: Sendable {
             do { try await Task.sleep(for: .seconds(5)) } catch { return }
             await rooms.registry.sweepIdle()
             await federation.registry.sweepIdle()
+            await push.deliveries.registry.sweepIdle()
             fanout.sweep()
             membershipService.evictIdle(idleSeconds: membershipIdleSeconds)
             for (room, position) in typing.expire(now: Clock.nowMilliseconds()) {

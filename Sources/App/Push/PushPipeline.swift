@@ -1,0 +1,202 @@
+import Actors
+import Logging
+import Matrix
+import Persistence
+import Synchronization
+
+/// Push rules applied once per event per local recipient, off the room actors: each room
+/// actor hands its published batch here (`PushPipelineHook`, a bounded in-memory queue),
+/// one worker task evaluates the batch for the room's local joined members (and the
+/// invitee of an invite), records the notifying outcomes in one transaction
+/// (`PushActionStore`, read by `GET /notifications`) and gives them to the users' pushers
+/// (`PusherDeliveries`). Built by `RoomService`; started and stopped by `MyelinServer`.
+final class PushPipeline: PushPipelineHook, Sendable {
+    /// One room batch as the room published it, with the state after it.
+    struct Batch: Sendable {
+        var roomID: RoomID
+        var events: [PersistedEvent]
+        var state: AuthState
+    }
+
+    private struct Queue {
+        var batches: [Batch] = []
+        var events = 0
+        var dropped = 0
+    }
+
+    /// Events waiting at most; past it batches are dropped (and logged): a burst must not
+    /// grow memory without bound, and notifications are best effort.
+    static let maxQueuedEvents = 100_000
+
+    let database: Database
+    let localServer: ServerName
+    let configuration: Configuration.Push
+    let deliveries: PusherDeliveries
+    private let queue = Mutex(Queue())
+    private let wake: AsyncStream<Void>.Continuation
+    private let wakes: AsyncStream<Void>
+    private let worker = Mutex<Task<Void, Never>?>(nil)
+    /// The user's effective push rules (the push rules service once the App connects it).
+    private let rulesSource = Mutex<(@Sendable (UserID) async throws -> PushRuleSet)?>(nil)
+    private let logger = Logger(label: "myelin.push")
+    /// Batches processed (tests and the bench wait on it).
+    let processedEvents = Atomic<Int>(0)
+
+    init(database: Database, localServer: ServerName, configuration: Configuration.Push) {
+        self.database = database
+        self.localServer = localServer
+        self.configuration = configuration
+        deliveries = PusherDeliveries(database: database, configuration: configuration)
+        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Where each user's rules come from.
+    func connectRules(_ source: @escaping @Sendable (UserID) async throws -> PushRuleSet) {
+        rulesSource.withLock { $0 = source }
+    }
+
+    /// The user's effective push rules (server defaults when nothing is connected).
+    func rules(for user: UserID) async -> PushRuleSet {
+        if let source = rulesSource.withLock({ $0 }), let rules = try? await source(user) { return rules }
+        return PushRuleSet.serverDefault(for: user)
+    }
+
+    // MARK: PushPipelineHook (on the room actor)
+
+    func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState) {
+        let accepted = queue.withLock { queue -> Bool in
+            guard queue.events + events.count <= Self.maxQueuedEvents else {
+                queue.dropped += events.count
+                return false
+            }
+            queue.batches.append(Batch(roomID: roomID, events: events, state: state))
+            queue.events += events.count
+            return true
+        }
+        if accepted { wake.yield() }
+    }
+
+    // MARK: worker
+
+    /// Starts the worker and the daily retention sweep.
+    func start() async {
+        await deliveries.load()
+        let task = Task { [self] in
+            var lastSweep: Int64 = 0
+            for await _ in wakes {
+                await drain()
+                let now = Clock.nowMilliseconds()
+                if now - lastSweep > 3_600_000 {
+                    lastSweep = now
+                    await sweepRetention(now: now)
+                }
+            }
+        }
+        worker.withLock { $0 = task }
+    }
+
+    func stop() {
+        wake.finish()
+        worker.withLock { $0?.cancel() }
+        deliveries.shutdown()
+    }
+
+    func sweepRetention(now: Int64) async {
+        let cutoff = now - Int64(configuration.notificationRetentionDays) * 86_400_000
+        do { try await database.pushActions.deleteOlder(than: cutoff) } catch {
+            logger.warning("push actions retention sweep failed: \(error)")
+        }
+    }
+
+    private func drain() async {
+        while true {
+            let (batches, dropped) = queue.withLock { queue -> ([Batch], Int) in
+                defer { queue = Queue() }
+                return (queue.batches, queue.dropped)
+            }
+            if dropped > 0 { logger.warning("push pipeline queue full: \(dropped) events not evaluated") }
+            if batches.isEmpty { return }
+            for batch in batches { await process(batch) }
+        }
+    }
+
+    /// A local member the rules are evaluated for.
+    private struct Recipient {
+        var user: UserID
+        var displayName: String?
+    }
+
+    func process(_ batch: Batch) async {
+        let state = batch.state
+        var recipients: [Recipient] = []
+        var joined = 0
+        for (key, pdu) in state where key.type == EventType.roomMember && pdu.membership == MembershipState.join.rawValue {
+            joined += 1
+            guard let user = try? UserID(parsing: key.stateKey), user.serverName == localServer else { continue }
+            recipients.append(Recipient(user: user, displayName: pdu.content["displayname"]?.stringValue))
+        }
+        var power: PowerLevels?
+        var actions: [PushActionStore.Action] = []
+        var pushes: [(UserID, PendingPush)] = []
+        let now = Clock.nowMilliseconds()
+        for event in batch.events {
+            guard let json = try? JSON.parse(event.clientBytes.isEmpty ? event.bytes : event.clientBytes) else { continue }
+            let pushEvent = PushEvent(json)
+            var targets = recipients
+            // The invitee is not joined yet; `.m.rule.invite_for_me` is for them.
+            if event.type == EventType.roomMember, json["content"]?["membership"]?.stringValue == MembershipState.invite.rawValue,
+               let key = event.stateKey, let invitee = try? UserID(parsing: key), invitee.serverName == localServer,
+               !targets.contains(where: { $0.user == invitee }) {
+                targets.append(Recipient(user: invitee, displayName: nil))
+            }
+            let relation = json["content"]?["m.relates_to"]
+            let thread = relation?["rel_type"]?.stringValue == RelationType.thread ? relation?["event_id"]?.stringValue : nil
+            for recipient in targets where recipient.user.rawValue != event.sender {
+                let rules = await rules(for: recipient.user)
+                var context = PushContext(displayName: recipient.displayName, memberCount: joined)
+                var outcome = PushEvaluator.evaluate(rules, pushEvent, context)
+                if case .needsPowerLevels = outcome {
+                    if power == nil, let create = state[.create] {
+                        power = PowerLevels(content: state[.powerLevels]?.content, roomVersion: create.roomVersion, create: create)
+                    }
+                    let levels = power
+                    let sender = event.sender
+                    context.senderNotificationPermission = { levels?.canNotify(sender, key: $0) ?? false }
+                    outcome = PushEvaluator.evaluate(rules, pushEvent, context)
+                }
+                let list = outcome.actions
+                guard list.notifies else { continue }
+                actions.append(PushActionStore.Action(
+                    userID: recipient.user.rawValue, roomID: batch.roomID.rawValue, eventID: event.eventID.rawValue,
+                    streamOrdering: event.streamOrdering, actions: Self.encode(list).encodedString,
+                    highlight: list.highlights, threadID: thread, ts: now))
+                if deliveries.hasPushers(recipient.user) {
+                    pushes.append((recipient.user, PendingPush(event: event, json: json, roomID: batch.roomID, state: state,
+                                                               recipient: recipient.user, actions: list,
+                                                               includeContent: configuration.includeContent, queuedAt: now)))
+                }
+            }
+        }
+        processedEvents.add(batch.events.count, ordering: .relaxed)
+        do {
+            try await database.pushActions.record(actions)
+        } catch {
+            logger.warning("recording \(actions.count) push actions of \(batch.roomID) failed: \(error)")
+        }
+        // After the record: the badge count a gateway receives includes this event.
+        for (user, push) in pushes { await deliveries.enqueue(push, for: user) }
+    }
+
+    /// Actions as the client-server API writes them.
+    static func encode(_ actions: [PushAction]) -> JSON {
+        .array(actions.map { action in
+            switch action {
+            case .notify: return .string("notify")
+            case .setTweak(let name, let value):
+                var tweak: [String: JSON] = ["set_tweak": .string(name)]
+                if let value { tweak["value"] = value }
+                return .object(tweak)
+            }
+        })
+    }
+}
