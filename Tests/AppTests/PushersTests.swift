@@ -1,4 +1,5 @@
 import Matrix
+import Persistence
 import Testing
 @testable import App
 
@@ -16,6 +17,32 @@ struct PushersTests {
         let (client, reply) = try await MatrixTestClient.registered(port: port, MediaTest.uniqueName(base))
         let id = try #require(reply.json["user_id"]?.stringValue, "registration failed: \(reply.json)")
         return User(client: client, id: id)
+    }
+
+    /// A server on `backend`; on PostgreSQL in a schema of its own (servers sharing one
+    /// schema would allocate the same state group ids when they create rooms at once).
+    static func withServer(_ backend: String, _ body: (MyelinServer, Int) async throws -> Void) async throws {
+        guard backend == "postgres", let base = Environment.postgres else {
+            return try await withMyelinServer(configure, body)
+        }
+        let schema = "myelin_push_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+        let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
+        try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
+        let result: Result<Void, any Error>
+        do {
+            try await withMyelinServer({
+                configure(&$0)
+                $0.database.backend = .postgres
+                $0.database.postgresConninfo = "\(base) options='-csearch_path=\(schema)'"
+                $0.database.postgresPoolSize = 2
+            }, body)
+            result = .success(())
+        } catch {
+            result = .failure(error)
+        }
+        try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
+        await admin.close()
+        try result.get()
     }
 
     /// Fast retries: the tests wait for a gateway that comes back.
@@ -61,7 +88,7 @@ struct PushersTests {
     @Test(arguments: MediaTest.backends)
     func gatewayGetsOneNotificationPerMessageWithCounts(backend: String) async throws {
         try await withPushGateway { gateway, gatewayPort in
-            try await MediaTest.withServer(backend, Self.configure) { _, port in
+            try await Self.withServer(backend) { _, port in
                 let alice = try await Self.user(port, "alice"), bob = try await Self.user(port, "bob")
                 let room1 = try await Self.sharedRoom(alice, bob)
                 // The invite is recorded for bob (`.m.rule.invite_for_me`) before his pusher exists.
@@ -116,7 +143,7 @@ struct PushersTests {
     func eventIDOnlyFormatAndRejectedPushkeyRemovesThePusher(backend: String) async throws {
         try await withPushGateway { gateway, gatewayPort in
             gateway.behaviour.withLock { $0.rejected = ["pk-gone"] }
-            try await MediaTest.withServer(backend, Self.configure) { _, port in
+            try await Self.withServer(backend) { _, port in
                 let alice = try await Self.user(port, "alice"), bob = try await Self.user(port, "bob")
                 let room = try await Self.sharedRoom(alice, bob)
                 _ = try await Self.notifications(bob, atLeast: 1)
@@ -145,7 +172,7 @@ struct PushersTests {
     @Test(arguments: MediaTest.backends)
     func gatewayDownThenUpIsDeliveredAfterRetries(backend: String) async throws {
         let gatewayPort = freePort()
-        try await MediaTest.withServer(backend, Self.configure) { server, port in
+        try await Self.withServer(backend) { server, port in
             let alice = try await Self.user(port, "alice"), bob = try await Self.user(port, "bob")
             let room = try await Self.sharedRoom(alice, bob)
             _ = try await Self.notifications(bob, atLeast: 1)
@@ -171,7 +198,7 @@ struct PushersTests {
     @Test(arguments: MediaTest.backends)
     func pushersGoWithTheirDevice(backend: String) async throws {
         try await withPushGateway { gateway, gatewayPort in
-            try await MediaTest.withServer(backend, Self.configure) { _, port in
+            try await Self.withServer(backend) { _, port in
                 let alice = try await Self.user(port, "alice"), bob = try await Self.user(port, "bob")
                 let room = try await Self.sharedRoom(alice, bob)
                 _ = try await Self.notifications(bob, atLeast: 1)
@@ -211,7 +238,7 @@ struct PushersTests {
 
     @Test(arguments: MediaTest.backends)
     func notificationsArePagedFilteredAndMarkedRead(backend: String) async throws {
-        try await MediaTest.withServer(backend, Self.configure) { _, port in
+        try await Self.withServer(backend) { _, port in
             let alice = try await Self.user(port, "alice"), bob = try await Self.user(port, "bob")
             let room = try await Self.sharedRoom(alice, bob)
             var sent: [String] = []
