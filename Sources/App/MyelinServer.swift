@@ -46,6 +46,8 @@ final class MyelinServer: Sendable {
             app.connectRemoteMedia()
         }
         // Push rules per event for local members, and the pushers' queues (docs/push.md).
+        let pushRules = app.pushRules
+        roomService.push.connectRules { try await pushRules.ruleSet(for: $0) }
         await roomService.push.start()
         maintenance = Task.detached { await roomService.runMaintenance() }
         sessionUpkeep = Task.detached {

@@ -140,6 +140,42 @@ struct PushersTests {
     }
 
     @Test(arguments: MediaTest.backends)
+    func rulesSetThroughTheAPIDecideTheNextEvents(backend: String) async throws {
+        try await withPushGateway { gateway, gatewayPort in
+            try await Self.withServer(backend) { _, port in
+                let alice = try await Self.user(port, "alice"), bob = try await Self.user(port, "bob")
+                let muted = try await Self.sharedRoom(alice, bob)
+                let open = try await Self.sharedRoom(alice, bob)
+                _ = try await Self.notifications(bob, atLeast: 2)
+                #expect(try await bob.client.call("POST", "/pushers/set", Self.pusher(gatewayPort, pushkey: "pk")).status == 200)
+                let plain = try await Self.send(alice, open, Self.text("a banana split"))
+                var got = try await gateway.waitFor(1)
+                #expect(got.last?["event_id"]?.stringValue == plain)
+                #expect(got.last?["devices"]?[0]?["tweaks"]?["highlight"] == nil)
+                // A content rule: the next banana highlights.
+                let rule: JSON = ["pattern": "banana", "actions": ["notify", ["set_tweak": "highlight"]]]
+                #expect(try await bob.client.call("PUT", "/pushrules/global/content/bananas", rule).status == 200)
+                let highlighted = try await Self.send(alice, open, Self.text("another banana"))
+                got = try await gateway.waitFor(2)
+                #expect(got.last?["event_id"]?.stringValue == highlighted)
+                #expect(got.last?["devices"]?[0]?["tweaks"]?["highlight"] == true)
+                #expect(got.last?["prio"] == "high")
+                // A muted room (a room rule that does not notify, `dont_notify`): nothing for it.
+                #expect(try await bob.client.call("PUT", "/pushrules/global/room/\(muted)", ["actions": ["dont_notify"]]).status == 200)
+                let silent = try await Self.send(alice, muted, Self.text("nobody hears this"))
+                let after = try await Self.send(alice, open, Self.text("but this"))
+                got = try await gateway.waitFor(3)
+                #expect(got.map { $0["event_id"]?.stringValue } == [plain, highlighted, after])
+                #expect(!got.contains { $0["event_id"]?.stringValue == silent })
+                let listed = try await Self.notifications(bob, atLeast: 5).compactMap { $0["event"]?["event_id"]?.stringValue }
+                #expect(!listed.contains(silent))
+                #expect(try await bob.client.call("GET", "/notifications?only=highlight").json["notifications"]?[0]?["event"]?["event_id"]?
+                    .stringValue == highlighted)
+            }
+        }
+    }
+
+    @Test(arguments: MediaTest.backends)
     func eventIDOnlyFormatAndRejectedPushkeyRemovesThePusher(backend: String) async throws {
         try await withPushGateway { gateway, gatewayPort in
             gateway.behaviour.withLock { $0.rejected = ["pk-gone"] }
