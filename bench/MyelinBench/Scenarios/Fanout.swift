@@ -15,6 +15,9 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Users started per second when the long-polls open (0 = all at once).")
     var ramp: Double = 500
 
+    @Flag(help: "Every user sets an HTTP pusher to a local push gateway the harness runs (counts its requests).")
+    var pushers = false
+
     func run() async throws {
         let (prefix, http, api, tally, setup) = try await common.startRun()
         defer { http.stop() }
@@ -22,6 +25,20 @@ struct Fanout: AsyncParsableCommand {
         let rooms = try await setup.createRooms(max(1, common.rooms), members: common.members, users: users)
         let filter = Setup.syncFilter(timelineLimit: common.timelineLimit, ephemeral: false)
         users = try await setup.initialSyncs(users, filter: filter)
+        var gateway: CountingPushGateway?
+        if pushers {
+            let started = try CountingPushGateway()
+            started.start()
+            gateway = started
+            let registered = users
+            try await setup.forEach("setting pushers", count: registered.count) { i, conn in
+                let body: [String: Any] = ["app_id": "bench", "pushkey": "key-\(i)", "kind": "http", "app_display_name": "bench",
+                                           "device_display_name": "bench", "lang": "en", "data": ["url": started.url]]
+                return await api.call(conn, "POST", "\(MatrixAPI.v3)/pushers/set", token: registered[i].token, body: body,
+                                      label: "pushers").map { _ in () }
+            }
+            printErr("[run] \(users.count) pushers to \(started.url)")
+        }
 
         let ledger = DeliveryLedger()
         let sync = SyncDriver(api: api, tally: tally, ledger: ledger, prefix: prefix, filter: filter, timeout: common.syncTimeout)
@@ -35,7 +52,7 @@ struct Fanout: AsyncParsableCommand {
         printErr("[run] \(users.count) receivers long-polling; \(common.senders) senders for \(fmt(common.duration, 0)) s")
 
         let result = try await measure(api: api, users: users, rooms: rooms, ledger: ledger, sync: sync,
-                                       tally: tally, prefix: prefix)
+                                       tally: tally, prefix: prefix, gateway: gateway)
         sync.stop()
         http.stop()
         syncTask.cancel()
@@ -48,6 +65,13 @@ struct Fanout: AsyncParsableCommand {
         report.json["rate_per_sender"] = common.rate
         report.row("shape", "\(users.count) users, \(rooms.count) rooms × \(rooms.first?.members.count ?? 0) members, \(common.senders) senders at \(common.rate == 0 ? "max (closed loop)" : fmt(common.rate, 2) + "/s each"), \(fmt(common.duration, 0)) s + \(fmt(common.grace, 0)) s grace")
         result.fill(&report, duration: common.duration, rate: common.rate, senders: common.senders)
+        if let pushes = result.pushes {
+            // Each acknowledged send notifies every other member once (the default rules notify messages).
+            report.row("push gateway", "\(pushes.total) requests of \(pushes.expected) expected · \(fmt(pushes.perSecondInSends, 1))/s during sends · \(fmt(Double(pushes.total) / result.seconds, 1))/s over the run with grace")
+            report.json["push_gateway"] = ["requests": pushes.total, "expected": pushes.expected,
+                                           "per_s_during_sends": round3(pushes.perSecondInSends),
+                                           "per_s_overall": round3(Double(pushes.total) / result.seconds)]
+        }
         report.closedLoop = common.rate == 0
         report.addErrors(tally)
         report.addResources(servers: result.servers, harnessCPU: result.harnessCPU, seconds: result.seconds,
@@ -57,7 +81,8 @@ struct Fanout: AsyncParsableCommand {
     }
 
     func measure(api: MatrixAPI, users: [BenchUser], rooms: [BenchRoom], ledger: DeliveryLedger, sync: SyncDriver,
-                 tally: Tally, prefix: String) async throws -> DeliveryResult {
+                 tally: Tally, prefix: String, gateway: CountingPushGateway? = nil) async throws -> DeliveryResult {
+        let pushes0 = gateway?.requests.load(ordering: .relaxed) ?? 0
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
@@ -71,19 +96,29 @@ struct Fanout: AsyncParsableCommand {
         await senders.run(until: end)
         let sendPhase = Double(monotonicNanos() - t0) / 1e9
         let deliveriesAtEnd = ledger.total.deliveries
-        // Grace: wait until every expected delivery arrived, or the grace ran out.
+        let pushesAtEnd = (gateway?.requests.load(ordering: .relaxed) ?? 0) - pushes0
+        // Grace: wait until every expected delivery (and push) arrived, or the grace ran out.
         let graceEnd = monotonicNanos() + UInt64(common.grace * 1e9)
-        while ledger.total.pending > 0 && monotonicNanos() < graceEnd {
+        func pushesPending() -> Bool {
+            guard let gateway else { return false }
+            return gateway.requests.load(ordering: .relaxed) - pushes0 < ledger.total.expected
+        }
+        while (ledger.total.pending > 0 || pushesPending()) && monotonicNanos() < graceEnd {
             try await Task.sleep(for: .milliseconds(200))
         }
         sync.stop()
         table.stop()
         tableTask.cancel()
         let seconds = Double(monotonicNanos() - t0) / 1e9
-        return DeliveryResult(counters: ledger.total, deliveriesInSendPhase: deliveriesAtEnd, sendPhase: sendPhase,
-                              seconds: seconds, delivery: ledger.deliveryLatency.total, send: ledger.sendLatency.total,
-                              servers: sampler.stop(), harnessCPU: HarnessCPU.seconds() - cpu0,
-                              requests: completedRequests.load(ordering: .relaxed) - req0)
+        var result = DeliveryResult(counters: ledger.total, deliveriesInSendPhase: deliveriesAtEnd, sendPhase: sendPhase,
+                                    seconds: seconds, delivery: ledger.deliveryLatency.total, send: ledger.sendLatency.total,
+                                    servers: sampler.stop(), harnessCPU: HarnessCPU.seconds() - cpu0,
+                                    requests: completedRequests.load(ordering: .relaxed) - req0)
+        if let gateway {
+            result.pushes = .init(total: gateway.requests.load(ordering: .relaxed) - pushes0, expected: ledger.total.expected,
+                                  perSecondInSends: Double(pushesAtEnd) / sendPhase)
+        }
+        return result
     }
 }
 
@@ -98,6 +133,14 @@ struct DeliveryResult {
     var servers: [ServerFigures]
     var harnessCPU: Double
     var requests: Int
+    /// Requests the local push gateway answered (`fanout --pushers`).
+    var pushes: Pushes? = nil
+
+    struct Pushes {
+        var total: Int
+        var expected: Int
+        var perSecondInSends: Double
+    }
 
     func fill(_ report: inout Report, duration: Double, rate: Double, senders: Int) {
         let c = counters
