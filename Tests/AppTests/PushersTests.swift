@@ -167,10 +167,15 @@ struct PushersTests {
                 got = try await gateway.waitFor(3)
                 #expect(got.map { $0["event_id"]?.stringValue } == [plain, highlighted, after])
                 #expect(!got.contains { $0["event_id"]?.stringValue == silent })
-                let listed = try await Self.notifications(bob, atLeast: 5).compactMap { $0["event"]?["event_id"]?.stringValue }
+                // `@room` from the room's creator (power to notify the room: `sender_notification_permission`).
+                let roomMention = try await Self.send(alice, open, Self.text("@room look"))
+                got = try await gateway.waitFor(4)
+                #expect(got.last?["event_id"]?.stringValue == roomMention)
+                #expect(got.last?["devices"]?[0]?["tweaks"]?["highlight"] == true)
+                let listed = try await Self.notifications(bob, atLeast: 6).compactMap { $0["event"]?["event_id"]?.stringValue }
                 #expect(!listed.contains(silent))
-                #expect(try await bob.client.call("GET", "/notifications?only=highlight").json["notifications"]?[0]?["event"]?["event_id"]?
-                    .stringValue == highlighted)
+                #expect(try await bob.client.call("GET", "/notifications?only=highlight").json["notifications"]?.arrayValue?
+                    .map { $0["event"]?["event_id"]?.stringValue } == [roomMention, highlighted])
             }
         }
     }

@@ -69,8 +69,10 @@ final class PusherDeliveries: Sendable {
         let shared = Shared(database: database, configuration: configuration)
         self.shared = shared
         // Each actor keeps its queue across idle sweeps while it has work (it touches its
-        // key after each attempt); an idle empty one goes after ten minutes.
-        registry = Registry(limits: RegistryLimits(maxResident: 100_000, idleTimeout: .seconds(600))) { key in
+        // key after each attempt, and waits at most the longest backoff between attempts); an
+        // idle empty one goes after ten minutes.
+        let idle = Duration.milliseconds(max(600_000, 2 * configuration.backoffMaxMs))
+        registry = Registry(limits: RegistryLimits(maxResident: 100_000, idleTimeout: idle)) { key in
             guard let pusher = shared.pusher(key) else { throw MatrixError(.notFound, "No such pusher") }
             return PusherActor(pusher: pusher, shared: shared)
         }

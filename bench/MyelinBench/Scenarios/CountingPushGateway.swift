@@ -15,7 +15,7 @@ final class CountingPushGateway: @unchecked Sendable {  // the listening socket 
     private let listener: Int32
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_INET, 1 /* SOCK_STREAM on Linux; not visible next to Foundation here */, 0)
         guard fd >= 0 else { throw GatewayError("socket failed") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
