@@ -116,7 +116,10 @@ final class PushPipeline: PushPipelineHook, Sendable {
             }
             if dropped > 0 { logger.warning("push pipeline queue full: \(dropped) events not evaluated") }
             if batches.isEmpty { return }
-            for batch in batches { await process(batch) }
+            // Each user's rules are read once per pull: every batch pulled was published before
+            // the pull, so a rule changed before an event's send applies to it.
+            var rules: [UserID: PushRuleSet] = [:]
+            for batch in batches { await process(batch, rules: &rules) }
         }
     }
 
@@ -127,6 +130,14 @@ final class PushPipeline: PushPipelineHook, Sendable {
     }
 
     func process(_ batch: Batch) async {
+        var rules: [UserID: PushRuleSet] = [:]
+        await process(batch, rules: &rules)
+    }
+
+    /// `batch` evaluated with `ruleSets` as a cache of the users' rules (filled as needed).
+    func process(_ batch: Batch, rules ruleSets: inout [UserID: PushRuleSet]) async {
+        let started = Clock.monotonicNanoseconds()
+        var rulesNanos: Int64 = 0
         let state = batch.state
         var recipients: [Recipient] = []
         var joined = 0
@@ -152,7 +163,15 @@ final class PushPipeline: PushPipelineHook, Sendable {
             let relation = json["content"]?["m.relates_to"]
             let thread = relation?["rel_type"]?.stringValue == RelationType.thread ? relation?["event_id"]?.stringValue : nil
             for recipient in targets where recipient.user.rawValue != event.sender {
-                let rules = await rules(for: recipient.user)
+                let r0 = Clock.monotonicNanoseconds()
+                let rules: PushRuleSet
+                if let known = ruleSets[recipient.user] {
+                    rules = known
+                } else {
+                    rules = await self.rules(for: recipient.user)
+                    ruleSets[recipient.user] = rules
+                }
+                rulesNanos += Clock.monotonicNanoseconds() - r0
                 var context = PushContext(displayName: recipient.displayName, memberCount: joined)
                 var outcome = PushEvaluator.evaluate(rules, pushEvent, context)
                 if case .needsPowerLevels = outcome {
@@ -178,13 +197,19 @@ final class PushPipeline: PushPipelineHook, Sendable {
             }
         }
         processedEvents.add(batch.events.count, ordering: .relaxed)
+        let evaluated = Clock.monotonicNanoseconds()
         do {
             try await database.pushActions.record(actions)
         } catch {
             logger.warning("recording \(actions.count) push actions of \(batch.roomID) failed: \(error)")
         }
         // After the record: the badge count a gateway receives includes this event.
+        let recorded = Clock.monotonicNanoseconds()
         for (user, push) in pushes { await deliveries.enqueue(push, for: user) }
+        let done = Clock.monotonicNanoseconds()
+        if done - started > 250_000_000 {
+            logger.warning("slow push batch of \(batch.roomID): \(batch.events.count) events, \(recipients.count) recipients, evaluation \((evaluated - started) / 1_000_000) ms (rules \(rulesNanos / 1_000_000) ms), record \((recorded - evaluated) / 1_000_000) ms, hand-off \((done - recorded) / 1_000_000) ms")
+        }
     }
 
     /// Actions as the client-server API writes them.
