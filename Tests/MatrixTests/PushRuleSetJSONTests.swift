@@ -174,4 +174,36 @@ struct PushRuleSetJSONTests {
         #expect(PushEvaluator.evaluate(set, PushEvent(try JSON.parse(Array(mention.utf8))), PushContext(displayName: nil, memberCount: 5))
             .actions.highlights)
     }
+
+    /// Appendix "Dot-separated property paths": `\.` and `\\` escape; any other backslash is literal.
+    @Test func propertyPathsFollowTheAppendixEscapes() throws {
+        func rule(_ key: String) throws -> PushRuleSet {
+            let condition: JSON = ["kind": "event_property_is", "key": .string(key), "value": true]
+            return PushRuleSet(json: ["override": [["rule_id": "r", "conditions": [condition], "actions": []]]], user: bob)
+        }
+        func matches(_ key: String, _ content: String) throws -> Bool {
+            let event = PushEvent(try JSON.parse(Array(#"{"type":"t","sender":"@a:x","content":\#(content)}"#.utf8)))
+            return PushEvaluator.evaluate(try rule(key), event, PushContext(displayName: nil, memberCount: 5))
+                == .matched(ruleID: "r", actions: [])
+        }
+        // The appendix's examples: `m.relates_to` and `m\foo` in `content`.
+        #expect(try matches(#"content.m\.relates_to"#, #"{"m.relates_to":true}"#))
+        #expect(try !matches(#"content.m\.relates_to"#, #"{"m":{"relates_to":true}}"#))
+        #expect(try matches(#"content.m.relates_to"#, #"{"m":{"relates_to":true}}"#))
+        #expect(try matches(#"content.m\\foo"#, #"{"m\\foo":true}"#))
+        // Another escape is a literal backslash: `\x` names `\x`.
+        #expect(try matches(#"content.a\xb"#, #"{"a\\xb":true}"#))
+        #expect(PushCondition.canonicalPath(#"content.a\xb"#) == #"content.a\\xb"#)
+        #expect(PushCondition.canonicalPath(#"content.m\.x\\y"#) == #"content.m\.x\\y"#)
+        #expect(PushCondition.canonicalPath(#"trailing\"#) == #"trailing\\"#)
+        #expect(PushCondition.canonicalPath("plain.path") == "plain.path")
+    }
+
+    @Test func overlongPatternsAreNotRead() {
+        let long = String(repeating: "*a", count: PushCondition.maxPatternBytes)
+        guard case .unrecognised = PushCondition(json: ["kind": "event_match", "key": "content.body", "pattern": .string(long)]) else {
+            Issue.record("an overlong pattern was read")
+            return
+        }
+    }
 }
