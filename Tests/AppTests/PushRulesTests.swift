@@ -127,7 +127,12 @@ struct PushRulesTests {
             let login = try await laptop.call("POST", "/login", ["type": "m.login.password", "password": "correct horse",
                                                                  "identifier": ["type": "m.id.user", "user": .string(name)]])
             laptop.token = try #require(login.json["access_token"]?.stringValue)
-            let since = try #require(try await laptop.call("GET", "/sync").json["next_batch"]?.stringValue)
+            // An initial sync carries the rules even when none is stored (the defaults, as Synapse).
+            let initial = try await laptop.call("GET", "/sync")
+            let defaults = initial.json["account_data"]?["events"]?.arrayValue?.first { $0["type"] == "m.push_rules" }
+            #expect(defaults?["content"]?["global"]?["override"]?[0]?["rule_id"] == ".m.rule.master")
+            #expect(defaults?["content"]?["global"] == (try await laptop.call("GET", "/pushrules/").json["global"]))
+            let since = try #require(initial.json["next_batch"]?.stringValue)
 
             #expect(try await phone.call("PUT", "/pushrules/global/room/%21quiet:localhost", ["actions": []]).status == 200)
             // The laptop's next sync carries the whole rule set (long-poll woken by the change).
@@ -155,7 +160,8 @@ struct PushRulesTests {
             let aliceName = MediaTest.uniqueName("alice"), bobName = MediaTest.uniqueName("bob")
             let (alice, _) = try await MatrixTestClient.registered(port: port, aliceName)
             let (bob, _) = try await MatrixTestClient.registered(port: port, bobName)
-            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            let room = try #require(try await alice.call("POST", "/createRoom", [
+                "preset": "public_chat", "invite": [.string("@\(bobName):localhost")]]).json["room_id"]?.stringValue)
             let roomPath = Self.path(room)
             #expect(try await bob.call("POST", "/rooms/\(roomPath)/join", .object([:])).status == 200)
             var txn = 0
@@ -173,6 +179,7 @@ struct PushRulesTests {
             }
             let rule = "/pushrules/global/room/\(roomPath)"
 
+            // Bob's own invite and join, and Alice's state events, do not count; her message does.
             var last = try await send("one")
             #expect(try await counts() == (1, 0))
             try await read(last)

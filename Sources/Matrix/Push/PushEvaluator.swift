@@ -28,6 +28,11 @@ public enum PushEvaluator {
                 if event.hasMentions && rules[index].isLegacyMention {
                     continue
                 }
+                if let type = rules[index].typeGuard {
+                    guard let eventType = event.lowercasedType, eventType.utf8.count == type.utf8.count, eventType == type else {
+                        continue
+                    }
+                }
                 switch holds(rules[index].conditions, event, context) {
                 case true?: return .matched(ruleID: rules[index].ruleID, actions: rules[index].actions)
                 case false?: continue

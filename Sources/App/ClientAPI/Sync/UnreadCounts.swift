@@ -233,6 +233,9 @@ final class UnreadCounts: Sendable {
                 // Unreadable (never expected of a stored event): a message still counts.
                 return type == EventType.roomMessage || type == EventType.roomEncrypted ? .notify : .none
             }
+            // The user's own invite notifies where invites are listed, not as an unread event
+            // of the room they then join.
+            if type == EventType.roomMember && features.event.properties["state_key"]?.stringValue == user { return .none }
             var context = self.context
             context.senderNotificationPermission = mayNotify
             switch PushEvaluator.evaluate(rules, features.event, context) {
