@@ -62,8 +62,17 @@ public struct PushGlob: Sendable, Hashable {
                 if pattern[j] == "?" { anyMask |= 1 << UInt64(j) }
             }
             let accept: UInt64 = 1 << UInt64(m)
+            // With nothing live, a match can only begin where the first scalar is, when it is
+            // a literal: the scan jumps there.
+            let first: Unicode.Scalar? = m > 0 && pattern[0] != "*" && pattern[0] != "?" ? pattern[0] : nil
             var states: UInt64 = 0
-            for position in 0...text.count {
+            var position = 0
+            while position <= text.count {
+                defer { position += 1 }
+                if states == 0, let first {
+                    while position < text.count && text[position] != first { position += 1 }
+                    if position == text.count { return false }
+                }
                 if startsAt(position) { states |= 1 }
                 // A `*` may match nothing: its successor is live too (ascending, so runs of
                 // stars close in one pass).
