@@ -212,6 +212,17 @@ struct PushRulesTests {
             #expect(try await counts() == (1, 0))
             try await read(last)
 
+            // In a thread, apart when the filter asks (`unread_thread_notifications`).
+            let reply = try #require(try await alice.call("PUT", "/rooms/\(roomPath)/send/m.room.message/thread1", [
+                "msgtype": "m.text", "body": "pizza in the thread",
+                "m.relates_to": ["rel_type": "m.thread", "event_id": .string(last)]]).json["event_id"]?.stringValue)
+            let threaded = "filter=%7B%22room%22:%7B%22timeline%22:%7B%22unread_thread_notifications%22:true%7D%7D%7D"
+            let split = try await bob.call("GET", "/sync?\(threaded)").json["rooms"]?["join"]?[room]
+            #expect(split?["unread_notifications"]?["notification_count"] == 0)
+            #expect(split?["unread_thread_notifications"]?[last]?["highlight_count"] == 1)
+            #expect(try await counts() == (1, 1))
+            try await read(reply)
+
             // The master rule silences everything.
             #expect(try await bob.call("PUT", "/pushrules/global/override/.m.rule.master/enabled", ["enabled": true]).status == 200)
             last = try await send("anyone? pizza")
