@@ -86,20 +86,50 @@ public struct KeyBackupStore: Sendable {
         }
     }
 
-    /// Deletes a live version and its keys; false when there is no such version.
+    /// Deletes a version and its keys. True when the version exists or existed (deleting a
+    /// deleted version again succeeds, as the specification asks); false when it never did.
     public func deleteVersion(user: UserID, _ version: Int64) async throws -> Bool {
         let user = user.rawValue
         return try await database.write { db in
             _ = try db.execute("DELETE FROM e2e_backup_keys WHERE user_id = ? AND version = ?", .text(user), .int(version))
-            return try db.execute("UPDATE e2e_backup_versions SET deleted = ? WHERE user_id = ? AND version = ? AND deleted = ?",
-                                  .bool(true), .text(user), .int(version), .bool(false)) == 1
+            return try db.execute("UPDATE e2e_backup_versions SET deleted = ? WHERE user_id = ? AND version = ?",
+                                  .bool(true), .text(user), .int(version)) == 1
         }
     }
 
-    /// Stores each key unless the stored one is better; returns the version's etag and count.
-    public func putKeys(user: UserID, _ version: Int64, _ keys: [Key]) async throws -> (etag: Int64, count: Int64) {
+    /// Every live version of the user, newest first.
+    public func versions(user: UserID) async throws -> [Version] {
+        let user = user.rawValue
+        return try await database.read { db in
+            let rows = try db.query("""
+                SELECT version FROM e2e_backup_versions WHERE user_id = ? AND deleted = ? ORDER BY version DESC
+                """, [.text(user), .bool(false)])
+            return try rows.compactMap { try Self.version(db, user, try $0.int(0)) }
+        }
+    }
+
+    /// What an upload did: stored (the version's etag and count after it), or nothing because
+    /// the version is not the current one (`current`: the latest live version) or is unknown.
+    public enum PutResult: Sendable, Equatable {
+        case stored(etag: Int64, count: Int64)
+        case notCurrent(current: Int64)
+        case unknownVersion
+    }
+
+    /// Stores each key unless the stored one is better, in `version` only if it is the
+    /// user's current (latest live) version: checked in the same transaction as the writes,
+    /// so a version created meanwhile cannot receive keys meant for the old one.
+    public func putKeys(user: UserID, _ version: Int64, _ keys: [Key]) async throws -> PutResult {
         let user = user.rawValue
         return try await database.write { db in
+            guard let current = try db.queryFirst("""
+                SELECT MAX(version) FROM e2e_backup_versions WHERE user_id = ? AND deleted = ?
+                """, .text(user), .bool(false))?.optionalInt(0) else { return .unknownVersion }
+            if current != version {
+                let exists = try db.queryFirst("SELECT 1 FROM e2e_backup_versions WHERE user_id = ? AND version = ? AND deleted = ?",
+                                               .text(user), .int(version), .bool(false)) != nil
+                return exists ? .notCurrent(current: current) : .unknownVersion
+            }
             var changed = false
             for key in keys {
                 let existing = try db.queryFirst("""
@@ -120,7 +150,8 @@ public struct KeyBackupStore: Sendable {
                     .int(key.forwardedCount), .bool(key.isVerified), .text(key.json))
                 changed = true
             }
-            return try Self.bump(db, user, version, changed)
+            let (etag, count) = try Self.bump(db, user, version, changed)
+            return .stored(etag: etag, count: count)
         }
     }
 
