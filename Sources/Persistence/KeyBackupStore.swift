@@ -30,14 +30,6 @@ public struct KeyBackupStore: Sendable {
             self.roomID = roomID; self.sessionID = sessionID; self.firstMessageIndex = firstMessageIndex
             self.forwardedCount = forwardedCount; self.isVerified = isVerified; self.json = json
         }
-
-        /// The specification's order: verified beats unverified, then the lower first
-        /// message index, then the lower forwarded count.
-        func isBetter(than other: Key) -> Bool {
-            if isVerified != other.isVerified { return isVerified }
-            if firstMessageIndex != other.firstMessageIndex { return firstMessageIndex < other.firstMessageIndex }
-            return forwardedCount < other.forwardedCount
-        }
     }
 
     /// A new version, numbered after every earlier one (deleted ones included).
@@ -130,25 +122,27 @@ public struct KeyBackupStore: Sendable {
                                                .text(user), .int(version), .bool(false)) != nil
                 return exists ? .notCurrent(current: current) : .unknownVersion
             }
+            // One statement per key: insert, or replace the stored key only when the new one
+            // is better (the specification's order: verified beats unverified, then the lower
+            // first message index, then the lower forwarded count). In SQL rather than read,
+            // compare and write, so that two concurrent uploads of the same session (two
+            // devices of the user) cannot both insert on PostgreSQL.
             var changed = false
             for key in keys {
-                let existing = try db.queryFirst("""
-                    SELECT first_message_index, forwarded_count, is_verified FROM e2e_backup_keys
-                    WHERE user_id = ? AND version = ? AND room_id = ? AND session_id = ?
-                    """, .text(user), .int(version), .text(key.roomID), .text(key.sessionID))
-                if let existing {
-                    let stored = Key(roomID: key.roomID, sessionID: key.sessionID, firstMessageIndex: try existing.int(0),
-                                     forwardedCount: try existing.int(1), isVerified: try existing.bool(2), json: "")
-                    guard key.isBetter(than: stored) else { continue }
-                    _ = try db.execute("DELETE FROM e2e_backup_keys WHERE user_id = ? AND version = ? AND room_id = ? AND session_id = ?",
-                                       .text(user), .int(version), .text(key.roomID), .text(key.sessionID))
-                }
-                _ = try db.execute("""
+                let written = try db.execute("""
                     INSERT INTO e2e_backup_keys (user_id, version, room_id, session_id, first_message_index, forwarded_count,
                                                  is_verified, key_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (user_id, version, room_id, session_id) DO UPDATE SET
+                        first_message_index = excluded.first_message_index, forwarded_count = excluded.forwarded_count,
+                        is_verified = excluded.is_verified, key_json = excluded.key_json
+                    WHERE (excluded.is_verified AND NOT e2e_backup_keys.is_verified)
+                       OR (excluded.is_verified = e2e_backup_keys.is_verified
+                           AND (excluded.first_message_index < e2e_backup_keys.first_message_index
+                                OR (excluded.first_message_index = e2e_backup_keys.first_message_index
+                                    AND excluded.forwarded_count < e2e_backup_keys.forwarded_count)))
                     """, .text(user), .int(version), .text(key.roomID), .text(key.sessionID), .int(key.firstMessageIndex),
                     .int(key.forwardedCount), .bool(key.isVerified), .text(key.json))
-                changed = true
+                if written > 0 { changed = true }
             }
             let (etag, count) = try Self.bump(db, user, version, changed)
             return .stored(etag: etag, count: count)

@@ -203,6 +203,31 @@ struct KeyBackupTests {
         }
     }
 
+    /// Two devices of a user may upload the same session at once: every upload succeeds and
+    /// the best key stays, whatever the order (on PostgreSQL the writes run concurrently).
+    @Test(arguments: MediaTest.backends)
+    func concurrentUploadsOfOneSession(_ backend: String) async throws {
+        try await MediaTest.withServer(backend) { _, port in
+            let alice = try await MediaTest.user(port, "alice")
+            let version = try await Self.create(alice)
+            let token = alice.token
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<12 {
+                    group.addTask {
+                        let client = try MatrixTestClient(port: port, token: token)
+                        let key = Self.key(Int64(12 - index), forwarded: Int64(index % 3), tag: "k\(12 - index)")
+                        return try await client.call("PUT", "/room_keys/keys/!r:x/s?version=\(version)", key).status
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 12))
+            let stored = try await alice.call("GET", "/room_keys/keys/!r:x/s?version=\(version)")
+            #expect(stored.json["first_message_index"] == 1 && stored.json["session_data"]?["ciphertext"] == "k1")
+            #expect(try await alice.call("GET", "/room_keys/version").json["count"] == 1)
+        }
+    }
+
     @Test func boundsAndBadBodies() async throws {
         try await withMyelin { port, _ in
             let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
