@@ -32,17 +32,23 @@ public struct KeyBackupStore: Sendable {
         }
     }
 
-    /// A new version, numbered after every earlier one (deleted ones included).
+    /// A new version, numbered after every earlier one (deleted ones included). Two creations
+    /// at once (PostgreSQL runs writes concurrently) may pick the same number: the later one
+    /// then inserts nothing, reads the maximum again (a new snapshot per statement under READ
+    /// COMMITTED) and takes the next.
     public func createVersion(user: UserID, algorithm: String, authData: String) async throws -> Int64 {
         let user = user.rawValue
         return try await database.write { db in
-            let last = try db.queryFirst("SELECT MAX(version) FROM e2e_backup_versions WHERE user_id = ?", .text(user))
-            let next = ((try? last?.int(0)) ?? 0) + 1
-            _ = try db.execute("""
-                INSERT INTO e2e_backup_versions (user_id, version, algorithm, auth_data_json, etag, deleted)
-                VALUES (?, ?, ?, ?, 0, ?)
-                """, .text(user), .int(next), .text(algorithm), .text(authData), .bool(false))
-            return next
+            for _ in 0..<8 {
+                let last = try db.queryFirst("SELECT MAX(version) FROM e2e_backup_versions WHERE user_id = ?", .text(user))
+                let next = (try last?.optionalInt(0) ?? 0) + 1
+                let inserted = try db.execute("""
+                    INSERT INTO e2e_backup_versions (user_id, version, algorithm, auth_data_json, etag, deleted)
+                    VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (user_id, version) DO NOTHING
+                    """, .text(user), .int(next), .text(algorithm), .text(authData), .bool(false))
+                if inserted == 1 { return next }
+            }
+            throw DatabaseError(.uniqueViolation, "could not allocate a key backup version")
         }
     }
 
@@ -89,13 +95,13 @@ public struct KeyBackupStore: Sendable {
         }
     }
 
-    /// Every live version of the user, newest first.
-    public func versions(user: UserID) async throws -> [Version] {
+    /// The user's live versions, newest first, at most `limit`.
+    public func versions(user: UserID, limit: Int = 100) async throws -> [Version] {
         let user = user.rawValue
         return try await database.read { db in
             let rows = try db.query("""
-                SELECT version FROM e2e_backup_versions WHERE user_id = ? AND deleted = ? ORDER BY version DESC
-                """, [.text(user), .bool(false)])
+                SELECT version FROM e2e_backup_versions WHERE user_id = ? AND deleted = ? ORDER BY version DESC LIMIT ?
+                """, [.text(user), .bool(false), .int(Int64(limit))])
             return try rows.compactMap { try Self.version(db, user, try $0.int(0)) }
         }
     }
@@ -109,8 +115,8 @@ public struct KeyBackupStore: Sendable {
     }
 
     /// Stores each key unless the stored one is better, in `version` only if it is the
-    /// user's current (latest live) version: checked in the same transaction as the writes,
-    /// so a version created meanwhile cannot receive keys meant for the old one.
+    /// user's current (latest live) version, checked in the same transaction as the writes
+    /// (not before it, in the handler).
     public func putKeys(user: UserID, _ version: Int64, _ keys: [Key]) async throws -> PutResult {
         let user = user.rawValue
         return try await database.write { db in

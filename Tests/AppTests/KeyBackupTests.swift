@@ -225,6 +225,18 @@ struct KeyBackupTests {
             let stored = try await alice.call("GET", "/room_keys/keys/!r:x/s?version=\(version)")
             #expect(stored.json["first_message_index"] == 1 && stored.json["session_data"]?["ciphertext"] == "k1")
             #expect(try await alice.call("GET", "/room_keys/version").json["count"] == 1)
+
+            // Versions created at once get distinct numbers, each answered 200.
+            let created = try await withThrowingTaskGroup(of: String?.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        try await MatrixTestClient(port: port, token: token).call("POST", "/room_keys/version", Self.version)
+                            .json["version"]?.stringValue
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(created.compactMap { $0 }).count == 8)
         }
     }
 
