@@ -330,8 +330,10 @@ struct KeyBackupTests {
             #expect(try await alice.call("POST", base + "/version/\(newer)/keys", ["x": 1]).errcode == "M_BAD_JSON")
             #expect(try await alice.call("GET", base + "/version/abc/keys").errcode == "M_NOT_FOUND")
             #expect(try await alice.call("GET", base + "/version").json["versions"]?.arrayValue?.count == 2)
-            #expect(try await alice.call("GET", base + "/version").status == 200)
             #expect(try await MatrixTestClient(port: port).call("GET", base + "/version").status == 401)
+            let deleted = try await alice.call("DELETE", base + "/version/\(newer)")
+            #expect(deleted.json == ["deleted": true, "version": .string(newer)])
+            #expect(try await alice.call("GET", base + "/version").json["version"]?.stringValue == version)
         }
     }
 
