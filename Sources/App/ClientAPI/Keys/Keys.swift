@@ -17,6 +17,7 @@ enum Keys {
         routes.client(.get, "/keys/changes", changes)
         routes.client(.post, "/keys/device_signing/upload", versions: ["v3", "unstable"], CrossSigning.uploadKeys)
         routes.client(.post, "/keys/signatures/upload", versions: ["v3", "unstable"], CrossSigning.uploadSignatures)
+        DehydratedDevices.register(&routes)
     }
 
     // MARK: upload
