@@ -23,7 +23,7 @@ struct SyTestFixesTests {
             #expect(try await alice.call("GET", "/pushrules/global/room/%23a:x/enabled").json["enabled"] == false)
             #expect(try await alice.call("PUT", "/pushrules/global/room/.m.x", rule).errcode == "M_INVALID_PARAM")
             #expect(try await alice.call("PUT", "/pushrules/global/room/%23d:x", ["actions": ["fly"]]).status == 400)
-            #expect(try await alice.call("DELETE", "/pushrules/global/override/.m.rule.master").status == 403)
+            #expect(try await alice.call("DELETE", "/pushrules/global/override/.m.rule.master").status == 404)  // as Synapse
             #expect(try await alice.call("DELETE", "/pushrules/global/room/%23a:x").status == 200)
             #expect(try await alice.call("GET", "/pushrules/global/room/%23a:x").status == 404)
             #expect(try await alice.call("GET", "/pushrules/global/nokind/x").status == 400)

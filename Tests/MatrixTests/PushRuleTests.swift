@@ -78,7 +78,7 @@ struct PushRuleTests {
     }
 
     @Test func unrecognisedConditionsNeverMatch() throws {
-        #expect(try holds(.unrecognised(kind: "org.example.future"), message(#"{"body":"x"}"#)) == false)
+        #expect(try holds(.unrecognised(["kind": "org.example.future"]), message(#"{"body":"x"}"#)) == false)
     }
 
     @Test func senderPermissionWaitsForPowerLevels() throws {

@@ -23,7 +23,10 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
 
     deinit { Glibc.close(fd) }
 
-    public enum ClientError: Error { case connect(Int32), closed, timeout, malformed(String) }
+    /// `closed`: the server closed the connection (EOF); `failed`: the socket failed with that
+    /// errno (ECONNRESET, EAGAIN at the receive timeout, EBADF if a descriptor was closed
+    /// under it).
+    public enum ClientError: Error { case connect(Int32), closed, failed(Int32), timeout, malformed(String) }
 
     /// Layers between the test and the socket (a TLS client): what `send` is given becomes
     /// what goes to the socket, and what `fill` receives becomes what it buffers; nil from
@@ -50,11 +53,17 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
 
     public var buffer: [UInt8] = []
 
+    /// The errno of the last failed read (0 after EOF).
+    public private(set) var lastReadError: Int32 = 0
+
+    /// The error for a read that returned no bytes.
+    var endOfInput: ClientError { lastReadError == 0 ? .closed : .failed(lastReadError) }
+
     /// Reads more bytes; false on EOF or timeout.
     public func fill() -> Bool {
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = Self.receive(fd, &chunk)
-        if n <= 0 { return false }
+        if n <= 0 { lastReadError = n < 0 ? errno : 0; return false }
         if let receiveFilter {
             guard let bytes = receiveFilter(Array(chunk[0..<n])) else { return false }
             buffer.append(contentsOf: bytes)
@@ -89,16 +98,16 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
                 if status == 100 { continue }
                 if head || status == 204 || status == 304 { return response }
                 if let length = response.header("Content-Length").flatMap(Int.init) {
-                    while buffer.count < length { guard fill() else { throw ClientError.closed } }
+                    while buffer.count < length { guard fill() else { throw endOfInput } }
                     response.body = Array(buffer[0..<length])
                     buffer.removeFirst(length)
                 } else if response.header("Transfer-Encoding") == "chunked" {
                     while true {
                         var lineEnd = find([13, 10])
-                        while lineEnd == nil { guard fill() else { throw ClientError.closed }; lineEnd = find([13, 10]) }
+                        while lineEnd == nil { guard fill() else { throw endOfInput }; lineEnd = find([13, 10]) }
                         let size = Int(String(decoding: buffer[0..<lineEnd!], as: UTF8.self), radix: 16) ?? 0
                         buffer.removeFirst(lineEnd! + 2)
-                        while buffer.count < size + 2 { guard fill() else { throw ClientError.closed } }
+                        while buffer.count < size + 2 { guard fill() else { throw endOfInput } }
                         response.body.append(contentsOf: buffer[0..<size])
                         buffer.removeFirst(size + 2)
                         if size == 0 { break }
@@ -106,7 +115,7 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
                 }
                 return response
             }
-            guard fill() else { throw ClientError.closed }
+            guard fill() else { throw endOfInput }
         }
     }
 

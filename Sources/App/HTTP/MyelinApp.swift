@@ -46,6 +46,8 @@ final class MyelinApp: HTTPResponder {
     let voice: VoiceMessages
     /// Thumbnails of the stored images (`Media/MediaThumbnails.swift`).
     let thumbnails: MediaThumbnails
+    /// Every user's effective push rules, cached (`Push/PushRulesService.swift`).
+    let pushRules: PushRulesService
 
     init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts,
          roomService: RoomService, keys: KeyService, logger: Logger) {
@@ -64,6 +66,7 @@ final class MyelinApp: HTTPResponder {
         media = MediaRepository(configuration: configuration, database: database)
         voice = VoiceMessages(configuration: configuration)
         thumbnails = MediaThumbnails(configuration: configuration, database: database)
+        pushRules = PushRulesService(store: database.accountData)
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)

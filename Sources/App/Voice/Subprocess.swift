@@ -1,3 +1,4 @@
+import Actors
 import Matrix
 import Synchronization
 
@@ -268,10 +269,7 @@ enum Subprocess {
             let own = dirfd(directory)
             var fds: [Int32] = []
             while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if let fd = Int32(name), fd != own { fds.append(fd) }
+                if let fd = Int32(MediaFileStore.entryName(entry)), fd != own { fds.append(fd) }
             }
             return fds
         }

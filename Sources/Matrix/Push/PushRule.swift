@@ -1,6 +1,6 @@
 /// One push rule (client-server API "Push Rules"): when its conditions hold for an event, its
 /// actions say whether and how the user is notified. Built by `PushRuleSet.serverDefault(for:)`
-/// today (user-defined rules come with the push rules API); evaluated by `PushEvaluator`.
+/// and, for the user's own rules, from JSON (`PushRuleSetJSON.swift`); evaluated by `PushEvaluator`.
 public struct PushRule: Sendable, Hashable {
     /// The kinds in the order they are checked.
     public enum Kind: String, Sendable, CaseIterable {
@@ -58,8 +58,9 @@ public enum PushCondition: Sendable, Hashable {
     case roomMemberCount(is: String)
     /// The sender's power level reaches `notifications.<key>` of the power levels.
     case senderNotificationPermission(key: String)
-    /// A condition this server does not know: never matches (spec).
-    case unrecognised(kind: String)
+    /// A condition this server does not know, or cannot read, kept as written (a client reads
+    /// it back unchanged): never matches (spec).
+    case unrecognised(JSON)
 }
 
 /// An action of a push rule. The historical `dont_notify` and `coalesce` are dropped when

@@ -1,7 +1,7 @@
 /// A user's push rules in the order they are checked: `.m.rule.master` first, then override,
-/// content, room, sender and underride rules (client-server API "Push Rules"). Today only the
-/// server-default rules; the push rules API will add the user's own before the defaults of each
-/// kind.
+/// content, room, sender and underride rules (client-server API "Push Rules"). The server
+/// defaults (`serverDefault(for:)`), or a user's stored rules merged with them
+/// (`init(json:user:)`, which puts the user's rules before the defaults of each kind).
 public struct PushRuleSet: Sendable, Hashable {
     public var rules: [PushRule]
 
@@ -79,6 +79,8 @@ public struct PushRuleSet: Sendable, Hashable {
             rule(".m.rule.room.server_acl", .override, [type(EventType.roomServerACL), match("state_key", "")], []),
             rule(".m.rule.suppress_edits", .override,
                  [.eventPropertyIs(key: "content.m\\.relates_to.rel_type", value: .string(RelationType.replace))], []),
+            // MSC3930 (polls, unstable types), as Synapse serves them with polls enabled.
+            rule(".org.matrix.msc3930.rule.poll_response", .override, [type(PushRuleSet.pollResponse)], []),
             PushRule(".m.rule.contains_user_name", kind: .content, isDefault: true,
                      conditions: [userName(localpart)],
                      actions: highlightWithSound),
@@ -89,8 +91,21 @@ public struct PushRuleSet: Sendable, Hashable {
                  [.notify, .sound("default")]),
             rule(".m.rule.message", .underride, [type(EventType.roomMessage)], [.notify]),
             rule(".m.rule.encrypted", .underride, [type(EventType.roomEncrypted)], [.notify]),
+            // Not in the specification; Synapse serves them (Element's Jitsi widgets, MSC3930 polls).
+            rule(".im.vector.jitsi", .underride,
+                 [type("im.vector.modular.widgets"), match("content.type", "jitsi"), match("state_key", "*")], [.notify]),
+            rule(".org.matrix.msc3930.rule.poll_start_one_to_one", .underride,
+                 [.roomMemberCount(is: "2"), type(PushRuleSet.pollStart)], [.notify, .sound("default")]),
+            rule(".org.matrix.msc3930.rule.poll_start", .underride, [type(PushRuleSet.pollStart)], [.notify]),
+            rule(".org.matrix.msc3930.rule.poll_end_one_to_one", .underride,
+                 [.roomMemberCount(is: "2"), type(PushRuleSet.pollEnd)], [.notify, .sound("default")]),
+            rule(".org.matrix.msc3930.rule.poll_end", .underride, [type(PushRuleSet.pollEnd)], [.notify]),
         ])
     }
+
+    static let pollStart = "org.matrix.msc3381.poll.start"
+    static let pollResponse = "org.matrix.msc3381.poll.response"
+    static let pollEnd = "org.matrix.msc3381.poll.end"
 
     /// Rules whose conditions look for mentions in the body; they do not apply to events with
     /// `m.mentions` (MSC3952).

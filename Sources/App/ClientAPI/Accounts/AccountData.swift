@@ -84,6 +84,10 @@ enum AccountData {
             throw MatrixError(.badJSON, "Cannot set m.fully_read through this API; use /rooms/{roomId}/read_markers",
                               status: 405)
         }
+        if type == PushRulesService.accountDataType && !room {
+            // The push rules API keeps the rules valid and its cache true (as Synapse).
+            throw MatrixError(.badJSON, "Cannot set m.push_rules through this API; use /pushrules", status: 405)
+        }
         let content = try await context.jsonObject()
         let text = JSON.object(content).encodedString
         let position = try await accounts.accountDataStream.withNextPosition { position in
@@ -98,6 +102,10 @@ enum AccountData {
 
     static func get(_ context: RequestContext, room: Bool) async throws -> HTTPResponse {
         let (accounts, user, roomID) = try await owner(context, room: room, verb: "get")
+        if roomID == nil && context.parameter("type") == PushRulesService.accountDataType {
+            // The effective rules, defaults included, stored or not (as Synapse).
+            return .json(["global": .object(try await context.app.pushRules.ruleSet(for: user).clientJSON)])
+        }
         guard let stored = try await accounts.database.accountData.accountData(
             userID: user, roomID: roomID, type: context.parameter("type")) else {
             throw MatrixError(.notFound, "Account data not found")

@@ -7,8 +7,9 @@ import Transport
 /// `global` scope's rules by kind and id, their `enabled` flag and `actions`, user rules
 /// added (with `before` / `after`) and deleted. The user's whole rule set lives in their
 /// global account data `m.push_rules` (as sync delivers it, like Synapse), written on the
-/// first change; until then it is the server defaults. Notification counts still evaluate
-/// the server defaults (`UnreadCounts`); pushers are not implemented.
+/// first change; until then it is the server defaults. Reads go through `PushRulesService`
+/// (`app.pushRules`), which merges the stored rules with the server defaults of today and
+/// which every change invalidates; the unread counts of `/sync` evaluate the same sets.
 enum PushRules {
     static let kinds = PushRule.Kind.allCases.map(\.rawValue)
     static let maxUserRules = 500
@@ -105,6 +106,13 @@ enum PushRules {
         let before = context.query["before"], after = context.query["after"]
         try await update(context.app, user) { rules in
             var list = rules[kind]?.arrayValue ?? []
+            var rule = rule
+            // Replacing a rule keeps whether it is enabled (as Synapse); a new one is enabled.
+            if let existing = list.first(where: { $0["rule_id"]?.stringValue == ruleID }), let enabled = existing["enabled"],
+               case .object(var object) = rule {
+                object["enabled"] = enabled
+                rule = .object(object)
+            }
             list.removeAll { $0["rule_id"]?.stringValue == ruleID }
             guard list.filter({ $0["default"]?.boolValue != true }).count < maxUserRules else {
                 throw MatrixError(.invalidParam, "Too many push rules")
@@ -122,7 +130,11 @@ enum PushRules {
         let ruleID = context.parameter("ruleId")
         try await update(context.app, user) { rules in
             let found = try find(rules, kind, ruleID)
-            if found.rule["default"]?.boolValue == true { throw MatrixError(.forbidden, "Cannot delete a server-default rule") }
+            // Server-default rules are not the user's to delete: 404 as Synapse answers (the
+            // spec lists no other error); they can be disabled instead.
+            if found.rule["default"]?.boolValue == true {
+                throw MatrixError(.notFound, "Server-default rules cannot be deleted (disable them instead)")
+            }
             var list = rules[kind]?.arrayValue ?? []
             list.remove(at: found.index)
             rules[kind] = .array(list)
@@ -173,13 +185,14 @@ enum PushRules {
         return (index, rule)
     }
 
-    /// Where a new rule goes: next to `before` / `after` (a user rule of the kind), else first
-    /// among the kind's rules (after `.m.rule.master`, which always comes first).
+    /// Where a new rule goes: next to `before` / `after` (a user rule of the kind; another
+    /// name is 400 `M_UNKNOWN` as the spec's example and Synapse answer), else first among the
+    /// kind's rules (after `.m.rule.master`, which always comes first).
     static func position(_ list: [JSON], kind: String, before: String?, after: String?) throws -> Int {
         if let anchor = before ?? after {
             guard let index = list.firstIndex(where: { $0["rule_id"]?.stringValue == anchor }),
                   list[index]["default"]?.boolValue != true else {
-                throw MatrixError(.notFound, "Unknown rule \(anchor.prefix(64))")
+                throw MatrixError(.unknown, "before/after rule not found: \(anchor.prefix(64))", status: 400)
             }
             return before != nil ? index : index + 1
         }
@@ -218,29 +231,30 @@ enum PushRules {
         }
     }
 
-    /// The user's rules by kind: stored, else the server defaults.
+    /// The user's rules by kind, as clients see them (`PushRulesService`: stored user rules
+    /// merged with the server defaults of today).
     static func load(_ app: MyelinApp, _ user: UserID) async throws -> [String: JSON] {
-        if let stored = try await app.accounts.database.accountData.accountData(userID: user, roomID: nil, type: "m.push_rules"),
-           let global = try? JSON.parse(Array(stored.utf8))["global"]?.objectValue {
-            return global
-        }
-        return PushRulesJSON.defaults(for: user)
+        try await app.pushRules.ruleSet(for: user).clientJSON
     }
 
-    /// Changes the stored rules (the defaults on the first change) on the account-data
-    /// stream, and wakes the user's syncs.
+    /// Changes the user's rules and stores the whole set (as `GET /pushrules/` shows it: sync
+    /// sends it to the user's devices) on the account-data stream; then drops the cached set
+    /// and wakes the user's syncs.
     static func update(_ app: MyelinApp, _ user: UserID,
                        _ change: @escaping @Sendable (inout [String: JSON]) throws -> Void) async throws {
         let accounts = app.accounts
+        let type = PushRulesService.accountDataType
         let position = try await accounts.accountDataStream.withNextPosition { position in
-            try await accounts.database.accountData.updateAccountData(userID: user, roomID: nil, type: "m.push_rules",
+            try await accounts.database.accountData.updateAccountData(userID: user, roomID: nil, type: type,
                                                                      position: position) { current in
-                var rules = current.flatMap { try? JSON.parse(Array($0.utf8))["global"]?.objectValue } ?? PushRulesJSON.defaults(for: user)
+                let stored = current.flatMap { try? JSON.parse(Array($0.utf8))["global"]?.objectValue } ?? [:]
+                var rules = PushRuleSet(json: stored, user: user).clientJSON
                 try change(&rules)
                 return JSON.object(["global": .object(rules)]).encodedString
             }
             return position
         }
+        app.pushRules.invalidate(user)
         app.roomService.fanout.notify([user], of: StreamChange(.accountData, position))
     }
 }
