@@ -38,6 +38,11 @@ enum CrossSigning {
         guard !uploads.isEmpty else { return .json([:]) }
 
         let stored = try await storedKeys(app.database, of: requester.userID)
+        // Exactly the stored keys (a retried request): nothing to check or write (as Synapse,
+        // which answers before any check, so keys stored before they were checked still
+        // re-upload).
+        let changed = uploads.filter { stored[$0.key] != $0.value.json }
+        guard !changed.isEmpty else { return .json([:]) }
         let master: CrossSigningKey
         if let uploaded = uploads[.master] {
             master = uploaded
@@ -65,8 +70,6 @@ enum CrossSigning {
             throw MatrixError(.forbidden, "Key ID in use: \(clash.publicKey) is one of your device ids")
         }
 
-        let changed = uploads.filter { stored[$0.key] != $0.value.json }
-        guard !changed.isEmpty else { return .json([:]) }
         if stored[.master] != nil {
             try await Devices.authorizeDeletion(requester: requester, body: body, accounts: app.accounts)
         }
