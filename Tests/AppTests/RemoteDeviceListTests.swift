@@ -129,6 +129,18 @@ struct RemoteDeviceListTests {
                 return keys.json["device_keys"]?["@bob:b.test"]?[bobDevice]?["keys"]?["curve25519:\(bobDevice)"]?.stringValue == "newcurve"
             })
             #expect(aLink.count(Self.userDevices) == 1, "\(aLink.paths.withLock { $0 })")
+
+            // bob's device signs his master key (signatures/upload): the m.signing_key_update
+            // carries the master key with that signature, and a.test serves it.
+            let (_, deviceKey, _) = try await CrossSigningTests.uploadDevice(bob, "@bob:b.test")
+            let signedMaster = try deviceKey.sign(master, as: "@bob:b.test", keyID: "ed25519:\(bobDevice)")
+            let signed = try await bob.call("POST", "/keys/signatures/upload", ["@bob:b.test": .object([bobMaster.publicKey: signedMaster])])
+            #expect(signed.json["failures"] == .object([:]), "\(signed.json)")
+            #expect(try await eventually {
+                let keys = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
+                return keys.json["master_keys"]?["@bob:b.test"]?["signatures"]?["@bob:b.test"]?["ed25519:\(bobDevice)"]
+                    == signedMaster["signatures"]?["@bob:b.test"]?["ed25519:\(bobDevice)"]
+            })
             _ = room
         }
     }
