@@ -151,6 +151,22 @@ struct CrossSigningTests {
             #expect(laterAuthed.errcode == "M_INVALID_SIGNATURE")
             let kept = try await alice.call("POST", "/keys/query", ["device_keys": .object([me: []])])
             #expect(kept.json["self_signing_keys"]?[me]?["keys"]?[identity.selfSigning.keyID] != nil)
+
+            // Device ids and cross-signing keys share a namespace: a key named like a device is
+            // refused, and so is a login asking for a cross-signing key as its device id.
+            let named = Ed25519()
+            let second = try await alice.call("POST", "/login", ["type": "m.login.password", "identifier": ["type": "m.id.user", "user": .string(me)],
+                                                                 "password": "correct horse", "device_id": .string(named.publicKey)])
+            #expect(second.status == 200)
+            let clash = try await alice.call("POST", "/keys/device_signing/upload", [
+                "self_signing_key": try identity.master.sign(named.crossSigningKey(me, "self_signing"), as: me), "auth": Self.password(me),
+            ])
+            #expect(clash.status == 403)
+            #expect(clash.errcode == "M_FORBIDDEN")
+            let login = try await alice.call("POST", "/login", ["type": "m.login.password", "identifier": ["type": "m.id.user", "user": .string(me)],
+                                                                "password": "correct horse", "device_id": .string(identity.master.publicKey)])
+            #expect(login.status == 400)
+            #expect(login.errcode == "M_INVALID_PARAM")
         }
     }
 

@@ -54,6 +54,13 @@ public struct CrossSigningKey: Sendable {
         self.verifyKey = verifyKey
     }
 
+    /// The public key a cross-signing key JSON names (the value of its only `keys` entry),
+    /// without checking the rest of it.
+    public static func publicKeyString(of json: JSON) -> String? {
+        guard let keys = json["keys"]?.objectValue, keys.count == 1 else { return nil }
+        return keys.values.first?.stringValue
+    }
+
     /// Whether `signed` carries a valid signature by this key under `signatures.<userID>`
     /// (the key's owner signs with it). Throws `M_INVALID_SIGNATURE` (400) if not.
     public func checkSignature(on signed: JSON) throws(MatrixError) {

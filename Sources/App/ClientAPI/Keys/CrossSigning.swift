@@ -87,6 +87,12 @@ enum CrossSigning {
         return .json([:])
     }
 
+    /// Whether `deviceID` is the public key of one of the user's cross-signing keys (a
+    /// device may not take such an id: verification names keys and devices alike).
+    static func isCrossSigningKey(_ deviceID: String, of user: UserID, _ database: Database) async throws -> Bool {
+        try await storedKeys(database, of: user).values.contains { CrossSigningKey.publicKeyString(of: $0) == deviceID }
+    }
+
     /// The user's stored cross-signing keys by usage (unparsed JSON; unreadable rows left out).
     static func storedKeys(_ database: Database, of user: UserID) async throws -> [CrossSigningKey.Usage: JSON] {
         var keys: [CrossSigningKey.Usage: JSON] = [:]

@@ -74,6 +74,9 @@ enum DehydratedDevices {
            try await app.database.devices.device(of: requester.userID, id: DeviceID(parsing: deviceID)) != nil {
             throw MatrixError(.invalidParam, "Device id \(deviceID) is in use by another device")
         }
+        if try await CrossSigning.isCrossSigningKey(deviceID, of: requester.userID, app.database) {
+            throw MatrixError(.invalidParam, "Device id \(deviceID) is one of the user's cross-signing keys")
+        }
         if let previous, previous != deviceID {
             _ = try await app.database.dehydratedDevices.remove(of: requester.userID, deviceID: previous)
             try await Devices.delete([previous], of: requester, app: app)
