@@ -40,8 +40,8 @@ enum SeedKeyAliases {
         routes.post(keys + "/query", Keys.query)
         routes.get(keys + "/query", queryByParameters)
         routes.delete(keys + "/delete", deleteDeviceKeys)
-        routes.post(keys + "/keys/upload", Keys.uploadCrossSigning)
-        routes.post(keys + "/keys/signatures/upload", Keys.uploadSignatures)
+        routes.post(keys + "/keys/upload", CrossSigning.uploadKeys)
+        routes.post(keys + "/keys/signatures/upload", CrossSigning.uploadSignatures)
         routes.get(keys + "/keys/{userId}", crossSigningKeys)
 
         routes.client(.get, "/rooms/{roomId}/keys/distribution", distribution)
