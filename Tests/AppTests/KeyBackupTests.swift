@@ -408,11 +408,12 @@ struct KeyBackupTests {
             #expect(try await bob.call("GET", keys + "/query?user_id=not-a-user").status == 400)
 
             // Cross-signing through the seed's paths.
-            let master: JSON = ["user_id": .string(user), "usage": ["master"], "keys": ["ed25519:MASTER": "MASTER"]]
+            let masterKey = CrossSigningTests.Ed25519()
+            let master = masterKey.crossSigningKey(user, "master")
             #expect(try await alice.call("POST", keys + "/keys/upload", ["master_key": master]).status == 200)
             let crossSigning = try await bob.call("GET", keys + "/keys/\(user)")
             #expect(crossSigning.json["user_id"]?.stringValue == user)
-            #expect(crossSigning.json["master_key"]?["keys"]?["ed25519:MASTER"] == "MASTER")
+            #expect(crossSigning.json["master_key"]?["keys"]?[masterKey.keyID] == .string(masterKey.publicKey))
             #expect(crossSigning.json["user_signing_key"] == nil)
             let signatures = try await alice.call("POST", keys + "/keys/signatures/upload", [:])
             #expect(signatures.status == 200 && signatures.json["failures"] == [:])
