@@ -310,7 +310,8 @@ struct CrossSigningTests {
             #expect(try await alice.call("POST", "/keys/device_signing/upload", try aliceKeys.upload()).status == 200)
             #expect(try await bob.call("POST", "/keys/device_signing/upload", try bobKeys.upload()).status == 200)
             // Carol shares a room with Alice; Bob shares none with her.
-            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            let created = try await alice.call("POST", "/createRoom", ["preset": "public_chat"])
+            let room = try #require(created.json["room_id"]?.stringValue, "\(created.status) \(created.json)")
             #expect(try await carol.call("POST", "/rooms/\(room.addingPercentEncodingForPath)/join", .object([:])).status == 200)
             let bobStart = try #require(try await bob.call("GET", "/sync").json["next_batch"]?.stringValue)
             let aliceStart = try #require(try await alice.call("GET", "/sync").json["next_batch"]?.stringValue)
