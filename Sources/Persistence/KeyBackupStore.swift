@@ -30,27 +30,25 @@ public struct KeyBackupStore: Sendable {
             self.roomID = roomID; self.sessionID = sessionID; self.firstMessageIndex = firstMessageIndex
             self.forwardedCount = forwardedCount; self.isVerified = isVerified; self.json = json
         }
-
-        /// The specification's order: verified beats unverified, then the lower first
-        /// message index, then the lower forwarded count.
-        func isBetter(than other: Key) -> Bool {
-            if isVerified != other.isVerified { return isVerified }
-            if firstMessageIndex != other.firstMessageIndex { return firstMessageIndex < other.firstMessageIndex }
-            return forwardedCount < other.forwardedCount
-        }
     }
 
-    /// A new version, numbered after every earlier one (deleted ones included).
+    /// A new version, numbered after every earlier one (deleted ones included). Two creations
+    /// at once (PostgreSQL runs writes concurrently) may pick the same number: the later one
+    /// then inserts nothing, reads the maximum again (a new snapshot per statement under READ
+    /// COMMITTED) and takes the next.
     public func createVersion(user: UserID, algorithm: String, authData: String) async throws -> Int64 {
         let user = user.rawValue
         return try await database.write { db in
-            let last = try db.queryFirst("SELECT MAX(version) FROM e2e_backup_versions WHERE user_id = ?", .text(user))
-            let next = ((try? last?.int(0)) ?? 0) + 1
-            _ = try db.execute("""
-                INSERT INTO e2e_backup_versions (user_id, version, algorithm, auth_data_json, etag, deleted)
-                VALUES (?, ?, ?, ?, 0, ?)
-                """, .text(user), .int(next), .text(algorithm), .text(authData), .bool(false))
-            return next
+            for _ in 0..<8 {
+                let last = try db.queryFirst("SELECT MAX(version) FROM e2e_backup_versions WHERE user_id = ?", .text(user))
+                let next = (try last?.optionalInt(0) ?? 0) + 1
+                let inserted = try db.execute("""
+                    INSERT INTO e2e_backup_versions (user_id, version, algorithm, auth_data_json, etag, deleted)
+                    VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (user_id, version) DO NOTHING
+                    """, .text(user), .int(next), .text(algorithm), .text(authData), .bool(false))
+                if inserted == 1 { return next }
+            }
+            throw DatabaseError(.uniqueViolation, "could not allocate a key backup version")
         }
     }
 
@@ -86,41 +84,74 @@ public struct KeyBackupStore: Sendable {
         }
     }
 
-    /// Deletes a live version and its keys; false when there is no such version.
+    /// Deletes a version and its keys. True when the version exists or existed (deleting a
+    /// deleted version again succeeds, as the specification asks); false when it never did.
     public func deleteVersion(user: UserID, _ version: Int64) async throws -> Bool {
         let user = user.rawValue
         return try await database.write { db in
             _ = try db.execute("DELETE FROM e2e_backup_keys WHERE user_id = ? AND version = ?", .text(user), .int(version))
-            return try db.execute("UPDATE e2e_backup_versions SET deleted = ? WHERE user_id = ? AND version = ? AND deleted = ?",
-                                  .bool(true), .text(user), .int(version), .bool(false)) == 1
+            return try db.execute("UPDATE e2e_backup_versions SET deleted = ? WHERE user_id = ? AND version = ?",
+                                  .bool(true), .text(user), .int(version)) == 1
         }
     }
 
-    /// Stores each key unless the stored one is better; returns the version's etag and count.
-    public func putKeys(user: UserID, _ version: Int64, _ keys: [Key]) async throws -> (etag: Int64, count: Int64) {
+    /// The user's live versions, newest first, at most `limit`.
+    public func versions(user: UserID, limit: Int = 100) async throws -> [Version] {
+        let user = user.rawValue
+        return try await database.read { db in
+            let rows = try db.query("""
+                SELECT version FROM e2e_backup_versions WHERE user_id = ? AND deleted = ? ORDER BY version DESC LIMIT ?
+                """, [.text(user), .bool(false), .int(Int64(limit))])
+            return try rows.compactMap { try Self.version(db, user, try $0.int(0)) }
+        }
+    }
+
+    /// What an upload did: stored (the version's etag and count after it), or nothing because
+    /// the version is not the current one (`current`: the latest live version) or is unknown.
+    public enum PutResult: Sendable, Equatable {
+        case stored(etag: Int64, count: Int64)
+        case notCurrent(current: Int64)
+        case unknownVersion
+    }
+
+    /// Stores each key unless the stored one is better, in `version` only if it is the
+    /// user's current (latest live) version, checked in the same transaction as the writes
+    /// (not before it, in the handler).
+    public func putKeys(user: UserID, _ version: Int64, _ keys: [Key]) async throws -> PutResult {
         let user = user.rawValue
         return try await database.write { db in
+            guard let current = try db.queryFirst("""
+                SELECT MAX(version) FROM e2e_backup_versions WHERE user_id = ? AND deleted = ?
+                """, .text(user), .bool(false))?.optionalInt(0) else { return .unknownVersion }
+            if current != version {
+                let exists = try db.queryFirst("SELECT 1 FROM e2e_backup_versions WHERE user_id = ? AND version = ? AND deleted = ?",
+                                               .text(user), .int(version), .bool(false)) != nil
+                return exists ? .notCurrent(current: current) : .unknownVersion
+            }
+            // One statement per key: insert, or replace the stored key only when the new one
+            // is better (the specification's order: verified beats unverified, then the lower
+            // first message index, then the lower forwarded count). In SQL rather than read,
+            // compare and write, so that two concurrent uploads of the same session (two
+            // devices of the user) cannot both insert on PostgreSQL.
             var changed = false
             for key in keys {
-                let existing = try db.queryFirst("""
-                    SELECT first_message_index, forwarded_count, is_verified FROM e2e_backup_keys
-                    WHERE user_id = ? AND version = ? AND room_id = ? AND session_id = ?
-                    """, .text(user), .int(version), .text(key.roomID), .text(key.sessionID))
-                if let existing {
-                    let stored = Key(roomID: key.roomID, sessionID: key.sessionID, firstMessageIndex: try existing.int(0),
-                                     forwardedCount: try existing.int(1), isVerified: try existing.bool(2), json: "")
-                    guard key.isBetter(than: stored) else { continue }
-                    _ = try db.execute("DELETE FROM e2e_backup_keys WHERE user_id = ? AND version = ? AND room_id = ? AND session_id = ?",
-                                       .text(user), .int(version), .text(key.roomID), .text(key.sessionID))
-                }
-                _ = try db.execute("""
+                let written = try db.execute("""
                     INSERT INTO e2e_backup_keys (user_id, version, room_id, session_id, first_message_index, forwarded_count,
                                                  is_verified, key_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (user_id, version, room_id, session_id) DO UPDATE SET
+                        first_message_index = excluded.first_message_index, forwarded_count = excluded.forwarded_count,
+                        is_verified = excluded.is_verified, key_json = excluded.key_json
+                    WHERE (excluded.is_verified AND NOT e2e_backup_keys.is_verified)
+                       OR (excluded.is_verified = e2e_backup_keys.is_verified
+                           AND (excluded.first_message_index < e2e_backup_keys.first_message_index
+                                OR (excluded.first_message_index = e2e_backup_keys.first_message_index
+                                    AND excluded.forwarded_count < e2e_backup_keys.forwarded_count)))
                     """, .text(user), .int(version), .text(key.roomID), .text(key.sessionID), .int(key.firstMessageIndex),
                     .int(key.forwardedCount), .bool(key.isVerified), .text(key.json))
-                changed = true
+                if written > 0 { changed = true }
             }
-            return try Self.bump(db, user, version, changed)
+            let (etag, count) = try Self.bump(db, user, version, changed)
+            return .stored(etag: etag, count: count)
         }
     }
 

@@ -217,12 +217,14 @@ struct AccountTests {
     }
 
     @Test func refreshTokensRotateAndAccessTokensExpire() async throws {
-        try await withMyelin({ $0.registration.refreshableAccessTokenLifetimeMs = 5000 }) { port, _ in
+        // 15 s: the suite runs loaded, and the first whoami must come within the lifetime.
+        try await withMyelin({ $0.registration.refreshableAccessTokenLifetimeMs = 15_000 }) { port, _ in
             let (alice, reply) = try await MatrixTestClient.registered(port: port, "alice", extra: ["refresh_token": true])
+            // The token was issued before the reply arrived: its lifetime ends before this + 15 s.
+            let replied = ContinuousClock.now
             let refresh = try #require(reply.json["refresh_token"]?.stringValue)
             #expect(try await alice.call("GET", "/account/whoami").status == 200)
-            // The token is issued after hashing, so the lifetime runs from just before the reply.
-            try await Task.sleep(for: .milliseconds(5200))
+            try await Task.sleep(until: replied + .milliseconds(15_200))
             let expired = try await alice.call("GET", "/account/whoami")
             #expect(expired.status == 401)
             #expect(expired.errcode == "M_UNKNOWN_TOKEN")

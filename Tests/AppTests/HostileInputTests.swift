@@ -452,16 +452,16 @@ struct HostileInputTests {
             #expect(try await mod.call("PUT", "/directory/list/room/\(Self.path(closed))", ["visibility": "public"]).errcode == "M_FORBIDDEN")
 
             // Cross-signing: after setup, replacing the self-signing key needs the password.
-            func key(_ usage: String, _ name: String) -> JSON {
-                .object(["user_id": "@alice:localhost", "usage": .array([.string(usage)]),
-                         "keys": .object(["ed25519:\(name)": .string(name)])])
-            }
+            let identity = CrossSigningTests.Identity(user: "@alice:localhost")
             let setup = try await alice.call("POST", "/keys/device_signing/upload",
-                                             ["master_key": key("master", "M1"), "self_signing_key": key("self_signing", "S1")])
+                                             ["master_key": identity.masterJSON, "self_signing_key": try identity.selfSigningJSON()])
             #expect(setup.status == 200)
-            let replace = try await alice.call("POST", "/keys/device_signing/upload", ["self_signing_key": key("self_signing", "S2")])
+            let other = try identity.master.sign(CrossSigningTests.Ed25519().crossSigningKey("@alice:localhost", "self_signing"),
+                                                 as: "@alice:localhost")
+            let replace = try await alice.call("POST", "/keys/device_signing/upload", ["self_signing_key": other])
             #expect(replace.status == 401)
-            #expect(try await alice.call("POST", "/keys/device_signing/upload", ["self_signing_key": key("self_signing", "S1")]).status == 200)
+            #expect(try await alice.call("POST", "/keys/device_signing/upload",
+                                         ["self_signing_key": try identity.selfSigningJSON()]).status == 200)
 
             let long = String(repeating: "s", count: 256)
             #expect(try await alice.call("PUT", "/rooms/\(Self.path(closed))/state/m.custom/\(long)", ["k": "v"]).errcode == "M_INVALID_PARAM")

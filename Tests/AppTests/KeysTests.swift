@@ -126,41 +126,4 @@ struct KeysTests {
             #expect(try await bob.call("GET", "/keys/changes?from=\(start)").status == 400)
         }
     }
-
-    @Test func crossSigningKeysAndSignatures() async throws {
-        try await withMyelin { port, _ in
-            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
-            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
-            func crossKey(_ user: String, _ usage: String, _ key: String) -> JSON {
-                ["user_id": .string(user), "usage": [.string(usage)], "keys": .object(["ed25519:\(key)": .string(key)])]
-            }
-            let keys: JSON = ["master_key": crossKey("@alice:localhost", "master", "MASTER"),
-                              "self_signing_key": crossKey("@alice:localhost", "self_signing", "SELF"),
-                              "user_signing_key": crossKey("@alice:localhost", "user_signing", "USER")]
-            #expect(try await alice.call("POST", "/keys/device_signing/upload", keys).status == 200)
-            // Replacing the master key needs the password.
-            let replace: JSON = ["master_key": crossKey("@alice:localhost", "master", "MASTER2")]
-            let challenge = try await alice.call("POST", "/keys/device_signing/upload", replace)
-            #expect(challenge.status == 401)
-            #expect(challenge.json["flows"] != nil)
-            let wrongUser = try await alice.call("POST", "/keys/device_signing/upload",
-                                                 ["master_key": crossKey("@bob:localhost", "master", "X")])
-            #expect(wrongUser.status == 400)
-
-            // Bob signs Alice's master key with his user-signing key: only Bob sees it.
-            let signed: JSON = ["@alice:localhost": ["MASTER": ["user_id": "@alice:localhost", "usage": ["master"],
-                "keys": ["ed25519:MASTER": "MASTER"], "signatures": ["@bob:localhost": ["ed25519:BOBUSER": "bobsig"]]]]]
-            let upload = try await bob.call("POST", "/keys/signatures/upload", signed)
-            #expect(upload.status == 200)
-            #expect(upload.json["failures"] == .object([:]))
-
-            let byBob = try await bob.call("POST", "/keys/query", ["device_keys": ["@alice:localhost": []]])
-            #expect(byBob.json["master_keys"]?["@alice:localhost"]?["signatures"]?["@bob:localhost"]?["ed25519:BOBUSER"] == "bobsig")
-            #expect(byBob.json["self_signing_keys"]?["@alice:localhost"]?["keys"]?["ed25519:SELF"] == "SELF")
-            #expect(byBob.json["user_signing_keys"]?["@alice:localhost"] == nil)
-            let byAlice = try await alice.call("POST", "/keys/query", ["device_keys": ["@alice:localhost": []]])
-            #expect(byAlice.json["master_keys"]?["@alice:localhost"]?["signatures"]?["@bob:localhost"] == nil)
-            #expect(byAlice.json["user_signing_keys"]?["@alice:localhost"]?["keys"]?["ed25519:USER"] == "USER")
-        }
-    }
 }

@@ -127,7 +127,12 @@ struct PushRulesTests {
             let login = try await laptop.call("POST", "/login", ["type": "m.login.password", "password": "correct horse",
                                                                  "identifier": ["type": "m.id.user", "user": .string(name)]])
             laptop.token = try #require(login.json["access_token"]?.stringValue)
-            let since = try #require(try await laptop.call("GET", "/sync").json["next_batch"]?.stringValue)
+            // An initial sync carries the rules even when none is stored (the defaults, as Synapse).
+            let initial = try await laptop.call("GET", "/sync")
+            let defaults = initial.json["account_data"]?["events"]?.arrayValue?.first { $0["type"] == "m.push_rules" }
+            #expect(defaults?["content"]?["global"]?["override"]?[0]?["rule_id"] == ".m.rule.master")
+            #expect(defaults?["content"]?["global"] == (try await laptop.call("GET", "/pushrules/").json["global"]))
+            let since = try #require(initial.json["next_batch"]?.stringValue)
 
             #expect(try await phone.call("PUT", "/pushrules/global/room/%21quiet:localhost", ["actions": []]).status == 200)
             // The laptop's next sync carries the whole rule set (long-poll woken by the change).
@@ -145,6 +150,83 @@ struct PushRulesTests {
             let third = try await laptop.call("GET", "/sync?since=\(since2)&timeout=20000")
             let changed = third.json["account_data"]?["events"]?.arrayValue?.first { $0["type"] == "m.push_rules" }
             #expect(changed?["content"]?["global"]?["room"]?[0]?["enabled"] == false)
+        }
+    }
+
+    /// Bob's counts in a room with Alice follow his rules from the next event on.
+    @Test(arguments: MediaTest.backends)
+    func unreadCountsFollowTheUsersRules(backend: String) async throws {
+        try await MediaTest.withServer(backend) { _, port in
+            let aliceName = MediaTest.uniqueName("alice"), bobName = MediaTest.uniqueName("bob")
+            let (alice, _) = try await MatrixTestClient.registered(port: port, aliceName)
+            let (bob, _) = try await MatrixTestClient.registered(port: port, bobName)
+            let room = try #require(try await alice.call("POST", "/createRoom", [
+                "preset": "public_chat", "invite": [.string("@\(bobName):localhost")]]).json["room_id"]?.stringValue)
+            let roomPath = Self.path(room)
+            #expect(try await bob.call("POST", "/rooms/\(roomPath)/join", .object([:])).status == 200)
+            var txn = 0
+            func send(_ body: String) async throws -> String {
+                txn += 1
+                return try #require(try await alice.call("PUT", "/rooms/\(roomPath)/send/m.room.message/t\(txn)",
+                                                         ["msgtype": "m.text", "body": .string(body)]).json["event_id"]?.stringValue)
+            }
+            func counts() async throws -> (Int64?, Int64?) {
+                let section = try await bob.call("GET", "/sync").json["rooms"]?["join"]?[room]?["unread_notifications"]
+                return (section?["notification_count"]?.intValue, section?["highlight_count"]?.intValue)
+            }
+            func read(_ event: String) async throws {
+                #expect(try await bob.call("POST", "/rooms/\(roomPath)/receipt/m.read/\(Self.path(event))", .object([:])).status == 200)
+            }
+            let rule = "/pushrules/global/room/\(roomPath)"
+
+            // Bob's own invite and join, and Alice's state events, do not count; her message does.
+            var last = try await send("one")
+            #expect(try await counts() == (1, 0))
+            try await read(last)
+            #expect(try await counts() == (0, 0))
+            // Muted (`dont_notify`, as older clients write it): the next message does not count.
+            #expect(try await bob.call("PUT", rule, ["actions": ["dont_notify"]]).status == 200)
+            last = try await send("two")
+            #expect(try await counts() == (0, 0))
+            // Unmuted: the next one counts again.
+            #expect(try await bob.call("DELETE", rule).status == 200)
+            last = try await send("three")
+            #expect(try await counts() == (1, 0))
+            // A keyword rule of his highlights.
+            #expect(try await bob.call("PUT", "/pushrules/global/content/pizza",
+                                       ["pattern": "pizza", "actions": ["notify", ["set_tweak": "highlight"]]]).status == 200)
+            last = try await send("Pizza tonight?")
+            #expect(try await counts() == (2, 1))
+            try await read(last)
+
+            // `room_member_count`: a rule for rooms of exactly two highlights while they are two.
+            #expect(try await bob.call("PUT", "/pushrules/global/override/pairs", [
+                "conditions": [["kind": "room_member_count", "is": "2"], ["kind": "event_match", "key": "type", "pattern": "m.room.message"]],
+                "actions": ["notify", ["set_tweak": "highlight"]]]).status == 200)
+            last = try await send("just us")
+            #expect(try await counts() == (1, 1))
+            try await read(last)
+            let (carol, _) = try await MatrixTestClient.registered(port: port, MediaTest.uniqueName("carol"))
+            #expect(try await carol.call("POST", "/rooms/\(roomPath)/join", .object([:])).status == 200)
+            last = try await send("three of us")
+            #expect(try await counts() == (1, 0))
+            try await read(last)
+
+            // In a thread, apart when the filter asks (`unread_thread_notifications`).
+            let reply = try #require(try await alice.call("PUT", "/rooms/\(roomPath)/send/m.room.message/thread1", [
+                "msgtype": "m.text", "body": "pizza in the thread",
+                "m.relates_to": ["rel_type": "m.thread", "event_id": .string(last)]]).json["event_id"]?.stringValue)
+            let threaded = "filter=%7B%22room%22:%7B%22timeline%22:%7B%22unread_thread_notifications%22:true%7D%7D%7D"
+            let split = try await bob.call("GET", "/sync?\(threaded)").json["rooms"]?["join"]?[room]
+            #expect(split?["unread_notifications"]?["notification_count"] == 0)
+            #expect(split?["unread_thread_notifications"]?[last]?["highlight_count"] == 1)
+            #expect(try await counts() == (1, 1))
+            try await read(reply)
+
+            // The master rule silences everything.
+            #expect(try await bob.call("PUT", "/pushrules/global/override/.m.rule.master/enabled", ["enabled": true]).status == 200)
+            last = try await send("anyone? pizza")
+            #expect(try await counts() == (0, 0))
         }
     }
 }

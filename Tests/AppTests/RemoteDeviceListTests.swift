@@ -111,13 +111,14 @@ struct RemoteDeviceListTests {
             #expect(aLink.count(Self.userDevices) == 1, "\(aLink.paths.withLock { $0 })")
 
             // Cross-signing keys: m.signing_key_update reaches the cache.
-            let master: JSON = ["user_id": "@bob:b.test", "usage": ["master"], "keys": ["ed25519:BOBMASTER": "BOBMASTER"]]
+            let bobMaster = CrossSigningTests.Ed25519()
+            let master = bobMaster.crossSigningKey("@bob:b.test", "master")
             #expect(try await bob.call("POST", "/keys/device_signing/upload", ["master_key": master]).status == 200)
             #expect(try await eventually {
                 try await a.app.database.remoteDevices.lists(of: ["@bob:b.test"])["@bob:b.test"]?.masterKey != nil
             })
             let withMaster = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
-            #expect(withMaster.json["master_keys"]?["@bob:b.test"]?["keys"]?["ed25519:BOBMASTER"]?.stringValue == "BOBMASTER")
+            #expect(withMaster.json["master_keys"]?["@bob:b.test"]?["keys"]?[bobMaster.keyID]?.stringValue == bobMaster.publicKey)
             #expect(aLink.count(Self.userDevices) == 1)
             // The cross-signing change is not in the device updates' prev_id chain: the next
             // device update still extends the cache without a resync.
@@ -128,6 +129,18 @@ struct RemoteDeviceListTests {
                 return keys.json["device_keys"]?["@bob:b.test"]?[bobDevice]?["keys"]?["curve25519:\(bobDevice)"]?.stringValue == "newcurve"
             })
             #expect(aLink.count(Self.userDevices) == 1, "\(aLink.paths.withLock { $0 })")
+
+            // bob's device signs his master key (signatures/upload): the m.signing_key_update
+            // carries the master key with that signature, and a.test serves it.
+            let (_, deviceKey, _) = try await CrossSigningTests.uploadDevice(bob, "@bob:b.test")
+            let signedMaster = try deviceKey.sign(master, as: "@bob:b.test", keyID: "ed25519:\(bobDevice)")
+            let signed = try await bob.call("POST", "/keys/signatures/upload", ["@bob:b.test": .object([bobMaster.publicKey: signedMaster])])
+            #expect(signed.json["failures"] == .object([:]), "\(signed.json)")
+            #expect(try await eventually {
+                let keys = try await alice.call("POST", "/keys/query", ["device_keys": ["@bob:b.test": []]])
+                return keys.json["master_keys"]?["@bob:b.test"]?["signatures"]?["@bob:b.test"]?["ed25519:\(bobDevice)"]
+                    == signedMaster["signatures"]?["@bob:b.test"]?["ed25519:\(bobDevice)"]
+            })
             _ = room
         }
     }
@@ -260,11 +273,11 @@ struct RemoteDeviceListEdgeTests {
             let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
             let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
             #expect(try await bob.call("POST", "/join/\(room)", [:]).status == 200)
-            let master: JSON = ["user_id": "@alice:localhost", "usage": ["master"], "keys": ["ed25519:M": "M"]]
-            #expect(try await alice.call("POST", "/keys/device_signing/upload", ["master_key": master]).status == 200)
+            let identity = CrossSigningTests.Identity(user: "@alice:localhost")
+            #expect(try await alice.call("POST", "/keys/device_signing/upload", ["master_key": identity.masterJSON]).status == 200)
             let aliceSince = try #require(try await alice.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
             let bobSince = try #require(try await bob.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
-            let userSigning: JSON = ["user_id": "@alice:localhost", "usage": ["user_signing"], "keys": ["ed25519:U": "U"]]
+            let userSigning = try identity.userSigningJSON()
             let challenge = try await alice.call("POST", "/keys/device_signing/upload", ["user_signing_key": userSigning])
             let upload = try await alice.call("POST", "/keys/device_signing/upload", ["user_signing_key": userSigning, "auth": [
                 "type": "m.login.password", "identifier": ["type": "m.id.user", "user": "alice"],

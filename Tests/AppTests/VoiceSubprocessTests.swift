@@ -171,13 +171,8 @@ enum VoiceSamples {
     }
 
     static func runTool(_ path: String, _ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw VoiceSampleError(tool: path) }
+        // ChildProcess, not Foundation's Process (see ChildProcess).
+        guard try ChildProcess.run(path, arguments).termination == .exited(0) else { throw VoiceSampleError(tool: path) }
     }
 
     struct VoiceSampleError: Error { var tool: String }
@@ -188,15 +183,9 @@ enum VoiceSamples {
     }
 
     private static func probedDurationMsBlocking(_ path: String) throws -> Int64 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/ffprobe")
-        process.arguments = ["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let output = try ChildProcess.run("/usr/bin/ffprobe", ["-v", "error", "-show_entries", "format=duration",
+                                                               "-of", "default=nw=1:nk=1", path]).output
+        let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         return Int64(((Double(text) ?? -1) * 1000).rounded())
     }
 
@@ -206,16 +195,9 @@ enum VoiceSamples {
     }
 
     private static func probedChannelsBlocking(_ path: String) throws -> Int {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/ffprobe")
-        process.arguments = ["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=channels,codec_name",
-                             "-of", "default=nw=1", path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
+        let output = try ChildProcess.run("/usr/bin/ffprobe", ["-v", "error", "-select_streams", "a:0", "-show_entries",
+                                                               "stream=channels,codec_name", "-of", "default=nw=1", path]).output
+        let text = String(decoding: output, as: UTF8.self)
         for line in text.split(whereSeparator: \.isNewline) where line.hasPrefix("channels=") {
             return Int(line.dropFirst("channels=".count)) ?? -1
         }

@@ -174,4 +174,66 @@ struct PushRuleSetJSONTests {
         #expect(PushEvaluator.evaluate(set, PushEvent(try JSON.parse(Array(mention.utf8))), PushContext(displayName: nil, memberCount: 5))
             .actions.highlights)
     }
+
+    /// Appendix "Dot-separated property paths": `\.` and `\\` escape; any other backslash is literal.
+    @Test func propertyPathsFollowTheAppendixEscapes() throws {
+        func rule(_ key: String) throws -> PushRuleSet {
+            let condition: JSON = ["kind": "event_property_is", "key": .string(key), "value": true]
+            return PushRuleSet(json: ["override": [["rule_id": "r", "conditions": [condition], "actions": []]]], user: bob)
+        }
+        func matches(_ key: String, _ content: String) throws -> Bool {
+            let event = PushEvent(try JSON.parse(Array(#"{"type":"t","sender":"@a:x","content":\#(content)}"#.utf8)))
+            return PushEvaluator.evaluate(try rule(key), event, PushContext(displayName: nil, memberCount: 5))
+                == .matched(ruleID: "r", actions: [])
+        }
+        // The appendix's examples: `m.relates_to` and `m\foo` in `content`.
+        #expect(try matches(#"content.m\.relates_to"#, #"{"m.relates_to":true}"#))
+        #expect(try !matches(#"content.m\.relates_to"#, #"{"m":{"relates_to":true}}"#))
+        #expect(try matches(#"content.m.relates_to"#, #"{"m":{"relates_to":true}}"#))
+        #expect(try matches(#"content.m\\foo"#, #"{"m\\foo":true}"#))
+        // Another escape is a literal backslash: `\x` names `\x`.
+        #expect(try matches(#"content.a\xb"#, #"{"a\\xb":true}"#))
+        #expect(PushCondition.canonicalPath(#"content.a\xb"#) == #"content.a\\xb"#)
+        #expect(PushCondition.canonicalPath(#"content.m\.x\\y"#) == #"content.m\.x\\y"#)
+        #expect(PushCondition.canonicalPath(#"trailing\"#) == #"trailing\\"#)
+        #expect(PushCondition.canonicalPath("plain.path") == "plain.path")
+    }
+
+    @Test func overlongPatternsAreNotRead() {
+        let long = String(repeating: "*a", count: PushCondition.maxPatternBytes)
+        guard case .unrecognised = PushCondition(json: ["kind": "event_match", "key": "content.body", "pattern": .string(long)]) else {
+            Issue.record("an overlong pattern was read")
+            return
+        }
+    }
+
+    @Test func globsWholeAndByWord() {
+        func whole(_ pattern: String, _ value: String) -> Bool { PushGlob(pattern).matches(lowercased: value.lowercased()) }
+        func word(_ pattern: String, _ body: String) -> Bool {
+            PushGlob(pattern).matchesWord(in: Array(body.lowercased().unicodeScalars))
+        }
+        #expect(whole("*", "") && whole("*", "anything") && whole("**a**", "a") && whole("a*b*c", "aXbYc"))
+        #expect(!whole("a*b*c", "aXbY") && !whole("?", "") && whole("??", "ab") && !whole("??", "abc"))
+        #expect(whole("m.room.*", "m.room.message") && !whole("m.room.*", "m.roo"))
+        // By word: boundaries on both sides, a glob may span words, the scan restarts after a miss.
+        #expect(word("deploy*3", "we deploy build 3 tonight") && !word("deploy*3", "we deploy build 34 tonight"))
+        #expect(word("deploy*3", "redeploy 3, deploy 3") && !word("deploy*3", "redeploy 3"))
+        #expect(word("*ing", "nothing doing") && word("?at", "the cat") && !word("?at", "the at"))
+        #expect(word("a*", "a") && !word("a?", "a") && word("", "") == false)
+        // Patterns past 62 scalars take the array automaton; same answers.
+        let long = String(repeating: "ab", count: 40)
+        #expect(word(long + "*z", "x " + long + " y z") && !word(long + "*z", "x " + long + " y"))
+        #expect(whole(String(repeating: "?", count: 70), String(repeating: "q", count: 70)))
+        #expect(!whole(String(repeating: "?", count: 70), String(repeating: "q", count: 69)))
+        // A hostile glob stays linear (this would not finish if it backtracked).
+        let hostile = String(repeating: "*a", count: 30) + "b"
+        #expect(!word(hostile, String(repeating: "a", count: 20_000)))
+    }
+
+    @Test func memberCountsAreBoundedDecimals() {
+        #expect(PushEvaluator.memberCount(5, satisfies: "<6") && !PushEvaluator.memberCount(6, satisfies: "<6"))
+        #expect(!PushEvaluator.memberCount(5, satisfies: "99999999999999999999"))
+        #expect(!PushEvaluator.memberCount(5, satisfies: "5 ") && !PushEvaluator.memberCount(5, satisfies: "+5"))
+        #expect(!PushEvaluator.memberCount(5, satisfies: "==") && !PushEvaluator.memberCount(5, satisfies: "=5"))
+    }
 }

@@ -81,4 +81,13 @@ public final class ChildProcess: @unchecked Sendable {  // pid and fd never chan
         if status & 0x7f == 0 { return .exited((status >> 8) & 0xff) }
         return .signalled(status & 0x7f)
     }
+
+    /// Runs `path` to its end: its exit and everything it wrote to standard output (blocking:
+    /// call it through `blocking`).
+    public static func run(_ path: String, _ arguments: [String]) throws -> (termination: Termination, output: [UInt8]) {
+        let child = try ChildProcess(path: path, arguments: arguments)
+        var output: [UInt8] = []
+        while case .bytes(let chunk) = child.read(timeoutMs: 120_000) { output += chunk }
+        return (child.wait(), output)
+    }
 }

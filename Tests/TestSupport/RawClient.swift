@@ -7,8 +7,18 @@ import Glibc
 public final class RawClient: @unchecked Sendable {  // used by one thread at a time
     public let fd: Int32
 
+    public let port: Int
+    let timeoutSeconds: Int
+
     public init(port: Int, timeoutSeconds: Int = 120) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.port = port
+        self.timeoutSeconds = timeoutSeconds
+        fd = try Self.connect(port: port, timeoutSeconds: timeoutSeconds)
+        connectedAs = Self.endpoints(fd)
+    }
+
+    private static func connect(port: Int, timeoutSeconds: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -16,9 +26,39 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         if rc != 0 { Glibc.close(fd); throw ClientError.connect(errno) }
+        return fd
+    }
+
+    /// Before a request, as HTTP clients do with a pooled connection: if the server closed
+    /// this one while it was unused (a connection that sends nothing is closed at the header
+    /// timeout, an idle one at the idle timeout), a new one takes its place, under the same
+    /// descriptor.
+    func reconnectIfClosedByServer() throws {
+        guard buffer.isEmpty else { return }
+        var probe: UInt8 = 0
+        let n = recv(fd, &probe, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        guard n == 0 || (n < 0 && errno == ECONNRESET) else { return }
+        let fresh = try Self.connect(port: port, timeoutSeconds: timeoutSeconds)
+        dup2(fresh, fd)
+        Glibc.close(fresh)
+        connectedAs = Self.endpoints(fd)
+    }
+
+    /// The socket's local and peer ports when it connected, to tell a failure of this
+    /// connection from a descriptor that something else closed and reused.
+    public private(set) var connectedAs = ""
+
+    static func endpoints(_ fd: Int32) -> String {
+        func port(_ call: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> Int32) -> Int {
+            var address = sockaddr_in()
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let rc = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(fd, $0, &length) } }
+            return rc == 0 ? Int(UInt16(bigEndian: address.sin_port)) : -Int(errno)
+        }
+        return "local \(port { getsockname($0, $1, $2) }) peer \(port { getpeername($0, $1, $2) })"
     }
 
     deinit { Glibc.close(fd) }
@@ -202,7 +242,21 @@ extension RawClient {
         var text = "\(method) \(target) HTTP/1.1\r\nHost: localhost\r\n"
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
         if let body { text += "Content-Length: \(body.utf8.count)\r\n\r\n\(body)" } else { text += "\r\n" }
+        if sendFilter == nil { try reconnectIfClosedByServer() }
         send(text)
-        return try await read(head: method == "HEAD")
+        do {
+            return try await read(head: method == "HEAD")
+        } catch let error as ClientError {
+            throw RequestFailure(request: "\(method) \(target)", error: error,
+                                 socket: "fd \(fd) connected \(connectedAs), now \(Self.endpoints(fd))")
+        }
+    }
+
+    /// A request that got no answer: which one, and how the socket ended.
+    public struct RequestFailure: Error, CustomStringConvertible {
+        public let request: String
+        public let error: ClientError
+        public let socket: String
+        public var description: String { "\(request): \(error) (\(socket))" }
     }
 }

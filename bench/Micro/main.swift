@@ -197,3 +197,48 @@ _ = measure("default push rules, legacy body search (per recipient)", samples: 1
 _ = measure("PushRuleSet.serverDefault (once per user, cached)", samples: 101, batch: 200, warmup: 1000) {
     blackHole(PushRuleSet.serverDefault(for: recipient))
 }
+// The form unread counts evaluate: the stored PDU (1 KiB, signatures and hashes included), in
+// a room whose member count is known (so the one-to-one rules are checked and fail).
+let storedPDU = PushEvent(try! JSON.parse(eventBytes))
+let roomContext = PushContext(displayName: "bob smith", memberCount: 20)
+_ = measure("PushEvent from the stored 1 KiB PDU (once per event)", samples: 101, batch: 200, warmup: 1000) {
+    blackHole(PushEvent(try! JSON.parse(eventBytes)))
+}
+_ = measure("default push rules, stored PDU, 20 members (per recipient)", samples: 101, batch: 1000, warmup: 5000) {
+    blackHole(PushEvaluator.evaluate(defaultRules, storedPDU, roomContext))
+}
+let encryptedOneToOne = PushEvent(try! JSON.parse(Array(#"{"type":"m.room.encrypted","sender":"@alice:example.org","room_id":"!r:example.org","content":{"algorithm":"m.megolm.v1.aes-sha2","ciphertext":"AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg","device_id":"RJYKSTBOIE","sender_key":"IlRMeOPX2e0MurIyfWEucYBRVOEEUMrOHqn/8mLqMjA","session_id":"X3lUlvLELLYxeTx4yOVu6UDpasGEVO0Jbu+QFnm0cKQ"}}"#.utf8)))
+_ = measure("default push rules, encrypted one-to-one (per recipient)", samples: 101, batch: 1000, warmup: 5000) {
+    blackHole(PushEvaluator.evaluate(defaultRules, encryptedOneToOne, PushContext(displayName: "bob smith", memberCount: 2)))
+}
+// 50 user rules that do not match, so every one is tried before the defaults decide: 20 keyword
+// (content) rules, 10 room, 10 sender, 5 override and 5 underride rules with conditions.
+var fiftyRuleLists: [String: [JSON]] = [:]
+for i in 0..<20 {
+    fiftyRuleLists["content", default: []].append(["rule_id": .string("kw\(i)"), "pattern": .string(i % 4 == 0 ? "deploy*\(i)" : "keyword\(i)"),
+                           "actions": ["notify", ["set_tweak": "highlight"]]])
+}
+for i in 0..<10 {
+    fiftyRuleLists["room", default: []].append(["rule_id": .string("!room\(i):example.org"), "actions": []])
+    fiftyRuleLists["sender", default: []].append(["rule_id": .string("@user\(i):example.org"), "actions": ["notify"]])
+}
+for i in 0..<5 {
+    fiftyRuleLists["override", default: []].append(["rule_id": .string("o\(i)"), "actions": [],
+                            "conditions": [["kind": "event_match", "key": "type", "pattern": .string("org.example.t\(i)")],
+                                           ["kind": "event_property_is", "key": "content.m\\.mentions.room", "value": true]]])
+    fiftyRuleLists["underride", default: []].append(["rule_id": .string("u\(i)"), "actions": ["notify"],
+                             "conditions": [["kind": "event_match", "key": "content.msgtype", "pattern": .string("org.example.m\(i)")]]])
+}
+let fiftyRules = fiftyRuleLists.mapValues { JSON.array($0) }
+let userRules = PushRuleSet(json: fiftyRules, user: recipient)
+precondition(userRules.rules.count == defaultRules.rules.count + 50)
+precondition(PushEvaluator.evaluate(userRules, storedPDU, roomContext) == .matched(ruleID: ".m.rule.message", actions: [.notify]))
+_ = measure("50 user rules + defaults, stored PDU (per recipient)", samples: 101, batch: 1000, warmup: 5000) {
+    blackHole(PushEvaluator.evaluate(userRules, storedPDU, roomContext))
+}
+_ = measure("50 user rules + defaults, legacy body search (per recipient)", samples: 101, batch: 1000, warmup: 5000) {
+    blackHole(PushEvaluator.evaluate(userRules, withoutMentions, roomContext))
+}
+_ = measure("PushRuleSet(json:) with 50 user rules (once per change)", samples: 51, batch: 50, warmup: 100) {
+    blackHole(PushRuleSet(json: fiftyRules, user: recipient))
+}

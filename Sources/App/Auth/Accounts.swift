@@ -110,6 +110,10 @@ final class Accounts: Sendable {
         let device = try requested.map { try DeviceID(parsing: $0) } ?? DeviceID.generate()
         let deviceID = device.rawValue
         let now = Clock.nowMilliseconds()
+        // Device ids and cross-signing public keys share one namespace (spec: "Cross-signing").
+        if requested != nil, try await CrossSigning.isCrossSigningKey(deviceID, of: userID, database) {
+            throw MatrixError(.invalidParam, "Device id \(deviceID) is one of the user's cross-signing keys")
+        }
         // Reusing a device id logs its previous sessions out (Synapse does the same).
         if requested != nil {
             try await database.tokens.deleteAccessTokens(of: userID, device: device)

@@ -35,7 +35,8 @@ enum Discovery {
 
     static let versionsBody: [UInt8] = JSON.object([
         "versions": .array(versions.map { .string($0) }),
-        "unstable_features": .object([:]),
+        // Dehydrated devices (`DehydratedDevices`): clients look for the flag.
+        "unstable_features": ["org.matrix.msc3814": true],
     ]).encoded()
 
     static func register(_ routes: inout RouteBuilder) {

@@ -28,6 +28,11 @@ public enum PushEvaluator {
                 if event.hasMentions && rules[index].isLegacyMention {
                     continue
                 }
+                if let type = rules[index].typeGuard {
+                    guard let eventType = event.lowercasedType, eventType.utf8.count == type.utf8.count, eventType == type else {
+                        continue
+                    }
+                }
                 switch holds(rules[index].conditions, event, context) {
                 case true?: return .matched(ruleID: rules[index].ruleID, actions: rules[index].actions)
                 case false?: continue
@@ -92,21 +97,21 @@ public enum PushEvaluator {
     /// `room_member_count`'s `is`: a decimal integer optionally prefixed by `==`, `<`, `>`,
     /// `>=` or `<=` (no prefix: `==`). A malformed value matches nothing.
     static func memberCount(_ count: Int, satisfies spec: String) -> Bool {
-        var rest = Substring(spec)
-        var op = "=="
-        for prefix in ["==", ">=", "<=", "<", ">"] where rest.hasPrefix(prefix) {
-            op = prefix
-            rest = rest.dropFirst(prefix.count)
-            break
+        // Read as bytes (this runs per recipient): the operator, then at most 18 digits.
+        var utf8 = spec.utf8[...]
+        var op: (less: Bool, equal: Bool, greater: Bool) = (false, true, false)
+        if utf8.starts(with: "==".utf8) { utf8 = utf8.dropFirst(2) }
+        else if utf8.starts(with: ">=".utf8) { op = (false, true, true); utf8 = utf8.dropFirst(2) }
+        else if utf8.starts(with: "<=".utf8) { op = (true, true, false); utf8 = utf8.dropFirst(2) }
+        else if utf8.first == UInt8(ascii: "<") { op = (true, false, false); utf8 = utf8.dropFirst() }
+        else if utf8.first == UInt8(ascii: ">") { op = (false, false, true); utf8 = utf8.dropFirst() }
+        guard !utf8.isEmpty, utf8.count <= 18 else { return false }
+        var n = 0
+        for byte in utf8 {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return false }
+            n = n * 10 + Int(byte - UInt8(ascii: "0"))
         }
-        guard !rest.isEmpty, rest.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(rest) else { return false }
-        switch op {
-        case ">=": return count >= n
-        case "<=": return count <= n
-        case "<": return count < n
-        case ">": return count > n
-        default: return count == n
-        }
+        return (op.less && count < n) || (op.equal && count == n) || (op.greater && count > n)
     }
 }
 

@@ -7,12 +7,18 @@ public struct PushEvent: Sendable {
     public let properties: [String: JSON]
     /// Lowercased string values by path.
     let lowercased: [String: String]
-    /// The same two, as pairs in one array: an event has a handful of properties, and
-    /// comparing short keys beats hashing them (the rules look properties up once per
-    /// recipient). Empty when the event has too many properties; the dictionaries serve then.
-    private let pairs: [(key: String, value: JSON, lowercased: String?)]
+    /// The same two, as parallel arrays: an event has a handful of properties, and comparing
+    /// short keys beats hashing them (the rules look properties up once per recipient); the
+    /// keys' UTF-8 lengths come first, so most keys are passed over by one integer compare.
+    /// Empty when the event has too many properties; the dictionaries serve then.
+    private let keyLengths: [Int]
+    private let keys: [String]
+    private let values: [JSON]
+    private let lowercasedValues: [String?]
     /// The lowercased `content.body` as scalars (word matches).
     let body: [Unicode.Scalar]
+    /// The lowercased `type` (rules that require a type compare it first).
+    let lowercasedType: String?
     /// The event has `content.m.mentions` (an object): the legacy mention rules stand aside
     /// (MSC3952, "Intentional mentions").
     public let hasMentions: Bool
@@ -44,8 +50,21 @@ public struct PushEvent: Sendable {
         }
         self.properties = properties
         self.lowercased = lowercased
-        pairs = properties.count <= Self.maxPairs ? properties.map { ($0.key, $0.value, lowercased[$0.key]) } : []
+        if properties.count <= Self.maxPairs {
+            // Shorter keys first: the rules' keys are mostly short (`type`, `content.body`).
+            let sorted = properties.sorted { ($0.key.utf8.count, $0.key) < ($1.key.utf8.count, $1.key) }
+            keyLengths = sorted.map { $0.key.utf8.count }
+            keys = sorted.map(\.key)
+            values = sorted.map(\.value)
+            lowercasedValues = sorted.map { lowercased[$0.key] }
+        } else {
+            keyLengths = []
+            keys = []
+            values = []
+            lowercasedValues = []
+        }
         body = Array((lowercased["content.body"] ?? "").unicodeScalars)
+        lowercasedType = lowercased["type"]
         hasMentions = event["content"]?["m.mentions"]?.objectValue != nil
     }
 }
@@ -53,18 +72,26 @@ public struct PushEvent: Sendable {
 extension PushEvent {
     static let maxPairs = 24
 
+    /// Where `path` is in the arrays.
+    @inline(__always)
+    private func index(of path: String) -> Int? {
+        let length = path.utf8.count
+        return keyLengths.withUnsafeBufferPointer { lengths in
+            for index in 0..<lengths.count where lengths[index] == length && keys[index] == path { return index }
+            return nil
+        }
+    }
+
     /// The property at `path`.
     func property(_ path: String) -> JSON? {
-        if pairs.isEmpty { return properties[path] }
-        for pair in pairs where pair.key == path { return pair.value }
-        return nil
+        if keys.isEmpty { return properties[path] }
+        return index(of: path).map { values[$0] }
     }
 
     /// The lowercased string at `path`.
     func lowercasedString(_ path: String) -> String? {
-        if pairs.isEmpty { return lowercased[path] }
-        for pair in pairs where pair.key == path { return pair.lowercased }
-        return nil
+        if keys.isEmpty { return lowercased[path] }
+        return index(of: path).flatMap { lowercasedValues[$0] }
     }
 }
 

@@ -16,7 +16,13 @@ public struct PushRule: Sendable, Hashable {
     public var enabled: Bool
     /// All must hold. `content` rules hold their `pattern` as one `event_match` on
     /// `content.body`; `room` and `sender` rules as one `event_match` on `room_id`/`sender`.
-    public var conditions: [PushCondition]
+    public var conditions: [PushCondition] {
+        didSet { typeGuard = PushRule.typeGuard(conditions) }
+    }
+    /// The event type the rule requires, lowercased, when one of its conditions is an
+    /// `event_match` of `type` without wildcards: the evaluator compares it first and skips
+    /// the rule's conditions for events of another type (most rules, most events).
+    public private(set) var typeGuard: String?
     public var actions: [PushAction]
     /// One of the legacy body-mention rules that events with `m.mentions` skip (MSC3952);
     /// decided once here rather than by a set lookup per evaluation.
@@ -32,6 +38,14 @@ public struct PushRule: Sendable, Hashable {
         self.conditions = conditions
         self.actions = actions
         legacyMention = PushRuleSet.legacyMentionRules.contains(ruleID)
+        typeGuard = PushRule.typeGuard(conditions)
+    }
+
+    private static func typeGuard(_ conditions: [PushCondition]) -> String? {
+        for case .eventMatch(let key, let pattern) in conditions where key == "type" && !pattern.hasWildcards {
+            return pattern.lowercased
+        }
+        return nil
     }
 
     /// A `content` rule: `pattern` matched by word against `content.body`.

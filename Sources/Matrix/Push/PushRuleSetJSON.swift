@@ -120,10 +120,11 @@ extension PushCondition {
     /// A condition from its JSON; what this server cannot read (an unknown kind, a missing or
     /// mistyped parameter) is kept as `.unrecognised` and never matches.
     public init(json: JSON) {
-        let key = json["key"]?.stringValue
+        let key = json["key"]?.stringValue.map(PushCondition.canonicalPath)
         switch json["kind"]?.stringValue {
         case "event_match":
-            if let key, let pattern = json["pattern"]?.stringValue {
+            // A pattern longer than any event property could be: unread (globs cost text × pattern).
+            if let key, let pattern = json["pattern"]?.stringValue, pattern.utf8.count <= PushCondition.maxPatternBytes {
                 self = .eventMatch(key: key, pattern: PushGlob(pattern))
                 return
             }
@@ -154,6 +155,32 @@ extension PushCondition {
             break
         }
         self = .unrecognised(json)
+    }
+
+    public static let maxPatternBytes = 4096
+
+    /// A dot-separated property path as `PushEvent` writes them (appendix "Dot-separated
+    /// property paths"): `\.` and `\\` escape a dot and a backslash; any other backslash is
+    /// a literal one (`a\xb` names the property `a\xb`), so it is written escaped (`a\\xb`)
+    /// for the lookup to find it. Paths without such a backslash are returned unchanged.
+    static func canonicalPath(_ path: String) -> String {
+        guard path.unicodeScalars.contains("\\") else { return path }
+        let scalars = Array(path.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var index = 0
+        while index < scalars.count {
+            let scalar = scalars[index]
+            out.append(scalar)
+            index += 1
+            guard scalar == "\\" else { continue }
+            if index < scalars.count, scalars[index] == "." || scalars[index] == "\\" {
+                out.append(scalars[index])
+                index += 1
+            } else {
+                out.append("\\")
+            }
+        }
+        return String(out)
     }
 
     /// Non-compound canonical JSON: strings, booleans, null and integers within ±(2^53 − 1).

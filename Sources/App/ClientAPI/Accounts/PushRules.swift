@@ -210,6 +210,11 @@ enum PushRules {
             guard let conditions = body["conditions"]?.arrayValue, conditions.count <= 20, conditions.allSatisfy({ $0["kind"]?.stringValue != nil }) else {
                 throw MatrixError(.badJSON, "conditions must be a list of objects with a kind")
             }
+            // Globs cost text × pattern per evaluation: bounded like content patterns.
+            for condition in conditions where (condition["pattern"]?.stringValue?.utf8.count ?? 0) > PushCondition.maxPatternBytes
+                || (condition["key"]?.stringValue?.utf8.count ?? 0) > 1024 {
+                throw MatrixError(.invalidParam, "Condition pattern or key too long")
+            }
             rule["conditions"] = .array(conditions)
         case "content":
             guard let pattern = body["pattern"]?.stringValue, pattern.utf8.count <= 1000 else {

@@ -129,16 +129,48 @@ final class KeyService: Sendable {
         await federation.enqueue(["edu_type": "m.device_list_update", "content": .object(content)], key: nil, to: servers)
     }
 
+    /// The master and self-signing keys as a remote server's `/keys/query` would see them:
+    /// with the signatures the user made of their own keys (their devices' signatures of the
+    /// master key among them), none of other users.
     private func sendSigningKeyUpdate(of user: UserID, to servers: Set<ServerName>) async {
-        guard let federation, let rows = try? await database.keys.crossSigningKeys(of: user) else { return }
-        var content: [String: JSON] = ["user_id": .string(user.rawValue)]
-        for (_, type, bytes) in rows {
-            guard let key = try? JSON.parse(bytes) else { continue }
-            if type == "master" { content["master_key"] = key }
-            if type == "self_signing" { content["self_signing_key"] = key }
-        }
+        let userID = user.rawValue
+        var wanted: [String: Set<String>?] = [:]
+        wanted[userID] = .some(nil)
+        guard let federation, let keys = try? await Keys.localKeys(database, wanted: wanted, me: nil) else { return }
+        var content: [String: JSON] = ["user_id": .string(userID)]
+        if let master = keys["master_keys"]?[userID] { content["master_key"] = master }
+        if let selfSigning = keys["self_signing_keys"]?[userID] { content["self_signing_key"] = selfSigning }
         guard content.count > 1 else { return }
         await federation.enqueue(["edu_type": "m.signing_key_update", "content": .object(content)], key: nil, to: servers)
+    }
+
+    /// Stores signatures of `/keys/signatures/upload` by `signer`. Signatures of the signer's
+    /// own keys (`own`: devices signed by their self-signing key, their master key signed by
+    /// their devices) are a change of their keys for everyone sharing a room with them
+    /// (`change`). Signatures of others' master keys by the signer's user-signing key
+    /// (`others`) are seen by the signer alone, so only the signer is told those users
+    /// changed (as Synapse's signature stream).
+    func recordSignatures(by signer: UserID, own: [KeyStore.Signature], others: [KeyStore.Signature],
+                          change: KeyChange) async throws {
+        if !own.isEmpty {
+            try await changingKeys(of: signer, change: change) { db in
+                for signature in own { try KeyStore.addSignature(db, signature) }
+                return ((), true)
+            }
+        }
+        guard !others.isEmpty else { return }
+        let observer = signer.rawValue
+        let targets = Set(others.map(\.targetUserID)).sorted()
+        let position = try await deviceListStream.withNextPosition { position -> Int64 in
+            try await database.write { db in
+                for signature in others { try KeyStore.addSignature(db, signature) }
+                for target in targets {
+                    try DeviceListStore.noteDeviceListChange(db, position: position, userID: target, observer: observer)
+                }
+                return position
+            }
+        }
+        fanout.notify([signer], of: StreamChange(.deviceLists, position))
     }
 
     /// Records that `user`'s device list changed (devices added, renamed or removed).

@@ -5,18 +5,19 @@ import Transport
 
 /// The key-management API of end-to-end encryption (spec: client-server API, "End-to-End
 /// Encryption", "Key management API" and "Cross-signing"): `POST /keys/upload`, `/keys/query`,
-/// `/keys/claim`, `GET /keys/changes`, `POST /keys/device_signing/upload` and
-/// `/keys/signatures/upload`. Local users only (federation comes later: remote users are
-/// reported under `failures`). Keys are stored as uploaded; signatures made with
-/// cross-signing keys are stored apart and merged in when keys are served.
+/// `/keys/claim`, `GET /keys/changes`, and the cross-signing uploads (`CrossSigning`). Remote
+/// users' keys are asked of their servers (or the device-list cache). Keys are stored as
+/// uploaded; signatures made with cross-signing keys are stored apart and merged in when keys
+/// are served.
 enum Keys {
     static func register(_ routes: inout RouteBuilder) {
         routes.client(.post, "/keys/upload", upload)
         routes.client(.post, "/keys/query", query)
         routes.client(.post, "/keys/claim", claim)
         routes.client(.get, "/keys/changes", changes)
-        routes.client(.post, "/keys/device_signing/upload", versions: ["v3", "unstable"], uploadCrossSigning)
-        routes.client(.post, "/keys/signatures/upload", versions: ["v3", "unstable"], uploadSignatures)
+        routes.client(.post, "/keys/device_signing/upload", versions: ["v3", "unstable"], CrossSigning.uploadKeys)
+        routes.client(.post, "/keys/signatures/upload", versions: ["v3", "unstable"], CrossSigning.uploadSignatures)
+        DehydratedDevices.register(&routes)
     }
 
     // MARK: upload
@@ -109,6 +110,7 @@ enum Keys {
         var response = try await localKeys(app, wanted: wanted, me: requester.userID.rawValue)
         failures = try await app.queryRemoteKeys(remote, timeout: body["timeout"]?.intValue,
                                                  into: &response, failures: failures)
+        if !remote.isEmpty { try await mergeOwnSignatures(app.database, me: requester.userID.rawValue, into: &response) }
         response["failures"] = .object(failures)
         return .json(.object(response))
     }
@@ -162,6 +164,23 @@ enum Keys {
         response["self_signing_keys"] = .object(selfSigning)
         if me != nil { response["user_signing_keys"] = .object(userSigning) }
         return response
+    }
+
+    /// The requester's signatures (by their user-signing key) of remote users' master keys,
+    /// which only they see and which the remote server does not have.
+    static func mergeOwnSignatures(_ database: Database, me: String, into response: inout [String: JSON]) async throws {
+        guard var masters = response["master_keys"]?.objectValue, !masters.isEmpty else { return }
+        let users = Array(masters.keys)
+        let signatures = try await database.read { db in try KeyStore.signatures(db, targets: users) }
+        var mine: [String: [String: [(String, String, String)]]] = [:]
+        for s in signatures where s.signerUserID == me {
+            mine[s.targetUserID, default: [:]][s.targetKey, default: []].append((s.signerUserID, s.signerKeyID, s.signature))
+        }
+        for (user, key) in masters {
+            guard let publicKey = publicKey(of: key), let extra = mine[user]?[publicKey] else { continue }
+            masters[user] = merging(extra, into: key)
+        }
+        response["master_keys"] = .object(masters)
     }
 
     /// A requested user id: nil for a remote user, whose keys are asked of its server.
@@ -251,91 +270,5 @@ enum Keys {
         let to = try StreamToken(parsing: PercentDecoding.decode(Substring(toText)) ?? toText)
         let result = try await app.keys.changes(for: requester.userID, since: from, upTo: to, membershipsMoved: true)
         return .json(["changed": .array(result.changed.map { .string($0) }), "left": .array(result.left.map { .string($0) })])
-    }
-
-    // MARK: cross-signing
-
-    /// `POST /keys/device_signing/upload`: the requester's cross-signing keys (UIA to replace them).
-    static func uploadCrossSigning(_ context: RequestContext) async throws -> HTTPResponse {
-        let app = context.app
-        let requester = try await context.requireUser()
-        try context.rateLimit("key-uploads", app.configuration.rateLimits.keyUploads, user: requester.userID)
-        let body = try await context.jsonObject()
-        let userID = requester.userID.rawValue
-        var uploads: [(type: String, json: [UInt8])] = []
-        for (field, type) in [("master_key", "master"), ("self_signing_key", "self_signing"), ("user_signing_key", "user_signing")] {
-            guard let key = body[field], key != .null else { continue }
-            guard key.objectValue != nil, key["user_id"]?.stringValue == userID else {
-                throw MatrixError(.invalidParam, "\(field).user_id must be the requester's")
-            }
-            guard key["usage"]?.arrayValue?.contains(.string(type)) == true else {
-                throw MatrixError(.invalidParam, "\(field).usage must contain '\(type)'")
-            }
-            guard let keys = key["keys"]?.objectValue, keys.count == 1, keys.values.first?.stringValue != nil else {
-                throw MatrixError(.invalidParam, "\(field).keys must hold exactly one key")
-            }
-            uploads.append((type, key.encoded()))
-        }
-        // Once cross-signing is set up (a master key is stored), any key that differs from the
-        // stored one of its type — master, self-signing or user-signing — needs the
-        // account's password (or the dummy stage for a password-less account); the first
-        // setup does not, and re-uploading identical keys does not (MSC3967, as Synapse).
-        let existing = try await app.database.keys.crossSigningKeys(of: requester.userID)
-        let storedMaster = existing.first { $0.1 == "master" }?.2
-        let replaces = uploads.contains { upload in existing.first { $0.1 == upload.type }?.2 != upload.json }
-        if storedMaster != nil, replaces {
-            try await Devices.authorizeDeletion(requester: requester, body: body, accounts: app.accounts)
-        } else if storedMaster == nil, !uploads.contains(where: { $0.type == "master" }), !uploads.isEmpty {
-            throw MatrixError(.invalidParam, "Upload a master key first")
-        }
-        let frozen = uploads
-        // A user-signing key is the user's private view of others: their peers are not told.
-        let ownOnly = !uploads.isEmpty && uploads.allSatisfy { $0.type == "user_signing" }
-        try await app.keys.changingKeys(of: requester.userID, change: .init(crossSigning: !ownOnly, ownOnly: ownOnly)) { db in
-            var changed = false
-            for upload in frozen where try KeyStore.setCrossSigningKey(db, userID: userID, type: upload.type, json: upload.json) {
-                changed = true
-            }
-            return ((), changed)
-        }
-        return .json([:])
-    }
-
-    /// `POST /keys/signatures/upload`: signatures of keys made by the requester.
-    static func uploadSignatures(_ context: RequestContext) async throws -> HTTPResponse {
-        let app = context.app
-        let requester = try await context.requireUser()
-        try context.rateLimit("key-uploads", app.configuration.rateLimits.keyUploads, user: requester.userID)
-        let body = try await context.jsonObject()
-        let me = requester.userID.rawValue
-        var signatures: [KeyStore.Signature] = []
-        var targets = Set<String>()
-        var failures: [String: JSON] = [:]
-        for (user, keys) in body {
-            guard let keys = keys.objectValue else { throw MatrixError(.badJSON, "\(user) must be an object") }
-            for (keyID, signed) in keys {
-                guard let mine = signed["signatures"]?[me]?.objectValue, !mine.isEmpty else {
-                    var userFailures = failures[user]?.objectValue ?? [:]
-                    userFailures[keyID] = ["errcode": "M_INVALID_SIGNATURE", "error": .string("No signature by \(me)")]
-                    failures[user] = .object(userFailures)
-                    continue
-                }
-                for (signerKeyID, value) in mine {
-                    guard let signature = value.stringValue else { continue }
-                    signatures.append(KeyStore.Signature(signerUserID: me, signerKeyID: signerKeyID, targetUserID: user,
-                                                         targetKey: keyID, signature: signature))
-                }
-                targets.insert(user)
-            }
-        }
-        let frozen = signatures
-        try await app.keys.changingKeys(of: requester.userID) { db in
-            for signature in frozen { try KeyStore.addSignature(db, signature) }
-            return ((), !frozen.isEmpty)
-        }
-        for target in targets where target != me {
-            if let id = try? UserID(parsing: target) { try await app.keys.changingKeys(of: id) { _ in ((), true) } }
-        }
-        return .json(["failures": .object(failures)])
     }
 }

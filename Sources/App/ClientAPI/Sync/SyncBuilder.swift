@@ -94,6 +94,7 @@ struct SyncBuilder {
         guard full || upTo[.accountData] > since![.accountData] else { return (global, rooms) }
         let changes = try await app.database.accountData.accountDataChanges(userID: request.user,
                                                                           since: full ? 0 : since![.accountData])
+        var sentPushRules = false
         for change in changes {
             var event = RawJSONObject()
             event.value("type", .string(change.type))
@@ -103,10 +104,29 @@ struct SyncBuilder {
                 rooms[room, default: []].append(event.finish())
             } else {
                 guard filter.accountData.allows(type: change.type, sender: "") else { continue }
+                if change.type == PushRulesService.accountDataType {
+                    sentPushRules = true
+                    global.append(try await pushRulesEvent())
+                    continue
+                }
                 global.append(event.finish())
             }
         }
+        // Push rules are always in an initial sync, the server defaults if nothing is stored
+        // (as Synapse); stored ones go out merged with today's defaults (`PushRulesService`).
+        if full && !sentPushRules && filter.accountData.allows(type: PushRulesService.accountDataType, sender: "") {
+            global.append(try await pushRulesEvent())
+        }
         return (global, rooms)
+    }
+
+    /// The user's `m.push_rules` event: their rules as `GET /pushrules/` shows them.
+    func pushRulesEvent() async throws -> [UInt8] {
+        var event = RawJSONObject()
+        event.value("type", .string(PushRulesService.accountDataType))
+        let rules = try await app.pushRules.ruleSet(for: request.user).clientJSON
+        event.raw("content", JSON.object(["global": .object(rules)]).encoded())
+        return event.finish()
     }
 
     /// Receipts of joined rooms by room id, when the stream moved.

@@ -4,12 +4,14 @@ import Matrix
 import Persistence
 import Synchronization
 
-/// Notification and highlight counts per (user, room): each message or encrypted event from
-/// someone else after the user's read receipt is put through the user's push rules
-/// (`PushEvaluator` with `PushRuleSet.serverDefault`, in Matrix); it counts when the actions
-/// notify, and as a highlight when they highlight. Kept in memory and advanced with the
-/// timeline sync already holds; computed from the store on a miss or after a gap; reset by
-/// the user's receipt. (User-defined push rules come later.)
+/// Notification and highlight counts per (user, room): each event from someone else after the
+/// user's read receipt is put through the user's push rules (`PushEvaluator` with the user's
+/// rule set from `app.pushRules`: their own rules and the server defaults, with the room's
+/// joined member count and their display name in it); it counts when the actions notify, and
+/// as a highlight when they highlight. Kept in memory and advanced with the timeline sync
+/// already holds; computed from the store on a miss or after a gap; reset by the user's
+/// receipt. Counted events keep the verdict of the rules they were counted with: a rule
+/// change applies from the next event on (as Synapse, which stores the actions per event).
 final class UnreadCounts: Sendable {
     struct Entry {
         var countedUpTo: Int64
@@ -21,6 +23,8 @@ final class UnreadCounts: Sendable {
         var threads: [String: Counts] = [:]
         /// The user's display name in the room, lowercased, as last read from its state.
         var displayname: String?
+        /// The room's joined members, as last counted from its state (`room_member_count`).
+        var memberCount: Int?
     }
 
     struct Counts: Equatable, Sendable {
@@ -61,19 +65,28 @@ final class UnreadCounts: Sendable {
         let cached = entries.withLock { $0[key] }
         if let entry = cached, entry.countedUpTo >= upper { return entry.roomCounts }
         let userID = user.rawValue
-        // The display name is kept with the counts until the user's member event changes.
+        let first = timeline.first?.position ?? (upper + 1)
+        let advancing = cached.map { !limited || first - 1 <= $0.countedUpTo } ?? false
+        // The display name and the member count are kept with the counts until a member
+        // event goes by (the user's own for the name); after a gap they are read again.
         let ownMemberChanged = timeline.contains { $0.type == EventType.roomMember && $0.stateKey == userID }
+        let membersChanged = ownMemberChanged || timeline.contains { $0.type == EventType.roomMember }
         var displayname = cached?.displayname
-        if cached == nil || ownMemberChanged {
+        var memberCount = cached?.memberCount
+        if !advancing || ownMemberChanged {
             displayname = try await actor().stateEvent(.member(userID))?.content["displayname"]?.stringValue?.lowercased()
         }
-        let matcher = Matcher(user: user, displayname: displayname, shared: self)
+        if !advancing || membersChanged || memberCount == nil {
+            memberCount = await Self.joinedMembers(try await actor())
+        }
+        let rules = try await app.pushRules.ruleSet(for: user)
+        let matcher = Matcher(user: user, rules: rules, displayname: displayname, memberCount: memberCount, shared: self)
         var entry: Entry
-        let first = timeline.first?.position ?? (upper + 1)
-        if let cachedEntry = cached, !limited || first - 1 <= cachedEntry.countedUpTo {
+        if let cachedEntry = cached, advancing {
             // Advance with the timeline sync already holds.
             entry = cachedEntry
             entry.displayname = displayname
+            entry.memberCount = memberCount
             for event in timeline where event.position > entry.countedUpTo {
                 try await count(event.type, event.sender, event.bytes, event.position, matcher, &entry, actor)
             }
@@ -82,7 +95,7 @@ final class UnreadCounts: Sendable {
             // receipt reads everything up to it; a threaded one its thread (`main`: the
             // events in no thread).
             let (rows, reads) = try await app.database.receipts.unread(by: user, in: roomID, upTo: upper, limit: Self.maxScan)
-            entry = Entry(countedUpTo: 0, notify: 0, highlight: 0, displayname: displayname)
+            entry = Entry(countedUpTo: 0, notify: 0, highlight: 0, displayname: displayname, memberCount: memberCount)
             for row in rows {
                 let thread = matcher.threadRoot(of: row.clientJSON, position: row.streamOrdering) ?? "main"
                 if let read = reads[thread], row.streamOrdering <= read { continue }
@@ -101,9 +114,20 @@ final class UnreadCounts: Sendable {
 
     static let maxEntries = 200_000
 
+    /// The room's joined members, counted from its current state.
+    static func joinedMembers(_ room: RoomActor) async -> Int? {
+        guard let state = await room.currentState else { return nil }
+        var joined = 0
+        for (key, pdu) in state where key.type == EventType.roomMember && pdu.membership == MembershipState.join.rawValue {
+            joined += 1
+        }
+        return joined
+    }
+
     private func count(_ type: String, _ sender: String, _ bytes: [UInt8], _ position: Int64, _ matcher: Matcher,
                        _ entry: inout Entry, _ actor: () async throws -> RoomActor) async throws {
-        let thread = type == EventType.roomMessage || type == EventType.roomEncrypted ? matcher.threadRoot(of: bytes, position: position) : nil
+        guard sender != matcher.user || type == EventType.roomMessage || type == EventType.roomEncrypted else { return }
+        let thread = matcher.threadRoot(of: bytes, position: position)
         // The user's own message means they read the room, or the thread it is in (clients
         // send a receipt with it).
         if sender == matcher.user && (type == EventType.roomMessage || type == EventType.roomEncrypted) {
@@ -159,19 +183,19 @@ final class UnreadCounts: Sendable {
     /// (`sender_notification_permission`), which the caller reads and evaluates again with.
     enum Outcome { case none, notify, highlight, roomMention }
 
-    /// The push rules of one user in one room (the server defaults today), evaluated per event
-    /// with no hop unless the sender's power is needed.
+    /// The push rules of one user in one room, evaluated per event with no hop unless the
+    /// sender's power is needed.
     struct Matcher {
         let user: String
         let rules: PushRuleSet
         let context: PushContext
         let shared: UnreadCounts?
 
-        init(user: UserID, displayname: String?, shared: UnreadCounts?) {
+        /// `rules` nil: the server defaults.
+        init(user: UserID, rules: PushRuleSet? = nil, displayname: String?, memberCount: Int? = nil, shared: UnreadCounts?) {
             self.user = user.rawValue
-            rules = shared?.defaultRules(for: user) ?? PushRuleSet.serverDefault(for: user)
-            // The member count only chooses sounds (`room_one_to_one`), never whether to count.
-            context = PushContext(displayName: displayname, memberCount: nil)
+            self.rules = rules ?? PushRuleSet.serverDefault(for: user)
+            context = PushContext(displayName: displayname, memberCount: memberCount)
             self.shared = shared
         }
 
@@ -199,14 +223,19 @@ final class UnreadCounts: Sendable {
             cachedFeatures(of: bytes, position: position)?.threadRoot
         }
 
-        /// Counts cover the room's messages (`m.room.message`, `m.room.encrypted`) from others;
-        /// `mayNotify` answers `sender_notification_permission` once the caller has read the
-        /// power levels.
+        /// Counts cover the events of others that the rules say notify (messages, calls,
+        /// polls, tombstones, ...: the user's own events never count); `mayNotify` answers
+        /// `sender_notification_permission` once the caller has read the power levels.
         func evaluate(type: String, sender: String, bytes: [UInt8], eventPosition: Int64,
                       mayNotify: ((String) -> Bool)? = nil) -> Outcome {
-            guard sender != user, type == EventType.roomMessage || type == EventType.roomEncrypted else { return .none }
-            // Clients and the rules see the event's type and sender as the sync shows them.
-            guard let features = cachedFeatures(of: bytes, position: eventPosition) else { return .notify }
+            guard sender != user else { return .none }
+            guard let features = cachedFeatures(of: bytes, position: eventPosition) else {
+                // Unreadable (never expected of a stored event): a message still counts.
+                return type == EventType.roomMessage || type == EventType.roomEncrypted ? .notify : .none
+            }
+            // The user's own invite notifies where invites are listed, not as an unread event
+            // of the room they then join.
+            if type == EventType.roomMember && features.event.properties["state_key"]?.stringValue == user { return .none }
             var context = self.context
             context.senderNotificationPermission = mayNotify
             switch PushEvaluator.evaluate(rules, features.event, context) {
@@ -217,19 +246,6 @@ final class UnreadCounts: Sendable {
                 return actions.highlights ? .highlight : .notify
             }
         }
-    }
-
-    /// The server-default rules by user (bounded; rebuilt when full).
-    private let rulesByUser = Mutex<[UserID: PushRuleSet]>([:])
-
-    func defaultRules(for user: UserID) -> PushRuleSet {
-        if let rules = rulesByUser.withLock({ $0[user] }) { return rules }
-        let rules = PushRuleSet.serverDefault(for: user)
-        rulesByUser.withLock { cache in
-            if cache.count >= 10_000 { cache.removeAll(keepingCapacity: true) }
-            cache[user] = rules
-        }
-        return rules
     }
 }
 
