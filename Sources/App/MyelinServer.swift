@@ -47,7 +47,7 @@ final class MyelinServer: Sendable {
         }
         // Push rules per event for local members, and the pushers' queues (docs/push.md).
         let pushRules = app.pushRules
-        roomService.push.connectRules { try await pushRules.ruleSet(for: $0) }
+        roomService.push.connectRules(cached: { pushRules.cachedRuleSet(for: $0) }, load: { try await pushRules.ruleSet(for: $0) })
         await roomService.push.start()
         maintenance = Task.detached { await roomService.runMaintenance() }
         sessionUpkeep = Task.detached {

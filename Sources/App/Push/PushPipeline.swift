@@ -36,8 +36,10 @@ final class PushPipeline: PushPipelineHook, Sendable {
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
     private let worker = Mutex<Task<Void, Never>?>(nil)
-    /// The user's effective push rules (the push rules service once the App connects it).
-    private let rulesSource = Mutex<(@Sendable (UserID) async throws -> PushRuleSet)?>(nil)
+    /// The user's effective push rules (the push rules service once the App connects it):
+    /// from its cache without suspending, else loaded.
+    private let rulesSource = Mutex<(cached: @Sendable (UserID) -> PushRuleSet?,
+                                     load: @Sendable (UserID) async throws -> PushRuleSet)?>(nil)
     private let logger = Logger(label: "myelin.push")
     /// Batches processed (tests and the bench wait on it).
     let processedEvents = Atomic<Int>(0)
@@ -51,13 +53,16 @@ final class PushPipeline: PushPipelineHook, Sendable {
     }
 
     /// Where each user's rules come from.
-    func connectRules(_ source: @escaping @Sendable (UserID) async throws -> PushRuleSet) {
-        rulesSource.withLock { $0 = source }
+    func connectRules(cached: @escaping @Sendable (UserID) -> PushRuleSet?,
+                      load: @escaping @Sendable (UserID) async throws -> PushRuleSet) {
+        rulesSource.withLock { $0 = (cached, load) }
     }
 
     /// The user's effective push rules (server defaults when nothing is connected).
     func rules(for user: UserID) async -> PushRuleSet {
-        if let source = rulesSource.withLock({ $0 }), let rules = try? await source(user) { return rules }
+        guard let source = rulesSource.withLock({ $0 }) else { return PushRuleSet.serverDefault(for: user) }
+        if let rules = source.cached(user) { return rules }
+        if let rules = try? await source.load(user) { return rules }
         return PushRuleSet.serverDefault(for: user)
     }
 
@@ -167,6 +172,9 @@ final class PushPipeline: PushPipelineHook, Sendable {
                 let rules: PushRuleSet
                 if let known = ruleSets[recipient.user] {
                     rules = known
+                } else if let cached = rulesSource.withLock({ $0 })?.cached(recipient.user) {
+                    rules = cached
+                    ruleSets[recipient.user] = cached
                 } else {
                     rules = await self.rules(for: recipient.user)
                     ruleSets[recipient.user] = rules

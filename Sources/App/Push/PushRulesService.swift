@@ -41,6 +41,12 @@ final class PushRulesService: Sendable {
         return rules
     }
 
+    /// The user's rules when cached, without suspending (the push pipeline asks for each
+    /// recipient of each event; an `await` there waits behind the whole loaded pool).
+    func cachedRuleSet(for user: UserID) -> PushRuleSet? {
+        state.withLock { $0.rules[user] }
+    }
+
     /// The stored rules of `user` changed (or may have): the next `ruleSet(for:)` reads them.
     func invalidate(_ user: UserID) {
         state.withLock { state in
