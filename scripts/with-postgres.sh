@@ -61,7 +61,7 @@ for attempt in $(seq 1 20); do
   candidate=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
   port_in_use "$candidate" && continue
   if "${as_pg[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-       -o "-p $candidate -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+       -o "-p $candidate -k $dir -c listen_addresses=127.0.0.1 -c max_connections=1000 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
        start >/dev/null 2>&1; then
     port=$candidate
     started=1

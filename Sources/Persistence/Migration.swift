@@ -70,13 +70,22 @@ enum Migrator {
                 _ = try? connection.execute("SELECT pg_advisory_unlock(hashtext('myelin.schema_migrations.' || coalesce(current_schema(), '')))")
             }
         }
-        try connection.executeScript("""
-            CREATE TABLE IF NOT EXISTS schema_migrations (
-                version \(DDL.Term.bigint.render(for: dialect)) PRIMARY KEY NOT NULL,
-                name TEXT NOT NULL,
-                applied_ts \(DDL.Term.bigint.render(for: dialect)) NOT NULL
-            )
-            """)
+        // In a write transaction from the start: on SQLite, a deferred one that read the schema
+        // before another opener created the table gets SQLITE_BUSY at once, without waiting.
+        try connection.executeScript(begin)
+        do {
+            try connection.executeScript("""
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version \(DDL.Term.bigint.render(for: dialect)) PRIMARY KEY NOT NULL,
+                    name TEXT NOT NULL,
+                    applied_ts \(DDL.Term.bigint.render(for: dialect)) NOT NULL
+                )
+                """)
+            try connection.executeScript("COMMIT")
+        } catch {
+            _ = try? connection.executeScript("ROLLBACK")
+            throw error
+        }
         let known = sorted.last!.version
         if let newest = try connection.queryFirst("SELECT MAX(version) FROM schema_migrations")?.optionalInt(0),
            newest > known {

@@ -19,30 +19,8 @@ struct PushersTests {
         return User(client: client, id: id)
     }
 
-    /// A server on `backend`; on PostgreSQL in a schema of its own (servers sharing one
-    /// schema would allocate the same state group ids when they create rooms at once).
     static func withServer(_ backend: String, _ body: (MyelinServer, Int) async throws -> Void) async throws {
-        guard backend == "postgres", let base = Environment.postgres else {
-            return try await withMyelinServer(configure, body)
-        }
-        let schema = "myelin_push_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
-        let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
-        try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
-        let result: Result<Void, any Error>
-        do {
-            try await withMyelinServer({
-                configure(&$0)
-                $0.database.backend = .postgres
-                $0.database.postgresConninfo = "\(base) options='-csearch_path=\(schema)'"
-                $0.database.postgresPoolSize = 2
-            }, body)
-            result = .success(())
-        } catch {
-            result = .failure(error)
-        }
-        try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
-        await admin.close()
-        try result.get()
+        try await MediaTest.withServer(backend, configure, body)
     }
 
     /// Fast retries: the tests wait for a gateway that comes back.
