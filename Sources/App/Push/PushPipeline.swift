@@ -38,8 +38,21 @@ final class PushPipeline: PushPipelineHook, Sendable {
     private let worker = Mutex<Task<Void, Never>?>(nil)
     /// The user's effective push rules (the push rules service once the App connects it):
     /// from its cache without suspending, else loaded.
-    private let rulesSource = Mutex<(cached: @Sendable (UserID) -> PushRuleSet?,
-                                     load: @Sendable (UserID) async throws -> PushRuleSet)?>(nil)
+    /// A class, not a tuple of closures: a `Mutex` holds its value in the generic form, and
+    /// each `withLock` that hands a function value out as `inout` converts it and writes the
+    /// converted one back, a thunk around the last: after a million reads every call went
+    /// through a million thunks (the CPU of the push pipeline grew all run long).
+    private final class RulesSource: Sendable {
+        let cached: @Sendable (UserID) -> PushRuleSet?
+        let load: @Sendable (UserID) async throws -> PushRuleSet
+
+        init(cached: @escaping @Sendable (UserID) -> PushRuleSet?, load: @escaping @Sendable (UserID) async throws -> PushRuleSet) {
+            self.cached = cached
+            self.load = load
+        }
+    }
+
+    private let rulesSource = Mutex<RulesSource?>(nil)
     private let logger = Logger(label: "myelin.push")
     /// Batches processed (tests and the bench wait on it).
     let processedEvents = Atomic<Int>(0)
@@ -55,7 +68,7 @@ final class PushPipeline: PushPipelineHook, Sendable {
     /// Where each user's rules come from.
     func connectRules(cached: @escaping @Sendable (UserID) -> PushRuleSet?,
                       load: @escaping @Sendable (UserID) async throws -> PushRuleSet) {
-        rulesSource.withLock { $0 = (cached, load) }
+        rulesSource.withLock { $0 = RulesSource(cached: cached, load: load) }
     }
 
     /// The user's effective push rules (server defaults when nothing is connected).
