@@ -24,8 +24,12 @@ struct PendingPush: Sendable {
     var highPriority: Bool
     var queuedAt: Int64
 
-    init(event: PersistedEvent, json: JSON, roomID: RoomID, state: AuthState, recipient: UserID, actions: [PushAction],
-         includeContent: Bool, queuedAt: Int64) {
+    /// The member event's target, for `userIsTarget`.
+    private var memberTarget: String?
+
+    /// What the event says, the same for every recipient: read from the event and the room's
+    /// state once per event (`addressed(to:actions:)` adds each recipient's part).
+    init(event: PersistedEvent, json: JSON, roomID: RoomID, state: AuthState, includeContent: Bool, queuedAt: Int64) {
         eventID = event.eventID.rawValue
         self.roomID = roomID.rawValue
         streamOrdering = event.streamOrdering
@@ -37,13 +41,20 @@ struct PendingPush: Sendable {
         content = includeContent ? json["content"] : nil
         if event.type == EventType.roomMember, let key = event.stateKey {
             membership = json["content"]?["membership"]?.stringValue
-            userIsTarget = key == recipient.rawValue
+            memberTarget = key
         }
-        var tweaks: [String: JSON] = [:]
-        for case .setTweak(let name, let value) in actions { tweaks[name] = value ?? .bool(true) }
-        self.tweaks = tweaks
-        highPriority = event.type == EventType.roomEncrypted || actions.highlights || tweaks["sound"] != nil
+        tweaks = [:]
+        highPriority = false
         self.queuedAt = queuedAt
+    }
+
+    /// This notification for `recipient`, whose rules decided `actions`.
+    func addressed(to recipient: UserID, actions: [PushAction]) -> PendingPush {
+        var push = self
+        if let memberTarget { push.userIsTarget = memberTarget == recipient.rawValue }
+        for case .setTweak(let name, let value) in actions { push.tweaks[name] = value ?? .bool(true) }
+        push.highPriority = type == EventType.roomEncrypted || actions.highlights || push.tweaks["sound"] != nil
+        return push
     }
 
     /// The request body for `pusher` with the user's badge count (`counts.unread`).

@@ -180,6 +180,8 @@ final class PushPipeline: PushPipelineHook, Sendable {
             }
             let relation = json["content"]?["m.relates_to"]
             let thread = relation?["rel_type"]?.stringValue == RelationType.thread ? relation?["event_id"]?.stringValue : nil
+            // What a push says of the event, built for its first recipient with a pusher.
+            var template: PendingPush?
             for recipient in targets where recipient.user.rawValue != event.sender {
                 let r0 = Clock.monotonicNanoseconds()
                 let rules: PushRuleSet
@@ -211,9 +213,10 @@ final class PushPipeline: PushPipelineHook, Sendable {
                     streamOrdering: event.streamOrdering, actions: Self.encode(list).encodedString,
                     highlight: list.highlights, threadID: thread, ts: now))
                 if deliveries.hasPushers(recipient.user) {
-                    pushes.append((recipient.user, PendingPush(event: event, json: json, roomID: batch.roomID, state: state,
-                                                               recipient: recipient.user, actions: list,
-                                                               includeContent: configuration.includeContent, queuedAt: now)))
+                    let push = template ?? PendingPush(event: event, json: json, roomID: batch.roomID, state: state,
+                                                       includeContent: configuration.includeContent, queuedAt: now)
+                    template = push
+                    pushes.append((recipient.user, push.addressed(to: recipient.user, actions: list)))
                 }
             }
         }
