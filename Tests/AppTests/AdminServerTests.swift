@@ -321,6 +321,16 @@ struct AdminServerTests {
         return parts.joined(separator: "/") + "/admin-page"
     }
 
+    @Test func theAdminPageSectionIsReadFromTheFile() throws {
+        let configuration = try ConfigurationLoader.load(yaml: "admin_page:\n  enabled: true\n  directory: /srv/myelin/admin-page\n")
+        #expect(configuration.adminPage.enabled)
+        #expect(configuration.adminPage.directory == "/srv/myelin/admin-page")
+        #expect(try ConfigurationLoader.load(yaml: "").adminPage == Configuration.AdminPage())
+        #expect(Configuration().adminPage.enabled == false)
+        #expect(ConfigurationTemplate.render(serverName: "example.org").contains("admin_page:\n  enabled: false\n  directory: admin-page"))
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: "admin_page:\n  enabeld: true\n") }
+    }
+
     @Test func thePageIsNotServedUnlessEnabled() async throws {
         try await withMyelin({ $0.adminPage.directory = Self.pageDirectory }) { port, _ in
             let client = try RawClient(port: port)
