@@ -12,10 +12,20 @@ public struct UserRecord: Sendable, Hashable {
     public var deactivated: Bool
     public var displayname: String?
     public var avatarURL: String?
+    /// Set by an administrator (migration 115); changed only through `AccountStore`'s
+    /// setters, never by `updateUser`.
+    public var locked: Bool
+    public var suspended: Bool
+    /// Deactivated with `erase` (Synapse's GDPR erasure).
+    public var erased: Bool
 
     public init(userID: String, passwordHash: String? = nil, createdTs: Int64 = currentTimeMillis(),
                 isGuest: Bool = false, isAdmin: Bool = false, deactivated: Bool = false,
-                displayname: String? = nil, avatarURL: String? = nil) {
+                displayname: String? = nil, avatarURL: String? = nil,
+                locked: Bool = false, suspended: Bool = false, erased: Bool = false) {
+        self.locked = locked
+        self.suspended = suspended
+        self.erased = erased
         self.userID = userID
         self.passwordHash = passwordHash
         self.createdTs = createdTs
