@@ -150,7 +150,8 @@
         const node = table(users, columns, (row, tr) => {
           const userID = String(row.name || row.user_id || "");
           tr.dataset.userId = userID;
-          if (row.deactivated || !userID) return [];
+          // No button to deactivate oneself from here.
+          if (row.deactivated || !userID || userID === sessionStorage.getItem(USER_KEY)) return [];
           const button = el("button", "Deactivate", "deactivate danger");
           button.type = "button";
           button.addEventListener("click", async () => {
