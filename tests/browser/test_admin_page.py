@@ -30,6 +30,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SECRET = "browser-test-shared-secret"
 SCREENSHOTS = os.environ.get("BROWSER_SCREENSHOTS", os.path.join(ROOT, ".build", "browser-screenshots"))
 VIEWS = ["users", "rooms", "reports", "tokens", "blocks", "runtime"]
+ROOM_NAME = "Browser test room"
+REPORT_REASON = "browser test report"
+TOKEN = "browsertoken1"
+BLOCKED = "203.0.113.0/24"
 
 
 def _binary():
@@ -139,12 +143,39 @@ def _loaded(driver, view):
                         and d.find_element(By.ID, "view-content").get_attribute("data-loaded"))
 
 
+def _seed(base, owner_token, admin_token):
+    """Something for each view to list: a room with a reported message, a registration
+    token, a blocked range (a documentation range: the test's own 127.0.0.1 stays open).
+    Returns what each view should show when its endpoint exists on this server."""
+    status, room = _call(base, "POST", "/_matrix/client/v3/createRoom",
+                         {"name": ROOM_NAME, "preset": "public_chat"}, token=owner_token)
+    assert status == 200, room
+    room_id = room["room_id"]
+    status, sent = _call(base, "PUT", "/_matrix/client/v3/rooms/%s/send/m.room.message/t1" % urllib.parse.quote(room_id),
+                         {"msgtype": "m.text", "body": "report me"}, token=owner_token)
+    assert status == 200, sent
+    status, joined = _call(base, "POST", "/_matrix/client/v3/join/%s" % urllib.parse.quote(room_id), {}, token=admin_token)
+    assert status == 200, joined
+    status, reported = _call(base, "POST", "/_matrix/client/v3/rooms/%s/report/%s" % (
+        urllib.parse.quote(room_id), urllib.parse.quote(sent["event_id"])), {"reason": REPORT_REASON, "score": -100},
+        token=admin_token)
+    assert status == 200, reported
+    # These two belong to other parts of the admin API: a 404 just means "not here yet".
+    status, reply = _call(base, "POST", "/_synapse/admin/v1/registration_tokens/new", {"token": TOKEN}, token=admin_token)
+    assert status in (200, 404), reply
+    status, reply = _call(base, "POST", "/_synapse/admin/v1/security/ip/block", {"ip": BLOCKED, "reason": "browser test"},
+                          token=admin_token)
+    assert status in (200, 404), reply
+    return {"rooms": ROOM_NAME, "reports": REPORT_REASON, "tokens": TOKEN, "blocks": BLOCKED}
+
+
 def test_sign_in_list_deactivate_and_every_view(server, browser):
     os.makedirs(SCREENSHOTS, exist_ok=True)
     _register(server, "root", "root-password-1", admin=True)
     victim = _register(server, "victim", "victim-password-1", admin=False)
     victim_id = victim["user_id"]
     admin_token = _register(server, "auditor", "auditor-password-1", admin=True)["access_token"]
+    expected = _seed(server, victim["access_token"], admin_token)
 
     browser.get(server + "/_myelin/admin/")
     browser.execute_script("sessionStorage.clear()")
@@ -201,6 +232,17 @@ def test_sign_in_list_deactivate_and_every_view(server, browser):
         browser.find_element(By.CSS_SELECTOR, 'nav#views button[data-view="%s"]' % view).click()
         _loaded(browser, view)
         assert browser.find_element(By.ID, "view-title").text
+        error = browser.find_element(By.ID, "view-error")
+        if view in expected:
+            # Either the seeded item is listed, or the endpoint's error is shown in place.
+            content = browser.find_element(By.ID, "view-content").text
+            if error.get_attribute("hidden") is None:
+                assert error.text, view
+                print("\n%s view: %s" % (view, error.text))
+            else:
+                assert expected[view] in content, (view, content)
+        else:
+            assert error.get_attribute("hidden") is not None, (view, error.text)
         if view == "runtime":
             # Two samples: rates appear once the page has refreshed.
             _wait(browser).until(lambda d: d.find_element(By.ID, "rt-rps").text not in ("", "…"))
