@@ -297,6 +297,19 @@ struct AdminServerTests {
         }
     }
 
+    @Test func runtimeCountsEvictionsPastTheConfiguredLimit() async throws {
+        try await Self.withFixture("sqlite", { $0.actors.rooms.maxResident = 1 }) { f in
+            for _ in 0..<3 {
+                #expect(try await f.alice.call("POST", "/createRoom", [:]).status == 200)
+            }
+            let rooms = try #require(try await f.admin.call("GET", "/_myelin/admin/api/runtime").json["actors"]?["rooms"])
+            #expect(rooms["max_resident"]?.intValue == 1)
+            #expect((rooms["resident"]?.intValue ?? .max) <= 1)
+            #expect((rooms["activations"]?.intValue ?? 0) >= 3)
+            #expect((rooms["evictions"]?.intValue ?? 0) >= 2)
+        }
+    }
+
     @Test func histogramQuantilesUseBucketBounds() {
         #expect(Metrics.bucket(forMicros: 0) == 0)
         #expect(Metrics.bucket(forMicros: 50) == 0)
