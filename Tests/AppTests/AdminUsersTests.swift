@@ -291,7 +291,13 @@ struct AdminUsersTests {
     func lockAndSuspend(_ backend: String) async throws {
         try await Self.withFixture(backend) { f in
             let bob = try await Self.user(f, "bob")
-            let roomID = try #require(try await bob.call("POST", "/createRoom", [:]).json["room_id"]?.stringValue)
+            let carol = try await Self.user(f, "carol")
+            let roomID = try #require(try await bob.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await carol.call("POST", "/rooms/\(roomID)/join", [:]).status == 200)
+            let carols = try #require(try await carol.call("PUT", "/rooms/\(roomID)/send/m.room.message/c1",
+                                                           ["msgtype": "m.text", "body": "mine"]).json["event_id"]?.stringValue)
+            let bobs = try #require(try await bob.call("PUT", "/rooms/\(roomID)/send/m.room.message/b1",
+                                                        ["msgtype": "m.text", "body": "mine"]).json["event_id"]?.stringValue)
             let lock = "/_matrix/client/v1/admin/lock/@bob:localhost"
             let suspend = "/_matrix/client/v1/admin/suspend/@bob:localhost"
 
@@ -326,6 +332,9 @@ struct AdminUsersTests {
             #expect(try await bob.call("GET", "/rooms/\(roomID)/messages?dir=b").status == 200)
             #expect(try await bob.call("GET", "/sync?timeout=0").status == 200)
             #expect(try await Self.whoami(bob).status == 200)
+            // Redactions: their own events only.
+            #expect(try await bob.call("PUT", "/rooms/\(roomID)/redact/\(carols)/r1", [:]).errcode == "M_USER_SUSPENDED")
+            #expect(try await bob.call("PUT", "/rooms/\(roomID)/redact/\(bobs)/r2", [:]).status == 200)
             // Synapse's path lifts it.
             let lifted = try await f.admin.call("PUT", "\(Self.v1)/suspend/@bob:localhost", ["suspend": false])
             #expect(lifted.json["user_@bob:localhost_suspended"] == false)

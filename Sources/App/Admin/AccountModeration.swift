@@ -31,8 +31,9 @@ enum AccountModeration {
 
     /// Whether a suspended user is refused this request: the specification's recommended set
     /// (joining, knocking, inviting, sending messages, changing the profile) and what would
-    /// bypass it (creating, upgrading a room, state events, kicks and bans, aliases). Reading,
-    /// leaving, devices, keys, key backup, receipts, typing, account data, redactions, logout
+    /// bypass it (creating, upgrading a room, state events, kicks and bans, aliases; redacting
+    /// another's event is refused by the redaction handler, which knows the sender). Reading,
+    /// leaving, devices, keys, key backup, receipts, typing, account data, own redactions, logout
     /// and deactivation stay allowed.
     static func suspensionForbids(_ method: HTTPMethod, _ path: Substring) -> Bool {
         guard method == .post || method == .put, let rest = clientSegments(path), let first = rest.first else {
