@@ -284,6 +284,12 @@ struct AdminUsersTests {
             #expect(rooms.json["rooms"]?[0]?["name"] == "Garden")
             #expect(rooms.json["rooms"]?[0]?["joined_members"] == 1)
             #expect(rooms.json["rooms"]?[0]?["joined_local_members"] == 1)
+            let memberships = try await f.admin.call("GET", "\(Self.v1)/users/@alice:localhost/memberships")
+            #expect(memberships.json["memberships"]?[roomID] == "join")
+            #expect(try await f.admin.call("GET", "\(Self.v1)/users/@alice:localhost/pushers").json["total"] == 0)
+            #expect(try await f.admin.call("GET", "\(Self.v1)/username_available?username=alice").errcode == "M_USER_IN_USE")
+            #expect(try await f.admin.call("GET", "\(Self.v1)/username_available?username=zed").json["available"] == true)
+            #expect(try await f.admin.call("GET", "\(Self.v1)/username_available?username=Zed").errcode == "M_INVALID_USERNAME")
         }
     }
 

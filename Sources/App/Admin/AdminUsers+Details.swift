@@ -19,6 +19,9 @@ extension AdminUsers {
         routes.get("\(v1)/users/{userId}/rooms", rooms)
         routes.get("\(v1)/users/{userId}/joined_rooms", joinedRooms)
         routes.get("\(v1)/whois/{userId}", whois)
+        routes.get("\(v1)/users/{userId}/memberships", memberships)
+        routes.get("\(v1)/users/{userId}/pushers", pushers)
+        routes.get("\(v1)/username_available", usernameAvailable)
     }
 
     /// The user of the path, which must exist: 404 `M_NOT_FOUND` otherwise.
@@ -283,6 +286,43 @@ extension AdminUsers {
         try await app.database.memberships.rooms(of: user, membership: MembershipState.join.rawValue)
             .compactMap { try? RoomID(parsing: $0.roomID) }
             .sorted { $0.rawValue < $1.rawValue }
+    }
+
+    /// `GET /_synapse/admin/v1/users/{userId}/memberships` (Synapse): every room the server
+    /// knows the user's membership of, with it.
+    static func memberships(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let user = try UserID(parsing: context.parameter("userId"))
+        var memberships: [String: JSON] = [:]
+        for row in try await context.app.database.memberships.rooms(of: user) {
+            memberships[row.roomID] = .string(row.membership)
+        }
+        return .json(["memberships": .object(memberships)])
+    }
+
+    /// `GET /_synapse/admin/v1/users/{userId}/pushers` (Synapse): the pushers as the client
+    /// API lists them, with `user_name`.
+    static func pushers(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let (user, _) = try await existingUser(context)
+        let pushers: [JSON] = try await context.app.database.pushers.pushers(of: user).compactMap { text in
+            guard case .object(var object) = try? JSON.parse(Array(text.utf8)) else { return nil }
+            object["user_name"] = .string(user.rawValue)
+            return .object(object)
+        }
+        return .json(["pushers": .array(pushers), "total": .int(Int64(pushers.count))])
+    }
+
+    /// `GET /_synapse/admin/v1/username_available?username=` (Synapse): 200 `{"available":
+    /// true}`, 400 `M_USER_IN_USE` or `M_INVALID_USERNAME`.
+    static func usernameAvailable(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        guard let username = context.query["username"] else { throw MatrixError(.missingParam, "Missing username") }
+        let user = try Registration.validatedNewUserID(username, serverName: context.app.configuration.serverName)
+        if try await context.app.database.accounts.user(id: user) != nil {
+            throw MatrixError(.userInUse, "User ID already taken.")
+        }
+        return .json(["available": true])
     }
 
     // MARK: whois
