@@ -2,6 +2,7 @@ import Matrix
 import Testing
 import TestSupport
 @testable import App
+import Persistence
 
 /// The users part of the admin API over a running server (real sockets) on SQLite and, when
 /// the environment provides one, PostgreSQL: the listing's paging, filters and order,
@@ -81,6 +82,16 @@ struct AdminUsersTests {
                         == ["@alice:localhost"])
             #expect(Self.names(try await f.admin.call("GET", "\(Self.v2)/users?order_by=admin&dir=b&limit=1"))
                         == ["@root:localhost"])
+            // Every order runs on both backends, ties broken by the id.
+            for order in AdminUserStore.Order.allCases {
+                for dir in ["f", "b"] {
+                    let page = try await f.admin.call("GET", "\(Self.v2)/users?order_by=\(order.rawValue)&dir=\(dir)")
+                    #expect(page.status == 200, "\(order.rawValue) \(dir): \(page.json)")
+                    #expect(Set(Self.names(page)).count == 4, "\(order.rawValue) \(dir)")
+                }
+            }
+            #expect(Self.names(try await f.admin.call("GET", "\(Self.v2)/users?order_by=creation_ts&limit=1")) == ["@root:localhost"])
+            #expect(try await f.admin.call("GET", "\(Self.v2)/users?guests=false").json["total"] == 4)
             // The seed's nonce path (no token: the MAC authorizes shared-secret registration).
             #expect(try await MatrixTestClient(port: f.port).call("GET", "\(Self.v1)/register/nonce").json["nonce"]?.stringValue != nil)
             // The seed's path answers the same listing.
