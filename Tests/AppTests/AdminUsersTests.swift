@@ -3,6 +3,7 @@ import Testing
 import TestSupport
 @testable import App
 import Persistence
+import Transport
 
 /// The users part of the admin API over a running server (real sockets) on SQLite and, when
 /// the environment provides one, PostgreSQL: the listing's paging, filters and order,
@@ -362,6 +363,36 @@ struct AdminUsersTests {
             #expect(try await f.admin.call("PUT", "/_matrix/client/v1/admin/lock/@x:elsewhere.example", ["locked": true]).errcode == "M_INVALID_PARAM")
             #expect(try await f.admin.call("GET", "/_matrix/client/v1/admin/lock/@ghost:localhost").errcode == "M_NOT_FOUND")
             #expect(try await f.admin.call("PUT", lock, ["locked": "yes"]).status == 400)
+
+            // A locked user may still log out (spec), and that token is gone then.
+            #expect(try await f.admin.call("PUT", lock, ["locked": true]).status == 200)
+            #expect(try await bob.call("POST", "/logout", [:]).status == 200)
+            #expect(try await f.admin.call("PUT", lock, ["locked": false]).status == 200)
+            #expect(try await Self.whoami(bob).errcode == "M_UNKNOWN_TOKEN")
         }
+    }
+
+    @Test func moderationRulesByPath() {
+        #expect(AccountModeration.isLogout("/_matrix/client/v3/logout"))
+        #expect(AccountModeration.isLogout("/_matrix/client/r0/logout/all"))
+        #expect(!AccountModeration.isLogout("/_matrix/client/v3/logout/other"))
+        #expect(!AccountModeration.isLogout("/_synapse/admin/v1/logout"))
+        let forbidden: [(HTTPMethod, Substring)] = [
+            (.post, "/_matrix/client/v3/createRoom"), (.post, "/_matrix/client/v3/join/%23a:b"),
+            (.post, "/_matrix/client/v3/knock/!r:b"), (.post, "/_matrix/client/v3/rooms/!r:b/invite"),
+            (.post, "/_matrix/client/r0/rooms/!r:b/join"), (.post, "/_matrix/client/v3/rooms/!r:b/ban"),
+            (.put, "/_matrix/client/v3/rooms/!r:b/send/m.room.message/t"), (.post, "/_matrix/client/r0/rooms/!r:b/send/m.room.message"),
+            (.put, "/_matrix/client/v3/rooms/!r:b/state/m.room.topic/"), (.put, "/_matrix/client/v3/profile/@u:b/displayname"),
+            (.put, "/_matrix/client/v3/directory/room/%23a:b"),
+        ]
+        for (method, path) in forbidden { #expect(AccountModeration.suspensionForbids(method, path), "\(method) \(path)") }
+        let allowed: [(HTTPMethod, Substring)] = [
+            (.get, "/_matrix/client/v3/sync"), (.post, "/_matrix/client/v3/rooms/!r:b/leave"),
+            (.put, "/_matrix/client/v3/rooms/!r:b/send/m.room.redaction/t"), (.put, "/_matrix/client/v3/rooms/!r:b/typing/@u:b"),
+            (.post, "/_matrix/client/v3/keys/upload"), (.put, "/_matrix/client/v3/directory/list/room/!r:b"),
+            (.post, "/_matrix/client/v3/logout"), (.get, "/_matrix/client/v3/profile/@u:b"),
+            (.post, "/_matrix/media/v3/upload"),
+        ]
+        for (method, path) in allowed { #expect(!AccountModeration.suspensionForbids(method, path), "\(method) \(path)") }
     }
 }
