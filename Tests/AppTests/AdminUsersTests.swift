@@ -283,6 +283,13 @@ struct AdminUsersTests {
             #expect(many.status == 200)
             #expect(try await Self.whoami(laptop).status == 401)
             #expect(try await f.admin.call("GET", base).json["total"] == 1)
+            #expect(try await f.admin.call("POST", base, ["device_id": "BRIDGE"]).status == 201)
+            #expect(try await f.admin.call("GET", "\(base)/BRIDGE").json["device_id"] == "BRIDGE")
+            #expect(try await f.admin.call("POST", base, [:]).status == 400)
+
+            #expect(try await alice.call("PUT", "/user/@alice:localhost/account_data/org.example.note", ["a": 1]).status == 200)
+            let data = try await f.admin.call("GET", "\(Self.v1)/users/@alice:localhost/accountdata")
+            #expect(data.json["account_data"]?["global"]?["org.example.note"]?["a"] == 1)
 
             // The user's rooms: Synapse's joined_rooms and the seed's rooms.
             let created = try await alice.call("POST", "/createRoom", ["name": "Garden"])

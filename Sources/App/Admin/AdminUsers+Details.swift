@@ -22,6 +22,7 @@ extension AdminUsers {
         routes.get("\(v1)/users/{userId}/memberships", memberships)
         routes.get("\(v1)/users/{userId}/pushers", pushers)
         routes.get("\(v1)/username_available", usernameAvailable)
+        routes.get("\(v1)/users/{userId}/accountdata", accountData)
     }
 
     /// The user of the path, which must exist: 404 `M_NOT_FOUND` otherwise.
@@ -323,6 +324,20 @@ extension AdminUsers {
             throw MatrixError(.userInUse, "User ID already taken.")
         }
         return .json(["available": true])
+    }
+
+    /// `GET /_synapse/admin/v1/users/{userId}/accountdata` (Synapse): the user's global and
+    /// per-room account data.
+    static func accountData(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let (user, _) = try await existingUser(context)
+        var global: [String: JSON] = [:]
+        var rooms: [String: [String: JSON]] = [:]
+        for entry in try await context.app.database.accountData.accountDataChanges(userID: user, since: 0) {
+            let content = (try? JSON.parse(Array(entry.content.utf8))) ?? .object([:])
+            if let room = entry.roomID { rooms[room, default: [:]][entry.type] = content } else { global[entry.type] = content }
+        }
+        return .json(["account_data": ["global": .object(global), "rooms": .object(rooms.mapValues { .object($0) })]])
     }
 
     // MARK: whois

@@ -12,6 +12,7 @@ extension AdminUsers {
 
     static func registerModeration(_ routes: inout RouteBuilder) {
         routes.get("\(v2)/users/{userId}/devices", listDevices)
+        routes.post("\(v2)/users/{userId}/devices", createDevice)
         routes.get("\(v2)/users/{userId}/devices/{deviceId}", getDevice)
         routes.put("\(v2)/users/{userId}/devices/{deviceId}", updateDevice)
         routes.delete("\(v2)/users/{userId}/devices/{deviceId}", deleteDevice)
@@ -39,6 +40,21 @@ extension AdminUsers {
         let (user, _) = try await existingUser(context)
         let devices = try await context.app.database.devices.devices(of: user).map { deviceJSON($0, context.app) }
         return .json(["devices": .array(devices), "total": .int(Int64(devices.count))])
+    }
+
+    /// `POST /_synapse/admin/v2/users/{userId}/devices`, body `{"device_id": ...}`: a device
+    /// without tokens (bridges log in to it later); an existing one is left as it is.
+    static func createDevice(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let (user, _) = try await existingUser(context)
+        let body = try await context.jsonObject()
+        guard let text = body["device_id"]?.stringValue else { throw MatrixError(.missingParam, "Missing device_id") }
+        let id = try DeviceID(parsing: text)
+        if try await context.app.database.devices.device(of: user, id: id) == nil {
+            try await context.app.database.devices.upsertDevice(DeviceRecord(userID: user.rawValue, deviceID: id.rawValue))
+            try await context.app.keys.deviceListChanged(user, devices: [id.rawValue])
+        }
+        return .json([:], status: 201)
     }
 
     static func device(_ context: RequestContext) async throws -> (UserID, DeviceRecord) {
