@@ -182,6 +182,14 @@ struct SyncBuilder {
         // A leave that ends an invite or a knock (never joined): the leave event alone,
         // no room state or history the user never had access to.
         let leaveRow = try await app.database.roomEvents.event(membership.eventID)
+        if leaveRow == nil, let purged = try await app.database.adminRooms.purgedLeave(membership.eventID) {
+            // The room was deleted and purged by an admin: only the member's leave is left.
+            var plan = RoomPlan(roomID: membership.roomID, section: .leave)
+            plan.timeline = [TimelineEvent(position: purged.position, eventID: membership.eventID, type: EventType.roomMember,
+                                           stateKey: membership.userID, sender: membership.userID, bytes: purged.clientJSON)]
+            plan.prevBatch = purged.position - 1
+            return plan
+        }
         if let leaveRow,
            (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != MembershipState.join {
             var plan = RoomPlan(roomID: membership.roomID, section: .leave)

@@ -1,0 +1,251 @@
+import Transport
+import Actors
+import Matrix
+import Persistence
+
+/// The room administration API, Synapse's paths and shapes (docs/admin_api/rooms.md,
+/// purge_history_api.md, event_reports.md, server_notices.md) plus the seed's
+/// (`shutdown_room`, `purge_history` with a body): listing and inspecting rooms, blocking,
+/// deleting (`AdminRoomDeletion`), purging history (`AdminPurgeHistory`), event reports
+/// (`AdminEventReports`) and server notices (`AdminServerNotices`). Every handler calls
+/// `requireAdmin()` first. Documented in docs/admin.md, "Rooms".
+enum AdminRooms {
+    static let v1 = "/_synapse/admin/v1"
+    static let maxLimit = 1000
+
+    static func register(_ routes: inout RouteBuilder) {
+        routes.get("\(v1)/rooms", list)
+        routes.get("\(v1)/rooms/{roomId}", details)
+        routes.get("\(v1)/rooms/{roomId}/members", members)
+        routes.get("\(v1)/rooms/{roomId}/state", state)
+        routes.get("\(v1)/rooms/{roomId}/messages", messages)
+        routes.get("\(v1)/rooms/{roomId}/block", blockStatus)
+        routes.put("\(v1)/rooms/{roomId}/block", block)
+        AdminRoomDeletion.register(&routes)
+        AdminPurgeHistory.register(&routes)
+        AdminEventReports.register(&routes)
+        AdminServerNotices.register(&routes)
+    }
+
+    /// The state types a room summary reads.
+    static let summaryTypes: Set<String> = [
+        EventType.roomCreate, EventType.roomName, EventType.roomCanonicalAlias, EventType.roomJoinRules,
+        EventType.roomGuestAccess, EventType.roomHistoryVisibility, EventType.roomEncryption, EventType.roomTopic,
+        EventType.roomAvatar,
+    ]
+
+    /// One room as Synapse's room list shows it (`room_stats_state` + `room_stats_current`).
+    struct Summary {
+        var row: AdminRoomStore.RoomRow
+        var fields: [String: JSON]
+
+        init(_ row: AdminRoomStore.RoomRow) {
+            self.row = row
+            func content(_ type: String) -> JSON? {
+                row.stateEvents[type].flatMap { try? JSON.parse($0) }?["content"]
+            }
+            func string(_ type: String, _ key: String) -> JSON {
+                content(type)?[key]?.stringValue.map { .string($0) } ?? .null
+            }
+            let createEvent = row.stateEvents[EventType.roomCreate].flatMap { try? JSON.parse($0) }
+            let create = createEvent?["content"]
+            let creator = create?["creator"]?.stringValue ?? createEvent?["sender"]?.stringValue
+            fields = [
+                "room_id": .string(row.roomID),
+                "name": string(EventType.roomName, "name"),
+                "topic": string(EventType.roomTopic, "topic"),
+                "avatar": string(EventType.roomAvatar, "url"),
+                "canonical_alias": string(EventType.roomCanonicalAlias, "alias"),
+                "joined_members": .int(row.joinedMembers),
+                "joined_local_members": .int(row.joinedLocalMembers),
+                "version": .string(row.version),
+                "creator": creator.map { .string($0) } ?? .null,
+                "encryption": string(EventType.roomEncryption, "algorithm"),
+                "federatable": .bool(create?["m.federate"]?.boolValue ?? true),
+                "public": .bool(row.isPublic),
+                "join_rules": string(EventType.roomJoinRules, "join_rule"),
+                "guest_access": string(EventType.roomGuestAccess, "guest_access"),
+                "history_visibility": string(EventType.roomHistoryVisibility, "history_visibility"),
+                "state_events": .int(Int64(row.stateCount)),
+                "room_type": create?["type"]?.stringValue.map { .string($0) } ?? .null,
+            ]
+        }
+
+        /// The sort key of `order_by` (Synapse's names, with its deprecated aliases).
+        func key(_ order: String) -> SortKey {
+            switch order {
+            case "joined_members", "size": return .int(row.joinedMembers)
+            case "joined_local_members": return .int(row.joinedLocalMembers)
+            case "state_events": return .int(Int64(row.stateCount))
+            case "federatable", "public": return .int(fields[order]?.boolValue == true ? 1 : 0)
+            case "name", "alphabetical": return .text(fields["name"]?.stringValue ?? "")
+            default: return .text(fields[order]?.stringValue ?? "")
+            }
+        }
+    }
+
+    enum SortKey: Comparable {
+        case int(Int64)
+        case text(String)
+    }
+
+    static let orders: Set<String> = [
+        "name", "alphabetical", "size", "canonical_alias", "joined_members", "joined_local_members", "version", "creator",
+        "encryption", "federatable", "public", "join_rules", "guest_access", "history_visibility", "state_events",
+    ]
+
+    /// `GET /_synapse/admin/v1/rooms`: every room, paged by offset (`from`, `limit`), sorted
+    /// by `order_by` in `dir`, filtered by `search_term` (a substring of the name or the
+    /// canonical alias, or the room id).
+    static func list(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let app = context.app
+        let query = context.query
+        let from = try context.limit("from", default: 0, max: Int(Int32.max))
+        let limit = try context.limit(default: 100, max: maxLimit)
+        let order = query["order_by"] ?? "name"
+        guard orders.contains(order) else { throw MatrixError(.invalidParam, "Unknown value for order_by: \(order)") }
+        let backwards: Bool
+        switch query["dir"] ?? "f" {
+        case "f": backwards = false
+        case "b": backwards = true
+        default: throw MatrixError(.invalidParam, "Unknown direction: \(query["dir"] ?? "")")
+        }
+        let search = query["search_term"]
+        if let search, search.isEmpty { throw MatrixError(.invalidParam, "search_term cannot be empty") }
+        let ids = try await app.database.adminRooms.rooms().map(\.roomID)
+        var summaries = try await app.database.adminRooms.summaries(ids, serverName: app.configuration.serverName,
+                                                                    types: summaryTypes).map(Summary.init)
+        if let search {
+            let needle = search.lowercased()
+            summaries = summaries.filter {
+                $0.row.roomID == search
+                    || ($0.fields["name"]?.stringValue?.lowercased().contains(needle) ?? false)
+                    || ($0.fields["canonical_alias"]?.stringValue?.lowercased().contains(needle) ?? false)
+            }
+        }
+        summaries.sort { a, b in
+            let (ka, kb) = (a.key(order), b.key(order))
+            // Synapse lists the biggest rooms first for the counts, names A-Z; `dir=b` reverses.
+            let descending = ["joined_members", "size", "joined_local_members", "state_events"].contains(order)
+            if ka != kb { return (ka < kb) != (descending != backwards) }
+            return a.row.roomID < b.row.roomID
+        }
+        let total = summaries.count
+        let page = from < total ? Array(summaries[from..<min(total, from + limit)]) : []
+        var body: [String: JSON] = [
+            "rooms": .array(page.map { .object($0.fields) }), "offset": .int(Int64(from)),
+            "total_rooms": .int(Int64(total)),
+        ]
+        if from + page.count < total { body["next_batch"] = .int(Int64(from + page.count)) }
+        if from > 0 { body["prev_batch"] = .int(Int64(max(0, from - limit))) }
+        return .json(.object(body))
+    }
+
+    /// The room of the path, 404 `M_NOT_FOUND` when the store has none.
+    static func existingRoom(_ context: RequestContext) async throws -> RoomID {
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        guard try await context.app.database.roomEvents.roomVersion(of: roomID) != nil else {
+            throw MatrixError(.notFound, "Room not found")
+        }
+        return roomID
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomId}`: the room's summary with its topic, avatar,
+    /// `joined_local_devices` and `forgotten` (false: rooms are forgotten per user here).
+    static func details(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let app = context.app
+        let roomID = try await existingRoom(context)
+        guard let row = try await app.database.adminRooms.summaries([roomID.rawValue], serverName: app.configuration.serverName,
+                                                                    types: summaryTypes).first else {
+            throw MatrixError(.notFound, "Room not found")
+        }
+        var fields = Summary(row).fields
+        fields["joined_local_devices"] = .int(try await app.database.adminRooms.joinedLocalDevices(roomID, serverName: app.configuration.serverName))
+        fields["forgotten"] = false
+        fields["blocked"] = .bool(try await app.database.adminRooms.isBlocked(roomID) != nil)
+        return .json(.object(fields))
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomId}/members`: the joined members.
+    static func members(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let roomID = try await existingRoom(context)
+        let joined = try await context.app.database.memberships.members(of: roomID)
+            .filter { $0.membership == MembershipState.join.rawValue }.map(\.userID).sorted()
+        return .json(["members": .array(joined.map { .string($0) }), "total": .int(Int64(joined.count))])
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomId}/state`: the current state events.
+    static func state(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let roomID = try await existingRoom(context)
+        let events = try await context.app.database.adminRooms.currentState(roomID)
+        var body = RawJSONObject(capacity: events.reduce(64) { $0 + $1.count + 1 })
+        body.raw("state", RawJSONObject.array(events))
+        return .rawJSON(body.finish())
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomId}/messages`: `/messages` without membership or
+    /// history-visibility checks (`from`, `to`, `dir`, `limit`, `filter`).
+    static func messages(_ context: RequestContext) async throws -> HTTPResponse {
+        let admin = try await context.requireAdmin()
+        let app = context.app
+        let roomID = try await existingRoom(context)
+        let query = context.query
+        let backwards: Bool
+        switch query["dir"] ?? "f" {
+        case "b": backwards = true
+        case "f": backwards = false
+        default: throw MatrixError(.invalidParam, "dir must be f or b")
+        }
+        let filter = try Messages.eventFilter(query["filter"])
+        let limit = try context.limit(default: 10, max: Messages.maxLimit)
+        let head = Int64.max - 1
+        let from = try context.position("from") ?? (backwards ? head : 0)
+        var request = Messages.PageRequest(room: roomID.rawValue, user: admin.userID.rawValue, joinedNow: true,
+                                           backwards: backwards, from: from, to: try context.position("to"), ceiling: head,
+                                           limit: limit, filter: filter)
+        request.checksVisibility = false
+        let pageRequest = request
+        let page = try await app.database.read { db in try Messages.readPage(db, pageRequest) }
+        var body = RawJSONObject(capacity: page.events.reduce(64) { $0 + $1.clientJSON.count + 1 })
+        body.raw("chunk", RawJSONObject.array(page.events.map(\.clientJSON)))
+        body.value("start", .string("t\(from == head ? (page.events.first?.streamOrdering ?? 0) : from)"))
+        if let end = page.end { body.value("end", .string("t\(end)")) }
+        if !page.members.isEmpty {
+            body.raw("state", RawJSONObject.array(try await app.roomService.clientEvents(page.members)))
+        }
+        return .rawJSON(body.finish())
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomId}/block`: `block` and, when blocked, by whom.
+    static func blockStatus(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        guard let by = try await context.app.database.adminRooms.isBlocked(roomID) else { return .json(["block": false]) }
+        return .json(["block": true, "user_id": .string(by)])
+    }
+
+    /// `PUT /_synapse/admin/v1/rooms/{roomId}/block` `{"block": bool}`: a blocked room refuses
+    /// the joins and invites of local users (403). The room need not exist (as Synapse).
+    static func block(_ context: RequestContext) async throws -> HTTPResponse {
+        let admin = try await context.requireAdmin()
+        let roomID = try RoomID(parsing: context.parameter("roomId"))
+        let body = try await context.jsonObject()
+        guard let block = body["block"]?.boolValue else { throw MatrixError(.badJSON, "block must be a boolean") }
+        try await context.app.database.adminRooms.setBlocked(roomID, block, by: admin.userID, ts: Clock.nowMilliseconds())
+        return .json(["block": .bool(block)])
+    }
+}
+
+extension RoomService {
+    /// 403 `M_FORBIDDEN` when an admin blocked the room (`PUT .../rooms/{roomId}/block`, or a
+    /// deletion with `block`): no local user joins, is invited or knocks any more.
+    func refuseIfBlocked(_ roomID: RoomID) async throws {
+        if try await database.adminRooms.isBlocked(roomID) != nil {
+            throw MatrixError(.forbidden, "This room has been blocked on this server")
+        }
+    }
+}
