@@ -220,10 +220,10 @@ public struct AdminRoomStore: Sendable {
 
     // MARK: purging history
 
-    /// Removes the room's events with `stream_ordering < before` (live positions only),
-    /// keeping the current state's events, the forward extremities and, unless
-    /// `deleteLocalEvents`, the events sent by users of `serverName`. State groups stay (later
-    /// events' state refers to them). Returns the number of events removed.
+    /// Removes the room's timeline events (not state events, not outliers) positioned before
+    /// `before`, keeping the forward extremities and, unless `deleteLocalEvents`, the events
+    /// sent by users of `serverName`. State groups and state events stay: the state at every
+    /// later event still resolves. Returns the number of events removed.
     public func purgeHistory(_ room: RoomID, before: Int64, deleteLocalEvents: Bool, serverName: String) async throws -> Int {
         let room = room.rawValue
         return try await database.write { db in
@@ -232,9 +232,14 @@ public struct AdminRoomStore: Sendable {
                 keep.formUnion(try RoomEventStore.state(db, group: group).map(\.eventID))
             }
             keep.formUnion(try RoomEventStore.extremities(db, roomID: room))
+            // Timeline messages only: state events stay (the state at every later event, the
+            // visibility of history and the auth chains of federation read them), and so do
+            // outliers (positions between `backfillCeiling` and 0, not history).
             let candidates = try db.query("""
-                SELECT event_id, sender FROM events WHERE room_id = ? AND stream_ordering < ?
-                """, .text(room), .int(before))
+                SELECT event_id, sender FROM events
+                WHERE room_id = ? AND stream_ordering < ? AND state_key IS NULL
+                    AND (stream_ordering > 0 OR stream_ordering <= ?)
+                """, .text(room), .int(before), .int(RoomEventStore.backfillCeiling))
             var doomed: [String] = []
             for row in candidates {
                 let id = try row.text(0), sender = try row.text(1)
@@ -264,6 +269,7 @@ public struct AdminRoomStore: Sendable {
         public var status: String
         public var result: String?
         public var error: String?
+        public var updatedTS: Int64
     }
 
     public func createTask(id: String, kind: String, room: RoomID, status: String, ts: Int64) async throws {
@@ -286,7 +292,7 @@ public struct AdminRoomStore: Sendable {
 
     public func task(id: String, kind: String) async throws -> Task? {
         try await database.read { db in
-            try db.queryFirst("SELECT id, kind, room_id, status, result, error FROM admin_room_tasks WHERE id = ? AND kind = ?",
+            try db.queryFirst("SELECT id, kind, room_id, status, result, error, updated_ts FROM admin_room_tasks WHERE id = ? AND kind = ?",
                               .text(id), .text(kind)).map(Self.taskRow)
         }
     }
@@ -295,25 +301,26 @@ public struct AdminRoomStore: Sendable {
         let room = room.rawValue
         return try await database.read { db in
             try db.query("""
-                SELECT id, kind, room_id, status, result, error FROM admin_room_tasks WHERE room_id = ? AND kind = ?
+                SELECT id, kind, room_id, status, result, error, updated_ts FROM admin_room_tasks WHERE room_id = ? AND kind = ?
                 ORDER BY created_ts, id
                 """, .text(room), .text(kind)).map(Self.taskRow)
         }
     }
 
-    /// Tasks left `scheduled` or `active` by a process that stopped: they failed.
-    public func failUnfinishedTasks(ts: Int64) async throws {
+    /// Tasks left `scheduled` or `active` since before `startedTS` (a process that stopped
+    /// while running them): they failed.
+    public func failTasksInterrupted(before startedTS: Int64, ts: Int64) async throws {
         try await database.write { db in
             try db.execute("""
                 UPDATE admin_room_tasks SET status = 'failed', error = 'The server restarted during the task', updated_ts = ?
-                WHERE status IN ('scheduled', 'active')
-                """, .int(ts))
+                WHERE status IN ('scheduled', 'active') AND updated_ts < ?
+                """, .int(ts), .int(startedTS))
         }
     }
 
     static func taskRow(_ row: SQLRow) throws -> Task {
         Task(id: try row.text(0), kind: try row.text(1), roomID: try row.text(2), status: try row.text(3),
-             result: try row.optionalText(4), error: try row.optionalText(5))
+             result: try row.optionalText(4), error: try row.optionalText(5), updatedTS: try row.int(6))
     }
 
     // MARK: server notices

@@ -94,6 +94,13 @@ struct AdminRoomsTests {
             #expect(second.json["prev_batch"]?.intValue == 0)
             let reversed = try await f.admin.call("GET", "\(Self.v1)/rooms?order_by=name&dir=b")
             #expect(reversed.json["rooms"]?.arrayValue?.first?["room_id"]?.stringValue == beta)
+            let publicRooms = try await f.admin.call("GET", "\(Self.v1)/rooms?public_rooms=true")
+            #expect(publicRooms.json["total_rooms"]?.intValue == 0)  // created public_chat, but not listed
+            #expect(try await f.alice.call("PUT", "/directory/list/room/\(Self.p(alpha))", ["visibility": "public"]).status == 200)
+            let listed = try await f.admin.call("GET", "\(Self.v1)/rooms?public_rooms=true")
+            #expect(listed.json["rooms"]?.arrayValue?.compactMap { $0["room_id"]?.stringValue } == [alpha])
+            #expect(listed.json["rooms"]?.arrayValue?.first?["public"]?.boolValue == true)
+            #expect(try await f.admin.call("GET", "\(Self.v1)/rooms?empty_rooms=true").json["total_rooms"]?.intValue == 0)
             let search = try await f.admin.call("GET", "\(Self.v1)/rooms?search_term=ALP")
             #expect(search.json["total_rooms"]?.intValue == 1)
             #expect(try await f.admin.call("GET", "\(Self.v1)/rooms?order_by=nonsense").status == 400)
@@ -185,6 +192,34 @@ struct AdminRoomsTests {
     }
 
     @Test(arguments: MediaTest.backends)
+    func aMemberLongPollingSyncSeesTheLeaveOfAPurgedRoom(_ backend: String) async throws {
+        try await Self.withFixture(backend) { f in
+            let room = try await Self.sharedRoom(f)
+            _ = try await Self.send(f.alice, room, "hello")
+            let since = try #require(try await f.bob.call("GET", "/sync?timeout=0").json["next_batch"]?.stringValue)
+            // Bob's client long-polls on its own connection while the admin deletes the room.
+            let poller = try MatrixTestClient(port: f.port, token: f.bob.token)
+            let watcher = Task { () throws -> Bool in
+                var token = since
+                for _ in 0..<20 {
+                    let reply = try await poller.call("GET", "/sync?timeout=5000&since=\(token)")
+                    let events = reply.json["rooms"]?["leave"]?[room]?["timeline"]?["events"]?.arrayValue ?? []
+                    if events.contains(where: { $0["state_key"]?.stringValue == "@bob:localhost"
+                        && $0["content"]?["membership"]?.stringValue == "leave" }) { return true }
+                    token = try #require(reply.json["next_batch"]?.stringValue)
+                }
+                return false
+            }
+            let deleted = try await f.admin.call("DELETE", "\(Self.v1)/rooms/\(Self.p(room))", .object([:]))
+            #expect(deleted.status == 200, "\(deleted.json)")
+            #expect(try await watcher.value)
+            #expect(try await f.store.rows(in: "events", room: RoomID(parsing: room)) == 0)
+            // Without `block`, the room is not blocked (and no longer exists to join).
+            #expect(try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(room))/block").json["block"]?.boolValue == false)
+        }
+    }
+
+    @Test(arguments: MediaTest.backends)
     func deleteV2MovesTheKickedUsersIntoANewRoom(_ backend: String) async throws {
         try await Self.withFixture(backend) { f in
             let room = try await Self.sharedRoom(f, alias: "moving")
@@ -207,6 +242,11 @@ struct AdminRoomsTests {
             #expect(byRoom.json["results"]?.arrayValue?.first?["delete_id"]?.stringValue == id)
             #expect(byRoom.json["results"]?.arrayValue?.first?["status"]?.stringValue == "complete")
             #expect(try await f.admin.call("GET", "\(Self.v2)/rooms/delete_status/nope").status == 404)
+            // A deletion a previous run of the server left unfinished reads as failed.
+            try await f.store.createTask(id: "interrupted", kind: "delete_room", room: RoomID(parsing: room), status: "active", ts: 1)
+            let interrupted = try await f.admin.call("GET", "\(Self.v2)/rooms/delete_status/interrupted")
+            #expect(interrupted.json["status"]?.stringValue == "failed")
+            #expect(interrupted.json["error"]?.stringValue != nil)
 
             // Bob is in the new room, reads the message there, and the alias points to it.
             let joined = try await f.bob.call("GET", "/joined_rooms").json["joined_rooms"]?.arrayValue?.compactMap(\.stringValue)

@@ -66,6 +66,7 @@ enum AdminPurgeHistory {
             before = .max
         }
         let store = app.database.adminRooms
+        try await AdminRoomDeletion.settleInterruptedTasks(app)
         if try await store.tasks(room: roomID, kind: taskKind).contains(where: { $0.status == "scheduled" || $0.status == "active" }) {
             throw MatrixError(.unknown, "History purge already in progress for \(roomID)", status: 400)
         }
@@ -94,6 +95,7 @@ enum AdminPurgeHistory {
     static func status(_ context: RequestContext) async throws -> HTTPResponse {
         _ = try await context.requireAdmin()
         let id = context.parameter("purgeId")
+        try await AdminRoomDeletion.settleInterruptedTasks(context.app)
         guard id.utf8.count <= 64, let task = try await context.app.database.adminRooms.task(id: id, kind: taskKind) else {
             throw MatrixError(.notFound, "purge id '\(id)' not found")
         }

@@ -125,6 +125,7 @@ enum AdminRoomDeletion {
         let app = context.app
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         let options = try Options(try await Membership.optionalBody(context), app: app)
+        try await settleInterruptedTasks(app)
         if try await app.database.adminRooms.tasks(room: roomID, kind: taskKind)
             .contains(where: { $0.status == "scheduled" || $0.status == "active" }) {
             throw MatrixError(.unknown, "History purge already in progress for \(roomID)", status: 400)
@@ -151,6 +152,11 @@ enum AdminRoomDeletion {
         return .json(["delete_id": .string(id)])
     }
 
+    /// Tasks a previous run of the server left unfinished are failed, not `active` forever.
+    static func settleInterruptedTasks(_ app: MyelinApp) async throws {
+        try await app.database.adminRooms.failTasksInterrupted(before: app.startedAt, ts: Clock.nowMilliseconds())
+    }
+
     static func statusJSON(_ task: AdminRoomStore.Task, withID: Bool) -> JSON {
         var object: [String: JSON] = ["status": .string(task.status)]
         if withID { object["delete_id"] = .string(task.id) }
@@ -164,6 +170,7 @@ enum AdminRoomDeletion {
     static func statusOfRoom(_ context: RequestContext) async throws -> HTTPResponse {
         _ = try await context.requireAdmin()
         let roomID = try RoomID(parsing: context.parameter("roomId"))
+        try await settleInterruptedTasks(context.app)
         let tasks = try await context.app.database.adminRooms.tasks(room: roomID, kind: taskKind)
         guard !tasks.isEmpty else { throw MatrixError(.notFound, "No delete task for room_id '\(roomID)' found") }
         return .json(["results": .array(tasks.map { statusJSON($0, withID: true) })])
@@ -173,6 +180,7 @@ enum AdminRoomDeletion {
     static func statusOfDeletion(_ context: RequestContext) async throws -> HTTPResponse {
         _ = try await context.requireAdmin()
         let id = context.parameter("deleteId")
+        try await settleInterruptedTasks(context.app)
         guard id.utf8.count <= 64, let task = try await context.app.database.adminRooms.task(id: id, kind: taskKind) else {
             throw MatrixError(.notFound, "delete id '\(id)' not found")
         }

@@ -116,6 +116,13 @@ enum AdminRooms {
         let ids = try await app.database.adminRooms.rooms().map(\.roomID)
         var summaries = try await app.database.adminRooms.summaries(ids, serverName: app.configuration.serverName,
                                                                     types: summaryTypes).map(Summary.init)
+        // Synapse's `public_rooms` and `empty_rooms` filters.
+        for (key, keep) in [("public_rooms", { (s: Summary, flag: Bool) in s.row.isPublic == flag }),
+                            ("empty_rooms", { (s: Summary, flag: Bool) in (s.row.joinedMembers == 0) == flag })] {
+            guard let text = query[key] else { continue }
+            guard let flag = Bool(text) else { throw MatrixError(.invalidParam, "\(key) must be true or false") }
+            summaries = summaries.filter { keep($0, flag) }
+        }
         if let search {
             let needle = search.lowercased()
             summaries = summaries.filter {

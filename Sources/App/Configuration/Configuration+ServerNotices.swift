@@ -26,7 +26,7 @@ extension ConfigurationLoader {
                 }
                 configuration.serverNotices.systemMXIDLocalpart = text
             }
-            try s.string("system_mxid_display_name") { configuration.serverNotices.systemMXIDDisplayName = $0 }
+            try s.string("system_mxid_display_name") { configuration.serverNotices.systemMXIDDisplayName = $0.isEmpty ? nil : $0 }
             try s.string("room_name") { configuration.serverNotices.roomName = $0 }
             try s.bool("auto_join") { configuration.serverNotices.autoJoin = $0 }
         }
