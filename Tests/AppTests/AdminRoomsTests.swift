@@ -338,6 +338,46 @@ struct AdminRoomsTests {
         }
     }
 
+    @Test func purgeHistoryKeepsLocalEventsOfAFederatedRoomUnlessAsked() async throws {
+        try await withTwoServers { a, aPort, _, bPort in
+            let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: bPort, "bob")
+            // An admin of A: registered, flagged in the store, then logged in afresh.
+            _ = try await MatrixTestClient.registered(port: aPort, "root", password: "pw")
+            try await a.app.database.write { db in
+                try db.execute("UPDATE users SET is_admin = 1 WHERE user_id = ?", .text("@root:a.test"))
+            }
+            let login = try await alice.call("POST", "/login", ["type": "m.login.password", "user": "root", "password": "pw"],
+                                             token: .some(nil))
+            let admin = try MatrixTestClient(port: aPort, token: try #require(login.json["access_token"]?.stringValue))
+
+            let room = try await HostileInputTests.createRoom(alice, ["preset": "public_chat", "name": "Fed"])
+            #expect(try await bob.call("POST", "/join/\(Self.p(room))?server_name=a.test", [:]).status == 200)
+            var ids: [String: String] = [:]
+            for (client, body) in [(alice, "l1"), (bob, "r1"), (alice, "l2"), (bob, "r2")] {
+                ids[body] = try await Self.send(client, room, body)
+            }
+            #expect(try await syncUntil(alice) { timelineBodies($0, room).contains("r2") })
+            let mark = try await Self.send(alice, room, "mark")
+            let purge = try await admin.call("POST", "\(Self.v1)/purge_history/\(Self.p(room))", ["purge_up_to_event_id": .string(mark)])
+            let purgeID = try #require(purge.json["purge_id"]?.stringValue, "\(purge.json)")
+            #expect(try await Self.eventually {
+                try await admin.call("GET", "\(Self.v1)/purge_history_status/\(purgeID)").json["status"]?.stringValue == "complete"
+            })
+            // B's events before the point are gone from A; A's own stay.
+            let stored = Set(try await a.app.database.roomEvents.events(ids: Array(ids.values) + [mark]).map(\.eventID))
+            #expect(stored == [ids["l1"]!, ids["l2"]!, mark])
+            let history = try await alice.call("GET", "/rooms/\(Self.p(room))/messages?dir=b&limit=50&filter="
+                                               + HostileInputTests.query(#"{"types":["m.room.message"]}"#))
+            #expect((history.json["chunk"]?.arrayValue ?? []).compactMap { $0["content"]?["body"]?.stringValue } == ["mark", "l2", "l1"])
+            // Federation goes on: both sides still exchange messages.
+            _ = try await Self.send(bob, room, "r3")
+            #expect(try await syncUntil(alice) { timelineBodies($0, room).contains("r3") })
+            _ = try await Self.send(alice, room, "l3")
+            #expect(try await syncUntil(bob) { timelineBodies($0, room).contains("l3") })
+        }
+    }
+
     @Test(arguments: MediaTest.backends)
     func eventReportsListGetDelete(_ backend: String) async throws {
         try await Self.withFixture(backend) { f in
