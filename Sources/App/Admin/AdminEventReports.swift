@@ -16,7 +16,8 @@ enum AdminEventReports {
     }
 
     /// A report as Synapse lists it: the report, the event's sender, the room's name and alias.
-    static func fields(_ report: AdminRoomStore.Report, app: MyelinApp) async throws -> ([String: JSON], [UInt8]?) {
+    static func fields(_ report: AdminRoomStore.Report, app: MyelinApp,
+                       rooms: inout [String: (name: JSON, alias: JSON)]) async throws -> ([String: JSON], [UInt8]?) {
         var object: [String: JSON] = [
             "id": .int(report.id), "received_ts": .int(report.receivedTS), "room_id": .string(report.roomID),
             "event_id": report.eventID.map { .string($0) } ?? .null, "user_id": .string(report.userID),
@@ -28,13 +29,19 @@ enum AdminEventReports {
             object["sender"] = .string(row.sender)
             eventJSON = row.json
         }
-        if let room = try? RoomID(parsing: report.roomID),
-           let summary = try await app.database.adminRooms.summaries([room.rawValue], serverName: app.configuration.serverName,
-                                                                    types: [EventType.roomName, EventType.roomCanonicalAlias]).first {
-            let fields = AdminRooms.Summary(summary).fields
-            object["name"] = fields["name"] ?? .null
-            object["canonical_alias"] = fields["canonical_alias"] ?? .null
+        // The room's name and alias, read once per room of a page.
+        if rooms[report.roomID] == nil {
+            var found: (name: JSON, alias: JSON) = (.null, .null)
+            if let room = try? RoomID(parsing: report.roomID),
+               let summary = try await app.database.adminRooms.summaries([room.rawValue], serverName: app.configuration.serverName,
+                                                                        types: [EventType.roomName, EventType.roomCanonicalAlias]).first {
+                let fields = AdminRooms.Summary(summary).fields
+                found = (fields["name"] ?? .null, fields["canonical_alias"] ?? .null)
+            }
+            rooms[report.roomID] = found
         }
+        object["name"] = rooms[report.roomID]?.name ?? .null
+        object["canonical_alias"] = rooms[report.roomID]?.alias ?? .null
         return (object, eventJSON)
     }
 
@@ -58,7 +65,8 @@ enum AdminEventReports {
         let (reports, total) = try await app.database.adminRooms.eventReports(offset: from, limit: limit, forwards: forwards,
                                                                               room: room, user: user)
         var listed: [JSON] = []
-        for report in reports { listed.append(.object(try await fields(report, app: app).0)) }
+        var rooms: [String: (name: JSON, alias: JSON)] = [:]
+        for report in reports { listed.append(.object(try await fields(report, app: app, rooms: &rooms).0)) }
         var body: [String: JSON] = ["event_reports": .array(listed), "total": .int(total)]
         if Int64(from + reports.count) < total { body["next_token"] = .int(Int64(from + reports.count)) }
         return .json(.object(body))
@@ -78,7 +86,8 @@ enum AdminEventReports {
         guard let report = try await context.app.database.adminRooms.eventReport(id: id) else {
             throw MatrixError(.notFound, "Event report not found")
         }
-        let (object, eventJSON) = try await fields(report, app: context.app)
+        var rooms: [String: (name: JSON, alias: JSON)] = [:]
+        let (object, eventJSON) = try await fields(report, app: context.app, rooms: &rooms)
         var body = RawJSONObject()
         for (key, value) in object.sorted(by: { $0.key < $1.key }) { body.value(key, value) }
         body.raw("event_json", eventJSON ?? Array("null".utf8))
