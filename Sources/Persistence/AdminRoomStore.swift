@@ -189,15 +189,12 @@ public struct AdminRoomStore: Sendable {
                 try db.execute("DELETE FROM \(table) WHERE room_id = ?", .text(room))
             }
             try db.execute("DELETE FROM account_data WHERE room_id = ?", .text(room))
-            // Memberships: only the kept leaves remain.
-            if keptLeaves.isEmpty {
-                try db.execute("DELETE FROM room_memberships WHERE room_id = ?", .text(room))
-            } else {
-                try db.execute("""
-                    DELETE FROM room_memberships WHERE room_id = ? AND event_id NOT IN
-                        (SELECT event_id FROM purged_room_leaves WHERE room_id = ?)
-                    """, .text(room), .text(room))
-            }
+            // Memberships: only the kept leaves remain (also those of an earlier purge of the
+            // room, when two deletions raced).
+            try db.execute("""
+                DELETE FROM room_memberships WHERE room_id = ? AND event_id NOT IN
+                    (SELECT event_id FROM purged_room_leaves WHERE room_id = ?)
+                """, .text(room), .text(room))
             return removed
         }
     }

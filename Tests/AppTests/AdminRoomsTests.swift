@@ -122,6 +122,11 @@ struct AdminRoomsTests {
             let types = Set((state.json["state"]?.arrayValue ?? []).compactMap { $0["type"]?.stringValue })
             #expect(types.isSuperset(of: ["m.room.create", "m.room.member", "m.room.name", "m.room.power_levels"]))
 
+            let extremities = try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p("#alpha:localhost"))/forward_extremities")
+            #expect(extremities.json["count"]?.intValue == 1, "\(extremities.json)")
+            let newest = try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(alpha))/messages?dir=b&limit=1")
+            #expect(extremities.json["results"]?.arrayValue?.first?["event_id"] == newest.json["chunk"]?.arrayValue?.first?["event_id"])
+
             // The admin is no member, and reads the history anyway.
             let messages = try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(alpha))/messages?dir=b&limit=2")
             #expect(messages.status == 200, "\(messages.json)")

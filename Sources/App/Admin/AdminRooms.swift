@@ -19,6 +19,7 @@ enum AdminRooms {
         routes.get("\(v1)/rooms/{roomId}/members", members)
         routes.get("\(v1)/rooms/{roomId}/state", state)
         routes.get("\(v1)/rooms/{roomId}/messages", messages)
+        routes.get("\(v1)/rooms/{roomId}/forward_extremities", forwardExtremities)
         routes.get("\(v1)/rooms/{roomId}/block", blockStatus)
         routes.put("\(v1)/rooms/{roomId}/block", block)
         AdminRoomDeletion.register(&routes)
@@ -225,6 +226,25 @@ enum AdminRooms {
             body.raw("state", RawJSONObject.array(try await app.roomService.clientEvents(page.members)))
         }
         return .rawJSON(body.finish())
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomIdOrAlias}/forward_extremities`: the room's forward
+    /// extremities (`received_ts` is the event's `origin_server_ts`: arrival times are not kept).
+    static func forwardExtremities(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let app = context.app
+        let roomID = try await app.roomService.resolve(context.parameter("roomId"))
+        guard try await app.database.roomEvents.roomVersion(of: roomID) != nil else { throw MatrixError(.notFound, "Room not found") }
+        let room = roomID.rawValue
+        let rows = try await app.database.read { db in
+            try RoomEventStore.events(db, ids: try RoomEventStore.extremities(db, roomID: room))
+        }
+        let results: [JSON] = rows.sorted { $0.streamOrdering < $1.streamOrdering }.map { row in
+            let ts = (try? JSON.parse(row.json))?["origin_server_ts"]?.intValue ?? 0
+            return ["event_id": .string(row.eventID), "state_group": .int(row.stateGroup), "depth": .int(row.depth),
+                    "received_ts": .int(ts)]
+        }
+        return .json(["count": .int(Int64(results.count)), "results": .array(results)])
     }
 
     /// `GET /_synapse/admin/v1/rooms/{roomId}/block`: `block` and, when blocked, by whom.
