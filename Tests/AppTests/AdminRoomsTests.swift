@@ -127,6 +127,19 @@ struct AdminRoomsTests {
             let newest = try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(alpha))/messages?dir=b&limit=1")
             #expect(extremities.json["results"]?.arrayValue?.first?["event_id"] == newest.json["chunk"]?.arrayValue?.first?["event_id"])
 
+            let m2 = try #require((try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(alpha))/messages?dir=b&limit=2"))
+                .json["chunk"]?.arrayValue?.last?["event_id"]?.stringValue)
+            let around = try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(alpha))/context/\(Self.p(m2))?limit=2")
+            #expect(around.status == 200, "\(around.json)")
+            #expect(around.json["event"]?["content"]?["body"]?.stringValue == "m2")
+            #expect(around.json["events_before"]?.arrayValue?.first?["content"]?["body"]?.stringValue == "m1")
+            #expect(around.json["events_after"]?.arrayValue?.first?["content"]?["body"]?.stringValue == "m3")
+            #expect((around.json["state"]?.arrayValue ?? []).contains { $0["type"]?.stringValue == "m.room.create" })
+            #expect(try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(beta))/context/\(Self.p(m2))").status == 404)
+            let nearest = try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(alpha))/timestamp_to_event?ts=0&dir=f")
+            #expect(nearest.status == 200, "\(nearest.json)")
+            #expect(nearest.json["event_id"]?.stringValue != nil)
+
             // The admin is no member, and reads the history anyway.
             let messages = try await f.admin.call("GET", "\(Self.v1)/rooms/\(Self.p(alpha))/messages?dir=b&limit=2")
             #expect(messages.status == 200, "\(messages.json)")
@@ -238,6 +251,7 @@ struct AdminRoomsTests {
                 status = try await f.admin.call("GET", "\(Self.v2)/rooms/delete_status/\(id)").json
                 return status["status"]?.stringValue == "complete"
             }, "\(status)")
+            #expect(status["room_id"]?.stringValue == room)
             let result = try #require(status["shutdown_room"])
             #expect(Set(result["kicked_users"]?.arrayValue?.compactMap(\.stringValue) ?? []) == ["@alice:localhost", "@bob:localhost"])
             #expect(result["local_aliases"]?.arrayValue?.compactMap(\.stringValue) == ["#moving:localhost"])
@@ -293,6 +307,11 @@ struct AdminRoomsTests {
             let legacy = try await f.admin.call("POST", "\(Self.v1)/shutdown_room/\(Self.p(other))", .object([:]))
             #expect(legacy.json["kicked_users"]?.arrayValue?.compactMap(\.stringValue) == ["@bob:localhost"])
             #expect(try await f.admin.call("POST", "\(Self.v1)/shutdown_room", .object([:])).status == 400)
+            // Synapse's former `POST .../rooms/{roomId}/delete`: purges by default.
+            let third = try await HostileInputTests.createRoom(f.bob, ["preset": "public_chat"])
+            let viaPost = try await f.admin.call("POST", "\(Self.v1)/rooms/\(Self.p(third))/delete", .object([:]))
+            #expect(viaPost.json["kicked_users"]?.arrayValue?.compactMap(\.stringValue) == ["@bob:localhost"])
+            #expect(try await f.store.rows(in: "events", room: RoomID(parsing: third)) == 0)
             #expect(try await f.bob.call("POST", "\(Self.v1)/shutdown_room", ["room_id": .string(room)]).status == 403)
         }
     }
@@ -500,6 +519,8 @@ struct AdminRoomsTests {
                 ("POST", "\(Self.v1)/purge_history/\(r)", ["purge_up_to_ts": 1e30]),
                 ("POST", "\(Self.v1)/purge_history/\(r)", ["purge_up_to_ts": 1, "delete_local_events": "yes"]),
                 ("POST", "\(Self.v1)/purge_history", ["room_id": 5]),
+                ("DELETE", "\(Self.v1)/rooms/\(Self.p("!unknown:localhost"))", .object([:])),
+                ("DELETE", "\(Self.v2)/rooms/\(Self.p("!unknown:localhost"))", .object([:])),
                 ("GET", "\(Self.v1)/event_reports/99999999999999999999", nil), ("GET", "\(Self.v1)/event_reports?limit=-5", nil),
                 ("GET", "\(Self.v1)/event_reports?dir=up", nil),
                 ("POST", "\(Self.v1)/send_server_notice", ["user_id": "@alice:localhost", "content": "text"]),

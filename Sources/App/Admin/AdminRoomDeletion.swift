@@ -22,6 +22,8 @@ enum AdminRoomDeletion {
 
     static func register(_ routes: inout RouteBuilder) {
         routes.delete("\(v1)/rooms/{roomId}", deleteNow)
+        // Synapse's former `POST .../rooms/{roomId}/delete`.
+        routes.post("\(v1)/rooms/{roomId}/delete", deleteNow)
         routes.delete("\(v2)/rooms/{roomId}", deleteInBackground)
         routes.get("\(v2)/rooms/{roomId}/delete_status", statusOfRoom)
         routes.get("\(v2)/rooms/delete_status/{deleteId}", statusOfDeletion)
@@ -131,7 +133,7 @@ enum AdminRoomDeletion {
             throw MatrixError(.unknown, "History purge already in progress for \(roomID)", status: 400)
         }
         if !options.block, try await app.database.roomEvents.roomVersion(of: roomID) == nil {
-            throw MatrixError(.notFound, "Unknown room id \(roomID)", status: 404)
+            throw MatrixError(.invalidParam, "Unknown room id \(roomID)", status: 400)
         }
         let id = SHA256Hasher.hex(Sodium.randomBytes(12))
         let store = app.database.adminRooms
@@ -158,7 +160,7 @@ enum AdminRoomDeletion {
     }
 
     static func statusJSON(_ task: AdminRoomStore.Task, withID: Bool) -> JSON {
-        var object: [String: JSON] = ["status": .string(task.status)]
+        var object: [String: JSON] = ["status": .string(task.status), "room_id": .string(task.roomID)]
         if withID { object["delete_id"] = .string(task.id) }
         if let error = task.error { object["error"] = .string(error) }
         let result = task.result.flatMap { try? JSON.parse(Array($0.utf8)) } ?? .object(Outcome().json)
@@ -193,15 +195,13 @@ enum AdminRoomDeletion {
     static func shutdown(_ app: MyelinApp, _ roomID: RoomID, _ options: Options, admin: UserID) async throws -> Outcome {
         let service = app.roomService
         let store = app.database.adminRooms
-        if let user = options.newRoomUser, try await app.database.accounts.user(id: user) == nil {
-            throw MatrixError(.notFound, "User \(user) not found")
-        }
         if options.block { try await store.setBlocked(roomID, true, by: admin, ts: Clock.nowMilliseconds()) }
         var outcome = Outcome()
         guard try await app.database.roomEvents.roomVersion(of: roomID) != nil, !service.rooms.isClosed(roomID) else {
-            // Synapse blocks a room it does not know (so it can never be joined here).
+            // Synapse blocks a room it does not know (so it can never be joined here); without
+            // `block` an unknown room is a bad request.
             if options.block { return outcome }
-            throw MatrixError(.notFound, "Unknown room id \(roomID)")
+            throw MatrixError(.invalidParam, "Unknown room id \(roomID)", status: 400)
         }
         var newRoom: RoomID?
         if let owner = options.newRoomUser {

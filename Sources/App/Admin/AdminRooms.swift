@@ -20,6 +20,8 @@ enum AdminRooms {
         routes.get("\(v1)/rooms/{roomId}/state", state)
         routes.get("\(v1)/rooms/{roomId}/messages", messages)
         routes.get("\(v1)/rooms/{roomId}/forward_extremities", forwardExtremities)
+        routes.get("\(v1)/rooms/{roomId}/context/{eventId}", contextOf)
+        routes.get("\(v1)/rooms/{roomId}/timestamp_to_event", timestampToEvent)
         routes.get("\(v1)/rooms/{roomId}/block", blockStatus)
         routes.put("\(v1)/rooms/{roomId}/block", block)
         AdminRoomDeletion.register(&routes)
@@ -245,6 +247,53 @@ enum AdminRooms {
                     "received_ts": .int(ts)]
         }
         return .json(["count": .int(Int64(results.count)), "results": .array(results)])
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomId}/context/{eventId}`: the client's `/context`
+    /// without membership or visibility checks (`limit`, default 10, at most 100).
+    static func contextOf(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let app = context.app
+        let roomID = try await existingRoom(context)
+        let eventID = try EventID(parsing: context.parameter("eventId")).rawValue
+        let limit = try context.limit(default: 10, max: 100)
+        let before = limit / 2, after = limit - before
+        let room = roomID.rawValue
+        let found = try await app.database.read { db -> (RoomEventStore.EventRow, [RoomEventStore.EventRow], [RoomEventStore.EventRow], [String])? in
+            guard let target = try RoomEventStore.event(db, eventID: eventID), target.roomID == room else { return nil }
+            let earlier = try RoomEventStore.events(db, roomID: room, after: RoomEventStore.backfillFloor - 1,
+                                                     upTo: target.streamOrdering - 1, backwards: true, limit: before)
+            let later = try RoomEventStore.events(db, roomID: room, after: target.streamOrdering, upTo: .max,
+                                                   backwards: false, limit: after)
+            let group = try RoomEventStore.stateGroup(db, roomID: room, atOrBefore: later.last?.streamOrdering ?? target.streamOrdering)
+            let state = try group.map { try RoomEventStore.state(db, group: $0) } ?? []
+            return (target, earlier, later, state.map(\.eventID))
+        }
+        guard let (target, earlier, later, stateIDs) = found else { throw MatrixError(.notFound, "Event not found.") }
+        var body = RawJSONObject()
+        body.raw("event", target.clientJSON)
+        body.raw("events_before", RawJSONObject.array(earlier.map(\.clientJSON)))
+        body.raw("events_after", RawJSONObject.array(later.map(\.clientJSON)))
+        body.value("start", .string("t\((earlier.last?.streamOrdering ?? target.streamOrdering) - 1)"))
+        body.value("end", .string("t\(later.last?.streamOrdering ?? target.streamOrdering)"))
+        body.raw("state", RawJSONObject.array(try await app.roomService.clientEvents(stateIDs)))
+        return .rawJSON(body.finish())
+    }
+
+    /// `GET /_synapse/admin/v1/rooms/{roomId}/timestamp_to_event?ts=&dir=`: the event nearest
+    /// to `ts` in direction `dir` (default `f`), without membership checks.
+    static func timestampToEvent(_ context: RequestContext) async throws -> HTTPResponse {
+        _ = try await context.requireAdmin()
+        let roomID = try await existingRoom(context)
+        let query = context.query
+        guard let ts = query["ts"].flatMap({ Int64($0) }), ts >= 0 else { throw MatrixError(.invalidParam, "ts must be a non-negative integer") }
+        let direction = query["dir"] ?? "f"
+        guard direction == "f" || direction == "b" else { throw MatrixError(.invalidParam, "dir must be f or b") }
+        guard let row = try await context.app.database.roomEvents.event(in: roomID, near: ts, forwards: direction == "f") else {
+            throw MatrixError(.notFound, "Unable to find event from \(ts) in direction \(direction)")
+        }
+        let eventTS = (try? JSON.parse(row.json))?["origin_server_ts"]?.intValue ?? 0
+        return .json(["event_id": .string(row.eventID), "origin_server_ts": .int(eventTS)])
     }
 
     /// `GET /_synapse/admin/v1/rooms/{roomId}/block`: `block` and, when blocked, by whom.
