@@ -31,6 +31,10 @@ public final class Rooms: Sendable {
     public func close(_ roomID: RoomID) async {
         closed.insert(roomID)
         await registry.removeAndWait(roomID)
+        // An activation that started before the insert may still bring the room's state:
+        // join it (or activate an empty actor) and remove what it made.
+        _ = try? await registry.get(roomID)
+        await registry.removeAndWait(roomID)
     }
 
     /// Whether `close` was called for the room.
