@@ -502,6 +502,32 @@ struct AdminRoomsTests {
         }
     }
 
+    @Test(arguments: MediaTest.backends)
+    func makeRoomAdminGivesPowerAndInvites(_ backend: String) async throws {
+        try await Self.withFixture(backend) { f in
+            let room = try await HostileInputTests.createRoom(f.alice, ["preset": "private_chat", "name": "Private"])
+            let made = try await f.admin.call("POST", "\(Self.v1)/rooms/\(Self.p(room))/make_room_admin", .object([:]))
+            #expect(made.status == 200, "\(made.json)")
+            let power = try await f.alice.call("GET", "/rooms/\(Self.p(room))/state/m.room.power_levels")
+            #expect(power.json["users"]?["@root:localhost"]?.intValue == 100, "\(power.json)")
+            // Invited (the room is not public), joins, and may now change the room.
+            #expect(try await f.admin.call("POST", "/join/\(Self.p(room))").status == 200)
+            #expect(try await f.admin.call("PUT", "/rooms/\(Self.p(room))/state/m.room.name", ["name": "Taken over"]).status == 200)
+            // Another local user, by body.
+            #expect(try await f.admin.call("POST", "\(Self.v1)/rooms/\(Self.p(room))/make_room_admin",
+                                           ["user_id": "@bob:localhost"]).status == 200)
+            let after = try await f.alice.call("GET", "/rooms/\(Self.p(room))/state/m.room.power_levels")
+            #expect(after.json["users"]?["@bob:localhost"]?.intValue == 100)
+            #expect(try await f.bob.call("POST", "/join/\(Self.p(room))").status == 200)
+            #expect(try await f.admin.call("POST", "\(Self.v1)/rooms/\(Self.p(room))/make_room_admin",
+                                           ["user_id": "@x:elsewhere"]).status == 400)
+            // Nobody local can grant power in a room everyone left.
+            let empty = try await HostileInputTests.createRoom(f.bob, ["preset": "public_chat"])
+            #expect(try await f.bob.call("POST", "/rooms/\(Self.p(empty))/leave", .object([:])).status == 200)
+            #expect(try await f.admin.call("POST", "\(Self.v1)/rooms/\(Self.p(empty))/make_room_admin", .object([:])).status == 400)
+        }
+    }
+
     @Test func hostileParametersAreRefusedCleanly() async throws {
         try await Self.withFixture("sqlite") { f in
             let room = try await Self.sharedRoom(f)

@@ -22,6 +22,7 @@ enum AdminRooms {
         routes.get("\(v1)/rooms/{roomId}/forward_extremities", forwardExtremities)
         routes.get("\(v1)/rooms/{roomId}/context/{eventId}", contextOf)
         routes.get("\(v1)/rooms/{roomId}/timestamp_to_event", timestampToEvent)
+        routes.post("\(v1)/rooms/{roomId}/make_room_admin", makeRoomAdmin)
         routes.get("\(v1)/rooms/{roomId}/block", blockStatus)
         routes.put("\(v1)/rooms/{roomId}/block", block)
         AdminRoomDeletion.register(&routes)
@@ -294,6 +295,62 @@ enum AdminRooms {
         }
         let eventTS = (try? JSON.parse(row.json))?["origin_server_ts"]?.intValue ?? 0
         return .json(["event_id": .string(row.eventID), "origin_server_ts": .int(eventTS)])
+    }
+
+    /// `POST /_synapse/admin/v1/rooms/{roomIdOrAlias}/make_room_admin` `{"user_id"?}`: gives a
+    /// local user (the caller by default) the power of the most powerful local member able to
+    /// change the power levels, who sends the change; a user not in a room that is not public
+    /// is invited by that member (Synapse's "Make Room Admin API"). 400 when no local member
+    /// has that power.
+    static func makeRoomAdmin(_ context: RequestContext) async throws -> HTTPResponse {
+        let admin = try await context.requireAdmin()
+        let app = context.app
+        let service = app.roomService
+        let roomID = try await service.resolve(context.parameter("roomId"))
+        let body = try await Membership.optionalBody(context)
+        var target = admin.userID
+        if let value = body["user_id"] {
+            guard let text = value.stringValue else { throw MatrixError(.badJSON, "user_id must be a string") }
+            target = try UserID(parsing: text)
+        }
+        guard target.serverName == app.localServer else {
+            throw MatrixError(.invalidParam, "This endpoint can only be used with local users", status: 400)
+        }
+        let actor = try await service.existingRoom(roomID)
+        guard let state = await actor.currentState, let version = await actor.version else { throw MatrixError(.notFound, "Room not found") }
+        let powerEvent = state[StateKey(EventType.roomPowerLevels, "")]
+        let power = PowerLevels(content: powerEvent?.content, roomVersion: version,
+                                create: state[StateKey(EventType.roomCreate, "")])
+        let localSuffix = ":" + app.configuration.serverName
+        let required = power.requiredLevel(eventType: EventType.roomPowerLevels, isState: true)
+        let granter = state.filter { $0.key.type == EventType.roomMember && $0.key.stateKey.hasSuffix(localSuffix)
+            && $0.value.membership == MembershipState.join.rawValue }
+            .map(\.key.stateKey).filter { power.level(of: $0) >= required }
+            .sorted { (power.level(of: $0), $1) > (power.level(of: $1), $0) }.first
+        guard let granter, let granterID = try? UserID(parsing: granter) else {
+            throw MatrixError(.invalidParam, "No local admin user in room with power to update power levels.", status: 400)
+        }
+        if power.level(of: target.rawValue) < power.level(of: granter) || power.level(of: target.rawValue) < 100 {
+            var content = powerEvent?.content ?? (PowerLevels.defaultContent(creator: granter, roomVersion: version).objectValue ?? [:])
+            var users = content["users"]?.objectValue ?? [:]
+            // A v12 creator's power is infinite: the new admin gets 100, or more than anyone listed.
+            let level = power.level(of: granter) == PowerLevels.infinite ? max(100, users.values.compactMap(\.intValue).max() ?? 0)
+                                                                          : power.level(of: granter)
+            if !power.creators.contains(target.rawValue) {
+                users[target.rawValue] = .int(level)
+                content["users"] = .object(users)
+                _ = try await service.send(EventDraft(type: EventType.roomPowerLevels, sender: granterID, stateKey: "", content: content),
+                                           in: roomID)
+            }
+        }
+        let membership = state[.member(target.rawValue)]?.membership
+        let joinRule = state[StateKey(EventType.roomJoinRules, "")]?.content["join_rule"]?.stringValue
+        if membership != MembershipState.join.rawValue && membership != MembershipState.invite.rawValue && joinRule != "public" {
+            let content = try await service.memberContent(target, membership: MembershipState.invite.rawValue)
+            _ = try await service.send(EventDraft(type: EventType.roomMember, sender: granterID, stateKey: target.rawValue,
+                                                  content: content), in: roomID)
+        }
+        return .json([:])
     }
 
     /// `GET /_synapse/admin/v1/rooms/{roomId}/block`: `block` and, when blocked, by whom.
