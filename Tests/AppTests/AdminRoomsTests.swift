@@ -446,7 +446,10 @@ struct AdminRoomsTests {
 
     @Test(arguments: MediaTest.backends)
     func serverNoticeReachesTheUsersSync(_ backend: String) async throws {
-        try await Self.withFixture(backend, { $0.serverNotices.autoJoin = true }) { f in
+        try await Self.withFixture(backend, {
+            $0.serverNotices.autoJoin = true
+            $0.serverNotices.roomTopic = "Messages from the operators"
+        }) { f in
             let notice: JSON = ["user_id": "@alice:localhost", "content": ["msgtype": "m.text", "body": "Maintenance at noon"]]
             let sent = try await f.admin.call("POST", "\(Self.v1)/send_server_notice", notice)
             #expect(sent.status == 200, "\(sent.json)")
@@ -464,6 +467,8 @@ struct AdminRoomsTests {
             let room = try #require(noticeRoom)
             let name = try await f.alice.call("GET", "/rooms/\(Self.p(room))/state/m.room.name")
             #expect(name.json["name"]?.stringValue == "Server Notices")
+            let topic = try await f.alice.call("GET", "/rooms/\(Self.p(room))/state/m.room.topic")
+            #expect(topic.json["topic"]?.stringValue == "Messages from the operators")
             let event = try await f.alice.call("GET", "/rooms/\(Self.p(room))/event/\(Self.p(eventID))")
             #expect(event.json["sender"]?.stringValue == "@notices:localhost")
             // The user cannot answer; the next notice goes to the same room; a transaction id
@@ -526,6 +531,26 @@ struct AdminRoomsTests {
             #expect(try await f.bob.call("POST", "/rooms/\(Self.p(empty))/leave", .object([:])).status == 200)
             #expect(try await f.admin.call("POST", "\(Self.v1)/rooms/\(Self.p(empty))/make_room_admin", .object([:])).status == 400)
         }
+    }
+
+    @Test func serverNoticesConfiguration() throws {
+        let loaded = try ConfigurationLoader.load(yaml: """
+            server_notices:
+              system_mxid_localpart: ops
+              system_mxid_display_name: Operators
+              room_name: From the operators
+              auto_join: true
+              room_topic: Read me
+            """)
+        #expect(loaded.serverNotices.systemMXIDLocalpart == "ops")
+        #expect(loaded.serverNotices.systemMXIDDisplayName == "Operators")
+        #expect(loaded.serverNotices.roomName == "From the operators")
+        #expect(loaded.serverNotices.autoJoin)
+        #expect(loaded.serverNotices.roomTopic == "Read me")
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: "server_notices:\n  system_mxid_localpart: \"Bad Name\"") }
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: "server_notices:\n  unknown_key: 1") }
+        // The generated configuration file reads back as the defaults.
+        #expect(try ConfigurationLoader.load(yaml: ConfigurationTemplate.render(serverName: "example.org")).serverNotices == Configuration.ServerNotices())
     }
 
     @Test func hostileParametersAreRefusedCleanly() async throws {

@@ -57,7 +57,8 @@ enum AdminServerNotices {
         let settings = app.configuration.serverNotices
         let user = try UserID(parsing: "@\(settings.systemMXIDLocalpart):\(app.configuration.serverName)")
         if try await app.database.accounts.user(id: user) == nil {
-            _ = try await app.database.accounts.createUser(UserRecord(userID: user.rawValue, displayname: settings.systemMXIDDisplayName))
+            _ = try await app.database.accounts.createUser(UserRecord(userID: user.rawValue, displayname: settings.systemMXIDDisplayName,
+                                                                      avatarURL: settings.systemMXIDAvatarURL))
         }
         return user
     }
@@ -73,11 +74,16 @@ enum AdminServerNotices {
             try await invite(app, user, to: roomID, system: system)
             return roomID
         }
-        let roomID = try await RoomCreation.create(app, system, [
+        var creation: [String: JSON] = [
             "preset": "private_chat", "name": .string(settings.roomName),
             // Only the system user speaks there (Synapse: users_default -10).
             "power_level_content_override": ["users_default": -10],
-        ])
+        ]
+        if let topic = settings.roomTopic { creation["topic"] = .string(topic) }
+        if let avatar = settings.roomAvatarURL {
+            creation["initial_state"] = [["type": .string(EventType.roomAvatar), "state_key": "", "content": ["url": .string(avatar)]]]
+        }
+        let roomID = try await RoomCreation.create(app, system, creation)
         try await app.database.adminRooms.setServerNoticeRoom(roomID, for: user)
         try await AccountData.updateTags(app.accounts, user: user, room: roomID) { $0[tag] = .object([:]) }
         service.fanout.notify([user], of: StreamChange(.accountData, app.accounts.accountDataStream.visiblePosition))

@@ -8,6 +8,11 @@ extension Configuration {
         var systemMXIDLocalpart = "notices"
         var systemMXIDDisplayName: String? = "Server Notices"
         var roomName = "Server Notices"
+        /// Optional: the system user's avatar, the room's avatar and topic (`mxc://` URIs for
+        /// the avatars), as Synapse's keys.
+        var systemMXIDAvatarURL: String? = nil
+        var roomAvatarURL: String? = nil
+        var roomTopic: String? = nil
         /// Join the user to the notices room instead of only inviting them (Synapse's
         /// `auto_join`, off).
         var autoJoin = false
@@ -29,6 +34,9 @@ extension ConfigurationLoader {
             try s.string("system_mxid_display_name") { configuration.serverNotices.systemMXIDDisplayName = $0.isEmpty ? nil : $0 }
             try s.string("room_name") { configuration.serverNotices.roomName = $0 }
             try s.bool("auto_join") { configuration.serverNotices.autoJoin = $0 }
+            try s.string("system_mxid_avatar_url") { configuration.serverNotices.systemMXIDAvatarURL = $0.isEmpty ? nil : $0 }
+            try s.string("room_avatar_url") { configuration.serverNotices.roomAvatarURL = $0.isEmpty ? nil : $0 }
+            try s.string("room_topic") { configuration.serverNotices.roomTopic = $0.isEmpty ? nil : $0 }
         }
     }
 }

@@ -229,6 +229,7 @@ enum ConfigurationTemplate {
           system_mxid_localpart: \(d.serverNotices.systemMXIDLocalpart)
           system_mxid_display_name: \(d.serverNotices.systemMXIDDisplayName ?? "")
           room_name: \(d.serverNotices.roomName)
+          # optional: system_mxid_avatar_url, room_avatar_url (mxc:// URIs), room_topic
           # join the user to the room instead of inviting them
           auto_join: \(d.serverNotices.autoJoin)
 
