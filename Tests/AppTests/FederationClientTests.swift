@@ -2,22 +2,13 @@ import Actors
 import Glibc
 import Matrix
 import Synchronization
+import TestSupport
 import Testing
 import Transport
 @testable import App
 
 /// A free TCP port on 127.0.0.1 (bound, read, released), for servers whose name carries it.
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
+func freePort() -> Int { freeTCPPort() }
 
 /// Serves `/.well-known/matrix/server` with a body and headers the test sets, counting hits.
 final class WellKnownResponder: HTTPResponder {

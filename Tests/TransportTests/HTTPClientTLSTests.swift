@@ -4,17 +4,7 @@ import Testing
 @testable import Transport
 
 /// A free TCP port on 127.0.0.1 (bound, read, released).
-func freeLoopbackPort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
+func freeLoopbackPort() -> Int { freeTCPPort() }
 
 /// HTTPS through the client's TLS engine against `openssl s_server -www` (an HTTP/1.0
 /// answer whose body ends with the connection), with certificates from a throwaway CA.
