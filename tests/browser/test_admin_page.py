@@ -84,6 +84,8 @@ def server():
         f.write("server_name: browser.test\n"
                 "registration:\n  shared_secret: %s\n" % SECRET +
                 "logging:\n  access_log: false\n"
+                # Several sign-ins from 127.0.0.1 in a few seconds (the default burst is 3).
+                "rate_limits:\n  login:\n    per_second: 1\n    burst: 20\n"
                 "admin_page:\n  enabled: true\n  directory: %s\n" % os.path.join(ROOT, "admin-page"))
     proc = subprocess.Popen([_binary(), "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
                              "--data-dir", os.path.join(data, "data")], cwd=ROOT)
@@ -139,6 +141,8 @@ def _wait(driver, seconds=30):
 
 def _loaded(driver, view):
     """Waits until the view finished loading (rows or a clean error)."""
+    login_error = driver.find_element(By.ID, "login-error").text
+    assert not login_error, login_error
     _wait(driver).until(lambda d: d.find_element(By.ID, "view-content").get_attribute("data-view") == view
                         and d.find_element(By.ID, "view-content").get_attribute("data-loaded"))
 
