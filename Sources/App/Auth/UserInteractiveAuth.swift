@@ -1,4 +1,5 @@
 import Matrix
+import Persistence
 
 /// User-interactive authentication (spec: client-server API, "User-interactive
 /// authentication API"). Every flow offered here has one stage, so a request completes UIA
@@ -19,6 +20,9 @@ struct UserInteractiveAuth {
     /// Checks a password stage: the identified user must be the requester.
     var passwordUser: UserID?
     var registrationToken: String?
+    /// The admin API's registration tokens (redeemed by a registration-token stage when the
+    /// configured `registrationToken` does not match).
+    var storedTokens: SecurityStore?
 
     /// The 401 body asking for authentication (`error` set when a stage failed).
     func challenge(session: String?, failure: MatrixError? = nil) -> MatrixError {
@@ -37,8 +41,11 @@ struct UserInteractiveAuth {
         return MatrixError(failure.code, failure.message, status: 401, extra: extra.merging(["completed": .array([])]) { a, _ in a })
     }
 
-    /// Returns when `auth` completes a flow; otherwise throws the 401 challenge.
-    func check(_ body: [String: JSON], accounts: Accounts) async throws {
+    /// Returns when `auth` completes a flow; otherwise throws the 401 challenge. A stored
+    /// registration token that completed the stage is returned reserved (`pending` counted):
+    /// the caller finishes it with `SecurityStore.finishRegistrationToken`.
+    @discardableResult
+    func check(_ body: [String: JSON], accounts: Accounts) async throws -> String? {
         guard let auth = body["auth"]?.objectValue, let type = auth["type"]?.stringValue else {
             throw challenge(session: body["auth"]?["session"]?.stringValue)
         }
@@ -48,12 +55,17 @@ struct UserInteractiveAuth {
         }
         switch stage {
         case .dummy:
-            return
+            return nil
         case .registrationToken:
-            guard let token = auth["token"]?.stringValue, let expected = registrationToken,
-                  Secrets.constantTimeEqual(token, expected) else {
+            guard let token = auth["token"]?.stringValue else {
                 throw challenge(session: session, failure: MatrixError(.unauthorized, "Invalid registration token"))
             }
+            if let expected = registrationToken, Secrets.constantTimeEqual(token, expected) { return nil }
+            if let storedTokens, AdminRegistrationTokens.isValidToken(token),
+               try await storedTokens.reserveRegistrationToken(token, now: Clock.nowMilliseconds()) {
+                return token
+            }
+            throw challenge(session: session, failure: MatrixError(.unauthorized, "Invalid registration token"))
         case .password:
             guard let expected = passwordUser else { throw challenge(session: session) }
             let userText = auth["identifier"]?["user"]?.stringValue ?? auth["user"]?.stringValue ?? expected.rawValue
@@ -74,6 +86,7 @@ struct UserInteractiveAuth {
             } catch let error as MatrixError where error.code != .limitExceeded {
                 throw challenge(session: session, failure: error)
             }
+            return nil
         }
     }
 }

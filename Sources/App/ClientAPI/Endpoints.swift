@@ -22,6 +22,7 @@ enum Endpoints {
         URLPreviewEndpoints.register(&routes)
         FederationMediaEndpoints.register(&routes)
         ThumbnailEndpoints.register(&routes)
+        AdminSecurity.register(&routes)
     }
 }
 

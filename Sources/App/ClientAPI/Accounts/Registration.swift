@@ -30,11 +30,18 @@ enum Registration {
         let accounts = context.app.accounts
         try context.rateLimit("token-validity", accounts.configuration.rateLimits.registration)
         guard let token = context.query["token"] else { throw MatrixError(.missingParam, "Missing token") }
+        let configured = accounts.configuration.registration.registrationToken
         guard accounts.configuration.registration.enabled,
-              let expected = accounts.configuration.registration.registrationToken else {
+              configured != nil || accounts.configuration.security.registrationRequiresToken else {
             throw MatrixError(.forbidden, "Registration tokens are not enabled")
         }
-        return .json(["valid": .bool(Secrets.constantTimeEqual(token, expected))])
+        guard token.utf8.count <= AdminRegistrationTokens.maxLength else {
+            throw MatrixError(.invalidParam, "Registration tokens are at most 64 characters")
+        }
+        if let configured, Secrets.constantTimeEqual(token, configured) { return .json(["valid": true]) }
+        // The admin API's tokens: unexpired, with a use left (counting registrations in progress).
+        let stored = AdminRegistrationTokens.isValidToken(token) ? try await accounts.database.security.registrationToken(token) : nil
+        return .json(["valid": .bool(stored?.isValid(now: Clock.nowMilliseconds()) ?? false)])
     }
 
     /// The specification's rules for a new localpart (historical grammar excluded) plus
@@ -103,15 +110,24 @@ enum Registration {
             }
             requested = userID
         }
-        let uia = settings.registrationToken != nil
-            ? UserInteractiveAuth(flows: [[.registrationToken]], registrationToken: settings.registrationToken)
+        let uia = settings.registrationToken != nil || accounts.configuration.security.registrationRequiresToken
+            ? UserInteractiveAuth(flows: [[.registrationToken]], registrationToken: settings.registrationToken,
+                                  storedTokens: accounts.database.security)
             : UserInteractiveAuth(flows: [[.dummy]])
-        try await uia.check(body, accounts: accounts)
-        guard let password else { throw MatrixError(.missingParam, "Missing password") }
-        // Only account creations count (as in Synapse): the UIA round trips before do not.
-        try context.rateLimit("register", accounts.configuration.rateLimits.registration)
-
-        let userID = try await createAccount(requested, password: password, accounts: accounts)
+        // A stored token is counted `pending` from here until the account exists (`completed`)
+        // or the registration fails (released).
+        let reservedToken = try await uia.check(body, accounts: accounts)
+        let userID: UserID
+        do {
+            guard let password else { throw MatrixError(.missingParam, "Missing password") }
+            // Only account creations count (as in Synapse): the UIA round trips before do not.
+            try context.rateLimit("register", accounts.configuration.rateLimits.registration)
+            userID = try await createAccount(requested, password: password, accounts: accounts)
+        } catch {
+            if let reservedToken { try? await accounts.database.security.finishRegistrationToken(reservedToken, completed: false) }
+            throw error
+        }
+        if let reservedToken { try await accounts.database.security.finishRegistrationToken(reservedToken, completed: true) }
         accounts.registrationSessions.complete(sessionID, userID: userID)
         context.app.logger.info("registered \(userID)")
         if body["inhibit_login"]?.boolValue == true {
