@@ -44,10 +44,38 @@ enum AdminSecurity {
         return IPRange(network: IPAddress(bytes: bytes)!, prefixLength: prefix)
     }
 
+    /// An address as text, IPv6 in RFC 5952's form (the longest run of zero groups as `::`),
+    /// as clients and the access log write it.
+    static func text(_ address: IPAddress) -> String {
+        guard !address.isIPv4 else { return address.description }
+        var groups: [UInt16] = []
+        for i in stride(from: 0, to: 16, by: 2) { groups.append(UInt16(address.bytes[i]) << 8 | UInt16(address.bytes[i + 1])) }
+        var best = (start: -1, length: 0)
+        var i = 0
+        while i < 8 {
+            if groups[i] == 0 {
+                var j = i
+                while j < 8 && groups[j] == 0 { j += 1 }
+                if j - i > best.length && j - i >= 2 { best = (i, j - i) }
+                i = j
+            } else {
+                i += 1
+            }
+        }
+        let hex = groups.map { String($0, radix: 16) }
+        guard best.start >= 0 else { return hex.joined(separator: ":") }
+        let head = hex[..<best.start].joined(separator: ":")
+        let tail = hex[(best.start + best.length)...].joined(separator: ":")
+        return head + "::" + tail
+    }
+
+    /// A range as stored and shown: `address/prefix`.
+    static func text(_ range: IPRange) -> String { "\(text(range.network))/\(range.prefixLength)" }
+
     /// The seed's `ip` text of a block: the bare address for a single host, CIDR otherwise.
     static func displayed(_ rangeText: String) -> String {
         guard let range = IPRange(rangeText) else { return rangeText }
-        return range.prefixLength == range.network.bytes.count * 8 ? range.network.description : range.description
+        return range.prefixLength == range.network.bytes.count * 8 ? text(range.network) : text(range)
     }
 
     static func json(_ record: IPBlockRecord) -> JSON {
@@ -66,8 +94,8 @@ enum AdminSecurity {
     static func block(_ context: RequestContext) async throws -> HTTPResponse {
         let admin = try await context.requireAdmin()
         let body = try await context.jsonObject()
-        guard let text = (body["ip"] ?? body["ip_range"])?.stringValue else { throw MatrixError(.missingParam, "Missing ip") }
-        let range = try range(text)
+        guard let given = (body["ip"] ?? body["ip_range"])?.stringValue else { throw MatrixError(.missingParam, "Missing ip") }
+        let range = try range(given)
         var reason: String?
         if let value = body["reason"], !value.isNull {
             guard let string = value.stringValue else { throw MatrixError(.invalidParam, "reason must be a string") }
@@ -98,10 +126,10 @@ enum AdminSecurity {
     static func unblock(_ context: RequestContext) async throws -> HTTPResponse {
         let admin = try await context.requireAdmin()
         let body = try await context.jsonObject()
-        guard let text = (body["ip"] ?? body["ip_range"])?.stringValue else { throw MatrixError(.missingParam, "Missing ip") }
-        let range = try range(text)
+        guard let given = (body["ip"] ?? body["ip_range"])?.stringValue else { throw MatrixError(.missingParam, "Missing ip") }
+        let range = try range(given)
         let removed = try await context.app.security.unblock(range, by: admin.userID.rawValue)
-        return .json(["unblocked": .bool(removed), "ip": .string(displayed(range.description))])
+        return .json(["unblocked": .bool(removed), "ip": .string(displayed(text(range)))])
     }
 
     /// `GET .../security/ip/blocks?from=&limit=`: the blocks in force, in range order.
@@ -118,29 +146,33 @@ enum AdminSecurity {
     /// `GET .../security/ip/reputation/{ip}`: the address's score (0 clean ... 100) and counts.
     static func reputation(_ context: RequestContext) async throws -> HTTPResponse {
         _ = try await context.requireAdmin()
-        let text = context.parameter("ip")
-        guard text.utf8.count <= 64, let address = IPAddress(text) else {
-            throw MatrixError(.invalidParam, "Not an IP address: \(text.prefix(64))")
+        let given = context.parameter("ip")
+        guard given.utf8.count <= 64, let address = IPAddress(given) else {
+            throw MatrixError(.invalidParam, "Not an IP address: \(given.prefix(64))")
         }
         let security = context.app.security
         let now = Clock.nowMilliseconds()
-        let key = ReputationTable.key(address.description)
+        let key = ReputationTable.key(text(address))
         let entry = security.reputation.entry(key)
         let score = entry.map { ReputationTable.score(security.reputation.decayed($0, now: now)) } ?? 0
         let judged = address.embeddedIPv4 ?? address
         let block = security.blocks(now: now).first { IPRange($0.range)?.contains(judged) ?? false }
-        return .json([
-            "ip": .string(address.description),
+        let lastSeen: JSON = entry.map { .int($0.lastSeenMs) } ?? .null
+        let firstSeen: JSON = entry.map { .int($0.firstSeenMs) } ?? .null
+        let blockJSON: JSON = block.map(json) ?? .null
+        let answer: [String: JSON] = [
+            "ip": .string(text(address.embeddedIPv4 ?? address)),
             "score": .int(Int64(score)),
-            "last_seen": entry.map { .int($0.lastSeenMs) } ?? .null,
-            "first_seen": entry.map { .int($0.firstSeenMs) } ?? .null,
+            "last_seen": lastSeen,
+            "first_seen": firstSeen,
             "login_attempts": .int(entry?.loginAttempts ?? 0),
             "failed_logins": .int(entry?.failedLogins ?? 0),
             "rate_limited": .int(entry?.rateLimited ?? 0),
             "malformed_requests": .int(entry?.malformed ?? 0),
             "blocked": .bool(block != nil),
-            "block": block.map(json) ?? .null,
-        ])
+            "block": blockJSON,
+        ]
+        return .json(.object(answer))
     }
 
     /// `GET .../security/events?from=&limit=&type=`: newest first; `from` is the `next_token`

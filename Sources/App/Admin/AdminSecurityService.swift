@@ -100,7 +100,7 @@ final class SecurityService: Sendable {
     }
 
     func block(_ range: IPRange, reason: String?, by: String?, expiresAtMs: Int64?, auto: Bool = false) async throws -> IPBlockRecord {
-        let record = IPBlockRecord(range: range.description, reason: reason, blockedBy: by, blockedTs: Clock.nowMilliseconds(),
+        let record = IPBlockRecord(range: AdminSecurity.text(range), reason: reason, blockedBy: by, blockedTs: Clock.nowMilliseconds(),
                                    expiresTs: expiresAtMs)
         try await store.putBlock(record)
         try await reloadBlocks()
@@ -112,9 +112,9 @@ final class SecurityService: Sendable {
     }
 
     func unblock(_ range: IPRange, by: String?) async throws -> Bool {
-        let removed = try await store.removeBlock(range.description)
+        let removed = try await store.removeBlock(AdminSecurity.text(range))
         try await reloadBlocks()
-        if removed { record("ip_unblocked", userID: by, ip: range.description, details: [:]) }
+        if removed { record("ip_unblocked", userID: by, ip: AdminSecurity.text(range), details: [:]) }
         return removed
     }
 
@@ -261,7 +261,7 @@ final class ReputationTable: Sendable {
     /// One spelling per address (IPv4-mapped IPv6 as IPv4), whatever text it came as.
     static func key(_ address: String) -> String {
         guard let parsed = IPAddress(address) else { return String(address.prefix(64)) }
-        return (parsed.embeddedIPv4 ?? parsed).description
+        return AdminSecurity.text(parsed.embeddedIPv4 ?? parsed)
     }
 
     static func weight(_ kind: Kind) -> Double {
