@@ -187,7 +187,7 @@ public final class AddressFilter: Sendable {
 
     /// Whether the peer in `storage` is blocked by `table` (loop thread, at accept).
     @inline(__always)
-    static func blocks(_ storage: inout sockaddr_storage, table: Table) -> Bool {
+    public static func blocks(_ storage: inout sockaddr_storage, table: Table) -> Bool {
         if table.isEmpty { return false }
         let now = { AddressFilter.wallClockMs() }
         if storage.ss_family == sa_family_t(AF_INET) {
@@ -211,7 +211,7 @@ public final class AddressFilter: Sendable {
     }
 
     /// Milliseconds since the epoch from the coarse real-time clock (no syscall).
-    static func wallClockMs() -> Int64 {
+    public static func wallClockMs() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME_COARSE, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000

@@ -272,8 +272,15 @@ struct AdminSecurityTests {
                                                                          "auth": ["type": "m.login.registration_token", "token": "nope"]])
             #expect(wrong.status == 401)
             #expect(wrong.errcode == "M_UNAUTHORIZED")
-            let bob = try await anonymous.call("POST", "/register", ["username": .string(bobName), "password": "pw-bob-1234",
-                                                                       "auth": ["type": "m.login.registration_token", "token": .string(once)]])
+            let stage = try await anonymous.call("POST", "/register", ["username": .string(bobName), "password": "pw-bob-1234",
+                                                                         "auth": ["type": "m.login.registration_token", "token": .string(once)]])
+            #expect(stage.status == 401)
+            #expect(stage.json["completed"] == ["m.login.registration_token"])
+            // Reserved while the registration runs.
+            #expect(try await admin.call("GET", "\(tokens)/\(once)").json["pending"] == 1)
+            #expect(try await anonymous.call("GET", "/_matrix/client/v1/register/m.login.registration_token/validity?token=\(once)").json["valid"] == false)
+            let session = try #require(stage.json["session"]?.stringValue)
+            let bob = try await anonymous.call("POST", "/register", ["auth": ["type": "m.login.dummy", "session": .string(session)]])
             #expect(bob.status == 200)
             #expect(bob.json["user_id"]?.stringValue == "@\(bobName):localhost")
             let used = try await admin.call("GET", "\(tokens)/\(once)")
@@ -289,6 +296,10 @@ struct AdminSecurityTests {
             let refused = try await anonymous.call("POST", "/register", ["username": .string(carolName), "password": "pw-carol-1234",
                                                                            "auth": ["type": "m.login.registration_token", "token": .string(once)]])
             #expect(refused.status == 401)
+            #expect(refused.errcode == "M_UNAUTHORIZED")
+            // The dummy stage alone does not register.
+            let carolSession = try #require(refused.json["session"]?.stringValue)
+            #expect(try await anonymous.call("POST", "/register", ["auth": ["type": "m.login.dummy", "session": .string(carolSession)]]).status == 401)
             // One more use, then deleted.
             let raised = try await admin.call("PUT", "\(tokens)/\(once)", ["uses_allowed": 2])
             #expect(raised.json["uses_allowed"] == 2)

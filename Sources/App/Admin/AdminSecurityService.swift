@@ -53,6 +53,8 @@ final class SecurityService: Sendable {
     /// Loads the blocks into the filter and starts the upkeep task (refresh, event writes).
     func start() async throws {
         try await reloadBlocks()
+        let count = loadedBlocks.withLock { $0.count }
+        if count > 0 { logger.info("\(count) IP block(s) in force, refused at accept") }
         let task = Task.detached { [weak self] in
             var sinceRefresh: Int64 = 0
             while !Task.isCancelled {

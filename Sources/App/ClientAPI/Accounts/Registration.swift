@@ -93,7 +93,12 @@ enum Registration {
             params["auth"] = nil
             accounts.registrationSessions.start(sessionID, params: params)
         }
-        if body["auth"] == nil { body["auth"] = ["session": .string(sessionID)] }
+        // One session id throughout, also when the client sent `auth` without one.
+        if var auth = body["auth"]?.objectValue {
+            if auth["session"] == nil { auth["session"] = .string(sessionID); body["auth"] = .object(auth) }
+        } else {
+            body["auth"] = ["session": .string(sessionID)]
+        }
         if let guestToken = body["guest_access_token"]?.stringValue {
             return try await upgradeGuest(context, guestToken: guestToken, body: body)
         }
@@ -110,23 +115,24 @@ enum Registration {
             }
             requested = userID
         }
-        let uia = settings.registrationToken != nil || accounts.configuration.security.registrationRequiresToken
-            ? UserInteractiveAuth(flows: [[.registrationToken]], registrationToken: settings.registrationToken,
-                                  storedTokens: accounts.database.security)
-            : UserInteractiveAuth(flows: [[.dummy]])
-        // A stored token is counted `pending` from here until the account exists (`completed`)
-        // or the registration fails (released).
-        let reservedToken = try await uia.check(body, accounts: accounts)
-        let userID: UserID
-        do {
-            guard let password else { throw MatrixError(.missingParam, "Missing password") }
-            // Only account creations count (as in Synapse): the UIA round trips before do not.
-            try context.rateLimit("register", accounts.configuration.rateLimits.registration)
-            userID = try await createAccount(requested, password: password, accounts: accounts)
-        } catch {
-            if let reservedToken { try? await accounts.database.security.finishRegistrationToken(reservedToken, completed: false) }
-            throw error
+        // Reservations of sessions abandoned after their token stage go back to their tokens.
+        for token in accounts.registrationSessions.takeExpiredReservations() {
+            try? await accounts.database.security.finishRegistrationToken(token, completed: false)
         }
+        var reservedToken: String?
+        if settings.registrationToken != nil || accounts.configuration.security.registrationRequiresToken {
+            // Synapse's flow: the token, then the dummy stage. A stored token is counted
+            // `pending` from its stage until the account exists (`completed`).
+            let uia = UserInteractiveAuth(flows: [[.registrationToken, .dummy]], registrationToken: settings.registrationToken,
+                                          storedTokens: accounts.database.security)
+            reservedToken = try await uia.checkTokenFlow(body, session: sessionID, sessions: accounts.registrationSessions)
+        } else {
+            try await UserInteractiveAuth(flows: [[.dummy]]).check(body, accounts: accounts)
+        }
+        guard let password else { throw MatrixError(.missingParam, "Missing password") }
+        // Only account creations count (as in Synapse): the UIA round trips before do not.
+        try context.rateLimit("register", accounts.configuration.rateLimits.registration)
+        let userID = try await createAccount(requested, password: password, accounts: accounts)
         if let reservedToken { try await accounts.database.security.finishRegistrationToken(reservedToken, completed: true) }
         accounts.registrationSessions.complete(sessionID, userID: userID)
         context.app.logger.info("registered \(userID)")
