@@ -158,13 +158,14 @@ final class SecurityService: Sendable {
     /// What one answered request says about its client (called by `MyelinApp.respond` for
     /// every request; returns at once unless the request is a login, an admin action, a
     /// 429, or malformed).
-    func observe(method: HTTPMethod, path: Substring, status: Int, errcode: MatrixError.Code?, address: @autoclosure () -> String,
-                 body: @autoclosure () -> RequestBody, admin: @escaping @Sendable () async -> String?) {
+    func observe(_ context: RequestContext, status: Int, errcode: MatrixError.Code?) {
+        let method = context.request.method
+        let path = context.request.head.path
         let isLogin = method == .post && path.hasPrefix("/_matrix/client/") && path.hasSuffix("/login")
         let isAdminWrite = method != .get && method != .head && method != .options && status < 400 && Self.isAdminPath(path)
         let malformed = errcode == .notJSON || errcode == .badJSON
         guard isLogin || isAdminWrite || status == 429 || malformed else { return }
-        let ip = address()
+        let ip = context.clientAddress
         let now = Clock.nowMilliseconds()
         if status == 429 {
             let first = reputation.note(ip, .rateLimited, now: now)
@@ -178,14 +179,14 @@ final class SecurityService: Sendable {
                 reputation.note(ip, .login, now: now)
             } else if status == 403 || status == 401 {
                 reputation.note(ip, .failedLogin, now: now)
-                record("login_failed", userID: Self.loginUser(body()), ip: ip, details: [:])
+                record("login_failed", userID: Self.loginUser(context.request.body), ip: ip, details: [:])
             }
         }
         if isAdminWrite {
             let pathText = String(path.prefix(300))
             let methodText = method.description
             Task { [weak self] in
-                let user = await admin()
+                let user = try? await context.requireUser().userID.rawValue
                 self?.record("admin_action", userID: user, ip: ip, details: ["method": .string(methodText), "path": .string(pathText)])
             }
         }

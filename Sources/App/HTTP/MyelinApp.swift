@@ -138,11 +138,7 @@ final class MyelinApp: HTTPResponder {
         }
         // The security log and reputation, for every route at once (logins, admin actions,
         // 429s, malformed bodies): one status and prefix check on the common path.
-        if let context {
-            security.observe(method: request.method, path: request.head.path, status: response.status, errcode: errcode,
-                             address: context.clientAddress, body: request.body,
-                             admin: { try? await context.requireUser().userID.rawValue })
-        }
+        if let context { security.observe(context, status: response.status, errcode: errcode) }
         let micros = measure ? (Clock.monotonicNanoseconds() - start) / 1000 : 0
         if configuration.metrics.enabled { metrics.end(status: response.status, micros: Int(micros)) }
         accessLog?.record(address: request.remoteAddress, requestID: request.requestID, method: request.method,
