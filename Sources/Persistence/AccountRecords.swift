@@ -12,10 +12,31 @@ public struct UserRecord: Sendable, Hashable {
     public var deactivated: Bool
     public var displayname: String?
     public var avatarURL: String?
+    /// Set by an administrator (migration 115); changed only through `AccountStore`'s
+    /// setters, never by `updateUser`.
+    public var locked: Bool
+    public var suspended: Bool
+    /// Deactivated with `erase` (Synapse's GDPR erasure).
+    public var erased: Bool
 
+    /// A row with the admin-set flags, as the store reads it.
+    public init(userID: String, passwordHash: String?, createdTs: Int64, isGuest: Bool, isAdmin: Bool,
+                deactivated: Bool, displayname: String?, avatarURL: String?, locked: Bool, suspended: Bool, erased: Bool) {
+        self.init(userID: userID, passwordHash: passwordHash, createdTs: createdTs, isGuest: isGuest, isAdmin: isAdmin,
+                  deactivated: deactivated, displayname: displayname, avatarURL: avatarURL)
+        self.locked = locked
+        self.suspended = suspended
+        self.erased = erased
+    }
+
+    // The flags are set by the initializer above, not by new defaulted parameters here: code
+    // compiled against this signature keeps linking (an incremental build may not recompile it).
     public init(userID: String, passwordHash: String? = nil, createdTs: Int64 = currentTimeMillis(),
                 isGuest: Bool = false, isAdmin: Bool = false, deactivated: Bool = false,
                 displayname: String? = nil, avatarURL: String? = nil) {
+        self.locked = false
+        self.suspended = false
+        self.erased = false
         self.userID = userID
         self.passwordHash = passwordHash
         self.createdTs = createdTs

@@ -34,7 +34,8 @@ public struct AccountStore: Sendable {
     /// it with the token).
     static func user(_ db: any SQLConnection, id userID: String) throws -> UserRecord? {
         try db.queryFirst("""
-            SELECT user_id, password_hash, created_ts, is_guest, is_admin, deactivated, displayname, avatar_url
+            SELECT user_id, password_hash, created_ts, is_guest, is_admin, deactivated, displayname, avatar_url,
+                   locked, suspended, erased
             FROM users WHERE user_id = ?
             """, .text(userID)).map(Self.user)
     }
@@ -53,10 +54,12 @@ public struct AccountStore: Sendable {
         }
     }
 
-    private static func user(_ row: SQLRow) throws -> UserRecord {
+    /// A row of the columns `user(_:id:)` selects, in that order.
+    static func user(_ row: SQLRow) throws -> UserRecord {
         UserRecord(userID: try row.text(0), passwordHash: try row.optionalText(1), createdTs: try row.int(2),
                    isGuest: try row.bool(3), isAdmin: try row.bool(4), deactivated: try row.bool(5),
-                   displayname: try row.optionalText(6), avatarURL: try row.optionalText(7))
+                   displayname: try row.optionalText(6), avatarURL: try row.optionalText(7),
+                   locked: try row.bool(8), suspended: try row.bool(9), erased: try row.bool(10))
     }
 
     /// Sets a new password hash; with `keepingDevice` non-nil, every other device of the user
@@ -79,7 +82,8 @@ public struct AccountStore: Sendable {
         try await database.write { db in
             try db.execute("UPDATE users SET deactivated = ?, password_hash = NULL WHERE user_id = ?", .bool(true), .text(userID))
             if erase {
-                try db.execute("UPDATE users SET displayname = NULL, avatar_url = NULL WHERE user_id = ?", .text(userID))
+                try db.execute("UPDATE users SET displayname = NULL, avatar_url = NULL, erased = ? WHERE user_id = ?",
+                               .bool(true), .text(userID))
                 try ProfileFieldStore.deleteFields(db, userID: userID)
             }
             try TokenStore.deleteTokens(db, userID: userID, deviceID: nil)

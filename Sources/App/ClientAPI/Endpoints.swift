@@ -17,6 +17,7 @@ enum Endpoints {
         FederationThirdPartyInvites.register(&routes)
         FederationV1Membership.register(&routes)
         MediaAdmin.register(&routes)
+        AdminUsers.register(&routes)
         MediaEndpoints.register(&routes)
         VoiceEndpoints.register(&routes)
         URLPreviewEndpoints.register(&routes)

@@ -143,11 +143,16 @@ final class Router: Sendable {
     }
 
     let root: Node
+    /// Every registration, in order: (method, pattern as registered). Read by tests and
+    /// tools that enumerate the API (the admin routes' authorization test); never on the
+    /// request path.
+    let routes: [RouteBuilder.Route]
 
     init(_ build: (inout RouteBuilder) -> Void) {
         var builder = RouteBuilder()
         build(&builder)
         root = builder.root
+        routes = builder.routes
     }
 
     func match(method: HTTPMethod, path: Substring) -> Match {
@@ -191,9 +196,17 @@ final class Router: Sendable {
 /// Registers routes; `client("/rooms/{roomId}/join")` registers every client-server version
 /// prefix (`r0`, `v3`) of a path at once so they reach one handler.
 struct RouteBuilder {
+    /// One registration: a method and its path pattern (`{name}` segments capture).
+    struct Route: Sendable, Hashable {
+        let method: HTTPMethod
+        let pattern: String
+    }
+
     let root = Router.Node()
+    private(set) var routes: [Route] = []
 
     mutating func add(_ method: HTTPMethod, _ pattern: String, _ handler: @escaping Handler) {
+        routes.append(Route(method: method, pattern: pattern))
         var node = root
         for segment in pattern.split(separator: "/") {
             if segment.hasPrefix("{*") && segment.hasSuffix("}") {

@@ -66,19 +66,26 @@ enum AccountManagement {
         let requester = try await context.requireUser()
         let body = try await context.jsonObject()
         try await Devices.authorizeDeletion(requester: requester, body: body, accounts: accounts)
-        // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
-        // account can still send, each leave through its room's actor.
-        try await leaveEveryRoom(context.app, requester.userID)
-        let erase = body["erase"]?.boolValue ?? false
-        try await accounts.database.accounts.deactivate(requester.userID, erase: erase)
-        // A deactivated account gets no pushes (as Synapse).
-        try await accounts.database.pushers.deletePushers(of: requester.userID, except: nil)
-        await context.app.roomService.push.deliveries.reload(requester.userID)
-        // Erasure removes what the user uploaded too (Synapse's `erase`: the media go).
-        if erase { try await MediaAdmin.deleteAllMedia(of: requester.userID, app: context.app) }
-        await accounts.sessions.revoke(requester.userID)
+        try await deactivateAccount(context.app, requester.userID, erase: body["erase"]?.boolValue ?? false)
         context.app.logger.info("deactivated \(requester.userID)")
         return .json(["id_server_unbind_result": "no-support"])
+    }
+
+    /// Deactivates `user`: leaves every room, removes the password, devices, tokens and
+    /// pushers, ends the sessions; with `erase`, the profile and the uploaded media go too.
+    /// The user's own `/account/deactivate` and the admin API's deactivation both call it.
+    static func deactivateAccount(_ app: MyelinApp, _ user: UserID, erase: Bool) async throws {
+        let accounts = app.accounts
+        // As Synapse: every room is left (invites rejected, knocks withdrawn) while the
+        // account can still send, each leave through its room's actor.
+        try await leaveEveryRoom(app, user)
+        try await accounts.database.accounts.deactivate(user, erase: erase)
+        // A deactivated account gets no pushes (as Synapse).
+        try await accounts.database.pushers.deletePushers(of: user, except: nil)
+        await app.roomService.push.deliveries.reload(user)
+        // Erasure removes what the user uploaded too (Synapse's `erase`: the media go).
+        if erase { try await MediaAdmin.deleteAllMedia(of: user, app: app) }
+        await accounts.sessions.revoke(user)
     }
 
     /// `GET /account/3pid`: the account's third-party identifiers (none: not supported).

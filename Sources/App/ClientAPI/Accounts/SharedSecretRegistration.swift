@@ -15,6 +15,7 @@ enum SharedSecretRegistration {
 
     static func register(_ routes: inout RouteBuilder) {
         routes.get("/_synapse/admin/v1/register", nonce)
+        routes.get("/_synapse/admin/v1/register/nonce", nonce)  // the seed's path of the same
         routes.post("/_synapse/admin/v1/register", registerWithSharedSecret)
     }
 
