@@ -14,7 +14,8 @@ import Transport
 ///   listener consults at accept. A background task re-reads the table every
 ///   `blockRefreshMs` (deleting expired rows), so another process sharing the database
 ///   learns of a block, and expired rows leave the table; between refreshes the filter
-///   itself stops applying an expired block (it checks expiry on a match).
+///   itself stops applying an expired block (it checks expiry on a match). The same task
+///   re-reads the rate-limit overrides.
 /// - **Reputation** is in memory only (a restart forgets it), bounded to `maxAddresses`.
 /// - **Events** are queued in memory (at most `maxQueuedEvents`; past that they are counted
 ///   and dropped) and written in batches every second; the table keeps the newest
@@ -42,8 +43,13 @@ final class SecurityService: Sendable {
     /// The blocks as last loaded (the listing's cache and the auto-block's "already blocked").
     private let loadedBlocks = Mutex<[IPBlockRecord]>([])
 
-    init(configuration: Configuration.Security, trustedProxies: [String], database: Database, logger: Logger) {
+    /// Whose per-user overrides the upkeep re-reads (nil in tests of the service alone).
+    let rateLimiter: RateLimiter?
+
+    init(configuration: Configuration.Security, trustedProxies: [String], database: Database, logger: Logger,
+         rateLimiter: RateLimiter? = nil) {
         self.configuration = configuration
+        self.rateLimiter = rateLimiter
         self.trustedProxies = Set(trustedProxies)
         store = database.security
         self.logger = logger
@@ -65,6 +71,11 @@ final class SecurityService: Sendable {
                 if sinceRefresh >= Self.blockRefreshMs {
                     sinceRefresh = 0
                     do { try await self.reloadBlocks() } catch { self.logger.warning("IP blocks not refreshed: \(error)") }
+                    if let rateLimiter = self.rateLimiter {
+                        do { try await rateLimiter.loadOverrides(from: self.store) } catch {
+                            self.logger.warning("rate-limit overrides not refreshed: \(error)")
+                        }
+                    }
                 }
             }
         }

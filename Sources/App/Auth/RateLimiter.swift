@@ -56,10 +56,25 @@ final class RateLimiter: Sendable {
         buckets.withLock { table in table = table.filter { !$0.key.hasSuffix(":" + user) } }
     }
 
-    /// The stored overrides (at start).
+    /// Makes the stored overrides the ones in force (at start, and every 30 s so that a change
+    /// made through another process sharing the database applies here too); the buckets of
+    /// users whose override changed start afresh.
     func loadOverrides(from store: SecurityStore) async throws {
+        var loaded: [String: Configuration.RateLimit] = [:]
         for entry in try await store.allRateLimitOverrides() {
-            setOverride(entry.userID, messagesPerSecond: entry.messagesPerSecond, burstCount: entry.burstCount)
+            loaded[entry.userID] = Configuration.RateLimit(perSecond: Double(entry.messagesPerSecond), burst: Int(max(1, entry.burstCount)))
+        }
+        let changed: Set<String> = overrides.withLock { current in
+            let keys = Set(current.keys).union(loaded.keys).filter { current[$0] != loaded[$0] }
+            current = loaded
+            return keys
+        }
+        guard !changed.isEmpty else { return }
+        buckets.withLock { table in
+            table = table.filter { key, _ in
+                guard let colon = key.firstIndex(of: ":") else { return true }
+                return !changed.contains(String(key[key.index(after: colon)...]))
+            }
         }
     }
 

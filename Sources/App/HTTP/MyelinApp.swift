@@ -70,7 +70,7 @@ final class MyelinApp: HTTPResponder {
         thumbnails = MediaThumbnails(configuration: configuration, database: database)
         pushRules = PushRulesService(store: database.accountData)
         security = SecurityService(configuration: configuration.security, trustedProxies: configuration.rateLimits.trustedProxies,
-                                   database: database, logger: logger)
+                                   database: database, logger: logger, rateLimiter: accounts.rateLimiter)
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
         self.logger = logger
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
