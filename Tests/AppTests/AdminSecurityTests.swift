@@ -320,6 +320,24 @@ struct AdminSecurityTests {
         }
     }
 
+    @Test func securitySectionOfTheConfiguration() throws {
+        let configuration = try ConfigurationLoader.load(yaml: """
+            security:
+              event_log_capacity: 500
+              reputation_half_life_seconds: 60
+              auto_block_score: 40
+              auto_block_duration_seconds: 120
+              registration_requires_token: true
+            """)
+        #expect(configuration.security == Configuration.Security(eventLogCapacity: 500, reputationHalfLifeSeconds: 60, autoBlockScore: 40,
+                                                                 autoBlockDurationSeconds: 120, registrationRequiresToken: true))
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: "security:\n  auto_block_score: 101\n") }
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: "security:\n  event_log_capacity: 5\n") }
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: "security:\n  auto_block: 5\n") }
+        // The generated file carries the section with its defaults.
+        #expect(try ConfigurationLoader.load(yaml: ConfigurationTemplate.render(serverName: "example.org")).security == Configuration.Security())
+    }
+
     @Test func everyRouteAnswers401WithoutTokenAnd403ToOthers() async throws {
         try await withMyelinServer({ $0.registration.sharedSecret = "s3cret" }) { _, port in
             let alice = try await MatrixTestClient.registered(port: port, "alice").client
