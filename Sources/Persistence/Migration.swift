@@ -93,31 +93,42 @@ enum Migrator {
                                 "the database schema is at version \(newest), newer than this build knows (\(known))",
                                 backend: dialect)
         }
+        // SQLite applies every pending migration in one write transaction: several openers at
+        // once then take the write lock once each, instead of once per migration, where a
+        // loaded machine could starve one of them past the busy timeout. PostgreSQL, already
+        // serialised by the advisory lock, commits migration by migration.
+        let oneTransaction = dialect == .sqlite
         var applied: [Migration] = []
-        for migration in sorted {
-            try connection.executeScript(begin)
-            do {
-                // Checked inside the transaction: on SQLite `BEGIN IMMEDIATE` holds the write
-                // lock, so a second process racing us sees our row or waits.
-                let done = try connection.queryFirst(
-                    "SELECT 1 FROM schema_migrations WHERE version = ?", .int(Int64(migration.version))) != nil
-                if !done {
-                    try connection.executeScript(migration.sql(for: dialect))
-                    try connection.execute(
-                        "INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?, ?, ?)",
-                        .int(Int64(migration.version)), .text(migration.name), .int(currentTimeMillis()))
-                }
-                try connection.executeScript("COMMIT")
-                if !done { applied.append(migration) }
-            } catch {
-                _ = try? connection.executeScript("ROLLBACK")
-                if var error = error as? DatabaseError {
-                    error.kind = .migration
-                    error.message = "migration \(migration.version) (\(migration.name)): \(error.message)"
+        if oneTransaction { try connection.executeScript(begin) }
+        do {
+            for migration in sorted {
+                if !oneTransaction { try connection.executeScript(begin) }
+                do {
+                    // Checked inside the transaction: on SQLite `BEGIN IMMEDIATE` holds the write
+                    // lock, so a second process racing us sees our row or waits.
+                    let done = try connection.queryFirst(
+                        "SELECT 1 FROM schema_migrations WHERE version = ?", .int(Int64(migration.version))) != nil
+                    if !done {
+                        try connection.executeScript(migration.sql(for: dialect))
+                        try connection.execute(
+                            "INSERT INTO schema_migrations (version, name, applied_ts) VALUES (?, ?, ?)",
+                            .int(Int64(migration.version)), .text(migration.name), .int(currentTimeMillis()))
+                    }
+                    if !oneTransaction { try connection.executeScript("COMMIT") }
+                    if !done { applied.append(migration) }
+                } catch {
+                    if var error = error as? DatabaseError {
+                        error.kind = .migration
+                        error.message = "migration \(migration.version) (\(migration.name)): \(error.message)"
+                        throw error
+                    }
                     throw error
                 }
-                throw error
             }
+            if oneTransaction { try connection.executeScript("COMMIT") }
+        } catch {
+            _ = try? connection.executeScript("ROLLBACK")
+            throw error
         }
         return applied
     }

@@ -75,7 +75,7 @@ func withPreviewSite(_ configure: @escaping (inout Configuration) -> Void,
             configuration.media.urlPreview.maxSpiderSize = 256 * 1024
             // Generous: a loaded machine (the whole suite runs in parallel) must not turn a
             // size or blacklist answer into a deadline one. The deadline test sets its own.
-            configuration.media.urlPreview.timeoutSeconds = 20
+            configuration.media.urlPreview.timeoutSeconds = 60
             configure(&configuration)
         }) { myelin, port in
             try await body(site, sitePort, myelin, port)

@@ -3,8 +3,9 @@ import Persistence
 import Synchronization
 
 /// One logged-in device (key: user id + device id), resident while its tokens are in use:
-/// who it is (user, device, guest and admin flags, read from the store once at
-/// activation), where its to-device inbox was acknowledged up to, which room members it
+/// who it is (user, device, guest, admin, lock and suspension flags, read from the store
+/// once at activation; an administrator's change drops the user's sessions,
+/// `Sessions.invalidate`), where its to-device inbox was acknowledged up to, which room members it
 /// already received for lazy loading, and its last sighting (handed to the shared
 /// `LastSeenBatcher`, never one write per request). Supervised by the `Registry` of
 /// `Sessions`, which also indexes the device's live tokens in front of it.
@@ -21,11 +22,23 @@ public actor SessionActor: RegistryMember {
         public var device: DeviceID
         public var isGuest: Bool
         public var isAdmin: Bool
+        /// Locked by an administrator (spec: "Account locking"): requests answer 401
+        /// `M_USER_LOCKED`, logout aside.
+        public var isLocked: Bool
+        /// Suspended by an administrator (spec: "Account suspension"): reads work, actions
+        /// answer 403 `M_USER_SUSPENDED`.
+        public var isSuspended: Bool
         public init(user: UserID, device: DeviceID, isGuest: Bool, isAdmin: Bool) {
+            self.init(user: user, device: device, isGuest: isGuest, isAdmin: isAdmin, isLocked: false, isSuspended: false)
+        }
+
+        public init(user: UserID, device: DeviceID, isGuest: Bool, isAdmin: Bool, isLocked: Bool, isSuspended: Bool) {
             self.user = user
             self.device = device
             self.isGuest = isGuest
             self.isAdmin = isAdmin
+            self.isLocked = isLocked
+            self.isSuspended = isSuspended
         }
     }
 

@@ -33,6 +33,8 @@ public final class Sessions: Sendable {
         public let deviceID: String?
         public let isGuest: Bool
         public let isAdmin: Bool
+        public let isLocked: Bool
+        public let isSuspended: Bool
         /// The device's resident session (nil for a token without a device).
         public let session: SessionActor?
     }
@@ -112,13 +114,21 @@ public final class Sessions: Sendable {
         guard let deviceText = token.deviceID, let device = try? DeviceID(parsing: deviceText) else {
             if let expires = token.expiresTs, expires <= now { throw Self.expired }
             return Authenticated(user: userID, deviceID: token.deviceID, isGuest: user.isGuest, isAdmin: user.isAdmin,
-                                 session: nil)
+                                 isLocked: user.locked, isSuspended: user.suspended, session: nil)
         }
-        let identity = SessionActor.Identity(user: userID, device: device, isGuest: user.isGuest, isAdmin: user.isAdmin)
+        let identity = SessionActor.Identity(user: userID, device: device, isGuest: user.isGuest, isAdmin: user.isAdmin,
+                                             isLocked: user.locked, isSuspended: user.suspended)
         let lastSeen = lastSeen
         let onDeactivate: @Sendable (SessionActor) -> Void = { [weak self] in self?.deactivated($0) }
-        let session = try await registry.get(identity.key) { _ in
+        let activate: @Sendable (SessionKey) async throws -> SessionActor = { _ in
             SessionActor(identity: identity, lastSeen: lastSeen, onDeactivate: onDeactivate)
+        }
+        var session = try await registry.get(identity.key, activatingWith: activate)
+        if session.identity != identity {
+            // A session activated from an older read (an administrator changed the user's
+            // flags meanwhile): what the store says now wins.
+            await registry.remove(identity.key)
+            session = try await registry.get(identity.key, activatingWith: activate)
         }
         index.withLock { index in
             guard index.epoch == epoch, !session.isDeactivated else { return }
@@ -139,7 +149,8 @@ public final class Sessions: Sendable {
     private static func authenticated(_ session: SessionActor) -> Authenticated {
         let identity = session.identity
         return Authenticated(user: identity.user, deviceID: identity.device.rawValue, isGuest: identity.isGuest,
-                             isAdmin: identity.isAdmin, session: session)
+                             isAdmin: identity.isAdmin, isLocked: identity.isLocked, isSuspended: identity.isSuspended,
+                             session: session)
     }
 
     private static var expired: MatrixError {
@@ -199,6 +210,13 @@ public final class Sessions: Sendable {
         } else {
             lastSeen.forget(user)
         }
+    }
+
+    /// An administrator changed the user's flags (admin, lock, suspension): the user's
+    /// resident sessions go, their tokens stay, and the next request of each device reads the
+    /// user again from the store. Pending last-seen is kept.
+    public func invalidate(_ user: UserID) async {
+        await revoke { $0.user == user }
     }
 
     private func revoke(where matches: (SessionKey) -> Bool) async {

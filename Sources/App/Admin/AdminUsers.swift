@@ -17,6 +17,8 @@ enum AdminUsers {
         routes.get("\(v1)/users", listV2)
         routes.post("\(v1)/deactivate/{userId}", deactivate)
         routes.post("\(v1)/users/{userId}/deactivate", deactivate)
+        registerDetails(&routes)
+        registerModeration(&routes)
     }
 
     // MARK: listing

@@ -12,6 +12,9 @@ struct Requester: Sendable {
     let isGuest: Bool
     /// A server admin (`users.is_admin`, cached by the session).
     let isAdmin: Bool
+    /// Suspended by an administrator (`users.suspended`): the actions of
+    /// `AccountModeration.suspensionForbids` were refused before the handler ran.
+    var isSuspended = false
     /// The stored hash of the access token used (logout deletes it).
     let tokenHash: String
     /// The device's resident session (nil for a token stored without a device).
@@ -76,11 +79,19 @@ final class Accounts: Sendable {
         let hash = Secrets.hash(token)
         let session = try await sessions.authenticate(tokenHash: hash, now: Clock.nowMilliseconds(), ip: context.clientAddress,
                                                       userAgent: context.request.headers["User-Agent"])
+        // Account moderation (spec: "Account locking", "Account suspension"), decided here
+        // once for every endpoint.
+        if session.isLocked && !AccountModeration.isLogout(context.request.head.path) {
+            throw AccountModeration.locked
+        }
+        if session.isSuspended && AccountModeration.suspensionForbids(context.request.method, context.request.head.path) {
+            throw AccountModeration.suspended
+        }
         if session.isGuest && !allowGuests {
             throw MatrixError(.guestAccessForbidden, "Guest access not allowed")
         }
         return Requester(userID: session.user, deviceID: session.deviceID, isGuest: session.isGuest, isAdmin: session.isAdmin,
-                         tokenHash: hash,
+                         isSuspended: session.isSuspended, tokenHash: hash,
                          session: session.session)
     }
 
@@ -182,6 +193,8 @@ final class Accounts: Sendable {
             throw MatrixError(.forbidden, "Invalid username or password")
         }
         if user.deactivated { throw MatrixError(.userDeactivated, "This account has been deactivated") }
+        // A locked account's requests would all answer M_USER_LOCKED: no new session either.
+        if user.locked { throw AccountModeration.locked }
         return user
     }
 }

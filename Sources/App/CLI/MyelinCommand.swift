@@ -13,7 +13,7 @@ struct MyelinCommand: AsyncParsableCommand {
         commandName: "myelin",
         abstract: "Myelin, a Matrix homeserver.",
         version: MyelinVersion.string,
-        subcommands: [Serve.self, GenerateConfig.self],
+        subcommands: [Serve.self, GenerateConfig.self, RegisterUser.self],
         defaultSubcommand: Serve.self)
 }
 

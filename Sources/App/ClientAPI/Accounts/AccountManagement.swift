@@ -125,7 +125,7 @@ enum Capabilities {
 
     /// `GET /capabilities`: what this server lets clients do.
     static func capabilities(_ context: RequestContext) async throws -> HTTPResponse {
-        _ = try await context.requireUser()
+        let requester = try await context.requireUser()
         var available: [String: JSON] = [:]
         for version in RoomVersion.all {
             available[version.id] = .string(version.stability == .stable ? "stable" : "unstable")
@@ -138,6 +138,9 @@ enum Capabilities {
             "m.3pid_changes": ["enabled": false],
             "m.get_login_token": ["enabled": false],
             "m.profile_fields": ["enabled": true],
+            // Spec v1.18: whether the requester may lock and suspend (admins only,
+            // `Admin/AdminUsers+Moderation.swift`).
+            "m.account_moderation": ["lock": .bool(requester.isAdmin), "suspend": .bool(requester.isAdmin)],
         ]])
     }
 }

@@ -116,11 +116,16 @@ enum Devices {
     /// Deletes devices with their tokens and keys; the user's room peers learn it from the
     /// device-list stream.
     static func delete(_ ids: [String], of requester: Requester, app: MyelinApp) async throws {
+        try await delete(ids, of: requester.userID, app: app)
+    }
+
+    /// The same for any user (also the admin API's device deletion).
+    static func delete(_ ids: [String], of user: UserID, app: MyelinApp) async throws {
         let accounts = app.accounts
         // An id that does not parse names no stored device.
-        try await accounts.database.devices.deleteDevices(of: requester.userID, ids: ids.compactMap { try? DeviceID(parsing: $0) })
-        for id in ids { await accounts.revokeSession(requester.userID, device: id) }
-        try await app.keys.deviceListChanged(requester.userID, removedDevices: ids)
-        try await Pushers.removePushers(of: requester.userID, devices: ids, app: app)
+        try await accounts.database.devices.deleteDevices(of: user, ids: ids.compactMap { try? DeviceID(parsing: $0) })
+        for id in ids { await accounts.revokeSession(user, device: id) }
+        try await app.keys.deviceListChanged(user, removedDevices: ids)
+        try await Pushers.removePushers(of: user, devices: ids, app: app)
     }
 }

@@ -16,11 +16,16 @@ enum Whois {
         guard requester.isAdmin || requester.userID == target else {
             throw MatrixError(.forbidden, "You are not a server admin")
         }
-        guard target.serverName.rawValue == context.app.configuration.serverName else {
+        return try await response(context.app, target)
+    }
+
+    /// The whois body of `target`, a local user (also `GET /_synapse/admin/v1/whois/{userId}`).
+    static func response(_ app: MyelinApp, _ target: UserID) async throws -> HTTPResponse {
+        guard target.serverName.rawValue == app.configuration.serverName else {
             throw MatrixError(.invalidParam, "Can only whois a local user", status: 400)
         }
         var devices: [String: JSON] = [:]
-        for device in try await context.app.database.devices.devices(of: target) {
+        for device in try await app.database.devices.devices(of: target) {
             var connections: [JSON] = []
             if let seen = device.lastSeenTs {
                 // Unknown fields are left out: the specification's schema types them as strings.

@@ -250,6 +250,8 @@ enum RoomEvents {
         }
         if elsewhere { throw MatrixError(.invalidParam, "Cannot redact an event of a different room", status: 400) }
         let row = try await visibleEvent(app, requester.userID, roomID, target.rawValue)
+        // Spec "Account suspension": a suspended user redacts only their own events.
+        if requester.isSuspended && row.sender != requester.userID.rawValue { throw AccountModeration.suspended }
         let actor = try await app.roomService.existingRoom(roomID)
         if row.sender != requester.userID.rawValue, let version = await actor.version {
             let power = PowerLevels(content: await actor.stateEvent(.powerLevels)?.content, roomVersion: version,
