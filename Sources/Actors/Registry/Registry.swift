@@ -112,6 +112,16 @@ public actor Registry<Key: Hashable & Sendable, Member: RegistryMember> {
         if machine.remove(key) { deactivate([key]) }
     }
 
+    /// `remove`, then waits until the removed actor (and any earlier one of `key`) finished
+    /// `deactivate()`: nothing it accepted is still being written when this returns.
+    public func removeAndWait(_ key: Key) async {
+        remove(key)
+        while let deactivation = deactivations[key] {
+            await deactivation.task.value
+            if deactivations[key]?.id == deactivation.id { deactivations[key] = nil }
+        }
+    }
+
     /// Deactivates the actors idle for at least `idleTimeout`. The App calls it
     /// periodically (`runIdleSweeps`); tests call it after advancing their clock.
     public func sweepIdle() {

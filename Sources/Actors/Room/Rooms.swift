@@ -11,13 +11,34 @@ public final class Rooms: Sendable {
     /// id is the create event's hash, so two rooms created by one user in the same
     /// millisecond would collide; create events get strictly increasing timestamps.
     private let lastCreateTS = Mutex<Int64>(0)
+    /// Rooms an admin shut down for purging: their actors activate empty (no state, every
+    /// send refused as an unknown room), so nothing writes to them while and after the store
+    /// forgets them.
+    private let closed: ClosedRooms
 
     public init(context: RoomContext, limits: RegistryLimits, clock: any RegistryClock = MonotonicRegistryClock()) {
         self.context = context
+        let closed = ClosedRooms()
+        self.closed = closed
         self.registry = Registry(limits: limits, clock: clock) { roomID in
-            try await RoomActor.activate(roomID, context: context)
+            if closed.contains(roomID) { return RoomActor(roomID: roomID, context: context, room: nil) }
+            return try await RoomActor.activate(roomID, context: context)
         }
     }
+
+    /// Closes a room before its purge: its actor is deactivated (queued sends finish first)
+    /// and every later activation is empty. Returns once the old actor has stopped writing.
+    public func close(_ roomID: RoomID) async {
+        closed.insert(roomID)
+        await registry.removeAndWait(roomID)
+        // An activation that started before the insert may still bring the room's state:
+        // join it (or activate an empty actor) and remove what it made.
+        _ = try? await registry.get(roomID)
+        await registry.removeAndWait(roomID)
+    }
+
+    /// Whether `close` was called for the room.
+    public func isClosed(_ roomID: RoomID) -> Bool { closed.contains(roomID) }
 
     /// The actor of `roomID` (activated from the store if needed).
     public func room(_ roomID: RoomID) async throws -> RoomActor {
@@ -107,4 +128,11 @@ public final class Rooms: Sendable {
         var generator = SystemRandomNumberGenerator()
         return String((0..<18).map { _ in letters[Int(generator.next() % UInt64(letters.count))] })
     }
+}
+
+/// The rooms `Rooms.close` shut down (shared with the registry's activation closure).
+final class ClosedRooms: Sendable {
+    private let rooms = Mutex<Set<RoomID>>([])
+    func contains(_ room: RoomID) -> Bool { rooms.withLock { $0.contains(room) } }
+    func insert(_ room: RoomID) { rooms.withLock { _ = $0.insert(room) } }
 }

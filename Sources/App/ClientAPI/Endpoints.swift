@@ -18,6 +18,7 @@ enum Endpoints {
         FederationV1Membership.register(&routes)
         MediaAdmin.register(&routes)
         AdminUsers.register(&routes)
+        AdminRooms.register(&routes)
         MediaEndpoints.register(&routes)
         VoiceEndpoints.register(&routes)
         URLPreviewEndpoints.register(&routes)

@@ -211,6 +211,7 @@ struct Configuration: Sendable, Equatable {
     var voice = Voice()
     var federation = Federation()
     var push = Push()
+    var serverNotices = ServerNotices()
     var wellKnown = WellKnown()
     var logging = Logging()
     var metrics = Metrics()

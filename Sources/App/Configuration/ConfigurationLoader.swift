@@ -202,6 +202,7 @@ enum ConfigurationLoader {
             try m.int("remote_cache_max_bytes", range: 0...(1 << 50)) { configuration.media.remoteCacheMaxBytes = $0 }
             try readThumbnailing(m, &configuration.media.thumbnailing)
         }
+        try readServerNotices(top, &configuration)
         try top.section("push") { p in
             try p.bool("include_content") { configuration.push.includeContent = $0 }
             try p.int("notification_retention_days", range: 1...3650) { configuration.push.notificationRetentionDays = $0 }

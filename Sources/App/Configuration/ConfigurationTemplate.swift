@@ -235,6 +235,17 @@ enum ConfigurationTemplate {
           backoff_max_ms: \(d.push.backoffMaxMs)
           max_queued_per_pusher: \(d.push.maxQueuedPerPusher)
 
+        # Server notices (POST /_synapse/admin/v1/send_server_notice, docs/admin.md): each
+        # user's notices arrive in a room of their own, sent by this system user.
+        server_notices:
+          enabled: \(d.serverNotices.enabled)
+          system_mxid_localpart: \(d.serverNotices.systemMXIDLocalpart)
+          system_mxid_display_name: \(d.serverNotices.systemMXIDDisplayName ?? "")
+          room_name: \(d.serverNotices.roomName)
+          # optional: system_mxid_avatar_url, room_avatar_url (mxc:// URIs), room_topic
+          # join the user to the room instead of inviting them
+          auto_join: \(d.serverNotices.autoJoin)
+
         federation:
           enabled: \(d.federation.enabled)
           # retry delays of an unreachable server: doubled per failure, with jitter, capped

@@ -151,6 +151,7 @@ enum FederationMembershipEndpoints {
               invitee.serverName == app.localServer else {
             throw MatrixError(.badJSON, "Not an invite of a local user by the requesting server")
         }
+        try await app.roomService.refuseIfBlocked(roomID)
         if let actor = try? await app.roomService.existingRoom(roomID) {
             try await FederationPDUs.requireACL(origin, actor)
         }

@@ -51,6 +51,7 @@ enum Membership {
         let invitee = try UserID(parsing: target)
         let service = context.app.roomService
         let roomID = try RoomID(parsing: context.parameter("roomId"))
+        if invitee.serverName == context.app.localServer { try await service.refuseIfBlocked(roomID) }
         let current = try await service.membership(invitee, in: roomID)?.membership
         if current == MembershipState.join { throw MatrixError(.forbidden, "\(invitee) is already in the room.") }
         if current == MembershipState.ban { throw MatrixError(.forbidden, "\(invitee) is banned from the room") }
@@ -89,6 +90,7 @@ enum Membership {
         let requester = try await context.requireUser(allowGuests: false)
         let service = context.app.roomService
         let roomID = try await service.resolve(context.parameter("roomIdOrAlias"))
+        try await service.refuseIfBlocked(roomID)
         let body = try await optionalBody(context)
         let content = try await service.memberContent(requester.userID, membership: MembershipState.knock.rawValue, extra: reason(body))
         _ = try await service.send(EventDraft(type: EventType.roomMember, sender: requester.userID,
@@ -254,6 +256,7 @@ enum Membership {
     static func join(_ context: RequestContext, _ roomID: RoomID, via resolved: [ServerName] = []) async throws -> HTTPResponse {
         let requester = try await context.requireUser()
         let service = context.app.roomService
+        try await service.refuseIfBlocked(roomID)
         // Guests join only rooms that allow them (spec: "Guest access", m.room.guest_access).
         if requester.isGuest {
             let access = try? await service.existingRoom(roomID).stateEvent(StateKey(EventType.roomGuestAccess, ""))?

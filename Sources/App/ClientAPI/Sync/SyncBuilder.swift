@@ -182,25 +182,60 @@ struct SyncBuilder {
         // A leave that ends an invite or a knock (never joined): the leave event alone,
         // no room state or history the user never had access to.
         let leaveRow = try await app.database.roomEvents.event(membership.eventID)
+        if leaveRow == nil, let purged = try await app.database.adminRooms.purgedLeave(membership.eventID) {
+            // An admin deleted and purged the room: only the user's own leave is left.
+            return purgedLeave(membership, purged.position, purged.clientJSON)
+        }
         if let leaveRow,
            (try? JSON.parse(leaveRow.clientJSON))?["unsigned"]?["prev_content"]?["membership"]?.stringValue != MembershipState.join {
-            var plan = RoomPlan(roomID: membership.roomID, section: .leave)
-            plan.timeline = [TimelineEvent(position: leaveRow.streamOrdering, eventID: leaveRow.eventID, type: leaveRow.type,
-                                           stateKey: leaveRow.stateKey, sender: leaveRow.sender, bytes: leaveRow.clientJSON)]
-            plan.prevBatch = leaveRow.streamOrdering - 1
-            return plan
+            return leaveAlone(leaveRow)
         }
         // Joined at the last sync: the state changes since then only, as for a joined room;
-        // else (an initial sync, or joined and left in between) the state at the leave.
-        let joinedAtSince = since != nil ? try await wasJoined(membership.roomID, at: after) : false
-        guard var plan = try await joinedRoom(membership.roomID, full: !joinedAtSince, after: after,
-                                              upper: membership.streamOrdering, membershipAt: membership.streamOrdering,
-                                              receipts: nil, accountData: nil) else { return nil }
-        plan.section = .leave
-        plan.ephemeral = []
-        plan.unread = nil
-        plan.summary = nil
+        // else (an initial sync, or joined and left in between) the state at the leave. A room
+        // an admin is deleting (closed, being purged) has no history left to read: the leave
+        // alone, from the event or, once purged, from the purge's copy.
+        let roomID = try RoomID(parsing: membership.roomID)
+        if !service.rooms.isClosed(roomID) {
+            let joinedAtSince = since != nil ? try await wasJoined(membership.roomID, at: after) : false
+            let found: RoomPlan?
+            do {
+                found = try await joinedRoom(membership.roomID, full: !joinedAtSince, after: after,
+                                             upper: membership.streamOrdering, membershipAt: membership.streamOrdering,
+                                             receipts: nil, accountData: nil)
+            } catch where service.rooms.isClosed(roomID) {
+                found = nil
+            }
+            // Built while the room was being closed: it may have read a half-purged room.
+            if var plan = found, !service.rooms.isClosed(roomID) {
+                plan.section = .leave
+                plan.ephemeral = []
+                plan.unread = nil
+                plan.summary = nil
+                return plan
+            }
+            if !service.rooms.isClosed(roomID) { return nil }
+        }
+        if let row = try await app.database.roomEvents.event(membership.eventID) { return leaveAlone(row) }
+        if let purged = try await app.database.adminRooms.purgedLeave(membership.eventID) {
+            return purgedLeave(membership, purged.position, purged.clientJSON)
+        }
+        return nil
+    }
+
+    /// The leave section of a room with only the leave event in its timeline.
+    func leaveAlone(_ row: RoomEventStore.EventRow) -> RoomPlan {
+        var plan = RoomPlan(roomID: row.roomID, section: .leave)
+        plan.timeline = [TimelineEvent(position: row.streamOrdering, eventID: row.eventID, type: row.type,
+                                       stateKey: row.stateKey, sender: row.sender, bytes: row.clientJSON)]
+        plan.prevBatch = row.streamOrdering - 1
         return plan
+    }
+
+    /// `leaveAlone` for a purged room's leave, which the user sent themselves.
+    func purgedLeave(_ membership: MembershipStore.Membership, _ position: Int64, _ bytes: [UInt8]) -> RoomPlan {
+        leaveAlone(RoomEventStore.EventRow(streamOrdering: position, eventID: membership.eventID, roomID: membership.roomID,
+                                           type: EventType.roomMember, stateKey: membership.userID, sender: membership.userID,
+                                           depth: 0, stateGroup: 0, json: [], clientJSON: bytes))
     }
 
     /// To-device: acknowledge what `since` covers, then deliver the rest (at least once).
