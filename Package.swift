@@ -70,7 +70,7 @@ let package = Package(
                           path: "bench/MyelinBench",
                           swiftSettings: strict),
 
-        .executableTarget(name: "myelin-micro", dependencies: ["Matrix"], path: "bench/Micro", swiftSettings: strict),
+        .executableTarget(name: "myelin-micro", dependencies: ["Matrix", "Transport"], path: "bench/Micro", swiftSettings: strict),
         .executableTarget(name: "myelin-session-bench", dependencies: ["Actors", "Persistence", "Matrix"], path: "bench/SessionAuth",
                           swiftSettings: strict),
 

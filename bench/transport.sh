@@ -7,6 +7,10 @@
 # With TLS=1, Myelin also serves a TLS listener (same process, port 18093) measured with wrk
 # over https (keep-alive), beside plain HTTP; and nginx, if installed, serves the same JSON
 # over http and https as a reference (2 workers). The summary gives TLS/plain per server.
+# With BLOCKS=N, Myelin starts with N blocked IP ranges in its database (IPv4 /24s and /32s and
+# IPv6 /48s, none covering the client): the cost of the address filter consulted at accept.
+# With CLOSE=1, every request is sent on a new connection (wrk -H 'Connection: close'), so the
+# per-connection costs (accept, the filter, close) are in the CPU per request.
 # Each round measures the C server then Myelin at each connection count; the summary gives
 # the median of the rounds, since this machine is shared and single runs swing.
 set -euo pipefail
@@ -19,7 +23,8 @@ command -v wrk >/dev/null || scripts/install-deps.sh wrk
 WORK=$(mktemp -d /tmp/myelin-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-swift build -c release --product myelin >/dev/null
+# A given binary (MYELIN_BIN) is measured as it is: no build.
+[ -n "${MYELIN_BIN:-}" ] || swift build -c release --product myelin >/dev/null
 # MYELIN_BIN runs a given binary (e.g. an earlier build); MYELIN_ACCESS_LOG=true measures with
 # the access log on (the default configuration's setting; its lines go to a file on disk).
 MYELIN=${MYELIN_BIN:-$(swift build -c release --show-bin-path)/myelin}
@@ -79,10 +84,12 @@ cpu_ticks() { local p t=0; for p in $1; do t=$((t + $(awk '{print $14 + $15}' "/
 run() {  # name pid(s) port connections [scheme]
   local name=$1 pid=$2 port=$3 c=$4 scheme=${5:-http}
   local url="$scheme://127.0.0.1:$port/_matrix/client/versions"
-  wrk -t2 -c"$c" -d2s "$url" >/dev/null 2>&1  # warm-up
+  local close=()
+  [ "${CLOSE:-0}" = 1 ] && close=(-H "Connection: close")
+  wrk -t2 -c"$c" -d2s "${close[@]}" "$url" >/dev/null 2>&1  # warm-up
   local before after out requests errors rps
   before=$(cpu_ticks "$pid")
-  out=$(wrk -t2 -c"$c" -d"${DURATION}s" "$url")
+  out=$(wrk -t2 -c"$c" -d"${DURATION}s" "${close[@]}" "$url")
   after=$(cpu_ticks "$pid")
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -103,11 +110,39 @@ if [ "${SYNAPSE:-0}" = 1 ]; then
   SYNAPSE_PID=$(bench/synapse.sh start sqlite "$WORK/synapse" 18092 | sed -n 's/.*SYNAPSE_PID=\([0-9]*\).*/\1/p')
   trap 'bench/synapse.sh stop "$WORK/synapse" >/dev/null 2>&1 || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 fi
+if [ "${BLOCKS:-0}" -gt 0 ]; then
+  # A first start creates the database; the blocks are written while it is stopped, and the
+  # second start loads them (as after a restart).
+  "$MYELIN" serve --config "$WORK/myelin.yaml" "${LISTEN[@]}" --data-dir "$WORK/data" 2>>"$WORK/myelin.log" & FIRST=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:18091/health >/dev/null && break; sleep 0.1; done
+  kill -TERM "$FIRST"; wait "$FIRST" 2>/dev/null || true
+  python3 - "$WORK/data/myelin.db" "$BLOCKS" <<'PY'
+import random, sqlite3, sys
+db, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(20)
+ranges = set()
+while len(ranges) < n:
+    kind = rng.random()
+    if kind < 0.45:
+        a = rng.choice([i for i in range(1, 224) if i != 127])
+        ranges.add(f"{a}.{rng.randrange(256)}.{rng.randrange(256)}.0/24")
+    elif kind < 0.9:
+        a = rng.choice([i for i in range(1, 224) if i != 127])
+        ranges.add(f"{a}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}/32")
+    else:
+        ranges.add(f"2001:db8:{rng.randrange(65536):x}::/48")
+con = sqlite3.connect(db)
+con.executemany("INSERT INTO ip_blocks (ip_range, reason, blocked_by, blocked_ts, expires_ts) VALUES (?, 'bench', NULL, 0, NULL)",
+                [(r,) for r in ranges])
+con.commit()
+PY
+fi
 ${MYELIN_PRELOAD:+env LD_PRELOAD=$MYELIN_PRELOAD} "$MYELIN" serve --config "$WORK/myelin.yaml" "${LISTEN[@]}" --data-dir "$WORK/data" 2>"$WORK/myelin.log" & MYELIN_PID=$!
 for _ in $(seq 50); do curl -sf http://127.0.0.1:18091/health >/dev/null && break; sleep 0.1; done
+if [ "${BLOCKS:-0}" -gt 0 ]; then grep -ho "[0-9]* IP block(s) in force.*" "$WORK/myelin.log" | tail -1 | sed 's/^/# /'; fi
 
 ROUNDS=${ROUNDS:-3}
-echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), wrk -t2 -d${DURATION}s, $ROUNDS rounds, GET /_matrix/client/versions"
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), wrk -t2 -d${DURATION}s, $ROUNDS rounds, GET /_matrix/client/versions, blocks ${BLOCKS:-0}, close ${CLOSE:-0}"
 for round in $(seq "$ROUNDS"); do
   for c in "${CONNECTIONS[@]}"; do
     run "c-libuv" "$HELLO" 18090 "$c"

@@ -38,6 +38,8 @@ final class MyelinServer: Sendable {
                             roomService: roomService, keys: keys, logger: logger)
         self.app = app
         try await app.media.prepare()
+        try await app.security.start()
+        try await app.accounts.rateLimiter.loadOverrides(from: database.security)
         if configuration.federation.enabled {
             // Joins, invites, key fetches and the destinations' transactions go out through
             // the real client (discovery, TLS, X-Matrix), built on the first request.
@@ -72,7 +74,7 @@ final class MyelinServer: Sendable {
             transport.connectionLimitExemptPeers = configuration.rateLimits.trustedProxies
             return HTTPServer(configuration: transport, responder: app, logger: logger,
                               handlesSignals: handlesSignals && index == 0, commonHeaders: MyelinApp.corsHeaders,
-                              workers: workers, tls: contexts[index])
+                              workers: workers, tls: contexts[index], addressFilter: app.security.addressFilter)
         }
     }
 
@@ -129,6 +131,7 @@ final class MyelinServer: Sendable {
         await sessionUpkeep.value
         await app.accounts.sessions.shutdown()
         app.accessLog?.flush()
+        await app.security.stop()
         await database.close()
         logger.info("stopped")
     }

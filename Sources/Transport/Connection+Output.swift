@@ -225,6 +225,23 @@ extension Connection {
         }
     }
 
+    /// Closes a connection refused at accept (a blocked address) with a reset: nothing of it
+    /// was read, nothing is written, and this side keeps no TIME_WAIT for it.
+    func closeRefused() {
+        guard state.close() else { return }
+        tcp.pointee.data = Unmanaged.passRetained(self).toOpaque()
+        let rc = uv_tcp_close_reset(tcp) { handle in
+            let connection = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeRetainedValue()
+            connection.closed()
+        }
+        if rc != 0 {
+            uv_close(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_handle_t.self)) { handle in
+                let connection = Unmanaged<Connection>.fromOpaque(handle!.pointee.data).takeRetainedValue()
+                connection.closed()
+            }
+        }
+    }
+
     private func closed() {
         tcp.deallocate()
         if admitted { loop.server.releaseConnection() }

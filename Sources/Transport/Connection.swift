@@ -112,15 +112,20 @@ final class Connection {
     }
 
     /// Reads the peer's address: `remoteAddress` for handlers, `peer` for the per-peer limit.
-    func identifyPeer() {
+    func identifyPeer(_ address: inout sockaddr_storage?) {
+        guard let storage = address else { return }
+        peer = PeerConnectionTable.key(storage)
+        remoteAddress = Connection.text(of: storage)
+    }
+
+    /// The peer's socket address (nil if the socket has no peer any more).
+    func peerAddress() -> sockaddr_storage? {
         var storage = sockaddr_storage()
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
         let rc = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { uv_tcp_getpeername(tcp, $0, &length) }
         }
-        guard rc == 0 else { return }
-        peer = PeerConnectionTable.key(storage)
-        remoteAddress = Connection.text(of: storage)
+        return rc == 0 ? storage : nil
     }
 
     private static func text(of storage: sockaddr_storage) -> String {
@@ -252,7 +257,7 @@ final class Connection {
         bodyStream?.finish(error == .bodyTooLarge ? .tooLarge : .connectionClosed)
         bodyStream = nil
         pending.removeAll { !$0.complete }  // a buffered request whose body will never complete
-        let response = loop.server.responder.errorResponse(error)
+        let response = loop.server.responder.errorResponse(error, remoteAddress: remoteAddress)
         let sequence = nextSequence
         nextSequence += 1
         pending.append(Pending(head: HTTPRequestHead(method: .get, target: "/"), body: .buffered([]), requestID: 0,

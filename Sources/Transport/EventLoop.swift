@@ -55,6 +55,10 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     var nextConnectionID: UInt64 = 0
     var draining = false
     var closed = false
+    /// This loop's copy of the address filter's table and the generation it was read at
+    /// (re-read only when `server.addressFilter.generation` moves).
+    var blockTable = AddressFilter.Table.empty
+    var blockGeneration: UInt64 = 0
     /// Times a connection of this loop stopped reading because of its unsent output.
     var outputPauses = 0
     /// A 64 KiB read buffer shared by every connection of this loop: a read is parsed
@@ -315,12 +319,27 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             connection.close()
             return
         }
+        // The address filter (IP blocks), before anything else: a blocked peer is closed
+        // before a byte of it is read, and counts against no limit.
+        var peerAddress = connection.peerAddress()
+        let filter = server.addressFilter
+        let generation = filter.generation
+        if generation != blockGeneration {
+            blockTable = filter.current
+            blockGeneration = generation
+        }
+        if var address = peerAddress, AddressFilter.blocks(&address, table: blockTable) {
+            filter.countRefusal()
+            connection.admitted = false
+            connection.closeRefused()
+            return
+        }
         guard !draining, server.admitConnection() else {
             connection.admitted = false
             connection.close()
             return
         }
-        connection.identifyPeer()
+        connection.identifyPeer(&peerAddress)
         guard server.admitPeer(connection.peer) else {
             server.releaseConnection()
             connection.admitted = false

@@ -72,12 +72,16 @@ public final class HTTPServer: Sendable {
     private let tlsContext: Mutex<TLSContext?>
     private let hangupHandler = Mutex<(@Sendable () -> Void)?>(nil)
 
+    /// The IP blocks consulted at every accept (shared by the listeners of one process).
+    public let addressFilter: AddressFilter
+
     /// `tls`: a server context makes this a TLS listener (every connection is TLS; nil: plain
     /// HTTP, whose path pays nothing for TLS).
     public init(configuration: TransportConfiguration, responder: any HTTPResponder,
                 logger: Logger = Logger(label: "myelin.transport"), handlesSignals: Bool = false,
                 commonHeaders: HTTPHeaders = HTTPHeaders(), workers: WorkerPool? = nil,
-                tls: TLSContext? = nil) {
+                tls: TLSContext? = nil, addressFilter: AddressFilter = AddressFilter()) {
+        self.addressFilter = addressFilter
         precondition(tls?.isServer ?? true, "a listener needs a server TLS context")
         servesTLS = tls != nil
         tlsContext = Mutex(tls)
@@ -98,6 +102,9 @@ public final class HTTPServer: Sendable {
 
     /// The port bound (useful with port 0).
     public var port: Int { state.withLock { $0.boundPort } }
+
+    /// Requests parsed since start (every request the parser produced, answered or not).
+    public var requestsParsed: UInt64 { requestCounter.load(ordering: .relaxed) }
 
     /// Open connections across every loop.
     public var openConnections: Int { connectionCount.load(ordering: .relaxed) }

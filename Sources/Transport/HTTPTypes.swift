@@ -233,9 +233,13 @@ public protocol HTTPResponder: Sendable {
     /// The response for a request the transport refused (bad syntax, limits). Called on a loop
     /// thread: it must not block or await.
     func errorResponse(_ error: TransportError) -> HTTPResponse
+    /// The same, knowing the peer's address (for a responder that keeps a reputation per
+    /// address); by default `errorResponse(_:)`. Loop thread: must not block or await.
+    func errorResponse(_ error: TransportError, remoteAddress: String) -> HTTPResponse
 }
 
 extension HTTPResponder {
+    public func errorResponse(_ error: TransportError, remoteAddress: String) -> HTTPResponse { errorResponse(error) }
     public func bodyPolicy(for head: HTTPRequestHead) -> BodyPolicy { .buffer(limit: 8 << 20) }
     public func errorResponse(_ error: TransportError) -> HTTPResponse {
         switch error {

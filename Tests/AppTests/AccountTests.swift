@@ -185,7 +185,7 @@ struct AccountTests {
             let client = try MatrixTestClient(port: port)
             let challenge = try await client.call("POST", "/register", ["username": "x", "password": "pw"])
             #expect(challenge.status == 401)
-            #expect(challenge.json["flows"]?[0]?["stages"] == ["m.login.registration_token"])
+            #expect(challenge.json["flows"]?[0]?["stages"] == ["m.login.registration_token", "m.login.dummy"])
             let dummy = try await client.call("POST", "/register", ["username": "x", "password": "pw",
                                                                     "auth": ["type": "m.login.dummy"]])
             #expect(dummy.status == 401)
@@ -193,9 +193,16 @@ struct AccountTests {
                                                                     "auth": ["type": "m.login.registration_token", "token": "no"]])
             #expect(wrong.status == 401)
             #expect(wrong.errcode == "M_UNAUTHORIZED")
+            // Synapse's flow: the token stage, then the dummy stage in the same session.
             let right = try await client.call("POST", "/register", ["username": "x", "password": "pw",
                                                                     "auth": ["type": "m.login.registration_token", "token": "letmein"]])
-            #expect(right.status == 200)
+            #expect(right.status == 401)
+            #expect(right.json["completed"] == ["m.login.registration_token"])
+            #expect(right.errcode == nil)
+            let session = try #require(right.json["session"]?.stringValue)
+            let done = try await client.call("POST", "/register", ["auth": ["type": "m.login.dummy", "session": .string(session)]])
+            #expect(done.status == 200)
+            #expect(done.json["user_id"] == "@x:localhost")
             let path = "/_matrix/client/v1/register/m.login.registration_token/validity?token="
             #expect(try await client.call("GET", path + "letmein").json == ["valid": true])
             #expect(try await client.call("GET", path + "nope").json == ["valid": false])

@@ -10,15 +10,29 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
     public let port: Int
     let timeoutSeconds: Int
 
-    public init(port: Int, timeoutSeconds: Int = 120) throws {
+    /// The local address connections are made from (`127.0.0.2`: all of 127/8 is loopback on
+    /// Linux, so a test can be a second client address); nil: the kernel's choice.
+    let source: String?
+
+    public init(port: Int, timeoutSeconds: Int = 120, source: String? = nil) throws {
         self.port = port
         self.timeoutSeconds = timeoutSeconds
-        fd = try Self.connect(port: port, timeoutSeconds: timeoutSeconds)
+        self.source = source
+        fd = try Self.connect(port: port, timeoutSeconds: timeoutSeconds, source: source)
         connectedAs = Self.endpoints(fd)
     }
 
-    private static func connect(port: Int, timeoutSeconds: Int) throws -> Int32 {
+    private static func connect(port: Int, timeoutSeconds: Int, source: String? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let rc = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if rc != 0 { Glibc.close(fd); throw ClientError.connect(errno) }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -41,7 +55,7 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
         var probe: UInt8 = 0
         let n = recv(fd, &probe, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
         guard n == 0 || (n < 0 && errno == ECONNRESET) else { return }
-        let fresh = try Self.connect(port: port, timeoutSeconds: timeoutSeconds)
+        let fresh = try Self.connect(port: port, timeoutSeconds: timeoutSeconds, source: source)
         dup2(fresh, fd)
         Glibc.close(fresh)
         connectedAs = Self.endpoints(fd)

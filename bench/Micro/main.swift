@@ -6,6 +6,7 @@
 // Foundation is used only for the JSONSerialization comparison.
 import Foundation
 import Matrix
+import Transport
 
 #if canImport(Glibc)
 import Glibc
@@ -241,4 +242,44 @@ _ = measure("50 user rules + defaults, legacy body search (per recipient)", samp
 }
 _ = measure("PushRuleSet(json:) with 50 user rules (once per change)", samples: 51, batch: 50, warmup: 100) {
     blackHole(PushRuleSet(json: fiftyRules, user: recipient))
+}
+
+// MARK: - 6. Address filter (issue 20): the IP-block check at accept
+
+print("\n6. Address filter (checked once per accepted connection)")
+var blockRNG = SystemRandomNumberGenerator()
+var blockRules: [AddressFilter.Rule] = []
+while blockRules.count < 10_000 {
+    let first = UInt8.random(in: 1...223, using: &blockRNG)
+    if first == 127 { continue }
+    let bytes: [UInt8] = [first, .random(in: 0...255, using: &blockRNG), .random(in: 0...255, using: &blockRNG), .random(in: 0...255, using: &blockRNG)]
+    blockRules.append(AddressFilter.Rule(range: IPRange(network: IPAddress(bytes: bytes)!, prefixLength: Bool.random(using: &blockRNG) ? 24 : 32)))
+}
+let blockTable = AddressFilter.Table(rules: blockRules)
+let emptyTable = AddressFilter.Table(rules: [])
+func peer(_ text: String) -> sockaddr_storage {
+    var storage = sockaddr_storage()
+    withUnsafeMutableBytes(of: &storage) { raw in
+        raw.storeBytes(of: sa_family_t(AF_INET), toByteOffset: 0, as: sa_family_t.self)
+        var address = in_addr()
+        inet_pton(AF_INET, text, &address)
+        raw.storeBytes(of: address, toByteOffset: MemoryLayout<sockaddr_in>.offset(of: \.sin_addr)!, as: in_addr.self)
+    }
+    return storage
+}
+var allowedPeer = peer("127.0.0.1")
+let blockedText = blockRules[5000].range.network.bytes.map(String.init).joined(separator: ".")
+var blockedPeer = peer(blockedText)
+precondition(!AddressFilter.blocks(&allowedPeer, table: blockTable) && AddressFilter.blocks(&blockedPeer, table: blockTable))
+_ = measure("accept check, no blocks", samples: 101, batch: 10_000, warmup: 10_000) {
+    blackHole(AddressFilter.blocks(&allowedPeer, table: emptyTable))
+}
+_ = measure("accept check, 10,000 ranges, address not blocked", samples: 101, batch: 10_000, warmup: 10_000) {
+    blackHole(AddressFilter.blocks(&allowedPeer, table: blockTable))
+}
+_ = measure("accept check, 10,000 ranges, address blocked", samples: 101, batch: 10_000, warmup: 10_000) {
+    blackHole(AddressFilter.blocks(&blockedPeer, table: blockTable))
+}
+_ = measure("compile 10,000 ranges (once per block change)", samples: 11, batch: 2, warmup: 2) {
+    blackHole(AddressFilter.Table(rules: blockRules))
 }

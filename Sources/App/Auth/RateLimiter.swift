@@ -1,4 +1,5 @@
 import Matrix
+import Persistence
 import Synchronization
 
 /// Token buckets keyed by action and client (an IP address or a user id): each key holds up
@@ -24,6 +25,10 @@ final class RateLimiter: Sendable {
 
     let enabled: Bool
     private let buckets = Mutex<[String: Bucket]>([:])
+    /// Per-user overrides (Synapse's `ratelimit_override`, set by the admin API and stored in
+    /// `ratelimit_overrides`): they replace every per-user limit of that user; a
+    /// `perSecond` of 0 means no limit at all.
+    private let overrides = Mutex<[String: Configuration.RateLimit]>([:])
     let maxKeys: Int
 
     init(enabled: Bool, maxKeys: Int = 100_000) {
@@ -35,7 +40,42 @@ final class RateLimiter: Sendable {
 
     /// Takes one token from the bucket of `action` for `client` (a user id or an address).
     func check(_ action: String, client: String, _ limit: Configuration.RateLimit) throws(MatrixError) {
+        guard enabled else { return }
+        if client.hasPrefix("@"), let override = overrides.withLock({ $0[client] }) {
+            guard override.perSecond > 0 else { return }
+            return try check(action + ":" + client, override)
+        }
         try check(action + ":" + client, limit)
+    }
+
+    /// Replaces the override of `user` (nil: none), dropping the buckets it filled under the
+    /// old limit.
+    func setOverride(_ user: String, messagesPerSecond: Int64?, burstCount: Int64) {
+        let limit = messagesPerSecond.map { Configuration.RateLimit(perSecond: Double($0), burst: Int(max(1, burstCount))) }
+        overrides.withLock { $0[user] = limit }
+        buckets.withLock { table in table = table.filter { !$0.key.hasSuffix(":" + user) } }
+    }
+
+    /// Makes the stored overrides the ones in force (at start, and every 30 s so that a change
+    /// made through another process sharing the database applies here too); the buckets of
+    /// users whose override changed start afresh.
+    func loadOverrides(from store: SecurityStore) async throws {
+        var loaded: [String: Configuration.RateLimit] = [:]
+        for entry in try await store.allRateLimitOverrides() {
+            loaded[entry.userID] = Configuration.RateLimit(perSecond: Double(entry.messagesPerSecond), burst: Int(max(1, entry.burstCount)))
+        }
+        let changed: Set<String> = overrides.withLock { current in
+            let keys = Set(current.keys).union(loaded.keys).filter { current[$0] != loaded[$0] }
+            current = loaded
+            return keys
+        }
+        guard !changed.isEmpty else { return }
+        buckets.withLock { table in
+            table = table.filter { key, _ in
+                guard let colon = key.firstIndex(of: ":") else { return true }
+                return !changed.contains(String(key[key.index(after: colon)...]))
+            }
+        }
     }
 
     /// Takes one token from the bucket `key` or throws `M_LIMIT_EXCEEDED`.

@@ -24,6 +24,7 @@ enum Endpoints {
         URLPreviewEndpoints.register(&routes)
         FederationMediaEndpoints.register(&routes)
         ThumbnailEndpoints.register(&routes)
+        AdminSecurity.register(&routes)
         AdminServer.register(&routes)
     }
 }

@@ -103,6 +103,22 @@ struct Configuration: Sendable, Equatable {
         var trustedProxies: [String] = []
     }
 
+    /// The admin API's security extension (docs/admin.md, "Security").
+    struct Security: Sendable, Equatable {
+        /// Rows kept in the security event log (the oldest go first).
+        var eventLogCapacity = 10_000
+        /// Half-life of an address's reputation penalty.
+        var reputationHalfLifeSeconds = 3600
+        /// Block an address automatically when its reputation score reaches this (1...100;
+        /// 0: never).
+        var autoBlockScore = 0
+        /// How long an automatic block lasts.
+        var autoBlockDurationSeconds = 3600
+        /// Registration needs a token (a stored one, from the admin API, or
+        /// `registration.registration_token`): Synapse's `registration_requires_token`.
+        var registrationRequiresToken = false
+    }
+
     struct Media: Sendable, Equatable {
         /// Empty means `<data_dir>/media`.
         var storePath = ""
@@ -197,6 +213,7 @@ struct Configuration: Sendable, Equatable {
     var actors = Actors()
     var registration = Registration()
     var rateLimits = RateLimits()
+    var security = Security()
     var presence = Presence()
     var userDirectory = UserDirectory()
     var media = Media()

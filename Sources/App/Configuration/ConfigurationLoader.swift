@@ -39,6 +39,7 @@ enum ConfigurationLoader {
         try readActors(top, &configuration)
         try readAccounts(top, &configuration)
         try readRateLimits(top, &configuration)
+        try readSecurity(top, &configuration)
         try readServices(top, &configuration)
         try readVoice(top, &configuration)
         try top.finish()
@@ -174,6 +175,16 @@ enum ConfigurationLoader {
             try r.sequence("trusted_proxies") { items in
                 configuration.rateLimits.trustedProxies = try items.map { try $0.scalarString() }
             }
+        }
+    }
+
+    private static func readSecurity(_ top: Section, _ configuration: inout Configuration) throws {
+        try top.section("security") { s in
+            try s.int("event_log_capacity", range: 100...10_000_000) { configuration.security.eventLogCapacity = $0 }
+            try s.int("reputation_half_life_seconds", range: 1...(365 * 86400)) { configuration.security.reputationHalfLifeSeconds = $0 }
+            try s.int("auto_block_score", range: 0...100) { configuration.security.autoBlockScore = $0 }
+            try s.int("auto_block_duration_seconds", range: 1...(365 * 86400)) { configuration.security.autoBlockDurationSeconds = $0 }
+            try s.bool("registration_requires_token") { configuration.security.registrationRequiresToken = $0 }
         }
     }
 

@@ -184,6 +184,19 @@ enum ConfigurationTemplate {
           # limits per address then apply to the client, not to the proxy
           trusted_proxies: []
 
+        # the admin API's security extension (docs/admin.md, "Security"); IP blocks themselves
+        # are managed with POST /_synapse/admin/v1/security/ip/block and stored in the database
+        security:
+          # rows kept in the security event log (GET /_synapse/admin/v1/security/events)
+          event_log_capacity: \(d.security.eventLogCapacity)
+          # an address's reputation penalty halves every this many seconds
+          reputation_half_life_seconds: \(d.security.reputationHalfLifeSeconds)
+          # block an address automatically when its reputation score (0-100) reaches this; 0: never
+          auto_block_score: \(d.security.autoBlockScore)
+          auto_block_duration_seconds: \(d.security.autoBlockDurationSeconds)
+          # registration needs a registration token (Synapse's registration_requires_token)
+          registration_requires_token: \(d.security.registrationRequiresToken)
+
 
         """
     }

@@ -52,6 +52,8 @@ final class MyelinApp: HTTPResponder {
     let thumbnails: MediaThumbnails
     /// Every user's effective push rules, cached (`Push/PushRulesService.swift`).
     let pushRules: PushRulesService
+    /// IP blocks, reputation per address and the security event log (`Admin/`).
+    let security: SecurityService
 
     init(configuration: Configuration, signingKey: SigningKey, database: Database, accounts: Accounts,
          roomService: RoomService, keys: KeyService, logger: Logger) {
@@ -71,6 +73,8 @@ final class MyelinApp: HTTPResponder {
         voice = VoiceMessages(configuration: configuration)
         thumbnails = MediaThumbnails(configuration: configuration, database: database)
         pushRules = PushRulesService(store: database.accountData)
+        security = SecurityService(configuration: configuration.security, trustedProxies: configuration.rateLimits.trustedProxies,
+                                   database: database, logger: logger, rateLimiter: accounts.rateLimiter)
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
         // The admin `logs` endpoint reads the ring this logger writes to (the process's
         // when `Serve` installed it; otherwise one of this app's, fed by this logger).
@@ -123,15 +127,20 @@ final class MyelinApp: HTTPResponder {
         let start = Clock.monotonicNanoseconds()
         metrics.begin()
         var response: HTTPResponse
+        var errcode: MatrixError.Code?
+        var context: RequestContext?
         if request.method == .options {
             // CORS preflight, answered for every path as Synapse does.
             response = .json(.object([:]))
         } else {
             switch router.match(method: request.method, path: request.head.path) {
             case .found(let handler, let parameters):
+                let handlerContext = RequestContext(request: request, parameters: parameters, app: self)
+                context = handlerContext
                 do {
-                    response = try await handler(RequestContext(request: request, parameters: parameters, app: self))
+                    response = try await handler(handlerContext)
                 } catch let error as MatrixError {
+                    errcode = error.code
                     response = .matrixError(error)
                 } catch {
                     logger.error("request \(request.requestID) \(request.method) \(request.head.path) failed: \(error)")
@@ -143,11 +152,19 @@ final class MyelinApp: HTTPResponder {
                 response = .matrixError(MatrixError(.unrecognized, "Unrecognized request"))
             }
         }
+        // The security log and reputation, for every route at once (logins, admin actions,
+        // 429s, malformed bodies): one status and prefix check on the common path.
+        if let context { security.observe(context, status: response.status, errcode: errcode) }
         let micros = (Clock.monotonicNanoseconds() - start) / 1000
         metrics.end(status: response.status, micros: Int(micros))
         accessLog?.record(address: request.remoteAddress, requestID: request.requestID, method: request.method,
                           target: request.head.target, status: response.status, micros: micros)
         return response
+    }
+
+    func errorResponse(_ error: TransportError, remoteAddress: String) -> HTTPResponse {
+        if case .badRequest = error { security.observeMalformed(address: remoteAddress) }
+        return errorResponse(error)
     }
 
     func errorResponse(_ error: TransportError) -> HTTPResponse {

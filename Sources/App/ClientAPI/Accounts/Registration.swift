@@ -30,11 +30,18 @@ enum Registration {
         let accounts = context.app.accounts
         try context.rateLimit("token-validity", accounts.configuration.rateLimits.registration)
         guard let token = context.query["token"] else { throw MatrixError(.missingParam, "Missing token") }
+        let configured = accounts.configuration.registration.registrationToken
         guard accounts.configuration.registration.enabled,
-              let expected = accounts.configuration.registration.registrationToken else {
+              configured != nil || accounts.configuration.security.registrationRequiresToken else {
             throw MatrixError(.forbidden, "Registration tokens are not enabled")
         }
-        return .json(["valid": .bool(Secrets.constantTimeEqual(token, expected))])
+        guard token.utf8.count <= AdminRegistrationTokens.maxLength else {
+            throw MatrixError(.invalidParam, "Registration tokens are at most 64 characters")
+        }
+        if let configured, Secrets.constantTimeEqual(token, configured) { return .json(["valid": true]) }
+        // The admin API's tokens: unexpired, with a use left (counting registrations in progress).
+        let stored = AdminRegistrationTokens.isValidToken(token) ? try await accounts.database.security.registrationToken(token) : nil
+        return .json(["valid": .bool(stored?.isValid(now: Clock.nowMilliseconds()) ?? false)])
     }
 
     /// The specification's rules for a new localpart (historical grammar excluded) plus
@@ -86,7 +93,12 @@ enum Registration {
             params["auth"] = nil
             accounts.registrationSessions.start(sessionID, params: params)
         }
-        if body["auth"] == nil { body["auth"] = ["session": .string(sessionID)] }
+        // One session id throughout, also when the client sent `auth` without one.
+        if var auth = body["auth"]?.objectValue {
+            if auth["session"] == nil { auth["session"] = .string(sessionID); body["auth"] = .object(auth) }
+        } else {
+            body["auth"] = ["session": .string(sessionID)]
+        }
         if let guestToken = body["guest_access_token"]?.stringValue {
             return try await upgradeGuest(context, guestToken: guestToken, body: body)
         }
@@ -103,15 +115,25 @@ enum Registration {
             }
             requested = userID
         }
-        let uia = settings.registrationToken != nil
-            ? UserInteractiveAuth(flows: [[.registrationToken]], registrationToken: settings.registrationToken)
-            : UserInteractiveAuth(flows: [[.dummy]])
-        try await uia.check(body, accounts: accounts)
+        // Reservations of sessions abandoned after their token stage go back to their tokens.
+        for token in accounts.registrationSessions.takeExpiredReservations() {
+            try? await accounts.database.security.finishRegistrationToken(token, completed: false)
+        }
+        var reservedToken: String?
+        if settings.registrationToken != nil || accounts.configuration.security.registrationRequiresToken {
+            // Synapse's flow: the token, then the dummy stage. A stored token is counted
+            // `pending` from its stage until the account exists (`completed`).
+            let uia = UserInteractiveAuth(flows: [[.registrationToken, .dummy]], registrationToken: settings.registrationToken,
+                                          storedTokens: accounts.database.security)
+            reservedToken = try await uia.checkTokenFlow(body, session: sessionID, sessions: accounts.registrationSessions)
+        } else {
+            try await UserInteractiveAuth(flows: [[.dummy]]).check(body, accounts: accounts)
+        }
         guard let password else { throw MatrixError(.missingParam, "Missing password") }
         // Only account creations count (as in Synapse): the UIA round trips before do not.
         try context.rateLimit("register", accounts.configuration.rateLimits.registration)
-
         let userID = try await createAccount(requested, password: password, accounts: accounts)
+        if let reservedToken { try await accounts.database.security.finishRegistrationToken(reservedToken, completed: true) }
         accounts.registrationSessions.complete(sessionID, userID: userID)
         context.app.logger.info("registered \(userID)")
         if body["inhibit_login"]?.boolValue == true {
