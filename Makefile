@@ -1,9 +1,9 @@
 # Myelin — `make run` starts the daemon, `make test` runs the whole suite.
 SHELL := /bin/bash
-APT_PACKAGES := libuv1-dev libsodium-dev libpq-dev libssl-dev libsqlite3-dev node-llhttp postgresql pkg-config ffmpeg espeak-ng sox libvips-dev
+APT_PACKAGES := libuv1-dev libsodium-dev libpq-dev libssl-dev libsqlite3-dev node-llhttp postgresql pkg-config ffmpeg espeak-ng sox libvips-dev chromium chromium-driver
 SWIFT ?= swift
 
-.PHONY: deps build release run test test-swift test-federation fuzz clean
+.PHONY: deps build release run test test-swift test-federation test-browser fuzz clean
 
 deps:
 	@scripts/install-deps.sh $(APT_PACKAGES)
@@ -19,6 +19,11 @@ run: release
 
 test: deps
 	scripts/test.sh
+
+# The admin page in headless Chromium (tests/browser/); screenshots in .build/browser-screenshots/.
+test-browser: deps
+	$(SWIFT) build --product myelin
+	scripts/test-browser.sh
 
 # Federation interop with a real Synapse (docs/federation.md); not yet part of `make test`.
 # FEDERATION_PEER=synapse runs the same scenarios Synapse to Synapse.

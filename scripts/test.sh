@@ -32,6 +32,11 @@ watchdog() {
 
 MYELIN_BIN="$(swift build --show-bin-path)/myelin" watchdog 900 "$VENV/bin/pytest" -q -p no:cacheprovider tests/interop
 
+# The admin page in headless Chromium (tests/browser/, `make test-browser`). BROWSER=0 skips it.
+if [ "${BROWSER:-1}" != 0 ]; then
+  MYELIN_BIN="$(swift build --show-bin-path)/myelin" watchdog 600 scripts/test-browser.sh
+fi
+
 # Federation with a real Synapse (docs/federation.md): Synapse from PyPI on 127.0.0.2:8448 and
 # Myelin on 127.0.0.3:8448, both over TLS with a throwaway CA, matrix-nio clients on each side.
 # FEDERATION=0 skips it.

@@ -17,6 +17,11 @@ public final class NotifierFanout: Sendable {
     /// append here instead of a sleeping task of its own.
     private let deadlines = Mutex<(buckets: [Int64: [(Notifier, UInt64)]], sweeper: Bool)>(([:], false))
     static let tick: Int64 = 100
+    /// Long-polls waiting now, notifiers created and removed since start (the operators'
+    /// runtime endpoint; relaxed, read as diagnostics).
+    private let held = Atomic<Int>(0)
+    private let created = Atomic<Int>(0)
+    private let removed = Atomic<Int>(0)
 
     public init(limits: RegistryLimits, clock: any RegistryClock = MonotonicRegistryClock()) {
         self.limits = limits
@@ -87,12 +92,15 @@ public final class NotifierFanout: Sendable {
             } else {
                 notifier = Notifier(user: user, now: now)
                 notifiers[user] = notifier
+                created.wrappingAdd(1, ordering: .relaxed)
             }
             // Reserved under the lock: `sweep` never drops a notifier a waiter is headed to.
             notifier.waiting.add(1, ordering: .sequentiallyConsistent)
             return notifier
         }
         notifier.lastActivity.store(now.components.seconds, ordering: .relaxed)
+        held.wrappingAdd(1, ordering: .relaxed)
+        defer { held.wrappingSubtract(1, ordering: .relaxed) }
         return await notifier.wait(since: since, timeout: timeout, current: current) { [self] notifier, id in
             schedule(notifier, id, after: timeout)
         }
@@ -143,9 +151,17 @@ public final class NotifierFanout: Sendable {
                     removed += 1
                 }
             }
+            self.removed.wrappingAdd(removed, ordering: .relaxed)
             return removed
         }
     }
+
+    /// Long-polls (`/sync?timeout=`) waiting now.
+    public var longPollsHeld: Int { held.load(ordering: .relaxed) }
+    /// Notifiers created since start (a user's first long-poll after idling).
+    public var notifiersCreated: Int { created.load(ordering: .relaxed) }
+    /// Notifiers removed since start (idle or over `maxResident`).
+    public var notifiersRemoved: Int { removed.load(ordering: .relaxed) }
 
     /// Notifiers resident now.
     public var residentCount: Int { notifiers.withLock { $0.count } }

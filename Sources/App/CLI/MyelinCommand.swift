@@ -73,10 +73,12 @@ struct Serve: AsyncParsableCommand {
 
     static func bootstrapLogging(level: String) -> Logger {
         let parsed = Logger.Level(rawValue: level) ?? .info
+        // Every logger of the process also writes to `LogRing.process`, which the admin
+        // `logs` endpoint reads (Admin/LogRing.swift).
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = parsed
-            return handler
+            return RingLogHandler(inner: handler, ring: LogRing.process, ringLevel: parsed, label: label)
         }
         var logger = Logger(label: "myelin")
         logger.logLevel = parsed

@@ -25,6 +25,7 @@ enum Endpoints {
         FederationMediaEndpoints.register(&routes)
         ThumbnailEndpoints.register(&routes)
         AdminSecurity.register(&routes)
+        AdminServer.register(&routes)
     }
 }
 

@@ -191,6 +191,15 @@ struct Configuration: Sendable, Equatable {
         var path = "/_myelin/metrics"
     }
 
+    /// The browser admin page (`Admin/AdminPage.swift`, docs/admin.md): off by default.
+    struct AdminPage: Sendable, Equatable {
+        var enabled = false
+        /// The page's files (`index.html`, `app.js`, `style.css`), read at start. Relative to
+        /// the working directory: the default is the repository's `admin-page/`, where `make
+        /// run` starts the daemon.
+        var directory = "admin-page"
+    }
+
     var serverName = "localhost"
     /// The version of rooms created without `room_version` (and advertised as the default in
     /// `m.room_versions`); SyTest runs with 10 because its mock servers speak 1–11.
@@ -215,6 +224,7 @@ struct Configuration: Sendable, Equatable {
     var wellKnown = WellKnown()
     var logging = Logging()
     var metrics = Metrics()
+    var adminPage = AdminPage()
 
     var resolvedSQLitePath: String { database.sqlitePath.isEmpty ? dataDirectory + "/myelin.db" : database.sqlitePath }
     var resolvedSigningKeyPath: String { signingKeyPath.isEmpty ? dataDirectory + "/signing.key" : signingKeyPath }

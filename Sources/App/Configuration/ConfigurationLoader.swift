@@ -251,6 +251,10 @@ enum ConfigurationLoader {
             try m.bool("enabled") { configuration.metrics.enabled = $0 }
             try m.string("path") { configuration.metrics.path = $0 }
         }
+        try top.section("admin_page") { a in
+            try a.bool("enabled") { configuration.adminPage.enabled = $0 }
+            try a.string("directory") { configuration.adminPage.directory = $0 }
+        }
     }
 }
 

@@ -275,6 +275,12 @@ enum ConfigurationTemplate {
           enabled: \(d.metrics.enabled)
           path: \(d.metrics.path)
 
+        # The admin page in a browser at /_myelin/admin/ (sign in with an admin account).
+        # Its files are read from `directory` at start (relative to the working directory).
+        admin_page:
+          enabled: \(d.adminPage.enabled)
+          directory: \(d.adminPage.directory)
+
         """
     }
 }

@@ -30,6 +30,10 @@ final class MyelinApp: HTTPResponder {
     /// Outbound federation requests (discovery, X-Matrix signing, the HTTP client).
     let federationClient: LazyFederationClient
     let logger: Logger
+    /// The newest log lines, for the admin `logs` endpoint (`Admin/LogRing.swift`).
+    let logRing: LogRing
+    /// The browser admin page's files, when `admin_page.enabled` (`Admin/AdminPage.swift`).
+    let adminPage: AdminPage
     /// One line per request when `logging.access_log` is on and the level shows `info`.
     let accessLog: AccessLog?
     let startedAt: Int64
@@ -72,7 +76,17 @@ final class MyelinApp: HTTPResponder {
         security = SecurityService(configuration: configuration.security, trustedProxies: configuration.rateLimits.trustedProxies,
                                    database: database, logger: logger, rateLimiter: accounts.rateLimiter)
         federationClient = LazyFederationClient { try FederationClient(configuration: configuration, signingKey: signingKey) }
-        self.logger = logger
+        // The admin `logs` endpoint reads the ring this logger writes to (the process's
+        // when `Serve` installed it; otherwise one of this app's, fed by this logger).
+        if let ring = LogRing.ring(of: logger) {
+            logRing = ring
+            self.logger = logger
+        } else {
+            logRing = LogRing()
+            self.logger = logRing.attach(to: logger, level: Logger.Level(rawValue: configuration.logging.level) ?? .info)
+        }
+        adminPage = AdminPage(configuration: configuration.adminPage)
+        if let problem = adminPage.problem { self.logger.error("admin page: \(problem)") }
         sync = SyncService(rooms: roomService, accounts: accounts, keys: keys)
         accessLog = configuration.logging.accessLog && logger.logLevel <= .info ? AccessLog() : nil
         startedAt = Clock.nowMilliseconds()
@@ -84,8 +98,9 @@ final class MyelinApp: HTTPResponder {
                 routes.get(metricsPath) { context in
                     let app = context.app
                     let open = app.openConnections.withLock { $0.reduce(0) { $0 + $1() } }
+                    let runtime = await AdminRuntime.prometheus(app)
                     return HTTPResponse(contentType: "text/plain; version=0.0.4",
-                                        bytes: Array(app.metrics.render(openConnections: open).utf8))
+                                        bytes: Array(app.metrics.render(openConnections: open, runtime: runtime).utf8))
                 }
             }
         }
@@ -107,9 +122,10 @@ final class MyelinApp: HTTPResponder {
     }
 
     func respond(to request: HTTPRequest) async -> HTTPResponse {
-        let measure = accessLog != nil || configuration.metrics.enabled
-        let start = measure ? Clock.monotonicNanoseconds() : 0
-        if configuration.metrics.enabled { metrics.begin() }
+        // Always measured: the runtime endpoint and the admin page show rates and p99 even
+        // without the Prometheus page (two clock reads and a few relaxed atomics).
+        let start = Clock.monotonicNanoseconds()
+        metrics.begin()
         var response: HTTPResponse
         var errcode: MatrixError.Code?
         var context: RequestContext?
@@ -139,8 +155,8 @@ final class MyelinApp: HTTPResponder {
         // The security log and reputation, for every route at once (logins, admin actions,
         // 429s, malformed bodies): one status and prefix check on the common path.
         if let context { security.observe(context, status: response.status, errcode: errcode) }
-        let micros = measure ? (Clock.monotonicNanoseconds() - start) / 1000 : 0
-        if configuration.metrics.enabled { metrics.end(status: response.status, micros: Int(micros)) }
+        let micros = (Clock.monotonicNanoseconds() - start) / 1000
+        metrics.end(status: response.status, micros: Int(micros))
         accessLog?.record(address: request.remoteAddress, requestID: request.requestID, method: request.method,
                           target: request.head.target, status: response.status, micros: micros)
         return response
