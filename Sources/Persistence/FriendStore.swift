@@ -37,6 +37,14 @@ public struct FriendCategoryRecord: Sendable, Equatable {
     public var name: String
     public var color: String?
     public var createdTS: Int64
+
+    public init(categoryID: String, userID: String, name: String, color: String?, createdTS: Int64) {
+        self.categoryID = categoryID
+        self.userID = userID
+        self.name = name
+        self.color = color
+        self.createdTS = createdTS
+    }
 }
 
 /// Why a friend request cannot be made.
@@ -234,6 +242,16 @@ public struct FriendStore: Sendable {
                 _ = try db.execute("UPDATE friend_requests SET state = ?, updated_ts = ? WHERE sender = ? AND target = ? AND state = ?",
                                    .text(state), .int(now), .text(sender), .text(target), .text(Self.pending))
             }
+        }
+    }
+
+    /// Whether either of the two blocks the other.
+    public func eitherBlocks(_ a: UserID, _ b: UserID) async throws -> Bool {
+        let (x, y) = (a.rawValue, b.rawValue)
+        return try await database.read { db in
+            try db.queryFirst("""
+                SELECT 1 FROM friend_blocks WHERE (user_id = ? AND blocked_id = ?) OR (user_id = ? AND blocked_id = ?)
+                """, .text(x), .text(y), .text(y), .text(x)) != nil
         }
     }
 

@@ -214,42 +214,55 @@ struct FriendsTests {
     }
 
     /// The federation paths, X-Matrix signed between two servers: a remote user's request
-    /// delivered, listed, accepted (the direct room invites the remote user), then queried.
+    /// delivered, listed, accepted (the direct room invites the remote user, who can join it),
+    /// then queried; unsigned and forged requests refused.
     @Test func federationPathsAnswerSignedRequestsOnly() async throws {
-        try await withTwoQueryServers { _, alphaPort, _, betaPort, alphaFederation, betaFederation in
-            let (alice, _) = try await MatrixTestClient.registered(port: alphaPort, "alice")
-            let (bob, _) = try await MatrixTestClient.registered(port: betaPort, "bob")
+        try await withTwoServers { a, aPort, b, bPort in
+            let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: bPort, "bob")
             let f = "/_matrix/federation/v1/friends"
+            let (aName, bName) = (try ServerName(parsing: "a.test"), try ServerName(parsing: "b.test"))
+            let ports = [aName: aPort, bName: bPort]
+            let fromA = LoopbackFederation(origin: aName, key: a.app.signingKey, ports: ports)
+            let fromB = LoopbackFederation(origin: bName, key: b.app.signingKey, ports: ports)
 
             // Unsigned: 401.
-            let raw = try RawClient(port: alphaPort)
-            let unsigned = try await raw.request("GET", "\(f)/query/\(Self.p("@alice:alpha.test"))")
+            let unsigned = try await RawClient(port: aPort).request("GET", "\(f)/query/\(Self.p("@alice:a.test"))")
             #expect(unsigned.status == 401)
 
-            // bob@beta asks alice@alpha through the client API: beta forwards it, signed.
-            let sent = try await bob.call("POST", "\(Self.client)/request", ["user_id": "@alice:alpha.test", "message": "hello"])
+            // bob@b asks alice@a through the client API: b forwards it, signed.
+            let sent = try await bob.call("POST", "\(Self.client)/request", ["user_id": "@alice:a.test", "message": "hello"])
             #expect(sent.status == 200, "\(sent.json)")
             let incoming = try await alice.call("GET", "\(Self.client)/requests/incoming")
-            #expect(Self.ids(incoming, "requests") == ["@bob:beta.test"])
+            #expect(Self.ids(incoming, "requests") == ["@bob:b.test"])
+            #expect(incoming.json["requests"]?.arrayValue?.first?["message"]?.stringValue == "hello")
+            #expect(Self.ids(try await bob.call("GET", "\(Self.client)/requests/outgoing"), "requests") == ["@alice:a.test"])
 
-            // A server may only speak for its own users.
-            let forged = try await alphaFederation.request(try ServerName(parsing: "beta.test"), method: "POST", path: "\(f)/request",
-                                                          body: ["requester": "@eve:gamma.test", "target": "@bob:beta.test"])
+            // A server speaks only for its own users.
+            let forged = try await fromA.request(bName, method: "POST", path: "\(f)/request",
+                                                 body: ["requester": "@eve:c.test", "target": "@bob:b.test"])
             #expect(forged.status == 403)
 
-            let accepted = try await alice.call("POST", "\(Self.client)/request/\(Self.p("@bob:beta.test"))/accept")
+            let accepted = try await alice.call("POST", "\(Self.client)/request/\(Self.p("@bob:b.test"))/accept")
             #expect(accepted.status == 200, "\(accepted.json)")
-            #expect(accepted.json["room_id"]?.stringValue != nil)
+            let room = try #require(accepted.json["room_id"]?.stringValue)
+            let direct = try await Self.accountData(alice, "@alice:a.test", "m.direct")
+            #expect(direct["@bob:b.test"]?.arrayValue?.compactMap(\.stringValue) == [room])
+            // bob was invited over federation and can join.
+            let joined = try await bob.call("POST", "/join/\(Self.p(room))?server_name=a.test", [:])
+            #expect(joined.status == 200, "\(joined.json)")
 
-            let query = try await betaFederation.request(try ServerName(parsing: "alpha.test"), method: "GET",
-                                                         path: "\(f)/query/\(Self.p("@alice:alpha.test"))", body: nil)
+            let query = try await fromB.request(aName, method: "GET", path: "\(f)/query/\(Self.p("@alice:a.test"))", body: nil)
             #expect(query.status == 200)
-            #expect(query.json?["friends"]?.arrayValue?.compactMap(\.stringValue) == ["@bob:beta.test"])
-            let relationship = try await betaFederation.request(try ServerName(parsing: "alpha.test"), method: "GET",
-                path: "\(f)/relationship/\(Self.p("@alice:alpha.test"))/\(Self.p("@bob:beta.test"))", body: nil)
+            #expect(query.json?["friends"]?.arrayValue?.compactMap(\.stringValue) == ["@bob:b.test"])
+            let relationship = try await fromB.request(aName, method: "GET",
+                path: "\(f)/relationship/\(Self.p("@alice:a.test"))/\(Self.p("@bob:b.test"))", body: nil)
             #expect(relationship.status == 200)
             #expect(relationship.json?["are_friends"]?.boolValue == true)
             #expect(relationship.json?["since"]?.intValue != nil)
+            let stranger = try await fromB.request(aName, method: "GET",
+                path: "\(f)/relationship/\(Self.p("@alice:a.test"))/\(Self.p("@carol:b.test"))", body: nil)
+            #expect(stranger.json?["are_friends"]?.boolValue == false)
         }
     }
 }

@@ -51,7 +51,8 @@ enum FriendCategories {
         let body = try await context.jsonObject()
         let name = try Friends.text(body, "name", max: maxName)
         if name?.isEmpty == true { throw MatrixError(.invalidParam, "name must not be empty") }
-        let color: String?? = body["color"] == nil ? .none : .some(try Friends.text(body, "color", max: maxColor))
+        var color: String?? = .none
+        if body["color"] != nil { color = .some(try Friends.text(body, "color", max: maxColor)) }
         switch try await context.app.database.friends.updateCategory(id, of: user, name: name, color: color) {
         case .updated(let record): return .json(json(record))
         case .notFound: throw MatrixError(.notFound, "No such category")

@@ -65,9 +65,7 @@ enum Friends {
     }
 
     static func isBlocked(_ app: MyelinApp, _ a: UserID, _ b: UserID) async throws -> Bool {
-        let blocks = app.database.friends
-        return try await blocks.blocked(by: a, limit: listLimit).contains { $0.blockedID == b.rawValue }
-            || blocks.blocked(by: b, limit: listLimit).contains { $0.blockedID == a.rawValue }
+        try await app.database.friends.eitherBlocks(a, b)
     }
 
     /// A request to a user of another server goes to their server (`POST
@@ -99,8 +97,14 @@ enum Friends {
                                                                   now: Clock.nowMilliseconds()) else {
             throw MatrixError(.notFound, "No pending friend request from \(requester.rawValue)")
         }
-        let room = try await directRoom(app, requester, target)
-        try await app.database.friends.setRoom(room, between: requester, and: target)
+        // The friendship stands even when the room cannot be made (a remote server that does
+        // not answer the invite): it is logged, and the reply carries no room.
+        do {
+            let room = try await directRoom(app, requester, target)
+            try await app.database.friends.setRoom(room, between: requester, and: target)
+        } catch {
+            app.logger.warning("friends: no direct room for \(requester.rawValue) and \(target.rawValue): \(error)")
+        }
         record.state = FriendStore.accepted
         await publish(app, [requester, target])
         return record
