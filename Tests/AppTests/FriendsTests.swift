@@ -124,6 +124,14 @@ struct FriendsTests {
             #expect(try await f.carol.call("POST", "\(Self.client)/request", ["user_id": .string(Self.carol)]).status == 400)
             #expect(try await f.carol.call("POST", "\(Self.client)/request", ["user_id": "not a user"]).status == 400)
             #expect(try await f.carol.call("GET", Self.client, token: .some(nil)).status == 401)
+            // Hostile sizes: a user id past 255 bytes, a message past 1000 characters, a wrong type.
+            let longID = "@" + String(repeating: "a", count: 300) + ":localhost"
+            #expect(try await f.carol.call("GET", "\(Self.client)/\(Self.p(longID))/info").status == 400)
+            #expect(try await f.carol.call("POST", "\(Self.client)/request", ["user_id": .string(longID)]).status == 400)
+            #expect(try await f.carol.call("POST", "\(Self.client)/request",
+                                           ["user_id": .string(Self.bob), "message": .string(tooLong)]).status == 400)
+            #expect(try await f.carol.call("POST", "\(Self.client)/request", ["user_id": 5]).status == 400)
+            #expect(try await f.carol.call("POST", "\(Self.enhanced)/categories", ["name": .string(String(repeating: "c", count: 101))]).status == 400)
         }
     }
 

@@ -42,7 +42,9 @@ enum Friends {
     static func sendRequest(_ app: MyelinApp, from sender: UserID, to target: UserID, message: String?) async throws -> FriendRequestRecord {
         guard sender != target else { throw MatrixError(.invalidParam, "You cannot befriend yourself") }
         if target.serverName == app.localServer {
-            guard try await app.database.accounts.user(id: target) != nil else { throw MatrixError(.notFound, "User not found") }
+            guard let account = try await app.database.accounts.user(id: target), !account.deactivated else {
+                throw MatrixError(.notFound, "User not found")
+            }
         }
         // A crossing request: the target asked first, so this is an acceptance.
         if try await app.database.friends.pendingRequest(from: target, to: sender) != nil,

@@ -61,6 +61,8 @@ enum FriendsEndpoints {
     /// when the other side had asked first, `accepted` with the direct room).
     static func request(_ context: RequestContext) async throws -> HTTPResponse {
         let user = try await me(context)
+        // A request notifies its target: it draws on the sender's message budget.
+        try context.rateLimit("message", context.app.configuration.rateLimits.messages, user: user)
         let body = try await context.jsonObject()
         if let value = body["user_id"], value.stringValue == nil { throw MatrixError(.badJSON, "user_id must be a string") }
         let target = try Friends.userID(body["user_id"]?.stringValue)
