@@ -222,8 +222,8 @@ struct FriendsTests {
     }
 
     /// The federation paths, X-Matrix signed between two servers: a remote user's request
-    /// delivered, listed, accepted (the direct room invites the remote user, who can join it),
-    /// then queried; unsigned and forged requests refused.
+    /// delivered, listed, accepted (the acceptor's server makes the direct room and tells the
+    /// requester's, whose user joins it), then queried; unsigned and forged requests refused.
     @Test func federationPathsAnswerSignedRequestsOnly() async throws {
         try await withTwoServers { a, aPort, b, bPort in
             let (alice, _) = try await MatrixTestClient.registered(port: aPort, "alice")
@@ -256,9 +256,15 @@ struct FriendsTests {
             let room = try #require(accepted.json["room_id"]?.stringValue)
             let direct = try await Self.accountData(alice, "@alice:a.test", "m.direct")
             #expect(direct["@bob:b.test"]?.arrayValue?.compactMap(\.stringValue) == [room])
-            // bob was invited over federation and can join.
-            let joined = try await bob.call("POST", "/join/\(Self.p(room))?server_name=a.test", [:])
-            #expect(joined.status == 200, "\(joined.json)")
+            // b was told (a request the other way, naming the room): bob is a friend there too,
+            // joined to the room over federation, with it in his m.direct.
+            #expect(Self.ids(try await bob.call("GET", Self.client), "friends") == ["@alice:a.test"])
+            #expect(Self.ids(try await bob.call("GET", "\(Self.client)/requests/outgoing"), "requests").isEmpty)
+            #expect(try await bob.call("GET", "/joined_rooms").json["joined_rooms"]?.arrayValue?.compactMap(\.stringValue) == [room])
+            let bobDirect = try await Self.accountData(bob, "@bob:b.test", "m.direct")
+            #expect(bobDirect["@alice:a.test"]?.arrayValue?.compactMap(\.stringValue) == [room])
+            let members = try await alice.call("GET", "/rooms/\(Self.p(room))/joined_members")
+            #expect(members.json["joined"]?["@bob:b.test"] != nil, "\(members.json)")
 
             let query = try await fromB.request(aName, method: "GET", path: "\(f)/query/\(Self.p("@alice:a.test"))", body: nil)
             #expect(query.status == 200)

@@ -39,7 +39,9 @@ enum Friends {
 
     /// `sender` asks `target` to be friends. 403 `M_FORBIDDEN` when either blocks the other,
     /// 409 when they are friends or a request is pending, 404 for an unknown local user.
-    static func sendRequest(_ app: MyelinApp, from sender: UserID, to target: UserID, message: String?) async throws -> FriendRequestRecord {
+    /// `offeredRoom`: the direct room a remote acceptor made (federation), used rather than a new one.
+    static func sendRequest(_ app: MyelinApp, from sender: UserID, to target: UserID, message: String?,
+                            offeredRoom: RoomID? = nil) async throws -> FriendRequestRecord {
         guard sender != target else { throw MatrixError(.invalidParam, "You cannot befriend yourself") }
         if target.serverName == app.localServer {
             guard let account = try await app.database.accounts.user(id: target), !account.deactivated else {
@@ -49,7 +51,7 @@ enum Friends {
         // A crossing request: the target asked first, so this is an acceptance.
         if try await app.database.friends.pendingRequest(from: target, to: sender) != nil,
            try await isBlocked(app, sender, target) == false {
-            return try await accept(app, requester: target, by: sender)
+            return try await accept(app, requester: target, by: sender, offeredRoom: offeredRoom)
         }
         let result = try await app.database.friends.request(id: newID("fr_"), from: sender, to: target, message: message,
                                                             now: Clock.nowMilliseconds())
@@ -77,35 +79,51 @@ enum Friends {
         var body: [String: JSON] = ["requester": .string(record.sender), "target": .string(record.target),
                                     "request_id": .string(record.requestID)]
         if let message = record.message { body["message"] = .string(message) }
-        let delivered: Bool
-        if app.configuration.federation.enabled, let requester = app.roomService.federation.requester,
-           let reply = try? await requester.request(target.serverName, method: "POST", path: "/_matrix/federation/v1/friends/request",
-                                                    body: .object(body)) {
-            delivered = reply.status == 200
-        } else {
-            delivered = false
-        }
-        if !delivered {
+        if try await !deliver(app, to: target.serverName, body) {
             _ = try await app.database.friends.resolve(from: try UserID(parsing: record.sender), to: target, as: FriendStore.cancelled,
                                                        now: Clock.nowMilliseconds())
             throw MatrixError(.unknown, "The friend request could not be delivered to \(target.serverName.rawValue)", status: 502)
         }
     }
 
+    /// Sends `POST /_matrix/federation/v1/friends/request` to `server`; true when it answered 200.
+    static func deliver(_ app: MyelinApp, to server: ServerName, _ body: [String: JSON]) async throws -> Bool {
+        guard app.configuration.federation.enabled,
+              let reply = try? await app.federationLink.reply(server, "POST", "/_matrix/federation/v1/friends/request", .object(body)) else {
+            return false
+        }
+        return reply.status == 200
+    }
+
     /// `target` accepts the pending request of `requester`: they become friends and share a
-    /// direct room (reused when one exists). 404 when nothing is pending.
-    static func accept(_ app: MyelinApp, requester: UserID, by target: UserID) async throws -> FriendRequestRecord {
+    /// direct room (reused when one exists). 404 when nothing is pending. A remote requester's
+    /// server is told with a request the other way (which its pending one turns into an
+    /// acceptance) naming the room.
+    static func accept(_ app: MyelinApp, requester: UserID, by target: UserID, offeredRoom: RoomID? = nil) async throws -> FriendRequestRecord {
         guard var record = try await app.database.friends.resolve(from: requester, to: target, as: FriendStore.accepted,
                                                                   now: Clock.nowMilliseconds()) else {
             throw MatrixError(.notFound, "No pending friend request from \(requester.rawValue)")
         }
         // The friendship stands even when the room cannot be made (a remote server that does
         // not answer the invite): it is logged, and the reply carries no room.
+        var room: RoomID?
         do {
-            let room = try await directRoom(app, requester, target)
-            try await app.database.friends.setRoom(room, between: requester, and: target)
+            if let offeredRoom {
+                try await joinOffered(app, offeredRoom, requester: requester, acceptor: target)
+                room = offeredRoom
+            } else {
+                room = try await directRoom(app, requester, target)
+            }
+            if let room { try await app.database.friends.setRoom(room, between: requester, and: target) }
         } catch {
             app.logger.warning("friends: no direct room for \(requester.rawValue) and \(target.rawValue): \(error)")
+        }
+        if requester.serverName != app.localServer && target.serverName == app.localServer {
+            var body: [String: JSON] = ["requester": .string(target.rawValue), "target": .string(requester.rawValue)]
+            if let room { body["room_id"] = .string(room.rawValue) }
+            if try await !deliver(app, to: requester.serverName, body) {
+                app.logger.warning("friends: acceptance by \(target.rawValue) not delivered to \(requester.serverName.rawValue)")
+            }
         }
         record.state = FriendStore.accepted
         await publish(app, [requester, target])
@@ -148,6 +166,17 @@ enum Friends {
             try await markDirect(app, user: user, other: user == creator ? invitee : creator, room: room)
         }
         return room
+    }
+
+    /// The local requester joins the room the remote acceptor made (it was invited to it),
+    /// over federation, and marks it in `m.direct`.
+    static func joinOffered(_ app: MyelinApp, _ room: RoomID, requester: UserID, acceptor: UserID) async throws {
+        guard requester.serverName == app.localServer else { return }
+        if await membership(app, requester, in: room) != MembershipState.join {
+            let content = try await app.roomService.memberContent(requester, membership: MembershipState.join.rawValue)
+            try await FederationJoins.join(requester, roomID: room, servers: [acceptor.serverName], content: content, app: app)
+        }
+        try await markDirect(app, user: requester, other: acceptor, room: room)
     }
 
     static func membership(_ app: MyelinApp, _ user: UserID, in room: RoomID) async -> String? {

@@ -37,8 +37,10 @@ enum FriendsFederation {
         return .json(["are_friends": true, "since": .int(record.sinceTS)])
     }
 
-    /// `POST /_matrix/federation/v1/friends/request` `{requester, target, message?}`: a pending
-    /// request from the origin's user to a local one, `{request_id, status: "pending"}`.
+    /// `POST /_matrix/federation/v1/friends/request` `{requester, target, message?, room_id?}`:
+    /// a pending request from the origin's user to a local one, `{request_id, status: "pending"}`;
+    /// when the local user had asked the remote one, an acceptance (`status: "accepted"`), the
+    /// local user joining `room_id`, the direct room the acceptor made.
     static func request(_ context: RequestContext) async throws -> HTTPResponse {
         let origin = try await context.requireServer()
         let body = try await context.jsonObject()
@@ -46,7 +48,9 @@ enum FriendsFederation {
         guard requester.serverName == origin else { throw MatrixError(.forbidden, "requester is not a user of your server") }
         let target = try localUser(context, body["target"]?.stringValue ?? "")
         let message = try Friends.text(body, "message")
-        let record = try await Friends.sendRequest(context.app, from: requester, to: target, message: message)
+        // With `room_id` (our extension): the direct room made by a remote acceptor.
+        let room = try body["room_id"]?.stringValue.map { try RoomID(parsing: $0) }
+        let record = try await Friends.sendRequest(context.app, from: requester, to: target, message: message, offeredRoom: room)
         return .json(["request_id": .string(record.requestID), "status": .string(record.state)])
     }
 }
