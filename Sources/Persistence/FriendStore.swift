@@ -245,6 +245,14 @@ public struct FriendStore: Sendable {
         }
     }
 
+    /// Whether `user` blocks `other`.
+    public func blocks(_ user: UserID, _ other: UserID) async throws -> Bool {
+        let (u, o) = (user.rawValue, other.rawValue)
+        return try await database.read { db in
+            try db.queryFirst("SELECT 1 FROM friend_blocks WHERE user_id = ? AND blocked_id = ?", .text(u), .text(o)) != nil
+        }
+    }
+
     /// Whether either of the two blocks the other.
     public func eitherBlocks(_ a: UserID, _ b: UserID) async throws -> Bool {
         let (x, y) = (a.rawValue, b.rawValue)

@@ -157,7 +157,18 @@ struct FriendsTests {
             let summary = try await Self.accountData(f.bob, Self.bob, "m.friends")
             #expect(summary["blocked"]?.arrayValue?.compactMap(\.stringValue) == [Self.carol])
 
+            // Nor may she invite him to a room, by createRoom or /invite; he may invite her.
+            let byCreate = try await f.carol.call("POST", "/createRoom", ["invite": .array([.string(Self.bob)]), "is_direct": true])
+            #expect(byCreate.status == 403, "\(byCreate.json)")
+            #expect(byCreate.errcode == "M_FORBIDDEN")
+            let carolRoom = try await HostileInputTests.createRoom(f.carol)
+            let byInvite = try await f.carol.call("POST", "/rooms/\(Self.p(carolRoom))/invite", ["user_id": .string(Self.bob)])
+            #expect(byInvite.status == 403, "\(byInvite.json)")
+            let bobRoom = try await HostileInputTests.createRoom(f.bob)
+            #expect(try await f.bob.call("POST", "/rooms/\(Self.p(bobRoom))/invite", ["user_id": .string(Self.carol)]).status == 200)
+
             #expect(try await f.bob.call("DELETE", "\(Self.enhanced)/block/\(Self.p(Self.carol))").status == 200)
+            #expect(try await f.carol.call("POST", "/rooms/\(Self.p(carolRoom))/invite", ["user_id": .string(Self.bob)]).status == 200)
             #expect(try await f.bob.call("DELETE", "\(Self.enhanced)/block/\(Self.p(Self.carol))").status == 404)
             #expect(try await f.carol.call("POST", "\(Self.client)/request", ["user_id": .string(Self.bob)]).status == 200)
         }

@@ -68,6 +68,15 @@ enum Friends {
         }
     }
 
+    /// A user the invitee blocks may not invite them (403 `M_FORBIDDEN`): called by `/invite`,
+    /// `createRoom` and the federation invite endpoints for local invitees.
+    static func refuseInvite(_ app: MyelinApp, from inviter: UserID, to invitee: UserID) async throws {
+        guard invitee.serverName == app.localServer, inviter != invitee else { return }
+        if try await app.database.friends.blocks(invitee, inviter) {
+            throw MatrixError(.forbidden, "\(invitee.rawValue) does not accept invites from you")
+        }
+    }
+
     static func isBlocked(_ app: MyelinApp, _ a: UserID, _ b: UserID) async throws -> Bool {
         try await app.database.friends.eitherBlocks(a, b)
     }
