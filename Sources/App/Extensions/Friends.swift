@@ -182,6 +182,12 @@ enum Friends {
     static func joinOffered(_ app: MyelinApp, _ room: RoomID, requester: UserID, acceptor: UserID) async throws {
         guard requester.serverName == app.localServer else { return }
         if await membership(app, requester, in: room) != MembershipState.join {
+            // Only a room the acceptor invited the requester to: a server cannot steer our
+            // user into any room of its choosing.
+            let invite = try await FederationInboundStore(database: app.database).invite(roomID: room.rawValue, userID: requester.rawValue)
+            guard let invite, (try? JSON.parse(invite.eventJSON))?["sender"]?.stringValue == acceptor.rawValue else {
+                throw MatrixError(.forbidden, "No invite from \(acceptor.rawValue) to \(room.rawValue)")
+            }
             let content = try await app.roomService.memberContent(requester, membership: MembershipState.join.rawValue)
             try await FederationJoins.join(requester, roomID: room, servers: [acceptor.serverName], content: content, app: app)
         }
