@@ -8,6 +8,7 @@ enum SeedClientExtensions {
     static func register(_ routes: inout RouteBuilder) {
         CompatibilityPaths.register(&routes)
         VoIPEndpoints.register(&routes)
+        PrivateChat.register(&routes)
     }
 }
 
