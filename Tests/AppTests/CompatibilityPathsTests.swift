@@ -3,7 +3,7 @@ import Testing
 import TestSupport
 @testable import App
 
-/// The seed's compatibility paths (groups `nonstandard:client` and `nonstandard:e2ee` of
+/// The seed's compatibility paths (groups `nonstandard:client`, `nonstandard:e2ee` and `ext:private-chat` of
 /// shared/spec/seed_endpoints.json, with the r0 forms issue 21 names) over a running server
 /// on SQLite and PostgreSQL: each answers a well-formed authenticated request with something
 /// other than 404, and the ones mapped onto a standard handler do its job.
@@ -30,7 +30,7 @@ struct CompatibilityPathsTests {
             let (u, r, e) = (Self.p(me), Self.p(room), Self.p(event))
             let text: JSON = ["msgtype": "m.text", "body": "two"]
             // (method, path, body): every path of the two groups, and the r0 forms of issue 21.
-            let table: [(String, String, JSON?)] = [
+            var table: [(String, String, JSON?)] = [
                 ("GET", "\(r0)/versions", nil),
                 ("GET", "\(r0)/account/profile/\(u)", nil),
                 ("PUT", "\(r0)/account/profile/\(u)/displayname", ["displayname": "Alice"]),
@@ -53,6 +53,20 @@ struct CompatibilityPathsTests {
                 ("POST", "/_matrix/key/v1/keys/upload", [:]),
                 ("POST", "/_matrix/key/v1/keys/signatures/upload", [:]),
                 ("GET", "/_matrix/key/v1/keys/\(u)", nil),
+            ]
+            // The seed's private chat paths (group ext:private-chat), on a session with bob.
+            let bob = try await MediaTest.user(port, "bob")
+            let bobID = try #require(try await bob.call("GET", "/account/whoami").json["user_id"]?.stringValue)
+            let chat = "/_synapse/enhanced/private_chat/sessions"
+            let session = try #require(try await alice.call("POST", chat, ["user_id": .string(bobID)]).json["session_id"]?.stringValue)
+            table += [
+                ("GET", chat, nil),
+                ("GET", "\(chat)/\(session)", nil),
+                ("POST", "\(chat)/\(session)/messages", ["body": "three"]),
+                ("GET", "\(chat)/\(session)/messages", nil),
+                ("PUT", "\(chat)/\(session)/read", [:]),
+                ("DELETE", "\(chat)/\(session)", nil),
+                ("POST", chat, ["user_id": .string(bobID)]),
             ]
             for (method, path, body) in table {
                 let reply = try await alice.call(method, path, body)
