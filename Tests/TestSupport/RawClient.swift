@@ -24,6 +24,8 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
 
     private static func connect(port: Int, timeoutSeconds: Int, source: String? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // EMFILE here (the process out of descriptors) would otherwise surface as connect's EBADF.
+        guard fd >= 0 else { throw ClientError.socket(errno) }
         if let source {
             var local = sockaddr_in()
             local.sin_family = sa_family_t(AF_INET)
@@ -80,7 +82,7 @@ public final class RawClient: @unchecked Sendable {  // used by one thread at a 
     /// `closed`: the server closed the connection (EOF); `failed`: the socket failed with that
     /// errno (ECONNRESET, EAGAIN at the receive timeout, EBADF if a descriptor was closed
     /// under it).
-    public enum ClientError: Error { case connect(Int32), closed, failed(Int32), timeout, malformed(String) }
+    public enum ClientError: Error { case socket(Int32), connect(Int32), closed, failed(Int32), timeout, malformed(String) }
 
     /// Layers between the test and the socket (a TLS client): what `send` is given becomes
     /// what goes to the socket, and what `fill` receives becomes what it buffers; nil from

@@ -26,6 +26,7 @@ enum Endpoints {
         ThumbnailEndpoints.register(&routes)
         AdminSecurity.register(&routes)
         AdminServer.register(&routes)
+        FriendsEndpoints.register(&routes)
         SeedClientExtensions.register(&routes)
     }
 }

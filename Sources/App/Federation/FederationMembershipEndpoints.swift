@@ -152,6 +152,7 @@ enum FederationMembershipEndpoints {
             throw MatrixError(.badJSON, "Not an invite of a local user by the requesting server")
         }
         try await app.roomService.refuseIfBlocked(roomID)
+        try await Friends.refuseInvite(app, from: pdu.sender, to: invitee)
         if let actor = try? await app.roomService.existingRoom(roomID) {
             try await FederationPDUs.requireACL(origin, actor)
         }

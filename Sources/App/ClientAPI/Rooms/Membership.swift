@@ -52,6 +52,7 @@ enum Membership {
         let service = context.app.roomService
         let roomID = try RoomID(parsing: context.parameter("roomId"))
         if invitee.serverName == context.app.localServer { try await service.refuseIfBlocked(roomID) }
+        try await Friends.refuseInvite(context.app, from: requester.userID, to: invitee)
         let current = try await service.membership(invitee, in: roomID)?.membership
         if current == MembershipState.join { throw MatrixError(.forbidden, "\(invitee) is already in the room.") }
         if current == MembershipState.ban { throw MatrixError(.forbidden, "\(invitee) is banned from the room") }

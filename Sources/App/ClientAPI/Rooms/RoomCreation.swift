@@ -26,6 +26,7 @@ enum RoomCreation {
     static func create(_ app: MyelinApp, _ creator: UserID, _ body: [String: JSON]) async throws -> RoomID {
         let service = app.roomService
         let options = try await Options(body, app)
+        for invitee in options.invitees { try await Friends.refuseInvite(app, from: creator, to: invitee) }
         var createContent = body["creation_content"]?.objectValue ?? [:]
         createContent["room_version"] = nil
         if options.version.privilegedCreators && options.preset == "trusted_private_chat" && !options.invitees.isEmpty {
