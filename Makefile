@@ -1,6 +1,6 @@
 # Myelin — `make run` starts the daemon, `make test` runs the whole suite.
 SHELL := /bin/bash
-APT_PACKAGES := libuv1-dev libsodium-dev libpq-dev libssl-dev libsqlite3-dev node-llhttp postgresql pkg-config ffmpeg espeak-ng sox libvips-dev chromium chromium-driver
+APT_PACKAGES := libuv1-dev libsodium-dev libpq-dev libssl-dev libsqlite3-dev node-llhttp postgresql pkg-config ffmpeg espeak-ng sox libvips-dev chromium chromium-driver coturn
 SWIFT ?= swift
 
 .PHONY: deps build release run test test-swift test-federation test-browser fuzz clean

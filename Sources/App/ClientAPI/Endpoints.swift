@@ -27,6 +27,7 @@ enum Endpoints {
         AdminSecurity.register(&routes)
         AdminServer.register(&routes)
         FriendsEndpoints.register(&routes)
+        SeedClientExtensions.register(&routes)
     }
 }
 

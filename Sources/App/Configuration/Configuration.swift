@@ -218,6 +218,7 @@ struct Configuration: Sendable, Equatable {
     var userDirectory = UserDirectory()
     var media = Media()
     var voice = Voice()
+    var voip = VoIP()
     var federation = Federation()
     var push = Push()
     var serverNotices = ServerNotices()

@@ -42,6 +42,7 @@ enum ConfigurationLoader {
         try readSecurity(top, &configuration)
         try readServices(top, &configuration)
         try readVoice(top, &configuration)
+        try readVoIP(top, &configuration)
         try top.finish()
         return configuration
     }

@@ -4,7 +4,7 @@
 enum ConfigurationTemplate {
     static func render(serverName: String) -> String {
         let d = Configuration()
-        return [general(d, serverName: serverName), transport(d), actors(d), accounts(d), rateLimits(d), services(d), voice(d)].joined()
+        return [general(d, serverName: serverName), transport(d), actors(d), accounts(d), rateLimits(d), services(d), voice(d), voip(d)].joined()
     }
 
     private static func general(_ d: Configuration, serverName: String) -> String {
