@@ -65,7 +65,15 @@ enum Migrator {
             // and migrates, the others wait, then find every version recorded.
             try connection.execute("SELECT pg_advisory_lock(hashtext('myelin.schema_migrations.' || coalesce(current_schema(), '')))")
         }
+        if dialect == .sqlite {
+            // Another opener may hold the write lock for the whole schema (one transaction,
+            // below): wait for it rather than fail after the ordinary busy timeout.
+            try connection.executeScript("PRAGMA busy_timeout = \(SQLiteConnection.migrationBusyTimeoutMilliseconds)")
+        }
         defer {
+            if dialect == .sqlite {
+                _ = try? connection.executeScript("PRAGMA busy_timeout = \(SQLiteConnection.busyTimeoutMilliseconds)")
+            }
             if dialect == .postgres {
                 _ = try? connection.execute("SELECT pg_advisory_unlock(hashtext('myelin.schema_migrations.' || coalesce(current_schema(), '')))")
             }

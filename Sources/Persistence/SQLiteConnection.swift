@@ -11,6 +11,12 @@ final class SQLiteConnection: SQLTransaction {
     private var statements: [String: OpaquePointer] = [:]
     private static let statementCacheLimit = 256
 
+    /// How long a statement waits for another connection's write lock before `SQLITE_BUSY`.
+    static let busyTimeoutMilliseconds: Int32 = 10_000
+    /// The same while migrating: another opener (another process) may be applying the whole
+    /// schema to a new file, which takes longer than one write on a loaded machine.
+    static let migrationBusyTimeoutMilliseconds: Int32 = 300_000
+
     /// `SQLITE_TRANSIENT`: SQLite copies bound text and blobs before `bind` returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
@@ -28,7 +34,7 @@ final class SQLiteConnection: SQLTransaction {
         handle = db
         sqlite3_extended_result_codes(db, 1)
         // Another process (or `myelin` admin commands) may hold the write lock briefly.
-        sqlite3_busy_timeout(db, 10_000)
+        sqlite3_busy_timeout(db, Self.busyTimeoutMilliseconds)
         do {
             if !readOnly {
                 let mode = try query("PRAGMA journal_mode = WAL", [])
