@@ -42,9 +42,19 @@ struct SessionActorTests {
             try await batcher.flush()
             #expect(batcher.rowsWritten == 10)
             #expect(batcher.pendingCount == 0)
+            // The written batch stays visible until the next flush: a reader that read the
+            // store before the write committed still sees the sighting.
+            #expect(batcher.pending(keys[0])?.timestamp == 1_099)
             try await batcher.flush()
             #expect(batcher.rowsWritten == 10)
-            for key in keys {
+            #expect(batcher.pending(keys[0])?.timestamp == 1_099)
+            // A newer sighting in `pending` wins over the written one; a deleted device is forgotten in both.
+            try await registry.get(keys[0]).seen(at: 2_000, ip: "10.0.0.1", userAgent: nil)
+            #expect(batcher.pending(keys[0]) == .init(timestamp: 2_000, ip: "10.0.0.1", userAgent: "test"))
+            batcher.forget(keys[1].user, device: keys[1].device)
+            #expect(batcher.pending(keys[1]) == nil)
+            try await batcher.flush()
+            for key in keys.dropFirst() {
                 let device = try await database.devices.device(of: key.user, id: key.device)
                 #expect(device?.lastSeenTs == 1_099)
                 #expect(device?.lastSeenIP == "10.0.0.9")

@@ -8,8 +8,10 @@ import Synchronization
 /// server writes each active device at most once per interval instead of once per request.
 /// Owned by `Sessions` (one per process), whose upkeep runs `runFlushes(every:)` and flushes
 /// once more at shutdown; the devices API overlays `pending(_:_:)`, so clients see a
-/// sighting at once. Losing an unflushed entry in a crash only makes a "last seen" a little
-/// older.
+/// sighting at once. A flush's batch stays visible to `pending` while it is written and until
+/// the next flush: a reader that read the store just before the write committed still finds
+/// it (a slow commit on a loaded machine once showed a device's registration time again).
+/// Losing an unflushed entry in a crash only makes a "last seen" a little older.
 public final class LastSeenBatcher: Sendable {
     /// One device's newest sighting.
     public struct Sighting: Sendable, Equatable {
@@ -27,6 +29,8 @@ public final class LastSeenBatcher: Sendable {
     private let logger: Logger
     /// Keyed by the raw ids (see `RawDeviceKey`): this runs on every request.
     private let pending = Mutex<[RawDeviceKey: Sighting]>([:])
+    /// The batch being written, then the last one written (replaced by the next flush).
+    private let flushing = Mutex<[RawDeviceKey: Sighting]>([:])
     private let flushed = Atomic<Int>(0)
     /// Signalled when a sighting arrives with nothing pending: the flush loop then waits
     /// one interval and writes, so a sighting is written at most one interval later.
@@ -60,17 +64,27 @@ public final class LastSeenBatcher: Sendable {
         entry = Sighting(timestamp: sighting.timestamp, ip: sighting.ip, userAgent: sighting.userAgent ?? existing.userAgent)
     }
 
-    /// The sighting of a device not yet written, if any.
+    /// The newest sighting of a device not yet written, being written, or written by the
+    /// last flush, if any. Callers overlay it on what the store says when it is newer.
     public func pending(_ key: SessionKey) -> Sighting? {
-        pending.withLock { $0[RawDeviceKey(key)] }
+        let raw = RawDeviceKey(key)
+        // `pending` first: a flush copies its batch into `flushing` before it leaves `pending`,
+        // so a sighting that moved after this read is found in `flushing` by the next one.
+        var newest = pending.withLock { $0[raw] }
+        if let recent = flushing.withLock({ $0[raw] }) {
+            Self.merge(recent, into: &newest)
+            // As the store would have it: a newer sighting without a user agent keeps the one written.
+            if newest?.userAgent == nil { newest?.userAgent = recent.userAgent }
+        }
+        return newest
     }
 
     /// Forgets the pending sightings of a deleted device, or with `device` nil of every
     /// device of the user.
     public func forget(_ user: UserID, device: DeviceID? = nil) {
-        pending.withLock { pending in
-            pending = pending.filter { key, _ in !(key.user == user.rawValue && (device == nil || key.device == device?.rawValue)) }
-        }
+        let matches = { (key: RawDeviceKey) in key.user == user.rawValue && (device == nil || key.device == device?.rawValue) }
+        pending.withLock { pending in pending = pending.filter { key, _ in !matches(key) } }
+        flushing.withLock { flushing in flushing = flushing.filter { key, _ in !matches(key) } }
     }
 
     /// Devices waiting for the next flush.
@@ -82,8 +96,10 @@ public final class LastSeenBatcher: Sendable {
     /// Writes every pending sighting in one transaction. On failure they are put back
     /// (unless newer ones arrived) and the error is rethrown.
     public func flush() async throws {
+        // Published as the flushing batch before it leaves `pending` (see `pending(_:)`).
         let batch = pending.withLock { pending in
             defer { pending = [:] }
+            if !pending.isEmpty { flushing.withLock { $0 = pending } }
             return pending
         }
         guard !batch.isEmpty else { return }

@@ -85,7 +85,8 @@ enum Devices {
         var ts = device.lastSeenTs
         var ip = device.lastSeenIP
         if let user = try? UserID(parsing: device.userID), let id = try? DeviceID(parsing: device.deviceID),
-           let pending = accounts.sessions.lastSeen.pending(SessionKey(user: user, device: id)) {
+           let pending = accounts.sessions.lastSeen.pending(SessionKey(user: user, device: id)),
+           pending.timestamp >= ts ?? .min {
             ts = pending.timestamp
             ip = pending.ip
         }
