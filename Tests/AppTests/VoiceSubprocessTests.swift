@@ -20,18 +20,19 @@ struct VoiceSubprocessTests {
     }
 
     /// A child past its wall clock is killed with its whole group: the grandchild `sleep`
-    /// (which holds the pipe) goes too, and the call returns near the limit, not after 30 s.
+    /// (which holds the pipe) goes too, and the call returns near the limit, not after the
+    /// grandchild's 300 s (the bound is loose: a loaded machine took 15 s to return).
     @Test func wallClockKillsTheProcessGroup() async throws {
         var limits = SubprocessLimits()
         limits.wallClockMilliseconds = 300
         let marker = FileManager.default.temporaryDirectory.appendingPathComponent("voice-kill-\(UUID().uuidString)").path
         let start = Date()
-        let result = try await Subprocess.run("/bin/sh", ["-c", "sleep 30 & echo $! > \(marker); wait"],
+        let result = try await Subprocess.run("/bin/sh", ["-c", "sleep 300 & echo $! > \(marker); wait"],
                                               limits: limits, prlimit: Self.prlimit)
         let elapsed = Date().timeIntervalSince(start)
         #expect(result.timedOut)
         #expect(result.signal == SIGKILL)
-        #expect(elapsed < 10)
+        #expect(elapsed < 120)
         let grandchild = try #require(Int32(String(contentsOfFile: marker, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         try? FileManager.default.removeItem(atPath: marker)
         // Reaped by init once killed: gone within a moment.
