@@ -33,18 +33,20 @@ struct TestResponder: HTTPResponder {
         case "/upload-refuse":
             // Answers without reading a byte of the body (as an unauthenticated upload is).
             return HTTPResponse(status: 401, contentType: "text/plain", bytes: Array("refused".utf8))
-        case "/upload-slow":
+        case "/upload-slow", "/upload-slower":
             // A consumer slower than the peer (a disk): the server, not the peer, is slow.
             guard case .stream(let body) = request.body else {
                 return HTTPResponse(status: 500, contentType: "text/plain", bytes: Array("not streamed".utf8))
             }
             var total = 0
-            // First a long wait (say, for a busy actor), then slow reads.
-            try? await Task.sleep(for: .milliseconds(800))
+            // First a long wait (say, for a busy actor), then slow reads; "slower" is five
+            // times slower, for deadlines far from what a loaded machine's scheduling takes.
+            let scale = path == "/upload-slower" ? 5 : 1
+            try? await Task.sleep(for: .milliseconds(800 * scale))
             do {
                 for try await chunk in body {
                     total += chunk.count
-                    try? await Task.sleep(for: .milliseconds(20))
+                    try? await Task.sleep(for: .milliseconds(20 * scale))
                 }
             } catch {
                 return HTTPResponse(status: 400, contentType: "text/plain", bytes: Array("stream failed".utf8))

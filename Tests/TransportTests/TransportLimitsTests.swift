@@ -56,11 +56,12 @@ struct TransportLimitsTests {
 
     @Test func slowConsumerOfAStreamedBodyIsNotChargedToThePeer() async throws {
         // No credit for bytes: only the pauses of the server are forgiven. The handler waits
-        // 0.8 s before reading and then needs over a second more; the deadline is half a second.
-        try await withServer({ $0.bodyReadTimeoutMs = 500; $0.minBodyBytesPerSecond = 0 }) { _, port in
-            let client = try RawClient(port: port, timeoutSeconds: 30)
+        // 4 s before reading and then needs several seconds more; the deadline is 2.5 s (far
+        // from the half second a loaded machine once left the in-process client unscheduled).
+        try await withServer({ $0.bodyReadTimeoutMs = 2500; $0.minBodyBytesPerSecond = 0 }) { _, port in
+            let client = try RawClient(port: port, timeoutSeconds: 60)
             let size = 4 << 20
-            client.send("POST /upload-slow HTTP/1.1\r\nHost: x\r\nContent-Length: \(size)\r\n\r\n")
+            client.send("POST /upload-slower HTTP/1.1\r\nHost: x\r\nContent-Length: \(size)\r\n\r\n")
             await client.sendAsync([UInt8](repeating: 1, count: size))
             let response = try await client.read()
             #expect(response.status == 200)
