@@ -116,6 +116,14 @@ public final class HTTPServer: Sendable {
         var fds: [Int32] = []
         var port = configuration.port
         do {
+            if port != 0 {
+                // The loops' sockets share the port with SO_REUSEPORT, which would as gladly let
+                // them join the sockets of another process already serving it (a second daemon
+                // started by mistake, or one not yet gone): the kernel would then split the
+                // connections between two servers with different stores. A socket without
+                // SO_REUSEPORT cannot bind while anyone listens there: "Address already in use".
+                Glibc.close(try Self.bindSocket(host: configuration.host, port: port, reusePort: false))
+            }
             for _ in 0..<count {
                 let fd = try Self.bindSocket(host: configuration.host, port: port)
                 fds.append(fd)
@@ -250,7 +258,7 @@ public final class HTTPServer: Sendable {
 
     // MARK: Sockets
 
-    static func bindSocket(host: String, port: Int) throws -> Int32 {
+    static func bindSocket(host: String, port: Int, reusePort: Bool = true) throws -> Int32 {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -265,7 +273,7 @@ public final class HTTPServer: Sendable {
         guard fd >= 0 else { throw HTTPServerError.bind(String(cString: strerror(errno))) }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        if reusePort { setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size)) }
         guard bind(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
             let why = String(cString: strerror(errno))
             Glibc.close(fd)

@@ -289,6 +289,23 @@ struct HTTPServerTests {
         }
     }
 
+    /// A second server on a port another one serves is refused at start (SO_REUSEPORT would
+    /// otherwise have the kernel split the connections between them), and starts once it is free.
+    @Test func aPortInUseIsRefusedNotShared() async throws {
+        try await withServer { _, port in
+            let second = HTTPServer(configuration: TransportConfiguration(loops: 2, host: "127.0.0.1", port: port),
+                                    responder: TestResponder())
+            let refused = await #expect(throws: HTTPServerError.self) { _ = try await second.start() }
+            #expect(refused.map { "\($0)" }?.contains("Address already in use") == true, "\(String(describing: refused))")
+            // The first still answers every connection.
+            for _ in 0..<8 {
+                let client = try RawClient(port: port)
+                client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await client.read().text == "hello")
+            }
+        }
+    }
+
     @Test func thousandConcurrentConnections() async throws {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
