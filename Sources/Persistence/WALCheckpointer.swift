@@ -153,6 +153,9 @@ final class WALCheckpointer: @unchecked Sendable {
                     checkpointedFrames.store(0, ordering: .relaxed)
                     break
                 }
+                // Busy after the busy timeout (a reader held its snapshot for 10 s): give up
+                // until the next request. Refused at once (no counts): another checkpoint runs.
+                if result.log >= 0 { break }
                 usleep(1_000)
             }
             restartPending.store(false, ordering: .releasing)
