@@ -27,13 +27,16 @@ import Logging
 ///   later replaces only the thread shell.
 public final class Database: Sendable {
     private enum Backend: Sendable {
-        case sqlite(writer: ConnectionPool<SQLiteConnection>, readers: ConnectionPool<SQLiteConnection>?)
+        case sqlite(writer: ConnectionPool<SQLiteConnection>, readers: ConnectionPool<SQLiteConnection>?,
+                    checkpointer: WALCheckpointer?)
         case postgres(ConnectionPool<PostgresConnection>)
     }
 
     public let dialect: SQLDialect
     public let configuration: DatabaseConfiguration
     private let backend: Backend
+    /// Commit, queue-wait and checkpoint histograms (the Prometheus page shows them).
+    public let metrics: StoreMetrics
     /// Write transactions queued or running. Bounded: past `maxPendingWrites` a write fails
     /// at once with 429 (the caller's request is refused, nothing half-done), so an overload
     /// answers instead of growing a queue that delays every writer.
@@ -44,10 +47,11 @@ public final class Database: Sendable {
     /// path answers from memory.
     public var readCount: Int { readsStarted.load(ordering: .relaxed) }
 
-    private init(configuration: DatabaseConfiguration, backend: Backend) {
+    private init(configuration: DatabaseConfiguration, backend: Backend, metrics: StoreMetrics) {
         self.configuration = configuration
         self.dialect = configuration.dialect
         self.backend = backend
+        self.metrics = metrics
     }
 
     /// Opens the connections, applies the migrations not yet applied (by default the whole
@@ -58,8 +62,10 @@ public final class Database: Sendable {
                             logger: Logger = Logger(label: "myelin.persistence")) async throws -> Database {
         let database = try await connect(configuration, migrations: migrations, logger: logger)
         switch configuration {
-        case .sqlite(let path, let readerCount):
-            logger.info("database open", metadata: ["backend": "sqlite", "path": "\(path)", "readers": "\(readerCount)"])
+        case .sqlite(let path, let readerCount, let options):
+            logger.info("database open", metadata: [
+                "backend": "sqlite", "path": "\(path)", "readers": "\(readerCount)",
+                "checkpoint_pages": "\(options.checkpointPages)", "synchronous": "\(options.synchronous.rawValue)"])
         case .postgres(_, let poolSize):
             logger.info("database open", metadata: ["backend": "postgres", "pool_size": "\(poolSize)"])
         }
@@ -76,18 +82,51 @@ public final class Database: Sendable {
     private static func connect(_ configuration: DatabaseConfiguration, migrations: [Migration],
                                 logger: Logger) async throws -> Database {
         switch configuration {
-        case .sqlite(let path, let readerCount):
-            let writer = try await ConnectionPool<SQLiteConnection>.open(
-                name: "sqlite-writer", count: 1, maxWaiters: DatabaseConfiguration.maxWaiters,
-                connect: { _ in try SQLiteConnection(path: path, readOnly: false) },
-                close: { $0.close() })
+        case .sqlite(let path, let readerCount, let options):
+            let metrics = StoreMetrics(backend: "sqlite")
+            // The checkpointer opens first (creating the file in WAL mode when it is new), so
+            // that the writer's hook has it from the first commit on.
+            let checkpointer: WALCheckpointer? = options.checkpointPages > 0
+                ? try await WALCheckpointer.open(path: path, threshold: options.checkpointPages,
+                                                 synchronous: options.synchronous, metrics: metrics)
+                : nil
+            let writer: ConnectionPool<SQLiteConnection>
+            do {
+                // After a reset the WAL file keeps its size up to this limit (bytes, 4 KiB
+                // pages): a burst's WAL does not stay on disk for ever.
+                let sizeLimit = options.checkpointPages > 0 ? options.checkpointPages * 4 * 4096 : -1
+                writer = try await ConnectionPool<SQLiteConnection>.open(
+                    name: "sqlite-writer", count: 1, maxWaiters: DatabaseConfiguration.maxWaiters,
+                    connect: { _ in
+                        let connection = try SQLiteConnection(
+                            path: path, readOnly: false, synchronous: options.synchronous,
+                            autocheckpoint: checkpointer == nil, journalSizeLimit: sizeLimit)
+                        checkpointer?.installHook(on: connection)
+                        return connection
+                    },
+                    close: { connection in
+                        let hooked = connection.isOpen && checkpointer != nil
+                        connection.close()
+                        if hooked { checkpointer?.releaseHook() }
+                    })
+            } catch {
+                await checkpointer?.close()
+                throw error
+            }
             do {
                 log(try await writer.withConnection { connection in
                     try Migrator.apply(migrations, on: connection, begin: "BEGIN IMMEDIATE")
                 }, .sqlite, logger)
             } catch {
                 await writer.close()
+                await checkpointer?.close()
                 throw error
+            }
+            checkpointer?.setWriterQueue { job in
+                Task {
+                    // Fails only when the store is closing: nothing to bound then.
+                    _ = try? await writer.withConnection { connection in job(connection) }
+                }
             }
             // Readers open after the writer created the file and switched it to WAL.
             var readers: ConnectionPool<SQLiteConnection>? = nil
@@ -98,11 +137,15 @@ public final class Database: Sendable {
                         connect: { _ in try SQLiteConnection(path: path, readOnly: true) },
                         close: { $0.close() })
                 } catch {
+                    checkpointer?.setWriterQueue(nil)
                     await writer.close()
+                    await checkpointer?.close()
                     throw error
                 }
             }
-            return Database(configuration: configuration, backend: .sqlite(writer: writer, readers: readers))
+            return Database(configuration: configuration,
+                            backend: .sqlite(writer: writer, readers: readers, checkpointer: checkpointer),
+                            metrics: metrics)
 
         case .postgres(let conninfo, let poolSize):
             guard poolSize > 0 else {
@@ -120,7 +163,8 @@ public final class Database: Sendable {
                 await pool.close()
                 throw error
             }
-            return Database(configuration: configuration, backend: .postgres(pool))
+            return Database(configuration: configuration, backend: .postgres(pool),
+                            metrics: StoreMetrics(backend: "postgres"))
         }
     }
 
@@ -132,7 +176,7 @@ public final class Database: Sendable {
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLConnection) throws -> T) async throws -> T {
         readsStarted.add(1, ordering: .relaxed)
         switch backend {
-        case .sqlite(let writer, let readers):
+        case .sqlite(let writer, let readers, _):
             return try await (readers ?? writer).withConnection { connection in
                 try connection.execute("BEGIN", [])
                 defer { if connection.inTransaction { _ = try? connection.execute("ROLLBACK", []) } }
@@ -159,29 +203,39 @@ public final class Database: Sendable {
             throw MatrixError(.limitExceeded, "The server is busy; try again shortly", extra: ["retry_after_ms": .int(1000)])
         }
         defer { pendingWrites.subtract(1, ordering: .relaxed) }
+        let queued = ContinuousClock.now
+        let metrics = self.metrics
         switch backend {
-        case .sqlite(let writer, _):
+        case .sqlite(let writer, _, _):
             return try await writer.withConnection { connection in
-                try Self.transaction(connection, begin: "BEGIN IMMEDIATE", body)
+                metrics.writeQueue.record(microseconds(since: queued))
+                return try Self.transaction(connection, begin: "BEGIN IMMEDIATE", metrics: metrics, body)
             }
         case .postgres(let pool):
             return try await pool.withConnection { connection in
+                metrics.writeQueue.record(microseconds(since: queued))
                 try connection.ensureConnected()
-                return try Self.transaction(connection, begin: "BEGIN", body)
+                return try Self.transaction(connection, begin: "BEGIN", metrics: metrics, body)
             }
         }
     }
 
+    /// One write transaction; a committed one is timed into `metrics` (BEGIN to COMMIT done,
+    /// and the COMMIT statement alone).
     private static func transaction<C: TransactionalConnection, T>(
-        _ connection: C, begin: String, _ body: (any SQLTransaction) throws -> T
+        _ connection: C, begin: String, metrics: StoreMetrics, _ body: (any SQLTransaction) throws -> T
     ) throws -> T {
+        let started = ContinuousClock.now
         // `execute`, not `executeScript`: SQLite reuses the prepared statements.
         try connection.execute(begin, [])
         let result: T
         do {
             result = try body(connection)
             if let failure = connection.abortedTransactionError() { throw failure }
+            let committing = ContinuousClock.now
             try connection.execute("COMMIT", [])
+            metrics.commit.record(microseconds(since: committing))
+            metrics.transaction.record(microseconds(since: started))
         } catch {
             if connection.inTransaction { _ = try? connection.execute("ROLLBACK", []) }
             throw error
@@ -191,12 +245,15 @@ public final class Database: Sendable {
 
     /// Stops accepting work, fails queued callers with `DatabaseError.Kind.closed`, lets
     /// running bodies finish, then closes every connection and stops its thread.
-    /// Idempotent. Call before the process exits (SQLite checkpoints its WAL on close).
+    /// Idempotent. Call before the process exits: on SQLite the checkpointer closes last,
+    /// after a final TRUNCATE checkpoint, leaving the whole database in its main file.
     public func close() async {
         switch backend {
-        case .sqlite(let writer, let readers):
+        case .sqlite(let writer, let readers, let checkpointer):
+            checkpointer?.setWriterQueue(nil)
             await readers?.close()
             await writer.close()
+            await checkpointer?.close()
         case .postgres(let pool):
             await pool.close()
         }

@@ -20,7 +20,11 @@ final class SQLiteConnection: SQLTransaction {
     /// `SQLITE_TRANSIENT`: SQLite copies bound text and blobs before `bind` returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
-    init(path: String, readOnly: Bool) throws {
+    /// `synchronous` and `autocheckpoint` apply to read-write connections (`SQLiteOptions`):
+    /// with `autocheckpoint` false, SQLite never checkpoints inside this connection's commits
+    /// (the `WALCheckpointer` does it on its own connection).
+    init(path: String, readOnly: Bool, synchronous: SQLiteOptions.Synchronous = .normal,
+         autocheckpoint: Bool = true, journalSizeLimit: Int = -1) throws {
         var db: OpaquePointer?
         let flags = (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE))
             | SQLITE_OPEN_NOMUTEX
@@ -42,8 +46,12 @@ final class SQLiteConnection: SQLTransaction {
                     throw DatabaseError(.connection, "cannot switch \(path) to WAL mode", backend: .sqlite)
                 }
                 // In WAL mode, NORMAL loses no committed transaction on a process crash, only
-                // possibly the last ones on power loss.
-                try executeScript("PRAGMA synchronous = NORMAL")
+                // possibly the ones since the last checkpoint on power loss; FULL syncs the WAL
+                // at every commit (docs/architecture.md, "Durability").
+                try executeScript("PRAGMA synchronous = \(synchronous == .full ? "FULL" : "NORMAL")")
+                if !autocheckpoint { try executeScript("PRAGMA wal_autocheckpoint = 0") }
+                // The WAL file keeps its largest size after a reset unless limited.
+                try executeScript("PRAGMA journal_size_limit = \(journalSizeLimit)")
             }
             try executeScript("PRAGMA foreign_keys = ON")
         } catch {
@@ -60,6 +68,8 @@ final class SQLiteConnection: SQLTransaction {
     }
 
     deinit { close() }
+
+    var isOpen: Bool { handle != nil }
 
     private func error(_ rc: Int32, _ sql: String?) -> DatabaseError {
         let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
@@ -192,6 +202,29 @@ final class SQLiteConnection: SQLTransaction {
             error.message = text
             throw error
         }
+    }
+
+    /// Registers `callback` to run after each commit with the number of frames (pages) now in
+    /// the WAL. Replaces SQLite's automatic checkpoint (which is itself such a hook).
+    func setWALHook(context: UnsafeMutableRawPointer,
+                    _ callback: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?,
+                                                UnsafePointer<CChar>?, Int32) -> Int32) {
+        guard let handle else { return }
+        sqlite3_wal_hook(handle, callback, context)
+    }
+
+    /// Runs a checkpoint of the main database (`SQLITE_CHECKPOINT_PASSIVE`, `_RESTART`,
+    /// `_TRUNCATE`); returns the frames in the WAL and the frames written back, as SQLite
+    /// reports them (-1, -1 when the database is not in WAL mode), and whether SQLite answered
+    /// `SQLITE_BUSY`: another connection was checkpointing, or (blocking modes) a reader or
+    /// writer stayed busy past the busy timeout. That is not an error: the checkpoint did what
+    /// it could.
+    func checkpoint(mode: Int32) throws -> (log: Int, checkpointed: Int, busy: Bool) {
+        guard let handle else { throw DatabaseError(.closed, "connection closed", backend: .sqlite) }
+        var log: Int32 = -1, checkpointed: Int32 = -1
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, mode, &log, &checkpointed)
+        guard rc == SQLITE_OK || rc & 0xff == SQLITE_BUSY else { throw error(rc, "checkpoint") }
+        return (Int(log), Int(checkpointed), rc != SQLITE_OK)
     }
 
     /// Whether the connection is inside a transaction (for rollback after a failed COMMIT).

@@ -75,7 +75,7 @@ struct CrashSafetyTests {
         try await withScratchDatabase(backend) { configuration in
             let arguments: [String]
             switch configuration {
-            case let .sqlite(path, _): arguments = ["sqlite", path, "20"]
+            case let .sqlite(path, _, _): arguments = ["sqlite", path, "20"]
             case let .postgres(conninfo, _): arguments = ["postgres", conninfo, "20"]
             }
             // Migrate first so the two runs race on nothing but their own writes.

@@ -285,6 +285,17 @@ struct AdminServerTests {
             #expect(metrics.text.contains("myelin_actors_max_resident{kind=\"rooms\"} 77"))
             #expect(metrics.text.contains("myelin_sync_long_polls 1"))
             #expect(metrics.text.contains("myelin_http_request_duration_seconds_bucket{le=\"+Inf\"}"))
+            // The store's write path (issue 22), on the backend the server runs on.
+            let label = "backend=\"\(backend)\""
+            #expect(metrics.text.contains("# TYPE myelin_db_commit_seconds histogram"))
+            let commits = metrics.text.split(separator: "\n")
+                .first { $0.hasPrefix("myelin_db_commit_seconds_count{\(label)}") }
+                .flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+            #expect(commits >= 3, "registrations and the room's creation committed")
+            #expect(metrics.text.contains("myelin_db_write_queue_seconds_bucket{\(label),le=\"+Inf\"}"))
+            #expect(metrics.text.contains("myelin_db_transaction_seconds_sum{\(label)}"))
+            #expect(metrics.text.contains("myelin_db_checkpoint_seconds_count{\(label)}"))
+            #expect(metrics.text.contains("myelin_db_checkpoints_total{\(label),mode=\"passive\"}"))
 
             let sent = try await f.alice.call("PUT", "/rooms/\(room)/send/m.room.message/wake", ["msgtype": "m.text", "body": "wake"])
             #expect(sent.status == 200)

@@ -1,4 +1,5 @@
 import Matrix
+import Persistence
 import Testing
 @testable import App
 
@@ -60,6 +61,24 @@ struct ConfigurationTests {
         #expect(configuration.registration.sharedSecret == "s3cret")
     }
 
+    @Test func sqliteCheckpointAndSynchronousAreRead() throws {
+        #expect(Configuration().database.sqliteOptions == SQLiteOptions(checkpointPages: 1_000, synchronous: .normal))
+        let configuration = try ConfigurationLoader.load(yaml: """
+            database:
+              sqlite:
+                checkpoint_pages: 4000
+                synchronous: full
+            """)
+        #expect(configuration.database.sqliteOptions == SQLiteOptions(checkpointPages: 4_000, synchronous: .full))
+        guard case .sqlite(_, _, let options) = configuration.databaseConfiguration else {
+            Issue.record("not SQLite")
+            return
+        }
+        #expect(options.checkpointPages == 4_000)
+        let automatic = try ConfigurationLoader.load(yaml: "database:\n  sqlite:\n    checkpoint_pages: 0")
+        #expect(automatic.database.sqliteOptions.checkpointPages == 0)
+    }
+
     @Test func registrationKeysAreRead() throws {
         #expect(Configuration().registration.enabled)  // no file: open registration on localhost
         let configuration = try ConfigurationLoader.load(yaml: """
@@ -89,6 +108,11 @@ struct ConfigurationTests {
         ("registration:\n  enabled: maybe", "registration.enabled: expected true or false, not 'maybe'"),
         ("transport: 5", "transport: expected a mapping of keys to values"),
         ("server_name: 'bad name!'", "server_name: 'bad name!' is not a valid server name"),
+        ("database:\n  sqlite:\n    checkpoint_pages: 10",
+         "database.sqlite.checkpoint_pages: must be 0 (SQLite's automatic checkpoint) or 64...1000000"),
+        ("database:\n  sqlite:\n    checkpoint_pages: 2000000",
+         "database.sqlite.checkpoint_pages: 2000000 is out of range 0...1000000"),
+        ("database:\n  sqlite:\n    synchronous: extra", "database.sqlite.synchronous: must be normal or full, not 'extra'"),
     ])
     func badValuesNameTheirKeyPath(_ yaml: String, _ message: String) {
         #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: yaml) }

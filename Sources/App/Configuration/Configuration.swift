@@ -27,6 +27,8 @@ struct Configuration: Sendable, Equatable {
         /// Empty means `<data_dir>/myelin.db`.
         var sqlitePath = ""
         var sqliteReaders = 4
+        /// `database.sqlite.checkpoint_pages` and `.synchronous` (`SQLiteOptions`).
+        var sqliteOptions = SQLiteOptions()
         var postgresConninfo = "host=127.0.0.1 port=5432 dbname=myelin user=myelin"
         var postgresPoolSize = 8
     }
@@ -231,7 +233,8 @@ struct Configuration: Sendable, Equatable {
     var resolvedSigningKeyPath: String { signingKeyPath.isEmpty ? dataDirectory + "/signing.key" : signingKeyPath }
     var databaseConfiguration: DatabaseConfiguration {
         switch database.backend {
-        case .sqlite: return .sqlite(path: resolvedSQLitePath, readerCount: database.sqliteReaders)
+        case .sqlite: return .sqlite(path: resolvedSQLitePath, readerCount: database.sqliteReaders,
+                                     options: database.sqliteOptions)
         case .postgres: return .postgres(conninfo: database.postgresConninfo, poolSize: database.postgresPoolSize)
         }
     }

@@ -1,4 +1,5 @@
 import Matrix
+import Persistence
 import Transport
 import Yams
 #if canImport(Glibc)
@@ -70,6 +71,19 @@ enum ConfigurationLoader {
             try db.section("sqlite") { s in
                 try s.string("path") { configuration.database.sqlitePath = $0 }
                 try s.int("readers", range: 1...64) { configuration.database.sqliteReaders = $0 }
+                try s.int("checkpoint_pages", range: 0...SQLiteOptions.checkpointPagesRange.upperBound) { pages in
+                    guard pages == 0 || SQLiteOptions.checkpointPagesRange.contains(pages) else {
+                        throw ConfigurationError(path: s.keyPath("checkpoint_pages"), message:
+                            "must be 0 (SQLite's automatic checkpoint) or \(SQLiteOptions.checkpointPagesRange.lowerBound)...\(SQLiteOptions.checkpointPagesRange.upperBound)")
+                    }
+                    configuration.database.sqliteOptions.checkpointPages = pages
+                }
+                try s.string("synchronous") {
+                    guard let value = SQLiteOptions.Synchronous(rawValue: $0) else {
+                        throw ConfigurationError(path: s.keyPath("synchronous"), message: "must be normal or full, not '\($0)'")
+                    }
+                    configuration.database.sqliteOptions.synchronous = value
+                }
             }
             try db.section("postgres") { p in
                 try p.string("conninfo") { configuration.database.postgresConninfo = $0 }

@@ -43,6 +43,13 @@ enum ConfigurationTemplate {
             path: ""
             # reader connections (one writer connection besides)
             readers: \(d.database.sqliteReaders)
+            # WAL pages not yet written back that start a background checkpoint (its own
+            # connection and thread; no commit waits on it); 0 leaves it to SQLite, inside the
+            # commit that passes 1,000 pages
+            checkpoint_pages: \(d.database.sqliteOptions.checkpointPages)
+            # normal: a commit survives a crash of the process, and power loss once the next
+            # checkpoint has synced it; full: each commit syncs the WAL (power-loss durable)
+            synchronous: \(d.database.sqliteOptions.synchronous.rawValue)
           postgres:
             # a libpq connection string
             conninfo: "\(d.database.postgresConninfo)"

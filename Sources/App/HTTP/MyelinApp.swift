@@ -98,7 +98,7 @@ final class MyelinApp: HTTPResponder {
                 routes.get(metricsPath) { context in
                     let app = context.app
                     let open = app.openConnections.withLock { $0.reduce(0) { $0 + $1() } }
-                    let runtime = await AdminRuntime.prometheus(app)
+                    let runtime = await AdminRuntime.prometheus(app) + app.database.metrics.prometheus()
                     return HTTPResponse(contentType: "text/plain; version=0.0.4",
                                         bytes: Array(app.metrics.render(openConnections: open, runtime: runtime).utf8))
                 }
