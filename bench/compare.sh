@@ -130,7 +130,9 @@ YAML
         echo "Its last output ($BENCH_DIR/myelin.log):"; tail -5 "$BENCH_DIR/myelin.log" | sed 's/^/    /'
         STATUS[myelin]="not listening: \`myelin serve --listen\` did not start a listener"
     else
-        run_scenario myelin "http://127.0.0.1:$MYELIN_PORT" "$MPID"
+        # MYELIN_EXTRA_PIDS: more process trees to measure with the server (its PostgreSQL).
+        # shellcheck disable=SC2086
+        run_scenario myelin "http://127.0.0.1:$MYELIN_PORT" "$MPID" ${MYELIN_EXTRA_PIDS:-}
     fi
     kill "$MPID" 2>/dev/null; wait "$MPID" 2>/dev/null
 fi
