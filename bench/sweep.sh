@@ -50,14 +50,22 @@ SKEW=${SKEW:-zipf:1.1}
 CONCURRENCY=${CONCURRENCY:-32}
 OUT=${OUT:-$BENCH_DIR/sweep-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT" "$BENCH_DIR"
+echo "USERS=$USERS ROOMS=$ROOMS MEMBERS=$MEMBERS SYNC_USERS=$SYNC_USERS SENDERS=$SENDERS RATE=$RATE DURATION=$DURATION SKEW=$SKEW $0 --part $PART --repeat $REPEAT" >"$OUT/command"
 RUNS="$OUT/runs.jsonl"
 touch "$RUNS"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 MYELIN_PORT=${MYELIN_PORT:-18010}
 export MYELIN_PORT
 
-swift build -c release --product myelin-bench 2>&1 | tail -1
-BENCH="$ROOT/.build/release/myelin-bench"
+# MYELIN_BENCH_BIN: a harness binary copied aside (default: build one and copy it, so that
+# editing the sources during a long sweep does not rebuild under it).
+if [ -z "${MYELIN_BENCH_BIN:-}" ]; then
+    swift build -c release --product myelin-bench 2>&1 | tail -1
+    cp "$ROOT/.build/release/myelin-bench" "$BENCH_DIR/myelin-bench"
+    MYELIN_BENCH_BIN="$BENCH_DIR/myelin-bench"
+fi
+export MYELIN_BENCH_BIN
+BENCH=$MYELIN_BENCH_BIN
 
 echo "sweep: $USERS users, $ROOMS rooms × $MEMBERS, $SYNC_USERS long-polling, $SENDERS active users at $RATE ops/s, skew $SKEW, ${DURATION}s; results in $OUT"
 

@@ -20,7 +20,7 @@ struct SVGChart {
     var yLabel: String
     var series: [Series]
     var kind: Kind = .lines
-    var width = 680
+    var width = 640
     var height = 300
 
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
