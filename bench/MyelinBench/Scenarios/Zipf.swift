@@ -1,9 +1,10 @@
 import Foundation
 
 /// Draws ranks 0..<n with probability proportional to 1/(rank+1)^s (a Zipf-like law): with
-/// s ≈ 1, rank 0 is drawn about n/ln(n) times as often as the median rank, so a few rooms are
-/// hot and most are cold (`mixed --skew zipf:S`). The cumulative weights are computed once;
-/// a draw is one uniform number and a binary search.
+/// s = 1.1 and n = 2,000, rank 0 gets 17% of the draws, the top 100 ranks 72%, and rank 0 is
+/// drawn ≈ 2,000 times as often as the median rank: a few rooms are hot and most are cold
+/// (`mixed --skew zipf:S`). The cumulative weights are computed once; a draw is one uniform
+/// number and a binary search.
 struct Zipf: Sendable {
     let exponent: Double
     private let cumulative: [Double]
