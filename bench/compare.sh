@@ -46,9 +46,14 @@ mkdir -p "$BENCH_DIR"
 OUT="$BENCH_DIR/compare-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 : >"$OUT"
 
-echo "== building myelin-bench (release)"
-swift build -c release --product myelin-bench 2>&1 | tail -1 || exit 1
-BENCH="$ROOT/.build/release/myelin-bench"
+# MYELIN_BENCH_BIN runs a given harness binary (a copy) instead of building one.
+if [ -n "${MYELIN_BENCH_BIN:-}" ]; then
+    BENCH=$MYELIN_BENCH_BIN
+else
+    echo "== building myelin-bench (release)"
+    swift build -c release --product myelin-bench 2>&1 | tail -1 || exit 1
+    BENCH="$ROOT/.build/release/myelin-bench"
+fi
 "$BENCH" selftest >/dev/null || { echo "myelin-bench selftest failed"; exit 1; }
 
 PIDS_TO_STOP=()
@@ -130,7 +135,9 @@ YAML
         echo "Its last output ($BENCH_DIR/myelin.log):"; tail -5 "$BENCH_DIR/myelin.log" | sed 's/^/    /'
         STATUS[myelin]="not listening: \`myelin serve --listen\` did not start a listener"
     else
-        run_scenario myelin "http://127.0.0.1:$MYELIN_PORT" "$MPID"
+        # MYELIN_EXTRA_PIDS: more process trees to measure with the server (its PostgreSQL).
+        # shellcheck disable=SC2086
+        run_scenario myelin "http://127.0.0.1:$MYELIN_PORT" "$MPID" ${MYELIN_EXTRA_PIDS:-}
     fi
     kill "$MPID" 2>/dev/null; wait "$MPID" 2>/dev/null
 fi

@@ -309,7 +309,7 @@ struct AdminServerTests {
     }
 
     @Test func runtimeCountsEvictionsPastTheConfiguredLimit() async throws {
-        try await Self.withFixture("sqlite", { $0.actors.rooms.maxResident = 1 }) { f in
+        try await Self.withFixture("sqlite", { $0.actors.rooms.maxResident = 1; $0.metrics.enabled = true }) { f in
             for _ in 0..<3 {
                 #expect(try await f.alice.call("POST", "/createRoom", [:]).status == 200)
             }
@@ -318,6 +318,17 @@ struct AdminServerTests {
             #expect((rooms["resident"]?.intValue ?? .max) <= 1)
             #expect((rooms["activations"]?.intValue ?? 0) >= 3)
             #expect((rooms["evictions"]?.intValue ?? 0) >= 2)
+            // The same counters on the Prometheus page, which `myelin-bench --metrics-url`
+            // scrapes without a token for activations/s, evictions/s and resident rooms.
+            let page = try await f.admin.raw.request("GET", "/_myelin/metrics").text
+            func sample(_ name: String) -> Int? {
+                page.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+                    .flatMap { Int($0.split(separator: " ").last ?? "") }
+            }
+            #expect((sample("myelin_actor_activations_total{kind=\"rooms\"}") ?? 0) >= 3)
+            #expect((sample("myelin_actor_evictions_total{kind=\"rooms\"}") ?? 0) >= 2)
+            #expect((sample("myelin_actors_resident{kind=\"rooms\"}") ?? .max) <= 1)
+            #expect(sample("myelin_actor_idle_deactivations_total{kind=\"rooms\"}") != nil)
         }
     }
 

@@ -11,7 +11,7 @@ struct MyelinBench: AsyncParsableCommand {
         commandName: "myelin-bench",
         abstract: "Load-test a Matrix homeserver's sync over the client-server API.",
         subcommands: [Fanout.self, Idle.self, Initial.self, SendThroughput.self, Mixed.self,
-                      Probe.self, SelfTest.self])
+                      Probe.self, SweepReport.self, SelfTest.self])
 }
 
 /// Flags every scenario shares.
@@ -64,6 +64,15 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Seconds between rows of the running table.")
     var interval: Double = 5
 
+    @Option(name: .customLong("metrics-url"), help: "Prometheus text page to scrape each interval (e.g. http://127.0.0.1:8008/_myelin/metrics with metrics.enabled): actor activations/s, evictions/s, resident rooms, *_seconds histograms.")
+    var metricsURL: String?
+
+    @Option(help: "Write a self-contained HTML report (index.html with SVG charts) of the run into this directory.")
+    var report: String?
+
+    @Option(help: "Tag the run's JSON line with a setting, key=value (repeatable), for `myelin-bench report --sweep-key`.")
+    var label: [String] = []
+
     @Option(name: .customLong("shared-secret"), help: "Register through Synapse's shared-secret admin API instead of the UIA dummy flow.")
     var sharedSecret: String?
 
@@ -78,6 +87,47 @@ struct CommonOptions: ParsableArguments {
         if duration <= 0 { throw ValidationError("--duration must be positive") }
         if rate < 0 { throw ValidationError("--rate must be 0 or more") }
         _ = try parseServerURL(url)
+        if let metricsURL { _ = try parseServerURL(metricsURL) }
+        _ = try labels()
+    }
+
+    /// `--label key=value` flags as a dictionary.
+    func labels() throws -> [String: String] {
+        var out: [String: String] = [:]
+        for l in label {
+            guard let eq = l.firstIndex(of: "="), eq != l.startIndex else {
+                throw ValidationError("--label must be key=value, got \(l)")
+            }
+            out[String(l[..<eq])] = String(l[l.index(after: eq)...])
+        }
+        return out
+    }
+
+    /// The `--metrics-url` scraper, if asked for.
+    func makeScraper() throws -> MetricsScraper? {
+        try metricsURL.map { try MetricsScraper(url: $0) }
+    }
+
+    /// Ends a run: labels, the table's interval samples and the scraped server figures go into
+    /// the report; prints it, appends the JSON line, writes the HTML page with `--report`.
+    func finish(_ report: inout Report, table: RunningTable?) {
+        report.json["labels"] = (try? labels()) ?? [:]
+        let samples = table?.samples ?? []
+        report.json["intervals"] = samples.map(\.json)
+        report.json["interval_s"] = interval
+        if let scraper = table?.scraper {
+            if let summary = scraper.summary() { report.addServerMetrics(summary.figures, failures: summary.failures) }
+            scraper.stop()
+        }
+        report.print(jsonPath: json)
+        if let dir = self.report {
+            do {
+                let path = try HTMLReport.write(HTMLReport.run(report, samples: samples), to: dir)
+                printErr("[report] \(path)")
+            } catch {
+                printErr("[report] could not write \(dir): \(error)")
+            }
+        }
     }
 
     /// The run's HTTP client, after raising the file limit for thousands of sockets.

@@ -129,6 +129,9 @@ enum AdminRuntime {
         out += "# HELP myelin_actor_evictions_total Deactivations forced by max_resident, per pool.\n"
         out += "# TYPE myelin_actor_evictions_total counter\n"
         for pool in pools { out += "myelin_actor_evictions_total{kind=\"\(pool.kind)\"} \(pool.counters.evictions)\n" }
+        out += "# HELP myelin_actor_idle_deactivations_total Deactivations after idle_timeout_s, per pool.\n"
+        out += "# TYPE myelin_actor_idle_deactivations_total counter\n"
+        for pool in pools { out += "myelin_actor_idle_deactivations_total{kind=\"\(pool.kind)\"} \(pool.counters.idleDeactivations)\n" }
         out += "# HELP myelin_sync_long_polls Long-polling /sync requests waiting now.\n# TYPE myelin_sync_long_polls gauge\n"
         out += "myelin_sync_long_polls \(fanout.longPollsHeld)\n"
         return out

@@ -113,6 +113,11 @@ final class ServerSampler: Sendable {
         }
     }
 
+    /// Latest RSS of all trees together, bytes (for the per-interval samples).
+    func currentRSS() -> UInt64 {
+        state.withLock { $0.last.map(\.rssBytes).reduce(0, +) }
+    }
+
     /// Latest CPU seconds of all trees together (for the running table).
     func currentCPU() -> Double {
         state.withLock { $0.last.map(\.cpuSeconds).reduce(0, +) - $0.first.map(\.cpuSeconds).reduce(0, +) }

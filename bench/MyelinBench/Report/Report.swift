@@ -65,6 +65,29 @@ struct Report {
 
     mutating func row(_ label: String, _ value: String) { rows.append((label, value)) }
 
+    var verdictText: String {
+        !verdict.isEmpty ? "OVERLOADED: " + verdict.joined(separator: "; ")
+            : closedLoop ? "CAPACITY: closed loop (one request in flight per sender), the achieved rate is what the server sustains"
+            : "OK: not saturated"
+    }
+
+    /// The scraped server figures over the whole run (`--metrics-url`): a row per pool that
+    /// moved, a row per `*_seconds` histogram, and `server_metrics` in the JSON line.
+    mutating func addServerMetrics(_ figures: [String: Double], failures: Int) {
+        json["server_metrics"] = figures.mapValues { round3($0) }
+        for pool in MetricsScraper.pools {
+            let a = figures["\(pool)_activations_per_s"], e = figures["\(pool)_evictions_per_s"]
+            let r = figures["\(pool)_resident_max"]
+            guard (a ?? 0) > 0 || (e ?? 0) > 0 || (r ?? 0) > 0 else { continue }
+            row("server \(pool)", "activations \(fmt(a ?? 0, 2))/s · evictions \(fmt(e ?? 0, 2))/s · resident max \(fmt(r ?? 0, 0)), at end \(fmt(figures["\(pool)_resident"] ?? 0, 0))")
+        }
+        for key in figures.keys.filter({ $0.hasSuffix(" p99_ms") }).sorted() {
+            let h = String(key.dropLast(" p99_ms".count))
+            row("server \(h)", "p50 \(fmt(figures[h + " p50_ms"] ?? .nan, 2)) ms  p99 \(fmt(figures[key] ?? .nan, 2)) ms  (\(fmt(figures[h + " per_s"] ?? 0, 1))/s)")
+        }
+        if failures > 0 { row("metrics scrapes failed", "\(failures)") }
+    }
+
     /// Server and harness figures common to every scenario, and the verdict.
     mutating func addResources(servers: [ServerFigures], harnessCPU: Double, seconds: Double,
                                perSend: Int? = nil, perDelivery: Int? = nil, perUser: Int? = nil,
@@ -129,10 +152,7 @@ struct Report {
         for (label, value) in rows {
             printOut(label.padding(toLength: width, withPad: " ", startingAt: 0) + value)
         }
-        let v = !verdict.isEmpty ? "OVERLOADED: " + verdict.joined(separator: "; ")
-            : closedLoop ? "CAPACITY: closed loop (one request in flight per sender), the achieved rate is what the server sustains"
-            : "OK: not saturated"
-        printOut("verdict".padding(toLength: width, withPad: " ", startingAt: 0) + v)
+        printOut("verdict".padding(toLength: width, withPad: " ", startingAt: 0) + verdictText)
         var j = json
         j["verdict"] = !verdict.isEmpty ? "overloaded" : closedLoop ? "capacity" : "ok"
         j["verdict_reasons"] = verdict

@@ -77,18 +77,20 @@ struct Fanout: AsyncParsableCommand {
         report.addResources(servers: result.servers, harnessCPU: result.harnessCPU, seconds: result.seconds,
                             perSend: result.counters.acked, perDelivery: result.counters.deliveries,
                             requests: result.requests)
-        report.print(jsonPath: common.json)
+        common.finish(&report, table: result.table)
     }
 
     func measure(api: MatrixAPI, users: [BenchUser], rooms: [BenchRoom], ledger: DeliveryLedger, sync: SyncDriver,
                  tally: Tally, prefix: String, gateway: CountingPushGateway? = nil) async throws -> DeliveryResult {
         let pushes0 = gateway?.requests.load(ordering: .relaxed) ?? 0
+        let scraper = try common.makeScraper()
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
         let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
-        let table = RunningTable(ledger: ledger, sync: sync, tally: tally, sampler: sampler, interval: common.interval)
+        let table = RunningTable(ledger: ledger, sync: sync, tally: tally, sampler: sampler, interval: common.interval,
+                                 scraper: scraper)
         let tableTask = Task { await table.run() }
         let end = t0 + UInt64(common.duration * 1e9)
         let senders = SenderPool(api: api, users: users, rooms: rooms, ledger: ledger, tally: tally, prefix: prefix,
@@ -114,6 +116,7 @@ struct Fanout: AsyncParsableCommand {
                                     seconds: seconds, delivery: ledger.deliveryLatency.total, send: ledger.sendLatency.total,
                                     servers: sampler.stop(), harnessCPU: HarnessCPU.seconds() - cpu0,
                                     requests: completedRequests.load(ordering: .relaxed) - req0)
+        result.table = table
         if let gateway {
             result.pushes = .init(total: gateway.requests.load(ordering: .relaxed) - pushes0, expected: ledger.total.expected,
                                   perSecondInSends: Double(pushesAtEnd) / sendPhase)
@@ -135,6 +138,8 @@ struct DeliveryResult {
     var requests: Int
     /// Requests the local push gateway answered (`fanout --pushers`).
     var pushes: Pushes? = nil
+    /// The running table, whose interval samples go into the JSON line and the HTML report.
+    var table: RunningTable? = nil
 
     struct Pushes {
         var total: Int
@@ -248,53 +253,84 @@ struct SenderPool {
 }
 
 /// Prints one row every `interval` seconds while a run measures: sends and deliveries per
-/// second, delivery latency over the interval, long-polls in flight, errors, CPU.
+/// second, delivery latency over the interval, long-polls in flight, errors, CPU, and with
+/// `--metrics-url` the server's actor activations/s, evictions/s and resident rooms. Keeps
+/// every row (`samples`) for the JSON line and the HTML report.
 final class RunningTable: Sendable {
     let ledger: DeliveryLedger?
     let sync: SyncDriver?
     let tally: Tally
     let sampler: ServerSampler
     let interval: Double
+    let scraper: MetricsScraper?
     private let stopped = Atomic<Bool>(false)
+    private let rows = Mutex<[IntervalSample]>([])
 
-    init(ledger: DeliveryLedger?, sync: SyncDriver?, tally: Tally, sampler: ServerSampler, interval: Double) {
+    init(ledger: DeliveryLedger?, sync: SyncDriver?, tally: Tally, sampler: ServerSampler, interval: Double,
+         scraper: MetricsScraper? = nil) {
         self.ledger = ledger
         self.sync = sync
         self.tally = tally
         self.sampler = sampler
         self.interval = interval
+        self.scraper = scraper
     }
 
     func stop() { stopped.store(true, ordering: .relaxed) }
+
+    var samples: [IntervalSample] { rows.withLock { $0 } }
 
     func run() async {
         let start = monotonicNanos()
         var lastCPU = HarnessCPU.seconds()
         var lastServer = 0.0
         var last = start
-        printOut("    t   sent/s  acked/s  deliv/s  deliv p50 ms  p99 ms  polls  errors  server CPU%  harness CPU%")
+        var lastScrape = await scraper?.scrape()
+        printOut("    t   sent/s  acked/s  deliv/s  deliv p50 ms  p99 ms  polls  errors  server CPU%  harness CPU%"
+                 + (scraper == nil ? "" : "  activ/s  evict/s  rooms"))
         while !stopped.load(ordering: .relaxed) {
             try? await Task.sleep(for: .seconds(interval))
             if stopped.load(ordering: .relaxed) { break }
+            let scrape = await scraper?.scrape()
             let now = monotonicNanos()
-            let dt = Double(now - last) / 1e9
+            let dt = max(Double(now - last) / 1e9, 0.001)
             last = now
             let cpu = HarnessCPU.seconds()
             let server = sampler.currentCPU()
             let c = ledger?.takeInterval() ?? DeliveryLedger.Counters()
             let h = ledger?.deliveryLatency.takeInterval()
-            let cols = [
-                fmt(Double(now - start) / 1e9, 0).leftPad(5),
-                fmt(Double(c.attempted) / dt, 1).leftPad(8),
-                fmt(Double(c.acked) / dt, 1).leftPad(8),
-                fmt(Double(c.deliveries) / dt, 1).leftPad(8),
+            var sample = IntervalSample(
+                t: Double(now - start) / 1e9, sentPerS: Double(c.attempted) / dt, ackedPerS: Double(c.acked) / dt,
+                deliveriesPerS: Double(c.deliveries) / dt,
+                deliveryP50Ms: h.flatMap { $0.totalCount > 0 ? Double($0.valueAtPercentile(50)) / 1000 : nil },
+                deliveryP90Ms: h.flatMap { $0.totalCount > 0 ? Double($0.valueAtPercentile(90)) / 1000 : nil },
+                deliveryP99Ms: h.flatMap { $0.totalCount > 0 ? Double($0.valueAtPercentile(99)) / 1000 : nil },
+                polls: sync?.inFlight.load(ordering: .relaxed) ?? 0, errors: tally.total,
+                serverCPUPct: sampler.pids.isEmpty ? nil : 100 * (server - lastServer) / dt,
+                serverRSSMiB: sampler.pids.isEmpty ? nil : Double(sampler.currentRSS()) / 1_048_576,
+                harnessCPUPct: 100 * (cpu - lastCPU) / dt)
+            if let earlier = lastScrape, let scrape {
+                sample.server = MetricsScraper.figures(from: earlier, to: scrape)
+            }
+            if scrape != nil { lastScrape = scrape }
+            rows.withLock { $0.append(sample) }
+            var cols = [
+                fmt(sample.t, 0).leftPad(5),
+                fmt(sample.sentPerS, 1).leftPad(8),
+                fmt(sample.ackedPerS, 1).leftPad(8),
+                fmt(sample.deliveriesPerS, 1).leftPad(8),
                 (h?.ms(50) ?? "-").leftPad(13),
                 (h?.ms(99) ?? "-").leftPad(7),
-                String(sync?.inFlight.load(ordering: .relaxed) ?? 0).leftPad(6),
-                String(tally.total).leftPad(7),
-                (sampler.pids.isEmpty ? "-" : fmt(100 * (server - lastServer) / dt, 0)).leftPad(12),
-                fmt(100 * (cpu - lastCPU) / dt, 0).leftPad(13),
+                String(sample.polls).leftPad(6),
+                String(sample.errors).leftPad(7),
+                (sample.serverCPUPct.map { fmt($0, 0) } ?? "-").leftPad(12),
+                fmt(sample.harnessCPUPct, 0).leftPad(13),
             ]
+            if scraper != nil {
+                cols.append((sample.server["rooms_activations_per_s"].map { fmt($0, 1) } ?? "-").leftPad(8))
+                cols.append((sample.server["rooms_evictions_per_s"].map { fmt($0, 1) } ?? "-").leftPad(8))
+                cols.append((sample.server["rooms_resident"].map { fmt($0, 0) } ?? "-").leftPad(6))
+            }
             printOut(cols.joined(separator: " "))
             lastCPU = cpu
             lastServer = server

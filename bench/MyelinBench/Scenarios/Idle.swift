@@ -22,13 +22,14 @@ struct Idle: AsyncParsableCommand {
 
         // Let the server settle after set-up, then take the baseline.
         try await Task.sleep(for: .seconds(2))
+        let scraper = try common.makeScraper()
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
         let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
         let sync = SyncDriver(api: api, tally: tally, ledger: nil, prefix: prefix, filter: filter, timeout: common.syncTimeout)
-        let table = RunningTable(ledger: nil, sync: sync, tally: tally, sampler: sampler, interval: common.interval)
+        let table = RunningTable(ledger: nil, sync: sync, tally: tally, sampler: sampler, interval: common.interval, scraper: scraper)
         let tableTask = Task { await table.run() }
         let syncTask = Task { await sync.run(users, ramp: ramp) }
         let rampSeconds = ramp > 0 ? Double(users.count) / ramp : 0
@@ -73,6 +74,6 @@ struct Idle: AsyncParsableCommand {
         report.addErrors(tally)
         report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, perUser: users.count,
                             requests: requests)
-        report.print(jsonPath: common.json)
+        common.finish(&report, table: table)
     }
 }

@@ -5,6 +5,10 @@ import Histogram
 /// `mixed`: every user long-polls /sync (receipts and typing included); S active users each
 /// perform `--rate` operations per second drawn by weight from send, read receipt, typing and
 /// `/messages`. Reports each operation's rate and latency, and deliveries as in `fanout`.
+/// With `--skew zipf:S` each operation picks its room by a Zipf-like law (a few hot rooms,
+/// most cold) and acts as one of that room's members, so the server's room actors are
+/// activated and evicted as in a real deployment; `--sync-users` limits the long-pollers
+/// (20,000 users need more sockets than one process may open).
 struct Mixed: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A realistic mix of sync, send, read receipts, typing and /messages.")
@@ -20,7 +24,18 @@ struct Mixed: AsyncParsableCommand {
     @Option(help: "Users started per second when the long-polls open (0 = all at once).")
     var ramp: Double = 500
 
+    @Option(help: "Activity skew: none (active user k acts in room k % rooms) or zipf:S (each operation's room drawn with weight 1/rank^S, S > 0).")
+    var skew: String = "none"
+
+    @Option(name: .customLong("sync-users"), help: "Users that long-poll /sync (the first N; default all). The others only act.")
+    var syncUsers: Int?
+
     enum Op: String, CaseIterable { case send, receipt, typing, messages }
+
+    func validate() throws {
+        guard Zipf.parseSkew(skew) != nil else { throw ValidationError("--skew must be none or zipf:S with 0 < S <= 10, got \(skew)") }
+        if let syncUsers, syncUsers < 0 { throw ValidationError("--sync-users must be 0 or more") }
+    }
 
     func parseWeights() throws -> [(Op, Double)] {
         var out: [(Op, Double)] = []
@@ -40,24 +55,32 @@ struct Mixed: AsyncParsableCommand {
         let total = weights.map(\.1).reduce(0, +)
         let (prefix, http, api, tally, setup) = try await common.startRun()
         defer { http.stop() }
+        let setupStart = monotonicNanos()
         let registered = try await setup.registerUsers(count: common.users, sharedSecret: common.sharedSecret)
         let rooms = try await setup.createRooms(max(1, common.rooms), members: common.members, users: registered)
         let filter = Setup.syncFilter(timelineLimit: common.timelineLimit, ephemeral: true)
-        let users = try await setup.initialSyncs(registered, filter: filter)
+        let syncing = min(syncUsers ?? registered.count, registered.count)
+        let users = try await setup.initialSyncs(Array(registered[0..<syncing]), filter: filter) + registered[syncing...]
+        let setupSeconds = Double(monotonicNanos() - setupStart) / 1e9
+        printErr("[run] set-up took \(fmt(setupSeconds, 1)) s")
+        // Deliveries a send into each room implies: its other members that long-poll.
+        let receivers = rooms.map { room in room.members.filter { $0 < syncing }.count }
+        let zipf = (Zipf.parseSkew(skew) ?? nil).map { Zipf(count: rooms.count, exponent: $0) }
 
         let ledger = DeliveryLedger()
         let sync = SyncDriver(api: api, tally: tally, ledger: ledger, prefix: prefix, filter: filter, timeout: common.syncTimeout)
-        let syncTask = Task { await sync.run(users, ramp: ramp) }
-        while sync.connected.load(ordering: .relaxed) < users.count {
+        let syncTask = Task { await sync.run(Array(users[0..<syncing]), ramp: ramp) }
+        while sync.connected.load(ordering: .relaxed) < syncing {
             try await Task.sleep(for: .milliseconds(200))
         }
+        let scraper = try common.makeScraper()
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
         let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
         let end = t0 + UInt64(common.duration * 1e9)
-        let table = RunningTable(ledger: ledger, sync: sync, tally: tally, sampler: sampler, interval: common.interval)
+        let table = RunningTable(ledger: ledger, sync: sync, tally: tally, sampler: sampler, interval: common.interval, scraper: scraper)
         let tableTask = Task { await table.run() }
         let latencies = Dictionary(uniqueKeysWithValues: Op.allCases.map { ($0, LatencyRecorder()) })
         let lastEvent = Locked<[String: String]>([:])
@@ -65,13 +88,11 @@ struct Mixed: AsyncParsableCommand {
         let actives = max(1, common.senders)
         await withTaskGroup(of: Void.self) { group in
             for k in 0..<actives {
-                let room = rooms[k % rooms.count]
-                let user = users[room.members[(k / rooms.count) % room.members.count]]
+                let fixedRoom = k % rooms.count
                 group.addTask {
                     let conn = api.http.makeConnection()
                     var rng = SystemRandomNumberGenerator()
                     var seq: Int64 = 0
-                    let roomPath = "\(MatrixAPI.v3)/rooms/\(percentEncode(room.roomID))"
                     var next = monotonicNanos() + UInt64(1e9 / rate * Double(k) / Double(actives))
                     let step = UInt64(1e9 / rate)
                     while next < end && monotonicNanos() < end {
@@ -85,6 +106,15 @@ struct Mixed: AsyncParsableCommand {
                             next = now
                         }
                         next += step
+                        // The room: fixed per active user, or drawn by the skew; the user: the
+                        // fixed one, or any member of the drawn room.
+                        let roomIndex = zipf.map { min($0.draw(using: &rng), rooms.count - 1) } ?? fixedRoom
+                        let room = rooms[roomIndex]
+                        guard !room.members.isEmpty else { continue }
+                        let memberIndex = zipf == nil ? (k / rooms.count) % room.members.count
+                            : Int.random(in: 0..<room.members.count, using: &rng)
+                        let user = users[room.members[memberIndex]]
+                        let roomPath = "\(MatrixAPI.v3)/rooms/\(percentEncode(room.roomID))"
                         var pick = Double.random(in: 0..<total, using: &rng)
                         var op = Op.send
                         for (o, w) in weights { if pick < w { op = o; break }; pick -= w }
@@ -96,7 +126,7 @@ struct Mixed: AsyncParsableCommand {
                         case .send:
                             seq += 1
                             let id = Int64(k) * 1_000_000_000 + seq
-                            ledger.sending(id, expected: room.members.count - 1)
+                            ledger.sending(id, expected: receivers[roomIndex] - (room.members[memberIndex] < syncing ? 1 : 0))
                             r = await api.call(conn, "PUT", "\(roomPath)/send/m.room.message/\(prefix)-m\(id)", token: user.token,
                                                body: ["msgtype": "m.text", "body": "mixed \(id)", "bench_run": prefix,
                                                       "bench_id": id, "bench_t0": s], label: "send")
@@ -140,7 +170,13 @@ struct Mixed: AsyncParsableCommand {
 
         var report = Report(scenario: "mixed")
         common.describe(into: &report, prefix: prefix)
-        report.row("shape", "\(users.count) users syncing, \(rooms.count) rooms × \(rooms.first?.members.count ?? 0), \(actives) active users at \(fmt(rate, 2)) ops/s each, weights \(weights.map { "\($0.0.rawValue)=\(fmt($0.1, 0))" }.joined(separator: ","))")
+        report.row("shape", "\(users.count) users (\(syncing) syncing), \(rooms.count) rooms × \(rooms.first?.members.count ?? 0), \(actives) active users at \(fmt(rate, 2)) ops/s each, weights \(weights.map { "\($0.0.rawValue)=\(fmt($0.1, 0))" }.joined(separator: ",")), skew \(skew)")
+        report.row("set-up", "\(fmt(setupSeconds, 1)) s (register, create and join, initial syncs; --concurrency \(common.concurrency))")
+        report.json["setup_s"] = round3(setupSeconds)
+        report.json["skew"] = skew
+        report.json["rooms"] = rooms.count
+        report.json["members"] = rooms.first?.members.count ?? 0
+        report.json["sync_users"] = syncing
         var opsJSON: [String: Any] = [:]
         var opsTotal = 0
         for op in Op.allCases {
@@ -164,6 +200,6 @@ struct Mixed: AsyncParsableCommand {
         report.addErrors(tally)
         report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds,
                             perSend: ledger.total.acked, perDelivery: ledger.total.deliveries, requests: requests)
-        report.print(jsonPath: common.json)
+        common.finish(&report, table: table)
     }
 }

@@ -20,12 +20,13 @@ struct SendThroughput: AsyncParsableCommand {
         printErr("[run] \(senders) senders into \(rooms.count) rooms for \(fmt(common.duration, 0)) s")
 
         let ledger = DeliveryLedger()
+        let scraper = try common.makeScraper()
         let sampler = ServerSampler(pids: common.serverPids)
         sampler.start()
         let cpu0 = HarnessCPU.seconds()
         let req0 = completedRequests.load(ordering: .relaxed)
         let t0 = monotonicNanos()
-        let table = RunningTable(ledger: ledger, sync: nil, tally: tally, sampler: sampler, interval: common.interval)
+        let table = RunningTable(ledger: ledger, sync: nil, tally: tally, sampler: sampler, interval: common.interval, scraper: scraper)
         let tableTask = Task { await table.run() }
         let pool = SenderPool(api: api, users: users, rooms: rooms, ledger: ledger, tally: tally, prefix: prefix,
                               count: senders, rate: common.rate)
@@ -58,6 +59,6 @@ struct SendThroughput: AsyncParsableCommand {
         report.addErrors(tally)
         report.addResources(servers: servers, harnessCPU: harnessCPU, seconds: seconds, perSend: c.acked,
                             requests: requests)
-        report.print(jsonPath: common.json)
+        common.finish(&report, table: table)
     }
 }

@@ -40,11 +40,19 @@ struct Setup {
                         let i = nextIndex.withLock { v in defer { v += 1 }; return v }
                         if i >= count { return }
                         var attempt = 0
+                        var throttled = 0
                         while true {
                             let r = await work(i, conn)
                             switch r {
                             case .success:
                                 progress.step()
+                            case .failure(let f) where f.statusCode == 429 && throttled < 200:
+                                // The server sheds load (e.g. its bounded password-hashing
+                                // queue): back off and retry without counting a failure, so a
+                                // high --concurrency runs at the server's pace.
+                                throttled += 1
+                                try? await Task.sleep(for: .milliseconds(min(50 * throttled, 1000)))
+                                continue
                             case .failure(let f):
                                 tally.add("setup " + f.tallyKey)
                                 if f.isUnrecognized {
