@@ -330,4 +330,51 @@ struct SyncTests {
             #expect(acknowledged.json["to_device"] == nil)
         }
     }
+
+    /// The ignored-users list is kept between syncs (not read from the store by every
+    /// long-poll): ignoring and un-ignoring must still take effect at the next sync, for a
+    /// long-poll already waiting as well.
+    @Test func ignoredUsersTakeEffectAtTheNextSyncAndLongPoll() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            func bodies(_ reply: MatrixTestClient.Reply) -> [String] {
+                (reply.json["rooms"]?["join"]?[room]?["timeline"]?["events"]?.arrayValue ?? []).compactMap { $0["content"]?["body"]?.stringValue }
+            }
+            // Alice syncs (her list, empty, is now known), then sees Bob's message.
+            var since = try #require(try await alice.call("GET", "/sync").json["next_batch"]?.stringValue)
+            _ = try await send(bob, room, "before", txn: "b1")
+            let first = try await alice.call("GET", "/sync?since=\(since)")
+            #expect(bodies(first) == ["before"])
+            since = try #require(first.json["next_batch"]?.stringValue)
+
+            // She ignores Bob: his next message is left out, hers still arrive.
+            #expect(try await alice.call("PUT", "/user/@alice:localhost/account_data/m.ignored_user_list",
+                                         ["ignored_users": .object(["@bob:localhost": .object([:])])]).status == 200)
+            _ = try await send(bob, room, "ignored", txn: "b2")
+            _ = try await send(alice, room, "mine", txn: "a1")
+            let second = try await alice.call("GET", "/sync?since=\(since)")
+            #expect(bodies(second) == ["mine"])
+            #expect(second.json["account_data"]?["events"]?.arrayValue?.contains { $0["type"] == "m.ignored_user_list" } == true)
+            since = try #require(second.json["next_batch"]?.stringValue)
+
+            // While ignored, a long-poll with only his message to carry answers empty at its timeout.
+            _ = try await send(bob, room, "still ignored", txn: "b3")
+            let quiet = try await alice.call("GET", "/sync?since=\(since)&timeout=300")
+            #expect(bodies(quiet).isEmpty)
+            since = try #require(quiet.json["next_batch"]?.stringValue)
+
+            // Un-ignored: a long-poll already waiting gets his next message.
+            #expect(try await alice.call("PUT", "/user/@alice:localhost/account_data/m.ignored_user_list",
+                                         ["ignored_users": .object([:])]).status == 200)
+            let cleared = try await alice.call("GET", "/sync?since=\(since)")
+            since = try #require(cleared.json["next_batch"]?.stringValue)
+            let poll = Task { try await alice.call("GET", "/sync?since=\(since)&timeout=30000") }
+            try await Task.sleep(for: .milliseconds(200))
+            _ = try await send(bob, room, "after", txn: "b4")
+            #expect(bodies(try await poll.value) == ["after"])
+        }
+    }
 }

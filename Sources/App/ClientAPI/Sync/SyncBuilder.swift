@@ -59,11 +59,10 @@ struct SyncBuilder {
         return try await builder.buildWithIgnored(allowEmpty: allowEmpty)
     }
 
-    /// The users of the requester's `m.ignored_user_list` account data.
+    /// The users of the requester's `m.ignored_user_list` account data (cached by
+    /// `SyncService` until the account-data stream moves).
     func ignoredUsers() async throws -> Set<String> {
-        guard let text = try await app.database.accountData.accountData(userID: request.user, roomID: nil,
-                                                                        type: "m.ignored_user_list") else { return [] }
-        return Set((try? JSON.parse(Array(text.utf8)))?["ignored_users"]?.objectValue?.keys.map { $0 } ?? [])
+        try await app.sync.ignoredUsers(app, request.user, upTo: upTo[.accountData])
     }
 
     private func buildWithIgnored(allowEmpty: Bool) async throws -> SyncResult? {
