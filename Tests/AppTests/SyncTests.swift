@@ -377,4 +377,33 @@ struct SyncTests {
             #expect(bodies(try await poll.value) == ["after"])
         }
     }
+
+    /// A presence filter that lets no presence event through skips the presence read; one
+    /// that lets some through still gets them, from the same sync position.
+    @Test func presenceFilteredOutEntirelyIsNotRead() async throws {
+        #expect(EventFilter(try JSON.parse(Array(#"{"not_types":["*"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(EventFilter(try JSON.parse(Array(#"{"not_types":["m.*"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(EventFilter(try JSON.parse(Array(#"{"types":["m.typing"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(EventFilter(try JSON.parse(Array(#"{"senders":[]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(!EventFilter(try JSON.parse(Array(#"{"types":["m.pres*"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(!EventFilter(try JSON.parse(Array(#"{"not_senders":["@a:b"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(!EventFilter(try JSON.parse(Array(#"{"senders":["@alice:localhost"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(!EventFilter.all.excludesEveryEvent(ofType: "m.presence"))
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            let none = "%7B%22presence%22:%7B%22not_types%22:%5B%22*%22%5D%7D%7D"
+            let some = "%7B%22presence%22:%7B%22senders%22:%5B%22@alice:localhost%22%5D%7D%7D"
+            let since = try #require(try await bob.call("GET", "/sync?filter=\(none)").json["next_batch"]?.stringValue)
+            #expect(try await alice.call("PUT", "/presence/@alice:localhost/status", ["presence": "online", "status_msg": "here"]).status == 200)
+            let filtered = try await bob.call("GET", "/sync?since=\(since)&filter=\(none)&timeout=300")
+            #expect(filtered.status == 200)
+            #expect(filtered.json["presence"] == nil)
+            let shown = try await bob.call("GET", "/sync?since=\(since)&filter=\(some)&timeout=1000")
+            let events = shown.json["presence"]?["events"]?.arrayValue ?? []
+            #expect(events.contains { $0["sender"] == "@alice:localhost" && $0["content"]?["status_msg"] == "here" })
+        }
+    }
 }
