@@ -96,7 +96,8 @@ if [ "$ONLY" != synapse ]; then
     MDIR="$BENCH_DIR/myelin-data"
     rm -rf "$MDIR"; mkdir -p "$MDIR"
     echo "== starting Myelin: swift run -c release myelin serve --config $BENCH_DIR/myelin.yaml --listen 127.0.0.1:$MYELIN_PORT --data-dir $MDIR"
-    # Equivalent to the Synapse configuration: open registration, rate limits off.
+    # Equivalent to the Synapse configuration: open registration, rate limits off. The access
+    # log stays on (the default) unless MYELIN_ACCESS_LOG=false.
     cat >"$BENCH_DIR/myelin.yaml" <<YAML
 server_name: localhost
 registration:
@@ -104,7 +105,7 @@ registration:
 rate_limits:
   enabled: false
 logging:
-  access_log: false
+  access_log: ${MYELIN_ACCESS_LOG:-true}
 ${MYELIN_CONFIG_EXTRA:-}
 YAML
     # MYELIN_BIN runs a given binary (e.g. a copy, so that editing sources meanwhile does

@@ -30,4 +30,26 @@ struct AccessLogTests {
         // 2026-12-06T04:40:12+0000
         #expect(lines[0].count > 25 && lines[0].dropFirst(10).first == "T")
     }
+
+    /// The target is scanned as one buffer: tokens anywhere (first, last, repeated, at the
+    /// very end) are redacted; near misses and long targets without one are copied unchanged.
+    @Test func targetsAreRedactedWhereverTheTokenIs() {
+        func redacted(_ target: String) -> String {
+            var out: [UInt8] = [0x3E]
+            MyelinApp.appendRedacted(target, to: &out)
+            return String(decoding: out.dropFirst(), as: UTF8.self)
+        }
+        let filter = "/_matrix/client/v3/sync?filter=" + String(repeating: "%7B%22room%22%3A", count: 40) + "&timeout=30000"
+        #expect(redacted(filter) == filter)
+        #expect(redacted("/x?access_token") == "/x?access_token")
+        #expect(redacted("/x?access_tokens=1") == "/x?access_tokens=1")
+        #expect(redacted("access_token=") == "access_token=<redacted>")
+        #expect(redacted("/x?access_token=abc") == "/x?access_token=<redacted>")
+        #expect(redacted(filter + "&access_token=abc") == filter + "&access_token=<redacted>")
+        #expect(redacted("/x?access_token=a&b=1&access_token=c") == "/x?access_token=<redacted>&b=1&access_token=<redacted>")
+        #expect(redacted("/x?aaccess_token=abc&é=1") == "/x?aaccess_token=<redacted>&é=1")
+        #expect(redacted("") == "")
+        #expect(!MyelinApp.containsAccessToken(Array("access_toke".utf8)))
+        #expect(MyelinApp.containsAccessToken("x access_token=".utf8.lazy.map { $0 }))
+    }
 }

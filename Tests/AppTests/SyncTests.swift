@@ -339,4 +339,80 @@ struct SyncTests {
             #expect(acknowledged.json["to_device"] == nil)
         }
     }
+
+    /// The ignored-users list is kept between syncs (not read from the store by every
+    /// long-poll): ignoring and un-ignoring must still take effect at the next sync, for a
+    /// long-poll already waiting as well.
+    @Test func ignoredUsersTakeEffectAtTheNextSyncAndLongPoll() async throws {
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            func bodies(_ reply: MatrixTestClient.Reply) -> [String] {
+                (reply.json["rooms"]?["join"]?[room]?["timeline"]?["events"]?.arrayValue ?? []).compactMap { $0["content"]?["body"]?.stringValue }
+            }
+            // Alice syncs (her list, empty, is now known), then sees Bob's message.
+            var since = try #require(try await alice.call("GET", "/sync").json["next_batch"]?.stringValue)
+            _ = try await send(bob, room, "before", txn: "b1")
+            let first = try await alice.call("GET", "/sync?since=\(since)")
+            #expect(bodies(first) == ["before"])
+            since = try #require(first.json["next_batch"]?.stringValue)
+
+            // She ignores Bob: his next message is left out, hers still arrive.
+            #expect(try await alice.call("PUT", "/user/@alice:localhost/account_data/m.ignored_user_list",
+                                         ["ignored_users": .object(["@bob:localhost": .object([:])])]).status == 200)
+            _ = try await send(bob, room, "ignored", txn: "b2")
+            _ = try await send(alice, room, "mine", txn: "a1")
+            let second = try await alice.call("GET", "/sync?since=\(since)")
+            #expect(bodies(second) == ["mine"])
+            #expect(second.json["account_data"]?["events"]?.arrayValue?.contains { $0["type"] == "m.ignored_user_list" } == true)
+            since = try #require(second.json["next_batch"]?.stringValue)
+
+            // While ignored, a long-poll with only his message to carry answers empty at its timeout.
+            _ = try await send(bob, room, "still ignored", txn: "b3")
+            let quiet = try await alice.call("GET", "/sync?since=\(since)&timeout=300")
+            #expect(bodies(quiet).isEmpty)
+            since = try #require(quiet.json["next_batch"]?.stringValue)
+
+            // Un-ignored: a long-poll already waiting gets his next message.
+            #expect(try await alice.call("PUT", "/user/@alice:localhost/account_data/m.ignored_user_list",
+                                         ["ignored_users": .object([:])]).status == 200)
+            let cleared = try await alice.call("GET", "/sync?since=\(since)")
+            since = try #require(cleared.json["next_batch"]?.stringValue)
+            let poll = Task { try await alice.call("GET", "/sync?since=\(since)&timeout=30000") }
+            try await Task.sleep(for: .milliseconds(200))
+            _ = try await send(bob, room, "after", txn: "b4")
+            #expect(bodies(try await poll.value) == ["after"])
+        }
+    }
+
+    /// A presence filter that lets no presence event through skips the presence read; one
+    /// that lets some through still gets them, from the same sync position.
+    @Test func presenceFilteredOutEntirelyIsNotRead() async throws {
+        #expect(EventFilter(try JSON.parse(Array(#"{"not_types":["*"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(EventFilter(try JSON.parse(Array(#"{"not_types":["m.*"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(EventFilter(try JSON.parse(Array(#"{"types":["m.typing"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(EventFilter(try JSON.parse(Array(#"{"senders":[]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(!EventFilter(try JSON.parse(Array(#"{"types":["m.pres*"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(!EventFilter(try JSON.parse(Array(#"{"not_senders":["@a:b"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(!EventFilter(try JSON.parse(Array(#"{"senders":["@alice:localhost"]}"#.utf8))).excludesEveryEvent(ofType: "m.presence"))
+        #expect(!EventFilter.all.excludesEveryEvent(ofType: "m.presence"))
+        try await withMyelin { port, _ in
+            let (alice, _) = try await MatrixTestClient.registered(port: port, "alice")
+            let (bob, _) = try await MatrixTestClient.registered(port: port, "bob")
+            let room = try #require(try await alice.call("POST", "/createRoom", ["preset": "public_chat"]).json["room_id"]?.stringValue)
+            #expect(try await bob.call("POST", "/rooms/\(Self.path(room))/join", .object([:])).status == 200)
+            let none = "%7B%22presence%22:%7B%22not_types%22:%5B%22*%22%5D%7D%7D"
+            let some = "%7B%22presence%22:%7B%22senders%22:%5B%22@alice:localhost%22%5D%7D%7D"
+            let since = try #require(try await bob.call("GET", "/sync?filter=\(none)").json["next_batch"]?.stringValue)
+            #expect(try await alice.call("PUT", "/presence/@alice:localhost/status", ["presence": "online", "status_msg": "here"]).status == 200)
+            let filtered = try await bob.call("GET", "/sync?since=\(since)&filter=\(none)&timeout=300")
+            #expect(filtered.status == 200)
+            #expect(filtered.json["presence"] == nil)
+            let shown = try await bob.call("GET", "/sync?since=\(since)&filter=\(some)&timeout=1000")
+            let events = shown.json["presence"]?["events"]?.arrayValue ?? []
+            #expect(events.contains { $0["sender"] == "@alice:localhost" && $0["content"]?["status_msg"] == "here" })
+        }
+    }
 }

@@ -187,17 +187,41 @@ final class MyelinApp: HTTPResponder {
     ]
 
     /// `target` with its access tokens redacted, appended as bytes (the access log's path: a
-    /// target without a token is copied as it is).
+    /// target without a token is copied as it is). Every request's target passes here, and a
+    /// sync's carries its filter (hundreds of bytes): scanned and copied as one buffer.
     static func appendRedacted(_ target: String, to out: inout [UInt8]) {
-        let marker = Array("access_token=".utf8)
-        let bytes = target.utf8
-        var found = false
-        var matched = 0
-        for byte in bytes {
-            matched = byte == marker[matched] ? matched + 1 : (byte == marker[0] ? 1 : 0)
-            if matched == marker.count { found = true; break }
+        let copied: Bool? = target.utf8.withContiguousStorageIfAvailable { bytes in
+            guard !containsAccessToken(bytes) else { return false }
+            out.append(contentsOf: bytes)
+            return true
         }
-        if found { out.append(contentsOf: redacted(target).utf8) } else { out.append(contentsOf: bytes) }
+        if copied == true { return }
+        if copied == nil, !containsAccessToken(Array(target.utf8)) {
+            out.append(contentsOf: target.utf8)
+            return
+        }
+        out.append(contentsOf: redacted(target).utf8)
+    }
+
+    private static let accessTokenMarker: [UInt8] = Array("access_token=".utf8)
+
+    /// Whether `bytes` contain `access_token=`.
+    static func containsAccessToken(_ bytes: some Collection<UInt8>) -> Bool {
+        let marker = accessTokenMarker
+        let fast: Bool? = bytes.withContiguousStorageIfAvailable { buffer in
+            guard buffer.count >= marker.count, let base = buffer.baseAddress else { return false }
+            return marker.withUnsafeBufferPointer { needle in
+                var index = 0
+                let last = buffer.count - needle.count
+                while index <= last {
+                    if base[index] == needle[0] && memcmp(base + index, needle.baseAddress!, needle.count) == 0 { return true }
+                    index += 1
+                }
+                return false
+            }
+        }
+        if let fast { return fast }
+        return Array(bytes).withUnsafeBufferPointer { containsAccessToken($0) }
     }
 
     /// Access tokens never reach the log.

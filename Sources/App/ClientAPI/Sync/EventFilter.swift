@@ -55,6 +55,16 @@ struct EventFilter: Sendable {
         return true
     }
 
+    /// Whether no event of `type` can pass, whoever sent it: the type rules exclude it (or
+    /// `senders` is empty). Lets sync skip reading what the client filtered out entirely
+    /// (e.g. `"presence": {"not_types": ["*"]}`).
+    func excludesEveryEvent(ofType type: String) -> Bool {
+        if let senders, senders.isEmpty { return true }
+        if notTypes.contains(where: { Self.matches($0, type) }) { return true }
+        if let types { return !types.contains { Self.matches($0, type) } }
+        return false
+    }
+
     /// Also checks `contains_url` against the event's content (client bytes).
     func allows(type: String, sender: String, clientBytes: [UInt8]) -> Bool {
         guard allows(type: type, sender: sender) else { return false }

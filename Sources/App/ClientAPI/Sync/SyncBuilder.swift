@@ -59,11 +59,10 @@ struct SyncBuilder {
         return try await builder.buildWithIgnored(allowEmpty: allowEmpty)
     }
 
-    /// The users of the requester's `m.ignored_user_list` account data.
+    /// The users of the requester's `m.ignored_user_list` account data (cached by
+    /// `SyncService` until the account-data stream moves).
     func ignoredUsers() async throws -> Set<String> {
-        guard let text = try await app.database.accountData.accountData(userID: request.user, roomID: nil,
-                                                                        type: "m.ignored_user_list") else { return [] }
-        return Set((try? JSON.parse(Array(text.utf8)))?["ignored_users"]?.objectValue?.keys.map { $0 } ?? [])
+        try await app.sync.ignoredUsers(app, request.user, upTo: upTo[.accountData])
     }
 
     private func buildWithIgnored(allowEmpty: Bool) async throws -> SyncResult? {
@@ -265,9 +264,12 @@ struct SyncBuilder {
         return (toDevice, toDeviceNext)
     }
 
-    /// Presence of the user and their room peers, when the stream moved.
+    /// Presence of the user and their room peers, when the stream moved and the filter lets
+    /// presence through at all (the read joins the memberships of every shared room: in a room
+    /// of thousands, each member's sync would otherwise read thousands of rows to drop them).
     func presenceEvents() async throws -> [[UInt8]] {
-        guard app.configuration.presence.enabled, full || upTo[.presence] > since![.presence] else { return [] }
+        guard app.configuration.presence.enabled, full || upTo[.presence] > since![.presence],
+              !filter.presence.excludesEveryEvent(ofType: EventType.presence) else { return [] }
         let rows = try await app.database.presence.changes(seenBy: request.user, after: full ? 0 : since![.presence],
                                                            upTo: upTo[.presence])
         let now = Clock.nowMilliseconds()

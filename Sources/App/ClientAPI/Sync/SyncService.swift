@@ -14,6 +14,14 @@ final class SyncService: Sendable {
     let presence = SyncPresence()
     /// Parsed sync filters by inline text or `user\0id` (bounded; see `filter`).
     private let filters = Mutex<[String: SyncFilter]>([:])
+    /// Each syncing user's `m.ignored_user_list`, with the account-data position visible
+    /// before it was read (bounded; see `ignoredUsers`).
+    private let ignoredLists = Mutex<[UserID: IgnoredList]>([:])
+    private struct IgnoredList {
+        var position: Int64
+        var users: Set<String>
+    }
+    static let maxIgnoredLists = 100_000
     private let rooms: RoomService
     private let accounts: Accounts
     private let keys: KeyService
@@ -54,6 +62,30 @@ final class SyncService: Sendable {
             cache[key] = filter
         }
         return filter
+    }
+
+    /// The users in `user`'s `m.ignored_user_list` as of account-data position `upTo`. Every
+    /// sync asks; the store is read only when the account-data stream moved past the position
+    /// the cached list was read at (every account-data write advances that stream, and a
+    /// position visible before the read is in what the read sees), so a long-poll woken for a
+    /// message reads nothing here.
+    func ignoredUsers(_ app: MyelinApp, _ user: UserID, upTo: Int64) async throws -> Set<String> {
+        if let cached = ignoredLists.withLock({ $0[user] }), upTo <= cached.position { return cached.users }
+        let position = accounts.accountDataStream.visiblePosition
+        let users = try await Self.readIgnoredUsers(app, user)
+        ignoredLists.withLock { lists in
+            if let existing = lists[user], existing.position >= position { return }
+            if lists.count >= Self.maxIgnoredLists { lists.removeAll(keepingCapacity: true) }
+            lists[user] = IgnoredList(position: position, users: users)
+        }
+        return users
+    }
+
+    /// The users of `user`'s stored `m.ignored_user_list` account data.
+    static func readIgnoredUsers(_ app: MyelinApp, _ user: UserID) async throws -> Set<String> {
+        guard let text = try await app.database.accountData.accountData(userID: user, roomID: nil,
+                                                                        type: "m.ignored_user_list") else { return [] }
+        return Set((try? JSON.parse(Array(text.utf8)))?["ignored_users"]?.objectValue?.keys.map { $0 } ?? [])
     }
 
     /// The response to `request`, once there is something to say or its timeout passed
