@@ -35,8 +35,10 @@ let package = Package(
                        providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CVips", path: "Sources/CVips", pkgConfig: "vips",
-                       providers: [.apt(["libvips-dev"])]),
+        // libvips (Debian's libvips42), opened with dlopen on the first thumbnail: a server
+        // that never thumbnails does not map it and its ~80 dependencies (see CVips.h).
+        .target(name: "CVips", path: "Sources/CVips", cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         // The system resolver (SRV lookups for federation server discovery).
         .systemLibrary(name: "CResolv", path: "Sources/CResolv"),
         // llhttp compiled from the C sources of Debian's node-llhttp (symlinks, never copies),

@@ -143,6 +143,12 @@ void myelin_http_release(myelin_http *h) {
     h->header_capacity = 0;
 }
 
+void myelin_http_shed(myelin_http *h) {
+    myelin_http_release(h);
+    h->arena_length = 0;
+    h->header_count = 0;
+}
+
 int myelin_http_execute(myelin_http *h, const char *data, size_t length) {
     return llhttp_execute(&h->parser, data, length);
 }

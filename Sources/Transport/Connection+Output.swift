@@ -1,4 +1,5 @@
 import CLibUV
+import CLLHTTP
 import Glibc
 
 /// Responses onto the wire, the writes that carry them, output backpressure, timeouts and
@@ -198,7 +199,22 @@ extension Connection {
             && state.writeStalled(queued: uv_stream_get_write_queue_size(stream), now: now) {
             close()
         }
+        shedBuffers()
     }
+
+    /// Frees the buffers a connection only needs while bytes move: the parser's head arena
+    /// and header table (outside a head) and the emptied output buffer (no write in flight).
+    /// A connection held by a long-poll, or idle between requests, then costs its handles and
+    /// state only; the next head or response grows them again (a malloc each, at most once
+    /// per sweep for a busy connection).
+    func shedBuffers() {
+        guard !state.isClosed else { return }
+        if !state.isReadingHead && myelin_http_held_bytes(parser) > 0 { myelin_http_shed(parser) }
+        if output.isEmpty && output.capacity > 0 && state.writesInFlight == 0 { output = [] }
+    }
+
+    /// Bytes held by the buffers `shedBuffers` frees (tests).
+    var sheddableBytes: Int { myelin_http_held_bytes(parser) + output.capacity }
 
     func drainForShutdown() {
         let (close, read) = state.shutdownBegan(pending: pending.count)

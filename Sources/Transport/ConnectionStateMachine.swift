@@ -156,6 +156,9 @@ struct ConnectionStateMachine {
         return false
     }
     /// The current request's body goes to a stream rather than a buffer.
+    /// A request head is arriving: the parser's head arena is in use.
+    var isReadingHead: Bool { input == .head }
+
     var currentIsStreamed: Bool {
         switch input {
         case .headParsed(let streamed), .body(let streamed, _): return streamed

@@ -375,6 +375,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         for connection in connections.values where !connection.closing {
             stats.connections += 1
             stats.unsentOutputBytes += connection.backlog
+            stats.bufferBytes += connection.sheddableBytes
             if connection.state.outputPaused { stats.connectionsPausedForOutput += 1 }
         }
         return stats

@@ -31,6 +31,9 @@ public struct TransportStats: Sendable, Equatable {
     public var connectionsPausedForOutput = 0
     /// Times, since start, that a connection stopped reading for its unsent output.
     public var outputPauses = 0
+    /// Bytes held by the connections' head arenas, header tables and output buffers (freed
+    /// by the loops' sweep while a connection waits; see `Connection.shedBuffers`).
+    public var bufferBytes = 0
 
     public init() {}
 }
@@ -224,6 +227,7 @@ public final class HTTPServer: Sendable {
             total.unsentOutputBytes += part.unsentOutputBytes
             total.connectionsPausedForOutput += part.connectionsPausedForOutput
             total.outputPauses += part.outputPauses
+            total.bufferBytes += part.bufferBytes
         }
         return total
     }

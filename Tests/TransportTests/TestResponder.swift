@@ -72,6 +72,10 @@ struct TestResponder: HTTPResponder {
             let file = String(request.head.query ?? "")
             return HTTPResponse(status: 200, headers: ["Content-Type": "application/octet-stream"],
                                 body: .file(path: file, offset: 0, length: Int64(fileSize(file))))
+        case "/hold":
+            // Waits, as a long-poll does, until the test opens the gate.
+            await HoldGate.shared.wait()
+            return HTTPResponse(contentType: "text/plain", bytes: Array("held".utf8))
         case "/headers":
             let text = request.headers.map { "\($0.name)=\($0.value)" }.joined(separator: "\n")
             return HTTPResponse(contentType: "text/plain", bytes: Array(text.utf8))
@@ -104,4 +108,21 @@ func withServer(_ configure: (inout TransportConfiguration) -> Void = { _ in },
     }
     server.shutdown()
     await server.waitUntilStopped()
+}
+
+/// Where `/hold` requests wait until a test releases them.
+actor HoldGate {
+    static let shared = HoldGate()
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func wait() async {
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    var waiting: Int { waiters.count }
+
+    func release() {
+        for waiter in waiters { waiter.resume() }
+        waiters = []
+    }
 }

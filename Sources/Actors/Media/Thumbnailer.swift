@@ -86,9 +86,9 @@ public final class Thumbnailer: Sendable {
     ///   - maxImagePixels: the decompression-bomb limit (Synapse's `max_image_pixels`, 32 M).
     public init(threads: Int = 2, maxImagePixels: Int = 32_000_000, maxQueued: Int = 256) {
         self.maxImagePixels = maxImagePixels
-        self.threads = ThumbnailThreads(threads: min(max(threads, 1), 64), maxQueued: maxQueued) {
-            Self.startVips()
-        }
+        // libvips is loaded by the first job (`startVips`), not when the threads start: an
+        // idle server does not map it (see CVips.h).
+        self.threads = ThumbnailThreads(threads: min(max(threads, 1), 64), maxQueued: maxQueued) {}
     }
 
     /// Thumbnails generated (files written) since start: the single-flight tests count them.
@@ -148,6 +148,7 @@ public final class Thumbnailer: Sendable {
     }
 
     private static func header(path: String) throws -> ImageInfo {
+        try startVips()
         guard let loader = myelin_vips_loader(path), let format = format(loader: String(cString: loader)) else {
             throw ThumbnailError.notAnImage
         }
@@ -169,14 +170,11 @@ public final class Thumbnailer: Sendable {
         return nil
     }
 
-    private static let started = Mutex<Bool>(false)
-
-    private static func startVips() {
-        started.withLock { done in
-            guard !done else { return }
-            done = true
-            precondition(myelin_vips_start(1) == 0, "libvips failed to start")
-        }
+    /// Loads and starts libvips on first use (once per process; later calls return at once).
+    /// A libvips that cannot be loaded fails the job, not the server.
+    private static func startVips() throws {
+        if myelin_vips_loaded() != 0 { return }
+        guard myelin_vips_start(1) == 0 else { throw ThumbnailError.failed }
     }
 }
 
@@ -188,6 +186,7 @@ extension Thumbnailer {
         guard width > 0, height > 0, (1...4).contains(bands), pages > 0,
               pixels.count == width * height * bands * pages else { throw ThumbnailError.badSize }
         try await threads.run {
+            try Self.startVips()
             let rc = pixels.withUnsafeBufferPointer {
                 myelin_vips_save_pixels(path, $0.baseAddress, Int32(width), Int32(height), Int32(bands), Int32(pages))
             }

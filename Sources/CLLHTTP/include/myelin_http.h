@@ -50,6 +50,14 @@ void myelin_http_set_callbacks(myelin_http_begin_cb begin, myelin_http_head_cb h
 /// Prepares `h` for requests; `head_limit` bounds target + header bytes of one head.
 void myelin_http_init(myelin_http *h, uint32_t head_limit, void *context);
 void myelin_http_release(myelin_http *h);
+/// Frees the head arena and header table between heads (they are re-grown by the next head),
+/// so that a connection waiting on a long-poll or idle between requests holds neither. Only
+/// call it while no head is being parsed: the arena is read until the head callback returns.
+void myelin_http_shed(myelin_http *h);
+/// Bytes held by the arena and header table (tests and diagnostics).
+static inline size_t myelin_http_held_bytes(const myelin_http *h) {
+    return (size_t)h->arena_capacity + (size_t)h->header_capacity * sizeof(myelin_http_header);
+}
 /// Feeds bytes. Returns an llhttp_errno_t; HPE_PAUSED with `llhttp_get_error_pos` after a pause.
 int myelin_http_execute(myelin_http *h, const char *data, size_t length);
 void myelin_http_resume(myelin_http *h);

@@ -96,9 +96,9 @@ final class SyncService: Sendable {
         while true {
             let now = currentToken()
             if request.since == nil || request.fullState || now.isAhead(of: waitFrom) {
-                let builder = SyncBuilder(app: app, request: request, filter: filter, upTo: now)
-                if let response = try await builder.build(allowEmpty: request.since == nil || request.fullState
-                                                          || ContinuousClock.now >= deadline) {
+                if let response = try await build(app, request, filter, upTo: now,
+                                                  allowEmpty: request.since == nil || request.fullState
+                                                      || ContinuousClock.now >= deadline) {
                     return response
                 }
                 waitFrom = now
@@ -115,6 +115,15 @@ final class SyncService: Sendable {
 
     /// The (possibly empty) response at the timeout.
     private func final(_ app: MyelinApp, _ request: Sync.Request, _ filter: SyncFilter) async throws -> SyncResult {
-        try await SyncBuilder(app: app, request: request, filter: filter, upTo: currentToken()).build(allowEmpty: true)!
+        try await build(app, request, filter, upTo: currentToken(), allowEmpty: true)!
+    }
+
+    /// Builds a response in a frame of its own. Not inlined: an async function's frame holds
+    /// every local that lives across any of its suspension points, and the builder's would
+    /// otherwise sit in `respond`'s frame for the whole long-poll (memory per held /sync).
+    @inline(never)
+    private func build(_ app: MyelinApp, _ request: Sync.Request, _ filter: SyncFilter, upTo now: StreamToken,
+                       allowEmpty: Bool) async throws -> SyncResult? {
+        try await SyncBuilder(app: app, request: request, filter: filter, upTo: now).build(allowEmpty: allowEmpty)
     }
 }

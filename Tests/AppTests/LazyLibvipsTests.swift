@@ -1,0 +1,86 @@
+import Actors
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+@testable import App
+
+/// The real binary does not map libvips (and the ~80 libraries only it needs) until it makes
+/// its first thumbnail; then it loads it and thumbnails as before (see Sources/CVips/include/CVips.h).
+@Suite("libvips is loaded on first use", .serialized)
+struct LazyLibvipsTests {
+    /// The process's memory map (procfs reports no size: read until the end).
+    static func maps(_ pid: pid_t) -> String {
+        let fd = open("/proc/\(pid)/maps", O_RDONLY)
+        guard fd >= 0 else { return "" }
+        defer { Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func mapsLibvips(_ pid: pid_t) -> Bool { maps(pid).contains("libvips.so") }
+
+    /// A port free now (bound to 0, read, released).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    @Test func idleServerHasNotLoadedLibvipsAndTheFirstThumbnailLoadsIt() async throws {
+        let directory = makeTemporaryDirectory()
+        let port = try Self.freePort()
+        let config = directory + "/myelin.yaml"
+        // Dynamic thumbnails: the request below is made on demand, not served from the
+        // pre-generated sizes (made in the background after the upload).
+        try "server_name: localhost\nregistration:\n  enabled: true\nrate_limits:\n  enabled: false\nmedia:\n  dynamic_thumbnails: true\n"
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let command = "exec '\(AdminRegisterUserCLITests.binaryPath)' serve --config '\(config)' --listen 127.0.0.1:\(port)"
+            + " --data-dir '\(directory)/data' > '\(directory)/log' 2>&1"
+        let server = try ChildProcess(path: "/bin/sh", arguments: ["-c", command])
+        defer {
+            server.signal(SIGKILL)
+            _ = server.wait()
+        }
+        var listening = false
+        for _ in 0..<600 where !listening {
+            if let client = try? RawClient(port: port, timeoutSeconds: 5) {
+                client.send("GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n\r\n")
+                listening = (try? await client.read().status) == 200
+            }
+            if !listening { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try #require(listening, "the server did not answer: \((try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? "")")
+        // The map was read (the binary itself is in it), and libvips is not.
+        #expect(Self.maps(server.pid).contains("libswiftCore"))
+        #expect(!Self.mapsLibvips(server.pid))
+
+        let user = try await MediaTest.user(port, "lazyvips")
+        let jpeg = try await ThumbnailTests.imageBytes("in.jpg", width: 400, height: 300)
+        let id = try await ThumbnailTests.upload(port, user.token, jpeg, "image/jpeg")
+        let client = try RawClient(port: port)
+        client.send("GET \(ThumbnailTests.target("localhost", id, "width=100&height=100")) HTTP/1.1\r\n"
+                    + "Host: x\r\nAuthorization: Bearer \(user.token ?? "")\r\n\r\n")
+        let response = try await client.read()
+        #expect(response.status == 200)
+        let info = try await ThumbnailTests.decode(response.body)
+        #expect(info == ImageInfo(format: .jpeg, width: 100, height: 75, pages: 1))
+        #expect(Self.mapsLibvips(server.pid))
+    }
+}
