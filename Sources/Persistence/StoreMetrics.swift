@@ -128,8 +128,9 @@ public final class StoreHistogram: Sendable {
         out += "\(name)_count{\(labels)} \(cumulative)\n"
     }
 
-    /// `micros` as a decimal number of seconds, without Foundation's formatting.
-    static func seconds(micros: Int) -> String {
+    /// `micros` as a decimal number of seconds, without Foundation's formatting (the
+    /// metrics page's request histogram uses it too).
+    public static func seconds(micros: Int) -> String {
         let whole = micros / 1_000_000, fraction = micros % 1_000_000
         if fraction == 0 { return "\(whole)" }
         var digits = String(fraction)

@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import Matrix
+import Persistence
 import Testing
 import TestSupport
 @testable import App
@@ -343,8 +344,8 @@ struct AdminServerTests {
         #expect(Metrics.Snapshot.quantile(0.5, of: counts) == 200)
         #expect(Metrics.Snapshot.quantile(0.99, of: counts) == 50_000)
         #expect(Metrics.Snapshot.quantile(0.99, of: [Int](repeating: 0, count: 3)) == nil)
-        #expect(Metrics.seconds(micros: 1_500) == "0.0015")
-        #expect(Metrics.seconds(micros: 2_000_000) == "2")
+        #expect(StoreHistogram.seconds(micros: 1_500) == "0.0015")
+        #expect(StoreHistogram.seconds(micros: 2_000_000) == "2")
     }
 
     // MARK: The admin page

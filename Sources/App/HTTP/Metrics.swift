@@ -1,3 +1,4 @@
+import Persistence
 import Synchronization
 import Transport
 
@@ -101,25 +102,15 @@ final class Metrics: Sendable {
         var cumulative = 0
         for (index, bound) in Self.bucketBounds.enumerated() {
             cumulative += snap.buckets[index]
-            out += "myelin_http_request_duration_seconds_bucket{le=\"\(Self.seconds(micros: bound))\"} \(cumulative)\n"
+            out += "myelin_http_request_duration_seconds_bucket{le=\"\(StoreHistogram.seconds(micros: bound))\"} \(cumulative)\n"
         }
         cumulative += snap.buckets[Self.bucketBounds.count]
         out += "myelin_http_request_duration_seconds_bucket{le=\"+Inf\"} \(cumulative)\n"
-        out += "myelin_http_request_duration_seconds_sum \(Self.seconds(micros: snap.latencyMicros))\n"
+        out += "myelin_http_request_duration_seconds_sum \(StoreHistogram.seconds(micros: snap.latencyMicros))\n"
         out += "myelin_http_request_duration_seconds_count \(cumulative)\n"
         out += "# HELP myelin_http_open_connections Open client connections.\n# TYPE myelin_http_open_connections gauge\n"
         out += "myelin_http_open_connections \(openConnections)\n"
         out += runtime
         return out
-    }
-
-    /// `micros` as a decimal number of seconds, without Foundation's formatting.
-    static func seconds(micros: Int) -> String {
-        let whole = micros / 1_000_000, fraction = micros % 1_000_000
-        if fraction == 0 { return "\(whole)" }
-        var digits = String(fraction)
-        digits = String(repeating: "0", count: 6 - digits.count) + digits
-        while digits.hasSuffix("0") { digits.removeLast() }
-        return "\(whole).\(digits)"
     }
 }
