@@ -190,38 +190,29 @@ final class MyelinApp: HTTPResponder {
     /// target without a token is copied as it is). Every request's target passes here, and a
     /// sync's carries its filter (hundreds of bytes): scanned and copied as one buffer.
     static func appendRedacted(_ target: String, to out: inout [UInt8]) {
-        let copied: Bool? = target.utf8.withContiguousStorageIfAvailable { bytes in
+        var target = target
+        let clean = target.withUTF8 { bytes in
             guard !containsAccessToken(bytes) else { return false }
             out.append(contentsOf: bytes)
             return true
         }
-        if copied == true { return }
-        if copied == nil, !containsAccessToken(Array(target.utf8)) {
-            out.append(contentsOf: target.utf8)
-            return
-        }
-        out.append(contentsOf: redacted(target).utf8)
+        if !clean { out.append(contentsOf: redacted(target).utf8) }
     }
 
     private static let accessTokenMarker: [UInt8] = Array("access_token=".utf8)
 
     /// Whether `bytes` contain `access_token=`.
-    static func containsAccessToken(_ bytes: some Collection<UInt8>) -> Bool {
-        let marker = accessTokenMarker
-        let fast: Bool? = bytes.withContiguousStorageIfAvailable { buffer in
-            guard buffer.count >= marker.count, let base = buffer.baseAddress else { return false }
-            return marker.withUnsafeBufferPointer { needle in
-                var index = 0
-                let last = buffer.count - needle.count
-                while index <= last {
-                    if base[index] == needle[0] && memcmp(base + index, needle.baseAddress!, needle.count) == 0 { return true }
-                    index += 1
-                }
-                return false
+    static func containsAccessToken(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard bytes.count >= accessTokenMarker.count, let base = bytes.baseAddress else { return false }
+        return accessTokenMarker.withUnsafeBufferPointer { needle in
+            let last = bytes.count - needle.count
+            var index = 0
+            while index <= last {
+                if base[index] == needle[0] && memcmp(base + index, needle.baseAddress!, needle.count) == 0 { return true }
+                index += 1
             }
+            return false
         }
-        if let fast { return fast }
-        return Array(bytes).withUnsafeBufferPointer { containsAccessToken($0) }
     }
 
     /// Access tokens never reach the log.
