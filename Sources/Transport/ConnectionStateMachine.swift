@@ -155,10 +155,10 @@ struct ConnectionStateMachine {
         if case .streaming(_, let chunked) = response { return chunked }
         return false
     }
-    /// The current request's body goes to a stream rather than a buffer.
     /// A request head is arriving: the parser's head arena is in use.
     var isReadingHead: Bool { input == .head }
 
+    /// The current request's body goes to a stream rather than a buffer.
     var currentIsStreamed: Bool {
         switch input {
         case .headParsed(let streamed), .body(let streamed, _): return streamed
