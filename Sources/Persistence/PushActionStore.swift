@@ -56,7 +56,7 @@ public struct PushActionStore: Sendable {
                 try db.execute("""
                     INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, actions, highlight, thread_id, ts)
                     VALUES \(Array(repeating: row, count: chunk.count).joined(separator: ", "))
-                    ON CONFLICT (user_id, event_id) DO NOTHING
+                    ON CONFLICT (user_id, stream_ordering) DO NOTHING
                     """, bindings)
             }
         }

@@ -17,6 +17,9 @@ final class SQLiteConnection: SQLTransaction {
     /// schema to a new file, which takes longer than one write on a loaded machine.
     static let migrationBusyTimeoutMilliseconds: Int32 = 300_000
 
+    /// The read-write connection's page cache at most, in KiB.
+    static let writerCacheKiB = 16_384
+
     /// `SQLITE_TRANSIENT`: SQLite copies bound text and blobs before `bind` returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
@@ -52,6 +55,11 @@ final class SQLiteConnection: SQLTransaction {
                 if !autocheckpoint { try executeScript("PRAGMA wal_autocheckpoint = 0") }
                 // The WAL file keeps its largest size after a reset unless limited.
                 try executeScript("PRAGMA journal_size_limit = \(journalSizeLimit)")
+                // The writer's page cache (allocated as pages are read, so an idle server does
+                // not hold it): a message's writes touch a page per recipient in the per-user
+                // indexes, which SQLite's default 2 MiB no longer holds in a server of
+                // thousands of users, and each miss is a read from the file.
+                try executeScript("PRAGMA cache_size = -\(Self.writerCacheKiB)")
             }
             try executeScript("PRAGMA foreign_keys = ON")
         } catch {

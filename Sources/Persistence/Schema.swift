@@ -7,7 +7,7 @@
 /// (`\(.bigint)`); flags are `\(.bool)` (both dialects bound as `SQLValue.bool`); bytes are
 /// `\(.bytes)`; secrets are stored only as hashes.
 public enum Schema {
-    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, keyBackup, pushers, eventStates, remoteDeviceLists, media, mediaThumbnails, voiceMessages, urlPreviews, remoteMediaCache, mediaProtection, pushActions, crossSigningAndDehydration, adminUserFlags, adminRooms, adminSecurity, friends, privateChatSessions]
+    public static let migrations: [Migration] = [accounts, clientData, profileFields, rooms, roomsClient, toDevice, relations, search, e2eKeys, scopedTransactions, federationOutbox, serverKeys, federationRooms, keyBackup, pushers, eventStates, remoteDeviceLists, media, mediaThumbnails, voiceMessages, urlPreviews, remoteMediaCache, mediaProtection, pushActions, crossSigningAndDehydration, adminUserFlags, adminRooms, adminSecurity, friends, privateChatSessions, pushActionsByPosition]
 
     /// Users, their devices and access tokens (the login and registration issue).
     static let accounts = Migration(

@@ -61,6 +61,37 @@ struct PushActionStoreTests {
         }
     }
 
+    /// Migration 122 re-keys the table by `(user_id, stream_ordering)`: rows recorded before it
+    /// are all there after it, and recording one again still records nothing twice.
+    @Test(arguments: Backend.enabled)
+    func rowsSurviveTheRekeyingMigration(_ backend: Backend) async throws {
+        try await withScratch(backend) { (configuration) async throws in
+            let before = Schema.migrations.filter { $0.version < 122 }
+            let old = try await Database.open(configuration, migrations: before)
+            try await insertEvents(old, [(1, "$1", "!r1:t"), (2, "$2", "!r1:t")])
+            try await old.write { db in
+                for (user, id, order) in [("@b:t", "$1", 1), ("@b:t", "$2", 2), ("@c:t", "$2", 2)] {
+                    try db.execute("""
+                        INSERT INTO event_push_actions (user_id, room_id, event_id, stream_ordering, actions, highlight, thread_id, ts)
+                        VALUES (?, '!r1:t', ?, ?, '["notify"]', ?, NULL, 1000)
+                        """, .text(user), .text(id), .int(Int64(order)), .bool(order == 2))
+                }
+            }
+            await old.close()
+            let database = try await Database.open(configuration)
+            let store = database.pushActions
+            let bob = try UserID(parsing: "@b:t")
+            try await store.record([action("@b:t", "!r1:t", "$2", 2)])
+            let rows = try await store.notifications(of: bob, before: nil, limit: 10, onlyHighlight: false)
+            #expect(rows.map(\.action.eventID) == ["$2", "$1"])
+            #expect(rows.map(\.action.highlight) == [true, false])
+            #expect(try await store.notifications(of: UserID(parsing: "@c:t"), before: nil, limit: 10, onlyHighlight: false)
+                .map(\.action.eventID) == ["$2"])
+            #expect(try await store.deleteOlder(than: 2_000) == 3)
+            await database.close()
+        }
+    }
+
     @Test(arguments: Backend.enabled)
     func pushersByDeviceAndAll(_ backend: Backend) async throws {
         try await withDatabase(backend) { (database) async throws in

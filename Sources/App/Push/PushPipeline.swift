@@ -27,6 +27,8 @@ final class PushPipeline: PushPipelineHook, Sendable {
     /// Events waiting at most; past it batches are dropped (and logged): a burst must not
     /// grow memory without bound, and notifications are best effort.
     static let maxQueuedEvents = 100_000
+    /// Outcomes recorded per transaction at most.
+    static let actionsPerTransaction = 2_000
 
     let database: Database
     let localServer: ServerName
@@ -134,10 +136,7 @@ final class PushPipeline: PushPipelineHook, Sendable {
             }
             if dropped > 0 { logger.warning("push pipeline queue full: \(dropped) events not evaluated") }
             if batches.isEmpty { return }
-            // Each user's rules are read once per pull: every batch pulled was published before
-            // the pull, so a rule changed before an event's send applies to it.
-            var rules: [UserID: PushRuleSet] = [:]
-            for batch in batches { await process(batch, rules: &rules) }
+            await process(batches)
         }
     }
 
@@ -147,15 +146,47 @@ final class PushPipeline: PushPipelineHook, Sendable {
         var displayName: String?
     }
 
-    func process(_ batch: Batch) async {
+    /// What one pull decided: the outcomes to record and the pushes to hand over after them.
+    private struct Outcomes {
+        var actions: [PushActionStore.Action] = []
+        var pushes: [(UserID, PendingPush)] = []
+        var events = 0
+    }
+
+    /// Every batch of one pull evaluated, their outcomes recorded in one transaction, then
+    /// handed to the pushers. One transaction per pull, not per batch: each recipient's row
+    /// goes into the page of their part of the table, so a page a recipient's rows share is
+    /// written once for all the events a pull holds (while a transaction runs, the next
+    /// batches queue up and go together: the busier the rooms, the fewer writes per event).
+    /// Each user's rules are read once per pull: every batch pulled was published before the
+    /// pull, so a rule changed before an event's send applies to it.
+    func process(_ batches: [Batch]) async {
+        let started = Clock.monotonicNanoseconds()
         var rules: [UserID: PushRuleSet] = [:]
-        await process(batch, rules: &rules)
+        var outcomes = Outcomes()
+        for batch in batches { await evaluate(batch, rules: &rules, into: &outcomes) }
+        let evaluated = Clock.monotonicNanoseconds()
+        // Bounded transactions: the writer is shared with the sends, which wait behind one.
+        for start in stride(from: 0, to: outcomes.actions.count, by: Self.actionsPerTransaction) {
+            let chunk = outcomes.actions[start..<min(start + Self.actionsPerTransaction, outcomes.actions.count)]
+            do {
+                try await database.pushActions.record(Array(chunk))
+            } catch {
+                logger.warning("recording \(chunk.count) push actions of \(batches.count) room batches failed: \(error)")
+            }
+        }
+        processedEvents.add(outcomes.events, ordering: .relaxed)
+        // After the record: the badge count a gateway receives includes this event.
+        let recorded = Clock.monotonicNanoseconds()
+        for (user, push) in outcomes.pushes { await deliveries.enqueue(push, for: user) }
+        let done = Clock.monotonicNanoseconds()
+        if done - started > 250_000_000 {
+            logger.warning("slow push pull: \(batches.count) room batches, \(outcomes.events) events, \(outcomes.actions.count) outcomes, evaluation \((evaluated - started) / 1_000_000) ms, record \((recorded - evaluated) / 1_000_000) ms, hand-off \((done - recorded) / 1_000_000) ms")
+        }
     }
 
     /// `batch` evaluated with `ruleSets` as a cache of the users' rules (filled as needed).
-    func process(_ batch: Batch, rules ruleSets: inout [UserID: PushRuleSet]) async {
-        let started = Clock.monotonicNanoseconds()
-        var rulesNanos: Int64 = 0
+    private func evaluate(_ batch: Batch, rules ruleSets: inout [UserID: PushRuleSet], into outcomes: inout Outcomes) async {
         let state = batch.state
         var recipients: [Recipient] = []
         var joined = 0
@@ -165,9 +196,8 @@ final class PushPipeline: PushPipelineHook, Sendable {
             recipients.append(Recipient(user: user, displayName: pdu.content["displayname"]?.stringValue))
         }
         var power: PowerLevels?
-        var actions: [PushActionStore.Action] = []
-        var pushes: [(UserID, PendingPush)] = []
         let now = Clock.nowMilliseconds()
+        outcomes.events += batch.events.count
         for event in batch.events {
             guard let json = try? JSON.parse(event.clientBytes.isEmpty ? event.bytes : event.clientBytes) else { continue }
             let pushEvent = PushEvent(json)
@@ -183,7 +213,6 @@ final class PushPipeline: PushPipelineHook, Sendable {
             // What a push says of the event, built for its first recipient with a pusher.
             var template: PendingPush?
             for recipient in targets where recipient.user.rawValue != event.sender {
-                let r0 = Clock.monotonicNanoseconds()
                 let rules: PushRuleSet
                 if let known = ruleSets[recipient.user] {
                     rules = known
@@ -194,7 +223,6 @@ final class PushPipeline: PushPipelineHook, Sendable {
                     rules = await self.rules(for: recipient.user)
                     ruleSets[recipient.user] = rules
                 }
-                rulesNanos += Clock.monotonicNanoseconds() - r0
                 var context = PushContext(displayName: recipient.displayName, memberCount: joined)
                 var outcome = PushEvaluator.evaluate(rules, pushEvent, context)
                 if case .needsPowerLevels = outcome {
@@ -208,7 +236,7 @@ final class PushPipeline: PushPipelineHook, Sendable {
                 }
                 let list = outcome.actions
                 guard list.notifies else { continue }
-                actions.append(PushActionStore.Action(
+                outcomes.actions.append(PushActionStore.Action(
                     userID: recipient.user.rawValue, roomID: batch.roomID.rawValue, eventID: event.eventID.rawValue,
                     streamOrdering: event.streamOrdering, actions: Self.encode(list).encodedString,
                     highlight: list.highlights, threadID: thread, ts: now))
@@ -216,23 +244,9 @@ final class PushPipeline: PushPipelineHook, Sendable {
                     let push = template ?? PendingPush(event: event, json: json, roomID: batch.roomID, state: state,
                                                        includeContent: configuration.includeContent, queuedAt: now)
                     template = push
-                    pushes.append((recipient.user, push.addressed(to: recipient.user, actions: list)))
+                    outcomes.pushes.append((recipient.user, push.addressed(to: recipient.user, actions: list)))
                 }
             }
-        }
-        processedEvents.add(batch.events.count, ordering: .relaxed)
-        let evaluated = Clock.monotonicNanoseconds()
-        do {
-            try await database.pushActions.record(actions)
-        } catch {
-            logger.warning("recording \(actions.count) push actions of \(batch.roomID) failed: \(error)")
-        }
-        // After the record: the badge count a gateway receives includes this event.
-        let recorded = Clock.monotonicNanoseconds()
-        for (user, push) in pushes { await deliveries.enqueue(push, for: user) }
-        let done = Clock.monotonicNanoseconds()
-        if done - started > 250_000_000 {
-            logger.warning("slow push batch of \(batch.roomID): \(batch.events.count) events, \(recipients.count) recipients, evaluation \((evaluated - started) / 1_000_000) ms (rules \(rulesNanos / 1_000_000) ms), record \((recorded - evaluated) / 1_000_000) ms, hand-off \((done - recorded) / 1_000_000) ms")
         }
     }
 
