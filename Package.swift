@@ -21,7 +21,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
@@ -62,8 +61,7 @@ let package = Package(
         .executableTarget(name: "App",
                           dependencies: ["Transport", "Matrix", "Persistence", "Actors", "COpenSSL",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                                         .product(name: "Logging", package: "swift-log"),
-                                         .product(name: "Yams", package: "Yams")],
+                                         .product(name: "Logging", package: "swift-log")],
                           swiftSettings: strict),
         .executableTarget(name: "MyelinBench",
                           dependencies: ["Transport", "CLibUV",

@@ -137,7 +137,7 @@ enum ConnectionString {
         var found: [String] = []
         var out = text
         // URI user info: scheme://user:password@host
-        if let schemeEnd = out.range(of: "://") {
+        if let schemeEnd = out.firstRange(of: "://") {
             let rest = out[schemeEnd.upperBound...]
             let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
             let authority = rest[..<authorityEnd]

@@ -1,7 +1,6 @@
 import Matrix
 import Persistence
 import Transport
-import Yams
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,9 +17,9 @@ struct ConfigurationError: Error, CustomStringConvertible, Equatable {
 enum ConfigurationLoader {
     static func load(yaml text: String) throws -> Configuration {
         var configuration = Configuration()
-        let root: Node?
+        let root: YAMLNode?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try YAMLParser.parse(text)
         } catch {
             throw ConfigurationError(path: "", message: "not valid YAML: \(error)")
         }
@@ -289,36 +288,29 @@ enum ServerNameCheck {
 /// the rest with their full key paths.
 final class Section {
     let path: String
-    var entries: [(key: String, value: Node)] = []
+    var entries: [(key: String, value: YAMLNode)] = []
     var used: Set<String> = []
 
-    init(_ node: Node, path: String) throws {
+    init(_ node: YAMLNode, path: String) throws {
         self.path = path
         guard let mapping = node.mapping else {
             throw ConfigurationError(path: path, message: "expected a mapping of keys to values")
         }
-        for (key, value) in mapping {
-            guard let name = key.string else { throw ConfigurationError(path: path, message: "keys must be strings") }
-            entries.append((name, value))
-        }
+        for entry in mapping { entries.append((entry.key, entry.value)) }
     }
 
     func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-    private func value(_ key: String) -> Node? {
+    private func value(_ key: String) -> YAMLNode? {
         guard let entry = entries.first(where: { $0.key == key }) else { return nil }
         used.insert(key)
-        if case .scalar(let scalar) = entry.value, scalar.string == "~" || scalar.string == "null" || scalar.string.isEmpty,
-           scalar.style == .plain {
-            return nil
-        }
-        return entry.value
+        return entry.value.isNull ? nil : entry.value
     }
 
     private func scalar(_ key: String) throws -> String? {
         guard let node = value(key) else { return nil }
-        guard case .scalar(let s) = node else { throw ConfigurationError(path: keyPath(key), message: "expected a single value") }
-        return s.string
+        guard case .scalar(let s, _) = node else { throw ConfigurationError(path: keyPath(key), message: "expected a single value") }
+        return s
     }
 
     func string(_ key: String, _ apply: (String) throws -> Void) throws {
@@ -378,12 +370,12 @@ final class Section {
 
     /// An element of a YAML list.
     struct Item {
-        let node: Node
+        let node: YAMLNode
         let path: String
 
         func scalarString() throws -> String {
-            guard case .scalar(let s) = node else { throw ConfigurationError(path: path, message: "expected a single value") }
-            return s.string
+            guard case .scalar(let s, _) = node else { throw ConfigurationError(path: path, message: "expected a single value") }
+            return s
         }
 
         func mapping() throws -> Section { try Section(node, path: path) }

@@ -220,7 +220,7 @@ final class MyelinApp: HTTPResponder {
         // Every occurrence: a repeated parameter must not leak its second value.
         var rest = Substring(target)
         var out = ""
-        while let range = rest.range(of: "access_token=") {
+        while let range = rest.firstRange(of: "access_token=") {
             out += rest[..<range.upperBound] + "<redacted>"
             let tail = rest[range.upperBound...]
             rest = tail[(tail.firstIndex(of: "&") ?? tail.endIndex)...]

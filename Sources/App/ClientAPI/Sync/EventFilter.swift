@@ -87,7 +87,7 @@ struct EventFilter: Sendable {
             } else if index == parts.count - 1 {
                 return part.isEmpty || rest.hasSuffix(part)
             } else if !part.isEmpty {
-                guard let range = rest.range(of: part) else { return false }
+                guard let range = rest.firstRange(of: part) else { return false }
                 rest = rest[range.upperBound...]
             }
         }
