@@ -30,13 +30,16 @@ let package = Package(
         .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium",
                        providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
-        .systemLibrary(name: "CPostgres", path: "Sources/CPostgres", pkgConfig: "libpq",
-                       providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         // libvips (Debian's libvips42), opened with dlopen on the first thumbnail: a server
         // that never thumbnails does not map it and its ~80 dependencies (see CVips.h).
         .target(name: "CVips", path: "Sources/CVips", cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
+        // libpq (Debian's libpq5; its headers from libpq-dev, symlinked), opened with dlopen on
+        // the first PostgreSQL connection: a server on SQLite does not map it and the ~20
+        // libraries it pulls in (see CPostgres.h).
+        .target(name: "CPostgres", path: "Sources/CPostgres", cSettings: [.unsafeFlags(["-O2"])],
                 linkerSettings: [.linkedLibrary("dl"), .linkedLibrary("pthread")]),
         // The system resolver (SRV lookups for federation server discovery).
         .systemLibrary(name: "CResolv", path: "Sources/CResolv"),
@@ -79,7 +82,7 @@ let package = Package(
         .target(name: "StorageTestSupport", dependencies: ["Persistence"], path: "Tests/StorageTestSupport", swiftSettings: strict),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "TestSupport"], swiftSettings: strict),
         .testTarget(name: "MatrixTests", dependencies: ["Matrix"], swiftSettings: strict),
-        .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "StorageTestSupport"], swiftSettings: strict),
+        .testTarget(name: "PersistenceTests", dependencies: ["Persistence", "CPostgres", "StorageTestSupport"], swiftSettings: strict),
         .testTarget(name: "ActorsTests", dependencies: ["Actors", "StorageTestSupport", "TestSupport"], swiftSettings: strict),
         // The child process of the SIGKILL crash-safety test in ActorsTests.
         .executableTarget(name: "myelin-crash-driver", dependencies: ["Actors"], path: "Tests/CrashDriver",

@@ -5,7 +5,8 @@ import Darwin
 #endif
 import CPostgres
 
-/// One libpq connection (`PGconn*`), used with libpq's blocking API.
+/// One libpq connection (`PGconn*`), used with libpq's blocking API through the wrappers of
+/// CPostgres (`myelin_pq_exec_params` is `PQexecParams`), which load libpq on first use.
 ///
 /// Created, used and closed on exactly one `ConnectionThread`: libpq connections are not
 /// thread-safe, and the blocking calls (`PQconnectdb`, `PQexecParams`) are why the thread
@@ -16,23 +17,28 @@ final class PostgresConnection: SQLTransaction {
     private var translated: [String: String] = [:]
 
     init(conninfo: String) throws {
-        let conn = PQconnectdb(conninfo)
-        guard let conn, PQstatus(conn) == CONNECTION_OK else {
-            let message = conn.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
-            PQfinish(conn)
+        // libpq is opened on the first connection, not linked (see CPostgres.h).
+        if myelin_pq_load() != 0 {
+            let reason = myelin_pq_load_error().map { String(cString: $0) } ?? "unknown error"
+            throw DatabaseError(.connection, "cannot load libpq.so.5 (install libpq5): \(reason)", backend: .postgres)
+        }
+        let conn = myelin_pq_connectdb(conninfo)
+        guard let conn, myelin_pq_status(conn) == CONNECTION_OK else {
+            let message = conn.map { String(cString: myelin_pq_error_message($0)) } ?? "out of memory"
+            myelin_pq_finish(conn)
             throw DatabaseError(.connection, "cannot connect: \(Self.trim(message))", backend: .postgres)
         }
         handle = conn
         // NOTICEs (e.g. "relation already exists, skipping") would otherwise go to stderr.
-        PQsetNoticeProcessor(conn, { _, _ in }, nil)
-        if PQsetClientEncoding(conn, "UTF8") != 0 {
+        myelin_pq_set_notice_processor(conn, { _, _ in }, nil)
+        if myelin_pq_set_client_encoding(conn, "UTF8") != 0 {
             close()
             throw DatabaseError(.connection, "cannot set client encoding to UTF8", backend: .postgres)
         }
     }
 
     func close() {
-        if let handle { PQfinish(handle) }
+        if let handle { myelin_pq_finish(handle) }
         handle = nil
     }
 
@@ -48,13 +54,13 @@ final class PostgresConnection: SQLTransaction {
     /// start of each job, never inside a transaction.
     func ensureConnected() throws {
         guard let handle else { throw DatabaseError(.closed, "connection closed", backend: .postgres) }
-        if PQstatus(handle) == CONNECTION_OK { return }
-        PQreset(handle)
-        guard PQstatus(handle) == CONNECTION_OK else {
-            throw DatabaseError(.connection, "connection lost: \(Self.trim(String(cString: PQerrorMessage(handle))))",
+        if myelin_pq_status(handle) == CONNECTION_OK { return }
+        myelin_pq_reset(handle)
+        guard myelin_pq_status(handle) == CONNECTION_OK else {
+            throw DatabaseError(.connection, "connection lost: \(Self.trim(String(cString: myelin_pq_error_message(handle))))",
                                 backend: .postgres)
         }
-        PQsetNoticeProcessor(handle, { _, _ in }, nil)
+        myelin_pq_set_notice_processor(handle, { _, _ in }, nil)
     }
 
     /// The `?` placeholders of `sql` renumbered `$1...$n`, skipping string literals,
@@ -105,16 +111,16 @@ final class PostgresConnection: SQLTransaction {
         let message: String
         var code: String? = nil
         if let result {
-            message = Self.trim(String(cString: PQresultErrorMessage(result)))
+            message = Self.trim(String(cString: myelin_pq_result_error_message(result)))
             // PG_DIAG_SQLSTATE is the character 'C'.
-            if let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))) {
+            if let state = myelin_pq_result_error_field(result, Int32(UInt8(ascii: "C"))) {
                 code = String(cString: state)
             }
         } else {
-            message = handle.map { Self.trim(String(cString: PQerrorMessage($0))) } ?? "connection closed"
+            message = handle.map { Self.trim(String(cString: myelin_pq_error_message($0))) } ?? "connection closed"
         }
         let kind: DatabaseError.Kind
-        if let handle, PQstatus(handle) != CONNECTION_OK {
+        if let handle, myelin_pq_status(handle) != CONNECTION_OK {
             kind = .connection
         } else if code == "23505" {
             kind = .uniqueViolation
@@ -176,15 +182,15 @@ final class PostgresConnection: SQLTransaction {
         }
         let result: OpaquePointer? = buffers.withUnsafeBufferPointer { values in
             values.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
-                PQexecParams(handle, statement, Int32(bindings.count), nil,
+                myelin_pq_exec_params(handle, statement, Int32(bindings.count), nil,
                              values.baseAddress, lengths, formats, 0)
             }
         }
         guard let result else { throw error(nil, sql) }
-        let status = PQresultStatus(result)
+        let status = myelin_pq_result_status(result)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
             let error = self.error(result, sql)
-            PQclear(result)
+            myelin_pq_clear(result)
             throw error
         }
         return result
@@ -192,23 +198,23 @@ final class PostgresConnection: SQLTransaction {
 
     func query(_ sql: String, _ bindings: [SQLValue]) throws -> [SQLRow] {
         let result = try run(sql, bindings)
-        defer { PQclear(result) }
-        let rowCount = Int(PQntuples(result))
-        let fieldCount = Int(PQnfields(result))
-        let columns = (0..<fieldCount).map { String(cString: PQfname(result, Int32($0))) }
-        let types = (0..<fieldCount).map { PQftype(result, Int32($0)) }
+        defer { myelin_pq_clear(result) }
+        let rowCount = Int(myelin_pq_ntuples(result))
+        let fieldCount = Int(myelin_pq_nfields(result))
+        let columns = (0..<fieldCount).map { String(cString: myelin_pq_fname(result, Int32($0))) }
+        let types = (0..<fieldCount).map { myelin_pq_ftype(result, Int32($0)) }
         var rows: [SQLRow] = []
         rows.reserveCapacity(rowCount)
         for row in 0..<Int32(rowCount) {
             var values: [SQLValue] = []
             values.reserveCapacity(fieldCount)
             for field in 0..<Int32(fieldCount) {
-                if PQgetisnull(result, row, field) != 0 {
+                if myelin_pq_getisnull(result, row, field) != 0 {
                     values.append(.null)
                     continue
                 }
-                let pointer = PQgetvalue(result, row, field)!
-                let length = Int(PQgetlength(result, row, field))
+                let pointer = myelin_pq_getvalue(result, row, field)!
+                let length = Int(myelin_pq_getlength(result, row, field))
                 let bytes = UnsafeRawBufferPointer(start: pointer, count: length)
                 let text = String(decoding: bytes, as: UTF8.self)
                 switch types[Int(field)] {
@@ -254,22 +260,22 @@ final class PostgresConnection: SQLTransaction {
     @discardableResult
     func execute(_ sql: String, _ bindings: [SQLValue]) throws -> Int {
         let result = try run(sql, bindings)
-        defer { PQclear(result) }
-        return Int(String(cString: PQcmdTuples(result))) ?? 0
+        defer { myelin_pq_clear(result) }
+        return Int(String(cString: myelin_pq_cmd_tuples(result))) ?? 0
     }
 
     func executeScript(_ sql: String) throws {
         guard let handle else { throw DatabaseError(.closed, "connection closed", backend: .postgres, sql: sql) }
-        guard let result = PQexec(handle, sql) else { throw error(nil, sql) }
-        defer { PQclear(result) }
-        let status = PQresultStatus(result)
+        guard let result = myelin_pq_exec(handle, sql) else { throw error(nil, sql) }
+        defer { myelin_pq_clear(result) }
+        let status = myelin_pq_result_status(result)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY else {
             throw error(result, sql)
         }
     }
 
     func abortedTransactionError() -> DatabaseError? {
-        guard let handle, PQtransactionStatus(handle) == PQTRANS_INERROR else { return nil }
+        guard let handle, myelin_pq_transaction_status(handle) == PQTRANS_INERROR else { return nil }
         return DatabaseError(.statement, "the transaction was aborted by an earlier failed statement; rolled back",
                              backend: .postgres)
     }
@@ -277,6 +283,6 @@ final class PostgresConnection: SQLTransaction {
     /// Whether the connection is inside a transaction block (idle, active or failed).
     var inTransaction: Bool {
         guard let handle else { return false }
-        return PQtransactionStatus(handle) != PQTRANS_IDLE
+        return myelin_pq_transaction_status(handle) != PQTRANS_IDLE
     }
 }

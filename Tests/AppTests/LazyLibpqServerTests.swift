@@ -1,0 +1,73 @@
+import Foundation
+import Glibc
+import Persistence
+import Testing
+import TestSupport
+@testable import App
+
+/// The real binary does not map libpq (nor gnutls, krb5, ldap... which only it needs) on
+/// SQLite, the default; on PostgreSQL it opens it with its first connection and serves as
+/// before (see Sources/CPostgres/include/CPostgres.h). A child process, so that no other
+/// test of this process can have loaded it first.
+@Suite("libpq is loaded on first use (myelin binary)", .serialized)
+struct LazyLibpqServerTests {
+    /// Starts `myelin serve` with `database` as its configuration's database section, waits
+    /// until it answers, and hands its pid to `body`.
+    static func withServer(database: String, _ body: (pid_t) async throws -> Void) async throws {
+        let directory = makeTemporaryDirectory()
+        let port = try LazyLibvipsTests.freePort()
+        let config = directory + "/myelin.yaml"
+        try "server_name: localhost\n\(database)".write(toFile: config, atomically: true, encoding: .utf8)
+        let command = "exec '\(AdminRegisterUserCLITests.binaryPath)' serve --config '\(config)' --listen 127.0.0.1:\(port)"
+            + " --data-dir '\(directory)/data' > '\(directory)/log' 2>&1"
+        let server = try ChildProcess(path: "/bin/sh", arguments: ["-c", command])
+        defer {
+            server.signal(SIGKILL)
+            _ = server.wait()
+        }
+        var listening = false
+        for _ in 0..<600 where !listening {
+            if let client = try? RawClient(port: port, timeoutSeconds: 5) {
+                client.send("GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n\r\n")
+                listening = (try? await client.read().status) == 200
+            }
+            if !listening { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try #require(listening, "the server did not answer: \((try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? "")")
+        try await body(server.pid)
+    }
+
+    @Test func serverOnSQLiteDoesNotMapLibpq() async throws {
+        try await Self.withServer(database: "") { pid in
+            let maps = LazyLibvipsTests.maps(pid)
+            // The map was read (the binary itself is in it), and libpq and its own
+            // dependencies are not.
+            #expect(maps.contains("libswiftCore"))
+            #expect(maps.contains("libsqlite3"))
+            for library in ["libpq.so", "libgnutls", "libkrb5", "libldap", "libsasl2"] {
+                #expect(!maps.contains(library), "\(library) is mapped")
+            }
+        }
+    }
+
+    @Test(.enabled(if: Environment.postgres != nil, "MYELIN_TEST_POSTGRES is not set"))
+    func serverOnPostgresLoadsLibpq() async throws {
+        let base = try #require(Environment.postgres)
+        let schema = "myelin_test_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+        let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
+        try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
+        let result: Result<Void, any Error>
+        do {
+            let conninfo = "\(base) options='-csearch_path=\(schema)'"
+            try await Self.withServer(database: "database:\n  backend: postgres\n  postgres:\n    conninfo: \"\(conninfo)\"\n    pool_size: 2\n") { pid in
+                #expect(LazyLibvipsTests.maps(pid).contains("libpq.so.5"))
+            }
+            result = .success(())
+        } catch {
+            result = .failure(error)
+        }
+        try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
+        await admin.close()
+        try result.get()
+    }
+}
