@@ -11,30 +11,10 @@ import TestSupport
 /// test of this process can have loaded it first.
 @Suite("libpq is loaded on first use (myelin binary)", .serialized)
 struct LazyLibpqServerTests {
-    /// Starts `myelin serve` with `database` as its configuration's database section, waits
-    /// until it answers, and hands its pid to `body`.
+    /// `myelin serve` with `database` as its configuration's database section (see
+    /// `ServerProcess.withServer`).
     static func withServer(database: String, _ body: (pid_t) async throws -> Void) async throws {
-        let directory = makeTemporaryDirectory()
-        let port = try LazyLibvipsTests.freePort()
-        let config = directory + "/myelin.yaml"
-        try "server_name: localhost\n\(database)".write(toFile: config, atomically: true, encoding: .utf8)
-        let command = "exec '\(AdminRegisterUserCLITests.binaryPath)' serve --config '\(config)' --listen 127.0.0.1:\(port)"
-            + " --data-dir '\(directory)/data' > '\(directory)/log' 2>&1"
-        let server = try ChildProcess(path: "/bin/sh", arguments: ["-c", command])
-        defer {
-            server.signal(SIGKILL)
-            _ = server.wait()
-        }
-        var listening = false
-        for _ in 0..<600 where !listening {
-            if let client = try? RawClient(port: port, timeoutSeconds: 5) {
-                client.send("GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n\r\n")
-                listening = (try? await client.read().status) == 200
-            }
-            if !listening { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        try #require(listening, "the server did not answer: \((try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? "")")
-        try await body(server.pid)
+        try await ServerProcess.withServer(configuration: "server_name: localhost\n\(database)") { pid, _ in try await body(pid) }
     }
 
     @Test func serverOnSQLiteDoesNotMapLibpq() async throws {

@@ -44,43 +44,24 @@ struct LazyLibvipsTests {
     }
 
     @Test func idleServerHasNotLoadedLibvipsAndTheFirstThumbnailLoadsIt() async throws {
-        let directory = makeTemporaryDirectory()
-        let port = try Self.freePort()
-        let config = directory + "/myelin.yaml"
         // Dynamic thumbnails: the request below is made on demand, not served from the
         // pre-generated sizes (made in the background after the upload).
-        try "server_name: localhost\nregistration:\n  enabled: true\nrate_limits:\n  enabled: false\nmedia:\n  dynamic_thumbnails: true\n"
-            .write(toFile: config, atomically: true, encoding: .utf8)
-        let command = "exec '\(AdminRegisterUserCLITests.binaryPath)' serve --config '\(config)' --listen 127.0.0.1:\(port)"
-            + " --data-dir '\(directory)/data' > '\(directory)/log' 2>&1"
-        let server = try ChildProcess(path: "/bin/sh", arguments: ["-c", command])
-        defer {
-            server.signal(SIGKILL)
-            _ = server.wait()
+        let configuration = "server_name: localhost\nregistration:\n  enabled: true\nrate_limits:\n  enabled: false\nmedia:\n  dynamic_thumbnails: true\n"
+        try await ServerProcess.withServer(configuration: configuration) { pid, port in
+            // The map was read (the binary itself is in it), and libvips is not.
+            #expect(Self.maps(pid).contains("libswiftCore"))
+            #expect(!Self.mapsLibvips(pid))
+            let user = try await MediaTest.user(port, "lazyvips")
+            let jpeg = try await ThumbnailTests.imageBytes("in.jpg", width: 400, height: 300)
+            let id = try await ThumbnailTests.upload(port, user.token, jpeg, "image/jpeg")
+            let client = try RawClient(port: port)
+            client.send("GET \(ThumbnailTests.target("localhost", id, "width=100&height=100")) HTTP/1.1\r\n"
+                        + "Host: x\r\nAuthorization: Bearer \(user.token ?? "")\r\n\r\n")
+            let response = try await client.read()
+            #expect(response.status == 200)
+            let info = try await ThumbnailTests.decode(response.body)
+            #expect(info == ImageInfo(format: .jpeg, width: 100, height: 75, pages: 1))
+            #expect(Self.mapsLibvips(pid))
         }
-        var listening = false
-        for _ in 0..<600 where !listening {
-            if let client = try? RawClient(port: port, timeoutSeconds: 5) {
-                client.send("GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\n\r\n")
-                listening = (try? await client.read().status) == 200
-            }
-            if !listening { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        try #require(listening, "the server did not answer: \((try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? "")")
-        // The map was read (the binary itself is in it), and libvips is not.
-        #expect(Self.maps(server.pid).contains("libswiftCore"))
-        #expect(!Self.mapsLibvips(server.pid))
-
-        let user = try await MediaTest.user(port, "lazyvips")
-        let jpeg = try await ThumbnailTests.imageBytes("in.jpg", width: 400, height: 300)
-        let id = try await ThumbnailTests.upload(port, user.token, jpeg, "image/jpeg")
-        let client = try RawClient(port: port)
-        client.send("GET \(ThumbnailTests.target("localhost", id, "width=100&height=100")) HTTP/1.1\r\n"
-                    + "Host: x\r\nAuthorization: Bearer \(user.token ?? "")\r\n\r\n")
-        let response = try await client.read()
-        #expect(response.status == 200)
-        let info = try await ThumbnailTests.decode(response.body)
-        #expect(info == ImageInfo(format: .jpeg, width: 100, height: 75, pages: 1))
-        #expect(Self.mapsLibvips(server.pid))
     }
 }

@@ -220,14 +220,19 @@ struct YAMLParser {
         return nil
     }
 
+    /// The next content line of a collection indented `n`, with its content: nil where the
+    /// collection ends (a line indented less, or a document marker at the top level).
+    private mutating func nextLine(at n: Int) throws -> (index: Int, body: [UInt8])? {
+        guard let at = try nextContent() else { return nil }
+        let lineIndent = indent(of: lines[at])
+        if lineIndent < n || (n == 0 && isDocumentMarker(lines[at])) { return nil }
+        if lineIndent > n { throw YAMLError(line: at + 1, message: "unexpected indentation") }
+        return (at, content(lines[at], from: n))
+    }
+
     private mutating func mapping(indent n: Int) throws -> YAMLNode {
         var entries: [YAMLEntry] = []
-        while let at = try nextContent() {
-            let lineIndent = indent(of: lines[at])
-            if lineIndent < n { break }
-            if lineIndent > n { throw YAMLError(line: at + 1, message: "unexpected indentation") }
-            if n == 0, isDocumentMarker(lines[at]) { break }
-            let body = content(lines[at], from: n)
+        while let (at, body) = try nextLine(at: n) {
             if isSequenceItem(body) { break }  // a sequence of the parent's, at this indentation
             guard let (key, rest) = try keySplit(body, line: at) else {
                 throw YAMLError(line: at + 1, message: "expected 'key: value'")
@@ -258,12 +263,7 @@ struct YAMLParser {
 
     private mutating func sequence(indent n: Int) throws -> YAMLNode {
         var items: [YAMLNode] = []
-        while let at = try nextContent() {
-            let lineIndent = indent(of: lines[at])
-            if lineIndent < n { break }
-            if lineIndent > n { throw YAMLError(line: at + 1, message: "unexpected indentation") }
-            if n == 0, isDocumentMarker(lines[at]) { break }
-            let body = content(lines[at], from: n)
+        while let (at, body) = try nextLine(at: n) {
             guard isSequenceItem(body) else { break }
             // What follows "- " is read as if the dash were a space: a nested mapping or
             // sequence starts at its own column.
