@@ -200,7 +200,7 @@ struct SyncBuilder {
             do {
                 found = try await joinedRoom(membership.roomID, full: !joinedAtSince, after: after,
                                              upper: membership.streamOrdering, membershipAt: membership.streamOrdering,
-                                             receipts: nil, accountData: nil)
+                                             membershipIsJoin: false, receipts: nil, accountData: nil)
             } catch where service.rooms.isClosed(roomID) {
                 found = nil
             }
@@ -347,8 +347,10 @@ struct SyncBuilder {
     }
 
     /// `membershipAt` is the position of the user's current membership event: events before
-    /// it may be hidden from them by a history visibility of the time.
-    func joinedRoom(_ room: String, full: Bool, after: Int64, upper: Int64, membershipAt: Int64,
+    /// it may be hidden from them by a history visibility of the time. When that membership is
+    /// a join (`membershipIsJoin`), the user has been joined at every event since, so those are
+    /// visible whatever the setting and only the earlier ones are checked.
+    func joinedRoom(_ room: String, full: Bool, after: Int64, upper: Int64, membershipAt: Int64, membershipIsJoin: Bool = true,
                     receipts: [ReceiptStore.Receipt]?, accountData: [[UInt8]]?) async throws -> RoomPlan? {
         let roomID = try RoomID(parsing: room)
         let typers = typers(in: roomID, full: full)
@@ -360,7 +362,7 @@ struct SyncBuilder {
         var (events, limited) = try await timeline(room, published, actor, after: after, upper: upper)
         var contiguous = filter.timeline.passesAll
         if try await mayHideHistory(published, actor, events, membershipAt: membershipAt) {
-            let visible = try await visibleOnly(room, events)
+            let visible = try await visibleOnly(room, events, before: membershipIsJoin ? membershipAt : nil)
             if visible.count != events.count { contiguous = false }
             events = visible
         }
@@ -518,9 +520,14 @@ struct SyncBuilder {
         }
     }
 
-    func visibleOnly(_ room: String, _ events: [TimelineEvent]) async throws -> [TimelineEvent] {
+    /// The events the user may see, checked one by one against the history visibility of
+    /// their time; with `before`, only those before that position are checked (the others
+    /// are visible: see `joinedRoom`), so a timeline that reaches back only to the room's
+    /// creation reads one row, not the whole timeline and a state per event.
+    func visibleOnly(_ room: String, _ events: [TimelineEvent], before: Int64? = nil) async throws -> [TimelineEvent] {
         let user = request.user.rawValue
-        let ids = events.map { $0.position }
+        let ids = events.map(\.position).filter { position in before.map { position < $0 } ?? true }
+        if ids.isEmpty { return events }
         let visible = try await app.database.read { db -> Set<Int64> in
             var visibility = RoomService.Visibility(user: user, joinedNow: true)
             var out = Set<Int64>()
@@ -531,7 +538,7 @@ struct SyncBuilder {
             }
             return out
         }
-        return events.filter { visible.contains($0.position) }
+        return events.filter { event in visible.contains(event.position) || before.map { event.position >= $0 } ?? false }
     }
 
     /// The state at the start of the timeline as (type, state_key) → event id.
