@@ -26,23 +26,6 @@ struct LazyLibvipsTests {
 
     static func mapsLibvips(_ pid: pid_t) -> Bool { maps(pid).contains("libvips.so") }
 
-    /// A port free now (bound to 0, read, released).
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { Glibc.close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     @Test func idleServerHasNotLoadedLibvipsAndTheFirstThumbnailLoadsIt() async throws {
         // Dynamic thumbnails: the request below is made on demand, not served from the
         // pre-generated sizes (made in the background after the upload).

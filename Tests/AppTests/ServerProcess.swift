@@ -10,7 +10,7 @@ enum ServerProcess {
     /// it answers, hands its pid and port to `body`, then kills it.
     static func withServer(configuration: String, _ body: (_ pid: pid_t, _ port: Int) async throws -> Void) async throws {
         let directory = makeTemporaryDirectory()
-        let port = try LazyLibvipsTests.freePort()
+        let port = freeTCPPort()
         let config = directory + "/myelin.yaml"
         try configuration.write(toFile: config, atomically: true, encoding: .utf8)
         let command = "exec '\(AdminRegisterUserCLITests.binaryPath)' serve --config '\(config)' --listen 127.0.0.1:\(port)"
