@@ -87,6 +87,6 @@ let package = Package(
         // The child process of the SIGKILL crash-safety test in ActorsTests.
         .executableTarget(name: "myelin-crash-driver", dependencies: ["Actors"], path: "Tests/CrashDriver",
                           swiftSettings: strict),
-        .testTarget(name: "AppTests", dependencies: ["App", "Transport", "Matrix", "Persistence", "TestSupport"], swiftSettings: strict),
+        .testTarget(name: "AppTests", dependencies: ["App", "Transport", "Matrix", "Persistence", "TestSupport", "StorageTestSupport"], swiftSettings: strict),
     ]
 )

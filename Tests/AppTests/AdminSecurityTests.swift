@@ -2,6 +2,7 @@ import Glibc
 import Matrix
 import Persistence
 import Testing
+import StorageTestSupport
 import TestSupport
 @testable import App
 
@@ -19,27 +20,17 @@ struct AdminSecurityTests {
     /// `backend` (so that several servers in turn share it), then drops it.
     static func withDatabase(_ backend: String, _ body: (@escaping @Sendable (inout Configuration) -> Void) async throws -> Void) async throws {
         let directory = makeTemporaryDirectory()
-        guard backend == "postgres", let base = Environment.postgres else {
+        guard backend == "postgres", Environment.postgres != nil else {
             return try await body { $0.dataDirectory = directory }
         }
-        let schema = "myelin_test_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
-        let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
-        try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
-        let result: Result<Void, any Error>
-        do {
+        try await withPostgresSchema { conninfo in
             try await body {
                 $0.dataDirectory = directory
                 $0.database.backend = .postgres
-                $0.database.postgresConninfo = "\(base) options='-csearch_path=\(schema)'"
+                $0.database.postgresConninfo = conninfo
                 $0.database.postgresPoolSize = 2
             }
-            result = .success(())
-        } catch {
-            result = .failure(error)
         }
-        try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
-        await admin.close()
-        try result.get()
     }
 
     /// A request from `source`: its response, or nil when the connection was closed without a

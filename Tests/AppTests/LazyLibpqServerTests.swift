@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import Persistence
 import Testing
+import StorageTestSupport
 import TestSupport
 @testable import App
 
@@ -32,22 +32,10 @@ struct LazyLibpqServerTests {
 
     @Test(.enabled(if: Environment.postgres != nil, "MYELIN_TEST_POSTGRES is not set"))
     func serverOnPostgresLoadsLibpq() async throws {
-        let base = try #require(Environment.postgres)
-        let schema = "myelin_test_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
-        let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
-        try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
-        let result: Result<Void, any Error>
-        do {
-            let conninfo = "\(base) options='-csearch_path=\(schema)'"
+        try await withPostgresSchema { conninfo in
             try await Self.withServer(database: "database:\n  backend: postgres\n  postgres:\n    conninfo: \"\(conninfo)\"\n    pool_size: 2\n") { pid in
                 #expect(LazyLibvipsTests.maps(pid).contains("libpq.so.5"))
             }
-            result = .success(())
-        } catch {
-            result = .failure(error)
         }
-        try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
-        await admin.close()
-        try result.get()
     }
 }

@@ -2,6 +2,7 @@ import Actors
 import Foundation
 import Glibc
 import Testing
+import StorageTestSupport
 import TestSupport
 @testable import App
 
@@ -9,20 +10,8 @@ import TestSupport
 /// its first thumbnail; then it loads it and thumbnails as before (see Sources/CVips/include/CVips.h).
 @Suite("libvips is loaded on first use", .serialized)
 struct LazyLibvipsTests {
-    /// The process's memory map (procfs reports no size: read until the end).
-    static func maps(_ pid: pid_t) -> String {
-        let fd = open("/proc/\(pid)/maps", O_RDONLY)
-        guard fd >= 0 else { return "" }
-        defer { Glibc.close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    /// The memory map of process `pid`.
+    static func maps(_ pid: pid_t) -> String { processMaps(String(pid)) }
 
     static func mapsLibvips(_ pid: pid_t) -> Bool { maps(pid).contains("libvips.so") }
 

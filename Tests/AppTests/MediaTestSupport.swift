@@ -1,6 +1,7 @@
 import Glibc
 import Matrix
 import Persistence
+import StorageTestSupport
 import TestSupport
 @testable import App
 
@@ -14,29 +15,19 @@ enum MediaTest {
     /// `withMyelinServer` on `backend`.
     static func withServer(_ backend: String, _ configure: @escaping (inout Configuration) -> Void = { _ in },
                            _ body: (MyelinServer, Int) async throws -> Void) async throws {
-        guard backend == "postgres", let base = Environment.postgres else {
+        guard backend == "postgres", Environment.postgres != nil else {
             return try await withMyelinServer(configure, body)
         }
         // A schema of its own: servers sharing one would allocate the same ids (state groups)
         // when they create rooms at once; one server per database is what runs in production.
-        let schema = "myelin_test_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
-        let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
-        try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
-        let result: Result<Void, any Error>
-        do {
+        try await withPostgresSchema { conninfo in
             try await withMyelinServer({
                 $0.database.backend = .postgres
-                $0.database.postgresConninfo = "\(base) options='-csearch_path=\(schema)'"
+                $0.database.postgresConninfo = conninfo
                 $0.database.postgresPoolSize = 2
                 configure(&$0)
             }, body)
-            result = .success(())
-        } catch {
-            result = .failure(error)
         }
-        try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
-        await admin.close()
-        try result.get()
     }
 
     /// A user name unique across runs (the PostgreSQL database is shared by the tests).

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CPostgres
+import StorageTestSupport
 import Testing
 @testable import Persistence
 
@@ -10,20 +11,8 @@ import Testing
 /// AppTests' LazyLibpqTests check the same on the real `myelin` binary.
 @Suite("libpq is loaded on first use")
 struct LazyLibpqTests {
-    /// This process's memory map (procfs reports no size: read until the end).
-    static func maps() -> String {
-        let fd = open("/proc/self/maps", O_RDONLY)
-        guard fd >= 0 else { return "" }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            bytes += buffer[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    /// This process's memory map.
+    static func maps() -> String { processMaps() }
 
     /// Whether a libpq function is in the process's global symbol scope: only if libpq is
     /// linked (a DT_NEEDED of the binary), since the lazy load keeps its symbols local.

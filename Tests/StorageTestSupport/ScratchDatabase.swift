@@ -34,19 +34,27 @@ public func withScratch<T>(_ backend: Backend, connections: Int = 4,
         return try await body(.sqlite(path: directory.appendingPathComponent("myelin.db").path,
                                       readerCount: connections))
     case .postgres:
-        guard let base = Backend.postgresConninfo else { throw ScratchError() }
-        let schema = "myelin_test_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
-        let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
-        try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
-        let result: Result<T, any Error>
-        do {
-            result = .success(try await body(.postgres(conninfo: "\(base) options='-csearch_path=\(schema)'",
-                                                       poolSize: connections)))
-        } catch {
-            result = .failure(error)
+        return try await withPostgresSchema { conninfo in
+            try await body(.postgres(conninfo: conninfo, poolSize: connections))
         }
-        try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
-        await admin.close()
-        return try result.get()
     }
+}
+
+/// Creates a fresh schema in the PostgreSQL database of `MYELIN_TEST_POSTGRES`, hands `body`
+/// a conninfo whose `search_path` is that schema (so that servers or stores opened with it do
+/// not share ids with other tests), and drops the schema afterwards, whatever `body` did.
+public func withPostgresSchema<T>(_ body: (String) async throws -> T) async throws -> T {
+    guard let base = Backend.postgresConninfo else { throw ScratchError() }
+    let schema = "myelin_test_\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+    let admin = try await Database.open(.postgres(conninfo: base, poolSize: 1), migrations: [])
+    try await admin.write { try $0.executeScript("CREATE SCHEMA \(schema)") }
+    let result: Result<T, any Error>
+    do {
+        result = .success(try await body("\(base) options='-csearch_path=\(schema)'"))
+    } catch {
+        result = .failure(error)
+    }
+    try? await admin.write { try $0.executeScript("DROP SCHEMA \(schema) CASCADE") }
+    await admin.close()
+    return try result.get()
 }
