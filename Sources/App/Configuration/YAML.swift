@@ -288,7 +288,9 @@ struct YAMLParser {
 
     // MARK: values on a line
 
-    private static func refuseUnsupported(_ text: [UInt8], line: Int) throws {
+    /// Refuses what a plain scalar or key cannot start with (an anchor, an alias, a tag or a
+    /// reserved indicator), in block and flow context alike.
+    fileprivate static func refuseUnsupported(_ text: [UInt8], line: Int) throws {
         switch text.first {
         case UInt8(ascii: "&"): throw YAMLError(line: line, message: "anchors ('&') are not supported")
         case UInt8(ascii: "*"): throw YAMLError(line: line, message: "aliases ('*') are not supported")
@@ -435,17 +437,8 @@ private struct FlowCursor {
         default:
             let text = plain()
             if text.isEmpty { throw YAMLError(line: line, message: "a value is missing") }
-            try Self.refuse(text, line: line)
+            try YAMLParser.refuseUnsupported(Array(text.utf8), line: line)
             return .scalar(text, plain: true)
-        }
-    }
-
-    private static func refuse(_ text: String, line: Int) throws {
-        switch text.first {
-        case "&": throw YAMLError(line: line, message: "anchors ('&') are not supported")
-        case "*": throw YAMLError(line: line, message: "aliases ('*') are not supported")
-        case "!": throw YAMLError(line: line, message: "tags ('!') are not supported")
-        default: return
         }
     }
 
@@ -489,7 +482,7 @@ private struct FlowCursor {
                 key = try quoted()
             } else {
                 key = plain()
-                try Self.refuse(key, line: line)
+                try YAMLParser.refuseUnsupported(Array(key.utf8), line: line)
             }
             if key.isEmpty { throw YAMLError(line: line, message: "a key is missing in a flow mapping") }
             if entries.contains(where: { $0.key == key }) { throw YAMLError(line: line, message: "the key '\(key)' is given twice") }
