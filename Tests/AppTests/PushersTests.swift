@@ -294,6 +294,32 @@ struct PushersTests {
         }
     }
 
+    /// The pipeline's members come from the room actor's cache (`PushMembers`), kept until a
+    /// member event: a display name changed after messages were evaluated decides the next
+    /// ones, and a member who joined later is evaluated from their first message on.
+    @Test(arguments: MediaTest.backends)
+    func memberChangesReachThePushRulesOfTheNextEvents(backend: String) async throws {
+        try await Self.withServer(backend) { _, port in
+            let alice = try await Self.user(port, "alice"), bob = try await Self.user(port, "bob")
+            let room = try await Self.sharedRoom(alice, bob)
+            let first = try await Self.send(alice, room, Self.text("hello Robert"))
+            // The invite and the first message, which names no one bob is yet.
+            let before = try await Self.notifications(bob, atLeast: 2)
+            #expect(before.first?["event"]?["event_id"]?.stringValue == first)
+            #expect(before.first?["actions"]?.arrayValue?.contains(["set_tweak": "highlight"]) == false)
+            #expect(try await bob.client.call("PUT", "/profile/\(bob.id)/displayname", ["displayname": "Robert"]).status == 200)
+            let carol = try await Self.user(port, "carol")
+            #expect(try await alice.client.call("POST", "/rooms/\(room)/invite", ["user_id": .string(carol.id)]).status == 200)
+            #expect(try await carol.client.call("POST", "/join/\(room)", [:]).status == 200)
+            let second = try await Self.send(alice, room, Self.text("hello Robert"))
+            let after = try await Self.notifications(bob, atLeast: 3)
+            #expect(after.first?["event"]?["event_id"]?.stringValue == second)
+            #expect(after.first?["actions"]?.arrayValue?.contains(["set_tweak": "highlight"]) == true)
+            let carols = try await Self.notifications(carol, atLeast: 2)
+            #expect(carols.first?["event"]?["event_id"]?.stringValue == second)
+        }
+    }
+
     @Test func pusherValidationAndAppend() async throws {
         try await withMyelin { port, _ in
             let alice = try await Self.user(port, "alice"), bob = try await Self.user(port, "bob")

@@ -54,6 +54,8 @@ public actor RoomActor: RegistryMember {
         /// Joined and invited users, the audience of a publication; nil after a member event
         /// until the next publication recomputes it (so a message costs no scan of the state).
         var audience: Set<UserID>? = nil
+        /// The joined members as the push pipeline needs them; nil as `audience`.
+        var pushMembers: PushMembers? = nil
 
         /// What the timeline service holds of this room: the ring itself (shared storage).
         var timeline: RoomTimeline {
@@ -384,6 +386,7 @@ public actor RoomActor: RegistryMember {
             // A remote event beside other forward extremities: the room's state is the
             // resolution of the branches, stored whole (server-server API, "Room State Resolution").
             working.audience = nil
+            working.pushMembers = nil
             working.state = resolved
             group = RoomEventStore.StateGroup(
                 id: position, roomID: key, prevGroup: nil, deltaDepth: 0,
@@ -392,7 +395,10 @@ public actor RoomActor: RegistryMember {
             working.stateDeltaDepth = 0
             working.stateGroup = position
         } else if let entry = pdu.stateEntry {
-            if entry.type == EventType.roomMember { working.audience = nil }
+            if entry.type == EventType.roomMember {
+                working.audience = nil
+                working.pushMembers = nil
+            }
             working.state[entry] = pdu
             if fullSnapshot || Self.snapshotDue(deltaDepth: working.stateDeltaDepth, stateCount: working.state.count) {
                 group = RoomEventStore.StateGroup(
@@ -544,6 +550,10 @@ public actor RoomActor: RegistryMember {
             }
         }
         context.federation?.published(roomID, events: events, state: room.state)
-        context.push?.published(roomID, events: events, state: room.state)
+        if let push = context.push {
+            let members = room.pushMembers ?? PushMembers(room.state, localServer: context.serverName)
+            if room.pushMembers == nil { self.room?.pushMembers = members }
+            push.published(roomID, events: events, state: room.state, members: members)
+        }
     }
 }

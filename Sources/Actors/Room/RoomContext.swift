@@ -51,7 +51,39 @@ public struct RoomContext: Sendable {
 /// Receives each batch a room published (the App's push pipeline). Called on the room
 /// actor: it only enqueues.
 public protocol PushPipelineHook: Sendable {
-    func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState)
+    func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState, members: PushMembers)
+}
+
+/// A room's joined members as push rules see them: the local ones (each with the display
+/// name of their member event) and how many are joined in all (`room_member_count`). Kept by
+/// the room actor until a member event, so a message costs no scan of the state and no
+/// parsing of its members' ids.
+public struct PushMembers: Sendable {
+    public struct Member: Sendable {
+        public var user: UserID
+        public var displayName: String?
+
+        public init(user: UserID, displayName: String?) {
+            self.user = user
+            self.displayName = displayName
+        }
+    }
+
+    public var local: [Member]
+    public var joined: Int
+
+    /// The members of `state` (of the server `localServer`).
+    public init(_ state: AuthState, localServer: ServerName) {
+        var local: [Member] = []
+        var joined = 0
+        for (key, pdu) in state where key.type == EventType.roomMember && pdu.membership == MembershipState.join.rawValue {
+            joined += 1
+            guard let user = try? UserID(parsing: key.stateKey), user.serverName == localServer else { continue }
+            local.append(Member(user: user, displayName: pdu.content["displayname"]?.stringValue))
+        }
+        self.local = local
+        self.joined = joined
+    }
 }
 
 /// Events a room persisted, as published to the notifier: positions and who is concerned.

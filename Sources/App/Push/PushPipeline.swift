@@ -16,6 +16,7 @@ final class PushPipeline: PushPipelineHook, Sendable {
         var roomID: RoomID
         var events: [PersistedEvent]
         var state: AuthState
+        var members: PushMembers
     }
 
     private struct Queue {
@@ -83,13 +84,13 @@ final class PushPipeline: PushPipelineHook, Sendable {
 
     // MARK: PushPipelineHook (on the room actor)
 
-    func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState) {
+    func published(_ roomID: RoomID, events: [PersistedEvent], state: AuthState, members: PushMembers) {
         let accepted = queue.withLock { queue -> Bool in
             guard queue.events + events.count <= Self.maxQueuedEvents else {
                 queue.dropped += events.count
                 return false
             }
-            queue.batches.append(Batch(roomID: roomID, events: events, state: state))
+            queue.batches.append(Batch(roomID: roomID, events: events, state: state, members: members))
             queue.events += events.count
             return true
         }
@@ -140,12 +141,6 @@ final class PushPipeline: PushPipelineHook, Sendable {
         }
     }
 
-    /// A local member the rules are evaluated for.
-    private struct Recipient {
-        var user: UserID
-        var displayName: String?
-    }
-
     /// What one pull decided: the outcomes to record and the pushes to hand over after them.
     private struct Outcomes {
         var actions: [PushActionStore.Action] = []
@@ -188,14 +183,10 @@ final class PushPipeline: PushPipelineHook, Sendable {
     /// `batch` evaluated with `ruleSets` as a cache of the users' rules (filled as needed).
     private func evaluate(_ batch: Batch, rules ruleSets: inout [UserID: PushRuleSet], into outcomes: inout Outcomes) async {
         let state = batch.state
-        var recipients: [Recipient] = []
-        var joined = 0
-        for (key, pdu) in state where key.type == EventType.roomMember && pdu.membership == MembershipState.join.rawValue {
-            joined += 1
-            guard let user = try? UserID(parsing: key.stateKey), user.serverName == localServer else { continue }
-            recipients.append(Recipient(user: user, displayName: pdu.content["displayname"]?.stringValue))
-        }
+        let recipients = batch.members.local
+        let joined = batch.members.joined
         var power: PowerLevels?
+        var encodedActions: (list: [PushAction], text: String)?
         let now = Clock.nowMilliseconds()
         outcomes.events += batch.events.count
         for event in batch.events {
@@ -206,7 +197,7 @@ final class PushPipeline: PushPipelineHook, Sendable {
             if event.type == EventType.roomMember, json["content"]?["membership"]?.stringValue == MembershipState.invite.rawValue,
                let key = event.stateKey, let invitee = try? UserID(parsing: key), invitee.serverName == localServer,
                !targets.contains(where: { $0.user == invitee }) {
-                targets.append(Recipient(user: invitee, displayName: nil))
+                targets.append(PushMembers.Member(user: invitee, displayName: nil))
             }
             let relation = json["content"]?["m.relates_to"]
             let thread = relation?["rel_type"]?.stringValue == RelationType.thread ? relation?["event_id"]?.stringValue : nil
@@ -236,9 +227,11 @@ final class PushPipeline: PushPipelineHook, Sendable {
                 }
                 let list = outcome.actions
                 guard list.notifies else { continue }
+                // Most recipients of an event get the same actions: encoded once.
+                if encodedActions?.list != list { encodedActions = (list, Self.encode(list).encodedString) }
                 outcomes.actions.append(PushActionStore.Action(
                     userID: recipient.user.rawValue, roomID: batch.roomID.rawValue, eventID: event.eventID.rawValue,
-                    streamOrdering: event.streamOrdering, actions: Self.encode(list).encodedString,
+                    streamOrdering: event.streamOrdering, actions: encodedActions!.text,
                     highlight: list.highlights, threadID: thread, ts: now))
                 if deliveries.hasPushers(recipient.user) {
                     let push = template ?? PendingPush(event: event, json: json, roomID: batch.roomID, state: state,

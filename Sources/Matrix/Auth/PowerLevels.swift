@@ -71,15 +71,15 @@ public struct PowerLevels: Sendable, Equatable {
     /// lookups) is Unicode canonical equivalence, under which `@\u{e9}:a` and `@e\u{301}:a`,
     /// two different user IDs, would share one level.
     public func level(of user: String) -> Int64 {
-        if let index = creators.firstIndex(of: user), creators[index].utf8.elementsEqual(user.utf8) { return PowerLevels.infinite }
-        if let index = users.index(forKey: user), users[index].key.utf8.elementsEqual(user.utf8) { return users[index].value }
+        if let index = creators.firstIndex(of: user), ExactText.equal(creators[index], user) { return PowerLevels.infinite }
+        if let index = users.index(forKey: user), ExactText.equal(users[index].key, user) { return users[index].value }
         return usersDefault
     }
 
     /// The level needed to send an event of `type` (auth rules "required power level"),
     /// matched byte for byte as `level(of:)`.
     public func requiredLevel(eventType: String, isState: Bool) -> Int64 {
-        if let index = events.index(forKey: eventType), events[index].key.utf8.elementsEqual(eventType.utf8) {
+        if let index = events.index(forKey: eventType), ExactText.equal(events[index].key, eventType) {
             return events[index].value
         }
         return isState ? stateDefault : eventsDefault

@@ -13,7 +13,7 @@ public struct StateKey: Sendable, Hashable, Comparable, CustomStringConvertible 
     // equivalence, which would make two byte-distinct state keys (an NFC and an NFD user ID)
     // one entry of a room's state — and the store, which compares bytes, would disagree.
     public static func == (a: StateKey, b: StateKey) -> Bool {
-        a.type.utf8.elementsEqual(b.type.utf8) && a.stateKey.utf8.elementsEqual(b.stateKey.utf8)
+        ExactText.equal(a.type, b.type) && ExactText.equal(a.stateKey, b.stateKey)
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -196,9 +196,18 @@ extension PDU {
 }
 
 /// Hashing of text by its UTF-8 bytes, for keys whose equality is byte-wise.
-enum ExactText {
+public enum ExactText {
     static func hash(_ text: String, into hasher: inout Hasher) {
         var contiguous = text  // `withUTF8` copies only a non-contiguous (bridged) string
         contiguous.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Byte-wise equality of two strings' UTF-8 (not Unicode canonical equivalence), compared
+    /// as two buffers: `utf8.elementsEqual` walks both views one byte at a time through the
+    /// generic iterator, and every dictionary of user ids and state keys compares with it.
+    public static func equal(_ a: String, _ b: String) -> Bool {
+        if a.utf8.count != b.utf8.count { return false }
+        var a = a, b = b  // `withUTF8` copies only a non-contiguous (bridged) string
+        return a.withUTF8 { x in b.withUTF8 { y in x.elementsEqual(y) } }
     }
 }

@@ -31,7 +31,7 @@ public struct UserID: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// Byte-wise: historical localparts may hold any non-surrogate code point, and two IDs
     /// that are canonically equivalent but byte-distinct are two users (Swift's `String`
     /// equality would make them one).
-    public static func == (a: UserID, b: UserID) -> Bool { a.rawValue.utf8.elementsEqual(b.rawValue.utf8) }
+    public static func == (a: UserID, b: UserID) -> Bool { ExactText.equal(a.rawValue, b.rawValue) }
     public func hash(into hasher: inout Hasher) { ExactText.hash(rawValue, into: &hasher) }
 
     /// The localpart grammar for new users: `a-z 0-9 . _ = - / +`, not empty; the whole ID at most
