@@ -47,9 +47,10 @@ let package = Package(
         // plus a small C shim that records a request's spans without a Swift call per callback.
         .target(name: "CLLHTTP", path: "Sources/CLLHTTP",
                 cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CTaskAllocator", path: "Sources/CTaskAllocator"),
 
         .target(name: "Transport",
-                dependencies: ["CLibUV", "CLLHTTP", "COpenSSL", "CResolv",
+                dependencies: ["CLibUV", "CLLHTTP", "COpenSSL", "CResolv", "CTaskAllocator",
                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: hot),
         .target(name: "Matrix", dependencies: ["CSodium", "COpenSSL"], swiftSettings: strict),

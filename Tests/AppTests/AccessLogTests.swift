@@ -51,5 +51,7 @@ struct AccessLogTests {
         #expect(redacted("") == "")
         #expect(!Array("access_toke".utf8).withUnsafeBufferPointer { MyelinApp.containsAccessToken($0) })
         #expect(Array("x access_token=".utf8).withUnsafeBufferPointer { MyelinApp.containsAccessToken($0) })
+        #expect(Array("access_tokeaccess_token=".utf8).withUnsafeBufferPointer { MyelinApp.containsAccessToken($0) })
+        #expect(!Array("aaaaaaaaaaaaaaaaaaaaaaaa".utf8).withUnsafeBufferPointer { MyelinApp.containsAccessToken($0) })
     }
 }

@@ -126,32 +126,44 @@ final class MyelinApp: HTTPResponder {
         // without the Prometheus page (two clock reads and a few relaxed atomics).
         let start = Clock.monotonicNanoseconds()
         metrics.begin()
-        var response: HTTPResponse
-        var errcode: MatrixError.Code?
-        var context: RequestContext?
-        if request.method == .options {
-            // CORS preflight, answered for every path as Synapse does.
-            response = .json(.object([:]))
-        } else {
-            switch router.match(method: request.method, path: request.head.path) {
-            case .found(let handler, let parameters):
-                let handlerContext = RequestContext(request: request, parameters: parameters, app: self)
-                context = handlerContext
-                do {
-                    response = try await handler(handlerContext)
-                } catch let error as MatrixError {
-                    errcode = error.code
-                    response = .matrixError(error)
-                } catch {
-                    logger.error("request \(request.requestID) \(request.method) \(request.head.path) failed: \(error)")
-                    response = .matrixError(MatrixError(.unknown, "Internal server error"))
-                }
-            case .wrongMethod:
-                response = .matrixError(MatrixError(.unrecognized, "Method \(request.method) not allowed for this endpoint", status: 405))
-            case .notFound:
-                response = .matrixError(MatrixError(.unrecognized, "Unrecognized request"))
+        let (response, errcode, context) = await route(request)
+        finished(request, response, errcode, context, start: start)
+        return response
+    }
+
+    /// The handler's answer, or the Matrix error it threw. A function of its own, as is
+    /// `finished`: this frame and `respond`'s are held for as long as the handler runs (a
+    /// long-poll's whole wait), so what is needed only before or after stays out of them.
+    @inline(never)
+    private func route(_ request: HTTPRequest) async -> (HTTPResponse, MatrixError.Code?, RequestContext?) {
+        // CORS preflight, answered for every path as Synapse does.
+        if request.method == .options { return (.json(.object([:])), nil, nil) }
+        switch router.match(method: request.method, path: request.head.path) {
+        case .found(let handler, let parameters):
+            let context = RequestContext(request: request, parameters: parameters, app: self)
+            do {
+                return (try await handler(context), nil, context)
+            } catch {
+                let (response, errcode) = failed(request, error)
+                return (response, errcode, context)
             }
+        case .wrongMethod:
+            return (.matrixError(MatrixError(.unrecognized, "Method \(request.method) not allowed for this endpoint", status: 405)), nil, nil)
+        case .notFound:
+            return (.matrixError(MatrixError(.unrecognized, "Unrecognized request")), nil, nil)
         }
+    }
+
+    /// The response to a handler's error: its Matrix error, or a logged 500.
+    private func failed(_ request: HTTPRequest, _ error: any Error) -> (HTTPResponse, MatrixError.Code?) {
+        if let error = error as? MatrixError { return (.matrixError(error), error.code) }
+        logger.error("request \(request.requestID) \(request.method) \(request.head.path) failed: \(error)")
+        return (.matrixError(MatrixError(.unknown, "Internal server error")), nil)
+    }
+
+    /// The security log, the metrics and the access log of an answered request.
+    private func finished(_ request: HTTPRequest, _ response: HTTPResponse, _ errcode: MatrixError.Code?,
+                          _ context: RequestContext?, start: Int64) {
         // The security log and reputation, for every route at once (logins, admin actions,
         // 429s, malformed bodies): one status and prefix check on the common path.
         if let context { security.observe(context, status: response.status, errcode: errcode) }
@@ -159,7 +171,6 @@ final class MyelinApp: HTTPResponder {
         metrics.end(status: response.status, micros: Int(micros))
         accessLog?.record(address: request.remoteAddress, requestID: request.requestID, method: request.method,
                           target: request.head.target, status: response.status, micros: micros)
-        return response
     }
 
     func errorResponse(_ error: TransportError, remoteAddress: String) -> HTTPResponse {
@@ -204,12 +215,16 @@ final class MyelinApp: HTTPResponder {
     /// Whether `bytes` contain `access_token=`.
     static func containsAccessToken(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         guard bytes.count >= accessTokenMarker.count, let base = bytes.baseAddress else { return false }
-        return accessTokenMarker.withUnsafeBufferPointer { needle in
-            let last = bytes.count - needle.count
-            var index = 0
-            while index <= last {
-                if base[index] == needle[0] && memcmp(base + index, needle.baseAddress!, needle.count) == 0 { return true }
-                index += 1
+        return accessTokenMarker.withUnsafeBufferPointer { (needle: UnsafeBufferPointer<UInt8>) -> Bool in
+            // `memchr` to each candidate first byte, then the rest compared.
+            let first = Int32(needle[0])
+            var offset = 0
+            while bytes.count - offset >= needle.count {
+                guard let found = memchr(base + offset, first, bytes.count - offset) else { return false }
+                let at: Int = UnsafeRawPointer(found) - UnsafeRawPointer(base)
+                if bytes.count - at < needle.count { return false }
+                if memcmp(base + at, needle.baseAddress!, needle.count) == 0 { return true }
+                offset = at + 1
             }
             return false
         }

@@ -2,10 +2,18 @@ import Matrix
 import Transport
 
 /// What a handler gets: the request, its path parameters (percent-decoded) and query.
-struct RequestContext: Sendable {
+/// A class: every async frame of a handler that still needs its context after a suspension
+/// holds it, a reference instead of the request's head, headers and body.
+final class RequestContext: Sendable {
     let request: HTTPRequest
     let parameters: [String: String]
     let app: MyelinApp
+
+    init(request: HTTPRequest, parameters: [String: String], app: MyelinApp) {
+        self.request = request
+        self.parameters = parameters
+        self.app = app
+    }
 
     /// A path parameter by name; routing guarantees it exists.
     func parameter(_ name: String) -> String { parameters[name] ?? "" }

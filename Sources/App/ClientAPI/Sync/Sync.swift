@@ -24,19 +24,59 @@ enum Sync {
         routes.client(.get, "/sync", sync)
     }
 
-    struct Request: Sendable, Hashable {
-        var user: UserID
-        var device: String
-        var since: StreamToken?
-        var timeoutMs: Int64
+    /// One sync request's parameters. A class: every async frame of a sync holds its request
+    /// across a suspension (a long-poll's for the whole wait), a reference instead of ~200
+    /// bytes each.
+    final class Request: Sendable, Hashable {
+        let user: UserID
+        let device: String
+        let since: StreamToken?
+        let timeoutMs: Int64
         /// The filter's identity: parsed filters are cached and shared, so equal filters of
         /// one user are one object (hashing an identity, not the filter's text).
-        var filter: ObjectIdentifier?
-        var fullState: Bool
+        let filter: ObjectIdentifier?
+        let fullState: Bool
+
+        init(user: UserID, device: String, since: StreamToken?, timeoutMs: Int64, filter: ObjectIdentifier?, fullState: Bool) {
+            self.user = user
+            self.device = device
+            self.since = since
+            self.timeoutMs = timeoutMs
+            self.filter = filter
+            self.fullState = fullState
+        }
+
+        static func == (a: Request, b: Request) -> Bool {
+            a === b || (a.user == b.user && a.device == b.device && a.since == b.since && a.timeoutMs == b.timeoutMs
+                        && a.filter == b.filter && a.fullState == b.fullState)
+        }
+
+        func hash(into hasher: inout Hasher) {
+            hasher.combine(user)
+            hasher.combine(device)
+            hasher.combine(since)
+            hasher.combine(timeoutMs)
+            hasher.combine(filter)
+            hasher.combine(fullState)
+        }
     }
 
-    /// `GET /sync` (spec: "Syncing").
+    /// `GET /sync` (spec: "Syncing"). Kept small: its frame is held for the whole long-poll,
+    /// so the parsing is done in `prepare`, whose frame is gone before the wait.
     static func sync(_ context: RequestContext) async throws -> HTTPResponse {
+        let app = context.app
+        let (request, filter, tracksPresence) = try await prepare(context)
+        defer { if tracksPresence { app.sync.presence.syncEnded(request.user) } }
+        let bytes = try await app.sync.responses.run(request) {
+            try await app.sync.respond(app, request, filter).encoded(for: request, filter)
+        }
+        return .rawJSON(bytes)
+    }
+
+    /// The request's parameters and filter, with the user's presence brought online when the
+    /// sync keeps it so (the caller ends that with `syncEnded` when the third value is true).
+    @inline(never)
+    private static func prepare(_ context: RequestContext) async throws -> (Request, SyncFilter, Bool) {
         let app = context.app
         let requester = try await context.requireUser()
         var since: StreamToken?
@@ -64,14 +104,10 @@ enum Sync {
         let filter = try await app.sync.filter(app, requester.userID, raw[3] ?? "")
         // A syncing client keeps its user online (unless it asks otherwise).
         let tracksPresence = app.configuration.presence.enabled && setPresence != "offline" && !requester.isGuest
-        defer { if tracksPresence { app.sync.presence.syncEnded(requester.userID) } }
         if tracksPresence { await app.sync.presence.syncStarted(app, requester.userID, wanted: setPresence) }
         let request = Request(user: requester.userID, device: requester.deviceID ?? "", since: since,
                               timeoutMs: timeout, filter: ObjectIdentifier(filter), fullState: fullState)
-        let bytes = try await app.sync.responses.run(request) {
-            try await app.sync.respond(app, request, filter).encoded(for: request, filter)
-        }
-        return .rawJSON(bytes)
+        return (request, filter, tracksPresence)
     }
 
     static func parseFilter(_ app: MyelinApp, _ user: UserID, _ text: String) async throws -> SyncFilter {

@@ -6,17 +6,32 @@ import Transport
 /// A sync response before encoding: what `SyncBuilder` gathered, with the client bytes of
 /// the events it names. `/sync` encodes it with `encoded(for:_:)` (stored bytes
 /// concatenated, never parsed); `LegacySync` shapes the same parts its own way.
-struct SyncResult {
-    var rooms: [SyncBuilder.RoomPlan]
+final class SyncResult {
+    let rooms: [SyncBuilder.RoomPlan]
     /// Client bytes of the planned state events, by event id.
-    var stateBytes: [String: [UInt8]]
+    let stateBytes: [String: [UInt8]]
     /// Global account data events.
-    var accountData: [[UInt8]]
-    var toDevice: [[UInt8]]
-    var presence: [[UInt8]]
-    var deviceLists: (changed: [String], left: [String])
-    var keyCounts: KeyService.DeviceKeyCounts?
-    var token: StreamToken
+    let accountData: [[UInt8]]
+    let toDevice: [[UInt8]]
+    let presence: [[UInt8]]
+    let deviceLists: (changed: [String], left: [String])
+    let keyCounts: KeyService.DeviceKeyCounts?
+    let token: StreamToken
+
+    /// A class, not a struct: the async frames a response passes through hold a reference,
+    /// not its eight fields.
+    init(rooms: [SyncBuilder.RoomPlan], stateBytes: [String: [UInt8]], accountData: [[UInt8]], toDevice: [[UInt8]],
+         presence: [[UInt8]], deviceLists: (changed: [String], left: [String]), keyCounts: KeyService.DeviceKeyCounts?,
+         token: StreamToken) {
+        self.rooms = rooms
+        self.stateBytes = stateBytes
+        self.accountData = accountData
+        self.toDevice = toDevice
+        self.presence = presence
+        self.deviceLists = deviceLists
+        self.keyCounts = keyCounts
+        self.token = token
+    }
 
     /// The client bytes of a timeline event as `request`'s device sees them: with
     /// `unsigned.transaction_id` for the device that sent it.
@@ -100,7 +115,7 @@ struct SyncResult {
         out.value("limited", .bool(plan.limited))
         out.value("prev_batch", .string("t\(plan.prevBatch)"))
         out.endObject()
-        out.events("state", plan.stateIDs.lazy.compactMap { stateBytes[$0] }
+        out.events("state", plan.stateIDs.lazy.compactMap { self.stateBytes[$0] }
             .map { filter.eventFields == nil ? $0 : filter.applyingEventFields($0) })
         out.events("account_data", plan.accountData)
         guard joined else { return }
