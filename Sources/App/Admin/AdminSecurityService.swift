@@ -40,6 +40,10 @@ final class SecurityService: Sendable {
 
     private let queue = Mutex(EventQueue())
     private let upkeep = Mutex<Task<Void, Never>?>(nil)
+    /// The newest flush: each flush runs after the one before it, so a flush that returns
+    /// has written every event queued before it was asked for, including those a flush
+    /// already in flight had taken from the queue (the events listing reads right after).
+    private let lastFlush = Mutex<Task<Void, Never>?>(nil)
     /// The blocks as last loaded (the listing's cache and the auto-block's "already blocked").
     private let loadedBlocks = Mutex<[IPBlockRecord]>([])
 
@@ -142,8 +146,22 @@ final class SecurityService: Sendable {
         }
     }
 
-    /// Writes the queued events and trims the table to its capacity now and then.
+    /// Writes the queued events and trims the table to its capacity now and then; returns
+    /// once they and those of any flush in flight are written.
     func flushEvents() async {
+        let flush = lastFlush.withLock { last -> Task<Void, Never> in
+            let previous = last
+            let next = Task { [self] in
+                await previous?.value
+                await writeQueuedEvents()
+            }
+            last = next
+            return next
+        }
+        await flush.value
+    }
+
+    private func writeQueuedEvents() async {
         let (batch, dropped, trim) = queue.withLock { q -> ([SecurityEventRecord], Int, Bool) in
             let batch = q.pending
             let dropped = q.dropped
