@@ -24,6 +24,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -136,7 +137,8 @@ def browser():
 
 
 def _wait(driver, seconds=30):
-    return WebDriverWait(driver, seconds, poll_frequency=0.2)
+    # A view that re-renders replaces its elements: a lookup that went stale is retried.
+    return WebDriverWait(driver, seconds, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def _loaded(driver, view):
@@ -249,8 +251,11 @@ def test_sign_in_list_deactivate_and_every_view(server, browser):
             assert error.get_attribute("hidden") is not None, (view, error.text)
         if view == "runtime":
             # Two samples: rates appear once the page has refreshed.
-            _wait(browser).until(lambda d: d.find_element(By.ID, "rt-rps").text not in ("", "…"))
-            pools = browser.find_element(By.ID, "runtime-pools").text
+            # The view re-renders on every refresh: read the text in one script call, so an
+            # element replaced between a lookup and its read cannot go stale under us.
+            text = lambda d, id: d.execute_script("return document.getElementById(arguments[0]).innerText", id)
+            _wait(browser).until(lambda d: text(d, "rt-rps") not in ("", "…"))
+            pools = text(browser, "runtime-pools")
             for kind in ("rooms", "sessions", "notifiers", "federation_destinations", "media_uploads", "pushers"):
                 assert kind in pools
         browser.save_screenshot(os.path.join(SCREENSHOTS, "%d-%s.png" % (index, view)))

@@ -15,6 +15,9 @@ extension MyelinApp {
     static let maxInboundEDUs = 100
     /// Entries taken from one EDU's lists (receipt users, presence pushes, to-device targets).
     static let maxEDUEntries = 1_000
+    /// How long a remote user's typing notice lasts without being re-sent (Synapse's
+    /// federation typing timeout).
+    static let remoteTypingMilliseconds: Int64 = 60_000
 
     func receiveEDUs(_ edus: [JSON], origin: ServerName) async {
         await roomService.federation.heardFrom(origin)
@@ -52,9 +55,9 @@ extension MyelinApp {
               let roomText = content["room_id"]?.stringValue, let room = try? RoomID(parsing: roomText),
               let typing = content["typing"]?.boolValue, try await isJoined(user, room),
               await serverAllowed(origin, in: room) else { return }
-        // Remote typing expires like a local one with the default timeout (the remote
-        // re-sends while the user keeps typing).
-        let until: Int64? = typing ? Clock.nowMilliseconds() + 30_000 : nil
+        // Remote typing expires after a minute unless the remote re-sends it, as Synapse's
+        // does (its servers re-send every 40 s while the user keeps typing).
+        let until: Int64? = typing ? Clock.nowMilliseconds() + Self.remoteTypingMilliseconds : nil
         if let position = roomService.typing.set(user, in: room, until: until) {
             await roomService.notifyMembers(of: room, StreamChange(.typing, position))
         }
