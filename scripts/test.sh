@@ -63,4 +63,9 @@ fi
 # The load harness checks its own HTTP parsing against crafted bytes.
 watchdog 120 "$(swift build --show-bin-path)/myelin-bench" selftest
 
-watchdog 1200 scripts/with-postgres.sh swift test --skip-build "$@"
+# Swift Testing runs every test at once unless bounded: on two cores the whole suite at once
+# (dozens of servers, each with its loops and database connections) took ~180 s and made the
+# tests that wait on wall-clock timers flaky (a typing notice expiring, a block lapsing); six at
+# a time took 133 s and 142 s at twelve (2026-12-07). SWIFT_TEST_WIDTH sets the bound.
+watchdog 1200 scripts/with-postgres.sh swift test --skip-build \
+  --experimental-maximum-parallelization-width "${SWIFT_TEST_WIDTH:-6}" "$@"
