@@ -60,7 +60,8 @@ final class MyelinServer: Sendable {
             guard configuration.presence.enabled else { return }
             await app.sync.presence.run(app)
         }
-        let workers = WorkerPool(threads: configuration.transport.workers)
+        // One worker pool for every listener, when handlers run on workers.
+        let workers = configuration.transport.handlers == .workers ? WorkerPool(threads: configuration.transport.workers) : nil
         let contexts = try configuration.listeners.enumerated().map { index, listener in
             try listener.tls.map { files throws(ConfigurationError) in try Self.tlsContext(files, path: "listeners[\(index)].tls") }
         }

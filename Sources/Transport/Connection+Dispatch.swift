@@ -53,7 +53,8 @@ extension Connection {
         let responder = loop.server.responder
         let loop = self.loop
         let id = self.id
-        Task(executorPreference: loop.server.workers) {
+        let executor: any TaskExecutor = loop.server.workers ?? loop.handlers
+        Task(executorPreference: executor) {
             Connection.reserveTaskFrames()
             var next: Dispatched? = first
             while let sequence = next?.sequence {
@@ -69,13 +70,17 @@ extension Connection {
                     // A long request (a long-poll, a large sync) leaves this task's stack grown:
                     // end the runner rather than hold that memory while the connection waits.
                     // The next request starts a new one.
-                    loop.execute { loop.connections[id]?.deliver(sequence: sequence, response: response) }
+                    if WorkerPool.currentLoop === loop {
+                        loop.connections[id]?.deliver(sequence: sequence, response: response)
+                    } else {
+                        loop.execute { loop.connections[id]?.deliver(sequence: sequence, response: response) }
+                    }
                     return
                 }
                 // The answer is queued on the loop's executor, not awaited there: the runner
                 // stays on the pool thread and waits for the connection's next request.
                 next = await withUnsafeContinuation { runner in
-                    loop.execute {
+                    let answer: @Sendable () -> Void = {
                         guard let connection = loop.connections[id], !connection.closing else {
                             runner.resume(returning: nil)
                             return
@@ -84,6 +89,8 @@ extension Connection {
                         connection.idleRunner = runner
                         connection.deliver(sequence: sequence, response: response)
                     }
+                    // On the loop's thread (handlers on the loops) the answer is written now.
+                    if WorkerPool.currentLoop === loop { answer() } else { loop.execute(answer) }
                 }
             }
         }

@@ -1,5 +1,6 @@
 import CLibUV
 import CLLHTTP
+import Dispatch
 import Glibc
 import Synchronization
 
@@ -13,6 +14,8 @@ import Synchronization
 final class EventLoop: SerialExecutor, @unchecked Sendable {
     enum Job {
         case task(UnownedJob)
+        /// A request handler's job, when handlers run on the loops (`LoopHandlers`).
+        case handler(UnownedJob)
         case closure(@Sendable () -> Void)
     }
 
@@ -69,6 +72,12 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     var dateSecond: Int = -1
     /// Set at the end of `init` and never changed.
     private(set) var actor: LoopActor!
+    /// The task executor of request handlers that run on this loop's thread (`handlersOnLoops`).
+    private(set) var handlers: LoopHandlers!
+    /// Handler jobs this loop's own thread enqueued (no lock): run after the callbacks that
+    /// queued them, in the same iteration.
+    var localHandlerJobs: [UnownedJob] = []
+    private var runningHandlerJobs: [UnownedJob] = []
 
     init(index: Int, server: HTTPServer) throws {
         self.index = index
@@ -100,6 +109,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         flushPrepare.pointee.data = me
         uv.pointee.data = me
         actor = LoopActor(loop: self)
+        handlers = LoopHandlers(loop: self)
     }
 
     deinit {
@@ -126,6 +136,11 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
             return
         }
         push(contentsOf: CollectionOfOne(job))
+    }
+
+    /// A handler job from another thread.
+    func pushHandler(_ job: UnownedJob) {
+        push(contentsOf: CollectionOfOne(Job.handler(job)))
     }
 
     func push(contentsOf jobs: some Collection<Job>) {
@@ -162,8 +177,9 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         runQueuedJobs()
         flushDirty()
         flushWorkerJobs()
+        let localEmpty = localHandlerJobs.isEmpty
         let wakeSelf = queue.withLock { q -> Bool in
-            if q.jobs.isEmpty {
+            if q.jobs.isEmpty && localEmpty {
                 q.polling = true
                 return false
             }
@@ -180,7 +196,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
 
     func flushWorkerJobs() {
         guard !workerJobs.isEmpty else { return }
-        server.workers.enqueue(batch: workerJobs)
+        server.workers?.enqueue(batch: workerJobs)
         workerJobs.removeAll(keepingCapacity: true)
     }
 
@@ -211,20 +227,34 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     /// Runs queued jobs, in up to four batches (jobs may queue more).
     private func runQueuedJobs() {
         let executor = asUnownedSerialExecutor()
+        let handlerExecutor = handlers.asUnownedTaskExecutor()
         for _ in 0..<4 {
+            runLocalHandlers()
             let jobs = queue.withLock { q -> [Job] in
                 guard !q.jobs.isEmpty else { return [] }
                 let jobs = q.jobs
                 q.jobs.removeAll(keepingCapacity: true)
                 return jobs
             }
-            if jobs.isEmpty { break }
+            if jobs.isEmpty && localHandlerJobs.isEmpty { break }
             for job in jobs {
                 switch job {
                 case .task(let task): task.runSynchronously(on: executor)
+                case .handler(let task): task.runSynchronously(on: handlerExecutor)
                 case .closure(let body): body()
                 }
             }
+        }
+    }
+
+    /// Runs the handler jobs this thread queued, and those they queue, in up to four rounds.
+    func runLocalHandlers() {
+        guard !localHandlerJobs.isEmpty else { return }
+        let handlerExecutor = handlers.asUnownedTaskExecutor()
+        for _ in 0..<4 where !localHandlerJobs.isEmpty {
+            swap(&localHandlerJobs, &runningHandlerJobs)
+            for job in runningHandlerJobs { job.runSynchronously(on: handlerExecutor) }
+            runningHandlerJobs.removeAll(keepingCapacity: true)
         }
     }
 
@@ -270,6 +300,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         uv_check_start(flushCheck) { check in
             let loop = Unmanaged<EventLoop>.fromOpaque(check!.pointee.data).takeUnretainedValue()
             loop.leftPoll()
+            loop.runLocalHandlers()
             loop.flushDirty()
             loop.flushWorkerJobs()
         }
@@ -479,4 +510,40 @@ actor LoopActor {
         guard let connection = loop.connections[id], connection.state.streamingSequence == sequence else { return }
         connection.finishStream(failed: failed)
     }
+}
+
+/// Runs request handlers on an event loop's thread (`transport.handlers: loops`): a request
+/// is parsed, handled and answered on one thread, with no hand-over to a worker and back. A
+/// job enqueued by the loop's own thread (a new request, a runner resumed with the next one)
+/// runs in the same loop iteration without a lock; from another thread (a long-poll woken by
+/// a room, a store read answered) it is queued and wakes the loop.
+///
+/// Tasks refer to their preferred executor without owning it, and a handler's structured child
+/// tasks inherit it, so this object is never freed (one per loop, a few bytes), and a job
+/// that arrives after its loop is gone (a test's server released with a task still waiting)
+/// runs on a Dispatch thread instead (as this executor, so that the task stays where it
+/// prefers to be).
+final class LoopHandlers: TaskExecutor, @unchecked Sendable {
+    private weak var loop: EventLoop?
+
+    init(loop: EventLoop) {
+        self.loop = loop
+        _ = Unmanaged.passRetained(self)
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        guard let loop else {
+            let executor = asUnownedTaskExecutor()
+            DispatchQueue.global().async { job.runSynchronously(on: executor) }
+            return
+        }
+        if WorkerPool.currentLoop === loop {
+            loop.localHandlerJobs.append(job)
+        } else {
+            loop.pushHandler(job)
+        }
+    }
+
+    func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }
 }

@@ -48,8 +48,8 @@ public final class HTTPServer: Sendable {
     public let responder: any HTTPResponder
     let logger: Logger
     let handlesSignals: Bool
-    /// Where handler tasks run.
-    let workers: WorkerPool
+    /// Where handler tasks run; nil when they run on the loops (`LoopHandlers`).
+    let workers: WorkerPool?
     /// Header lines added to every response, rendered once.
     let commonHeaderBytes: [UInt8]
 
@@ -88,7 +88,10 @@ public final class HTTPServer: Sendable {
         precondition(tls?.isServer ?? true, "a listener needs a server TLS context")
         servesTLS = tls != nil
         tlsContext = Mutex(tls)
-        self.workers = workers ?? WorkerPool(threads: configuration.workers)
+        switch configuration.handlers {
+        case .loops: self.workers = nil
+        case .workers: self.workers = workers ?? WorkerPool(threads: configuration.workers)
+        }
         commonHeaderBytes = commonHeaders.reduce(into: []) { out, field in
             out.append(contentsOf: "\(field.name): \(field.value)\r\n".utf8)
         }

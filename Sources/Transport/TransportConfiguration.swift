@@ -1,9 +1,23 @@
 /// Limits and threads of the HTTP transport (the `transport:` section of the configuration).
 public struct TransportConfiguration: Sendable, Equatable {
+    /// Where request handlers run (`transport.handlers`).
+    public enum HandlerThreads: String, Sendable, Equatable, CaseIterable {
+        /// On the thread of the loop that read the request (`LoopHandlers`): a request is read,
+        /// handled and answered on one thread. A handler that computes for long holds up the
+        /// other connections of its loop while it does.
+        case loops
+        /// On the `WorkerPool`: each request and each answer crosses between a loop thread and
+        /// a worker thread; a long handler holds up one worker, not a loop's connections.
+        case workers
+    }
+
     /// Event loops, each on its own thread with its own SO_REUSEPORT listening socket.
     public var loops: Int
-    /// Threads that run request handlers (the `WorkerPool`).
+    /// Threads that run request handlers (the `WorkerPool`), when `handlers` is `.workers`.
     public var workers: Int
+    /// Where request handlers run: on the thread of the loop that read the request, or on
+    /// the worker pool.
+    public var handlers: HandlerThreads = .loops
     public var host: String
     public var port: Int
     public var backlog: Int32

@@ -79,6 +79,12 @@ struct ConfigurationTests {
         #expect(automatic.database.sqliteOptions.checkpointPages == 0)
     }
 
+    @Test func transportHandlersAreRead() throws {
+        #expect(Configuration().transport.handlers == .loops)
+        #expect(try ConfigurationLoader.load(yaml: "transport:\n  handlers: workers").transport.handlers == .workers)
+        #expect(try ConfigurationLoader.load(yaml: "transport:\n  handlers: loops").transport.handlers == .loops)
+    }
+
     @Test func registrationKeysAreRead() throws {
         #expect(Configuration().registration.enabled)  // no file: open registration on localhost
         let configuration = try ConfigurationLoader.load(yaml: """
@@ -102,6 +108,7 @@ struct ConfigurationTests {
         ("transport:\n  loopz: 2", "transport.loopz: unknown key"),
         ("transport:\n  loops: many", "transport.loops: expected an integer, not 'many'"),
         ("transport:\n  loops: -1", "transport.loops: -1 is out of range 0...256"),
+        ("transport:\n  handlers: threads", "transport.handlers: expected loops or workers, not 'threads'"),
         ("database:\n  backend: mysql", "database.backend: must be sqlite or postgres, not 'mysql'"),
         ("actors:\n  rooms:\n    max_resident: 0", "actors.rooms.max_resident: 0 is out of range 1...100000000"),
         ("listeners:\n  - host: 127.0.0.1\n    prot: 80", "listeners[0].prot: unknown key"),

@@ -5,8 +5,9 @@ import Testing
 
 @Suite("HTTP server over real sockets", .serialized)
 struct HTTPServerTests {
-    @Test func simpleGetWithKeepAlive() async throws {
-        try await withServer { _, port in
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func simpleGetWithKeepAlive(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        try await withServer({ $0.handlers = handlers }) { _, port in
             let client = try RawClient(port: port)
             for _ in 0..<3 {
                 client.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -18,8 +19,26 @@ struct HTTPServerTests {
         }
     }
 
-    @Test func pipelinedRequestsAnsweredInOrder() async throws {
-        try await withServer { _, port in
+    /// `transport.handlers`: a handler runs on the loop that read its request, also after a
+    /// suspension another thread resumed (`loops`), or on the worker pool (`workers`).
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func handlersRunWhereConfigured(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        try await withServer({ $0.handlers = handlers }) { _, port in
+            let client = try RawClient(port: port)
+            let prefix = handlers == .loops ? "myelin-loop-" : "myelin-worker-"
+            for _ in 0..<5 {
+                client.send("GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")
+                let names = try await client.read().text.split(separator: " ").map(String.init)
+                #expect(names.count == 2 && names.allSatisfy { $0.hasPrefix(prefix) }, "\(names)")
+                // Resumed by the timer's thread, the handler came back to its own loop.
+                if handlers == .loops { #expect(names.first == names.last, "\(names)") }
+            }
+        }
+    }
+
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func pipelinedRequestsAnsweredInOrder(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        try await withServer({ $0.handlers = handlers }) { _, port in
             let client = try RawClient(port: port)
             client.send("GET /slow?200 HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
             #expect(try await client.read().text == "slow done")
@@ -30,8 +49,9 @@ struct HTTPServerTests {
 
     /// One runner task serves a connection's requests in turn; a slow request ends it and the
     /// next request starts another, and a peer that leaves mid-request ends it too.
-    @Test func keepAliveRequestsAlternatingQuickAndSlowHandlers() async throws {
-        try await withServer { server, port in
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func keepAliveRequestsAlternatingQuickAndSlowHandlers(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        try await withServer({ $0.handlers = handlers }) { server, port in
             let client = try RawClient(port: port)
             for i in 0..<30 {
                 switch i % 3 {
@@ -60,8 +80,9 @@ struct HTTPServerTests {
         }
     }
 
-    @Test func manyPipelinedRequestsPauseAndResume() async throws {
-        try await withServer { _, port in
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func manyPipelinedRequestsPauseAndResume(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        try await withServer({ $0.handlers = handlers }) { _, port in
             let client = try RawClient(port: port)
             var text = ""
             for i in 0..<100 { text += "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: \(String(i).count)\r\n\r\n\(i)" }
@@ -252,8 +273,9 @@ struct HTTPServerTests {
         }
     }
 
-    @Test func streamedUploadWithBackpressure() async throws {
-        try await withServer { _, port in
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func streamedUploadWithBackpressure(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        try await withServer({ $0.handlers = handlers }) { _, port in
             let client = try RawClient(port: port, timeoutSeconds: 30)
             let size = 8 << 20
             var body = [UInt8](repeating: 0, count: size)
@@ -266,8 +288,9 @@ struct HTTPServerTests {
         }
     }
 
-    @Test func streamedAndFileResponses() async throws {
-        try await withServer { _, port in
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func streamedAndFileResponses(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        try await withServer({ $0.handlers = handlers }) { _, port in
             let client = try RawClient(port: port)
             client.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
             let streamed = try await client.read()
@@ -306,11 +329,12 @@ struct HTTPServerTests {
         }
     }
 
-    @Test func thousandConcurrentConnections() async throws {
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func thousandConcurrentConnections(_ handlers: TransportConfiguration.HandlerThreads) async throws {
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         if limit.rlim_cur < 4096 { limit.rlim_cur = min(limit.rlim_max, 4096); setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }
-        try await withServer({ $0.maxConnectionsPerIP = 0 }) { server, port in
+        try await withServer({ $0.maxConnectionsPerIP = 0; $0.handlers = handlers }) { server, port in
             var clients: [RawClient] = []
             for _ in 0..<1000 { clients.append(try RawClient(port: port)) }
             for client in clients { client.send("GET /slow?50 HTTP/1.1\r\nHost: x\r\n\r\n") }
@@ -330,9 +354,11 @@ struct HTTPServerTests {
         }
     }
 
-    @Test func gracefulShutdownFinishesInFlightRequest() async throws {
-        let server = HTTPServer(configuration: TransportConfiguration(loops: 2, host: "127.0.0.1", port: 0),
-                                responder: TestResponder())
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func gracefulShutdownFinishesInFlightRequest(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        var configuration = TransportConfiguration(loops: 2, host: "127.0.0.1", port: 0)
+        configuration.handlers = handlers
+        let server = HTTPServer(configuration: configuration, responder: TestResponder())
         let port = try await server.start()
         let client = try RawClient(port: port)
         client.send("GET /slow?500 HTTP/1.1\r\nHost: x\r\n\r\n")

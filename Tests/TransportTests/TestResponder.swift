@@ -72,6 +72,12 @@ struct TestResponder: HTTPResponder {
             let file = String(request.head.query ?? "")
             return HTTPResponse(status: 200, headers: ["Content-Type": "application/octet-stream"],
                                 body: .file(path: file, offset: 0, length: Int64(fileSize(file))))
+        case "/thread":
+            // The thread the handler runs on, before and after a suspension that another
+            // thread (the timer's) resumes.
+            let before = currentThreadName()
+            try? await Task.sleep(for: .milliseconds(5))
+            return HTTPResponse(contentType: "text/plain", bytes: Array("\(before) \(currentThreadName())".utf8))
         case "/hold":
             // Waits, as a long-poll does, until the test opens the gate.
             await HoldGate.shared.wait()
@@ -86,6 +92,21 @@ struct TestResponder: HTTPResponder {
 }
 
 import Glibc
+
+/// The calling thread's name, from /proc (Glibc's module does not export `pthread_getname_np`).
+func currentThreadName() -> String {
+    let fd = open("/proc/thread-self/comm", O_RDONLY)
+    guard fd >= 0 else { return "?" }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 32)
+    let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+    guard count > 0 else { return "?" }
+    return String(decoding: buffer[..<count], as: UTF8.self).trimmingNewline()
+}
+
+extension String {
+    fileprivate func trimmingNewline() -> String { hasSuffix("\n") ? String(dropLast()) : self }
+}
 
 func fileSize(_ path: String) -> Int {
     var st = stat()

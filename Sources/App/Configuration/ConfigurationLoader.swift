@@ -112,6 +112,12 @@ enum ConfigurationLoader {
         try top.section("transport") { t in
             try t.int("loops", range: 0...256) { configuration.transport.loops = $0 == 0 ? TransportConfiguration.defaultLoopCount : $0 }
             try t.int("workers", range: 0...256) { configuration.transport.workers = $0 == 0 ? TransportConfiguration.defaultLoopCount : $0 }
+            try t.string("handlers") { text in
+                guard let handlers = TransportConfiguration.HandlerThreads(rawValue: text) else {
+                    throw ConfigurationError(path: t.keyPath("handlers"), message: "expected loops or workers, not '\(text)'")
+                }
+                configuration.transport.handlers = handlers
+            }
             try t.int("backlog", range: 1...65535) { configuration.transport.backlog = Int32($0) }
             try t.int("max_header_bytes", range: 1024...(1 << 20)) { configuration.transport.maxHeaderBytes = $0 }
             try t.int("max_json_body_bytes", range: 1024...(1 << 30)) { configuration.transport.maxJSONBodyBytes = $0 }

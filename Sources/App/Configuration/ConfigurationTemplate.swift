@@ -65,7 +65,12 @@ enum ConfigurationTemplate {
         transport:
           # event loops (threads); 0 means one per core
           loops: 0
-          # threads that run request handlers; 0 means one per core
+          # where request handlers run: loops (on the loop thread that read the request: no
+          # hand-over between threads, the least CPU per request) or workers (on a pool of
+          # `workers` threads: a handler that computes for long holds up one worker instead
+          # of the other connections of its loop)
+          handlers: \(t.handlers.rawValue)
+          # threads that run request handlers with handlers: workers; 0 means one per core
           workers: 0
           backlog: \(t.backlog)
           # request line + headers, past it 431

@@ -67,8 +67,23 @@ enum Sync {
         let app = context.app
         let (request, filter, tracksPresence) = try await prepare(context)
         defer { if tracksPresence { app.sync.presence.syncEnded(request.user) } }
+        if request.since == nil || request.fullState { return try await everything(app, request, filter) }
         let bytes = try await app.sync.responses.run(request) {
             try await app.sync.respond(app, request, filter).encoded(for: request, filter)
+        }
+        return .rawJSON(bytes)
+    }
+
+    /// An initial or full-state sync, off the event loops: it may compute for tens of
+    /// milliseconds between suspensions (every room's state, encoded), which with
+    /// `transport.handlers: loops` would hold up the other connections of the loop that read
+    /// it. Swift's global executor runs it; the answer goes back to the loop as any other.
+    @inline(never)
+    private static func everything(_ app: MyelinApp, _ request: Request, _ filter: SyncFilter) async throws -> HTTPResponse {
+        let bytes = try await withTaskExecutorPreference(globalConcurrentExecutor) {
+            try await app.sync.responses.run(request) {
+                try await app.sync.respond(app, request, filter).encoded(for: request, filter)
+            }
         }
         return .rawJSON(bytes)
     }
