@@ -77,8 +77,10 @@ extension Connection {
                     }
                     return
                 }
-                // The answer is queued on the loop's executor, not awaited there: the runner
-                // stays on the pool thread and waits for the connection's next request.
+                // The answer is written on the loop's thread, not awaited there: with handlers on
+                // the loops the runner is on that thread already and writes it now; on the
+                // worker pool it queues it to the loop and stays on the pool thread. Either way
+                // it then waits for the connection's next request.
                 next = await withUnsafeContinuation { runner in
                     let answer: @Sendable () -> Void = {
                         guard let connection = loop.connections[id], !connection.closing else {

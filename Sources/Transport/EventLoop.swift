@@ -27,6 +27,8 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         /// poll: only then does a push need to write the eventfd. A push at any other time
         /// is picked up by the drain that runs before every poll.
         var polling = false
+        /// The loop has stopped: handler jobs no longer queue here (`pushHandler`).
+        var stopped = false
     }
 
     let index: Int
@@ -72,7 +74,8 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
     var dateSecond: Int = -1
     /// Set at the end of `init` and never changed.
     private(set) var actor: LoopActor!
-    /// The task executor of request handlers that run on this loop's thread (`handlersOnLoops`).
+    /// The task executor of request handlers that run on this loop's thread
+    /// (`transport.handlers: loops`).
     private(set) var handlers: LoopHandlers!
     /// Handler jobs this loop's own thread enqueued (no lock): run after the callbacks that
     /// queued them, in the same iteration.
@@ -138,9 +141,35 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         push(contentsOf: CollectionOfOne(job))
     }
 
-    /// A handler job from another thread.
+    /// A handler job from another thread. Once the loop has stopped (a handler still running
+    /// after shutdown's grace), it runs elsewhere, as it would have on the worker pool.
     func pushHandler(_ job: UnownedJob) {
-        push(contentsOf: CollectionOfOne(Job.handler(job)))
+        let accepted = queue.withLock { q -> Bool? in
+            guard !q.stopped else { return nil }
+            q.jobs.append(.handler(job))
+            guard q.polling, !q.signaled else { return false }
+            q.signaled = true
+            return true
+        }
+        switch accepted {
+        case nil: handlers.runElsewhere(job)
+        case true?: signalWake()
+        case false?: break
+        }
+    }
+
+    /// Loop thread, after its last iteration: handler jobs still queued run elsewhere, and so
+    /// do those that arrive later.
+    private func handOverHandlers() {
+        let left = queue.withLock { q -> [Job] in
+            q.stopped = true
+            let left = q.jobs
+            q.jobs.removeAll()
+            return left
+        }
+        for case .handler(let job) in left { handlers.runElsewhere(job) }
+        for job in localHandlerJobs { handlers.runElsewhere(job) }
+        localHandlerJobs.removeAll()
     }
 
     func push(contentsOf jobs: some Collection<Job>) {
@@ -320,6 +349,7 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         // Every handle is closed: run the close callbacks, then release the loop.
         uv_run(uv, UV_RUN_DEFAULT)
         uv_loop_close(uv)
+        handOverHandlers()
         server.loopStopped()
     }
 
@@ -519,10 +549,10 @@ actor LoopActor {
 /// a room, a store read answered) it is queued and wakes the loop.
 ///
 /// Tasks refer to their preferred executor without owning it, and a handler's structured child
-/// tasks inherit it, so this object is never freed (one per loop, a few bytes), and a job
-/// that arrives after its loop is gone (a test's server released with a task still waiting)
-/// runs on a Dispatch thread instead (as this executor, so that the task stays where it
-/// prefers to be).
+/// tasks inherit it, so this object is never freed (one per loop, a few bytes). A job that
+/// arrives after its loop stopped or is gone (a handler still running after shutdown's grace,
+/// a test's server released with a task still waiting) runs on a Dispatch thread instead, as
+/// this executor, so that the task stays where it prefers to be.
 final class LoopHandlers: TaskExecutor, @unchecked Sendable {
     private weak var loop: EventLoop?
 
@@ -534,8 +564,7 @@ final class LoopHandlers: TaskExecutor, @unchecked Sendable {
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         guard let loop else {
-            let executor = asUnownedTaskExecutor()
-            DispatchQueue.global().async { job.runSynchronously(on: executor) }
+            runElsewhere(job)
             return
         }
         if WorkerPool.currentLoop === loop {
@@ -543,6 +572,12 @@ final class LoopHandlers: TaskExecutor, @unchecked Sendable {
         } else {
             loop.pushHandler(job)
         }
+    }
+
+    /// Runs `job` on a Dispatch thread, as this executor.
+    func runElsewhere(_ job: UnownedJob) {
+        let executor = asUnownedTaskExecutor()
+        DispatchQueue.global().async { job.runSynchronously(on: executor) }
     }
 
     func asUnownedTaskExecutor() -> UnownedTaskExecutor { UnownedTaskExecutor(ordinary: self) }

@@ -354,6 +354,27 @@ struct HTTPServerTests {
         }
     }
 
+    /// A handler still running when shutdown's grace ends finishes anyway: on the loops it
+    /// runs elsewhere once its loop stopped, as it would have on the worker pool.
+    @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
+    func aHandlerOutlivingShutdownStillFinishes(_ handlers: TransportConfiguration.HandlerThreads) async throws {
+        var configuration = TransportConfiguration(loops: 1, host: "127.0.0.1", port: 0)
+        configuration.handlers = handlers
+        configuration.shutdownGraceMs = 50
+        let server = HTTPServer(configuration: configuration, responder: TestResponder())
+        let port = try await server.start()
+        let before = outlivedHandlers.load(ordering: .relaxed)
+        let client = try RawClient(port: port)
+        client.send("GET /outlive?1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(100))
+        server.shutdown()
+        await server.waitUntilStopped()
+        for _ in 0..<200 where outlivedHandlers.load(ordering: .relaxed) == before {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(outlivedHandlers.load(ordering: .relaxed) == before + 1)
+    }
+
     @Test(arguments: TransportConfiguration.HandlerThreads.allCases)
     func gracefulShutdownFinishesInFlightRequest(_ handlers: TransportConfiguration.HandlerThreads) async throws {
         var configuration = TransportConfiguration(loops: 2, host: "127.0.0.1", port: 0)

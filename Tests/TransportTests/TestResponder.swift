@@ -1,4 +1,5 @@
 import TestSupport
+import Synchronization
 import Transport
 
 /// A responder for transport tests: echoes, sleeps, streams and serves files by path.
@@ -72,6 +73,11 @@ struct TestResponder: HTTPResponder {
             let file = String(request.head.query ?? "")
             return HTTPResponse(status: 200, headers: ["Content-Type": "application/octet-stream"],
                                 body: .file(path: file, offset: 0, length: Int64(fileSize(file))))
+        case "/outlive":
+            // Sleeps past a short shutdown grace, then counts itself finished.
+            try? await Task.sleep(for: .milliseconds(Int(request.head.query.flatMap { Int($0) } ?? 400)))
+            outlivedHandlers.add(1, ordering: .relaxed)
+            return HTTPResponse(contentType: "text/plain", bytes: Array("outlived".utf8))
         case "/thread":
             // The thread the handler runs on, before and after a suspension that another
             // thread (the timer's) resumes.
@@ -92,6 +98,9 @@ struct TestResponder: HTTPResponder {
 }
 
 import Glibc
+
+/// `/outlive` handlers that finished.
+let outlivedHandlers = Atomic<Int>(0)
 
 /// The calling thread's name, from /proc (Glibc's module does not export `pthread_getname_np`).
 func currentThreadName() -> String {
