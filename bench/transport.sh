@@ -11,6 +11,7 @@
 # IPv6 /48s, none covering the client): the cost of the address filter consulted at accept.
 # With CLOSE=1, every request is sent on a new connection (wrk -H 'Connection: close'), so the
 # per-connection costs (accept, the filter, close) are in the CPU per request.
+# MYELIN_HANDLERS=workers runs Myelin's handlers on the worker pool instead of the loops.
 # Each round measures the C server then Myelin at each connection count; the summary gives
 # the median of the rounds, since this machine is shared and single runs swing.
 set -euo pipefail
@@ -35,6 +36,7 @@ logging:
   access_log: ${MYELIN_ACCESS_LOG:-false}
 transport:
   loops: ${MYELIN_LOOPS:-2}
+  handlers: ${MYELIN_HANDLERS:-loops}
 YAML
 LISTEN=(--listen 127.0.0.1:18091)
 NGINX_PIDS=""
