@@ -11,7 +11,11 @@
 #
 # Scales: full = 20,000 users in 20,000 rooms of 2 (10,000 long-polling), medium = 5,000 in
 # 5,000, small = 2,000 in 2,000; override with USERS, ROOMS, MEMBERS, SYNC_USERS, SENDERS, RATE,
-# DURATION, SKEW, CONCURRENCY. Results: $OUT/runs.jsonl (one line per run), $OUT/<part>/index.html
+# DURATION, SKEW, CONCURRENCY. PASSWORD_HASH_COST (default minimum) is the servers'
+# security.password_hash_cost: set-up registers every user, and at the default Argon2id cost
+# (interactive: 64 MiB, tens of ms each) 20,000 registrations take the better part of an hour
+# per run; the sweep measures the rooms and syncs afterwards, which the cost does not touch.
+# Results: $OUT/runs.jsonl (one line per run), $OUT/<part>/index.html
 # and one SVG per metric. MYELIN_BIN runs a given server binary (a copy, so rebuilding meanwhile
 # does not disturb the runs). Data directories live in $BENCH_DIR (default /var/tmp/myelin-sweep,
 # on the disk).
@@ -76,7 +80,7 @@ run_one() {
     for l in "$@"; do labels+=(--label "$l"); done
     for rep in $(seq 1 "$REPEAT"); do
         echo "== $* (repeat $rep) load $(cut -d' ' -f1-3 /proc/loadavg)"
-        MYELIN_CONFIG_EXTRA=$'metrics:\n  enabled: true\n'"$extra" \
+        MYELIN_CONFIG_EXTRA=$'metrics:\n  enabled: true\nsecurity:\n  password_hash_cost: '"${PASSWORD_HASH_COST:-minimum}"$'\n'"$extra" \
             bench/compare.sh --only myelin mixed --users "$USERS" --rooms "$ROOMS" --members "$MEMBERS" \
             --sync-users "$SYNC_USERS" --senders "$SENDERS" --rate "$RATE" --duration "$DURATION" --grace 10 \
             --skew "$SKEW" --concurrency "$CONCURRENCY" --interval 5 \

@@ -70,11 +70,7 @@ extension Connection {
                     // A long request (a long-poll, a large sync) leaves this task's stack grown:
                     // end the runner rather than hold that memory while the connection waits.
                     // The next request starts a new one.
-                    if WorkerPool.currentLoop === loop {
-                        loop.connections[id]?.deliver(sequence: sequence, response: response)
-                    } else {
-                        loop.execute { loop.connections[id]?.deliver(sequence: sequence, response: response) }
-                    }
+                    loop.runOnLoop { loop.connections[id]?.deliver(sequence: sequence, response: response) }
                     return
                 }
                 // The answer is written on the loop's thread, not awaited there: with handlers on
@@ -92,7 +88,7 @@ extension Connection {
                         connection.deliver(sequence: sequence, response: response)
                     }
                     // On the loop's thread (handlers on the loops) the answer is written now.
-                    if WorkerPool.currentLoop === loop { answer() } else { loop.execute(answer) }
+                    loop.runOnLoop(answer)
                 }
             }
         }

@@ -131,6 +131,12 @@ final class EventLoop: SerialExecutor, @unchecked Sendable {
         push(.closure(body))
     }
 
+    /// Runs `body` at once when called on this loop's thread (a handler running on its loop),
+    /// else queues it to the loop as `execute` does.
+    func runOnLoop(_ body: @escaping @Sendable () -> Void) {
+        if WorkerPool.currentLoop === self { body() } else { execute(body) }
+    }
+
     private func push(_ job: Job) {
         // On a worker thread, jobs for this loop wait in the worker's outbox and arrive in one
         // batch when the worker finishes its own batch: one lock and one wake-up for many.

@@ -85,6 +85,13 @@ struct ConfigurationTests {
         #expect(try ConfigurationLoader.load(yaml: "transport:\n  handlers: loops").transport.handlers == .loops)
     }
 
+    @Test func passwordHashCostIsRead() throws {
+        #expect(Configuration().security.passwordHashCost == .interactive)
+        #expect(try ConfigurationLoader.load(yaml: "security:\n  password_hash_cost: minimum").security.passwordHashCost == .minimum)
+        #expect(try ConfigurationLoader.load(yaml: "security:\n  password_hash_cost: moderate").security.passwordHashCost == .moderate)
+        #expect(throws: ConfigurationError.self) { try ConfigurationLoader.load(yaml: "security:\n  password_hash_cost: cheap") }
+    }
+
     @Test func registrationKeysAreRead() throws {
         #expect(Configuration().registration.enabled)  // no file: open registration on localhost
         let configuration = try ConfigurationLoader.load(yaml: """

@@ -28,7 +28,7 @@ struct Requester: Sendable {
 final class Accounts: Sendable {
     let configuration: Configuration
     let database: Database
-    let passwords = PasswordHasher()
+    let passwords: PasswordHasher
     /// The resident sessions (one actor per device) and their token index.
     let sessions: Sessions
     let rateLimiter: RateLimiter
@@ -39,6 +39,7 @@ final class Accounts: Sendable {
     init(configuration: Configuration, database: Database, logger: Logger) async throws {
         self.configuration = configuration
         self.database = database
+        passwords = PasswordHasher(cost: configuration.security.passwordHashCost)
         let pool = configuration.actors.sessions
         sessions = Sessions(store: database.tokens,
                             limits: RegistryLimits(maxResident: pool.maxResident, idleTimeoutSeconds: pool.idleTimeoutSeconds),

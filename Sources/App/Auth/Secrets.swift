@@ -31,8 +31,9 @@ enum Secrets {
     }
 }
 
-/// Argon2id password hashing (libsodium `crypto_pwhash_str`, the "interactive" limits: 2
-/// passes over 64 MiB). Each hash or verification takes tens of milliseconds of CPU, so it
+/// Argon2id password hashing (libsodium `crypto_pwhash_str`; by default its "interactive"
+/// limits: 2 passes over 64 MiB, `security.password_hash_cost` changes them for new hashes).
+/// Each hash or verification takes tens of milliseconds of CPU, so it
 /// runs on dedicated Dispatch queues — never on Swift's cooperative pool, which would starve
 /// every other request. Two queues bound the memory (2 × 64 MiB) and leave the machine's
 /// other work room to run. Owned by `Accounts`; called by registration, login, UIA and
@@ -44,8 +45,11 @@ final class PasswordHasher: Sendable {
     /// flood of password attempts cannot put seconds of Argon2 work ahead of every login.
     private let queued = Atomic<Int>(0)
     let maxQueued: Int
+    /// The cost of new hashes (a stored hash is verified with the parameters it records).
+    let cost: Sodium.PasswordHash.Cost
 
-    init(threads: Int = 2, maxQueued: Int = 16) {
+    init(threads: Int = 2, maxQueued: Int = 16, cost: Sodium.PasswordHash.Cost = .interactive) {
+        self.cost = cost
         queues = (0..<max(1, threads)).map { DispatchQueue(label: "myelin.argon2id.\($0)") }
         self.maxQueued = max(1, maxQueued)
     }
@@ -59,14 +63,16 @@ final class PasswordHasher: Sendable {
         }
     }
 
-    /// The encoded Argon2id hash of `password` (`$argon2id$v=19$m=65536,t=2,p=1$...`).
+    /// The encoded Argon2id hash of `password` (`$argon2id$v=19$m=65536,t=2,p=1$...` at the
+    /// default cost).
     func hash(_ password: String) async throws -> String {
         try admit()
         defer { queued.subtract(1, ordering: .relaxed) }
         let queue = queues[next.increment() % queues.count]
+        let cost = cost
         return try await withCheckedThrowingContinuation { continuation in
             queue.async {
-                if let encoded = Sodium.PasswordHash.hash(password) {
+                if let encoded = Sodium.PasswordHash.hash(password, cost: cost) {
                     continuation.resume(returning: encoded)
                 } else {
                     continuation.resume(throwing: MatrixError(.unknown, "Password hashing failed (out of memory)"))

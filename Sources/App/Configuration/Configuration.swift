@@ -119,6 +119,10 @@ struct Configuration: Sendable, Equatable {
         /// Registration needs a token (a stored one, from the admin API, or
         /// `registration.registration_token`): Synapse's `registration_requires_token`.
         var registrationRequiresToken = false
+        /// Argon2id limits of new password hashes: `interactive` (libsodium's, the default),
+        /// `moderate`, `sensitive`, or `minimum` (benchmarks that create thousands of
+        /// accounts; never for real users' passwords). Existing hashes keep their own.
+        var passwordHashCost = Sodium.PasswordHash.Cost.interactive
     }
 
     struct Media: Sendable, Equatable {

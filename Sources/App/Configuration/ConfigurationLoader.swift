@@ -205,6 +205,13 @@ enum ConfigurationLoader {
             try s.int("auto_block_score", range: 0...100) { configuration.security.autoBlockScore = $0 }
             try s.int("auto_block_duration_seconds", range: 1...(365 * 86400)) { configuration.security.autoBlockDurationSeconds = $0 }
             try s.bool("registration_requires_token") { configuration.security.registrationRequiresToken = $0 }
+            try s.string("password_hash_cost") { text in
+                guard let cost = Sodium.PasswordHash.Cost(rawValue: text) else {
+                    throw ConfigurationError(path: s.keyPath("password_hash_cost"),
+                                             message: "expected minimum, interactive, moderate or sensitive, not '\(text)'")
+                }
+                configuration.security.passwordHashCost = cost
+            }
         }
     }
 

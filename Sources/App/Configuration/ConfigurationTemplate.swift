@@ -208,6 +208,10 @@ enum ConfigurationTemplate {
           auto_block_duration_seconds: \(d.security.autoBlockDurationSeconds)
           # registration needs a registration token (Synapse's registration_requires_token)
           registration_requires_token: \(d.security.registrationRequiresToken)
+          # Argon2id cost of new password hashes: interactive (2 passes over 64 MiB), moderate,
+          # sensitive, or minimum (benchmarks creating thousands of accounts only: not for real
+          # passwords). Stored hashes keep the cost they were made with.
+          password_hash_cost: \(d.security.passwordHashCost.rawValue)
 
 
         """

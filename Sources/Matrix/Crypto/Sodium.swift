@@ -34,20 +34,43 @@ public enum Sodium {
         }
     }
 
-    /// Argon2id with libsodium's "interactive" limits (2 passes over 64 MiB): tens of
-    /// milliseconds of CPU, so callers run it on a dedicated thread, never on the cooperative
-    /// pool.
+    /// Argon2id password hashing (libsodium `crypto_pwhash_str`). The cost is an operator's
+    /// choice (`security.password_hash_cost`); the default, libsodium's "interactive" limits
+    /// (2 passes over 64 MiB), takes tens of milliseconds of CPU, so callers run it on a
+    /// dedicated thread, never on the cooperative pool. A hash records its own parameters, so
+    /// hashes made at any cost verify whatever the current setting.
     public enum PasswordHash {
-        public static let opsLimit = UInt64(crypto_pwhash_OPSLIMIT_INTERACTIVE)
-        public static let memLimit = Int(crypto_pwhash_MEMLIMIT_INTERACTIVE)
+        /// libsodium's named limits, and `minimum` (1 pass over 8 KiB: microseconds, for
+        /// benchmarks that create thousands of accounts, never for real passwords).
+        public enum Cost: String, Sendable, CaseIterable {
+            case minimum, interactive, moderate, sensitive
 
-        /// The encoded hash of `password` (`$argon2id$v=19$m=65536,t=2,p=1$...`), nil when
-        /// libsodium could not allocate its memory.
-        public static func hash(_ password: String) -> String? {
+            public var opsLimit: UInt64 {
+                switch self {
+                case .minimum: UInt64(crypto_pwhash_OPSLIMIT_MIN)
+                case .interactive: UInt64(crypto_pwhash_OPSLIMIT_INTERACTIVE)
+                case .moderate: UInt64(crypto_pwhash_OPSLIMIT_MODERATE)
+                case .sensitive: UInt64(crypto_pwhash_OPSLIMIT_SENSITIVE)
+                }
+            }
+
+            public var memLimit: Int {
+                switch self {
+                case .minimum: Int(crypto_pwhash_MEMLIMIT_MIN)
+                case .interactive: Int(crypto_pwhash_MEMLIMIT_INTERACTIVE)
+                case .moderate: Int(crypto_pwhash_MEMLIMIT_MODERATE)
+                case .sensitive: Int(crypto_pwhash_MEMLIMIT_SENSITIVE)
+                }
+            }
+        }
+
+        /// The encoded hash of `password` (`$argon2id$v=19$m=65536,t=2,p=1$...` at the
+        /// default cost), nil when libsodium could not allocate its memory.
+        public static func hash(_ password: String, cost: Cost = .interactive) -> String? {
             precondition(initialized, "libsodium failed to initialise")
             var out = [CChar](repeating: 0, count: Int(crypto_pwhash_STRBYTES))
             let length = UInt64(password.utf8.count)
-            let rc = password.withCString { p in crypto_pwhash_str(&out, p, length, opsLimit, memLimit) }
+            let rc = password.withCString { p in crypto_pwhash_str(&out, p, length, cost.opsLimit, cost.memLimit) }
             guard rc == 0 else { return nil }
             let end = out.firstIndex(of: 0) ?? out.endIndex
             return String(decoding: out[..<end].map { UInt8(bitPattern: $0) }, as: UTF8.self)
