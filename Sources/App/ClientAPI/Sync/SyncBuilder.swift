@@ -132,7 +132,7 @@ struct SyncBuilder {
     func receipts(joinedTo memberships: [String: MembershipStore.Membership]) async throws
         -> [String: [ReceiptStore.Receipt]] {
         guard full || upTo[.receipts] > since![.receipts] else { return [:] }
-        let joinedRooms = try memberships.values.filter { $0.membership == MembershipState.join }.map { try RoomID(parsing: $0.roomID) }
+        let joinedRooms = memberships.values.filter { $0.membership == MembershipState.join }.map(\.roomID)
         let rows = try await service.receipts.receipts(in: joinedRooms, after: full ? 0 : since![.receipts],
                                                        upTo: upTo[.receipts])
         var receipts: [String: [ReceiptStore.Receipt]] = [:]
