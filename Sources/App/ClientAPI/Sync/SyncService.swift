@@ -110,6 +110,24 @@ final class SyncService: Sendable {
                 currentToken()
             }
             if woke == nil { return try await final(app, request, filter) }
+            wakes.add(1, ordering: .relaxed)
+            if !currentToken().isAhead(of: waitFrom) {
+                try await awaitVisible(after: waitFrom, deadline: deadline)
+            }
+        }
+    }
+
+    /// Long-poll wake-ups (tests: a wake that finds nothing visible must not spin).
+    let wakes = Atomic<Int>(0)
+
+    /// A writer notifies the position it stored, which becomes visible only once every earlier
+    /// position of its stream is stored too: a wake can come before its position is visible.
+    /// Waits for it without holding the thread (with handlers on the loops, a sync spinning
+    /// here would keep the earlier writer's continuation, queued to the same loop, from ever
+    /// running), polling every millisecond until a position is visible or the deadline.
+    private func awaitVisible(after token: StreamToken, deadline: ContinuousClock.Instant) async throws {
+        while !currentToken().isAhead(of: token) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(1))
         }
     }
 
